@@ -1,0 +1,107 @@
+//! The Environment Abstraction Layer: initialised once per process.
+
+use std::ffi::CString;
+use std::os::raw::c_char;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::DpdkError;
+
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// Why [`Eal::init`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EalError {
+    /// `Eal::init` was already called in this process (DPDK allows one).
+    #[error("the DPDK EAL is already initialised in this process")]
+    AlreadyInitialised,
+    /// An argument held a NUL byte.
+    #[error("EAL argument {0:?} contains a NUL byte")]
+    BadArgument(String),
+    /// `rte_eal_init` failed.
+    #[error(transparent)]
+    Dpdk(#[from] DpdkError),
+}
+
+/// Proof that DPDK's EAL is up. APIs that need the EAL take `&Eal`.
+///
+/// The EAL lives until the process exits: DPDK cannot be initialised twice
+/// in one process, and `rte_eal_cleanup` while mempools or ports exist would
+/// leave them dangling, so this value deliberately does not clean up on drop.
+#[derive(Debug)]
+pub struct Eal {
+    _private: (),
+}
+
+impl Eal {
+    /// Runs `rte_eal_init` with `args` (the program name first, as in argv).
+    /// Fails if called a second time in the process.
+    pub fn init<I, S>(args: I) -> Result<Eal, EalError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let args: Vec<CString> = args
+            .into_iter()
+            .map(|a| {
+                CString::new(a.as_ref()).map_err(|_| EalError::BadArgument(a.as_ref().to_owned()))
+            })
+            .collect::<Result<_, _>>()?;
+        if INITIALISED.swap(true, Ordering::SeqCst) {
+            return Err(EalError::AlreadyInitialised);
+        }
+        // DPDK may keep pointers into argv (and permutes the array), so the
+        // strings are leaked: this runs once per process.
+        let args: &'static mut [CString] = Vec::leak(args);
+        let argv: &'static mut [*mut c_char] = Vec::leak(
+            args.iter_mut()
+                .map(|a| a.as_ptr() as *mut c_char)
+                .chain(std::iter::once(std::ptr::null_mut()))
+                .collect(),
+        );
+        let argc = (argv.len() - 1) as i32;
+        // SAFETY: argv holds argc valid NUL-terminated strings followed by a
+        // null pointer, all alive for the rest of the process; this is the
+        // only call of rte_eal_init in the process (guarded above).
+        let rc = unsafe { dpdk_sys::rte_eal_init(argc, argv.as_mut_ptr()) };
+        if rc < 0 {
+            return Err(DpdkError::from_rte_errno("rte_eal_init").into());
+        }
+        remove_empty_runtime_dir();
+        Ok(Eal { _private: () })
+    }
+
+    /// TSC ticks per second.
+    pub fn tsc_hz(&self) -> u64 {
+        // SAFETY: valid after EAL init, which `self` proves.
+        unsafe { dpdk_sys::rte_get_tsc_hz() }
+    }
+
+    /// Number of EAL lcores.
+    pub fn lcore_count(&self) -> u32 {
+        // SAFETY: valid after EAL init.
+        unsafe { dpdk_sys::rte_lcore_count() }
+    }
+
+    /// Number of Ethernet ports probed so far.
+    pub fn port_count(&self) -> u16 {
+        // SAFETY: valid after EAL init.
+        unsafe { dpdk_sys::rte_eth_dev_count_avail() }
+    }
+}
+
+/// With `--no-shconf` EAL creates its runtime directory
+/// (`/var/run/dpdk/<file-prefix>`) but puts nothing in it and never removes
+/// it. Remove it while it is empty so that side-by-side runs leave no trace;
+/// `remove_dir` refuses a non-empty directory, so this never deletes state.
+fn remove_empty_runtime_dir() {
+    // SAFETY: valid after EAL init; returns a pointer to a static string.
+    let ptr = unsafe { dpdk_sys::rte_eal_get_runtime_dir() };
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: non-null NUL-terminated static string.
+    let dir = unsafe { std::ffi::CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned();
+    let _ = std::fs::remove_dir(dir);
+}
