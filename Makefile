@@ -1,0 +1,48 @@
+# Espresso: userspace IPsec gateway on DPDK.
+# `make demo` and `make test` set up a fresh Debian 12 machine (as root)
+# themselves: they install the Debian packages and build what they need.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+
+# Every Debian package the project, its tests, demo and benchmarks use.
+DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
+	libdpdk-dev dpdk libipsec-mb-dev libpcap-dev \
+	iproute2 iputils-ping iperf3 tshark tcpdump python3 python3-scapy \
+	strongswan-charon strongswan-swanctl libcharon-extra-plugins \
+	libstrongswan-standard-plugins libstrongswan-extra-plugins
+
+.PHONY: all deps build test lint bench demo clean
+
+all: build
+
+# Idempotent: installs only what is missing, and runs `apt-get update` only
+# then. tshark asks a debconf question; pre-answer it.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "Debian packages: all present"; fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+build: deps
+	$(CARGO) build --release --workspace
+
+test: deps
+	$(CARGO) test --workspace --profile ci
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: deps
+	$(CARGO) bench --workspace
+
+demo: build
+	./scripts/demo-forward.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,97 @@
+//! `espresso`: the gateway's command line.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use dataplane::dpdk::Eal;
+
+#[derive(Parser, Debug)]
+#[command(name = "espresso", version, about = "Userspace IPsec gateway on DPDK")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Forward frames between two DPDK ports (0 <-> 1) on one lcore and
+    /// print the port counters when stopped (SIGINT/SIGTERM or --duration).
+    Forward {
+        /// DPDK device strings, exactly two, e.g.
+        /// `net_af_packet0,iface=veth0`.
+        #[arg(long = "port", num_args = 1, required = true)]
+        ports: Vec<String>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Print progress every this many seconds.
+        #[arg(long)]
+        report_every: Option<f64>,
+        /// EAL lcore list.
+        #[arg(long, default_value = "0")]
+        lcores: String,
+        /// EAL memory in MiB (no hugepages).
+        #[arg(long, default_value_t = 256)]
+        memory: u32,
+        /// Extra EAL arguments (after `--`).
+        #[arg(last = true)]
+        eal: Vec<String>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("espresso: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Forward {
+            ports,
+            duration,
+            report_every,
+            lcores,
+            memory,
+            eal,
+        } => {
+            if ports.len() != 2 {
+                return Err(
+                    format!("--port must be given exactly twice (got {})", ports.len()).into(),
+                );
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+            signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+            let eal = Eal::init(control::eal_args::eal_args(
+                "espresso", &lcores, memory, &eal,
+            ))?;
+            let report = control::forward::run(
+                &eal,
+                [&ports[0], &ports[1]],
+                duration.map(Duration::from_secs_f64),
+                report_every.map(Duration::from_secs_f64),
+                stop,
+            )?;
+            println!("{report}");
+            if report.pool_free_before != report.pool_free_after {
+                return Err("mbufs leaked".into());
+            }
+            Ok(())
+        }
+    }
+}
