@@ -9,6 +9,7 @@
 //! - [`esp`]: security associations, the replay window, the security policy
 //!   database and burst encapsulation/decapsulation (RFC 4303).
 
+pub mod buf;
 pub mod crypto;
 pub mod dpdk;
 pub mod esp;

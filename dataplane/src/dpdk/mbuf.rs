@@ -281,3 +281,37 @@ impl Mbuf {
         Ok(())
     }
 }
+
+impl crate::buf::PacketBuf for Mbuf {
+    fn data(&self) -> &[u8] {
+        Mbuf::data(self)
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        Mbuf::data_mut(self)
+    }
+
+    fn headroom(&self) -> usize {
+        Mbuf::headroom(self)
+    }
+
+    fn tailroom(&self) -> usize {
+        Mbuf::tailroom(self)
+    }
+
+    fn prepend(&mut self, n: usize) -> Result<&mut [u8], crate::buf::BufError> {
+        Mbuf::prepend(self, n).map_err(|_| crate::buf::BufError::NoHeadroom)
+    }
+
+    fn append(&mut self, n: usize) -> Result<&mut [u8], crate::buf::BufError> {
+        Mbuf::append(self, n).map_err(|_| crate::buf::BufError::NoTailroom)
+    }
+
+    fn adj(&mut self, n: usize) -> Result<(), crate::buf::BufError> {
+        Mbuf::adj(self, n).map_err(|_| crate::buf::BufError::TooShort)
+    }
+
+    fn trim(&mut self, n: usize) -> Result<(), crate::buf::BufError> {
+        Mbuf::trim(self, n).map_err(|_| crate::buf::BufError::TooShort)
+    }
+}
