@@ -13,4 +13,5 @@ pub mod buf;
 pub mod crypto;
 pub mod dpdk;
 pub mod esp;
+pub mod route;
 pub mod wire;
