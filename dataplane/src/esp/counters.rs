@@ -5,6 +5,7 @@
 //! [`snapshot`](SaCounters::snapshot) to the control plane, which sums them
 //! with [`merge`](SaCounters::merge).
 
+use super::ecn::EcnDrop;
 use super::replay::ReplayError;
 
 /// Why a packet was dropped. Small and `Copy`: it indexes the drop arrays.
@@ -37,6 +38,9 @@ pub enum DropReason {
     NoPolicy,
     /// The matching SPD entry says DISCARD.
     PolicyDiscard,
+    /// Outer CE over a Not-ECT inner packet at decapsulation
+    /// (RFC 6040 §4.2 says drop).
+    EcnCeOnNotEct,
     /// A NAT-keepalive (RFC 3948 §2.3): counted and dropped.
     NatKeepalive,
     /// A packet not addressed to this gateway.
@@ -48,7 +52,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::BadLength,
         DropReason::BadHeader,
         DropReason::UnknownSpi,
@@ -61,6 +65,7 @@ impl DropReason {
         DropReason::SeqOverflow,
         DropReason::NoPolicy,
         DropReason::PolicyDiscard,
+        DropReason::EcnCeOnNotEct,
         DropReason::NatKeepalive,
         DropReason::NotForUs,
         DropReason::Unsupported,
@@ -90,6 +95,7 @@ impl DropReason {
             DropReason::SeqOverflow => "seq_overflow",
             DropReason::NoPolicy => "no_policy",
             DropReason::PolicyDiscard => "policy_discard",
+            DropReason::EcnCeOnNotEct => "ecn_ce_on_not_ect",
             DropReason::NatKeepalive => "nat_keepalive",
             DropReason::NotForUs => "not_for_us",
             DropReason::Unsupported => "unsupported",
@@ -109,6 +115,12 @@ impl From<ReplayError> for DropReason {
             ReplayError::TooOld => DropReason::TooOld,
             ReplayError::Duplicate | ReplayError::Invalid => DropReason::Replay,
         }
+    }
+}
+
+impl From<EcnDrop> for DropReason {
+    fn from(_: EcnDrop) -> Self {
+        DropReason::EcnCeOnNotEct
     }
 }
 
@@ -292,5 +304,6 @@ mod tests {
         assert_eq!(DropReason::from(ReplayError::TooOld), DropReason::TooOld);
         assert_eq!(DropReason::from(ReplayError::Duplicate), DropReason::Replay);
         assert_eq!(DropReason::from(ReplayError::Invalid), DropReason::Replay);
+        assert_eq!(DropReason::from(EcnDrop), DropReason::EcnCeOnNotEct);
     }
 }
