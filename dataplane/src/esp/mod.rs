@@ -9,18 +9,34 @@
 //!   (RFC 4301 §4.4.2, RFC 4303 §3.3.3).
 //! - [`ecn`]: ECN (RFC 6040), DSCP and DF handling for the outer header.
 //! - [`counters`]: drop reasons and single-writer packet counters.
+//! - [`outbound`] and [`inbound`]: encapsulation and decapsulation
+//!   (RFC 4303 §3.3, §3.4; RFC 3948 UDP encapsulation).
+//! - [`engine`]: the per-worker engine with burst entry points.
 #![forbid(unsafe_code)]
 
 pub mod counters;
 pub mod ecn;
+pub mod engine;
+pub mod inbound;
+pub mod outbound;
 pub mod replay;
 pub mod sa;
 pub mod spd;
+
+#[cfg(test)]
+mod kat;
+#[cfg(test)]
+mod tests;
 
 pub use counters::{DropReason, SaCounters, WorkerCounters};
 pub use ecn::{
     decap_tos, ecn_decapsulate, ecn_encapsulate, encap_tos, DfPolicy, DscpPolicy, Ecn, EcnDrop,
 };
+pub use engine::{EngineEvent, EspEngine, Verdict};
+pub use inbound::{
+    locate_esp, Decapsulated, EspLocation, InboundOutcome, InboundSa, InboundSaTable,
+};
+pub use outbound::{flow_key, OutboundSa, ESP_HEADER_LEN};
 pub use replay::{ReplayError, ReplayWindow, ReplayWindowSizeError};
 pub use sa::{
     Direction, Lifetime, LifetimeEvent, LifetimeEvents, LifetimeState, Mode, NextSeq, ReservedSpi,

@@ -410,6 +410,16 @@ impl SeqCounter {
         self.last
     }
 
+    /// Continues after `last` (an SA re-installed mid-life keeps its
+    /// numbering; tests use it to reach the end of the space). Never moves
+    /// backwards.
+    pub fn skip_to(&mut self, last: u64) {
+        self.last = self.last.max(last.min(self.max));
+        if self.last >= self.rekey_at {
+            self.near_reported = true;
+        }
+    }
+
     /// Whether no number is left.
     pub const fn is_exhausted(&self) -> bool {
         self.last >= self.max

@@ -1,0 +1,576 @@
+//! Inbound ESP processing: decapsulation (RFC 4303 §3.4).
+//!
+//! Order, as RFC 4303 §3.4.3 and DPDK's lib/ipsec do it: locate ESP (IP
+//! protocol 50, or UDP with RFC 3948 classification), look the SA up by SPI
+//! in O(1), check the replay window (which changes nothing), verify the ICV
+//! and decrypt, and only then advance the window. After that the trailer is
+//! checked (padding, next header) and, in tunnel mode, the inner packet is
+//! checked against the SA's traffic selectors (RFC 4301 §5.2 step 4).
+//!
+//! The packet handed in starts at its (outer) IP header. On success it
+//! starts at the inner IP header (tunnel mode) or at the rebuilt IP header
+//! (transport mode).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+use crate::buf::PacketBuf;
+use crate::crypto::{Algorithm, Backend, EspTransform};
+use crate::wire::esp::EspTrailer;
+use crate::wire::{IpProtocol, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPacket};
+
+use super::counters::{DropReason, SaCounters};
+use super::ecn::decap_tos;
+use super::outbound::{flow_key, ESP_HEADER_LEN};
+use super::replay::ReplayWindow;
+use super::sa::{LifetimeState, Mode, SaConfig, SaConfigError, SaEvent, Spi};
+
+const UDP_HEADER_LEN: usize = 8;
+const IPV6_HEADER_LEN: usize = 40;
+
+/// Where the ESP header is in a received packet, or what else it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EspLocation {
+    /// ESP at `esp_offset`; `ip_header_len` bytes of IP header (with IPv6
+    /// extension headers) precede it, then a UDP header if `udp`.
+    Esp {
+        /// Length of the IP header and extension headers.
+        ip_header_len: usize,
+        /// Offset of the ESP header.
+        esp_offset: usize,
+        /// UDP-encapsulated (RFC 3948).
+        udp: bool,
+        /// Offset of the Next Header byte that names ESP or UDP (IPv4: 9).
+        nh_field: usize,
+        /// Length of the IP packet (trailing link-layer padding excluded).
+        ip_len: usize,
+    },
+    /// An IKE message on the NAT-T port (zero non-ESP marker): punt it to
+    /// the control plane.
+    Ike,
+    /// A NAT keepalive (RFC 3948 §2.3): count and drop.
+    NatKeepalive,
+    /// Neither ESP nor UDP on the NAT-T port.
+    NotEsp,
+}
+
+/// Finds the ESP header in an IP packet. `nat_t_port` is the UDP port that
+/// carries encapsulated ESP (4500).
+pub fn locate_esp(data: &[u8], nat_t_port: u16) -> Result<EspLocation, DropReason> {
+    let (ip_header_len, proto, ip_len, nh_field) = match data.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
+            if !ip.verify_checksum() {
+                return Err(DropReason::BadHeader);
+            }
+            if ip.is_fragment() {
+                // Reassembly is not done here; ESP fragments are dropped.
+                return Err(DropReason::Unsupported);
+            }
+            (
+                usize::from(ip.header_len()),
+                ip.protocol(),
+                usize::from(ip.total_len()),
+                9,
+            )
+        }
+        Some(6) => {
+            let ip = Ipv6Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
+            let ext = ip.ext_headers().map_err(|_| DropReason::BadHeader)?;
+            if ext.fragment.is_some() {
+                return Err(DropReason::Unsupported);
+            }
+            let nh_field = last_next_header_field(&ip, ext.upper_offset);
+            (
+                ext.upper_offset,
+                ext.upper_protocol,
+                IPV6_HEADER_LEN + usize::from(ip.payload_len()),
+                nh_field,
+            )
+        }
+        _ => return Err(DropReason::BadHeader),
+    };
+    let packet = data.get(..ip_len).ok_or(DropReason::BadLength)?;
+    match proto {
+        IpProtocol::ESP => Ok(EspLocation::Esp {
+            ip_header_len,
+            esp_offset: ip_header_len,
+            udp: false,
+            nh_field,
+            ip_len,
+        }),
+        IpProtocol::UDP => {
+            let udp = UdpPacket::new_checked(&packet[ip_header_len..])
+                .map_err(|_| DropReason::BadLength)?;
+            if udp.dst_port() != nat_t_port {
+                return Ok(EspLocation::NotEsp);
+            }
+            match UdpEncap::classify(udp.payload()) {
+                UdpEncap::NatKeepalive => Ok(EspLocation::NatKeepalive),
+                UdpEncap::Ike(_) => Ok(EspLocation::Ike),
+                UdpEncap::Esp(_) => Ok(EspLocation::Esp {
+                    ip_header_len,
+                    esp_offset: ip_header_len + UDP_HEADER_LEN,
+                    udp: true,
+                    nh_field,
+                    ip_len: ip_header_len + usize::from(udp.len()),
+                }),
+                UdpEncap::Malformed => Err(DropReason::BadLength),
+            }
+        }
+        _ => Ok(EspLocation::NotEsp),
+    }
+}
+
+/// Offset of the Next Header byte that names the protocol at `upper`.
+fn last_next_header_field<T: AsRef<[u8]>>(ip: &Ipv6Packet<T>, upper: usize) -> usize {
+    let payload = ip.payload();
+    let mut field = 6;
+    let mut off = 0usize;
+    let mut nh = ip.next_header();
+    while IPV6_HEADER_LEN + off < upper {
+        let len = match nh {
+            IpProtocol::IPV6_FRAG => 8,
+            _ => match payload.get(off + 1) {
+                Some(l) => (usize::from(*l) + 1) * 8,
+                None => break,
+            },
+        };
+        field = IPV6_HEADER_LEN + off;
+        nh = IpProtocol(payload[off]);
+        off += len;
+    }
+    field
+}
+
+/// An inbound SA: configuration, transform, replay window, lifetime and
+/// counters. Owned by one worker.
+pub struct InboundSa {
+    config: SaConfig,
+    transform: Box<dyn EspTransform>,
+    replay: ReplayWindow,
+    lifetime: LifetimeState,
+    /// Packets and bytes decrypted, and drops charged to this SA.
+    pub counters: SaCounters,
+    iv_len: usize,
+    icv_len: usize,
+    block: usize,
+}
+
+impl std::fmt::Debug for InboundSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundSa")
+            .field("spi", &self.config.spi)
+            .field("algorithm", &self.transform.algorithm())
+            .field("backend", &self.transform.backend())
+            .field("replay_top", &self.replay.top())
+            .finish()
+    }
+}
+
+impl InboundSa {
+    /// Builds the SA; the configuration is validated first.
+    pub fn new(config: SaConfig, transform: Box<dyn EspTransform>) -> Result<Self, SaConfigError> {
+        config.validate()?;
+        let replay = config.replay()?;
+        Ok(Self {
+            lifetime: config.lifetime_state(),
+            counters: SaCounters::default(),
+            iv_len: transform.iv_len(),
+            icv_len: transform.icv_len(),
+            block: transform.block_size(),
+            replay,
+            transform,
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SaConfig {
+        &self.config
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.transform.algorithm()
+    }
+
+    /// The crypto backend in use.
+    pub fn backend(&self) -> Backend {
+        self.transform.backend()
+    }
+
+    /// The highest sequence number accepted so far.
+    pub fn replay_top(&self) -> u64 {
+        self.replay.top()
+    }
+
+    /// Bytes and packets counted against the lifetime.
+    pub fn lifetime(&self) -> &LifetimeState {
+        &self.lifetime
+    }
+
+    /// Marks every sequence number up to `top` as seen: for an SA that is
+    /// re-installed mid-life (its window state carried over), so that ESN
+    /// inference (RFC 4303 Appendix A2) starts from the right subspace.
+    pub fn resume_replay_after(&mut self, top: u64) {
+        if top > 0 {
+            let _ = self.replay.update(top);
+        }
+    }
+}
+
+/// A hasher for SPIs. SPIs are chosen by us at random (or by an operator),
+/// so mixing the 32 bits once is enough; an attacker only looks up, never
+/// inserts, so it cannot lengthen probe sequences.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct SpiHasher(u64);
+
+impl Hasher for SpiHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u8(*b);
+        }
+    }
+
+    fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        // Fibonacci hashing: the high bits are well mixed; fold them down.
+        let h = u64::from(v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+/// The result of a successful decapsulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decapsulated {
+    /// The SA that accepted the packet.
+    pub spi: Spi,
+    /// Length of the resulting IP packet.
+    pub len: usize,
+}
+
+/// What happened to an inbound packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundOutcome {
+    /// Decrypted; the buffer now holds the inner (or rebuilt) IP packet.
+    Decrypted(Decapsulated),
+    /// An IKE message on the NAT-T port: give it to the control plane.
+    Punt,
+    /// Not ESP at all: the caller handles it (e.g. ordinary traffic).
+    NotEsp,
+}
+
+/// The inbound SA database of one worker: SAs by SPI, O(1) lookup.
+#[derive(Default)]
+pub struct InboundSaTable {
+    by_spi: HashMap<u32, InboundSa, BuildHasherDefault<SpiHasher>>,
+    /// Drops that belong to no SA (unknown SPI, malformed outer headers,
+    /// keepalives).
+    pub counters: SaCounters,
+    /// UDP port of encapsulated ESP.
+    nat_t_port: u16,
+}
+
+impl std::fmt::Debug for InboundSaTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundSaTable")
+            .field("sas", &self.by_spi.len())
+            .finish()
+    }
+}
+
+impl InboundSaTable {
+    /// An empty table; encapsulated ESP on UDP port 4500.
+    pub fn new() -> Self {
+        Self {
+            by_spi: HashMap::default(),
+            counters: SaCounters::default(),
+            nat_t_port: crate::wire::udp_encap::NAT_T_PORT,
+        }
+    }
+
+    /// Installs an SA; replaces (and returns) one with the same SPI.
+    pub fn insert(&mut self, sa: InboundSa) -> Option<InboundSa> {
+        self.by_spi.insert(sa.config.spi.get(), sa)
+    }
+
+    /// Removes the SA with this SPI.
+    pub fn remove(&mut self, spi: Spi) -> Option<InboundSa> {
+        self.by_spi.remove(&spi.get())
+    }
+
+    /// The SA with this SPI.
+    pub fn get(&self, spi: Spi) -> Option<&InboundSa> {
+        self.by_spi.get(&spi.get())
+    }
+
+    /// The SA with this SPI, mutable.
+    pub fn get_mut(&mut self, spi: Spi) -> Option<&mut InboundSa> {
+        self.by_spi.get_mut(&spi.get())
+    }
+
+    /// Number of SAs.
+    pub fn len(&self) -> usize {
+        self.by_spi.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_spi.is_empty()
+    }
+
+    /// All SAs.
+    pub fn iter(&self) -> impl Iterator<Item = &InboundSa> {
+        self.by_spi.values()
+    }
+
+    /// Decapsulates `pkt` in place. Drops are counted (on the SA when one
+    /// was found, on the table otherwise) and returned; events (lifetimes)
+    /// go to `on_event` with the SA's SPI.
+    pub fn decapsulate<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(Spi, SaEvent),
+    ) -> Result<InboundOutcome, DropReason> {
+        let loc = match locate_esp(pkt.data(), self.nat_t_port) {
+            Ok(l) => l,
+            Err(r) => {
+                self.counters.record_drop(r);
+                return Err(r);
+            }
+        };
+        let (ip_header_len, esp_offset, nh_field, ip_len) = match loc {
+            EspLocation::Esp {
+                ip_header_len,
+                esp_offset,
+                nh_field,
+                ip_len,
+                ..
+            } => (ip_header_len, esp_offset, nh_field, ip_len),
+            EspLocation::Ike => return Ok(InboundOutcome::Punt),
+            EspLocation::NotEsp => return Ok(InboundOutcome::NotEsp),
+            EspLocation::NatKeepalive => {
+                self.counters.record_drop(DropReason::NatKeepalive);
+                return Err(DropReason::NatKeepalive);
+            }
+        };
+        let data = pkt.data();
+        let Some(esp) = data
+            .get(esp_offset..ip_len)
+            .filter(|e| e.len() >= ESP_HEADER_LEN)
+        else {
+            self.counters.record_drop(DropReason::BadLength);
+            return Err(DropReason::BadLength);
+        };
+        let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);
+        let Some(sa) = self.by_spi.get_mut(&spi) else {
+            self.counters.record_drop(DropReason::UnknownSpi);
+            return Err(DropReason::UnknownSpi);
+        };
+        let spi = sa.config.spi;
+        let r = decapsulate_sa(
+            sa,
+            pkt,
+            ip_header_len,
+            esp_offset,
+            nh_field,
+            ip_len,
+            &mut |e| on_event(spi, e),
+        );
+        match r {
+            Ok(len) => Ok(InboundOutcome::Decrypted(Decapsulated { spi, len })),
+            Err(reason) => {
+                sa.counters.record_drop(reason);
+                Err(reason)
+            }
+        }
+    }
+}
+
+fn decapsulate_sa<B: PacketBuf>(
+    sa: &mut InboundSa,
+    pkt: &mut B,
+    ip_header_len: usize,
+    esp_offset: usize,
+    nh_field: usize,
+    ip_len: usize,
+    on_event: &mut impl FnMut(SaEvent),
+) -> Result<usize, DropReason> {
+    if sa.lifetime.is_expired() {
+        return Err(DropReason::LifetimeExpired);
+    }
+    let data = pkt.data_mut();
+    let esp_len = ip_len - esp_offset;
+    let min = ESP_HEADER_LEN + sa.iv_len + 2 + sa.icv_len;
+    if esp_len < min {
+        return Err(DropReason::BadLength);
+    }
+    let ct_len = esp_len - ESP_HEADER_LEN - sa.iv_len - sa.icv_len;
+    if sa.block > 1 && !ct_len.is_multiple_of(sa.block) {
+        return Err(DropReason::BadLength);
+    }
+
+    // Replay check first: it changes nothing (RFC 4303 §3.4.3).
+    let seq_low = u32::from_be_bytes([
+        data[esp_offset + 4],
+        data[esp_offset + 5],
+        data[esp_offset + 6],
+        data[esp_offset + 7],
+    ]);
+    let seq = if sa.config.esn {
+        sa.replay.check_esn(seq_low)
+    } else {
+        sa.replay.check(seq_low)
+    }
+    .map_err(DropReason::from)?;
+
+    // Authenticate and decrypt (RFC 4303 §3.4.4).
+    let iv_at = esp_offset + ESP_HEADER_LEN;
+    let ct_at = iv_at + sa.iv_len;
+    let icv_at = ct_at + ct_len;
+    {
+        let mut esp_header = [0u8; ESP_HEADER_LEN];
+        esp_header.copy_from_slice(&data[esp_offset..iv_at]);
+        let (head, rest) = data.split_at_mut(ct_at);
+        let (ct, tail) = rest.split_at_mut(ct_len);
+        let icv = &tail[..sa.icv_len];
+        let esn_high = sa.config.esn.then_some((seq >> 32) as u32);
+        sa.transform
+            .open(&esp_header, esn_high, &head[iv_at..ct_at], ct, icv)
+            .map_err(|_| DropReason::AuthFailed)?;
+    }
+    // Only now advance the window; a packet with the same number earlier
+    // in this burst makes this one a replay.
+    sa.replay.update(seq).map_err(DropReason::from)?;
+
+    let trailer =
+        EspTrailer::parse(&data[ct_at..icv_at], true).map_err(|_| DropReason::BadPadding)?;
+    let inner_len = trailer.payload_len;
+    // Dummy packets (next header 59, RFC 4303 §2.6) are discarded.
+    if trailer.next_header == IpProtocol::IPV6_NO_NXT {
+        return Err(DropReason::Unsupported);
+    }
+    let outer_tos = match data[0] >> 4 {
+        4 => {
+            (Ipv4Packet::new_unchecked(&data[..]).dscp() << 2)
+                | Ipv4Packet::new_unchecked(&data[..]).ecn()
+        }
+        _ => Ipv6Packet::new_unchecked(&data[..]).traffic_class(),
+    };
+    // Bytes to drop at the end: padding, trailer, ICV and any bytes after
+    // the IP packet (link-layer padding).
+    let tail_drop = pkt.len() - (ct_at + inner_len);
+
+    let len = match sa.config.mode {
+        Mode::Tunnel => {
+            if trailer.next_header != IpProtocol::IPV4 && trailer.next_header != IpProtocol::IPV6 {
+                return Err(DropReason::BadHeader);
+            }
+            pkt.trim(tail_drop).map_err(|_| DropReason::BadLength)?;
+            pkt.adj(ct_at).map_err(|_| DropReason::BadLength)?;
+            let inner = pkt.data_mut();
+            let total = check_inner(inner, trailer.next_header)?;
+            if total < inner.len() {
+                // Inner packet shorter than the ESP payload (TFC padding).
+                let extra = inner.len() - total;
+                pkt.trim(extra).map_err(|_| DropReason::BadLength)?;
+            }
+            // RFC 6040 §4.2: combine the outer ECN into the inner header.
+            apply_decap_ecn(pkt.data_mut(), outer_tos)?;
+            pkt.len()
+        }
+        Mode::Transport => {
+            pkt.trim(tail_drop).map_err(|_| DropReason::BadLength)?;
+            let data = pkt.data_mut();
+            let gap = ct_at - ip_header_len;
+            data[nh_field] = trailer.next_header.0;
+            // Move the IP header (and extension headers) up against the
+            // payload, then drop the ESP (and UDP) header and IV in front.
+            data.copy_within(0..ip_header_len, gap);
+            pkt.adj(gap).map_err(|_| DropReason::BadLength)?;
+            let data = pkt.data_mut();
+            let total = data.len();
+            if data[0] >> 4 == 4 {
+                let mut ip = Ipv4Packet::new_unchecked(&mut data[..]);
+                ip.set_total_len(total as u16);
+                ip.fill_checksum();
+            } else {
+                Ipv6Packet::new_unchecked(&mut data[..])
+                    .set_payload_len((total - IPV6_HEADER_LEN) as u16);
+            }
+            total
+        }
+    };
+
+    // RFC 4301 §5.2 step 4: the decrypted packet must match the SA's
+    // selectors.
+    let key = flow_key(pkt.data())?;
+    if !sa.config.selectors_match(&key) {
+        return Err(DropReason::SelectorMismatch);
+    }
+    sa.counters.record_packet(len);
+    for ev in sa.lifetime.record(len as u64).iter() {
+        on_event(ev.into());
+    }
+    Ok(len)
+}
+
+/// Checks the inner IP header after tunnel-mode decapsulation; returns its
+/// total length.
+fn check_inner(inner: &[u8], next_header: IpProtocol) -> Result<usize, DropReason> {
+    match next_header {
+        IpProtocol::IPV4 => {
+            let ip = Ipv4Packet::new_checked(inner).map_err(|_| DropReason::BadHeader)?;
+            if !ip.verify_checksum() {
+                return Err(DropReason::BadHeader);
+            }
+            Ok(usize::from(ip.total_len()))
+        }
+        _ => {
+            let ip = Ipv6Packet::new_checked(inner).map_err(|_| DropReason::BadHeader)?;
+            Ok(IPV6_HEADER_LEN + usize::from(ip.payload_len()))
+        }
+    }
+}
+
+fn apply_decap_ecn(inner: &mut [u8], outer_tos: u8) -> Result<(), DropReason> {
+    match inner[0] >> 4 {
+        4 => {
+            let mut ip = Ipv4Packet::new_unchecked(inner);
+            let tos = (ip.dscp() << 2) | ip.ecn();
+            let new = decap_tos(tos, outer_tos).map_err(DropReason::from)?;
+            if new != tos {
+                ip.rewrite_dscp_ecn(new >> 2, new & 3);
+            }
+        }
+        _ => {
+            let mut ip = Ipv6Packet::new_unchecked(inner);
+            let tos = ip.traffic_class();
+            let new = decap_tos(tos, outer_tos).map_err(DropReason::from)?;
+            ip.set_traffic_class(new);
+        }
+    }
+    Ok(())
+}
+
+/// The IP address family of a packet, for callers that route the result.
+pub fn packet_dst(data: &[u8]) -> Option<IpAddr> {
+    match data.first()? >> 4 {
+        4 => Ipv4Packet::new_checked(data)
+            .ok()
+            .map(|p| IpAddr::V4(p.dst_addr())),
+        6 => Ipv6Packet::new_checked(data)
+            .ok()
+            .map(|p| IpAddr::V6(p.dst_addr())),
+        _ => None,
+    }
+}

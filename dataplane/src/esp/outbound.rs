@@ -1,0 +1,493 @@
+//! Outbound ESP processing: encapsulation (RFC 4303 §3.1, §3.3).
+//!
+//! The packet handed in starts at its IP header (the worker has removed the
+//! link-layer header). On success it starts at the outer IP header and is
+//! ready to route; on failure it is unchanged or half-built and must be
+//! dropped with the returned reason.
+//!
+//! Tunnel mode builds a new outer IPv4 or IPv6 header (any mix of inner and
+//! outer families). Transport mode inserts ESP after the IP header (and, for
+//! IPv6, after the Hop-by-Hop, Routing, Fragment and Destination Options
+//! headers, RFC 4303 §3.1.1). With UDP encapsulation (RFC 3948 §2.1) a UDP
+//! header sits between the IP and ESP headers.
+
+use std::net::IpAddr;
+
+use crate::buf::PacketBuf;
+use crate::crypto::{Algorithm, Backend, CryptoError, EspTransform};
+use crate::wire::esp::pad_len;
+use crate::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
+
+use super::counters::{DropReason, SaCounters};
+use super::ecn::{ecn_encapsulate, Ecn};
+use super::sa::{LifetimeState, Mode, SaConfig, SaConfigError, SaEvent, SeqCounter};
+use super::spd::FlowKey;
+
+/// Size of an ESP header (SPI + sequence number).
+pub const ESP_HEADER_LEN: usize = 8;
+const UDP_HEADER_LEN: usize = 8;
+const IPV4_HEADER_LEN: usize = 20;
+const IPV6_HEADER_LEN: usize = 40;
+
+/// An outbound SA: configuration, transform, sequence counter, lifetime
+/// and counters. Owned by one worker (one writer per sequence counter).
+pub struct OutboundSa {
+    config: SaConfig,
+    transform: Box<dyn EspTransform>,
+    seq: SeqCounter,
+    lifetime: LifetimeState,
+    /// Packets and bytes protected, and drops charged to this SA.
+    pub counters: SaCounters,
+    iv_len: usize,
+    icv_len: usize,
+    block: u8,
+    outer_header_len: usize,
+    ident: u16,
+}
+
+impl std::fmt::Debug for OutboundSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundSa")
+            .field("spi", &self.config.spi)
+            .field("algorithm", &self.transform.algorithm())
+            .field("backend", &self.transform.backend())
+            .field("seq", &self.seq.last())
+            .finish()
+    }
+}
+
+impl OutboundSa {
+    /// Builds the SA; the configuration is validated first.
+    pub fn new(config: SaConfig, transform: Box<dyn EspTransform>) -> Result<Self, SaConfigError> {
+        config.validate()?;
+        let outer_header_len = match config.mode {
+            Mode::Tunnel if config.endpoints.is_ipv4() => IPV4_HEADER_LEN,
+            Mode::Tunnel => IPV6_HEADER_LEN,
+            Mode::Transport => 0,
+        } + if config.udp_encap.is_some() {
+            UDP_HEADER_LEN
+        } else {
+            0
+        };
+        Ok(Self {
+            seq: config.seq_counter(),
+            lifetime: config.lifetime_state(),
+            counters: SaCounters::default(),
+            iv_len: transform.iv_len(),
+            icv_len: transform.icv_len(),
+            block: transform.block_size().max(4) as u8,
+            outer_header_len,
+            ident: 0,
+            transform,
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SaConfig {
+        &self.config
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.transform.algorithm()
+    }
+
+    /// The crypto backend in use.
+    pub fn backend(&self) -> Backend {
+        self.transform.backend()
+    }
+
+    /// The last sequence number sent.
+    pub fn last_seq(&self) -> u64 {
+        self.seq.last()
+    }
+
+    /// Continues numbering after `last` (for an SA re-installed mid-life,
+    /// and to test the end of the sequence space).
+    pub fn resume_seq_after(&mut self, last: u64) {
+        self.seq = self.config.seq_counter();
+        self.seq.skip_to(last);
+    }
+
+    /// Whether the SA may still send (hard lifetime and sequence space).
+    pub fn is_usable(&self) -> bool {
+        !self.lifetime.is_expired() && !self.seq.is_exhausted()
+    }
+
+    /// Bytes and packets counted against the lifetime.
+    pub fn lifetime(&self) -> &LifetimeState {
+        &self.lifetime
+    }
+
+    /// The largest number of bytes encapsulation adds to a packet of
+    /// `inner_len` bytes (for path-MTU checks). In transport mode the IP
+    /// header is reused, so only ESP, IV, padding, trailer and ICV count.
+    pub fn overhead(&self, inner_len: usize) -> usize {
+        let pad = match self.config.mode {
+            Mode::Tunnel => usize::from(pad_len(inner_len, self.block)),
+            // The IP header length is not known here: the most padding
+            // can need.
+            Mode::Transport => usize::from(self.block) - 1,
+        };
+        self.outer_header_len + ESP_HEADER_LEN + self.iv_len + pad + 2 + self.icv_len
+    }
+
+    /// Encapsulates `pkt` (an IP packet) in place. Events (near sequence
+    /// overflow, lifetimes) are passed to `on_event`.
+    pub fn encapsulate<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(SaEvent),
+    ) -> Result<(), DropReason> {
+        let r = self.encapsulate_inner(pkt, on_event);
+        if let Err(reason) = r {
+            self.counters.record_drop(reason);
+        }
+        r
+    }
+
+    fn encapsulate_inner<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(SaEvent),
+    ) -> Result<(), DropReason> {
+        if self.lifetime.is_expired() {
+            return Err(DropReason::LifetimeExpired);
+        }
+        let inner = InnerInfo::parse(pkt.data())?;
+        // Ethernet padding of short frames and any other trailing bytes.
+        if pkt.len() > inner.total_len {
+            pkt.trim(pkt.len() - inner.total_len)
+                .map_err(|_| DropReason::BadLength)?;
+        }
+
+        // What gets encrypted: the whole packet (tunnel) or what follows
+        // the IP header and the extension headers before ESP (transport).
+        let (keep, next_header) = match self.config.mode {
+            Mode::Tunnel => (
+                0,
+                if inner.v4 {
+                    IpProtocol::IPV4
+                } else {
+                    IpProtocol::IPV6
+                },
+            ),
+            Mode::Transport => {
+                if inner.v4 != self.config.endpoints.is_ipv4() {
+                    return Err(DropReason::Unsupported);
+                }
+                (inner.esp_offset, inner.upper_protocol)
+            }
+        };
+        let payload_len = inner.total_len - keep;
+        let pad = usize::from(pad_len(payload_len, self.block));
+        let esp_len = ESP_HEADER_LEN + self.iv_len + payload_len + pad + 2 + self.icv_len;
+        let front = self.outer_header_len + ESP_HEADER_LEN + self.iv_len;
+        let udp_len = esp_len + UDP_HEADER_LEN;
+        let outer_total = keep + self.outer_header_len + esp_len;
+        let outer_v4 = match self.config.mode {
+            Mode::Tunnel => self.config.endpoints.is_ipv4(),
+            Mode::Transport => inner.v4,
+        };
+        if outer_total > usize::from(u16::MAX) + if outer_v4 { 0 } else { IPV6_HEADER_LEN } {
+            return Err(DropReason::BadLength);
+        }
+        if pkt.headroom() < front || pkt.tailroom() < pad + 2 + self.icv_len {
+            return Err(DropReason::BadLength);
+        }
+
+        let next = match self.seq.allocate() {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some(ev) = e.event {
+                    on_event(ev);
+                }
+                return Err(DropReason::SeqOverflow);
+            }
+        };
+        if let Some(ev) = next.event {
+            on_event(ev);
+        }
+        let seq = next.seq;
+
+        // Trailer: padding 1, 2, 3, ... (RFC 4303 §2.4), pad length, next header.
+        {
+            let tail = pkt
+                .append(pad + 2 + self.icv_len)
+                .map_err(|_| DropReason::BadLength)?;
+            for (i, b) in tail[..pad].iter_mut().enumerate() {
+                *b = (i + 1) as u8;
+            }
+            tail[pad] = pad as u8;
+            tail[pad + 1] = next_header.0;
+        }
+        pkt.prepend(front).map_err(|_| DropReason::BadLength)?;
+        let data = pkt.data_mut();
+        if keep > 0 {
+            // Transport mode: move the IP header (and extension headers) to
+            // the new front; ESP goes where it was.
+            data.copy_within(front..front + keep, 0);
+        }
+
+        // ESP header and IV.
+        let esp_at = keep + self.outer_header_len;
+        let iv_at = esp_at + ESP_HEADER_LEN;
+        let payload_at = iv_at + self.iv_len;
+        let icv_at = data.len() - self.icv_len;
+        data[esp_at..esp_at + 4].copy_from_slice(&self.config.spi.get().to_be_bytes());
+        data[esp_at + 4..esp_at + 8].copy_from_slice(&(seq as u32).to_be_bytes());
+        self.transform.fill_iv(seq, &mut data[iv_at..payload_at]);
+        let esn_high = self.config.esn.then_some((seq >> 32) as u32);
+        {
+            let (head, rest) = data.split_at_mut(payload_at);
+            let (payload, icv) = rest.split_at_mut(icv_at - payload_at);
+            let mut esp_header = [0u8; ESP_HEADER_LEN];
+            esp_header.copy_from_slice(&head[esp_at..esp_at + ESP_HEADER_LEN]);
+            self.transform
+                .seal(
+                    &esp_header,
+                    esn_high,
+                    &head[iv_at..payload_at],
+                    payload,
+                    icv,
+                )
+                .map_err(|e| match e {
+                    CryptoError::BadLength => DropReason::BadLength,
+                    _ => DropReason::Unsupported,
+                })?;
+        }
+
+        // Outer headers.
+        let proto = if self.config.udp_encap.is_some() {
+            IpProtocol::UDP
+        } else {
+            IpProtocol::ESP
+        };
+        match self.config.mode {
+            Mode::Tunnel => self.write_tunnel_header(data, &inner, proto),
+            Mode::Transport => write_transport_header(data, &inner, keep, proto),
+        }
+        if let Some(encap) = self.config.udp_encap {
+            let udp_at = keep + self.outer_header_len - UDP_HEADER_LEN;
+            let (src, dst) = (self.config.endpoints.local, self.config.endpoints.remote);
+            let (ip_src, ip_dst) = match self.config.mode {
+                Mode::Tunnel => (src, dst),
+                Mode::Transport => (inner.src, inner.dst),
+            };
+            let mut udp = UdpPacket::new_unchecked(&mut data[udp_at..]);
+            udp.set_src_port(encap.src_port);
+            udp.set_dst_port(encap.dst_port);
+            udp.set_len(udp_len as u16);
+            udp.set_checksum(0);
+            // RFC 3948 §2.1: over IPv4 the checksum SHOULD be zero. IPv6
+            // requires one (RFC 8200 §8.1).
+            if let (IpAddr::V6(s), IpAddr::V6(d)) = (ip_src, ip_dst) {
+                let c = checksum::transport_v6(s, d, IpProtocol::UDP, &data[udp_at..]);
+                let c = if c == 0 { 0xffff } else { c };
+                UdpPacket::new_unchecked(&mut data[udp_at..]).set_checksum(c);
+            }
+        }
+
+        self.counters.record_packet(inner.total_len);
+        for ev in self.lifetime.record(inner.total_len as u64).iter() {
+            on_event(ev.into());
+        }
+        Ok(())
+    }
+
+    fn write_tunnel_header(&mut self, data: &mut [u8], inner: &InnerInfo, proto: IpProtocol) {
+        let total = data.len();
+        let tos = (self.config.dscp.outer_dscp(inner.tos >> 2) << 2)
+            | ecn_encapsulate(Ecn::from_tos(inner.tos)).bits();
+        match (self.config.endpoints.local, self.config.endpoints.remote) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                self.ident = self.ident.wrapping_add(1);
+                let mut ip = Ipv4Packet::new_unchecked(&mut data[..IPV4_HEADER_LEN]);
+                ip.set_version(4);
+                ip.set_header_len(IPV4_HEADER_LEN as u8);
+                ip.set_dscp(tos >> 2);
+                ip.set_ecn(tos & 3);
+                ip.set_total_len(total as u16);
+                ip.set_ident(self.ident);
+                ip.set_more_frags(false);
+                ip.set_frag_offset(0);
+                // An IPv6 inner packet has no DF bit; it must not be
+                // fragmented on its path, so "copy" means set.
+                ip.set_dont_frag(self.config.df.outer_df(inner.df));
+                ip.set_ttl(self.config.outer_ttl);
+                ip.set_protocol(proto);
+                ip.set_src_addr(src);
+                ip.set_dst_addr(dst);
+                ip.fill_checksum();
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let mut ip = Ipv6Packet::new_unchecked(&mut data[..IPV6_HEADER_LEN]);
+                ip.set_version(6);
+                ip.set_traffic_class(tos);
+                ip.set_flow_label(0);
+                ip.set_payload_len((total - IPV6_HEADER_LEN) as u16);
+                ip.set_next_header(proto);
+                ip.set_hop_limit(self.config.outer_ttl);
+                ip.set_src_addr(src);
+                ip.set_dst_addr(dst);
+            }
+            // Validated at construction: both endpoints share a family.
+            _ => {}
+        }
+    }
+}
+
+/// Transport mode: the IP header was moved to the front; point it at the
+/// ESP (or UDP) header and fix its length (and, for IPv4, its checksum).
+fn write_transport_header(data: &mut [u8], inner: &InnerInfo, keep: usize, proto: IpProtocol) {
+    let total = data.len();
+    if inner.v4 {
+        let mut ip = Ipv4Packet::new_unchecked(&mut data[..keep]);
+        ip.set_protocol(proto);
+        ip.set_total_len(total as u16);
+        ip.fill_checksum();
+    } else {
+        data[inner.nh_field] = proto.0;
+        Ipv6Packet::new_unchecked(&mut data[..IPV6_HEADER_LEN])
+            .set_payload_len((total - IPV6_HEADER_LEN) as u16);
+    }
+}
+
+/// What encapsulation needs to know about the inner packet.
+#[derive(Debug, Clone, Copy)]
+struct InnerInfo {
+    v4: bool,
+    total_len: usize,
+    tos: u8,
+    df: bool,
+    src: IpAddr,
+    dst: IpAddr,
+    /// Transport mode: where ESP is inserted (end of the IP header and the
+    /// extension headers that precede ESP).
+    esp_offset: usize,
+    /// The protocol that follows at `esp_offset`.
+    upper_protocol: IpProtocol,
+    /// IPv6: offset of the Next Header byte that names `upper_protocol`.
+    nh_field: usize,
+}
+
+impl InnerInfo {
+    fn parse(data: &[u8]) -> Result<InnerInfo, DropReason> {
+        match data.first().map(|b| b >> 4) {
+            Some(4) => {
+                let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
+                Ok(InnerInfo {
+                    v4: true,
+                    total_len: usize::from(ip.total_len()),
+                    tos: (ip.dscp() << 2) | ip.ecn(),
+                    df: ip.dont_frag(),
+                    src: IpAddr::V4(ip.src_addr()),
+                    dst: IpAddr::V4(ip.dst_addr()),
+                    esp_offset: usize::from(ip.header_len()),
+                    upper_protocol: ip.protocol(),
+                    nh_field: 9,
+                })
+            }
+            Some(6) => {
+                let ip = Ipv6Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
+                let (esp_offset, upper_protocol, nh_field) = ipv6_esp_position(&ip)?;
+                Ok(InnerInfo {
+                    v4: false,
+                    total_len: IPV6_HEADER_LEN + usize::from(ip.payload_len()),
+                    tos: ip.traffic_class(),
+                    df: true,
+                    src: IpAddr::V6(ip.src_addr()),
+                    dst: IpAddr::V6(ip.dst_addr()),
+                    esp_offset,
+                    upper_protocol,
+                    nh_field,
+                })
+            }
+            _ => Err(DropReason::BadHeader),
+        }
+    }
+}
+
+/// Where ESP goes in an IPv6 packet in transport mode (RFC 4303 §3.1.1):
+/// after Hop-by-Hop, Routing and Fragment headers (and Destination Options
+/// before a Routing header; we keep all of them in front, which RFC 4303
+/// allows). Returns (offset, protocol there, offset of its Next Header byte).
+fn ipv6_esp_position<T: AsRef<[u8]>>(
+    ip: &Ipv6Packet<T>,
+) -> Result<(usize, IpProtocol, usize), DropReason> {
+    let payload = ip.payload();
+    let mut nh = ip.next_header();
+    let mut nh_field = 6usize;
+    let mut offset = 0usize;
+    for _ in 0..=crate::wire::ipv6::MAX_EXT_HEADERS {
+        let len = match nh {
+            IpProtocol::HOP_BY_HOP | IpProtocol::IPV6_ROUTE | IpProtocol::IPV6_OPTS => {
+                let h = payload
+                    .get(offset..offset + 2)
+                    .ok_or(DropReason::BadHeader)?;
+                (usize::from(h[1]) + 1) * 8
+            }
+            IpProtocol::IPV6_FRAG => 8,
+            _ => return Ok((IPV6_HEADER_LEN + offset, nh, nh_field)),
+        };
+        let h = payload
+            .get(offset..offset + len)
+            .ok_or(DropReason::BadHeader)?;
+        nh = IpProtocol(h[0]);
+        nh_field = IPV6_HEADER_LEN + offset;
+        offset += len;
+    }
+    Err(DropReason::BadHeader)
+}
+
+/// The flow key (RFC 4301 selectors) of an IP packet starting at `data[0]`:
+/// addresses, protocol, and ports for TCP, UDP and SCTP (0 otherwise).
+pub fn flow_key(data: &[u8]) -> Result<FlowKey, DropReason> {
+    let (src, dst, proto, l4) = match data.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
+            // Non-first fragments have no ports (RFC 4301 §7).
+            let hl = usize::from(ip.header_len());
+            let end = usize::from(ip.total_len());
+            let l4 = if ip.frag_offset() == 0 {
+                data.get(hl..end).unwrap_or(&[])
+            } else {
+                &[][..]
+            };
+            (
+                IpAddr::V4(ip.src_addr()),
+                IpAddr::V4(ip.dst_addr()),
+                ip.protocol(),
+                l4,
+            )
+        }
+        Some(6) => {
+            let ip = Ipv6Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
+            let (off, proto, _) = ipv6_esp_position(&ip)?;
+            let end = IPV6_HEADER_LEN + usize::from(ip.payload_len());
+            (
+                IpAddr::V6(ip.src_addr()),
+                IpAddr::V6(ip.dst_addr()),
+                proto,
+                data.get(off..end).unwrap_or(&[]),
+            )
+        }
+        _ => return Err(DropReason::BadHeader),
+    };
+    let (sport, dport) = if FlowKey::proto_has_ports(proto.0) && l4.len() >= 4 {
+        (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        )
+    } else {
+        (0, 0)
+    };
+    Ok(FlowKey {
+        src,
+        dst,
+        proto: proto.0,
+        sport,
+        dport,
+    })
+}
