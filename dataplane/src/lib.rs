@@ -13,5 +13,6 @@ pub mod buf;
 pub mod crypto;
 pub mod dpdk;
 pub mod esp;
+pub mod gateway;
 pub mod route;
 pub mod wire;

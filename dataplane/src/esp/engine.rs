@@ -99,6 +99,29 @@ impl EspEngine {
         self.outbound.get(slot.0 as usize).and_then(Option::as_ref)
     }
 
+    /// The SA in outbound slot `slot`, mutable (to encapsulate with it).
+    pub fn outbound_mut(&mut self, slot: SaRef) -> Option<&mut OutboundSa> {
+        self.outbound
+            .get_mut(slot.0 as usize)
+            .and_then(Option::as_mut)
+    }
+
+    /// Counts an outbound drop that belongs to no SA (decided outside the
+    /// engine, e.g. by a caller that looked the SPD up itself).
+    pub fn count_outbound_drop(&mut self, reason: DropReason) {
+        self.outbound_counters.record_drop(reason);
+    }
+
+    /// Decapsulates one packet with the inbound SA table (see
+    /// [`InboundSaTable::decapsulate`]).
+    pub fn decapsulate<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(Spi, SaEvent),
+    ) -> Result<InboundOutcome, DropReason> {
+        self.inbound.decapsulate(pkt, on_event)
+    }
+
     /// All outbound SAs with their slots.
     pub fn outbound_sas(&self) -> impl Iterator<Item = (SaRef, &OutboundSa)> {
         self.outbound

@@ -1,0 +1,24 @@
+//! The gateway's data path: what a worker does with each frame.
+//!
+//! - [`node`]: the forwarding pipeline, generic over the packet buffer so
+//!   it runs on mbufs in workers and on heap buffers in tests: classify
+//!   (ARP, neighbour discovery, ICMP echo, IKE punt, ESP inbound, plaintext
+//!   to protect, bypass, discard), the ESP engine, routing, neighbour
+//!   resolution, ICMP errors (TTL, PMTU) and TCP MSS clamping.
+//! - [`neigh`]: the neighbour table (ARP / IPv6 ND cache).
+//! - [`msg`]: the messages between the control thread and the workers.
+//! - [`worker`]: the poll-mode loop over DPDK queues.
+#![forbid(unsafe_code)]
+
+pub mod msg;
+pub mod neigh;
+pub mod node;
+pub mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use msg::{ControlMsg, Handoff, WorkerMsg, WorkerStats};
+pub use neigh::NeighbourTable;
+pub use node::{GwDrop, Interface, Node, NodeCounters, PacketPool, Role};
+pub use worker::{Worker, WorkerPorts};

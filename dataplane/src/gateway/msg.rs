@@ -1,0 +1,161 @@
+//! Messages between the control thread and the workers, carried on bounded
+//! crossbeam queues. Workers drain theirs between bursts (a bounded number
+//! per poll, so a flood of changes never stalls forwarding for more than a
+//! burst); nothing here is exchanged per packet except punts.
+
+use std::net::IpAddr;
+
+use crossbeam::channel::Sender;
+
+use crate::esp::{EngineEvent, InboundSa, OutboundSa, SaCounters, SaRef, Spd, Spi, WorkerCounters};
+use crate::route::RouteTable;
+
+use super::node::NodeCounters;
+
+/// Control thread → worker.
+#[derive(Debug)]
+pub enum ControlMsg {
+    /// Install (or replace) the SA of outbound slot `slot` on this worker,
+    /// which becomes its owner.
+    InstallOutbound {
+        /// The SPD slot.
+        slot: SaRef,
+        /// The SA.
+        sa: Box<OutboundSa>,
+    },
+    /// Remove the SA of an outbound slot.
+    RemoveOutbound {
+        /// The SPD slot.
+        slot: SaRef,
+    },
+    /// Install (or replace) an inbound SA on this worker (its owner).
+    InstallInbound(Box<InboundSa>),
+    /// Remove an inbound SA.
+    RemoveInbound(Spi),
+    /// Which worker owns outbound slot `slot` (None: nobody, drop).
+    OutboundOwner {
+        /// The SPD slot.
+        slot: SaRef,
+        /// The owning worker.
+        worker: Option<u16>,
+    },
+    /// Which worker owns inbound SPI `spi` (None: nobody).
+    InboundOwner {
+        /// The SPI.
+        spi: Spi,
+        /// The owning worker.
+        worker: Option<u16>,
+    },
+    /// Replace the SPD.
+    SetSpd(Box<Spd>),
+    /// Replace the routing table.
+    SetRoutes(Box<RouteTable>),
+    /// A neighbour was learned (by any worker) or configured.
+    Neighbour {
+        /// Address.
+        ip: IpAddr,
+        /// Link-layer address.
+        mac: [u8; 6],
+        /// Interface index.
+        iface: u16,
+    },
+    /// Send this IP packet (from the control plane, e.g. IKE): routed and
+    /// resolved like forwarded traffic, without a TTL decrement.
+    Transmit(Vec<u8>),
+    /// Reply with a statistics snapshot.
+    CollectStats(Sender<WorkerStats>),
+    /// Stop polling, free every mbuf, reply with final statistics.
+    Stop,
+}
+
+/// Worker → control thread.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// An IKE datagram (UDP 500, or 4500 with the zero non-ESP marker),
+    /// as the whole IP packet.
+    Punt {
+        /// Worker that received it.
+        worker: u16,
+        /// Interface index it arrived on.
+        iface: u16,
+        /// The IP packet.
+        packet: Vec<u8>,
+    },
+    /// A neighbour answered (to be spread to every worker).
+    NeighbourLearned {
+        /// Address.
+        ip: IpAddr,
+        /// Link-layer address.
+        mac: [u8; 6],
+        /// Interface index.
+        iface: u16,
+    },
+    /// An SA event (lifetime, sequence overflow).
+    Event {
+        /// The worker.
+        worker: u16,
+        /// The event.
+        event: EngineEvent,
+    },
+    /// The worker stopped; its final statistics.
+    Stopped(Box<WorkerStats>),
+}
+
+/// A packet handed from one worker to the owner of its SA, so that every
+/// sequence counter and replay window has exactly one writer.
+#[derive(Debug)]
+pub struct Handoff<B> {
+    /// The packet (IP header first).
+    pub packet: B,
+    /// The interface it arrived on.
+    pub in_iface: u16,
+    /// Outbound (to encapsulate with `slot`) or inbound (to decapsulate).
+    pub kind: HandoffKind,
+}
+
+/// What the owner should do with a handed-off packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffKind {
+    /// Encapsulate with the SA of this slot.
+    Outbound(SaRef),
+    /// Decapsulate.
+    Inbound,
+}
+
+/// Per-SA counters in a statistics snapshot.
+#[derive(Debug, Clone)]
+pub struct SaStats {
+    /// SPI.
+    pub spi: Spi,
+    /// Outbound slot, for outbound SAs.
+    pub slot: Option<SaRef>,
+    /// Algorithm and backend, for display.
+    pub algorithm: String,
+    /// Counters.
+    pub counters: SaCounters,
+    /// Last sequence number sent (outbound) or highest accepted (inbound).
+    pub seq: u64,
+}
+
+/// A worker's counters at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerStats {
+    /// Worker index.
+    pub worker: u16,
+    /// Gateway-level counters (forwarding, host, drops by reason).
+    pub node: NodeCounters,
+    /// ESP counters of the worker as a whole.
+    pub esp: WorkerCounters,
+    /// Drops not attributable to an SA, inbound (unknown SPI, ...).
+    pub inbound_unattributed: SaCounters,
+    /// Drops not attributable to an SA, outbound (no policy, ...).
+    pub outbound_unattributed: SaCounters,
+    /// Outbound SAs owned by this worker.
+    pub outbound: Vec<SaStats>,
+    /// Inbound SAs owned by this worker.
+    pub inbound: Vec<SaStats>,
+    /// Longest time between two polls, in microseconds.
+    pub max_poll_gap_us: u64,
+    /// Mbufs freed at stop (pending and handoff queues drained).
+    pub freed_at_stop: u64,
+}

@@ -1,0 +1,1330 @@
+//! The forwarding pipeline of one worker.
+//!
+//! A frame enters with [`Node::rx`] and leaves through the per-interface
+//! transmit lists ([`Node::tx`]), the hand-off list (to the worker that
+//! owns the packet's SA), the punt list (IKE for the control thread), or is
+//! dropped and counted by reason. Generic over the buffer so the same code
+//! runs on mbufs and in tests on heap buffers.
+//!
+//! Classification of a frame arriving on an interface:
+//! 1. ARP (RFC 826) and IPv6 neighbour discovery (RFC 4861) for our
+//!    addresses are answered; answers teach the neighbour table.
+//! 2. IP addressed to us: ICMP/ICMPv6 echo is answered; UDP 500 and UDP
+//!    4500 with the zero non-ESP marker are punted (RFC 3948 §2.2); ESP and
+//!    UDP-4500 ESP are decapsulated; the rest is dropped.
+//! 3. Transit from a LAN interface: the SPD decides protect (encapsulate
+//!    and route the outer packet), bypass (route) or discard.
+//! 4. Transit from a WAN interface: ESP for a known SPI (transport-mode
+//!    SAs between hosts) is decapsulated; plaintext that an SPD entry says
+//!    must arrive protected is dropped (RFC 4301 §5.2); bypass is routed.
+//!
+//! Forwarded packets have their TTL / hop limit decremented (ICMP time
+//! exceeded at zero), are checked against the egress MTU (ICMP
+//! fragmentation-needed / packet-too-big when DF is set or for IPv6, with
+//! the MTU that fits including ESP overhead: PMTU discovery through the
+//! tunnel, RFC 1191 / RFC 8201), have the MSS of TCP SYNs clamped where the
+//! egress interface asks for it, and are resolved to a link-layer address.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use crate::buf::PacketBuf;
+use crate::esp::inbound::SpiHasher;
+use crate::esp::{
+    flow_key, locate_esp, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey, InboundOutcome,
+    InboundSa, OutboundSa, SaRef, Spd, Spi,
+};
+use crate::route::RouteTable;
+use crate::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, Icmpv4Packet,
+    Icmpv4Repr, Icmpv4Type, Icmpv6Packet, Icmpv6Repr, Icmpv6Type, IpProtocol, Ipv4Packet,
+    Ipv6Packet, TcpPacket,
+};
+
+use super::msg::{Handoff, HandoffKind};
+use super::neigh::NeighbourTable;
+
+const ETH_LEN: usize = 14;
+const IKE_PORT: u16 = 500;
+const NAT_T_PORT: u16 = 4500;
+/// Packets waiting for a neighbour, per worker.
+const PENDING_MAX: usize = 256;
+/// How long a packet waits for its neighbour.
+const PENDING_TIMEOUT_MS: u64 = 3000;
+
+/// What an interface faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The protected side: plaintext in, to protect.
+    Lan,
+    /// The unprotected side: ESP and IKE.
+    Wan,
+}
+
+/// An interface as the data path sees it.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    /// Name from the configuration.
+    pub name: String,
+    /// Our link-layer address on it.
+    pub mac: [u8; 6],
+    /// LAN or WAN.
+    pub role: Role,
+    /// Our addresses with their prefixes (connected routes).
+    pub addrs: Vec<IpNet>,
+    /// IP MTU.
+    pub mtu: u16,
+    /// Clamp the MSS of TCP SYNs leaving through this interface (for a WAN
+    /// interface: of SYNs entering a tunnel over it).
+    pub mss_clamp: Option<u16>,
+}
+
+impl Interface {
+    fn owns(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|n| n.addr() == ip)
+    }
+
+    fn addr_v4(&self) -> Option<Ipv4Addr> {
+        self.addrs.iter().find_map(|n| match n.addr() {
+            IpAddr::V4(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    fn addr_v6(&self) -> Option<Ipv6Addr> {
+        self.addrs.iter().find_map(|n| match n.addr() {
+            IpAddr::V6(a) => Some(a),
+            _ => None,
+        })
+    }
+}
+
+/// A source of fresh packet buffers (an mbuf pool, or the heap in tests).
+pub trait PacketPool<B> {
+    /// An empty buffer with headroom, or None when exhausted.
+    fn alloc(&mut self) -> Option<B>;
+}
+
+/// Gateway-level drop reasons (ESP-level ones are [`DropReason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum GwDrop {
+    /// Not a valid Ethernet frame or IP header.
+    BadFrame,
+    /// Not addressed to us (link layer) or an unhandled local protocol.
+    NotForUs,
+    /// A protocol or feature the gateway does not handle (VLAN, fragments
+    /// of ESP, other ethertypes).
+    Unsupported,
+    /// No route to the destination.
+    NoRoute,
+    /// The neighbour could not be resolved in time, or too many packets
+    /// were waiting.
+    NoNeighbour,
+    /// TTL / hop limit reached zero (ICMP time exceeded sent).
+    TtlExceeded,
+    /// Larger than the path MTU with DF set or IPv6 (ICMP sent), or larger
+    /// than we can fragment.
+    TooBig,
+    /// Plaintext from the WAN that policy says must arrive protected.
+    UnprotectedInbound,
+    /// The owning worker's hand-off queue was full.
+    HandoffFull,
+    /// The control thread's punt queue was full.
+    PuntFull,
+    /// The NIC's TX queue stayed full.
+    TxFull,
+    /// No buffer for a generated packet (ARP request).
+    NoBuffer,
+}
+
+impl GwDrop {
+    /// Every reason in index order.
+    pub const ALL: [GwDrop; 12] = [
+        GwDrop::BadFrame,
+        GwDrop::NotForUs,
+        GwDrop::Unsupported,
+        GwDrop::NoRoute,
+        GwDrop::NoNeighbour,
+        GwDrop::TtlExceeded,
+        GwDrop::TooBig,
+        GwDrop::UnprotectedInbound,
+        GwDrop::HandoffFull,
+        GwDrop::PuntFull,
+        GwDrop::TxFull,
+        GwDrop::NoBuffer,
+    ];
+    /// Number of reasons.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Dense index.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Name for statistics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            GwDrop::BadFrame => "bad_frame",
+            GwDrop::NotForUs => "not_for_us",
+            GwDrop::Unsupported => "unsupported",
+            GwDrop::NoRoute => "no_route",
+            GwDrop::NoNeighbour => "no_neighbour",
+            GwDrop::TtlExceeded => "ttl_exceeded",
+            GwDrop::TooBig => "too_big",
+            GwDrop::UnprotectedInbound => "unprotected_inbound",
+            GwDrop::HandoffFull => "handoff_full",
+            GwDrop::PuntFull => "punt_full",
+            GwDrop::TxFull => "tx_full",
+            GwDrop::NoBuffer => "no_buffer",
+        }
+    }
+}
+
+/// Counters of one worker's pipeline. Single writer: the worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeCounters {
+    /// Frames received.
+    pub rx: u64,
+    /// Frames queued for transmission.
+    pub tx: u64,
+    /// Packets encapsulated.
+    pub encapsulated: u64,
+    /// Packets decapsulated.
+    pub decapsulated: u64,
+    /// Packets forwarded without ESP (bypass).
+    pub bypassed: u64,
+    /// ARP and neighbour advertisement replies sent.
+    pub neighbour_replies: u64,
+    /// ARP requests and neighbour solicitations sent.
+    pub neighbour_requests: u64,
+    /// ICMP echo replies sent.
+    pub echo_replies: u64,
+    /// ICMP errors sent (time exceeded, fragmentation needed, too big).
+    pub icmp_errors: u64,
+    /// TCP SYNs whose MSS was lowered.
+    pub mss_clamped: u64,
+    /// Packets punted to the control thread.
+    pub punted: u64,
+    /// Packets sent for the control thread.
+    pub transmitted_for_control: u64,
+    /// Packets handed to another worker.
+    pub handoffs_out: u64,
+    /// Packets received from another worker.
+    pub handoffs_in: u64,
+    /// Gateway-level drops by reason.
+    pub drops: [u64; GwDrop::COUNT],
+    /// ESP-level drops seen by this worker, by reason (also on the SAs).
+    pub esp_drops: [u64; DropReason::COUNT],
+}
+
+impl NodeCounters {
+    /// Total drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum::<u64>() + self.esp_drops.iter().sum::<u64>()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &NodeCounters) {
+        self.rx += other.rx;
+        self.tx += other.tx;
+        self.encapsulated += other.encapsulated;
+        self.decapsulated += other.decapsulated;
+        self.bypassed += other.bypassed;
+        self.neighbour_replies += other.neighbour_replies;
+        self.neighbour_requests += other.neighbour_requests;
+        self.echo_replies += other.echo_replies;
+        self.icmp_errors += other.icmp_errors;
+        self.mss_clamped += other.mss_clamped;
+        self.punted += other.punted;
+        self.transmitted_for_control += other.transmitted_for_control;
+        self.handoffs_out += other.handoffs_out;
+        self.handoffs_in += other.handoffs_in;
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+        for (a, b) in self.esp_drops.iter_mut().zip(other.esp_drops) {
+            *a += b;
+        }
+    }
+}
+
+struct Pending<B> {
+    next_hop: IpAddr,
+    iface: u16,
+    since_ms: u64,
+    packet: B,
+}
+
+/// One worker's forwarding state and pipeline.
+pub struct Node<B> {
+    /// Worker index.
+    pub id: u16,
+    ifaces: Vec<Interface>,
+    routes: RouteTable,
+    neigh: NeighbourTable,
+    engine: EspEngine,
+    slot_owner: Vec<Option<u16>>,
+    spi_owner: HashMap<u32, u16, BuildHasherDefault<SpiHasher>>,
+    pending: Vec<Pending<B>>,
+    now_ms: u64,
+    /// Counters.
+    pub counters: NodeCounters,
+    /// Frames to send, per interface index (Ethernet header included).
+    pub tx: Vec<Vec<B>>,
+    /// Packets for other workers: (worker, packet).
+    pub handoffs: Vec<(u16, Handoff<B>)>,
+    /// IKE packets for the control thread: (interface, IP packet).
+    pub punts: Vec<(u16, Vec<u8>)>,
+    /// Neighbours learned since the worker last looked.
+    pub learned: Vec<(IpAddr, [u8; 6], u16)>,
+    /// SA events since the worker last looked.
+    pub events: Vec<EngineEvent>,
+}
+
+impl<B> std::fmt::Debug for Node<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("ifaces", &self.ifaces.len())
+            .field("routes", &self.routes.len())
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl<B: PacketBuf> Node<B> {
+    /// A node for worker `id` with these interfaces and routes. Connected
+    /// routes for the interfaces' prefixes are added.
+    pub fn new(id: u16, ifaces: Vec<Interface>, mut routes: RouteTable) -> Self {
+        for (i, iface) in ifaces.iter().enumerate() {
+            for net in &iface.addrs {
+                if routes
+                    .lookup(net.addr())
+                    .is_none_or(|(p, _)| p.prefix_len() < net.prefix_len())
+                {
+                    routes.insert(
+                        net.trunc(),
+                        crate::route::NextHop {
+                            interface: i as u16,
+                            via: None,
+                        },
+                    );
+                }
+            }
+        }
+        let n = ifaces.len();
+        Self {
+            id,
+            ifaces,
+            routes,
+            neigh: NeighbourTable::new(),
+            engine: EspEngine::new(),
+            slot_owner: Vec::new(),
+            spi_owner: HashMap::default(),
+            pending: Vec::with_capacity(PENDING_MAX),
+            now_ms: 0,
+            counters: NodeCounters::default(),
+            tx: (0..n).map(|_| Vec::with_capacity(256)).collect(),
+            handoffs: Vec::with_capacity(64),
+            punts: Vec::new(),
+            learned: Vec::new(),
+            events: Vec::with_capacity(16),
+        }
+    }
+
+    /// The interfaces.
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.ifaces
+    }
+
+    /// The ESP engine (SAs owned by this worker).
+    pub fn engine(&self) -> &EspEngine {
+        &self.engine
+    }
+
+    /// The neighbour table.
+    pub fn neighbours(&self) -> &NeighbourTable {
+        &self.neigh
+    }
+
+    /// Sets the clock (milliseconds, any epoch) for this burst.
+    pub fn set_now(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    // ---- control-plane changes (between bursts) ----
+
+    /// Replaces the SPD.
+    pub fn set_spd(&mut self, spd: Spd) {
+        self.engine.set_spd(spd);
+    }
+
+    /// Replaces the routing table (connected routes are re-added).
+    pub fn set_routes(&mut self, routes: RouteTable) {
+        let ifaces = std::mem::take(&mut self.ifaces);
+        let fresh: Node<B> = Node::new(self.id, ifaces, routes);
+        self.ifaces = fresh.ifaces;
+        self.routes = fresh.routes;
+    }
+
+    /// Installs an outbound SA this worker owns.
+    pub fn install_outbound(&mut self, slot: SaRef, sa: OutboundSa) -> Option<OutboundSa> {
+        self.set_outbound_owner(slot, Some(self.id));
+        self.engine.install_outbound(slot, sa)
+    }
+
+    /// Removes an outbound SA.
+    pub fn remove_outbound(&mut self, slot: SaRef) -> Option<OutboundSa> {
+        self.engine.remove_outbound(slot)
+    }
+
+    /// Records which worker owns outbound slot `slot`.
+    pub fn set_outbound_owner(&mut self, slot: SaRef, worker: Option<u16>) {
+        let i = slot.0 as usize;
+        if self.slot_owner.len() <= i {
+            self.slot_owner.resize(i + 1, None);
+        }
+        self.slot_owner[i] = worker;
+    }
+
+    /// Installs an inbound SA this worker owns.
+    pub fn install_inbound(&mut self, sa: InboundSa) -> Option<InboundSa> {
+        self.spi_owner.insert(sa.config().spi.get(), self.id);
+        self.engine.install_inbound(sa)
+    }
+
+    /// Removes an inbound SA.
+    pub fn remove_inbound(&mut self, spi: Spi) -> Option<InboundSa> {
+        self.engine.remove_inbound(spi)
+    }
+
+    /// Records which worker owns inbound SPI `spi`.
+    pub fn set_inbound_owner(&mut self, spi: Spi, worker: Option<u16>) {
+        match worker {
+            Some(w) => {
+                self.spi_owner.insert(spi.get(), w);
+            }
+            None => {
+                self.spi_owner.remove(&spi.get());
+            }
+        }
+    }
+
+    /// A neighbour learned anywhere (or configured): flushes packets that
+    /// waited for it.
+    pub fn learn_neighbour(&mut self, ip: IpAddr, mac: [u8; 6], iface: u16) {
+        self.neigh.learn(ip, mac, iface, self.now_ms);
+        self.flush_pending(ip);
+    }
+
+    /// A static neighbour from the configuration.
+    pub fn add_static_neighbour(&mut self, ip: IpAddr, mac: [u8; 6], iface: u16) {
+        self.neigh.insert_static(ip, mac, iface);
+        self.flush_pending(ip);
+    }
+
+    // ---- the pipeline ----
+
+    fn drop_gw(&mut self, reason: GwDrop) {
+        self.counters.drops[reason.index()] += 1;
+    }
+
+    fn drop_esp(&mut self, reason: DropReason) {
+        self.counters.esp_drops[reason.index()] += 1;
+    }
+
+    /// A frame received on interface `in_if`.
+    pub fn rx(&mut self, in_if: u16, mut pkt: B, pool: &mut impl PacketPool<B>) {
+        self.counters.rx += 1;
+        let Some(iface) = self.ifaces.get(usize::from(in_if)) else {
+            return self.drop_gw(GwDrop::BadFrame);
+        };
+        let Ok(frame) = EthernetFrame::new_checked(pkt.data()) else {
+            return self.drop_gw(GwDrop::BadFrame);
+        };
+        let dst = frame.dst_addr();
+        if dst.0 != iface.mac && !dst.is_multicast() {
+            return self.drop_gw(GwDrop::NotForUs);
+        }
+        match frame.ethertype() {
+            EtherType::ARP => self.arp_input(in_if, pkt),
+            EtherType::IPV4 | EtherType::IPV6 => {
+                if pkt.adj(ETH_LEN).is_err() {
+                    return self.drop_gw(GwDrop::BadFrame);
+                }
+                self.ip_input(in_if, pkt, pool)
+            }
+            _ => self.drop_gw(GwDrop::Unsupported),
+        }
+    }
+
+    fn arp_input(&mut self, in_if: u16, mut pkt: B) {
+        let repr =
+            match ArpPacket::new_checked(&pkt.data()[ETH_LEN..]).and_then(|p| ArpRepr::parse(&p)) {
+                Ok(r) => r,
+                Err(_) => return self.drop_gw(GwDrop::BadFrame),
+            };
+        let iface = &self.ifaces[usize::from(in_if)];
+        let mac = iface.mac;
+        let for_us = iface.owns(IpAddr::V4(repr.target_protocol_addr));
+        // Learn the sender when the exchange concerns us (RFC 826's merge).
+        if for_us || repr.operation == ArpOperation::REPLY {
+            let sender = IpAddr::V4(repr.source_protocol_addr);
+            if !repr.source_protocol_addr.is_unspecified() {
+                self.note_learned(sender, repr.source_hardware_addr.0, in_if);
+            }
+        }
+        if repr.operation == ArpOperation::REQUEST && for_us {
+            let reply = repr.reply(EthernetAddress(mac));
+            let data = pkt.data_mut();
+            write_eth(data, repr.source_hardware_addr.0, mac, EtherType::ARP);
+            if reply.emit(&mut data[ETH_LEN..]).is_err() {
+                return self.drop_gw(GwDrop::BadFrame);
+            }
+            self.counters.neighbour_replies += 1;
+            self.queue_tx(in_if, pkt);
+        }
+        // Requests for others and replies are consumed.
+    }
+
+    fn note_learned(&mut self, ip: IpAddr, mac: [u8; 6], iface: u16) {
+        if self.neigh.learn(ip, mac, iface, self.now_ms) {
+            self.learned.push((ip, mac, iface));
+        }
+        self.flush_pending(ip);
+    }
+
+    fn is_local(&self, ip: IpAddr) -> bool {
+        self.ifaces.iter().any(|i| i.owns(ip))
+    }
+
+    /// An IP packet (link-layer header removed) received on `in_if`.
+    fn ip_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
+        let Some((dst, proto, l4)) = ip_summary(pkt.data()) else {
+            return self.drop_gw(GwDrop::BadFrame);
+        };
+        let ndp_multicast = matches!(dst, IpAddr::V6(a) if a.segments()[0] == 0xff02);
+        if self.is_local(dst) || (ndp_multicast && proto == IpProtocol::ICMPV6) {
+            self.local_input(in_if, pkt, proto, l4, pool)
+        } else {
+            self.transit_input(in_if, pkt, pool)
+        }
+    }
+
+    fn local_input(
+        &mut self,
+        in_if: u16,
+        pkt: B,
+        proto: IpProtocol,
+        l4: usize,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        match proto {
+            IpProtocol::ICMP => self.icmpv4_local(in_if, pkt, l4, pool),
+            IpProtocol::ICMPV6 => self.icmpv6_local(in_if, pkt, l4, pool),
+            IpProtocol::UDP => {
+                let dport = pkt
+                    .data()
+                    .get(l4 + 2..l4 + 4)
+                    .map(|p| u16::from_be_bytes([p[0], p[1]]));
+                match dport {
+                    Some(IKE_PORT) => self.punt(in_if, pkt),
+                    Some(NAT_T_PORT) => self.esp_input(in_if, pkt, pool),
+                    _ => self.drop_gw(GwDrop::NotForUs),
+                }
+            }
+            IpProtocol::ESP => self.esp_input(in_if, pkt, pool),
+            _ => self.drop_gw(GwDrop::NotForUs),
+        }
+    }
+
+    fn punt(&mut self, in_if: u16, pkt: B) {
+        self.counters.punted += 1;
+        self.punts.push((in_if, pkt.data().to_vec()));
+    }
+
+    fn icmpv4_local(&mut self, _in_if: u16, mut pkt: B, l4: usize, pool: &mut impl PacketPool<B>) {
+        let data = pkt.data_mut();
+        let Ok(ip) = Ipv4Packet::new_checked(&data[..]) else {
+            return self.drop_gw(GwDrop::BadFrame);
+        };
+        let total = usize::from(ip.total_len());
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let Ok(icmp) = Icmpv4Packet::new_checked(&data[l4..total]) else {
+            return self.drop_gw(GwDrop::BadFrame);
+        };
+        if icmp.msg_type() != Icmpv4Type::ECHO_REQUEST || !icmp.verify_checksum() {
+            return self.drop_gw(GwDrop::NotForUs);
+        }
+        // Echo reply in place: swap addresses, type 0, fix checksums.
+        {
+            let mut icmp = Icmpv4Packet::new_unchecked(&mut data[l4..total]);
+            icmp.set_msg_type(Icmpv4Type::ECHO_REPLY);
+            icmp.fill_checksum();
+        }
+        let mut ip = Ipv4Packet::new_unchecked(&mut data[..]);
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_ttl(64);
+        ip.fill_checksum();
+        self.counters.echo_replies += 1;
+        self.route_out(pkt, pool, false)
+    }
+
+    fn icmpv6_local(&mut self, in_if: u16, mut pkt: B, l4: usize, pool: &mut impl PacketPool<B>) {
+        let data = pkt.data_mut();
+        let Ok(ip) = Ipv6Packet::new_checked(&data[..]) else {
+            return self.drop_gw(GwDrop::BadFrame);
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let end = 40 + usize::from(ip.payload_len());
+        let hop_limit = ip.hop_limit();
+        let Ok(icmp) = Icmpv6Packet::new_checked(&data[l4..end]) else {
+            return self.drop_gw(GwDrop::BadFrame);
+        };
+        let Ok(repr) = Icmpv6Repr::parse(src, dst, &icmp) else {
+            return self.drop_gw(GwDrop::NotForUs);
+        };
+        match repr {
+            Icmpv6Repr::EchoRequest { .. } if self.is_local(IpAddr::V6(dst)) => {
+                {
+                    let mut icmp = Icmpv6Packet::new_unchecked(&mut data[l4..end]);
+                    icmp.set_msg_type(Icmpv6Type::ECHO_REPLY);
+                    icmp.fill_checksum(dst, src);
+                }
+                let mut ip = Ipv6Packet::new_unchecked(&mut data[..]);
+                ip.set_src_addr(dst);
+                ip.set_dst_addr(src);
+                ip.set_hop_limit(64);
+                self.counters.echo_replies += 1;
+                self.route_out(pkt, pool, false)
+            }
+            Icmpv6Repr::NeighborSolicit {
+                target_addr,
+                source_lladdr,
+            } => {
+                // RFC 4861 §7.1.1: hop limit 255.
+                if hop_limit != 255
+                    || !self.ifaces[usize::from(in_if)].owns(IpAddr::V6(target_addr))
+                {
+                    return self.drop_gw(GwDrop::NotForUs);
+                }
+                let Some(peer_mac) = source_lladdr else {
+                    // DAD probes (unspecified source) carry no address.
+                    return self.drop_gw(GwDrop::NotForUs);
+                };
+                if !src.is_unspecified() {
+                    self.note_learned(IpAddr::V6(src), peer_mac.0, in_if);
+                }
+                let mac = self.ifaces[usize::from(in_if)].mac;
+                let na = Icmpv6Repr::NeighborAdvert {
+                    router: true,
+                    solicited: true,
+                    override_flag: true,
+                    target_addr,
+                    target_lladdr: Some(EthernetAddress(mac)),
+                };
+                if write_icmpv6(&mut pkt, target_addr, src, 255, &na).is_err() {
+                    return self.drop_gw(GwDrop::BadFrame);
+                }
+                self.counters.neighbour_replies += 1;
+                self.send_eth(in_if, pkt, peer_mac.0, EtherType::IPV6)
+            }
+            Icmpv6Repr::NeighborAdvert {
+                target_addr,
+                target_lladdr,
+                ..
+            } => {
+                if hop_limit == 255 {
+                    if let Some(mac) = target_lladdr {
+                        self.note_learned(IpAddr::V6(target_addr), mac.0, in_if);
+                    }
+                }
+            }
+            _ => self.drop_gw(GwDrop::NotForUs),
+        }
+    }
+
+    fn transit_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
+        if self.ifaces[usize::from(in_if)].role == Role::Wan {
+            // ESP between hosts (transport-mode SAs) passes through us.
+            if let Ok(EspLocation::Esp { esp_offset, .. }) = locate_esp(pkt.data(), NAT_T_PORT) {
+                if let Some(spi) = pkt.data().get(esp_offset..esp_offset + 4) {
+                    let spi = u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]);
+                    if self.spi_owner.contains_key(&spi) {
+                        return self.esp_input(in_if, pkt, pool);
+                    }
+                }
+            }
+            let Ok(key) = flow_key(pkt.data()) else {
+                return self.drop_gw(GwDrop::BadFrame);
+            };
+            // RFC 4301 §5.2: look the packet up as the reverse flow; if
+            // policy protects that flow, plaintext must not be accepted.
+            let reverse = FlowKey {
+                src: key.dst,
+                dst: key.src,
+                proto: key.proto,
+                sport: key.dport,
+                dport: key.sport,
+            };
+            match self.engine.spd().lookup(&reverse).map(|p| p.action) {
+                Some(crate::esp::Action::Bypass) => self.forward(in_if, pkt, pool),
+                Some(crate::esp::Action::Protect(_)) => self.drop_gw(GwDrop::UnprotectedInbound),
+                Some(crate::esp::Action::Discard) => self.drop_esp(DropReason::PolicyDiscard),
+                None => self.drop_esp(DropReason::NoPolicy),
+            }
+        } else {
+            let Ok(key) = flow_key(pkt.data()) else {
+                return self.drop_gw(GwDrop::BadFrame);
+            };
+            match self.engine.spd().lookup(&key).map(|p| p.action) {
+                Some(crate::esp::Action::Protect(slot)) => {
+                    self.protect(in_if, slot, pkt, pool, true)
+                }
+                Some(crate::esp::Action::Bypass) => self.forward(in_if, pkt, pool),
+                Some(crate::esp::Action::Discard) => {
+                    self.engine_outbound_drop(DropReason::PolicyDiscard);
+                }
+                None => self.engine_outbound_drop(DropReason::NoPolicy),
+            }
+        }
+    }
+
+    fn engine_outbound_drop(&mut self, r: DropReason) {
+        self.drop_esp(r);
+        self.engine.count_outbound_drop(r);
+    }
+
+    /// Plain forwarding (bypass): TTL, MTU, MSS, route.
+    fn forward(&mut self, in_if: u16, mut pkt: B, pool: &mut impl PacketPool<B>) {
+        if !self.ttl_ok(&mut pkt) {
+            return self.ttl_exceeded(in_if, pkt, pool);
+        }
+        self.counters.bypassed += 1;
+        self.route_out(pkt, pool, true)
+    }
+
+    /// Decrements the TTL / hop limit; false if it ran out (the packet
+    /// is then unchanged).
+    fn ttl_ok(&mut self, pkt: &mut B) -> bool {
+        let data = pkt.data_mut();
+        let expired = match data[0] >> 4 {
+            4 => {
+                let mut ip = Ipv4Packet::new_unchecked(&mut data[..]);
+                if ip.ttl() <= 1 {
+                    true
+                } else {
+                    ip.decrement_ttl();
+                    false
+                }
+            }
+            _ => {
+                let mut ip = Ipv6Packet::new_unchecked(&mut data[..]);
+                if ip.hop_limit() <= 1 {
+                    true
+                } else {
+                    let h = ip.hop_limit() - 1;
+                    ip.set_hop_limit(h);
+                    false
+                }
+            }
+        };
+        !expired
+    }
+
+    fn ttl_exceeded(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
+        self.drop_gw(GwDrop::TtlExceeded);
+        self.icmp_error_packet(in_if, pkt, IcmpError::TimeExceeded, pool)
+    }
+
+    /// Outbound through a tunnel: hand off to the owner, or encapsulate.
+    fn protect(
+        &mut self,
+        in_if: u16,
+        slot: SaRef,
+        mut pkt: B,
+        pool: &mut impl PacketPool<B>,
+        fresh: bool,
+    ) {
+        let owner = self.slot_owner.get(slot.0 as usize).copied().flatten();
+        if self.engine.outbound(slot).is_none() {
+            match owner {
+                Some(w) if w != self.id => {
+                    self.counters.handoffs_out += 1;
+                    self.handoffs.push((
+                        w,
+                        Handoff {
+                            packet: pkt,
+                            in_iface: in_if,
+                            kind: HandoffKind::Outbound(slot),
+                        },
+                    ));
+                }
+                // A policy whose SA is not installed (RFC 4301 would
+                // trigger IKE): drop.
+                _ => self.drop_esp(DropReason::NoPolicy),
+            }
+            return;
+        }
+        if fresh && !self.ttl_ok(&mut pkt) {
+            return self.ttl_exceeded(in_if, pkt, pool);
+        }
+        let (remote, mode_transport) = {
+            let sa = self.engine.outbound(slot).expect("checked above");
+            (
+                sa.config().endpoints.remote,
+                sa.config().mode == crate::esp::Mode::Transport,
+            )
+        };
+        // The egress interface of the outer packet decides MTU and MSS.
+        let outer_dst = if mode_transport {
+            crate::esp::inbound::packet_dst(pkt.data()).unwrap_or(remote)
+        } else {
+            remote
+        };
+        let Some((_, hop)) = self.routes.lookup(outer_dst) else {
+            return self.drop_gw(GwDrop::NoRoute);
+        };
+        let egress = &self.ifaces[usize::from(hop.interface)];
+        let (mtu, mss) = (usize::from(egress.mtu), egress.mss_clamp);
+        if let Some(m) = mss {
+            self.clamp_mss(&mut pkt, m);
+        }
+        let len = pkt.len();
+        let overhead = self.engine.outbound(slot).expect("checked").overhead(len);
+        if len + overhead > mtu {
+            // PMTU discovery through the tunnel: tell the sender the inner
+            // MTU that fits (RFC 4301 §8.2, RFC 1191, RFC 8201).
+            let sa = self.engine.outbound(slot).expect("checked");
+            let fits = largest_fitting(mtu, |l| l + sa.overhead(l));
+            self.drop_gw(GwDrop::TooBig);
+            return self.icmp_too_big(in_if, pkt, fits as u16, pool);
+        }
+        let sa = self.engine.outbound_mut(slot).expect("checked above");
+        let events = &mut self.events;
+        let spi = sa.config().spi;
+        match sa.encapsulate(&mut pkt, &mut |e| {
+            events.push(EngineEvent::Outbound(slot, spi, e))
+        }) {
+            Ok(()) => {
+                self.counters.encapsulated += 1;
+                self.route_out(pkt, pool, false)
+            }
+            Err(r) => self.drop_esp(r),
+        }
+    }
+
+    /// ESP arriving for us (or through us for transport-mode SAs).
+    fn esp_input(&mut self, in_if: u16, mut pkt: B, pool: &mut impl PacketPool<B>) {
+        // Hand off to the SA's owner, so its replay window has one writer.
+        if let Ok(EspLocation::Esp { esp_offset, .. }) = locate_esp(pkt.data(), NAT_T_PORT) {
+            if let Some(b) = pkt.data().get(esp_offset..esp_offset + 4) {
+                let spi = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                if let Some(&w) = self.spi_owner.get(&spi) {
+                    if w != self.id {
+                        self.counters.handoffs_out += 1;
+                        self.handoffs.push((
+                            w,
+                            Handoff {
+                                packet: pkt,
+                                in_iface: in_if,
+                                kind: HandoffKind::Inbound,
+                            },
+                        ));
+                        return;
+                    }
+                }
+            }
+        }
+        let r = self.decapsulate(&mut pkt);
+        self.after_decap(in_if, pkt, r, pool)
+    }
+
+    fn decapsulate(&mut self, pkt: &mut B) -> Result<InboundOutcome, DropReason> {
+        let events = &mut self.events;
+        self.engine
+            .decapsulate(pkt, &mut |spi, e| events.push(EngineEvent::Inbound(spi, e)))
+    }
+
+    fn after_decap(
+        &mut self,
+        in_if: u16,
+        mut pkt: B,
+        r: Result<InboundOutcome, DropReason>,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        match r {
+            Ok(InboundOutcome::Decrypted(_)) => {
+                self.counters.decapsulated += 1;
+                if !self.ttl_ok(&mut pkt) {
+                    return self.ttl_exceeded(in_if, pkt, pool);
+                }
+                if let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) {
+                    if let Some((_, hop)) = self.routes.lookup(dst) {
+                        if let Some(m) = self.ifaces[usize::from(hop.interface)].mss_clamp {
+                            self.clamp_mss(&mut pkt, m);
+                        }
+                    }
+                }
+                self.route_out(pkt, pool, true)
+            }
+            Ok(InboundOutcome::Punt) => self.punt(in_if, pkt),
+            Ok(InboundOutcome::NotEsp) => self.drop_gw(GwDrop::NotForUs),
+            Err(r) => self.drop_esp(r),
+        }
+    }
+
+    /// A packet another worker handed to us (we own its SA).
+    pub fn handoff_in(&mut self, h: Handoff<B>, pool: &mut impl PacketPool<B>) {
+        self.counters.handoffs_in += 1;
+        match h.kind {
+            HandoffKind::Outbound(slot) => {
+                if self.engine.outbound(slot).is_none() {
+                    // Ownership moved meanwhile; do not bounce it around.
+                    return self.drop_esp(DropReason::NoPolicy);
+                }
+                self.protect(h.in_iface, slot, h.packet, pool, true)
+            }
+            HandoffKind::Inbound => {
+                let mut pkt = h.packet;
+                let r = self.decapsulate(&mut pkt);
+                self.after_decap(h.in_iface, pkt, r, pool)
+            }
+        }
+    }
+
+    /// An IP packet from the control plane: route and send it.
+    pub fn transmit(&mut self, pkt: B, pool: &mut impl PacketPool<B>) {
+        self.counters.transmitted_for_control += 1;
+        self.route_out(pkt, pool, false)
+    }
+
+    fn clamp_mss(&mut self, pkt: &mut B, max: u16) {
+        let data = pkt.data_mut();
+        let (proto, l4, end) = match data[0] >> 4 {
+            4 => {
+                let Ok(ip) = Ipv4Packet::new_checked(&data[..]) else {
+                    return;
+                };
+                if ip.frag_offset() != 0 {
+                    return;
+                }
+                (
+                    ip.protocol(),
+                    usize::from(ip.header_len()),
+                    usize::from(ip.total_len()),
+                )
+            }
+            _ => {
+                let Ok(ip) = Ipv6Packet::new_checked(&data[..]) else {
+                    return;
+                };
+                let Ok(ext) = ip.ext_headers() else { return };
+                (
+                    ext.upper_protocol,
+                    ext.upper_offset,
+                    40 + usize::from(ip.payload_len()),
+                )
+            }
+        };
+        if proto != IpProtocol::TCP || l4 >= end {
+            return;
+        }
+        if let Ok(mut tcp) = TcpPacket::new_checked(&mut data[l4..end]) {
+            if let Ok(Some(_)) = tcp.clamp_mss(max) {
+                self.counters.mss_clamped += 1;
+            }
+        }
+    }
+
+    /// Routes an IP packet and queues it on the egress interface, resolving
+    /// the next hop. `check_mtu`: forwarded traffic gets ICMP errors when it
+    /// does not fit; our own packets do not.
+    fn route_out(&mut self, pkt: B, pool: &mut impl PacketPool<B>, check_mtu: bool) {
+        let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
+            return self.drop_gw(GwDrop::BadFrame);
+        };
+        let Some((_, hop)) = self.routes.lookup(dst) else {
+            return self.drop_gw(GwDrop::NoRoute);
+        };
+        let out_if = hop.interface;
+        let mtu = usize::from(self.ifaces[usize::from(out_if)].mtu);
+        if check_mtu && pkt.len() > mtu {
+            self.drop_gw(GwDrop::TooBig);
+            return self.icmp_too_big(out_if, pkt, mtu as u16, pool);
+        }
+        let nh = hop.neighbour(dst);
+        let ethertype = if dst.is_ipv4() {
+            EtherType::IPV4
+        } else {
+            EtherType::IPV6
+        };
+        match self.neigh.lookup(nh) {
+            Some(mac) => self.send_eth(out_if, pkt, mac, ethertype),
+            None => {
+                self.expire_pending();
+                if self.pending.len() >= PENDING_MAX {
+                    return self.drop_gw(GwDrop::NoNeighbour);
+                }
+                self.pending.push(Pending {
+                    next_hop: nh,
+                    iface: out_if,
+                    since_ms: self.now_ms,
+                    packet: pkt,
+                });
+                if self.neigh.should_request(nh, self.now_ms) {
+                    self.solicit(out_if, nh, pool);
+                }
+            }
+        }
+    }
+
+    fn send_eth(&mut self, out_if: u16, mut pkt: B, dst_mac: [u8; 6], ethertype: EtherType) {
+        let src_mac = self.ifaces[usize::from(out_if)].mac;
+        match pkt.prepend(ETH_LEN) {
+            Ok(h) => write_eth(h, dst_mac, src_mac, ethertype),
+            Err(_) => return self.drop_gw(GwDrop::TooBig),
+        }
+        self.queue_tx(out_if, pkt)
+    }
+
+    fn queue_tx(&mut self, out_if: u16, pkt: B) {
+        self.counters.tx += 1;
+        self.tx[usize::from(out_if)].push(pkt);
+    }
+
+    fn flush_pending(&mut self, ip: IpAddr) {
+        let Some(mac) = self.neigh.lookup(ip) else {
+            return;
+        };
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].next_hop == ip {
+                let p = self.pending.swap_remove(i);
+                let ethertype = if ip.is_ipv4() {
+                    EtherType::IPV4
+                } else {
+                    EtherType::IPV6
+                };
+                self.send_eth(p.iface, p.packet, mac, ethertype);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Drops packets that waited too long for their neighbour.
+    pub fn expire_pending(&mut self) {
+        let now = self.now_ms;
+        let before = self.pending.len();
+        self.pending
+            .retain(|p| now.saturating_sub(p.since_ms) < PENDING_TIMEOUT_MS);
+        let expired = (before - self.pending.len()) as u64;
+        self.counters.drops[GwDrop::NoNeighbour.index()] += expired;
+    }
+
+    /// Number of packets waiting for a neighbour.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Frees everything queued (at stop); returns how many.
+    pub fn drain(&mut self) -> u64 {
+        let n =
+            self.pending.len() + self.tx.iter().map(Vec::len).sum::<usize>() + self.handoffs.len();
+        self.pending.clear();
+        self.tx.iter_mut().for_each(Vec::clear);
+        self.handoffs.clear();
+        n as u64
+    }
+
+    /// Sends an ARP request or a neighbour solicitation for `ip`.
+    fn solicit(&mut self, out_if: u16, ip: IpAddr, pool: &mut impl PacketPool<B>) {
+        let Some(mut pkt) = pool.alloc() else {
+            return self.drop_gw(GwDrop::NoBuffer);
+        };
+        let iface = &self.ifaces[usize::from(out_if)];
+        let mac = iface.mac;
+        match ip {
+            IpAddr::V4(target) => {
+                let Some(src) = iface.addr_v4() else {
+                    return self.drop_gw(GwDrop::NoRoute);
+                };
+                let Ok(buf) = pkt.append(ETH_LEN + ArpRepr::LEN) else {
+                    return self.drop_gw(GwDrop::NoBuffer);
+                };
+                write_eth(buf, [0xff; 6], mac, EtherType::ARP);
+                if ArpRepr::request(EthernetAddress(mac), src, target)
+                    .emit(&mut buf[ETH_LEN..])
+                    .is_err()
+                {
+                    return self.drop_gw(GwDrop::NoBuffer);
+                }
+                self.counters.neighbour_requests += 1;
+                self.queue_tx(out_if, pkt)
+            }
+            IpAddr::V6(target) => {
+                let Some(src) = iface.addr_v6() else {
+                    return self.drop_gw(GwDrop::NoRoute);
+                };
+                // Solicited-node multicast (RFC 4291 §2.7.1).
+                let t = target.octets();
+                let group = Ipv6Addr::new(
+                    0xff02,
+                    0,
+                    0,
+                    0,
+                    0,
+                    1,
+                    0xff00 | u16::from(t[13]),
+                    u16::from_be_bytes([t[14], t[15]]),
+                );
+                let dst_mac = [0x33, 0x33, 0xff, t[13], t[14], t[15]];
+                let ns = Icmpv6Repr::NeighborSolicit {
+                    target_addr: target,
+                    source_lladdr: Some(EthernetAddress(mac)),
+                };
+                if write_icmpv6(&mut pkt, src, group, 255, &ns).is_err() {
+                    return self.drop_gw(GwDrop::NoBuffer);
+                }
+                self.counters.neighbour_requests += 1;
+                self.send_eth(out_if, pkt, dst_mac, EtherType::IPV6)
+            }
+        }
+    }
+
+    /// Turns the offending packet (IP header first) into an ICMP error to
+    /// its source, in place, and routes it.
+    fn icmp_error_packet(
+        &mut self,
+        in_if: u16,
+        mut pkt: B,
+        kind: IcmpError,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        let data = pkt.data();
+        match data[0] >> 4 {
+            4 => {
+                let Ok(ip) = Ipv4Packet::new_checked(data) else {
+                    return;
+                };
+                let src = ip.src_addr();
+                // RFC 1812 §4.3.2.7: no errors about ICMP errors,
+                // fragments or broadcast/multicast.
+                if ip.frag_offset() != 0
+                    || src.is_multicast()
+                    || src.is_broadcast()
+                    || src.is_unspecified()
+                {
+                    return;
+                }
+                if ip.protocol() == IpProtocol::ICMP {
+                    let t = data.get(usize::from(ip.header_len())).copied().unwrap_or(0);
+                    if t != 0 && t != 8 {
+                        return;
+                    }
+                }
+                let Some(our) = self.ifaces[usize::from(in_if)]
+                    .addr_v4()
+                    .or_else(|| self.any_v4())
+                else {
+                    return;
+                };
+                let quote_len = crate::wire::icmp::icmpv4_quote(data).len();
+                let len = pkt.len();
+                if pkt.trim(len - quote_len).is_err() {
+                    return;
+                }
+                let Ok(hdr) = pkt.prepend(28) else { return };
+                hdr.fill(0);
+                let total = pkt.len();
+                let (quote_start, data) = (28, pkt.data_mut());
+                let (head, quote) = data.split_at_mut(quote_start);
+                let repr = match kind {
+                    IcmpError::TimeExceeded => Icmpv4Repr::ttl_exceeded(quote),
+                    IcmpError::TooBig(mtu) => Icmpv4Repr::frag_needed(mtu, quote),
+                };
+                let mut icmp_buf = [0u8; 8];
+                {
+                    // Emit header + quote into a temporary view: the quote
+                    // is already in place, so emit into a full-size buffer
+                    // would overlap; compute the checksum over both parts.
+                    let (t, code, rest) = match repr {
+                        Icmpv4Repr::TimeExceeded { code, .. } => (11u8, code, [0u8; 4]),
+                        Icmpv4Repr::DstUnreachable {
+                            code, next_hop_mtu, ..
+                        } => {
+                            let m = next_hop_mtu.to_be_bytes();
+                            (3u8, code, [0, 0, m[0], m[1]])
+                        }
+                        _ => return,
+                    };
+                    icmp_buf[0] = t;
+                    icmp_buf[1] = code;
+                    icmp_buf[4..8].copy_from_slice(&rest);
+                    let sum = crate::wire::checksum::combine(&[
+                        crate::wire::checksum::data(&icmp_buf),
+                        crate::wire::checksum::data(quote),
+                    ]);
+                    icmp_buf[2..4].copy_from_slice(&(!sum).to_be_bytes());
+                }
+                head[20..28].copy_from_slice(&icmp_buf);
+                let mut ip = Ipv4Packet::new_unchecked(&mut head[..20]);
+                ip.set_version(4);
+                ip.set_header_len(20);
+                ip.set_total_len(total as u16);
+                ip.set_ttl(64);
+                ip.set_protocol(IpProtocol::ICMP);
+                ip.set_src_addr(our);
+                ip.set_dst_addr(src);
+                ip.fill_checksum();
+            }
+            _ => {
+                let Ok(ip) = Ipv6Packet::new_checked(data) else {
+                    return;
+                };
+                let src = ip.src_addr();
+                if src.is_multicast() || src.is_unspecified() {
+                    return;
+                }
+                if ip.next_header() == IpProtocol::ICMPV6 && data.get(40).is_some_and(|t| *t < 128)
+                {
+                    return;
+                }
+                let Some(our) = self.ifaces[usize::from(in_if)]
+                    .addr_v6()
+                    .or_else(|| self.any_v6())
+                else {
+                    return;
+                };
+                let quote_len = crate::wire::icmp::icmpv6_quote(data).len();
+                let len = pkt.len();
+                if pkt.trim(len - quote_len).is_err() {
+                    return;
+                }
+                let Ok(hdr) = pkt.prepend(48) else { return };
+                hdr.fill(0);
+                let total = pkt.len();
+                let data = pkt.data_mut();
+                {
+                    let mut icmp = Icmpv6Packet::new_unchecked(&mut data[40..total]);
+                    match kind {
+                        IcmpError::TimeExceeded => {
+                            icmp.set_msg_type(Icmpv6Type::TIME_EXCEEDED);
+                        }
+                        IcmpError::TooBig(mtu) => {
+                            icmp.set_msg_type(Icmpv6Type::PACKET_TOO_BIG);
+                            icmp.set_mtu(u32::from(mtu));
+                        }
+                    }
+                    icmp.set_msg_code(0);
+                    icmp.fill_checksum(our, src);
+                }
+                let mut ip = Ipv6Packet::new_unchecked(&mut data[..40]);
+                ip.set_version(6);
+                ip.set_payload_len((total - 40) as u16);
+                ip.set_next_header(IpProtocol::ICMPV6);
+                ip.set_hop_limit(64);
+                ip.set_src_addr(our);
+                ip.set_dst_addr(src);
+            }
+        }
+        self.counters.icmp_errors += 1;
+        self.route_out(pkt, pool, false)
+    }
+
+    fn icmp_too_big(&mut self, in_if: u16, pkt: B, mtu: u16, pool: &mut impl PacketPool<B>) {
+        // IPv4 without DF: no ICMP; the packet is dropped (counted).
+        let data = pkt.data();
+        if data[0] >> 4 == 4 && !Ipv4Packet::new_unchecked(data).dont_frag() {
+            return;
+        }
+        self.icmp_error_packet(in_if, pkt, IcmpError::TooBig(mtu), pool)
+    }
+
+    fn any_v4(&self) -> Option<Ipv4Addr> {
+        self.ifaces.iter().find_map(Interface::addr_v4)
+    }
+
+    fn any_v6(&self) -> Option<Ipv6Addr> {
+        self.ifaces.iter().find_map(Interface::addr_v6)
+    }
+}
+
+/// Which ICMP error to send.
+#[derive(Debug, Clone, Copy)]
+enum IcmpError {
+    TimeExceeded,
+    TooBig(u16),
+}
+
+/// The largest inner length `l` with `outer(l) <= mtu`.
+fn largest_fitting(mtu: usize, outer: impl Fn(usize) -> usize) -> usize {
+    let mut l = mtu;
+    while l > 0 && outer(l) > mtu {
+        l -= 1;
+    }
+    l
+}
+
+fn write_eth(h: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: EtherType) {
+    h[0..6].copy_from_slice(&dst);
+    h[6..12].copy_from_slice(&src);
+    h[12..14].copy_from_slice(&ethertype.0.to_be_bytes());
+}
+
+/// Writes an IPv6 packet carrying `msg` into `pkt` (replacing its data).
+fn write_icmpv6<B: PacketBuf>(
+    pkt: &mut B,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    msg: &Icmpv6Repr<'_>,
+) -> Result<(), ()> {
+    let len = msg.buffer_len();
+    let cur = pkt.len();
+    pkt.trim(cur).map_err(|_| ())?;
+    let buf = pkt.append(40 + len).map_err(|_| ())?;
+    buf[..40].fill(0);
+    let mut ip = Ipv6Packet::new_unchecked(&mut buf[..40]);
+    ip.set_version(6);
+    ip.set_payload_len(len as u16);
+    ip.set_next_header(IpProtocol::ICMPV6);
+    ip.set_hop_limit(hop_limit);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
+    let mut icmp = Icmpv6Packet::new_unchecked(&mut buf[40..]);
+    msg.emit(src, dst, &mut icmp).map_err(|_| ())
+}
+
+/// Destination, upper-layer protocol and its offset of an IP packet.
+fn ip_summary(data: &[u8]) -> Option<(IpAddr, IpProtocol, usize)> {
+    match data.first()? >> 4 {
+        4 => {
+            let ip = Ipv4Packet::new_checked(data).ok()?;
+            if !ip.verify_checksum() {
+                return None;
+            }
+            Some((
+                IpAddr::V4(ip.dst_addr()),
+                ip.protocol(),
+                usize::from(ip.header_len()),
+            ))
+        }
+        6 => {
+            let ip = Ipv6Packet::new_checked(data).ok()?;
+            let ext = ip.ext_headers().ok()?;
+            Some((
+                IpAddr::V6(ip.dst_addr()),
+                ext.upper_protocol,
+                ext.upper_offset,
+            ))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,566 @@
+//! The pipeline on heap buffers: two gateway nodes joined by a simulated
+//! WAN, hosts on each LAN.
+
+use std::net::IpAddr;
+
+use crate::buf::{HeapBuf, PacketBuf};
+use crate::crypto::{new_transform, Algorithm, Backend, SaKeys};
+use crate::esp::{
+    Action, Direction, DropReason, InboundSa, IpPrefix, Mode, OutboundSa, Policy, SaConfig, SaRef,
+    Selector, Spd, Spi, TunnelEndpoints, UdpEncap,
+};
+use crate::route::{NextHop, RouteTable};
+use crate::wire::{checksum, IpProtocol};
+
+use super::msg::HandoffKind;
+use super::node::{GwDrop, Interface, Node, PacketPool, Role};
+
+struct HeapPool;
+
+impl PacketPool<HeapBuf> for HeapPool {
+    fn alloc(&mut self) -> Option<HeapBuf> {
+        Some(HeapBuf::new(128, &[], 2048))
+    }
+}
+
+const HOST_A_MAC: [u8; 6] = [2, 0, 0, 0, 0xa, 1];
+const HOST_B_MAC: [u8; 6] = [2, 0, 0, 0, 0xb, 1];
+const GWA_LAN: [u8; 6] = [2, 0, 0, 0, 0xa, 0xfe];
+const GWA_WAN: [u8; 6] = [2, 0, 0, 0, 0xa, 0xff];
+const GWB_LAN: [u8; 6] = [2, 0, 0, 0, 0xb, 0xfe];
+const GWB_WAN: [u8; 6] = [2, 0, 0, 0, 0xb, 0xff];
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn ifaces(site: char, wan_mtu: u16, mss: Option<u16>) -> Vec<Interface> {
+    let (lan_mac, wan_mac, n) = if site == 'a' {
+        (GWA_LAN, GWA_WAN, 1)
+    } else {
+        (GWB_LAN, GWB_WAN, 2)
+    };
+    vec![
+        Interface {
+            name: "lan".into(),
+            mac: lan_mac,
+            role: Role::Lan,
+            addrs: vec![
+                format!("10.{n}.0.1/24").parse().unwrap(),
+                format!("fd0{n}::1/64").parse().unwrap(),
+            ],
+            mtu: 1500,
+            mss_clamp: None,
+        },
+        Interface {
+            name: "wan".into(),
+            mac: wan_mac,
+            role: Role::Wan,
+            addrs: vec![
+                format!("192.0.2.{n}/24").parse().unwrap(),
+                format!("2001:db8::{n}/64").parse().unwrap(),
+            ],
+            mtu: wan_mtu,
+            mss_clamp: mss,
+        },
+    ]
+}
+
+fn keys() -> SaKeys {
+    SaKeys::new(&[7u8; 36], &[])
+}
+
+fn sa_out(spi: u32, local: &str, remote: &str) -> OutboundSa {
+    let mut c = SaConfig::new(
+        Spi::new(spi).unwrap(),
+        Direction::Outbound,
+        Mode::Tunnel,
+        TunnelEndpoints {
+            local: ip(local),
+            remote: ip(remote),
+        },
+    );
+    c.udp_encap = Some(UdpEncap::nat_t());
+    OutboundSa::new(
+        c,
+        new_transform(Backend::RustCrypto, Algorithm::AES_GCM_256, &keys()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn sa_in(spi: u32, local: &str, remote: &str, sel: Vec<Selector>) -> InboundSa {
+    let mut c = SaConfig::new(
+        Spi::new(spi).unwrap(),
+        Direction::Inbound,
+        Mode::Tunnel,
+        TunnelEndpoints {
+            local: ip(local),
+            remote: ip(remote),
+        },
+    );
+    c.udp_encap = Some(UdpEncap::nat_t());
+    c.traffic_selectors = sel;
+    InboundSa::new(
+        c,
+        new_transform(Backend::AwsLc, Algorithm::AES_GCM_256, &keys()).unwrap(),
+    )
+    .unwrap()
+}
+
+fn sel(a: &str, b: &str) -> Selector {
+    Selector::new(
+        a.parse::<IpPrefix>().unwrap(),
+        b.parse::<IpPrefix>().unwrap(),
+    )
+}
+
+/// gwA and gwB with a tunnel 10.1/24 <-> 10.2/24 (and fd01::/64 <->
+/// fd02::/64) over 192.0.2.0/24, static neighbours for the hosts and peers.
+fn two_sites(wan_mtu: u16, mss: Option<u16>) -> (Node<HeapBuf>, Node<HeapBuf>) {
+    let mut nodes = Vec::new();
+    for site in ['a', 'b'] {
+        let (me, peer, my_net, peer_net, my6, peer6) = if site == 'a' {
+            (
+                "192.0.2.1",
+                "192.0.2.2",
+                "10.1.0.0/24",
+                "10.2.0.0/24",
+                "fd01::/64",
+                "fd02::/64",
+            )
+        } else {
+            (
+                "192.0.2.2",
+                "192.0.2.1",
+                "10.2.0.0/24",
+                "10.1.0.0/24",
+                "fd02::/64",
+                "fd01::/64",
+            )
+        };
+        let mut routes = RouteTable::new();
+        routes.insert(
+            peer_net.parse().unwrap(),
+            NextHop {
+                interface: 1,
+                via: Some(ip(peer)),
+            },
+        );
+        routes.insert(
+            peer6.parse().unwrap(),
+            NextHop {
+                interface: 1,
+                via: Some(ip(peer)),
+            },
+        );
+        routes.insert(
+            "10.9.0.0/24".parse().unwrap(),
+            NextHop {
+                interface: 1,
+                via: None,
+            },
+        );
+        let mut n = Node::new(0, ifaces(site, wan_mtu, mss), routes);
+        let mut spd = Spd::new();
+        for (l, r) in [(my_net, peer_net), (my6, peer6)] {
+            spd.insert(Policy {
+                selector: sel(l, r),
+                action: Action::Protect(SaRef(0)),
+                priority: 10,
+            })
+            .unwrap();
+        }
+        spd.insert(Policy {
+            selector: sel(my_net, "10.9.0.0/24"),
+            action: Action::Bypass,
+            priority: 5,
+        })
+        .unwrap();
+        n.set_spd(spd);
+        let (out_spi, in_spi) = if site == 'a' {
+            (0x2001, 0x1001)
+        } else {
+            (0x1001, 0x2001)
+        };
+        n.install_outbound(SaRef(0), sa_out(out_spi, me, peer));
+        n.install_inbound(sa_in(
+            in_spi,
+            me,
+            peer,
+            vec![sel(peer_net, my_net), sel(peer6, my6)],
+        ));
+        let (host, host_mac, host6) = if site == 'a' {
+            ("10.1.0.10", HOST_A_MAC, "fd01::10")
+        } else {
+            ("10.2.0.20", HOST_B_MAC, "fd02::20")
+        };
+        n.add_static_neighbour(ip(host), host_mac, 0);
+        n.add_static_neighbour(ip(host6), host_mac, 0);
+        n.add_static_neighbour(ip(peer), if site == 'a' { GWB_WAN } else { GWA_WAN }, 1);
+        n.add_static_neighbour(ip("10.9.0.9"), [2, 9, 9, 9, 9, 9], 1);
+        nodes.push(n);
+    }
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    (a, b)
+}
+
+fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> HeapBuf {
+    let mut f = Vec::with_capacity(14 + payload.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    HeapBuf::from_slice(&f)
+}
+
+fn udp4(
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+    ttl: u8,
+    df: bool,
+) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (ip(src), ip(dst)) else {
+        panic!()
+    };
+    let mut udp = vec![0u8; 8];
+    udp[0..2].copy_from_slice(&sport.to_be_bytes());
+    udp[2..4].copy_from_slice(&dport.to_be_bytes());
+    udp[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(payload);
+    let c = checksum::transport_v4(s, d, IpProtocol::UDP, &udp);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut p = vec![0u8; 20];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((20 + udp.len()) as u16).to_be_bytes());
+    p[6] = if df { 0x40 } else { 0 };
+    p[8] = ttl;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&s.octets());
+    p[16..20].copy_from_slice(&d.octets());
+    let c = !checksum::data(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&udp);
+    p
+}
+
+fn udp6(src: &str, dst: &str, payload_len: usize, hop: u8) -> Vec<u8> {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (ip(src), ip(dst)) else {
+        panic!()
+    };
+    let mut udp = vec![0u8; 8 + payload_len];
+    udp[0..2].copy_from_slice(&1234u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&80u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&((8 + payload_len) as u16).to_be_bytes());
+    let c = checksum::transport_v6(s, d, IpProtocol::UDP, &udp);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut p = vec![0u8; 40];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&(udp.len() as u16).to_be_bytes());
+    p[6] = 17;
+    p[7] = hop;
+    p[8..24].copy_from_slice(&s.octets());
+    p[24..40].copy_from_slice(&d.octets());
+    p.extend_from_slice(&udp);
+    p
+}
+
+fn take_tx(n: &mut Node<HeapBuf>, iface: usize) -> Vec<HeapBuf> {
+    std::mem::take(&mut n.tx[iface])
+}
+
+#[test]
+fn host_to_host_through_two_gateways_v4_and_v6() {
+    let (mut a, mut b) = two_sites(1500, None);
+    for (inner, ethertype) in [
+        (
+            udp4("10.1.0.10", "10.2.0.20", 1000, 2000, &[0x5a; 300], 64, true),
+            0x0800u16,
+        ),
+        (udp6("fd01::10", "fd02::20", 700, 64), 0x86dd),
+    ] {
+        a.rx(
+            0,
+            eth(GWA_LAN, HOST_A_MAC, ethertype, &inner),
+            &mut HeapPool,
+        );
+        let wan = take_tx(&mut a, 1);
+        assert_eq!(wan.len(), 1, "{:?}", a.counters);
+        let frame = wan[0].data();
+        assert_eq!(&frame[0..6], &GWB_WAN);
+        assert!(
+            !frame.windows(32).any(|w| w == &inner[inner.len() - 32..]),
+            "plaintext on the WAN"
+        );
+        b.rx(1, wan.into_iter().next().unwrap(), &mut HeapPool);
+        let lan = take_tx(&mut b, 0);
+        assert_eq!(lan.len(), 1, "{:?}", b.counters);
+        let out = lan[0].data();
+        assert_eq!(&out[0..6], &HOST_B_MAC);
+        assert_eq!(&out[6..12], &GWB_LAN);
+        // The inner packet arrives with its TTL lowered by two routers.
+        let mut expected = inner.clone();
+        if ethertype == 0x0800 {
+            expected[8] -= 2;
+            expected[10..12].fill(0);
+            let c = !checksum::data(&expected[..20]);
+            expected[10..12].copy_from_slice(&c.to_be_bytes());
+        } else {
+            expected[7] -= 2;
+        }
+        assert_eq!(&out[14..], &expected[..]);
+    }
+    assert_eq!(a.counters.encapsulated, 2);
+    assert_eq!(b.counters.decapsulated, 2);
+    assert_eq!(b.counters.total_drops(), 0);
+}
+
+#[test]
+fn arp_and_echo_for_the_gateway_and_pending_until_resolved() {
+    let (mut a, _) = two_sites(1500, None);
+    // ARP request for 10.1.0.1 from a new host.
+    let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
+    arp.extend_from_slice(&[2, 0, 0, 0, 0xa, 7]);
+    arp.extend_from_slice(&[10, 1, 0, 7]);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&[10, 1, 0, 1]);
+    a.rx(
+        0,
+        eth([0xff; 6], [2, 0, 0, 0, 0xa, 7], 0x0806, &arp),
+        &mut HeapPool,
+    );
+    let out = take_tx(&mut a, 0);
+    assert_eq!(out.len(), 1);
+    let r = out[0].data();
+    assert_eq!(&r[0..6], &[2, 0, 0, 0, 0xa, 7]);
+    assert_eq!(&r[20..22], &[0, 2], "ARP reply");
+    assert_eq!(&r[22..28], &GWA_LAN);
+    assert_eq!(
+        a.neighbours().lookup(ip("10.1.0.7")),
+        Some([2, 0, 0, 0, 0xa, 7])
+    );
+    assert_eq!(a.learned.len(), 1);
+
+    // Echo request to the gateway.
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1, 1, 2, 3, 4];
+    let c = !checksum::data(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut p = udp4("10.1.0.10", "10.1.0.1", 0, 0, &[], 64, false);
+    p.truncate(20);
+    p[9] = 1;
+    p[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    p[10..12].fill(0);
+    let c = !checksum::data(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&icmp);
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &p), &mut HeapPool);
+    let out = take_tx(&mut a, 0);
+    assert_eq!(out.len(), 1);
+    let r = &out[0].data()[14..];
+    assert_eq!(r[20], 0, "echo reply");
+    assert_eq!(&r[12..16], &[10, 1, 0, 1]);
+    assert_eq!(&r[16..20], &[10, 1, 0, 10]);
+    assert_eq!(a.counters.echo_replies, 1);
+
+    // A packet to an unknown LAN host waits for ARP, then leaves.
+    let (_, mut b) = two_sites(1500, None);
+    let (mut a2, _) = two_sites(1500, None);
+    a2.rx(
+        0,
+        eth(
+            GWA_LAN,
+            HOST_A_MAC,
+            0x0800,
+            &udp4("10.1.0.10", "10.2.0.99", 1, 2, b"x", 64, false),
+        ),
+        &mut HeapPool,
+    );
+    let wan = take_tx(&mut a2, 1);
+    b.rx(1, wan.into_iter().next().unwrap(), &mut HeapPool);
+    let arp_req = take_tx(&mut b, 0);
+    assert_eq!(arp_req.len(), 1);
+    assert_eq!(&arp_req[0].data()[0..6], &[0xff; 6]);
+    assert_eq!(&arp_req[0].data()[38..42], &[10, 2, 0, 99]);
+    assert_eq!(b.pending_len(), 1);
+    b.learn_neighbour(ip("10.2.0.99"), [2, 0, 0, 0, 0xb, 99], 0);
+    let sent = take_tx(&mut b, 0);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(&sent[0].data()[0..6], &[2, 0, 0, 0, 0xb, 99]);
+}
+
+#[test]
+fn ttl_expiry_and_path_mtu_produce_icmp_errors() {
+    let (mut a, _) = two_sites(1400, None);
+    // TTL 1: time exceeded back to the host.
+    let p = udp4("10.1.0.10", "10.2.0.20", 1, 2, b"hello", 1, false);
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &p), &mut HeapPool);
+    let back = take_tx(&mut a, 0);
+    assert_eq!(back.len(), 1);
+    let r = &back[0].data()[14..];
+    assert_eq!((r[9], r[20], r[21]), (1, 11, 0));
+    assert_eq!(&r[16..20], &[10, 1, 0, 10]);
+    assert_eq!(&r[28..48], &p[..20], "quotes the header");
+    assert_eq!(a.counters.drops[GwDrop::TtlExceeded.index()], 1);
+
+    // DF set and too big for the tunnel: fragmentation needed with the MTU
+    // that fits once ESP is added; a packet of exactly that size passes.
+    let big = udp4("10.1.0.10", "10.2.0.20", 1, 2, &vec![1u8; 1400], 64, true);
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &big), &mut HeapPool);
+    let back = take_tx(&mut a, 0);
+    assert_eq!(back.len(), 1, "{:?}", a.counters);
+    let r = &back[0].data()[14..];
+    assert_eq!((r[20], r[21]), (3, 4), "fragmentation needed");
+    let mtu = usize::from(u16::from_be_bytes([r[26], r[27]]));
+    assert!(mtu < 1400 && mtu > 1300, "mtu {mtu}");
+    assert_eq!(checksum::data(&r[20..]), 0xffff, "ICMP checksum");
+    let fits = udp4(
+        "10.1.0.10",
+        "10.2.0.20",
+        1,
+        2,
+        &vec![1u8; mtu - 28],
+        64,
+        true,
+    );
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &fits), &mut HeapPool);
+    let wan = take_tx(&mut a, 1);
+    assert_eq!(wan.len(), 1);
+    assert_eq!(wan[0].len() - 14, 1400, "exactly the WAN MTU");
+    let too = udp4(
+        "10.1.0.10",
+        "10.2.0.20",
+        1,
+        2,
+        &vec![1u8; mtu - 27],
+        64,
+        true,
+    );
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &too), &mut HeapPool);
+    assert_eq!(take_tx(&mut a, 1).len(), 0);
+    assert_eq!(take_tx(&mut a, 0).len(), 1);
+
+    // IPv6: packet too big.
+    let big6 = udp6("fd01::10", "fd02::20", 1400, 64);
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x86dd, &big6), &mut HeapPool);
+    let back = take_tx(&mut a, 0);
+    assert_eq!(back.len(), 1);
+    let r = &back[0].data()[14..];
+    assert_eq!((r[6], r[40]), (58, 2), "ICMPv6 packet too big");
+    let mtu6 = u32::from_be_bytes([r[44], r[45], r[46], r[47]]);
+    assert!(mtu6 < 1400 && mtu6 > 1280, "{mtu6}");
+}
+
+#[test]
+fn ike_is_punted_keepalives_and_hostile_packets_are_counted() {
+    let (_, mut b) = two_sites(1500, None);
+    let ike = udp4("192.0.2.1", "192.0.2.2", 500, 500, &[0x11; 40], 64, false);
+    b.rx(1, eth(GWB_WAN, GWA_WAN, 0x0800, &ike), &mut HeapPool);
+    let mut marker = vec![0u8; 4];
+    marker.extend_from_slice(&[0x22; 40]);
+    let ike4500 = udp4("192.0.2.1", "192.0.2.2", 4500, 4500, &marker, 64, false);
+    b.rx(1, eth(GWB_WAN, GWA_WAN, 0x0800, &ike4500), &mut HeapPool);
+    assert_eq!(b.punts.len(), 2);
+    let keepalive = udp4("192.0.2.1", "192.0.2.2", 4500, 4500, &[0xff], 64, false);
+    b.rx(1, eth(GWB_WAN, GWA_WAN, 0x0800, &keepalive), &mut HeapPool);
+    // Unknown SPI, garbage, truncated, not for us, plaintext that should
+    // have been protected.
+    let unknown = udp4(
+        "192.0.2.1",
+        "192.0.2.2",
+        4500,
+        4500,
+        &[0xde, 0xad, 0, 1, 0, 0, 0, 1, 9, 9, 9, 9],
+        64,
+        false,
+    );
+    b.rx(1, eth(GWB_WAN, GWA_WAN, 0x0800, &unknown), &mut HeapPool);
+    b.rx(
+        1,
+        eth(GWB_WAN, GWA_WAN, 0x0800, &[0x45, 0, 0]),
+        &mut HeapPool,
+    );
+    b.rx(1, HeapBuf::from_slice(&[1, 2, 3]), &mut HeapPool);
+    b.rx(
+        1,
+        eth([2, 7, 7, 7, 7, 7], GWA_WAN, 0x0800, &ike),
+        &mut HeapPool,
+    );
+    let plain = udp4("10.1.0.10", "10.2.0.20", 1, 2, b"sneaky", 64, false);
+    b.rx(1, eth(GWB_WAN, GWA_WAN, 0x0800, &plain), &mut HeapPool);
+    let c = &b.counters;
+    assert_eq!(c.esp_drops[DropReason::NatKeepalive.index()], 1);
+    assert_eq!(c.esp_drops[DropReason::UnknownSpi.index()], 1);
+    assert_eq!(c.drops[GwDrop::BadFrame.index()], 2);
+    assert_eq!(c.drops[GwDrop::NotForUs.index()], 1);
+    assert_eq!(c.drops[GwDrop::UnprotectedInbound.index()], 1);
+    assert!(take_tx(&mut b, 0).is_empty());
+    assert!(take_tx(&mut b, 1).is_empty());
+}
+
+#[test]
+fn bypass_policy_forwards_in_the_clear_and_mss_is_clamped() {
+    let (mut a, mut b) = two_sites(1500, Some(1300));
+    let p = udp4("10.1.0.10", "10.9.0.9", 1, 2, b"clear", 64, false);
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &p), &mut HeapPool);
+    let out = take_tx(&mut a, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[14 + 28..], b"clear");
+    assert_eq!(a.counters.bypassed, 1);
+
+    // A TCP SYN with MSS 1460 entering the tunnel is clamped to 1300.
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (ip("10.1.0.10"), ip("10.2.0.20")) else {
+        panic!()
+    };
+    let mut tcp = vec![0u8; 24];
+    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+    tcp[12] = 6 << 4;
+    tcp[13] = 0x02;
+    tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    tcp[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
+    let c = checksum::transport_v4(s, d, IpProtocol::TCP, &tcp);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut p = udp4("10.1.0.10", "10.2.0.20", 0, 0, &[], 64, true);
+    p.truncate(20);
+    p[9] = 6;
+    p[2..4].copy_from_slice(&44u16.to_be_bytes());
+    p[10..12].fill(0);
+    let c = !checksum::data(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&tcp);
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &p), &mut HeapPool);
+    let wan = take_tx(&mut a, 1);
+    assert_eq!(a.counters.mss_clamped, 1, "{:?}", a.counters);
+    b.rx(1, wan.into_iter().next().unwrap(), &mut HeapPool);
+    let lan = take_tx(&mut b, 0);
+    let seg = &lan[0].data()[14 + 20..];
+    assert_eq!(&seg[20..24], &[2, 4, 0x05, 0x14], "MSS 1300");
+    assert_eq!(
+        checksum::transport_v4(s, d, IpProtocol::TCP, seg),
+        0,
+        "TCP checksum still valid"
+    );
+}
+
+#[test]
+fn packets_for_an_sa_owned_elsewhere_are_handed_off() {
+    let (mut a, _) = two_sites(1500, None);
+    // Worker 0 gives its SA to worker 1.
+    let sa = a.remove_outbound(SaRef(0)).unwrap();
+    a.set_outbound_owner(SaRef(0), Some(1));
+    let p = udp4("10.1.0.10", "10.2.0.20", 1, 2, b"x", 64, false);
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &p), &mut HeapPool);
+    assert_eq!(a.handoffs.len(), 1);
+    let (w, h) = a.handoffs.pop().unwrap();
+    assert_eq!(w, 1);
+    assert_eq!(h.kind, HandoffKind::Outbound(SaRef(0)));
+    // The owner encapsulates it (TTL is decremented there, once).
+    let (mut owner, _) = two_sites(1500, None);
+    owner.install_outbound(SaRef(0), sa);
+    owner.handoff_in(h, &mut HeapPool);
+    assert_eq!(owner.counters.encapsulated, 1);
+    assert_eq!(take_tx(&mut owner, 1).len(), 1);
+}
