@@ -1,1 +1,31 @@
-//! (being written)
+//! The ESP engine's state: security associations, the anti-replay window,
+//! the security policy database and drop counters (RFC 4301, RFC 4303).
+//!
+//! - [`replay`]: the inbound anti-replay window with ESN inference
+//!   (RFC 4303 §3.4.3 and Appendix A2, RFC 6479).
+//! - [`spd`]: the security policy database and traffic selectors
+//!   (RFC 4301 §4.4.1, §5.2).
+//! - [`sa`]: SA configuration, lifetimes and the outbound sequence counter
+//!   (RFC 4301 §4.4.2, RFC 4303 §3.3.3).
+//! - [`ecn`]: ECN (RFC 6040), DSCP and DF handling for the outer header.
+//! - [`counters`]: drop reasons and single-writer packet counters.
+#![forbid(unsafe_code)]
+
+pub mod counters;
+pub mod ecn;
+pub mod replay;
+pub mod sa;
+pub mod spd;
+
+pub use counters::{DropReason, SaCounters, WorkerCounters};
+pub use ecn::{
+    decap_tos, ecn_decapsulate, ecn_encapsulate, encap_tos, DfPolicy, DscpPolicy, Ecn, EcnDrop,
+};
+pub use replay::{ReplayError, ReplayWindow, ReplayWindowSizeError};
+pub use sa::{
+    Direction, Lifetime, LifetimeEvent, LifetimeEvents, LifetimeState, Mode, NextSeq, ReservedSpi,
+    SaConfig, SaConfigError, SaEvent, SeqCounter, SeqExhausted, Spi, TunnelEndpoints, UdpEncap,
+};
+pub use spd::{
+    Action, FlowKey, IpPrefix, Policy, PolicyId, PrefixError, SaRef, Selector, SelectorError, Spd,
+};
