@@ -2,7 +2,7 @@
 //! message names the file and the field; the shipped examples; secrets never
 //! showing up in messages or `Debug`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use dataplane::crypto::{Algorithm, Backend, Encryption, Integrity};
 use dataplane::esp::{self, Action, Direction, IpPrefix, SaRef, Selector, Spi};
@@ -848,4 +848,47 @@ fn ike_only_tunnel_is_valid() {
     let c = parse(&text).unwrap();
     assert!(c.tunnels[0].sas.is_empty());
     assert_eq!(c.tunnels[0].ike.as_ref().unwrap().psk.len(), 32);
+}
+
+// ----------------------------------------------------------------- examples
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+#[test]
+fn every_example_validates() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(examples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let c = GatewayConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!c.tunnels.is_empty(), "{}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "found {n} example configs");
+}
+
+#[test]
+fn site_a_and_site_b_are_a_matching_pair() {
+    let a = GatewayConfig::load(examples_dir().join("site-a.toml")).unwrap();
+    let b = GatewayConfig::load(examples_dir().join("site-b.toml")).unwrap();
+    let (ta, tb) = (&a.tunnels[0], &b.tunnels[0]);
+    assert_eq!(ta.endpoints.local, tb.endpoints.remote);
+    assert_eq!(ta.endpoints.remote, tb.endpoints.local);
+    assert_eq!(ta.udp_encap, tb.udp_encap);
+    assert_eq!(ta.sas.len(), 1);
+    assert_eq!(tb.sas.len(), 1);
+    let (pa, pb) = (&ta.sas[0], &tb.sas[0]);
+    assert_eq!(pa.algorithm, Algorithm::AES_GCM_256);
+    assert_eq!(pa.algorithm, pb.algorithm);
+    for (out, inb) in [(&pa.outbound, &pb.inbound), (&pb.outbound, &pa.inbound)] {
+        assert_eq!(out.config.spi, inb.config.spi);
+        assert_eq!(out.keys.enc_key[..], inb.keys.enc_key[..]);
+        assert_eq!(out.keys.auth_key[..], inb.keys.auth_key[..]);
+        assert_eq!(out.config.esn, inb.config.esn);
+        // What one side protects, the other accepts.
+        assert_eq!(out.config.traffic_selectors, inb.config.traffic_selectors);
+    }
 }
