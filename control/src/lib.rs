@@ -3,5 +3,6 @@
 //! everything below the data plane's safe API is out of reach.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod eal_args;
 pub mod forward;

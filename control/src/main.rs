@@ -40,6 +40,13 @@ enum Command {
         #[arg(last = true)]
         eal: Vec<String>,
     },
+    /// Validate a configuration file: print `FILE: ok` and a summary, or
+    /// the first problem (exit status 1).
+    Check {
+        /// The TOML configuration file.
+        #[arg(short = 'c', long = "config")]
+        config: std::path::PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +68,12 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
+        Command::Check { config } => {
+            let gateway = control::config::GatewayConfig::load(&config)?;
+            println!("{}: ok", config.display());
+            println!("{}", gateway.summary());
+            Ok(())
+        }
         Command::Forward {
             ports,
             duration,

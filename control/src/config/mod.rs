@@ -1,0 +1,455 @@
+//! The gateway's configuration file (TOML): parsing and validation.
+//!
+//! Two layers. [`raw`] mirrors the file with serde (`deny_unknown_fields`
+//! everywhere); [`validate`] turns it into a [`GatewayConfig`] made of the
+//! data plane's own types ([`SaConfig`], [`Policy`], [`SaKeys`],
+//! [`NextHop`]) or reports the first problem as one [`ConfigError`] naming
+//! the file, the field path (`tunnel[0].sa[0].key_in`) and what is wrong.
+//! Keys and pre-shared keys are held in `Zeroizing` buffers, redacted by
+//! `Debug` and never quoted in messages.
+//!
+//! The schema is documented key by key in `examples/site-a.toml` and
+//! `examples/ike-site-a.toml` at the repository root.
+
+mod algorithm;
+mod error;
+mod raw;
+mod secret;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use dataplane::crypto::{Algorithm, Backend, SaKeys};
+use dataplane::esp::{
+    DfPolicy, DscpPolicy, Lifetime, Mode, Policy, SaConfig, TunnelEndpoints, UdpEncap,
+};
+use dataplane::route::{NextHop, RouteTable};
+use ipnet::IpNet;
+
+pub use algorithm::{DhGroup, EspProposal, IkeProposal, Prf};
+pub use error::{ConfigError, ErrorKind};
+pub use secret::Secret;
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct GatewayConfig {
+    /// `[dataplane]`.
+    pub dataplane: DataplaneConfig,
+    /// `[control]`.
+    pub control: ControlConfig,
+    /// `[[interface]]`, in file order; the index is the interface number
+    /// used by [`NextHop::interface`], [`Neighbour::interface`] and
+    /// [`Tunnel::interface`].
+    pub interfaces: Vec<Interface>,
+    /// `[[route]]`, static routes (connected routes come from the
+    /// interfaces' addresses, see [`GatewayConfig::route_table`]).
+    pub routes: Vec<Route>,
+    /// `[[neighbour]]`, static ARP/ND entries.
+    pub neighbours: Vec<Neighbour>,
+    /// `[[tunnel]]`, in file order; the index is the [`SaRef`] of the
+    /// tunnel's PROTECT policies.
+    ///
+    /// [`SaRef`]: dataplane::esp::SaRef
+    pub tunnels: Vec<Tunnel>,
+}
+
+/// Which crypto backend runs ESP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CryptoBackendChoice {
+    /// The fastest available for each SA's algorithm
+    /// ([`dataplane::crypto::default_backend`]).
+    Auto,
+    /// This one.
+    Fixed(Backend),
+}
+
+/// `[dataplane]`: worker threads and DPDK's EAL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Worker threads, one per lcore (1..=64).
+    pub workers: u32,
+    /// The EAL lcore list (`-l`): as configured, or `0-N` for `workers`
+    /// workers plus the control thread.
+    pub lcores: String,
+    /// EAL memory in MiB (`-m`, no hugepages).
+    pub memory_mb: u32,
+    /// Mbuf pool size.
+    pub mbufs: u32,
+    /// Packets per RX/TX burst.
+    pub burst: u32,
+    /// Extra EAL arguments, appended last.
+    pub eal_args: Vec<String>,
+    /// Crypto backend.
+    pub crypto_backend: CryptoBackendChoice,
+}
+
+impl DataplaneConfig {
+    /// Default number of workers.
+    pub const DEFAULT_WORKERS: u32 = 1;
+    /// Most workers.
+    pub const MAX_WORKERS: u32 = 64;
+    /// Default EAL memory.
+    pub const DEFAULT_MEMORY_MB: u32 = 512;
+    /// Default mbuf pool size (2^n - 1 is what DPDK's mempool sizes best).
+    pub const DEFAULT_MBUFS: u32 = 8191;
+    /// Default burst.
+    pub const DEFAULT_BURST: u32 = 32;
+    /// Largest burst.
+    pub const MAX_BURST: u32 = 512;
+    /// Memory one mbuf takes in the pool: 2048 bytes of data room, 128 of
+    /// headroom and the `rte_mbuf` header with pool overhead.
+    pub const MBUF_FOOTPRINT: u64 = 2304;
+    /// Memory EAL and the rest of DPDK need besides the mbuf pool.
+    pub const EAL_HEADROOM_MB: u64 = 32;
+}
+
+/// `[control]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// Unix socket for `espresso stats` and friends.
+    pub socket: PathBuf,
+    /// Log filter (`tracing_subscriber::EnvFilter` syntax, e.g. `info` or
+    /// `control=debug,info`).
+    pub log: String,
+}
+
+/// Which side of the gateway an interface faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The protected network (plaintext).
+    Lan,
+    /// The untrusted network (ESP).
+    Wan,
+}
+
+/// `[[interface]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Unique name.
+    pub name: String,
+    /// DPDK device string, e.g. `net_af_packet0,iface=lan0`.
+    pub device: String,
+    /// LAN or WAN.
+    pub role: Role,
+    /// Own addresses with their prefix length: each is a local address and
+    /// its network a connected route.
+    pub addresses: Vec<IpNet>,
+    /// IP MTU.
+    pub mtu: u16,
+    /// Clamp the MSS option of TCP SYNs sent out of this interface.
+    pub mss_clamp: Option<u16>,
+}
+
+impl Interface {
+    /// Default MTU.
+    pub const DEFAULT_MTU: u16 = 1500;
+}
+
+/// `[[route]]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Destination prefix (host bits zero).
+    pub prefix: IpNet,
+    /// Interface and gateway.
+    pub next_hop: NextHop,
+}
+
+/// An Ethernet MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MacAddr({self})")
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = String;
+
+    /// Six two-digit hex octets separated by `:` or `-`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("`{s}` is not a MAC address (expected six hex octets like 02:00:00:00:00:01)")
+        };
+        let sep = if s.contains('-') { '-' } else { ':' };
+        let mut out = [0u8; 6];
+        let mut parts = s.split(sep);
+        for o in &mut out {
+            let p = parts.next().ok_or_else(bad)?;
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Self(out))
+    }
+}
+
+/// `[[neighbour]]`: a static ARP/ND entry, preferred over learned ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    /// The neighbour's IP address.
+    pub address: IpAddr,
+    /// Its MAC address (unicast).
+    pub mac: MacAddr,
+    /// The interface it is reached on (index into
+    /// [`GatewayConfig::interfaces`]).
+    pub interface: u16,
+}
+
+/// One direction of a manually keyed SA: the data plane's configuration and
+/// the keys.
+#[derive(Clone, Debug)]
+pub struct ManualSa {
+    /// SPI, direction, mode, endpoints and the rest.
+    pub config: SaConfig,
+    /// Encryption and integrity keys (redacted by `Debug`).
+    pub keys: SaKeys,
+}
+
+/// `[[tunnel.sa]]`: a manually keyed SA pair.
+#[derive(Clone, Debug)]
+pub struct SaPair {
+    /// The ESP algorithm of both SAs.
+    pub algorithm: Algorithm,
+    /// What the peer sends to us (our SPI, `spi_in`).
+    pub inbound: ManualSa,
+    /// What we send to the peer (its SPI, `spi_out`).
+    pub outbound: ManualSa,
+}
+
+/// IKE identities (RFC 7296 §3.5).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum IkeId {
+    /// ID_FQDN.
+    Fqdn(String),
+    /// ID_IPV4_ADDR.
+    Ipv4(Ipv4Addr),
+    /// ID_IPV6_ADDR.
+    Ipv6(Ipv6Addr),
+    /// ID_KEY_ID: opaque bytes (written `keyid:text` or `keyid:0x…`).
+    KeyId(Vec<u8>),
+}
+
+impl fmt::Display for IkeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IkeId::Fqdn(s) => f.write_str(s),
+            IkeId::Ipv4(a) => write!(f, "{a}"),
+            IkeId::Ipv6(a) => write!(f, "{a}"),
+            IkeId::KeyId(k) => match std::str::from_utf8(k) {
+                Ok(s) if !s.starts_with("0x") => write!(f, "keyid:{s}"),
+                _ => write!(f, "keyid:0x{}", hex::encode(k)),
+            },
+        }
+    }
+}
+
+/// Who starts the IKE exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAction {
+    /// Initiate at start-up (and after the peer is lost).
+    Initiate,
+    /// Wait for the peer.
+    Listen,
+}
+
+/// `[tunnel.ike]`: IKEv2 for this tunnel.
+#[derive(Clone, Debug)]
+pub struct IkeConfig {
+    /// Our identity (default: the tunnel's local address).
+    pub local_id: IkeId,
+    /// The identity the peer must prove (default: its address).
+    pub remote_id: IkeId,
+    /// The pre-shared key (RFC 7296 §2.15).
+    pub psk: Secret,
+    /// IKE SA proposals, most preferred first.
+    pub proposals: Vec<IkeProposal>,
+    /// Child SA (ESP) proposals, most preferred first.
+    pub esp_proposals: Vec<EspProposal>,
+    /// Initiate or listen.
+    pub start_action: StartAction,
+    /// Rekey the IKE SA after this long.
+    pub ike_lifetime: Duration,
+    /// Rekey Child SAs after this long.
+    pub child_lifetime: Duration,
+    /// Dead peer detection interval; `None` disables it (`"0s"`).
+    pub dpd_interval: Option<Duration>,
+    /// Send ESP in UDP even without a NAT (RFC 7296 §2.23 allows faking the
+    /// NAT detection payloads).
+    pub force_encap: bool,
+    /// Write Wireshark `esp_sa` and `ikev2_decryption_table` files here.
+    pub keylog_dir: Option<PathBuf>,
+}
+
+impl IkeConfig {
+    /// Default IKE proposal.
+    pub const DEFAULT_PROPOSAL: &'static str = "aes256gcm16-prfsha256-ecp256";
+    /// Default ESP proposal.
+    pub const DEFAULT_ESP_PROPOSAL: &'static str = "aes256gcm16";
+    /// Default IKE SA lifetime: 4 hours.
+    pub const DEFAULT_IKE_LIFETIME: Duration = Duration::from_secs(4 * 3600);
+    /// Default Child SA lifetime: 1 hour.
+    pub const DEFAULT_CHILD_LIFETIME: Duration = Duration::from_secs(3600);
+    /// Default DPD interval: 30 s.
+    pub const DEFAULT_DPD_INTERVAL: Duration = Duration::from_secs(30);
+}
+
+/// `[[tunnel]]`.
+#[derive(Clone, Debug)]
+pub struct Tunnel {
+    /// Unique name.
+    pub name: String,
+    /// Our address and the peer's.
+    pub endpoints: TunnelEndpoints,
+    /// The interface that owns `endpoints.local`.
+    pub interface: u16,
+    /// Tunnel or transport.
+    pub mode: Mode,
+    /// RFC 3948 UDP encapsulation.
+    pub udp_encap: Option<UdpEncap>,
+    /// Extended sequence numbers for manual SAs.
+    pub esn: bool,
+    /// Inbound anti-replay window (0 disables).
+    pub replay_window: u32,
+    /// Outer DSCP.
+    pub dscp: DscpPolicy,
+    /// Outer DF bit.
+    pub df: DfPolicy,
+    /// Outer TTL / hop limit.
+    pub outer_ttl: u8,
+    /// Byte and packet lifetimes of each SA.
+    pub lifetime: Lifetime,
+    /// This tunnel's SPD entries (outbound view: `src` is the local side),
+    /// PROTECT ones with `SaRef(index of this tunnel)`.
+    pub policies: Vec<Policy>,
+    /// Manually keyed SA pairs.
+    pub sas: Vec<SaPair>,
+    /// IKEv2, if configured.
+    pub ike: Option<IkeConfig>,
+}
+
+/// Counts for `espresso check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Interfaces.
+    pub interfaces: usize,
+    /// Static routes.
+    pub routes: usize,
+    /// Static neighbours.
+    pub neighbours: usize,
+    /// Tunnels.
+    pub tunnels: usize,
+    /// Tunnels with IKE.
+    pub ike_tunnels: usize,
+    /// Manually keyed SA pairs.
+    pub sa_pairs: usize,
+    /// SPD entries.
+    pub policies: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn n(count: usize, one: &str, many: &str) -> String {
+            format!("{count} {}", if count == 1 { one } else { many })
+        }
+        write!(
+            f,
+            "{}, {}, {}, {} ({} with IKE), {} ({} SAs), {}",
+            n(self.interfaces, "interface", "interfaces"),
+            n(self.routes, "route", "routes"),
+            n(self.neighbours, "neighbour", "neighbours"),
+            n(self.tunnels, "tunnel", "tunnels"),
+            self.ike_tunnels,
+            n(self.sa_pairs, "manual SA pair", "manual SA pairs"),
+            self.sa_pairs * 2,
+            n(self.policies, "policy", "policies"),
+        )
+    }
+}
+
+impl GatewayConfig {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::read(path, e))?;
+        Self::from_str(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` names the file in messages and
+    /// is the base for relative key file paths.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(text: &str, path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let raw = validate::parse(text, path)?;
+        validate::validate(raw, path)
+    }
+
+    /// Every SPD entry, tunnel by tunnel in file order.
+    pub fn policies(&self) -> impl Iterator<Item = &Policy> {
+        self.tunnels.iter().flat_map(|t| t.policies.iter())
+    }
+
+    /// The routing table: a connected route per interface address, then the
+    /// static routes (a static route for the same prefix wins).
+    pub fn route_table(&self) -> RouteTable {
+        let mut table = RouteTable::new();
+        for (i, iface) in self.interfaces.iter().enumerate() {
+            for net in &iface.addresses {
+                table.insert(
+                    net.trunc(),
+                    NextHop {
+                        interface: i as u16,
+                        via: None,
+                    },
+                );
+            }
+        }
+        for r in &self.routes {
+            table.insert(r.prefix, r.next_hop);
+        }
+        table
+    }
+
+    /// Index of the interface called `name`.
+    pub fn interface_index(&self, name: &str) -> Option<u16> {
+        self.interfaces
+            .iter()
+            .position(|i| i.name == name)
+            .map(|i| i as u16)
+    }
+
+    /// Counts for a one-line summary.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            interfaces: self.interfaces.len(),
+            routes: self.routes.len(),
+            neighbours: self.neighbours.len(),
+            tunnels: self.tunnels.len(),
+            ike_tunnels: self.tunnels.iter().filter(|t| t.ike.is_some()).count(),
+            sa_pairs: self.tunnels.iter().map(|t| t.sas.len()).sum(),
+            policies: self.policies().count(),
+        }
+    }
+}

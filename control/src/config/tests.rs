@@ -1,0 +1,894 @@
+//! Validation tests: each rule with a file that breaks it, checking that the
+//! message names the file and the field; the shipped examples; secrets never
+//! showing up in messages or `Debug`.
+
+use std::path::{Path, PathBuf};
+
+use dataplane::crypto::{Algorithm, Backend, Encryption, Integrity};
+use dataplane::esp::{self, Action, Direction, IpPrefix, SaRef, Selector, Spi};
+
+use super::*;
+
+const K36_A: &str = "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223";
+const K36_B: &str = "0xf0f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f10111213";
+
+/// A valid configuration that the tests break one line at a time.
+fn base() -> String {
+    format!(
+        r#"
+[dataplane]
+workers = 1
+memory_mb = 512
+mbufs = 8191
+
+[[interface]]
+name = "lan"
+device = "net_null0"
+role = "lan"
+addresses = ["10.1.0.1/24", "fd01::1/64"]
+
+[[interface]]
+name = "wan"
+device = "net_null1"
+role = "wan"
+addresses = ["192.0.2.1/24"]
+
+[[route]]
+prefix = "10.2.0.0/24"
+via = "192.0.2.2"
+interface = "wan"
+
+[[neighbour]]
+address = "192.0.2.2"
+mac = "02:00:00:00:00:02"
+interface = "wan"
+
+[[tunnel]]
+name = "b"
+local = "192.0.2.1"
+remote = "192.0.2.2"
+udp_encap = true
+
+  [[tunnel.policy]]
+  local = "10.1.0.0/24"
+  remote = "10.2.0.0/24"
+
+  [[tunnel.sa]]
+  spi_in = 0x1001
+  spi_out = 0x2001
+  algorithm = "aes256gcm16"
+  key_in = "{K36_A}"
+  key_out = "{K36_B}"
+"#
+    )
+}
+
+const FILE: &str = "test.toml";
+
+fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
+    GatewayConfig::from_str(text, FILE)
+}
+
+/// `base()` with `from` replaced by `to` (which must occur).
+fn edit(from: &str, to: &str) -> String {
+    let b = base();
+    assert!(b.contains(from), "base has no {from:?}");
+    b.replacen(from, to, 1)
+}
+
+/// The text must fail with a message naming the file and `field` and
+/// containing `words`.
+#[track_caller]
+fn assert_invalid(text: &str, field: &str, words: &str) -> ConfigError {
+    let e = match parse(text) {
+        Ok(_) => panic!("accepted; expected an error at {field}"),
+        Err(e) => e,
+    };
+    let msg = e.to_string();
+    assert_eq!(e.field(), Some(field), "{msg}");
+    assert!(msg.starts_with(FILE), "{msg}");
+    assert!(msg.contains(&format!(": {field}: ")), "{msg}");
+    assert!(msg.contains(words), "{msg:?} lacks {words:?}");
+    assert!(!msg.contains('\n'), "one line: {msg:?}");
+    e
+}
+
+#[test]
+fn base_is_valid() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.interfaces.len(), 2);
+    assert_eq!(c.tunnels[0].interface, 1);
+    assert_eq!(c.tunnels[0].udp_encap, Some(esp::UdpEncap::nat_t()));
+    assert_eq!(c.dataplane.lcores, "0-1");
+    assert_eq!(c.dataplane.crypto_backend, CryptoBackendChoice::Auto);
+    let pair = &c.tunnels[0].sas[0];
+    assert_eq!(pair.algorithm, Algorithm::AES_GCM_256);
+    assert_eq!(pair.inbound.config.spi, Spi::new(0x1001).unwrap());
+    assert_eq!(pair.inbound.config.direction, Direction::Inbound);
+    assert_eq!(pair.outbound.config.spi, Spi::new(0x2001).unwrap());
+    assert_eq!(pair.inbound.keys.enc_key.len(), 36);
+    assert!(pair.inbound.keys.auth_key.is_empty());
+    let s = c.summary();
+    assert_eq!(
+        (
+            s.interfaces,
+            s.routes,
+            s.neighbours,
+            s.tunnels,
+            s.sa_pairs,
+            s.policies
+        ),
+        (2, 1, 1, 1, 1, 1)
+    );
+}
+
+#[test]
+fn inbound_selectors_are_the_protect_policies_reversed() {
+    let text = base().replace(
+        "  [[tunnel.sa]]",
+        "  [[tunnel.policy]]\n  local = \"10.1.0.0/24\"\n  remote = \"10.2.0.0/24\"\n  protocol = \"tcp\"\n  local_ports = \"80\"\n  remote_ports = \"1000-2000\"\n  action = \"bypass\"\n  priority = 5\n\n  [[tunnel.sa]]",
+    );
+    let c = parse(&text).unwrap();
+    let t = &c.tunnels[0];
+    assert_eq!(t.policies.len(), 2);
+    assert_eq!(t.policies[0].action, Action::Protect(SaRef(0)));
+    assert_eq!(t.policies[1].action, Action::Bypass);
+    assert_eq!(t.policies[1].selector.protocol, Some(6));
+    assert_eq!(t.policies[1].selector.src_ports, 80..=80);
+    assert_eq!(t.policies[1].selector.dst_ports, 1000..=2000);
+    let p = |s: &str| s.parse::<IpPrefix>().unwrap();
+    assert_eq!(
+        t.sas[0].inbound.config.traffic_selectors,
+        [Selector::new(p("10.2.0.0/24"), p("10.1.0.0/24"))],
+        "only PROTECT policies, remote -> local"
+    );
+    assert_eq!(
+        t.sas[0].outbound.config.traffic_selectors,
+        [Selector::new(p("10.1.0.0/24"), p("10.2.0.0/24"))]
+    );
+}
+
+#[test]
+fn route_table_has_connected_and_static_routes() {
+    let c = parse(&base()).unwrap();
+    let table = c.route_table();
+    let (_, hop) = table.lookup("10.2.0.9".parse().unwrap()).unwrap();
+    assert_eq!(hop.interface, 1);
+    assert_eq!(hop.via, Some("192.0.2.2".parse().unwrap()));
+    let (net, hop) = table.lookup("fd01::7".parse().unwrap()).unwrap();
+    assert_eq!(
+        (net.to_string().as_str(), hop.interface, hop.via),
+        ("fd01::/64", 0, None)
+    );
+}
+
+// ------------------------------------------------------------- syntax errors
+
+#[test]
+fn toml_syntax_error_keeps_line_and_column() {
+    let text = base().replace("workers = 1", "workers = = 1");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Syntax);
+    let (line, col) = e.line_col().expect("line and column");
+    assert_eq!(line, 3, "{e}");
+    assert!(col > 1, "{e}");
+    assert!(e.to_string().starts_with(&format!("{FILE}:3:")), "{e}");
+}
+
+#[test]
+fn unknown_key_names_the_path_and_line() {
+    let text = base().replace("  spi_out = 0x2001", "  spi_out = 0x2001\n  spi_typo = 1");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Syntax);
+    let msg = e.to_string();
+    assert!(msg.contains("tunnel[0].sa[0]"), "{msg}");
+    assert!(msg.contains("spi_typo"), "{msg}");
+    assert!(e.line_col().is_some(), "{msg}");
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let text = base().replace("workers = 1", "workers = \"one\"");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.field(), Some("dataplane.workers"), "{e}");
+    assert!(e.line_col().is_some_and(|(l, _)| l == 3), "{e}");
+}
+
+#[test]
+fn secret_of_the_wrong_type_is_not_echoed() {
+    let text = base().replace(&format!("key_in = \"{K36_A}\""), "key_in = 0x7a7b7c7d");
+    let e = parse(&text).unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(e.field(), Some("tunnel[0].sa[0].key_in"), "{msg}");
+    assert!(msg.contains("not shown"), "{msg}");
+    // 0x7a7b7c7d = 2054913149
+    assert!(
+        !msg.contains("2054913149") && !msg.contains("7a7b7c7d"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unreadable_file_is_named() {
+    let e = GatewayConfig::load("/nonexistent/espresso.toml").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Read);
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/espresso.toml: cannot read"),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------- [dataplane]
+
+#[test]
+fn workers_range() {
+    assert_invalid(
+        &edit("workers = 1", "workers = 0"),
+        "dataplane.workers",
+        "1..=64",
+    );
+    assert_invalid(
+        &edit("workers = 1", "workers = 65"),
+        "dataplane.workers",
+        "1..=64",
+    );
+}
+
+#[test]
+fn mbufs_must_fit_memory() {
+    assert_invalid(
+        &edit("memory_mb = 512", "memory_mb = 49"),
+        "dataplane.mbufs",
+        "8191 mbufs need 50 MiB (8191 × 2304 bytes + 32 MiB headroom) but dataplane.memory_mb is 49",
+    );
+    assert!(parse(&edit("memory_mb = 512", "memory_mb = 50")).is_ok());
+}
+
+#[test]
+fn lcores_must_cover_workers_and_control() {
+    assert_invalid(
+        &edit("workers = 1", "workers = 2\nlcores = \"0-1\""),
+        "dataplane.lcores",
+        "need 3",
+    );
+    assert_invalid(
+        &edit("workers = 1", "workers = 1\nlcores = \"a\""),
+        "dataplane.lcores",
+        "not an lcore list",
+    );
+}
+
+#[test]
+fn eal_args_must_not_repeat_owned_options() {
+    assert_invalid(
+        &edit(
+            "workers = 1",
+            "workers = 1\neal_args = [\"--vdev\", \"net_null0\", \"-m\", \"64\"]",
+        ),
+        "dataplane.eal_args[2]",
+        "dataplane.memory_mb",
+    );
+}
+
+#[test]
+fn crypto_backend_names() {
+    let c = parse(&edit(
+        "workers = 1",
+        "workers = 1\ncrypto_backend = \"aws-lc\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.dataplane.crypto_backend,
+        CryptoBackendChoice::Fixed(Backend::AwsLc)
+    );
+    assert_invalid(
+        &edit("workers = 1", "workers = 1\ncrypto_backend = \"openssl\""),
+        "dataplane.crypto_backend",
+        "openssl",
+    );
+}
+
+#[test]
+fn control_log_filter() {
+    let text = format!("{}\n[control]\nlog = \"info,=[\"\n", base());
+    assert_invalid(&text, "control.log", "not a log filter");
+}
+
+// -------------------------------------------------------------- [[interface]]
+
+#[test]
+fn interface_names_are_unique() {
+    assert_invalid(
+        &edit("name = \"wan\"", "name = \"lan\""),
+        "interface[1].name",
+        "interface[0]",
+    );
+}
+
+#[test]
+fn device_must_not_be_empty() {
+    assert_invalid(
+        &edit("device = \"net_null0\"", "device = \" \""),
+        "interface[0].device",
+        "empty",
+    );
+}
+
+#[test]
+fn interface_addresses_parse() {
+    assert_invalid(
+        &edit(
+            "addresses = [\"192.0.2.1/24\"]",
+            "addresses = [\"192.0.2.1\"]",
+        ),
+        "interface[1].addresses[0]",
+        "prefix length",
+    );
+    assert_invalid(
+        &edit(
+            "addresses = [\"192.0.2.1/24\"]",
+            "addresses = [\"192.0.2.1/24\", \"10.1.0.1/16\"]",
+        ),
+        "interface[1].addresses[1]",
+        "interface[0].addresses[0]",
+    );
+}
+
+#[test]
+fn tunnels_need_a_wan_and_a_lan() {
+    assert_invalid(
+        &edit("role = \"wan\"", "role = \"lan\""),
+        "interface",
+        "role = \"wan\"",
+    );
+    assert_invalid(
+        &edit("role = \"lan\"", "role = \"wan\""),
+        "interface",
+        "role = \"lan\"",
+    );
+}
+
+#[test]
+fn mtu_and_mss() {
+    assert_invalid(
+        &edit(
+            "addresses = [\"10.1.0.1/24\", \"fd01::1/64\"]",
+            "addresses = [\"10.1.0.1/24\", \"fd01::1/64\"]\nmtu = 1000",
+        ),
+        "interface[0].mtu",
+        "1280..=9600",
+    );
+    assert_invalid(
+        &edit(
+            "addresses = [\"192.0.2.1/24\"]",
+            "addresses = [\"192.0.2.1/24\"]\nmss_clamp = 1480",
+        ),
+        "interface[1].mss_clamp",
+        "536..=1460",
+    );
+}
+
+// ------------------------------------------------------ routes and neighbours
+
+#[test]
+fn route_prefix_parses() {
+    assert_invalid(
+        &edit("prefix = \"10.2.0.0/24\"", "prefix = \"10.2.0.0/33\""),
+        "route[0].prefix",
+        "not a prefix",
+    );
+    assert_invalid(
+        &edit("prefix = \"10.2.0.0/24\"", "prefix = \"10.2.0.1/24\""),
+        "route[0].prefix",
+        "10.2.0.0/24",
+    );
+}
+
+#[test]
+fn route_interface_exists() {
+    let text = base().replacen("interface = \"wan\"", "interface = \"dmz\"", 1);
+    assert_invalid(&text, "route[0].interface", "\"dmz\"");
+}
+
+#[test]
+fn route_via_is_on_link() {
+    assert_invalid(
+        &edit("via = \"192.0.2.2\"", "via = \"198.51.100.1\""),
+        "route[0].via",
+        "not on a network of interface \"wan\"",
+    );
+    assert_invalid(
+        &edit("via = \"192.0.2.2\"", "via = \"fd01::2\""),
+        "route[0].via",
+        "family",
+    );
+}
+
+#[test]
+fn neighbour_mac_parses() {
+    assert_invalid(
+        &edit("mac = \"02:00:00:00:00:02\"", "mac = \"02:00:00:00:02\""),
+        "neighbour[0].mac",
+        "not a MAC address",
+    );
+    assert_invalid(
+        &edit("mac = \"02:00:00:00:00:02\"", "mac = \"01:00:5e:00:00:01\""),
+        "neighbour[0].mac",
+        "unicast",
+    );
+}
+
+// ----------------------------------------------------------------- [[tunnel]]
+
+#[test]
+fn tunnel_local_is_ours() {
+    assert_invalid(
+        &edit("local = \"192.0.2.1\"", "local = \"192.0.2.9\""),
+        "tunnel[0].local",
+        "not one of this gateway's",
+    );
+}
+
+#[test]
+fn tunnel_remote_same_family() {
+    assert_invalid(
+        &edit("remote = \"192.0.2.2\"", "remote = \"2001:db8::2\""),
+        "tunnel[0].remote",
+        "family",
+    );
+}
+
+#[test]
+fn tunnel_needs_sa_or_ike() {
+    let b = base();
+    let text = &b[..b.find("  [[tunnel.sa]]").unwrap()];
+    assert_invalid(text, "tunnel[0]", "neither");
+}
+
+#[test]
+fn tunnel_needs_a_protect_policy() {
+    assert_invalid(
+        &edit(
+            "  remote = \"10.2.0.0/24\"",
+            "  remote = \"10.2.0.0/24\"\n  action = \"bypass\"",
+        ),
+        "tunnel[0].policy",
+        "protect",
+    );
+}
+
+#[test]
+fn replay_window_range() {
+    let w = |v: &str| {
+        edit(
+            "udp_encap = true",
+            &format!("udp_encap = true\nreplay_window = {v}"),
+        )
+    };
+    assert_invalid(&w("32"), "tunnel[0].replay_window", "64..=65536");
+    assert_invalid(&w("65537"), "tunnel[0].replay_window", "64..=65536");
+    assert_eq!(
+        parse(&w("0")).unwrap().tunnels[0].sas[0]
+            .inbound
+            .config
+            .replay_window,
+        0
+    );
+    assert_eq!(parse(&w("64")).unwrap().tunnels[0].replay_window, 64);
+}
+
+#[test]
+fn dscp_df_udp_encap_forms() {
+    let c = parse(&edit(
+        "udp_encap = true",
+        "udp_encap = { src_port = 4501 }\ndscp = 46\ndf = \"set\"\nouter_ttl = 9",
+    ))
+    .unwrap();
+    let out = &c.tunnels[0].sas[0].outbound.config;
+    assert_eq!(
+        out.udp_encap,
+        Some(esp::UdpEncap {
+            src_port: 4501,
+            dst_port: 4500
+        })
+    );
+    assert_eq!(out.dscp, esp::DscpPolicy::Set(46));
+    assert_eq!(out.df, esp::DfPolicy::Set);
+    assert_eq!(out.outer_ttl, 9);
+    assert_invalid(
+        &edit("udp_encap = true", "dscp = 64"),
+        "tunnel[0].dscp",
+        "0..=63",
+    );
+    assert_invalid(
+        &edit("udp_encap = true", "dscp = \"keep\""),
+        "tunnel[0].dscp",
+        "copy",
+    );
+    assert_invalid(
+        &edit("udp_encap = true", "udp_encap = { dst_port = 0 }"),
+        "tunnel[0].udp_encap.dst_port",
+        "0",
+    );
+}
+
+#[test]
+fn lifetime_soft_not_above_hard() {
+    assert_invalid(
+        &edit(
+            "udp_encap = true",
+            "lifetime = { soft_packets = 10, hard_packets = 5 }",
+        ),
+        "tunnel[0].lifetime.soft_packets",
+        "exceeds",
+    );
+}
+
+// ---------------------------------------------------------- [[tunnel.policy]]
+
+#[test]
+fn policy_families_match() {
+    assert_invalid(
+        &edit("  remote = \"10.2.0.0/24\"", "  remote = \"fd02::/64\""),
+        "tunnel[0].policy[0].remote",
+        "family",
+    );
+    assert_invalid(
+        &edit("  local = \"10.1.0.0/24\"", "  local = \"10.1.0.1/24\""),
+        "tunnel[0].policy[0].local",
+        "did you mean 10.1.0.0/24",
+    );
+}
+
+#[test]
+fn ports_only_with_tcp_or_udp() {
+    let with = |lines: &str| {
+        edit(
+            "  remote = \"10.2.0.0/24\"",
+            &format!("  remote = \"10.2.0.0/24\"\n{lines}"),
+        )
+    };
+    assert_invalid(
+        &with("  local_ports = \"80\""),
+        "tunnel[0].policy[0].local_ports",
+        "tcp",
+    );
+    assert_invalid(
+        &with("  protocol = \"icmp\"\n  remote_ports = 443"),
+        "tunnel[0].policy[0].remote_ports",
+        "tcp",
+    );
+    assert_invalid(
+        &with("  protocol = \"udp\"\n  remote_ports = \"2000-1000\""),
+        "tunnel[0].policy[0].remote_ports",
+        "past its end",
+    );
+    assert_invalid(
+        &with("  protocol = \"udp\"\n  remote_ports = \"http\""),
+        "tunnel[0].policy[0].remote_ports",
+        "not a port range",
+    );
+    assert_invalid(
+        &with("  protocol = \"gre\""),
+        "tunnel[0].policy[0].protocol",
+        "not a protocol",
+    );
+    assert_invalid(
+        &with("  protocol = \"icmpv6\""),
+        "tunnel[0].policy[0].protocol",
+        "use \"icmp\"",
+    );
+    let c = parse(&with("  protocol = 17\n  remote_ports = 53")).unwrap();
+    assert_eq!(c.tunnels[0].policies[0].selector.dst_ports, 53..=53);
+}
+
+// ---------------------------------------------------------------- [[tunnel.sa]]
+
+#[test]
+fn reserved_spis_are_refused() {
+    for v in ["0", "1", "255"] {
+        assert_invalid(
+            &edit("spi_in = 0x1001", &format!("spi_in = {v}")),
+            "tunnel[0].sa[0].spi_in",
+            "reserved",
+        );
+    }
+    assert_invalid(
+        &edit("spi_out = 0x2001", "spi_out = 0"),
+        "tunnel[0].sa[0].spi_out",
+        "reserved",
+    );
+    assert!(parse(&edit("spi_in = 0x1001", "spi_in = 256")).is_ok());
+}
+
+/// A second tunnel to another peer, with the given SPIs.
+fn second_tunnel(spi_in: u32, spi_out: u32) -> String {
+    format!(
+        r#"{}
+[[tunnel]]
+name = "c"
+local = "192.0.2.1"
+remote = "192.0.2.3"
+  [[tunnel.policy]]
+  local = "10.1.0.0/24"
+  remote = "10.3.0.0/24"
+  [[tunnel.sa]]
+  spi_in = {spi_in}
+  spi_out = {spi_out}
+  algorithm = "aes128gcm16"
+  key_in = "0x{}"
+  key_out = "0x{}"
+"#,
+        base(),
+        "11".repeat(20),
+        "22".repeat(20)
+    )
+}
+
+#[test]
+fn spis_unique_per_direction_across_tunnels() {
+    assert_invalid(
+        &second_tunnel(0x1001, 0x3001),
+        "tunnel[1].sa[0].spi_in",
+        "tunnel[0].sa[0].spi_in",
+    );
+    assert_invalid(
+        &second_tunnel(0x3001, 0x2001),
+        "tunnel[1].sa[0].spi_out",
+        "tunnel[0].sa[0].spi_out",
+    );
+    // The same value in the other direction is another SA.
+    let c = parse(&second_tunnel(0x2001, 0x1001)).unwrap();
+    assert_eq!(c.tunnels[1].sas[0].algorithm, Algorithm::AES_GCM_128);
+}
+
+#[test]
+fn tunnel_names_are_unique() {
+    let text = second_tunnel(0x3001, 0x3002).replace("name = \"c\"", "name = \"b\"");
+    assert_invalid(&text, "tunnel[1].name", "tunnel[0]");
+}
+
+#[test]
+fn key_length_matches_the_algorithm_without_echoing_the_key() {
+    let short = format!("0x{}", "ab".repeat(32));
+    let e = assert_invalid(
+        &edit(
+            &format!("key_in = \"{K36_A}\""),
+            &format!("key_in = \"{short}\""),
+        ),
+        "tunnel[0].sa[0].key_in",
+        "aes256gcm16 needs a 36-byte key (32-byte AES key + 4-byte salt), got 32 bytes",
+    );
+    assert!(!e.to_string().contains("abab"), "{e}");
+    let e = assert_invalid(
+        &edit("algorithm = \"aes256gcm16\"", "algorithm = \"aes128gcm16\""),
+        "tunnel[0].sa[0].key_in",
+        "needs a 20-byte key",
+    );
+    assert!(!e.to_string().contains(&K36_A[2..12]), "{e}");
+    assert_invalid(
+        &edit(&format!("key_in = \"{K36_A}\""), "key_in = \"0x12zz\""),
+        "tunnel[0].sa[0].key_in",
+        "not hex",
+    );
+}
+
+#[test]
+fn auth_keys_present_iff_needed() {
+    assert_invalid(
+        &edit(
+            "  key_out",
+            &format!("  auth_key_in = \"0x{}\"\n  key_out", "aa".repeat(32)),
+        ),
+        "tunnel[0].sa[0].auth_key_in",
+        "AEAD",
+    );
+    let cbc = base()
+        .replace("\"aes256gcm16\"", "\"aes128-sha256\"")
+        .replace(K36_A, &format!("0x{}", "01".repeat(16)))
+        .replace(K36_B, &format!("0x{}", "02".repeat(16)));
+    assert_invalid(
+        &cbc,
+        "tunnel[0].sa[0].auth_key_in",
+        "32-byte HMAC-SHA-256 key",
+    );
+    let with_in = cbc.replace(
+        "  key_out",
+        &format!("  auth_key_in = \"0x{}\"\n  key_out", "03".repeat(32)),
+    );
+    assert_invalid(&with_in, "tunnel[0].sa[0].auth_key_out", "missing");
+    let both = with_in.replace(
+        "  key_out",
+        &format!("  auth_key_out = \"0x{}\"\n  key_out", "04".repeat(31)),
+    );
+    assert_invalid(&both, "tunnel[0].sa[0].auth_key_out", "got 31 bytes");
+    let ok = with_in.replace(
+        "  key_out",
+        &format!("  auth_key_out = \"0x{}\"\n  key_out", "04".repeat(32)),
+    );
+    let c = parse(&ok).unwrap();
+    let pair = &c.tunnels[0].sas[0];
+    assert_eq!(pair.algorithm.encryption, Encryption::AesCbc128);
+    assert_eq!(pair.algorithm.integrity, Integrity::HmacSha256_128);
+    assert_eq!(&pair.outbound.keys.auth_key[..], &[4u8; 32][..]);
+}
+
+#[test]
+fn null_encryption_takes_no_key() {
+    let null = base().replace("\"aes256gcm16\"", "\"null-sha256\"");
+    assert_invalid(&null, "tunnel[0].sa[0].key_in", "null encryption");
+}
+
+#[test]
+fn unknown_algorithm() {
+    assert_invalid(
+        &edit("algorithm = \"aes256gcm16\"", "algorithm = \"aes256-md5\""),
+        "tunnel[0].sa[0].algorithm",
+        "legacy",
+    );
+}
+
+#[test]
+fn aead_key_must_differ_between_directions() {
+    assert_invalid(
+        &base().replace(K36_B, K36_A),
+        "tunnel[0].sa[0].key_out",
+        "nonce reuse",
+    );
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("espresso-config-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn key_files_relative_to_the_config() {
+    let dir = temp_dir("keyfile");
+    std::fs::write(dir.join("in.key"), format!("{K36_A}\n")).unwrap();
+    let text = edit(&format!("key_in = \"{K36_A}\""), "key_in_file = \"in.key\"");
+    let cfg_path = dir.join("gw.toml");
+    let c = GatewayConfig::from_str(&text, &cfg_path).unwrap();
+    assert_eq!(c.tunnels[0].sas[0].inbound.keys.enc_key[0..2], [0x00, 0x01]);
+
+    let e = GatewayConfig::from_str(&text.replace("in.key", "missing.key"), &cfg_path).unwrap_err();
+    assert_eq!(e.field(), Some("tunnel[0].sa[0].key_in_file"), "{e}");
+    assert!(e.to_string().contains("missing.key"), "{e}");
+
+    let both = edit("  key_out", "  key_in_file = \"in.key\"\n  key_out");
+    let e = GatewayConfig::from_str(&both, &cfg_path).unwrap_err();
+    assert!(e.reason().contains("not both"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn debug_never_shows_keys() {
+    let c = parse(&base()).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(
+        !dbg.contains(&K36_A[2..]) && !dbg.contains("0, 1, 2, 3"),
+        "key leaked"
+    );
+    assert!(dbg.contains("redacted"));
+}
+
+// ------------------------------------------------------------- [tunnel.ike]
+
+const PSK: &str = "correct-horse-battery-staple";
+
+fn with_ike(lines: &str) -> String {
+    format!("{}\n  [tunnel.ike]\n  psk = \"{PSK}\"\n{lines}\n", base())
+}
+
+#[test]
+fn ike_defaults_and_values() {
+    let c = parse(&with_ike(
+        "  remote_id = \"keyid:peer\"\n  dpd_interval = \"0s\"\n  ike_lifetime = \"8h\"",
+    ))
+    .unwrap();
+    let ike = c.tunnels[0].ike.as_ref().unwrap();
+    assert_eq!(ike.local_id, IkeId::Ipv4("192.0.2.1".parse().unwrap()));
+    assert_eq!(ike.remote_id, IkeId::KeyId(b"peer".to_vec()));
+    assert_eq!(ike.psk.expose(), PSK.as_bytes());
+    assert_eq!(ike.dpd_interval, None);
+    assert_eq!(ike.ike_lifetime, std::time::Duration::from_secs(8 * 3600));
+    assert_eq!(ike.child_lifetime, IkeConfig::DEFAULT_CHILD_LIFETIME);
+    assert_eq!(ike.start_action, StartAction::Initiate);
+    assert_eq!(ike.proposals[0].dh, [DhGroup::Ecp256]);
+    assert_eq!(ike.esp_proposals[0].encryption, [Encryption::AesGcm16_256]);
+    assert!(!format!("{c:?}").contains(PSK));
+}
+
+#[test]
+fn ike_errors_name_the_field() {
+    assert_invalid(
+        &with_ike("  proposals = [\"aes128gcm16-prfsha256-ecp256\", \"aes128gcm16\"]"),
+        "tunnel[0].ike.proposals[1]",
+        "PRF",
+    );
+    assert_invalid(
+        &with_ike("  esp_proposals = []"),
+        "tunnel[0].ike.esp_proposals",
+        "empty",
+    );
+    assert_invalid(
+        &with_ike("  child_lifetime = \"1 hour\""),
+        "tunnel[0].ike.child_lifetime",
+        "not a duration",
+    );
+    assert_invalid(
+        &with_ike("  local_id = \"bad id\""),
+        "tunnel[0].ike.local_id",
+        "FQDN",
+    );
+    assert_invalid(
+        &with_ike("  psk_file = \"/x\""),
+        "tunnel[0].ike.psk",
+        "not both",
+    );
+}
+
+#[test]
+fn short_psk_is_refused_and_not_echoed() {
+    let text = format!("{}\n  [tunnel.ike]\n  psk = \"hunter2\"\n", base());
+    let e = assert_invalid(&text, "tunnel[0].ike.psk", "at least 16");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn ike_only_tunnel_is_valid() {
+    let b = base();
+    let text = format!(
+        "{}  [tunnel.ike]\n  psk = \"0x{}\"\n",
+        &b[..b.find("  [[tunnel.sa]]").unwrap()],
+        "5a".repeat(32)
+    );
+    let c = parse(&text).unwrap();
+    assert!(c.tunnels[0].sas.is_empty());
+    assert_eq!(c.tunnels[0].ike.as_ref().unwrap().psk.len(), 32);
+}
+
+// ----------------------------------------------------------------- examples
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+#[test]
+fn every_example_validates() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(examples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let c = GatewayConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!c.tunnels.is_empty(), "{}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "found {n} example configs");
+}
+
+#[test]
+fn site_a_and_site_b_are_a_matching_pair() {
+    let a = GatewayConfig::load(examples_dir().join("site-a.toml")).unwrap();
+    let b = GatewayConfig::load(examples_dir().join("site-b.toml")).unwrap();
+    let (ta, tb) = (&a.tunnels[0], &b.tunnels[0]);
+    assert_eq!(ta.endpoints.local, tb.endpoints.remote);
+    assert_eq!(ta.endpoints.remote, tb.endpoints.local);
+    assert_eq!(ta.udp_encap, tb.udp_encap);
+    assert_eq!(ta.sas.len(), 1);
+    assert_eq!(tb.sas.len(), 1);
+    let (pa, pb) = (&ta.sas[0], &tb.sas[0]);
+    assert_eq!(pa.algorithm, Algorithm::AES_GCM_256);
+    assert_eq!(pa.algorithm, pb.algorithm);
+    for (out, inb) in [(&pa.outbound, &pb.inbound), (&pb.outbound, &pa.inbound)] {
+        assert_eq!(out.config.spi, inb.config.spi);
+        assert_eq!(out.keys.enc_key[..], inb.keys.enc_key[..]);
+        assert_eq!(out.keys.auth_key[..], inb.keys.auth_key[..]);
+        assert_eq!(out.config.esn, inb.config.esn);
+        // What one side protects, the other accepts.
+        assert_eq!(out.config.traffic_selectors, inb.config.traffic_selectors);
+    }
+}

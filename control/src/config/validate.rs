@@ -1,0 +1,1361 @@
+//! From [`RawConfig`] to [`GatewayConfig`]: defaults, parsing of the values
+//! kept as strings, and every cross-check. The first problem found is
+//! returned as a [`ConfigError`] naming its field path.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dataplane::crypto::{Algorithm, Backend, Encryption, Integrity, SaKeys};
+use dataplane::esp::{
+    Action, DfPolicy, Direction, DscpPolicy, FlowKey, IpPrefix, Lifetime, Mode, Policy,
+    ReplayWindow, SaConfig, SaRef, Selector, Spi, TunnelEndpoints, UdpEncap,
+};
+use dataplane::route::NextHop;
+use ipnet::IpNet;
+use zeroize::Zeroizing;
+
+use super::algorithm::{
+    enc_key_description, parse_esp_algorithm, parse_esp_proposal, parse_ike_proposal,
+};
+use super::error::{line_col, ConfigError, FieldPath};
+use super::raw::*;
+use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
+use super::{
+    ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, IkeConfig, IkeId,
+    Interface, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, StartAction, Tunnel,
+};
+
+/// TOML text to the raw structs; syntax and type errors keep the parser's
+/// line and column and gain the field path. The parser's source excerpt is
+/// left out: it could show a key.
+pub(super) fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        let lc = inner.span().map(|s| line_col(text, s.start));
+        let reason = inner
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let field = (!field.is_empty() && field != ".").then_some(field);
+        ConfigError::syntax(path, lc, field, reason)
+    })
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError::invalid(self.file, field, reason)
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<GatewayConfig, ConfigError> {
+    let cx = Ctx { file };
+    let dataplane = dataplane_config(&cx, raw.dataplane)?;
+    let control = control_config(&cx, raw.control)?;
+    let interfaces = interfaces(&cx, raw.interface)?;
+    let routes = raw
+        .route
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| route(&cx, &interfaces, FieldPath::indexed("route", i), r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let neighbours = neighbours(&cx, &interfaces, raw.neighbour)?;
+    if !raw.tunnel.is_empty() {
+        for (role, word) in [(Role::Wan, "wan"), (Role::Lan, "lan")] {
+            if !interfaces.iter().any(|i| i.role == role) {
+                return Err(cx.err(
+                    "interface",
+                    format!("tunnels need at least one interface with role = \"{word}\""),
+                ));
+            }
+        }
+    }
+    let tunnels = tunnels(&cx, &interfaces, raw.tunnel)?;
+    Ok(GatewayConfig {
+        dataplane,
+        control,
+        interfaces,
+        routes,
+        neighbours,
+        tunnels,
+    })
+}
+
+// ---------------------------------------------------------------- [dataplane]
+
+fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, ConfigError> {
+    let workers = raw.workers.unwrap_or(DataplaneConfig::DEFAULT_WORKERS);
+    if !(1..=DataplaneConfig::MAX_WORKERS).contains(&workers) {
+        return Err(cx.err(
+            "dataplane.workers",
+            format!(
+                "{workers} is out of range 1..={}",
+                DataplaneConfig::MAX_WORKERS
+            ),
+        ));
+    }
+    let lcores = match raw.lcores {
+        None => format!("0-{workers}"),
+        Some(list) => {
+            let n = parse_lcore_list(&list).map_err(|e| cx.err("dataplane.lcores", e))?;
+            let need = workers as usize + 1;
+            if n < need {
+                return Err(cx.err(
+                    "dataplane.lcores",
+                    format!(
+                        "\"{list}\" names {n} lcore(s) but {workers} worker(s) and the control thread need {need}"
+                    ),
+                ));
+            }
+            list
+        }
+    };
+    let memory_mb = raw.memory_mb.unwrap_or(DataplaneConfig::DEFAULT_MEMORY_MB);
+    if memory_mb == 0 {
+        return Err(cx.err("dataplane.memory_mb", "must not be 0"));
+    }
+    let mbufs = raw.mbufs.unwrap_or(DataplaneConfig::DEFAULT_MBUFS);
+    let burst = raw.burst.unwrap_or(DataplaneConfig::DEFAULT_BURST);
+    if !(1..=DataplaneConfig::MAX_BURST).contains(&burst) {
+        return Err(cx.err(
+            "dataplane.burst",
+            format!("{burst} is out of range 1..={}", DataplaneConfig::MAX_BURST),
+        ));
+    }
+    if mbufs < burst * 2 {
+        return Err(cx.err(
+            "dataplane.mbufs",
+            format!("{mbufs} mbufs cannot fill even two bursts of {burst}"),
+        ));
+    }
+    let need = u64::from(mbufs) * DataplaneConfig::MBUF_FOOTPRINT
+        + (DataplaneConfig::EAL_HEADROOM_MB << 20);
+    let have = u64::from(memory_mb) << 20;
+    if need > have {
+        return Err(cx.err(
+            "dataplane.mbufs",
+            format!(
+                "{mbufs} mbufs need {} MiB ({mbufs} × {} bytes + {} MiB headroom) but dataplane.memory_mb is {memory_mb}",
+                need.div_ceil(1 << 20),
+                DataplaneConfig::MBUF_FOOTPRINT,
+                DataplaneConfig::EAL_HEADROOM_MB,
+            ),
+        ));
+    }
+    let eal_args = raw.eal_args.unwrap_or_default();
+    for (i, a) in eal_args.iter().enumerate() {
+        let name = a.split('=').next().unwrap_or(a);
+        let owner = match name {
+            "-l" | "-c" | "--lcores" => Some("dataplane.lcores"),
+            "-m" | "--socket-mem" => Some("dataplane.memory_mb"),
+            _ => None,
+        };
+        if let Some(owner) = owner {
+            return Err(cx.err(
+                format!("dataplane.eal_args[{i}]"),
+                format!("`{name}` is set by {owner}; do not repeat it here"),
+            ));
+        }
+    }
+    let crypto_backend = match raw.crypto_backend.as_deref() {
+        None | Some("auto") => CryptoBackendChoice::Auto,
+        Some(name) => CryptoBackendChoice::Fixed(name.parse::<Backend>().map_err(|_| {
+            cx.err(
+                "dataplane.crypto_backend",
+                format!("unknown backend \"{name}\" (expected \"auto\", \"ipsec-mb\", \"aws-lc\" or \"rust\")"),
+            )
+        })?),
+    };
+    Ok(DataplaneConfig {
+        workers,
+        lcores,
+        memory_mb,
+        mbufs,
+        burst,
+        eal_args,
+        crypto_backend,
+    })
+}
+
+/// The number of distinct lcores in an EAL list like `0-3,6,8-9`.
+fn parse_lcore_list(list: &str) -> Result<usize, String> {
+    let bad =
+        || format!("\"{list}\" is not an lcore list (expected numbers and ranges like \"0-3,6\")");
+    let mut cores = std::collections::BTreeSet::new();
+    for part in list.split(',') {
+        let part = part.trim();
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let a: u32 = a.parse().map_err(|_| bad())?;
+        let b: u32 = b.parse().map_err(|_| bad())?;
+        if a > b || b >= 1024 {
+            return Err(bad());
+        }
+        cores.extend(a..=b);
+    }
+    Ok(cores.len())
+}
+
+// ------------------------------------------------------------------ [control]
+
+fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigError> {
+    let socket = raw
+        .socket
+        .unwrap_or_else(|| PathBuf::from("/run/espresso/espresso.sock"));
+    if socket.as_os_str().is_empty() {
+        return Err(cx.err("control.socket", "must not be empty"));
+    }
+    let log = raw.log.unwrap_or_else(|| "info".to_string());
+    tracing_subscriber::EnvFilter::try_new(&log)
+        .map_err(|e| cx.err("control.log", format!("\"{log}\" is not a log filter: {e}")))?;
+    Ok(ControlConfig { socket, log })
+}
+
+// -------------------------------------------------------------- [[interface]]
+
+fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Result<Vec<Interface>, ConfigError> {
+    if raw.is_empty() {
+        return Err(cx.err("interface", "at least one [[interface]] is needed"));
+    }
+    if raw.len() > usize::from(u16::MAX) {
+        return Err(cx.err("interface", "too many interfaces"));
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut addrs: HashMap<IpAddr, String> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let p = FieldPath::indexed("interface", i);
+        if r.name.trim().is_empty() {
+            return Err(cx.err(p.key("name"), "must not be empty"));
+        }
+        if let Some(first) = names.insert(r.name.clone(), i) {
+            return Err(cx.err(
+                p.key("name"),
+                format!("\"{}\" is already the name of interface[{first}]", r.name),
+            ));
+        }
+        if r.device.trim().is_empty() {
+            return Err(cx.err(
+                p.key("device"),
+                "must not be empty (a DPDK device string such as \"net_af_packet0,iface=eth0\")",
+            ));
+        }
+        let mut addresses = Vec::with_capacity(r.addresses.len());
+        for (j, a) in r.addresses.iter().enumerate() {
+            let ap = p.item("addresses", j);
+            let net: IpNet = a.parse().map_err(|_| {
+                cx.err(
+                    &ap,
+                    format!("\"{a}\" is not an address with a prefix length (e.g. \"10.1.0.1/24\" or \"fd01::1/64\")"),
+                )
+            })?;
+            let addr = net.addr();
+            if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+                return Err(cx.err(&ap, format!("{addr} cannot be an interface address")));
+            }
+            if let IpNet::V4(v4) = net {
+                if v4.prefix_len() < 31
+                    && (addr == IpAddr::V4(v4.network()) || addr == IpAddr::V4(v4.broadcast()))
+                {
+                    return Err(cx.err(
+                        &ap,
+                        format!(
+                            "{addr} is the network or broadcast address of {}",
+                            net.trunc()
+                        ),
+                    ));
+                }
+            }
+            if let Some(other) = addrs.insert(addr, ap.to_string()) {
+                return Err(cx.err(&ap, format!("{addr} is already assigned at {other}")));
+            }
+            addresses.push(net);
+        }
+        let mtu = r.mtu.unwrap_or(Interface::DEFAULT_MTU);
+        let min_mtu = if addresses.iter().any(|a| matches!(a, IpNet::V6(_))) {
+            1280 // RFC 8200 §5.
+        } else {
+            576
+        };
+        if !(min_mtu..=9600).contains(&mtu) {
+            return Err(cx.err(
+                p.key("mtu"),
+                format!("{mtu} is out of range {min_mtu}..=9600"),
+            ));
+        }
+        if let Some(mss) = r.mss_clamp {
+            let max = mtu - 40;
+            if !(536..=max).contains(&mss) {
+                return Err(cx.err(
+                    p.key("mss_clamp"),
+                    format!("{mss} is out of range 536..={max} (MTU {mtu} minus 40 bytes of IP and TCP headers)"),
+                ));
+            }
+        }
+        out.push(Interface {
+            name: r.name,
+            device: r.device,
+            role: match r.role {
+                RawRole::Lan => Role::Lan,
+                RawRole::Wan => Role::Wan,
+            },
+            addresses,
+            mtu,
+            mss_clamp: r.mss_clamp,
+        });
+    }
+    Ok(out)
+}
+
+fn interface_by_name(
+    cx: &Ctx,
+    interfaces: &[Interface],
+    field: FieldPath,
+    name: &str,
+) -> Result<u16, ConfigError> {
+    interfaces
+        .iter()
+        .position(|i| i.name == name)
+        .map(|i| i as u16)
+        .ok_or_else(|| {
+            let known: Vec<_> = interfaces
+                .iter()
+                .map(|i| format!("\"{}\"", i.name))
+                .collect();
+            cx.err(
+                field,
+                format!(
+                    "no interface is called \"{name}\" (interfaces: {})",
+                    known.join(", ")
+                ),
+            )
+        })
+}
+
+fn parse_addr(cx: &Ctx, field: &FieldPath, s: &str) -> Result<IpAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| cx.err(field, format!("\"{s}\" is not an IPv4 or IPv6 address")))
+}
+
+fn is_link_local(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(_) => false,
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+fn is_own_address(interfaces: &[Interface], a: IpAddr) -> bool {
+    interfaces
+        .iter()
+        .any(|i| i.addresses.iter().any(|n| n.addr() == a))
+}
+
+/// `a` must be on a network connected to `iface` (IPv6 link-local always
+/// is) and not our own address.
+fn check_on_link(
+    cx: &Ctx,
+    interfaces: &[Interface],
+    field: &FieldPath,
+    iface: u16,
+    a: IpAddr,
+) -> Result<(), ConfigError> {
+    let i = &interfaces[usize::from(iface)];
+    if is_own_address(interfaces, a) {
+        return Err(cx.err(field, format!("{a} is one of this gateway's own addresses")));
+    }
+    if !is_link_local(a) && !i.addresses.iter().any(|n| n.contains(&a)) {
+        let nets: Vec<_> = i.addresses.iter().map(|n| n.trunc().to_string()).collect();
+        return Err(cx.err(
+            field,
+            format!(
+                "{a} is not on a network of interface \"{}\" ({})",
+                i.name,
+                if nets.is_empty() {
+                    "it has no addresses".to_string()
+                } else {
+                    nets.join(", ")
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ [[route]]
+
+fn route(
+    cx: &Ctx,
+    interfaces: &[Interface],
+    p: FieldPath,
+    r: RawRoute,
+) -> Result<Route, ConfigError> {
+    let prefix: IpNet = r.prefix.parse().map_err(|_| {
+        cx.err(
+            p.key("prefix"),
+            format!(
+                "\"{}\" is not a prefix (e.g. \"10.2.0.0/24\" or \"fd02::/64\")",
+                r.prefix
+            ),
+        )
+    })?;
+    if prefix.trunc() != prefix {
+        return Err(cx.err(
+            p.key("prefix"),
+            format!(
+                "{prefix} has bits set past the prefix length (did you mean {}?)",
+                prefix.trunc()
+            ),
+        ));
+    }
+    let interface = interface_by_name(cx, interfaces, p.key("interface"), &r.interface)?;
+    let via = match r.via {
+        None => None,
+        Some(v) => {
+            let vp = p.key("via");
+            let a = parse_addr(cx, &vp, &v)?;
+            if a.is_ipv4() != matches!(prefix, IpNet::V4(_)) {
+                return Err(cx.err(
+                    &vp,
+                    format!("{a} is not of the same address family as prefix {prefix}"),
+                ));
+            }
+            check_on_link(cx, interfaces, &vp, interface, a)?;
+            Some(a)
+        }
+    };
+    Ok(Route {
+        prefix,
+        next_hop: NextHop { interface, via },
+    })
+}
+
+// -------------------------------------------------------------- [[neighbour]]
+
+fn neighbours(
+    cx: &Ctx,
+    interfaces: &[Interface],
+    raw: Vec<RawNeighbour>,
+) -> Result<Vec<Neighbour>, ConfigError> {
+    let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let p = FieldPath::indexed("neighbour", i);
+        let interface = interface_by_name(cx, interfaces, p.key("interface"), &r.interface)?;
+        let address = parse_addr(cx, &p.key("address"), &r.address)?;
+        check_on_link(cx, interfaces, &p.key("address"), interface, address)?;
+        let mac: MacAddr = r.mac.parse().map_err(|e| cx.err(p.key("mac"), e))?;
+        if mac.0[0] & 1 != 0 || mac.0 == [0; 6] {
+            return Err(cx.err(p.key("mac"), format!("{mac} is not a unicast MAC address")));
+        }
+        if let Some(first) = seen.insert((address, interface), i) {
+            return Err(cx.err(
+                p.key("address"),
+                format!(
+                    "{address} on \"{}\" is already neighbour[{first}]",
+                    r.interface
+                ),
+            ));
+        }
+        out.push(Neighbour {
+            address,
+            mac,
+            interface,
+        });
+    }
+    Ok(out)
+}
+
+// ----------------------------------------------------------------- [[tunnel]]
+
+/// Where an SPI was first seen, for the uniqueness check.
+#[derive(Default)]
+struct SpiRegistry {
+    inbound: HashMap<u32, String>,
+    outbound: HashMap<u32, String>,
+}
+
+fn tunnels(
+    cx: &Ctx,
+    interfaces: &[Interface],
+    raw: Vec<RawTunnel>,
+) -> Result<Vec<Tunnel>, ConfigError> {
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut spis = SpiRegistry::default();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let p = FieldPath::indexed("tunnel", i);
+        if r.name.trim().is_empty() {
+            return Err(cx.err(p.key("name"), "must not be empty"));
+        }
+        if let Some(first) = names.insert(r.name.clone(), i) {
+            return Err(cx.err(
+                p.key("name"),
+                format!("\"{}\" is already the name of tunnel[{first}]", r.name),
+            ));
+        }
+        out.push(tunnel(cx, interfaces, &mut spis, i, p, r)?);
+    }
+    Ok(out)
+}
+
+fn tunnel(
+    cx: &Ctx,
+    interfaces: &[Interface],
+    spis: &mut SpiRegistry,
+    index: usize,
+    p: FieldPath,
+    r: RawTunnel,
+) -> Result<Tunnel, ConfigError> {
+    let local = parse_addr(cx, &p.key("local"), &r.local)?;
+    let interface = interfaces
+        .iter()
+        .position(|i| i.addresses.iter().any(|n| n.addr() == local))
+        .ok_or_else(|| {
+            cx.err(
+                p.key("local"),
+                format!("{local} is not one of this gateway's interface addresses"),
+            )
+        })? as u16;
+    let remote = parse_addr(cx, &p.key("remote"), &r.remote)?;
+    if remote.is_ipv4() != local.is_ipv4() {
+        return Err(cx.err(
+            p.key("remote"),
+            format!("{remote} is not of the same address family as local {local}"),
+        ));
+    }
+    if remote.is_unspecified() || remote.is_multicast() || remote.is_loopback() {
+        return Err(cx.err(
+            p.key("remote"),
+            format!("{remote} is not a unicast address"),
+        ));
+    }
+    if is_own_address(interfaces, remote) {
+        return Err(cx.err(
+            p.key("remote"),
+            format!("{remote} is one of this gateway's own addresses"),
+        ));
+    }
+    let endpoints = TunnelEndpoints { local, remote };
+    let mode = match r.mode.unwrap_or(RawMode::Tunnel) {
+        RawMode::Tunnel => Mode::Tunnel,
+        RawMode::Transport => Mode::Transport,
+    };
+    let udp_encap = match r.udp_encap {
+        None | Some(RawUdpEncap::Enabled(false)) => None,
+        Some(RawUdpEncap::Enabled(true)) => Some(UdpEncap::nat_t()),
+        Some(RawUdpEncap::Ports(ports)) => {
+            let src_port = ports.src_port.unwrap_or(UdpEncap::NAT_T_PORT);
+            let dst_port = ports.dst_port.unwrap_or(UdpEncap::NAT_T_PORT);
+            for (name, port) in [("src_port", src_port), ("dst_port", dst_port)] {
+                if port == 0 {
+                    return Err(cx.err(p.key("udp_encap").key(name), "must not be 0"));
+                }
+            }
+            Some(UdpEncap { src_port, dst_port })
+        }
+    };
+    let esn = r.esn.unwrap_or(false);
+    let replay_window = r.replay_window.unwrap_or(ReplayWindow::DEFAULT_SIZE);
+    if replay_window != 0
+        && !(ReplayWindow::MIN_SIZE..=ReplayWindow::MAX_SIZE).contains(&replay_window)
+    {
+        return Err(cx.err(
+            p.key("replay_window"),
+            format!(
+                "{replay_window} is neither 0 (disabled) nor in {}..={}",
+                ReplayWindow::MIN_SIZE,
+                ReplayWindow::MAX_SIZE
+            ),
+        ));
+    }
+    let dscp = match r.dscp {
+        None => DscpPolicy::Copy,
+        Some(RawDscp::Word(w)) if w == "copy" => DscpPolicy::Copy,
+        Some(RawDscp::Word(w)) => {
+            return Err(cx.err(
+                p.key("dscp"),
+                format!("\"{w}\" is neither \"copy\" nor a number 0..=63"),
+            ))
+        }
+        Some(RawDscp::Number(n)) => match u8::try_from(n) {
+            Ok(d) if d <= 63 => DscpPolicy::Set(d),
+            _ => return Err(cx.err(p.key("dscp"), format!("{n} is out of range 0..=63"))),
+        },
+    };
+    let df = match r.df.unwrap_or(RawDf::Copy) {
+        RawDf::Copy => DfPolicy::Copy,
+        RawDf::Set => DfPolicy::Set,
+        RawDf::Clear => DfPolicy::Clear,
+    };
+    let outer_ttl = r.outer_ttl.unwrap_or(SaConfig::DEFAULT_TTL);
+    if outer_ttl == 0 {
+        return Err(cx.err(p.key("outer_ttl"), "must not be 0"));
+    }
+    let lifetime = lifetime(cx, &p.key("lifetime"), r.lifetime.unwrap_or_default())?;
+
+    let sa_ref = SaRef(u32::try_from(index).map_err(|_| cx.err(&p, "too many tunnels"))?);
+    let policies = r
+        .policy
+        .iter()
+        .enumerate()
+        .map(|(j, rp)| policy(cx, &p.item("policy", j), rp, sa_ref, mode, endpoints))
+        .collect::<Result<Vec<_>, _>>()?;
+    if r.sa.is_empty() && r.ike.is_none() {
+        return Err(cx.err(
+            &p,
+            "has neither [[tunnel.sa]] entries nor a [tunnel.ike] section; give one or both",
+        ));
+    }
+    // Inbound selectors: the PROTECT policies seen from the peer's side.
+    let inbound_selectors: Vec<Selector> = policies
+        .iter()
+        .filter(|pol| matches!(pol.action, Action::Protect(_)))
+        .map(|pol| Selector {
+            src: pol.selector.dst,
+            dst: pol.selector.src,
+            protocol: pol.selector.protocol,
+            src_ports: pol.selector.dst_ports.clone(),
+            dst_ports: pol.selector.src_ports.clone(),
+        })
+        .collect();
+    if inbound_selectors.is_empty() {
+        return Err(cx.err(
+            p.key("policy"),
+            "a tunnel needs at least one [[tunnel.policy]] with action = \"protect\"",
+        ));
+    }
+
+    let template = SaTemplate {
+        mode,
+        endpoints,
+        udp_encap,
+        esn,
+        replay_window,
+        lifetime,
+        dscp,
+        df,
+        outer_ttl,
+        inbound_selectors,
+        outbound_selectors: policies
+            .iter()
+            .filter(|pol| matches!(pol.action, Action::Protect(_)))
+            .map(|pol| pol.selector.clone())
+            .collect(),
+    };
+    let sas =
+        r.sa.into_iter()
+            .enumerate()
+            .map(|(j, rs)| sa_pair(cx, spis, &p, &p.item("sa", j), rs, &template))
+            .collect::<Result<Vec<_>, _>>()?;
+    let ike = match r.ike {
+        None => None,
+        Some(ri) => Some(ike(cx, &p.key("ike"), ri, endpoints)?),
+    };
+    Ok(Tunnel {
+        name: r.name,
+        endpoints,
+        interface,
+        mode,
+        udp_encap,
+        esn,
+        replay_window,
+        dscp,
+        df,
+        outer_ttl,
+        lifetime,
+        policies,
+        sas,
+        ike,
+    })
+}
+
+fn lifetime(cx: &Ctx, p: &FieldPath, r: RawLifetime) -> Result<Lifetime, ConfigError> {
+    let l = Lifetime {
+        soft_bytes: r.soft_bytes,
+        hard_bytes: r.hard_bytes,
+        soft_packets: r.soft_packets,
+        hard_packets: r.hard_packets,
+    };
+    for (name, v) in [
+        ("soft_bytes", l.soft_bytes),
+        ("hard_bytes", l.hard_bytes),
+        ("soft_packets", l.soft_packets),
+        ("hard_packets", l.hard_packets),
+    ] {
+        if v == Some(0) {
+            return Err(cx.err(p.key(name), "must not be 0 (leave it out for no limit)"));
+        }
+    }
+    for (name, soft, hard) in [
+        ("soft_bytes", l.soft_bytes, l.hard_bytes),
+        ("soft_packets", l.soft_packets, l.hard_packets),
+    ] {
+        if let (Some(s), Some(h)) = (soft, hard) {
+            if s > h {
+                return Err(cx.err(
+                    p.key(name),
+                    format!("soft limit {s} exceeds the hard limit {h}"),
+                ));
+            }
+        }
+    }
+    Ok(l)
+}
+
+fn protocol_number(
+    cx: &Ctx,
+    p: &FieldPath,
+    r: Option<&RawNameOrNumber>,
+) -> Result<Option<u8>, ConfigError> {
+    let field = p.key("protocol");
+    match r {
+        None => Ok(None),
+        Some(RawNameOrNumber::Number(n)) => u8::try_from(*n)
+            .map(Some)
+            .map_err(|_| cx.err(field, format!("{n} is out of range 0..=255"))),
+        Some(RawNameOrNumber::Word(w)) => match w.as_str() {
+            "any" => Ok(None),
+            "icmp" => Ok(Some(1)),
+            "tcp" => Ok(Some(6)),
+            "udp" => Ok(Some(17)),
+            "icmpv6" => Ok(Some(58)),
+            "sctp" => Ok(Some(132)),
+            _ => match w.parse::<u8>() {
+                Ok(n) => Ok(Some(n)),
+                Err(_) => Err(cx.err(
+                    field,
+                    format!("\"{w}\" is not a protocol (any, tcp, udp, icmp, icmpv6, sctp or a number 0..=255)"),
+                )),
+            },
+        },
+    }
+}
+
+fn port_range(
+    cx: &Ctx,
+    field: FieldPath,
+    r: Option<&RawNameOrNumber>,
+    protocol: Option<u8>,
+) -> Result<std::ops::RangeInclusive<u16>, ConfigError> {
+    let any = 0..=u16::MAX;
+    let range = match r {
+        None => return Ok(any),
+        Some(RawNameOrNumber::Word(w)) if w == "any" => return Ok(any),
+        Some(RawNameOrNumber::Number(n)) => {
+            let port = u16::try_from(*n)
+                .map_err(|_| cx.err(&field, format!("{n} is out of range 0..=65535")))?;
+            port..=port
+        }
+        Some(RawNameOrNumber::Word(w)) => {
+            let bad = || {
+                cx.err(
+                    &field,
+                    format!("\"{w}\" is not a port range (\"any\", \"443\" or \"1000-2000\")"),
+                )
+            };
+            let (a, b) = w.split_once('-').unwrap_or((w, w));
+            let a: u16 = a.trim().parse().map_err(|_| bad())?;
+            let b: u16 = b.trim().parse().map_err(|_| bad())?;
+            if a > b {
+                return Err(cx.err(
+                    &field,
+                    format!("\"{w}\": the range's start is past its end"),
+                ));
+            }
+            a..=b
+        }
+    };
+    if !protocol.is_some_and(FlowKey::proto_has_ports) {
+        return Err(cx.err(
+            &field,
+            "ports can only be given with protocol = \"tcp\", \"udp\" or \"sctp\"",
+        ));
+    }
+    Ok(range)
+}
+
+fn policy(
+    cx: &Ctx,
+    p: &FieldPath,
+    r: &RawPolicy,
+    sa_ref: SaRef,
+    mode: Mode,
+    endpoints: TunnelEndpoints,
+) -> Result<Policy, ConfigError> {
+    let prefix = |name: &str, s: &str| -> Result<IpPrefix, ConfigError> {
+        s.parse::<IpPrefix>()
+            .map_err(|e| cx.err(p.key(name), format!("\"{s}\": {e}")))
+    };
+    let local = prefix("local", &r.local)?;
+    let remote = prefix("remote", &r.remote)?;
+    if local.is_ipv4() != remote.is_ipv4() {
+        return Err(cx.err(
+            p.key("remote"),
+            format!("{remote} is not of the same address family as local {local}"),
+        ));
+    }
+    let protocol = protocol_number(cx, p, r.protocol.as_ref())?;
+    match (protocol, local.is_ipv4()) {
+        (Some(1), false) => {
+            return Err(cx.err(
+                p.key("protocol"),
+                "\"icmp\" with IPv6 prefixes: use \"icmpv6\"",
+            ))
+        }
+        (Some(58), true) => {
+            return Err(cx.err(
+                p.key("protocol"),
+                "\"icmpv6\" with IPv4 prefixes: use \"icmp\"",
+            ))
+        }
+        _ => {}
+    }
+    let local_ports = port_range(cx, p.key("local_ports"), r.local_ports.as_ref(), protocol)?;
+    let remote_ports = port_range(cx, p.key("remote_ports"), r.remote_ports.as_ref(), protocol)?;
+    let action = match r.action.unwrap_or(RawAction::Protect) {
+        RawAction::Protect => Action::Protect(sa_ref),
+        RawAction::Bypass => Action::Bypass,
+        RawAction::Discard => Action::Discard,
+    };
+    if mode == Mode::Transport && matches!(action, Action::Protect(_)) {
+        // Transport mode protects the endpoints' own traffic only.
+        if !local.contains(&endpoints.local) {
+            return Err(cx.err(
+                p.key("local"),
+                format!(
+                    "transport mode: {local} does not contain the tunnel's local address {}",
+                    endpoints.local
+                ),
+            ));
+        }
+        if !remote.contains(&endpoints.remote) {
+            return Err(cx.err(
+                p.key("remote"),
+                format!(
+                    "transport mode: {remote} does not contain the tunnel's remote address {}",
+                    endpoints.remote
+                ),
+            ));
+        }
+    }
+    Ok(Policy {
+        selector: Selector {
+            src: local,
+            dst: remote,
+            protocol,
+            src_ports: local_ports,
+            dst_ports: remote_ports,
+        },
+        action,
+        priority: r.priority.unwrap_or(100),
+    })
+}
+
+// ------------------------------------------------------------ [[tunnel.sa]]
+
+/// The tunnel-wide settings every SA of the tunnel shares.
+struct SaTemplate {
+    mode: Mode,
+    endpoints: TunnelEndpoints,
+    udp_encap: Option<UdpEncap>,
+    esn: bool,
+    replay_window: u32,
+    lifetime: Lifetime,
+    dscp: DscpPolicy,
+    df: DfPolicy,
+    outer_ttl: u8,
+    inbound_selectors: Vec<Selector>,
+    outbound_selectors: Vec<Selector>,
+}
+
+impl SaTemplate {
+    fn config(&self, spi: Spi, direction: Direction) -> SaConfig {
+        let mut c = SaConfig::new(spi, direction, self.mode, self.endpoints);
+        c.udp_encap = self.udp_encap;
+        c.esn = self.esn;
+        c.replay_window = self.replay_window;
+        c.lifetime = self.lifetime;
+        c.dscp = self.dscp;
+        c.df = self.df;
+        c.outer_ttl = self.outer_ttl;
+        c.traffic_selectors = match direction {
+            Direction::Inbound => self.inbound_selectors.clone(),
+            Direction::Outbound => self.outbound_selectors.clone(),
+        };
+        c
+    }
+}
+
+fn spi(
+    cx: &Ctx,
+    registry: &mut HashMap<u32, String>,
+    field: FieldPath,
+    value: u32,
+) -> Result<Spi, ConfigError> {
+    let spi = Spi::new(value).map_err(|_| {
+        cx.err(
+            &field,
+            format!("SPI {value} is reserved (0 and 1..=255, RFC 4303 §2.1); use 256 or more"),
+        )
+    })?;
+    if let Some(first) = registry.get(&value) {
+        return Err(cx.err(&field, format!("SPI {spi} is already used by {first}")));
+    }
+    registry.insert(value, field.to_string());
+    Ok(spi)
+}
+
+/// One secret given inline (`name`) or as a file (`name_file`); the text is
+/// hex. `Ok(None)` when neither is given.
+fn hex_secret(
+    cx: &Ctx,
+    p: &FieldPath,
+    name: &str,
+    inline: Option<RawSecret>,
+    file: Option<PathBuf>,
+) -> Result<Option<Zeroizing<Vec<u8>>>, ConfigError> {
+    let file_name = format!("{name}_file");
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(cx.err(
+            p.key(name),
+            format!("give either `{name}` or `{file_name}`, not both"),
+        )),
+        (None, None) => Ok(None),
+        (Some(s), None) => decode_hex(&s.0)
+            .map(Some)
+            .map_err(|e| cx.err(p.key(name), e)),
+        (None, Some(path)) => {
+            let (resolved, text) =
+                read_secret_file(cx.file, &path).map_err(|e| cx.err(p.key(&file_name), e))?;
+            decode_hex(&text).map(Some).map_err(|e| {
+                cx.err(
+                    p.key(&file_name),
+                    format!("the contents of {} {e}", resolved.display()),
+                )
+            })
+        }
+    }
+}
+
+fn hmac_name(i: Integrity) -> &'static str {
+    match i {
+        Integrity::None => "none",
+        Integrity::HmacSha256_128 => "HMAC-SHA-256",
+        Integrity::HmacSha384_192 => "HMAC-SHA-384",
+        Integrity::HmacSha512_256 => "HMAC-SHA-512",
+    }
+}
+
+/// Checks the keys of one direction against the algorithm.
+#[allow(clippy::too_many_arguments)]
+fn sa_keys(
+    cx: &Ctx,
+    p: &FieldPath,
+    alg_name: &str,
+    alg: Algorithm,
+    key_name: &str,
+    key: Option<Zeroizing<Vec<u8>>>,
+    auth_name: &str,
+    auth: Option<Zeroizing<Vec<u8>>>,
+) -> Result<SaKeys, ConfigError> {
+    let enc_len = alg.encryption.key_len();
+    let key = match (alg.encryption, key) {
+        (Encryption::Null, None) => Zeroizing::new(Vec::new()),
+        (Encryption::Null, Some(_)) => {
+            return Err(cx.err(
+                p.key(key_name),
+                format!("{alg_name} uses null encryption and takes no `{key_name}`"),
+            ))
+        }
+        (enc, None) => {
+            return Err(cx.err(
+                p.key(key_name),
+                format!(
+                    "missing: {alg_name} needs a {} (give `{key_name}` or `{key_name}_file`)",
+                    enc_key_description(enc)
+                ),
+            ))
+        }
+        (enc, Some(k)) => {
+            if k.len() != enc_len {
+                return Err(cx.err(
+                    p.key(key_name),
+                    format!(
+                        "{alg_name} needs a {}, got {} bytes",
+                        enc_key_description(enc),
+                        k.len()
+                    ),
+                ));
+            }
+            k
+        }
+    };
+    let auth = match (alg.integrity, auth) {
+        (Integrity::None, None) => Zeroizing::new(Vec::new()),
+        (Integrity::None, Some(_)) => {
+            return Err(cx.err(
+                p.key(auth_name),
+                format!("{alg_name} is an AEAD and takes no `{auth_name}`"),
+            ))
+        }
+        (i, None) => {
+            return Err(cx.err(
+                p.key(auth_name),
+                format!(
+                    "missing: {alg_name} needs a {}-byte {} key (give `{auth_name}` or `{auth_name}_file`)",
+                    i.key_len(),
+                    hmac_name(i)
+                ),
+            ))
+        }
+        (i, Some(k)) => {
+            if k.len() != i.key_len() {
+                return Err(cx.err(
+                    p.key(auth_name),
+                    format!(
+                        "{alg_name} needs a {}-byte {} key, got {} bytes",
+                        i.key_len(),
+                        hmac_name(i),
+                        k.len()
+                    ),
+                ));
+            }
+            k
+        }
+    };
+    Ok(SaKeys {
+        enc_key: key,
+        auth_key: auth,
+    })
+}
+
+fn sa_pair(
+    cx: &Ctx,
+    spis: &mut SpiRegistry,
+    tunnel_path: &FieldPath,
+    p: &FieldPath,
+    r: RawSa,
+    template: &SaTemplate,
+) -> Result<SaPair, ConfigError> {
+    let spi_in = spi(cx, &mut spis.inbound, p.key("spi_in"), r.spi_in)?;
+    let spi_out = spi(cx, &mut spis.outbound, p.key("spi_out"), r.spi_out)?;
+    let alg_name = r.algorithm.trim().to_ascii_lowercase();
+    let algorithm = parse_esp_algorithm(&r.algorithm).map_err(|e| cx.err(p.key("algorithm"), e))?;
+    let key_in = hex_secret(cx, p, "key_in", r.key_in, r.key_in_file)?;
+    let key_out = hex_secret(cx, p, "key_out", r.key_out, r.key_out_file)?;
+    let auth_in = hex_secret(cx, p, "auth_key_in", r.auth_key_in, r.auth_key_in_file)?;
+    let auth_out = hex_secret(cx, p, "auth_key_out", r.auth_key_out, r.auth_key_out_file)?;
+    let keys_in = sa_keys(
+        cx,
+        p,
+        &alg_name,
+        algorithm,
+        "key_in",
+        key_in,
+        "auth_key_in",
+        auth_in,
+    )?;
+    let keys_out = sa_keys(
+        cx,
+        p,
+        &alg_name,
+        algorithm,
+        "key_out",
+        key_out,
+        "auth_key_out",
+        auth_out,
+    )?;
+    // RFC 4106 §8.1 / RFC 7634 §4: the salt and key must differ per SA; with
+    // one key for both directions, both would send the same nonces (the IV
+    // is the sequence number), which breaks GCM and ChaCha20-Poly1305.
+    if algorithm.is_aead() && keys_in.enc_key[..] == keys_out.enc_key[..] {
+        return Err(cx.err(
+            p.key("key_out"),
+            "is the same as key_in; an AEAD key must not be used in both directions (nonce reuse)",
+        ));
+    }
+    let sa = |spi: Spi, direction: Direction, keys: SaKeys| -> Result<ManualSa, ConfigError> {
+        let config = template.config(spi, direction);
+        config
+            .validate()
+            .map_err(|e| cx.err(tunnel_path.key(&e.field), e.reason))?;
+        Ok(ManualSa { config, keys })
+    };
+    Ok(SaPair {
+        algorithm,
+        inbound: sa(spi_in, Direction::Inbound, keys_in)?,
+        outbound: sa(spi_out, Direction::Outbound, keys_out)?,
+    })
+}
+
+// ------------------------------------------------------------ [tunnel.ike]
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("\"{s}\" is not a duration (e.g. \"90s\", \"30m\", \"4h\", \"1d\")");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+fn ike_id(s: &str) -> Result<IkeId, String> {
+    let s = s.trim();
+    if let Some(k) = s.strip_prefix("keyid:") {
+        if k.starts_with("0x") {
+            let bytes = decode_hex(k).map_err(|e| format!("key ID {e}"))?;
+            return Ok(IkeId::KeyId(bytes.to_vec()));
+        }
+        if k.is_empty() {
+            return Err("the key ID after `keyid:` is empty".into());
+        }
+        return Ok(IkeId::KeyId(k.as_bytes().to_vec()));
+    }
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok(match a {
+            IpAddr::V4(v4) => IkeId::Ipv4(v4),
+            IpAddr::V6(v6) => IkeId::Ipv6(v6),
+        });
+    }
+    if s.contains('@') {
+        return Err(format!(
+            "\"{s}\": e-mail identities are not supported (use an FQDN, an address or keyid:…)"
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let name = s.strip_suffix('.').unwrap_or(s);
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "\"{s}\" is not an FQDN, an IPv4/IPv6 address or keyid:…"
+        ));
+    }
+    Ok(IkeId::Fqdn(name.to_string()))
+}
+
+/// RFC 7296 §2.15 leaves PSK strength to the operator; an active attacker
+/// can test guesses offline against one AUTH payload, so refuse the
+/// obviously guessable.
+const MIN_PSK_LEN: usize = 16;
+
+fn ike(
+    cx: &Ctx,
+    p: &FieldPath,
+    r: RawIke,
+    endpoints: TunnelEndpoints,
+) -> Result<IkeConfig, ConfigError> {
+    let id = |name: &str, v: Option<&str>, default: IpAddr| -> Result<IkeId, ConfigError> {
+        match v {
+            None => Ok(match default {
+                IpAddr::V4(a) => IkeId::Ipv4(a),
+                IpAddr::V6(a) => IkeId::Ipv6(a),
+            }),
+            Some(s) => ike_id(s).map_err(|e| cx.err(p.key(name), e)),
+        }
+    };
+    let local_id = id("local_id", r.local_id.as_deref(), endpoints.local)?;
+    let remote_id = id("remote_id", r.remote_id.as_deref(), endpoints.remote)?;
+    let psk_bytes = match (r.psk, r.psk_file) {
+        (Some(_), Some(_)) => {
+            return Err(cx.err(p.key("psk"), "give either `psk` or `psk_file`, not both"))
+        }
+        (None, None) => return Err(cx.err(p.key("psk"), "missing: give `psk` or `psk_file`")),
+        (Some(s), None) => psk_from_text(&s.0).map_err(|e| cx.err(p.key("psk"), e))?,
+        (None, Some(path)) => {
+            let (resolved, text) =
+                read_secret_file(cx.file, &path).map_err(|e| cx.err(p.key("psk_file"), e))?;
+            let text = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
+            psk_from_text(&text).map_err(|e| {
+                cx.err(
+                    p.key("psk_file"),
+                    format!("the contents of {}: {e}", resolved.display()),
+                )
+            })?
+        }
+    };
+    let psk = Secret::new(psk_bytes);
+    let proposals = parse_proposals(
+        cx,
+        p,
+        "proposals",
+        r.proposals,
+        IkeConfig::DEFAULT_PROPOSAL,
+        parse_ike_proposal,
+    )?;
+    let esp_proposals = parse_proposals(
+        cx,
+        p,
+        "esp_proposals",
+        r.esp_proposals,
+        IkeConfig::DEFAULT_ESP_PROPOSAL,
+        parse_esp_proposal,
+    )?;
+    let duration =
+        |name: &str, v: Option<&str>, default: Duration| -> Result<Duration, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) => parse_duration(s).map_err(|e| cx.err(p.key(name), e)),
+            }
+        };
+    let ike_lifetime = duration(
+        "ike_lifetime",
+        r.ike_lifetime.as_deref(),
+        IkeConfig::DEFAULT_IKE_LIFETIME,
+    )?;
+    let child_lifetime = duration(
+        "child_lifetime",
+        r.child_lifetime.as_deref(),
+        IkeConfig::DEFAULT_CHILD_LIFETIME,
+    )?;
+    for (name, d) in [
+        ("ike_lifetime", ike_lifetime),
+        ("child_lifetime", child_lifetime),
+    ] {
+        if d < Duration::from_secs(60) {
+            return Err(cx.err(
+                p.key(name),
+                format!("{}s is too short (at least 60s)", d.as_secs()),
+            ));
+        }
+    }
+    let dpd = duration(
+        "dpd_interval",
+        r.dpd_interval.as_deref(),
+        IkeConfig::DEFAULT_DPD_INTERVAL,
+    )?;
+    let keylog_dir = match r.keylog_dir {
+        None => None,
+        Some(d) if d.as_os_str().is_empty() => {
+            return Err(cx.err(
+                p.key("keylog_dir"),
+                "must not be empty (leave it out to disable)",
+            ))
+        }
+        Some(d) => Some(resolve(cx.file, &d)),
+    };
+    Ok(IkeConfig {
+        local_id,
+        remote_id,
+        psk,
+        proposals,
+        esp_proposals,
+        start_action: match r.start_action.unwrap_or(RawStartAction::Initiate) {
+            RawStartAction::Initiate => StartAction::Initiate,
+            RawStartAction::Listen => StartAction::Listen,
+        },
+        ike_lifetime,
+        child_lifetime,
+        dpd_interval: (!dpd.is_zero()).then_some(dpd),
+        force_encap: r.force_encap.unwrap_or(false),
+        keylog_dir,
+    })
+}
+
+/// A PSK: `0x…` is hex, anything else the UTF-8 bytes of the text.
+fn psk_from_text(text: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    let bytes = if text.starts_with("0x") || text.starts_with("0X") {
+        decode_hex(text)?
+    } else {
+        Zeroizing::new(text.as_bytes().to_vec())
+    };
+    if bytes.len() < MIN_PSK_LEN {
+        return Err(format!(
+            "is {} bytes long; a pre-shared key needs at least {MIN_PSK_LEN} (offline guessing)",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse_proposals<T>(
+    cx: &Ctx,
+    p: &FieldPath,
+    name: &str,
+    raw: Option<Vec<String>>,
+    default: &str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    let list = raw.unwrap_or_else(|| vec![default.to_string()]);
+    if list.is_empty() {
+        return Err(cx.err(
+            p.key(name),
+            format!("must not be empty (leave it out for [\"{default}\"])"),
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| parse(s).map_err(|e| cx.err(p.key(name).at(i), e)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(14400)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("4x").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn lcore_lists() {
+        assert_eq!(parse_lcore_list("0-1"), Ok(2));
+        assert_eq!(parse_lcore_list("0,2,4-6"), Ok(5));
+        assert_eq!(parse_lcore_list("1,1"), Ok(1));
+        assert!(parse_lcore_list("3-1").is_err());
+        assert!(parse_lcore_list("(0-1)@2").is_err());
+    }
+
+    #[test]
+    fn ike_ids() {
+        assert_eq!(
+            ike_id("gw-a.example"),
+            Ok(IkeId::Fqdn("gw-a.example".into()))
+        );
+        assert_eq!(
+            ike_id("192.0.2.1"),
+            Ok(IkeId::Ipv4("192.0.2.1".parse().unwrap()))
+        );
+        assert_eq!(
+            ike_id("2001:db8::1"),
+            Ok(IkeId::Ipv6("2001:db8::1".parse().unwrap()))
+        );
+        assert_eq!(ike_id("keyid:gw-a"), Ok(IkeId::KeyId(b"gw-a".to_vec())));
+        assert_eq!(ike_id("keyid:0x0102"), Ok(IkeId::KeyId(vec![1, 2])));
+        assert!(ike_id("bob@example.com").unwrap_err().contains("e-mail"));
+        assert!(ike_id("bad name").is_err());
+        assert!(ike_id("-bad.example").is_err());
+    }
+}
