@@ -53,7 +53,7 @@ fn main() {
                 .map(|p| format!("-I{}", p.display())),
         )
         .allowlist_function("espresso_.*")
-        .allowlist_function("rte_eal_init|rte_eal_cleanup|rte_strerror|rte_eal_get_runtime_dir")
+        .allowlist_function("rte_eal_init|rte_eal_cleanup|rte_strerror|rte_eal_get_runtime_dir|rte_thread_register|rte_thread_unregister")
         .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_mempool_avail_count|rte_mempool_in_use_count|rte_pktmbuf_free_bulk")
         .allowlist_function("rte_eth_.*|rte_dev_probe|rte_dev_remove|rte_socket_id|rte_get_tsc_hz|rte_lcore_count|rte_get_main_lcore")
         .allowlist_var("RTE_ETH_.*|RTE_PKTMBUF_HEADROOM|RTE_MBUF_DEFAULT_BUF_SIZE|RTE_MAX_ETHPORTS|SOCKET_ID_ANY|RTE_ETH_NAME_MAX_LEN")

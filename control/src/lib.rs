@@ -6,3 +6,4 @@
 pub mod config;
 pub mod eal_args;
 pub mod forward;
+pub mod gateway;

@@ -40,6 +40,32 @@ enum Command {
         #[arg(last = true)]
         eal: Vec<String>,
     },
+    /// Run the gateway described by a configuration file until SIGINT or
+    /// SIGTERM; then print the final counters.
+    Run {
+        /// The TOML configuration file.
+        #[arg(short = 'c', long = "config")]
+        config: std::path::PathBuf,
+        /// Microseconds a worker sleeps after a poll that found nothing
+        /// (0 spins, as a dedicated core should; the default suits cores
+        /// shared with other programs).
+        #[arg(long, default_value_t = 20)]
+        idle_sleep_us: u64,
+    },
+    /// Print the counters of a running gateway (ports, workers, every drop
+    /// reason, every SA).
+    Stats {
+        /// The running gateway's configuration file (for its socket).
+        #[arg(short = 'c', long = "config")]
+        config: std::path::PathBuf,
+    },
+    /// Make a running gateway re-read its configuration file and apply SA
+    /// and policy changes without stopping traffic.
+    Reload {
+        /// The running gateway's configuration file.
+        #[arg(short = 'c', long = "config")]
+        config: std::path::PathBuf,
+    },
     /// Validate a configuration file: print `FILE: ok` and a summary, or
     /// the first problem (exit status 1).
     Check {
@@ -68,6 +94,45 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
+        Command::Run {
+            config,
+            idle_sleep_us,
+        } => {
+            let gateway = control::config::GatewayConfig::load(&config)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+            signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+            let report = control::gateway::run(
+                gateway,
+                control::gateway::RunOptions {
+                    config_path: config,
+                    idle_sleep: Duration::from_micros(idle_sleep_us),
+                },
+                stop,
+            )
+            .map_err(|e| e.to_string())?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Stats { config } => {
+            let gateway = control::config::GatewayConfig::load(&config)?;
+            print!(
+                "{}",
+                control::gateway::query(&gateway.control.socket, "stats")
+                    .map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+        Command::Reload { config } => {
+            let gateway = control::config::GatewayConfig::load(&config)?;
+            let answer = control::gateway::query(&gateway.control.socket, "reload")
+                .map_err(|e| e.to_string())?;
+            print!("{answer}");
+            if answer.starts_with("error") {
+                return Err("reload failed".into());
+            }
+            Ok(())
+        }
         Command::Check { config } => {
             let gateway = control::config::GatewayConfig::load(&config)?;
             println!("{}: ok", config.display());

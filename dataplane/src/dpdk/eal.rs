@@ -105,3 +105,23 @@ fn remove_empty_runtime_dir() {
         .into_owned();
     let _ = std::fs::remove_dir(dir);
 }
+
+/// Registers the calling (non-EAL) thread with DPDK so that it gets an
+/// lcore id, and with it per-lcore mempool caches. Returns the lcore id.
+/// Workers call this once when they start.
+pub fn register_thread(_eal: &Eal) -> Result<u32, DpdkError> {
+    // SAFETY: EAL is initialised (`_eal`); registering the current thread
+    // has no other precondition.
+    let rc = unsafe { dpdk_sys::rte_thread_register() };
+    if rc < 0 {
+        return Err(DpdkError::from_rte_errno("rte_thread_register"));
+    }
+    // SAFETY: reads the calling thread's lcore id.
+    Ok(unsafe { dpdk_sys::espresso_lcore_id() })
+}
+
+/// Undoes [`register_thread`] (before the thread exits).
+pub fn unregister_thread() {
+    // SAFETY: valid for a registered or unregistered thread alike.
+    unsafe { dpdk_sys::rte_thread_unregister() }
+}

@@ -11,7 +11,7 @@ mod mbuf;
 mod mempool;
 mod port;
 
-pub use eal::{Eal, EalError};
+pub use eal::{register_thread, unregister_thread, Eal, EalError};
 pub use mbuf::{Mbuf, MbufError};
 pub use mempool::{Mempool, MempoolConfig};
 pub use port::{LinkStatus, Port, PortConfig, PortStats, RxQueue, TxQueue};

@@ -1,0 +1,595 @@
+//! `espresso run`: the gateway process.
+//!
+//! The main thread is the control thread. It owns the configuration, opens
+//! the ports, builds the SAs and the SPD, starts one worker per configured
+//! core and talks to them only through bounded crossbeam queues:
+//! install/update/delete messages for SAs and policies go out, punted IKE
+//! packets, learned neighbours, SA events and counters come back. It also
+//! serves a local unix socket for `espresso stats` and `espresso reload`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{bounded, Receiver, Sender};
+use crossbeam::queue::ArrayQueue;
+use dataplane::crypto::{default_backend, new_transform, Backend};
+use dataplane::dpdk::{
+    register_thread, unregister_thread, Eal, Mbuf, Mempool, MempoolConfig, Port, PortConfig,
+};
+use dataplane::esp::{DropReason, InboundSa, OutboundSa, SaRef, Spd, Spi};
+use dataplane::gateway::msg::SaStats;
+use dataplane::gateway::{
+    ControlMsg, GwDrop, Handoff, Interface, Node, Role, Worker, WorkerMsg, WorkerPorts, WorkerStats,
+};
+
+use crate::config::{CryptoBackendChoice, GatewayConfig, SaPair};
+
+/// Everything that went wrong starting or running the gateway.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Options from the command line that are not in the file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The configuration file (re-read on `reload`).
+    pub config_path: PathBuf,
+    /// Sleep this long when a poll finds nothing (0: spin).
+    pub idle_sleep: Duration,
+}
+
+/// Which worker owns tunnel `t`'s SAs (one writer per SA).
+fn owner_of(tunnel: usize, workers: usize) -> u16 {
+    (tunnel % workers) as u16
+}
+
+fn backend_for(choice: CryptoBackendChoice, alg: dataplane::crypto::Algorithm) -> Backend {
+    match choice {
+        CryptoBackendChoice::Auto => default_backend(alg),
+        CryptoBackendChoice::Fixed(b) => b,
+    }
+}
+
+fn build_sas(
+    pair: &SaPair,
+    choice: CryptoBackendChoice,
+) -> Result<(Box<OutboundSa>, Box<InboundSa>), Error> {
+    let backend = backend_for(choice, pair.algorithm);
+    let out_t = new_transform(backend, pair.algorithm, &pair.outbound.keys)?;
+    let in_t = new_transform(backend, pair.algorithm, &pair.inbound.keys)?;
+    Ok((
+        Box::new(OutboundSa::new(pair.outbound.config.clone(), out_t)?),
+        Box::new(InboundSa::new(pair.inbound.config.clone(), in_t)?),
+    ))
+}
+
+/// The SAs the control thread believes are installed, to compute what a
+/// reload changes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Installed {
+    /// Per tunnel index: the SPI of the active outbound SA.
+    outbound: HashMap<usize, u32>,
+    /// Inbound SPIs with their tunnel index.
+    inbound: HashMap<u32, usize>,
+}
+
+/// The running gateway's control state.
+struct Control {
+    config: GatewayConfig,
+    options: RunOptions,
+    to_workers: Vec<Sender<ControlMsg>>,
+    from_workers: Receiver<WorkerMsg>,
+    ports: Vec<Port>,
+    installed: Installed,
+    tunnel_names: Vec<String>,
+    punted: u64,
+    events: u64,
+    started: Instant,
+}
+
+impl Control {
+    fn broadcast(&self, make: impl Fn() -> ControlMsg) {
+        for tx in &self.to_workers {
+            let _ = tx.send(make());
+        }
+    }
+
+    fn send(&self, worker: u16, msg: ControlMsg) {
+        if let Some(tx) = self.to_workers.get(usize::from(worker)) {
+            let _ = tx.send(msg);
+        }
+    }
+
+    /// Brings the workers' SAs in line with the configuration. Inbound SAs
+    /// of every pair are installed first; the first pair of a tunnel then
+    /// carries outbound traffic; inbound SAs no longer listed go last. With
+    /// both gateways reloaded at each step (add the new pair second; move
+    /// it first; drop the old one), no packet is lost.
+    fn apply_sas(&mut self) -> Result<(), Error> {
+        let workers = self.to_workers.len();
+        let choice = self.config.dataplane.crypto_backend;
+        let mut wanted = Installed::default();
+        let mut new_inbound = Vec::new();
+        let mut new_outbound = Vec::new();
+        for (t, tunnel) in self.config.tunnels.iter().enumerate() {
+            for (i, pair) in tunnel.sas.iter().enumerate() {
+                let in_spi = pair.inbound.config.spi.get();
+                let out_spi = pair.outbound.config.spi.get();
+                wanted.inbound.insert(in_spi, t);
+                let (out, inb) = build_sas(pair, choice)?;
+                if !self.installed.inbound.contains_key(&in_spi) {
+                    new_inbound.push((t, inb));
+                }
+                if i == 0 {
+                    wanted.outbound.insert(t, out_spi);
+                    if self.installed.outbound.get(&t) != Some(&out_spi) {
+                        new_outbound.push((t, out));
+                    }
+                }
+            }
+        }
+        for (t, sa) in new_inbound {
+            let owner = owner_of(t, workers);
+            let spi = sa.config().spi;
+            tracing::info!(tunnel = %self.tunnel_names[t], spi = %spi, worker = owner, "install inbound SA");
+            self.send(owner, ControlMsg::InstallInbound(sa));
+            self.broadcast(|| ControlMsg::InboundOwner {
+                spi,
+                worker: Some(owner),
+            });
+        }
+        for (t, sa) in new_outbound {
+            let owner = owner_of(t, workers);
+            let slot = SaRef(t as u32);
+            tracing::info!(tunnel = %self.tunnel_names[t], spi = %sa.config().spi, worker = owner, "install outbound SA");
+            self.send(owner, ControlMsg::InstallOutbound { slot, sa });
+            self.broadcast(|| ControlMsg::OutboundOwner {
+                slot,
+                worker: Some(owner),
+            });
+        }
+        for (t, _) in self.installed.outbound.iter() {
+            if !wanted.outbound.contains_key(t) {
+                let slot = SaRef(*t as u32);
+                self.send(owner_of(*t, workers), ControlMsg::RemoveOutbound { slot });
+                self.broadcast(|| ControlMsg::OutboundOwner { slot, worker: None });
+            }
+        }
+        for (spi, t) in self.installed.inbound.iter() {
+            if !wanted.inbound.contains_key(spi) {
+                let spi = Spi::new(*spi).map_err(|e| format!("{e:?}"))?;
+                tracing::info!(tunnel = %self.tunnel_names[*t], spi = %spi, "delete inbound SA");
+                self.send(owner_of(*t, workers), ControlMsg::RemoveInbound(spi));
+                self.broadcast(|| ControlMsg::InboundOwner { spi, worker: None });
+            }
+        }
+        self.installed = wanted;
+        Ok(())
+    }
+
+    fn spd(&self) -> Result<Spd, Error> {
+        let mut spd = Spd::new();
+        for p in self.config.policies() {
+            spd.insert(p.clone())?;
+        }
+        Ok(spd)
+    }
+
+    /// Re-reads the configuration file and applies SA and policy changes.
+    /// Interfaces, routes and data-plane settings need a restart.
+    fn reload(&mut self) -> Result<String, Error> {
+        let fresh = GatewayConfig::load(&self.options.config_path)?;
+        if fresh.interfaces.len() != self.config.interfaces.len()
+            || fresh
+                .tunnels
+                .iter()
+                .map(|t| &t.name)
+                .ne(self.config.tunnels.iter().map(|t| &t.name))
+        {
+            return Err(
+                "reload: interfaces or the list of tunnels changed; restart espresso".into(),
+            );
+        }
+        self.config = fresh;
+        let spd = self.spd()?;
+        self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone())));
+        self.apply_sas()?;
+        Ok(format!(
+            "reloaded {}: {} inbound SAs, {} outbound SAs\n",
+            self.options.config_path.display(),
+            self.installed.inbound.len(),
+            self.installed.outbound.len()
+        ))
+    }
+
+    fn collect(&self) -> Vec<WorkerStats> {
+        let (tx, rx) = bounded(self.to_workers.len());
+        for w in &self.to_workers {
+            let _ = w.send(ControlMsg::CollectStats(tx.clone()));
+        }
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while out.len() < self.to_workers.len() {
+            match rx.recv_deadline(deadline) {
+                Ok(s) => out.push(s),
+                Err(_) => break,
+            }
+        }
+        out.sort_by_key(|s| s.worker);
+        out
+    }
+
+    fn handle_worker_msg(&mut self, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::Punt {
+                worker,
+                iface,
+                packet,
+            } => {
+                self.punted += 1;
+                tracing::debug!(
+                    worker,
+                    iface,
+                    len = packet.len(),
+                    "IKE packet punted; no IKE tunnel takes it"
+                );
+            }
+            WorkerMsg::NeighbourLearned { ip, mac, iface } => {
+                tracing::debug!(%ip, iface, "neighbour learned");
+                self.broadcast(|| ControlMsg::Neighbour { ip, mac, iface });
+            }
+            WorkerMsg::Event { worker, event } => {
+                self.events += 1;
+                tracing::warn!(worker, ?event, "SA event");
+            }
+            WorkerMsg::Stopped(_) => {}
+        }
+    }
+
+    fn serve(&mut self, stream: UnixStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut line = String::new();
+        let mut reader = BufReader::new(match stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => return,
+        });
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let reply = match line.trim() {
+            "stats" => format_stats(
+                &self.collect(),
+                &self.ports,
+                &self.config,
+                self.punted,
+                self.started,
+            ),
+            "reload" => match self.reload() {
+                Ok(s) => s,
+                Err(e) => format!("error: {e}\n"),
+            },
+            other => format!("error: unknown command {other:?} (stats, reload)\n"),
+        };
+        let mut stream = stream;
+        let _ = stream.write_all(reply.as_bytes());
+    }
+}
+
+/// Counters in a stable `key value` form (one per line, after a header),
+/// easy for people and scripts alike.
+pub fn format_stats(
+    workers: &[WorkerStats],
+    ports: &[Port],
+    config: &GatewayConfig,
+    punted: u64,
+    started: Instant,
+) -> String {
+    let mut s = String::new();
+    let mut line = |k: String, v: u64| s.push_str(&format!("{k} {v}\n"));
+    line("uptime_s".into(), started.elapsed().as_secs());
+    for (i, p) in ports.iter().enumerate() {
+        let name = &config.interfaces[i].name;
+        if let Ok(st) = p.stats() {
+            line(format!("port.{name}.rx_packets"), st.ipackets);
+            line(format!("port.{name}.tx_packets"), st.opackets);
+            line(format!("port.{name}.rx_bytes"), st.ibytes);
+            line(format!("port.{name}.tx_bytes"), st.obytes);
+            line(format!("port.{name}.rx_missed"), st.imissed);
+            line(format!("port.{name}.rx_errors"), st.ierrors);
+            line(format!("port.{name}.tx_errors"), st.oerrors);
+            line(format!("port.{name}.rx_nombuf"), st.rx_nombuf);
+        }
+    }
+    let mut total = dataplane::gateway::NodeCounters::default();
+    for w in workers {
+        let id = w.worker;
+        let n = &w.node;
+        total.merge(n);
+        for (k, v) in node_fields(n) {
+            line(format!("worker.{id}.{k}"), v);
+        }
+        line(format!("worker.{id}.max_poll_gap_us"), w.max_poll_gap_us);
+    }
+    for (k, v) in node_fields(&total) {
+        line(format!("total.{k}"), v);
+    }
+    for r in GwDrop::ALL {
+        line(format!("drop.{}", r.name()), total.drops[r.index()]);
+    }
+    for r in DropReason::ALL {
+        line(format!("drop.esp.{}", r.name()), total.esp_drops[r.index()]);
+    }
+    line("control.punted".into(), punted);
+    let mut sas: BTreeMap<(u8, u32), (&SaStats, u16)> = BTreeMap::new();
+    for w in workers {
+        for sa in &w.outbound {
+            sas.insert((0, sa.spi.get()), (sa, w.worker));
+        }
+        for sa in &w.inbound {
+            sas.insert((1, sa.spi.get()), (sa, w.worker));
+        }
+    }
+    for ((dir, spi), (sa, worker)) in sas {
+        let d = if dir == 0 { "out" } else { "in" };
+        let k = format!("sa.{d}.{spi:#010x}");
+        s.push_str(&format!(
+            "{k}.algorithm {} worker {}\n",
+            sa.algorithm, worker
+        ));
+        s.push_str(&format!("{k}.packets {}\n", sa.counters.packets));
+        s.push_str(&format!("{k}.bytes {}\n", sa.counters.bytes));
+        s.push_str(&format!("{k}.seq {}\n", sa.seq));
+        for r in DropReason::ALL {
+            let v = sa.counters.drops_for(r);
+            if v > 0 {
+                s.push_str(&format!("{k}.drop.{} {v}\n", r.name()));
+            }
+        }
+    }
+    s
+}
+
+fn node_fields(n: &dataplane::gateway::NodeCounters) -> Vec<(&'static str, u64)> {
+    vec![
+        ("rx", n.rx),
+        ("tx", n.tx),
+        ("encapsulated", n.encapsulated),
+        ("decapsulated", n.decapsulated),
+        ("bypassed", n.bypassed),
+        ("neighbour_replies", n.neighbour_replies),
+        ("neighbour_requests", n.neighbour_requests),
+        ("echo_replies", n.echo_replies),
+        ("icmp_errors", n.icmp_errors),
+        ("mss_clamped", n.mss_clamped),
+        ("punted", n.punted),
+        ("handoffs_out", n.handoffs_out),
+        ("handoffs_in", n.handoffs_in),
+        ("drops", n.total_drops()),
+    ]
+}
+
+/// EAL arguments for the configuration: lcores, memory, a unique prefix.
+fn eal_args(config: &GatewayConfig) -> Vec<String> {
+    let lcores = if config.dataplane.lcores.is_empty() {
+        format!("0-{}", config.dataplane.workers)
+    } else {
+        config.dataplane.lcores.clone()
+    };
+    crate::eal_args::eal_args(
+        "espresso",
+        &lcores,
+        config.dataplane.memory_mb,
+        &config.dataplane.eal_args,
+    )
+}
+
+/// Cores for the workers: the machine's cores after the first (which the
+/// control thread keeps), wrapping around when there are fewer.
+fn worker_cores(n: usize) -> Vec<Option<core_affinity::CoreId>> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    (0..n)
+        .map(|i| {
+            if cores.len() > 1 {
+                Some(cores[1 + i % (cores.len() - 1)])
+            } else {
+                cores.first().copied()
+            }
+        })
+        .collect()
+}
+
+/// Runs the gateway until `stop` is set. Returns the final statistics text.
+pub fn run(
+    config: GatewayConfig,
+    options: RunOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<String, Error> {
+    let eal = Eal::init(eal_args(&config))?;
+    let workers = config.dataplane.workers as usize;
+    let pool = Mempool::new(
+        &eal,
+        &MempoolConfig {
+            name: "espresso_pool".into(),
+            size: config.dataplane.mbufs,
+            cache_size: 256.min(config.dataplane.mbufs / 4),
+            data_room: 2048 + 128,
+        },
+    )?;
+    let pool_free_before = pool.available();
+
+    // Ports and the data path's view of the interfaces.
+    let mut ports = Vec::new();
+    let mut ifaces = Vec::new();
+    for iface in &config.interfaces {
+        let mut pc = PortConfig::new(pool.clone());
+        pc.rx_queues = workers as u16;
+        pc.tx_queues = workers as u16;
+        let port = Port::open(&eal, &iface.device, &pc)
+            .map_err(|e| format!("interface {}: {e}", iface.name))?;
+        tracing::info!(interface = %iface.name, device = %iface.device, mac = ?port.mac_addr(), "port up");
+        ifaces.push(Interface {
+            name: iface.name.clone(),
+            mac: port.mac_addr(),
+            role: match iface.role {
+                crate::config::Role::Lan => Role::Lan,
+                crate::config::Role::Wan => Role::Wan,
+            },
+            addrs: iface.addresses.clone(),
+            mtu: iface.mtu,
+            mss_clamp: iface.mss_clamp,
+        });
+        ports.push(port);
+    }
+
+    let (to_control, from_workers) = bounded::<WorkerMsg>(8192);
+    let handoffs: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>> = (0..workers)
+        .map(|_| Arc::new(ArrayQueue::new(2048)))
+        .collect();
+    let mut to_workers = Vec::new();
+    let mut handles = Vec::new();
+    let cores = worker_cores(workers);
+    let idle_sleep = options.idle_sleep;
+    let eal_ref: &'static Eal = Box::leak(Box::new(eal));
+    for w in 0..workers {
+        let (tx, rx) = bounded::<ControlMsg>(4096);
+        to_workers.push(tx);
+        let mut node: Node<Mbuf> = Node::new(w as u16, ifaces.clone(), config.route_table());
+        for n in &config.neighbours {
+            node.add_static_neighbour(n.address, n.mac.0, n.interface);
+        }
+        let worker_ports = WorkerPorts {
+            rx: ports
+                .iter()
+                .map(|p| p.rx_queue(w as u16).ok_or("rx queue"))
+                .collect::<Result<_, _>>()?,
+            tx: ports
+                .iter()
+                .map(|p| p.tx_queue(w as u16).ok_or("tx queue"))
+                .collect::<Result<_, _>>()?,
+        };
+        let worker = Worker::new(
+            w as u16,
+            node,
+            worker_ports,
+            pool.clone(),
+            rx,
+            to_control.clone(),
+            handoffs[w].clone(),
+            handoffs.clone(),
+            idle_sleep,
+        );
+        let core = cores[w];
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("espresso-w{w}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    let lcore = register_thread(eal_ref);
+                    tracing::info!(worker = w, core = ?core, lcore = ?lcore, "worker started");
+                    // Warm the crypto backends' per-thread state here, not
+                    // on the first packet.
+                    for alg in dataplane::crypto::Algorithm::ALL {
+                        let _ = dataplane::crypto::available_backends(alg);
+                    }
+                    let stats = worker.run();
+                    unregister_thread();
+                    stats
+                })?,
+        );
+    }
+    drop(to_control);
+
+    let mut control = Control {
+        tunnel_names: config.tunnels.iter().map(|t| t.name.clone()).collect(),
+        config,
+        options,
+        to_workers,
+        from_workers,
+        ports,
+        installed: Installed::default(),
+        punted: 0,
+        events: 0,
+        started: Instant::now(),
+    };
+    let spd = control.spd()?;
+    control.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone())));
+    control.apply_sas()?;
+
+    let socket_path = control.config.control.socket.clone();
+    let listener = bind_socket(&socket_path)?;
+    tracing::info!(socket = %socket_path.display(), workers, "espresso running");
+
+    while !stop.load(Ordering::Relaxed) {
+        match control.from_workers.recv_timeout(Duration::from_millis(20)) {
+            Ok(msg) => control.handle_worker_msg(msg),
+            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
+        }
+        while let Ok(msg) = control.from_workers.try_recv() {
+            control.handle_worker_msg(msg);
+        }
+        if let Ok((stream, _)) = listener.accept() {
+            control.serve(stream);
+        }
+    }
+
+    tracing::info!("stopping");
+    let before_stop = control.collect();
+    control.broadcast(|| ControlMsg::Stop);
+    let mut finals = Vec::new();
+    for h in handles {
+        if let Ok(s) = h.join() {
+            finals.push(s);
+        }
+    }
+    finals.sort_by_key(|s| s.worker);
+    let _ = before_stop;
+    let mut report = format_stats(
+        &finals,
+        &control.ports,
+        &control.config,
+        control.punted,
+        control.started,
+    );
+    let _ = std::fs::remove_file(&socket_path);
+    drop(control.ports);
+    // Ports are closed; every mbuf must be back.
+    let pool_free_after = pool.available();
+    report.push_str(&format!(
+        "mempool.free_before {pool_free_before}\nmempool.free_after {pool_free_after}\n"
+    ));
+    if pool_free_after != pool_free_before {
+        tracing::error!(pool_free_before, pool_free_after, "mbufs leaked");
+    }
+    Ok(report)
+}
+
+fn bind_socket(path: &Path) -> Result<UnixListener, Error> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(format!("{}: another espresso is running", path.display()).into());
+    }
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Sends one command to a running gateway and returns its answer.
+pub fn query(socket: &Path, command: &str) -> Result<String, Error> {
+    let mut s = UnixStream::connect(socket)
+        .map_err(|e| format!("{}: {e} (is espresso running?)", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("{command}\n").as_bytes())?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out)?;
+    Ok(out)
+}
