@@ -5,3 +5,4 @@
 
 pub mod eal_args;
 pub mod forward;
+pub mod ike;
