@@ -4,4 +4,5 @@
 //! passes in datagrams, the current [`Timestamp`] and a [`RngSource`], and
 //! polls for datagrams to send, the next timeout and events.
 
+pub mod crypto;
 pub mod message;
