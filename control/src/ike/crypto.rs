@@ -117,7 +117,10 @@ impl Prf {
     /// `T1 = prf(K, S | 0x01)`, `Tn = prf(K, Tn-1 | S | n)`, output
     /// `T1 | T2 | ...` truncated to `len`. At most 255 blocks.
     pub fn plus(self, key: &[u8], seed: &[u8], len: usize) -> SecretBytes {
-        assert!(len <= 255 * self.output_len(), "prf+ limited to 255 iterations");
+        assert!(
+            len <= 255 * self.output_len(),
+            "prf+ limited to 255 iterations"
+        );
         let mut out = Vec::with_capacity(len + self.output_len());
         let mut t = SecretBytes(Vec::new());
         let mut n = 1u8;

@@ -4,5 +4,6 @@
 //! passes in datagrams, the current [`Timestamp`] and a [`RngSource`], and
 //! polls for datagrams to send, the next timeout and events.
 
+pub mod config;
 pub mod crypto;
 pub mod message;
