@@ -6,5 +6,14 @@
 
 pub mod config;
 pub mod crypto;
+pub mod endpoint;
 pub mod message;
 pub mod negotiate;
+pub mod sa;
+
+pub use config::{Config, EspProposal, IkeProposal, StartAction, Timers};
+pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
+pub use endpoint::{ApiError, Endpoint, IkeError};
+pub use sa::{
+    ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, Stats, Timestamp, Transmit, UdpEncap,
+};
