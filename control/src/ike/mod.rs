@@ -17,3 +17,6 @@ pub use endpoint::{ApiError, Endpoint, IkeError};
 pub use sa::{
     ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, Stats, Timestamp, Transmit, UdpEncap,
 };
+
+#[cfg(test)]
+mod tests;
