@@ -1378,8 +1378,14 @@ impl Endpoint {
             // §2.4: the peer has no other SAs with us any more.
             let others: Vec<u64> = self.sas.keys().copied().collect();
             for spi in others {
+                // Only authenticated SAs with this peer; half-open ones are not.
                 self.with_sa(spi, now, |ep, o| {
-                    ep.remove_sa(o, Some(DownReason::Replaced))
+                    if matches!(
+                        o.state,
+                        State::Established | State::Rekeyed | State::Deleting
+                    ) {
+                        ep.remove_sa(o, Some(DownReason::Replaced));
+                    }
                 });
             }
         }

@@ -127,6 +127,22 @@ fn ike_forced_encapsulation_floats_to_4500() {
 }
 
 #[test]
+fn ike_initial_contact_replaces_old_sas_of_the_peer() {
+    let mut p = Pair::with(16, &[IKE[0]], &[ESP[0]]);
+    establish(&mut p, true);
+    let old = p.b.established_ike_sas()[0];
+    // A restarts (loses its state) and connects again with INITIAL_CONTACT.
+    p.a = Endpoint::new(config(true, &[IKE[0]], &[ESP[0]]), rng(99)).unwrap();
+    p.a.initiate(p.now);
+    assert!(p.run_until(10_000, |p| p.a.child_sas().len() == 1));
+    assert!(p.ev_b.iter().any(
+        |e| matches!(e, IkeEvent::IkeSaDown { ike, reason: DownReason::Replaced } if *ike == old)
+    ));
+    assert_eq!(p.b.established_ike_sas().len(), 1);
+    assert_children_match(&p);
+}
+
+#[test]
 fn ike_invalid_ke_payload_retry_with_requested_group() {
     let a = config(true, &["aes128gcm16-prfsha256-ecp256-modp2048"], &[ESP[0]]);
     let b = config(false, &["aes128gcm16-prfsha256-modp2048"], &[ESP[0]]);
@@ -262,6 +278,20 @@ fn ike_simultaneous_child_rekey_converges_to_one_sa() {
         assert_children_match(&p);
         assert_ne!(p.a.child_sas()[0].id, ia);
         assert_ne!(p.b.child_sas()[0].id, ib);
+        // It really was a collision: each side installed two new SAs
+        // (its own and the peer's) and deleted the old and the redundant one.
+        let rekeyed = |ev: &[IkeEvent]| {
+            ev.iter()
+                .filter(|e| matches!(e, IkeEvent::ChildSaRekeyed { .. }))
+                .count()
+        };
+        let deleted = |ev: &[IkeEvent]| {
+            ev.iter()
+                .filter(|e| matches!(e, IkeEvent::ChildSaDeleted { .. }))
+                .count()
+        };
+        assert_eq!((rekeyed(&p.ev_a), deleted(&p.ev_a)), (2, 2), "seed {seed}");
+        assert_eq!((rekeyed(&p.ev_b), deleted(&p.ev_b)), (2, 2), "seed {seed}");
     }
 }
 
@@ -306,6 +336,14 @@ fn ike_simultaneous_ike_rekey_converges_to_one_sa() {
         assert_eq!(p.a.child_sas().len(), 1);
         assert_eq!(p.a.child_sas()[0].ike, ia[0]);
         assert_eq!(p.b.child_sas()[0].ike, ib[0]);
+        // Both sides agree on which new IKE SA survived (same SPI pair).
+        assert!(
+            p.a.established_ike_sas().len() == 1
+                && !p
+                    .ev_a
+                    .iter()
+                    .any(|e| matches!(e, IkeEvent::IkeSaDown { .. }))
+        );
         assert_children_match(&p);
         // still usable afterwards
         p.a.rekey_child(p.now, p.a.child_sas()[0].id).unwrap();
