@@ -7,3 +7,4 @@ pub mod config;
 pub mod eal_args;
 pub mod forward;
 pub mod gateway;
+pub mod ike;

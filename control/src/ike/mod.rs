@@ -1,0 +1,22 @@
+//! A sans-IO IKEv2 engine (RFC 7296).
+//!
+//! The engine never reads a socket, the clock or the system RNG: the driver
+//! passes in datagrams, the current [`Timestamp`] and a [`RngSource`], and
+//! polls for datagrams to send, the next timeout and events.
+
+pub mod config;
+pub mod crypto;
+pub mod endpoint;
+pub mod message;
+pub mod negotiate;
+pub mod sa;
+
+pub use config::{Config, EspProposal, IkeProposal, StartAction, Timers};
+pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
+pub use endpoint::{ApiError, Endpoint, IkeError};
+pub use sa::{
+    ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, Stats, Timestamp, Transmit, UdpEncap,
+};
+
+#[cfg(test)]
+mod tests;

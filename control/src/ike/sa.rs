@@ -1,0 +1,337 @@
+//! IKE SA and Child SA state, the public event and key types.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use super::crypto::{DhSecret, DirectionKeys, EspAlgorithm, IkeKeys, IkeSuite, SkCipher};
+use super::message::{ExchangeType, NotifyType, TrafficSelector};
+
+/// Engine time in milliseconds from an arbitrary origin chosen by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    pub fn plus(self, ms: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(ms))
+    }
+}
+
+/// An IKE SA, named by our own SPI for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IkeSaId(pub u64);
+
+/// A Child SA, named by our inbound SPI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChildSaId(pub u32);
+
+/// UDP encapsulation of ESP (RFC 3948) with the ports to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpEncap {
+    pub local_port: u16,
+    pub remote_port: u16,
+}
+
+/// Everything the data plane needs to install a Child SA's inbound and
+/// outbound ESP SAs. Keys are zeroized on drop and redacted in `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSaKeys {
+    pub id: ChildSaId,
+    pub ike: IkeSaId,
+    /// SPI the peer puts on packets to us.
+    pub inbound_spi: u32,
+    /// SPI we put on packets to the peer.
+    pub outbound_spi: u32,
+    pub algorithm: EspAlgorithm,
+    pub inbound: DirectionKeys,
+    pub outbound: DirectionKeys,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+    pub local_addr: SocketAddr,
+    pub remote_addr: SocketAddr,
+    /// `Some` when ESP goes in UDP (NAT detected or forced).
+    pub udp_encap: Option<UdpEncap>,
+    /// Always false: extended sequence numbers are not negotiated.
+    pub esn: bool,
+}
+
+/// Why an IKE SA went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DownReason {
+    DeletedByPeer,
+    Terminated,
+    /// Retransmissions were exhausted.
+    PeerDead,
+    AuthenticationFailed,
+    /// The peer refused the exchange with this notify, or we did.
+    Negotiation(NotifyType),
+    Expired,
+    /// Replaced after an INITIAL_CONTACT from the same peer.
+    Replaced,
+    /// A responder's half-open SA timed out.
+    HalfOpenTimeout,
+}
+
+/// What the engine tells the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IkeEvent {
+    IkeSaUp {
+        ike: IkeSaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// The IKE SA was rekeyed; its Child SAs now belong to `new`.
+    IkeSaRekeyed {
+        old: IkeSaId,
+        new: IkeSaId,
+    },
+    IkeSaDown {
+        ike: IkeSaId,
+        reason: DownReason,
+    },
+    ChildSaUp(ChildSaKeys),
+    /// Install `new` now; `old` is deleted by a later `ChildSaDeleted`.
+    ChildSaRekeyed {
+        old: ChildSaId,
+        new: ChildSaKeys,
+    },
+    ChildSaDeleted {
+        ike: IkeSaId,
+        id: ChildSaId,
+        outbound_spi: u32,
+    },
+    /// A Child SA could not be set up (the IKE SA stays).
+    ChildSaFailed {
+        ike: IkeSaId,
+        notify: NotifyType,
+    },
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Source address (selects the socket: port 500 or 4500).
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// Prepend the 4-byte non-ESP marker (RFC 3948 §2.2) when sending.
+    pub non_esp_marker: bool,
+    /// The IKE message.
+    pub payload: Vec<u8>,
+}
+
+impl Transmit {
+    /// The bytes to put in the UDP datagram.
+    pub fn datagram(&self) -> Vec<u8> {
+        if self.non_esp_marker {
+            super::message::add_non_esp_marker(&self.payload)
+        } else {
+            self.payload.clone()
+        }
+    }
+}
+
+/// Counters for everything received and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub rx_datagrams: u64,
+    pub tx_datagrams: u64,
+    /// Could not be decoded (truncated, bad lengths, trailing bytes...).
+    pub malformed: u64,
+    pub unsupported_critical: u64,
+    /// No IKE SA with that SPI.
+    pub unknown_spi: u64,
+    /// SK payload failed its ICV / AEAD check (dropped silently, §2.21.2).
+    pub integrity_failures: u64,
+    /// Message ID outside the window.
+    pub invalid_message_id: u64,
+    pub retransmits: u64,
+    /// A retransmitted request answered from the response cache.
+    pub replayed_responses: u64,
+    pub cookies_sent: u64,
+    pub invalid_ke_sent: u64,
+    pub no_proposal_chosen: u64,
+    pub auth_failures: u64,
+    pub ike_sa_established: u64,
+    pub child_sa_established: u64,
+    pub peers_dead: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Initiator: IKE_SA_INIT sent.
+    InitSent,
+    /// Initiator: IKE_AUTH sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
+    HalfOpen,
+    Established,
+    /// Rekeyed: children moved, waiting for the Delete exchange.
+    Rekeyed,
+    /// Being deleted by us.
+    Deleting,
+}
+
+/// Work that needs a request; sent when the window (size 1) is free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Task {
+    RekeyChild(u32),
+    RekeyIke,
+    DeleteChildren(Vec<u32>),
+    DeleteIke(DownReason),
+    Dpd,
+}
+
+/// The request in flight and what to do with its response.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Init,
+    Auth {
+        child_spi: u32,
+    },
+    RekeyChild {
+        old: u32,
+        new_spi: u32,
+        ni: Vec<u8>,
+        dh: Option<DhSecret>,
+    },
+    RekeyIke {
+        new_spi: u64,
+        ni: Vec<u8>,
+        dh: DhSecret,
+    },
+    DeleteChildren,
+    DeleteIke(DownReason),
+    Dpd,
+}
+
+#[derive(Debug)]
+pub(crate) struct Outstanding {
+    pub msg_id: u32,
+    pub bytes: Vec<u8>,
+    pub request: Request,
+    pub sent: u32,
+    pub next_retransmit: Timestamp,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildState {
+    Installed,
+    /// Replaced by a rekey; waiting for (or sending) its Delete.
+    Rekeyed,
+}
+
+#[derive(Debug)]
+pub(crate) struct ChildSa {
+    pub keys: ChildSaKeys,
+    pub state: ChildState,
+    pub rekey_at: Option<Timestamp>,
+    pub expire_at: Timestamp,
+}
+
+/// A recorded peer-initiated rekey that crossed our own (§2.8.1).
+#[derive(Debug, Clone)]
+pub(crate) struct Collision<T> {
+    pub new: T,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(crate) struct IkeSa {
+    pub id: IkeSaId,
+    /// Original initiator (or initiator of the rekey that made this SA).
+    pub initiator: bool,
+    pub spi_i: u64,
+    pub spi_r: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: State,
+    pub suite: Option<IkeSuite>,
+    pub keys: Option<IkeKeys>,
+    pub tx: Option<SkCipher>,
+    pub rx: Option<SkCipher>,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub dh: Option<DhSecret>,
+    pub cookie: Option<Vec<u8>>,
+    pub init_request: Vec<u8>,
+    pub init_response: Vec<u8>,
+    pub encap: bool,
+    pub next_msg_id: u32,
+    pub outstanding: Option<Outstanding>,
+    pub peer_msg_id: u32,
+    pub last_response: Option<(u32, ExchangeType, Vec<u8>)>,
+    pub tasks: VecDeque<Task>,
+    pub children: Vec<ChildSa>,
+    pub child_collisions: HashMap<u32, Collision<u32>>,
+    pub ike_collision: Option<Collision<u64>>,
+    pub created: Timestamp,
+    pub last_heard: Timestamp,
+    pub rekey_at: Option<Timestamp>,
+    pub expire_at: Option<Timestamp>,
+    pub removed: bool,
+}
+
+impl IkeSa {
+    pub fn new(
+        id: u64,
+        initiator: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+        state: State,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id: IkeSaId(id),
+            initiator,
+            spi_i: if initiator { id } else { 0 },
+            spi_r: if initiator { 0 } else { id },
+            local,
+            remote,
+            state,
+            suite: None,
+            keys: None,
+            tx: None,
+            rx: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            dh: None,
+            cookie: None,
+            init_request: Vec::new(),
+            init_response: Vec::new(),
+            encap: false,
+            next_msg_id: 0,
+            outstanding: None,
+            peer_msg_id: 0,
+            last_response: None,
+            tasks: VecDeque::new(),
+            children: Vec::new(),
+            child_collisions: HashMap::new(),
+            ike_collision: None,
+            created: now,
+            last_heard: now,
+            rekey_at: None,
+            expire_at: None,
+            removed: false,
+        }
+    }
+
+    /// Installs keys and the two SK directions.
+    pub fn set_keys(&mut self, suite: IkeSuite, keys: IkeKeys) {
+        let (tx_e, tx_a, rx_e, rx_a) = if self.initiator {
+            (&keys.sk_ei, &keys.sk_ai, &keys.sk_er, &keys.sk_ar)
+        } else {
+            (&keys.sk_er, &keys.sk_ar, &keys.sk_ei, &keys.sk_ai)
+        };
+        self.tx = Some(SkCipher::new(&suite, tx_e, tx_a));
+        self.rx = Some(SkCipher::new(&suite, rx_e, rx_a));
+        self.suite = Some(suite);
+        self.keys = Some(keys);
+    }
+
+    pub fn child_by_inbound(&mut self, spi: u32) -> Option<&mut ChildSa> {
+        self.children.iter_mut().find(|c| c.keys.inbound_spi == spi)
+    }
+}

@@ -1,0 +1,244 @@
+//! A deterministic two-engine harness (after quinn-proto's tests/util.rs):
+//! a simulated clock, a seeded RNG for each engine and a seeded network
+//! that can lose, duplicate and reorder datagrams.
+
+use std::net::SocketAddr;
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use crate::ike::crypto::SecretBytes;
+use crate::ike::message::{classify_port_4500, Identification, Port4500};
+use crate::ike::*;
+
+pub struct SeededRng(pub ChaCha20Rng);
+
+impl RngSource for SeededRng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        self.0.fill_bytes(buf);
+    }
+}
+
+pub fn rng(seed: u64) -> Box<dyn RngSource + Send> {
+    Box::new(SeededRng(ChaCha20Rng::seed_from_u64(seed)))
+}
+
+pub const A_ADDR: &str = "192.0.2.1:500";
+pub const B_ADDR: &str = "192.0.2.2:500";
+
+pub fn config(a_side: bool, ike: &[&str], esp: &[&str]) -> Config {
+    let (l, r) = if a_side {
+        (A_ADDR, B_ADDR)
+    } else {
+        (B_ADDR, A_ADDR)
+    };
+    let (lid, rid) = if a_side {
+        ("gw-a.example", "gw-b.example")
+    } else {
+        ("gw-b.example", "gw-a.example")
+    };
+    let (lts, rts) = if a_side {
+        ("10.1.0.0/24", "10.2.0.0/24")
+    } else {
+        ("10.2.0.0/24", "10.1.0.0/24")
+    };
+    let mut c = Config::new(
+        l.parse().unwrap(),
+        r.parse().unwrap(),
+        Identification::Fqdn(lid.into()),
+        Identification::Fqdn(rid.into()),
+        SecretBytes::new(b"correct horse battery staple".to_vec()),
+    )
+    .with_proposals(ike, esp)
+    .unwrap()
+    .with_traffic_selectors(&[lts], &[rts])
+    .unwrap();
+    c.start = if a_side {
+        StartAction::Initiate
+    } else {
+        StartAction::Listen
+    };
+    c
+}
+
+struct InFlight {
+    at: Timestamp,
+    to_b: bool,
+    t: Transmit,
+}
+
+/// Network impairments, each a probability in percent.
+#[derive(Clone, Copy, Default)]
+pub struct Impair {
+    pub loss: u32,
+    pub dup: u32,
+    /// Extra random delay up to this many ms (reorders).
+    pub jitter_ms: u64,
+    /// Drop everything B sends (a silent peer).
+    pub b_silent: bool,
+}
+
+pub struct Pair {
+    pub a: Endpoint,
+    pub b: Endpoint,
+    pub now: Timestamp,
+    pub ev_a: Vec<IkeEvent>,
+    pub ev_b: Vec<IkeEvent>,
+    pub impair: Impair,
+    net: ChaCha20Rng,
+    flight: Vec<InFlight>,
+    /// Every datagram sent, as (from A?, transmit).
+    pub sent: Vec<(bool, Transmit)>,
+}
+
+impl Pair {
+    pub fn new(seed: u64, a: Config, b: Config) -> Self {
+        Pair {
+            a: Endpoint::new(a, rng(seed * 3 + 1)).unwrap(),
+            b: Endpoint::new(b, rng(seed * 3 + 2)).unwrap(),
+            now: Timestamp(1_000),
+            ev_a: Vec::new(),
+            ev_b: Vec::new(),
+            impair: Impair::default(),
+            net: ChaCha20Rng::seed_from_u64(seed * 3 + 3),
+            flight: Vec::new(),
+            sent: Vec::new(),
+        }
+    }
+
+    pub fn with(seed: u64, ike: &[&str], esp: &[&str]) -> Self {
+        Self::new(seed, config(true, ike, esp), config(false, ike, esp))
+    }
+
+    fn pct(&mut self, p: u32) -> bool {
+        p > 0 && self.net.next_u32() % 100 < p
+    }
+
+    fn collect(&mut self) {
+        for from_a in [true, false] {
+            loop {
+                let t = if from_a {
+                    self.a.poll_transmit()
+                } else {
+                    self.b.poll_transmit()
+                };
+                let Some(t) = t else { break };
+                self.sent.push((from_a, t.clone()));
+                if !from_a && self.impair.b_silent {
+                    continue;
+                }
+                if self.pct(self.impair.loss) {
+                    continue;
+                }
+                let copies = if self.pct(self.impair.dup) { 2 } else { 1 };
+                for _ in 0..copies {
+                    let extra = if self.impair.jitter_ms > 0 {
+                        self.net.next_u64() % self.impair.jitter_ms
+                    } else {
+                        0
+                    };
+                    self.flight.push(InFlight {
+                        at: self.now.plus(5 + extra),
+                        to_b: from_a,
+                        t: t.clone(),
+                    });
+                }
+            }
+            loop {
+                let e = if from_a {
+                    self.a.poll_event()
+                } else {
+                    self.b.poll_event()
+                };
+                let Some(e) = e else { break };
+                if from_a {
+                    self.ev_a.push(e);
+                } else {
+                    self.ev_b.push(e);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, f: InFlight) {
+        let ep = if f.to_b { &mut self.b } else { &mut self.a };
+        // The receiver sees the datagram on the port it was sent to.
+        let local: SocketAddr = f.t.remote;
+        let remote: SocketAddr = f.t.local;
+        let wire = f.t.datagram();
+        if local.port() == 4500 {
+            match classify_port_4500(&wire) {
+                Port4500::Ike(m) => ep.handle_datagram(self.now, local, remote, m),
+                other => panic!("non-IKE on 4500: {other:?}"),
+            }
+        } else {
+            ep.handle_datagram(self.now, local, remote, &wire);
+        }
+    }
+
+    /// Runs the simulation until `done` holds or `limit_ms` of simulated
+    /// time passes. Returns whether `done` held.
+    pub fn run_until(&mut self, limit_ms: u64, mut done: impl FnMut(&Pair) -> bool) -> bool {
+        let end = self.now.plus(limit_ms);
+        loop {
+            self.collect();
+            if done(self) {
+                return true;
+            }
+            let next_net = self.flight.iter().map(|f| f.at).min();
+            let next = [next_net, self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next else { return false };
+            if next > end {
+                self.now = end;
+                return done(self);
+            }
+            self.now = self.now.max(next);
+            let (due, rest): (Vec<_>, Vec<_>) =
+                self.flight.drain(..).partition(|f| f.at <= self.now);
+            self.flight = rest;
+            for f in due {
+                self.deliver(f);
+            }
+            if self.a.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.a.handle_timeout(self.now);
+            }
+            if self.b.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.b.handle_timeout(self.now);
+            }
+        }
+    }
+
+    pub fn up(&self) -> bool {
+        self.a.child_sas().len() == 1 && self.b.child_sas().len() == 1
+    }
+
+    /// Runs for `ms` of simulated time.
+    pub fn run_for(&mut self, ms: u64) {
+        self.run_until(ms, |_| false);
+    }
+}
+
+/// Asserts that A's and B's installed Child SAs pair up exactly: A's
+/// inbound is B's outbound and vice versa, SPIs and keys alike.
+pub fn assert_children_match(p: &Pair) {
+    let a = p.a.child_sas();
+    let b = p.b.child_sas();
+    assert_eq!(a.len(), b.len(), "child counts differ: {a:?} vs {b:?}");
+    for ka in &a {
+        let kb = b
+            .iter()
+            .find(|kb| kb.inbound_spi == ka.outbound_spi)
+            .unwrap_or_else(|| panic!("no peer for {:?}", ka.id));
+        assert_eq!(kb.outbound_spi, ka.inbound_spi);
+        assert_eq!(ka.algorithm, kb.algorithm);
+        assert_eq!(ka.inbound, kb.outbound, "A inbound == B outbound");
+        assert_eq!(ka.outbound, kb.inbound, "A outbound == B inbound");
+        assert_eq!(ka.local_ts, kb.remote_ts);
+        assert_eq!(ka.remote_ts, kb.local_ts);
+        assert_eq!(ka.inbound.encryption.len(), ka.algorithm.cipher.key_len());
+        assert!(!ka.esn);
+    }
+}
