@@ -519,13 +519,30 @@ fn tunnel(
     r: RawTunnel,
 ) -> Result<Tunnel, ConfigError> {
     let local = parse_addr(cx, &p.key("local"), &r.local)?;
+    let transport = matches!(r.mode, Some(RawMode::Transport));
+    // Tunnel mode: the outer source is one of our addresses. Transport
+    // mode may also protect a host on a LAN network on its behalf (a
+    // bump-in-the-wire, RFC 4301 §3.3): then `local` is that host.
     let interface = interfaces
         .iter()
         .position(|i| i.addresses.iter().any(|n| n.addr() == local))
+        .or_else(|| {
+            transport
+                .then(|| {
+                    interfaces.iter().position(|i| {
+                        i.role == Role::Lan && i.addresses.iter().any(|n| n.contains(&local))
+                    })
+                })
+                .flatten()
+        })
         .ok_or_else(|| {
             cx.err(
                 p.key("local"),
-                format!("{local} is not one of this gateway's interface addresses"),
+                if transport {
+                    format!("{local} is neither one of this gateway's interface addresses nor a host on a LAN network")
+                } else {
+                    format!("{local} is not one of this gateway's interface addresses")
+                },
             )
         })? as u16;
     let remote = parse_addr(cx, &p.key("remote"), &r.remote)?;
