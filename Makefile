@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 # Every Debian package the project, its tests, demo and benchmarks use.
 DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
-	libdpdk-dev dpdk libipsec-mb-dev libpcap-dev \
+	libdpdk-dev dpdk dpdk-dev libipsec-mb-dev libpcap-dev \
 	iproute2 iputils-ping ethtool iperf3 tshark tcpdump python3 python3-scapy \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins \
 	libstrongswan-standard-plugins libstrongswan-extra-plugins
@@ -38,8 +38,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The summary table (ESP engine against the bare crypto, against DPDK's
+# dpdk-test-crypto-perf from dpdk-dev, and the per-packet tables; ~2 min),
+# then the criterion benches (~4 min after their build). BENCH_ARGS go to
+# esp_report (e.g. BENCH_ARGS=--quick).
 bench: deps
-	$(CARGO) bench --workspace
+	$(CARGO) run --release -p espresso-benches --bin esp_report -- $(BENCH_ARGS)
+	$(CARGO) bench -p espresso-benches
 
 demo: build
 	./scripts/demo-forward.sh
