@@ -47,7 +47,7 @@ bench: deps
 	$(CARGO) bench -p espresso-benches
 
 demo: build
-	./scripts/demo-forward.sh
+	./scripts/two-site.sh demo
 
 clean:
 	$(CARGO) clean

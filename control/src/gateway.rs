@@ -373,11 +373,15 @@ fn node_fields(n: &dataplane::gateway::NodeCounters) -> Vec<(&'static str, u64)>
 
 /// EAL arguments for the configuration: lcores, memory, a unique prefix.
 fn eal_args(config: &GatewayConfig) -> Vec<String> {
-    let lcores = if config.dataplane.lcores.is_empty() {
-        format!("0-{}", config.dataplane.workers)
-    } else {
-        config.dataplane.lcores.clone()
-    };
+    // Workers are registered with DPDK as non-EAL threads (they take lcore
+    // ids of their own), so EAL itself runs on the list's first core only.
+    let lcores = config
+        .dataplane
+        .lcore_ids()
+        .first()
+        .copied()
+        .unwrap_or(0)
+        .to_string();
     crate::eal_args::eal_args(
         "espresso",
         &lcores,
@@ -386,18 +390,28 @@ fn eal_args(config: &GatewayConfig) -> Vec<String> {
     )
 }
 
-/// Cores for the workers: the machine's cores after the first (which the
-/// control thread keeps), wrapping around when there are fewer.
-fn worker_cores(n: usize) -> Vec<Option<core_affinity::CoreId>> {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+/// Cores for the workers: the configured lcores after the first (the
+/// control thread's) that exist on this machine, in turn; if none of them
+/// exists, the machine's cores after the first, in turn.
+fn worker_cores(config: &GatewayConfig) -> Vec<Option<core_affinity::CoreId>> {
+    let n = config.dataplane.workers as usize;
+    let present = core_affinity::get_core_ids().unwrap_or_default();
+    let wanted: Vec<core_affinity::CoreId> = config
+        .dataplane
+        .lcore_ids()
+        .into_iter()
+        .skip(1)
+        .filter_map(|id| present.iter().copied().find(|c| c.id == id as usize))
+        .collect();
+    let pick: Vec<core_affinity::CoreId> = if !wanted.is_empty() {
+        wanted
+    } else if present.len() > 1 {
+        present[1..].to_vec()
+    } else {
+        present
+    };
     (0..n)
-        .map(|i| {
-            if cores.len() > 1 {
-                Some(cores[1 + i % (cores.len() - 1)])
-            } else {
-                cores.first().copied()
-            }
-        })
+        .map(|i| pick.get(i % pick.len().max(1)).copied())
         .collect()
 }
 
@@ -407,8 +421,10 @@ pub fn run(
     options: RunOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<String, Error> {
-    let eal = Eal::init(eal_args(&config))?;
     let workers = config.dataplane.workers as usize;
+    // Before EAL pins this thread to its lcore and narrows what we see.
+    let cores = worker_cores(&config);
+    let eal = Eal::init(eal_args(&config))?;
     let pool = Mempool::new(
         &eal,
         &MempoolConfig {
@@ -450,7 +466,6 @@ pub fn run(
         .collect();
     let mut to_workers = Vec::new();
     let mut handles = Vec::new();
-    let cores = worker_cores(workers);
     let idle_sleep = options.idle_sleep;
     let eal_ref: &'static Eal = Box::leak(Box::new(eal));
     for w in 0..workers {

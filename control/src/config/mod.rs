@@ -92,6 +92,12 @@ pub struct DataplaneConfig {
 impl DataplaneConfig {
     /// Default number of workers.
     pub const DEFAULT_WORKERS: u32 = 1;
+
+    /// The lcore list as core numbers, ascending: the first is the control
+    /// thread's, the others the workers'.
+    pub fn lcore_ids(&self) -> Vec<u32> {
+        validate::parse_lcore_list(&self.lcores).unwrap_or_default()
+    }
     /// Most workers.
     pub const MAX_WORKERS: u32 = 64;
     /// Default EAL memory.

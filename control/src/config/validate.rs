@@ -107,7 +107,9 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
     let lcores = match raw.lcores {
         None => format!("0-{workers}"),
         Some(list) => {
-            let n = parse_lcore_list(&list).map_err(|e| cx.err("dataplane.lcores", e))?;
+            let n = parse_lcore_list(&list)
+                .map_err(|e| cx.err("dataplane.lcores", e))?
+                .len();
             let need = workers as usize + 1;
             if n < need {
                 return Err(cx.err(
@@ -188,7 +190,7 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
 }
 
 /// The number of distinct lcores in an EAL list like `0-3,6,8-9`.
-fn parse_lcore_list(list: &str) -> Result<usize, String> {
+pub(crate) fn parse_lcore_list(list: &str) -> Result<Vec<u32>, String> {
     let bad =
         || format!("\"{list}\" is not an lcore list (expected numbers and ranges like \"0-3,6\")");
     let mut cores = std::collections::BTreeSet::new();
@@ -205,7 +207,7 @@ fn parse_lcore_list(list: &str) -> Result<usize, String> {
         }
         cores.extend(a..=b);
     }
-    Ok(cores.len())
+    Ok(cores.into_iter().collect())
 }
 
 // ------------------------------------------------------------------ [control]
