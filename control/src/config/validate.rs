@@ -1350,9 +1350,9 @@ mod tests {
 
     #[test]
     fn lcore_lists() {
-        assert_eq!(parse_lcore_list("0-1"), Ok(2));
-        assert_eq!(parse_lcore_list("0,2,4-6"), Ok(5));
-        assert_eq!(parse_lcore_list("1,1"), Ok(1));
+        assert_eq!(parse_lcore_list("0-1"), Ok(vec![0, 1]));
+        assert_eq!(parse_lcore_list("0,2,4-6"), Ok(vec![0, 2, 4, 5, 6]));
+        assert_eq!(parse_lcore_list("1,1"), Ok(vec![1]));
         assert!(parse_lcore_list("3-1").is_err());
         assert!(parse_lcore_list("(0-1)@2").is_err());
     }
