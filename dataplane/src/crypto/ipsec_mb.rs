@@ -35,7 +35,6 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 
 use dpdk_sys::ipsec_mb as imb;
-use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::transform::{AeadPrimitive, AeadTransform, CbcPrimitive, HmacTransform, MacPrimitive};
@@ -515,7 +514,7 @@ impl AeadPrimitive for AeadCipher {
         }
         let mut computed = [0u8; 16];
         self.run(false, nonce, aad, payload, &mut computed);
-        if bool::from(computed.ct_eq(tag)) {
+        if super::icv_eq(&computed, tag) {
             Ok(())
         } else {
             Err(CryptoError::AuthenticationFailed)

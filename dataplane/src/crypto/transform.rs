@@ -2,7 +2,6 @@
 //! ICV input, length checks, verify-before-decrypt. Backends supply only
 //! the primitives ([`AeadPrimitive`], [`CbcPrimitive`], [`MacPrimitive`]).
 
-use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use super::cbc_iv::CbcIvGenerator;
@@ -265,7 +264,7 @@ impl<C: CbcPrimitive, M: MacPrimitive> EspTransform for HmacTransform<C, M> {
         let mut expected = [0u8; 32];
         let expected = &mut expected[..icv.len()];
         self.icv(esp_header, esn_high, iv, payload, expected)?;
-        if !bool::from(expected.ct_eq(icv)) {
+        if !super::icv_eq(expected, icv) {
             return Err(CryptoError::AuthenticationFailed);
         }
         if let Some(cbc) = &self.cbc {

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use crate::buf::PacketBuf;
 use crate::crypto::{Algorithm, Backend, EspTransform};
 use crate::wire::esp::EspTrailer;
-use crate::wire::{IpProtocol, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPacket};
+use crate::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPacket};
 
 use super::counters::{DropReason, SaCounters};
 use super::ecn::decap_tos;
@@ -59,6 +59,20 @@ pub enum EspLocation {
 /// carries encapsulated ESP (4500).
 pub fn locate_esp(data: &[u8], nat_t_port: u16) -> Result<EspLocation, DropReason> {
     let (ip_header_len, proto, ip_len, nh_field) = match data.first().map(|b| b >> 4) {
+        // The common case, an IPv4 header without options: fixed offsets
+        // and a five-word checksum.
+        Some(4) if data[0] == 0x45 && data.len() >= 20 => {
+            let h: &[u8; 20] = data[..20].try_into().map_err(|_| DropReason::BadHeader)?;
+            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            if total < 20 || total > data.len() || checksum::header20(h) != 0xffff {
+                return Err(DropReason::BadHeader);
+            }
+            // MF set or a fragment offset: a fragment.
+            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+                return Err(DropReason::Unsupported);
+            }
+            (20, IpProtocol(h[9]), total, 9)
+        }
         Some(4) => {
             let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
             if !ip.verify_checksum() {
@@ -156,6 +170,81 @@ pub struct InboundSa {
     iv_len: usize,
     icv_len: usize,
     block: usize,
+    /// The IPv4 traffic selectors as masks and ranges, for the per-packet
+    /// check of decrypted IPv4 packets.
+    v4_selectors: Vec<V4Selector>,
+}
+
+/// An IPv4 traffic selector reduced to integers.
+#[derive(Debug, Clone, Copy)]
+struct V4Selector {
+    src: u32,
+    src_mask: u32,
+    dst: u32,
+    dst_mask: u32,
+    proto: Option<u8>,
+    sport: (u16, u16),
+    dport: (u16, u16),
+}
+
+impl V4Selector {
+    fn compile(sel: &super::spd::Selector) -> Option<V4Selector> {
+        let v4 = |p: &super::spd::IpPrefix| match p.addr() {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(p.prefix_len()))
+                    .unwrap_or(0);
+                Some((u32::from(a) & mask, mask))
+            }
+            IpAddr::V6(_) => None,
+        };
+        let (src, src_mask) = v4(&sel.src)?;
+        let (dst, dst_mask) = v4(&sel.dst)?;
+        Some(V4Selector {
+            src,
+            src_mask,
+            dst,
+            dst_mask,
+            proto: sel.protocol,
+            sport: (*sel.src_ports.start(), *sel.src_ports.end()),
+            dport: (*sel.dst_ports.start(), *sel.dst_ports.end()),
+        })
+    }
+
+    #[inline]
+    fn matches(&self, src: u32, dst: u32, proto: u8, sport: u16, dport: u16) -> bool {
+        src & self.src_mask == self.src
+            && dst & self.dst_mask == self.dst
+            && self.proto.is_none_or(|p| p == proto)
+            && (self.sport.0..=self.sport.1).contains(&sport)
+            && (self.dport.0..=self.dport.1).contains(&dport)
+    }
+}
+
+/// RFC 4301 §5.2 step 4 for a decrypted IPv4 packet without options, from
+/// fixed offsets; `None` when the packet is not of that shape.
+#[inline]
+fn v4_selectors_match(sels: &[V4Selector], p: &[u8]) -> Option<bool> {
+    if p.len() < 20 || p[0] != 0x45 {
+        return None;
+    }
+    let src = u32::from_be_bytes([p[12], p[13], p[14], p[15]]);
+    let dst = u32::from_be_bytes([p[16], p[17], p[18], p[19]]);
+    let proto = p[9];
+    let first_fragment = u16::from_be_bytes([p[6], p[7]]) & 0x1fff == 0;
+    let (sport, dport) =
+        if first_fragment && super::spd::FlowKey::proto_has_ports(proto) && p.len() >= 24 {
+            (
+                u16::from_be_bytes([p[20], p[21]]),
+                u16::from_be_bytes([p[22], p[23]]),
+            )
+        } else {
+            (0, 0)
+        };
+    Some(
+        sels.iter()
+            .any(|s| s.matches(src, dst, proto, sport, dport)),
+    )
 }
 
 impl std::fmt::Debug for InboundSa {
@@ -174,7 +263,13 @@ impl InboundSa {
     pub fn new(config: SaConfig, transform: Box<dyn EspTransform>) -> Result<Self, SaConfigError> {
         config.validate()?;
         let replay = config.replay()?;
+        let v4_selectors = config
+            .traffic_selectors
+            .iter()
+            .filter_map(V4Selector::compile)
+            .collect();
         Ok(Self {
+            v4_selectors,
             lifetime: config.lifetime_state(),
             counters: SaCounters::default(),
             iv_len: transform.iv_len(),
@@ -513,8 +608,11 @@ fn decapsulate_sa<B: PacketBuf>(
 
     // RFC 4301 §5.2 step 4: the decrypted packet must match the SA's
     // selectors.
-    let key = flow_key(pkt.data())?;
-    if !sa.config.selectors_match(&key) {
+    let allowed = match v4_selectors_match(&sa.v4_selectors, pkt.data()) {
+        Some(ok) => ok,
+        None => sa.config.selectors_match(&flow_key(pkt.data())?),
+    };
+    if !allowed {
         return Err(DropReason::SelectorMismatch);
     }
     sa.counters.record_packet(len);
@@ -528,6 +626,14 @@ fn decapsulate_sa<B: PacketBuf>(
 /// total length.
 fn check_inner(inner: &[u8], next_header: IpProtocol) -> Result<usize, DropReason> {
     match next_header {
+        IpProtocol::IPV4 if inner.len() >= 20 && inner[0] == 0x45 => {
+            let h: &[u8; 20] = inner[..20].try_into().map_err(|_| DropReason::BadHeader)?;
+            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            if total < 20 || total > inner.len() || checksum::header20(h) != 0xffff {
+                return Err(DropReason::BadHeader);
+            }
+            Ok(total)
+        }
         IpProtocol::IPV4 => {
             let ip = Ipv4Packet::new_checked(inner).map_err(|_| DropReason::BadHeader)?;
             if !ip.verify_checksum() {

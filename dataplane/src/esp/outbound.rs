@@ -43,6 +43,13 @@ pub struct OutboundSa {
     block: u8,
     outer_header_len: usize,
     ident: u16,
+    /// Tunnel mode: the outer IP (and UDP) header with every per-SA field
+    /// filled in, copied in front of each packet and patched (length, id,
+    /// TOS, DF, checksum), as DPDK's lib/ipsec does.
+    template: [u8; IPV6_HEADER_LEN + UDP_HEADER_LEN],
+    /// IPv4 outer: the one's complement sum of the header words that never
+    /// change (TTL/protocol and the addresses).
+    v4_partial: u64,
 }
 
 impl std::fmt::Debug for OutboundSa {
@@ -69,15 +76,19 @@ impl OutboundSa {
         } else {
             0
         };
+        let (template, v4_partial) = outer_template(&config);
         Ok(Self {
             seq: config.seq_counter(),
             lifetime: config.lifetime_state(),
             counters: SaCounters::default(),
             iv_len: transform.iv_len(),
             icv_len: transform.icv_len(),
-            block: transform.block_size().max(4) as u8,
+            // Alignment: 4 or the cipher's block size (a power of two).
+            block: transform.block_size().max(4).next_power_of_two() as u8,
             outer_header_len,
             ident: 0,
+            template,
+            v4_partial,
             transform,
             config,
         })
@@ -181,7 +192,10 @@ impl OutboundSa {
             }
         };
         let payload_len = inner.total_len - keep;
-        let pad = usize::from(pad_len(payload_len, self.block));
+        // RFC 4303 §2.4: payload, padding, pad length and next header end on
+        // a multiple of the (power-of-two) alignment.
+        let align = usize::from(self.block);
+        let pad = (align - ((payload_len + 2) & (align - 1))) & (align - 1);
         let esp_len = ESP_HEADER_LEN + self.iv_len + payload_len + pad + 2 + self.icv_len;
         let front = self.outer_header_len + ESP_HEADER_LEN + self.iv_len;
         let udp_len = esp_len + UDP_HEADER_LEN;
@@ -265,16 +279,25 @@ impl OutboundSa {
             IpProtocol::ESP
         };
         match self.config.mode {
-            Mode::Tunnel => self.write_tunnel_header(data, &inner, proto),
+            Mode::Tunnel => {
+                self.write_tunnel_header(data, &inner, udp_len);
+                if self.config.udp_encap.is_some() && !self.config.endpoints.is_ipv4() {
+                    // IPv6 requires a UDP checksum (RFC 8200 §8.1).
+                    let udp_at = IPV6_HEADER_LEN;
+                    if let (IpAddr::V6(s), IpAddr::V6(d)) =
+                        (self.config.endpoints.local, self.config.endpoints.remote)
+                    {
+                        let c = checksum::transport_v6(s, d, IpProtocol::UDP, &data[udp_at..]);
+                        let c = if c == 0 { 0xffff } else { c };
+                        data[udp_at + 6..udp_at + 8].copy_from_slice(&c.to_be_bytes());
+                    }
+                }
+            }
             Mode::Transport => write_transport_header(data, &inner, keep, proto),
         }
-        if let Some(encap) = self.config.udp_encap {
+        if let (Mode::Transport, Some(encap)) = (self.config.mode, self.config.udp_encap) {
             let udp_at = keep + self.outer_header_len - UDP_HEADER_LEN;
-            let (src, dst) = (self.config.endpoints.local, self.config.endpoints.remote);
-            let (ip_src, ip_dst) = match self.config.mode {
-                Mode::Tunnel => (src, dst),
-                Mode::Transport => (inner.src, inner.dst),
-            };
+            let (ip_src, ip_dst) = (inner.src, inner.dst);
             let mut udp = UdpPacket::new_unchecked(&mut data[udp_at..]);
             udp.set_src_port(encap.src_port);
             udp.set_dst_port(encap.dst_port);
@@ -296,46 +319,90 @@ impl OutboundSa {
         Ok(())
     }
 
-    fn write_tunnel_header(&mut self, data: &mut [u8], inner: &InnerInfo, proto: IpProtocol) {
+    /// Copies the outer header template in front and patches what varies
+    /// per packet.
+    #[inline]
+    fn write_tunnel_header(&mut self, data: &mut [u8], inner: &InnerInfo, udp_len: usize) {
         let total = data.len();
         let tos = (self.config.dscp.outer_dscp(inner.tos >> 2) << 2)
             | ecn_encapsulate(Ecn::from_tos(inner.tos)).bits();
-        match (self.config.endpoints.local, self.config.endpoints.remote) {
-            (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                self.ident = self.ident.wrapping_add(1);
-                let mut ip = Ipv4Packet::new_unchecked(&mut data[..IPV4_HEADER_LEN]);
-                ip.set_version(4);
-                ip.set_header_len(IPV4_HEADER_LEN as u8);
-                ip.set_dscp(tos >> 2);
-                ip.set_ecn(tos & 3);
-                ip.set_total_len(total as u16);
-                ip.set_ident(self.ident);
-                ip.set_more_frags(false);
-                ip.set_frag_offset(0);
-                // An IPv6 inner packet has no DF bit; it must not be
-                // fragmented on its path, so "copy" means set.
-                ip.set_dont_frag(self.config.df.outer_df(inner.df));
-                ip.set_ttl(self.config.outer_ttl);
-                ip.set_protocol(proto);
-                ip.set_src_addr(src);
-                ip.set_dst_addr(dst);
-                ip.fill_checksum();
-            }
-            (IpAddr::V6(src), IpAddr::V6(dst)) => {
-                let mut ip = Ipv6Packet::new_unchecked(&mut data[..IPV6_HEADER_LEN]);
-                ip.set_version(6);
-                ip.set_traffic_class(tos);
-                ip.set_flow_label(0);
-                ip.set_payload_len((total - IPV6_HEADER_LEN) as u16);
-                ip.set_next_header(proto);
-                ip.set_hop_limit(self.config.outer_ttl);
-                ip.set_src_addr(src);
-                ip.set_dst_addr(dst);
-            }
-            // Validated at construction: both endpoints share a family.
-            _ => {}
+        let hl = self.outer_header_len;
+        // Fixed-size copies, so the compiler emits moves, not a memcpy call.
+        match hl {
+            20 => data[..20].copy_from_slice(&self.template[..20]),
+            28 => data[..28].copy_from_slice(&self.template[..28]),
+            40 => data[..40].copy_from_slice(&self.template[..40]),
+            _ => data[..48].copy_from_slice(&self.template[..48]),
+        }
+        if self.config.endpoints.is_ipv4() {
+            self.ident = self.ident.wrapping_add(1);
+            // An IPv6 inner packet has no DF bit; "copy" treats it as set
+            // (it must not be fragmented on its path).
+            let flags: u16 = if self.config.df.outer_df(inner.df) {
+                0x4000
+            } else {
+                0
+            };
+            data[1] = tos;
+            data[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            data[4..6].copy_from_slice(&self.ident.to_be_bytes());
+            data[6..8].copy_from_slice(&flags.to_be_bytes());
+            let sum = self.v4_partial
+                + u64::from(0x4500u16 | u16::from(tos))
+                + total as u64
+                + u64::from(self.ident)
+                + u64::from(flags);
+            data[10..12].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+        } else {
+            data[0] = 0x60 | (tos >> 4);
+            data[1] = tos << 4;
+            data[4..6].copy_from_slice(&((total - IPV6_HEADER_LEN) as u16).to_be_bytes());
+        }
+        if self.config.udp_encap.is_some() {
+            let at = hl - UDP_HEADER_LEN;
+            data[at + 4..at + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
         }
     }
+}
+
+/// The outer header template of a tunnel-mode SA and, for IPv4, the sum of
+/// its constant words.
+fn outer_template(config: &SaConfig) -> ([u8; IPV6_HEADER_LEN + UDP_HEADER_LEN], u64) {
+    let mut t = [0u8; IPV6_HEADER_LEN + UDP_HEADER_LEN];
+    let proto = if config.udp_encap.is_some() {
+        IpProtocol::UDP
+    } else {
+        IpProtocol::ESP
+    };
+    let mut partial = 0u64;
+    let ip_len = match (config.endpoints.local, config.endpoints.remote) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            t[0] = 0x45;
+            t[8] = config.outer_ttl;
+            t[9] = proto.0;
+            t[12..16].copy_from_slice(&src.octets());
+            t[16..20].copy_from_slice(&dst.octets());
+            for i in [8usize, 12, 14, 16, 18] {
+                partial += u64::from(u16::from_be_bytes([t[i], t[i + 1]]));
+            }
+            IPV4_HEADER_LEN
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            t[0] = 0x60;
+            t[6] = proto.0;
+            t[7] = config.outer_ttl;
+            t[8..24].copy_from_slice(&src.octets());
+            t[24..40].copy_from_slice(&dst.octets());
+            IPV6_HEADER_LEN
+        }
+        // Validated at construction: both endpoints share a family.
+        _ => IPV4_HEADER_LEN,
+    };
+    if let Some(encap) = config.udp_encap {
+        t[ip_len..ip_len + 2].copy_from_slice(&encap.src_port.to_be_bytes());
+        t[ip_len + 2..ip_len + 4].copy_from_slice(&encap.dst_port.to_be_bytes());
+    }
+    (t, partial)
 }
 
 /// Transport mode: the IP header was moved to the front; point it at the
@@ -373,8 +440,35 @@ struct InnerInfo {
 }
 
 impl InnerInfo {
+    #[inline]
     fn parse(data: &[u8]) -> Result<InnerInfo, DropReason> {
         match data.first().map(|b| b >> 4) {
+            // IPv4 without options: fixed offsets, no view construction.
+            Some(4) if data[0] == 0x45 && data.len() >= 20 => {
+                let total = usize::from(u16::from_be_bytes([data[2], data[3]]));
+                if total < 20 || total > data.len() {
+                    return Err(DropReason::BadHeader);
+                }
+                let a = |i: usize| {
+                    IpAddr::V4(std::net::Ipv4Addr::new(
+                        data[i],
+                        data[i + 1],
+                        data[i + 2],
+                        data[i + 3],
+                    ))
+                };
+                Ok(InnerInfo {
+                    v4: true,
+                    total_len: total,
+                    tos: data[1],
+                    df: data[6] & 0x40 != 0,
+                    src: a(12),
+                    dst: a(16),
+                    esp_offset: 20,
+                    upper_protocol: IpProtocol(data[9]),
+                    nh_field: 9,
+                })
+            }
             Some(4) => {
                 let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
                 Ok(InnerInfo {
@@ -445,6 +539,28 @@ fn ipv6_esp_position<T: AsRef<[u8]>>(
 /// addresses, protocol, and ports for TCP, UDP and SCTP (0 otherwise).
 pub fn flow_key(data: &[u8]) -> Result<FlowKey, DropReason> {
     let (src, dst, proto, l4) = match data.first().map(|b| b >> 4) {
+        // IPv4 without options, as almost every packet is: fixed offsets.
+        Some(4) if data[0] == 0x45 && data.len() >= 20 => {
+            let total = usize::from(u16::from_be_bytes([data[2], data[3]]));
+            if total < 20 || total > data.len() {
+                return Err(DropReason::BadHeader);
+            }
+            let first_fragment = u16::from_be_bytes([data[6], data[7]]) & 0x1fff == 0;
+            let l4 = if first_fragment {
+                &data[20..total]
+            } else {
+                &[][..]
+            };
+            let a = |i: usize| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    data[i],
+                    data[i + 1],
+                    data[i + 2],
+                    data[i + 3],
+                ))
+            };
+            (a(12), a(16), IpProtocol(data[9]), l4)
+        }
         Some(4) => {
             let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
             // Non-first fragments have no ports (RFC 4301 §7).
