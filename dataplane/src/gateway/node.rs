@@ -802,10 +802,32 @@ impl<B: PacketBuf> Node<B> {
             // MTU that fits (RFC 4301 §8.2, RFC 1191, RFC 8201).
             let sa = self.engine.outbound(slot).expect("checked");
             let fits = largest_fitting(mtu, |l| l + sa.overhead(l));
+            if may_fragment(pkt.data()) {
+                // IPv4 without DF: fragment the inner packet, then protect
+                // each fragment (RFC 4301 §8.1 allows fragmenting before
+                // encapsulation; the destination host reassembles, so the
+                // peer gateway needs no reassembly state).
+                match fragment_v4(&pkt, fits, pool) {
+                    Some(frags) => {
+                        drop(pkt);
+                        for f in frags {
+                            self.seal_and_route(slot, f, pool);
+                        }
+                    }
+                    None => self.drop_gw(GwDrop::TooBig),
+                }
+                return;
+            }
             self.drop_gw(GwDrop::TooBig);
             return self.icmp_too_big(in_if, pkt, fits as u16, pool);
         }
-        let sa = self.engine.outbound_mut(slot).expect("checked above");
+        self.seal_and_route(slot, pkt, pool)
+    }
+
+    fn seal_and_route(&mut self, slot: SaRef, mut pkt: B, pool: &mut impl PacketPool<B>) {
+        let Some(sa) = self.engine.outbound_mut(slot) else {
+            return self.drop_esp(DropReason::NoPolicy);
+        };
         let events = &mut self.events;
         let spi = sa.config().spi;
         match sa.encapsulate(&mut pkt, &mut |e| {
@@ -955,6 +977,18 @@ impl<B: PacketBuf> Node<B> {
         let out_if = hop.interface;
         let mtu = usize::from(self.ifaces[usize::from(out_if)].mtu);
         if check_mtu && pkt.len() > mtu {
+            if may_fragment(pkt.data()) {
+                match fragment_v4(&pkt, mtu, pool) {
+                    Some(frags) => {
+                        drop(pkt);
+                        for f in frags {
+                            self.route_out(f, pool, false);
+                        }
+                    }
+                    None => self.drop_gw(GwDrop::TooBig),
+                }
+                return;
+            }
             self.drop_gw(GwDrop::TooBig);
             return self.icmp_too_big(out_if, pkt, mtu as u16, pool);
         }
@@ -1261,6 +1295,50 @@ impl<B: PacketBuf> Node<B> {
 enum IcmpError {
     TimeExceeded,
     TooBig(u16),
+}
+
+/// An IPv4 packet without DF, which a router may fragment.
+fn may_fragment(data: &[u8]) -> bool {
+    data.len() >= 20 && data[0] >> 4 == 4 && data[6] & 0x40 == 0
+}
+
+/// Splits an IPv4 packet into fragments of at most `max_len` bytes (RFC 791
+/// §3.2), each in a new buffer from `pool`. RFC 791 copies only options with
+/// the copy flag into later fragments; rather than parse options, a packet
+/// that has any is refused (None, dropped as too big).
+fn fragment_v4<B: PacketBuf>(
+    pkt: &B,
+    max_len: usize,
+    pool: &mut impl PacketPool<B>,
+) -> Option<Vec<B>> {
+    let data = pkt.data();
+    let ip = Ipv4Packet::new_checked(data).ok()?;
+    if ip.header_len() != 20 {
+        return None;
+    }
+    let total = usize::from(ip.total_len());
+    let chunk = (max_len.checked_sub(20)? / 8) * 8;
+    if chunk == 0 {
+        return None;
+    }
+    let base_offset = ip.frag_offset() as usize; // bytes
+    let more = ip.more_frags();
+    let payload = &data[20..total];
+    let mut out = Vec::with_capacity(payload.len().div_ceil(chunk));
+    for (i, piece) in payload.chunks(chunk).enumerate() {
+        let mut f = pool.alloc()?;
+        let buf = f.append(20 + piece.len()).ok()?;
+        buf[..20].copy_from_slice(&data[..20]);
+        buf[20..].copy_from_slice(piece);
+        let last = (i + 1) * chunk >= payload.len();
+        let mut h = Ipv4Packet::new_unchecked(&mut buf[..20]);
+        h.set_total_len((20 + piece.len()) as u16);
+        h.set_frag_offset((base_offset + i * chunk) as u16);
+        h.set_more_frags(more || !last);
+        h.fill_checksum();
+        out.push(f);
+    }
+    Some(out)
 }
 
 /// The largest inner length `l` with `outer(l) <= mtu`.

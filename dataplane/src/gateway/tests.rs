@@ -564,3 +564,41 @@ fn packets_for_an_sa_owned_elsewhere_are_handed_off() {
     assert_eq!(owner.counters.encapsulated, 1);
     assert_eq!(take_tx(&mut owner, 1).len(), 1);
 }
+
+#[test]
+fn packets_without_df_are_fragmented_before_encapsulation() {
+    let (mut a, mut b) = two_sites(1400, None);
+    let payload: Vec<u8> = (0..1400u32).map(|i| (i * 7) as u8).collect();
+    let p = udp4("10.1.0.10", "10.2.0.20", 7, 9, &payload, 64, false);
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &p), &mut HeapPool);
+    let wan = take_tx(&mut a, 1);
+    assert_eq!(wan.len(), 2, "{:?}", a.counters);
+    assert!(
+        wan.iter().all(|f| f.len() - 14 <= 1400),
+        "each ESP packet fits the WAN MTU"
+    );
+    assert_eq!(a.counters.encapsulated, 2);
+    for f in wan {
+        b.rx(1, f, &mut HeapPool);
+    }
+    let lan = take_tx(&mut b, 0);
+    assert_eq!(lan.len(), 2);
+    // Reassemble the two fragments and compare with the original datagram.
+    let mut whole = vec![0u8; p.len() - 20];
+    let mut more_flags = Vec::new();
+    for f in &lan {
+        let ip = &f.data()[14..];
+        assert_eq!(
+            checksum::data(&ip[..20]),
+            0xffff,
+            "fragment header checksum"
+        );
+        let off = usize::from(u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff) * 8;
+        more_flags.push(ip[6] & 0x20 != 0);
+        let body = &ip[20..usize::from(u16::from_be_bytes([ip[2], ip[3]]))];
+        whole[off..off + body.len()].copy_from_slice(body);
+    }
+    assert_eq!(more_flags, vec![true, false]);
+    assert_eq!(&whole[..], &p[20..], "reassembled payload");
+    assert_eq!(a.counters.drops[GwDrop::TooBig.index()], 0);
+}
