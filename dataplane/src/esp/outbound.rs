@@ -413,6 +413,13 @@ impl InnerInfo {
 /// after Hop-by-Hop, Routing and Fragment headers (and Destination Options
 /// before a Routing header; we keep all of them in front, which RFC 4303
 /// allows). Returns (offset, protocol there, offset of its Next Header byte).
+///
+/// A Hop-by-Hop header anywhere but first is malformed (RFC 8200 §4.1: it
+/// "MUST immediately follow the IPv6 header"), as [`Ipv6ExtHeaders::walk`]
+/// on the receiving side says too: refusing it here keeps us from sending
+/// ESP that the peer must drop.
+///
+/// [`Ipv6ExtHeaders::walk`]: crate::wire::Ipv6ExtHeaders::walk
 fn ipv6_esp_position<T: AsRef<[u8]>>(
     ip: &Ipv6Packet<T>,
 ) -> Result<(usize, IpProtocol, usize), DropReason> {
@@ -422,6 +429,7 @@ fn ipv6_esp_position<T: AsRef<[u8]>>(
     let mut offset = 0usize;
     for _ in 0..=crate::wire::ipv6::MAX_EXT_HEADERS {
         let len = match nh {
+            IpProtocol::HOP_BY_HOP if offset > 0 => return Err(DropReason::BadHeader),
             IpProtocol::HOP_BY_HOP | IpProtocol::IPV6_ROUTE | IpProtocol::IPV6_OPTS => {
                 let h = payload
                     .get(offset..offset + 2)
@@ -490,4 +498,45 @@ pub fn flow_key(data: &[u8]) -> Result<FlowKey, DropReason> {
         sport,
         dport,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `inbound` fuzz target: a Hop-by-Hop header after a
+    /// Destination Options header was accepted here (and ESP placed after
+    /// it in transport mode) while the receiver's walk refuses it.
+    #[test]
+    fn hop_by_hop_header_not_first_is_refused() {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[6] = IpProtocol::IPV6_OPTS.0;
+        p[7] = 64;
+        p[8] = 0xfd;
+        p[24] = 0xfd;
+        // Destination Options -> Hop-by-Hop -> UDP, 8 bytes each.
+        p.extend_from_slice(&[IpProtocol::HOP_BY_HOP.0, 0, 1, 4, 0, 0, 0, 0]);
+        p.extend_from_slice(&[IpProtocol::UDP.0, 0, 1, 4, 0, 0, 0, 0]);
+        p.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+        let len = (p.len() - IPV6_HEADER_LEN) as u16;
+        p[4..6].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(flow_key(&p), Err(DropReason::BadHeader));
+        assert_eq!(InnerInfo::parse(&p).map(|_| ()), Err(DropReason::BadHeader));
+        assert!(crate::wire::Ipv6Packet::new_checked(&p[..])
+            .unwrap()
+            .ext_headers()
+            .is_err());
+
+        // First, it is fine: ESP goes after it.
+        p[6] = IpProtocol::HOP_BY_HOP.0;
+        p[40] = IpProtocol::IPV6_OPTS.0;
+        p[48] = IpProtocol::UDP.0;
+        let info = InnerInfo::parse(&p).unwrap();
+        assert_eq!(
+            (info.esp_offset, info.upper_protocol, info.nh_field),
+            (56, IpProtocol::UDP, 48)
+        );
+        assert_eq!(flow_key(&p).unwrap().dport, 2);
+    }
 }
