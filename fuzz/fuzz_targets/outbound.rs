@@ -8,9 +8,10 @@
 //! decapsulation gives back the input trimmed to its IP length (in
 //! transport mode with a recomputed IPv4 header checksum), unless the input
 //! is one the receiver must refuse for a reason visible in the input
-//! itself: a bad inner IPv4 checksum (tunnel), a fragment (transport), an
+//! itself: a bad inner IPv4 checksum (tunnel), protocol 59 (transport), an
 //! IPv6 extension header chain the receiver does not accept, or a packet
-//! outside the SA's selectors.
+//! outside the SA's selectors. In transport mode the sender must refuse
+//! fragments itself (RFC 4303 §3.3.5).
 
 #![no_main]
 
@@ -59,6 +60,17 @@ fn must_accept(mode: Mode, input: &[u8]) -> bool {
     }
 }
 
+/// An IPv4 fragment or an IPv6 packet with a Fragment header.
+fn is_fragment(p: &[u8]) -> bool {
+    match p.first().map(|b| b >> 4) {
+        Some(4) => Ipv4Packet::new_checked(p).is_ok_and(|ip| ip.is_fragment()),
+        Some(6) => Ipv6Packet::new_checked(p)
+            .and_then(|ip| ip.ext_headers())
+            .is_ok_and(|e| e.fragment.is_some()),
+        _ => false,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let choice = input.u8();
@@ -79,7 +91,14 @@ fuzz_target!(|data: &[u8]| {
     table.insert(inb);
 
     let mut pkt = HeapBuf::from_slice(packet);
-    match engine.outbound_one(&mut pkt) {
+    let verdict = engine.outbound_one(&mut pkt);
+    if spec.mode == Mode::Transport && is_fragment(packet) {
+        assert!(
+            matches!(verdict, Verdict::Drop(_)),
+            "SA {i}: transport mode took a fragment"
+        );
+    }
+    match verdict {
         Verdict::Forward => {}
         Verdict::Drop(_) => return,
         v => panic!("protect-everything SPD gave {v:?}"),

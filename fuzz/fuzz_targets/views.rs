@@ -370,7 +370,7 @@ fn esp(data: &[u8]) {
 fn checksums(data: &[u8]) {
     let sum = checksum::data(data);
     // Appending the complement makes the sum verify (for even lengths).
-    if data.len() % 2 == 0 {
+    if data.len().is_multiple_of(2) {
         let mut with = data.to_vec();
         with.extend_from_slice(&(!sum).to_be_bytes());
         assert_eq!(
