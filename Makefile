@@ -12,7 +12,7 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins \
 	libstrongswan-standard-plugins libstrongswan-extra-plugins
 
-.PHONY: all deps build test lint bench demo clean
+.PHONY: all deps build test fuzz lint bench demo clean
 
 all: build
 
@@ -32,7 +32,12 @@ build: deps
 	$(CARGO) build --release --workspace
 
 test: deps
-	$(CARGO) test --workspace --profile ci
+	$(CARGO) test --workspace --profile ci && ./scripts/fuzz.sh 60
+
+# Every fuzz target in fuzz/ for its share of 60 s (cargo-fuzz on stable
+# through RUSTC_BOOTSTRAP; see the script).
+fuzz: deps
+	./scripts/fuzz.sh 60
 
 lint:
 	$(CARGO) fmt --all -- --check

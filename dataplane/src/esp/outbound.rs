@@ -188,6 +188,11 @@ impl OutboundSa {
                 if inner.v4 != self.config.endpoints.is_ipv4() {
                     return Err(DropReason::Unsupported);
                 }
+                // RFC 4303 §3.3.5: "transport mode ESP is applied only to
+                // whole IP datagrams (not to IP fragments)".
+                if inner.fragment {
+                    return Err(DropReason::Unsupported);
+                }
                 (inner.esp_offset, inner.upper_protocol)
             }
         };
@@ -437,6 +442,8 @@ struct InnerInfo {
     upper_protocol: IpProtocol,
     /// IPv6: offset of the Next Header byte that names `upper_protocol`.
     nh_field: usize,
+    /// A fragment (IPv4 MF or offset, or an IPv6 Fragment header).
+    fragment: bool,
 }
 
 impl InnerInfo {
@@ -481,11 +488,13 @@ impl InnerInfo {
                     esp_offset: usize::from(ip.header_len()),
                     upper_protocol: ip.protocol(),
                     nh_field: 9,
+                    fragment: ip.is_fragment(),
                 })
             }
             Some(6) => {
                 let ip = Ipv6Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
                 let (esp_offset, upper_protocol, nh_field) = ipv6_esp_position(&ip)?;
+                let fragment = ip.ext_headers().map_or(true, |e| e.fragment.is_some());
                 Ok(InnerInfo {
                     v4: false,
                     total_len: IPV6_HEADER_LEN + usize::from(ip.payload_len()),
@@ -496,6 +505,7 @@ impl InnerInfo {
                     esp_offset,
                     upper_protocol,
                     nh_field,
+                    fragment,
                 })
             }
             _ => Err(DropReason::BadHeader),
@@ -507,6 +517,13 @@ impl InnerInfo {
 /// after Hop-by-Hop, Routing and Fragment headers (and Destination Options
 /// before a Routing header; we keep all of them in front, which RFC 4303
 /// allows). Returns (offset, protocol there, offset of its Next Header byte).
+///
+/// A Hop-by-Hop header anywhere but first is malformed (RFC 8200 §4.1: it
+/// "MUST immediately follow the IPv6 header"), as [`Ipv6ExtHeaders::walk`]
+/// on the receiving side says too: refusing it here keeps us from sending
+/// ESP that the peer must drop.
+///
+/// [`Ipv6ExtHeaders::walk`]: crate::wire::Ipv6ExtHeaders::walk
 fn ipv6_esp_position<T: AsRef<[u8]>>(
     ip: &Ipv6Packet<T>,
 ) -> Result<(usize, IpProtocol, usize), DropReason> {
@@ -516,6 +533,7 @@ fn ipv6_esp_position<T: AsRef<[u8]>>(
     let mut offset = 0usize;
     for _ in 0..=crate::wire::ipv6::MAX_EXT_HEADERS {
         let len = match nh {
+            IpProtocol::HOP_BY_HOP if offset > 0 => return Err(DropReason::BadHeader),
             IpProtocol::HOP_BY_HOP | IpProtocol::IPV6_ROUTE | IpProtocol::IPV6_OPTS => {
                 let h = payload
                     .get(offset..offset + 2)
@@ -606,4 +624,114 @@ pub fn flow_key(data: &[u8]) -> Result<FlowKey, DropReason> {
         sport,
         dport,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `inbound` fuzz target: a Hop-by-Hop header after a
+    /// Destination Options header was accepted here (and ESP placed after
+    /// it in transport mode) while the receiver's walk refuses it.
+    #[test]
+    fn hop_by_hop_header_not_first_is_refused() {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[6] = IpProtocol::IPV6_OPTS.0;
+        p[7] = 64;
+        p[8] = 0xfd;
+        p[24] = 0xfd;
+        // Destination Options -> Hop-by-Hop -> UDP, 8 bytes each.
+        p.extend_from_slice(&[IpProtocol::HOP_BY_HOP.0, 0, 1, 4, 0, 0, 0, 0]);
+        p.extend_from_slice(&[IpProtocol::UDP.0, 0, 1, 4, 0, 0, 0, 0]);
+        p.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+        let len = (p.len() - IPV6_HEADER_LEN) as u16;
+        p[4..6].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(flow_key(&p), Err(DropReason::BadHeader));
+        assert_eq!(InnerInfo::parse(&p).map(|_| ()), Err(DropReason::BadHeader));
+        assert!(crate::wire::Ipv6Packet::new_checked(&p[..])
+            .unwrap()
+            .ext_headers()
+            .is_err());
+
+        // First, it is fine: ESP goes after it.
+        p[6] = IpProtocol::HOP_BY_HOP.0;
+        p[40] = IpProtocol::IPV6_OPTS.0;
+        p[48] = IpProtocol::UDP.0;
+        let info = InnerInfo::parse(&p).unwrap();
+        assert_eq!(
+            (info.esp_offset, info.upper_protocol, info.nh_field),
+            (56, IpProtocol::UDP, 48)
+        );
+        assert_eq!(flow_key(&p).unwrap().dport, 2);
+    }
+
+    fn transport_sa(local: &str, remote: &str) -> OutboundSa {
+        use crate::crypto::{new_transform, Backend, SaKeys};
+        use crate::esp::sa::{Direction, Spi, TunnelEndpoints};
+        let alg = Algorithm::AES_GCM_128;
+        let keys = SaKeys::new(&[7; 20], &[]);
+        let cfg = SaConfig::new(
+            Spi::new(0x1234).unwrap(),
+            Direction::Outbound,
+            Mode::Transport,
+            TunnelEndpoints {
+                local: local.parse().unwrap(),
+                remote: remote.parse().unwrap(),
+            },
+        );
+        OutboundSa::new(cfg, new_transform(Backend::RustCrypto, alg, &keys).unwrap()).unwrap()
+    }
+
+    /// Found by the `inbound` fuzz target: an IPv6 packet with a Fragment
+    /// header was encapsulated in transport mode (ESP after the Fragment
+    /// header), which our receiver, rightly, refuses. Fragments are
+    /// refused here instead, IPv4 ones too (RFC 4303 §3.3.5).
+    #[test]
+    fn transport_mode_refuses_fragments() {
+        use crate::buf::HeapBuf;
+        // IPv6 fd01::10 -> fd02::20, Fragment header (offset 8, M=0, TCP
+        // follows), 8 bytes of fragment data.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 16, IpProtocol::IPV6_FRAG.0, 64];
+        v6.extend_from_slice(&"fd01::10".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&"fd02::20".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&[IpProtocol::TCP.0, 0, 0, 8, 0, 0, 0, 1]);
+        v6.extend_from_slice(&[0xab; 8]);
+        let mut sa = transport_sa("fd01::10", "fd02::20");
+        let mut p = HeapBuf::from_slice(&v6);
+        assert_eq!(
+            sa.encapsulate(&mut p, &mut |_| {}),
+            Err(DropReason::Unsupported)
+        );
+        // A whole datagram with an atomic Fragment header (offset 0, M=0)
+        // is a fragment too for the receiver's walk: refused as well.
+        v6[42..44].fill(0);
+        let mut p = HeapBuf::from_slice(&v6);
+        assert_eq!(
+            sa.encapsulate(&mut p, &mut |_| {}),
+            Err(DropReason::Unsupported)
+        );
+
+        // IPv4 with More Fragments set.
+        let mut v4 = vec![0x45, 0, 0, 28, 0, 1, 0x20, 0, 64, IpProtocol::UDP.0, 0, 0];
+        v4.extend_from_slice(&[10, 1, 0, 10, 10, 2, 0, 20]);
+        v4.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+        let c = !crate::wire::checksum::data(&v4[..20]);
+        v4[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut sa = transport_sa("10.1.0.10", "10.2.0.20");
+        let mut p = HeapBuf::from_slice(&v4);
+        assert_eq!(
+            sa.encapsulate(&mut p, &mut |_| {}),
+            Err(DropReason::Unsupported)
+        );
+        // The same datagram whole goes through.
+        v4[6] = 0x40;
+        let c = {
+            v4[10..12].fill(0);
+            !crate::wire::checksum::data(&v4[..20])
+        };
+        v4[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut p = HeapBuf::from_slice(&v4);
+        assert_eq!(sa.encapsulate(&mut p, &mut |_| {}), Ok(()));
+    }
 }
