@@ -474,6 +474,7 @@ impl InnerInfo {
                     esp_offset: 20,
                     upper_protocol: IpProtocol(data[9]),
                     nh_field: 9,
+                    fragment: u16::from_be_bytes([data[6], data[7]]) & 0x3fff != 0,
                 })
             }
             Some(4) => {
