@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use crate::buf::PacketBuf;
 use crate::crypto::{Algorithm, Backend, EspTransform};
 use crate::wire::esp::EspTrailer;
-use crate::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPacket};
+use crate::wire::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPacket};
 
 use super::counters::{DropReason, SaCounters};
 use super::ecn::decap_tos;
@@ -61,17 +61,15 @@ pub fn locate_esp(data: &[u8], nat_t_port: u16) -> Result<EspLocation, DropReaso
     let (ip_header_len, proto, ip_len, nh_field) = match data.first().map(|b| b >> 4) {
         // The common case, an IPv4 header without options: fixed offsets
         // and a five-word checksum.
-        Some(4) if data[0] == 0x45 && data.len() >= 20 => {
-            let h: &[u8; 20] = data[..20].try_into().map_err(|_| DropReason::BadHeader)?;
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            if total < 20 || total > data.len() || checksum::header20(h) != 0xffff {
+        Some(4) if data[0] == 0x45 => {
+            let h = Ipv4Fixed::parse(data).ok_or(DropReason::BadHeader)?;
+            if !h.checksum_ok() {
                 return Err(DropReason::BadHeader);
             }
-            // MF set or a fragment offset: a fragment.
-            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+            if h.is_fragment() {
                 return Err(DropReason::Unsupported);
             }
-            (20, IpProtocol(h[9]), total, 9)
+            (20, h.protocol(), h.total_len(), 9)
         }
         Some(4) => {
             let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
@@ -225,15 +223,10 @@ impl V4Selector {
 /// fixed offsets; `None` when the packet is not of that shape.
 #[inline]
 fn v4_selectors_match(sels: &[V4Selector], p: &[u8]) -> Option<bool> {
-    if p.len() < 20 || p[0] != 0x45 {
-        return None;
-    }
-    let src = u32::from_be_bytes([p[12], p[13], p[14], p[15]]);
-    let dst = u32::from_be_bytes([p[16], p[17], p[18], p[19]]);
-    let proto = p[9];
-    let first_fragment = u16::from_be_bytes([p[6], p[7]]) & 0x1fff == 0;
+    let h = Ipv4Fixed::parse(p)?;
+    let (src, dst, proto) = (h.src_u32(), h.dst_u32(), h.protocol().0);
     let (sport, dport) =
-        if first_fragment && super::spd::FlowKey::proto_has_ports(proto) && p.len() >= 24 {
+        if h.is_first_fragment() && super::spd::FlowKey::proto_has_ports(proto) && p.len() >= 24 {
             (
                 u16::from_be_bytes([p[20], p[21]]),
                 u16::from_be_bytes([p[22], p[23]]),
@@ -626,14 +619,10 @@ fn decapsulate_sa<B: PacketBuf>(
 /// total length.
 fn check_inner(inner: &[u8], next_header: IpProtocol) -> Result<usize, DropReason> {
     match next_header {
-        IpProtocol::IPV4 if inner.len() >= 20 && inner[0] == 0x45 => {
-            let h: &[u8; 20] = inner[..20].try_into().map_err(|_| DropReason::BadHeader)?;
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            if total < 20 || total > inner.len() || checksum::header20(h) != 0xffff {
-                return Err(DropReason::BadHeader);
-            }
-            Ok(total)
-        }
+        IpProtocol::IPV4 if inner.first() == Some(&0x45) => match Ipv4Fixed::parse(inner) {
+            Some(h) if h.checksum_ok() => Ok(h.total_len()),
+            _ => Err(DropReason::BadHeader),
+        },
         IpProtocol::IPV4 => {
             let ip = Ipv4Packet::new_checked(inner).map_err(|_| DropReason::BadHeader)?;
             if !ip.verify_checksum() {

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use crate::buf::PacketBuf;
 use crate::crypto::{Algorithm, Backend, CryptoError, EspTransform};
 use crate::wire::esp::pad_len;
-use crate::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
+use crate::wire::{checksum, IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpPacket};
 
 use super::counters::{DropReason, SaCounters};
 use super::ecn::{ecn_encapsulate, Ecn};
@@ -451,30 +451,19 @@ impl InnerInfo {
     fn parse(data: &[u8]) -> Result<InnerInfo, DropReason> {
         match data.first().map(|b| b >> 4) {
             // IPv4 without options: fixed offsets, no view construction.
-            Some(4) if data[0] == 0x45 && data.len() >= 20 => {
-                let total = usize::from(u16::from_be_bytes([data[2], data[3]]));
-                if total < 20 || total > data.len() {
-                    return Err(DropReason::BadHeader);
-                }
-                let a = |i: usize| {
-                    IpAddr::V4(std::net::Ipv4Addr::new(
-                        data[i],
-                        data[i + 1],
-                        data[i + 2],
-                        data[i + 3],
-                    ))
-                };
+            Some(4) if data[0] == 0x45 => {
+                let h = Ipv4Fixed::parse(data).ok_or(DropReason::BadHeader)?;
                 Ok(InnerInfo {
                     v4: true,
-                    total_len: total,
-                    tos: data[1],
-                    df: data[6] & 0x40 != 0,
-                    src: a(12),
-                    dst: a(16),
+                    total_len: h.total_len(),
+                    tos: h.tos(),
+                    df: h.dont_frag(),
+                    src: IpAddr::V4(h.src_addr()),
+                    dst: IpAddr::V4(h.dst_addr()),
                     esp_offset: 20,
-                    upper_protocol: IpProtocol(data[9]),
+                    upper_protocol: h.protocol(),
                     nh_field: 9,
-                    fragment: u16::from_be_bytes([data[6], data[7]]) & 0x3fff != 0,
+                    fragment: h.is_fragment(),
                 })
             }
             Some(4) => {
@@ -559,26 +548,19 @@ fn ipv6_esp_position<T: AsRef<[u8]>>(
 pub fn flow_key(data: &[u8]) -> Result<FlowKey, DropReason> {
     let (src, dst, proto, l4) = match data.first().map(|b| b >> 4) {
         // IPv4 without options, as almost every packet is: fixed offsets.
-        Some(4) if data[0] == 0x45 && data.len() >= 20 => {
-            let total = usize::from(u16::from_be_bytes([data[2], data[3]]));
-            if total < 20 || total > data.len() {
-                return Err(DropReason::BadHeader);
-            }
-            let first_fragment = u16::from_be_bytes([data[6], data[7]]) & 0x1fff == 0;
-            let l4 = if first_fragment {
-                &data[20..total]
+        Some(4) if data[0] == 0x45 => {
+            let h = Ipv4Fixed::parse(data).ok_or(DropReason::BadHeader)?;
+            let l4 = if h.is_first_fragment() {
+                &data[20..h.total_len()]
             } else {
                 &[][..]
             };
-            let a = |i: usize| {
-                IpAddr::V4(std::net::Ipv4Addr::new(
-                    data[i],
-                    data[i + 1],
-                    data[i + 2],
-                    data[i + 3],
-                ))
-            };
-            (a(12), a(16), IpProtocol(data[9]), l4)
+            (
+                IpAddr::V4(h.src_addr()),
+                IpAddr::V4(h.dst_addr()),
+                h.protocol(),
+                l4,
+            )
         }
         Some(4) => {
             let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;

@@ -492,6 +492,92 @@ impl Ipv4Repr {
     }
 }
 
+/// An IPv4 header without options (IHL 5), read at fixed offsets: the hot
+/// path's view of the common case, with no per-field bounds checks.
+/// [`Ipv4Packet`] handles every other header.
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Fixed<'a> {
+    h: &'a [u8; 20],
+    total: usize,
+}
+
+impl<'a> Ipv4Fixed<'a> {
+    /// The header of `data` if it is IPv4 with IHL 5 and a total length
+    /// between 20 and `data.len()`; None otherwise (use [`Ipv4Packet`]).
+    #[inline]
+    pub fn parse(data: &'a [u8]) -> Option<Ipv4Fixed<'a>> {
+        let h: &[u8; 20] = data.get(..20)?.try_into().ok()?;
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        (h[0] == 0x45 && (20..=data.len()).contains(&total)).then_some(Ipv4Fixed { h, total })
+    }
+
+    /// Total length (header and payload).
+    #[inline]
+    pub fn total_len(&self) -> usize {
+        self.total
+    }
+
+    /// The header checksum verifies.
+    #[inline]
+    pub fn checksum_ok(&self) -> bool {
+        checksum::header20(self.h) == 0xffff
+    }
+
+    /// MF set or a non-zero offset.
+    #[inline]
+    pub fn is_fragment(&self) -> bool {
+        u16::from_be_bytes([self.h[6], self.h[7]]) & 0x3fff != 0
+    }
+
+    /// Offset zero: the first (or only) fragment, which carries the ports.
+    #[inline]
+    pub fn is_first_fragment(&self) -> bool {
+        u16::from_be_bytes([self.h[6], self.h[7]]) & 0x1fff == 0
+    }
+
+    /// DF set.
+    #[inline]
+    pub fn dont_frag(&self) -> bool {
+        self.h[6] & 0x40 != 0
+    }
+
+    /// DSCP and ECN as one byte.
+    #[inline]
+    pub fn tos(&self) -> u8 {
+        self.h[1]
+    }
+
+    /// Protocol.
+    #[inline]
+    pub fn protocol(&self) -> IpProtocol {
+        IpProtocol(self.h[9])
+    }
+
+    /// Source address as a host integer.
+    #[inline]
+    pub fn src_u32(&self) -> u32 {
+        u32::from_be_bytes([self.h[12], self.h[13], self.h[14], self.h[15]])
+    }
+
+    /// Destination address as a host integer.
+    #[inline]
+    pub fn dst_u32(&self) -> u32 {
+        u32::from_be_bytes([self.h[16], self.h[17], self.h[18], self.h[19]])
+    }
+
+    /// Source address.
+    #[inline]
+    pub fn src_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.src_u32())
+    }
+
+    /// Destination address.
+    #[inline]
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.dst_u32())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
