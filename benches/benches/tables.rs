@@ -40,6 +40,9 @@ fn spd(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(name, n), |b| {
                 b.iter_custom(|iters| criterion_iters(iters, LOOKUPS_PER_CALL, |t| s.run(t)))
             });
+            g.bench_function(BenchmarkId::new(format!("{name}-flow-cache"), n), |b| {
+                b.iter_custom(|iters| criterion_iters(iters, LOOKUPS_PER_CALL, |t| s.run_cached(t)))
+            });
         }
     }
     g.finish();

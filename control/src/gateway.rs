@@ -312,6 +312,8 @@ pub fn format_stats(
             line(format!("worker.{id}.{k}"), v);
         }
         line(format!("worker.{id}.max_poll_gap_us"), w.max_poll_gap_us);
+        line(format!("worker.{id}.spd_cache_hits"), w.spd_cache_hits);
+        line(format!("worker.{id}.spd_cache_misses"), w.spd_cache_misses);
     }
     for (k, v) in node_fields(&total) {
         line(format!("total.{k}"), v);

@@ -11,10 +11,11 @@
 use crate::buf::PacketBuf;
 
 use super::counters::{DropReason, SaCounters};
+use super::flow_cache::SpdCache;
 use super::inbound::{InboundOutcome, InboundSa, InboundSaTable};
 use super::outbound::{flow_key, OutboundSa};
 use super::sa::{SaEvent, Spi};
-use super::spd::{Action, SaRef, Spd};
+use super::spd::{Action, FlowKey, SaRef, Spd};
 
 /// What to do with a packet after a burst call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,7 @@ pub enum EngineEvent {
 #[derive(Debug, Default)]
 pub struct EspEngine {
     spd: Spd,
+    spd_cache: SpdCache,
     outbound: Vec<Option<OutboundSa>>,
     inbound: InboundSaTable,
     /// Outbound drops that belong to no SA (no policy, discard, malformed).
@@ -58,6 +60,7 @@ impl EspEngine {
     pub fn new() -> Self {
         Self {
             spd: Spd::new(),
+            spd_cache: SpdCache::default(),
             outbound: Vec::new(),
             inbound: InboundSaTable::new(),
             outbound_counters: SaCounters::default(),
@@ -74,6 +77,18 @@ impl EspEngine {
     /// Replaces the SPD (control path).
     pub fn set_spd(&mut self, spd: Spd) {
         self.spd = spd;
+        self.spd_cache.clear();
+    }
+
+    /// The SPD's action for `key`, through the worker's flow cache.
+    #[inline]
+    pub fn policy_action(&mut self, key: &FlowKey) -> Option<Action> {
+        self.spd_cache.lookup(&self.spd, key)
+    }
+
+    /// The flow cache (hit and miss counters).
+    pub fn spd_cache(&self) -> &SpdCache {
+        &self.spd_cache
     }
 
     /// Puts `sa` in outbound slot `slot` (which `Action::Protect(slot)`
@@ -157,8 +172,8 @@ impl EspEngine {
             Ok(k) => k,
             Err(r) => return self.outbound_drop(r),
         };
-        let action = match self.spd.lookup(&key) {
-            Some(p) => p.action,
+        let action = match self.policy_action(&key) {
+            Some(a) => a,
             None => return self.outbound_drop(DropReason::NoPolicy),
         };
         match action {

@@ -17,6 +17,7 @@
 pub mod counters;
 pub mod ecn;
 pub mod engine;
+pub mod flow_cache;
 pub mod inbound;
 pub mod outbound;
 pub mod replay;
@@ -33,6 +34,7 @@ pub use ecn::{
     decap_tos, ecn_decapsulate, ecn_encapsulate, encap_tos, DfPolicy, DscpPolicy, Ecn, EcnDrop,
 };
 pub use engine::{EngineEvent, EspEngine, Verdict};
+pub use flow_cache::SpdCache;
 pub use inbound::{
     locate_esp, Decapsulated, EspLocation, InboundOutcome, InboundSa, InboundSaTable,
 };

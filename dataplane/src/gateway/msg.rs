@@ -156,6 +156,10 @@ pub struct WorkerStats {
     pub inbound: Vec<SaStats>,
     /// Longest time between two polls, in microseconds.
     pub max_poll_gap_us: u64,
+    /// SPD lookups answered by the flow cache / by the SPD itself.
+    pub spd_cache_hits: u64,
+    /// See `spd_cache_hits`.
+    pub spd_cache_misses: u64,
     /// Mbufs freed at stop (pending and handoff queues drained).
     pub freed_at_stop: u64,
 }

@@ -672,7 +672,7 @@ impl<B: PacketBuf> Node<B> {
                 sport: key.dport,
                 dport: key.sport,
             };
-            match self.engine.spd().lookup(&reverse).map(|p| p.action) {
+            match self.engine.policy_action(&reverse) {
                 Some(crate::esp::Action::Bypass) => self.forward(in_if, pkt, pool),
                 Some(crate::esp::Action::Protect(_)) => self.drop_gw(GwDrop::UnprotectedInbound),
                 Some(crate::esp::Action::Discard) => self.drop_esp(DropReason::PolicyDiscard),
@@ -682,7 +682,7 @@ impl<B: PacketBuf> Node<B> {
             let Ok(key) = flow_key(pkt.data()) else {
                 return self.drop_gw(GwDrop::BadFrame);
             };
-            match self.engine.spd().lookup(&key).map(|p| p.action) {
+            match self.engine.policy_action(&key) {
                 Some(crate::esp::Action::Protect(slot)) => {
                     self.protect(in_if, slot, pkt, pool, true)
                 }

@@ -261,6 +261,8 @@ impl Worker {
                 })
                 .collect(),
             max_poll_gap_us: self.max_poll_gap_us,
+            spd_cache_hits: engine.spd_cache().hits,
+            spd_cache_misses: engine.spd_cache().misses,
             freed_at_stop: 0,
         }
     }
