@@ -1248,7 +1248,7 @@ impl IkeDriver {
                 "tunnel {} {} local {} remote {}",
                 t.tunnel.name, state, t.tunnel.endpoints.local, t.tunnel.endpoints.remote
             );
-            if let (LinkState::Down, Some(r)) = (t.state, t.last_down) {
+            if let (LinkState::Down | LinkState::Connecting, Some(r)) = (t.state, t.last_down) {
                 let _ = write!(s, " last_down {r:?}");
             }
             s.push('\n');
