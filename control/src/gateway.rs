@@ -185,7 +185,9 @@ impl Control {
     }
 
     /// Re-reads the configuration file and applies SA and policy changes.
-    /// Interfaces, routes and data-plane settings need a restart.
+    /// Interfaces, routes, data-plane settings and `[tunnel.ike]` sections
+    /// need a restart (the IKE driver keeps the configuration it started
+    /// with).
     fn reload(&mut self) -> Result<String, Error> {
         let fresh = GatewayConfig::load(&self.options.config_path)?;
         if fresh.interfaces.len() != self.config.interfaces.len()
