@@ -22,6 +22,8 @@ cleanup() {
     rm -f "$LOG"
 }
 trap cleanup EXIT
+# Killed (a timeout, Ctrl-C): clean up too; EXIT alone does not fire then.
+trap 'exit 130' INT TERM
 
 step() { printf '\n==> %s\n' "$*"; }
 

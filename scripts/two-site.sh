@@ -5,8 +5,9 @@
 #   hostA 10.1.0.10   lan0 [gwA 192.0.2.1] wan0 ==== wan0 [gwB 192.0.2.2] lan0   10.2.0.20 hostB
 #         fd01::10                 2001:db8::1      2001:db8::2               fd02::20
 #
-# Manually keyed AES-GCM-256 SAs with UDP encapsulation (RFC 3948), DPDK
-# net_af_packet ports on the veths, --no-huge.
+# Manually keyed AES-GCM-256 SAs with UDP encapsulation (RFC 3948), or
+# SAs negotiated by IKEv2 (scenarios ike and demo); DPDK net_af_packet
+# ports on the veths, --no-huge.
 #
 # Usage: two-site.sh SCENARIO
 #   tunnel     tunnel mode: ping v4/v6, iperf3 100 MB (v4) + 20 MB (v6) with
@@ -21,7 +22,12 @@
 #              sequence number is ever sent twice on an SA
 #   pmtu       DF packets larger than the tunnel MTU: ICMP fragmentation
 #              needed with the right MTU reaches the sender
-#   demo       tunnel mode, narrated (what `make demo` runs)
+#   ike        IKEv2 (PSK) negotiates the SAs: gwA initiates, gwB listens;
+#              ping v4/v6, TCP with SHA-256, Child SA rekeys started by
+#              either side under a continuous ping (no loss), tshark
+#              decrypts the WAN (ESP and IKE_AUTH) with Espresso's key log
+#   demo       the ike scenario narrated, with bulk transfers (what `make
+#              demo` runs)
 #
 # Everything it creates (namespaces, processes, files) is removed on exit,
 # also on failure. Exit status 0 means every check passed.
@@ -41,6 +47,7 @@ KEY_AB=0x$(head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \n')
 KEY_BA=0x$(head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \n')
 KEY2_AB=0x$(head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \n')
 KEY2_BA=0x$(head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PSK=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 say() { printf '\n==> %s\n' "$*"; }
 ok() { printf '    ok: %s\n' "$*"; }
@@ -57,6 +64,8 @@ cleanup() {
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
+# Killed (a timeout, Ctrl-C): clean up too; EXIT alone does not fire then.
+trap 'exit 130' INT TERM
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -147,7 +156,34 @@ address = "$peer"
 mac = "$pmac"
 interface = "wan"
 EOF
-    if [ "$mode" = tunnel ]; then
+    if [ "$mode" = ike ]; then
+        # IKEv2 negotiates the SAs: gwA initiates, gwB listens.
+        local start=listen lid=gw-b.example rid=gw-a.example
+        [ "$site" = a ] && start=initiate lid=gw-a.example rid=gw-b.example
+        cat >>"$f" <<EOF
+[[tunnel]]
+name = "site"
+local = "$me"
+remote = "$peer"
+mode = "tunnel"
+  [[tunnel.policy]]
+  local = "$mynet"
+  remote = "$peernet"
+  [[tunnel.policy]]
+  local = "$my6"
+  remote = "$peer6"
+  [tunnel.ike]
+  local_id = "$lid"
+  remote_id = "$rid"
+  psk = "$PSK"
+  proposals = ["${IKE_PROPOSAL:-aes256gcm16-prfsha384-x25519}"]
+  esp_proposals = ["${ESP_PROPOSAL:-aes256gcm16}"]
+  start_action = "$start"
+  dpd_interval = "10s"
+  force_encap = ${FORCE_ENCAP:-false}
+  keylog_dir = "$DIR/keylog-$site"
+EOF
+    elif [ "$mode" = tunnel ]; then
         cat >>"$f" <<EOF
 [[tunnel]]
 name = "site"
@@ -531,14 +567,127 @@ scenario_workers() {
     stop_gateways
 }
 
+# Waits until both gateways report their IKE tunnel up with a Child SA.
+wait_ike_up() {
+    local site t0=$SECONDS
+    for site in a b; do
+        for _ in $(seq 100); do
+            "$BIN" tunnels -c "$DIR/site-$site.toml" 2>/dev/null | grep -q '^  child .* active' && break
+            sleep 0.1
+        done
+    done
+    if "$BIN" tunnels -c "$DIR/site-a.toml" | grep -q ' up ' && "$BIN" tunnels -c "$DIR/site-b.toml" | grep -q ' up '; then
+        ok "IKE SA and Child SA up on both gateways (within $((SECONDS - t0 + 1)) s)"
+    else
+        fail "IKE tunnel did not come up"; tail -20 "$DIR/gw-a.log"; tail -20 "$DIR/gw-b.log"; return 1
+    fi
+}
+
+# The gateways' IKE log lines, without timestamps and colours.
+show_ike_log() {
+    local site=$1
+    sed -E 's/\x1b\[[0-9;]*m//g' "$DIR/gw-$site.log" | grep -E 'IKE:|SA \(IKE\)' | sed -E 's/^[^ ]+ +//' | sed "s/^/    gw$site | /" || true
+}
+
+# active_child SITE: "SPI_IN SPI_OUT" of the Child SA carrying outbound traffic.
+active_child() { "$BIN" tunnels -c "$DIR/site-$1.toml" | awk '/^  child .* active/{print $3" "$5}'; }
+
+# Continuous ping through a Child SA rekey started by SITE: no loss.
+rekey_under_ping() {
+    local site=$1 before after out
+    before=$(active_child a)
+    in_ns $NS_HA ping -c 60 -i 0.05 -W 2 10.2.0.20 >"$DIR/ping-rekey.log" 2>&1 &
+    local ppid=$!; PIDS+=("$ppid")
+    sleep 1
+    "$BIN" rekey -c "$DIR/site-$site.toml" site >/dev/null || fail "rekey command on gw$site"
+    wait "$ppid" || true
+    after=$(active_child a)
+    out=$(grep -o '[0-9]* packets transmitted, [0-9]* received, [0-9.]*% packet loss' "$DIR/ping-rekey.log" || true)
+    if [ "$before" != "$after" ] && [ -n "$after" ]; then
+        ok "gw$site rekeyed the Child SA: gwA's SPIs (in out) $before -> $after"
+    else
+        fail "Child SA not rekeyed by gw$site (before '$before', after '$after')"
+    fi
+    if echo "$out" | grep -q ' 0% packet loss'; then ok "continuous ping during the rekey: $out"
+    else fail "ping during the rekey lost packets: $out"; fi
+}
+
+# decrypt_check KEYDIR MIN_SPIS: tshark decrypts the WAN capture with the
+# key log Espresso wrote (ESP ICVs, IKE_AUTH identities).
+decrypt_check() {
+    local keys=$1 min_spis=$2 mode ids spis
+    ls -l "$keys" | awk 'NR>1{print "    "$1" "$NF}'
+    mode=$(stat -c %a "$keys/esp_sa")
+    [ "$mode" = 600 ] && ok "key log files are mode 600" || fail "key log mode $mode"
+    mkdir -p "$DIR/wireshark"
+    cp "$keys/esp_sa" "$keys/ikev2_decryption_table" "$DIR/wireshark/"
+    verify_capture "$(echo $PING_PATTERN | xxd -r -p 2>/dev/null || printf '\xe5\x9e\x55\x0c\xa1\x1e')" 10
+    ids=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark tshark -n -r "$DIR/wan.pcapng" -Y 'isakmp.id.data.fqdn' -T fields -e isakmp.id.data.fqdn 2>/dev/null | tr ',' '\n' | sort -u | tr '\n' ' ')
+    if echo "$ids" | grep -q gw-a.example && echo "$ids" | grep -q gw-b.example; then ok "IKE_AUTH decrypted: identities $ids"
+    else fail "IKE_AUTH not decrypted (identities: '$ids')"; fi
+    spis=$(tshark -n -r "$DIR/wan.pcapng" -Y esp -T fields -e esp.spi 2>/dev/null | sort -u | wc -l)
+    [ "$spis" -ge "$min_spis" ] && ok "ESP on $spis SPIs in the capture" || fail "only $spis ESP SPIs in the capture (want $min_spis)"
+}
+
+scenario_ike() {
+    say "network: hostA - gwA - WAN - gwB - hostB in namespaces *-$ID"
+    setup_network
+    write_config a ike ""; write_config b ike ""
+    start_capture
+    say "gateways: gwA initiates IKEv2 (PSK, ${IKE_PROPOSAL:-aes256gcm16-prfsha384-x25519} / ${ESP_PROPOSAL:-aes256gcm16}), gwB listens"
+    start_gateways
+    wait_ike_up || return 0
+    say "the IKE exchange, from the gateways' logs"
+    show_ike_log a
+    show_ike_log b
+    say "espresso tunnels"
+    "$BIN" tunnels -c "$DIR/site-a.toml" | sed 's/^/    gwA | /'
+    "$BIN" tunnels -c "$DIR/site-b.toml" | sed 's/^/    gwB | /'
+    say "ping through the tunnel (IPv4 and IPv6 inner)"
+    ping_check $NS_HA 10.2.0.20 5
+    ping_check $NS_HA fd02::20 5
+    say "TCP through the tunnel (captured)"
+    transfer 10.2.0.20 5
+    if [ "${IKE_REKEY:-1}" = 1 ]; then
+        say "Child SA rekeys under a continuous ping (20 pings/s), started by gwA, then by gwB"
+        rekey_under_ping a
+        rekey_under_ping b
+        sleep 6
+        local n_in
+        n_in=$(stats a | grep -c '^sa\.in\..*\.packets' || true)
+        [ "$n_in" = 1 ] && ok "gwA removed the rekeyed inbound SAs after the grace period (1 inbound SA left)" || fail "gwA has $n_in inbound SAs after the rekeys"
+        ping_check $NS_HA 10.2.0.20 3
+    fi
+    stop_capture
+    say "WAN capture decrypted by tshark with the keys Espresso exported (keylog_dir)"
+    decrypt_check "$DIR/keylog-a" $([ "${IKE_REKEY:-1}" = 1 ] && echo 6 || echo 2)
+    if [ -n "${BULK_MB4:-}" ]; then
+        say "bulk transfers (not captured)"
+        transfer 10.2.0.20 "$BULK_MB4"
+        transfer fd02::20 "${BULK_MB6:-$BULK_MB4}"
+    fi
+    say "counters"
+    check_no_drops a drop.not_for_us
+    check_no_drops b drop.not_for_us
+    for s in a b; do
+        printf '    gw%s: encapsulated %s, decapsulated %s, mss_clamped %s\n' "$s" \
+            "$(stat_of $s total.encapsulated)" "$(stat_of $s total.decapsulated)" "$(stat_of $s total.mss_clamped)"
+    done
+    [ "${VERBOSE:-0}" = 1 ] && { echo "--- espresso stats (gwA) ---"; stats a | grep -v ' 0$'; }
+    stats a | grep -E '^ike\.(rx|tx)_packets|^ike\.site\.(ike_sa|child_sa)_established|^ike\.site\.(retransmits|integrity_failures)' | sed 's/^/    gwA | /' || true
+    say "stopping the gateways"
+    stop_gateways
+}
+
 case "$SCENARIO" in
+    ike) scenario_ike ;;
     workers) scenario_workers ;;
     tunnel) run_traffic_scenario tunnel 100 20 ;;
     transport) run_traffic_scenario transport 20 20 ;;
     rekey) scenario_rekey ;;
     hostile) scenario_hostile ;;
     pmtu) scenario_pmtu ;;
-    demo) VERBOSE=1 run_traffic_scenario tunnel 100 20 ;;
+    demo) VERBOSE=1 BULK_MB4=100 BULK_MB6=20 scenario_ike ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac
 

@@ -28,6 +28,7 @@ use dataplane::gateway::{
 };
 
 use crate::config::{CryptoBackendChoice, GatewayConfig, SaPair};
+use crate::ike_driver::{IkeDriver, SaAction};
 
 /// Everything that went wrong starting or running the gateway.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -46,7 +47,10 @@ fn owner_of(tunnel: usize, workers: usize) -> u16 {
     (tunnel % workers) as u16
 }
 
-fn backend_for(choice: CryptoBackendChoice, alg: dataplane::crypto::Algorithm) -> Backend {
+pub(crate) fn backend_for(
+    choice: CryptoBackendChoice,
+    alg: dataplane::crypto::Algorithm,
+) -> Backend {
     match choice {
         CryptoBackendChoice::Auto => default_backend(alg),
         CryptoBackendChoice::Fixed(b) => b,
@@ -88,6 +92,8 @@ struct Control {
     punted: u64,
     events: u64,
     started: Instant,
+    /// IKEv2 for the tunnels that have `[tunnel.ike]`.
+    ike: IkeDriver,
 }
 
 impl Control {
@@ -179,7 +185,9 @@ impl Control {
     }
 
     /// Re-reads the configuration file and applies SA and policy changes.
-    /// Interfaces, routes and data-plane settings need a restart.
+    /// Interfaces, routes, data-plane settings and `[tunnel.ike]` sections
+    /// need a restart (the IKE driver keeps the configuration it started
+    /// with).
     fn reload(&mut self) -> Result<String, Error> {
         let fresh = GatewayConfig::load(&self.options.config_path)?;
         if fresh.interfaces.len() != self.config.interfaces.len()
@@ -230,12 +238,9 @@ impl Control {
                 packet,
             } => {
                 self.punted += 1;
-                tracing::debug!(
-                    worker,
-                    iface,
-                    len = packet.len(),
-                    "IKE packet punted; no IKE tunnel takes it"
-                );
+                tracing::trace!(worker, iface, len = packet.len(), "IKE packet punted");
+                self.ike.handle_punt(&packet);
+                self.apply_ike();
             }
             WorkerMsg::NeighbourLearned { ip, mac, iface } => {
                 tracing::debug!(%ip, iface, "neighbour learned");
@@ -244,8 +249,57 @@ impl Control {
             WorkerMsg::Event { worker, event } => {
                 self.events += 1;
                 tracing::warn!(worker, ?event, "SA event");
+                if self.ike.handle_sa_event(event) {
+                    self.apply_ike();
+                }
             }
             WorkerMsg::Stopped(_) => {}
+        }
+    }
+
+    /// Carries out what the IKE driver decided: SA changes go to the
+    /// tunnel's owning worker (inbound first, as the driver orders them),
+    /// packets to a worker to route.
+    fn apply_ike(&mut self) {
+        let workers = self.to_workers.len();
+        for a in self.ike.take_actions() {
+            match a {
+                SaAction::Transmit(p) => self.send(0, ControlMsg::Transmit(p)),
+                SaAction::InstallInbound { tunnel, sa } => {
+                    let owner = owner_of(tunnel, workers);
+                    let spi = sa.config().spi;
+                    tracing::info!(tunnel = %self.tunnel_names[tunnel], spi = %spi, worker = owner, "install inbound SA (IKE)");
+                    self.send(owner, ControlMsg::InstallInbound(sa));
+                    self.broadcast(|| ControlMsg::InboundOwner {
+                        spi,
+                        worker: Some(owner),
+                    });
+                }
+                SaAction::InstallOutbound { tunnel, sa } => {
+                    let owner = owner_of(tunnel, workers);
+                    let slot = SaRef(tunnel as u32);
+                    tracing::info!(tunnel = %self.tunnel_names[tunnel], spi = %sa.config().spi, worker = owner, "install outbound SA (IKE)");
+                    self.send(owner, ControlMsg::InstallOutbound { slot, sa });
+                    self.broadcast(|| ControlMsg::OutboundOwner {
+                        slot,
+                        worker: Some(owner),
+                    });
+                }
+                SaAction::RemoveInbound { tunnel, spi } => {
+                    tracing::info!(tunnel = %self.tunnel_names[tunnel], spi = %spi, "delete inbound SA (IKE)");
+                    self.send(owner_of(tunnel, workers), ControlMsg::RemoveInbound(spi));
+                    self.broadcast(|| ControlMsg::InboundOwner { spi, worker: None });
+                }
+                SaAction::RemoveOutbound { tunnel } => {
+                    let slot = SaRef(tunnel as u32);
+                    tracing::info!(tunnel = %self.tunnel_names[tunnel], "delete outbound SA (IKE)");
+                    self.send(
+                        owner_of(tunnel, workers),
+                        ControlMsg::RemoveOutbound { slot },
+                    );
+                    self.broadcast(|| ControlMsg::OutboundOwner { slot, worker: None });
+                }
+            }
         }
     }
 
@@ -259,19 +313,35 @@ impl Control {
         if reader.read_line(&mut line).is_err() {
             return;
         }
-        let reply = match line.trim() {
-            "stats" => format_stats(
-                &self.collect(),
-                &self.ports,
-                &self.config,
-                self.punted,
-                self.started,
-            ),
+        let command = line.trim();
+        let reply = match command {
+            "stats" => {
+                let mut s = format_stats(
+                    &self.collect(),
+                    &self.ports,
+                    &self.config,
+                    self.punted,
+                    self.started,
+                );
+                s.push_str(&self.ike.stats_lines());
+                s
+            }
+            "tunnels" => self.ike.tunnels_report(),
+            _ if command.starts_with("rekey ") => {
+                let r = self.ike.rekey(command["rekey ".len()..].trim());
+                self.apply_ike();
+                match r {
+                    Ok(s) => s,
+                    Err(e) => format!("error: {e}\n"),
+                }
+            }
             "reload" => match self.reload() {
                 Ok(s) => s,
                 Err(e) => format!("error: {e}\n"),
             },
-            other => format!("error: unknown command {other:?} (stats, reload)\n"),
+            other => {
+                format!("error: unknown command {other:?} (stats, tunnels, rekey TUNNEL, reload)\n")
+            }
         };
         let mut stream = stream;
         let _ = stream.write_all(reply.as_bytes());
@@ -521,7 +591,9 @@ pub fn run(
     }
     drop(to_control);
 
+    let ike = IkeDriver::new(&config)?;
     let mut control = Control {
+        ike,
         tunnel_names: config.tunnels.iter().map(|t| t.name.clone()).collect(),
         config,
         options,
@@ -540,6 +612,8 @@ pub fn run(
     let socket_path = control.config.control.socket.clone();
     let listener = bind_socket(&socket_path)?;
     tracing::info!(socket = %socket_path.display(), workers, "espresso running");
+    control.ike.start();
+    control.apply_ike();
 
     while !stop.load(Ordering::Relaxed) {
         match control.from_workers.recv_timeout(Duration::from_millis(20)) {
@@ -553,6 +627,8 @@ pub fn run(
         if let Ok((stream, _)) = listener.accept() {
             control.serve(stream);
         }
+        control.ike.tick();
+        control.apply_ike();
     }
 
     tracing::info!("stopping");

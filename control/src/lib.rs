@@ -8,3 +8,4 @@ pub mod eal_args;
 pub mod forward;
 pub mod gateway;
 pub mod ike;
+pub mod ike_driver;

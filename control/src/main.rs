@@ -59,6 +59,21 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: std::path::PathBuf,
     },
+    /// Show a running gateway's IKE tunnels: state, IKE SPIs and
+    /// algorithms, Child SA SPIs and algorithms, ages.
+    Tunnels {
+        /// The running gateway's configuration file (for its socket).
+        #[arg(short = 'c', long = "config")]
+        config: std::path::PathBuf,
+    },
+    /// Rekey the Child SAs of an IKE tunnel of a running gateway now.
+    Rekey {
+        /// The running gateway's configuration file (for its socket).
+        #[arg(short = 'c', long = "config")]
+        config: std::path::PathBuf,
+        /// The tunnel's name.
+        tunnel: String,
+    },
     /// Make a running gateway re-read its configuration file and apply SA
     /// and policy changes without stopping traffic.
     Reload {
@@ -121,6 +136,26 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 control::gateway::query(&gateway.control.socket, "stats")
                     .map_err(|e| e.to_string())?
             );
+            Ok(())
+        }
+        Command::Tunnels { config } => {
+            let gateway = control::config::GatewayConfig::load(&config)?;
+            print!(
+                "{}",
+                control::gateway::query(&gateway.control.socket, "tunnels")
+                    .map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+        Command::Rekey { config, tunnel } => {
+            let gateway = control::config::GatewayConfig::load(&config)?;
+            let answer =
+                control::gateway::query(&gateway.control.socket, &format!("rekey {tunnel}"))
+                    .map_err(|e| e.to_string())?;
+            print!("{answer}");
+            if answer.starts_with("error") {
+                return Err("rekey failed".into());
+            }
             Ok(())
         }
         Command::Reload { config } => {

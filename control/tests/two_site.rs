@@ -71,3 +71,12 @@ fn path_mtu() {
 fn two_workers_never_reuse_a_sequence_number() {
     scenario("workers");
 }
+
+/// IKEv2 between two espresso gateways: the tunnel comes up (PSK,
+/// aes256gcm16-prfsha384-x25519 / aes256gcm16), ping and TCP pass, Child
+/// SA rekeys started by either side lose no ping, and tshark decrypts the
+/// WAN capture (every ESP ICV, IKE_AUTH) with Espresso's key log.
+#[test]
+fn ike_tunnel() {
+    scenario("ike");
+}

@@ -203,6 +203,24 @@ impl Endpoint {
         v
     }
 
+    /// The SPIs, algorithms and SK_e/SK_a keys of an established IKE SA,
+    /// for key logging (Wireshark's `ikev2_decryption_table`) only: the
+    /// driver writes them when the operator asked for a key log.
+    pub fn ike_sa_secrets(&self, id: IkeSaId) -> Option<IkeSaSecrets> {
+        let sa = self.sas.get(&id.0)?;
+        let (suite, keys) = (sa.suite?, sa.keys.as_ref()?);
+        Some(IkeSaSecrets {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            initiator: sa.initiator,
+            suite,
+            sk_ei: keys.sk_ei.clone(),
+            sk_er: keys.sk_er.clone(),
+            sk_ai: keys.sk_ai.clone(),
+            sk_ar: keys.sk_ar.clone(),
+        })
+    }
+
     /// When [`Endpoint::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let t = &self.config.timers;

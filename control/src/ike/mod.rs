@@ -15,7 +15,8 @@ pub use config::{Config, EspProposal, IkeProposal, StartAction, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint, IkeError};
 pub use sa::{
-    ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, Stats, Timestamp, Transmit, UdpEncap,
+    ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, IkeSaSecrets, Stats, Timestamp,
+    Transmit, UdpEncap,
 };
 
 #[cfg(test)]

@@ -54,6 +54,21 @@ pub struct ChildSaKeys {
     pub esn: bool,
 }
 
+/// An IKE SA's SPIs, algorithms and SK payload keys (§2.14), for key
+/// logging. Keys are zeroized on drop and redacted in `Debug`.
+#[derive(Debug, Clone)]
+pub struct IkeSaSecrets {
+    pub spi_i: u64,
+    pub spi_r: u64,
+    /// Whether we are the (original or rekey) initiator of this IKE SA.
+    pub initiator: bool,
+    pub suite: super::crypto::IkeSuite,
+    pub sk_ei: super::crypto::SecretBytes,
+    pub sk_er: super::crypto::SecretBytes,
+    pub sk_ai: super::crypto::SecretBytes,
+    pub sk_ar: super::crypto::SecretBytes,
+}
+
 /// Why an IKE SA went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -1,0 +1,1590 @@
+//! The IKEv2 driver: the I/O half of the sans-IO engine in [`crate::ike`]
+//! (quinn's split: the engine decides, the driver owns clocks, randomness
+//! and packets).
+//!
+//! One [`Endpoint`] per tunnel with a `[tunnel.ike]` section (the engine is
+//! built around one configured peer). The driver
+//! - feeds IKE datagrams the workers punted (whole IP packets of UDP 500,
+//!   or UDP 4500 with the non-ESP marker, RFC 3948 §2.2) to the tunnel
+//!   whose addresses they carry;
+//! - turns the engine's datagrams into IP/UDP packets for the workers to
+//!   route and send;
+//! - drives the engine's timers from a monotonic clock;
+//! - turns the engine's Child SA events into data-plane SAs, make before
+//!   break, as [`SaAction`]s the control thread applies to its workers;
+//! - sends NAT keepalives (RFC 3948 §2.3) when ESP is UDP-encapsulated;
+//! - writes Wireshark key logs when the operator asks for them.
+//!
+//! Secrets (PSK, SK_*, ESP keys) are never logged; they only leave the
+//! process through the key log files (mode 0600) when `keylog_dir` is set.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use dataplane::crypto::{new_transform, Algorithm, Encryption, Integrity, SaKeys};
+use dataplane::esp::{
+    Action, Direction, EngineEvent, InboundSa, IpPrefix, OutboundSa, SaConfig, SaEvent, Selector,
+    Spi, TunnelEndpoints, UdpEncap,
+};
+use dataplane::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr};
+
+use crate::config::{self, CryptoBackendChoice, GatewayConfig, IkeId, Tunnel};
+use crate::ike::crypto::{EspCipher, IkeCipher, Integ, Prf, SecretBytes};
+use crate::ike::message::{classify_port_4500, Identification, Port4500, TrafficSelector};
+use crate::ike::{
+    self, ChildSaId, ChildSaKeys, DownReason, Endpoint, IkeEvent, IkeSaId, IkeSaSecrets, RngSource,
+    StartAction, Timestamp,
+};
+
+/// Everything that can go wrong building the driver.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// IKE's port (RFC 7296 §2) and the NAT-T port (RFC 3948 §1.1).
+const IKE_PORT: u16 = 500;
+const NAT_T_PORT: u16 = 4500;
+/// NAT keepalive interval: strongSwan's `keep_alive` default, and RFC
+/// 3948 §4's "20 seconds" suggestion.
+const KEEPALIVE: Duration = Duration::from_secs(20);
+/// How long the inbound half of a rekeyed Child SA stays installed after
+/// its Delete: packets the peer sent on it may still be in flight
+/// (strongSwan's `delete_rekeyed_delay` is 5 s too).
+const REKEYED_GRACE: Duration = Duration::from_secs(5);
+/// Wait this long before initiating again after the peer was lost.
+const REINITIATE_DELAY: Duration = Duration::from_secs(5);
+
+/// The system RNG (aws-lc-rs) for the engine.
+#[derive(Debug)]
+pub struct SystemRng(SystemRandom);
+
+impl SystemRng {
+    pub fn new() -> Self {
+        Self(SystemRandom::new())
+    }
+}
+
+impl Default for SystemRng {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RngSource for SystemRng {
+    fn fill(&mut self, buf: &mut [u8]) {
+        // aws-lc's RNG only fails if the OS entropy source is gone; running
+        // IKE on predictable bytes would be far worse than stopping.
+        self.0
+            .fill(buf)
+            .expect("system random number generator failed");
+    }
+}
+
+/// A change to the workers' SAs or a packet to send, for the control
+/// thread to carry out (it knows which worker owns what).
+#[derive(Debug)]
+pub enum SaAction {
+    /// Install an inbound SA for tunnel `tunnel`.
+    InstallInbound { tunnel: usize, sa: Box<InboundSa> },
+    /// Install the outbound SA of tunnel `tunnel` (its SPD slot).
+    InstallOutbound { tunnel: usize, sa: Box<OutboundSa> },
+    /// Remove an inbound SA.
+    RemoveInbound { tunnel: usize, spi: Spi },
+    /// Empty tunnel `tunnel`'s outbound slot.
+    RemoveOutbound { tunnel: usize },
+    /// Send this IP packet.
+    Transmit(Vec<u8>),
+}
+
+impl std::fmt::Debug for IkeDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IkeDriver")
+            .field("tunnels", &self.tunnels.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Driver counters (`ike.*` in `espresso stats`).
+#[derive(Debug, Default, Clone)]
+pub struct DriverStats {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub keepalives_sent: u64,
+    pub keepalives_received: u64,
+    /// Punted packets no tunnel takes, or that are not IKE.
+    pub unmatched: u64,
+    pub sa_install_errors: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Down,
+    Connecting,
+    Up,
+}
+
+#[derive(Debug)]
+struct IkeInfo {
+    id: IkeSaId,
+    local: SocketAddr,
+    remote: SocketAddr,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct ChildInfo {
+    keys: ChildSaKeys,
+    since: Instant,
+    /// Replaced by a rekey (its successor takes the outbound slot once the
+    /// old one's Delete is exchanged).
+    rekeyed: bool,
+}
+
+/// One tunnel's engine and what is installed for it.
+struct TunnelIke {
+    index: usize,
+    tunnel: Tunnel,
+    endpoint: Endpoint,
+    keylog_dir: Option<PathBuf>,
+    state: LinkState,
+    last_down: Option<DownReason>,
+    ike: Option<IkeInfo>,
+    /// Installed Child SAs by inbound SPI.
+    children: BTreeMap<u32, ChildInfo>,
+    /// The Child SA (by inbound SPI) whose outbound half is in the slot.
+    active_out: Option<u32>,
+    /// Inbound SAs to remove at the given time.
+    retiring: Vec<(Instant, u32)>,
+    next_keepalive: Instant,
+    reinitiate_at: Option<Instant>,
+}
+
+/// The IKE driver for every IKE tunnel of the gateway.
+pub struct IkeDriver {
+    origin: Instant,
+    backend: CryptoBackendChoice,
+    tunnels: Vec<TunnelIke>,
+    actions: Vec<SaAction>,
+    stats: DriverStats,
+    ident: u16,
+    /// Key log lines written so far, per directory: (esp_sa, ikev2).
+    keylog: BTreeMap<PathBuf, (Vec<String>, Vec<String>)>,
+}
+
+fn ike_id(id: &IkeId) -> Identification {
+    match id {
+        IkeId::Fqdn(s) => Identification::Fqdn(s.clone()),
+        IkeId::Ipv4(a) => Identification::Ipv4(*a),
+        IkeId::Ipv6(a) => Identification::Ipv6(*a),
+        IkeId::KeyId(k) => Identification::KeyId(k.clone()),
+    }
+}
+
+fn engine_prf(p: config::Prf) -> Prf {
+    match p {
+        config::Prf::HmacSha256 => Prf::HmacSha256,
+        config::Prf::HmacSha384 => Prf::HmacSha384,
+        config::Prf::HmacSha512 => Prf::HmacSha512,
+    }
+}
+
+fn engine_integ(i: Integrity) -> Option<Option<Integ>> {
+    match i {
+        Integrity::None => Some(None),
+        Integrity::HmacSha256_128 => Some(Some(Integ::HmacSha256_128)),
+        Integrity::HmacSha384_192 => Some(Some(Integ::HmacSha384_192)),
+        Integrity::HmacSha512_256 => Some(Some(Integ::HmacSha512_256)),
+    }
+}
+
+fn engine_group(g: config::DhGroup) -> Option<ike::crypto::DhGroup> {
+    use ike::crypto::DhGroup as G;
+    match g {
+        config::DhGroup::Modp2048 => Some(G::Modp2048),
+        config::DhGroup::Ecp256 => Some(G::Ecp256),
+        config::DhGroup::Ecp384 => Some(G::Ecp384),
+        config::DhGroup::Curve25519 => Some(G::Curve25519),
+        // Not implemented by the engine.
+        config::DhGroup::Modp3072 | config::DhGroup::Modp4096 => None,
+    }
+}
+
+fn engine_esp_cipher(e: Encryption) -> Option<EspCipher> {
+    match e {
+        Encryption::AesGcm16_128 => Some(EspCipher::AesGcm16_128),
+        Encryption::AesGcm16_256 => Some(EspCipher::AesGcm16_256),
+        Encryption::ChaCha20Poly1305 => Some(EspCipher::ChaCha20Poly1305),
+        Encryption::AesCbc128 => Some(EspCipher::AesCbc128),
+        Encryption::AesCbc256 => Some(EspCipher::AesCbc256),
+        Encryption::Null => None,
+    }
+}
+
+/// The engine's proposals for the file's: each file proposal may list
+/// several transforms of a type; the engine takes one cipher, PRF and
+/// integrity per proposal, so the cross product is offered in order.
+/// Transforms the engine does not implement are left out.
+fn ike_proposals(list: &[config::IkeProposal]) -> Vec<ike::IkeProposal> {
+    let mut out = Vec::new();
+    for p in list {
+        let groups: Vec<_> = p.dh.iter().filter_map(|g| engine_group(*g)).collect();
+        if groups.is_empty() {
+            continue;
+        }
+        let integs: Vec<Option<Integ>> = if p.integrity.is_empty() {
+            vec![None]
+        } else {
+            p.integrity
+                .iter()
+                .filter_map(|i| engine_integ(*i))
+                .collect()
+        };
+        for e in &p.encryption {
+            let cipher = match e {
+                Encryption::AesGcm16_128 => IkeCipher::AesGcm16 { key_bits: 128 },
+                Encryption::AesGcm16_256 => IkeCipher::AesGcm16 { key_bits: 256 },
+                Encryption::AesCbc128 => IkeCipher::AesCbc { key_bits: 128 },
+                Encryption::AesCbc256 => IkeCipher::AesCbc { key_bits: 256 },
+                _ => continue,
+            };
+            for prf in &p.prf {
+                for integ in &integs {
+                    out.push(ike::IkeProposal {
+                        cipher,
+                        prf: engine_prf(*prf),
+                        integ: *integ,
+                        groups: groups.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn esp_proposals(list: &[config::EspProposal]) -> Vec<ike::EspProposal> {
+    let mut out = Vec::new();
+    for p in list {
+        // The engine negotiates no ESN; a proposal that requires it is out.
+        if !p.esn.contains(&false) {
+            continue;
+        }
+        let pfs_groups: Vec<_> = p.dh.iter().filter_map(|g| engine_group(*g)).collect();
+        if !p.dh.is_empty() && pfs_groups.is_empty() {
+            continue;
+        }
+        let integs: Vec<Option<Integ>> = if p.integrity.is_empty() {
+            vec![None]
+        } else {
+            p.integrity
+                .iter()
+                .filter_map(|i| engine_integ(*i))
+                .collect()
+        };
+        for e in &p.encryption {
+            let Some(cipher) = engine_esp_cipher(*e) else {
+                continue;
+            };
+            for integ in &integs {
+                out.push(ike::EspProposal {
+                    algorithm: ike::EspAlgorithm {
+                        cipher,
+                        integ: *integ,
+                    },
+                    pfs_groups: pfs_groups.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn prefix_range(p: &IpPrefix) -> (IpAddr, IpAddr) {
+    match p.addr() {
+        IpAddr::V4(a) => {
+            let len = u32::from(p.prefix_len());
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            let a = u32::from(a);
+            (
+                IpAddr::V4((a & mask).into()),
+                IpAddr::V4((a | !mask).into()),
+            )
+        }
+        IpAddr::V6(a) => {
+            let len = u32::from(p.prefix_len());
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            let a = u128::from(a);
+            (
+                IpAddr::V6((a & mask).into()),
+                IpAddr::V6((a | !mask).into()),
+            )
+        }
+    }
+}
+
+fn ts_of(
+    p: &IpPrefix,
+    protocol: Option<u8>,
+    ports: &std::ops::RangeInclusive<u16>,
+) -> TrafficSelector {
+    let (start, end) = prefix_range(p);
+    TrafficSelector {
+        ip_protocol: protocol.unwrap_or(0),
+        start_port: *ports.start(),
+        end_port: *ports.end(),
+        start_addr: start,
+        end_addr: end,
+    }
+}
+
+/// The largest prefixes covering `start..=end` (a traffic selector is a
+/// range, the data plane's selectors are prefixes).
+fn range_prefixes(start: IpAddr, end: IpAddr) -> Vec<IpPrefix> {
+    let (bits, s, e) = match (start, end) {
+        (IpAddr::V4(s), IpAddr::V4(e)) => {
+            (32u32, u128::from(u32::from(s)), u128::from(u32::from(e)))
+        }
+        (IpAddr::V6(s), IpAddr::V6(e)) => (128u32, u128::from(s), u128::from(e)),
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut cur = s;
+    while cur <= e && out.len() < 256 {
+        // Largest block aligned at `cur` that stays within `end`.
+        let mut size_bits = if cur == 0 {
+            bits
+        } else {
+            cur.trailing_zeros().min(bits)
+        };
+        while size_bits > 0 {
+            let last = if size_bits >= 128 {
+                u128::MAX
+            } else {
+                cur + ((1u128 << size_bits) - 1)
+            };
+            if last <= e {
+                break;
+            }
+            size_bits -= 1;
+        }
+        let addr = if bits == 32 {
+            IpAddr::V4((cur as u32).into())
+        } else {
+            IpAddr::V6(cur.into())
+        };
+        if let Ok(p) = IpPrefix::new(addr, (bits - size_bits) as u8) {
+            out.push(p);
+        }
+        if size_bits >= 128 {
+            break;
+        }
+        let step = 1u128 << size_bits;
+        match cur.checked_add(step) {
+            Some(n) if bits == 128 || n <= u128::from(u32::MAX) + 1 => cur = n,
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Data-plane selectors for negotiated traffic selectors: every pair of
+/// a source and a destination of the same family.
+fn selectors(src: &[TrafficSelector], dst: &[TrafficSelector]) -> Vec<Selector> {
+    let mut out = Vec::new();
+    for s in src {
+        for d in dst {
+            if s.start_addr.is_ipv4() != d.start_addr.is_ipv4() {
+                continue;
+            }
+            let protocol = match (s.ip_protocol, d.ip_protocol) {
+                (0, 0) => None,
+                (0, p) | (p, 0) => Some(p),
+                (a, b) if a == b => Some(a),
+                _ => continue,
+            };
+            for sp in range_prefixes(s.start_addr, s.end_addr) {
+                for dp in range_prefixes(d.start_addr, d.end_addr) {
+                    out.push(Selector {
+                        src: sp,
+                        dst: dp,
+                        protocol,
+                        src_ports: s.start_port..=s.end_port,
+                        dst_ports: d.start_port..=d.end_port,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn dataplane_algorithm(a: &ike::EspAlgorithm) -> Algorithm {
+    Algorithm {
+        encryption: match a.cipher {
+            EspCipher::AesGcm16_128 => Encryption::AesGcm16_128,
+            EspCipher::AesGcm16_256 => Encryption::AesGcm16_256,
+            EspCipher::AesCbc128 => Encryption::AesCbc128,
+            EspCipher::AesCbc256 => Encryption::AesCbc256,
+            EspCipher::ChaCha20Poly1305 => Encryption::ChaCha20Poly1305,
+        },
+        integrity: match a.integ {
+            None => Integrity::None,
+            Some(Integ::HmacSha256_128) => Integrity::HmacSha256_128,
+            Some(Integ::HmacSha384_192) => Integrity::HmacSha384_192,
+            Some(Integ::HmacSha512_256) => Integrity::HmacSha512_256,
+        },
+    }
+}
+
+/// strongSwan-style names, for logs and `espresso tunnels`.
+pub fn esp_algorithm_name(a: &ike::EspAlgorithm) -> String {
+    let c = match a.cipher {
+        EspCipher::AesGcm16_128 => "aes128gcm16",
+        EspCipher::AesGcm16_256 => "aes256gcm16",
+        EspCipher::AesCbc128 => "aes128",
+        EspCipher::AesCbc256 => "aes256",
+        EspCipher::ChaCha20Poly1305 => "chacha20poly1305",
+    };
+    match a.integ {
+        None => c.to_string(),
+        Some(i) => format!("{c}-{}", integ_name(i)),
+    }
+}
+
+fn integ_name(i: Integ) -> &'static str {
+    match i {
+        Integ::HmacSha256_128 => "sha256",
+        Integ::HmacSha384_192 => "sha384",
+        Integ::HmacSha512_256 => "sha512",
+    }
+}
+
+fn group_name(g: ike::crypto::DhGroup) -> &'static str {
+    use ike::crypto::DhGroup as G;
+    match g {
+        G::Modp2048 => "modp2048",
+        G::Ecp256 => "ecp256",
+        G::Ecp384 => "ecp384",
+        G::Curve25519 => "x25519",
+    }
+}
+
+/// e.g. `aes256gcm16-prfsha384-x25519`.
+pub fn ike_suite_name(s: &ike::crypto::IkeSuite) -> String {
+    let c = match s.cipher {
+        IkeCipher::AesGcm16 { key_bits } => format!("aes{key_bits}gcm16"),
+        IkeCipher::AesCbc { key_bits } => format!("aes{key_bits}"),
+    };
+    let prf = match s.prf {
+        Prf::HmacSha256 => "prfsha256",
+        Prf::HmacSha384 => "prfsha384",
+        Prf::HmacSha512 => "prfsha512",
+    };
+    match s.integ {
+        Some(i) => format!("{c}-{}-{prf}-{}", integ_name(i), group_name(s.dh)),
+        None => format!("{c}-{prf}-{}", group_name(s.dh)),
+    }
+}
+
+/// Wireshark's `esp_sa` UAT names (epan/dissectors/packet-ipsec.c).
+fn wireshark_esp(a: &ike::EspAlgorithm) -> (&'static str, &'static str) {
+    let enc = match a.cipher {
+        EspCipher::AesGcm16_128 | EspCipher::AesGcm16_256 => "AES-GCM with 16 octet ICV [RFC4106]",
+        EspCipher::AesCbc128 | EspCipher::AesCbc256 => "AES-CBC [RFC3602]",
+        EspCipher::ChaCha20Poly1305 => "ChaCha20 with Poly1305 [RFC7634]",
+    };
+    let auth = match a.integ {
+        None => "NULL",
+        Some(Integ::HmacSha256_128) => "HMAC-SHA-256-128 [RFC4868]",
+        Some(Integ::HmacSha384_192) => "HMAC-SHA-384-192 [RFC4868]",
+        Some(Integ::HmacSha512_256) => "HMAC-SHA-512-256 [RFC4868]",
+    };
+    (enc, auth)
+}
+
+/// Wireshark's `ikev2_decryption_table` names (packet-isakmp.c).
+fn wireshark_ike(s: &ike::crypto::IkeSuite) -> (&'static str, &'static str) {
+    let enc = match s.cipher {
+        IkeCipher::AesGcm16 { key_bits: 128 } => "AES-GCM-128 with 16 octet ICV [RFC5282]",
+        IkeCipher::AesGcm16 { .. } => "AES-GCM-256 with 16 octet ICV [RFC5282]",
+        IkeCipher::AesCbc { key_bits: 128 } => "AES-CBC-128 [RFC3602]",
+        IkeCipher::AesCbc { .. } => "AES-CBC-256 [RFC3602]",
+    };
+    let integ = match s.integ {
+        None => "NONE [RFC4306]",
+        Some(Integ::HmacSha256_128) => "HMAC_SHA2_256_128 [RFC4868]",
+        Some(Integ::HmacSha384_192) => "HMAC_SHA2_384_192 [RFC4868]",
+        Some(Integ::HmacSha512_256) => "HMAC_SHA2_512_256 [RFC4868]",
+    };
+    (enc, integ)
+}
+
+/// The engine configuration for a tunnel's `[tunnel.ike]`.
+pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
+    let ic = t
+        .ike
+        .as_ref()
+        .ok_or_else(|| format!("tunnel {}: no [tunnel.ike]", t.name))?;
+    let mut c = ike::Config::new(
+        SocketAddr::new(t.endpoints.local, IKE_PORT),
+        SocketAddr::new(t.endpoints.remote, IKE_PORT),
+        ike_id(&ic.local_id),
+        ike_id(&ic.remote_id),
+        SecretBytes::new(ic.psk.expose().to_vec()),
+    );
+    c.nat_t_port = NAT_T_PORT;
+    c.ike_proposals = ike_proposals(&ic.proposals);
+    c.esp_proposals = esp_proposals(&ic.esp_proposals);
+    if c.ike_proposals.is_empty() || c.esp_proposals.is_empty() {
+        return Err(format!(
+            "tunnel {}: none of the configured IKE or ESP proposals is implemented by the IKE engine (it has aes-gcm/aes-cbc, sha256/384/512, modp2048/ecp256/ecp384/x25519, no ESN)",
+            t.name
+        )
+        .into());
+    }
+    for p in &t.policies {
+        if matches!(p.action, Action::Protect(_)) {
+            let s = &p.selector;
+            c.local_ts.push(ts_of(&s.src, s.protocol, &s.src_ports));
+            c.remote_ts.push(ts_of(&s.dst, s.protocol, &s.dst_ports));
+        }
+    }
+    c.start = match ic.start_action {
+        config::StartAction::Initiate => StartAction::Initiate,
+        config::StartAction::Listen => StartAction::Listen,
+    };
+    c.timers.ike_lifetime_ms = ic.ike_lifetime.as_millis() as u64;
+    c.timers.child_lifetime_ms = ic.child_lifetime.as_millis() as u64;
+    c.timers.dpd_interval_ms = ic.dpd_interval.map_or(0, |d| d.as_millis() as u64);
+    c.force_encap = ic.force_encap;
+    Ok(c)
+}
+
+/// Parses a punted IP packet into (source, destination, UDP payload).
+fn parse_udp(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
+    match packet.first()? >> 4 {
+        4 => {
+            let ip = Ipv4Packet::new_checked(packet).ok()?;
+            if ip.protocol() != IpProtocol::UDP || ip.is_fragment() {
+                return None;
+            }
+            let hl = usize::from(ip.header_len());
+            let total = usize::from(ip.total_len());
+            let udp = UdpPacket::new_checked(packet.get(hl..total)?).ok()?;
+            let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+            let (sp, dp) = (udp.src_port(), udp.dst_port());
+            let len = usize::from(udp.len());
+            Some((
+                SocketAddr::new(src, sp),
+                SocketAddr::new(dst, dp),
+                packet.get(hl + 8..hl + len)?,
+            ))
+        }
+        6 => {
+            let ip = Ipv6Packet::new_checked(packet).ok()?;
+            let ext = ip.ext_headers().ok()?;
+            if ext.upper_protocol != IpProtocol::UDP || ext.fragment.is_some() {
+                return None;
+            }
+            // `upper_offset` counts from the start of the packet.
+            let off = ext.upper_offset;
+            let end = 40 + usize::from(ip.payload_len());
+            let udp = UdpPacket::new_checked(packet.get(off..end)?).ok()?;
+            let (src, dst) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
+            let (sp, dp) = (udp.src_port(), udp.dst_port());
+            let len = usize::from(udp.len());
+            Some((
+                SocketAddr::new(src, sp),
+                SocketAddr::new(dst, dp),
+                packet.get(off + 8..off + len)?,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// An IPv4 or IPv6 packet carrying one UDP datagram, checksums filled.
+pub fn build_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8], ident: u16) -> Option<Vec<u8>> {
+    let udp_len = 8 + payload.len();
+    let udp_repr = UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        payload_len: u16::try_from(payload.len()).ok()?,
+    };
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut buf = vec![0u8; 20 + udp_len];
+            let repr = Ipv4Repr {
+                src_addr: s,
+                dst_addr: d,
+                protocol: IpProtocol::UDP,
+                payload_len: u16::try_from(udp_len).ok()?,
+                ttl: 64,
+                dscp: 0,
+                ecn: 0,
+                ident,
+                dont_frag: false,
+                more_frags: false,
+                frag_offset: 0,
+            };
+            repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]))
+                .ok()?;
+            let mut udp = UdpPacket::new_unchecked(&mut buf[20..]);
+            udp_repr.emit(&mut udp).ok()?;
+            udp.payload_mut()[..payload.len()].copy_from_slice(payload);
+            udp.fill_checksum_v4(s, d);
+            Some(buf)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut buf = vec![0u8; 40 + udp_len];
+            let repr = Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: IpProtocol::UDP,
+                payload_len: u16::try_from(udp_len).ok()?,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+            };
+            repr.emit(&mut Ipv6Packet::new_unchecked(&mut buf[..]))
+                .ok()?;
+            let mut udp = UdpPacket::new_unchecked(&mut buf[40..]);
+            udp_repr.emit(&mut udp).ok()?;
+            udp.payload_mut()[..payload.len()].copy_from_slice(payload);
+            udp.fill_checksum_v6(s, d);
+            Some(buf)
+        }
+        _ => None,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    hex::encode(b)
+}
+
+fn ago(since: Instant, now: Instant) -> String {
+    let s = now.saturating_duration_since(since).as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+impl IkeDriver {
+    /// An engine for every tunnel with `[tunnel.ike]`.
+    pub fn new(config: &GatewayConfig) -> Result<Self, Error> {
+        let now = Instant::now();
+        let mut tunnels = Vec::new();
+        for (index, t) in config.tunnels.iter().enumerate() {
+            let Some(ic) = &t.ike else { continue };
+            let engine = engine_config(t)?;
+            let endpoint = Endpoint::new(engine, Box::new(SystemRng::new()))
+                .map_err(|e| format!("tunnel {}: {e}", t.name))?;
+            tunnels.push(TunnelIke {
+                index,
+                tunnel: t.clone(),
+                endpoint,
+                keylog_dir: ic.keylog_dir.clone(),
+                state: LinkState::Down,
+                last_down: None,
+                ike: None,
+                children: BTreeMap::new(),
+                active_out: None,
+                retiring: Vec::new(),
+                next_keepalive: now + KEEPALIVE,
+                reinitiate_at: None,
+            });
+        }
+        Ok(Self {
+            origin: now,
+            backend: config.dataplane.crypto_backend,
+            tunnels,
+            actions: Vec::new(),
+            stats: DriverStats::default(),
+            ident: 1,
+            keylog: BTreeMap::new(),
+        })
+    }
+
+    /// Whether any tunnel uses IKE.
+    pub fn is_empty(&self) -> bool {
+        self.tunnels.is_empty()
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(self.origin.elapsed().as_millis() as u64)
+    }
+
+    /// Starts the tunnels whose start action is `initiate`.
+    pub fn start(&mut self) {
+        let now = self.now();
+        for t in &mut self.tunnels {
+            if t.endpoint.should_initiate() {
+                let id = t.endpoint.initiate(now);
+                t.state = LinkState::Connecting;
+                tracing::info!(tunnel = %t.tunnel.name, spi_i = %format!("{:016x}", id.0), remote = %t.tunnel.endpoints.remote, "IKE: initiating IKE_SA_INIT");
+            }
+        }
+        self.pump();
+    }
+
+    /// The actions accumulated since the last call.
+    pub fn take_actions(&mut self) -> Vec<SaAction> {
+        std::mem::take(&mut self.actions)
+    }
+
+    /// A packet a worker punted.
+    pub fn handle_punt(&mut self, packet: &[u8]) {
+        let Some((remote, local, payload)) = parse_udp(packet) else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        let msg = match local.port() {
+            IKE_PORT => payload,
+            NAT_T_PORT => match classify_port_4500(payload) {
+                Port4500::Ike(m) => m,
+                Port4500::Keepalive => {
+                    self.stats.keepalives_received += 1;
+                    return;
+                }
+                _ => {
+                    self.stats.unmatched += 1;
+                    return;
+                }
+            },
+            _ => {
+                self.stats.unmatched += 1;
+                return;
+            }
+        };
+        let pos = self
+            .tunnels
+            .iter()
+            .position(|t| {
+                t.tunnel.endpoints.local == local.ip() && t.tunnel.endpoints.remote == remote.ip()
+            })
+            // Behind a NAT the peer's address differs: a listening tunnel
+            // on this local address takes it.
+            .or_else(|| {
+                self.tunnels.iter().position(|t| {
+                    t.tunnel.endpoints.local == local.ip() && !t.endpoint.should_initiate()
+                })
+            });
+        let Some(pos) = pos else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        self.stats.rx_packets += 1;
+        let now = self.now();
+        self.tunnels[pos]
+            .endpoint
+            .handle_datagram(now, local, remote, msg);
+        self.pump();
+    }
+
+    /// Timers: the engines', grace periods, keepalives, re-initiation.
+    pub fn tick(&mut self) {
+        let now = self.now();
+        let wall = Instant::now();
+        for t in &mut self.tunnels {
+            if t.endpoint.poll_timeout().is_some_and(|at| at <= now) {
+                t.endpoint.handle_timeout(now);
+            }
+            if t.reinitiate_at.is_some_and(|at| at <= wall) {
+                t.reinitiate_at = None;
+                if t.state == LinkState::Down {
+                    let id = t.endpoint.initiate(now);
+                    t.state = LinkState::Connecting;
+                    tracing::info!(tunnel = %t.tunnel.name, spi_i = %format!("{:016x}", id.0), "IKE: initiating again");
+                }
+            }
+        }
+        self.pump();
+        for ti in 0..self.tunnels.len() {
+            let t = &mut self.tunnels[ti];
+            let due: Vec<u32> = t
+                .retiring
+                .iter()
+                .filter(|(at, _)| *at <= wall)
+                .map(|(_, spi)| *spi)
+                .collect();
+            t.retiring.retain(|(at, _)| *at > wall);
+            let index = t.index;
+            for spi in due {
+                if let Ok(spi) = Spi::new(spi) {
+                    tracing::info!(tunnel = %t.tunnel.name, spi = %spi, "remove rekeyed inbound SA after grace period");
+                    self.actions
+                        .push(SaAction::RemoveInbound { tunnel: index, spi });
+                }
+            }
+            let t = &mut self.tunnels[ti];
+            if wall >= t.next_keepalive {
+                t.next_keepalive = wall + KEEPALIVE;
+                let encap = t.children.values().any(|c| c.keys.udp_encap.is_some());
+                if let (true, Some(ike)) = (encap, &t.ike) {
+                    let (l, r) = (ike.local, ike.remote);
+                    if let Some(p) = build_udp(l, r, &[0xff], self.ident) {
+                        self.ident = self.ident.wrapping_add(1);
+                        self.stats.keepalives_sent += 1;
+                        self.actions.push(SaAction::Transmit(p));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A data-plane SA event: lifetimes and sequence numbers ask for a
+    /// rekey (a hard limit means the SA already stopped: rekeying replaces
+    /// it).
+    pub fn handle_sa_event(&mut self, event: EngineEvent) -> bool {
+        // Outbound events name the peer's SPI, inbound ones ours.
+        let (outbound, spi, ev): (bool, u32, SaEvent) = match event {
+            EngineEvent::Outbound(_, spi, ev) => (true, spi.get(), ev),
+            EngineEvent::Inbound(spi, ev) => (false, spi.get(), ev),
+        };
+        let find = |k: &ChildSaKeys| {
+            if outbound {
+                k.outbound_spi == spi
+            } else {
+                k.inbound_spi == spi
+            }
+        };
+        let now = self.now();
+        for t in &mut self.tunnels {
+            let hit = t
+                .children
+                .values()
+                .find(|c| !c.rekeyed && find(&c.keys))
+                .map(|c| c.keys.id);
+            if let Some(id) = hit {
+                tracing::info!(tunnel = %t.tunnel.name, child = %format!("{:08x}", id.0), ?ev, "IKE: data-plane event, rekeying the Child SA");
+                let _ = t.endpoint.rekey_child(now, id);
+                self.pump();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Rekeys every Child SA of tunnel `name` (socket command `rekey`).
+    pub fn rekey(&mut self, name: &str) -> Result<String, String> {
+        let now = self.now();
+        let t = self
+            .tunnels
+            .iter_mut()
+            .find(|t| t.tunnel.name == name)
+            .ok_or_else(|| format!("no IKE tunnel {name:?}"))?;
+        let ids: Vec<ChildSaId> = t
+            .children
+            .values()
+            .filter(|c| !c.rekeyed)
+            .map(|c| c.keys.id)
+            .collect();
+        if ids.is_empty() {
+            return Err(format!("tunnel {name} has no Child SA to rekey"));
+        }
+        for id in &ids {
+            t.endpoint
+                .rekey_child(now, *id)
+                .map_err(|e| e.to_string())?;
+        }
+        tracing::info!(tunnel = %name, children = ids.len(), "IKE: Child SA rekey requested");
+        self.pump();
+        Ok(format!("rekeying {} Child SA(s) of {name}\n", ids.len()))
+    }
+
+    /// Drains every engine's datagrams and events.
+    fn pump(&mut self) {
+        for ti in 0..self.tunnels.len() {
+            while let Some(tx) = self.tunnels[ti].endpoint.poll_transmit() {
+                let dgram = tx.datagram();
+                if let Some(p) = build_udp(tx.local, tx.remote, &dgram, self.ident) {
+                    self.ident = self.ident.wrapping_add(1);
+                    self.stats.tx_packets += 1;
+                    self.actions.push(SaAction::Transmit(p));
+                }
+            }
+            while let Some(ev) = self.tunnels[ti].endpoint.poll_event() {
+                self.on_event(ti, ev);
+            }
+        }
+    }
+
+    fn on_event(&mut self, ti: usize, ev: IkeEvent) {
+        let wall = Instant::now();
+        match ev {
+            IkeEvent::IkeSaUp { ike, local, remote } => {
+                let t = &mut self.tunnels[ti];
+                t.state = LinkState::Up;
+                t.last_down = None;
+                t.ike = Some(IkeInfo {
+                    id: ike,
+                    local,
+                    remote,
+                    since: wall,
+                });
+                let secrets = t.endpoint.ike_sa_secrets(ike);
+                let suite = secrets
+                    .as_ref()
+                    .map(|s| ike_suite_name(&s.suite))
+                    .unwrap_or_default();
+                let spis = secrets
+                    .as_ref()
+                    .map(|s| format!("{:016x}_i {:016x}_r", s.spi_i, s.spi_r))
+                    .unwrap_or_default();
+                tracing::info!(tunnel = %t.tunnel.name, %local, %remote, ike_spis = %spis, %suite, "IKE: IKE SA established (IKE_SA_INIT + IKE_AUTH, PSK authenticated)");
+                if let Some(s) = secrets {
+                    self.keylog_ike(ti, &s);
+                }
+            }
+            IkeEvent::IkeSaRekeyed { old, new } => {
+                let t = &mut self.tunnels[ti];
+                if let Some(info) = &mut t.ike {
+                    if info.id == old {
+                        info.id = new;
+                        info.since = wall;
+                    }
+                }
+                let secrets = t.endpoint.ike_sa_secrets(new);
+                tracing::info!(tunnel = %t.tunnel.name, old = %format!("{:016x}", old.0), new = %format!("{:016x}", new.0), "IKE: IKE SA rekeyed");
+                if let Some(s) = secrets {
+                    self.keylog_ike(ti, &s);
+                }
+            }
+            IkeEvent::IkeSaDown { ike, reason } => {
+                let t = &mut self.tunnels[ti];
+                tracing::warn!(tunnel = %t.tunnel.name, spi = %format!("{:016x}", ike.0), ?reason, "IKE: IKE SA down");
+                let current = t.ike.as_ref().is_none_or(|i| i.id == ike);
+                if current {
+                    t.ike = None;
+                    t.state = LinkState::Down;
+                    t.last_down = Some(reason);
+                    // The peer went away or the SA ran out: an initiator
+                    // tries again; a deliberate delete is respected.
+                    let retry = matches!(
+                        reason,
+                        DownReason::PeerDead | DownReason::Expired | DownReason::Negotiation(_)
+                    );
+                    if t.endpoint.should_initiate() && retry {
+                        t.reinitiate_at = Some(wall + REINITIATE_DELAY);
+                    }
+                }
+            }
+            IkeEvent::ChildSaUp(keys) => {
+                let t = &self.tunnels[ti];
+                tracing::info!(tunnel = %t.tunnel.name, spi_in = %format!("{:08x}", keys.inbound_spi), spi_out = %format!("{:08x}", keys.outbound_spi), alg = %esp_algorithm_name(&keys.algorithm), encap = keys.udp_encap.is_some(), "IKE: Child SA established");
+                self.keylog_esp(ti, &keys);
+                if self.install_inbound(ti, &keys) {
+                    let id = keys.inbound_spi;
+                    self.tunnels[ti].children.insert(
+                        id,
+                        ChildInfo {
+                            keys,
+                            since: wall,
+                            rekeyed: false,
+                        },
+                    );
+                    self.switch_outbound(ti, id);
+                }
+            }
+            IkeEvent::ChildSaRekeyed { old, new } => {
+                let t = &mut self.tunnels[ti];
+                tracing::info!(tunnel = %t.tunnel.name, old = %format!("{:08x}", old.0), spi_in = %format!("{:08x}", new.inbound_spi), spi_out = %format!("{:08x}", new.outbound_spi), alg = %esp_algorithm_name(&new.algorithm), "IKE: Child SA rekeyed (new inbound SA installed; outbound moves when the old SA is deleted)");
+                if let Some(c) = t.children.get_mut(&old.0) {
+                    c.rekeyed = true;
+                }
+                self.keylog_esp(ti, &new);
+                if self.install_inbound(ti, &new) {
+                    let id = new.inbound_spi;
+                    self.tunnels[ti].children.insert(
+                        id,
+                        ChildInfo {
+                            keys: new,
+                            since: wall,
+                            rekeyed: false,
+                        },
+                    );
+                    // No outbound Child SA at all (e.g. it failed to
+                    // install): use the new one right away.
+                    if self.tunnels[ti].active_out.is_none() {
+                        self.switch_outbound(ti, id);
+                    }
+                }
+            }
+            IkeEvent::ChildSaDeleted { id, .. } => {
+                let t = &mut self.tunnels[ti];
+                let Some(c) = t.children.remove(&id.0) else {
+                    return;
+                };
+                let index = t.index;
+                tracing::info!(tunnel = %t.tunnel.name, spi_in = %format!("{:08x}", c.keys.inbound_spi), spi_out = %format!("{:08x}", c.keys.outbound_spi), rekeyed = c.rekeyed, "IKE: Child SA deleted");
+                let successor = t
+                    .children
+                    .iter()
+                    .filter(|(_, n)| !n.rekeyed)
+                    .max_by_key(|(_, n)| n.since)
+                    .map(|(k, _)| *k);
+                if t.active_out == Some(id.0) {
+                    match successor {
+                        Some(n) => self.switch_outbound(ti, n),
+                        None => {
+                            self.tunnels[ti].active_out = None;
+                            self.actions
+                                .push(SaAction::RemoveOutbound { tunnel: index });
+                        }
+                    }
+                }
+                let t = &mut self.tunnels[ti];
+                if c.rekeyed && successor.is_some() {
+                    t.retiring.push((wall + REKEYED_GRACE, id.0));
+                } else if let Ok(spi) = Spi::new(id.0) {
+                    self.actions
+                        .push(SaAction::RemoveInbound { tunnel: index, spi });
+                }
+            }
+            IkeEvent::ChildSaFailed { notify, .. } => {
+                tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, ?notify, "IKE: Child SA not established");
+            }
+        }
+    }
+
+    fn sa_config(t: &Tunnel, keys: &ChildSaKeys, dir: Direction) -> Result<SaConfig, Error> {
+        let spi = match dir {
+            Direction::Inbound => keys.inbound_spi,
+            Direction::Outbound => keys.outbound_spi,
+        };
+        let spi = Spi::new(spi).map_err(|e| e.to_string())?;
+        let endpoints = TunnelEndpoints {
+            local: keys.local_addr.ip(),
+            remote: keys.remote_addr.ip(),
+        };
+        let mut c = SaConfig::new(spi, dir, t.mode, endpoints);
+        c.udp_encap = keys.udp_encap.map(|u| UdpEncap {
+            src_port: u.local_port,
+            dst_port: u.remote_port,
+        });
+        c.esn = keys.esn;
+        c.replay_window = t.replay_window;
+        c.lifetime = t.lifetime;
+        c.dscp = t.dscp;
+        c.df = t.df;
+        c.outer_ttl = t.outer_ttl;
+        c.traffic_selectors = match dir {
+            Direction::Inbound => selectors(&keys.remote_ts, &keys.local_ts),
+            Direction::Outbound => selectors(&keys.local_ts, &keys.remote_ts),
+        };
+        Ok(c)
+    }
+
+    fn build_inbound(&self, t: &Tunnel, keys: &ChildSaKeys) -> Result<Box<InboundSa>, Error> {
+        let alg = dataplane_algorithm(&keys.algorithm);
+        let backend = crate::gateway::backend_for(self.backend, alg);
+        let k = SaKeys::new(&keys.inbound.encryption, &keys.inbound.integrity);
+        let tr = new_transform(backend, alg, &k)?;
+        Ok(Box::new(InboundSa::new(
+            Self::sa_config(t, keys, Direction::Inbound)?,
+            tr,
+        )?))
+    }
+
+    fn build_outbound(&self, t: &Tunnel, keys: &ChildSaKeys) -> Result<Box<OutboundSa>, Error> {
+        let alg = dataplane_algorithm(&keys.algorithm);
+        let backend = crate::gateway::backend_for(self.backend, alg);
+        let k = SaKeys::new(&keys.outbound.encryption, &keys.outbound.integrity);
+        let tr = new_transform(backend, alg, &k)?;
+        Ok(Box::new(OutboundSa::new(
+            Self::sa_config(t, keys, Direction::Outbound)?,
+            tr,
+        )?))
+    }
+
+    fn install_inbound(&mut self, ti: usize, keys: &ChildSaKeys) -> bool {
+        let t = &self.tunnels[ti];
+        match self.build_inbound(&t.tunnel, keys) {
+            Ok(sa) => {
+                self.actions.push(SaAction::InstallInbound {
+                    tunnel: t.index,
+                    sa,
+                });
+                true
+            }
+            Err(e) => {
+                tracing::error!(tunnel = %t.tunnel.name, error = %e, "cannot build the inbound SA");
+                self.stats.sa_install_errors += 1;
+                false
+            }
+        }
+    }
+
+    fn switch_outbound(&mut self, ti: usize, child: u32) {
+        let t = &self.tunnels[ti];
+        let Some(c) = t.children.get(&child) else {
+            return;
+        };
+        match self.build_outbound(&t.tunnel, &c.keys) {
+            Ok(sa) => {
+                tracing::info!(tunnel = %t.tunnel.name, spi_out = %format!("{:08x}", c.keys.outbound_spi), "outbound traffic moves to this Child SA");
+                let index = t.index;
+                self.actions
+                    .push(SaAction::InstallOutbound { tunnel: index, sa });
+                self.tunnels[ti].active_out = Some(child);
+            }
+            Err(e) => {
+                tracing::error!(tunnel = %t.tunnel.name, error = %e, "cannot build the outbound SA");
+                self.stats.sa_install_errors += 1;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Key log (Wireshark UAT files)
+
+    fn keylog_esp(&mut self, ti: usize, k: &ChildSaKeys) {
+        let Some(dir) = self.tunnels[ti].keylog_dir.clone() else {
+            return;
+        };
+        let fam = if k.local_addr.is_ipv4() {
+            "IPv4"
+        } else {
+            "IPv6"
+        };
+        let (enc, auth) = wireshark_esp(&k.algorithm);
+        let line = |src: IpAddr, dst: IpAddr, spi: u32, keys: &ike::crypto::DirectionKeys| {
+            let auth_key = if keys.integrity.is_empty() {
+                String::new()
+            } else {
+                format!("0x{}", hex(&keys.integrity))
+            };
+            format!(
+                "\"{fam}\",\"{src}\",\"{dst}\",\"0x{spi:08x}\",\"{enc}\",\"0x{}\",\"{auth}\",\"{auth_key}\"",
+                hex(&keys.encryption)
+            )
+        };
+        let (l, r) = (k.local_addr.ip(), k.remote_addr.ip());
+        let lines = [
+            line(l, r, k.outbound_spi, &k.outbound),
+            line(r, l, k.inbound_spi, &k.inbound),
+        ];
+        let entry = self.keylog.entry(dir.clone()).or_default();
+        entry.0.extend(lines);
+        self.write_keylog(&dir);
+    }
+
+    fn keylog_ike(&mut self, ti: usize, s: &IkeSaSecrets) {
+        let Some(dir) = self.tunnels[ti].keylog_dir.clone() else {
+            return;
+        };
+        let (enc, integ) = wireshark_ike(&s.suite);
+        let line = format!(
+            "{:016x},{:016x},{},{},\"{enc}\",{},{},\"{integ}\"",
+            s.spi_i,
+            s.spi_r,
+            hex(&s.sk_ei),
+            hex(&s.sk_er),
+            hex(&s.sk_ai),
+            hex(&s.sk_ar)
+        );
+        let entry = self.keylog.entry(dir.clone()).or_default();
+        entry.1.push(line);
+        self.write_keylog(&dir);
+    }
+
+    fn write_keylog(&self, dir: &PathBuf) {
+        let Some((esp, ike)) = self.keylog.get(dir) else {
+            return;
+        };
+        let write = |name: &str, lines: &[String]| -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            std::fs::create_dir_all(dir)?;
+            let path = dir.join(name);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            // An existing file keeps its mode on open: enforce 0600.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            let mut text = String::new();
+            for l in lines {
+                text.push_str(l);
+                text.push('\n');
+            }
+            f.write_all(text.as_bytes())
+        };
+        for (name, lines) in [("esp_sa", esp), ("ikev2_decryption_table", ike)] {
+            if let Err(e) = write(name, lines) {
+                tracing::warn!(dir = %dir.display(), file = name, error = %e, "cannot write the key log");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Reports
+
+    /// `espresso tunnels`.
+    pub fn tunnels_report(&self) -> String {
+        let now = Instant::now();
+        let mut s = String::new();
+        for t in &self.tunnels {
+            let state = match t.state {
+                LinkState::Up => "up",
+                LinkState::Connecting => "connecting",
+                LinkState::Down => "down",
+            };
+            let _ = write!(
+                s,
+                "tunnel {} {} local {} remote {}",
+                t.tunnel.name, state, t.tunnel.endpoints.local, t.tunnel.endpoints.remote
+            );
+            if let (LinkState::Down | LinkState::Connecting, Some(r)) = (t.state, t.last_down) {
+                let _ = write!(s, " last_down {r:?}");
+            }
+            s.push('\n');
+            if let Some(ike) = &t.ike {
+                if let Some(sec) = t.endpoint.ike_sa_secrets(ike.id) {
+                    let _ = writeln!(
+                        s,
+                        "  ike spi_i {:016x} spi_r {:016x} {} {} {} -> {} age {}",
+                        sec.spi_i,
+                        sec.spi_r,
+                        if sec.initiator {
+                            "initiator"
+                        } else {
+                            "responder"
+                        },
+                        ike_suite_name(&sec.suite),
+                        ike.local,
+                        ike.remote,
+                        ago(ike.since, now)
+                    );
+                }
+            }
+            for c in t.children.values() {
+                let _ = writeln!(
+                    s,
+                    "  child spi_in {:08x} spi_out {:08x} {} {}{} age {}",
+                    c.keys.inbound_spi,
+                    c.keys.outbound_spi,
+                    esp_algorithm_name(&c.keys.algorithm),
+                    if c.keys.udp_encap.is_some() {
+                        "udp-encap"
+                    } else {
+                        "esp"
+                    },
+                    if t.active_out == Some(c.keys.inbound_spi) {
+                        " active"
+                    } else if c.rekeyed {
+                        " rekeyed"
+                    } else {
+                        ""
+                    },
+                    ago(c.since, now)
+                );
+            }
+        }
+        if s.is_empty() {
+            s.push_str("no IKE tunnels\n");
+        }
+        s
+    }
+
+    /// `ike.*` lines for `espresso stats`.
+    pub fn stats_lines(&self) -> String {
+        let mut s = String::new();
+        let st = &self.stats;
+        for (k, v) in [
+            ("rx_packets", st.rx_packets),
+            ("tx_packets", st.tx_packets),
+            ("keepalives_sent", st.keepalives_sent),
+            ("keepalives_received", st.keepalives_received),
+            ("unmatched", st.unmatched),
+            ("sa_install_errors", st.sa_install_errors),
+        ] {
+            let _ = writeln!(s, "ike.{k} {v}");
+        }
+        for t in &self.tunnels {
+            let e = t.endpoint.stats();
+            let n = &t.tunnel.name;
+            let _ = writeln!(s, "ike.{n}.up {}", u64::from(t.state == LinkState::Up));
+            let _ = writeln!(s, "ike.{n}.child_sas {}", t.children.len());
+            for (k, v) in [
+                ("rx_datagrams", e.rx_datagrams),
+                ("tx_datagrams", e.tx_datagrams),
+                ("malformed", e.malformed),
+                ("unsupported_critical", e.unsupported_critical),
+                ("unknown_spi", e.unknown_spi),
+                ("integrity_failures", e.integrity_failures),
+                ("invalid_message_id", e.invalid_message_id),
+                ("retransmits", e.retransmits),
+                ("replayed_responses", e.replayed_responses),
+                ("cookies_sent", e.cookies_sent),
+                ("invalid_ke_sent", e.invalid_ke_sent),
+                ("no_proposal_chosen", e.no_proposal_chosen),
+                ("auth_failures", e.auth_failures),
+                ("ike_sa_established", e.ike_sa_established),
+                ("child_sa_established", e.child_sa_established),
+                ("peers_dead", e.peers_dead),
+            ] {
+                let _ = writeln!(s, "ike.{n}.{k} {v}");
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(site: char, start: &str, keylog: &std::path::Path) -> GatewayConfig {
+        let (me, peer, mine, theirs, lid, rid) = if site == 'a' {
+            (
+                "192.0.2.1",
+                "192.0.2.2",
+                "10.1.0.0/24",
+                "10.2.0.0/24",
+                "gw-a.example",
+                "gw-b.example",
+            )
+        } else {
+            (
+                "192.0.2.2",
+                "192.0.2.1",
+                "10.2.0.0/24",
+                "10.1.0.0/24",
+                "gw-b.example",
+                "gw-a.example",
+            )
+        };
+        let text = format!(
+            r#"
+[[interface]]
+name = "lan"
+device = "net_null1"
+role = "lan"
+addresses = ["{lan}"]
+[[interface]]
+name = "wan"
+device = "net_null0"
+role = "wan"
+addresses = ["{me}/24"]
+[[tunnel]]
+name = "t"
+local = "{me}"
+remote = "{peer}"
+  [[tunnel.policy]]
+  local = "{mine}"
+  remote = "{theirs}"
+  [tunnel.ike]
+  local_id = "{lid}"
+  remote_id = "{rid}"
+  psk = "an example PSK for the driver test"
+  proposals = ["aes128gcm16-prfsha256-ecp256"]
+  esp_proposals = ["aes128gcm16"]
+  start_action = "{start}"
+  force_encap = true
+  keylog_dir = "{}"
+"#,
+            keylog.display(),
+            lan = if site == 'a' {
+                "10.1.0.1/24"
+            } else {
+                "10.2.0.1/24"
+            },
+        );
+        GatewayConfig::from_str(&text, "test.toml").unwrap()
+    }
+
+    /// Moves every packet one driver sends into the other; returns the SA
+    /// actions each took.
+    fn exchange(a: &mut IkeDriver, b: &mut IkeDriver) -> (Vec<SaAction>, Vec<SaAction>) {
+        let (mut sa_a, mut sa_b) = (Vec::new(), Vec::new());
+        fn step(from: &mut IkeDriver, to: &mut IkeDriver, keep: &mut Vec<SaAction>) -> bool {
+            let mut moved = false;
+            for act in from.take_actions() {
+                match act {
+                    SaAction::Transmit(p) => {
+                        moved = true;
+                        to.handle_punt(&p);
+                    }
+                    other => keep.push(other),
+                }
+            }
+            moved
+        }
+        for _ in 0..10 {
+            let moved = step(a, b, &mut sa_a) | step(b, a, &mut sa_b);
+            if !moved {
+                break;
+            }
+        }
+        (sa_a, sa_b)
+    }
+
+    fn installed(actions: &[SaAction]) -> (Vec<u32>, Vec<u32>) {
+        let mut inb = Vec::new();
+        let mut out = Vec::new();
+        for a in actions {
+            match a {
+                SaAction::InstallInbound { sa, .. } => inb.push(sa.config().spi.get()),
+                SaAction::InstallOutbound { sa, .. } => out.push(sa.config().spi.get()),
+                _ => {}
+            }
+        }
+        (inb, out)
+    }
+
+    /// Two drivers wired back to back through the IP/UDP packets they
+    /// build: the tunnel comes up with forced UDP encapsulation, each side
+    /// installs the SA the other sends on, a rekey moves both to new SAs,
+    /// and the key logs name the same SPIs with mode 0600.
+    #[test]
+    fn two_drivers_negotiate_install_and_rekey() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("espresso-ikedrv-{}", std::process::id()));
+        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
+        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
+        a.start();
+        let (acts_a, acts_b) = exchange(&mut a, &mut b);
+        let (in_a, out_a) = installed(&acts_a);
+        let (in_b, out_b) = installed(&acts_b);
+        assert_eq!(
+            (in_a.len(), out_a.len(), in_b.len(), out_b.len()),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(out_a, in_b);
+        assert_eq!(out_b, in_a);
+        for acts in [&acts_a, &acts_b] {
+            for act in acts.iter() {
+                if let SaAction::InstallInbound { sa, .. } = act {
+                    let c = sa.config();
+                    assert_eq!(c.udp_encap, Some(UdpEncap::nat_t()));
+                    assert_eq!(c.traffic_selectors.len(), 1);
+                }
+            }
+        }
+        assert!(a.tunnels_report().contains("tunnel t up"));
+        assert!(b
+            .tunnels_report()
+            .contains("responder aes128gcm16-prfsha256-ecp256"));
+        let stats = a.stats_lines();
+        assert!(stats.contains("ike.t.child_sa_established 1\n"), "{stats}");
+
+        // A rekey started by the responder: new inbound SAs first, then the
+        // outbound moves, then the old inbound goes after the grace period.
+        b.rekey("t").unwrap();
+        let (acts_a, acts_b) = exchange(&mut a, &mut b);
+        let (in2_a, out2_a) = installed(&acts_a);
+        let (in2_b, out2_b) = installed(&acts_b);
+        assert_eq!(
+            (in2_a.len(), out2_a.len(), in2_b.len(), out2_b.len()),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(out2_a, in2_b);
+        assert_eq!(out2_b, in2_a);
+        assert_ne!(in2_a, in_a);
+        for acts in [&acts_a, &acts_b] {
+            let first_in = acts
+                .iter()
+                .position(|x| matches!(x, SaAction::InstallInbound { .. }));
+            let first_out = acts
+                .iter()
+                .position(|x| matches!(x, SaAction::InstallOutbound { .. }));
+            assert!(first_in < first_out, "inbound before outbound");
+            assert!(
+                !acts
+                    .iter()
+                    .any(|x| matches!(x, SaAction::RemoveInbound { .. })),
+                "old inbound kept for the grace period"
+            );
+        }
+
+        for (d, spi) in [(dir.join("a"), out_a[0]), (dir.join("b"), in_a[0])] {
+            let esp = std::fs::read_to_string(d.join("esp_sa")).unwrap();
+            assert!(
+                esp.contains(&format!(
+                    "\"0x{spi:08x}\",\"AES-GCM with 16 octet ICV [RFC4106]\""
+                )),
+                "{esp}"
+            );
+            assert_eq!(esp.lines().count(), 4);
+            let ikev2 = std::fs::read_to_string(d.join("ikev2_decryption_table")).unwrap();
+            assert_eq!(ikev2.lines().count(), 1);
+            assert!(ikev2.contains("\"AES-GCM-128 with 16 octet ICV [RFC5282]\""));
+            let mode = std::fs::metadata(d.join("esp_sa"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Both sides logged the same IKE keys.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("a/ikev2_decryption_table")).unwrap(),
+            std::fs::read_to_string(dir.join("b/ikev2_decryption_table")).unwrap()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn range_to_prefixes() {
+        let p = |s: &str| s.parse::<IpAddr>().unwrap();
+        let v = range_prefixes(p("10.1.0.0"), p("10.1.0.255"));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].to_string(), "10.1.0.0/24");
+        let v = range_prefixes(p("0.0.0.0"), p("255.255.255.255"));
+        assert_eq!(
+            v.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            ["0.0.0.0/0"]
+        );
+        let v = range_prefixes(p("10.0.0.1"), p("10.0.0.6"));
+        assert_eq!(
+            v.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"]
+        );
+        let v = range_prefixes(p("fd02::"), p("fd02::ffff:ffff:ffff:ffff"));
+        assert_eq!(
+            v.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            ["fd02::/64"]
+        );
+        let v = range_prefixes(p("::"), p("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
+        assert_eq!(
+            v.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            ["::/0"]
+        );
+    }
+
+    #[test]
+    fn udp_packets_round_trip_with_valid_checksums() {
+        for (s, d) in [
+            ("192.0.2.1:4500", "192.0.2.2:4500"),
+            ("[2001:db8::1]:500", "[2001:db8::2]:500"),
+        ] {
+            let (s, d): (SocketAddr, SocketAddr) = (s.parse().unwrap(), d.parse().unwrap());
+            let pkt = build_udp(s, d, b"\0\0\0\0hello ike", 7).unwrap();
+            let (src, dst, payload) = parse_udp(&pkt).unwrap();
+            assert_eq!((src, dst, payload), (s, d, &b"\0\0\0\0hello ike"[..]));
+            let off = if s.is_ipv4() { 20 } else { 40 };
+            let udp = UdpPacket::new_checked(&pkt[off..]).unwrap();
+            match (s.ip(), d.ip()) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => {
+                    assert!(udp.verify_checksum_v4(a, b));
+                    assert!(Ipv4Packet::new_checked(&pkt[..]).unwrap().verify_checksum());
+                }
+                (IpAddr::V6(a), IpAddr::V6(b)) => assert!(udp.verify_checksum_v6(a, b)),
+                _ => unreachable!(),
+            }
+        }
+    }
+}
