@@ -85,6 +85,7 @@ where
         .x_desc(x_desc)
         .y_desc("Mpps (median, wall clock)")
         .x_label_formatter(x_label)
+        .y_labels(12)
         .y_label_formatter(&|y| format!("{y:.2}"))
         .label_style(("sans-serif", 13))
         .draw()
@@ -115,6 +116,9 @@ where
                     .map(|&p| Circle::new(p, 3, s.color.filled())),
             )
             .map_err(e)?;
+    }
+    if series.iter().all(|s| s.points.is_empty()) {
+        return Ok(());
     }
     chart
         .configure_series_labels()
