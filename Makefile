@@ -10,7 +10,8 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
 	libdpdk-dev dpdk dpdk-dev libipsec-mb-dev libpcap-dev \
 	iproute2 iputils-ping ethtool iperf3 tshark tcpdump python3 python3-scapy \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins \
-	libstrongswan-standard-plugins libstrongswan-extra-plugins
+	libstrongswan-standard-plugins libstrongswan-extra-plugins \
+	fonts-dejavu-core
 
 .PHONY: all deps build test fuzz lint bench demo clean
 
@@ -43,13 +44,19 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The summary table (ESP engine against the bare crypto, against DPDK's
-# dpdk-test-crypto-perf from dpdk-dev, and the per-packet tables; ~2 min),
-# then the criterion benches (~4 min after their build). BENCH_ARGS go to
-# esp_report (e.g. BENCH_ARGS=--quick).
+# The ESP engine summary (esp_report: against the bare crypto and DPDK's
+# dpdk-test-crypto-perf, ~2 min; BENCH_ARGS go to it, e.g.
+# BENCH_ARGS=--quick), the criterion benches only with BENCH_CRITERION=1
+# (~4 min more), then the lab: `espresso bench` on the standard matrix,
+# every case next to testpmd on the same traffic (~10 min on 2 cores;
+# LAB_ARGS go to it, e.g. LAB_ARGS=--quick). It ends with the table and
+# writes bench-results/latest.json, latest.md and the PNG plots.
+BENCH_CRITERION ?= 0
 bench: deps
 	$(CARGO) run --release -p espresso-benches --bin esp_report -- $(BENCH_ARGS)
-	$(CARGO) bench -p espresso-benches
+	if [ "$(BENCH_CRITERION)" = 1 ]; then $(CARGO) bench -p espresso-benches; fi
+	$(CARGO) build --release -p espresso-control
+	./target/release/espresso bench --out bench-results $(LAB_ARGS)
 
 demo: build
 	./scripts/two-site.sh demo

@@ -3,6 +3,7 @@
 //! everything below the data plane's safe API is out of reach.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod config;
 pub mod eal_args;
 pub mod forward;

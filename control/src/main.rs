@@ -81,6 +81,49 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: std::path::PathBuf,
     },
+    /// Measure the data path: encrypt and decrypt throughput per suite,
+    /// frame size, UDP encapsulation and SA count, each next to
+    /// `dpdk-testpmd --forward-mode=io` on the same traffic. Needs no NIC
+    /// (DPDK's net_pcap and net_null) and two cores. Prints a table and
+    /// writes OUT/latest.json and PNG plots.
+    Bench {
+        /// A few cases with short runs (a smoke test, not figures).
+        #[arg(long)]
+        quick: bool,
+        /// Runs per case and per baseline (figures are medians).
+        #[arg(long, default_value_t = 3)]
+        repetitions: usize,
+        /// Seconds of traffic before each measurement (default 0.5, quick
+        /// 0.2).
+        #[arg(long)]
+        warmup: Option<f64>,
+        /// Seconds measured per run (default 1.5, quick 0.3).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Only the cases whose name contains this (e.g. `decrypt`,
+        /// `chacha`, `100000SA`).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Output directory.
+        #[arg(long, default_value = "bench-results")]
+        out: std::path::PathBuf,
+        /// The core the worker and testpmd's forwarding lcore run on.
+        #[arg(long, default_value_t = 1)]
+        worker_core: usize,
+        /// The testpmd binary.
+        #[arg(long, default_value = "dpdk-testpmd")]
+        testpmd: std::path::PathBuf,
+        /// Skip the PNG plots.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// One measured run for `espresso bench` (internal).
+    #[command(hide = true)]
+    BenchCase {
+        /// The run, as JSON.
+        #[arg(long)]
+        request: String,
+    },
     /// Validate a configuration file: print `FILE: ok` and a summary, or
     /// the first problem (exit status 1).
     Check {
@@ -166,6 +209,67 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if answer.starts_with("error") {
                 return Err("reload failed".into());
             }
+            Ok(())
+        }
+        Command::Bench {
+            quick,
+            repetitions,
+            warmup,
+            duration,
+            filter,
+            out,
+            worker_core,
+            testpmd,
+            no_plots,
+        } => {
+            use control::bench;
+            let mut cases = if quick {
+                bench::spec::quick_matrix()
+            } else {
+                bench::spec::standard_matrix()
+            };
+            if let Some(f) = &filter {
+                cases.retain(|c| c.name().contains(f.as_str()));
+            }
+            if cases.is_empty() {
+                return Err("no case matches --filter".into());
+            }
+            if repetitions == 0 {
+                return Err("--repetitions must be at least 1".into());
+            }
+            let opts = bench::BenchOptions {
+                cases,
+                repetitions,
+                warmup_s: warmup.unwrap_or(if quick { 0.2 } else { 0.5 }),
+                duration_s: duration.unwrap_or(if quick { 0.3 } else { 1.5 }),
+                out_dir: out.clone(),
+                worker_core,
+                testpmd,
+                espresso: std::env::current_exe()?,
+                plots: !no_plots,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            eprintln!(
+                "espresso bench: {} cases x {} runs, each with its testpmd baseline",
+                opts.cases.len(),
+                opts.repetitions
+            );
+            let report = bench::run(&opts).map_err(|e| e.to_string())?;
+            println!("\n{} | {} | {}\n", report.date, report.cpu, report.command);
+            print!("{}", bench::report::table(&report.cases));
+            println!(
+                "\n{} cases in {:.0} s; results: {}/latest.json (and latest.md){}",
+                report.cases.len(),
+                report.elapsed_s,
+                out.display(),
+                if no_plots { "" } else { ", plots: *.png" }
+            );
+            Ok(())
+        }
+        Command::BenchCase { request } => {
+            let req: control::bench::case::CaseRequest = serde_json::from_str(&request)?;
+            let sample = control::bench::case::run(&req).map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&sample)?);
             Ok(())
         }
         Command::Check { config } => {

@@ -1,0 +1,305 @@
+//! `espresso bench`: the benchmark lab.
+//!
+//! No NIC is needed: for each case the lab writes a pcap ([`traffic`]),
+//! replays it in a loop into the gateway's data path through DPDK's
+//! `net_pcap` PMD and lets `net_null` swallow what comes out, on one
+//! worker core ([`case`], one child process per run). In the same run it
+//! measures `dpdk-testpmd --forward-mode=io` on the same pcap, vdevs, pool
+//! and core ([`testpmd`]): the cost of the I/O alone. Each case and its
+//! baseline run `repetitions` times, interleaved; the figures are medians
+//! ([`report`]), printed as a table, written to `latest.json` and drawn
+//! ([`plot`]).
+
+pub mod case;
+pub mod cpu;
+pub mod pcap;
+pub mod plot;
+pub mod report;
+pub mod spec;
+pub mod testpmd;
+pub mod traffic;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use case::{CaseRequest, RunSample};
+use report::{CaseRecord, Report};
+use spec::{CaseSpec, Direction};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// How to run the lab.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The cases.
+    pub cases: Vec<CaseSpec>,
+    /// Runs per case and per baseline.
+    pub repetitions: usize,
+    /// Seconds of traffic before each measurement.
+    pub warmup_s: f64,
+    /// Seconds measured per run.
+    pub duration_s: f64,
+    /// Where `latest.json` and the plots go.
+    pub out_dir: PathBuf,
+    /// The core the worker (and testpmd's forwarding lcore) runs on.
+    pub worker_core: usize,
+    /// The testpmd binary.
+    pub testpmd: PathBuf,
+    /// The `espresso` binary (for the per-run child processes).
+    pub espresso: PathBuf,
+    /// Draw the PNG plots.
+    pub plots: bool,
+    /// The command line, for the record.
+    pub command: String,
+}
+
+/// Removes the pcaps when the run ends, however it ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The pcap a case replays: plaintext ones are shared by every suite.
+fn pcap_key(spec: &CaseSpec) -> String {
+    match spec.direction {
+        Direction::Encrypt => format!("plain-{}-{}", spec.frame.label(), spec.sa_count),
+        Direction::Decrypt => format!(
+            "esp-{}-{}-{}-{}",
+            spec.algorithm.name(),
+            spec.frame.label(),
+            if spec.udp_encap { "udp" } else { "raw" },
+            spec.sa_count
+        ),
+    }
+}
+
+fn run_child(espresso: &Path, req: &CaseRequest) -> Result<RunSample, Error> {
+    let out = Command::new(espresso)
+        .arg("bench-case")
+        .arg("--request")
+        .arg(serde_json::to_string(req)?)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+    match (out.status.success(), line) {
+        (true, Some(l)) => Ok(serde_json::from_str(l)?),
+        _ => Err(format!(
+            "{} failed ({}): {}",
+            req.spec.name(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into()),
+    }
+}
+
+fn check_sample(what: &str, s: &RunSample) -> Result<(), Error> {
+    if s.packets == 0 || s.wall_s <= 0.0 || s.cpu_s <= 0.0 {
+        return Err(format!(
+            "{what}: no traffic measured ({} packets in {:.3} s, {:.3} s on CPU)",
+            s.packets, s.wall_s, s.cpu_s
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Runs every case, prints progress on stderr, writes `latest.json` and
+/// the plots, and returns the report.
+pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&opts.out_dir)?;
+    let tmp = TempDir(std::env::temp_dir().join(format!("espresso-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&tmp.0)?;
+    let total = opts.cases.len();
+    let mut pcaps: HashMap<String, (PathBuf, usize)> = HashMap::new();
+    let mut baselines: HashMap<String, Vec<RunSample>> = HashMap::new();
+    let mut records = Vec::new();
+    let mut tsc_hz = 0;
+    let mut run_id = 0u64;
+    let mut err = std::io::stderr();
+    // Progress: a line rewritten per run on a terminal, one per case else.
+    let tty = std::io::IsTerminal::is_terminal(&err);
+    for (n, spec) in opts.cases.iter().enumerate() {
+        let key = pcap_key(spec);
+        let (path, frames) = match pcaps.get(&key) {
+            Some(p) => p.clone(),
+            None => {
+                let path = tmp.0.join(format!("{key}.pcap"));
+                let info = traffic::write_pcap(spec, &path)?;
+                pcaps.insert(key.clone(), (path.clone(), info.frames));
+                (path, info.frames)
+            }
+        };
+        let req = CaseRequest {
+            spec: *spec,
+            pcap: path.clone(),
+            pcap_frames: frames,
+            warmup_s: opts.warmup_s,
+            duration_s: opts.duration_s,
+            worker_core: opts.worker_core,
+        };
+        let mut runs = Vec::new();
+        let have = baselines.get(&key).map_or(0, Vec::len);
+        for r in 0..opts.repetitions {
+            if tty {
+                let _ = write!(
+                    err,
+                    "\r[{:>3}/{total}] {:<44} run {}/{}   ",
+                    n + 1,
+                    spec.name(),
+                    r + 1,
+                    opts.repetitions
+                );
+                let _ = err.flush();
+            }
+            let s = run_child(&opts.espresso, &req)?;
+            check_sample(&spec.name(), &s)?;
+            tsc_hz = s.tsc_hz;
+            runs.push(s);
+            if r >= have {
+                run_id += 1;
+                let b = testpmd::run(&testpmd::Baseline {
+                    testpmd: &opts.testpmd,
+                    pcap: &path,
+                    pcap_frames: frames,
+                    warmup_s: opts.warmup_s,
+                    duration_s: opts.duration_s,
+                    worker_core: opts.worker_core,
+                    tsc_hz,
+                    run_id,
+                })?;
+                check_sample(&format!("testpmd on {key}"), &b)?;
+                baselines.entry(key.clone()).or_default().push(b);
+            }
+        }
+        let record = CaseRecord::new(spec, &runs, &baselines[&key]);
+        let _ = writeln!(
+            err,
+            "{}[{:>3}/{total}] {:<44} {:>7.3} Mpps ({:.3} on CPU), testpmd {:>7.3} Mpps, ratio {:.3}",
+            if tty { "\r" } else { "" },
+            n + 1,
+            spec.name(),
+            record.mpps,
+            record.oncpu_mpps,
+            record.baseline_mpps,
+            record.ratio
+        );
+        records.push(record);
+    }
+    let report = Report {
+        date: utc_now(),
+        cpu: cpu_model(),
+        command: opts.command.clone(),
+        tsc_hz,
+        repetitions: opts.repetitions,
+        warmup_s: opts.warmup_s,
+        duration_s: opts.duration_s,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        method: format!(
+            "One worker core ({core}). Input: DPDK net_pcap replaying a generated pcap in a loop \
+             (infinite_rx); output: net_null; EAL --no-huge --no-pci -m {mem}. Pool: {mbufs} \
+             mbufs plus one per pcap frame (net_pcap keeps the file in mbufs), cache {cache}, \
+             bursts of 32. Gateway: espresso's Worker/Node data path with the case's SAs and \
+             policies installed through its control queue. Baseline: dpdk-testpmd \
+             --forward-mode=io on the same pcap, vdevs, pool and core. Each run: {w} s warm-up, \
+             {d} s measured; {reps} runs each, interleaved; figures are medians. Gbps counts \
+             inner (plaintext) IP bytes; cycles/packet = worker on-CPU time x TSC Hz / packets; \
+             on-CPU Mpps = packets / worker on-CPU seconds (procfs). Frame sizes include the \
+             FCS (RFC 2544); IMIX is 64/570/1518 at 7:4:1.",
+            core = opts.worker_core,
+            mem = case::EAL_MEMORY_MB,
+            mbufs = case::WORKING_MBUFS,
+            cache = case::MBUF_CACHE,
+            w = opts.warmup_s,
+            d = opts.duration_s,
+            reps = opts.repetitions
+        ),
+        cases: records,
+    };
+    let json = opts.out_dir.join("latest.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")?;
+    std::fs::write(
+        opts.out_dir.join("latest.md"),
+        report::markdown_table(&report.cases),
+    )?;
+    if opts.plots {
+        plot::draw_all(&report, &opts.out_dir)?;
+    }
+    Ok(report)
+}
+
+/// `lscpu`'s model name, or `unknown`.
+pub fn cpu_model() -> String {
+    Command::new("lscpu")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("Model name:").map(|m| m.trim().to_string()))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The current UTC time as RFC 3339 (`2024-05-01T12:00:00Z`).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (civil-from-days, H. Hinnant).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn plaintext_pcaps_are_shared_by_suites() {
+        let m = spec::standard_matrix();
+        let enc: std::collections::HashSet<_> = m
+            .iter()
+            .filter(|c| c.direction == Direction::Encrypt)
+            .map(pcap_key)
+            .collect();
+        assert_eq!(enc.len(), 4 + 3);
+    }
+}

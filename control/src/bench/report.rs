@@ -1,0 +1,250 @@
+//! Results: per-case records (medians over the repetitions, each next to
+//! its baseline from the same run), the table and `latest.json`.
+
+use serde::{Deserialize, Serialize};
+
+use super::case::RunSample;
+use super::spec::CaseSpec;
+
+/// One figure set: a rate and what follows from it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Rate {
+    /// Million packets per wall-clock second.
+    pub mpps: f64,
+    /// Gigabits per second of inner (plaintext) IP bytes.
+    pub gbps: f64,
+    /// TSC cycles the forwarding thread ran per packet (its on-CPU time
+    /// times the TSC frequency, over the packets).
+    pub cycles_per_packet: f64,
+    /// Million packets per second the forwarding thread was on a CPU.
+    pub oncpu_mpps: f64,
+}
+
+/// The median of some values (the mean of the middle two for an even
+/// count); NaN for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+impl Rate {
+    /// The figures of one run; `mean_ip_len` is the average plaintext IP
+    /// packet length of the pcap.
+    pub fn of(s: &RunSample, mean_ip_len: f64) -> Self {
+        let pps = s.packets as f64 / s.wall_s;
+        Self {
+            mpps: pps / 1e6,
+            gbps: pps * mean_ip_len * 8.0 / 1e9,
+            cycles_per_packet: s.cpu_s * s.tsc_hz as f64 / s.packets as f64,
+            oncpu_mpps: s.packets as f64 / s.cpu_s / 1e6,
+        }
+    }
+
+    /// Field-wise medians of several runs.
+    pub fn median_of(rates: &[Rate]) -> Self {
+        let m = |f: fn(&Rate) -> f64| median(&rates.iter().map(f).collect::<Vec<_>>());
+        Self {
+            mpps: m(|r| r.mpps),
+            gbps: m(|r| r.gbps),
+            cycles_per_packet: m(|r| r.cycles_per_packet),
+            oncpu_mpps: m(|r| r.oncpu_mpps),
+        }
+    }
+}
+
+/// One case's record in `latest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseRecord {
+    /// `encrypt` or `decrypt`.
+    pub direction: String,
+    /// strongSwan-style suite name.
+    pub algorithm: String,
+    /// The crypto backend the gateway used.
+    pub backend: String,
+    /// `64`, `512`, `1420` or `imix` (RFC 2544 frame sizes, FCS included).
+    pub frame_size: String,
+    /// ESP in UDP port 4500.
+    pub udp_encap: bool,
+    /// SAs (and policies), traffic spread over all.
+    pub sa_count: u32,
+    /// Gateway: median million packets per second (wall clock).
+    pub mpps: f64,
+    /// Gateway: median Gbit/s of inner IP bytes.
+    pub gbps: f64,
+    /// Gateway: median TSC cycles per packet of worker on-CPU time.
+    pub cycles_per_packet: f64,
+    /// Gateway: median million packets per on-CPU second.
+    pub oncpu_mpps: f64,
+    /// testpmd io forwarding on the same pcap: median Mpps.
+    pub baseline_mpps: f64,
+    /// Baseline median Gbit/s (same inner-IP-byte accounting).
+    pub baseline_gbps: f64,
+    /// Baseline median cycles per packet.
+    pub baseline_cycles_per_packet: f64,
+    /// Baseline median Mpps per on-CPU second.
+    pub baseline_oncpu_mpps: f64,
+    /// `mpps / baseline_mpps`.
+    pub ratio: f64,
+    /// `oncpu_mpps / baseline_oncpu_mpps`.
+    pub oncpu_ratio: f64,
+    /// Frames dropped in the gateway's windows (all repetitions).
+    pub dropped: u64,
+    /// Every gateway run.
+    pub runs: Vec<Rate>,
+    /// Every baseline run.
+    pub baseline_runs: Vec<Rate>,
+}
+
+impl CaseRecord {
+    /// Builds the record from the runs of a case and of its baseline.
+    pub fn new(spec: &CaseSpec, runs: &[RunSample], baseline: &[RunSample]) -> Self {
+        let ip = spec.frame.mean_ip_len();
+        let g: Vec<Rate> = runs.iter().map(|s| Rate::of(s, ip)).collect();
+        let b: Vec<Rate> = baseline.iter().map(|s| Rate::of(s, ip)).collect();
+        let gm = Rate::median_of(&g);
+        let bm = Rate::median_of(&b);
+        Self {
+            direction: spec.direction.name().into(),
+            algorithm: spec.algorithm.name().into(),
+            backend: runs.first().map(|r| r.backend.clone()).unwrap_or_default(),
+            frame_size: spec.frame.label(),
+            udp_encap: spec.udp_encap,
+            sa_count: spec.sa_count,
+            mpps: gm.mpps,
+            gbps: gm.gbps,
+            cycles_per_packet: gm.cycles_per_packet,
+            oncpu_mpps: gm.oncpu_mpps,
+            baseline_mpps: bm.mpps,
+            baseline_gbps: bm.gbps,
+            baseline_cycles_per_packet: bm.cycles_per_packet,
+            baseline_oncpu_mpps: bm.oncpu_mpps,
+            ratio: gm.mpps / bm.mpps,
+            oncpu_ratio: gm.oncpu_mpps / bm.oncpu_mpps,
+            dropped: runs.iter().map(|r| r.dropped).sum(),
+            runs: g,
+            baseline_runs: b,
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// UTC date and time of the run (RFC 3339).
+    pub date: String,
+    /// `lscpu`'s model name.
+    pub cpu: String,
+    /// The command line.
+    pub command: String,
+    /// TSC frequency in Hz.
+    pub tsc_hz: u64,
+    /// Repetitions per case (the figures are medians).
+    pub repetitions: usize,
+    /// Warm-up seconds per run.
+    pub warmup_s: f64,
+    /// Measured seconds per run.
+    pub duration_s: f64,
+    /// Wall-clock seconds the whole run took.
+    pub elapsed_s: f64,
+    /// How the figures were taken, in one paragraph.
+    pub method: String,
+    /// One record per case.
+    pub cases: Vec<CaseRecord>,
+}
+
+/// The table, one line per case.
+pub fn table(cases: &[CaseRecord]) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>7} {:>8} | {:>6} {:>6}\n",
+        "dir", "algorithm", "frame", "udp", "SAs", "Mpps", "Gbps", "cyc/pkt", "cpuMpps",
+        "tpMpps", "tpGbps", "tpcyc/p", "ratio", "cpu-r"
+    ));
+    for c in cases {
+        s.push_str(&format!(
+            "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3}\n",
+            c.direction,
+            c.algorithm,
+            c.frame_size,
+            if c.udp_encap { "yes" } else { "no" },
+            c.sa_count,
+            c.mpps,
+            c.gbps,
+            c.cycles_per_packet,
+            c.oncpu_mpps,
+            c.baseline_mpps,
+            c.baseline_gbps,
+            c.baseline_cycles_per_packet,
+            c.ratio,
+            c.oncpu_ratio
+        ));
+    }
+    s
+}
+
+/// The same table in Markdown (for README.md).
+pub fn markdown_table(cases: &[CaseRecord]) -> String {
+    let mut s = String::from(
+        "| direction | algorithm | frame | UDP | SAs | Mpps | Gbps | cycles/pkt | on-CPU Mpps | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for c in cases {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} |\n",
+            c.direction,
+            c.algorithm,
+            c.frame_size,
+            if c.udp_encap { "yes" } else { "no" },
+            c.sa_count,
+            c.mpps,
+            c.gbps,
+            c.cycles_per_packet,
+            c.oncpu_mpps,
+            c.baseline_mpps,
+            c.baseline_gbps,
+            c.baseline_cycles_per_packet,
+            c.ratio,
+            c.oncpu_ratio
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn rate_from_a_run() {
+        let s = RunSample {
+            packets: 2_000_000,
+            received: 2_000_000,
+            dropped: 0,
+            wall_s: 1.0,
+            cpu_s: 0.5,
+            tsc_hz: 2_000_000_000,
+            backend: "x".into(),
+            setup_s: 0.0,
+        };
+        let r = Rate::of(&s, 46.0);
+        assert!((r.mpps - 2.0).abs() < 1e-9);
+        assert!((r.gbps - 2e6 * 46.0 * 8.0 / 1e9).abs() < 1e-9);
+        assert!((r.cycles_per_packet - 500.0).abs() < 1e-9);
+        assert!((r.oncpu_mpps - 4.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,199 @@
+//! The baseline: `dpdk-testpmd --forward-mode=io` on the same pcap, the
+//! same vdevs, the same pool and burst sizes and the same worker core —
+//! the cost of the I/O alone, measured in the same run as the gateway.
+//!
+//! testpmd runs interactively with its standard input a pipe: `start`,
+//! then `show port stats 1` at the start and end of the window (the
+//! output port's `TX-packets`), while this process reads the forwarding
+//! lcore's on-CPU time from procfs at the same instants.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::case::{RunSample, EAL_MEMORY_MB, MBUF_CACHE, WORKING_MBUFS};
+use super::cpu::{threads, ThreadClock};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Kills and reaps testpmd if the run ends early.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// How to run the baseline.
+#[derive(Debug, Clone)]
+pub struct Baseline<'a> {
+    /// The testpmd binary.
+    pub testpmd: &'a Path,
+    /// The pcap.
+    pub pcap: &'a Path,
+    /// Frames in it.
+    pub pcap_frames: usize,
+    /// Seconds of traffic before measuring.
+    pub warmup_s: f64,
+    /// Seconds measured.
+    pub duration_s: f64,
+    /// The forwarding core (testpmd's main lcore is core 0).
+    pub worker_core: usize,
+    /// TSC frequency (from a gateway run; the same machine).
+    pub tsc_hz: u64,
+    /// Distinguishes concurrent DPDK processes' runtime files.
+    pub run_id: u64,
+}
+
+fn wait_for(out: &Mutex<Vec<u8>>, needle: &str, count: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        {
+            let o = out.lock().unwrap_or_else(|e| e.into_inner());
+            if String::from_utf8_lossy(&o).matches(needle).count() >= count {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// The `TX-packets` counters of each `show port stats` block, in order.
+pub fn parse_tx_packets(output: &str) -> Vec<u64> {
+    output
+        .split("NIC statistics for port")
+        .skip(1)
+        .filter_map(|block| {
+            let i = block.find("TX-packets:")?;
+            block[i + "TX-packets:".len()..]
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// One baseline run.
+pub fn run(b: &Baseline) -> Result<RunSample, Error> {
+    let pcap = b.pcap.to_str().ok_or("pcap path is not UTF-8")?;
+    let prefix = format!("espresso-testpmd-{}-{}", std::process::id(), b.run_id);
+    let child = Command::new(b.testpmd)
+        .args(["-l", &format!("0,{}", b.worker_core)])
+        .args(["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry"])
+        .arg(format!("--file-prefix={prefix}"))
+        .args(["-m", &EAL_MEMORY_MB.to_string()])
+        .arg("--log-level=lib.eal:warning")
+        .args([
+            "--vdev",
+            &format!("net_pcap0,rx_pcap={pcap},infinite_rx=1"),
+            "--vdev",
+            "net_null0,no-rx=1",
+            "--",
+            "-i",
+            "--forward-mode=io",
+            "--nb-cores=1",
+            "--rxq=1",
+            "--txq=1",
+            "--rxd=1024",
+            "--txd=1024",
+            "--burst=32",
+        ])
+        .arg(format!(
+            "--total-num-mbufs={}",
+            WORKING_MBUFS + b.pcap_frames as u32
+        ))
+        .arg(format!("--mbcache={MBUF_CACHE}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", b.testpmd.display()))?;
+    let mut child = Reaper(child);
+    let pid = child.0.id();
+    let mut stdin = child.0.stdin.take().ok_or("testpmd stdin")?;
+    let mut stdout = child.0.stdout.take().ok_or("testpmd stdout")?;
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    // The prompt is written unbuffered once the ports are up.
+    if !wait_for(&out, "testpmd> ", 1, Duration::from_secs(60)) {
+        return Err("testpmd did not come up".into());
+    }
+    stdin.write_all(b"start\n")?;
+    std::thread::sleep(Duration::from_secs_f64(b.warmup_s));
+    // The forwarding lcore is the EAL worker thread of the worker core
+    // (`rte-worker-N` in DPDK 22.11, `lcore-worker-N` in older releases,
+    // `dpdk-worker-N` in newer ones).
+    let wanted: Vec<String> = ["rte-worker", "lcore-worker", "dpdk-worker"]
+        .iter()
+        .map(|p| format!("{p}-{}", b.worker_core))
+        .collect();
+    let clock: ThreadClock = threads(pid)?
+        .into_iter()
+        .find(|t| t.name().is_ok_and(|n| wanted.contains(&n)))
+        .ok_or_else(|| format!("testpmd has no thread {}", wanted.join(" or ")))?;
+    let c0 = clock.on_cpu()?;
+    let t0 = Instant::now();
+    stdin.write_all(b"show port stats 1\n")?;
+    std::thread::sleep(Duration::from_secs_f64(b.duration_s));
+    let c1 = clock.on_cpu()?;
+    let t1 = Instant::now();
+    stdin.write_all(b"show port stats 1\n")?;
+    stdin.write_all(b"stop\nquit\n")?;
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if child.0.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(child);
+    let _ = reader.join();
+    let text = String::from_utf8_lossy(&out.lock().unwrap_or_else(|e| e.into_inner())).to_string();
+    let tx = parse_tx_packets(&text);
+    if tx.len() < 2 {
+        return Err(format!("testpmd printed {} stats blocks, not 2", tx.len()).into());
+    }
+    Ok(RunSample {
+        packets: tx[1].saturating_sub(tx[0]),
+        received: tx[1].saturating_sub(tx[0]),
+        dropped: 0,
+        wall_s: (t1 - t0).as_secs_f64(),
+        cpu_s: (c1 - c0).as_secs_f64(),
+        tsc_hz: b.tsc_hz,
+        backend: "testpmd io".into(),
+        setup_s: 0.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_packets_from_show_port_stats() {
+        let out = "testpmd> show port stats 1\n  ######## NIC statistics for port 1  ####\n  RX-packets: 0          RX-missed: 0          RX-bytes:  0\n  TX-packets: 38285984   TX-errors: 0          TX-bytes:  0\ntestpmd> show port stats 1\n  ######## NIC statistics for port 1  ####\n  TX-packets: 58609920   TX-errors: 0\n";
+        assert_eq!(parse_tx_packets(out), vec![38285984, 58609920]);
+    }
+}

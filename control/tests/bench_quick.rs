@@ -1,0 +1,51 @@
+//! `espresso bench --quick` end to end: the lab runs its quick matrix on
+//! DPDK's net_pcap and net_null devices with the testpmd baseline, and
+//! leaves a parsable `latest.json` with nonzero rates and the plots. No
+//! figure is asserted: the machine is shared and the numbers are only
+//! reported. Needs root and DPDK (dpdk-testpmd), as CI has.
+
+use std::process::Command;
+
+#[test]
+fn quick_bench_produces_records_with_rates() {
+    let out_dir = std::env::temp_dir().join(format!("espresso-bench-quick-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_espresso"))
+        .args(["bench", "--quick", "--out"])
+        .arg(&out_dir)
+        .output()
+        .expect("run espresso bench --quick");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    println!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "espresso bench --quick failed");
+
+    let json = std::fs::read_to_string(out_dir.join("latest.json")).expect("latest.json");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("latest.json parses");
+    let cases = report["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 3, "{json}");
+    for c in cases {
+        for key in [
+            "mpps",
+            "gbps",
+            "cycles_per_packet",
+            "oncpu_mpps",
+            "baseline_mpps",
+            "baseline_oncpu_mpps",
+            "ratio",
+        ] {
+            let v = c[key].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v > 0.0, "{key} = {v} in {c}");
+        }
+        assert!(c["runs"].as_array().is_some_and(|r| r.len() >= 3), "{c}");
+        assert!(c["direction"].is_string() && c["algorithm"].is_string());
+    }
+    let directions: Vec<&str> = cases
+        .iter()
+        .filter_map(|c| c["direction"].as_str())
+        .collect();
+    assert!(directions.contains(&"encrypt") && directions.contains(&"decrypt"));
+    // The quick matrix has the frame-size plot's data (one point a line).
+    assert!(out_dir.join("throughput_by_frame_size.png").exists());
+    assert!(stdout.contains("ratio"), "the table is printed");
+    std::fs::remove_dir_all(&out_dir).expect("clean up");
+}
