@@ -5,7 +5,15 @@
 //! queued by another.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
+
+use crate::esp::inbound::SpiHasher;
+
+/// Neighbour addresses are few and ours to learn (a packet cannot insert
+/// one without an ARP/ND exchange we take part in), so a cheap multiplicative
+/// hash replaces SipHash on this per-packet lookup.
+type FastMap<V> = HashMap<IpAddr, V, BuildHasherDefault<SpiHasher>>;
 
 /// One neighbour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,13 +31,16 @@ pub struct Neighbour {
 /// Neighbour cache plus the bookkeeping for resolution requests.
 #[derive(Debug, Default, Clone)]
 pub struct NeighbourTable {
-    entries: HashMap<IpAddr, Neighbour>,
-    last_request_ms: HashMap<IpAddr, u64>,
+    entries: FastMap<Neighbour>,
+    last_request_ms: FastMap<u64>,
 }
 
 impl NeighbourTable {
     /// Minimum interval between two resolution requests for one address.
     pub const REQUEST_INTERVAL_MS: u64 = 200;
+    /// Most learned entries kept: anyone on a link can send ARP requests
+    /// with made-up sender addresses, so learning is bounded.
+    pub const MAX_LEARNED: usize = 4096;
 
     /// An empty table.
     pub fn new() -> Self {
@@ -52,6 +63,7 @@ impl NeighbourTable {
     /// Records a learned address; returns true if it is new or changed.
     /// Static entries are kept.
     pub fn learn(&mut self, ip: IpAddr, mac: [u8; 6], iface: u16, now_ms: u64) -> bool {
+        let full = self.entries.len() >= Self::MAX_LEARNED;
         match self.entries.get_mut(&ip) {
             Some(e) if e.is_static => false,
             Some(e) => {
@@ -61,6 +73,7 @@ impl NeighbourTable {
                 e.updated_ms = now_ms;
                 changed
             }
+            None if full => false,
             None => {
                 self.entries.insert(
                     ip,
@@ -87,6 +100,13 @@ impl NeighbourTable {
     pub fn should_request(&mut self, ip: IpAddr, now_ms: u64) -> bool {
         match self.last_request_ms.get(&ip) {
             Some(&t) if now_ms.saturating_sub(t) < Self::REQUEST_INTERVAL_MS => false,
+            None if self.last_request_ms.len() >= Self::MAX_LEARNED => {
+                // Forget old request times rather than grow without bound.
+                self.last_request_ms
+                    .retain(|_, t| now_ms.saturating_sub(*t) < Self::REQUEST_INTERVAL_MS);
+                self.last_request_ms.insert(ip, now_ms);
+                true
+            }
             _ => {
                 self.last_request_ms.insert(ip, now_ms);
                 true
@@ -130,5 +150,22 @@ mod tests {
         assert!(t.learn(b, [4; 6], 1, 1500));
         assert_eq!(t.lookup(b), Some([4; 6]));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn learning_is_bounded() {
+        let mut t = NeighbourTable::new();
+        for i in 0..(NeighbourTable::MAX_LEARNED as u32 + 100) {
+            t.learn(
+                IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)),
+                [2; 6],
+                0,
+                1,
+            );
+        }
+        assert_eq!(t.len(), NeighbourTable::MAX_LEARNED);
+        // Static entries are still accepted.
+        t.insert_static("192.0.2.9".parse().unwrap(), [9; 6], 1);
+        assert_eq!(t.lookup("192.0.2.9".parse().unwrap()), Some([9; 6]));
     }
 }

@@ -811,7 +811,7 @@ impl<B: PacketBuf> Node<B> {
                     Some(frags) => {
                         drop(pkt);
                         for f in frags {
-                            self.seal_and_route(slot, f, pool);
+                            self.seal_and_route(slot, f, outer_dst, hop, pool);
                         }
                     }
                     None => self.drop_gw(GwDrop::TooBig),
@@ -821,10 +821,19 @@ impl<B: PacketBuf> Node<B> {
             self.drop_gw(GwDrop::TooBig);
             return self.icmp_too_big(in_if, pkt, fits as u16, pool);
         }
-        self.seal_and_route(slot, pkt, pool)
+        self.seal_and_route(slot, pkt, outer_dst, hop, pool)
     }
 
-    fn seal_and_route(&mut self, slot: SaRef, mut pkt: B, pool: &mut impl PacketPool<B>) {
+    /// Encapsulates with the slot's SA and sends the result towards
+    /// `outer_dst` through `hop` (looked up once by the caller).
+    fn seal_and_route(
+        &mut self,
+        slot: SaRef,
+        mut pkt: B,
+        outer_dst: IpAddr,
+        hop: crate::route::NextHop,
+        pool: &mut impl PacketPool<B>,
+    ) {
         let Some(sa) = self.engine.outbound_mut(slot) else {
             return self.drop_esp(DropReason::NoPolicy);
         };
@@ -835,7 +844,7 @@ impl<B: PacketBuf> Node<B> {
         }) {
             Ok(()) => {
                 self.counters.encapsulated += 1;
-                self.route_out(pkt, pool, false)
+                self.deliver(pkt, outer_dst, hop, pool, false)
             }
             Err(r) => self.drop_esp(r),
         }
@@ -974,6 +983,19 @@ impl<B: PacketBuf> Node<B> {
         let Some((_, hop)) = self.routes.lookup(dst) else {
             return self.drop_gw(GwDrop::NoRoute);
         };
+        self.deliver(pkt, dst, hop, pool, check_mtu)
+    }
+
+    /// Sends an IP packet for `dst` through `hop`: MTU check (when asked),
+    /// neighbour resolution, link-layer header, transmit list.
+    fn deliver(
+        &mut self,
+        pkt: B,
+        dst: IpAddr,
+        hop: crate::route::NextHop,
+        pool: &mut impl PacketPool<B>,
+        check_mtu: bool,
+    ) {
         let out_if = hop.interface;
         let mtu = usize::from(self.ifaces[usize::from(out_if)].mtu);
         if check_mtu && pkt.len() > mtu {
@@ -1383,6 +1405,11 @@ fn write_icmpv6<B: PacketBuf>(
 /// Destination, upper-layer protocol and its offset of an IP packet.
 fn ip_summary(data: &[u8]) -> Option<(IpAddr, IpProtocol, usize)> {
     match data.first()? >> 4 {
+        4 if data[0] == 0x45 => {
+            let h = crate::wire::Ipv4Fixed::parse(data)?;
+            h.checksum_ok()
+                .then(|| (IpAddr::V4(h.dst_addr()), h.protocol(), 20))
+        }
         4 => {
             let ip = Ipv4Packet::new_checked(data).ok()?;
             if !ip.verify_checksum() {
