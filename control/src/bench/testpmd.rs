@@ -85,6 +85,9 @@ pub fn parse_tx_packets(output: &str) -> Vec<u64> {
 pub fn run(b: &Baseline) -> Result<RunSample, Error> {
     let pcap = b.pcap.to_str().ok_or("pcap path is not UTF-8")?;
     let prefix = format!("espresso-testpmd-{}-{}", std::process::id(), b.run_id);
+    // With --no-shconf testpmd still creates its (empty) runtime directory
+    // and never removes it; do that when this run ends, however it ends.
+    let _runtime_dir = EmptyDirGuard(std::path::PathBuf::from(format!("/var/run/dpdk/{prefix}")));
     let child = Command::new(b.testpmd)
         .args(["-l", &format!("0,{}", b.worker_core)])
         .args(["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry"])
@@ -185,6 +188,15 @@ pub fn run(b: &Baseline) -> Result<RunSample, Error> {
         backend: "testpmd io".into(),
         setup_s: 0.0,
     })
+}
+
+/// Removes a directory on drop if it is empty (never anything else).
+struct EmptyDirGuard(std::path::PathBuf);
+
+impl Drop for EmptyDirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 #[cfg(test)]
