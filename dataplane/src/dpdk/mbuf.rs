@@ -129,9 +129,27 @@ impl Mbuf {
     }
 
     /// Bytes of data in the first segment.
+    ///
+    /// The plain fields of `struct rte_mbuf` (data_len, data_off, buf_addr)
+    /// are read directly rather than through the C shim: these accessors
+    /// run many times per packet, and a call across the FFI boundary cannot
+    /// be inlined. bindgen lays the struct out from the same headers and
+    /// cflags the C side uses.
+    #[inline]
     pub fn len(&self) -> usize {
-        // SAFETY: valid owned mbuf.
-        usize::from(unsafe { dpdk_sys::espresso_pktmbuf_data_len(self.ptr.as_ptr()) })
+        // SAFETY: `ptr` is a valid mbuf we own; reading a plain field.
+        usize::from(unsafe { (*self.ptr.as_ptr()).data_len })
+    }
+
+    /// Start of the first segment's data (DPDK's `rte_pktmbuf_mtod`).
+    #[inline]
+    fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: valid owned mbuf; plain field reads.
+        let (addr, off) = unsafe {
+            let m = &*self.ptr.as_ptr();
+            (m.buf_addr as *mut u8, usize::from(m.data_off))
+        };
+        addr.wrapping_add(off)
     }
 
     /// True when the first segment holds no data.
@@ -152,9 +170,10 @@ impl Mbuf {
     }
 
     /// Free bytes in front of the data.
+    #[inline]
     pub fn headroom(&self) -> usize {
-        // SAFETY: valid owned mbuf.
-        usize::from(unsafe { dpdk_sys::espresso_pktmbuf_headroom(self.ptr.as_ptr()) })
+        // SAFETY: valid owned mbuf; `rte_pktmbuf_headroom` is `data_off`.
+        usize::from(unsafe { (*self.ptr.as_ptr()).data_off })
     }
 
     /// Free bytes after the data (last segment).
@@ -176,10 +195,10 @@ impl Mbuf {
     }
 
     /// The first segment's data.
+    #[inline]
     pub fn data(&self) -> &[u8] {
         let len = self.len();
-        // SAFETY: valid owned mbuf; mtod only computes a pointer.
-        let p = unsafe { dpdk_sys::espresso_pktmbuf_mtod(self.ptr.as_ptr()) } as *const u8;
+        let p = self.data_ptr() as *const u8;
         // SAFETY: mtod points at `data_len` initialised bytes inside the
         // mbuf's buffer, which we own; the borrow of `self` keeps it alive
         // and unaliased by mutation.
@@ -187,10 +206,10 @@ impl Mbuf {
     }
 
     /// The first segment's data, writable.
+    #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let len = self.len();
-        // SAFETY: valid owned mbuf; mtod only computes a pointer.
-        let p = unsafe { dpdk_sys::espresso_pktmbuf_mtod(self.ptr.as_ptr()) } as *mut u8;
+        let p = self.data_ptr();
         // SAFETY: as in `data`, and `&mut self` makes the borrow exclusive.
         unsafe { std::slice::from_raw_parts_mut(p, len) }
     }
@@ -205,14 +224,17 @@ impl Mbuf {
                 available,
             });
         }
-        // SAFETY: len <= headroom <= u16::MAX, so DPDK's prepend succeeds and
-        // returns a pointer to `len` bytes inside our buffer.
-        let p = unsafe { dpdk_sys::espresso_pktmbuf_prepend(self.ptr.as_ptr(), len as u16) };
-        if p.is_null() {
-            return Err(MbufError::NoHeadroom {
-                needed: len,
-                available,
-            });
+        // What `rte_pktmbuf_prepend` does, without the call: move the data
+        // start back and grow both lengths.
+        // SAFETY: we own the mbuf exclusively (`&mut self`); `len` is at
+        // most the headroom (`data_off`), so the new start stays inside the
+        // buffer, and the lengths cannot overflow (data_off + data_len
+        // <= buf_len <= u16::MAX).
+        unsafe {
+            let m = &mut *self.ptr.as_ptr();
+            m.data_off -= len as u16;
+            m.data_len += len as u16;
+            m.pkt_len += len as u32;
         }
         Ok(&mut self.data_mut()[..len])
     }
@@ -250,13 +272,15 @@ impl Mbuf {
                 available,
             });
         }
-        // SAFETY: len <= data_len of the first segment.
-        let p = unsafe { dpdk_sys::espresso_pktmbuf_adj(self.ptr.as_ptr(), len as u16) };
-        if p.is_null() {
-            return Err(MbufError::TooShort {
-                needed: len,
-                available,
-            });
+        // What `rte_pktmbuf_adj` does, without the call.
+        // SAFETY: we own the mbuf exclusively; `len` is at most the first
+        // segment's data length, so the new start stays inside its data and
+        // no length underflows (pkt_len >= data_len).
+        unsafe {
+            let m = &mut *self.ptr.as_ptr();
+            m.data_off += len as u16;
+            m.data_len -= len as u16;
+            m.pkt_len -= len as u32;
         }
         Ok(())
     }
