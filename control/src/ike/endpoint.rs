@@ -125,8 +125,15 @@ impl core::fmt::Debug for Endpoint {
     }
 }
 
-fn payload<'a, T>(ps: &'a [Payload], f: impl Fn(&'a Payload) -> Option<&'a T>) -> Option<&'a T> {
-    ps.iter().find_map(f)
+/// The first payload of one kind: `find_payload!(ps, Sa)` is the `SaPayload`
+/// of the first `Payload::Sa` in `ps`, if any.
+macro_rules! find_payload {
+    ($ps:expr, $kind:ident) => {
+        $ps.iter().find_map(|p| match p {
+            Payload::$kind(x) => Some(x),
+            _ => None,
+        })
+    };
 }
 
 fn first_error(ps: &[Payload]) -> Option<NotifyType> {
@@ -895,27 +902,9 @@ impl Endpoint {
         };
         let ps = &msg.payloads;
         let (Some(sa_p), Some(ke), Some(ni)) = (
-            payload(ps, |p| {
-                if let Payload::Sa(s) = p {
-                    Some(s)
-                } else {
-                    None
-                }
-            }),
-            payload(ps, |p| {
-                if let Payload::Ke(k) = p {
-                    Some(k)
-                } else {
-                    None
-                }
-            }),
-            payload(ps, |p| {
-                if let Payload::Nonce(n) = p {
-                    Some(n)
-                } else {
-                    None
-                }
-            }),
+            find_payload!(ps, Sa),
+            find_payload!(ps, Ke),
+            find_payload!(ps, Nonce),
         ) else {
             self.stats.malformed += 1;
             let r = Self::plain_response(
@@ -1174,27 +1163,9 @@ impl Endpoint {
             return;
         }
         let parsed = (|| {
-            let sa_p = payload(ps, |p| {
-                if let Payload::Sa(s) = p {
-                    Some(s)
-                } else {
-                    None
-                }
-            })?;
-            let ke = payload(ps, |p| {
-                if let Payload::Ke(k) = p {
-                    Some(k)
-                } else {
-                    None
-                }
-            })?;
-            let nr = payload(ps, |p| {
-                if let Payload::Nonce(n) = p {
-                    Some(n)
-                } else {
-                    None
-                }
-            })?;
+            let sa_p = find_payload!(ps, Sa)?;
+            let ke = find_payload!(ps, Ke)?;
+            let nr = find_payload!(ps, Nonce)?;
             let (suite, _) = negotiate::accept_ike(&self.config.ike_proposals, sa_p)?;
             (Some(suite.dh) == sa.dh.as_ref().map(|d| d.group()) && ke.group == suite.dh.id())
                 .then(|| (suite, ke.data.clone(), nr.clone()))
@@ -1367,22 +1338,8 @@ impl Endpoint {
         now: Timestamp,
         ps: &[Payload],
     ) -> Result<Vec<Payload>, IkeError> {
-        let id_i = payload(ps, |p| {
-            if let Payload::IdI(i) = p {
-                Some(i)
-            } else {
-                None
-            }
-        })
-        .ok_or(IkeError::InvalidSyntax("IDi"))?;
-        let auth = payload(ps, |p| {
-            if let Payload::Auth(a) = p {
-                Some(a)
-            } else {
-                None
-            }
-        })
-        .ok_or(IkeError::InvalidSyntax("AUTH"))?;
+        let id_i = find_payload!(ps, IdI).ok_or(IkeError::InvalidSyntax("IDi"))?;
+        let auth = find_payload!(ps, Auth).ok_or(IkeError::InvalidSyntax("AUTH"))?;
         let expected = self.auth_value(sa, id_i, false);
         if *id_i != self.config.remote_id
             || auth.method != AuthMethod::SHARED_KEY_MIC
@@ -1441,37 +1398,10 @@ impl Endpoint {
         ps: &[Payload],
         create_child: bool,
     ) -> Result<(ChildSa, Vec<Payload>), IkeError> {
-        let offer = payload(ps, |p| {
-            if let Payload::Sa(s) = p {
-                Some(s)
-            } else {
-                None
-            }
-        })
-        .ok_or(IkeError::InvalidSyntax("SA"))?;
-        let tsi = payload(ps, |p| {
-            if let Payload::TsI(t) = p {
-                Some(t)
-            } else {
-                None
-            }
-        })
-        .ok_or(IkeError::InvalidSyntax("TSi"))?;
-        let tsr = payload(ps, |p| {
-            if let Payload::TsR(t) = p {
-                Some(t)
-            } else {
-                None
-            }
-        })
-        .ok_or(IkeError::InvalidSyntax("TSr"))?;
-        let ke = payload(ps, |p| {
-            if let Payload::Ke(k) = p {
-                Some(k)
-            } else {
-                None
-            }
-        });
+        let offer = find_payload!(ps, Sa).ok_or(IkeError::InvalidSyntax("SA"))?;
+        let tsi = find_payload!(ps, TsI).ok_or(IkeError::InvalidSyntax("TSi"))?;
+        let tsr = find_payload!(ps, TsR).ok_or(IkeError::InvalidSyntax("TSr"))?;
+        let ke = find_payload!(ps, Ke);
         let our_spi = self.random_child_spi();
         let (reply, choice) = negotiate::choose_esp(
             &self.config.esp_proposals,
@@ -1488,15 +1418,9 @@ impl Endpoint {
         }
         let mut out = vec![Payload::Sa(reply)];
         let (ni, nr) = if create_child {
-            let ni = payload(ps, |p| {
-                if let Payload::Nonce(n) = p {
-                    Some(n)
-                } else {
-                    None
-                }
-            })
-            .ok_or(IkeError::InvalidSyntax("Ni"))?
-            .clone();
+            let ni = find_payload!(ps, Nonce)
+                .ok_or(IkeError::InvalidSyntax("Ni"))?
+                .clone();
             (ni, self.nonce())
         } else {
             (sa.ni.clone(), sa.nr.clone())
@@ -1553,25 +1477,8 @@ impl Endpoint {
         }
         let old_in = old.keys.inbound_spi;
         let (mut child, out) = self.child_from_request(sa, now, ps, true)?;
-        let ni = payload(ps, |p| {
-            if let Payload::Nonce(n) = p {
-                Some(n)
-            } else {
-                None
-            }
-        })
-        .cloned()
-        .unwrap_or_default();
-        let nr = out
-            .iter()
-            .find_map(|p| {
-                if let Payload::Nonce(n) = p {
-                    Some(n.clone())
-                } else {
-                    None
-                }
-            })
-            .unwrap_or_default();
+        let ni = find_payload!(ps, Nonce).cloned().unwrap_or_default();
+        let nr = find_payload!(out, Nonce).cloned().unwrap_or_default();
         let colliding = matches!(&sa.outstanding, Some(Outstanding { request: Request::RekeyChild { old, .. }, .. }) if *old == old_in);
         sa.tasks.retain(|t| *t != Task::RekeyChild(old_in));
         if colliding {
@@ -1603,31 +1510,11 @@ impl Endpoint {
         now: Timestamp,
         ps: &[Payload],
     ) -> Result<Vec<Payload>, IkeError> {
-        let offer = payload(ps, |p| {
-            if let Payload::Sa(s) = p {
-                Some(s)
-            } else {
-                None
-            }
-        })
-        .ok_or(IkeError::InvalidSyntax("SA"))?;
-        let ke = payload(ps, |p| {
-            if let Payload::Ke(k) = p {
-                Some(k)
-            } else {
-                None
-            }
-        })
-        .ok_or(IkeError::InvalidSyntax("KE"))?;
-        let ni = payload(ps, |p| {
-            if let Payload::Nonce(n) = p {
-                Some(n)
-            } else {
-                None
-            }
-        })
-        .ok_or(IkeError::InvalidSyntax("Ni"))?
-        .clone();
+        let offer = find_payload!(ps, Sa).ok_or(IkeError::InvalidSyntax("SA"))?;
+        let ke = find_payload!(ps, Ke).ok_or(IkeError::InvalidSyntax("KE"))?;
+        let ni = find_payload!(ps, Nonce)
+            .ok_or(IkeError::InvalidSyntax("Ni"))?
+            .clone();
         let new_spi = self.random_u64();
         let (reply, suite) = negotiate::choose_ike(
             &self.config.ike_proposals,
@@ -1824,20 +1711,8 @@ impl Endpoint {
     }
 
     fn on_auth_response(&mut self, sa: &mut IkeSa, now: Timestamp, child_spi: u32, ps: &[Payload]) {
-        let id_r = payload(ps, |p| {
-            if let Payload::IdR(i) = p {
-                Some(i)
-            } else {
-                None
-            }
-        });
-        let auth = payload(ps, |p| {
-            if let Payload::Auth(a) = p {
-                Some(a)
-            } else {
-                None
-            }
-        });
+        let id_r = find_payload!(ps, IdR);
+        let auth = find_payload!(ps, Auth);
         let (Some(id_r), Some(auth)) = (id_r, auth) else {
             let reason = first_error(ps).map_or(DownReason::AuthenticationFailed, |n| {
                 if n == NotifyType::AUTHENTICATION_FAILED {
@@ -1861,27 +1736,9 @@ impl Endpoint {
         }
         self.established(sa, now);
         let child = (|| {
-            let reply = payload(ps, |p| {
-                if let Payload::Sa(s) = p {
-                    Some(s)
-                } else {
-                    None
-                }
-            })?;
-            let tsi = payload(ps, |p| {
-                if let Payload::TsI(t) = p {
-                    Some(t)
-                } else {
-                    None
-                }
-            })?;
-            let tsr = payload(ps, |p| {
-                if let Payload::TsR(t) = p {
-                    Some(t)
-                } else {
-                    None
-                }
-            })?;
+            let reply = find_payload!(ps, Sa)?;
+            let tsi = find_payload!(ps, TsI)?;
+            let tsr = find_payload!(ps, TsR)?;
             let choice = negotiate::accept_esp(&self.config.esp_proposals, reply, false)?;
             (negotiate::is_subset(tsi, &self.config.local_ts)
                 && negotiate::is_subset(tsr, &self.config.remote_ts))
@@ -1918,44 +1775,14 @@ impl Endpoint {
     ) {
         let collision = sa.child_collisions.remove(&old);
         let parsed = (|| {
-            let reply = payload(ps, |p| {
-                if let Payload::Sa(s) = p {
-                    Some(s)
-                } else {
-                    None
-                }
-            })?;
-            let nr = payload(ps, |p| {
-                if let Payload::Nonce(n) = p {
-                    Some(n)
-                } else {
-                    None
-                }
-            })?;
-            let tsi = payload(ps, |p| {
-                if let Payload::TsI(t) = p {
-                    Some(t)
-                } else {
-                    None
-                }
-            })?;
-            let tsr = payload(ps, |p| {
-                if let Payload::TsR(t) = p {
-                    Some(t)
-                } else {
-                    None
-                }
-            })?;
+            let reply = find_payload!(ps, Sa)?;
+            let nr = find_payload!(ps, Nonce)?;
+            let tsi = find_payload!(ps, TsI)?;
+            let tsr = find_payload!(ps, TsR)?;
             let choice = negotiate::accept_esp(&self.config.esp_proposals, reply, dh.is_some())?;
             let g_ir = match (&dh, choice.pfs) {
                 (Some(d), Some(g)) if d.group() == g => {
-                    let ke = payload(ps, |p| {
-                        if let Payload::Ke(k) = p {
-                            Some(k)
-                        } else {
-                            None
-                        }
-                    })?;
+                    let ke = find_payload!(ps, Ke)?;
                     Some(d.agree(&ke.data).ok()?)
                 }
                 (None, None) => None,
@@ -2035,27 +1862,9 @@ impl Endpoint {
     ) {
         let collision = sa.ike_collision.take();
         let parsed = (|| {
-            let reply = payload(ps, |p| {
-                if let Payload::Sa(s) = p {
-                    Some(s)
-                } else {
-                    None
-                }
-            })?;
-            let nr = payload(ps, |p| {
-                if let Payload::Nonce(n) = p {
-                    Some(n)
-                } else {
-                    None
-                }
-            })?;
-            let ke = payload(ps, |p| {
-                if let Payload::Ke(k) = p {
-                    Some(k)
-                } else {
-                    None
-                }
-            })?;
+            let reply = find_payload!(ps, Sa)?;
+            let nr = find_payload!(ps, Nonce)?;
+            let ke = find_payload!(ps, Ke)?;
             let (suite, spi) = negotiate::accept_ike(&self.config.ike_proposals, reply)?;
             if suite.dh != dh.group() {
                 return None;
