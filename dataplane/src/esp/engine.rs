@@ -12,7 +12,7 @@ use crate::buf::PacketBuf;
 
 use super::counters::{DropReason, SaCounters};
 use super::flow_cache::SpdCache;
-use super::inbound::{InboundOutcome, InboundSa, InboundSaTable};
+use super::inbound::{EspLocation, InboundOutcome, InboundSa, InboundSaTable};
 use super::outbound::{flow_key, OutboundSa};
 use super::sa::{SaEvent, Spi};
 use super::spd::{Action, FlowKey, SaRef, Spd};
@@ -135,6 +135,17 @@ impl EspEngine {
         on_event: &mut impl FnMut(Spi, SaEvent),
     ) -> Result<InboundOutcome, DropReason> {
         self.inbound.decapsulate(pkt, on_event)
+    }
+
+    /// [`decapsulate`](Self::decapsulate) with the ESP header already
+    /// located (see [`InboundSaTable::decapsulate_located`]).
+    pub fn decapsulate_located<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        loc: Result<EspLocation, DropReason>,
+        on_event: &mut impl FnMut(Spi, SaEvent),
+    ) -> Result<InboundOutcome, DropReason> {
+        self.inbound.decapsulate_located(pkt, loc, on_event)
     }
 
     /// All outbound SAs with their slots.

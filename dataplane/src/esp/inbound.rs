@@ -429,7 +429,20 @@ impl InboundSaTable {
         pkt: &mut B,
         on_event: &mut impl FnMut(Spi, SaEvent),
     ) -> Result<InboundOutcome, DropReason> {
-        let loc = match locate_esp(pkt.data(), self.nat_t_port) {
+        let loc = locate_esp(pkt.data(), self.nat_t_port);
+        self.decapsulate_located(pkt, loc, on_event)
+    }
+
+    /// [`decapsulate`](Self::decapsulate) for a caller that already ran
+    /// [`locate_esp`] on `pkt` (with this table's NAT-T port, 4500), so
+    /// the headers are not parsed twice.
+    pub fn decapsulate_located<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        loc: Result<EspLocation, DropReason>,
+        on_event: &mut impl FnMut(Spi, SaEvent),
+    ) -> Result<InboundOutcome, DropReason> {
+        let loc = match loc {
             Ok(l) => l,
             Err(r) => {
                 self.counters.record_drop(r);

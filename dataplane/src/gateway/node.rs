@@ -652,13 +652,9 @@ impl<B: PacketBuf> Node<B> {
     fn transit_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
         if self.ifaces[usize::from(in_if)].role == Role::Wan {
             // ESP between hosts (transport-mode SAs) passes through us.
-            if let Ok(EspLocation::Esp { esp_offset, .. }) = locate_esp(pkt.data(), NAT_T_PORT) {
-                if let Some(spi) = pkt.data().get(esp_offset..esp_offset + 4) {
-                    let spi = u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]);
-                    if self.spi_owner.contains_key(&spi) {
-                        return self.esp_input(in_if, pkt, pool);
-                    }
-                }
+            let loc = locate_esp(pkt.data(), NAT_T_PORT);
+            if esp_spi(pkt.data(), &loc).is_some_and(|spi| self.spi_owner.contains_key(&spi)) {
+                return self.esp_input_located(in_if, pkt, loc, pool);
             }
             let Ok(key) = flow_key(pkt.data()) else {
                 return self.drop_gw(GwDrop::BadFrame);
@@ -851,28 +847,41 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// ESP arriving for us (or through us for transport-mode SAs).
-    fn esp_input(&mut self, in_if: u16, mut pkt: B, pool: &mut impl PacketPool<B>) {
+    fn esp_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
+        let loc = locate_esp(pkt.data(), NAT_T_PORT);
+        self.esp_input_located(in_if, pkt, loc, pool)
+    }
+
+    /// `esp_input` with the ESP header already located (parsed once per
+    /// packet on this worker).
+    fn esp_input_located(
+        &mut self,
+        in_if: u16,
+        mut pkt: B,
+        loc: Result<EspLocation, DropReason>,
+        pool: &mut impl PacketPool<B>,
+    ) {
         // Hand off to the SA's owner, so its replay window has one writer.
-        if let Ok(EspLocation::Esp { esp_offset, .. }) = locate_esp(pkt.data(), NAT_T_PORT) {
-            if let Some(b) = pkt.data().get(esp_offset..esp_offset + 4) {
-                let spi = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                if let Some(&w) = self.spi_owner.get(&spi) {
-                    if w != self.id {
-                        self.counters.handoffs_out += 1;
-                        self.handoffs.push((
-                            w,
-                            Handoff {
-                                packet: pkt,
-                                in_iface: in_if,
-                                kind: HandoffKind::Inbound,
-                            },
-                        ));
-                        return;
-                    }
-                }
+        if let Some(&w) = esp_spi(pkt.data(), &loc).and_then(|spi| self.spi_owner.get(&spi)) {
+            if w != self.id {
+                self.counters.handoffs_out += 1;
+                self.handoffs.push((
+                    w,
+                    Handoff {
+                        packet: pkt,
+                        in_iface: in_if,
+                        kind: HandoffKind::Inbound,
+                    },
+                ));
+                return;
             }
         }
-        let r = self.decapsulate(&mut pkt);
+        let events = &mut self.events;
+        let r = self
+            .engine
+            .decapsulate_located(&mut pkt, loc, &mut |spi, e| {
+                events.push(EngineEvent::Inbound(spi, e))
+            });
         self.after_decap(in_if, pkt, r, pool)
     }
 
@@ -1317,6 +1326,15 @@ impl<B: PacketBuf> Node<B> {
 enum IcmpError {
     TimeExceeded,
     TooBig(u16),
+}
+
+/// The SPI of a located ESP packet.
+fn esp_spi(data: &[u8], loc: &Result<EspLocation, DropReason>) -> Option<u32> {
+    let Ok(EspLocation::Esp { esp_offset, .. }) = loc else {
+        return None;
+    };
+    let b = data.get(*esp_offset..*esp_offset + 4)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// An IPv4 packet without DF, which a router may fragment.
