@@ -45,36 +45,21 @@ CHARON_PID=
 GW_PID=
 CAP_PID=
 
-say() { printf '\n==> %s\n' "$*"; }
-ok() { printf '    ok: %s\n' "$*"; }
-fail() { printf '    FAIL: %s\n' "$*"; FAILED=1; }
+. "$ROOT/scripts/lib.sh"
 
 cleanup() {
     set +e
     [ -n "$GW_PID" ] && kill -TERM "$GW_PID" 2>/dev/null
     [ -n "$CHARON_PID" ] && kill -TERM "$CHARON_PID" 2>/dev/null
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    sleep 0.5
-    for ns in $NS_HA $NS_GA $NS_GB $NS_HB; do
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-    if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi
+    netns_cleanup
 }
 trap cleanup EXIT
 # Killed (a timeout, Ctrl-C): clean up too; EXIT alone does not fire then.
 trap 'exit 130' INT TERM
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 setup_network() {
-    for ns in $NS_HA $NS_GA $NS_GB $NS_HB; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-    done
-    ip link add h0 netns $NS_HA type veth peer name lan0 netns $NS_GA
-    ip link add wan0 netns $NS_GA type veth peer name wan0 netns $NS_GB
-    ip link add h0 netns $NS_HB type veth peer name lan0 netns $NS_GB
+    make_namespaces
     # gwA: espresso owns the ports; its kernel stays out of the way.
     in_ns $NS_GA sysctl -qw net.ipv6.conf.all.disable_ipv6=1
     for l in lan0 wan0; do ip -n $NS_GA link set "$l" up; done

@@ -49,34 +49,19 @@ KEY2_AB=0x$(head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \n')
 KEY2_BA=0x$(head -c 36 /dev/urandom | od -An -tx1 | tr -d ' \n')
 PSK=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-say() { printf '\n==> %s\n' "$*"; }
-ok() { printf '    ok: %s\n' "$*"; }
-fail() { printf '    FAIL: %s\n' "$*"; FAILED=1; }
+. "$ROOT/scripts/lib.sh"
 
 cleanup() {
     set +e
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    sleep 0.5
-    for ns in $NS_HA $NS_GA $NS_GB $NS_HB; do
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
-    if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi
+    netns_cleanup
 }
 trap cleanup EXIT
 # Killed (a timeout, Ctrl-C): clean up too; EXIT alone does not fire then.
 trap 'exit 130' INT TERM
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 setup_network() {
-    for ns in $NS_HA $NS_GA $NS_GB $NS_HB; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-    done
-    ip link add h0 netns $NS_HA type veth peer name lan0 netns $NS_GA
-    ip link add wan0 netns $NS_GA type veth peer name wan0 netns $NS_GB
-    ip link add h0 netns $NS_HB type veth peer name lan0 netns $NS_GB
+    make_namespaces
     # The gateways' kernels must stay out of the way: no addresses, no IPv6.
     # (wan0 keeps the qdisc path, qdisc_bypass=0 below, so that a capture on
     # it sees what the gateway sends as well as what it receives.)
