@@ -316,6 +316,7 @@ impl<B: PacketBuf> Node<B> {
                 }
             }
         }
+        routes.compile();
         let n = ifaces.len();
         Self {
             id,
