@@ -11,11 +11,10 @@
 //! headers, RFC 4303 §3.1.1). With UDP encapsulation (RFC 3948 §2.1) a UDP
 //! header sits between the IP and ESP headers.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
 use crate::crypto::{Algorithm, Backend, CryptoError, EspTransform};
-use crate::wire::esp::pad_len;
 use crate::wire::{checksum, IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpPacket};
 
 use super::counters::{DropReason, SaCounters};
@@ -136,7 +135,12 @@ impl OutboundSa {
     /// header is reused, so only ESP, IV, padding, trailer and ICV count.
     pub fn overhead(&self, inner_len: usize) -> usize {
         let pad = match self.config.mode {
-            Mode::Tunnel => usize::from(pad_len(inner_len, self.block)),
+            // `block` is a power of two of at least 4 (see `new`), so the
+            // padding is a mask, not the division of the general formula.
+            Mode::Tunnel => {
+                let align = usize::from(self.block);
+                (align - ((inner_len + 2) & (align - 1))) & (align - 1)
+            }
             // The IP header length is not known here: the most padding
             // can need.
             Mode::Transport => usize::from(self.block) - 1,
@@ -254,15 +258,17 @@ impl OutboundSa {
         let iv_at = esp_at + ESP_HEADER_LEN;
         let payload_at = iv_at + self.iv_len;
         let icv_at = data.len() - self.icv_len;
-        data[esp_at..esp_at + 4].copy_from_slice(&self.config.spi.get().to_be_bytes());
-        data[esp_at + 4..esp_at + 8].copy_from_slice(&(seq as u32).to_be_bytes());
+        // Built in a register and stored once: writing SPI and sequence
+        // separately and reading the eight bytes back for the AAD stalled
+        // store forwarding on every packet.
+        let esp_header =
+            ((u64::from(self.config.spi.get()) << 32) | u64::from(seq as u32)).to_be_bytes();
+        data[esp_at..esp_at + ESP_HEADER_LEN].copy_from_slice(&esp_header);
         self.transform.fill_iv(seq, &mut data[iv_at..payload_at]);
         let esn_high = self.config.esn.then_some((seq >> 32) as u32);
         {
             let (head, rest) = data.split_at_mut(payload_at);
             let (payload, icv) = rest.split_at_mut(icv_at - payload_at);
-            let mut esp_header = [0u8; ESP_HEADER_LEN];
-            esp_header.copy_from_slice(&head[esp_at..esp_at + ESP_HEADER_LEN]);
             self.transform
                 .seal(
                     &esp_header,
@@ -302,7 +308,17 @@ impl OutboundSa {
         }
         if let (Mode::Transport, Some(encap)) = (self.config.mode, self.config.udp_encap) {
             let udp_at = keep + self.outer_header_len - UDP_HEADER_LEN;
-            let (ip_src, ip_dst) = (inner.src, inner.dst);
+            // The addresses are read back from the header just moved to
+            // the front rather than carried in `InnerInfo`: copying two
+            // `IpAddr`s around cost a store-forwarding stall per packet on
+            // the tunnel-mode path, which never needs them.
+            let v6_addrs = (!inner.v4).then(|| {
+                let mut s = [0u8; 16];
+                let mut d = [0u8; 16];
+                s.copy_from_slice(&data[8..24]);
+                d.copy_from_slice(&data[24..40]);
+                (Ipv6Addr::from(s), Ipv6Addr::from(d))
+            });
             let mut udp = UdpPacket::new_unchecked(&mut data[udp_at..]);
             udp.set_src_port(encap.src_port);
             udp.set_dst_port(encap.dst_port);
@@ -310,7 +326,7 @@ impl OutboundSa {
             udp.set_checksum(0);
             // RFC 3948 §2.1: over IPv4 the checksum SHOULD be zero. IPv6
             // requires one (RFC 8200 §8.1).
-            if let (IpAddr::V6(s), IpAddr::V6(d)) = (ip_src, ip_dst) {
+            if let Some((s, d)) = v6_addrs {
                 let c = checksum::transport_v6(s, d, IpProtocol::UDP, &data[udp_at..]);
                 let c = if c == 0 { 0xffff } else { c };
                 UdpPacket::new_unchecked(&mut data[udp_at..]).set_checksum(c);
@@ -433,8 +449,6 @@ struct InnerInfo {
     total_len: usize,
     tos: u8,
     df: bool,
-    src: IpAddr,
-    dst: IpAddr,
     /// Transport mode: where ESP is inserted (end of the IP header and the
     /// extension headers that precede ESP).
     esp_offset: usize,
@@ -458,8 +472,6 @@ impl InnerInfo {
                     total_len: h.total_len(),
                     tos: h.tos(),
                     df: h.dont_frag(),
-                    src: IpAddr::V4(h.src_addr()),
-                    dst: IpAddr::V4(h.dst_addr()),
                     esp_offset: 20,
                     upper_protocol: h.protocol(),
                     nh_field: 9,
@@ -473,8 +485,6 @@ impl InnerInfo {
                     total_len: usize::from(ip.total_len()),
                     tos: (ip.dscp() << 2) | ip.ecn(),
                     df: ip.dont_frag(),
-                    src: IpAddr::V4(ip.src_addr()),
-                    dst: IpAddr::V4(ip.dst_addr()),
                     esp_offset: usize::from(ip.header_len()),
                     upper_protocol: ip.protocol(),
                     nh_field: 9,
@@ -490,8 +500,6 @@ impl InnerInfo {
                     total_len: IPV6_HEADER_LEN + usize::from(ip.payload_len()),
                     tos: ip.traffic_class(),
                     df: true,
-                    src: IpAddr::V6(ip.src_addr()),
-                    dst: IpAddr::V6(ip.dst_addr()),
                     esp_offset,
                     upper_protocol,
                     nh_field,

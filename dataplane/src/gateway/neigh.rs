@@ -33,6 +33,9 @@ pub struct Neighbour {
 pub struct NeighbourTable {
     entries: FastMap<Neighbour>,
     last_request_ms: FastMap<u64>,
+    /// Bumped whenever an entry is added or changes, so that answers
+    /// cached elsewhere (the node's per-SA egress) can tell they are stale.
+    generation: u64,
 }
 
 impl NeighbourTable {
@@ -49,6 +52,7 @@ impl NeighbourTable {
 
     /// Adds a static entry.
     pub fn insert_static(&mut self, ip: IpAddr, mac: [u8; 6], iface: u16) {
+        self.generation += 1;
         self.entries.insert(
             ip,
             Neighbour {
@@ -68,6 +72,9 @@ impl NeighbourTable {
             Some(e) if e.is_static => false,
             Some(e) => {
                 let changed = e.mac != mac || e.iface != iface;
+                if changed {
+                    self.generation += 1;
+                }
                 e.mac = mac;
                 e.iface = iface;
                 e.updated_ms = now_ms;
@@ -75,6 +82,7 @@ impl NeighbourTable {
             }
             None if full => false,
             None => {
+                self.generation += 1;
                 self.entries.insert(
                     ip,
                     Neighbour {
@@ -88,6 +96,11 @@ impl NeighbourTable {
                 true
             }
         }
+    }
+
+    /// Changes whenever an entry is added or its address changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The link-layer address of `ip`.

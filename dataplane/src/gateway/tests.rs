@@ -602,3 +602,58 @@ fn packets_without_df_are_fragmented_before_encapsulation() {
     assert_eq!(&whole[..], &p[20..], "reassembled payload");
     assert_eq!(a.counters.drops[GwDrop::TooBig.index()], 0);
 }
+
+#[test]
+fn the_cached_tunnel_egress_follows_neighbour_route_and_sa_changes() {
+    let (mut a, _) = two_sites(1500, None);
+    let send = |a: &mut Node<HeapBuf>, len: usize| {
+        let inner = udp4(
+            "10.1.0.10",
+            "10.2.0.20",
+            1000,
+            2000,
+            &vec![7; len],
+            64,
+            true,
+        );
+        a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &inner), &mut HeapPool);
+        let wan = take_tx(a, 1);
+        let lan = take_tx(a, 0);
+        (wan.first().map(|f| f.data().to_vec()), lan.len())
+    };
+    // First packet resolves and caches the egress, the second uses it.
+    for _ in 0..2 {
+        let (f, _) = send(&mut a, 100);
+        assert_eq!(&f.expect("sent")[0..6], &GWB_WAN);
+    }
+    // A new MAC address for the peer is used by the very next packet.
+    let moved = [2, 0xbb, 0, 0, 0, 0x99];
+    a.add_static_neighbour(ip("192.0.2.2"), moved, 1);
+    assert_eq!(&send(&mut a, 100).0.expect("sent")[0..6], &moved);
+    // So is a new route: the peer is now reached through a router.
+    let mut routes = RouteTable::new();
+    routes.insert(
+        "192.0.2.2/32".parse().unwrap(),
+        NextHop {
+            interface: 1,
+            via: Some(ip("192.0.2.254")),
+        },
+    );
+    let router = [2, 0xfe, 0, 0, 0, 0xfe];
+    a.add_static_neighbour(ip("192.0.2.254"), router, 1);
+    a.set_routes(routes);
+    assert_eq!(&send(&mut a, 100).0.expect("sent")[0..6], &router);
+    // Too big for the WAN with DF: still answered with an ICMP error while
+    // the egress is cached.
+    let before = a.counters.encapsulated;
+    let (f, icmp) = send(&mut a, 1480);
+    assert!(f.is_none());
+    assert_eq!(icmp, 1, "frag-needed back to the host");
+    assert_eq!(a.counters.encapsulated, before);
+    // A new SA in the slot (new outer endpoints) is resolved afresh.
+    a.add_static_neighbour(ip("192.0.2.7"), [2, 7, 7, 7, 7, 7], 1);
+    a.install_outbound(SaRef(0), sa_out(0x3001, "192.0.2.1", "192.0.2.7"));
+    let f = send(&mut a, 100).0.expect("sent");
+    assert_eq!(&f[0..6], &[2, 7, 7, 7, 7, 7]);
+    assert_eq!(&f[14 + 16..14 + 20], &[192, 0, 2, 7]);
+}
