@@ -164,9 +164,10 @@ impl Mbuf {
     }
 
     /// True when the packet is in one segment (the data plane requires it).
+    #[inline]
     pub fn is_contiguous(&self) -> bool {
-        // SAFETY: valid owned mbuf.
-        unsafe { dpdk_sys::espresso_pktmbuf_is_contiguous(self.ptr.as_ptr()) != 0 }
+        // SAFETY: valid owned mbuf; plain field read.
+        unsafe { (*self.ptr.as_ptr()).nb_segs == 1 }
     }
 
     /// Free bytes in front of the data.
@@ -176,10 +177,22 @@ impl Mbuf {
         usize::from(unsafe { (*self.ptr.as_ptr()).data_off })
     }
 
-    /// Free bytes after the data (last segment).
+    /// Free bytes after the data. Only a single-segment packet can grow at
+    /// the end here (the data plane never builds chains), so a chain has
+    /// none.
+    #[inline]
     pub fn tailroom(&self) -> usize {
-        // SAFETY: valid owned mbuf.
-        usize::from(unsafe { dpdk_sys::espresso_pktmbuf_tailroom(self.ptr.as_ptr()) })
+        // SAFETY: valid owned mbuf; plain field reads. For one segment this
+        // is `rte_pktmbuf_tailroom`: buf_len - headroom - data_len, which
+        // DPDK keeps non-negative.
+        let (segs, buf, off, len) = unsafe {
+            let m = &*self.ptr.as_ptr();
+            (m.nb_segs, m.buf_len, m.data_off, m.data_len)
+        };
+        if segs != 1 {
+            return 0;
+        }
+        usize::from(buf).saturating_sub(usize::from(off) + usize::from(len))
     }
 
     /// The input port the NIC recorded.
@@ -249,18 +262,18 @@ impl Mbuf {
                 available,
             });
         }
-        // SAFETY: len <= tailroom; DPDK returns a pointer to `len` bytes
-        // inside the last segment's buffer, which we own.
-        let p = unsafe { dpdk_sys::espresso_pktmbuf_append(self.ptr.as_ptr(), len as u16) };
-        if p.is_null() {
-            return Err(MbufError::NoTailroom {
-                needed: len,
-                available,
-            });
+        let old = self.len();
+        // What `rte_pktmbuf_append` does for one segment, without the call.
+        // SAFETY: we own the mbuf exclusively; it is one segment (a chain
+        // has no tailroom above) and `len` is at most its tailroom, so the
+        // data stays inside the buffer and the lengths cannot overflow
+        // (data_off + data_len <= buf_len <= u16::MAX).
+        unsafe {
+            let m = &mut *self.ptr.as_ptr();
+            m.data_len += len as u16;
+            m.pkt_len += len as u32;
         }
-        // SAFETY: `p` points at `len` bytes we own, exclusively borrowed
-        // through `&mut self` for the returned lifetime.
-        Ok(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, len) })
+        Ok(&mut self.data_mut()[old..])
     }
 
     /// Removes `len` bytes from the front of the data.
@@ -285,7 +298,8 @@ impl Mbuf {
         Ok(())
     }
 
-    /// Removes `len` bytes from the end of the data (last segment).
+    /// Removes `len` bytes from the end of the data (single-segment
+    /// packets only).
     pub fn trim(&mut self, len: usize) -> Result<(), MbufError> {
         let available = self.len();
         if len > available || !self.is_contiguous() {
@@ -294,13 +308,13 @@ impl Mbuf {
                 available,
             });
         }
-        // SAFETY: len <= data_len of the only segment.
-        let rc = unsafe { dpdk_sys::espresso_pktmbuf_trim(self.ptr.as_ptr(), len as u16) };
-        if rc != 0 {
-            return Err(MbufError::TooShort {
-                needed: len,
-                available,
-            });
+        // What `rte_pktmbuf_trim` does for one segment, without the call.
+        // SAFETY: we own the mbuf exclusively; one segment, so pkt_len ==
+        // data_len >= len and neither length underflows.
+        unsafe {
+            let m = &mut *self.ptr.as_ptr();
+            m.data_len -= len as u16;
+            m.pkt_len -= len as u32;
         }
         Ok(())
     }

@@ -291,6 +291,10 @@ pub struct Node<B> {
     /// SAs); with the neighbour table's generation it validates `egress`.
     egress_epoch: u64,
     spi_owner: HashMap<u32, u16, BuildHasherDefault<SpiHasher>>,
+    /// How many `spi_owner` entries name another worker: while there are
+    /// none (one worker, or SAs all here) inbound ESP skips the owner
+    /// lookup, a second hash probe per packet next to the engine's.
+    foreign_spis: usize,
     pending: Vec<Pending<B>>,
     now_ms: u64,
     /// Counters.
@@ -350,6 +354,7 @@ impl<B: PacketBuf> Node<B> {
             egress: Vec::new(),
             egress_epoch: 0,
             spi_owner: HashMap::default(),
+            foreign_spis: 0,
             pending: Vec::with_capacity(PENDING_MAX),
             now_ms: 0,
             counters: NodeCounters::default(),
@@ -421,7 +426,7 @@ impl<B: PacketBuf> Node<B> {
 
     /// Installs an inbound SA this worker owns.
     pub fn install_inbound(&mut self, sa: InboundSa) -> Option<InboundSa> {
-        self.spi_owner.insert(sa.config().spi.get(), self.id);
+        self.set_spi_owner(sa.config().spi.get(), Some(self.id));
         self.engine.install_inbound(sa)
     }
 
@@ -432,13 +437,19 @@ impl<B: PacketBuf> Node<B> {
 
     /// Records which worker owns inbound SPI `spi`.
     pub fn set_inbound_owner(&mut self, spi: Spi, worker: Option<u16>) {
-        match worker {
-            Some(w) => {
-                self.spi_owner.insert(spi.get(), w);
-            }
-            None => {
-                self.spi_owner.remove(&spi.get());
-            }
+        self.set_spi_owner(spi.get(), worker);
+    }
+
+    fn set_spi_owner(&mut self, spi: u32, worker: Option<u16>) {
+        let old = match worker {
+            Some(w) => self.spi_owner.insert(spi, w),
+            None => self.spi_owner.remove(&spi),
+        };
+        if old.is_some_and(|o| o != self.id) {
+            self.foreign_spis -= 1;
+        }
+        if worker.is_some_and(|o| o != self.id) {
+            self.foreign_spis += 1;
         }
     }
 
@@ -948,7 +959,10 @@ impl<B: PacketBuf> Node<B> {
         pool: &mut impl PacketPool<B>,
     ) {
         // Hand off to the SA's owner, so its replay window has one writer.
-        if let Some(&w) = esp_spi(pkt.data(), &loc).and_then(|spi| self.spi_owner.get(&spi)) {
+        if let Some(&w) = esp_spi(pkt.data(), &loc)
+            .filter(|_| self.foreign_spis > 0)
+            .and_then(|spi| self.spi_owner.get(&spi))
+        {
             if w != self.id {
                 self.counters.handoffs_out += 1;
                 self.handoffs.push((
