@@ -149,6 +149,17 @@ pub struct EspTrailer {
     pub next_header: IpProtocol,
 }
 
+/// The default padding bytes (RFC 4303 §2.4): 1, 2, 3, ..., 255.
+const DEFAULT_PADDING: [u8; 255] = {
+    let mut t = [0u8; 255];
+    let mut i = 0;
+    while i < 255 {
+        t[i] = (i + 1) as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Length of the fixed part of the trailer: Pad Length and Next Header.
 pub const TRAILER_LEN: usize = 2;
 
@@ -172,8 +183,11 @@ impl EspTrailer {
             .ok_or(WireError::BadPadding)?;
         if check_padding {
             let padding = &plaintext[payload_len..n - TRAILER_LEN];
-            // Default padding is 1, 2, 3, ...: byte i holds i + 1 (pad_len ≤ 255).
-            if !padding.iter().zip(1u8..=255).all(|(&b, want)| b == want) {
+            // Default padding is 1, 2, 3, ...: byte i holds i + 1 (pad_len ≤
+            // 255). Compared with a table (a short memcmp) rather than a
+            // zip over a `RangeInclusive`, which did not vectorise and
+            // showed in the decapsulation profile.
+            if padding != &DEFAULT_PADDING[..padding.len()] {
                 return Err(WireError::BadPadding);
             }
         }
