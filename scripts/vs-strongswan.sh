@@ -301,7 +301,7 @@ start_plain() {
     done
     ip -n $NS_GA route add 10.2.0.0/24 via 192.0.2.2
     ip -n $NS_GB route add 10.1.0.0/24 via 192.0.2.1
-    SYSTEM_VERSION="Linux $(uname -r) forwarding, no IPsec"
+    SYSTEM_VERSION="Linux $(uname -r | cut -d- -f1), no IPsec"
     ok "both gateways forward in the kernel, no IPsec"
 }
 
