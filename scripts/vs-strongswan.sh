@@ -321,14 +321,17 @@ gw_ticks() {
     echo $t
 }
 
-# iperf3_run NAME ARGS...: hostA -> hostB, JSON in $DIR/NAME.json.
+# iperf3_run NAME SECONDS ARGS...: hostA -> hostB, JSON in $DIR/NAME.json.
 iperf3_run() {
-    local name=$1; shift
+    local name=$1 secs=$2; shift 2
     in_ns $NS_HB iperf3 -s -1 -p 5201 >"$DIR/$name-server.log" 2>&1 &
     local spid=$!; PIDS+=("$spid")
     for _ in $(seq 30); do in_ns $NS_HB ss -ltn 2>/dev/null | grep -q ':5201 ' && break; sleep 0.1; done
-    if ! in_ns $NS_HA iperf3 -c 10.2.0.20 -p 5201 -J "$@" >"$DIR/$name.json" 2>"$DIR/$name.err"; then
+    # A tunnel that breaks mid-run must not hang the lab.
+    if ! in_ns $NS_HA timeout $((secs + 20)) iperf3 -c 10.2.0.20 -p 5201 -J -t "$secs" "$@" \
+        >"$DIR/$name.json" 2>"$DIR/$name.err"; then
         fail "iperf3 $name: $(tail -2 "$DIR/$name.err") $(grep -o '"error":.*' "$DIR/$name.json" || true)"
+        kill "$spid" 2>/dev/null || true
     fi
     wait "$spid" 2>/dev/null || true
 }
@@ -343,10 +346,10 @@ measure() {
     local wan0 wan1 wan2 cpu0 cpu1
     wan0=$("${sys}_wan_out_a"); cpu0=$(gw_ticks)
     say "$sys: iperf3 TCP, ${TCP_S} s"
-    iperf3_run "$sys-tcp" -t "$TCP_S"
+    iperf3_run "$sys-tcp" "$TCP_S"
     wan1=$("${sys}_wan_out_a"); cpu1=$(gw_ticks)
     say "$sys: iperf3 UDP, ${UDP_LEN}-byte datagrams, unlimited offered rate, ${UDP_S} s"
-    iperf3_run "$sys-udp" -u -b 0 -l "$UDP_LEN" -t "$UDP_S"
+    iperf3_run "$sys-udp" "$UDP_S" -u -b 0 -l "$UDP_LEN"
     wan2=$("${sys}_wan_out_a")
     if /usr/bin/python3 "$ROOT/scripts/vs_record.py" record "$DIR/records" "$sys" "$SYSTEM_VERSION" \
         "$DIR/$sys-tcp.json" "$DIR/$sys-udp.json" "$wan0" "$wan1" "$wan2" "$UDP_LEN" \

@@ -123,6 +123,11 @@ impl Comparison {
 
 /// Runs the script (its progress goes to stderr) and reads its result.
 pub fn run(opts: &Options) -> Result<Comparison, Error> {
+    // A result left by an earlier run must not pass for this one's.
+    match std::fs::remove_file(&opts.out) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
     let progress = std::io::stderr().as_fd().try_clone_to_owned()?;
     let status = Command::new("bash")
         .arg(&opts.script)
