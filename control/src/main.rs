@@ -116,6 +116,21 @@ enum Command {
         /// Skip the PNG plots.
         #[arg(long)]
         no_plots: bool,
+        /// Skip Espresso against strongSwan through the two-site topology
+        /// (run by default after the full matrix; not with --quick or
+        /// --filter).
+        #[arg(long, conflicts_with = "strongswan_only")]
+        no_strongswan: bool,
+        /// Only Espresso against strongSwan, no cases.
+        #[arg(long)]
+        strongswan_only: bool,
+        /// Seconds of iperf3 TCP, and again of UDP, per system in the
+        /// strongSwan comparison.
+        #[arg(long, default_value_t = 10)]
+        strongswan_seconds: u32,
+        /// The comparison's script.
+        #[arg(long, default_value = control::bench::strongswan::default_script().as_os_str())]
+        strongswan_script: std::path::PathBuf,
     },
     /// One measured run for `espresso bench` (internal).
     #[command(hide = true)]
@@ -221,9 +236,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             worker_core,
             testpmd,
             no_plots,
+            no_strongswan,
+            strongswan_only,
+            strongswan_seconds,
+            strongswan_script,
         } => {
             use control::bench;
-            let mut cases = if quick {
+            let mut cases = if strongswan_only {
+                Vec::new()
+            } else if quick {
                 bench::spec::quick_matrix()
             } else {
                 bench::spec::standard_matrix()
@@ -231,9 +252,21 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if let Some(f) = &filter {
                 cases.retain(|c| c.name().contains(f.as_str()));
             }
-            if cases.is_empty() {
+            if cases.is_empty() && !strongswan_only {
                 return Err("no case matches --filter".into());
             }
+            if strongswan_seconds == 0 {
+                return Err("--strongswan-seconds must be at least 1".into());
+            }
+            let espresso = std::env::current_exe()?;
+            let strongswan = (strongswan_only || !(quick || filter.is_some() || no_strongswan))
+                .then(|| bench::strongswan::Options {
+                    script: strongswan_script,
+                    espresso: espresso.clone(),
+                    tcp_s: strongswan_seconds,
+                    udp_s: strongswan_seconds,
+                    out: out.join("strongswan.json"),
+                });
             if repetitions == 0 {
                 return Err("--repetitions must be at least 1".into());
             }
@@ -245,24 +278,47 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 out_dir: out.clone(),
                 worker_core,
                 testpmd,
-                espresso: std::env::current_exe()?,
+                espresso,
                 plots: !no_plots,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
+                strongswan,
             };
             eprintln!(
-                "espresso bench: {} cases x {} runs, each with its testpmd baseline",
+                "espresso bench: {} cases x {} runs, each with its testpmd baseline{}",
                 opts.cases.len(),
-                opts.repetitions
+                opts.repetitions,
+                if opts.strongswan.is_some() {
+                    "; then Espresso against strongSwan"
+                } else {
+                    ""
+                }
             );
             let report = bench::run(&opts).map_err(|e| e.to_string())?;
             println!("\n{} | {} | {}\n", report.date, report.cpu, report.command);
-            print!("{}", bench::report::table(&report.cases));
+            if !report.cases.is_empty() {
+                print!("{}", bench::report::table(&report.cases));
+            }
+            if let Some(c) = &report.strongswan {
+                if !report.cases.is_empty() {
+                    println!();
+                }
+                print!("{}", bench::strongswan::table(c));
+            }
             println!(
-                "\n{} cases in {:.0} s; results: {}/latest.json (and latest.md){}",
+                "\n{} cases{} in {:.0} s; results: {}/latest.json (and latest.md){}",
                 report.cases.len(),
+                if report.strongswan.is_some() {
+                    " and the strongSwan comparison"
+                } else {
+                    ""
+                },
                 report.elapsed_s,
                 out.display(),
-                if no_plots { "" } else { ", plots: *.png" }
+                if no_plots || report.cases.is_empty() {
+                    ""
+                } else {
+                    ", plots: *.png"
+                }
             );
             Ok(())
         }

@@ -8,7 +8,8 @@
 //! and core ([`testpmd`]): the cost of the I/O alone. Each case and its
 //! baseline run `repetitions` times, interleaved; the figures are medians
 //! ([`report`]), printed as a table, written to `latest.json` and drawn
-//! ([`plot`]).
+//! ([`plot`]). The full run ends with Espresso against strongSwan through
+//! the two-site namespace topology ([`strongswan`]).
 
 pub mod case;
 pub mod cpu;
@@ -16,6 +17,7 @@ pub mod pcap;
 pub mod plot;
 pub mod report;
 pub mod spec;
+pub mod strongswan;
 pub mod testpmd;
 pub mod traffic;
 
@@ -54,6 +56,9 @@ pub struct BenchOptions {
     pub plots: bool,
     /// The command line, for the record.
     pub command: String,
+    /// Espresso against strongSwan through the two-site topology, after
+    /// the cases (none: not run).
+    pub strongswan: Option<strongswan::Options>,
 }
 
 /// Removes the pcaps when the run ends, however it ends.
@@ -196,6 +201,19 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         );
         records.push(record);
     }
+    let comparison = opts.strongswan.as_ref().map(|o| {
+        let _ = writeln!(
+            err,
+            "Espresso against strongSwan through the two-site topology ({})",
+            o.script.display()
+        );
+        strongswan::run(o)
+    });
+    let (comparison, comparison_err) = match comparison {
+        Some(Ok(c)) => (Some(c), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
     let report = Report {
         date: utc_now(),
         cpu: cpu_model(),
@@ -225,17 +243,24 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             reps = opts.repetitions
         ),
         cases: records,
+        strongswan: comparison,
     };
     let json = opts.out_dir.join("latest.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")?;
-    std::fs::write(
-        opts.out_dir.join("latest.md"),
-        report::markdown_table(&report.cases),
-    )?;
-    if opts.plots {
+    let mut md = report::markdown_table(&report.cases);
+    if let Some(c) = &report.strongswan {
+        md.push('\n');
+        md.push_str(&strongswan::markdown(c));
+    }
+    std::fs::write(opts.out_dir.join("latest.md"), md)?;
+    if opts.plots && !report.cases.is_empty() {
         plot::draw_all(&report, &opts.out_dir)?;
     }
-    Ok(report)
+    match comparison_err {
+        // The cases' results are written; the failure still fails the run.
+        Some(e) => Err(format!("the strongSwan comparison failed: {e}").into()),
+        None => Ok(report),
+    }
 }
 
 /// `lscpu`'s model name, or `unknown`.

@@ -159,6 +159,9 @@ pub struct Report {
     pub method: String,
     /// One record per case.
     pub cases: Vec<CaseRecord>,
+    /// Espresso against strongSwan through the two-site topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strongswan: Option<super::strongswan::Comparison>,
 }
 
 /// The table, one line per case.
