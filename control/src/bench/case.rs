@@ -73,6 +73,11 @@ pub struct RunSample {
     pub backend: String,
     /// Seconds from process start until every SA was installed.
     pub setup_s: f64,
+    /// TSC cycles of the bare AEAD on one frame's ESP payload, measured on
+    /// the worker core after the run ([`super::aead`]); `None` for the
+    /// baseline and for IMIX.
+    #[serde(default)]
+    pub aead_cycles: Option<f64>,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -263,6 +268,9 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
     drain(&from_worker);
     drop(input);
     drop(output);
+    // The worker has stopped: its core is free for the bare AEAD figure.
+    core_affinity::set_for_current(core);
+    let aead_cycles = super::aead::measure(&spec);
 
     Ok(RunSample {
         packets: sent(&s1) - sent(&s0),
@@ -273,5 +281,6 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
         tsc_hz,
         backend,
         setup_s,
+        aead_cycles,
     })
 }

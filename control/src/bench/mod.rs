@@ -11,6 +11,7 @@
 //! ([`plot`]). The full run ends with Espresso against strongSwan through
 //! the two-site namespace topology ([`strongswan`]).
 
+pub mod aead;
 pub mod case;
 pub mod cpu;
 pub mod pcap;

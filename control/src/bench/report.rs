@@ -98,6 +98,15 @@ pub struct CaseRecord {
     pub oncpu_ratio: f64,
     /// Frames dropped in the gateway's windows (all repetitions).
     pub dropped: u64,
+    /// Median TSC cycles of the bare AEAD call on one frame's ESP payload
+    /// (same backend and core, measured after each run); fixed sizes only.
+    #[serde(default)]
+    pub aead_cycles_per_packet: Option<f64>,
+    /// `aead_cycles_per_packet / (cycles_per_packet −
+    /// baseline_cycles_per_packet)`: the AEAD's share of the gateway's own
+    /// cycles (issue #6 target at 1420 B: at least 0.80).
+    #[serde(default)]
+    pub aead_share: Option<f64>,
     /// Every gateway run.
     pub runs: Vec<Rate>,
     /// Every baseline run.
@@ -112,6 +121,8 @@ impl CaseRecord {
         let b: Vec<Rate> = baseline.iter().map(|s| Rate::of(s, ip)).collect();
         let gm = Rate::median_of(&g);
         let bm = Rate::median_of(&b);
+        let aead_runs: Vec<f64> = runs.iter().filter_map(|r| r.aead_cycles).collect();
+        let aead = (!aead_runs.is_empty()).then(|| median(&aead_runs));
         Self {
             direction: spec.direction.name().into(),
             algorithm: spec.algorithm.name().into(),
@@ -130,6 +141,8 @@ impl CaseRecord {
             ratio: gm.mpps / bm.mpps,
             oncpu_ratio: gm.oncpu_mpps / bm.oncpu_mpps,
             dropped: runs.iter().map(|r| r.dropped).sum(),
+            aead_cycles_per_packet: aead,
+            aead_share: super::aead::share(aead, gm.cycles_per_packet, bm.cycles_per_packet),
             runs: g,
             baseline_runs: b,
         }
@@ -168,13 +181,13 @@ pub struct Report {
 pub fn table(cases: &[CaseRecord]) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>7} {:>8} | {:>6} {:>6}\n",
+        "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>7} {:>8} | {:>6} {:>6} | {:>5} {:>5}\n",
         "dir", "algorithm", "frame", "udp", "SAs", "Mpps", "Gbps", "cyc/pkt", "cpuMpps",
-        "tpMpps", "tpGbps", "tpcyc/p", "ratio", "cpu-r"
+        "tpMpps", "tpGbps", "tpcyc/p", "ratio", "cpu-r", "aead", "share"
     ));
     for c in cases {
         s.push_str(&format!(
-            "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3}\n",
+            "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3} | {:>5} {:>5}\n",
             c.direction,
             c.algorithm,
             c.frame_size,
@@ -188,20 +201,27 @@ pub fn table(cases: &[CaseRecord]) -> String {
             c.baseline_gbps,
             c.baseline_cycles_per_packet,
             c.ratio,
-            c.oncpu_ratio
+            c.oncpu_ratio,
+            opt(c.aead_cycles_per_packet, 0),
+            opt(c.aead_share, 2),
         ));
     }
     s
 }
 
+/// `v` with `decimals`, or `-`.
+fn opt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.decimals$}"))
+}
+
 /// The same table in Markdown (for README.md).
 pub fn markdown_table(cases: &[CaseRecord]) -> String {
     let mut s = String::from(
-        "| direction | algorithm | frame | UDP | SAs | Mpps | Gbps | cycles/pkt | on-CPU Mpps | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| direction | algorithm | frame | UDP | SAs | Mpps | Gbps | cycles/pkt | on-CPU Mpps | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio | AEAD cycles | AEAD share |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cases {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} |\n",
+            "| {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
             c.direction,
             c.algorithm,
             c.frame_size,
@@ -215,7 +235,9 @@ pub fn markdown_table(cases: &[CaseRecord]) -> String {
             c.baseline_gbps,
             c.baseline_cycles_per_packet,
             c.ratio,
-            c.oncpu_ratio
+            c.oncpu_ratio,
+            opt(c.aead_cycles_per_packet, 0),
+            opt(c.aead_share, 2),
         ));
     }
     s
@@ -243,6 +265,7 @@ mod tests {
             tsc_hz: 2_000_000_000,
             backend: "x".into(),
             setup_s: 0.0,
+            aead_cycles: None,
         };
         let r = Rate::of(&s, 46.0);
         assert!((r.mpps - 2.0).abs() < 1e-9);

@@ -187,6 +187,7 @@ pub fn run(b: &Baseline) -> Result<RunSample, Error> {
         tsc_hz: b.tsc_hz,
         backend: "testpmd io".into(),
         setup_s: 0.0,
+        aead_cycles: None,
     })
 }
 

@@ -70,7 +70,7 @@ pub fn frame_count(spec: &CaseSpec) -> usize {
 
 /// Keys of SA `i` (fixed, derived from the index: a benchmark, not a
 /// secret).
-fn keys(spec: &CaseSpec, i: u32) -> SaKeys {
+pub(crate) fn keys(spec: &CaseSpec, i: u32) -> SaKeys {
     let alg = spec.algorithm.algorithm();
     let bytes = |len: usize, salt: u32| -> Vec<u8> {
         (0..len)
