@@ -893,11 +893,13 @@ impl<B: PacketBuf> Node<B> {
         (e.epoch == self.egress_epoch && e.neigh_gen == self.neigh.generation()).then_some(e)
     }
 
-    /// Encapsulates with the slot's SA and sends the frame out of the
-    /// cached egress.
-    fn seal_and_send(&mut self, slot: SaRef, mut pkt: B, e: &Egress) {
+    /// Encapsulates `pkt` with the slot's SA: the ESP packet, or `None`
+    /// after counting the drop.
+    #[inline]
+    fn seal(&mut self, slot: SaRef, mut pkt: B) -> Option<B> {
         let Some(sa) = self.engine.outbound_mut(slot) else {
-            return self.drop_esp(DropReason::NoPolicy);
+            self.drop_esp(DropReason::NoPolicy);
+            return None;
         };
         let events = &mut self.events;
         let spi = sa.config().spi;
@@ -906,14 +908,25 @@ impl<B: PacketBuf> Node<B> {
         }) {
             Ok(()) => {
                 self.counters.encapsulated += 1;
-                let ethertype = if e.outer_dst.is_ipv4() {
-                    EtherType::IPV4
-                } else {
-                    EtherType::IPV6
-                };
-                self.send_eth(e.out_if, pkt, e.mac, ethertype)
+                Some(pkt)
             }
-            Err(r) => self.drop_esp(r),
+            Err(r) => {
+                self.drop_esp(r);
+                None
+            }
+        }
+    }
+
+    /// Encapsulates with the slot's SA and sends the frame out of the
+    /// cached egress.
+    fn seal_and_send(&mut self, slot: SaRef, pkt: B, e: &Egress) {
+        if let Some(pkt) = self.seal(slot, pkt) {
+            let ethertype = if e.outer_dst.is_ipv4() {
+                EtherType::IPV4
+            } else {
+                EtherType::IPV6
+            };
+            self.send_eth(e.out_if, pkt, e.mac, ethertype)
         }
     }
 
@@ -922,24 +935,13 @@ impl<B: PacketBuf> Node<B> {
     fn seal_and_route(
         &mut self,
         slot: SaRef,
-        mut pkt: B,
+        pkt: B,
         outer_dst: IpAddr,
         hop: crate::route::NextHop,
         pool: &mut impl PacketPool<B>,
     ) {
-        let Some(sa) = self.engine.outbound_mut(slot) else {
-            return self.drop_esp(DropReason::NoPolicy);
-        };
-        let events = &mut self.events;
-        let spi = sa.config().spi;
-        match sa.encapsulate(&mut pkt, &mut |e| {
-            events.push(EngineEvent::Outbound(slot, spi, e))
-        }) {
-            Ok(()) => {
-                self.counters.encapsulated += 1;
-                self.deliver(pkt, outer_dst, hop, pool, false)
-            }
-            Err(r) => self.drop_esp(r),
+        if let Some(pkt) = self.seal(slot, pkt) {
+            self.deliver(pkt, outer_dst, hop, pool, false)
         }
     }
 
