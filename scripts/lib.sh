@@ -32,3 +32,19 @@ make_namespaces() {
     ip link add wan0 netns $NS_GA type veth peer name wan0 netns $NS_GB
     ip link add h0 netns $NS_HB type veth peer name lan0 netns $NS_GB
 }
+
+# The hosts' side: hostA is 10.1.0.10/24 and hostB 10.2.0.20/24, each
+# routing through its gateway's .1. veth leaves TCP/UDP checksums to
+# "hardware" (CHECKSUM_PARTIAL) and an AF_PACKET reader such as DPDK's
+# net_af_packet then sees unfinished checksums, so the hosts' kernels
+# compute them (the same for every system a script compares).
+setup_hosts_v4() {
+    local n ns
+    for n in 1 2; do
+        if [ $n = 1 ]; then ns=$NS_HA; else ns=$NS_HB; fi
+        ip -n "$ns" link set h0 up
+        in_ns "$ns" ethtool -K h0 tx off >/dev/null
+        ip -n "$ns" addr add 10.$n.0.$((n * 10))/24 dev h0
+        ip -n "$ns" route add default via 10.$n.0.1
+    done
+}

@@ -75,14 +75,7 @@ setup_network() {
     # see them unfinished. Have the senders' kernels compute them.
     in_ns $NS_GB ethtool -K wan0 tx off >/dev/null
     in_ns $NS_GB ethtool -K lan0 tx off >/dev/null
-    local n ns
-    for n in 1 2; do
-        if [ $n = 1 ]; then ns=$NS_HA; else ns=$NS_HB; fi
-        ip -n "$ns" link set h0 up
-        in_ns "$ns" ethtool -K h0 tx off >/dev/null
-        ip -n "$ns" addr add 10.$n.0.$((n * 10))/24 dev h0
-        ip -n "$ns" route add default via 10.$n.0.1
-    done
+    setup_hosts_v4
 }
 
 # ------------------------------------------------------------------ charon

@@ -81,17 +81,7 @@ new_namespaces() {
     local sys=$1
     NS_HA=vs-ha-$sys-$ID NS_GA=vs-ga-$sys-$ID NS_GB=vs-gb-$sys-$ID NS_HB=vs-hb-$sys-$ID
     make_namespaces
-    local n ns
-    for n in 1 2; do
-        if [ $n = 1 ]; then ns=$NS_HA; else ns=$NS_HB; fi
-        ip -n "$ns" link set h0 up
-        # veth leaves TCP/UDP checksums to "hardware" (CHECKSUM_PARTIAL);
-        # an AF_PACKET reader such as DPDK's net_af_packet then sees
-        # unfinished checksums. The same setting for both systems.
-        in_ns "$ns" ethtool -K h0 tx off >/dev/null
-        ip -n "$ns" addr add 10.$n.0.$((n * 10))/24 dev h0
-        ip -n "$ns" route add default via 10.$n.0.1
-    done
+    setup_hosts_v4
     ip -n $NS_GA link set wan0 address 02:00:00:00:a0:02
     ip -n $NS_GB link set wan0 address 02:00:00:00:b0:02
     ip -n $NS_GA link set lan0 address 02:00:00:00:a0:01

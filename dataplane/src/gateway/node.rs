@@ -714,10 +714,14 @@ impl<B: PacketBuf> Node<B> {
                 None => self.drop_esp(DropReason::NoPolicy),
             }
         } else {
-            let Ok(key) = flow_key(pkt.data()) else {
+            // Borrowed where it was built: moving the key out of the
+            // `Result` copied it in eight-byte words over field-sized
+            // stores, a store-forwarding stall per packet.
+            let key = flow_key(pkt.data());
+            let Ok(key) = &key else {
                 return self.drop_gw(GwDrop::BadFrame);
             };
-            match self.engine.policy_action(&key) {
+            match self.engine.policy_action(key) {
                 Some(crate::esp::Action::Protect(slot)) => {
                     self.protect(in_if, slot, pkt, pool, true)
                 }
