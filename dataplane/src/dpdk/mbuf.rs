@@ -229,6 +229,7 @@ impl Mbuf {
 
     /// Grows the data by `len` bytes at the front (into the headroom) and
     /// returns the new bytes (uninitialised contents: whatever was there).
+    #[inline]
     pub fn prepend(&mut self, len: usize) -> Result<&mut [u8], MbufError> {
         let available = self.headroom();
         if len > available {
@@ -254,6 +255,7 @@ impl Mbuf {
 
     /// Grows the data by `len` bytes at the end (into the tailroom of the
     /// last segment) and returns the new bytes.
+    #[inline]
     pub fn append(&mut self, len: usize) -> Result<&mut [u8], MbufError> {
         let available = self.tailroom();
         if len > available {
@@ -277,6 +279,7 @@ impl Mbuf {
     }
 
     /// Removes `len` bytes from the front of the data.
+    #[inline]
     pub fn adj(&mut self, len: usize) -> Result<(), MbufError> {
         let available = self.len();
         if len > available {
@@ -300,6 +303,7 @@ impl Mbuf {
 
     /// Removes `len` bytes from the end of the data (single-segment
     /// packets only).
+    #[inline]
     pub fn trim(&mut self, len: usize) -> Result<(), MbufError> {
         let available = self.len();
         if len > available || !self.is_contiguous() {
@@ -321,34 +325,42 @@ impl Mbuf {
 }
 
 impl crate::buf::PacketBuf for Mbuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         Mbuf::data(self)
     }
 
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         Mbuf::data_mut(self)
     }
 
+    #[inline]
     fn headroom(&self) -> usize {
         Mbuf::headroom(self)
     }
 
+    #[inline]
     fn tailroom(&self) -> usize {
         Mbuf::tailroom(self)
     }
 
+    #[inline]
     fn prepend(&mut self, n: usize) -> Result<&mut [u8], crate::buf::BufError> {
         Mbuf::prepend(self, n).map_err(|_| crate::buf::BufError::NoHeadroom)
     }
 
+    #[inline]
     fn append(&mut self, n: usize) -> Result<&mut [u8], crate::buf::BufError> {
         Mbuf::append(self, n).map_err(|_| crate::buf::BufError::NoTailroom)
     }
 
+    #[inline]
     fn adj(&mut self, n: usize) -> Result<(), crate::buf::BufError> {
         Mbuf::adj(self, n).map_err(|_| crate::buf::BufError::TooShort)
     }
 
+    #[inline]
     fn trim(&mut self, n: usize) -> Result<(), crate::buf::BufError> {
         Mbuf::trim(self, n).map_err(|_| crate::buf::BufError::TooShort)
     }
