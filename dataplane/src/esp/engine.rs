@@ -74,7 +74,8 @@ impl EspEngine {
         &self.spd
     }
 
-    /// Replaces the SPD (control path).
+    /// Replaces the SPD (control path; ship it compiled, see
+    /// [`Spd::compile`], or the first lookup builds the classifier).
     pub fn set_spd(&mut self, spd: Spd) {
         self.spd = spd;
         self.spd_cache.clear();
