@@ -257,6 +257,15 @@ impl SpdBench {
         self.spd.compile().stats()
     }
 
+    /// Looks every key up once, untimed (for profilers); returns how many
+    /// matched.
+    pub fn lookup_pass(&self) -> usize {
+        self.keys
+            .iter()
+            .filter(|k| self.spd.lookup(black_box(k)).is_some())
+            .count()
+    }
+
     /// Average number of classifier nodes a lookup of the bench's keys
     /// visits.
     pub fn mean_steps(&self) -> f64 {

@@ -6,6 +6,7 @@
 //! ```text
 //! esp_report [--quick] [--no-cperf] [--tables]
 //! esp_report --profile encap|decap [--alg N] [--size BYTES] [--esp] [--iters N]
+//! esp_report --profile spd-24|spd-random [--policies N] [--iters N]
 //! ```
 //!
 //! `--tables` prints only the per-packet tables (replay window, SPD, SA
@@ -51,6 +52,10 @@ struct Options {
 }
 
 struct Profile {
+    /// The SPD classifier instead of the engine, in this shape.
+    spd: Option<SpdShape>,
+    /// Policies in the profiled SPD.
+    policies: usize,
     decap: bool,
     alg: usize,
     size: usize,
@@ -66,6 +71,8 @@ fn parse_args() -> Result<Options, String> {
         profile: None,
     };
     let mut p = Profile {
+        spd: None,
+        policies: 10_000,
         decap: false,
         alg: 0,
         size: 64,
@@ -82,10 +89,16 @@ fn parse_args() -> Result<Options, String> {
             "--tables" => o.tables_only = true,
             "--profile" => {
                 profiling = true;
-                p.decap = match value("--profile")?.as_str() {
-                    "encap" => false,
-                    "decap" => true,
-                    other => return Err(format!("--profile encap|decap, not {other}")),
+                match value("--profile")?.as_str() {
+                    "encap" => p.decap = false,
+                    "decap" => p.decap = true,
+                    "spd-24" => p.spd = Some(SpdShape::Distinct24),
+                    "spd-random" => p.spd = Some(SpdShape::RandomPrefixes),
+                    other => {
+                        return Err(format!(
+                            "--profile encap|decap|spd-24|spd-random, not {other}"
+                        ))
+                    }
                 };
             }
             "--alg" => p.alg = value("--alg")?.parse().map_err(|e| format!("--alg: {e}"))?,
@@ -100,10 +113,17 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|e| format!("--iters: {e}"))?
             }
             "--esp" => p.udp = false,
+            "--policies" => {
+                p.policies = value("--policies")?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--policies: {e}"))?
+                    .max(1)
+            }
             "-h" | "--help" => {
                 return Err(
                     "usage: esp_report [--quick] [--no-cperf] [--tables] | --profile encap|decap \
-                            [--alg N] [--size BYTES] [--esp] [--iters N]"
+                            [--alg N] [--size BYTES] [--esp] [--iters N] | \
+                            --profile spd-24|spd-random [--policies N] [--iters N]"
                         .into(),
                 )
             }
@@ -603,6 +623,21 @@ fn summary(rows: &[EspRow]) {
 }
 
 fn profile(p: &Profile) {
+    if let Some(shape) = p.spd {
+        let n = p.policies;
+        let b = SpdBench::new(n, shape);
+        eprintln!(
+            "profiling SPD lookups, {}, {n} policies, {} passes over 4096 keys",
+            shape.name(),
+            p.iters
+        );
+        let mut hits = 0;
+        for _ in 0..p.iters {
+            hits += b.lookup_pass();
+        }
+        eprintln!("{hits} matched");
+        return;
+    }
     let (name, alg) = ALGORITHMS[p.alg];
     let backends = available_backends(alg);
     let b = backends[0];

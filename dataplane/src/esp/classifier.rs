@@ -68,6 +68,12 @@ const V4_KEY: usize = 13;
 /// Key length for IPv6: src 16, dst 16, proto 1, sport 2, dport 2.
 const V6_KEY: usize = 37;
 
+/// The key buffer: a power of two past [`V6_KEY`], so that masking a
+/// node's byte index keeps it in bounds without a check.
+const KEY_BUF: usize = 64;
+const KEY_MASK: usize = KEY_BUF - 1;
+type KeyBuf = [u8; KEY_BUF];
+
 /// At most this many states (nodes and leaves reached) per trie before the
 /// build splits the policies in two. A node takes 32 bytes (1 KB more
 /// when dense), so a trie stays within tens of MB.
@@ -116,20 +122,20 @@ impl Trie {
     /// The leaf reached by `key` (a rule index with [`LEAF`] set, or
     /// [`NO_MATCH`]).
     #[inline]
-    fn walk(&self, key: &[u8]) -> u32 {
+    fn walk(&self, key: &KeyBuf) -> u32 {
         let mut r = self.root;
         // Every child lies on a later byte than its parent, or on the same
         // byte one level down a two-level node, so this ends within
         // `2 * key.len()` steps.
         while r & LEAF == 0 {
             let n = &self.nodes[r as usize];
-            let b = key[usize::from(n.byte)];
+            let b = key[usize::from(n.byte) & KEY_MASK];
             r = if n.dense {
                 self.dense[n.children[0] as usize + usize::from(b)]
             } else {
                 // Eight independent compares: the compiler vectorises this.
                 let i: usize = n.bounds.iter().map(|&c| usize::from(b > c)).sum();
-                n.children.get(i).copied().unwrap_or(UNREACHABLE)
+                n.children[i.min(SPARSE - 1)]
             };
         }
         r
@@ -138,18 +144,18 @@ impl Trie {
 
 impl Trie {
     /// Nodes [`walk`](Self::walk) visits for `key`.
-    fn steps(&self, key: &[u8]) -> usize {
+    fn steps(&self, key: &KeyBuf) -> usize {
         let mut r = self.root;
         let mut steps = 0;
         while r & LEAF == 0 {
             steps += 1;
             let n = &self.nodes[r as usize];
-            let b = key[usize::from(n.byte)];
+            let b = key[usize::from(n.byte) & KEY_MASK];
             r = if n.dense {
                 self.dense[n.children[0] as usize + usize::from(b)]
             } else {
                 let i: usize = n.bounds.iter().map(|&c| usize::from(b > c)).sum();
-                n.children.get(i).copied().unwrap_or(UNREACHABLE)
+                n.children[i.min(SPARSE - 1)]
             };
         }
         steps
@@ -215,7 +221,8 @@ impl Classifier {
     /// The index of the first selector matching `key`. Does not allocate.
     #[inline]
     pub fn classify(&self, key: &FlowKey) -> Option<usize> {
-        let (tries, buf) = self.key_bytes(key)?;
+        let mut buf = [0u8; KEY_BUF];
+        let tries = self.key_bytes(key, &mut buf)?;
         for t in tries {
             let r = t.walk(&buf);
             if r != NO_MATCH {
@@ -228,7 +235,8 @@ impl Classifier {
     /// How many nodes [`classify`](Self::classify) visits for `key`
     /// (diagnostics: the cost of a lookup in steps).
     pub fn steps(&self, key: &FlowKey) -> usize {
-        let Some((tries, buf)) = self.key_bytes(key) else {
+        let mut buf = [0u8; KEY_BUF];
+        let Some(tries) = self.key_bytes(key, &mut buf) else {
             return 0;
         };
         let mut steps = 0;
@@ -241,10 +249,10 @@ impl Classifier {
         steps
     }
 
-    /// The tries of `key`'s family and its bytes in network order.
+    /// The tries of `key`'s family; `key`'s bytes, in network order, into
+    /// `buf`.
     #[inline(always)]
-    fn key_bytes(&self, key: &FlowKey) -> Option<(&[Trie], [u8; V6_KEY])> {
-        let mut buf = [0u8; V6_KEY];
+    fn key_bytes(&self, key: &FlowKey, buf: &mut KeyBuf) -> Option<&[Trie]> {
         let tries = match (key.src, key.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 buf[0..4].copy_from_slice(&s.octets());
@@ -264,7 +272,7 @@ impl Classifier {
             }
             _ => return None,
         };
-        Some((tries, buf))
+        Some(tries)
     }
 
     /// Size figures.
