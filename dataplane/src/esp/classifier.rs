@@ -36,16 +36,17 @@
 //!
 //! # Bounded memory
 //!
-//! Subset construction can blow up (the classic worst case: many policies
-//! free in the source and fixed in the destination, crossed with the
-//! reverse). A build stops when a trie passes [`MAX_STATES`] states and
-//! splits its policies into two rank-contiguous halves, each built on its
-//! own, recursively, as `rte_acl` splits its rules over several tries. A
-//! lookup then walks the tries in rank order and stops at the first that
-//! matches (a later trie only holds worse-ranked policies). The policy sets
-//! of the benchmarks (10,000 random prefixes of lengths 8 to 32, or 10,000
-//! /24 pairs) fit in one trie; [`Classifier::trie_count`] says how many a
-//! set needed.
+//! Subset construction can blow up (the classic worst case: policies fixed
+//! in the source and free in the destination, crossed with the reverse). A
+//! build stops when a trie passes [`MAX_STATES`] states and splits its
+//! policies, as `rte_acl` spreads its rules over several tries: first by
+//! which fields they constrain (source, destination, protocol/ports: the
+//! cross above becomes two small tries), then, within one such class, into
+//! two rank-contiguous halves, recursively. A lookup walks every trie and
+//! keeps the best-ranked match, so its cost is the number of tries times
+//! the walk. Typical policy sets, and those of the benchmarks (10,000
+//! random prefixes of lengths 8 to 32, 10,000 /24 pairs), fit in one trie;
+//! [`Classifier::trie_count`] says how many a set needed.
 //!
 //! # Why not `rte_acl` itself
 //!
@@ -109,7 +110,7 @@ struct Node {
 /// A reference that no byte can reach: sparse nodes' unused children.
 const UNREACHABLE: u32 = NO_MATCH;
 
-/// One automaton over a rank-contiguous slice of the policies.
+/// One automaton over some of the policies.
 #[derive(Clone, Debug)]
 struct Trie {
     root: u32,
@@ -213,8 +214,8 @@ impl Classifier {
             }
         }
         Self {
-            v4: build_tries(&v4, max_states),
-            v6: build_tries(&v6, max_states),
+            v4: build_tries(v4, max_states),
+            v6: build_tries(v6, max_states),
         }
     }
 
@@ -223,13 +224,13 @@ impl Classifier {
     pub fn classify(&self, key: &FlowKey) -> Option<usize> {
         let mut buf = [0u8; KEY_BUF];
         let tries = self.key_bytes(key, &mut buf)?;
+        // Leaves are `LEAF | rule` and rules are in rank order, so the
+        // smallest leaf is the best match (NO_MATCH is the largest).
+        let mut best = NO_MATCH;
         for t in tries {
-            let r = t.walk(&buf);
-            if r != NO_MATCH {
-                return Some((r & !LEAF) as usize);
-            }
+            best = best.min(t.walk(&buf));
         }
-        None
+        (best != NO_MATCH).then_some((best & !LEAF) as usize)
     }
 
     /// How many nodes [`classify`](Self::classify) visits for `key`
@@ -242,9 +243,6 @@ impl Classifier {
         let mut steps = 0;
         for t in tries {
             steps += t.steps(&buf);
-            if t.walk(&buf) != NO_MATCH {
-                break;
-            }
         }
         steps
     }
@@ -385,37 +383,65 @@ fn port_patterns(a: u16, b: u16) -> Vec<[(u8, u8); 2]> {
     out
 }
 
-/// Builds tries over `boxes` (sorted by rule), splitting rank-contiguously
-/// until each fits in `max_states`.
-fn build_tries(boxes: &[SelBox], max_states: usize) -> Vec<Trie> {
+/// Which fields of a box are constrained: source address (first byte
+/// fixed), destination address, protocol or ports. Policies of different
+/// classes are what multiplies states (a source-specific policy crossed
+/// with a destination-specific one), so a build that overflows is first
+/// split by class.
+fn class(b: &SelBox) -> u8 {
+    let addr = (b.lo.len() - 5) / 2;
+    let fixed = |i: usize| b.lo[i] == b.hi[i];
+    let l4 = (2 * addr..b.lo.len()).any(|i| b.lo[i] != 0 || b.hi[i] != 0xff);
+    u8::from(fixed(0)) | u8::from(fixed(addr)) << 1 | u8::from(l4) << 2
+}
+
+/// Builds tries over `boxes` (sorted by rule) until each fits in
+/// `max_states`: an overflowing set is split by [`class`], and a set of
+/// one class into two rank-contiguous halves.
+fn build_tries(boxes: Vec<SelBox>, max_states: usize) -> Vec<Trie> {
     let mut tries = Vec::new();
-    if boxes.is_empty() {
-        return tries;
-    }
     let mut pending = vec![boxes];
-    // Depth-first, best-ranked half first, so `tries` ends up in rank order.
     while let Some(part) = pending.pop() {
-        match Builder::new(part, max_states).build() {
-            Some(t) => tries.push(t),
-            None => {
-                // Split on a rule boundary near the middle.
-                let first = part[0].rule;
-                let last = part[part.len() - 1].rule;
-                let mid_rule = first + (last - first).div_ceil(2);
-                let at = part.partition_point(|b| b.rule < mid_rule);
-                if at == 0 || at == part.len() {
-                    // One rule that does not fit: cannot happen with a sane
-                    // limit (a rule is at most 9 boxes of 37 bytes); keep it
-                    // whole rather than loop.
-                    if let Some(t) = Builder::new(part, usize::MAX).build() {
-                        tries.push(t);
-                    }
-                    continue;
-                }
-                pending.push(&part[at..]);
-                pending.push(&part[..at]);
-            }
+        if part.is_empty() {
+            continue;
         }
+        if let Some(t) = Builder::new(&part, max_states).build() {
+            tries.push(t);
+            continue;
+        }
+        let mut by_class: Vec<Vec<SelBox>> = vec![Vec::new(); 8];
+        let classes = {
+            let mut seen = [false; 8];
+            for b in &part {
+                seen[usize::from(class(b))] = true;
+            }
+            seen.iter().filter(|&&x| x).count()
+        };
+        if classes > 1 {
+            for b in part {
+                by_class[usize::from(class(&b))].push(b);
+            }
+            pending.extend(by_class);
+            continue;
+        }
+        // Split on a rule boundary near the middle.
+        let first = part[0].rule;
+        let last = part[part.len() - 1].rule;
+        let mid_rule = first + (last - first).div_ceil(2);
+        let at = part.partition_point(|b| b.rule < mid_rule);
+        if at == 0 || at == part.len() {
+            // One rule that does not fit: cannot happen with a sane limit
+            // (a rule is at most 9 boxes of 37 bytes); keep it whole rather
+            // than loop.
+            if let Some(t) = Builder::new(&part, usize::MAX).build() {
+                tries.push(t);
+            }
+            continue;
+        }
+        let mut low = part;
+        let high = low.split_off(at);
+        pending.push(high);
+        pending.push(low);
     }
     tries
 }
@@ -674,6 +700,36 @@ mod tests {
                 assert_eq!(c.classify(&k), linear(&sels, &k));
                 assert_eq!(whole.classify(&k), linear(&sels, &k));
             }
+        }
+    }
+
+    #[test]
+    fn crossed_classes_split_into_small_tries() {
+        // Source-specific policies interleaved in rank with
+        // destination-specific ones: one automaton would hold their cross
+        // product; split by class, two small tries answer the same.
+        let sels: Vec<Selector> = (0..2000u32)
+            .map(|i| {
+                let p: IpPrefix = format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap();
+                if i % 2 == 0 {
+                    Selector::new(p, IpPrefix::ANY_V4)
+                } else {
+                    Selector::new(IpPrefix::ANY_V4, p)
+                }
+            })
+            .collect();
+        let c = Classifier::build_with_limit(&sels, 1 << 11);
+        assert_eq!(c.trie_count(), 2);
+        assert!(c.stats().bytes < 1 << 20, "{:?}", c.stats());
+        for (a, b) in [(0u32, 1u32), (1, 0), (7, 6), (1999, 4), (3, 3), (600, 2500)] {
+            let k = key(
+                &format!("10.{}.{}.1", a / 256, a % 256),
+                &format!("10.{}.{}.1", b / 256, b % 256),
+                6,
+                1,
+                2,
+            );
+            assert_eq!(c.classify(&k), linear(&sels, &k), "{a} {b}");
         }
     }
 
