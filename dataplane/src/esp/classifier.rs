@@ -167,10 +167,21 @@ impl Trie {
 /// the index of the first selector (in the order given) that matches.
 ///
 /// [`classify`]: Classifier::classify
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Classifier {
     v4: Vec<Trie>,
     v6: Vec<Trie>,
+}
+
+impl std::fmt::Debug for Classifier {
+    /// Sizes only: the tables run to megabytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("v4_tries", &self.v4.len())
+            .field("v6_tries", &self.v6.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
 }
 
 /// Size figures of a compiled [`Classifier`].
@@ -663,6 +674,19 @@ mod tests {
             Classifier::build(&[]).classify(&key("1.2.3.4", "5.6.7.8", 1, 0, 0)),
             None
         );
+    }
+
+    #[test]
+    fn debug_prints_sizes_not_tables() {
+        let sels: Vec<Selector> = (0..300u32)
+            .map(|i| sel(&format!("10.{}.{}.0/24", i / 256, i % 256), "0.0.0.0/0"))
+            .collect();
+        let text = format!("{:?}", Classifier::build(&sels));
+        assert!(
+            text.starts_with("Classifier { v4_tries: 1, v6_tries: 0"),
+            "{text}"
+        );
+        assert!(text.len() < 200, "{text}");
     }
 
     #[test]
