@@ -26,13 +26,16 @@
 //!   wherever it is reached from. Bytes no box in the set constrains are
 //!   skipped (a node names the byte it reads).
 //!
-//! A lookup walks from the root, one node per byte it has to read, at most
-//! the key length (13 / 37 steps), and usually stops earlier: 10,000
-//! /24-to-/24 policies take 6 steps, one policy the same 6. Each step is one
-//! 32-byte node: up to five intervals with their children inline (eight
-//! bounds compared at once); a byte cut into 6 to 25 intervals takes two
-//! such nodes, and into more, a 256-way table. No hashing, no allocation,
-//! no per-policy work.
+//! A lookup walks from the root, one node per byte it has to read. Each
+//! step is one 32-byte node: up to five intervals with their children
+//! inline (eight bounds compared at once); a byte cut into 6 to 25
+//! intervals takes two such nodes, and into more, a 256-way table. So a
+//! walk is at most two nodes per key byte (26 for IPv4, 74 for IPv6) and
+//! usually far shorter: 10,000 /24-to-/24 policies take 6 steps, as does
+//! one; 10,000 random prefixes of lengths 8 to 32 take 6.8 on average. No
+//! hashing, no allocation, no per-policy work. The cost that remains
+//! depends on the policy set only through the memory the automaton takes
+//! (cache misses) and how long the walks are; see the README's SPD rows.
 //!
 //! # Bounded memory
 //!
@@ -54,10 +57,18 @@
 //! engine's unit tests, fuzz targets and `esp_report`, which run without
 //! EAL, would have kept a second implementation, and the two would have had
 //! to be proved equal. This automaton is the same family of algorithm
-//! (byte-wise, cost fixed by key length, rule sets split over several tries
-//! when they grow), in safe Rust, one implementation everywhere. It has no
-//! SIMD burst classify; the flow cache in front of it takes the common case.
-//! No maintained Rust crate does multi-field classification with priorities.
+//! (byte-wise, cost bounded by key length, rule sets split over several
+//! tries when they grow), in safe Rust, one implementation everywhere, and
+//! it measured 82 ns per uncached lookup at 10,000 random prefixes against
+//! the tuple space search's 2.8 µs, so the pure-Rust route was kept.
+//! `rte_acl` itself was not measured side by side. What it has and this
+//! lacks: SIMD classify of several packets at once (its walk does not stop
+//! early, so lanes stay in step), which hides memory latency when whole
+//! bursts miss the flow cache. No maintained Rust crate does multi-field
+//! classification with priorities.
+//!
+//! Building is control-path work: about 0.2 s for 10,000 random IPv4
+//! prefix pairs, 2.6 s for 10,000 random IPv6 ones (optimised build).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -75,9 +86,9 @@ const KEY_BUF: usize = 64;
 const KEY_MASK: usize = KEY_BUF - 1;
 type KeyBuf = [u8; KEY_BUF];
 
-/// At most this many states (nodes and leaves reached) per trie before the
-/// build splits the policies in two. A node takes 32 bytes (1 KB more
-/// when dense), so a trie stays within tens of MB.
+/// At most this many states (distinct box sets at a byte) per trie before
+/// the build splits the policies. A state is at most one node of 32 bytes
+/// (1 KB more when dense), so a trie stays within tens of MB.
 pub const MAX_STATES: usize = 1 << 19;
 
 /// A child reference with this bit set is a leaf: the rest is the winning

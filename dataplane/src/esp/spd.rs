@@ -11,8 +11,9 @@
 //! [`Spd::lookup`] is not a walk over the policies. The policies, in rank
 //! order (priority, then insertion order), are compiled into a byte-wise
 //! decision automaton ([`Classifier`], see [`super::classifier`]): a lookup
-//! reads the packet's key (addresses, protocol, ports) a byte at a time, at
-//! most 13 steps for IPv4 and 37 for IPv6, whatever the number of policies
+//! reads the packet's key (addresses, protocol, ports) a byte at a time,
+//! at most two nodes per key byte and usually stopping well before the end
+//! (6 to 7 steps for 10,000 IPv4 policies), whatever the number of policies
 //! and however many distinct prefix lengths they use. (The tuple space
 //! search it replaced probed one hash table per distinct pair of prefix
 //! lengths: ~625 probes, about 3 µs, for 10,000 random prefixes.)
