@@ -214,8 +214,9 @@ pub struct ClassifierStats {
 
 impl Classifier {
     /// Compiles `selectors`, best first: the first match in this order is
-    /// what [`classify`](Self::classify) returns. Control path: allocates,
-    /// takes milliseconds for thousands of selectors.
+    /// what [`classify`](Self::classify) returns. A selector that fails
+    /// [`Selector::validate`] matches nothing. Control path: allocates;
+    /// about 0.2 s for 10,000 IPv4 selectors.
     pub fn build<'a>(selectors: impl IntoIterator<Item = &'a Selector>) -> Self {
         Self::build_with_limit(selectors, MAX_STATES)
     }
@@ -232,6 +233,11 @@ impl Classifier {
             let Ok(rule) = u32::try_from(i) else { break };
             if rule >= LEAF - 1 {
                 break;
+            }
+            // Mixed families or an empty port range (which `Spd::insert`
+            // refuses): such a selector matches nothing.
+            if sel.validate().is_err() {
+                continue;
             }
             if sel.is_ipv4() {
                 push_boxes::<V4_KEY>(sel, rule, &mut v4);
@@ -702,6 +708,19 @@ mod tests {
             "{text}"
         );
         assert!(text.len() < 200, "{text}");
+    }
+
+    #[test]
+    fn invalid_selectors_match_nothing() {
+        #[allow(clippy::reversed_empty_ranges)]
+        let sels = [
+            sel("10.0.0.0/8", "::/0"),
+            sel("10.0.0.0/8", "0.0.0.0/0").with_dst_ports(600..=5),
+            sel("10.0.0.0/8", "0.0.0.0/0"),
+        ];
+        let c = Classifier::build(&sels);
+        assert_eq!(c.classify(&key("10.1.1.1", "1.1.1.1", 6, 1, 100)), Some(2));
+        assert_eq!(c.classify(&key("10.1.1.1", "::1", 6, 1, 100)), None);
     }
 
     #[test]
