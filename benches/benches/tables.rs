@@ -1,7 +1,9 @@
 //! Criterion benches of the per-packet tables: the anti-replay window
 //! (check then update, in order and reordered) for window sizes 64, 4096
 //! and 65536; the SPD lookup with 1, 100 and 10,000 policies (distinct /24
-//! pairs, and random prefixes); the inbound SA lookup by SPI with 1, 1000
+//! pairs, and random prefixes): the classifier alone, through the worker's
+//! flow cache with 4096 cached flows, and through the flow cache when every
+//! packet is a new flow (random source ports); the inbound SA lookup by SPI with 1, 1000
 //! and 100,000 SAs. Throughput is per operation.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -40,9 +42,18 @@ fn spd(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(name, n), |b| {
                 b.iter_custom(|iters| criterion_iters(iters, LOOKUPS_PER_CALL, |t| s.run(t)))
             });
+            s.warm_cache();
             g.bench_function(BenchmarkId::new(format!("{name}-flow-cache"), n), |b| {
                 b.iter_custom(|iters| criterion_iters(iters, LOOKUPS_PER_CALL, |t| s.run_cached(t)))
             });
+            g.bench_function(
+                BenchmarkId::new(format!("{name}-flow-cache-new-flows"), n),
+                |b| {
+                    b.iter_custom(|iters| {
+                        criterion_iters(iters, LOOKUPS_PER_CALL, |t| s.run_cache_flood(t))
+                    })
+                },
+            );
         }
     }
     g.finish();

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use dataplane::crypto::{available_backends, new_transform, Algorithm};
 use dataplane::esp::{
-    Action, Direction, FlowKey, InboundSa, InboundSaTable, IpPrefix, Mode, Policy, ReplayWindow,
-    SaConfig, SaRef, Selector, Spd, SpdCache, Spi, TunnelEndpoints,
+    Action, ClassifierStats, Direction, FlowKey, InboundSa, InboundSaTable, IpPrefix, Mode, Policy,
+    ReplayWindow, SaConfig, SaRef, Selector, Spd, SpdCache, Spi, TunnelEndpoints,
 };
 
 use crate::fixtures::keys_for;
@@ -151,6 +151,7 @@ pub struct SpdBench {
     cache: SpdCache,
     keys: Vec<FlowKey>,
     pos: usize,
+    rng: SplitMix,
 }
 
 impl SpdBench {
@@ -198,6 +199,7 @@ impl SpdBench {
             cache: SpdCache::default(),
             keys,
             pos: 0,
+            rng,
         }
     }
 
@@ -218,10 +220,81 @@ impl SpdBench {
         self.pos += LOOKUPS_PER_CALL;
     }
 
-    /// Number of (prefix length, prefix length) tuples: hash probes in the
-    /// worst case.
+    /// Times `LOOKUPS_PER_CALL` lookups through the flow cache where every
+    /// packet is a new flow (the keys' source ports are rewritten at random
+    /// outside the timed region): a random-source-port flood, every lookup
+    /// a miss that goes to the classifier and replaces a cached flow.
+    #[inline]
+    pub fn run_cache_flood(&mut self, timer: &mut Timer) {
+        if self.pos + LOOKUPS_PER_CALL > self.keys.len() {
+            self.pos = 0;
+        }
+        let keys = &mut self.keys[self.pos..self.pos + LOOKUPS_PER_CALL];
+        let mut saved = [0u16; LOOKUPS_PER_CALL];
+        for (k, s) in keys.iter_mut().zip(saved.iter_mut()) {
+            *s = k.sport;
+            k.sport = self.rng.next_u64() as u16;
+        }
+        timer.start();
+        for k in keys.iter() {
+            black_box(self.cache.lookup(&self.spd, black_box(k)));
+        }
+        timer.stop();
+        for (k, s) in keys.iter_mut().zip(saved) {
+            k.sport = s;
+        }
+        self.pos += LOOKUPS_PER_CALL;
+    }
+
+    /// Number of distinct (prefix length, prefix length) tuples in the
+    /// policy set (what a tuple space search would probe).
     pub fn tuple_count(&self) -> usize {
         self.spd.tuple_count()
+    }
+
+    /// Size of the compiled classifier.
+    pub fn classifier_stats(&self) -> ClassifierStats {
+        self.spd.compile().stats()
+    }
+
+    /// Looks every key up once, untimed (for profilers); returns how many
+    /// matched.
+    pub fn lookup_pass(&self) -> usize {
+        self.keys
+            .iter()
+            .filter(|k| self.spd.lookup(black_box(k)).is_some())
+            .count()
+    }
+
+    /// Average number of classifier nodes a lookup of the bench's keys
+    /// visits.
+    pub fn mean_steps(&self) -> f64 {
+        let c = self.spd.compile();
+        let total: usize = self.keys.iter().map(|k| c.steps(k)).sum();
+        total as f64 / self.keys.len() as f64
+    }
+
+    /// Looks every key up once through the flow cache (so that all 4096
+    /// flows are cached) and resets its counters.
+    pub fn warm_cache(&mut self) {
+        for k in &self.keys {
+            black_box(self.cache.lookup(&self.spd, k));
+        }
+        self.cache.hits = 0;
+        self.cache.misses = 0;
+    }
+
+    /// Share of flow cache lookups answered from the cache so far, and
+    /// resets the counters.
+    pub fn take_cache_hit_rate(&mut self) -> f64 {
+        let (h, m) = (self.cache.hits, self.cache.misses);
+        self.cache.hits = 0;
+        self.cache.misses = 0;
+        if h + m == 0 {
+            0.0
+        } else {
+            h as f64 / (h + m) as f64
+        }
     }
 
     /// Times `LOOKUPS_PER_CALL` lookups.

@@ -176,11 +176,14 @@ impl Control {
         Ok(())
     }
 
+    /// The configured SPD, compiled here on the control thread so that the
+    /// workers (which share the compiled classifier) never build it.
     fn spd(&self) -> Result<Spd, Error> {
         let mut spd = Spd::new();
         for p in self.config.policies() {
             spd.insert(p.clone())?;
         }
+        spd.compile();
         Ok(spd)
     }
 

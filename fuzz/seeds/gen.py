@@ -149,3 +149,35 @@ natt = bytes.fromhex(
 write("inbound", "raw-natt-spi-sa0", bytes([0, 0, 0x07]) + struct.pack("!H", len(natt)) + natt)
 ike = ipv4("192.0.2.2", "192.0.2.1", 17, udp("192.0.2.2", "192.0.2.1", 4500, 4500, bytes(4) + b"IKE"))
 write("inbound", "raw-ike-on-4500", bytes([0, 0, 0]) + struct.pack("!H", len(ike)) + ike)
+
+# spd: [count] then 17-byte policies: flags (bit 0 IPv6, bit 1 protocol,
+# bits 2..4 priority), src word, src len, dst word, dst len, protocol,
+# sport lo/hi, dport lo/hi; then 14-byte keys: flags, src, dst, proto,
+# sport, dport.
+def spd_policy(v6, proto, prio, src, slen, dst, dlen, sp, dp):
+    flags = int(v6) | (2 if proto is not None else 0) | (prio << 2)
+    return (bytes([flags]) + struct.pack("!I", src) + bytes([slen]) + struct.pack("!I", dst)
+            + bytes([dlen, proto or 0]) + struct.pack("!HHHH", *sp, *dp))
+
+
+def spd_key(v6, src, dst, proto, sport, dport):
+    return bytes([int(v6)]) + struct.pack("!IIBHH", src, dst, proto, sport, dport)
+
+
+ANY = (0, 0xFFFF)
+site = [spd_policy(False, None, 3, 0x0A010000, 16, 0x0A020000, 16, ANY, ANY),
+        spd_policy(False, 6, 1, 0x0A010000, 16, 0x0A020000, 16, (1024, 0xFFFF), (443, 443)),
+        spd_policy(False, 17, 0, 0, 0, 0, 0, ANY, (500, 500)),
+        spd_policy(False, None, 7, 0, 0, 0, 0, ANY, ANY),
+        spd_policy(True, None, 2, 0x20010DB8, 32, 0x20010DB8, 48, ANY, (0, 1023))]
+keys = [spd_key(False, 0x0A010203, 0x0A020304, 6, 40000, 443),
+        spd_key(False, 0x0A010203, 0x0A020304, 6, 40000, 22),
+        spd_key(False, 0xC0000201, 0xC0000202, 17, 500, 500),
+        spd_key(True, 0x20010DB8, 0x20010DB8, 58, 0, 80)]
+write("spd", "site-bypass-ike-v6", bytes([len(site)]) + b"".join(site) + b"".join(keys))
+# Crossed classes: source-specific and destination-specific /24s in turn.
+cross = [spd_policy(False, None, i % 8, 0x0A000000 | i << 8, 24, 0, 0, ANY, ANY) if i % 2 == 0
+         else spd_policy(False, None, i % 8, 0, 0, 0x0A000000 | i << 8, 24, ANY, ANY)
+         for i in range(31)]
+write("spd", "crossed-24s", bytes([len(cross)]) + b"".join(cross)
+      + spd_key(False, 0x0A000401, 0x0A000501, 1, 0, 0) + spd_key(False, 0x0A000601, 0x0A000101, 6, 1, 2))

@@ -4,11 +4,13 @@
 //! against their smallest size. Every figure is measured in this run.
 //!
 //! ```text
-//! esp_report [--quick] [--no-cperf]
+//! esp_report [--quick] [--no-cperf] [--tables]
 //! esp_report --profile encap|decap [--alg N] [--size BYTES] [--esp] [--iters N]
+//! esp_report --profile spd-24|spd-random [--policies N] [--iters N]
 //! ```
 //!
-//! `--profile` runs one engine case in a plain loop with nothing else (for
+//! `--tables` prints only the per-packet tables (replay window, SPD, SA
+//! lookup). `--profile` runs one engine case in a plain loop with nothing else (for
 //! `valgrind --tool=callgrind`); `--alg` indexes the algorithm list below
 //! (0 = AES-128-GCM) and `--esp` drops the UDP encapsulation.
 
@@ -16,6 +18,7 @@ use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dataplane::crypto::{available_backends, Backend};
+use dataplane::esp::ClassifierStats;
 use espresso_benches::clock::{cpu_model, Clock};
 use espresso_benches::cperf;
 use espresso_benches::fixtures::{esp_payload_len, BareBench, EngineBench, ALGORITHMS, SIZES};
@@ -43,10 +46,16 @@ const TABLE_GOAL: f64 = 1.10;
 struct Options {
     cfg: Config,
     cperf: bool,
+    /// Only the per-packet tables section.
+    tables_only: bool,
     profile: Option<Profile>,
 }
 
 struct Profile {
+    /// The SPD classifier instead of the engine, in this shape.
+    spd: Option<SpdShape>,
+    /// Policies in the profiled SPD.
+    policies: usize,
     decap: bool,
     alg: usize,
     size: usize,
@@ -58,9 +67,12 @@ fn parse_args() -> Result<Options, String> {
     let mut o = Options {
         cfg: Config::NORMAL,
         cperf: true,
+        tables_only: false,
         profile: None,
     };
     let mut p = Profile {
+        spd: None,
+        policies: 10_000,
         decap: false,
         alg: 0,
         size: 64,
@@ -74,12 +86,19 @@ fn parse_args() -> Result<Options, String> {
         match a.as_str() {
             "--quick" => o.cfg = Config::QUICK,
             "--no-cperf" => o.cperf = false,
+            "--tables" => o.tables_only = true,
             "--profile" => {
                 profiling = true;
-                p.decap = match value("--profile")?.as_str() {
-                    "encap" => false,
-                    "decap" => true,
-                    other => return Err(format!("--profile encap|decap, not {other}")),
+                match value("--profile")?.as_str() {
+                    "encap" => p.decap = false,
+                    "decap" => p.decap = true,
+                    "spd-24" => p.spd = Some(SpdShape::Distinct24),
+                    "spd-random" => p.spd = Some(SpdShape::RandomPrefixes),
+                    other => {
+                        return Err(format!(
+                            "--profile encap|decap|spd-24|spd-random, not {other}"
+                        ))
+                    }
                 };
             }
             "--alg" => p.alg = value("--alg")?.parse().map_err(|e| format!("--alg: {e}"))?,
@@ -94,10 +113,17 @@ fn parse_args() -> Result<Options, String> {
                     .map_err(|e| format!("--iters: {e}"))?
             }
             "--esp" => p.udp = false,
+            "--policies" => {
+                p.policies = value("--policies")?
+                    .parse::<usize>()
+                    .map_err(|e| format!("--policies: {e}"))?
+                    .max(1)
+            }
             "-h" | "--help" => {
                 return Err(
-                    "usage: esp_report [--quick] [--no-cperf] | --profile encap|decap \
-                            [--alg N] [--size BYTES] [--esp] [--iters N]"
+                    "usage: esp_report [--quick] [--no-cperf] [--tables] | --profile encap|decap \
+                            [--alg N] [--size BYTES] [--esp] [--iters N] | \
+                            --profile spd-24|spd-random [--policies N] [--iters N]"
                         .into(),
                 )
             }
@@ -155,6 +181,10 @@ fn main() {
     );
     println!();
 
+    if opts.tables_only {
+        tables_section(opts.cfg);
+        return;
+    }
     let esp = esp_section(opts.cfg);
     tables_section(opts.cfg);
     if opts.cperf {
@@ -404,24 +434,56 @@ fn tables_section(cfg: Config) {
         let mut benches: Vec<SpdBench> =
             SPD_SIZES.iter().map(|&n| SpdBench::new(n, shape)).collect();
         let tuples: Vec<usize> = benches.iter().map(|b| b.tuple_count()).collect();
+        let sizes: Vec<ClassifierStats> = benches.iter().map(|b| b.classifier_stats()).collect();
+        let steps: Vec<f64> = benches.iter().map(|b| b.mean_steps()).collect();
+        // The classifier alone: what every packet of a new flow pays. The
+        // goal applies here (a flood of new flows bypasses the cache).
         let stats = run_all(cfg, LOOKUPS_PER_CALL, &mut benches, |b, t| b.run(t));
-        for (i, s) in stats.iter().enumerate() {
-            println!(
-                "| SPD lookup | {} ({} prefix-length pairs) | {} policies | {} | {} |",
-                shape.name(),
-                tuples[i],
-                SPD_SIZES[i],
-                fmt_ns(s),
-                fmt_ratio(s.ratio_to(&stats[0]), None)
-            );
-        }
-        // What the data path does: the worker's flow cache in front of the
-        // SPD. The goal applies here.
-        let stats = run_all(cfg, LOOKUPS_PER_CALL, &mut benches, |b, t| b.run_cached(t));
         for (i, s) in stats.iter().enumerate() {
             let goal = (i == SPD_SIZES.len() - 1).then_some(TABLE_GOAL);
             println!(
-                "| SPD lookup, worker flow cache | {} (4096 flows) | {} policies | {} | {} |",
+                "| SPD lookup (classifier) | {} ({} prefix-length pairs; {} nodes, {:.1} MB, {} trie; {:.1} steps) | {} policies | {} | {} |",
+                shape.name(),
+                tuples[i],
+                sizes[i].nodes,
+                sizes[i].bytes as f64 / 1e6,
+                sizes[i].tries,
+                steps[i],
+                SPD_SIZES[i],
+                fmt_ns(s),
+                fmt_ratio(s.ratio_to(&stats[0]), goal)
+            );
+        }
+        // What the data path does: the worker's flow cache in front of the
+        // SPD, every flow already cached.
+        for b in benches.iter_mut() {
+            b.warm_cache();
+        }
+        let stats = run_all(cfg, LOOKUPS_PER_CALL, &mut benches, |b, t| b.run_cached(t));
+        let hit_rates: Vec<f64> = benches
+            .iter_mut()
+            .map(|b| b.take_cache_hit_rate())
+            .collect();
+        for (i, s) in stats.iter().enumerate() {
+            let goal = (i == SPD_SIZES.len() - 1).then_some(TABLE_GOAL);
+            println!(
+                "| SPD lookup, worker flow cache | {} (4096 flows, {:.2} % hits) | {} policies | {} | {} |",
+                shape.name(),
+                hit_rates[i] * 100.0,
+                SPD_SIZES[i],
+                fmt_ns(s),
+                fmt_ratio(s.ratio_to(&stats[0]), goal)
+            );
+        }
+        // A flood of new flows (random source ports): every lookup misses
+        // the cache, runs the classifier and fills a way.
+        let stats = run_all(cfg, LOOKUPS_PER_CALL, &mut benches, |b, t| {
+            b.run_cache_flood(t)
+        });
+        for (i, s) in stats.iter().enumerate() {
+            let goal = (i == SPD_SIZES.len() - 1).then_some(TABLE_GOAL);
+            println!(
+                "| SPD lookup, worker flow cache, every packet a new flow | {} (random source ports) | {} policies | {} | {} |",
                 shape.name(),
                 SPD_SIZES[i],
                 fmt_ns(s),
@@ -561,6 +623,21 @@ fn summary(rows: &[EspRow]) {
 }
 
 fn profile(p: &Profile) {
+    if let Some(shape) = p.spd {
+        let n = p.policies;
+        let b = SpdBench::new(n, shape);
+        eprintln!(
+            "profiling SPD lookups, {}, {n} policies, {} passes over 4096 keys",
+            shape.name(),
+            p.iters
+        );
+        let mut hits = 0;
+        for _ in 0..p.iters {
+            hits += b.lookup_pass();
+        }
+        eprintln!("{hits} matched");
+        return;
+    }
     let (name, alg) = ALGORITHMS[p.alg];
     let backends = available_backends(alg);
     let b = backends[0];

@@ -160,6 +160,7 @@ pub fn outbound_spd(sa_count: u32) -> Result<Spd, Box<dyn std::error::Error + Se
             priority: 100,
         })?;
     }
+    spd.compile();
     Ok(spd)
 }
 

@@ -74,8 +74,11 @@ impl EspEngine {
         &self.spd
     }
 
-    /// Replaces the SPD (control path).
+    /// Replaces the SPD (control path). Ship it compiled ([`Spd::compile`],
+    /// as the gateway's control thread does): an SPD that is not gets
+    /// compiled here, between bursts, rather than on its first packet.
     pub fn set_spd(&mut self, spd: Spd) {
+        spd.compile();
         self.spd = spd;
         self.spd_cache.clear();
     }

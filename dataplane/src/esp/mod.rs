@@ -4,7 +4,8 @@
 //! - [`replay`]: the inbound anti-replay window with ESN inference
 //!   (RFC 4303 §3.4.3 and Appendix A2, RFC 6479).
 //! - [`spd`]: the security policy database and traffic selectors
-//!   (RFC 4301 §4.4.1, §5.2).
+//!   (RFC 4301 §4.4.1, §5.2), looked up through [`classifier`], a compiled
+//!   byte-wise automaton, and a per-worker [`flow_cache`].
 //! - [`sa`]: SA configuration, lifetimes and the outbound sequence counter
 //!   (RFC 4301 §4.4.2, RFC 4303 §3.3.3).
 //! - [`ecn`]: ECN (RFC 6040), DSCP and DF handling for the outer header.
@@ -14,6 +15,7 @@
 //! - [`engine`]: the per-worker engine with burst entry points.
 #![forbid(unsafe_code)]
 
+pub mod classifier;
 pub mod counters;
 pub mod ecn;
 pub mod engine;
@@ -29,6 +31,7 @@ mod kat;
 #[cfg(test)]
 mod tests;
 
+pub use classifier::{Classifier, ClassifierStats};
 pub use counters::{DropReason, SaCounters, WorkerCounters};
 pub use ecn::{
     decap_tos, ecn_decapsulate, ecn_encapsulate, encap_tos, DfPolicy, DscpPolicy, Ecn, EcnDrop,

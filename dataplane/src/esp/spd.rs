@@ -6,36 +6,37 @@
 //! entry wins. Here the order is explicit: lower [`Policy::priority`] first,
 //! ties broken by insertion order.
 //!
-//! # Lookup: tuple space search
+//! # Lookup: a compiled classifier
 //!
-//! [`Spd::lookup`] is not a walk over the policies. Policies are grouped by
-//! *tuple* — (address family, source prefix length, destination prefix
-//! length) — and each tuple is a hash map from the masked (source,
-//! destination) pair to the policies with exactly those prefixes, sorted by
-//! rank (priority, then insertion order), each with its protocol and port
-//! checks. A lookup masks the packet's addresses for each tuple and probes
-//! one hash bucket. Tuples are visited in order of the best rank they hold,
-//! and the search stops as soon as a tuple's best rank cannot beat the match
-//! already found. Typical SPDs have a handful of distinct prefix-length pairs,
-//! so the cost depends on the number of tuples, not of policies: 10 000
-//! site-to-site policies between /24s are one tuple and one probe.
+//! [`Spd::lookup`] is not a walk over the policies. The policies, in rank
+//! order (priority, then insertion order), are compiled into a byte-wise
+//! decision automaton ([`Classifier`], see [`super::classifier`]): a lookup
+//! reads the packet's key (addresses, protocol, ports) a byte at a time,
+//! at most two nodes per key byte and usually stopping well before the end
+//! (6 to 7 steps for 10,000 IPv4 policies), whatever the number of policies
+//! and however many distinct prefix lengths they use. (The tuple space
+//! search it replaced probed one hash table per distinct pair of prefix
+//! lengths: ~625 probes, about 3 µs, for 10,000 random prefixes.)
 //!
-//! Building ([`Spd::insert`], [`Spd::remove`]) allocates and belongs to the
-//! control path; [`Spd::lookup`] does not allocate.
+//! Building ([`Spd::insert`], [`Spd::remove`], [`Spd::compile`]) allocates
+//! and belongs to the control path: a change invalidates the automaton and
+//! [`Spd::compile`] (or, failing that, the next lookup) rebuilds it whole.
+//! The control plane compiles before it ships an SPD to the workers, whose
+//! lookups then do not allocate.
 //!
 //! The same [`Selector`] type serves the inbound check of RFC 4301 §5.2
 //! step 4: after decapsulation, the inner packet must match the SA's traffic
 //! selectors ([`Selector::matches`]).
 
 use core::fmt;
-use core::hash::{BuildHasher, Hasher};
 use core::ops::RangeInclusive;
 use core::str::FromStr;
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, OnceLock};
 
 use thiserror::Error;
+
+use super::classifier::Classifier;
 
 /// An IPv4 or IPv6 prefix: an address whose bits past `len` are zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -368,8 +369,7 @@ pub struct Policy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyId(pub u32);
 
-/// A policy with its rank and the pieces of the selector a bucket still has
-/// to test (the prefixes are implied by the bucket).
+/// A policy with its rank.
 #[derive(Clone, Debug)]
 struct Entry {
     /// `priority << 32 | insertion order`: lower wins.
@@ -378,75 +378,26 @@ struct Entry {
     policy: Policy,
 }
 
-impl Entry {
-    #[inline]
-    fn matches_l4(&self, key: &FlowKey) -> bool {
-        let s = &self.policy.selector;
-        (s.protocol.is_none() || s.protocol == Some(key.proto))
-            && s.src_ports.contains(&key.sport)
-            && s.dst_ports.contains(&key.dport)
-    }
-}
-
-/// All policies of one family with one (source length, destination
-/// length) pair.
-#[derive(Clone, Debug)]
-struct Tuple {
-    src_len: u8,
-    dst_len: u8,
-    src_mask: u128,
-    dst_mask: u128,
-    /// Lowest rank in any bucket.
-    best: u64,
-    buckets: HashMap<(u128, u128), Vec<Entry>, FoldState>,
-}
-
-impl Tuple {
-    fn recompute_best(&mut self) {
-        self.best = self
-            .buckets
-            .values()
-            .filter_map(|b| b.first().map(|e| e.rank))
-            .min()
-            .unwrap_or(u64::MAX);
-    }
-}
-
-/// The tuples of one address family, sorted by `best`.
-#[derive(Clone, Debug, Default)]
-struct Family {
-    tuples: Vec<Tuple>,
-}
-
 /// The security policy database of one direction.
-#[derive(Clone, Debug)]
+///
+/// Cloning is cheap for the compiled classifier (shared, immutable), so
+/// shipping one SPD to several workers shares one automaton.
+#[derive(Clone, Debug, Default)]
 pub struct Spd {
-    v4: Family,
-    v6: Family,
+    /// Sorted by rank: the classifier's rule `i` is `entries[i]`.
+    entries: Vec<Entry>,
     next_order: u32,
-    len: usize,
-    hasher: FoldState,
-}
-
-impl Default for Spd {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Built on the first lookup after a change, or by [`Spd::compile`].
+    compiled: OnceLock<Arc<Classifier>>,
 }
 
 impl Spd {
     /// An empty SPD (every lookup misses: RFC 4301 §5.1 says discard).
     pub fn new() -> Self {
-        Self {
-            v4: Family::default(),
-            v6: Family::default(),
-            next_order: 0,
-            len: 0,
-            hasher: FoldState::new(),
-        }
+        Self::default()
     }
 
-    /// Build from policies in order.
+    /// Build from policies in order, and compile.
     pub fn from_policies(
         policies: impl IntoIterator<Item = Policy>,
     ) -> Result<Self, SelectorError> {
@@ -454,121 +405,89 @@ impl Spd {
         for p in policies {
             spd.insert(p)?;
         }
+        spd.compile();
         Ok(spd)
     }
 
     /// Number of policies.
     pub fn len(&self) -> usize {
-        self.len
+        self.entries.len()
     }
 
     /// Whether there are no policies.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.entries.is_empty()
     }
 
-    /// Number of (family, prefix length pair) tuples: the most hash probes
-    /// one lookup can make.
+    /// Number of distinct (family, source prefix length, destination prefix
+    /// length) tuples among the policies. The classifier's cost does not
+    /// depend on it; it describes the policy set (a tuple space search would
+    /// probe once per tuple). Control path.
     pub fn tuple_count(&self) -> usize {
-        self.v4.tuples.len() + self.v6.tuples.len()
+        let mut t: Vec<(bool, u8, u8)> = self
+            .entries
+            .iter()
+            .map(|e| {
+                let s = &e.policy.selector;
+                (s.is_ipv4(), s.src.len, s.dst.len)
+            })
+            .collect();
+        t.sort_unstable();
+        t.dedup();
+        t.len()
     }
 
     /// Add a policy after all existing ones of the same priority.
-    /// Control path: allocates.
+    /// Control path: allocates; the classifier is rebuilt by the next
+    /// [`compile`](Self::compile) or lookup.
     pub fn insert(&mut self, policy: Policy) -> Result<PolicyId, SelectorError> {
         policy.selector.validate()?;
         let order = self.next_order;
         self.next_order = order.checked_add(1).ok_or(SelectorError::IdsExhausted)?;
         let id = PolicyId(order);
         let rank = u64::from(policy.priority) << 32 | u64::from(order);
-        let sel = &policy.selector;
-        let width = family_width(&sel.src.addr);
-        let (src_len, dst_len) = (sel.src.len, sel.dst.len);
-        let key = (addr_bits(&sel.src.addr), addr_bits(&sel.dst.addr));
-        let hasher = self.hasher.clone();
-        let family = if sel.is_ipv4() {
-            &mut self.v4
-        } else {
-            &mut self.v6
-        };
-        let pos = match family
-            .tuples
-            .iter()
-            .position(|t| t.src_len == src_len && t.dst_len == dst_len)
-        {
-            Some(pos) => pos,
-            None => {
-                family.tuples.push(Tuple {
-                    src_len,
-                    dst_len,
-                    src_mask: prefix_mask(src_len, width),
-                    dst_mask: prefix_mask(dst_len, width),
-                    best: u64::MAX,
-                    buckets: HashMap::with_hasher(hasher),
-                });
-                family.tuples.len() - 1
-            }
-        };
-        let tuple = &mut family.tuples[pos];
-        let bucket = tuple.buckets.entry(key).or_default();
-        let at = bucket.partition_point(|e| e.rank < rank);
-        bucket.insert(at, Entry { rank, id, policy });
-        tuple.best = tuple.best.min(rank);
-        family.tuples.sort_by_key(|t| t.best);
-        self.len += 1;
+        let at = self.entries.partition_point(|e| e.rank < rank);
+        self.entries.insert(at, Entry { rank, id, policy });
+        self.compiled = OnceLock::new();
         Ok(id)
     }
 
-    /// Remove a policy. Control path: walks the buckets.
+    /// Remove a policy. Control path.
     pub fn remove(&mut self, id: PolicyId) -> Option<Policy> {
-        for family in [&mut self.v4, &mut self.v6] {
-            for ti in 0..family.tuples.len() {
-                let tuple = &mut family.tuples[ti];
-                let found = tuple.buckets.iter_mut().find_map(|(k, bucket)| {
-                    bucket.iter().position(|e| e.id == id).map(|i| (*k, i))
-                });
-                let Some((key, i)) = found else { continue };
-                let mut emptied = false;
-                let entry = tuple.buckets.get_mut(&key).map(|bucket| {
-                    let e = bucket.remove(i);
-                    emptied = bucket.is_empty();
-                    e
-                })?;
-                if emptied {
-                    tuple.buckets.remove(&key);
-                }
-                tuple.recompute_best();
-                if tuple.buckets.is_empty() {
-                    family.tuples.remove(ti);
-                }
-                family.tuples.sort_by_key(|t| t.best);
-                self.len -= 1;
-                return Some(entry.policy);
-            }
-        }
-        None
+        let at = self.entries.iter().position(|e| e.id == id)?;
+        self.compiled = OnceLock::new();
+        Some(self.entries.remove(at).policy)
     }
 
     /// The policy with this id.
     pub fn get(&self, id: PolicyId) -> Option<&Policy> {
-        self.entries().find(|e| e.id == id).map(|e| &e.policy)
+        self.entries.iter().find(|e| e.id == id).map(|e| &e.policy)
     }
 
-    /// All policies with their ids, in no particular order.
+    /// All policies with their ids, in rank order (lookup order).
     pub fn iter(&self) -> impl Iterator<Item = (PolicyId, &Policy)> {
-        self.entries().map(|e| (e.id, &e.policy))
+        self.entries.iter().map(|e| (e.id, &e.policy))
     }
 
-    fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.v4
-            .tuples
-            .iter()
-            .chain(self.v6.tuples.iter())
-            .flat_map(|t| t.buckets.values().flatten())
+    /// Builds the classifier now if a change left it stale. The control
+    /// path calls this before shipping an SPD to workers, so that no worker
+    /// builds it on its first packet. Idempotent.
+    pub fn compile(&self) -> &Classifier {
+        self.compiled.get_or_init(|| {
+            Arc::new(Classifier::build(
+                self.entries.iter().map(|e| &e.policy.selector),
+            ))
+        })
+    }
+
+    /// Whether the classifier is built (lookups will not allocate).
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.get().is_some()
     }
 
     /// The first policy (lowest priority, then earliest inserted) whose
-    /// selector matches the packet. Does not allocate.
+    /// selector matches the packet. Does not allocate once compiled (see
+    /// [`compile`](Self::compile)).
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<&Policy> {
         self.lookup_entry(key).map(|e| &e.policy)
@@ -581,106 +500,11 @@ impl Spd {
         self.lookup_entry(key).map(|e| (e.id, &e.policy))
     }
 
+    #[inline]
     fn lookup_entry(&self, key: &FlowKey) -> Option<&Entry> {
-        let family = match (key.src, key.dst) {
-            (IpAddr::V4(_), IpAddr::V4(_)) => &self.v4,
-            (IpAddr::V6(_), IpAddr::V6(_)) => &self.v6,
-            _ => return None,
-        };
-        let src = addr_bits(&key.src);
-        let dst = addr_bits(&key.dst);
-        let mut best: Option<&Entry> = None;
-        for tuple in &family.tuples {
-            let bound = best.map_or(u64::MAX, |b| b.rank);
-            if tuple.best >= bound {
-                // Tuples are sorted by `best`: none later can win.
-                break;
-            }
-            let Some(bucket) = tuple
-                .buckets
-                .get(&(src & tuple.src_mask, dst & tuple.dst_mask))
-            else {
-                continue;
-            };
-            for e in bucket {
-                if e.rank >= bound {
-                    break;
-                }
-                if e.matches_l4(key) {
-                    best = Some(e);
-                    break;
-                }
-            }
-        }
-        best
-    }
-}
-
-/// A fast keyed hasher for the SPD's (masked source, masked destination)
-/// keys: a folded 64×64→128 multiply per word, seeded per SPD from the
-/// standard library's random state.
-///
-/// Why not SipHash: the keys in the tables come from configuration, not from
-/// packets, so an attacker cannot lengthen the chains; packets only choose
-/// which chain to probe. A multiply-fold is several times cheaper per probe
-/// than SipHash-1-3 and distributes prefixes well.
-#[derive(Clone, Debug)]
-struct FoldState {
-    seed: u64,
-}
-
-impl FoldState {
-    fn new() -> Self {
-        Self {
-            seed: RandomState::new().build_hasher().finish() | 1,
-        }
-    }
-}
-
-impl BuildHasher for FoldState {
-    type Hasher = FoldHasher;
-
-    fn build_hasher(&self) -> FoldHasher {
-        FoldHasher { state: self.seed }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct FoldHasher {
-    state: u64,
-}
-
-const FOLD_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
-
-#[inline]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-impl Hasher for FoldHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, x: u64) {
-        self.state = fold_mul(self.state ^ x, FOLD_MUL);
-    }
-
-    #[inline]
-    fn write_u128(&mut self, x: u128) {
-        self.state = fold_mul(self.state ^ x as u64, FOLD_MUL ^ (x >> 64) as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        fold_mul(self.state, FOLD_MUL.rotate_left(23))
+        self.compile()
+            .classify(key)
+            .and_then(|i| self.entries.get(i))
     }
 }
 

@@ -490,7 +490,10 @@ fn engine_bursts_apply_policies_and_give_verdicts() {
         priority: 10,
     })
     .unwrap();
+    assert!(!spd.is_compiled());
     a.set_spd(spd);
+    // Compiled on installation, not on the first packet.
+    assert!(a.spd().is_compiled());
     a.install_outbound(SaRef(0), out);
     let mut b = EspEngine::new();
     b.install_inbound(inb);
