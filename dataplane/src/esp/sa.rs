@@ -234,18 +234,49 @@ pub struct LifetimeState {
     packets: u64,
     soft_fired: bool,
     hard_fired: bool,
+    /// The smallest byte / packet limit not yet fired (`u64::MAX` for
+    /// none): the per-packet test is two comparisons, and the limits are
+    /// looked at only when one of these is reached.
+    next_bytes: u64,
+    next_packets: u64,
 }
 
 impl LifetimeState {
     /// Nothing counted yet.
     pub const fn new(limits: Lifetime) -> Self {
-        Self {
+        let mut s = Self {
             limits,
             bytes: 0,
             packets: 0,
             soft_fired: false,
             hard_fired: false,
+            next_bytes: u64::MAX,
+            next_packets: u64::MAX,
+        };
+        s.rearm();
+        s
+    }
+
+    /// Recomputes `next_bytes` and `next_packets` from the limits that
+    /// have not fired.
+    const fn rearm(&mut self) {
+        const fn min(a: u64, b: Option<u64>) -> u64 {
+            match b {
+                Some(b) if b < a => b,
+                _ => a,
+            }
         }
+        let (mut nb, mut np) = (u64::MAX, u64::MAX);
+        if !self.soft_fired {
+            nb = min(nb, self.limits.soft_bytes);
+            np = min(np, self.limits.soft_packets);
+        }
+        if !self.hard_fired {
+            nb = min(nb, self.limits.hard_bytes);
+            np = min(np, self.limits.hard_packets);
+        }
+        self.next_bytes = nb;
+        self.next_packets = np;
     }
 
     /// Whether the hard limit has been reached: the SA must not be used.
@@ -275,6 +306,16 @@ impl LifetimeState {
     pub fn record(&mut self, bytes: u64) -> LifetimeEvents {
         self.bytes = self.bytes.saturating_add(bytes);
         self.packets = self.packets.saturating_add(1);
+        if self.bytes < self.next_bytes && self.packets < self.next_packets {
+            return LifetimeEvents::default();
+        }
+        self.crossed()
+    }
+
+    /// The slow half of [`record`](Self::record): some limit was reached.
+    #[cold]
+    #[inline(never)]
+    fn crossed(&mut self) -> LifetimeEvents {
         let reached = |limit: Option<u64>, count: u64| limit.is_some_and(|l| count >= l);
         let mut ev = LifetimeEvents::default();
         if !self.soft_fired
@@ -297,6 +338,7 @@ impl LifetimeState {
                 ev.soft = true;
             }
         }
+        self.rearm();
         ev
     }
 }

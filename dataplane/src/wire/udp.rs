@@ -29,11 +29,13 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     pub const HEADER_LEN: usize = 8;
 
     /// Wraps a buffer without any check.
+    #[inline]
     pub const fn new_unchecked(buffer: T) -> UdpPacket<T> {
         UdpPacket { buffer }
     }
 
     /// Wraps a buffer after [`Self::check_len`].
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<UdpPacket<T>, WireError> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -42,6 +44,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
     /// Checks that the header is present (`Truncated`), the length field is
     /// at least 8 (`BadLength`) and fits in the buffer (`Truncated`).
+    #[inline]
     pub fn check_len(&self) -> Result<(), WireError> {
         let len = self.buffer.as_ref().len();
         if len < Self::HEADER_LEN {
@@ -62,22 +65,26 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         self.buffer
     }
 
+    #[inline]
     fn read_u16(&self, range: core::ops::Range<usize>) -> u16 {
         let d = &self.buffer.as_ref()[range];
         u16::from_be_bytes([d[0], d[1]])
     }
 
     /// Source port.
+    #[inline]
     pub fn src_port(&self) -> u16 {
         self.read_u16(field::SRC_PORT)
     }
 
     /// Destination port.
+    #[inline]
     pub fn dst_port(&self) -> u16 {
         self.read_u16(field::DST_PORT)
     }
 
     /// Length field: header plus payload.
+    #[inline]
     pub fn len(&self) -> u16 {
         self.read_u16(field::LENGTH)
     }
@@ -98,6 +105,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     /// The payload up to the length field.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[Self::HEADER_LEN..usize::from(self.len())]
     }

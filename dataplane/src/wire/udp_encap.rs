@@ -29,6 +29,7 @@ pub enum UdpEncap<'a> {
 
 impl<'a> UdpEncap<'a> {
     /// Classifies the payload of a UDP datagram received on the NAT-T port.
+    #[inline]
     pub fn classify(payload: &'a [u8]) -> UdpEncap<'a> {
         match payload {
             [0xff] => UdpEncap::NatKeepalive,
