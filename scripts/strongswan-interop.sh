@@ -433,7 +433,13 @@ scenario_matrix() {
     inner=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp && (icmp || tcp)' 2>/dev/null | wc -l)
     spis=$(tshark -n -r "$DIR/wan.pcapng" -Y esp -T fields -e esp.spi 2>/dev/null | sort -u | wc -l)
     if [ "$total" -gt 100 ] && [ "$total" = "$good" ]; then ok "all $total ESP frames (on $spis SPIs) have a correct ICV; $inner decrypt to ICMP/TCP"
-    else fail "$good of $total ESP frames with a correct ICV"; fi
+    else
+        fail "$good of $total ESP frames with a correct ICV"
+        # Which SAs and senders, and when, for whoever reads the log.
+        WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp && !(esp.icv_good == 1)' \
+            -T fields -e frame.time_relative -e ip.src -e esp.spi -e esp.sequence -e frame.len 2>/dev/null |
+            awk '{k=$2" spi "$3; n[k]++; if (!(k in first)) first[k]=$1" seq "$4" len "$5} END {for (k in n) print "      bad ICV: "n[k]" frames from "k", first at "first[k]}'
+    fi
     auths=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark tshark -n -r "$DIR/wan.pcapng" -Y 'isakmp.id.data.fqdn' -T fields -e isakmp.id.data.fqdn 2>/dev/null | wc -l)
     if [ "$auths" -ge $((2 * n)) ]; then ok "$auths IKE_AUTH messages decrypted (identities gw-a.example / gw-b.example readable)"
     else fail "only $auths IKE_AUTH messages decrypted (want $((2 * n)))"; fi
