@@ -253,7 +253,8 @@ impl Control {
                     self.apply_ike();
                 }
             }
-            WorkerMsg::Stopped(_) => {}
+            // Freed here, off the data path.
+            WorkerMsg::Stopped(_) | WorkerMsg::Retired(_) => {}
         }
     }
 
@@ -382,6 +383,11 @@ pub fn format_stats(
             line(format!("worker.{id}.{k}"), v);
         }
         line(format!("worker.{id}.max_poll_gap_us"), w.max_poll_gap_us);
+        line(format!("worker.{id}.max_control_us"), w.max_control_us);
+        line(
+            format!("worker.{id}.max_control_cpu_us"),
+            w.max_control_cpu_us,
+        );
         line(format!("worker.{id}.spd_cache_hits"), w.spd_cache_hits);
         line(format!("worker.{id}.spd_cache_misses"), w.spd_cache_misses);
     }

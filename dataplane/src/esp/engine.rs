@@ -74,10 +74,12 @@ impl EspEngine {
         &self.spd
     }
 
-    /// Replaces the SPD (control path).
-    pub fn set_spd(&mut self, spd: Spd) {
-        self.spd = spd;
+    /// Replaces the SPD (control path) and returns the old one, so that a
+    /// worker can hand it back to the control thread to be freed there
+    /// (freeing a large SPD takes milliseconds).
+    pub fn set_spd(&mut self, spd: Spd) -> Spd {
         self.spd_cache.clear();
+        std::mem::replace(&mut self.spd, spd)
     }
 
     /// The SPD's action for `key`, through the worker's flow cache.
@@ -169,6 +171,13 @@ impl EspEngine {
     /// The inbound SA table.
     pub fn inbound(&self) -> &InboundSaTable {
         &self.inbound
+    }
+
+    /// Bounded background work between bursts: moves a few inbound SAs
+    /// along while their table grows.
+    #[inline]
+    pub fn step(&mut self) {
+        self.inbound.step();
     }
 
     /// Takes the events raised since the last call.

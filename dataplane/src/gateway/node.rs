@@ -25,14 +25,12 @@
 //! tunnel, RFC 1191 / RFC 8201), have the MSS of TCP SYNs clamped where the
 //! egress interface asks for it, and are resolved to a link-layer address.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
 use crate::buf::PacketBuf;
-use crate::esp::inbound::SpiHasher;
+use crate::esp::SpiMap;
 use crate::esp::{
     flow_key, locate_esp, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey, InboundOutcome,
     InboundSa, OutboundSa, SaRef, Spd, Spi,
@@ -268,7 +266,7 @@ pub struct Node<B> {
     neigh: NeighbourTable,
     engine: EspEngine,
     slot_owner: Vec<Option<u16>>,
-    spi_owner: HashMap<u32, u16, BuildHasherDefault<SpiHasher>>,
+    spi_owner: SpiMap<u16>,
     pending: Vec<Pending<B>>,
     now_ms: u64,
     /// Counters.
@@ -324,7 +322,7 @@ impl<B: PacketBuf> Node<B> {
             neigh: NeighbourTable::new(),
             engine: EspEngine::new(),
             slot_owner: Vec::new(),
-            spi_owner: HashMap::default(),
+            spi_owner: SpiMap::new(),
             pending: Vec::with_capacity(PENDING_MAX),
             now_ms: 0,
             counters: NodeCounters::default(),
@@ -358,9 +356,9 @@ impl<B: PacketBuf> Node<B> {
 
     // ---- control-plane changes (between bursts) ----
 
-    /// Replaces the SPD.
-    pub fn set_spd(&mut self, spd: Spd) {
-        self.engine.set_spd(spd);
+    /// Replaces the SPD, returning the old one.
+    pub fn set_spd(&mut self, spd: Spd) -> Spd {
+        self.engine.set_spd(spd)
     }
 
     /// Replaces the routing table (connected routes are re-added).
@@ -402,6 +400,14 @@ impl<B: PacketBuf> Node<B> {
         self.engine.remove_inbound(spi)
     }
 
+    /// Bounded table maintenance between bursts (tables that grow move a
+    /// few entries per call; see [`SpiMap`]).
+    #[inline]
+    pub fn step(&mut self) {
+        self.spi_owner.step();
+        self.engine.step();
+    }
+
     /// Records which worker owns inbound SPI `spi`.
     pub fn set_inbound_owner(&mut self, spi: Spi, worker: Option<u16>) {
         match worker {
@@ -409,7 +415,7 @@ impl<B: PacketBuf> Node<B> {
                 self.spi_owner.insert(spi.get(), w);
             }
             None => {
-                self.spi_owner.remove(&spi.get());
+                self.spi_owner.remove(spi.get());
             }
         }
     }
@@ -653,7 +659,7 @@ impl<B: PacketBuf> Node<B> {
         if self.ifaces[usize::from(in_if)].role == Role::Wan {
             // ESP between hosts (transport-mode SAs) passes through us.
             let loc = locate_esp(pkt.data(), NAT_T_PORT);
-            if esp_spi(pkt.data(), &loc).is_some_and(|spi| self.spi_owner.contains_key(&spi)) {
+            if esp_spi(pkt.data(), &loc).is_some_and(|spi| self.spi_owner.contains_key(spi)) {
                 return self.esp_input_located(in_if, pkt, loc, pool);
             }
             let Ok(key) = flow_key(pkt.data()) else {
@@ -862,7 +868,7 @@ impl<B: PacketBuf> Node<B> {
         pool: &mut impl PacketPool<B>,
     ) {
         // Hand off to the SA's owner, so its replay window has one writer.
-        if let Some(&w) = esp_spi(pkt.data(), &loc).and_then(|spi| self.spi_owner.get(&spi)) {
+        if let Some(&w) = esp_spi(pkt.data(), &loc).and_then(|spi| self.spi_owner.get(spi)) {
             if w != self.id {
                 self.counters.handoffs_out += 1;
                 self.handoffs.push((
