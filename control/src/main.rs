@@ -124,6 +124,13 @@ enum Command {
         #[arg(long)]
         request: String,
     },
+    /// One reconfiguration run for `espresso bench` (internal).
+    #[command(hide = true)]
+    BenchReconf {
+        /// The run, as JSON.
+        #[arg(long)]
+        request: String,
+    },
     /// Validate a configuration file: print `FILE: ok` and a summary, or
     /// the first problem (exit status 1).
     Check {
@@ -228,10 +235,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 bench::spec::standard_matrix()
             };
+            let mut reconf = if quick {
+                bench::reconf::quick()
+            } else {
+                bench::reconf::standard()
+            };
             if let Some(f) = &filter {
                 cases.retain(|c| c.name().contains(f.as_str()));
+                reconf.retain(|c| c.name().contains(f.as_str()));
             }
-            if cases.is_empty() {
+            if cases.is_empty() && reconf.is_empty() {
                 return Err("no case matches --filter".into());
             }
             if repetitions == 0 {
@@ -239,6 +252,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             let opts = bench::BenchOptions {
                 cases,
+                reconf,
                 repetitions,
                 warmup_s: warmup.unwrap_or(if quick { 0.2 } else { 0.5 }),
                 duration_s: duration.unwrap_or(if quick { 0.3 } else { 1.5 }),
@@ -250,16 +264,21 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };
             eprintln!(
-                "espresso bench: {} cases x {} runs, each with its testpmd baseline",
+                "espresso bench: {} cases x {} runs, each with its testpmd baseline; {} reconfiguration cases",
                 opts.cases.len(),
-                opts.repetitions
+                opts.repetitions,
+                opts.reconf.len()
             );
             let report = bench::run(&opts).map_err(|e| e.to_string())?;
             println!("\n{} | {} | {}\n", report.date, report.cpu, report.command);
             print!("{}", bench::report::table(&report.cases));
+            if !report.reconf.is_empty() {
+                println!("\nSA installs and deletes while forwarding:");
+                print!("{}", bench::reconf::table(&report.reconf));
+            }
             println!(
                 "\n{} cases in {:.0} s; results: {}/latest.json (and latest.md){}",
-                report.cases.len(),
+                report.cases.len() + report.reconf.len(),
                 report.elapsed_s,
                 out.display(),
                 if no_plots { "" } else { ", plots: *.png" }
@@ -269,6 +288,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::BenchCase { request } => {
             let req: control::bench::case::CaseRequest = serde_json::from_str(&request)?;
             let sample = control::bench::case::run(&req).map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&sample)?);
+            Ok(())
+        }
+        Command::BenchReconf { request } => {
+            let req: control::bench::reconf::ReconfRequest = serde_json::from_str(&request)?;
+            let sample = control::bench::reconf::run(&req).map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string(&sample)?);
             Ok(())
         }

@@ -76,6 +76,13 @@ pub struct CaseRecord {
     pub udp_encap: bool,
     /// SAs (and policies), traffic spread over all.
     pub sa_count: u32,
+    /// Frames in the pcap (the case and its baseline replay the same).
+    #[serde(default)]
+    pub pcap_frames: usize,
+    /// Nonzero for the SA-count series, whose cases all replay pcaps of
+    /// the same length (see [`CaseSpec::scale_frames`]).
+    #[serde(default)]
+    pub scale_frames: u32,
     /// Gateway: median million packets per second (wall clock).
     pub mpps: f64,
     /// Gateway: median Gbit/s of inner IP bytes.
@@ -119,6 +126,8 @@ impl CaseRecord {
             frame_size: spec.frame.label(),
             udp_encap: spec.udp_encap,
             sa_count: spec.sa_count,
+            pcap_frames: super::traffic::frame_count(spec),
+            scale_frames: spec.scale_frames,
             mpps: gm.mpps,
             gbps: gm.gbps,
             cycles_per_packet: gm.cycles_per_packet,
@@ -159,24 +168,28 @@ pub struct Report {
     pub method: String,
     /// One record per case.
     pub cases: Vec<CaseRecord>,
+    /// One record per reconfiguration case.
+    #[serde(default)]
+    pub reconf: Vec<super::reconf::ReconfRecord>,
 }
 
 /// The table, one line per case.
 pub fn table(cases: &[CaseRecord]) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>7} {:>8} | {:>6} {:>6}\n",
-        "dir", "algorithm", "frame", "udp", "SAs", "Mpps", "Gbps", "cyc/pkt", "cpuMpps",
+        "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>7} {:>8} | {:>6} {:>6}\n",
+        "dir", "algorithm", "frame", "udp", "SAs", "frames", "Mpps", "Gbps", "cyc/pkt", "cpuMpps",
         "tpMpps", "tpGbps", "tpcyc/p", "ratio", "cpu-r"
     ));
     for c in cases {
         s.push_str(&format!(
-            "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3}\n",
+            "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3}\n",
             c.direction,
             c.algorithm,
             c.frame_size,
             if c.udp_encap { "yes" } else { "no" },
             c.sa_count,
+            c.pcap_frames,
             c.mpps,
             c.gbps,
             c.cycles_per_packet,
@@ -194,16 +207,17 @@ pub fn table(cases: &[CaseRecord]) -> String {
 /// The same table in Markdown (for README.md).
 pub fn markdown_table(cases: &[CaseRecord]) -> String {
     let mut s = String::from(
-        "| direction | algorithm | frame | UDP | SAs | Mpps | Gbps | cycles/pkt | on-CPU Mpps | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| direction | algorithm | frame | UDP | SAs | pcap frames | Mpps | Gbps | cycles/pkt | on-CPU Mpps | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cases {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} |\n",
             c.direction,
             c.algorithm,
             c.frame_size,
             if c.udp_encap { "yes" } else { "no" },
             c.sa_count,
+            c.pcap_frames,
             c.mpps,
             c.gbps,
             c.cycles_per_packet,
