@@ -73,6 +73,12 @@ pub struct RunSample {
     pub backend: String,
     /// Seconds from process start until every SA was installed.
     pub setup_s: f64,
+    /// SPD lookups the worker's flow cache answered during the window.
+    #[serde(default)]
+    pub spd_cache_hits: u64,
+    /// SPD lookups that missed the flow cache during the window.
+    #[serde(default)]
+    pub spd_cache_misses: u64,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -337,5 +343,7 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
         tsc_hz,
         backend,
         setup_s,
+        spd_cache_hits: s1.spd_cache_hits - s0.spd_cache_hits,
+        spd_cache_misses: s1.spd_cache_misses - s0.spd_cache_misses,
     })
 }

@@ -200,7 +200,11 @@ pub fn run(req: &ReconfRequest) -> Result<ReconfSample, Error> {
     let mut messages = 0u64;
     let mut msg = |m: ControlMsg| -> Result<(), Error> {
         messages += 1;
-        send(&gw, m)
+        send(&gw, m)?;
+        // Free what the worker handed back, as the gateway's control loop
+        // does between its other work.
+        while gw.from_worker.try_recv().is_ok() {}
+        Ok(())
     };
     // Add (reload: SetSpd first, then inbound SAs, then outbound SAs).
     let b = Instant::now();

@@ -105,6 +105,10 @@ pub struct CaseRecord {
     pub oncpu_ratio: f64,
     /// Frames dropped in the gateway's windows (all repetitions).
     pub dropped: u64,
+    /// Share of outbound SPD lookups the worker's flow cache answered (all
+    /// repetitions; NaN when there were none, as in decrypt cases).
+    #[serde(default)]
+    pub spd_cache_hit_rate: f64,
     /// Every gateway run.
     pub runs: Vec<Rate>,
     /// Every baseline run.
@@ -139,6 +143,11 @@ impl CaseRecord {
             ratio: gm.mpps / bm.mpps,
             oncpu_ratio: gm.oncpu_mpps / bm.oncpu_mpps,
             dropped: runs.iter().map(|r| r.dropped).sum(),
+            spd_cache_hit_rate: {
+                let hits: u64 = runs.iter().map(|r| r.spd_cache_hits).sum();
+                let misses: u64 = runs.iter().map(|r| r.spd_cache_misses).sum();
+                hits as f64 / (hits + misses) as f64
+            },
             runs: g,
             baseline_runs: b,
         }
@@ -254,6 +263,8 @@ mod tests {
             tsc_hz: 2_000_000_000,
             backend: "x".into(),
             setup_s: 0.0,
+            spd_cache_hits: 0,
+            spd_cache_misses: 0,
         };
         let r = Rate::of(&s, 46.0);
         assert!((r.mpps - 2.0).abs() < 1e-9);

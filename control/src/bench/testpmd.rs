@@ -187,6 +187,8 @@ pub fn run(b: &Baseline) -> Result<RunSample, Error> {
         tsc_hz: b.tsc_hz,
         backend: "testpmd io".into(),
         setup_s: 0.0,
+        spd_cache_hits: 0,
+        spd_cache_misses: 0,
     })
 }
 

@@ -360,7 +360,10 @@ pub enum InboundOutcome {
 /// The inbound SA database of one worker: SAs by SPI, O(1) lookup.
 #[derive(Default)]
 pub struct InboundSaTable {
-    by_spi: SpiMap<InboundSa>,
+    /// Boxed, so that the table grows by moving pointers and an SA
+    /// installed or removed by the control thread is never copied or
+    /// freed by the worker.
+    by_spi: SpiMap<Box<InboundSa>>,
     /// Drops that belong to no SA (unknown SPI, malformed outer headers,
     /// keepalives).
     pub counters: SaCounters,
@@ -387,23 +390,24 @@ impl InboundSaTable {
     }
 
     /// Installs an SA; replaces (and returns) one with the same SPI.
-    pub fn insert(&mut self, sa: InboundSa) -> Option<InboundSa> {
+    pub fn insert(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
+        let sa = sa.into();
         self.by_spi.insert(sa.config.spi.get(), sa)
     }
 
     /// Removes the SA with this SPI.
-    pub fn remove(&mut self, spi: Spi) -> Option<InboundSa> {
+    pub fn remove(&mut self, spi: Spi) -> Option<Box<InboundSa>> {
         self.by_spi.remove(spi.get())
     }
 
     /// The SA with this SPI.
     pub fn get(&self, spi: Spi) -> Option<&InboundSa> {
-        self.by_spi.get(spi.get())
+        self.by_spi.get(spi.get()).map(|b| &**b)
     }
 
     /// The SA with this SPI, mutable.
     pub fn get_mut(&mut self, spi: Spi) -> Option<&mut InboundSa> {
-        self.by_spi.get_mut(spi.get())
+        self.by_spi.get_mut(spi.get()).map(|b| &mut **b)
     }
 
     /// Number of SAs.
@@ -425,7 +429,7 @@ impl InboundSaTable {
 
     /// All SAs.
     pub fn iter(&self) -> impl Iterator<Item = &InboundSa> {
-        self.by_spi.values()
+        self.by_spi.values().map(|b| &**b)
     }
 
     /// Decapsulates `pkt` in place. Drops are counted (on the SA when one

@@ -21,9 +21,11 @@ type Table<V> = HashMap<u32, V, BuildHasherDefault<SpiHasher>>;
 
 /// Entries moved per insert while a growth is in progress: more than one,
 /// so the old table is empty long before the new one fills.
-const MOVE_PER_INSERT: usize = 8;
-/// Entries moved per [`SpiMap::step`].
-const MOVE_PER_STEP: usize = 256;
+const MOVE_PER_INSERT: usize = 2;
+/// Entries moved per [`SpiMap::step`]. Each move may be the first touch
+/// of a page of the new table (a page fault, about a microsecond), so a
+/// poll (64 control messages and a step) moves at most 256 entries.
+const MOVE_PER_STEP: usize = 128;
 
 /// A `u32`-keyed map that grows a little at a time (see the module docs).
 #[derive(Clone)]

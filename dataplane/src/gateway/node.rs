@@ -370,13 +370,17 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// Installs an outbound SA this worker owns.
-    pub fn install_outbound(&mut self, slot: SaRef, sa: OutboundSa) -> Option<OutboundSa> {
+    pub fn install_outbound(
+        &mut self,
+        slot: SaRef,
+        sa: impl Into<Box<OutboundSa>>,
+    ) -> Option<Box<OutboundSa>> {
         self.set_outbound_owner(slot, Some(self.id));
         self.engine.install_outbound(slot, sa)
     }
 
     /// Removes an outbound SA.
-    pub fn remove_outbound(&mut self, slot: SaRef) -> Option<OutboundSa> {
+    pub fn remove_outbound(&mut self, slot: SaRef) -> Option<Box<OutboundSa>> {
         self.engine.remove_outbound(slot)
     }
 
@@ -390,13 +394,14 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// Installs an inbound SA this worker owns.
-    pub fn install_inbound(&mut self, sa: InboundSa) -> Option<InboundSa> {
+    pub fn install_inbound(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
+        let sa = sa.into();
         self.spi_owner.insert(sa.config().spi.get(), self.id);
         self.engine.install_inbound(sa)
     }
 
     /// Removes an inbound SA.
-    pub fn remove_inbound(&mut self, spi: Spi) -> Option<InboundSa> {
+    pub fn remove_inbound(&mut self, spi: Spi) -> Option<Box<InboundSa>> {
         self.engine.remove_inbound(spi)
     }
 

@@ -220,16 +220,24 @@ impl Worker {
     fn apply(&mut self, msg: ControlMsg) {
         match msg {
             ControlMsg::InstallOutbound { slot, sa } => {
-                self.node.install_outbound(slot, *sa);
+                if let Some(old) = self.node.install_outbound(slot, sa) {
+                    self.retire(Retired::Outbound(old));
+                }
             }
             ControlMsg::RemoveOutbound { slot } => {
-                self.node.remove_outbound(slot);
+                if let Some(old) = self.node.remove_outbound(slot) {
+                    self.retire(Retired::Outbound(old));
+                }
             }
             ControlMsg::InstallInbound(sa) => {
-                self.node.install_inbound(*sa);
+                if let Some(old) = self.node.install_inbound(sa) {
+                    self.retire(Retired::Inbound(old));
+                }
             }
             ControlMsg::RemoveInbound(spi) => {
-                self.node.remove_inbound(spi);
+                if let Some(old) = self.node.remove_inbound(spi) {
+                    self.retire(Retired::Inbound(old));
+                }
             }
             ControlMsg::OutboundOwner { slot, worker } => {
                 self.node.set_outbound_owner(slot, worker)
@@ -237,11 +245,7 @@ impl Worker {
             ControlMsg::InboundOwner { spi, worker } => self.node.set_inbound_owner(spi, worker),
             ControlMsg::SetSpd(mut spd) => {
                 *spd = self.node.set_spd(*spd);
-                // If the control thread's queue is full the old SPD is
-                // freed here after all.
-                let _ = self
-                    .to_control
-                    .try_send(WorkerMsg::Retired(Retired::Spd(spd)));
+                self.retire(Retired::Spd(spd));
             }
             ControlMsg::SetRoutes(routes) => self.node.set_routes(*routes),
             ControlMsg::Neighbour { ip, mac, iface } => self.node.learn_neighbour(ip, mac, iface),
@@ -262,6 +266,12 @@ impl Worker {
             }
             ControlMsg::Stop => {}
         }
+    }
+
+    /// Hands something replaced back to the control thread to be freed
+    /// there (if its queue is full, it is freed here after all).
+    fn retire(&self, what: Retired) {
+        let _ = self.to_control.try_send(WorkerMsg::Retired(what));
     }
 
     /// A snapshot of this worker's own counters, without the per-SA lists.
