@@ -57,17 +57,16 @@ pub(crate) fn backend_for(
     }
 }
 
-fn build_sas(
-    pair: &SaPair,
-    choice: CryptoBackendChoice,
-) -> Result<(Box<OutboundSa>, Box<InboundSa>), Error> {
+fn build_outbound(pair: &SaPair, choice: CryptoBackendChoice) -> Result<Box<OutboundSa>, Error> {
     let backend = backend_for(choice, pair.algorithm);
-    let out_t = new_transform(backend, pair.algorithm, &pair.outbound.keys)?;
-    let in_t = new_transform(backend, pair.algorithm, &pair.inbound.keys)?;
-    Ok((
-        Box::new(OutboundSa::new(pair.outbound.config.clone(), out_t)?),
-        Box::new(InboundSa::new(pair.inbound.config.clone(), in_t)?),
-    ))
+    let t = new_transform(backend, pair.algorithm, &pair.outbound.keys)?;
+    Ok(Box::new(OutboundSa::new(pair.outbound.config.clone(), t)?))
+}
+
+fn build_inbound(pair: &SaPair, choice: CryptoBackendChoice) -> Result<Box<InboundSa>, Error> {
+    let backend = backend_for(choice, pair.algorithm);
+    let t = new_transform(backend, pair.algorithm, &pair.inbound.keys)?;
+    Ok(Box::new(InboundSa::new(pair.inbound.config.clone(), t)?))
 }
 
 /// The SAs the control thread believes are installed, to compute what a
@@ -125,14 +124,15 @@ impl Control {
                 let in_spi = pair.inbound.config.spi.get();
                 let out_spi = pair.outbound.config.spi.get();
                 wanted.inbound.insert(in_spi, t);
-                let (out, inb) = build_sas(pair, choice)?;
+                // Only the SAs that change are built (key expansion is
+                // the control thread's main cost in a large reload).
                 if !self.installed.inbound.contains_key(&in_spi) {
-                    new_inbound.push((t, inb));
+                    new_inbound.push((t, build_inbound(pair, choice)?));
                 }
                 if i == 0 {
                     wanted.outbound.insert(t, out_spi);
                     if self.installed.outbound.get(&t) != Some(&out_spi) {
-                        new_outbound.push((t, out));
+                        new_outbound.push((t, build_outbound(pair, choice)?));
                     }
                 }
             }
@@ -256,7 +256,8 @@ impl Control {
                     self.apply_ike();
                 }
             }
-            WorkerMsg::Stopped(_) => {}
+            // Freed here, off the data path.
+            WorkerMsg::Stopped(_) | WorkerMsg::Retired(_) => {}
         }
     }
 
@@ -385,6 +386,11 @@ pub fn format_stats(
             line(format!("worker.{id}.{k}"), v);
         }
         line(format!("worker.{id}.max_poll_gap_us"), w.max_poll_gap_us);
+        line(format!("worker.{id}.max_control_us"), w.max_control_us);
+        line(
+            format!("worker.{id}.max_control_cpu_us"),
+            w.max_control_cpu_us,
+        );
         line(format!("worker.{id}.spd_cache_hits"), w.spd_cache_hits);
         line(format!("worker.{id}.spd_cache_misses"), w.spd_cache_misses);
     }

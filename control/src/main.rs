@@ -139,6 +139,13 @@ enum Command {
         #[arg(long)]
         request: String,
     },
+    /// One reconfiguration run for `espresso bench` (internal).
+    #[command(hide = true)]
+    BenchReconf {
+        /// The run, as JSON.
+        #[arg(long)]
+        request: String,
+    },
     /// Validate a configuration file: print `FILE: ok` and a summary, or
     /// the first problem (exit status 1).
     Check {
@@ -249,10 +256,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 bench::spec::standard_matrix()
             };
+            let mut reconf = if strongswan_only {
+                Vec::new()
+            } else if quick {
+                bench::reconf::quick()
+            } else {
+                bench::reconf::standard()
+            };
             if let Some(f) = &filter {
                 cases.retain(|c| c.name().contains(f.as_str()));
+                reconf.retain(|c| c.name().contains(f.as_str()));
             }
-            if cases.is_empty() && !strongswan_only {
+            if cases.is_empty() && reconf.is_empty() && !strongswan_only {
                 return Err("no case matches --filter".into());
             }
             if strongswan_seconds == 0 {
@@ -272,6 +287,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             let opts = bench::BenchOptions {
                 cases,
+                reconf,
                 repetitions,
                 warmup_s: warmup.unwrap_or(if quick { 0.2 } else { 0.5 }),
                 duration_s: duration.unwrap_or(if quick { 0.3 } else { 1.5 }),
@@ -284,9 +300,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 strongswan,
             };
             eprintln!(
-                "espresso bench: {} cases x {} runs, each with its testpmd baseline{}",
+                "espresso bench: {} cases x {} runs, each with its testpmd baseline; {} reconfiguration cases{}",
                 opts.cases.len(),
                 opts.repetitions,
+                opts.reconf.len(),
                 if opts.strongswan.is_some() {
                     "; then Espresso against strongSwan"
                 } else {
@@ -298,15 +315,19 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if !report.cases.is_empty() {
                 print!("{}", bench::report::table(&report.cases));
             }
+            if !report.reconf.is_empty() {
+                println!("\nSA installs and deletes while forwarding:");
+                print!("{}", bench::reconf::table(&report.reconf));
+            }
             if let Some(c) = &report.strongswan {
-                if !report.cases.is_empty() {
+                if !report.cases.is_empty() || !report.reconf.is_empty() {
                     println!();
                 }
                 print!("{}", bench::strongswan::table(c));
             }
             println!(
                 "\n{} cases{} in {:.0} s; results: {}/latest.json (and latest.md){}",
-                report.cases.len(),
+                report.cases.len() + report.reconf.len(),
                 if report.strongswan.is_some() {
                     " and the strongSwan comparison"
                 } else {
@@ -325,6 +346,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::BenchCase { request } => {
             let req: control::bench::case::CaseRequest = serde_json::from_str(&request)?;
             let sample = control::bench::case::run(&req).map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&sample)?);
+            Ok(())
+        }
+        Command::BenchReconf { request } => {
+            let req: control::bench::reconf::ReconfRequest = serde_json::from_str(&request)?;
+            let sample = control::bench::reconf::run(&req).map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string(&sample)?);
             Ok(())
         }

@@ -1,6 +1,7 @@
 //! `espresso bench --quick` end to end: the lab runs its quick matrix on
-//! DPDK's net_pcap and net_null devices with the testpmd baseline, and
-//! leaves a parsable `latest.json` with nonzero rates and the plots. No
+//! DPDK's net_pcap and net_null devices with the testpmd baseline, and its
+//! quick reconfiguration case, and leaves a parsable `latest.json` with
+//! nonzero rates and the plots. No
 //! figure is asserted: the machine is shared and the numbers are only
 //! reported. Needs root and DPDK (dpdk-testpmd), as CI has.
 
@@ -44,6 +45,23 @@ fn quick_bench_produces_records_with_rates() {
         .filter_map(|c| c["direction"].as_str())
         .collect();
     assert!(directions.contains(&"encrypt") && directions.contains(&"decrypt"));
+    // The reconfiguration case: SAs installed and deleted while forwarding.
+    let reconf = report["reconf"].as_array().expect("reconf records");
+    assert_eq!(reconf.len(), 1, "{json}");
+    let r = &reconf[0];
+    assert_eq!(r["kind"], "reconf");
+    for key in ["installs_per_s", "deletes_per_s", "quiet_mpps"] {
+        let v = r[key].as_f64().unwrap_or(f64::NAN);
+        assert!(v.is_finite() && v > 0.0, "{key} = {v} in {r}");
+    }
+    assert!(
+        r["max_stall_us"].as_f64().is_some_and(f64::is_finite),
+        "{r}"
+    );
+    assert!(
+        stdout.contains("installs and deletes"),
+        "the reconf table is printed"
+    );
     // The quick matrix has the frame-size plot's data (one point a line).
     assert!(out_dir.join("throughput_by_frame_size.png").exists());
     assert!(stdout.contains("ratio"), "the table is printed");

@@ -108,6 +108,7 @@ mod tests {
             frame: FrameSize::Fixed(1420),
             udp_encap: false,
             sa_count: 1,
+            scale_frames: 0,
         };
         let enc = measure(&spec).expect("encrypt figure");
         spec.direction = Direction::Decrypt;

@@ -78,6 +78,12 @@ pub struct RunSample {
     /// baseline and for IMIX.
     #[serde(default)]
     pub aead_cycles: Option<f64>,
+    /// SPD lookups the worker's flow cache answered during the window.
+    #[serde(default)]
+    pub spd_cache_hits: u64,
+    /// SPD lookups that missed the flow cache during the window.
+    #[serde(default)]
+    pub spd_cache_misses: u64,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -111,9 +117,11 @@ fn send(to_worker: &Sender<ControlMsg>, msg: ControlMsg) -> Result<(), Error> {
     to_worker.send(msg).map_err(|_| "the worker stopped".into())
 }
 
+/// The worker's counters (not the per-SA lists, whose snapshot would cost
+/// the worker milliseconds with many SAs, inside the window).
 fn collect(to_worker: &Sender<ControlMsg>, timeout: Duration) -> Result<WorkerStats, Error> {
     let (tx, rx) = bounded(1);
-    send(to_worker, ControlMsg::CollectStats(tx))?;
+    send(to_worker, ControlMsg::CollectCounters(tx))?;
     Ok(rx.recv_timeout(timeout)?)
 }
 
@@ -121,8 +129,51 @@ fn sent(s: &WorkerStats) -> u64 {
     s.node.tx - s.node.drops[GwDrop::TxFull.index()]
 }
 
-/// Runs one case in this process (which must not have started EAL).
-pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
+/// A gateway data path running in this process: EAL, the two ports and
+/// the worker thread, with nothing installed yet.
+pub(crate) struct Running {
+    /// The worker's control queue.
+    pub to_worker: Sender<ControlMsg>,
+    /// What the worker sends back.
+    pub from_worker: Receiver<WorkerMsg>,
+    /// The worker thread's on-CPU clock.
+    pub clock: ThreadClock,
+    /// TSC frequency.
+    pub tsc_hz: u64,
+    /// When the process began setting up.
+    pub started: Instant,
+    handle: std::thread::JoinHandle<WorkerStats>,
+    ports: (Port, Port),
+}
+
+impl Running {
+    /// A counters snapshot (after every message sent before it); frees
+    /// what the worker handed back meanwhile, as the gateway's control
+    /// thread does.
+    pub fn collect(&self, timeout: Duration) -> Result<WorkerStats, Error> {
+        let s = collect(&self.to_worker, timeout);
+        while self.from_worker.try_recv().is_ok() {}
+        s
+    }
+
+    /// Stops the worker and closes the ports.
+    pub fn stop(self) {
+        let _ = self.to_worker.send(ControlMsg::Stop);
+        let _ = self.handle.join();
+        while self.from_worker.try_recv().is_ok() {}
+        drop(self.ports);
+    }
+}
+
+/// Frames the worker sent on the output port.
+pub(crate) fn sent_frames(s: &WorkerStats) -> u64 {
+    sent(s)
+}
+
+/// Starts EAL, the pcap and null ports and the worker (on
+/// `req.worker_core`) for `req.spec`'s direction; `control_queue` is the
+/// control queue's capacity.
+pub(crate) fn start(req: &CaseRequest, control_queue: usize) -> Result<Running, Error> {
     let started = Instant::now();
     let spec = req.spec;
     let eal = Eal::init(crate::eal_args::eal_args(
@@ -178,8 +229,7 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
             output.tx_queue(0).ok_or("tx queue")?,
         ],
     };
-    // Room for every install message at once.
-    let (to_worker, control_rx) = bounded::<ControlMsg>(2 * spec.sa_count as usize + 64);
+    let (to_worker, control_rx) = bounded::<ControlMsg>(control_queue);
     let (to_control, from_worker): (Sender<WorkerMsg>, Receiver<WorkerMsg>) = bounded(8192);
     let handoff = Arc::new(ArrayQueue::new(2048));
     let worker = Worker::new(
@@ -213,12 +263,36 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
         })?;
     let clock = clock_rx.recv()??;
 
+    Ok(Running {
+        to_worker,
+        from_worker,
+        clock,
+        tsc_hz,
+        started,
+        handle,
+        ports: (input, output),
+    })
+}
+
+/// Runs one case in this process (which must not have started EAL).
+pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
+    let spec = req.spec;
+    // Room for every install message at once.
+    let gw = start(req, 2 * spec.sa_count as usize + 64)?;
+    let Running {
+        ref to_worker,
+        ref from_worker,
+        ref clock,
+        tsc_hz,
+        started,
+        ..
+    } = gw;
     // SAs and policies, through the control queue as `espresso run` does.
     let backend;
     match spec.direction {
         Direction::Encrypt => {
             send(
-                &to_worker,
+                to_worker,
                 ControlMsg::SetSpd(Box::new(traffic::outbound_spd(spec.sa_count)?)),
             )?;
             let mut name = String::new();
@@ -228,7 +302,7 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
                     name = sa.backend().name().to_string();
                 }
                 send(
-                    &to_worker,
+                    to_worker,
                     ControlMsg::InstallOutbound {
                         slot: SaRef(i),
                         sa: Box::new(sa),
@@ -244,32 +318,30 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
                 if i == 0 {
                     name = sa.backend().name().to_string();
                 }
-                send(&to_worker, ControlMsg::InstallInbound(Box::new(sa)))?;
+                send(to_worker, ControlMsg::InstallInbound(Box::new(sa)))?;
             }
             backend = name;
         }
     }
     // The reply comes after every message before it was applied.
-    collect(&to_worker, Duration::from_secs(300))?;
+    collect(to_worker, Duration::from_secs(300))?;
     let setup_s = started.elapsed().as_secs_f64();
 
     std::thread::sleep(Duration::from_secs_f64(req.warmup_s));
     let drain = |rx: &Receiver<WorkerMsg>| while rx.try_recv().is_ok() {};
-    drain(&from_worker);
+    drain(from_worker);
     let c0 = clock.on_cpu()?;
     let t0 = Instant::now();
-    let s0 = collect(&to_worker, Duration::from_secs(5))?;
+    let s0 = collect(to_worker, Duration::from_secs(5))?;
     std::thread::sleep(Duration::from_secs_f64(req.duration_s));
     let c1 = clock.on_cpu()?;
     let t1 = Instant::now();
-    let s1 = collect(&to_worker, Duration::from_secs(5))?;
-    let _ = to_worker.send(ControlMsg::Stop);
-    let _ = handle.join();
-    drain(&from_worker);
-    drop(input);
-    drop(output);
+    let s1 = collect(to_worker, Duration::from_secs(5))?;
+    gw.stop();
     // The worker has stopped: its core is free for the bare AEAD figure.
-    core_affinity::set_for_current(core);
+    core_affinity::set_for_current(core_affinity::CoreId {
+        id: req.worker_core,
+    });
     let aead_cycles = super::aead::measure(&spec);
 
     Ok(RunSample {
@@ -282,5 +354,7 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
         backend,
         setup_s,
         aead_cycles,
+        spd_cache_hits: s1.spd_cache_hits - s0.spd_cache_hits,
+        spd_cache_misses: s1.spd_cache_misses - s0.spd_cache_misses,
     })
 }

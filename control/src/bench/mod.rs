@@ -16,6 +16,7 @@ pub mod case;
 pub mod cpu;
 pub mod pcap;
 pub mod plot;
+pub mod reconf;
 pub mod report;
 pub mod spec;
 pub mod strongswan;
@@ -39,6 +40,8 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 pub struct BenchOptions {
     /// The cases.
     pub cases: Vec<CaseSpec>,
+    /// The reconfiguration cases (run after the others).
+    pub reconf: Vec<reconf::ReconfSpec>,
     /// Runs per case and per baseline.
     pub repetitions: usize,
     /// Seconds of traffic before each measurement.
@@ -74,13 +77,19 @@ impl Drop for TempDir {
 /// The pcap a case replays: plaintext ones are shared by every suite.
 fn pcap_key(spec: &CaseSpec) -> String {
     match spec.direction {
-        Direction::Encrypt => format!("plain-{}-{}", spec.frame.label(), spec.sa_count),
+        Direction::Encrypt => format!(
+            "plain-{}-{}-{}",
+            spec.frame.label(),
+            spec.sa_count,
+            traffic::frame_count(spec)
+        ),
         Direction::Decrypt => format!(
-            "esp-{}-{}-{}-{}",
+            "esp-{}-{}-{}-{}-{}",
             spec.algorithm.name(),
             spec.frame.label(),
             if spec.udp_encap { "udp" } else { "raw" },
-            spec.sa_count
+            spec.sa_count,
+            traffic::frame_count(spec)
         ),
     }
 }
@@ -108,6 +117,32 @@ fn run_child(espresso: &Path, req: &CaseRequest) -> Result<RunSample, Error> {
     }
 }
 
+fn run_reconf_child(
+    espresso: &Path,
+    req: &reconf::ReconfRequest,
+) -> Result<reconf::ReconfSample, Error> {
+    let out = Command::new(espresso)
+        .arg("bench-reconf")
+        .arg("--request")
+        .arg(serde_json::to_string(req)?)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+    match (out.status.success(), line) {
+        (true, Some(l)) => Ok(serde_json::from_str(l)?),
+        _ => Err(format!(
+            "reconf {} failed ({}): {}",
+            req.case.spec.name(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into()),
+    }
+}
+
 fn check_sample(what: &str, s: &RunSample) -> Result<(), Error> {
     if s.packets == 0 || s.wall_s <= 0.0 || s.cpu_s <= 0.0 {
         return Err(format!(
@@ -126,7 +161,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
     std::fs::create_dir_all(&opts.out_dir)?;
     let tmp = TempDir(std::env::temp_dir().join(format!("espresso-bench-{}", std::process::id())));
     std::fs::create_dir_all(&tmp.0)?;
-    let total = opts.cases.len();
+    let total = opts.cases.len() + opts.reconf.len();
     let mut pcaps: HashMap<String, (PathBuf, usize)> = HashMap::new();
     let mut baselines: HashMap<String, Vec<RunSample>> = HashMap::new();
     let mut records = Vec::new();
@@ -202,6 +237,59 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         );
         records.push(record);
     }
+    let mut reconf_records = Vec::new();
+    for (k, spec) in opts.reconf.iter().enumerate() {
+        let n = opts.cases.len() + k;
+        let key = pcap_key(&spec.traffic);
+        let (path, frames) = match pcaps.get(&key) {
+            Some(p) => p.clone(),
+            None => {
+                let path = tmp.0.join(format!("{key}.pcap"));
+                let info = traffic::write_pcap(&spec.traffic, &path)?;
+                pcaps.insert(key.clone(), (path.clone(), info.frames));
+                (path, info.frames)
+            }
+        };
+        let req = reconf::ReconfRequest {
+            case: CaseRequest {
+                spec: spec.traffic,
+                pcap: path,
+                pcap_frames: frames,
+                warmup_s: opts.warmup_s,
+                duration_s: opts.duration_s,
+                worker_core: opts.worker_core,
+            },
+            churn: spec.churn,
+        };
+        let mut runs = Vec::new();
+        for r in 0..opts.repetitions {
+            if tty {
+                let _ = write!(
+                    err,
+                    "\r[{:>3}/{total}] {:<44} run {}/{}   ",
+                    n + 1,
+                    spec.name(),
+                    r + 1,
+                    opts.repetitions
+                );
+                let _ = err.flush();
+            }
+            runs.push(run_reconf_child(&opts.espresso, &req)?);
+        }
+        let record = reconf::ReconfRecord::new(spec, &runs);
+        let _ = writeln!(
+            err,
+            "{}[{:>3}/{total}] {:<44} {:>8.0} installs/s, {:>8.0} deletes/s, longest stall {:.0} us (quiet {:.0} us)",
+            if tty { "\r" } else { "" },
+            n + 1,
+            spec.name(),
+            record.installs_per_s,
+            record.deletes_per_s,
+            record.max_stall_us,
+            record.quiet_max_stall_us
+        );
+        reconf_records.push(record);
+    }
     let comparison = opts.strongswan.as_ref().map(|o| {
         let _ = writeln!(
             err,
@@ -245,6 +333,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         ),
         cases: records,
         strongswan: comparison,
+        reconf: reconf_records,
     };
     let json = opts.out_dir.join("latest.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")?;
@@ -253,8 +342,12 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         md.push('\n');
         md.push_str(&strongswan::markdown(c));
     }
+    if !report.reconf.is_empty() {
+        md.push('\n');
+        md.push_str(&reconf::markdown_table(&report.reconf));
+    }
     std::fs::write(opts.out_dir.join("latest.md"), md)?;
-    if opts.plots && !report.cases.is_empty() {
+    if opts.plots && (!report.cases.is_empty() || !report.reconf.is_empty()) {
         plot::draw_all(&report, &opts.out_dir)?;
     }
     match comparison_err {
@@ -326,6 +419,6 @@ mod tests {
             .filter(|c| c.direction == Direction::Encrypt)
             .map(pcap_key)
             .collect();
-        assert_eq!(enc.len(), 4 + 3);
+        assert_eq!(enc.len(), 4 + 4);
     }
 }

@@ -139,7 +139,7 @@ fn frame_index(label: &str) -> Option<f64> {
 }
 
 fn is_sweep_case(c: &CaseRecord) -> bool {
-    !c.udp_encap && c.sa_count == 1
+    !c.udp_encap && c.sa_count == 1 && c.scale_frames == 0
 }
 
 /// Throughput by frame size, one panel per direction, one line per suite
@@ -213,8 +213,10 @@ pub fn throughput_by_frame_size(report: &Report, path: &Path) -> Result<bool, Er
 }
 
 /// Throughput by SA count (AES-128-GCM, IMIX, no UDP), both directions
-/// with their baselines.
+/// with their baselines; the SA-count series (equal pcap lengths) where the
+/// report has it.
 pub fn throughput_by_sa_count(report: &Report, path: &Path) -> Result<bool, Error> {
+    let series_only = report.cases.iter().any(|c| c.scale_frames != 0);
     let pick = |dir: &str| -> Vec<&CaseRecord> {
         let mut v: Vec<&CaseRecord> = report
             .cases
@@ -224,6 +226,7 @@ pub fn throughput_by_sa_count(report: &Report, path: &Path) -> Result<bool, Erro
                     && c.algorithm == BenchAlgorithm::AesGcm128.name()
                     && c.frame_size == "imix"
                     && !c.udp_encap
+                    && (!series_only || c.scale_frames != 0)
             })
             .collect();
         v.sort_by_key(|c| c.sa_count);

@@ -76,6 +76,13 @@ pub struct CaseRecord {
     pub udp_encap: bool,
     /// SAs (and policies), traffic spread over all.
     pub sa_count: u32,
+    /// Frames in the pcap (the case and its baseline replay the same).
+    #[serde(default)]
+    pub pcap_frames: usize,
+    /// Nonzero for the SA-count series, whose cases all replay pcaps of
+    /// the same length (see [`CaseSpec::scale_frames`]).
+    #[serde(default)]
+    pub scale_frames: u32,
     /// Gateway: median million packets per second (wall clock).
     pub mpps: f64,
     /// Gateway: median Gbit/s of inner IP bytes.
@@ -107,6 +114,10 @@ pub struct CaseRecord {
     /// cycles (issue #6 target at 1420 B: at least 0.80).
     #[serde(default)]
     pub aead_share: Option<f64>,
+    /// Share of outbound SPD lookups the worker's flow cache answered (all
+    /// repetitions; NaN when there were none, as in decrypt cases).
+    #[serde(default)]
+    pub spd_cache_hit_rate: f64,
     /// Every gateway run.
     pub runs: Vec<Rate>,
     /// Every baseline run.
@@ -130,6 +141,8 @@ impl CaseRecord {
             frame_size: spec.frame.label(),
             udp_encap: spec.udp_encap,
             sa_count: spec.sa_count,
+            pcap_frames: super::traffic::frame_count(spec),
+            scale_frames: spec.scale_frames,
             mpps: gm.mpps,
             gbps: gm.gbps,
             cycles_per_packet: gm.cycles_per_packet,
@@ -143,6 +156,11 @@ impl CaseRecord {
             dropped: runs.iter().map(|r| r.dropped).sum(),
             aead_cycles_per_packet: aead,
             aead_share: super::aead::share(aead, gm.cycles_per_packet, bm.cycles_per_packet),
+            spd_cache_hit_rate: {
+                let hits: u64 = runs.iter().map(|r| r.spd_cache_hits).sum();
+                let misses: u64 = runs.iter().map(|r| r.spd_cache_misses).sum();
+                hits as f64 / (hits + misses) as f64
+            },
             runs: g,
             baseline_runs: b,
         }
@@ -175,24 +193,28 @@ pub struct Report {
     /// Espresso against strongSwan through the two-site topology.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strongswan: Option<super::strongswan::Comparison>,
+    /// One record per reconfiguration case.
+    #[serde(default)]
+    pub reconf: Vec<super::reconf::ReconfRecord>,
 }
 
 /// The table, one line per case.
 pub fn table(cases: &[CaseRecord]) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>7} {:>8} | {:>6} {:>6} | {:>5} {:>5}\n",
-        "dir", "algorithm", "frame", "udp", "SAs", "Mpps", "Gbps", "cyc/pkt", "cpuMpps",
+        "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>7} {:>8} | {:>6} {:>6} | {:>5} {:>5}\n",
+        "dir", "algorithm", "frame", "udp", "SAs", "frames", "Mpps", "Gbps", "cyc/pkt", "cpuMpps",
         "tpMpps", "tpGbps", "tpcyc/p", "ratio", "cpu-r", "aead", "share"
     ));
     for c in cases {
         s.push_str(&format!(
-            "{:<8} {:<17} {:>5} {:>4} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3} | {:>5} {:>5}\n",
+            "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3} | {:>5} {:>5}\n",
             c.direction,
             c.algorithm,
             c.frame_size,
             if c.udp_encap { "yes" } else { "no" },
             c.sa_count,
+            c.pcap_frames,
             c.mpps,
             c.gbps,
             c.cycles_per_packet,
@@ -217,16 +239,17 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 /// The same table in Markdown (for README.md).
 pub fn markdown_table(cases: &[CaseRecord]) -> String {
     let mut s = String::from(
-        "| direction | algorithm | frame | UDP | SAs | Mpps | Gbps | cycles/pkt | on-CPU Mpps | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio | AEAD cycles | AEAD share |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| direction | algorithm | frame | UDP | SAs | pcap frames | Mpps | Gbps | cycles/pkt | on-CPU Mpps | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio | AEAD cycles | AEAD share |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cases {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
             c.direction,
             c.algorithm,
             c.frame_size,
             if c.udp_encap { "yes" } else { "no" },
             c.sa_count,
+            c.pcap_frames,
             c.mpps,
             c.gbps,
             c.cycles_per_packet,
@@ -266,6 +289,8 @@ mod tests {
             backend: "x".into(),
             setup_s: 0.0,
             aead_cycles: None,
+            spd_cache_hits: 0,
+            spd_cache_misses: 0,
         };
         let r = Rate::of(&s, 46.0);
         assert!((r.mpps - 2.0).abs() < 1e-9);

@@ -147,13 +147,21 @@ pub struct CaseSpec {
     pub udp_encap: bool,
     /// Number of SAs (and policies); traffic is spread over all of them.
     pub sa_count: u32,
+    /// 0 for a pcap of the default length (one frame per SA, at least
+    /// [`MIN_FRAMES`](super::traffic::MIN_FRAMES)); else the SA-count
+    /// series' frame count: every case of the series, its 1-SA reference
+    /// included, replays this many frames (rounded up to whole IMIX
+    /// periods) of the same sizes, so the SA count is the only difference.
+    #[serde(default)]
+    pub scale_frames: u32,
 }
 
 impl CaseSpec {
-    /// A short name, e.g. `encrypt aes128gcm16 64B 1SA` or with `udp`.
+    /// A short name, e.g. `encrypt aes128gcm16 64B 1SA`, with `udp`, or
+    /// with ` 100000fr` for the SA-count series.
     pub fn name(&self) -> String {
         format!(
-            "{} {} {}{} {}SA{}",
+            "{} {} {}{} {}SA{}{}",
             self.direction.name(),
             self.algorithm.name(),
             self.frame.label(),
@@ -163,16 +171,26 @@ impl CaseSpec {
                 ""
             },
             self.sa_count,
-            if self.udp_encap { " udp" } else { "" }
+            if self.udp_encap { " udp" } else { "" },
+            if self.scale_frames != 0 {
+                format!(" {}fr", self.scale_frames)
+            } else {
+                String::new()
+            }
         )
     }
 }
+
+/// Frames of every pcap of the SA-count series: as many as the largest SA
+/// count has SAs.
+pub const SCALE_FRAMES: u32 = 100_000;
 
 /// The standard matrix (`make bench`), chosen to fit about ten minutes on
 /// two cores with three repetitions of every case and of its baseline:
 /// - every suite, both directions, every frame size, 1 SA, plain ESP;
 /// - every suite, both directions, IMIX, 1 SA, ESP in UDP;
-/// - AES-128-GCM, both directions, IMIX, 1,000 / 10,000 / 100,000 SAs.
+/// - AES-128-GCM, both directions, IMIX, 1 / 1,000 / 10,000 / 100,000
+///   SAs, every one of these on a pcap of [`SCALE_FRAMES`] frames.
 pub fn standard_matrix() -> Vec<CaseSpec> {
     let mut cases = Vec::new();
     for direction in Direction::ALL {
@@ -184,6 +202,7 @@ pub fn standard_matrix() -> Vec<CaseSpec> {
                     frame,
                     udp_encap: false,
                     sa_count: 1,
+                    scale_frames: 0,
                 });
             }
         }
@@ -194,15 +213,17 @@ pub fn standard_matrix() -> Vec<CaseSpec> {
                 frame: FrameSize::Imix,
                 udp_encap: true,
                 sa_count: 1,
+                scale_frames: 0,
             });
         }
-        for sa_count in [1_000, 10_000, 100_000] {
+        for sa_count in [1, 1_000, 10_000, 100_000] {
             cases.push(CaseSpec {
                 direction,
                 algorithm: BenchAlgorithm::AesGcm128,
                 frame: FrameSize::Imix,
                 udp_encap: false,
                 sa_count,
+                scale_frames: SCALE_FRAMES,
             });
         }
     }
@@ -219,6 +240,7 @@ pub fn quick_matrix() -> Vec<CaseSpec> {
             frame: FrameSize::Fixed(64),
             udp_encap: false,
             sa_count: 1,
+            scale_frames: 0,
         },
         CaseSpec {
             direction: Direction::Decrypt,
@@ -226,6 +248,7 @@ pub fn quick_matrix() -> Vec<CaseSpec> {
             frame: FrameSize::Imix,
             udp_encap: true,
             sa_count: 1,
+            scale_frames: 0,
         },
         CaseSpec {
             direction: Direction::Encrypt,
@@ -233,6 +256,7 @@ pub fn quick_matrix() -> Vec<CaseSpec> {
             frame: FrameSize::Fixed(512),
             udp_encap: false,
             sa_count: 1_000,
+            scale_frames: 0,
         },
     ]
 }

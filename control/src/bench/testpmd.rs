@@ -188,6 +188,8 @@ pub fn run(b: &Baseline) -> Result<RunSample, Error> {
         backend: "testpmd io".into(),
         setup_s: 0.0,
         aead_cycles: None,
+        spd_cache_hits: 0,
+        spd_cache_misses: 0,
     })
 }
 

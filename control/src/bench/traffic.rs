@@ -60,10 +60,12 @@ pub fn local_hosts(sa_count: u32) -> u32 {
     sa_count.saturating_sub(1) / 65536 + 1
 }
 
-/// Frames in the pcap of a case: at least one per SA, a whole number of
-/// IMIX periods.
+/// Frames in the pcap of a case: at least one per SA and at least the
+/// SA-count series' `scale_frames`, a whole number of IMIX periods.
 pub fn frame_count(spec: &CaseSpec) -> usize {
-    let n = (spec.sa_count as usize).max(MIN_FRAMES);
+    let n = (spec.sa_count as usize)
+        .max(MIN_FRAMES)
+        .max(spec.scale_frames as usize);
     let p = spec.frame.period();
     n.div_ceil(p) * p
 }
@@ -94,7 +96,8 @@ fn endpoints(local: Ipv4Addr, remote: Ipv4Addr) -> TunnelEndpoints {
     }
 }
 
-fn spi(i: u32) -> Result<Spi, Box<dyn std::error::Error + Send + Sync>> {
+/// SPI of SA `i` (both directions).
+pub fn spi(i: u32) -> Result<Spi, Box<dyn std::error::Error + Send + Sync>> {
     Spi::new(SPI_BASE + i).map_err(|e| format!("SPI: {e:?}").into())
 }
 
@@ -293,6 +296,7 @@ mod tests {
             frame: FrameSize::Imix,
             udp_encap: true,
             sa_count: 3,
+            scale_frames: 0,
         };
         let dir = std::env::temp_dir().join(format!("espresso-pcap-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

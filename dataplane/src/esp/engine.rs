@@ -45,7 +45,10 @@ pub enum EngineEvent {
 pub struct EspEngine {
     spd: Spd,
     spd_cache: SpdCache,
-    outbound: Vec<Option<OutboundSa>>,
+    /// Boxed: installing or removing an SA moves a pointer, and the
+    /// control thread's allocation goes back to it to be freed (see the
+    /// gateway's `Retired`).
+    outbound: Vec<Option<Box<OutboundSa>>>,
     inbound: InboundSaTable,
     /// Outbound drops that belong to no SA (no policy, discard, malformed).
     pub outbound_counters: SaCounters,
@@ -74,13 +77,16 @@ impl EspEngine {
         &self.spd
     }
 
-    /// Replaces the SPD (control path). Ship it compiled ([`Spd::compile`],
-    /// as the gateway's control thread does): an SPD that is not gets
-    /// compiled here, between bursts, rather than on its first packet.
-    pub fn set_spd(&mut self, spd: Spd) {
+    /// Replaces the SPD (control path) and returns the old one, so that a
+    /// worker can hand it back to the control thread to be freed there
+    /// (freeing a large SPD takes milliseconds). Ship it compiled
+    /// ([`Spd::compile`], as the gateway's control thread does): an SPD
+    /// that is not gets compiled here, between bursts, rather than on its
+    /// first packet.
+    pub fn set_spd(&mut self, spd: Spd) -> Spd {
         spd.compile();
-        self.spd = spd;
         self.spd_cache.clear();
+        std::mem::replace(&mut self.spd, spd)
     }
 
     /// The SPD's action for `key`, through the worker's flow cache.
@@ -97,16 +103,20 @@ impl EspEngine {
     /// Puts `sa` in outbound slot `slot` (which `Action::Protect(slot)`
     /// policies point at), returning the SA it replaces. Switching the SA
     /// of a slot is how traffic moves to a rekeyed SA.
-    pub fn install_outbound(&mut self, slot: SaRef, sa: OutboundSa) -> Option<OutboundSa> {
+    pub fn install_outbound(
+        &mut self,
+        slot: SaRef,
+        sa: impl Into<Box<OutboundSa>>,
+    ) -> Option<Box<OutboundSa>> {
         let i = slot.0 as usize;
         if self.outbound.len() <= i {
             self.outbound.resize_with(i + 1, || None);
         }
-        self.outbound[i].replace(sa)
+        self.outbound[i].replace(sa.into())
     }
 
     /// Empties outbound slot `slot`.
-    pub fn remove_outbound(&mut self, slot: SaRef) -> Option<OutboundSa> {
+    pub fn remove_outbound(&mut self, slot: SaRef) -> Option<Box<OutboundSa>> {
         self.outbound
             .get_mut(slot.0 as usize)
             .and_then(Option::take)
@@ -114,14 +124,16 @@ impl EspEngine {
 
     /// The SA in outbound slot `slot`.
     pub fn outbound(&self, slot: SaRef) -> Option<&OutboundSa> {
-        self.outbound.get(slot.0 as usize).and_then(Option::as_ref)
+        self.outbound
+            .get(slot.0 as usize)
+            .and_then(Option::as_deref)
     }
 
     /// The SA in outbound slot `slot`, mutable (to encapsulate with it).
     pub fn outbound_mut(&mut self, slot: SaRef) -> Option<&mut OutboundSa> {
         self.outbound
             .get_mut(slot.0 as usize)
-            .and_then(Option::as_mut)
+            .and_then(Option::as_deref_mut)
     }
 
     /// Counts an outbound drop that belongs to no SA (decided outside the
@@ -156,22 +168,29 @@ impl EspEngine {
         self.outbound
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|s| (SaRef(i as u32), s)))
+            .filter_map(|(i, s)| s.as_deref().map(|s| (SaRef(i as u32), s)))
     }
 
     /// Installs an inbound SA, returning one it replaces (same SPI).
-    pub fn install_inbound(&mut self, sa: InboundSa) -> Option<InboundSa> {
+    pub fn install_inbound(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
         self.inbound.insert(sa)
     }
 
     /// Removes an inbound SA.
-    pub fn remove_inbound(&mut self, spi: Spi) -> Option<InboundSa> {
+    pub fn remove_inbound(&mut self, spi: Spi) -> Option<Box<InboundSa>> {
         self.inbound.remove(spi)
     }
 
     /// The inbound SA table.
     pub fn inbound(&self) -> &InboundSaTable {
         &self.inbound
+    }
+
+    /// Bounded background work between bursts: moves a few inbound SAs
+    /// along while their table grows.
+    #[inline]
+    pub fn step(&mut self) {
+        self.inbound.step();
     }
 
     /// Takes the events raised since the last call.

@@ -11,8 +11,7 @@
 //! starts at the inner IP header (tunnel mode) or at the rebuilt IP header
 //! (transport mode).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::net::IpAddr;
 
 use crate::buf::PacketBuf;
@@ -25,6 +24,7 @@ use super::ecn::decap_tos;
 use super::outbound::{flow_key, ESP_HEADER_LEN};
 use super::replay::ReplayWindow;
 use super::sa::{LifetimeState, Mode, SaConfig, SaConfigError, SaEvent, Spi};
+use super::spi_map::SpiMap;
 
 const UDP_HEADER_LEN: usize = 8;
 const IPV6_HEADER_LEN: usize = 40;
@@ -367,7 +367,10 @@ pub enum InboundOutcome {
 /// The inbound SA database of one worker: SAs by SPI, O(1) lookup.
 #[derive(Default)]
 pub struct InboundSaTable {
-    by_spi: HashMap<u32, InboundSa, BuildHasherDefault<SpiHasher>>,
+    /// Boxed, so that the table grows by moving pointers and an SA
+    /// installed or removed by the control thread is never copied or
+    /// freed by the worker.
+    by_spi: SpiMap<Box<InboundSa>>,
     /// Drops that belong to no SA (unknown SPI, malformed outer headers,
     /// keepalives).
     pub counters: SaCounters,
@@ -387,35 +390,43 @@ impl InboundSaTable {
     /// An empty table; encapsulated ESP on UDP port 4500.
     pub fn new() -> Self {
         Self {
-            by_spi: HashMap::default(),
+            by_spi: SpiMap::new(),
             counters: SaCounters::default(),
             nat_t_port: crate::wire::udp_encap::NAT_T_PORT,
         }
     }
 
     /// Installs an SA; replaces (and returns) one with the same SPI.
-    pub fn insert(&mut self, sa: InboundSa) -> Option<InboundSa> {
+    pub fn insert(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
+        let sa = sa.into();
         self.by_spi.insert(sa.config.spi.get(), sa)
     }
 
     /// Removes the SA with this SPI.
-    pub fn remove(&mut self, spi: Spi) -> Option<InboundSa> {
-        self.by_spi.remove(&spi.get())
+    pub fn remove(&mut self, spi: Spi) -> Option<Box<InboundSa>> {
+        self.by_spi.remove(spi.get())
     }
 
     /// The SA with this SPI.
     pub fn get(&self, spi: Spi) -> Option<&InboundSa> {
-        self.by_spi.get(&spi.get())
+        self.by_spi.get(spi.get()).map(|b| &**b)
     }
 
     /// The SA with this SPI, mutable.
     pub fn get_mut(&mut self, spi: Spi) -> Option<&mut InboundSa> {
-        self.by_spi.get_mut(&spi.get())
+        self.by_spi.get_mut(spi.get()).map(|b| &mut **b)
     }
 
     /// Number of SAs.
     pub fn len(&self) -> usize {
         self.by_spi.len()
+    }
+
+    /// Moves a few SAs along while the table grows (once per poll; see
+    /// [`SpiMap`]).
+    #[inline]
+    pub fn step(&mut self) {
+        self.by_spi.step();
     }
 
     /// True when empty.
@@ -425,7 +436,7 @@ impl InboundSaTable {
 
     /// All SAs.
     pub fn iter(&self) -> impl Iterator<Item = &InboundSa> {
-        self.by_spi.values()
+        self.by_spi.values().map(|b| &**b)
     }
 
     /// Decapsulates `pkt` in place. Drops are counted (on the SA when one
@@ -480,7 +491,7 @@ impl InboundSaTable {
             return Err(DropReason::BadLength);
         };
         let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);
-        let Some(sa) = self.by_spi.get_mut(&spi) else {
+        let Some(sa) = self.by_spi.get_mut(spi) else {
             self.counters.record_drop(DropReason::UnknownSpi);
             return Err(DropReason::UnknownSpi);
         };

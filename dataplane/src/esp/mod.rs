@@ -13,6 +13,7 @@
 //! - [`outbound`] and [`inbound`]: encapsulation and decapsulation
 //!   (RFC 4303 §3.3, §3.4; RFC 3948 UDP encapsulation).
 //! - [`engine`]: the per-worker engine with burst entry points.
+//! - [`spi_map`]: the SPI-keyed table that grows a little per poll.
 #![forbid(unsafe_code)]
 
 pub mod classifier;
@@ -25,6 +26,7 @@ pub mod outbound;
 pub mod replay;
 pub mod sa;
 pub mod spd;
+pub mod spi_map;
 
 #[cfg(test)]
 mod kat;
@@ -50,3 +52,4 @@ pub use sa::{
 pub use spd::{
     Action, FlowKey, IpPrefix, Policy, PolicyId, PrefixError, SaRef, Selector, SelectorError, Spd,
 };
+pub use spi_map::SpiMap;

@@ -18,7 +18,7 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use msg::{ControlMsg, Handoff, WorkerMsg, WorkerStats};
+pub use msg::{ControlMsg, Handoff, Retired, WorkerMsg, WorkerStats};
 pub use neigh::NeighbourTable;
 pub use node::{GwDrop, Interface, Node, NodeCounters, PacketPool, Role};
 pub use worker::{Worker, WorkerPorts};

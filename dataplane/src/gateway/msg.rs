@@ -64,6 +64,14 @@ pub enum ControlMsg {
     Transmit(Vec<u8>),
     /// Reply with a statistics snapshot.
     CollectStats(Sender<WorkerStats>),
+    /// Reply with the worker's counters only: no per-SA lists, so the
+    /// snapshot costs the same with a million SAs as with one (a full
+    /// `CollectStats` walks and formats every SA on the worker).
+    CollectCounters(Sender<WorkerStats>),
+    /// Start measuring the longest gap between two polls and the longest
+    /// control-message work of one poll afresh (the benchmark lab does at
+    /// the start of a measurement window).
+    ResetMaxPollGap,
     /// Stop polling, free every mbuf, reply with final statistics.
     Stop,
 }
@@ -99,6 +107,26 @@ pub enum WorkerMsg {
     },
     /// The worker stopped; its final statistics.
     Stopped(Box<WorkerStats>),
+    /// Something the worker replaced and no longer uses, for the control
+    /// thread to free: freeing it on the worker would stall forwarding.
+    Retired(Retired),
+}
+
+/// What a worker hands back to be freed off the data path. Besides the
+/// time, freeing memory the control thread allocated takes glibc's lock of
+/// the control thread's malloc arena, which the control thread holds while
+/// it builds SAs: measured with `perf record -e sched:sched_switch`, a
+/// worker freeing installed and removed SAs blocked in
+/// `__lll_lock_wait_private` for up to 160 ms at a time.
+#[derive(Debug)]
+pub enum Retired {
+    /// The SPD a `SetSpd` replaced (one heap block per selector pair:
+    /// with 100,000 policies, freeing it takes milliseconds).
+    Spd(Box<Spd>),
+    /// An outbound SA removed or replaced.
+    Outbound(Box<OutboundSa>),
+    /// An inbound SA removed or replaced.
+    Inbound(Box<InboundSa>),
 }
 
 /// A packet handed from one worker to the owner of its SA, so that every
@@ -156,6 +184,13 @@ pub struct WorkerStats {
     pub inbound: Vec<SaStats>,
     /// Longest time between two polls, in microseconds.
     pub max_poll_gap_us: u64,
+    /// Longest time one poll spent applying control messages (at most
+    /// 64), in microseconds (wall clock): the part of a poll gap that
+    /// reconfiguration causes.
+    pub max_control_us: u64,
+    /// The same in on-CPU time of the worker thread: what the messages
+    /// cost, whatever else the machine runs.
+    pub max_control_cpu_us: u64,
     /// SPD lookups answered by the flow cache / by the SPD itself.
     pub spd_cache_hits: u64,
     /// See `spd_cache_hits`.

@@ -25,14 +25,12 @@
 //! tunnel, RFC 1191 / RFC 8201), have the MSS of TCP SYNs clamped where the
 //! egress interface asks for it, and are resolved to a link-layer address.
 
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
 use crate::buf::PacketBuf;
-use crate::esp::inbound::SpiHasher;
+use crate::esp::SpiMap;
 use crate::esp::{
     flow_key, locate_esp, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey, InboundOutcome,
     InboundSa, OutboundSa, SaRef, Spd, Spi,
@@ -290,7 +288,7 @@ pub struct Node<B> {
     /// Bumped by every change that can move a tunnel's egress (routes,
     /// SAs); with the neighbour table's generation it validates `egress`.
     egress_epoch: u64,
-    spi_owner: HashMap<u32, u16, BuildHasherDefault<SpiHasher>>,
+    spi_owner: SpiMap<u16>,
     /// How many `spi_owner` entries name another worker: while there are
     /// none (one worker, or SAs all here) inbound ESP skips the owner
     /// lookup, a second hash probe per packet next to the engine's.
@@ -353,7 +351,7 @@ impl<B: PacketBuf> Node<B> {
             slot_owner: Vec::new(),
             egress: Vec::new(),
             egress_epoch: 0,
-            spi_owner: HashMap::default(),
+            spi_owner: SpiMap::new(),
             foreign_spis: 0,
             pending: Vec::with_capacity(PENDING_MAX),
             now_ms: 0,
@@ -388,9 +386,9 @@ impl<B: PacketBuf> Node<B> {
 
     // ---- control-plane changes (between bursts) ----
 
-    /// Replaces the SPD.
-    pub fn set_spd(&mut self, spd: Spd) {
-        self.engine.set_spd(spd);
+    /// Replaces the SPD, returning the old one.
+    pub fn set_spd(&mut self, spd: Spd) -> Spd {
+        self.engine.set_spd(spd)
     }
 
     /// Replaces the routing table (connected routes are re-added).
@@ -403,14 +401,18 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// Installs an outbound SA this worker owns.
-    pub fn install_outbound(&mut self, slot: SaRef, sa: OutboundSa) -> Option<OutboundSa> {
+    pub fn install_outbound(
+        &mut self,
+        slot: SaRef,
+        sa: impl Into<Box<OutboundSa>>,
+    ) -> Option<Box<OutboundSa>> {
         self.set_outbound_owner(slot, Some(self.id));
         self.egress_epoch += 1;
         self.engine.install_outbound(slot, sa)
     }
 
     /// Removes an outbound SA.
-    pub fn remove_outbound(&mut self, slot: SaRef) -> Option<OutboundSa> {
+    pub fn remove_outbound(&mut self, slot: SaRef) -> Option<Box<OutboundSa>> {
         self.egress_epoch += 1;
         self.engine.remove_outbound(slot)
     }
@@ -425,14 +427,23 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// Installs an inbound SA this worker owns.
-    pub fn install_inbound(&mut self, sa: InboundSa) -> Option<InboundSa> {
+    pub fn install_inbound(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
+        let sa = sa.into();
         self.set_spi_owner(sa.config().spi.get(), Some(self.id));
         self.engine.install_inbound(sa)
     }
 
     /// Removes an inbound SA.
-    pub fn remove_inbound(&mut self, spi: Spi) -> Option<InboundSa> {
+    pub fn remove_inbound(&mut self, spi: Spi) -> Option<Box<InboundSa>> {
         self.engine.remove_inbound(spi)
+    }
+
+    /// Bounded table maintenance between bursts (tables that grow move a
+    /// few entries per call; see [`SpiMap`]).
+    #[inline]
+    pub fn step(&mut self) {
+        self.spi_owner.step();
+        self.engine.step();
     }
 
     /// Records which worker owns inbound SPI `spi`.
@@ -443,7 +454,7 @@ impl<B: PacketBuf> Node<B> {
     fn set_spi_owner(&mut self, spi: u32, worker: Option<u16>) {
         let old = match worker {
             Some(w) => self.spi_owner.insert(spi, w),
-            None => self.spi_owner.remove(&spi),
+            None => self.spi_owner.remove(spi),
         };
         if old.is_some_and(|o| o != self.id) {
             self.foreign_spis -= 1;
@@ -692,7 +703,7 @@ impl<B: PacketBuf> Node<B> {
         if self.ifaces[usize::from(in_if)].role == Role::Wan {
             // ESP between hosts (transport-mode SAs) passes through us.
             let loc = locate_esp(pkt.data(), NAT_T_PORT);
-            if esp_spi(pkt.data(), &loc).is_some_and(|spi| self.spi_owner.contains_key(&spi)) {
+            if esp_spi(pkt.data(), &loc).is_some_and(|spi| self.spi_owner.contains_key(spi)) {
                 return self.esp_input_located(in_if, pkt, loc, pool);
             }
             let Ok(key) = flow_key(pkt.data()) else {
@@ -967,7 +978,7 @@ impl<B: PacketBuf> Node<B> {
         // Hand off to the SA's owner, so its replay window has one writer.
         if let Some(&w) = esp_spi(pkt.data(), &loc)
             .filter(|_| self.foreign_spis > 0)
-            .and_then(|spi| self.spi_owner.get(&spi))
+            .and_then(|spi| self.spi_owner.get(spi))
         {
             if w != self.id {
                 self.counters.handoffs_out += 1;

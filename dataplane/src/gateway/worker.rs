@@ -15,7 +15,7 @@ use crossbeam::queue::ArrayQueue;
 
 use crate::dpdk::{Mbuf, Mempool, RxQueue, TxQueue, BURST_SIZE};
 
-use super::msg::{ControlMsg, Handoff, SaStats, WorkerMsg, WorkerStats};
+use super::msg::{ControlMsg, Handoff, Retired, SaStats, WorkerMsg, WorkerStats};
 use super::node::{GwDrop, Node, PacketPool};
 
 /// Control messages applied per poll at most.
@@ -55,6 +55,8 @@ pub struct Worker {
     handoff_out: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>>,
     idle_sleep: Duration,
     max_poll_gap_us: u64,
+    max_control_us: u64,
+    max_control_cpu_us: u64,
 }
 
 impl std::fmt::Debug for Worker {
@@ -94,6 +96,8 @@ impl Worker {
             handoff_out,
             idle_sleep,
             max_poll_gap_us: 0,
+            max_control_us: 0,
+            max_control_cpu_us: 0,
         }
     }
 
@@ -111,12 +115,27 @@ impl Worker {
             self.node
                 .set_now(now.duration_since(start).as_millis() as u64);
 
+            let mut cpu_start = None;
             for _ in 0..CONTROL_PER_POLL {
                 match self.control.try_recv() {
                     Ok(ControlMsg::Stop) | Err(TryRecvError::Disconnected) => break 'poll,
-                    Ok(msg) => self.apply(msg),
+                    Ok(msg) => {
+                        if cpu_start.is_none() {
+                            cpu_start = Some(thread_cpu_time());
+                        }
+                        self.apply(msg);
+                    }
                     Err(TryRecvError::Empty) => break,
                 }
+            }
+            self.node.step();
+            if let Some(cpu0) = cpu_start {
+                // What this poll's control messages cost: wall clock, and
+                // on-CPU time (immune to the thread being preempted).
+                let spent = now.elapsed().as_micros() as u64;
+                self.max_control_us = self.max_control_us.max(spent);
+                let cpu = thread_cpu_time().saturating_sub(cpu0).as_micros() as u64;
+                self.max_control_cpu_us = self.max_control_cpu_us.max(cpu);
             }
 
             let mut work = 0usize;
@@ -201,22 +220,33 @@ impl Worker {
     fn apply(&mut self, msg: ControlMsg) {
         match msg {
             ControlMsg::InstallOutbound { slot, sa } => {
-                self.node.install_outbound(slot, *sa);
+                if let Some(old) = self.node.install_outbound(slot, sa) {
+                    self.retire(Retired::Outbound(old));
+                }
             }
             ControlMsg::RemoveOutbound { slot } => {
-                self.node.remove_outbound(slot);
+                if let Some(old) = self.node.remove_outbound(slot) {
+                    self.retire(Retired::Outbound(old));
+                }
             }
             ControlMsg::InstallInbound(sa) => {
-                self.node.install_inbound(*sa);
+                if let Some(old) = self.node.install_inbound(sa) {
+                    self.retire(Retired::Inbound(old));
+                }
             }
             ControlMsg::RemoveInbound(spi) => {
-                self.node.remove_inbound(spi);
+                if let Some(old) = self.node.remove_inbound(spi) {
+                    self.retire(Retired::Inbound(old));
+                }
             }
             ControlMsg::OutboundOwner { slot, worker } => {
                 self.node.set_outbound_owner(slot, worker)
             }
             ControlMsg::InboundOwner { spi, worker } => self.node.set_inbound_owner(spi, worker),
-            ControlMsg::SetSpd(spd) => self.node.set_spd(*spd),
+            ControlMsg::SetSpd(mut spd) => {
+                *spd = self.node.set_spd(*spd);
+                self.retire(Retired::Spd(spd));
+            }
             ControlMsg::SetRoutes(routes) => self.node.set_routes(*routes),
             ControlMsg::Neighbour { ip, mac, iface } => self.node.learn_neighbour(ip, mac, iface),
             ControlMsg::Transmit(bytes) => match Mbuf::from_slice(&self.pool.0, &bytes) {
@@ -226,12 +256,26 @@ impl Worker {
             ControlMsg::CollectStats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            ControlMsg::CollectCounters(reply) => {
+                let _ = reply.send(self.counters());
+            }
+            ControlMsg::ResetMaxPollGap => {
+                self.max_poll_gap_us = 0;
+                self.max_control_us = 0;
+                self.max_control_cpu_us = 0;
+            }
             ControlMsg::Stop => {}
         }
     }
 
-    /// A snapshot of this worker's counters.
-    pub fn stats(&self) -> WorkerStats {
+    /// Hands something replaced back to the control thread to be freed
+    /// there (if its queue is full, it is freed here after all).
+    fn retire(&self, what: Retired) {
+        let _ = self.to_control.try_send(WorkerMsg::Retired(what));
+    }
+
+    /// A snapshot of this worker's own counters, without the per-SA lists.
+    pub fn counters(&self) -> WorkerStats {
         let engine = self.node.engine();
         WorkerStats {
             worker: self.id,
@@ -239,6 +283,21 @@ impl Worker {
             esp: Default::default(),
             inbound_unattributed: engine.inbound().counters.snapshot(),
             outbound_unattributed: engine.outbound_counters.snapshot(),
+            outbound: Vec::new(),
+            inbound: Vec::new(),
+            max_poll_gap_us: self.max_poll_gap_us,
+            max_control_us: self.max_control_us,
+            max_control_cpu_us: self.max_control_cpu_us,
+            spd_cache_hits: engine.spd_cache().hits,
+            spd_cache_misses: engine.spd_cache().misses,
+            freed_at_stop: 0,
+        }
+    }
+
+    /// A snapshot of this worker's counters and of every SA's.
+    pub fn stats(&self) -> WorkerStats {
+        let engine = self.node.engine();
+        WorkerStats {
             outbound: engine
                 .outbound_sas()
                 .map(|(slot, sa)| SaStats {
@@ -260,10 +319,15 @@ impl Worker {
                     seq: sa.replay_top(),
                 })
                 .collect(),
-            max_poll_gap_us: self.max_poll_gap_us,
-            spd_cache_hits: engine.spd_cache().hits,
-            spd_cache_misses: engine.spd_cache().misses,
-            freed_at_stop: 0,
+            ..self.counters()
         }
     }
+}
+
+/// The calling thread's on-CPU time (`CLOCK_THREAD_CPUTIME_ID`; zero if
+/// the clock cannot be read).
+fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
