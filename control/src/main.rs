@@ -116,11 +116,23 @@ enum Command {
         /// Skip the PNG plots.
         #[arg(long)]
         no_plots: bool,
+        /// Skip the latency and zero-loss lab (gateway and testpmd io
+        /// driven over net_memif by a generator on the other core).
+        #[arg(long)]
+        no_latency: bool,
     },
     /// One measured run for `espresso bench` (internal).
     #[command(hide = true)]
     BenchCase {
         /// The run, as JSON.
+        #[arg(long)]
+        request: String,
+    },
+    /// The latency lab's generator and sink for `espresso bench`
+    /// (internal): trials as JSON lines on stdin, results on stdout.
+    #[command(hide = true)]
+    BenchLoadgen {
+        /// The generator's set-up, as JSON.
         #[arg(long)]
         request: String,
     },
@@ -221,6 +233,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             worker_core,
             testpmd,
             no_plots,
+            no_latency,
         } => {
             use control::bench;
             let mut cases = if quick {
@@ -231,7 +244,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if let Some(f) = &filter {
                 cases.retain(|c| c.name().contains(f.as_str()));
             }
-            if cases.is_empty() {
+            let mut latency = (!no_latency).then(|| {
+                if quick {
+                    bench::latency::LatencyOptions::quick()
+                } else {
+                    bench::latency::LatencyOptions::standard()
+                }
+            });
+            if let (Some(l), Some(f)) = (&mut latency, &filter) {
+                l.cases.retain(|c| c.name().contains(f.as_str()));
+            }
+            let latency = latency.filter(|l| !l.cases.is_empty());
+            if cases.is_empty() && latency.is_none() {
                 return Err("no case matches --filter".into());
             }
             if repetitions == 0 {
@@ -248,15 +272,21 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 espresso: std::env::current_exe()?,
                 plots: !no_plots,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
+                latency,
             };
             eprintln!(
-                "espresso bench: {} cases x {} runs, each with its testpmd baseline",
+                "espresso bench: {} cases x {} runs, each with its testpmd baseline; {} latency cases",
                 opts.cases.len(),
-                opts.repetitions
+                opts.repetitions,
+                opts.latency.as_ref().map_or(0, |l| l.cases.len())
             );
             let report = bench::run(&opts).map_err(|e| e.to_string())?;
             println!("\n{} | {} | {}\n", report.date, report.cpu, report.command);
             print!("{}", bench::report::table(&report.cases));
+            print!(
+                "{}",
+                bench::latency::table(&report.latency, &report.zero_loss)
+            );
             println!(
                 "\n{} cases in {:.0} s; results: {}/latest.json (and latest.md){}",
                 report.cases.len(),
@@ -270,6 +300,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let req: control::bench::case::CaseRequest = serde_json::from_str(&request)?;
             let sample = control::bench::case::run(&req).map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string(&sample)?);
+            Ok(())
+        }
+        Command::BenchLoadgen { request } => {
+            let req: control::bench::loadgen::LoadgenRequest = serde_json::from_str(&request)?;
+            control::bench::loadgen::serve(&req).map_err(|e| e.to_string())?;
             Ok(())
         }
         Command::Check { config } => {

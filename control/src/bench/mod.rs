@@ -9,9 +9,17 @@
 //! baseline run `repetitions` times, interleaved; the figures are medians
 //! ([`report`]), printed as a table, written to `latest.json` and drawn
 //! ([`plot`]).
+//!
+//! Then, unless told not to, the latency lab ([`latency`]): a generator
+//! and sink ([`loadgen`]) in their own process drive the gateway and then
+//! testpmd io over `net_memif` for one-way latency percentiles at 10, 50
+//! and 90 % load and an RFC 2544 zero-loss rate.
 
 pub mod case;
 pub mod cpu;
+pub mod latency;
+pub mod latency_plot;
+pub mod loadgen;
 pub mod pcap;
 pub mod plot;
 pub mod report;
@@ -54,6 +62,8 @@ pub struct BenchOptions {
     pub plots: bool,
     /// The command line, for the record.
     pub command: String,
+    /// The latency lab, if it runs.
+    pub latency: Option<latency::LatencyOptions>,
 }
 
 /// Removes the pcaps when the run ends, however it ends.
@@ -147,6 +157,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             warmup_s: opts.warmup_s,
             duration_s: opts.duration_s,
             worker_core: opts.worker_core,
+            serve_ports: None,
         };
         let mut runs = Vec::new();
         let have = baselines.get(&key).map_or(0, Vec::len);
@@ -196,6 +207,47 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         );
         records.push(record);
     }
+    let mut latency_records = Vec::new();
+    let mut zero_loss = Vec::new();
+    let mut latency_method = String::new();
+    if let Some(lat) = &opts.latency {
+        let loadgen_core = usize::from(opts.worker_core == 0);
+        latency_method = latency::method(lat, opts.worker_core, loadgen_core);
+        let ctx = latency::LatencyContext {
+            opts: lat,
+            espresso: &opts.espresso,
+            testpmd: &opts.testpmd,
+            tmp: &tmp.0,
+            worker_core: opts.worker_core,
+            loadgen_core,
+        };
+        let total = lat.cases.len();
+        for (n, spec) in lat.cases.iter().enumerate() {
+            let _ = write!(
+                err,
+                "[lat {}/{total}] {:<40} gateway, then testpmd io ...",
+                n + 1,
+                spec.name()
+            );
+            let _ = err.flush();
+            let (l, z) = latency::run_case(&ctx, spec, n, latency::loop_replay_of(spec, &records))?;
+            let p99 = |dut: &str| {
+                l.iter()
+                    .find(|r| r.dut == dut && r.load_pct == 90)
+                    .map_or(f64::NAN, |r| r.p99_us)
+            };
+            let _ = writeln!(
+                err,
+                " p99 at 90 %: {:.1} µs vs {:.1} µs; zero-loss {:.3} vs {:.3} Mpps",
+                p99(latency::GATEWAY),
+                p99(latency::BASELINE),
+                z[0].zero_loss_mpps,
+                z[1].zero_loss_mpps
+            );
+            latency_records.extend(l);
+            zero_loss.extend(z);
+        }
+    }
     let report = Report {
         date: utc_now(),
         cpu: cpu_model(),
@@ -225,15 +277,20 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             reps = opts.repetitions
         ),
         cases: records,
+        latency_method,
+        latency: latency_records,
+        zero_loss,
     };
     let json = opts.out_dir.join("latest.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")?;
     std::fs::write(
         opts.out_dir.join("latest.md"),
-        report::markdown_table(&report.cases),
+        report::markdown_table(&report.cases)
+            + &latency::markdown(&report.latency, &report.zero_loss),
     )?;
     if opts.plots {
         plot::draw_all(&report, &opts.out_dir)?;
+        latency_plot::latency_by_load(&report.latency, &opts.out_dir.join("latency_by_load.png"))?;
     }
     Ok(report)
 }

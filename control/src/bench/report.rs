@@ -159,6 +159,16 @@ pub struct Report {
     pub method: String,
     /// One record per case.
     pub cases: Vec<CaseRecord>,
+    /// How the latency and zero-loss figures were taken (empty if they
+    /// were not).
+    #[serde(default)]
+    pub latency_method: String,
+    /// One-way latency per case, DUT and load point.
+    #[serde(default)]
+    pub latency: Vec<super::latency::LatencyRecord>,
+    /// Maximum and zero-loss rate per case and DUT.
+    #[serde(default)]
+    pub zero_loss: Vec<super::latency::ZeroLossRecord>,
 }
 
 /// The table, one line per case.
