@@ -703,8 +703,11 @@ pub fn run_case(
     let _ready: DutCounters = gw.0.read()?;
     let mut gen = start_loadgen(ctx, spec, &socks, &tag)?;
     let gw_run = measure(ctx, &mut gen, &mut gw, None)?;
-    gen.finish()?;
+    // The DUT stops first: a memif peer that disconnects unmaps the rings
+    // under a data path still polling them. The generator polls only
+    // during a trial, so it may see the DUT go.
     gw.0.finish()?;
+    gen.finish()?;
 
     // The baseline, at the gateway's rates.
     let tag = format!("lat{n}-tp");
@@ -713,8 +716,8 @@ pub fn run_case(
     let mut gen = start_loadgen(ctx, spec, &socks, &tag)?;
     let rates: Vec<(u32, f64)> = gw_run.points.iter().map(|p| (p.0, p.1)).collect();
     let tp_run = measure(ctx, &mut gen, &mut tp, Some(&rates))?;
-    gen.finish()?;
     tp.finish()?;
+    gen.finish()?;
 
     let mut lat = Vec::new();
     let mut zl = Vec::new();

@@ -49,7 +49,7 @@ pub fn latency_by_load(lat: &[LatencyRecord], path: &Path) -> Result<bool, Error
         let yr = if lo > hi {
             1.0..1000.0
         } else {
-            (lo / 2.0).max(0.01)..hi * 2.0
+            (lo / 2.0).max(0.01)..hi * 10.0
         };
         let title = recs.first().map_or_else(
             || dir.to_string(),
