@@ -131,6 +131,10 @@ enum Command {
         /// The comparison's script.
         #[arg(long, default_value = control::bench::strongswan::default_script().as_os_str())]
         strongswan_script: std::path::PathBuf,
+        /// Skip the latency and zero-loss lab (gateway and testpmd io
+        /// driven over net_memif by a generator on the other core).
+        #[arg(long)]
+        no_latency: bool,
     },
     /// One measured run for `espresso bench` (internal).
     #[command(hide = true)]
@@ -143,6 +147,14 @@ enum Command {
     #[command(hide = true)]
     BenchReconf {
         /// The run, as JSON.
+        #[arg(long)]
+        request: String,
+    },
+    /// The latency lab's generator and sink for `espresso bench`
+    /// (internal): trials as JSON lines on stdin, results on stdout.
+    #[command(hide = true)]
+    BenchLoadgen {
+        /// The generator's set-up, as JSON.
         #[arg(long)]
         request: String,
     },
@@ -247,6 +259,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             strongswan_only,
             strongswan_seconds,
             strongswan_script,
+            no_latency,
         } => {
             use control::bench;
             let mut cases = if strongswan_only {
@@ -267,7 +280,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 cases.retain(|c| c.name().contains(f.as_str()));
                 reconf.retain(|c| c.name().contains(f.as_str()));
             }
-            if cases.is_empty() && reconf.is_empty() && !strongswan_only {
+            let mut latency = (!no_latency && !strongswan_only).then(|| {
+                if quick {
+                    bench::latency::LatencyOptions::quick()
+                } else {
+                    bench::latency::LatencyOptions::standard()
+                }
+            });
+            if let (Some(l), Some(f)) = (&mut latency, &filter) {
+                l.cases.retain(|c| c.name().contains(f.as_str()));
+            }
+            let latency = latency.filter(|l| !l.cases.is_empty());
+            if cases.is_empty() && reconf.is_empty() && latency.is_none() && !strongswan_only {
                 return Err("no case matches --filter".into());
             }
             if strongswan_seconds == 0 {
@@ -298,12 +322,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 plots: !no_plots,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
                 strongswan,
+                latency,
             };
             eprintln!(
-                "espresso bench: {} cases x {} runs, each with its testpmd baseline; {} reconfiguration cases{}",
+                "espresso bench: {} cases x {} runs, each with its testpmd baseline; {} reconfiguration cases; {} latency cases{}",
                 opts.cases.len(),
                 opts.repetitions,
                 opts.reconf.len(),
+                opts.latency.as_ref().map_or(0, |l| l.cases.len()),
                 if opts.strongswan.is_some() {
                     "; then Espresso against strongSwan"
                 } else {
@@ -315,14 +341,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             if !report.cases.is_empty() {
                 print!("{}", bench::report::table(&report.cases));
             }
+            print!(
+                "{}",
+                bench::latency::table(&report.latency, &report.zero_loss)
+            );
             if !report.reconf.is_empty() {
                 println!("\nSA installs and deletes while forwarding:");
                 print!("{}", bench::reconf::table(&report.reconf));
             }
             if let Some(c) = &report.strongswan {
-                if !report.cases.is_empty() || !report.reconf.is_empty() {
-                    println!();
-                }
+                println!();
                 print!("{}", bench::strongswan::table(c));
             }
             println!(
@@ -353,6 +381,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let req: control::bench::reconf::ReconfRequest = serde_json::from_str(&request)?;
             let sample = control::bench::reconf::run(&req).map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string(&sample)?);
+            Ok(())
+        }
+        Command::BenchLoadgen { request } => {
+            let req: control::bench::loadgen::LoadgenRequest = serde_json::from_str(&request)?;
+            control::bench::loadgen::serve(&req).map_err(|e| e.to_string())?;
             Ok(())
         }
         Command::Check { config } => {

@@ -1,7 +1,8 @@
 //! `espresso bench --quick` end to end: the lab runs its quick matrix on
-//! DPDK's net_pcap and net_null devices with the testpmd baseline, and its
-//! quick reconfiguration case, and leaves a parsable `latest.json` with
-//! nonzero rates and the plots. No
+//! DPDK's net_pcap and net_null devices with the testpmd baseline, its
+//! quick reconfiguration case, then its latency lab over net_memif, and
+//! leaves a parsable `latest.json` with nonzero rates, reconfiguration,
+//! latency and zero-loss records, and the plots. No
 //! figure is asserted: the machine is shared and the numbers are only
 //! reported. Needs root and DPDK (dpdk-testpmd), as CI has.
 
@@ -61,6 +62,37 @@ fn quick_bench_produces_records_with_rates() {
     assert!(
         stdout.contains("installs and deletes"),
         "the reconf table is printed"
+    );
+    // The latency lab: both latency cases through the gateway and testpmd
+    // io at every load point, and a zero-loss search for each.
+    let lat = report["latency"].as_array().expect("latency records");
+    assert_eq!(lat.len(), 2 * 2 * 3, "{json}");
+    for dut in ["espresso", "testpmd io"] {
+        let samples: u64 = lat
+            .iter()
+            .filter(|r| r["dut"] == dut)
+            .map(|r| r["samples"].as_u64().expect("samples"))
+            .sum();
+        assert!(samples > 0, "no latency recorded through {dut}");
+    }
+    for r in lat.iter().filter(|r| r["samples"].as_u64() > Some(0)) {
+        let p = |k: &str| r[k].as_f64().expect(k);
+        assert!(p("p50_us") > 0.0 && p("p50_us") <= p("p99_us"), "{r}");
+        assert!(
+            p("p99_us") <= p("p999_us") && p("p999_us") <= p("max_us"),
+            "{r}"
+        );
+    }
+    let zl = report["zero_loss"].as_array().expect("zero-loss records");
+    assert_eq!(zl.len(), 2 * 2, "{json}");
+    for z in zl {
+        assert!(z["max_mpps"].as_f64().is_some_and(|v| v > 0.0), "{z}");
+        assert!(z["steps"].as_array().is_some_and(|s| !s.is_empty()), "{z}");
+    }
+    assert!(out_dir.join("latency_by_load.png").exists());
+    assert!(
+        stdout.contains("Zero-loss"),
+        "the latency tables are printed"
     );
     // The quick matrix has the frame-size plot's data (one point a line).
     assert!(out_dir.join("throughput_by_frame_size.png").exists());

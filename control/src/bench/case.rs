@@ -52,6 +52,12 @@ pub struct CaseRequest {
     pub duration_s: f64,
     /// The core the worker runs on.
     pub worker_core: usize,
+    /// The latency lab ([`super::latency`]): open these two devices as
+    /// ports 0 and 1 instead of the pcap and net_null, and report the
+    /// worker's counters on request until stdin closes instead of
+    /// measuring.
+    #[serde(default)]
+    pub serve_ports: Option<[String; 2]>,
 }
 
 /// What one run measured (printed as one JSON line on stdout).
@@ -198,12 +204,12 @@ pub(crate) fn start(req: &CaseRequest, control_queue: usize) -> Result<Running, 
         .ok_or("pcap path is not UTF-8")?
         .to_string();
     let cfg = dataplane::dpdk::PortConfig::new(pool.clone());
-    let input = Port::open(
-        &eal,
-        &format!("net_pcap0,rx_pcap={pcap},infinite_rx=1"),
-        &cfg,
-    )?;
-    let output = Port::open(&eal, "net_null0,no-rx=1", &cfg)?;
+    let [in_dev, out_dev] = req.serve_ports.clone().unwrap_or([
+        format!("net_pcap0,rx_pcap={pcap},infinite_rx=1"),
+        "net_null0,no-rx=1".to_string(),
+    ]);
+    let input = Port::open(&eal, &in_dev, &cfg)?;
+    let output = Port::open(&eal, &out_dev, &cfg)?;
 
     let mut node: Node<dataplane::dpdk::Mbuf> =
         Node::new(0, interfaces(spec.direction)?, RouteTable::new());
@@ -326,6 +332,14 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
     // The reply comes after every message before it was applied.
     collect(to_worker, Duration::from_secs(300))?;
     let setup_s = started.elapsed().as_secs_f64();
+    if req.serve_ports.is_some() {
+        let sample = super::latency::serve_counters(clock, tsc_hz, &backend, setup_s, || {
+            while from_worker.try_recv().is_ok() {}
+            collect(to_worker, Duration::from_secs(5))
+        });
+        gw.stop();
+        return sample;
+    }
 
     std::thread::sleep(Duration::from_secs_f64(req.warmup_s));
     let drain = |rx: &Receiver<WorkerMsg>| while rx.try_recv().is_ok() {};

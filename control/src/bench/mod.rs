@@ -8,12 +8,21 @@
 //! and core ([`testpmd`]): the cost of the I/O alone. Each case and its
 //! baseline run `repetitions` times, interleaved; the figures are medians
 //! ([`report`]), printed as a table, written to `latest.json` and drawn
-//! ([`plot`]). The full run ends with Espresso against strongSwan through
-//! the two-site namespace topology ([`strongswan`]).
+//! ([`plot`]).
+//!
+//! Then, unless told not to, the latency lab ([`latency`]): a generator
+//! and sink ([`loadgen`]) in their own process drive the gateway and then
+//! testpmd io over `net_memif` for one-way latency percentiles at 10, 50
+//! and 90 % load and an RFC 2544 zero-loss rate. The full run ends with
+//! Espresso against strongSwan through the two-site namespace topology
+//! ([`strongswan`]).
 
 pub mod aead;
 pub mod case;
 pub mod cpu;
+pub mod latency;
+pub mod latency_plot;
+pub mod loadgen;
 pub mod pcap;
 pub mod plot;
 pub mod reconf;
@@ -63,6 +72,8 @@ pub struct BenchOptions {
     /// Espresso against strongSwan through the two-site topology, after
     /// the cases (none: not run).
     pub strongswan: Option<strongswan::Options>,
+    /// The latency lab, if it runs.
+    pub latency: Option<latency::LatencyOptions>,
 }
 
 /// Removes the pcaps when the run ends, however it ends.
@@ -188,6 +199,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             warmup_s: opts.warmup_s,
             duration_s: opts.duration_s,
             worker_core: opts.worker_core,
+            serve_ports: None,
         };
         let mut runs = Vec::new();
         let have = baselines.get(&key).map_or(0, Vec::len);
@@ -258,6 +270,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
                 warmup_s: opts.warmup_s,
                 duration_s: opts.duration_s,
                 worker_core: opts.worker_core,
+                serve_ports: None,
             },
             churn: spec.churn,
         };
@@ -289,6 +302,47 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             record.quiet_max_stall_us
         );
         reconf_records.push(record);
+    }
+    let mut latency_records = Vec::new();
+    let mut zero_loss = Vec::new();
+    let mut latency_method = String::new();
+    if let Some(lat) = &opts.latency {
+        let loadgen_core = usize::from(opts.worker_core == 0);
+        latency_method = latency::method(lat, opts.worker_core, loadgen_core);
+        let ctx = latency::LatencyContext {
+            opts: lat,
+            espresso: &opts.espresso,
+            testpmd: &opts.testpmd,
+            tmp: &tmp.0,
+            worker_core: opts.worker_core,
+            loadgen_core,
+        };
+        let total = lat.cases.len();
+        for (n, spec) in lat.cases.iter().enumerate() {
+            let _ = write!(
+                err,
+                "[lat {}/{total}] {:<40} gateway, then testpmd io ...",
+                n + 1,
+                spec.name()
+            );
+            let _ = err.flush();
+            let (l, z) = latency::run_case(&ctx, spec, n, latency::loop_replay_of(spec, &records))?;
+            let p99 = |dut: &str| {
+                l.iter()
+                    .find(|r| r.dut == dut && r.load_pct == 90)
+                    .map_or(f64::NAN, |r| r.p99_us)
+            };
+            let _ = writeln!(
+                err,
+                " p99 at 90 %: {:.1} µs vs {:.1} µs; zero-loss {:.3} vs {:.3} Mpps",
+                p99(latency::GATEWAY),
+                p99(latency::BASELINE),
+                z[0].zero_loss_mpps,
+                z[1].zero_loss_mpps
+            );
+            latency_records.extend(l);
+            zero_loss.extend(z);
+        }
     }
     let comparison = opts.strongswan.as_ref().map(|o| {
         let _ = writeln!(
@@ -334,21 +388,28 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         cases: records,
         strongswan: comparison,
         reconf: reconf_records,
+        latency_method,
+        latency: latency_records,
+        zero_loss,
     };
     let json = opts.out_dir.join("latest.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")?;
     let mut md = report::markdown_table(&report.cases);
-    if let Some(c) = &report.strongswan {
-        md.push('\n');
-        md.push_str(&strongswan::markdown(c));
-    }
+    md.push_str(&latency::markdown(&report.latency, &report.zero_loss));
     if !report.reconf.is_empty() {
         md.push('\n');
         md.push_str(&reconf::markdown_table(&report.reconf));
     }
+    if let Some(c) = &report.strongswan {
+        md.push('\n');
+        md.push_str(&strongswan::markdown(c));
+    }
     std::fs::write(opts.out_dir.join("latest.md"), md)?;
-    if opts.plots && (!report.cases.is_empty() || !report.reconf.is_empty()) {
+    if opts.plots
+        && (!report.cases.is_empty() || !report.reconf.is_empty() || !report.latency.is_empty())
+    {
         plot::draw_all(&report, &opts.out_dir)?;
+        latency_plot::latency_by_load(&report.latency, &opts.out_dir.join("latency_by_load.png"))?;
     }
     match comparison_err {
         // The cases' results are written; the failure still fails the run.

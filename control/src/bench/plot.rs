@@ -20,7 +20,7 @@ fn e<E: std::fmt::Display>(err: E) -> Error {
     err.to_string().into()
 }
 
-fn load_font() -> Result<(), Error> {
+pub(super) fn load_font() -> Result<(), Error> {
     static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
@@ -35,7 +35,7 @@ fn load_font() -> Result<(), Error> {
         .map_err(Into::into)
 }
 
-const COLORS: [RGBColor; 6] = [
+pub(super) const COLORS: [RGBColor; 6] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0x2c, 0xa0, 0x2c),

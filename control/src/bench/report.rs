@@ -196,6 +196,16 @@ pub struct Report {
     /// One record per reconfiguration case.
     #[serde(default)]
     pub reconf: Vec<super::reconf::ReconfRecord>,
+    /// How the latency and zero-loss figures were taken (empty if they
+    /// were not).
+    #[serde(default)]
+    pub latency_method: String,
+    /// One-way latency per case, DUT and load point.
+    #[serde(default)]
+    pub latency: Vec<super::latency::LatencyRecord>,
+    /// Maximum and zero-loss rate per case and DUT.
+    #[serde(default)]
+    pub zero_loss: Vec<super::latency::ZeroLossRecord>,
 }
 
 /// The table, one line per case.

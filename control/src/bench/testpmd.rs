@@ -19,7 +19,7 @@ use super::cpu::{threads, ThreadClock};
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Kills and reaps testpmd if the run ends early.
-struct Reaper(Child);
+pub(super) struct Reaper(pub(super) Child);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -51,7 +51,12 @@ pub struct Baseline<'a> {
     pub run_id: u64,
 }
 
-fn wait_for(out: &Mutex<Vec<u8>>, needle: &str, count: usize, timeout: Duration) -> bool {
+pub(super) fn wait_for(
+    out: &Mutex<Vec<u8>>,
+    needle: &str,
+    count: usize,
+    timeout: Duration,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         {
@@ -194,7 +199,7 @@ pub fn run(b: &Baseline) -> Result<RunSample, Error> {
 }
 
 /// Removes a directory on drop if it is empty (never anything else).
-struct EmptyDirGuard(std::path::PathBuf);
+pub(super) struct EmptyDirGuard(pub(super) std::path::PathBuf);
 
 impl Drop for EmptyDirGuard {
     fn drop(&mut self) {

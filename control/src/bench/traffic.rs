@@ -127,6 +127,14 @@ pub fn gateway_outbound(
     outbound_sa(spec, i, WAN_ADDR, PEER_ADDR)
 }
 
+/// The peer's outbound SA `i`: what encrypts the decrypt cases' input.
+pub fn peer_outbound(
+    spec: &CaseSpec,
+    i: u32,
+) -> Result<OutboundSa, Box<dyn std::error::Error + Send + Sync>> {
+    outbound_sa(spec, i, PEER_ADDR, WAN_ADDR)
+}
+
 /// The gateway's inbound SA `i` (decrypt cases). The anti-replay window is
 /// off: the pcap replays the same sequence numbers in a loop.
 pub fn gateway_inbound(
@@ -201,7 +209,8 @@ pub fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, ip_len: u16, id: u16) -> Vec<u8>
     p
 }
 
-fn ethernet(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
+/// An Ethernet II frame carrying IPv4 `ip`.
+pub fn ethernet(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + ip.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);

@@ -1,0 +1,1070 @@
+//! Latency percentiles and the zero-loss rate (`espresso bench`, after the
+//! throughput cases).
+//!
+//! Topology, per case and per device under test (DUT), both on this
+//! machine's two cores:
+//!
+//! ```text
+//!   loadgen (core 0)                      DUT (worker core 1)
+//!   generator --memif "in"  (client) --> port 0 (server)
+//!   sink      <-memif "out" (client) --  port 1 (server)
+//! ```
+//!
+//! The DUT is the gateway's own data path (`espresso bench-case` with its
+//! ports given as `net_memif` servers, serving its counters on stdin), then
+//! `dpdk-testpmd --forward-mode=io` on the same two memif ports as the
+//! baseline. The generator and sink ([`super::loadgen`]) are one DPDK
+//! process sharing core 0 with everything else on the machine.
+//!
+//! For each DUT: a warm-up, then one trial offering frames as fast as the
+//! generator can, whose received rate is that DUT's maximum in this
+//! topology; then latency trials at 10 %, 50 % and 90 % of the gateway's
+//! maximum (the baseline is measured at the same offered rates, so the two
+//! are compared at equal load), each frame's one-way latency going into an
+//! HDR histogram; then a binary search for the highest offered rate with
+//! no loss (RFC 2544 §26.1 throughput; trials of `trial_s` seconds instead
+//! of the RFC's 60, loss counted exactly as offered minus received, and
+//! for the gateway its drop counters read before and after every trial).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dataplane::gateway::{GwDrop, WorkerStats};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::case::{CaseRequest, RunSample, EAL_MEMORY_MB, MBUF_CACHE, WORKING_MBUFS};
+use super::cpu::{threads, ThreadClock};
+use super::loadgen::{LoadgenRequest, Trial, TrialResult};
+use super::report::CaseRecord;
+use super::spec::{BenchAlgorithm, CaseSpec, Direction, FrameSize};
+use super::testpmd::{wait_for, EmptyDirGuard, Reaper};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Loads at which latency is measured, in percent of the gateway's
+/// maximum rate in this topology.
+pub const LOAD_POINTS: [u32; 3] = [10, 50, 90];
+/// The share of a search trial's target frames the generator must offer
+/// for the trial to count as loss-free.
+pub const MIN_OFFERED: f64 = 0.95;
+/// The DUT names in the records.
+pub const GATEWAY: &str = "espresso";
+/// See [`GATEWAY`].
+pub const BASELINE: &str = "testpmd io";
+
+/// How to run the latency lab.
+#[derive(Debug, Clone)]
+pub struct LatencyOptions {
+    /// The cases (one SA each).
+    pub cases: Vec<CaseSpec>,
+    /// Seconds of unpaced traffic before the first measurement.
+    pub warmup_s: f64,
+    /// Seconds per trial.
+    pub trial_s: f64,
+    /// Halvings of the zero-loss search interval.
+    pub search_steps: usize,
+}
+
+impl LatencyOptions {
+    /// `make bench`: 64-byte AES-128-GCM both ways, trials of one second,
+    /// six halvings (a resolution of 1/64 of the maximum).
+    pub fn standard() -> Self {
+        Self {
+            cases: matrix(),
+            warmup_s: 0.5,
+            trial_s: 1.0,
+            search_steps: 6,
+        }
+    }
+
+    /// `--quick`: the same cases, short trials, three halvings.
+    pub fn quick() -> Self {
+        Self {
+            cases: matrix(),
+            warmup_s: 0.1,
+            trial_s: 0.15,
+            search_steps: 3,
+        }
+    }
+}
+
+/// The latency cases: AES-128-GCM, 64-byte frames, one SA, both ways.
+pub fn matrix() -> Vec<CaseSpec> {
+    Direction::ALL
+        .iter()
+        .map(|&direction| CaseSpec {
+            direction,
+            algorithm: BenchAlgorithm::AesGcm128,
+            frame: FrameSize::Fixed(64),
+            udp_encap: false,
+            sa_count: 1,
+            scale_frames: 0,
+        })
+        .collect()
+}
+
+/// The gateway's counters, one JSON line per request in serve mode.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct DutCounters {
+    /// Frames received.
+    pub rx: u64,
+    /// Frames sent.
+    pub sent: u64,
+    /// Frames dropped, any reason.
+    pub dropped: u64,
+    /// Nanoseconds the worker thread has been on a CPU.
+    pub cpu_ns: u64,
+}
+
+impl DutCounters {
+    fn of(s: &WorkerStats, clock: &ThreadClock) -> Result<Self, Error> {
+        Ok(Self {
+            rx: s.node.rx,
+            sent: s.node.tx - s.node.drops[GwDrop::TxFull.index()],
+            dropped: s.node.total_drops(),
+            cpu_ns: clock.on_cpu()?.as_nanos() as u64,
+        })
+    }
+}
+
+/// The gateway's side of the lab (`bench-case` in serve mode): prints its
+/// counters once now and once per line read on stdin, until stdin closes;
+/// returns the totals over that time.
+pub fn serve_counters(
+    clock: &ThreadClock,
+    tsc_hz: u64,
+    backend: &str,
+    setup_s: f64,
+    mut collect: impl FnMut() -> Result<WorkerStats, Error>,
+) -> Result<RunSample, Error> {
+    let c0 = clock.on_cpu()?;
+    let t0 = Instant::now();
+    let first = DutCounters::of(&collect()?, clock)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(&first)?)?;
+    out.flush()?;
+    for line in std::io::stdin().lock().lines() {
+        line?;
+        let c = DutCounters::of(&collect()?, clock)?;
+        writeln!(out, "{}", serde_json::to_string(&c)?)?;
+        out.flush()?;
+    }
+    let last = DutCounters::of(&collect()?, clock)?;
+    Ok(RunSample {
+        packets: last.sent - first.sent,
+        received: last.rx - first.rx,
+        dropped: last.dropped - first.dropped,
+        wall_s: t0.elapsed().as_secs_f64(),
+        cpu_s: (clock.on_cpu()? - c0).as_secs_f64(),
+        tsc_hz,
+        backend: backend.to_string(),
+        setup_s,
+        aead_cycles: None,
+        spd_cache_hits: 0,
+        spd_cache_misses: 0,
+    })
+}
+
+/// One load point of one DUT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatencyRecord {
+    /// `encrypt` or `decrypt`.
+    pub direction: String,
+    /// strongSwan-style suite name.
+    pub algorithm: String,
+    /// Frame size (FCS included).
+    pub frame_size: String,
+    /// ESP in UDP.
+    pub udp_encap: bool,
+    /// SAs.
+    pub sa_count: u32,
+    /// `espresso` or `testpmd io`.
+    pub dut: String,
+    /// Percent of the gateway's maximum rate in this topology.
+    pub load_pct: u32,
+    /// The offered rate asked for (Mpps).
+    pub target_mpps: f64,
+    /// The rate the generator offered (Mpps).
+    pub offered_mpps: f64,
+    /// The rate that came back (Mpps).
+    pub received_mpps: f64,
+    /// Frames offered and not received.
+    pub lost: u64,
+    /// Latencies recorded.
+    pub samples: u64,
+    /// One-way latency, median (µs).
+    pub p50_us: f64,
+    /// 99th percentile (µs).
+    pub p99_us: f64,
+    /// 99.9th percentile (µs).
+    pub p999_us: f64,
+    /// Maximum (µs).
+    pub max_us: f64,
+    /// The gateway's own drop counters over the trial (none for testpmd).
+    pub dut_drops: Option<u64>,
+    /// Share of the trial the DUT's forwarding thread was on a CPU.
+    pub dut_cpu_share: f64,
+    /// Share of the trial the generator's thread was on a CPU.
+    pub gen_cpu_share: f64,
+}
+
+/// One trial of the zero-loss search.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct SearchStep {
+    /// The rate tried (Mpps).
+    pub target_mpps: f64,
+    /// The rate the generator managed to offer (Mpps). A trial that
+    /// offered less than [`MIN_OFFERED`] of the target (the generator
+    /// lost its shared core) does not count as loss-free.
+    pub offered_mpps: f64,
+    /// Frames lost.
+    pub lost: u64,
+    /// The gateway's drop counters over the trial.
+    pub dut_drops: Option<u64>,
+    /// Share of the trial the DUT's forwarding thread was on a CPU.
+    pub dut_cpu_share: f64,
+    /// Share of the trial the generator's thread was on a CPU.
+    pub gen_cpu_share: f64,
+}
+
+/// One DUT's maximum and zero-loss rates for a case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZeroLossRecord {
+    /// `encrypt` or `decrypt`.
+    pub direction: String,
+    /// strongSwan-style suite name.
+    pub algorithm: String,
+    /// Frame size (FCS included).
+    pub frame_size: String,
+    /// ESP in UDP.
+    pub udp_encap: bool,
+    /// SAs.
+    pub sa_count: u32,
+    /// `espresso` or `testpmd io`.
+    pub dut: String,
+    /// Received Mpps while the generator offered all it could.
+    pub max_mpps: f64,
+    /// Highest offered Mpps with no loss found by the search (0 if even
+    /// the lowest rate tried lost frames).
+    pub zero_loss_mpps: f64,
+    /// The same DUT's loop-replay rate (net_pcap to net_null) for this
+    /// case, from the throughput cases of the same run, if they ran.
+    pub loop_replay_mpps: Option<f64>,
+    /// Seconds per trial.
+    pub trial_s: f64,
+    /// The search's trials in order.
+    pub steps: Vec<SearchStep>,
+}
+
+/// RFC 2544 §26.1-style binary search: the highest rate in `(0, max]`
+/// at which `no_loss` holds, to within `max / 2^steps`. Tries `max`
+/// first; returns 0 if no rate tried was loss-free.
+pub fn zero_loss_search<E>(
+    max: f64,
+    steps: usize,
+    mut no_loss: impl FnMut(f64) -> Result<bool, E>,
+) -> Result<f64, E> {
+    if no_loss(max)? {
+        return Ok(max);
+    }
+    let (mut lo, mut hi) = (0.0, max);
+    for _ in 0..steps {
+        let mid = (lo + hi) / 2.0;
+        if no_loss(mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+/// A child process spoken to in JSON lines; killed and reaped on drop.
+struct LineChild {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    log: PathBuf,
+    what: String,
+}
+
+impl LineChild {
+    fn spawn(mut cmd: Command, log: PathBuf, what: String) -> Result<Self, Error> {
+        let err = std::fs::File::create(&log)?;
+        let mut child = cmd
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().ok_or("stdout")?);
+        Ok(Self {
+            child: Some(child),
+            stdin,
+            stdout,
+            log,
+            what,
+        })
+    }
+
+    fn failed(&self, why: &str) -> Error {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: String = log
+            .chars()
+            .rev()
+            .take(1500)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("{}: {why}: {}", self.what, tail.trim()).into()
+    }
+
+    /// The next JSON line (other output, e.g. DPDK's, is skipped).
+    fn read<T: DeserializeOwned>(&mut self) -> Result<T, Error> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.stdout.read_line(&mut line)? == 0 {
+                return Err(self.failed("exited"));
+            }
+            if line.starts_with('{') {
+                return serde_json::from_str(line.trim()).map_err(|e| self.failed(&e.to_string()));
+            }
+        }
+    }
+
+    fn request<Q: Serialize, T: DeserializeOwned>(&mut self, q: &Q) -> Result<T, Error> {
+        let stdin = self.stdin.as_mut().ok_or("stdin closed")?;
+        writeln!(stdin, "{}", serde_json::to_string(q)?)?;
+        stdin.flush()?;
+        self.read()
+    }
+
+    /// Closes stdin and waits for a clean exit.
+    fn finish(mut self) -> Result<(), Error> {
+        drop(self.stdin.take());
+        let mut child = self.child.take().ok_or("no child")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(self.failed(&format!("exited with {status}")))
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(self.failed("did not exit"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for LineChild {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A device under test: its forwarding thread's on-CPU time, and its
+/// drop counters where it has them (the gateway; testpmd's are not read).
+trait Dut {
+    fn sample(&mut self) -> Result<(Option<u64>, Duration), Error>;
+}
+
+struct GatewayDut(LineChild);
+
+impl Dut for GatewayDut {
+    fn sample(&mut self) -> Result<(Option<u64>, Duration), Error> {
+        let c: DutCounters = self.0.request(&"counters")?;
+        Ok((Some(c.dropped), Duration::from_nanos(c.cpu_ns)))
+    }
+}
+
+/// testpmd io between the two memif servers, interactive over a pipe.
+struct TestpmdDut {
+    child: Reaper,
+    stdin: ChildStdin,
+    reader: std::thread::JoinHandle<()>,
+    clock: ThreadClock,
+    _runtime_dir: EmptyDirGuard,
+}
+
+impl Dut for TestpmdDut {
+    fn sample(&mut self) -> Result<(Option<u64>, Duration), Error> {
+        Ok((None, self.clock.on_cpu()?))
+    }
+}
+
+impl TestpmdDut {
+    fn start(ctx: &LatencyContext, sockets: &[PathBuf; 2], run_id: usize) -> Result<Self, Error> {
+        let prefix = format!("espresso-lat-testpmd-{}-{run_id}", std::process::id());
+        let runtime_dir = EmptyDirGuard(PathBuf::from(format!("/var/run/dpdk/{prefix}")));
+        let memif = |i: usize, p: &Path| -> Result<String, Error> {
+            Ok(format!(
+                "net_memif{i},role=server,socket={},socket-abstract=no",
+                p.to_str().ok_or("socket path")?
+            ))
+        };
+        let child = Command::new(ctx.testpmd)
+            .args(["-l", &format!("{},{}", ctx.loadgen_core, ctx.worker_core)])
+            .arg(format!("--main-lcore={}", ctx.loadgen_core))
+            .args(["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry"])
+            .arg(format!("--file-prefix={prefix}"))
+            .args(["-m", &EAL_MEMORY_MB.to_string()])
+            .args([
+                "--log-level=lib.eal:warning",
+                "--log-level=pmd.net.memif:error",
+            ])
+            .args(["--vdev", &memif(0, &sockets[0])?])
+            .args(["--vdev", &memif(1, &sockets[1])?])
+            .args([
+                "--",
+                "-i",
+                "--forward-mode=io",
+                "--nb-cores=1",
+                "--rxq=1",
+                "--txq=1",
+                "--rxd=1024",
+                "--txd=1024",
+                "--burst=32",
+            ])
+            .arg(format!("--total-num-mbufs={WORKING_MBUFS}"))
+            .arg(format!("--mbcache={MBUF_CACHE}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", ctx.testpmd.display()))?;
+        let mut child = Reaper(child);
+        let mut stdin = child.0.stdin.take().ok_or("testpmd stdin")?;
+        let mut stdout = child.0.stdout.take().ok_or("testpmd stdout")?;
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let reader = {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&buf[..n]);
+                }
+            })
+        };
+        if !wait_for(&out, "testpmd> ", 1, Duration::from_secs(60)) {
+            return Err("testpmd (memif) did not come up".into());
+        }
+        stdin.write_all(b"start\n")?;
+        stdin.flush()?;
+        // The forwarding lcore's thread (named as in testpmd.rs).
+        let wanted: Vec<String> = ["rte-worker", "lcore-worker", "dpdk-worker"]
+            .iter()
+            .map(|p| format!("{p}-{}", ctx.worker_core))
+            .collect();
+        let clock = threads(child.0.id())?
+            .into_iter()
+            .find(|t| t.name().is_ok_and(|n| wanted.contains(&n)))
+            .ok_or_else(|| format!("testpmd has no thread {}", wanted.join(" or ")))?;
+        Ok(Self {
+            child,
+            stdin,
+            reader,
+            clock,
+            _runtime_dir: runtime_dir,
+        })
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        let Self {
+            mut child,
+            mut stdin,
+            reader,
+            clock: _,
+            _runtime_dir,
+        } = self;
+        stdin.write_all(b"stop\nquit\n")?;
+        stdin.flush()?;
+        drop(stdin);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if child.0.try_wait()?.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Kills testpmd if it is still up, which ends the reader.
+        drop(child);
+        let _ = reader.join();
+        Ok(())
+    }
+}
+
+/// Where and how the lab runs.
+#[derive(Debug)]
+pub struct LatencyContext<'a> {
+    /// The options.
+    pub opts: &'a LatencyOptions,
+    /// The `espresso` binary.
+    pub espresso: &'a Path,
+    /// The testpmd binary.
+    pub testpmd: &'a Path,
+    /// A directory for the memif sockets and the children's logs.
+    pub tmp: &'a Path,
+    /// The DUT's forwarding core.
+    pub worker_core: usize,
+    /// The generator's core (and every DPDK main lcore).
+    pub loadgen_core: usize,
+}
+
+/// A trial as the DUT saw it.
+#[derive(Debug, Clone, Copy)]
+struct DutView {
+    /// Its drop counters over the trial, where it has them.
+    drops: Option<u64>,
+    /// Share of the trial its forwarding thread was on a CPU.
+    cpu_share: f64,
+}
+
+/// What one DUT measured.
+struct DutRun {
+    max: TrialResult,
+    points: Vec<(u32, f64, TrialResult, DutView)>,
+    zero_loss_pps: f64,
+    steps: Vec<SearchStep>,
+}
+
+fn trial(
+    gen: &mut LineChild,
+    dut: &mut dyn Dut,
+    t: Trial,
+) -> Result<(TrialResult, DutView), Error> {
+    let (d0, c0) = dut.sample()?;
+    let t0 = Instant::now();
+    let r: TrialResult = gen.request(&t)?;
+    let wall = t0.elapsed();
+    let (d1, c1) = dut.sample()?;
+    Ok((
+        r,
+        DutView {
+            drops: d0.zip(d1).map(|(b, a)| a - b),
+            cpu_share: c1.saturating_sub(c0).as_secs_f64() / wall.as_secs_f64(),
+        },
+    ))
+}
+
+/// Warm-up, maximum, latency at the given rates (`None`: at
+/// `LOAD_POINTS` of this DUT's own maximum), zero-loss search.
+fn measure(
+    ctx: &LatencyContext,
+    gen: &mut LineChild,
+    dut: &mut dyn Dut,
+    rates: Option<&[(u32, f64)]>,
+) -> Result<DutRun, Error> {
+    let o = ctx.opts;
+    let unpaced = |s| Trial {
+        rate_pps: None,
+        duration_s: s,
+        latency: false,
+    };
+    trial(gen, dut, unpaced(o.warmup_s))?;
+    let (max, _) = trial(gen, dut, unpaced(o.trial_s))?;
+    let max_pps = max.received_pps();
+    if max.received == 0 || !max_pps.is_finite() {
+        return Err(format!("nothing came back through the DUT ({max:?})").into());
+    }
+    let own: Vec<(u32, f64)> = LOAD_POINTS
+        .iter()
+        .map(|&p| (p, max_pps * f64::from(p) / 100.0))
+        .collect();
+    let mut points = Vec::new();
+    for &(pct, rate) in rates.unwrap_or(&own) {
+        let (r, view) = trial(
+            gen,
+            dut,
+            Trial {
+                rate_pps: Some(rate),
+                duration_s: o.trial_s,
+                latency: true,
+            },
+        )?;
+        points.push((pct, rate, r, view));
+    }
+    let mut steps = Vec::new();
+    let zero_loss_pps = zero_loss_search(max_pps, o.search_steps, |rate| -> Result<bool, Error> {
+        let (r, view) = trial(
+            gen,
+            dut,
+            Trial {
+                rate_pps: Some(rate),
+                duration_s: o.trial_s,
+                latency: false,
+            },
+        )?;
+        let full = r.offered as f64 >= MIN_OFFERED * rate * o.trial_s;
+        steps.push(SearchStep {
+            target_mpps: rate / 1e6,
+            offered_mpps: r.offered_pps() / 1e6,
+            lost: r.lost(),
+            dut_drops: view.drops,
+            dut_cpu_share: view.cpu_share,
+            gen_cpu_share: r.gen_cpu_share,
+        });
+        Ok(full && r.lost() == 0 && view.drops.unwrap_or(0) == 0)
+    })?;
+    Ok(DutRun {
+        max,
+        points,
+        zero_loss_pps,
+        steps,
+    })
+}
+
+fn start_loadgen(
+    ctx: &LatencyContext,
+    spec: &CaseSpec,
+    sockets: &[PathBuf; 2],
+    tag: &str,
+) -> Result<LineChild, Error> {
+    let req = LoadgenRequest {
+        spec: *spec,
+        input_socket: sockets[0].clone(),
+        output_socket: sockets[1].clone(),
+        core: ctx.loadgen_core,
+    };
+    let mut cmd = Command::new(ctx.espresso);
+    cmd.arg("bench-loadgen")
+        .arg("--request")
+        .arg(serde_json::to_string(&req)?);
+    let mut gen = LineChild::spawn(
+        cmd,
+        ctx.tmp.join(format!("{tag}-loadgen.log")),
+        format!("loadgen for {}", spec.name()),
+    )?;
+    let _ready: serde_json::Value = gen.read()?;
+    Ok(gen)
+}
+
+fn sockets(ctx: &LatencyContext, tag: &str) -> [PathBuf; 2] {
+    [
+        ctx.tmp.join(format!("{tag}-in.sock")),
+        ctx.tmp.join(format!("{tag}-out.sock")),
+    ]
+}
+
+/// Runs one case through the gateway and then testpmd; returns the
+/// latency records (both DUTs, every load point) and the two zero-loss
+/// records. `loop_replay` is the (gateway, testpmd) Mpps of the same case
+/// from the throughput lab, if it ran.
+pub fn run_case(
+    ctx: &LatencyContext,
+    spec: &CaseSpec,
+    n: usize,
+    loop_replay: Option<(f64, f64)>,
+) -> Result<(Vec<LatencyRecord>, Vec<ZeroLossRecord>), Error> {
+    // The gateway.
+    let tag = format!("lat{n}-gw");
+    let socks = sockets(ctx, &tag);
+    let memif = |i: usize, p: &Path| -> Result<String, Error> {
+        Ok(format!(
+            "net_memif{i},role=server,socket={},socket-abstract=no",
+            p.to_str().ok_or("socket path")?
+        ))
+    };
+    let req = CaseRequest {
+        spec: *spec,
+        pcap: PathBuf::new(),
+        pcap_frames: 0,
+        warmup_s: 0.0,
+        duration_s: 0.0,
+        worker_core: ctx.worker_core,
+        serve_ports: Some([memif(0, &socks[0])?, memif(1, &socks[1])?]),
+    };
+    let mut cmd = Command::new(ctx.espresso);
+    cmd.arg("bench-case")
+        .arg("--request")
+        .arg(serde_json::to_string(&req)?);
+    let gw_child = LineChild::spawn(
+        cmd,
+        ctx.tmp.join(format!("{tag}-dut.log")),
+        format!("gateway for {}", spec.name()),
+    )?;
+    let mut gw = GatewayDut(gw_child);
+    let _ready: DutCounters = gw.0.read()?;
+    let mut gen = start_loadgen(ctx, spec, &socks, &tag)?;
+    let gw_run = measure(ctx, &mut gen, &mut gw, None)?;
+    // The DUT stops first: a memif peer that disconnects unmaps the rings
+    // under a data path still polling them. The generator polls only
+    // during a trial, so it may see the DUT go.
+    gw.0.finish()?;
+    gen.finish()?;
+
+    // The baseline, at the gateway's rates.
+    let tag = format!("lat{n}-tp");
+    let socks = sockets(ctx, &tag);
+    let mut tp = TestpmdDut::start(ctx, &socks, n)?;
+    let mut gen = start_loadgen(ctx, spec, &socks, &tag)?;
+    let rates: Vec<(u32, f64)> = gw_run.points.iter().map(|p| (p.0, p.1)).collect();
+    let tp_run = measure(ctx, &mut gen, &mut tp, Some(&rates))?;
+    tp.finish()?;
+    gen.finish()?;
+
+    let mut lat = Vec::new();
+    let mut zl = Vec::new();
+    for (dut, run, replay) in [
+        (GATEWAY, &gw_run, loop_replay.map(|l| l.0)),
+        (BASELINE, &tp_run, loop_replay.map(|l| l.1)),
+    ] {
+        for &(pct, rate, ref r, view) in &run.points {
+            lat.push(LatencyRecord {
+                direction: spec.direction.name().into(),
+                algorithm: spec.algorithm.name().into(),
+                frame_size: spec.frame.label(),
+                udp_encap: spec.udp_encap,
+                sa_count: spec.sa_count,
+                dut: dut.into(),
+                load_pct: pct,
+                target_mpps: rate / 1e6,
+                offered_mpps: r.offered_pps() / 1e6,
+                received_mpps: r.received_pps() / 1e6,
+                lost: r.lost(),
+                samples: r.samples,
+                p50_us: r.p50_us,
+                p99_us: r.p99_us,
+                p999_us: r.p999_us,
+                max_us: r.max_us,
+                dut_drops: view.drops,
+                dut_cpu_share: view.cpu_share,
+                gen_cpu_share: r.gen_cpu_share,
+            });
+        }
+        zl.push(ZeroLossRecord {
+            direction: spec.direction.name().into(),
+            algorithm: spec.algorithm.name().into(),
+            frame_size: spec.frame.label(),
+            udp_encap: spec.udp_encap,
+            sa_count: spec.sa_count,
+            dut: dut.into(),
+            max_mpps: run.max.received_pps() / 1e6,
+            zero_loss_mpps: run.zero_loss_pps / 1e6,
+            loop_replay_mpps: replay,
+            trial_s: ctx.opts.trial_s,
+            steps: run.steps.clone(),
+        });
+    }
+    Ok((lat, zl))
+}
+
+/// The loop-replay (gateway, testpmd) Mpps of `spec` among the
+/// throughput records.
+pub fn loop_replay_of(spec: &CaseSpec, cases: &[CaseRecord]) -> Option<(f64, f64)> {
+    cases
+        .iter()
+        .find(|c| {
+            c.direction == spec.direction.name()
+                && c.algorithm == spec.algorithm.name()
+                && c.frame_size == spec.frame.label()
+                && c.udp_encap == spec.udp_encap
+                && c.sa_count == spec.sa_count
+        })
+        .map(|c| (c.mpps, c.baseline_mpps))
+}
+
+/// The method paragraph for the report.
+pub fn method(o: &LatencyOptions, worker_core: usize, loadgen_core: usize) -> String {
+    format!(
+        "Latency and zero-loss: a generator/sink DPDK process (espresso bench-loadgen, core \
+         {loadgen_core}, shared with the rest of the machine) connected to the DUT (worker core \
+         {worker_core}) by two net_memif pairs (copy mode, 1024-slot rings, --no-huge). DUTs: \
+         the gateway's Worker/Node data path, then dpdk-testpmd --forward-mode=io, same pool \
+         ({WORKING_MBUFS} mbufs, cache {MBUF_CACHE}, bursts of 32). Per DUT: {w} s warm-up, a \
+         {t} s trial offering all the generator can (maximum = received rate), latency trials \
+         of {t} s at {loads:?} % of the gateway's maximum (testpmd at the same offered rates), \
+         one-way latency per frame (TSC at the sink minus TSC at tx_burst; HDR histogram, 3 \
+         significant digits), then a binary search ({s} halvings, {t} s trials) for the highest \
+         offered rate with no loss (offered minus received, exact; RFC 2544 26.1 with short \
+         trials). Frames the DUT's memif RX ring refuses count as lost.",
+        w = o.warmup_s,
+        t = o.trial_s,
+        loads = LOAD_POINTS,
+        s = o.search_steps
+    )
+}
+
+fn find<'a>(
+    lat: &'a [LatencyRecord],
+    dir: &str,
+    alg: &str,
+    frame: &str,
+    dut: &str,
+    pct: u32,
+) -> Option<&'a LatencyRecord> {
+    lat.iter().find(|r| {
+        r.direction == dir
+            && r.algorithm == alg
+            && r.frame_size == frame
+            && r.dut == dut
+            && r.load_pct == pct
+    })
+}
+
+/// Rows of the latency table: one per case and load, gateway next to
+/// baseline.
+fn latency_rows(lat: &[LatencyRecord]) -> Vec<[String; 14]> {
+    let mut rows = Vec::new();
+    for g in lat.iter().filter(|r| r.dut == GATEWAY) {
+        let Some(b) = find(
+            lat,
+            &g.direction,
+            &g.algorithm,
+            &g.frame_size,
+            BASELINE,
+            g.load_pct,
+        ) else {
+            continue;
+        };
+        rows.push([
+            g.direction.clone(),
+            g.algorithm.clone(),
+            g.frame_size.clone(),
+            format!("{} %", g.load_pct),
+            format!("{:.3}", g.offered_mpps),
+            format!("{:.1}", g.p50_us),
+            format!("{:.1}", g.p99_us),
+            format!("{:.1}", g.p999_us),
+            format!("{:.1}", b.p50_us),
+            format!("{:.1}", b.p99_us),
+            format!("{:.1}", b.p999_us),
+            format!("{:.2}", g.p99_us / b.p99_us),
+            format!("{:.2}/{:.2}", g.dut_cpu_share, g.gen_cpu_share),
+            format!("{:.2}/{:.2}", b.dut_cpu_share, b.gen_cpu_share),
+        ]);
+    }
+    rows
+}
+
+const LAT_HEAD: [&str; 14] = [
+    "dir",
+    "algorithm",
+    "frame",
+    "load",
+    "Mpps",
+    "p50",
+    "p99",
+    "p99.9",
+    "tp p50",
+    "tp p99",
+    "tp p99.9",
+    "p99 x tp",
+    "on-CPU gw/gen",
+    "on-CPU tp/gen",
+];
+
+fn zl_rows(zl: &[ZeroLossRecord]) -> Vec<[String; 9]> {
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    zl.iter()
+        .map(|z| {
+            [
+                z.direction.clone(),
+                z.algorithm.clone(),
+                z.frame_size.clone(),
+                z.dut.clone(),
+                format!("{:.3}", z.max_mpps),
+                format!("{:.3}", z.zero_loss_mpps),
+                opt(z.loop_replay_mpps),
+                z.steps
+                    .iter()
+                    .map(|s| {
+                        let short = s.offered_mpps < MIN_OFFERED * s.target_mpps;
+                        format!(
+                            "{:.2}{}{}",
+                            s.target_mpps,
+                            if s.lost == 0 { "" } else { "x" },
+                            if short { "s" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                {
+                    let min =
+                        |f: fn(&SearchStep) -> f64| z.steps.iter().map(f).fold(f64::NAN, f64::min);
+                    format!(
+                        "{:.2}/{:.2}",
+                        min(|s| s.dut_cpu_share),
+                        min(|s| s.gen_cpu_share)
+                    )
+                },
+            ]
+        })
+        .collect()
+}
+
+const ZL_HEAD: [&str; 9] = [
+    "dir",
+    "algorithm",
+    "frame",
+    "DUT",
+    "max Mpps",
+    "0-loss Mpps",
+    "loop Mpps",
+    "search (Mpps; x loss, s short)",
+    "min on-CPU dut/gen",
+];
+
+/// Columns padded to their widest cell, numbers right-aligned.
+fn text_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut width = head.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut l = String::new();
+        for (k, (c, w)) in cells.iter().zip(width).enumerate() {
+            let numeric = c.starts_with(|ch: char| ch.is_ascii_digit()) && k > 2;
+            if numeric {
+                l.push_str(&format!("{c:>w$}  "));
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut s = line(head.to_vec());
+    for r in rows {
+        s.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    s
+}
+
+/// The latency and zero-loss tables as text (empty without records).
+pub fn table(lat: &[LatencyRecord], zl: &[ZeroLossRecord]) -> String {
+    let mut s = String::new();
+    if !lat.is_empty() {
+        s.push_str("\nOne-way latency (µs) through memif; tp = testpmd io at the same offered rate; on-CPU = share of each trial the DUT / generator thread ran:\n");
+        s.push_str(&text_table(&LAT_HEAD, &latency_rows(lat)));
+    }
+    if !zl.is_empty() {
+        s.push_str("\nZero-loss rate (binary search) next to the maximum through memif and the loop-replay rate:\n");
+        s.push_str(&text_table(&ZL_HEAD, &zl_rows(zl)));
+    }
+    s
+}
+
+fn md_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut s = format!("| {} |\n|", head.join(" | "));
+    s.push_str(&"---|".repeat(N));
+    s.push('\n');
+    for r in rows {
+        s.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    s
+}
+
+/// The same tables in Markdown (empty without records).
+pub fn markdown(lat: &[LatencyRecord], zl: &[ZeroLossRecord]) -> String {
+    let mut s = String::new();
+    if !lat.is_empty() {
+        s.push_str(
+            "\nOne-way latency (µs) through memif; `tp` = testpmd io at the same offered rate:\n\n",
+        );
+        s.push_str(&md_table(&LAT_HEAD, &latency_rows(lat)));
+    }
+    if !zl.is_empty() {
+        s.push_str(
+            "\nZero-loss rate next to the maximum through memif and the loop-replay rate:\n\n",
+        );
+        s.push_str(&md_table(&ZL_HEAD, &zl_rows(zl)));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_converges_on_the_threshold() {
+        let mut tried = Vec::new();
+        let r = zero_loss_search(10.0, 6, |x| -> Result<bool, ()> {
+            tried.push(x);
+            Ok(x <= 3.3)
+        })
+        .unwrap();
+        assert_eq!(tried[0], 10.0);
+        assert_eq!(tried.len(), 7);
+        assert!(r <= 3.3 && r > 3.3 - 10.0 / 64.0, "{r}");
+    }
+
+    #[test]
+    fn search_stops_at_max_without_loss_and_reports_zero_when_all_lose() {
+        let mut n = 0;
+        assert_eq!(
+            zero_loss_search(5.0, 6, |_| -> Result<bool, ()> {
+                n += 1;
+                Ok(true)
+            }),
+            Ok(5.0)
+        );
+        assert_eq!(n, 1);
+        assert_eq!(zero_loss_search(5.0, 4, |_| Ok::<_, ()>(false)), Ok(0.0));
+    }
+
+    #[test]
+    fn tables_pair_gateway_and_baseline_rows() {
+        let rec = |dut: &str, pct, p99| LatencyRecord {
+            direction: "encrypt".into(),
+            algorithm: "aes128gcm16".into(),
+            frame_size: "64".into(),
+            udp_encap: false,
+            sa_count: 1,
+            dut: dut.into(),
+            load_pct: pct,
+            target_mpps: 1.0,
+            offered_mpps: 1.0,
+            received_mpps: 1.0,
+            lost: 0,
+            samples: 10,
+            p50_us: 1.0,
+            p99_us: p99,
+            p999_us: 3.0,
+            max_us: 4.0,
+            dut_drops: None,
+            dut_cpu_share: 1.0,
+            gen_cpu_share: 1.0,
+        };
+        let lat = vec![
+            rec(GATEWAY, 10, 4.0),
+            rec(GATEWAY, 90, 6.0),
+            rec(BASELINE, 10, 2.0),
+            rec(BASELINE, 90, 4.0),
+        ];
+        let rows = latency_rows(&lat);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0][11], "2.00");
+        assert_eq!(rows[1][11], "1.50");
+        let md = markdown(&lat, &[]);
+        assert_eq!(md.lines().filter(|l| l.starts_with("| encrypt")).count(), 2);
+    }
+
+    #[test]
+    fn matrix_is_one_sa() {
+        assert!(matrix().iter().all(|c| c.sa_count == 1));
+        assert_eq!(matrix().len(), 2);
+    }
+}
