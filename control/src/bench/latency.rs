@@ -29,7 +29,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dataplane::gateway::{GwDrop, WorkerStats};
@@ -450,22 +449,8 @@ impl TestpmdDut {
             .map_err(|e| format!("{}: {e}", ctx.testpmd.display()))?;
         let mut child = Reaper(child);
         let mut stdin = child.0.stdin.take().ok_or("testpmd stdin")?;
-        let mut stdout = child.0.stdout.take().ok_or("testpmd stdout")?;
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let reader = {
-            let out = out.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    out.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(&buf[..n]);
-                }
-            })
-        };
+        let stdout = child.0.stdout.take().ok_or("testpmd stdout")?;
+        let (out, reader) = super::testpmd::spawn_reader(stdout);
         if !wait_for(&out, "testpmd> ", 1, Duration::from_secs(60)) {
             return Err("testpmd (memif) did not come up".into());
         }

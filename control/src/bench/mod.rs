@@ -105,11 +105,18 @@ fn pcap_key(spec: &CaseSpec) -> String {
     }
 }
 
-fn run_child(espresso: &Path, req: &CaseRequest) -> Result<RunSample, Error> {
+/// Runs `espresso SUBCOMMAND --request JSON` and parses the last JSON line
+/// it prints; `what` names the run in an error.
+fn run_json_child<T: serde::de::DeserializeOwned>(
+    espresso: &Path,
+    subcommand: &str,
+    request: String,
+    what: &str,
+) -> Result<T, Error> {
     let out = Command::new(espresso)
-        .arg("bench-case")
+        .arg(subcommand)
         .arg("--request")
-        .arg(serde_json::to_string(req)?)
+        .arg(request)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
@@ -119,8 +126,7 @@ fn run_child(espresso: &Path, req: &CaseRequest) -> Result<RunSample, Error> {
     match (out.status.success(), line) {
         (true, Some(l)) => Ok(serde_json::from_str(l)?),
         _ => Err(format!(
-            "{} failed ({}): {}",
-            req.spec.name(),
+            "{what} failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )
@@ -128,30 +134,25 @@ fn run_child(espresso: &Path, req: &CaseRequest) -> Result<RunSample, Error> {
     }
 }
 
+fn run_child(espresso: &Path, req: &CaseRequest) -> Result<RunSample, Error> {
+    run_json_child(
+        espresso,
+        "bench-case",
+        serde_json::to_string(req)?,
+        &req.spec.name(),
+    )
+}
+
 fn run_reconf_child(
     espresso: &Path,
     req: &reconf::ReconfRequest,
 ) -> Result<reconf::ReconfSample, Error> {
-    let out = Command::new(espresso)
-        .arg("bench-reconf")
-        .arg("--request")
-        .arg(serde_json::to_string(req)?)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
-    match (out.status.success(), line) {
-        (true, Some(l)) => Ok(serde_json::from_str(l)?),
-        _ => Err(format!(
-            "reconf {} failed ({}): {}",
-            req.case.spec.name(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
-        .into()),
-    }
+    run_json_child(
+        espresso,
+        "bench-reconf",
+        serde_json::to_string(req)?,
+        &format!("reconf {}", req.case.spec.name()),
+    )
 }
 
 fn check_sample(what: &str, s: &RunSample) -> Result<(), Error> {

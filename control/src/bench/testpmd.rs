@@ -127,22 +127,8 @@ pub fn run(b: &Baseline) -> Result<RunSample, Error> {
     let mut child = Reaper(child);
     let pid = child.0.id();
     let mut stdin = child.0.stdin.take().ok_or("testpmd stdin")?;
-    let mut stdout = child.0.stdout.take().ok_or("testpmd stdout")?;
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let reader = {
-        let out = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&buf[..n]);
-            }
-        })
-    };
+    let stdout = child.0.stdout.take().ok_or("testpmd stdout")?;
+    let (out, reader) = spawn_reader(stdout);
     // The prompt is written unbuffered once the ports are up.
     if !wait_for(&out, "testpmd> ", 1, Duration::from_secs(60)) {
         return Err("testpmd did not come up".into());
@@ -205,6 +191,28 @@ impl Drop for EmptyDirGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir(&self.0);
     }
+}
+
+/// Collects all that `stdout` produces on a thread of its own (testpmd
+/// prints its prompt and statistics there): the bytes so far, and the
+/// thread, which ends at end of file.
+pub(super) fn spawn_reader(
+    mut stdout: impl Read + Send + 'static,
+) -> (Arc<Mutex<Vec<u8>>>, std::thread::JoinHandle<()>) {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&buf[..n]);
+        }
+    });
+    (out, reader)
 }
 
 #[cfg(test)]
