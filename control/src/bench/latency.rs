@@ -476,7 +476,7 @@ impl TestpmdDut {
 
     fn finish(self) -> Result<(), Error> {
         let Self {
-            mut child,
+            child,
             mut stdin,
             reader,
             clock: _,
@@ -485,15 +485,8 @@ impl TestpmdDut {
         stdin.write_all(b"stop\nquit\n")?;
         stdin.flush()?;
         drop(stdin);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if child.0.try_wait()?.is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
         // Kills testpmd if it is still up, which ends the reader.
-        drop(child);
+        child.finish(Duration::from_secs(30))?;
         let _ = reader.join();
         Ok(())
     }

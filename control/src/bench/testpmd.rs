@@ -21,6 +21,21 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// Kills and reaps testpmd if the run ends early.
 pub(super) struct Reaper(pub(super) Child);
 
+impl Reaper {
+    /// Waits up to `within` for the child to exit on its own (after
+    /// `quit`), then kills it if it has not.
+    pub(super) fn finish(mut self, within: Duration) -> std::io::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.0.try_wait()?.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Reaper {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
@@ -155,14 +170,7 @@ pub fn run(b: &Baseline) -> Result<RunSample, Error> {
     stdin.write_all(b"show port stats 1\n")?;
     stdin.write_all(b"stop\nquit\n")?;
     drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if child.0.try_wait()?.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    drop(child);
+    child.finish(Duration::from_secs(30))?;
     let _ = reader.join();
     let text = String::from_utf8_lossy(&out.lock().unwrap_or_else(|e| e.into_inner())).to_string();
     let tx = parse_tx_packets(&text);
