@@ -4,36 +4,15 @@
 //! removes everything afterwards. Needs root, DPDK, strongSwan, tshark, as
 //! `make test` installs.
 //!
-//! The scenarios share the machine's two cores badly, so they run one at a
-//! time.
+//! The scenarios run one at a time (see `common`).
 
-use std::process::Command;
-use std::sync::Mutex;
-
-static SERIAL: Mutex<()> = Mutex::new(());
+mod common;
 
 fn scenario(name: &str) {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/strongswan-interop.sh"
-    );
-    let out = Command::new("bash")
-        .arg(script)
-        .arg(name)
-        .env("ESPRESSO_BIN", env!("CARGO_BIN_EXE_espresso"))
-        .output()
-        .expect("run strongswan-interop.sh");
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "scenario {name} failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains(&format!("{name}: all checks passed")),
-        "{text}"
+    common::scenario(
+        "strongswan-interop.sh",
+        name,
+        env!("CARGO_BIN_EXE_espresso"),
     );
 }
 

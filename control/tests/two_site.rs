@@ -2,34 +2,12 @@
 //! with hosts behind them (scripts/two-site.sh builds and removes the
 //! topology). Needs root, DPDK, iperf3, tshark and scapy, as CI has.
 //!
-//! The scenarios share the machine's two cores with each other badly, so
-//! they run one at a time.
+//! The scenarios run one at a time (see `common`).
 
-use std::process::Command;
-use std::sync::Mutex;
-
-static SERIAL: Mutex<()> = Mutex::new(());
+mod common;
 
 fn scenario(name: &str) {
-    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/two-site.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg(name)
-        .env("ESPRESSO_BIN", env!("CARGO_BIN_EXE_espresso"))
-        .output()
-        .expect("run two-site.sh");
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "scenario {name} failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains(&format!("{name}: all checks passed")),
-        "{text}"
-    );
+    common::scenario("two-site.sh", name, env!("CARGO_BIN_EXE_espresso"));
 }
 
 /// Tunnel mode, IPv4 and IPv6 inner traffic: ping, iperf3 100 MB, payload
