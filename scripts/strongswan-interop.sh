@@ -426,15 +426,21 @@ scenario_matrix() {
     cat "$DIR"/keylog/*/ikev2_decryption_table >"$DIR/wireshark/ikev2_decryption_table"
     local modes; modes=$(stat -c %a "$DIR"/keylog/*/* | sort -u | tr '\n' ' ')
     [ "$modes" = "600 " ] && ok "key log files are mode 600" || fail "key log modes: $modes"
-    local ts="tshark -n -r $DIR/wan.pcapng -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE"
-    local total good inner spis auths
+    # TCP reassembly off: a retransmitted segment (the transfers cross
+    # rekeys) makes tshark's reassembly throw inside the decrypted payload,
+    # and the ESP dissector then never reaches the ICV: such a frame has
+    # neither icv_good nor icv_bad. Seen in CI as "22779 of 22780 correct"
+    # with every ICV right when recomputed (HMAC) and none refused by charon.
+    local ts="tshark -n -r $DIR/wan.pcapng -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE -o tcp.desegment_tcp_streams:FALSE"
+    local total good bad inner spis auths
     total=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y esp 2>/dev/null | wc -l)
     good=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp.icv_good == 1' 2>/dev/null | wc -l)
+    bad=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp.icv_bad == 1' 2>/dev/null | wc -l)
     inner=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp && (icmp || tcp)' 2>/dev/null | wc -l)
     spis=$(tshark -n -r "$DIR/wan.pcapng" -Y esp -T fields -e esp.spi 2>/dev/null | sort -u | wc -l)
     if [ "$total" -gt 100 ] && [ "$total" = "$good" ]; then ok "all $total ESP frames (on $spis SPIs) have a correct ICV; $inner decrypt to ICMP/TCP"
     else
-        fail "$good of $total ESP frames with a correct ICV"
+        fail "$good of $total ESP frames with a correct ICV, $bad with a wrong one, $((total - good - bad)) not checked"
         # Which SAs and senders, and when, for whoever reads the log.
         WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp && !(esp.icv_good == 1)' \
             -T fields -e frame.time_relative -e ip.src -e esp.spi -e esp.sequence -e frame.len 2>/dev/null |
