@@ -97,7 +97,7 @@ enum Command {
         /// 0.2).
         #[arg(long)]
         warmup: Option<f64>,
-        /// Seconds measured per run (default 1.5, quick 0.3).
+        /// Seconds measured per run (default 1.0, quick 0.3).
         #[arg(long)]
         duration: Option<f64>,
         /// Only the cases whose name contains this (e.g. `decrypt`,
@@ -314,7 +314,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 reconf,
                 repetitions,
                 warmup_s: warmup.unwrap_or(if quick { 0.2 } else { 0.5 }),
-                duration_s: duration.unwrap_or(if quick { 0.3 } else { 1.5 }),
+                duration_s: duration.unwrap_or(if quick { 0.3 } else { 1.0 }),
                 out_dir: out.clone(),
                 worker_core,
                 testpmd,
