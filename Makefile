@@ -8,7 +8,7 @@ CARGO ?= cargo
 # Every Debian package the project, its tests, demo and benchmarks use.
 DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
 	libdpdk-dev dpdk dpdk-dev libipsec-mb-dev libpcap-dev \
-	iproute2 iputils-ping ethtool iperf3 tshark tcpdump python3 python3-scapy \
+	iproute2 iputils-ping ethtool iperf3 tshark tcpdump python3 python3-scapy python3-cryptography \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins \
 	libstrongswan-standard-plugins libstrongswan-extra-plugins \
 	fonts-dejavu-core

@@ -48,3 +48,43 @@ setup_hosts_v4() {
         ip -n "$ns" route add default via 10.$n.0.1
     done
 }
+
+# esp_icv_check PCAP WIRESHARK_DIR MIN: every ESP frame of PCAP must carry a
+# correct ICV under the keys in WIRESHARK_DIR/esp_sa, and there must be at
+# least MIN of them. tshark checks them; it does so only after dissecting
+# the decrypted payload, so an exception in an inner dissector (a TCP
+# retransmission in reassembly, for one) leaves a frame with neither
+# icv_good nor icv_bad: those frames are recomputed by scripts/esp_icv.py
+# (Python's `cryptography`) instead. TCP reassembly is off to make that
+# rare. Prints one ok/FAIL line; on failure, which SAs and frames.
+esp_icv_check() {
+    local pcap=$1 wsdir=$2 min=$3
+    local ts="tshark -n -r $pcap -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE -o tcp.desegment_tcp_streams:FALSE"
+    local total good bad inner unchecked rechecked=0 frames out
+    total=$(WIRESHARK_CONFIG_DIR=$wsdir $ts -Y esp 2>/dev/null | wc -l)
+    good=$(WIRESHARK_CONFIG_DIR=$wsdir $ts -Y 'esp.icv_good == 1' 2>/dev/null | wc -l)
+    bad=$(WIRESHARK_CONFIG_DIR=$wsdir $ts -Y 'esp.icv_bad == 1' 2>/dev/null | wc -l)
+    inner=$(WIRESHARK_CONFIG_DIR=$wsdir $ts -Y 'esp && (icmp || icmpv6 || tcp)' 2>/dev/null | wc -l)
+    unchecked=$((total - good - bad))
+    if [ "$unchecked" -gt 0 ]; then
+        frames=$(WIRESHARK_CONFIG_DIR=$wsdir $ts -Y 'esp && !esp.icv_good && !esp.icv_bad' -T fields -e frame.number 2>/dev/null | tr '\n' ' ')
+        echo "    tshark left $unchecked ESP frame(s) unchecked (frames $frames)"
+        # shellcheck disable=SC2086
+        if out=$(/usr/bin/python3 "$ROOT/scripts/esp_icv.py" "$pcap" "$wsdir/esp_sa" $frames); then
+            rechecked=$unchecked
+        fi
+        echo "$out" | sed 's/^/      esp_icv.py: /' | head -10
+    fi
+    if [ "$total" -ge "$min" ] && [ "$bad" = 0 ] && [ $((good + rechecked)) = "$total" ]; then
+        if [ "$rechecked" -gt 0 ]; then
+            ok "all $total ESP frames have a correct ICV ($good checked by tshark, $rechecked by esp_icv.py); $inner decrypt to ICMP/TCP"
+        else
+            ok "all $total ESP frames have a correct ICV (tshark); $inner decrypt to ICMP/TCP"
+        fi
+    else
+        fail "$good of $total ESP frames with a correct ICV by tshark, $bad wrong, $unchecked unchecked of which $rechecked correct by esp_icv.py (expected at least $min frames)"
+        WIRESHARK_CONFIG_DIR=$wsdir $ts -Y 'esp.icv_bad == 1' -T fields -e frame.time_relative -e ip.src -e esp.spi -e esp.sequence -e frame.len 2>/dev/null |
+            awk '{k=$2" spi "$3; n[k]++; if (!(k in first)) first[k]=$1" seq "$4" len "$5} END {for (k in n) print "      bad ICV: "n[k]" frames from "k", first at "first[k]}'
+        return 1
+    fi
+}

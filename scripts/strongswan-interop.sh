@@ -426,26 +426,11 @@ scenario_matrix() {
     cat "$DIR"/keylog/*/ikev2_decryption_table >"$DIR/wireshark/ikev2_decryption_table"
     local modes; modes=$(stat -c %a "$DIR"/keylog/*/* | sort -u | tr '\n' ' ')
     [ "$modes" = "600 " ] && ok "key log files are mode 600" || fail "key log modes: $modes"
-    # TCP reassembly off: a retransmitted segment (the transfers cross
-    # rekeys) makes tshark's reassembly throw inside the decrypted payload,
-    # and the ESP dissector then never reaches the ICV: such a frame has
-    # neither icv_good nor icv_bad. Seen in CI as "22779 of 22780 correct"
-    # with every ICV right when recomputed (HMAC) and none refused by charon.
-    local ts="tshark -n -r $DIR/wan.pcapng -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE -o tcp.desegment_tcp_streams:FALSE"
-    local total good bad inner spis auths
-    total=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y esp 2>/dev/null | wc -l)
-    good=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp.icv_good == 1' 2>/dev/null | wc -l)
-    bad=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp.icv_bad == 1' 2>/dev/null | wc -l)
-    inner=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp && (icmp || tcp)' 2>/dev/null | wc -l)
+    esp_icv_check "$DIR/wan.pcapng" "$DIR/wireshark" 100 || true
+    local spis auths
     spis=$(tshark -n -r "$DIR/wan.pcapng" -Y esp -T fields -e esp.spi 2>/dev/null | sort -u | wc -l)
-    if [ "$total" -gt 100 ] && [ "$total" = "$good" ]; then ok "all $total ESP frames (on $spis SPIs) have a correct ICV; $inner decrypt to ICMP/TCP"
-    else
-        fail "$good of $total ESP frames with a correct ICV, $bad with a wrong one, $((total - good - bad)) not checked"
-        # Which SAs and senders, and when, for whoever reads the log.
-        WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp && !(esp.icv_good == 1)' \
-            -T fields -e frame.time_relative -e ip.src -e esp.spi -e esp.sequence -e frame.len 2>/dev/null |
-            awk '{k=$2" spi "$3; n[k]++; if (!(k in first)) first[k]=$1" seq "$4" len "$5} END {for (k in n) print "      bad ICV: "n[k]" frames from "k", first at "first[k]}'
-    fi
+    # Each run has an inbound and an outbound SA before and after its rekey.
+    if [ "$spis" -ge $((4 * n)) ]; then ok "ESP on $spis SPIs (at least 4 per run)"; else fail "ESP on only $spis SPIs (want $((4 * n)))"; fi
     auths=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark tshark -n -r "$DIR/wan.pcapng" -Y 'isakmp.id.data.fqdn' -T fields -e isakmp.id.data.fqdn 2>/dev/null | wc -l)
     if [ "$auths" -ge $((2 * n)) ]; then ok "$auths IKE_AUTH messages decrypted (identities gw-a.example / gw-b.example readable)"
     else fail "only $auths IKE_AUTH messages decrypted (want $((2 * n)))"; fi
