@@ -335,7 +335,9 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
     if req.serve_ports.is_some() {
         let sample = super::latency::serve_counters(clock, tsc_hz, &backend, setup_s, || {
             while from_worker.try_recv().is_ok() {}
-            collect(to_worker, Duration::from_secs(5))
+            let s = collect(to_worker, Duration::from_secs(5))?;
+            send(to_worker, ControlMsg::ResetMaxPollGap)?;
+            Ok(s)
         });
         gw.stop();
         return sample;

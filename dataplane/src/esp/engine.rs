@@ -193,6 +193,12 @@ impl EspEngine {
         self.inbound.step();
     }
 
+    /// True while [`step`](Self::step) has work to do.
+    #[inline]
+    pub fn is_stepping(&self) -> bool {
+        self.inbound.is_stepping()
+    }
+
     /// Takes the events raised since the last call.
     pub fn drain_events(&mut self) -> impl Iterator<Item = EngineEvent> + '_ {
         self.events.drain(..)

@@ -429,6 +429,12 @@ impl InboundSaTable {
         self.by_spi.step();
     }
 
+    /// True while the table still has background work for [`step`](Self::step).
+    #[inline]
+    pub fn is_stepping(&self) -> bool {
+        self.by_spi.is_growing()
+    }
+
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.by_spi.is_empty()

@@ -446,6 +446,12 @@ impl<B: PacketBuf> Node<B> {
         self.engine.step();
     }
 
+    /// True while [`step`](Self::step) has work to do.
+    #[inline]
+    pub fn is_stepping(&self) -> bool {
+        self.spi_owner.is_growing() || self.engine.is_stepping()
+    }
+
     /// Records which worker owns inbound SPI `spi`.
     pub fn set_inbound_owner(&mut self, spi: Spi, worker: Option<u16>) {
         self.set_spi_owner(spi.get(), worker);

@@ -8,14 +8,17 @@
 //! punts, learned neighbours and SA events to the control thread.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
 use crossbeam::queue::ArrayQueue;
 
-use crate::dpdk::{Mbuf, Mempool, RxQueue, TxQueue, BURST_SIZE};
+use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST_SIZE};
 
-use super::msg::{ControlMsg, Handoff, Retired, SaStats, WorkerMsg, WorkerStats};
+use super::msg::{
+    ControlMsg, Handoff, MsgKind, PollProfile, Retired, SaStats, WorkerMsg, WorkerStats,
+    POLL_GAP_BUCKETS,
+};
 use super::node::{GwDrop, Node, PacketPool};
 
 /// Control messages applied per poll at most.
@@ -64,6 +67,12 @@ pub struct Worker {
     max_poll_gap_us: u64,
     max_control_us: u64,
     max_control_cpu_us: u64,
+    slowest_poll: PollProfile,
+    max_msg_us: [u64; MsgKind::COUNT],
+    poll_gaps: [u64; POLL_GAP_BUCKETS],
+    /// TSC ticks per microsecond (the poll loop times itself with the TSC,
+    /// a few nanoseconds a read).
+    tsc_per_us: u64,
 }
 
 impl std::fmt::Debug for Worker {
@@ -105,48 +114,94 @@ impl Worker {
             max_poll_gap_us: 0,
             max_control_us: 0,
             max_control_cpu_us: 0,
+            slowest_poll: PollProfile::default(),
+            max_msg_us: [0; MsgKind::COUNT],
+            poll_gaps: [0; POLL_GAP_BUCKETS],
+            tsc_per_us: (tsc_hz() / 1_000_000).max(1),
         }
     }
 
     /// Polls until told to stop (or the control thread goes away); returns
     /// the final statistics, which it also sends as `WorkerMsg::Stopped`.
     pub fn run(mut self) -> WorkerStats {
-        let start = Instant::now();
+        let tsc0 = rdtsc();
+        let per_ms = self.tsc_per_us * 1000;
+        let tsc_per_us = self.tsc_per_us;
+        let us = move |ticks: u64| ticks / tsc_per_us;
+        let budget = CONTROL_BUDGET.as_micros() as u64 * tsc_per_us;
         let mut burst: Vec<Mbuf> = Vec::with_capacity(BURST_SIZE);
-        let mut last_poll = Instant::now();
+        // The previous poll's marks: start, control done, forwarding done,
+        // flush done (TSC), and its control work.
+        let mut prev = [tsc0; 4];
+        let mut prev_control = (0u32, None, 0u64);
         'poll: loop {
-            let now = Instant::now();
-            let gap = now.duration_since(last_poll).as_micros() as u64;
-            last_poll = now;
-            self.max_poll_gap_us = self.max_poll_gap_us.max(gap);
-            self.node
-                .set_now(now.duration_since(start).as_millis() as u64);
+            let now = rdtsc();
+            let gap = us(now.wrapping_sub(prev[0]));
+            self.poll_gaps[gap_bucket(gap)] += 1;
+            if gap > self.max_poll_gap_us {
+                self.max_poll_gap_us = gap;
+                self.slowest_poll = PollProfile {
+                    gap_us: gap,
+                    control_us: us(prev[1] - prev[0]),
+                    messages: prev_control.0,
+                    slowest: prev_control.1,
+                    slowest_us: prev_control.2,
+                    forward_us: us(prev[2] - prev[1]),
+                    flush_us: us(prev[3] - prev[2]),
+                    rest_us: us(now.wrapping_sub(prev[3])),
+                };
+            }
+            self.node.set_now(now.wrapping_sub(tsc0) / per_ms);
 
             let mut cpu_start = None;
+            let mut messages = 0u32;
+            let mut slowest: Option<MsgKind> = None;
+            let mut slowest_ticks = 0u64;
+            let mut mark = now;
             for _ in 0..CONTROL_PER_POLL {
                 match self.control.try_recv() {
                     Ok(ControlMsg::Stop) | Err(TryRecvError::Disconnected) => break 'poll,
                     Ok(msg) => {
                         if cpu_start.is_none() {
                             cpu_start = Some(thread_cpu_time());
+                            mark = rdtsc();
                         }
+                        let kind = msg.kind();
                         self.apply(msg);
-                        if now.elapsed() >= CONTROL_BUDGET {
+                        let t = rdtsc();
+                        let took = t - mark;
+                        mark = t;
+                        messages += 1;
+                        self.note_msg(kind, took);
+                        if took >= slowest_ticks {
+                            (slowest, slowest_ticks) = (Some(kind), took);
+                        }
+                        if t - now >= budget {
                             break;
                         }
                     }
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            self.node.step();
+            if self.node.is_stepping() {
+                let t = rdtsc();
+                self.node.step();
+                let took = rdtsc() - t;
+                self.note_msg(MsgKind::Step, took);
+                if took >= slowest_ticks {
+                    (slowest, slowest_ticks) = (Some(MsgKind::Step), took);
+                }
+            }
+            let control_done = rdtsc();
             if let Some(cpu0) = cpu_start {
                 // What this poll's control messages cost: wall clock, and
                 // on-CPU time (immune to the thread being preempted).
-                let spent = now.elapsed().as_micros() as u64;
+                let spent = us(control_done - now);
                 self.max_control_us = self.max_control_us.max(spent);
                 let cpu = thread_cpu_time().saturating_sub(cpu0).as_micros() as u64;
                 self.max_control_cpu_us = self.max_control_cpu_us.max(cpu);
             }
+            prev_control = (messages, slowest, us(slowest_ticks));
 
             let mut work = 0usize;
             for (i, rx) in self.ports.rx.iter_mut().enumerate() {
@@ -163,13 +218,15 @@ impl Worker {
                 work += 1;
                 self.node.handoff_in(h, &mut self.pool);
             }
+            let forward_done = rdtsc();
             self.flush();
+            prev = [now, control_done, forward_done, rdtsc()];
             if work == 0 {
                 self.node.expire_pending();
                 if !self.idle_sleep.is_zero() {
                     std::thread::sleep(self.idle_sleep);
                     // A deliberate sleep is not a stall.
-                    last_poll = Instant::now();
+                    prev = [rdtsc(); 4];
                 }
             }
         }
@@ -273,9 +330,18 @@ impl Worker {
                 self.max_poll_gap_us = 0;
                 self.max_control_us = 0;
                 self.max_control_cpu_us = 0;
+                self.slowest_poll = PollProfile::default();
+                self.max_msg_us = [0; MsgKind::COUNT];
+                self.poll_gaps = [0; POLL_GAP_BUCKETS];
             }
             ControlMsg::Stop => {}
         }
+    }
+
+    fn note_msg(&mut self, kind: MsgKind, ticks: u64) {
+        let us = ticks / self.tsc_per_us;
+        let m = &mut self.max_msg_us[kind.index()];
+        *m = (*m).max(us);
     }
 
     /// Hands something replaced back to the control thread to be freed
@@ -298,6 +364,9 @@ impl Worker {
             max_poll_gap_us: self.max_poll_gap_us,
             max_control_us: self.max_control_us,
             max_control_cpu_us: self.max_control_cpu_us,
+            slowest_poll: self.slowest_poll,
+            max_msg_us: self.max_msg_us,
+            poll_gaps: self.poll_gaps,
             spd_cache_hits: engine.spd_cache().hits,
             spd_cache_misses: engine.spd_cache().misses,
             freed_at_stop: 0,
@@ -334,9 +403,14 @@ impl Worker {
     }
 }
 
+/// The [`POLL_GAP_BUCKETS`] bucket of a gap of `us` microseconds.
+fn gap_bucket(us: u64) -> usize {
+    ((u64::BITS - us.leading_zeros()) as usize).min(POLL_GAP_BUCKETS - 1)
+}
+
 /// The calling thread's on-CPU time (`CLOCK_THREAD_CPUTIME_ID`; zero if
 /// the clock cannot be read).
-fn thread_cpu_time() -> Duration {
+pub fn thread_cpu_time() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
         .map(Duration::from)
         .unwrap_or_default()
