@@ -11,9 +11,19 @@
 //! few entries across; lookups try the current table, then the old one
 //! while it still holds entries. Hash tables with incremental rehashing
 //! (Redis's `dict`, for one) do the same.
+//!
+//! Nothing in a growth is proportional to the table's size except the
+//! new table's allocation (its control bytes are set, one byte per
+//! bucket): the entries to move are taken straight out of the old table
+//! with hashbrown's `extract_if`, a few per call. (An earlier version
+//! listed the old table's keys when a growth started: at 114,688 SAs that
+//! alone held the worker for 0.4-1.4 ms.) Each call scans the old table
+//! from its first bucket, skipping the emptied ones a group of 16 control
+//! bytes at a time: a few microseconds at 2^17 buckets.
 
-use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+
+use hashbrown::HashMap;
 
 use super::inbound::SpiHasher;
 
@@ -31,9 +41,8 @@ const MOVE_PER_STEP: usize = 128;
 #[derive(Clone)]
 pub struct SpiMap<V> {
     cur: Table<V>,
+    /// Entries still to move to `cur` while a growth is in progress.
     old: Table<V>,
-    /// Keys of `old` still to move (some may have been removed since).
-    pending: Vec<u32>,
 }
 
 impl<V> Default for SpiMap<V> {
@@ -46,7 +55,7 @@ impl<V> std::fmt::Debug for SpiMap<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpiMap")
             .field("len", &self.len())
-            .field("moving", &self.pending.len())
+            .field("moving", &self.old.len())
             .finish()
     }
 }
@@ -57,7 +66,6 @@ impl<V> SpiMap<V> {
         Self {
             cur: Table::default(),
             old: Table::default(),
-            pending: Vec::new(),
         }
     }
 
@@ -73,7 +81,7 @@ impl<V> SpiMap<V> {
 
     /// True while entries are still being moved to the bigger table.
     pub fn is_growing(&self) -> bool {
-        !self.pending.is_empty()
+        !self.old.is_empty()
     }
 
     /// Inserts, returning the value `key` had.
@@ -151,21 +159,14 @@ impl<V> SpiMap<V> {
         let capacity = (self.cur.capacity() * 2).max(16);
         let fresh = Table::with_capacity_and_hasher(capacity, Default::default());
         self.old = std::mem::replace(&mut self.cur, fresh);
-        self.pending = self.old.keys().copied().collect();
     }
 
     fn move_some(&mut self, n: usize) {
-        for _ in 0..n {
-            let Some(key) = self.pending.pop() else {
-                break;
-            };
-            if let Some(v) = self.old.remove(&key) {
-                self.cur.insert(key, v);
-            }
+        for (k, v) in self.old.extract_if(|_, _| true).take(n) {
+            self.cur.insert(k, v);
         }
-        if self.pending.is_empty() && self.old.capacity() > 0 {
+        if self.old.is_empty() && self.old.capacity() > 0 {
             self.old = Table::default();
-            self.pending = Vec::new();
         }
     }
 }
