@@ -24,7 +24,8 @@ use dataplane::dpdk::{
 use dataplane::esp::{DropReason, InboundSa, OutboundSa, SaRef, Spd, Spi};
 use dataplane::gateway::msg::SaStats;
 use dataplane::gateway::{
-    ControlMsg, GwDrop, Handoff, Interface, Node, Role, Worker, WorkerMsg, WorkerPorts, WorkerStats,
+    ControlMsg, GwDrop, Handoff, Interface, Node, Role, Spares, Worker, WorkerMsg, WorkerPorts,
+    WorkerStats,
 };
 
 use crate::config::{CryptoBackendChoice, GatewayConfig, SaPair};
@@ -256,6 +257,16 @@ impl Control {
                     self.apply_ike();
                 }
             }
+            // Built here: faulting in a big table's pages would stall the
+            // worker.
+            WorkerMsg::WantSpares {
+                worker,
+                inbound,
+                owners,
+            } => self.send(
+                worker,
+                ControlMsg::Spares(Box::new(Spares::build(inbound, owners))),
+            ),
             // Freed here, off the data path.
             WorkerMsg::Stopped(_) | WorkerMsg::Retired(_) => {}
         }

@@ -30,7 +30,7 @@
 use std::time::{Duration, Instant};
 
 use dataplane::esp::SaRef;
-use dataplane::gateway::{ControlMsg, MsgKind};
+use dataplane::gateway::{ControlMsg, MsgKind, Spares, WorkerMsg};
 use serde::{Deserialize, Serialize};
 
 use super::case::{self, CaseRequest};
@@ -178,6 +178,23 @@ fn send(gw: &case::Running, msg: ControlMsg) -> Result<(), Error> {
         .map_err(|_| "the worker stopped".into())
 }
 
+/// Takes what the worker sent: frees what it handed back and builds the
+/// spare tables it asks for, as the gateway's control loop does.
+fn serve_worker(gw: &case::Running) -> Result<(), Error> {
+    while let Ok(m) = gw.from_worker.try_recv() {
+        if let WorkerMsg::WantSpares {
+            inbound, owners, ..
+        } = m
+        {
+            send(
+                gw,
+                ControlMsg::Spares(Box::new(Spares::build(inbound, owners))),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Installs tunnel `t`'s outbound SA (slot `t`) and inbound SA.
 fn build_pair(
     spec: &CaseSpec,
@@ -233,10 +250,7 @@ pub fn run(req: &ReconfRequest) -> Result<ReconfSample, Error> {
     let mut msg = |m: ControlMsg| -> Result<(), Error> {
         messages += 1;
         send(&gw, m)?;
-        // Free what the worker handed back, as the gateway's control loop
-        // does between its other work.
-        while gw.from_worker.try_recv().is_ok() {}
-        Ok(())
+        serve_worker(&gw)
     };
     // Add (reload: SetSpd first, then inbound SAs, then outbound SAs).
     let b = Instant::now();
@@ -520,6 +534,14 @@ mod tests {
             let c = cpu();
             node.step();
             note("Step", t, c);
+            // The control thread's answer to `WantSpares` (not timed).
+            if let Some((inbound, owners)) = node.spares_wanted() {
+                let spares = Spares::build(inbound, owners);
+                let c = cpu();
+                let _ = node.give_spares(spares);
+                note("Spares", t, c);
+            }
+            drop(node.take_retired_tables());
             let c = cpu();
             let _ = node.install_outbound(SaRef(t), out);
             note("InstallOutbound", t, c);

@@ -174,6 +174,11 @@ impl EspEngine {
         &self.inbound
     }
 
+    /// The inbound SA table, mutable (its growth's spare tables).
+    pub fn inbound_mut(&mut self) -> &mut InboundSaTable {
+        &mut self.inbound
+    }
+
     /// Bounded background work between bursts: moves a few inbound SAs
     /// along while their table grows.
     #[inline]

@@ -20,6 +20,16 @@
 //! alone held the worker for 0.4-1.4 ms.) Each call scans the old table
 //! from its first bucket, skipping the emptied ones a group of 16 control
 //! bytes at a time: a few microseconds at 2^17 buckets.
+//!
+//! The new table's allocation is the one step left that grows with the
+//! table: writing its control bytes faults in fresh pages, which on the
+//! KVM guest this runs on cost 0.25-1.5 ms of worker CPU for 2^18
+//! buckets (`reconf::tests::message_costs` in the control crate). So a
+//! big map asks for its next table early ([`SpiMap::wants_spare`], once it
+//! is half full): the control thread builds it ([`SpareTable::new`]) and
+//! the worker hands it in ([`SpiMap::give_spare`]); the emptied old table
+//! goes back the same way ([`SpiMap::take_retired`]) to be freed off the
+//! data path. A map that got no spare allocates its own as before.
 
 use std::hash::BuildHasherDefault;
 
@@ -37,12 +47,51 @@ const MOVE_PER_INSERT: usize = 2;
 /// poll (64 control messages and a step) moves at most 256 entries.
 const MOVE_PER_STEP: usize = 128;
 
+/// Maps smaller than this allocate their next table themselves (a few
+/// pages at most).
+const SPARE_FROM: usize = 4096;
+
+/// An empty table for an [`SpiMap`]'s next growth, built where faulting in
+/// its pages does not stall forwarding; also an emptied table on its way
+/// back to be freed.
+pub struct SpareTable<V>(Table<V>);
+
+impl<V> SpareTable<V> {
+    /// An empty table with room for `capacity` entries, its control bytes
+    /// written (so its first pages are faulted in here).
+    pub fn new(capacity: usize) -> Self {
+        Self(Table::with_capacity_and_hasher(
+            capacity,
+            Default::default(),
+        ))
+    }
+
+    /// Entries it has room for.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+impl<V> std::fmt::Debug for SpareTable<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpareTable")
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
 /// A `u32`-keyed map that grows a little at a time (see the module docs).
 #[derive(Clone)]
 pub struct SpiMap<V> {
     cur: Table<V>,
     /// Entries still to move to `cur` while a growth is in progress.
     old: Table<V>,
+    /// The table for the next growth, if one was handed in.
+    spare: Option<Table<V>>,
+    /// A spare was asked for since the last growth.
+    asked: bool,
+    /// The emptied table of the last growth, to be freed elsewhere.
+    retired: Option<Table<V>>,
 }
 
 impl<V> Default for SpiMap<V> {
@@ -66,7 +115,38 @@ impl<V> SpiMap<V> {
         Self {
             cur: Table::default(),
             old: Table::default(),
+            spare: None,
+            asked: false,
+            retired: None,
         }
+    }
+
+    /// The capacity of the table the next growth needs, once per growth
+    /// and only for big maps that are at least half full and hold no
+    /// spare yet: build it with [`SpareTable::new`] and hand it to
+    /// [`give_spare`](Self::give_spare).
+    pub fn wants_spare(&mut self) -> Option<usize> {
+        let cap = self.cur.capacity();
+        if self.asked || self.spare.is_some() || cap < SPARE_FROM || self.cur.len() * 2 < cap {
+            return None;
+        }
+        self.asked = true;
+        Some(cap * 2)
+    }
+
+    /// Takes a table for the next growth; gives back one too small to use
+    /// (or a spare it already had).
+    pub fn give_spare(&mut self, spare: SpareTable<V>) -> Option<SpareTable<V>> {
+        if spare.0.capacity() < self.cur.capacity() * 2 || !spare.0.is_empty() {
+            return Some(spare);
+        }
+        self.spare.replace(spare.0).map(SpareTable)
+    }
+
+    /// The emptied table of the last growth, for the caller to free off
+    /// the data path.
+    pub fn take_retired(&mut self) -> Option<SpareTable<V>> {
+        self.retired.take().map(SpareTable)
     }
 
     /// Number of entries.
@@ -86,6 +166,14 @@ impl<V> SpiMap<V> {
 
     /// Inserts, returning the value `key` had.
     pub fn insert(&mut self, key: u32, value: V) -> Option<V> {
+        // A key already here is replaced in place: hashbrown's `insert`
+        // reserves room for one more entry first, even for a key it holds,
+        // so on a full table it would rehash every entry at once (1.5 ms at
+        // 114,688 entries, when `InboundOwner` followed the
+        // `InstallInbound` that filled the table).
+        if let Some(v) = self.cur.get_mut(&key) {
+            return Some(std::mem::replace(v, value));
+        }
         let before = if self.old.is_empty() {
             None
         } else {
@@ -93,7 +181,7 @@ impl<V> SpiMap<V> {
         };
         // `capacity()` is entries plus room left (tombstones use room), so
         // a full table is exactly one whose next new key would rehash it.
-        if self.cur.len() >= self.cur.capacity() && !self.cur.contains_key(&key) {
+        if self.cur.len() >= self.cur.capacity() {
             self.start_growth();
         }
         let replaced = self.cur.insert(key, value).or(before);
@@ -157,7 +245,11 @@ impl<V> SpiMap<V> {
         // inserts as the old one held).
         self.move_some(usize::MAX);
         let capacity = (self.cur.capacity() * 2).max(16);
-        let fresh = Table::with_capacity_and_hasher(capacity, Default::default());
+        let fresh = match self.spare.take() {
+            Some(t) if t.capacity() >= capacity => t,
+            _ => Table::with_capacity_and_hasher(capacity, Default::default()),
+        };
+        self.asked = false;
         self.old = std::mem::replace(&mut self.cur, fresh);
     }
 
@@ -166,7 +258,8 @@ impl<V> SpiMap<V> {
             self.cur.insert(k, v);
         }
         if self.old.is_empty() && self.old.capacity() > 0 {
-            self.old = Table::default();
+            // Freed by whoever takes it (a second one, not taken yet, here).
+            self.retired = Some(std::mem::take(&mut self.old));
         }
     }
 }
@@ -214,6 +307,61 @@ mod tests {
     }
 
     #[test]
+    fn grows_into_a_spare_table_and_hands_the_old_one_back() {
+        let mut m = SpiMap::new();
+        let mut asked = None;
+        let mut k = 0u32;
+        while asked.is_none() {
+            m.insert(k, k);
+            k += 1;
+            asked = m.wants_spare();
+        }
+        let want = asked.unwrap();
+        assert!(want >= 2 * SPARE_FROM);
+        assert_eq!(m.wants_spare(), None, "asked once per growth");
+        let small = SpareTable::new(16);
+        assert!(m.give_spare(small).is_some(), "too small, given back");
+        assert!(m.give_spare(SpareTable::new(want)).is_none());
+        let spare_cap = m.spare.as_ref().unwrap().capacity();
+        while m.is_growing() {
+            m.step();
+        }
+        let _ = m.take_retired();
+        while !m.is_growing() {
+            m.insert(k, k);
+            k += 1;
+        }
+        assert!(m.spare.is_none(), "the spare became the table");
+        assert_eq!(m.cur.capacity(), spare_cap);
+        while m.is_growing() {
+            m.step();
+        }
+        let old = m.take_retired().expect("the emptied table comes back");
+        assert!(old.capacity() > 0);
+        for i in 0..k {
+            assert_eq!(m.get(i), Some(&i));
+        }
+    }
+
+    #[test]
+    fn replacing_a_key_in_a_full_table_does_not_rehash_it() {
+        let mut m = SpiMap::new();
+        let mut k = 0u32;
+        while m.cur.len() < m.cur.capacity() || m.cur.len() < 1000 {
+            m.insert(k, k);
+            k += 1;
+            while m.is_growing() {
+                m.step();
+            }
+        }
+        let cap = m.cur.capacity();
+        assert_eq!(m.insert(0, 7), Some(0));
+        assert_eq!(m.cur.capacity(), cap, "no growth for a key already there");
+        assert!(!m.is_growing());
+        assert_eq!(m.get(0), Some(&7));
+    }
+
+    #[test]
     fn lookups_find_entries_not_yet_moved() {
         let mut m = SpiMap::new();
         let mut k = 0;
@@ -232,6 +380,7 @@ mod tests {
             m.step();
         }
         assert!(m.old.is_empty() && m.old.capacity() == 0);
+        assert!(m.take_retired().is_some());
         assert_eq!(m.len(), k as usize);
         assert_eq!(m.remove(3), Some(3));
         assert_eq!(m.get(3), None);

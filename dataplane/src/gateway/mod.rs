@@ -19,7 +19,8 @@ pub mod worker;
 mod tests;
 
 pub use msg::{
-    ControlMsg, Handoff, MsgKind, PollProfile, Retired, WorkerMsg, WorkerStats, POLL_GAP_BUCKETS,
+    ControlMsg, Handoff, MsgKind, PollProfile, Retired, Spares, WorkerMsg, WorkerStats,
+    POLL_GAP_BUCKETS,
 };
 pub use neigh::NeighbourTable;
 pub use node::{GwDrop, Interface, Node, NodeCounters, PacketPool, Role};

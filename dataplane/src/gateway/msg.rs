@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crossbeam::channel::Sender;
 
+use crate::esp::spi_map::SpareTable;
 use crate::esp::{EngineEvent, InboundSa, OutboundSa, SaCounters, SaRef, Spd, Spi, WorkerCounters};
 use crate::route::RouteTable;
 
@@ -50,6 +51,10 @@ pub enum ControlMsg {
     SetSpd(Box<Spd>),
     /// Replace the routing table.
     SetRoutes(Box<RouteTable>),
+    /// Tables for the next growths of the worker's SPI maps, built here
+    /// because faulting in their pages would stall forwarding (the answer
+    /// to [`WorkerMsg::WantSpares`]).
+    Spares(Box<Spares>),
     /// A neighbour was learned (by any worker) or configured.
     Neighbour {
         /// Address.
@@ -88,6 +93,7 @@ impl ControlMsg {
             Self::InboundOwner { .. } => MsgKind::InboundOwner,
             Self::SetSpd(_) => MsgKind::SetSpd,
             Self::SetRoutes(_) => MsgKind::SetRoutes,
+            Self::Spares(_) => MsgKind::Spares,
             Self::Neighbour { .. } => MsgKind::Neighbour,
             Self::Transmit(_) => MsgKind::Transmit,
             Self::CollectStats(_) => MsgKind::CollectStats,
@@ -118,6 +124,8 @@ pub enum MsgKind {
     SetSpd,
     /// [`ControlMsg::SetRoutes`].
     SetRoutes,
+    /// [`ControlMsg::Spares`].
+    Spares,
     /// [`ControlMsg::Neighbour`].
     Neighbour,
     /// [`ControlMsg::Transmit`].
@@ -137,7 +145,7 @@ pub enum MsgKind {
 
 impl MsgKind {
     /// Number of kinds.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     /// Every kind, in index order.
     pub const ALL: [MsgKind; Self::COUNT] = [
         Self::InstallOutbound,
@@ -148,6 +156,7 @@ impl MsgKind {
         Self::InboundOwner,
         Self::SetSpd,
         Self::SetRoutes,
+        Self::Spares,
         Self::Neighbour,
         Self::Transmit,
         Self::CollectStats,
@@ -173,6 +182,7 @@ impl MsgKind {
             Self::InboundOwner => "InboundOwner",
             Self::SetSpd => "SetSpd",
             Self::SetRoutes => "SetRoutes",
+            Self::Spares => "Spares",
             Self::Neighbour => "Neighbour",
             Self::Transmit => "Transmit",
             Self::CollectStats => "CollectStats",
@@ -246,6 +256,44 @@ pub enum WorkerMsg {
     /// Something the worker replaced and no longer uses, for the control
     /// thread to free: freeing it on the worker would stall forwarding.
     Retired(Retired),
+    /// An SPI map of this worker is half full: build tables of these
+    /// capacities (with [`Spares::build`]) and send them back as
+    /// [`ControlMsg::Spares`].
+    WantSpares {
+        /// The worker.
+        worker: u16,
+        /// For the inbound SA table.
+        inbound: Option<usize>,
+        /// For the inbound SPI owner table.
+        owners: Option<usize>,
+    },
+}
+
+/// Empty tables for a worker's SPI maps (see [`crate::esp::SpiMap::wants_spare`]):
+/// on their way to the worker for its next growths, or emptied by a
+/// growth on their way back to be freed.
+#[derive(Debug, Default)]
+pub struct Spares {
+    /// For the inbound SA table.
+    pub inbound: Option<SpareTable<Box<InboundSa>>>,
+    /// For the inbound SPI owner table.
+    pub owners: Option<SpareTable<u16>>,
+}
+
+impl Spares {
+    /// Builds what a [`WorkerMsg::WantSpares`] asks for (on the control
+    /// thread).
+    pub fn build(inbound: Option<usize>, owners: Option<usize>) -> Self {
+        Self {
+            inbound: inbound.map(SpareTable::new),
+            owners: owners.map(SpareTable::new),
+        }
+    }
+
+    /// True when it holds no table.
+    pub fn is_empty(&self) -> bool {
+        self.inbound.is_none() && self.owners.is_none()
+    }
 }
 
 /// What a worker hands back to be freed off the data path. Besides the
@@ -263,6 +311,8 @@ pub enum Retired {
     Outbound(Box<OutboundSa>),
     /// An inbound SA removed or replaced.
     Inbound(Box<InboundSa>),
+    /// Tables emptied by a growth (or spares that came too late).
+    Tables(Box<Spares>),
 }
 
 /// A packet handed from one worker to the owner of its SA, so that every

@@ -42,7 +42,7 @@ use crate::wire::{
     Ipv6Packet, TcpPacket,
 };
 
-use super::msg::{Handoff, HandoffKind};
+use super::msg::{Handoff, HandoffKind, Spares};
 use super::neigh::NeighbourTable;
 
 const ETH_LEN: usize = 14;
@@ -446,6 +446,33 @@ impl<B: PacketBuf> Node<B> {
     #[inline]
     pub fn is_stepping(&self) -> bool {
         self.spi_owner.is_growing() || self.engine.is_stepping()
+    }
+
+    /// Capacities of the spare tables the SPI maps want for their next
+    /// growth (inbound SAs, SPI owners), if either wants one now.
+    pub fn spares_wanted(&mut self) -> Option<(Option<usize>, Option<usize>)> {
+        let inbound = self.engine.inbound_mut().wants_spare();
+        let owners = self.spi_owner.wants_spare();
+        (inbound.is_some() || owners.is_some()).then_some((inbound, owners))
+    }
+
+    /// Hands spare tables to the SPI maps; returns those they could not use.
+    pub fn give_spares(&mut self, s: Spares) -> Spares {
+        Spares {
+            inbound: s
+                .inbound
+                .and_then(|t| self.engine.inbound_mut().give_spare(t)),
+            owners: s.owners.and_then(|t| self.spi_owner.give_spare(t)),
+        }
+    }
+
+    /// Tables the SPI maps emptied by growing, to be freed elsewhere.
+    pub fn take_retired_tables(&mut self) -> Option<Spares> {
+        let s = Spares {
+            inbound: self.engine.inbound_mut().take_retired(),
+            owners: self.spi_owner.take_retired(),
+        };
+        (!s.is_empty()).then_some(s)
     }
 
     /// Records which worker owns inbound SPI `spi`.

@@ -191,6 +191,9 @@ impl Worker {
                 if took >= slowest_ticks {
                     (slowest, slowest_ticks) = (Some(MsgKind::Step), took);
                 }
+                self.tables_to_control();
+            } else if messages > 0 {
+                self.tables_to_control();
             }
             let control_done = rdtsc();
             if let Some(cpu0) = cpu_start {
@@ -315,6 +318,12 @@ impl Worker {
                 self.retire(Retired::Spd(spd));
             }
             ControlMsg::SetRoutes(routes) => self.node.set_routes(*routes),
+            ControlMsg::Spares(spares) => {
+                let unused = self.node.give_spares(*spares);
+                if !unused.is_empty() {
+                    self.retire(Retired::Tables(Box::new(unused)));
+                }
+            }
             ControlMsg::Neighbour { ip, mac, iface } => self.node.learn_neighbour(ip, mac, iface),
             ControlMsg::Transmit(bytes) => match Mbuf::from_slice(&self.pool.0, &bytes) {
                 Ok(m) => self.node.transmit(m, &mut self.pool),
@@ -342,6 +351,23 @@ impl Worker {
         let us = ticks / self.tsc_per_us;
         let m = &mut self.max_msg_us[kind.index()];
         *m = (*m).max(us);
+    }
+
+    /// Asks the control thread for the tables the SPI maps' next growths
+    /// need, and hands back the tables a growth emptied (both only after
+    /// polls that changed the maps).
+    fn tables_to_control(&mut self) {
+        if let Some((inbound, owners)) = self.node.spares_wanted() {
+            // If the queue is full the maps allocate their own.
+            let _ = self.to_control.try_send(WorkerMsg::WantSpares {
+                worker: self.id,
+                inbound,
+                owners,
+            });
+        }
+        if let Some(t) = self.node.take_retired_tables() {
+            self.retire(Retired::Tables(Box::new(t)));
+        }
     }
 
     /// Hands something replaced back to the control thread to be freed
