@@ -512,15 +512,17 @@ mod tests {
             }
         };
         let (first, last) = (spec.sa_count, spec.sa_count + standard()[1].churn);
+        let spd = traffic::outbound_spd(first).unwrap();
         let c = cpu();
-        node.set_spd(traffic::outbound_spd(first).unwrap());
+        node.set_spd(spd);
         note("SetSpd", 0, c);
         for t in 0..last {
             if t == first {
                 let spd = traffic::outbound_spd(last).unwrap();
                 let c = cpu();
-                drop(node.set_spd(spd));
-                note("SetSpd(+drop)", t, c);
+                let old = node.set_spd(spd);
+                note("SetSpd", t, c);
+                drop(old);
             }
             let (out, inb) = build_pair(&spec, t).unwrap();
             let (out, inb) = (Box::new(out), Box::new(inb));
