@@ -465,21 +465,19 @@ fn node_fields(n: &dataplane::gateway::NodeCounters) -> Vec<(&'static str, u64)>
 
 /// EAL arguments for the configuration: lcores, memory, a unique prefix.
 fn eal_args(config: &GatewayConfig) -> Vec<String> {
-    // Workers are registered with DPDK as non-EAL threads (they take lcore
-    // ids of their own), so EAL itself runs on the list's first core only.
-    let lcores = config
-        .dataplane
-        .lcore_ids()
-        .first()
-        .copied()
-        .unwrap_or(0)
-        .to_string();
     crate::eal_args::eal_args(
         "espresso",
-        &lcores,
+        &main_lcore(config).to_string(),
         config.dataplane.memory_mb,
         &config.dataplane.eal_args,
     )
+}
+
+/// The core EAL's main lcore (and this control thread) runs on.
+fn main_lcore(config: &GatewayConfig) -> usize {
+    // Workers are registered with DPDK as non-EAL threads (they take lcore
+    // ids of their own), so EAL itself runs on the list's first core only.
+    config.dataplane.lcore_ids().first().copied().unwrap_or(0) as usize
 }
 
 /// Cores for the workers: the configured lcores after the first (the
@@ -516,6 +514,7 @@ pub fn run(
     let workers = config.dataplane.workers as usize;
     // Before EAL pins this thread to its lcore and narrows what we see.
     let cores = worker_cores(&config);
+    crate::eal_args::pin_before_eal(main_lcore(&config));
     let eal = Eal::init(eal_args(&config))?;
     let pool = Mempool::new(
         &eal,

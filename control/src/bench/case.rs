@@ -182,6 +182,7 @@ pub(crate) fn sent_frames(s: &WorkerStats) -> u64 {
 pub(crate) fn start(req: &CaseRequest, control_queue: usize) -> Result<Running, Error> {
     let started = Instant::now();
     let spec = req.spec;
+    crate::eal_args::pin_before_eal(0);
     let eal = Eal::init(crate::eal_args::eal_args(
         "espresso-bench",
         "0",

@@ -373,6 +373,7 @@ impl Loadgen {
 /// closes.
 pub fn serve(req: &LoadgenRequest) -> Result<(), Error> {
     let frames = frames(&req.spec)?;
+    crate::eal_args::pin_before_eal(req.core);
     let eal = Eal::init(crate::eal_args::eal_args(
         "espresso-loadgen",
         &req.core.to_string(),
