@@ -159,6 +159,12 @@ impl EspEngine {
         self.outbound.iter().map(|(i, s)| (SaRef(i as u32), &**s))
     }
 
+    /// Outbound slots allocated (every slot index below this may hold an
+    /// SA).
+    pub fn outbound_slots(&self) -> usize {
+        self.outbound.capacity()
+    }
+
     /// Installs an inbound SA, returning one it replaces (same SPI).
     pub fn install_inbound(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
         self.inbound.insert(sa)

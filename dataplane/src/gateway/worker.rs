@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
+
+use crate::esp::{InboundSa, OutboundSa, SaRef};
 use crossbeam::queue::ArrayQueue;
 
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST_SIZE};
@@ -30,6 +32,9 @@ const CONTROL_PER_POLL: usize = 64;
 /// 1 ms); the bound is checked after each message, so a poll overshoots
 /// it by at most one message.
 const CONTROL_BUDGET: Duration = Duration::from_micros(250);
+/// SAs whose counters a poll copies into a statistics snapshot at most
+/// (see [`StatsWalk`]).
+const STATS_PER_POLL: usize = 512;
 /// Handed-off packets taken per poll at most.
 const HANDOFF_PER_POLL: usize = 4 * BURST_SIZE;
 
@@ -50,6 +55,21 @@ impl PacketPool<Mbuf> for MbufPool {
     fn alloc(&mut self) -> Option<Mbuf> {
         Mbuf::alloc(&self.0).ok()
     }
+}
+
+/// A `CollectStats` snapshot in progress: a few hundred SAs per poll, so
+/// that 100,000 SAs (20-50 ms of copying and formatting in one go) never
+/// stall forwarding. SAs installed or removed while it runs may be missing
+/// or (an inbound table that grows moves its SAs) listed twice; the
+/// control thread keys SAs by SPI.
+struct StatsWalk {
+    /// Who asked (requests that arrive meanwhile get the same snapshot).
+    replies: Vec<Sender<WorkerStats>>,
+    stats: WorkerStats,
+    /// Next outbound slot to look at.
+    next_slot: usize,
+    /// Inbound SAs taken so far.
+    next_inbound: usize,
 }
 
 /// One worker.
@@ -73,6 +93,7 @@ pub struct Worker {
     /// TSC ticks per microsecond (the poll loop times itself with the TSC,
     /// a few nanoseconds a read).
     tsc_per_us: u64,
+    stats_walk: Option<StatsWalk>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -118,6 +139,7 @@ impl Worker {
             max_msg_us: [0; MsgKind::COUNT],
             poll_gaps: [0; POLL_GAP_BUCKETS],
             tsc_per_us: (tsc_hz() / 1_000_000).max(1),
+            stats_walk: None,
         }
     }
 
@@ -194,6 +216,15 @@ impl Worker {
                 self.tables_to_control();
             } else if messages > 0 {
                 self.tables_to_control();
+            }
+            if self.stats_walk.is_some() {
+                let t = rdtsc();
+                self.walk_stats();
+                let took = rdtsc() - t;
+                self.note_msg(MsgKind::CollectStats, took);
+                if took >= slowest_ticks {
+                    (slowest, slowest_ticks) = (Some(MsgKind::CollectStats), took);
+                }
             }
             let control_done = rdtsc();
             if let Some(cpu0) = cpu_start {
@@ -329,9 +360,17 @@ impl Worker {
                 Ok(m) => self.node.transmit(m, &mut self.pool),
                 Err(_) => self.node.counters.drops[GwDrop::NoBuffer.index()] += 1,
             },
-            ControlMsg::CollectStats(reply) => {
-                let _ = reply.send(self.stats());
-            }
+            ControlMsg::CollectStats(reply) => match &mut self.stats_walk {
+                Some(w) => w.replies.push(reply),
+                None => {
+                    self.stats_walk = Some(StatsWalk {
+                        replies: vec![reply],
+                        stats: self.counters(),
+                        next_slot: 0,
+                        next_inbound: 0,
+                    })
+                }
+            },
             ControlMsg::CollectCounters(reply) => {
                 let _ = reply.send(self.counters());
             }
@@ -399,33 +438,84 @@ impl Worker {
         }
     }
 
+    /// Copies the next few SAs' counters into the snapshot in progress;
+    /// sends it when every SA is in.
+    fn walk_stats(&mut self) {
+        let Some(w) = self.stats_walk.as_mut() else {
+            return;
+        };
+        let engine = self.node.engine();
+        let mut budget = STATS_PER_POLL;
+        let slots = engine.outbound_slots();
+        while w.next_slot < slots && budget > 0 {
+            let slot = SaRef(w.next_slot as u32);
+            if let Some(sa) = engine.outbound(slot) {
+                w.stats.outbound.push(outbound_stats(slot, sa));
+                budget -= 1;
+            }
+            w.next_slot += 1;
+        }
+        if budget > 0 {
+            // Skipping the SAs taken before scans the table's control
+            // bytes, a nanosecond or two per SA.
+            let before = w.stats.inbound.len();
+            w.stats.inbound.extend(
+                engine
+                    .inbound()
+                    .iter()
+                    .skip(w.next_inbound)
+                    .take(budget)
+                    .map(inbound_stats),
+            );
+            let taken = w.stats.inbound.len() - before;
+            w.next_inbound += taken;
+            if taken < budget {
+                let w = self.stats_walk.take().expect("walking");
+                // The counters as of now (the SA lists are as of the walk).
+                let now = self.counters();
+                let stats = WorkerStats {
+                    outbound: w.stats.outbound,
+                    inbound: w.stats.inbound,
+                    ..now
+                };
+                for r in w.replies {
+                    let _ = r.send(stats.clone());
+                }
+            }
+        }
+    }
+
     /// A snapshot of this worker's counters and of every SA's.
     pub fn stats(&self) -> WorkerStats {
         let engine = self.node.engine();
         WorkerStats {
             outbound: engine
                 .outbound_sas()
-                .map(|(slot, sa)| SaStats {
-                    spi: sa.config().spi,
-                    slot: Some(slot),
-                    algorithm: format!("{:?}/{}", sa.algorithm(), sa.backend()),
-                    counters: sa.counters.snapshot(),
-                    seq: sa.last_seq(),
-                })
+                .map(|(slot, sa)| outbound_stats(slot, sa))
                 .collect(),
-            inbound: engine
-                .inbound()
-                .iter()
-                .map(|sa| SaStats {
-                    spi: sa.config().spi,
-                    slot: None,
-                    algorithm: format!("{:?}/{}", sa.algorithm(), sa.backend()),
-                    counters: sa.counters.snapshot(),
-                    seq: sa.replay_top(),
-                })
-                .collect(),
+            inbound: engine.inbound().iter().map(inbound_stats).collect(),
             ..self.counters()
         }
+    }
+}
+
+fn outbound_stats(slot: SaRef, sa: &OutboundSa) -> SaStats {
+    SaStats {
+        spi: sa.config().spi,
+        slot: Some(slot),
+        algorithm: format!("{:?}/{}", sa.algorithm(), sa.backend()),
+        counters: sa.counters.snapshot(),
+        seq: sa.last_seq(),
+    }
+}
+
+fn inbound_stats(sa: &InboundSa) -> SaStats {
+    SaStats {
+        spi: sa.config().spi,
+        slot: None,
+        algorithm: format!("{:?}/{}", sa.algorithm(), sa.backend()),
+        counters: sa.counters.snapshot(),
+        seq: sa.replay_top(),
     }
 }
 
