@@ -22,6 +22,18 @@ pub fn eal_args(program: &str, lcores: &str, memory_mb: u32, extra: &[String]) -
     args
 }
 
+/// Pins the calling thread to `core`, the EAL main lcore, just before
+/// `Eal::init`. DPDK 22.11 runs its control threads (the interrupt thread,
+/// which serves memif's sockets and link events) on the CPUs the calling
+/// thread may use minus the lcores: with `-l 0` on two cores that was the
+/// worker's core (seen with `Cpus_allowed_list` of `eal-intr-thread` in the
+/// latency lab's gateway and generator, while testpmd's, whose `-l` lists
+/// both cores, ran on core 0). With nothing else allowed, they run on the
+/// main lcore.
+pub fn pin_before_eal(core: usize) {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

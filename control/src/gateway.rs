@@ -24,7 +24,8 @@ use dataplane::dpdk::{
 use dataplane::esp::{DropReason, InboundSa, OutboundSa, SaRef, Spd, Spi};
 use dataplane::gateway::msg::SaStats;
 use dataplane::gateway::{
-    ControlMsg, GwDrop, Handoff, Interface, Node, Role, Worker, WorkerMsg, WorkerPorts, WorkerStats,
+    ControlMsg, GwDrop, Handoff, Interface, Node, Role, Spares, Worker, WorkerMsg, WorkerPorts,
+    WorkerStats,
 };
 
 use crate::config::{CryptoBackendChoice, GatewayConfig, SaPair};
@@ -256,6 +257,16 @@ impl Control {
                     self.apply_ike();
                 }
             }
+            // Built here: faulting in a big table's pages would stall the
+            // worker.
+            WorkerMsg::WantSpares {
+                worker,
+                inbound,
+                owners,
+            } => self.send(
+                worker,
+                ControlMsg::Spares(Box::new(Spares::build(inbound, owners))),
+            ),
             // Freed here, off the data path.
             WorkerMsg::Stopped(_) | WorkerMsg::Retired(_) => {}
         }
@@ -454,21 +465,19 @@ fn node_fields(n: &dataplane::gateway::NodeCounters) -> Vec<(&'static str, u64)>
 
 /// EAL arguments for the configuration: lcores, memory, a unique prefix.
 fn eal_args(config: &GatewayConfig) -> Vec<String> {
-    // Workers are registered with DPDK as non-EAL threads (they take lcore
-    // ids of their own), so EAL itself runs on the list's first core only.
-    let lcores = config
-        .dataplane
-        .lcore_ids()
-        .first()
-        .copied()
-        .unwrap_or(0)
-        .to_string();
     crate::eal_args::eal_args(
         "espresso",
-        &lcores,
+        &main_lcore(config).to_string(),
         config.dataplane.memory_mb,
         &config.dataplane.eal_args,
     )
+}
+
+/// The core EAL's main lcore (and this control thread) runs on.
+fn main_lcore(config: &GatewayConfig) -> usize {
+    // Workers are registered with DPDK as non-EAL threads (they take lcore
+    // ids of their own), so EAL itself runs on the list's first core only.
+    config.dataplane.lcore_ids().first().copied().unwrap_or(0) as usize
 }
 
 /// Cores for the workers: the configured lcores after the first (the
@@ -505,6 +514,7 @@ pub fn run(
     let workers = config.dataplane.workers as usize;
     // Before EAL pins this thread to its lcore and narrows what we see.
     let cores = worker_cores(&config);
+    crate::eal_args::pin_before_eal(main_lcore(&config));
     let eal = Eal::init(eal_args(&config))?;
     let pool = Mempool::new(
         &eal,

@@ -182,6 +182,7 @@ pub(crate) fn sent_frames(s: &WorkerStats) -> u64 {
 pub(crate) fn start(req: &CaseRequest, control_queue: usize) -> Result<Running, Error> {
     let started = Instant::now();
     let spec = req.spec;
+    crate::eal_args::pin_before_eal(0);
     let eal = Eal::init(crate::eal_args::eal_args(
         "espresso-bench",
         "0",
@@ -335,7 +336,9 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
     if req.serve_ports.is_some() {
         let sample = super::latency::serve_counters(clock, tsc_hz, &backend, setup_s, || {
             while from_worker.try_recv().is_ok() {}
-            collect(to_worker, Duration::from_secs(5))
+            let s = collect(to_worker, Duration::from_secs(5))?;
+            send(to_worker, ControlMsg::ResetMaxPollGap)?;
+            Ok(s)
         });
         gw.stop();
         return sample;

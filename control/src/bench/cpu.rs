@@ -54,6 +54,23 @@ impl ThreadClock {
         Ok(Duration::from_secs_f64(ticks as f64 / self.tick_hz as f64))
     }
 
+    /// How many times the scheduler took the CPU from the thread while it
+    /// could run (`nonvoluntary_ctxt_switches` in `status`): each is a
+    /// stall of a poll-mode thread, however short.
+    pub fn preemptions(&self) -> std::io::Result<u64> {
+        let status = std::fs::read_to_string(self.dir.join("status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "no nonvoluntary_ctxt_switches",
+                )
+            })
+    }
+
     /// The thread's name (`comm`).
     pub fn name(&self) -> std::io::Result<String> {
         Ok(std::fs::read_to_string(self.dir.join("comm"))?
@@ -106,6 +123,7 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(c.on_cpu().unwrap() >= a);
+        assert!(c.preemptions().is_ok());
         assert!(c.tid().is_some());
     }
 }

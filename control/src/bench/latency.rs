@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dataplane::gateway::{GwDrop, WorkerStats};
+use dataplane::gateway::{GwDrop, WorkerStats, POLL_GAP_BUCKETS};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -107,7 +107,7 @@ pub fn matrix() -> Vec<CaseSpec> {
 }
 
 /// The gateway's counters, one JSON line per request in serve mode.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DutCounters {
     /// Frames received.
     pub rx: u64,
@@ -117,6 +117,21 @@ pub struct DutCounters {
     pub dropped: u64,
     /// Nanoseconds the worker thread has been on a CPU.
     pub cpu_ns: u64,
+    /// Times the scheduler took the worker thread's CPU (so far).
+    #[serde(default)]
+    pub preempted: u64,
+    /// The worker's polls since the previous request, by gap to the next
+    /// poll (buckets as `WorkerStats::poll_gaps`: under 1 µs, 1, 2-3,
+    /// 4-7, ... µs).
+    #[serde(default)]
+    pub poll_gaps: Vec<u64>,
+    /// The longest poll gap since the previous request (µs).
+    #[serde(default)]
+    pub max_poll_gap_us: u64,
+    /// That gap taken apart: control work, forwarding, flush, the rest
+    /// until the next poll (µs).
+    #[serde(default)]
+    pub slowest_poll_us: [u64; 4],
 }
 
 impl DutCounters {
@@ -126,13 +141,34 @@ impl DutCounters {
             sent: s.node.tx - s.node.drops[GwDrop::TxFull.index()],
             dropped: s.node.total_drops(),
             cpu_ns: clock.on_cpu()?.as_nanos() as u64,
+            preempted: clock.preemptions()?,
+            poll_gaps: s.poll_gaps.to_vec(),
+            max_poll_gap_us: s.max_poll_gap_us,
+            slowest_poll_us: {
+                let p = &s.slowest_poll;
+                [p.control_us, p.forward_us, p.flush_us, p.rest_us]
+            },
         })
     }
 }
 
+/// Polls in `poll_gaps` buckets that took at least 16 µs to come round
+/// again: at 64 B and line rate on memif, 16 µs is a full burst of 32
+/// frames waiting twice over.
+pub fn slow_polls(poll_gaps: &[u64]) -> u64 {
+    poll_gaps.iter().skip(SLOW_POLL_BUCKET).sum()
+}
+
+/// The first [`POLL_GAP_BUCKETS`] bucket counted by [`slow_polls`] (16 µs
+/// and longer).
+const SLOW_POLL_BUCKET: usize = 5;
+const _: () = assert!(SLOW_POLL_BUCKET < POLL_GAP_BUCKETS);
+
 /// The gateway's side of the lab (`bench-case` in serve mode): prints its
 /// counters once now and once per line read on stdin, until stdin closes;
-/// returns the totals over that time.
+/// returns the totals over that time. `collect` returns the worker's
+/// statistics and starts its poll-gap figures afresh, so that each line's
+/// poll gaps cover the time since the previous line.
 pub fn serve_counters(
     clock: &ThreadClock,
     tsc_hz: u64,
@@ -209,6 +245,25 @@ pub struct LatencyRecord {
     pub dut_cpu_share: f64,
     /// Share of the trial the generator's thread was on a CPU.
     pub gen_cpu_share: f64,
+    /// Times the scheduler took the CPU from the DUT's forwarding thread
+    /// during the trial.
+    #[serde(default)]
+    pub dut_preempted: u64,
+    /// The same for the generator's thread.
+    #[serde(default)]
+    pub gen_preempted: u64,
+    /// The gateway worker's longest gap between two polls in the trial
+    /// (µs; testpmd does not report it).
+    #[serde(default)]
+    pub dut_max_poll_gap_us: Option<u64>,
+    /// That gap taken apart: control work, forwarding, flush, the rest
+    /// until the next poll (µs).
+    #[serde(default)]
+    pub dut_slowest_poll_us: Option<[u64; 4]>,
+    /// The gateway worker's polls in the trial by gap to the next poll
+    /// (buckets: under 1 µs, 1, 2-3, 4-7, ... µs).
+    #[serde(default)]
+    pub dut_poll_gaps: Option<Vec<u64>>,
 }
 
 /// One trial of the zero-loss search.
@@ -377,18 +432,35 @@ impl Drop for LineChild {
     }
 }
 
-/// A device under test: its forwarding thread's on-CPU time, and its
-/// drop counters where it has them (the gateway; testpmd's are not read).
+/// What a DUT says at one moment.
+struct DutSample {
+    /// Its drop counters, where it has them (the gateway; testpmd's are
+    /// not read).
+    drops: Option<u64>,
+    /// Its forwarding thread's on-CPU time.
+    cpu: Duration,
+    /// Times that thread was preempted.
+    preempted: u64,
+    /// The gateway's poll gaps since the previous sample.
+    polls: Option<DutCounters>,
+}
+
+/// A device under test.
 trait Dut {
-    fn sample(&mut self) -> Result<(Option<u64>, Duration), Error>;
+    fn sample(&mut self) -> Result<DutSample, Error>;
 }
 
 struct GatewayDut(LineChild);
 
 impl Dut for GatewayDut {
-    fn sample(&mut self) -> Result<(Option<u64>, Duration), Error> {
+    fn sample(&mut self) -> Result<DutSample, Error> {
         let c: DutCounters = self.0.request(&"counters")?;
-        Ok((Some(c.dropped), Duration::from_nanos(c.cpu_ns)))
+        Ok(DutSample {
+            drops: Some(c.dropped),
+            cpu: Duration::from_nanos(c.cpu_ns),
+            preempted: c.preempted,
+            polls: Some(c),
+        })
     }
 }
 
@@ -402,8 +474,13 @@ struct TestpmdDut {
 }
 
 impl Dut for TestpmdDut {
-    fn sample(&mut self) -> Result<(Option<u64>, Duration), Error> {
-        Ok((None, self.clock.on_cpu()?))
+    fn sample(&mut self) -> Result<DutSample, Error> {
+        Ok(DutSample {
+            drops: None,
+            cpu: self.clock.on_cpu()?,
+            preempted: self.clock.preemptions()?,
+            polls: None,
+        })
     }
 }
 
@@ -510,12 +587,16 @@ pub struct LatencyContext<'a> {
 }
 
 /// A trial as the DUT saw it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct DutView {
     /// Its drop counters over the trial, where it has them.
     drops: Option<u64>,
     /// Share of the trial its forwarding thread was on a CPU.
     cpu_share: f64,
+    /// Times its forwarding thread was preempted in the trial.
+    preempted: u64,
+    /// The gateway's poll gaps over the trial.
+    polls: Option<DutCounters>,
 }
 
 /// What one DUT measured.
@@ -531,16 +612,18 @@ fn trial(
     dut: &mut dyn Dut,
     t: Trial,
 ) -> Result<(TrialResult, DutView), Error> {
-    let (d0, c0) = dut.sample()?;
+    let a = dut.sample()?;
     let t0 = Instant::now();
     let r: TrialResult = gen.request(&t)?;
     let wall = t0.elapsed();
-    let (d1, c1) = dut.sample()?;
+    let b = dut.sample()?;
     Ok((
         r,
         DutView {
-            drops: d0.zip(d1).map(|(b, a)| a - b),
-            cpu_share: c1.saturating_sub(c0).as_secs_f64() / wall.as_secs_f64(),
+            drops: a.drops.zip(b.drops).map(|(a, b)| b - a),
+            cpu_share: b.cpu.saturating_sub(a.cpu).as_secs_f64() / wall.as_secs_f64(),
+            preempted: b.preempted.saturating_sub(a.preempted),
+            polls: b.polls,
         },
     ))
 }
@@ -580,7 +663,7 @@ fn measure(
                 latency: true,
             },
         )?;
-        points.push((pct, rate, r, view));
+        points.push((pct, rate, r, view.clone()));
     }
     let mut steps = Vec::new();
     let zero_loss_pps = zero_loss_search(max_pps, o.search_steps, |rate| -> Result<bool, Error> {
@@ -707,7 +790,8 @@ pub fn run_case(
         (GATEWAY, &gw_run, loop_replay.map(|l| l.0)),
         (BASELINE, &tp_run, loop_replay.map(|l| l.1)),
     ] {
-        for &(pct, rate, ref r, view) in &run.points {
+        for (pct, rate, r, view) in &run.points {
+            let (pct, rate) = (*pct, *rate);
             lat.push(LatencyRecord {
                 direction: spec.direction.name().into(),
                 algorithm: spec.algorithm.name().into(),
@@ -728,6 +812,11 @@ pub fn run_case(
                 dut_drops: view.drops,
                 dut_cpu_share: view.cpu_share,
                 gen_cpu_share: r.gen_cpu_share,
+                dut_preempted: view.preempted,
+                gen_preempted: r.gen_preempted,
+                dut_max_poll_gap_us: view.polls.as_ref().map(|p| p.max_poll_gap_us),
+                dut_slowest_poll_us: view.polls.as_ref().map(|p| p.slowest_poll_us),
+                dut_poll_gaps: view.polls.as_ref().map(|p| p.poll_gaps.clone()),
             });
         }
         zl.push(ZeroLossRecord {
@@ -802,7 +891,7 @@ fn find<'a>(
 
 /// Rows of the latency table: one per case and load, gateway next to
 /// baseline.
-fn latency_rows(lat: &[LatencyRecord]) -> Vec<[String; 14]> {
+fn latency_rows(lat: &[LatencyRecord]) -> Vec<[String; 17]> {
     let mut rows = Vec::new();
     for g in lat.iter().filter(|r| r.dut == GATEWAY) {
         let Some(b) = find(
@@ -830,12 +919,21 @@ fn latency_rows(lat: &[LatencyRecord]) -> Vec<[String; 14]> {
             format!("{:.2}", g.p99_us / b.p99_us),
             format!("{:.2}/{:.2}", g.dut_cpu_share, g.gen_cpu_share),
             format!("{:.2}/{:.2}", b.dut_cpu_share, b.gen_cpu_share),
+            g.dut_max_poll_gap_us
+                .map_or("-".to_string(), |v| v.to_string()),
+            g.dut_poll_gaps
+                .as_deref()
+                .map_or("-".to_string(), |v| slow_polls(v).to_string()),
+            format!(
+                "{}/{} {}/{}",
+                g.dut_preempted, g.gen_preempted, b.dut_preempted, b.gen_preempted
+            ),
         ]);
     }
     rows
 }
 
-const LAT_HEAD: [&str; 14] = [
+const LAT_HEAD: [&str; 17] = [
     "dir",
     "algorithm",
     "frame",
@@ -850,6 +948,9 @@ const LAT_HEAD: [&str; 14] = [
     "p99 x tp",
     "on-CPU gw/gen",
     "on-CPU tp/gen",
+    "gw max gap",
+    "gw gaps>=16us",
+    "preempted gw/gen tp/gen",
 ];
 
 fn zl_rows(zl: &[ZeroLossRecord]) -> Vec<[String; 9]> {
@@ -934,7 +1035,7 @@ fn text_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String 
 pub fn table(lat: &[LatencyRecord], zl: &[ZeroLossRecord]) -> String {
     let mut s = String::new();
     if !lat.is_empty() {
-        s.push_str("\nOne-way latency (µs) through memif; tp = testpmd io at the same offered rate; on-CPU = share of each trial the DUT / generator thread ran:\n");
+        s.push_str("\nOne-way latency (µs) through memif; tp = testpmd io at the same offered rate; on-CPU = share of each trial the DUT / generator thread ran; gw max gap = the gateway worker's longest gap between two polls (µs), gaps>=16us = its polls that long; preempted = involuntary context switches of the DUT / generator thread in the trial:\n");
         s.push_str(&text_table(&LAT_HEAD, &latency_rows(lat)));
     }
     if !zl.is_empty() {
@@ -1025,6 +1126,11 @@ mod tests {
             dut_drops: None,
             dut_cpu_share: 1.0,
             gen_cpu_share: 1.0,
+            dut_preempted: 0,
+            gen_preempted: 0,
+            dut_max_poll_gap_us: None,
+            dut_slowest_poll_us: None,
+            dut_poll_gaps: None,
         };
         let lat = vec![
             rec(GATEWAY, 10, 4.0),

@@ -119,6 +119,10 @@ pub struct TrialResult {
     /// Share of the trial (offering and draining) the generator's thread
     /// was on a CPU: below 1 when the shared core was taken from it.
     pub gen_cpu_share: f64,
+    /// Times the scheduler took the CPU from the generator's thread
+    /// during the trial.
+    #[serde(default)]
+    pub gen_preempted: u64,
 }
 
 impl TrialResult {
@@ -323,6 +327,7 @@ impl Loadgen {
             .map_err(|e| format!("histogram: {e}"))?;
         let hz = self.tsc_hz as f64;
         let cpu0 = self.clock.on_cpu()?;
+        let preempted0 = self.clock.preemptions()?;
         let start = rdtsc();
         let send_end = start + (t.duration_s.max(0.0) * hz) as u64;
         let drain_end = send_end + (DRAIN.as_secs_f64() * hz) as u64;
@@ -351,6 +356,7 @@ impl Loadgen {
         r.wall_s = (send_end - start) as f64 / hz;
         let cpu = (self.clock.on_cpu()? - cpu0).as_secs_f64();
         r.gen_cpu_share = cpu * hz / (rdtsc() - start) as f64;
+        r.gen_preempted = self.clock.preemptions()?.saturating_sub(preempted0);
         if !hist.is_empty() {
             let us = |ns: u64| ns as f64 / 1000.0;
             r.p50_us = us(hist.value_at_quantile(0.5));
@@ -367,6 +373,7 @@ impl Loadgen {
 /// closes.
 pub fn serve(req: &LoadgenRequest) -> Result<(), Error> {
     let frames = frames(&req.spec)?;
+    crate::eal_args::pin_before_eal(req.core);
     let eal = Eal::init(crate::eal_args::eal_args(
         "espresso-loadgen",
         &req.core.to_string(),

@@ -288,7 +288,17 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
                 );
                 let _ = err.flush();
             }
-            runs.push(run_reconf_child(&opts.espresso, &req)?);
+            let sample = run_reconf_child(&opts.espresso, &req)?;
+            let _ = writeln!(
+                err,
+                "{}      run {}: longest stall {} us: {}; longest message of each kind (us): {:?}",
+                if tty { "\r" } else { "" },
+                r + 1,
+                sample.max_gap_us,
+                sample.slowest_poll(),
+                sample.max_msg_us
+            );
+            runs.push(sample);
         }
         let record = reconf::ReconfRecord::new(spec, &runs);
         let _ = writeln!(

@@ -30,7 +30,7 @@
 use std::time::{Duration, Instant};
 
 use dataplane::esp::SaRef;
-use dataplane::gateway::ControlMsg;
+use dataplane::gateway::{ControlMsg, MsgKind, Spares, WorkerMsg};
 use serde::{Deserialize, Serialize};
 
 use super::case::{self, CaseRequest};
@@ -138,12 +138,61 @@ pub struct ReconfSample {
     pub dropped: u64,
     /// Seconds from process start until the steady tunnels were installed.
     pub setup_s: f64,
+    /// The poll before the churn window's longest gap taken apart (µs):
+    /// control work, forwarding, flush, the rest until the next poll.
+    #[serde(default)]
+    pub slowest_poll_us: [u64; 4],
+    /// Control messages that poll applied.
+    #[serde(default)]
+    pub slowest_poll_messages: u32,
+    /// The most expensive of them (or `Step`, the table maintenance) and
+    /// what it took (µs).
+    #[serde(default)]
+    pub slowest_poll_kind: Option<String>,
+    /// See `slowest_poll_kind`.
+    #[serde(default)]
+    pub slowest_poll_kind_us: u64,
+    /// The longest single message of each kind in the churn window (µs,
+    /// wall clock), kinds that were sent only.
+    #[serde(default)]
+    pub max_msg_us: std::collections::BTreeMap<String, u64>,
+}
+
+impl ReconfSample {
+    /// The slowest poll in a few words, e.g. `"64 msgs 900 us, slowest
+    /// InstallInbound 400 us"`.
+    pub fn slowest_poll(&self) -> String {
+        let [control, forward, flush, rest] = self.slowest_poll_us;
+        format!(
+            "control {control} us ({} msgs, slowest {} {} us), forward {forward}, flush {flush}, rest {rest}",
+            self.slowest_poll_messages,
+            self.slowest_poll_kind.as_deref().unwrap_or("-"),
+            self.slowest_poll_kind_us
+        )
+    }
 }
 
 fn send(gw: &case::Running, msg: ControlMsg) -> Result<(), Error> {
     gw.to_worker
         .send(msg)
         .map_err(|_| "the worker stopped".into())
+}
+
+/// Takes what the worker sent: frees what it handed back and builds the
+/// spare tables it asks for, as the gateway's control loop does.
+fn serve_worker(gw: &case::Running) -> Result<(), Error> {
+    while let Ok(m) = gw.from_worker.try_recv() {
+        if let WorkerMsg::WantSpares {
+            inbound, owners, ..
+        } = m
+        {
+            send(
+                gw,
+                ControlMsg::Spares(Box::new(Spares::build(inbound, owners))),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Installs tunnel `t`'s outbound SA (slot `t`) and inbound SA.
@@ -201,10 +250,7 @@ pub fn run(req: &ReconfRequest) -> Result<ReconfSample, Error> {
     let mut msg = |m: ControlMsg| -> Result<(), Error> {
         messages += 1;
         send(&gw, m)?;
-        // Free what the worker handed back, as the gateway's control loop
-        // does between its other work.
-        while gw.from_worker.try_recv().is_ok() {}
-        Ok(())
+        serve_worker(&gw)
     };
     // Add (reload: SetSpd first, then inbound SAs, then outbound SAs).
     let b = Instant::now();
@@ -275,6 +321,18 @@ pub fn run(req: &ReconfRequest) -> Result<ReconfSample, Error> {
         quiet_mpps: rate(&q0, &q1, (tq1 - tq0).as_secs_f64()),
         dropped: s1.node.total_drops() - s0.node.total_drops(),
         setup_s,
+        slowest_poll_us: {
+            let p = &s1.slowest_poll;
+            [p.control_us, p.forward_us, p.flush_us, p.rest_us]
+        },
+        slowest_poll_messages: s1.slowest_poll.messages,
+        slowest_poll_kind: s1.slowest_poll.slowest.map(|k| k.name().to_string()),
+        slowest_poll_kind_us: s1.slowest_poll.slowest_us,
+        max_msg_us: MsgKind::ALL
+            .iter()
+            .filter(|k| s1.max_msg_us[k.index()] > 0)
+            .map(|k| (k.name().to_string(), s1.max_msg_us[k.index()]))
+            .collect(),
     })
 }
 
@@ -420,4 +478,99 @@ pub fn markdown_table(records: &[ReconfRecord]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::buf::HeapBuf;
+    use dataplane::gateway::Node;
+    use dataplane::route::RouteTable;
+
+    use dataplane::gateway::thread_cpu_time as cpu;
+
+    /// The reconfiguration case's messages applied to a bare `Node`, each
+    /// timed on this thread's CPU clock (immune to preemption): the
+    /// slowest of each kind. `cargo test --release -p espresso-control
+    /// --lib reconf::tests::message_costs -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn message_costs() {
+        let spec = standard()[1].traffic;
+        let mut node: Node<HeapBuf> = Node::new(0, Vec::new(), RouteTable::new());
+        let mut worst: std::collections::BTreeMap<&str, (u64, u32, u64)> = Default::default();
+        let mut over = 0u32;
+        let mut note = |k: &'static str, t: u32, c0: Duration| {
+            let us = (cpu() - c0).as_micros() as u64;
+            let e = worst.entry(k).or_default();
+            if us > e.0 {
+                *e = (us, t, e.2);
+            }
+            if us > 100 {
+                e.2 += 1;
+                over += 1;
+            }
+        };
+        let (first, last) = (spec.sa_count, spec.sa_count + standard()[1].churn);
+        let spd = traffic::outbound_spd(first).unwrap();
+        let c = cpu();
+        node.set_spd(spd);
+        note("SetSpd", 0, c);
+        for t in 0..last {
+            if t == first {
+                let spd = traffic::outbound_spd(last).unwrap();
+                let c = cpu();
+                let old = node.set_spd(spd);
+                note("SetSpd", t, c);
+                drop(old);
+            }
+            let (out, inb) = build_pair(&spec, t).unwrap();
+            let (out, inb) = (Box::new(out), Box::new(inb));
+            let spi = inb.config().spi;
+            let c = cpu();
+            let _ = node.install_inbound(inb);
+            note("InstallInbound", t, c);
+            let c = cpu();
+            node.set_inbound_owner(spi, Some(0));
+            note("InboundOwner", t, c);
+            let c = cpu();
+            node.step();
+            note("Step", t, c);
+            // The control thread's answer to `WantSpares` (not timed).
+            if let Some((inbound, owners)) = node.spares_wanted() {
+                let spares = Spares::build(inbound, owners);
+                let c = cpu();
+                let _ = node.give_spares(spares);
+                note("Spares", t, c);
+            }
+            drop(node.take_retired_tables());
+            let c = cpu();
+            let _ = node.install_outbound(SaRef(t), out);
+            note("InstallOutbound", t, c);
+            let c = cpu();
+            node.set_outbound_owner(SaRef(t), Some(0));
+            note("OutboundOwner", t, c);
+        }
+        for t in first..last {
+            let c = cpu();
+            let old = node.remove_outbound(SaRef(t));
+            note("RemoveOutbound", t, c);
+            let c = cpu();
+            node.set_outbound_owner(SaRef(t), None);
+            note("OutboundOwner(None)", t, c);
+            drop(old);
+            let spi = traffic::spi(t).unwrap();
+            let c = cpu();
+            let old = node.remove_inbound(spi);
+            note("RemoveInbound", t, c);
+            let c = cpu();
+            node.set_inbound_owner(spi, None);
+            note("InboundOwner(None)", t, c);
+            drop(old);
+        }
+        for (k, (us, t, n)) in &worst {
+            println!("{k:<22} worst {us:>6} us on CPU (tunnel {t}), {n} over 100 us");
+        }
+        println!("{over} operations over 100 us");
+    }
 }

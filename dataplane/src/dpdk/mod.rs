@@ -99,3 +99,11 @@ pub fn rdtsc() -> u64 {
     // SAFETY: reads the TSC; no memory is touched.
     unsafe { dpdk_sys::espresso_rdtsc() }
 }
+
+/// The TSC's frequency in Hz as EAL measured it at start-up (zero before
+/// [`Eal::init`]).
+pub fn tsc_hz() -> u64 {
+    // SAFETY: reads a value EAL set once at init (zero before it); no
+    // pointer is involved.
+    unsafe { dpdk_sys::rte_get_tsc_hz() }
+}

@@ -15,6 +15,7 @@ use super::flow_cache::SpdCache;
 use super::inbound::{EspLocation, InboundOutcome, InboundSa, InboundSaTable};
 use super::outbound::{flow_key, OutboundSa};
 use super::sa::{SaEvent, Spi};
+use super::slot_vec::SlotVec;
 use super::spd::{Action, FlowKey, SaRef, Spd};
 
 /// What to do with a packet after a burst call.
@@ -48,7 +49,7 @@ pub struct EspEngine {
     /// Boxed: installing or removing an SA moves a pointer, and the
     /// control thread's allocation goes back to it to be freed (see the
     /// gateway's `Retired`).
-    outbound: Vec<Option<Box<OutboundSa>>>,
+    outbound: SlotVec<Box<OutboundSa>>,
     inbound: InboundSaTable,
     /// Outbound drops that belong to no SA (no policy, discard, malformed).
     pub outbound_counters: SaCounters,
@@ -64,7 +65,7 @@ impl EspEngine {
         Self {
             spd: Spd::new(),
             spd_cache: SpdCache::default(),
-            outbound: Vec::new(),
+            outbound: SlotVec::new(),
             inbound: InboundSaTable::new(),
             outbound_counters: SaCounters::default(),
             bypassed: 0,
@@ -108,32 +109,22 @@ impl EspEngine {
         slot: SaRef,
         sa: impl Into<Box<OutboundSa>>,
     ) -> Option<Box<OutboundSa>> {
-        let i = slot.0 as usize;
-        if self.outbound.len() <= i {
-            self.outbound.resize_with(i + 1, || None);
-        }
-        self.outbound[i].replace(sa.into())
+        self.outbound.insert(slot.0 as usize, sa.into())
     }
 
     /// Empties outbound slot `slot`.
     pub fn remove_outbound(&mut self, slot: SaRef) -> Option<Box<OutboundSa>> {
-        self.outbound
-            .get_mut(slot.0 as usize)
-            .and_then(Option::take)
+        self.outbound.take(slot.0 as usize)
     }
 
     /// The SA in outbound slot `slot`.
     pub fn outbound(&self, slot: SaRef) -> Option<&OutboundSa> {
-        self.outbound
-            .get(slot.0 as usize)
-            .and_then(Option::as_deref)
+        self.outbound.get(slot.0 as usize).map(|s| &**s)
     }
 
     /// The SA in outbound slot `slot`, mutable (to encapsulate with it).
     pub fn outbound_mut(&mut self, slot: SaRef) -> Option<&mut OutboundSa> {
-        self.outbound
-            .get_mut(slot.0 as usize)
-            .and_then(Option::as_deref_mut)
+        self.outbound.get_mut(slot.0 as usize).map(|s| &mut **s)
     }
 
     /// Counts an outbound drop that belongs to no SA (decided outside the
@@ -165,10 +156,13 @@ impl EspEngine {
 
     /// All outbound SAs with their slots.
     pub fn outbound_sas(&self) -> impl Iterator<Item = (SaRef, &OutboundSa)> {
-        self.outbound
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_deref().map(|s| (SaRef(i as u32), s)))
+        self.outbound.iter().map(|(i, s)| (SaRef(i as u32), &**s))
+    }
+
+    /// Outbound slots allocated (every slot index below this may hold an
+    /// SA).
+    pub fn outbound_slots(&self) -> usize {
+        self.outbound.capacity()
     }
 
     /// Installs an inbound SA, returning one it replaces (same SPI).
@@ -186,11 +180,22 @@ impl EspEngine {
         &self.inbound
     }
 
+    /// The inbound SA table, mutable (its growth's spare tables).
+    pub fn inbound_mut(&mut self) -> &mut InboundSaTable {
+        &mut self.inbound
+    }
+
     /// Bounded background work between bursts: moves a few inbound SAs
     /// along while their table grows.
     #[inline]
     pub fn step(&mut self) {
         self.inbound.step();
+    }
+
+    /// True while [`step`](Self::step) has work to do.
+    #[inline]
+    pub fn is_stepping(&self) -> bool {
+        self.inbound.is_stepping()
     }
 
     /// Takes the events raised since the last call.
@@ -216,7 +221,7 @@ impl EspEngine {
             }
             Action::Discard => self.outbound_drop(DropReason::PolicyDiscard),
             Action::Protect(slot) => {
-                let Some(Some(sa)) = self.outbound.get_mut(slot.0 as usize) else {
+                let Some(sa) = self.outbound.get_mut(slot.0 as usize) else {
                     // A policy whose SA is not (yet) installed: RFC 4301
                     // would trigger IKE; the packet itself is dropped.
                     return self.outbound_drop(DropReason::NoPolicy);

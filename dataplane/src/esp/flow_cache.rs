@@ -62,6 +62,10 @@ pub struct SpdCache {
     /// xorshift64 state for picking victims (not a secret: an attacker
     /// who could steer evictions could as well send new flows).
     rng: u64,
+    /// Mixed into every signature; [`clear`](SpdCache::clear) moves it on
+    /// (by 2, so bit 0, which every signature has set, never hides a
+    /// change), which makes every remembered decision unmatchable at once.
+    epoch: u32,
 }
 
 impl std::fmt::Debug for SpdCache {
@@ -109,6 +113,7 @@ impl SpdCache {
             hits: 0,
             misses: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
+            epoch: 0,
         }
     }
 
@@ -117,10 +122,17 @@ impl SpdCache {
         self.sets.len() * WAYS
     }
 
-    /// Forgets every decision (the SPD changed).
+    /// Forgets every decision (the SPD changed), in constant time: a new
+    /// epoch changes every signature. Writing the 4096 sets' signatures
+    /// instead touched a cache line in each of 400 pages of a 1.6 MB
+    /// table, 0.1-0.9 ms of worker time per `SetSpd`. Once in 2^31
+    /// clears, when the epoch wraps, the signatures are wiped after all.
     pub fn clear(&mut self) {
-        for s in self.sets.iter_mut() {
-            s.sigs = [0; WAYS];
+        self.epoch = self.epoch.wrapping_add(2);
+        if self.epoch == 0 {
+            for s in self.sets.iter_mut() {
+                s.sigs = [0; WAYS];
+            }
         }
     }
 
@@ -129,9 +141,10 @@ impl SpdCache {
     #[inline]
     pub fn lookup(&mut self, spd: &Spd, key: &FlowKey) -> Option<Action> {
         let h = hash(key);
-        // Set from the high bits, signature from the low ones (never 0).
+        // Set from the high bits, signature from the low ones and the
+        // epoch (never 0).
         let set = &mut self.sets[(h >> 32 >> (32 - self.set_bits)) as usize];
-        let sig = (h as u32) | 1;
+        let sig = ((h as u32) ^ self.epoch) | 1;
         for w in 0..WAYS {
             if set.sigs[w] == sig && set.ways[w].key == *key {
                 self.hits += 1;
@@ -279,6 +292,14 @@ mod tests {
         cache.clear();
         assert_eq!(cache.lookup(&spd, &key), first);
         assert_eq!(cache.misses, 2);
+        // Through an epoch wrap as well.
+        cache.epoch = u32::MAX - 1;
+        cache.clear();
+        assert_eq!(cache.epoch, 0);
+        assert_eq!(cache.lookup(&spd, &key), first);
+        assert_eq!(cache.misses, 3);
+        assert_eq!(cache.lookup(&spd, &key), first);
+        assert_eq!(cache.misses, 3);
     }
 
     /// More flows than entries, recurring in a fixed order (what a looped

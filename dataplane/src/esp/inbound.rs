@@ -24,7 +24,7 @@ use super::ecn::decap_tos;
 use super::outbound::{flow_key, ESP_HEADER_LEN};
 use super::replay::ReplayWindow;
 use super::sa::{LifetimeState, Mode, SaConfig, SaConfigError, SaEvent, Spi};
-use super::spi_map::SpiMap;
+use super::spi_map::{SpareTable, SpiMap};
 
 const UDP_HEADER_LEN: usize = 8;
 const IPV6_HEADER_LEN: usize = 40;
@@ -427,6 +427,30 @@ impl InboundSaTable {
     #[inline]
     pub fn step(&mut self) {
         self.by_spi.step();
+    }
+
+    /// See [`SpiMap::wants_spare`].
+    pub fn wants_spare(&mut self) -> Option<usize> {
+        self.by_spi.wants_spare()
+    }
+
+    /// See [`SpiMap::give_spare`].
+    pub fn give_spare(
+        &mut self,
+        t: SpareTable<Box<InboundSa>>,
+    ) -> Option<SpareTable<Box<InboundSa>>> {
+        self.by_spi.give_spare(t)
+    }
+
+    /// See [`SpiMap::take_retired`].
+    pub fn take_retired(&mut self) -> Option<SpareTable<Box<InboundSa>>> {
+        self.by_spi.take_retired()
+    }
+
+    /// True while the table still has background work for [`step`](Self::step).
+    #[inline]
+    pub fn is_stepping(&self) -> bool {
+        self.by_spi.is_growing()
     }
 
     /// True when empty.

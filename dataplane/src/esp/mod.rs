@@ -25,6 +25,7 @@ pub mod inbound;
 pub mod outbound;
 pub mod replay;
 pub mod sa;
+pub mod slot_vec;
 pub mod spd;
 pub mod spi_map;
 
@@ -49,6 +50,7 @@ pub use sa::{
     Direction, Lifetime, LifetimeEvent, LifetimeEvents, LifetimeState, Mode, NextSeq, ReservedSpi,
     SaConfig, SaConfigError, SaEvent, SeqCounter, SeqExhausted, Spi, TunnelEndpoints, UdpEncap,
 };
+pub use slot_vec::SlotVec;
 pub use spd::{
     Action, FlowKey, IpPrefix, Policy, PolicyId, PrefixError, SaRef, Selector, SelectorError, Spd,
 };

@@ -13,10 +13,17 @@
 //! (Redis's `dict`, for one) do the same.
 //!
 //! Each table is open addressing with linear probing and the key stored
-//! next to its value (see [`Table`] for why not `std`'s `HashMap`), and
-//! the next table's slots are written a few pages at a time while the
-//! current one fills from half to three quarters, so that neither the
-//! growth nor the moves fault in megabytes at once.
+//! next to its value (see [`Table`] for why not `std`'s `HashMap`). The
+//! moves walk the old table's slots from a cursor, a few per call, so
+//! nothing in a growth is proportional to the table's size but the new
+//! table itself: its slots must be written (faulting in fresh pages),
+//! which on the KVM guest this runs on cost 0.25-1.5 ms of worker CPU for
+//! 2^18 buckets (`reconf::tests::message_costs` in the control crate). So
+//! a big map asks for its next table early ([`SpiMap::wants_spare`], once
+//! it is half full): the control thread builds it ([`SpareTable::new`])
+//! and the worker hands it in ([`SpiMap::give_spare`]); the emptied old
+//! table goes back the same way ([`SpiMap::take_retired`]) to be freed off
+//! the data path. A map that got no spare allocates its own.
 
 /// Entries moved per insert while a growth is in progress: more than one,
 /// so the old table is empty long before the new one fills.
@@ -30,14 +37,35 @@ const MOVE_PER_STEP: usize = 128;
 const SCAN_PER_MOVE: usize = 4;
 /// Smallest table.
 const MIN_SLOTS: usize = 16;
-/// Empty slots of the next table written per insert, and per
-/// [`SpiMap::step`], once the current table is half full (see
-/// [`SpiMap::prepare`]). From half full to the growth at 3/4 there are
-/// `slots / 4` inserts, and the next table has `2 × slots`: eight per
-/// insert would do; sixteen leave room for inserts that replace.
-const PREPARE_PER_INSERT: usize = 16;
-/// 64 KiB, sixteen pages to fault in, per poll.
-const PREPARE_PER_STEP: usize = 4096;
+/// Tables with fewer slots allocate their successor themselves (64 KiB
+/// at most).
+const SPARE_FROM: usize = 4096;
+
+/// An empty table for an [`SpiMap`]'s next growth, built where faulting in
+/// its pages does not stall forwarding; also an emptied table on its way
+/// back to be freed.
+pub struct SpareTable<V>(Table<V>);
+
+impl<V> SpareTable<V> {
+    /// An empty table of `slots` slots (rounded up to a power of two), all
+    /// written, so its pages are faulted in here.
+    pub fn new(slots: usize) -> Self {
+        Self(Table::with_slots(slots.next_power_of_two().max(MIN_SLOTS)))
+    }
+
+    /// Slots it has.
+    pub fn capacity(&self) -> usize {
+        self.0.slots.len()
+    }
+}
+
+impl<V> std::fmt::Debug for SpareTable<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpareTable")
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
 
 /// An open-addressing table with linear probing, keys and values inline.
 ///
@@ -70,10 +98,11 @@ impl<V> Table<V> {
         }
     }
 
-    /// A table over `slots`, all empty; their number a power of two.
-    fn from_slots(slots: Vec<Option<(u32, V)>>) -> Self {
-        let n = slots.len();
-        debug_assert!(n.is_power_of_two() && slots.iter().all(Option::is_none));
+    /// An empty table of `n` slots, a power of two, every slot written.
+    fn with_slots(n: usize) -> Self {
+        debug_assert!(n.is_power_of_two());
+        let mut slots = Vec::with_capacity(n);
+        slots.resize_with(n, || None);
         Self {
             slots,
             len: 0,
@@ -189,9 +218,12 @@ pub struct SpiMap<V> {
     old: Table<V>,
     /// Next slot of `old` to move; slots before it are empty.
     cursor: usize,
-    /// The next table's slots, written a few at a time before it is
-    /// needed (see [`prepare`](Self::prepare)).
-    next: Vec<Option<(u32, V)>>,
+    /// The table for the next growth, if one was handed in.
+    spare: Option<Table<V>>,
+    /// A spare was asked for since the last growth.
+    asked: bool,
+    /// The emptied table of the last growth, to be freed elsewhere.
+    retired: Option<Table<V>>,
 }
 
 impl<V> Default for SpiMap<V> {
@@ -216,8 +248,38 @@ impl<V> SpiMap<V> {
             cur: Table::empty(),
             old: Table::empty(),
             cursor: 0,
-            next: Vec::new(),
+            spare: None,
+            asked: false,
+            retired: None,
         }
+    }
+
+    /// The size of the table the next growth needs, once per growth and
+    /// only for big maps that are at least half full and hold no spare
+    /// yet: build it with [`SpareTable::new`] and hand it to
+    /// [`give_spare`](Self::give_spare).
+    pub fn wants_spare(&mut self) -> Option<usize> {
+        let slots = self.cur.slots.len();
+        if self.asked || self.spare.is_some() || slots < SPARE_FROM || self.cur.len * 2 < slots {
+            return None;
+        }
+        self.asked = true;
+        Some(self.next_size())
+    }
+
+    /// Takes a table for the next growth; gives back one of the wrong size
+    /// (or a spare it already had).
+    pub fn give_spare(&mut self, spare: SpareTable<V>) -> Option<SpareTable<V>> {
+        if spare.0.slots.len() != self.next_size() || spare.0.len != 0 {
+            return Some(spare);
+        }
+        self.spare.replace(spare.0).map(SpareTable)
+    }
+
+    /// The emptied table of the last growth, for the caller to free off
+    /// the data path.
+    pub fn take_retired(&mut self) -> Option<SpareTable<V>> {
+        self.retired.take().map(SpareTable)
     }
 
     /// Number of entries.
@@ -248,8 +310,6 @@ impl<V> SpiMap<V> {
         let replaced = self.cur.insert(key, value).or(before);
         if self.is_growing() {
             self.move_some(MOVE_PER_INSERT);
-        } else {
-            self.prepare(PREPARE_PER_INSERT);
         }
         replaced
     }
@@ -299,8 +359,6 @@ impl<V> SpiMap<V> {
     pub fn step(&mut self) {
         if self.is_growing() {
             self.move_some(MOVE_PER_STEP);
-        } else {
-            self.prepare(PREPARE_PER_STEP);
         }
     }
 
@@ -309,36 +367,18 @@ impl<V> SpiMap<V> {
         (self.cur.slots.len() * 2).max(MIN_SLOTS)
     }
 
-    /// Writes up to `n` more empty slots of the next table once the
-    /// current one is half full. A table of 2^19 slots is 8 MiB: written
-    /// at once, when the growth starts, its page faults alone stalled the
-    /// worker for milliseconds; a few pages per insert and per poll do
-    /// not. The allocation itself touches nothing (large blocks are
-    /// fresh mappings).
-    fn prepare(&mut self, n: usize) {
-        if self.cur.len < self.cur.slots.len() / 2 {
-            return;
-        }
-        let want = self.next_size();
-        if self.next.capacity() < want {
-            self.next = Vec::with_capacity(want);
-        }
-        let add = n.min(want - self.next.len().min(want));
-        self.next.extend(std::iter::repeat_with(|| None).take(add));
-    }
-
     fn start_growth(&mut self) {
         // Finish a growth still in progress (it cannot be: each insert
         // moves several entries and the new table has room for as many
         // inserts as the old one held).
         self.move_some(usize::MAX / SCAN_PER_MOVE);
         let want = self.next_size();
-        let mut slots = std::mem::take(&mut self.next);
-        // Normally complete already (see `prepare`); not for small tables
-        // or a burst of inserts faster than the preparation.
-        slots.truncate(want);
-        slots.resize_with(want, || None);
-        self.old = std::mem::replace(&mut self.cur, Table::from_slots(slots));
+        let fresh = match self.spare.take() {
+            Some(t) if t.slots.len() == want => t,
+            _ => Table::with_slots(want),
+        };
+        self.asked = false;
+        self.old = std::mem::replace(&mut self.cur, fresh);
         self.cursor = 0;
     }
 
@@ -364,7 +404,8 @@ impl<V> SpiMap<V> {
             }
         }
         if self.old.len == 0 && !self.old.slots.is_empty() {
-            self.old = Table::empty();
+            // Freed by whoever takes it (a second one, not taken yet, here).
+            self.retired = Some(std::mem::replace(&mut self.old, Table::empty()));
             self.cursor = 0;
         }
     }
@@ -431,29 +472,67 @@ mod tests {
             m.step();
         }
         assert!(m.old.len == 0 && m.old.slots.is_empty());
+        assert!(m.take_retired().is_some());
         assert_eq!(m.len(), k as usize);
         assert_eq!(m.remove(3), Some(3));
         assert_eq!(m.get(3), None);
     }
     #[test]
-    fn the_next_table_is_written_before_it_is_needed() {
-        // Inserts with a poll (step) every 64, as a worker applies them:
-        // whenever a growth is due, the next table's slots are already
-        // written, so no insert writes a whole table at once.
+    fn grows_into_a_spare_table_and_hands_the_old_one_back() {
         let mut m = SpiMap::new();
-        let mut due = 0;
-        for i in 1..=200_000u32 {
-            if m.cur.len >= m.cur.limit() && m.cur.slots.len() >= 1024 {
-                assert_eq!(m.next.len(), m.next_size(), "at {i} entries");
-                due += 1;
-            }
-            m.insert(i.wrapping_mul(0x0808_8405), i);
-            if i % 64 == 0 {
+        let mut asked = None;
+        let mut k = 0u32;
+        while asked.is_none() {
+            m.insert(k, k);
+            k += 1;
+            asked = m.wants_spare();
+        }
+        let want = asked.unwrap();
+        assert!(want >= 2 * SPARE_FROM);
+        assert_eq!(m.wants_spare(), None, "asked once per growth");
+        let small = SpareTable::new(16);
+        assert!(m.give_spare(small).is_some(), "wrong size, given back");
+        assert!(m.give_spare(SpareTable::new(want)).is_none());
+        // Finish the growth before (moves go on while the map fills).
+        while m.is_growing() {
+            m.step();
+        }
+        while !m.is_growing() {
+            m.insert(k, k);
+            k += 1;
+        }
+        assert!(m.spare.is_none(), "the spare became the table");
+        assert_eq!(m.cur.slots.len(), want);
+        while m.is_growing() {
+            m.step();
+        }
+        let old = m.take_retired().expect("the emptied table comes back");
+        assert!(old.capacity() > 0);
+        for i in 0..k {
+            assert_eq!(m.get(i), Some(&i));
+        }
+    }
+
+    #[test]
+    fn replacing_a_key_in_a_full_table_does_not_grow_it() {
+        let mut m = SpiMap::new();
+        let mut k = 0u32;
+        while m.cur.len < m.cur.limit() || m.cur.len < 1000 {
+            m.insert(k, k);
+            k += 1;
+            while m.is_growing() {
                 m.step();
             }
         }
-        assert!(due >= 5, "{due} growths checked");
-        assert_eq!(m.len(), 200_000);
+        let slots = m.cur.slots.len();
+        assert_eq!(m.insert(0, 7), Some(0));
+        assert_eq!(
+            m.cur.slots.len(),
+            slots,
+            "no growth for a key already there"
+        );
+        assert!(!m.is_growing());
+        assert_eq!(m.get(0), Some(&7));
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use msg::{ControlMsg, Handoff, Retired, WorkerMsg, WorkerStats};
+pub use msg::{
+    ControlMsg, Handoff, MsgKind, PollProfile, Retired, Spares, WorkerMsg, WorkerStats,
+    POLL_GAP_BUCKETS,
+};
 pub use neigh::NeighbourTable;
 pub use node::{GwDrop, Interface, Node, NodeCounters, PacketPool, Role};
-pub use worker::{Worker, WorkerPorts};
+pub use worker::{thread_cpu_time, Worker, WorkerPorts};

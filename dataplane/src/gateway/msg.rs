@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crossbeam::channel::Sender;
 
+use crate::esp::spi_map::SpareTable;
 use crate::esp::{EngineEvent, InboundSa, OutboundSa, SaCounters, SaRef, Spd, Spi, WorkerCounters};
 use crate::route::RouteTable;
 
@@ -50,6 +51,10 @@ pub enum ControlMsg {
     SetSpd(Box<Spd>),
     /// Replace the routing table.
     SetRoutes(Box<RouteTable>),
+    /// Tables for the next growths of the worker's SPI maps, built here
+    /// because faulting in their pages would stall forwarding (the answer
+    /// to [`WorkerMsg::WantSpares`]).
+    Spares(Box<Spares>),
     /// A neighbour was learned (by any worker) or configured.
     Neighbour {
         /// Address.
@@ -74,6 +79,147 @@ pub enum ControlMsg {
     ResetMaxPollGap,
     /// Stop polling, free every mbuf, reply with final statistics.
     Stop,
+}
+
+impl ControlMsg {
+    /// What kind of message this is (for the worker's timing of each).
+    pub fn kind(&self) -> MsgKind {
+        match self {
+            Self::InstallOutbound { .. } => MsgKind::InstallOutbound,
+            Self::RemoveOutbound { .. } => MsgKind::RemoveOutbound,
+            Self::InstallInbound(_) => MsgKind::InstallInbound,
+            Self::RemoveInbound(_) => MsgKind::RemoveInbound,
+            Self::OutboundOwner { .. } => MsgKind::OutboundOwner,
+            Self::InboundOwner { .. } => MsgKind::InboundOwner,
+            Self::SetSpd(_) => MsgKind::SetSpd,
+            Self::SetRoutes(_) => MsgKind::SetRoutes,
+            Self::Spares(_) => MsgKind::Spares,
+            Self::Neighbour { .. } => MsgKind::Neighbour,
+            Self::Transmit(_) => MsgKind::Transmit,
+            Self::CollectStats(_) => MsgKind::CollectStats,
+            Self::CollectCounters(_) => MsgKind::CollectCounters,
+            Self::ResetMaxPollGap => MsgKind::ResetMaxPollGap,
+            Self::Stop => MsgKind::Stop,
+        }
+    }
+}
+
+/// The kinds of [`ControlMsg`], plus the worker's own table maintenance
+/// between bursts (`Step`), as indices of [`WorkerStats::max_msg_us`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsgKind {
+    /// [`ControlMsg::InstallOutbound`].
+    InstallOutbound,
+    /// [`ControlMsg::RemoveOutbound`].
+    RemoveOutbound,
+    /// [`ControlMsg::InstallInbound`].
+    InstallInbound,
+    /// [`ControlMsg::RemoveInbound`].
+    RemoveInbound,
+    /// [`ControlMsg::OutboundOwner`].
+    OutboundOwner,
+    /// [`ControlMsg::InboundOwner`].
+    InboundOwner,
+    /// [`ControlMsg::SetSpd`].
+    SetSpd,
+    /// [`ControlMsg::SetRoutes`].
+    SetRoutes,
+    /// [`ControlMsg::Spares`].
+    Spares,
+    /// [`ControlMsg::Neighbour`].
+    Neighbour,
+    /// [`ControlMsg::Transmit`].
+    Transmit,
+    /// [`ControlMsg::CollectStats`].
+    CollectStats,
+    /// [`ControlMsg::CollectCounters`].
+    CollectCounters,
+    /// [`ControlMsg::ResetMaxPollGap`].
+    ResetMaxPollGap,
+    /// [`ControlMsg::Stop`].
+    Stop,
+    /// Not a message: the bounded table maintenance of each poll
+    /// (`Node::step`).
+    Step,
+}
+
+impl MsgKind {
+    /// Number of kinds.
+    pub const COUNT: usize = 16;
+    /// Every kind, in index order.
+    pub const ALL: [MsgKind; Self::COUNT] = [
+        Self::InstallOutbound,
+        Self::RemoveOutbound,
+        Self::InstallInbound,
+        Self::RemoveInbound,
+        Self::OutboundOwner,
+        Self::InboundOwner,
+        Self::SetSpd,
+        Self::SetRoutes,
+        Self::Spares,
+        Self::Neighbour,
+        Self::Transmit,
+        Self::CollectStats,
+        Self::CollectCounters,
+        Self::ResetMaxPollGap,
+        Self::Stop,
+        Self::Step,
+    ];
+
+    /// Index into per-kind arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name, as in the message enum.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::InstallOutbound => "InstallOutbound",
+            Self::RemoveOutbound => "RemoveOutbound",
+            Self::InstallInbound => "InstallInbound",
+            Self::RemoveInbound => "RemoveInbound",
+            Self::OutboundOwner => "OutboundOwner",
+            Self::InboundOwner => "InboundOwner",
+            Self::SetSpd => "SetSpd",
+            Self::SetRoutes => "SetRoutes",
+            Self::Spares => "Spares",
+            Self::Neighbour => "Neighbour",
+            Self::Transmit => "Transmit",
+            Self::CollectStats => "CollectStats",
+            Self::CollectCounters => "CollectCounters",
+            Self::ResetMaxPollGap => "ResetMaxPollGap",
+            Self::Stop => "Stop",
+            Self::Step => "Step",
+        }
+    }
+}
+
+/// Buckets of [`WorkerStats::poll_gaps`]: bucket 0 counts gaps under
+/// 1 µs, bucket `i` gaps of `2^(i-1)` to `2^i - 1` µs, the last everything
+/// longer.
+pub const POLL_GAP_BUCKETS: usize = 16;
+
+/// Where the time went in the poll that preceded the longest poll gap
+/// (wall clock, µs; the parts add up to the gap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollProfile {
+    /// The gap: from the start of that poll to the start of the next.
+    pub gap_us: u64,
+    /// Applying control messages and the table maintenance step.
+    pub control_us: u64,
+    /// Control messages applied in that poll.
+    pub messages: u32,
+    /// The most expensive of them (or `Step`), if any.
+    pub slowest: Option<MsgKind>,
+    /// What it took (µs).
+    pub slowest_us: u64,
+    /// Receiving and processing frames (and handed-off packets).
+    pub forward_us: u64,
+    /// Transmitting and passing punts and events on.
+    pub flush_us: u64,
+    /// The rest: the end of the loop (idle work, a sleep) until the next
+    /// poll started.
+    pub rest_us: u64,
 }
 
 /// Worker → control thread.
@@ -110,6 +256,44 @@ pub enum WorkerMsg {
     /// Something the worker replaced and no longer uses, for the control
     /// thread to free: freeing it on the worker would stall forwarding.
     Retired(Retired),
+    /// An SPI map of this worker is half full: build tables of these
+    /// capacities (with [`Spares::build`]) and send them back as
+    /// [`ControlMsg::Spares`].
+    WantSpares {
+        /// The worker.
+        worker: u16,
+        /// For the inbound SA table.
+        inbound: Option<usize>,
+        /// For the inbound SPI owner table.
+        owners: Option<usize>,
+    },
+}
+
+/// Empty tables for a worker's SPI maps (see [`crate::esp::SpiMap::wants_spare`]):
+/// on their way to the worker for its next growths, or emptied by a
+/// growth on their way back to be freed.
+#[derive(Debug, Default)]
+pub struct Spares {
+    /// For the inbound SA table.
+    pub inbound: Option<SpareTable<Box<InboundSa>>>,
+    /// For the inbound SPI owner table.
+    pub owners: Option<SpareTable<u16>>,
+}
+
+impl Spares {
+    /// Builds what a [`WorkerMsg::WantSpares`] asks for (on the control
+    /// thread).
+    pub fn build(inbound: Option<usize>, owners: Option<usize>) -> Self {
+        Self {
+            inbound: inbound.map(SpareTable::new),
+            owners: owners.map(SpareTable::new),
+        }
+    }
+
+    /// True when it holds no table.
+    pub fn is_empty(&self) -> bool {
+        self.inbound.is_none() && self.owners.is_none()
+    }
 }
 
 /// What a worker hands back to be freed off the data path. Besides the
@@ -127,6 +311,8 @@ pub enum Retired {
     Outbound(Box<OutboundSa>),
     /// An inbound SA removed or replaced.
     Inbound(Box<InboundSa>),
+    /// Tables emptied by a growth (or spares that came too late).
+    Tables(Box<Spares>),
 }
 
 /// A packet handed from one worker to the owner of its SA, so that every
@@ -191,6 +377,13 @@ pub struct WorkerStats {
     /// The same in on-CPU time of the worker thread: what the messages
     /// cost, whatever else the machine runs.
     pub max_control_cpu_us: u64,
+    /// The longest poll gap taken apart (see [`PollProfile`]).
+    pub slowest_poll: PollProfile,
+    /// Longest time one message of each kind took to apply (µs, wall
+    /// clock), by [`MsgKind::index`].
+    pub max_msg_us: [u64; MsgKind::COUNT],
+    /// Poll gaps by length (see [`POLL_GAP_BUCKETS`]).
+    pub poll_gaps: [u64; POLL_GAP_BUCKETS],
     /// SPD lookups answered by the flow cache / by the SPD itself.
     pub spd_cache_hits: u64,
     /// See `spd_cache_hits`.

@@ -30,11 +30,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::buf::PacketBuf;
-use crate::esp::SpiMap;
 use crate::esp::{
     flow_key, locate_esp, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey, InboundOutcome,
     InboundSa, OutboundSa, SaRef, Spd, Spi,
 };
+use crate::esp::{SlotVec, SpiMap};
 use crate::route::RouteTable;
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, Icmpv4Packet,
@@ -42,7 +42,7 @@ use crate::wire::{
     Ipv6Packet, TcpPacket,
 };
 
-use super::msg::{Handoff, HandoffKind};
+use super::msg::{Handoff, HandoffKind, Spares};
 use super::neigh::NeighbourTable;
 
 const ETH_LEN: usize = 14;
@@ -282,9 +282,9 @@ pub struct Node<B> {
     routes: RouteTable,
     neigh: NeighbourTable,
     engine: EspEngine,
-    slot_owner: Vec<Option<u16>>,
+    slot_owner: SlotVec<u16>,
     /// Per outbound slot: where its tunnel-mode packets go (see [`Egress`]).
-    egress: Vec<Option<Egress>>,
+    egress: SlotVec<Egress>,
     /// Bumped by every change that can move a tunnel's egress (routes,
     /// SAs); with the neighbour table's generation it validates `egress`.
     egress_epoch: u64,
@@ -348,8 +348,8 @@ impl<B: PacketBuf> Node<B> {
             routes,
             neigh: NeighbourTable::new(),
             engine: EspEngine::new(),
-            slot_owner: Vec::new(),
-            egress: Vec::new(),
+            slot_owner: SlotVec::new(),
+            egress: SlotVec::new(),
             egress_epoch: 0,
             spi_owner: SpiMap::new(),
             foreign_spis: 0,
@@ -419,11 +419,7 @@ impl<B: PacketBuf> Node<B> {
 
     /// Records which worker owns outbound slot `slot`.
     pub fn set_outbound_owner(&mut self, slot: SaRef, worker: Option<u16>) {
-        let i = slot.0 as usize;
-        if self.slot_owner.len() <= i {
-            self.slot_owner.resize(i + 1, None);
-        }
-        self.slot_owner[i] = worker;
+        *self.slot_owner.slot_mut(slot.0 as usize) = worker;
     }
 
     /// Installs an inbound SA this worker owns.
@@ -444,6 +440,39 @@ impl<B: PacketBuf> Node<B> {
     pub fn step(&mut self) {
         self.spi_owner.step();
         self.engine.step();
+    }
+
+    /// True while [`step`](Self::step) has work to do.
+    #[inline]
+    pub fn is_stepping(&self) -> bool {
+        self.spi_owner.is_growing() || self.engine.is_stepping()
+    }
+
+    /// Capacities of the spare tables the SPI maps want for their next
+    /// growth (inbound SAs, SPI owners), if either wants one now.
+    pub fn spares_wanted(&mut self) -> Option<(Option<usize>, Option<usize>)> {
+        let inbound = self.engine.inbound_mut().wants_spare();
+        let owners = self.spi_owner.wants_spare();
+        (inbound.is_some() || owners.is_some()).then_some((inbound, owners))
+    }
+
+    /// Hands spare tables to the SPI maps; returns those they could not use.
+    pub fn give_spares(&mut self, s: Spares) -> Spares {
+        Spares {
+            inbound: s
+                .inbound
+                .and_then(|t| self.engine.inbound_mut().give_spare(t)),
+            owners: s.owners.and_then(|t| self.spi_owner.give_spare(t)),
+        }
+    }
+
+    /// Tables the SPI maps emptied by growing, to be freed elsewhere.
+    pub fn take_retired_tables(&mut self) -> Option<Spares> {
+        let s = Spares {
+            inbound: self.engine.inbound_mut().take_retired(),
+            owners: self.spi_owner.take_retired(),
+        };
+        (!s.is_empty()).then_some(s)
     }
 
     /// Records which worker owns inbound SPI `spi`.
@@ -801,7 +830,7 @@ impl<B: PacketBuf> Node<B> {
         pool: &mut impl PacketPool<B>,
         fresh: bool,
     ) {
-        let owner = self.slot_owner.get(slot.0 as usize).copied().flatten();
+        let owner = self.slot_owner.get(slot.0 as usize).copied();
         if self.engine.outbound(slot).is_none() {
             match owner {
                 Some(w) if w != self.id => {
@@ -854,19 +883,18 @@ impl<B: PacketBuf> Node<B> {
         let (mtu, mss) = (usize::from(egress.mtu), egress.mss_clamp);
         if !mode_transport {
             if let Some(mac) = self.neigh.lookup(hop.neighbour(outer_dst)) {
-                let i = slot.0 as usize;
-                if self.egress.len() <= i {
-                    self.egress.resize(i + 1, None);
-                }
-                self.egress[i] = Some(Egress {
-                    epoch: self.egress_epoch,
-                    neigh_gen: self.neigh.generation(),
-                    outer_dst,
-                    out_if: hop.interface,
-                    mac,
-                    mtu: egress.mtu,
-                    mss,
-                });
+                self.egress.insert(
+                    slot.0 as usize,
+                    Egress {
+                        epoch: self.egress_epoch,
+                        neigh_gen: self.neigh.generation(),
+                        outer_dst,
+                        out_if: hop.interface,
+                        mac,
+                        mtu: egress.mtu,
+                        mss,
+                    },
+                );
             }
         }
         if let Some(m) = mss {
@@ -904,7 +932,7 @@ impl<B: PacketBuf> Node<B> {
     /// The still-valid egress of tunnel-mode slot `slot`.
     #[inline]
     fn cached_egress(&self, slot: SaRef) -> Option<Egress> {
-        let e = (*self.egress.get(slot.0 as usize)?)?;
+        let e = *self.egress.get(slot.0 as usize)?;
         (e.epoch == self.egress_epoch && e.neigh_gen == self.neigh.generation()).then_some(e)
     }
 
