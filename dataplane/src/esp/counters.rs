@@ -128,6 +128,7 @@ impl From<EcnDrop> for DropReason {
 /// counters are for one direction; [`WorkerCounters`] holds one set per
 /// direction for what is not attributable to an SA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct SaCounters {
     /// Packets processed successfully.
     pub packets: u64,

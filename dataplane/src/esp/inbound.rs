@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 use crate::buf::PacketBuf;
 use crate::crypto::{Algorithm, Backend, EspTransform};
+use crate::dpdk::prefetch::{prefetch, Lines};
 use crate::wire::esp::EspTrailer;
 use crate::wire::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPacket};
 
@@ -23,7 +24,7 @@ use super::counters::{DropReason, SaCounters};
 use super::ecn::decap_tos;
 use super::outbound::{flow_key, ESP_HEADER_LEN};
 use super::replay::ReplayWindow;
-use super::sa::{LifetimeState, Mode, SaConfig, SaConfigError, SaEvent, Spi};
+use super::sa::{LifetimeState, Mode, SaConfig, SaConfigError, SaEvent, SaHint, Spi};
 use super::spi_map::SpiMap;
 
 const UDP_HEADER_LEN: usize = 8;
@@ -158,13 +159,17 @@ fn last_next_header_field<T: AsRef<[u8]>>(ip: &Ipv6Packet<T>, upper: usize) -> u
 
 /// An inbound SA: configuration, transform, replay window, lifetime and
 /// counters. Owned by one worker.
+///
+/// Laid out hot first (`repr(C)`, as [`OutboundSa`](super::OutboundSa)):
+/// what decapsulation reads or writes per packet fills the first
+/// [`InboundSa::HOT_BYTES`] bytes, the configuration, lifetime limits and
+/// drop counters follow.
+#[repr(C, align(64))]
 pub struct InboundSa {
-    config: SaConfig,
     transform: Box<dyn EspTransform>,
+    /// Where the transform and key schedule are, for the burst pipeline.
+    hint: SaHint,
     replay: ReplayWindow,
-    lifetime: LifetimeState,
-    /// Packets and bytes decrypted, and drops charged to this SA.
-    pub counters: SaCounters,
     iv_len: usize,
     icv_len: usize,
     /// The cipher's block size minus one (block sizes are powers of two):
@@ -174,6 +179,15 @@ pub struct InboundSa {
     /// The IPv4 traffic selectors as masks and ranges, for the per-packet
     /// check of decrypted IPv4 packets.
     v4_selectors: Vec<V4Selector>,
+    /// `config.spi`, `config.esn` and `config.mode`, next to the rest.
+    spi: Spi,
+    esn: bool,
+    mode: Mode,
+    /// Its running totals first (see [`LifetimeState`]).
+    lifetime: LifetimeState,
+    /// Packets and bytes decrypted, and drops charged to this SA.
+    pub counters: SaCounters,
+    config: SaConfig,
 }
 
 /// An IPv4 traffic selector reduced to integers.
@@ -277,8 +291,50 @@ impl InboundSa {
             },
             replay,
             transform,
+            hint: SaHint::default(),
+            spi: config.spi,
+            esn: config.esn,
+            mode: config.mode,
             config,
         })
+    }
+
+    /// Bytes from the start of the SA that decapsulation touches per
+    /// packet: up to the packet and byte counters (see the type's docs).
+    pub const HOT_BYTES: usize =
+        std::mem::offset_of!(InboundSa, counters) + 2 * std::mem::size_of::<u64>();
+
+    /// Burst pipeline: prefetches the hot part of this SA (no field is
+    /// read).
+    #[inline]
+    pub fn prefetch(&self) {
+        Lines::of_bytes(std::ptr::from_ref(self).cast::<u8>(), Self::HOT_BYTES).prefetch();
+    }
+
+    /// Burst pipeline, once [`Self::prefetch`] has landed: prefetches the
+    /// transform object and its key schedule (from the addresses recorded
+    /// when the SA was put in its table), the IPv4 selectors and the
+    /// replay window's current block.
+    #[inline]
+    pub fn prefetch_rest(&self) {
+        self.hint.transform.prefetch();
+        self.hint.keys.prefetch();
+        prefetch(self.v4_selectors.as_ptr());
+        self.replay.prefetch();
+    }
+
+    /// Records where the transform and its key schedule are (see
+    /// [`SaHint`]).
+    fn record_hint(&mut self) {
+        let t: &dyn EspTransform = &*self.transform;
+        self.hint = SaHint {
+            sa: Lines::NONE,
+            transform: Lines::of_bytes(
+                std::ptr::from_ref(t).cast::<u8>(),
+                std::mem::size_of_val(t),
+            ),
+            keys: t.key_lines(),
+        };
     }
 
     /// The configuration.
@@ -398,7 +454,8 @@ impl InboundSaTable {
 
     /// Installs an SA; replaces (and returns) one with the same SPI.
     pub fn insert(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
-        let sa = sa.into();
+        let mut sa = sa.into();
+        sa.record_hint();
         self.by_spi.insert(sa.config.spi.get(), sa)
     }
 
@@ -495,7 +552,7 @@ impl InboundSaTable {
             self.counters.record_drop(DropReason::UnknownSpi);
             return Err(DropReason::UnknownSpi);
         };
-        let spi = sa.config.spi;
+        let spi = sa.spi;
         let r = decapsulate_sa(
             sa,
             pkt,
@@ -545,7 +602,7 @@ fn decapsulate_sa<B: PacketBuf>(
         data[esp_offset + 6],
         data[esp_offset + 7],
     ]);
-    let seq = if sa.config.esn {
+    let seq = if sa.esn {
         sa.replay.check_esn(seq_low)
     } else {
         sa.replay.check(seq_low)
@@ -562,7 +619,7 @@ fn decapsulate_sa<B: PacketBuf>(
         let (head, rest) = data.split_at_mut(ct_at);
         let (ct, tail) = rest.split_at_mut(ct_len);
         let icv = &tail[..sa.icv_len];
-        let esn_high = sa.config.esn.then_some((seq >> 32) as u32);
+        let esn_high = sa.esn.then_some((seq >> 32) as u32);
         sa.transform
             .open(&esp_header, esn_high, &head[iv_at..ct_at], ct, icv)
             .map_err(|_| DropReason::AuthFailed)?;
@@ -589,7 +646,7 @@ fn decapsulate_sa<B: PacketBuf>(
     // the IP packet (link-layer padding).
     let tail_drop = pkt.len() - (ct_at + inner_len);
 
-    let len = match sa.config.mode {
+    let len = match sa.mode {
         Mode::Tunnel => {
             if trailer.next_header != IpProtocol::IPV4 && trailer.next_header != IpProtocol::IPV6 {
                 return Err(DropReason::BadHeader);

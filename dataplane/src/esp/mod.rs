@@ -39,7 +39,7 @@ pub use ecn::{
     decap_tos, ecn_decapsulate, ecn_encapsulate, encap_tos, DfPolicy, DscpPolicy, Ecn, EcnDrop,
 };
 pub use engine::{EngineEvent, EspEngine, Verdict};
-pub use flow_cache::SpdCache;
+pub use flow_cache::{FlowHint, SpdCache};
 pub use inbound::{
     locate_esp, Decapsulated, EspLocation, InboundOutcome, InboundSa, InboundSaTable,
 };
@@ -47,7 +47,8 @@ pub use outbound::{flow_key, OutboundSa, ESP_HEADER_LEN};
 pub use replay::{ReplayError, ReplayWindow, ReplayWindowSizeError};
 pub use sa::{
     Direction, Lifetime, LifetimeEvent, LifetimeEvents, LifetimeState, Mode, NextSeq, ReservedSpi,
-    SaConfig, SaConfigError, SaEvent, SeqCounter, SeqExhausted, Spi, TunnelEndpoints, UdpEncap,
+    SaConfig, SaConfigError, SaEvent, SaHint, SeqCounter, SeqExhausted, Spi, TunnelEndpoints,
+    UdpEncap,
 };
 pub use spd::{
     Action, FlowKey, IpPrefix, Policy, PolicyId, PrefixError, SaRef, Selector, SelectorError, Spd,

@@ -16,6 +16,8 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
+use crate::dpdk::prefetch::Lines;
+
 use super::ecn::{DfPolicy, DscpPolicy};
 use super::replay::ReplayWindow;
 use super::spd::Selector;
@@ -228,17 +230,20 @@ impl LifetimeEvents {
 /// packets therefore lets exactly `N` packets through, and the packet that
 /// reaches a byte limit is the last one sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct LifetimeState {
-    limits: Lifetime,
-    bytes: u64,
-    packets: u64,
-    soft_fired: bool,
-    hard_fired: bool,
     /// The smallest byte / packet limit not yet fired (`u64::MAX` for
     /// none): the per-packet test is two comparisons, and the limits are
     /// looked at only when one of these is reached.
     next_bytes: u64,
     next_packets: u64,
+    bytes: u64,
+    packets: u64,
+    soft_fired: bool,
+    hard_fired: bool,
+    /// Read only when a limit is reached: last, so that an SA that embeds
+    /// this state (`repr(C)`) keeps it out of its hot cache lines.
+    limits: Lifetime,
 }
 
 impl LifetimeState {
@@ -956,5 +961,30 @@ mod tests {
             c.allocate().map(|n| n.event),
             Ok(Some(SaEvent::SeqNearOverflow))
         );
+    }
+}
+
+/// Where an installed SA's hot data lives, recorded once (when the SA is
+/// boxed into its table) so that the burst pipeline can prefetch all of it
+/// from one load instead of walking SA, transform and key schedule one
+/// dependent miss after another. Plain addresses: prefetching them is
+/// sound even if the SA has since gone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaHint {
+    /// The SA's hot cache lines.
+    pub sa: Lines,
+    /// The transform object.
+    pub transform: Lines,
+    /// The key schedule lines the transform reads first.
+    pub keys: Lines,
+}
+
+impl SaHint {
+    /// Prefetches everything.
+    #[inline(always)]
+    pub fn prefetch(&self) {
+        self.sa.prefetch();
+        self.transform.prefetch();
+        self.keys.prefetch();
     }
 }
