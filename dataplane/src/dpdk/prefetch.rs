@@ -47,7 +47,7 @@ pub fn prefetch_val<T>(r: *const T) {
     prefetch_bytes(r.cast::<u8>(), core::mem::size_of::<T>());
 }
 
-/// Up to 32 cache lines from a base address, as a mask: what one object
+/// Up to 16 cache lines from a base address, as a mask: what one object
 /// (an SA's hot part, a key schedule) needs in the cache. Built once when
 /// the object is installed, from its address; then each packet prefetches
 /// them without reading the object first. A plain address: stale or not,
@@ -55,36 +55,36 @@ pub fn prefetch_val<T>(r: *const T) {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Lines {
     base: usize,
-    mask: u32,
+    mask: u16,
 }
 
 impl Lines {
     /// Nothing to prefetch.
     pub const NONE: Self = Self { base: 0, mask: 0 };
 
-    /// The lines holding `len` bytes from `p` (at most 32 lines).
+    /// The lines holding `len` bytes from `p` (at most 16 lines).
     pub fn of_bytes(p: *const u8, len: usize) -> Self {
         if len == 0 {
             return Self::NONE;
         }
         let addr = p as usize;
         let base = addr & !(CACHE_LINE - 1);
-        let n = (addr + len - base).div_ceil(CACHE_LINE).min(32);
+        let n = (addr + len - base).div_ceil(CACHE_LINE).min(16);
         Self {
             base,
-            mask: if n == 32 { u32::MAX } else { (1 << n) - 1 },
+            mask: if n == 16 { u16::MAX } else { (1 << n) - 1 },
         }
     }
 
-    /// These lines and the one holding `p + offset` (which must be within
-    /// 32 lines of the base).
+    /// These lines and the one holding `p + offset` (ignored unless within
+    /// 16 lines of the base).
     pub fn with_byte(self, p: *const u8, offset: usize) -> Self {
         let addr = p as usize + offset;
         if self.mask == 0 {
             return Self::of_bytes(p.wrapping_add(offset), 1);
         }
         let line = addr.wrapping_sub(self.base) / CACHE_LINE;
-        if addr < self.base || line >= 32 {
+        if addr < self.base || line >= 16 {
             return self;
         }
         Self {
@@ -96,6 +96,16 @@ impl Lines {
     /// Number of lines.
     pub fn count(self) -> u32 {
         self.mask.count_ones()
+    }
+
+    /// The base address and the mask, to store compactly.
+    pub fn parts(self) -> (usize, u16) {
+        (self.base, self.mask)
+    }
+
+    /// From [`Self::parts`].
+    pub fn from_parts(base: usize, mask: u16) -> Self {
+        Self { base, mask }
     }
 
     /// Prefetches them.

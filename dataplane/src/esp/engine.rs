@@ -14,7 +14,7 @@ use super::counters::{DropReason, SaCounters};
 use super::flow_cache::{FlowHint, SpdCache};
 use super::inbound::{EspLocation, InboundOutcome, InboundSa, InboundSaTable};
 use super::outbound::{flow_key, OutboundSa};
-use super::sa::{SaEvent, SaHint, Spi};
+use super::sa::{SaEvent, Spi};
 use super::spd::{Action, FlowKey, SaRef, Spd};
 use crate::dpdk::prefetch::prefetch;
 
@@ -50,8 +50,6 @@ pub struct EspEngine {
     /// control thread's allocation goes back to it to be freed (see the
     /// gateway's `Retired`).
     outbound: Vec<Option<Box<OutboundSa>>>,
-    /// Per slot, where its SA's hot data is (see [`SaHint`]).
-    outbound_hints: Vec<SaHint>,
     inbound: InboundSaTable,
     /// Outbound drops that belong to no SA (no policy, discard, malformed).
     pub outbound_counters: SaCounters,
@@ -68,7 +66,6 @@ impl EspEngine {
             spd: Spd::new(),
             spd_cache: SpdCache::default(),
             outbound: Vec::new(),
-            outbound_hints: Vec::new(),
             inbound: InboundSaTable::new(),
             outbound_counters: SaCounters::default(),
             bypassed: 0,
@@ -108,26 +105,15 @@ impl EspEngine {
 
     /// Second stage: the decision the flow cache probably holds for the
     /// flow of `hint` (see [`SpdCache::peek`]); with a slot, prefetches the
-    /// slot's entry of the SA table and its [`SaHint`].
+    /// slot's entry of the SA table.
     #[inline]
     pub fn peek_flow(&self, hint: FlowHint) -> Option<SaRef> {
         match self.spd_cache.peek(hint)? {
             Some(Action::Protect(slot)) => {
-                let i = slot.0 as usize;
-                prefetch(self.outbound.as_ptr().wrapping_add(i));
-                prefetch(self.outbound_hints.as_ptr().wrapping_add(i));
+                prefetch(self.outbound.as_ptr().wrapping_add(slot.0 as usize));
                 Some(slot)
             }
             _ => None,
-        }
-    }
-
-    /// Third stage: prefetches the SA of `slot`, its transform and key
-    /// schedule, from the slot's [`SaHint`].
-    #[inline]
-    pub fn prefetch_outbound(&self, slot: SaRef) {
-        if let Some(h) = self.outbound_hints.get(slot.0 as usize) {
-            h.prefetch();
         }
     }
 
@@ -152,18 +138,12 @@ impl EspEngine {
         let i = slot.0 as usize;
         if self.outbound.len() <= i {
             self.outbound.resize_with(i + 1, || None);
-            self.outbound_hints.resize(i + 1, SaHint::default());
         }
-        let sa = sa.into();
-        self.outbound_hints[i] = sa.prefetch_hint();
-        self.outbound[i].replace(sa)
+        self.outbound[i].replace(sa.into())
     }
 
     /// Empties outbound slot `slot`.
     pub fn remove_outbound(&mut self, slot: SaRef) -> Option<Box<OutboundSa>> {
-        if let Some(h) = self.outbound_hints.get_mut(slot.0 as usize) {
-            *h = SaHint::default();
-        }
         self.outbound
             .get_mut(slot.0 as usize)
             .and_then(Option::take)

@@ -160,33 +160,34 @@ fn last_next_header_field<T: AsRef<[u8]>>(ip: &Ipv6Packet<T>, upper: usize) -> u
 /// An inbound SA: configuration, transform, replay window, lifetime and
 /// counters. Owned by one worker.
 ///
-/// Laid out hot first (`repr(C)`, as [`OutboundSa`](super::OutboundSa)):
-/// what decapsulation reads or writes per packet fills the first
-/// [`InboundSa::HOT_BYTES`] bytes, the configuration, lifetime limits and
-/// drop counters follow.
+/// Laid out for the cache (`repr(C)`, as [`OutboundSa`](super::OutboundSa)):
+/// what decapsulation reads or writes per packet is in three cache lines
+/// ([`InboundSa::hot_lines`]): the first two, and the one where the
+/// counters' totals meet the lifetime's running totals; the configuration
+/// follows.
 #[repr(C, align(64))]
 pub struct InboundSa {
     transform: Box<dyn EspTransform>,
     /// Where the transform and key schedule are, for the burst pipeline.
     hint: SaHint,
-    replay: ReplayWindow,
-    iv_len: usize,
-    icv_len: usize,
-    /// The cipher's block size minus one (block sizes are powers of two):
-    /// the ciphertext length check is a mask, not a division, which cost a
-    /// `div` stall on every packet.
-    block_mask: usize,
-    /// The IPv4 traffic selectors as masks and ranges, for the per-packet
-    /// check of decrypted IPv4 packets.
-    v4_selectors: Vec<V4Selector>,
     /// `config.spi`, `config.esn` and `config.mode`, next to the rest.
     spi: Spi,
     esn: bool,
     mode: Mode,
-    /// Its running totals first (see [`LifetimeState`]).
-    lifetime: LifetimeState,
+    iv_len: u8,
+    icv_len: u8,
+    /// The cipher's block size minus one (block sizes are powers of two):
+    /// the ciphertext length check is a mask, not a division, which cost a
+    /// `div` stall on every packet.
+    block_mask: u8,
+    replay: ReplayWindow,
+    /// The IPv4 traffic selectors as masks and ranges, for the per-packet
+    /// check of decrypted IPv4 packets.
+    v4_selectors: Vec<V4Selector>,
     /// Packets and bytes decrypted, and drops charged to this SA.
     pub counters: SaCounters,
+    /// Its running totals first (see [`LifetimeState`]).
+    lifetime: LifetimeState,
     config: SaConfig,
 }
 
@@ -278,16 +279,17 @@ impl InboundSa {
             .iter()
             .filter_map(V4Selector::compile)
             .collect();
+        let small = |n: usize| u8::try_from(n).expect("IV, ICV and block lengths are small");
         Ok(Self {
             v4_selectors,
             lifetime: config.lifetime_state(),
             counters: SaCounters::default(),
-            iv_len: transform.iv_len(),
-            icv_len: transform.icv_len(),
+            iv_len: small(transform.iv_len()),
+            icv_len: small(transform.icv_len()),
             block_mask: {
                 let b = transform.block_size().max(1);
                 debug_assert!(b.is_power_of_two());
-                b.next_power_of_two() - 1
+                small(b.next_power_of_two() - 1)
             },
             replay,
             transform,
@@ -299,16 +301,29 @@ impl InboundSa {
         })
     }
 
-    /// Bytes from the start of the SA that decapsulation touches per
-    /// packet: up to the packet and byte counters (see the type's docs).
-    pub const HOT_BYTES: usize =
-        std::mem::offset_of!(InboundSa, counters) + 2 * std::mem::size_of::<u64>();
+    /// The cache lines of this SA that decapsulation touches per packet.
+    pub fn hot_lines(&self) -> Lines {
+        use std::mem::{offset_of, size_of};
+        let p = std::ptr::from_ref(self).cast::<u8>();
+        let totals = offset_of!(InboundSa, counters) + offset_of!(SaCounters, packets);
+        Lines::of_bytes(
+            p,
+            offset_of!(InboundSa, v4_selectors) + size_of::<Vec<V4Selector>>(),
+        )
+        .with_byte(p, totals)
+        .with_byte(p, totals + 2 * size_of::<u64>() - 1)
+        .with_byte(p, offset_of!(InboundSa, lifetime))
+        .with_byte(
+            p,
+            offset_of!(InboundSa, lifetime) + LifetimeState::HOT_BYTES - 1,
+        )
+    }
 
     /// Burst pipeline: prefetches the hot part of this SA (no field is
     /// read).
     #[inline]
     pub fn prefetch(&self) {
-        Lines::of_bytes(std::ptr::from_ref(self).cast::<u8>(), Self::HOT_BYTES).prefetch();
+        self.hot_lines().prefetch();
     }
 
     /// Burst pipeline, once [`Self::prefetch`] has landed: prefetches the
@@ -317,8 +332,7 @@ impl InboundSa {
     /// replay window's current block.
     #[inline]
     pub fn prefetch_rest(&self) {
-        self.hint.transform.prefetch();
-        self.hint.keys.prefetch();
+        self.hint.prefetch_crypto();
         prefetch(self.v4_selectors.as_ptr());
         self.replay.prefetch();
     }
@@ -327,14 +341,11 @@ impl InboundSa {
     /// [`SaHint`]).
     fn record_hint(&mut self) {
         let t: &dyn EspTransform = &*self.transform;
-        self.hint = SaHint {
-            sa: Lines::NONE,
-            transform: Lines::of_bytes(
-                std::ptr::from_ref(t).cast::<u8>(),
-                std::mem::size_of_val(t),
-            ),
-            keys: t.key_lines(),
-        };
+        self.hint = SaHint::new(
+            Lines::NONE,
+            Lines::of_bytes(std::ptr::from_ref(t).cast::<u8>(), std::mem::size_of_val(t)),
+            t.key_lines(),
+        );
     }
 
     /// The configuration.
@@ -586,12 +597,13 @@ fn decapsulate_sa<B: PacketBuf>(
     }
     let data = pkt.data_mut();
     let esp_len = ip_len - esp_offset;
-    let min = ESP_HEADER_LEN + sa.iv_len + 2 + sa.icv_len;
+    let (iv_len, icv_len) = (usize::from(sa.iv_len), usize::from(sa.icv_len));
+    let min = ESP_HEADER_LEN + iv_len + 2 + icv_len;
     if esp_len < min {
         return Err(DropReason::BadLength);
     }
-    let ct_len = esp_len - ESP_HEADER_LEN - sa.iv_len - sa.icv_len;
-    if ct_len & sa.block_mask != 0 {
+    let ct_len = esp_len - ESP_HEADER_LEN - iv_len - icv_len;
+    if ct_len & usize::from(sa.block_mask) != 0 {
         return Err(DropReason::BadLength);
     }
 
@@ -611,14 +623,14 @@ fn decapsulate_sa<B: PacketBuf>(
 
     // Authenticate and decrypt (RFC 4303 §3.4.4).
     let iv_at = esp_offset + ESP_HEADER_LEN;
-    let ct_at = iv_at + sa.iv_len;
+    let ct_at = iv_at + iv_len;
     let icv_at = ct_at + ct_len;
     {
         let mut esp_header = [0u8; ESP_HEADER_LEN];
         esp_header.copy_from_slice(&data[esp_offset..iv_at]);
         let (head, rest) = data.split_at_mut(ct_at);
         let (ct, tail) = rest.split_at_mut(ct_len);
-        let icv = &tail[..sa.icv_len];
+        let icv = &tail[..icv_len];
         let esn_high = sa.esn.then_some((seq >> 32) as u32);
         sa.transform
             .open(&esp_header, esn_high, &head[iv_at..ct_at], ct, icv)

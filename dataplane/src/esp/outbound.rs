@@ -32,14 +32,15 @@ const IPV6_HEADER_LEN: usize = 40;
 /// An outbound SA: configuration, transform, sequence counter, lifetime
 /// and counters. Owned by one worker (one writer per sequence counter).
 ///
-/// Laid out hot first (`repr(C)`): everything encapsulation reads or
+/// Laid out for the cache (`repr(C)`): everything encapsulation reads or
 /// writes per packet (the transform pointer, the sequence counter, the
 /// per-SA copies of the configuration it needs, the outer-header template,
-/// the lifetime's running totals and the packet and byte counters) sits in
-/// the first [`OutboundSa::HOT_BYTES`] bytes, four cache lines, and the
-/// configuration, lifetime limits and drop counters after it. With
-/// 100,000 SAs every packet's SA is a cache miss; the burst pipeline
-/// prefetches those four lines instead of the nine the SA spans.
+/// the packet and byte counters and the lifetime's running totals) sits in
+/// three cache lines ([`OutboundSa::hot_lines`]): the first two, and the
+/// one where the counters' totals (after their drop counters) meet the
+/// lifetime state (whose limits come last); the configuration follows.
+/// With 100,000 SAs every packet's SA is a cache miss, and the burst
+/// pipeline prefetches those three lines instead of the nine the SA spans.
 #[repr(C, align(64))]
 pub struct OutboundSa {
     transform: Box<dyn EspTransform>,
@@ -47,22 +48,22 @@ pub struct OutboundSa {
     /// IPv4 outer: the one's complement sum of the header words that never
     /// change (TTL/protocol and the addresses).
     v4_partial: u64,
-    /// `config.spi`, `config.mode`, ...: the configuration the fast path
-    /// reads, copied next to the rest of the hot fields.
-    hot: HotConfig,
     ident: u16,
     iv_len: u8,
     icv_len: u8,
     block: u8,
     outer_header_len: u8,
+    /// `config.spi`, `config.mode`, ...: the configuration the fast path
+    /// reads, copied next to the rest of the hot fields.
+    hot: HotConfig,
     /// Tunnel mode: the outer IP (and UDP) header with every per-SA field
     /// filled in, copied in front of each packet and patched (length, id,
     /// TOS, DF, checksum), as DPDK's lib/ipsec does.
     template: [u8; IPV6_HEADER_LEN + UDP_HEADER_LEN],
-    /// Its running totals first (see [`LifetimeState`]).
-    lifetime: LifetimeState,
     /// Packets and bytes protected, and drops charged to this SA.
     pub counters: SaCounters,
+    /// Its running totals first (see [`LifetimeState`]).
+    lifetime: LifetimeState,
     config: SaConfig,
 }
 
@@ -130,23 +131,33 @@ impl OutboundSa {
         })
     }
 
-    /// Bytes from the start of the SA that encapsulation touches per
-    /// packet: up to the packet and byte counters (see the type's docs).
-    pub const HOT_BYTES: usize =
-        std::mem::offset_of!(OutboundSa, counters) + 2 * std::mem::size_of::<u64>();
+    /// The cache lines of this SA that encapsulation touches per packet.
+    pub fn hot_lines(&self) -> Lines {
+        use std::mem::{offset_of, size_of};
+        let p = std::ptr::from_ref(self).cast::<u8>();
+        let totals = offset_of!(OutboundSa, counters) + offset_of!(SaCounters, packets);
+        Lines::of_bytes(
+            p,
+            offset_of!(OutboundSa, template) + IPV6_HEADER_LEN + UDP_HEADER_LEN,
+        )
+        .with_byte(p, totals)
+        .with_byte(p, totals + 2 * size_of::<u64>() - 1)
+        .with_byte(p, offset_of!(OutboundSa, lifetime))
+        .with_byte(
+            p,
+            offset_of!(OutboundSa, lifetime) + LifetimeState::HOT_BYTES - 1,
+        )
+    }
 
     /// Where this SA's hot data is (for a boxed SA: the address must not
     /// change afterwards).
     pub fn prefetch_hint(&self) -> SaHint {
         let t: &dyn EspTransform = &*self.transform;
-        SaHint {
-            sa: Lines::of_bytes(std::ptr::from_ref(self).cast::<u8>(), Self::HOT_BYTES),
-            transform: Lines::of_bytes(
-                std::ptr::from_ref(t).cast::<u8>(),
-                std::mem::size_of_val(t),
-            ),
-            keys: t.key_lines(),
-        }
+        SaHint::new(
+            self.hot_lines(),
+            Lines::of_bytes(std::ptr::from_ref(t).cast::<u8>(), std::mem::size_of_val(t)),
+            t.key_lines(),
+        )
     }
 
     /// The configuration.

@@ -247,6 +247,12 @@ pub struct LifetimeState {
 }
 
 impl LifetimeState {
+    /// The leading bytes read and written per packet (everything but the
+    /// limits).
+    pub const HOT_BYTES: usize = std::mem::offset_of!(LifetimeState, hard_fired) + 1;
+}
+
+impl LifetimeState {
     /// Nothing counted yet.
     pub const fn new(limits: Lifetime) -> Self {
         let mut s = Self {
@@ -971,20 +977,38 @@ mod tests {
 /// sound even if the SA has since gone.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SaHint {
-    /// The SA's hot cache lines.
-    pub sa: Lines,
-    /// The transform object.
-    pub transform: Lines,
-    /// The key schedule lines the transform reads first.
-    pub keys: Lines,
+    /// The SA's hot cache lines, the transform object's and the key
+    /// schedule's: base addresses and line masks (32 bytes, so that a hint
+    /// and a tunnel's egress share a cache line).
+    bases: [usize; 3],
+    masks: [u16; 3],
 }
 
 impl SaHint {
+    /// From the lines of the SA, its transform object and key schedule.
+    pub fn new(sa: Lines, transform: Lines, keys: Lines) -> Self {
+        let (a, x) = sa.parts();
+        let (b, y) = transform.parts();
+        let (c, z) = keys.parts();
+        Self {
+            bases: [a, b, c],
+            masks: [x, y, z],
+        }
+    }
+
     /// Prefetches everything.
     #[inline(always)]
     pub fn prefetch(&self) {
-        self.sa.prefetch();
-        self.transform.prefetch();
-        self.keys.prefetch();
+        for i in 0..3 {
+            Lines::from_parts(self.bases[i], self.masks[i]).prefetch();
+        }
+    }
+
+    /// Prefetches all but the SA itself.
+    #[inline(always)]
+    pub fn prefetch_crypto(&self) {
+        for i in 1..3 {
+            Lines::from_parts(self.bases[i], self.masks[i]).prefetch();
+        }
     }
 }

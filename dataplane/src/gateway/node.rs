@@ -34,7 +34,7 @@ use crate::dpdk::prefetch::prefetch;
 use crate::esp::SpiMap;
 use crate::esp::{
     flow_key, locate_esp, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey, InboundOutcome,
-    InboundSa, OutboundSa, SaRef, Spd, Spi,
+    InboundSa, OutboundSa, SaHint, SaRef, Spd, Spi,
 };
 use crate::route::RouteTable;
 use crate::wire::{
@@ -270,19 +270,28 @@ struct Pending<B> {
 /// are done for its first packet and reused until a route, neighbour or
 /// SA change makes them stale (`epoch`, `neigh_gen`). ipsec-secgw and VPP
 /// likewise resolve a tunnel's adjacency once rather than per packet.
-/// One cache line each (48 bytes, aligned so that none straddles two):
-/// with many tunnels the burst pipeline prefetches it per packet.
 #[derive(Debug, Clone, Copy)]
-#[repr(align(64))]
 struct Egress {
     epoch: u64,
     neigh_gen: u64,
-    outer_dst: IpAddr,
     out_if: u16,
     mac: [u8; 6],
     mtu: u16,
     mss: Option<u16>,
+    outer_v4: bool,
 }
+
+/// What the node keeps per outbound slot, in one cache line (with many
+/// tunnels the burst pipeline prefetches it per packet): the tunnel's
+/// egress and where its SA's hot data is.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct SlotLine {
+    egress: Option<Egress>,
+    hint: SaHint,
+}
+
+const _: () = assert!(std::mem::size_of::<SlotLine>() == 64);
 
 /// One worker's forwarding state and pipeline.
 pub struct Node<B> {
@@ -293,8 +302,9 @@ pub struct Node<B> {
     neigh: NeighbourTable,
     engine: EspEngine,
     slot_owner: Vec<Option<u16>>,
-    /// Per outbound slot: where its tunnel-mode packets go (see [`Egress`]).
-    egress: Vec<Option<Egress>>,
+    /// Per outbound slot: where its tunnel-mode packets go (see [`Egress`])
+    /// and its SA's [`SaHint`].
+    slots: Vec<SlotLine>,
     /// Bumped by every change that can move a tunnel's egress (routes,
     /// SAs); with the neighbour table's generation it validates `egress`.
     egress_epoch: u64,
@@ -359,7 +369,7 @@ impl<B: PacketBuf> Node<B> {
             neigh: NeighbourTable::new(),
             engine: EspEngine::new(),
             slot_owner: Vec::new(),
-            egress: Vec::new(),
+            slots: Vec::new(),
             egress_epoch: 0,
             spi_owner: SpiMap::new(),
             foreign_spis: 0,
@@ -418,12 +428,22 @@ impl<B: PacketBuf> Node<B> {
     ) -> Option<Box<OutboundSa>> {
         self.set_outbound_owner(slot, Some(self.id));
         self.egress_epoch += 1;
+        let sa = sa.into();
+        let i = slot.0 as usize;
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, SlotLine::default());
+        }
+        // The box keeps its address in the engine.
+        self.slots[i].hint = sa.prefetch_hint();
         self.engine.install_outbound(slot, sa)
     }
 
     /// Removes an outbound SA.
     pub fn remove_outbound(&mut self, slot: SaRef) -> Option<Box<OutboundSa>> {
         self.egress_epoch += 1;
+        if let Some(l) = self.slots.get_mut(slot.0 as usize) {
+            l.hint = SaHint::default();
+        }
         self.engine.remove_outbound(slot)
     }
 
@@ -502,8 +522,8 @@ impl<B: PacketBuf> Node<B> {
     /// stalling each packet in turn (the two-pass burst of DPDK's
     /// lib/ipsec and VPP). Each pass over the burst issues the prefetches
     /// whose addresses the previous pass brought in. Plaintext from a LAN:
-    /// the flow-cache set; then the cached decision's SA table entry, its
-    /// [`SaHint`](crate::esp::SaHint) and egress; then from the hint the
+    /// the flow-cache set; then the cached decision's SA table entry and
+    /// the node's line for the slot (egress and [`SaHint`]); then from the hint the
     /// SA's hot lines, its transform and key schedule. ESP from the WAN:
     /// the SA found by SPI; then from the hint recorded in it, its
     /// transform and key schedule. Only hints: nothing changes, so a wrong
@@ -554,11 +574,13 @@ impl<B: PacketBuf> Node<B> {
             for (s, h) in slots.iter_mut().zip(&hints[..n]) {
                 *s = h.and_then(|h| self.engine.peek_flow(h));
                 if let Some(slot) = s {
-                    prefetch(self.egress.as_ptr().wrapping_add(slot.0 as usize));
+                    prefetch(self.slots.as_ptr().wrapping_add(slot.0 as usize));
                 }
             }
             for slot in slots[..n].iter().flatten() {
-                self.engine.prefetch_outbound(*slot);
+                if let Some(l) = self.slots.get(slot.0 as usize) {
+                    l.hint.prefetch();
+                }
             }
         }
     }
@@ -931,13 +953,13 @@ impl<B: PacketBuf> Node<B> {
         if !mode_transport {
             if let Some(mac) = self.neigh.lookup(hop.neighbour(outer_dst)) {
                 let i = slot.0 as usize;
-                if self.egress.len() <= i {
-                    self.egress.resize(i + 1, None);
+                if self.slots.len() <= i {
+                    self.slots.resize(i + 1, SlotLine::default());
                 }
-                self.egress[i] = Some(Egress {
+                self.slots[i].egress = Some(Egress {
                     epoch: self.egress_epoch,
                     neigh_gen: self.neigh.generation(),
-                    outer_dst,
+                    outer_v4: outer_dst.is_ipv4(),
                     out_if: hop.interface,
                     mac,
                     mtu: egress.mtu,
@@ -980,7 +1002,7 @@ impl<B: PacketBuf> Node<B> {
     /// The still-valid egress of tunnel-mode slot `slot`.
     #[inline]
     fn cached_egress(&self, slot: SaRef) -> Option<Egress> {
-        let e = (*self.egress.get(slot.0 as usize)?)?;
+        let e = self.slots.get(slot.0 as usize)?.egress?;
         (e.epoch == self.egress_epoch && e.neigh_gen == self.neigh.generation()).then_some(e)
     }
 
@@ -1012,7 +1034,7 @@ impl<B: PacketBuf> Node<B> {
     /// cached egress.
     fn seal_and_send(&mut self, slot: SaRef, pkt: B, e: &Egress) {
         if let Some(pkt) = self.seal(slot, pkt) {
-            let ethertype = if e.outer_dst.is_ipv4() {
+            let ethertype = if e.outer_v4 {
                 EtherType::IPV4
             } else {
                 EtherType::IPV6
