@@ -84,10 +84,31 @@ impl EspEngine {
     /// ([`Spd::compile`], as the gateway's control thread does): an SPD
     /// that is not gets compiled here, between bursts, rather than on its
     /// first packet.
-    pub fn set_spd(&mut self, spd: Spd) -> Spd {
+    pub fn set_spd(&mut self, mut spd: Spd) -> Spd {
         spd.compile();
-        self.spd_cache.reset_for(spd.len());
-        std::mem::replace(&mut self.spd, spd)
+        // A fresh cache of the right size shipped with the SPD (see
+        // `Spd::with_flow_cache`) replaces ours, which goes back with the
+        // old SPD; else ours is reset (and, if it must change size,
+        // reallocated) here.
+        let shipped = spd
+            .take_flow_cache()
+            .filter(|c| c.capacity() == SpdCache::slots_for(spd.len()));
+        let retired = match shipped {
+            Some(mut fresh) => {
+                (fresh.hits, fresh.misses) = (self.spd_cache.hits, self.spd_cache.misses);
+                std::mem::swap(&mut *fresh, &mut self.spd_cache);
+                Some(fresh)
+            }
+            None => {
+                self.spd_cache.reset_for(spd.len());
+                None
+            }
+        };
+        let mut old = std::mem::replace(&mut self.spd, spd);
+        if let Some(c) = retired {
+            old.put_flow_cache(c);
+        }
+        old
     }
 
     /// The SPD's action for `key`, through the worker's flow cache.
