@@ -207,7 +207,7 @@ impl Control {
         }
         self.config = fresh;
         let spd = self.spd()?;
-        self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone())));
+        self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
         self.apply_sas()?;
         Ok(format!(
             "reloaded {}: {} inbound SAs, {} outbound SAs\n",
@@ -625,7 +625,7 @@ pub fn run(
         started: Instant::now(),
     };
     let spd = control.spd()?;
-    control.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone())));
+    control.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
     control.apply_sas()?;
 
     let socket_path = control.config.control.socket.clone();

@@ -300,7 +300,9 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
         Direction::Encrypt => {
             send(
                 to_worker,
-                ControlMsg::SetSpd(Box::new(traffic::outbound_spd(spec.sa_count)?)),
+                ControlMsg::SetSpd(Box::new(
+                    traffic::outbound_spd(spec.sa_count)?.with_flow_cache(),
+                )),
             )?;
             let mut name = String::new();
             for i in 0..spec.sa_count {

@@ -214,7 +214,9 @@ pub fn run(req: &ReconfRequest) -> Result<ReconfSample, Error> {
     // The steady tunnels: both SAs of each, as `espresso run` starts.
     send(
         &gw,
-        ControlMsg::SetSpd(Box::new(traffic::outbound_spd(spec.sa_count)?)),
+        ControlMsg::SetSpd(Box::new(
+            traffic::outbound_spd(spec.sa_count)?.with_flow_cache(),
+        )),
     )?;
     for t in 0..spec.sa_count {
         let (out, inb) = build_pair(&spec, t)?;
@@ -254,7 +256,7 @@ pub fn run(req: &ReconfRequest) -> Result<ReconfSample, Error> {
     };
     // Add (reload: SetSpd first, then inbound SAs, then outbound SAs).
     let b = Instant::now();
-    let spd = traffic::outbound_spd(last)?;
+    let spd = traffic::outbound_spd(last)?.with_flow_cache();
     build += b.elapsed();
     msg(ControlMsg::SetSpd(Box::new(spd)))?;
     let mut outbound = Vec::with_capacity(req.churn as usize);
@@ -285,7 +287,7 @@ pub fn run(req: &ReconfRequest) -> Result<ReconfSample, Error> {
     let t1 = Instant::now();
     // Delete (reload: SetSpd first, then outbound SAs, then inbound SAs).
     let b = Instant::now();
-    let spd = traffic::outbound_spd(first)?;
+    let spd = traffic::outbound_spd(first)?.with_flow_cache();
     build += b.elapsed();
     msg(ControlMsg::SetSpd(Box::new(spd)))?;
     for t in first..last {

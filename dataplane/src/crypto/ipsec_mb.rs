@@ -288,6 +288,8 @@ fn wipe<T: Copy>(value: &mut T) {
 pub(super) enum AeadCipher {
     Gcm {
         key: Box<GcmKey>,
+        /// Cache lines of round keys the key size uses (3 or 4).
+        round_key_lines: u8,
         enc: unsafe extern "C" fn(
             *const imb::gcm_key_data,
             *mut imb::gcm_context_data,
@@ -370,6 +372,8 @@ impl AeadCipher {
                 unsafe { pre(key.as_ptr().cast(), &mut data.0) };
                 Ok(Self::Gcm {
                     key: data,
+                    // (rounds + 1) 16-byte round keys.
+                    round_key_lines: if len == 16 { 3 } else { 4 },
                     enc: enc_fn,
                     dec: dec_fn,
                 })
@@ -415,7 +419,7 @@ impl AeadCipher {
         let len = payload.len() as u64;
         let p = payload.as_mut_ptr();
         match self {
-            Self::Gcm { key, enc, dec } => {
+            Self::Gcm { key, enc, dec, .. } => {
                 let f = if encrypt { enc } else { dec };
                 let mut ctx = GcmCtx(imb::gcm_context_data::default());
                 // SAFETY: `key` was prepared by the matching `gcm*_pre`;
@@ -490,6 +494,31 @@ impl Drop for AeadCipher {
 }
 
 impl AeadPrimitive for AeadCipher {
+    /// The round keys and the GHASH powers a short packet uses: in the
+    /// VAES/AVX-512 layout of `gcm_key_data` the 15 round-key slots come
+    /// first (AES-128 uses 11: three lines; AES-256 all 15: four), then
+    /// `HashKey_48` (byte 240) down to `HashKey_1` (byte 992), so the low
+    /// powers are its last lines; two lines hold `HashKey_8`..`HashKey_1`.
+    /// Longer packets go on to the higher powers and have the cipher's
+    /// work to hide those misses.
+    fn key_lines(&self) -> crate::dpdk::prefetch::Lines {
+        use crate::dpdk::prefetch::{Lines, CACHE_LINE};
+        let Self::Gcm {
+            key,
+            round_key_lines,
+            ..
+        } = self
+        else {
+            return Lines::NONE;
+        };
+        let p = std::ptr::from_ref::<GcmKey>(key).cast::<u8>();
+        let end = std::mem::offset_of!(imb::gcm_key_data, ghash_keys)
+            + std::mem::size_of_val(&key.0.ghash_keys);
+        Lines::of_bytes(p, usize::from(*round_key_lines) * CACHE_LINE)
+            .with_byte(p, end - 1)
+            .with_byte(p, end - 1 - CACHE_LINE)
+    }
+
     fn seal(
         &self,
         nonce: &[u8; 12],

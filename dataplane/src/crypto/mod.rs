@@ -35,6 +35,7 @@
 //! [`new_transform`] and wiped when the transform is dropped (see each
 //! backend for what "wiped" can mean for it).
 
+use crate::dpdk::prefetch::Lines;
 use core::fmt;
 use core::str::FromStr;
 
@@ -416,6 +417,14 @@ pub trait EspTransform: Send {
     /// ICV length: 16 for AEADs, 16/24/32 for the HMACs.
     fn icv_len(&self) -> usize {
         self.algorithm().icv_len()
+    }
+    /// The cache lines of key material `seal`/`open` read first (expanded
+    /// round keys, GHASH powers): the SA records them once, and the burst
+    /// pipeline prefetches them for the packets behind the one it works
+    /// on, so that with many SAs the key schedules' cache misses overlap.
+    /// The default names none.
+    fn key_lines(&self) -> Lines {
+        Lines::NONE
     }
     /// Writes the explicit IV for outbound packet number `seq` (the full
     /// 64-bit sequence number) into `iv[..iv_len()]`.

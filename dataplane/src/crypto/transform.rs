@@ -4,6 +4,8 @@
 
 use zeroize::Zeroize;
 
+use crate::dpdk::prefetch::Lines;
+
 use super::cbc_iv::CbcIvGenerator;
 use super::{Algorithm, Backend, CryptoError, Encryption, EspTransform, SaKeys};
 
@@ -16,6 +18,10 @@ pub(super) trait AeadPrimitive: Send {
         payload: &mut [u8],
         tag: &mut [u8],
     ) -> Result<(), CryptoError>;
+    /// See [`EspTransform::key_lines`].
+    fn key_lines(&self) -> Lines {
+        Lines::NONE
+    }
     /// Must verify `tag` in constant time.
     fn open(
         &self,
@@ -112,6 +118,10 @@ impl<A: AeadPrimitive> EspTransform for AeadTransform<A> {
 
     fn fill_iv(&mut self, seq: u64, iv: &mut [u8]) {
         iv[..8].copy_from_slice(&seq.to_be_bytes());
+    }
+
+    fn key_lines(&self) -> Lines {
+        self.cipher.key_lines()
     }
 
     fn seal(

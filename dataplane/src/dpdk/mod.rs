@@ -10,6 +10,7 @@ mod eal;
 mod mbuf;
 mod mempool;
 mod port;
+pub mod prefetch;
 
 pub use eal::{register_thread, unregister_thread, Eal, EalError};
 pub use mbuf::{Mbuf, MbufError};

@@ -128,13 +128,17 @@ impl From<EcnDrop> for DropReason {
 /// counters are for one direction; [`WorkerCounters`] holds one set per
 /// direction for what is not attributable to an SA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct SaCounters {
+    /// Drops, indexed by [`DropReason::index`]. First (`repr(C)`): an SA
+    /// lays its counters out so that the totals, written per packet, share
+    /// a cache line with its lifetime state and these rarely written ones
+    /// stay out of the way.
+    pub drops: [u64; DropReason::COUNT],
     /// Packets processed successfully.
     pub packets: u64,
     /// Bytes of those packets (the plaintext inner packet's length).
     pub bytes: u64,
-    /// Drops, indexed by [`DropReason::index`].
-    pub drops: [u64; DropReason::COUNT],
 }
 
 impl Default for SaCounters {

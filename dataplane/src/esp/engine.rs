@@ -11,7 +11,7 @@
 use crate::buf::PacketBuf;
 
 use super::counters::{DropReason, SaCounters};
-use super::flow_cache::SpdCache;
+use super::flow_cache::{FlowHint, SpdCache};
 use super::inbound::{EspLocation, InboundOutcome, InboundSa, InboundSaTable};
 use super::outbound::{flow_key, OutboundSa};
 use super::sa::{SaEvent, Spi};
@@ -84,16 +84,63 @@ impl EspEngine {
     /// ([`Spd::compile`], as the gateway's control thread does): an SPD
     /// that is not gets compiled here, between bursts, rather than on its
     /// first packet.
-    pub fn set_spd(&mut self, spd: Spd) -> Spd {
+    pub fn set_spd(&mut self, mut spd: Spd) -> Spd {
         spd.compile();
-        self.spd_cache.clear();
-        std::mem::replace(&mut self.spd, spd)
+        // A fresh cache of the right size shipped with the SPD (see
+        // `Spd::with_flow_cache`) replaces ours, which goes back with the
+        // old SPD; else ours is reset (and, if it must change size,
+        // reallocated) here.
+        let shipped = spd
+            .take_flow_cache()
+            .filter(|c| c.capacity() == SpdCache::slots_for(spd.len()));
+        let retired = match shipped {
+            Some(mut fresh) => {
+                (fresh.hits, fresh.misses) = (self.spd_cache.hits, self.spd_cache.misses);
+                std::mem::swap(&mut *fresh, &mut self.spd_cache);
+                Some(fresh)
+            }
+            None => {
+                self.spd_cache.reset_for(spd.len());
+                None
+            }
+        };
+        let mut old = std::mem::replace(&mut self.spd, spd);
+        if let Some(c) = retired {
+            old.put_flow_cache(c);
+        }
+        old
     }
 
     /// The SPD's action for `key`, through the worker's flow cache.
     #[inline]
     pub fn policy_action(&mut self, key: &FlowKey) -> Option<Action> {
         self.spd_cache.lookup(&self.spd, key)
+    }
+
+    /// First stage of the burst pipeline for an outbound packet: hashes
+    /// its flow and prefetches the flow-cache line that decides it.
+    #[inline]
+    pub fn flow_hint(&self, key: &FlowKey) -> FlowHint {
+        self.spd_cache.hint(key)
+    }
+
+    /// Second stage: the decision the flow cache probably holds for the
+    /// flow of `hint` (see [`SpdCache::peek`]); with a slot, prefetches the
+    /// slot's entry of the SA table.
+    #[inline]
+    pub fn peek_flow(&self, hint: FlowHint) -> Option<SaRef> {
+        match self.spd_cache.peek(hint)? {
+            Some(Action::Protect(slot)) => {
+                self.outbound.prefetch(slot.0 as usize);
+                Some(slot)
+            }
+            _ => None,
+        }
+    }
+
+    /// The number of outbound slots and inbound SAs.
+    pub fn sa_count(&self) -> usize {
+        self.outbound.capacity() + self.inbound.len()
     }
 
     /// The flow cache (hit and miss counters).

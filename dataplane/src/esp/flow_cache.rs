@@ -15,9 +15,8 @@
 //! (0.5 % hits with 100,000 flows in 32,768 entries), while random
 //! replacement keeps a share that falls with the overload (the fixed point
 //! of h = (7/8)^((f - 1)(1 - h)) for f flows per 8-way set: about 0.4 at
-//! 12 flows per set, 0.06 at 24, as with 100,000 flows); with fewer flows
-//! than entries the policy does not matter. Traffic with that many flows
-//! needs a larger cache (`SpdCache::new`), which is left to do. A
+//! 12 flows per set, 0.06 at 24); with fewer flows than entries the
+//! policy does not matter. A
 //! direct-mapped table of the same size loses a flow whenever two share a
 //! slot (with 4096 flows in 16,384 slots, about one flow in nine), and those
 //! flows then pay the classifier on every packet. With 8 ways and one set
@@ -25,34 +24,46 @@
 //! set on average; a set overflows only when more than 8 of them land in it
 //! (Poisson(1): about 1 in a million sets), so 4096 flows all stay cached.
 //!
+//! Sized to the SPD ([`SpdCache::slots_for`]): at least
+//! [`SpdCache::DEFAULT_SLOTS`], and two entries per policy up to
+//! [`SpdCache::MAX_SLOTS`], so that a gateway with one flow per tunnel
+//! (100,000 tunnels: 262,144 entries, about 3 flows per set, a set
+//! overflowing for one flow in a few hundred) keeps them all; before,
+//! 100,000 flows in a fixed 32,768 entries hit about 6 % of the time and
+//! every miss paid the classifier.
+//!
+//! Layout, for the burst pipeline's prefetches: a set is six cache lines,
+//! the first holding the eight signatures and the eight actions (so a
+//! probe reads one line to learn the way and its decision) and the other
+//! five the eight keys, ten words each. The storage is one zeroed array of
+//! words (all-zero is an empty cache), allocated with `calloc`, so a large
+//! cache costs no page until a flow lands in it, and replacing the SPD
+//! takes a fresh array instead of clearing every set on the worker.
+//!
 //! Replacing the SPD clears the cache. A flood of new flows (say random
 //! source ports) misses on every packet; it then costs one classifier
 //! lookup plus the fill, which is why the classifier's own cost must not
 //! depend on the policy set.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use super::spd::{Action, FlowKey, Spd};
+use super::spd::{Action, FlowKey, SaRef, Spd};
+use crate::dpdk::prefetch::prefetch;
 
 /// Ways per set.
 pub const WAYS: usize = 8;
-
-#[derive(Clone, Copy)]
-struct Way {
-    key: FlowKey,
-    action: Option<Action>,
-}
-
-#[derive(Clone, Copy)]
-struct Set {
-    /// Signature of each way; 0 = empty.
-    sigs: [u32; WAYS],
-    ways: [Way; WAYS],
-}
+/// Words (u32) of an encoded key.
+const KEY_WORDS: usize = 10;
+/// Words of a set: signatures, actions, keys (six cache lines).
+const SET_WORDS: usize = 2 * WAYS + WAYS * KEY_WORDS;
+/// Words per cache line.
+const LINE_WORDS: usize = 16;
 
 /// Cached SPD decisions (including "no policy").
 pub struct SpdCache {
-    sets: Box<[Set]>,
+    /// `base` words of padding (to a cache line), then the sets.
+    words: Box<[u32]>,
+    base: usize,
     /// log2 of the number of sets.
     set_bits: u32,
     /// Lookups answered from the cache.
@@ -84,31 +95,44 @@ impl Default for SpdCache {
     }
 }
 
+/// The probe of one packet's flow, from [`SpdCache::hint`]: where its set
+/// is and what it was hashed to.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowHint {
+    set: usize,
+    sig: u32,
+}
+
 impl SpdCache {
-    /// Default size: 32,768 flows in 4096 sets of 8 (about 1.6 MB per
-    /// worker).
+    /// Default and smallest size: 32,768 flows in 4096 sets of 8 (1.5 MB
+    /// per worker).
     pub const DEFAULT_SLOTS: usize = 1 << 15;
+    /// Largest size chosen by [`SpdCache::slots_for`]: 524,288 flows
+    /// (24 MB per worker).
+    pub const MAX_SLOTS: usize = 1 << 19;
+
+    /// The size for an SPD of `policies` policies: two entries per policy
+    /// (one flow per policy then fills a set to 3 of 8 on average),
+    /// between [`Self::DEFAULT_SLOTS`] and [`Self::MAX_SLOTS`].
+    pub fn slots_for(policies: usize) -> usize {
+        policies
+            .saturating_mul(2)
+            .min(Self::MAX_SLOTS)
+            .next_power_of_two()
+            .max(Self::DEFAULT_SLOTS)
+    }
 
     /// A cache of at least `slots` entries (rounded up to a power of two
     /// number of sets of [`WAYS`], at most 2^24 sets).
     pub fn new(slots: usize) -> Self {
         let sets = slots.div_ceil(WAYS).clamp(1, 1 << 24).next_power_of_two();
-        let empty_way = Way {
-            key: FlowKey {
-                src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                proto: 0,
-                sport: 0,
-                dport: 0,
-            },
-            action: None,
-        };
-        let empty = Set {
-            sigs: [0; WAYS],
-            ways: [empty_way; WAYS],
-        };
+        // Zeroed words come from `calloc`: fresh pages for a large cache.
+        let words = vec![0u32; sets * SET_WORDS + LINE_WORDS].into_boxed_slice();
+        let misalign = words.as_ptr() as usize % (LINE_WORDS * 4);
+        let base = (LINE_WORDS * 4 - misalign) % (LINE_WORDS * 4) / 4;
         Self {
-            sets: vec![empty; sets].into_boxed_slice(),
+            words,
+            base,
             set_bits: sets.trailing_zeros(),
             hits: 0,
             misses: 0,
@@ -119,7 +143,7 @@ impl SpdCache {
 
     /// Number of flows the cache can hold.
     pub fn capacity(&self) -> usize {
-        self.sets.len() * WAYS
+        WAYS << self.set_bits
     }
 
     /// Forgets every decision (the SPD changed), in constant time: a new
@@ -130,10 +154,58 @@ impl SpdCache {
     pub fn clear(&mut self) {
         self.epoch = self.epoch.wrapping_add(2);
         if self.epoch == 0 {
-            for s in self.sets.iter_mut() {
-                s.sigs = [0; WAYS];
+            for s in 0..1usize << self.set_bits {
+                let start = self.base + s * SET_WORDS;
+                self.words[start..start + WAYS].fill(0);
             }
         }
+    }
+
+    /// Forgets every decision and takes the size for an SPD of `policies`
+    /// policies: a fresh (lazily zeroed) array when the size changes or
+    /// the cache is large, else the sets cleared in place.
+    pub fn reset_for(&mut self, policies: usize) {
+        let slots = Self::slots_for(policies);
+        if slots != self.capacity() || slots > Self::DEFAULT_SLOTS {
+            let (hits, misses) = (self.hits, self.misses);
+            *self = Self::new(slots);
+            (self.hits, self.misses) = (hits, misses);
+        } else {
+            self.clear();
+        }
+    }
+
+    #[inline]
+    fn set_start(&self, set: usize) -> usize {
+        self.base + set * SET_WORDS
+    }
+
+    /// Hashes `key` and prefetches the line of its set that a lookup
+    /// reads first (signatures and actions): the first stage of the burst
+    /// pipeline.
+    #[inline]
+    pub fn hint(&self, key: &FlowKey) -> FlowHint {
+        let h = hash(key);
+        let hint = FlowHint {
+            set: (h >> 32 >> (32 - self.set_bits)) as usize,
+            sig: ((h as u32) ^ self.epoch) | 1,
+        };
+        prefetch(self.words.as_ptr().wrapping_add(self.set_start(hint.set)));
+        hint
+    }
+
+    /// The decision the cache probably holds for the flow of `hint`
+    /// (matched by signature only, the key is not compared: good for
+    /// prefetching, not for forwarding), prefetching the key's lines.
+    #[inline]
+    pub fn peek(&self, hint: FlowHint) -> Option<Option<Action>> {
+        let start = self.set_start(hint.set);
+        let set: &[u32; SET_WORDS] = self.words[start..start + SET_WORDS].try_into().ok()?;
+        let w = (0..WAYS).find(|&w| set[w] == hint.sig)?;
+        let key = start + 2 * WAYS + w * KEY_WORDS;
+        prefetch(self.words.as_ptr().wrapping_add(key));
+        prefetch(self.words.as_ptr().wrapping_add(key + KEY_WORDS - 1));
+        Some(decode_action(set[WAYS + w]))
     }
 
     /// The SPD's decision for `key`: from the cache, or from `spd` (then
@@ -143,17 +215,26 @@ impl SpdCache {
         let h = hash(key);
         // Set from the high bits, signature from the low ones and the
         // epoch (never 0).
-        let set = &mut self.sets[(h >> 32 >> (32 - self.set_bits)) as usize];
+        let start = self.set_start((h >> 32 >> (32 - self.set_bits)) as usize);
         let sig = ((h as u32) ^ self.epoch) | 1;
+        let enc = encode_key(key);
+        let set: &mut [u32; SET_WORDS] = (&mut self.words[start..start + SET_WORDS])
+            .try_into()
+            .expect("a set is SET_WORDS long");
         for w in 0..WAYS {
-            if set.sigs[w] == sig && set.ways[w].key == *key {
+            let k = 2 * WAYS + w * KEY_WORDS;
+            if set[w] == sig && same_key(&set[k..k + KEY_WORDS], &enc) {
                 self.hits += 1;
-                return set.ways[w].action;
+                return decode_action(set[WAYS + w]);
             }
         }
         self.misses += 1;
         let action = spd.lookup(key).map(|p| p.action);
-        let w = match set.sigs.iter().position(|&s| s == 0) {
+        let Some(code) = encode_action(action) else {
+            // A slot number too large to encode: not cached.
+            return action;
+        };
+        let w = match set[..WAYS].iter().position(|&s| s == 0) {
             Some(free) => free,
             None => {
                 let mut x = self.rng;
@@ -164,9 +245,61 @@ impl SpdCache {
                 (x >> 61) as usize % WAYS
             }
         };
-        set.sigs[w] = sig;
-        set.ways[w] = Way { key: *key, action };
+        set[w] = sig;
+        set[WAYS + w] = code;
+        let k = 2 * WAYS + w * KEY_WORDS;
+        set[k..k + KEY_WORDS].copy_from_slice(&enc);
         action
+    }
+}
+
+/// A key as ten words: source and destination (IPv4 in the first word of
+/// four), protocol and family, ports.
+#[inline]
+fn encode_key(k: &FlowKey) -> [u32; KEY_WORDS] {
+    let mut w = [0u32; KEY_WORDS];
+    let mut v6 = 0;
+    for (i, a) in [k.src, k.dst].iter().enumerate() {
+        match a {
+            IpAddr::V4(v) => w[4 * i] = u32::from(*v),
+            IpAddr::V6(v) => {
+                let x = u128::from(*v);
+                for j in 0..4 {
+                    w[4 * i + j] = (x >> (32 * j)) as u32;
+                }
+                v6 |= 1 << (8 + i);
+            }
+        }
+    }
+    w[8] = u32::from(k.proto) | v6;
+    w[9] = u32::from(k.sport) << 16 | u32::from(k.dport);
+    w
+}
+
+/// Word-wise, without a `memcmp` call.
+#[inline]
+fn same_key(a: &[u32], b: &[u32; KEY_WORDS]) -> bool {
+    a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// 0 no policy, 1 bypass, 2 discard, 3 + n protect with slot n.
+#[inline]
+fn encode_action(a: Option<Action>) -> Option<u32> {
+    Some(match a {
+        None => 0,
+        Some(Action::Bypass) => 1,
+        Some(Action::Discard) => 2,
+        Some(Action::Protect(SaRef(n))) => n.checked_add(3)?,
+    })
+}
+
+#[inline]
+fn decode_action(code: u32) -> Option<Action> {
+    match code {
+        0 => None,
+        1 => Some(Action::Bypass),
+        2 => Some(Action::Discard),
+        n => Some(Action::Protect(SaRef(n - 3))),
     }
 }
 
@@ -300,6 +433,45 @@ mod tests {
         assert_eq!(cache.misses, 3);
         assert_eq!(cache.lookup(&spd, &key), first);
         assert_eq!(cache.misses, 3);
+    }
+
+    #[test]
+    fn sized_to_the_spd_and_keeps_one_flow_per_policy() {
+        assert_eq!(SpdCache::slots_for(1), SpdCache::DEFAULT_SLOTS);
+        assert_eq!(SpdCache::slots_for(100_000), 1 << 18);
+        assert_eq!(SpdCache::slots_for(usize::MAX), SpdCache::MAX_SLOTS);
+        let spd = spd();
+        let mut cache = SpdCache::default();
+        cache.reset_for(100_000);
+        assert_eq!(cache.capacity(), 1 << 18);
+        let keys: Vec<FlowKey> = (0..100_000u32)
+            .map(|i| FlowKey {
+                src: std::net::Ipv4Addr::new(10, 0, (i % 200) as u8, 1).into(),
+                dst: std::net::Ipv4Addr::from(0xac10_0000 + i).into(),
+                proto: 17,
+                sport: 1000,
+                dport: 2000,
+            })
+            .collect();
+        for k in &keys {
+            cache.lookup(&spd, k);
+        }
+        let first = cache.misses;
+        for k in &keys {
+            let hint = cache.hint(k);
+            let peeked = cache.peek(hint);
+            let got = cache.lookup(&spd, k);
+            assert_eq!(got, spd.lookup(k).map(|p| p.action));
+            if let Some(p) = peeked {
+                assert_eq!(p, got);
+            }
+        }
+        // A set overflows for a few flows in a thousand at most.
+        assert!(
+            cache.misses - first < 500,
+            "{} misses",
+            cache.misses - first
+        );
     }
 
     /// More flows than entries, recurring in a fixed order (what a looped

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 
 use crate::buf::PacketBuf;
 use crate::crypto::{Algorithm, Backend, EspTransform};
+use crate::dpdk::prefetch::{prefetch, Lines};
 use crate::wire::esp::EspTrailer;
 use crate::wire::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPacket};
 
@@ -23,7 +24,7 @@ use super::counters::{DropReason, SaCounters};
 use super::ecn::decap_tos;
 use super::outbound::{flow_key, ESP_HEADER_LEN};
 use super::replay::ReplayWindow;
-use super::sa::{LifetimeState, Mode, SaConfig, SaConfigError, SaEvent, Spi};
+use super::sa::{LifetimeState, Mode, SaConfig, SaConfigError, SaEvent, SaHint, Spi};
 use super::spi_map::{SpareTable, SpiMap};
 
 const UDP_HEADER_LEN: usize = 8;
@@ -158,22 +159,36 @@ fn last_next_header_field<T: AsRef<[u8]>>(ip: &Ipv6Packet<T>, upper: usize) -> u
 
 /// An inbound SA: configuration, transform, replay window, lifetime and
 /// counters. Owned by one worker.
+///
+/// Laid out for the cache (`repr(C)`, as [`OutboundSa`](super::OutboundSa)):
+/// what decapsulation reads or writes per packet is in three cache lines
+/// ([`InboundSa::hot_lines`]): the first two, and the one where the
+/// counters' totals meet the lifetime's running totals; the configuration
+/// follows.
+#[repr(C, align(64))]
 pub struct InboundSa {
-    config: SaConfig,
     transform: Box<dyn EspTransform>,
-    replay: ReplayWindow,
-    lifetime: LifetimeState,
-    /// Packets and bytes decrypted, and drops charged to this SA.
-    pub counters: SaCounters,
-    iv_len: usize,
-    icv_len: usize,
+    /// Where the transform and key schedule are, for the burst pipeline.
+    hint: SaHint,
+    /// `config.spi`, `config.esn` and `config.mode`, next to the rest.
+    spi: Spi,
+    esn: bool,
+    mode: Mode,
+    iv_len: u8,
+    icv_len: u8,
     /// The cipher's block size minus one (block sizes are powers of two):
     /// the ciphertext length check is a mask, not a division, which cost a
     /// `div` stall on every packet.
-    block_mask: usize,
+    block_mask: u8,
+    replay: ReplayWindow,
     /// The IPv4 traffic selectors as masks and ranges, for the per-packet
     /// check of decrypted IPv4 packets.
     v4_selectors: Vec<V4Selector>,
+    /// Packets and bytes decrypted, and drops charged to this SA.
+    pub counters: SaCounters,
+    /// Its running totals first (see [`LifetimeState`]).
+    lifetime: LifetimeState,
+    config: SaConfig,
 }
 
 /// An IPv4 traffic selector reduced to integers.
@@ -264,21 +279,73 @@ impl InboundSa {
             .iter()
             .filter_map(V4Selector::compile)
             .collect();
+        let small = |n: usize| u8::try_from(n).expect("IV, ICV and block lengths are small");
         Ok(Self {
             v4_selectors,
             lifetime: config.lifetime_state(),
             counters: SaCounters::default(),
-            iv_len: transform.iv_len(),
-            icv_len: transform.icv_len(),
+            iv_len: small(transform.iv_len()),
+            icv_len: small(transform.icv_len()),
             block_mask: {
                 let b = transform.block_size().max(1);
                 debug_assert!(b.is_power_of_two());
-                b.next_power_of_two() - 1
+                small(b.next_power_of_two() - 1)
             },
             replay,
             transform,
+            hint: SaHint::default(),
+            spi: config.spi,
+            esn: config.esn,
+            mode: config.mode,
             config,
         })
+    }
+
+    /// The cache lines of this SA that decapsulation touches per packet.
+    pub fn hot_lines(&self) -> Lines {
+        use std::mem::{offset_of, size_of};
+        let p = std::ptr::from_ref(self).cast::<u8>();
+        let totals = offset_of!(InboundSa, counters) + offset_of!(SaCounters, packets);
+        Lines::of_bytes(
+            p,
+            offset_of!(InboundSa, v4_selectors) + size_of::<Vec<V4Selector>>(),
+        )
+        .with_byte(p, totals)
+        .with_byte(p, totals + 2 * size_of::<u64>() - 1)
+        .with_byte(p, offset_of!(InboundSa, lifetime))
+        .with_byte(
+            p,
+            offset_of!(InboundSa, lifetime) + LifetimeState::HOT_BYTES - 1,
+        )
+    }
+
+    /// Burst pipeline: prefetches the hot part of this SA (no field is
+    /// read).
+    #[inline]
+    pub fn prefetch(&self) {
+        self.hot_lines().prefetch();
+    }
+
+    /// Burst pipeline, once [`Self::prefetch`] has landed: prefetches the
+    /// transform object and its key schedule (from the addresses recorded
+    /// when the SA was put in its table), the IPv4 selectors and the
+    /// replay window's current block.
+    #[inline]
+    pub fn prefetch_rest(&self) {
+        self.hint.prefetch_crypto();
+        prefetch(self.v4_selectors.as_ptr());
+        self.replay.prefetch();
+    }
+
+    /// Records where the transform and its key schedule are (see
+    /// [`SaHint`]).
+    fn record_hint(&mut self) {
+        let t: &dyn EspTransform = &*self.transform;
+        self.hint = SaHint::new(
+            Lines::NONE,
+            Lines::of_bytes(std::ptr::from_ref(t).cast::<u8>(), std::mem::size_of_val(t)),
+            t.key_lines(),
+        );
     }
 
     /// The configuration.
@@ -398,7 +465,8 @@ impl InboundSaTable {
 
     /// Installs an SA; replaces (and returns) one with the same SPI.
     pub fn insert(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
-        let sa = sa.into();
+        let mut sa = sa.into();
+        sa.record_hint();
         self.by_spi.insert(sa.config.spi.get(), sa)
     }
 
@@ -519,7 +587,7 @@ impl InboundSaTable {
             self.counters.record_drop(DropReason::UnknownSpi);
             return Err(DropReason::UnknownSpi);
         };
-        let spi = sa.config.spi;
+        let spi = sa.spi;
         let r = decapsulate_sa(
             sa,
             pkt,
@@ -553,12 +621,13 @@ fn decapsulate_sa<B: PacketBuf>(
     }
     let data = pkt.data_mut();
     let esp_len = ip_len - esp_offset;
-    let min = ESP_HEADER_LEN + sa.iv_len + 2 + sa.icv_len;
+    let (iv_len, icv_len) = (usize::from(sa.iv_len), usize::from(sa.icv_len));
+    let min = ESP_HEADER_LEN + iv_len + 2 + icv_len;
     if esp_len < min {
         return Err(DropReason::BadLength);
     }
-    let ct_len = esp_len - ESP_HEADER_LEN - sa.iv_len - sa.icv_len;
-    if ct_len & sa.block_mask != 0 {
+    let ct_len = esp_len - ESP_HEADER_LEN - iv_len - icv_len;
+    if ct_len & usize::from(sa.block_mask) != 0 {
         return Err(DropReason::BadLength);
     }
 
@@ -569,7 +638,7 @@ fn decapsulate_sa<B: PacketBuf>(
         data[esp_offset + 6],
         data[esp_offset + 7],
     ]);
-    let seq = if sa.config.esn {
+    let seq = if sa.esn {
         sa.replay.check_esn(seq_low)
     } else {
         sa.replay.check(seq_low)
@@ -578,15 +647,15 @@ fn decapsulate_sa<B: PacketBuf>(
 
     // Authenticate and decrypt (RFC 4303 §3.4.4).
     let iv_at = esp_offset + ESP_HEADER_LEN;
-    let ct_at = iv_at + sa.iv_len;
+    let ct_at = iv_at + iv_len;
     let icv_at = ct_at + ct_len;
     {
         let mut esp_header = [0u8; ESP_HEADER_LEN];
         esp_header.copy_from_slice(&data[esp_offset..iv_at]);
         let (head, rest) = data.split_at_mut(ct_at);
         let (ct, tail) = rest.split_at_mut(ct_len);
-        let icv = &tail[..sa.icv_len];
-        let esn_high = sa.config.esn.then_some((seq >> 32) as u32);
+        let icv = &tail[..icv_len];
+        let esn_high = sa.esn.then_some((seq >> 32) as u32);
         sa.transform
             .open(&esp_header, esn_high, &head[iv_at..ct_at], ct, icv)
             .map_err(|_| DropReason::AuthFailed)?;
@@ -613,7 +682,7 @@ fn decapsulate_sa<B: PacketBuf>(
     // the IP packet (link-layer padding).
     let tail_drop = pkt.len() - (ct_at + inner_len);
 
-    let len = match sa.config.mode {
+    let len = match sa.mode {
         Mode::Tunnel => {
             if trailer.next_header != IpProtocol::IPV4 && trailer.next_header != IpProtocol::IPV6 {
                 return Err(DropReason::BadHeader);

@@ -40,7 +40,7 @@ pub use ecn::{
     decap_tos, ecn_decapsulate, ecn_encapsulate, encap_tos, DfPolicy, DscpPolicy, Ecn, EcnDrop,
 };
 pub use engine::{EngineEvent, EspEngine, Verdict};
-pub use flow_cache::SpdCache;
+pub use flow_cache::{FlowHint, SpdCache};
 pub use inbound::{
     locate_esp, Decapsulated, EspLocation, InboundOutcome, InboundSa, InboundSaTable,
 };
@@ -48,7 +48,8 @@ pub use outbound::{flow_key, OutboundSa, ESP_HEADER_LEN};
 pub use replay::{ReplayError, ReplayWindow, ReplayWindowSizeError};
 pub use sa::{
     Direction, Lifetime, LifetimeEvent, LifetimeEvents, LifetimeState, Mode, NextSeq, ReservedSpi,
-    SaConfig, SaConfigError, SaEvent, SeqCounter, SeqExhausted, Spi, TunnelEndpoints, UdpEncap,
+    SaConfig, SaConfigError, SaEvent, SaHint, SeqCounter, SeqExhausted, Spi, TunnelEndpoints,
+    UdpEncap,
 };
 pub use slot_vec::SlotVec;
 pub use spd::{

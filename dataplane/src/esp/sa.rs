@@ -16,6 +16,8 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
+use crate::dpdk::prefetch::Lines;
+
 use super::ecn::{DfPolicy, DscpPolicy};
 use super::replay::ReplayWindow;
 use super::spd::Selector;
@@ -228,17 +230,26 @@ impl LifetimeEvents {
 /// packets therefore lets exactly `N` packets through, and the packet that
 /// reaches a byte limit is the last one sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct LifetimeState {
-    limits: Lifetime,
-    bytes: u64,
-    packets: u64,
-    soft_fired: bool,
-    hard_fired: bool,
     /// The smallest byte / packet limit not yet fired (`u64::MAX` for
     /// none): the per-packet test is two comparisons, and the limits are
     /// looked at only when one of these is reached.
     next_bytes: u64,
     next_packets: u64,
+    bytes: u64,
+    packets: u64,
+    soft_fired: bool,
+    hard_fired: bool,
+    /// Read only when a limit is reached: last, so that an SA that embeds
+    /// this state (`repr(C)`) keeps it out of its hot cache lines.
+    limits: Lifetime,
+}
+
+impl LifetimeState {
+    /// The leading bytes read and written per packet (everything but the
+    /// limits).
+    pub const HOT_BYTES: usize = std::mem::offset_of!(LifetimeState, hard_fired) + 1;
 }
 
 impl LifetimeState {
@@ -956,5 +967,48 @@ mod tests {
             c.allocate().map(|n| n.event),
             Ok(Some(SaEvent::SeqNearOverflow))
         );
+    }
+}
+
+/// Where an installed SA's hot data lives, recorded once (when the SA is
+/// boxed into its table) so that the burst pipeline can prefetch all of it
+/// from one load instead of walking SA, transform and key schedule one
+/// dependent miss after another. Plain addresses: prefetching them is
+/// sound even if the SA has since gone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SaHint {
+    /// The SA's hot cache lines, the transform object's and the key
+    /// schedule's: base addresses and line masks (32 bytes, so that a hint
+    /// and a tunnel's egress share a cache line).
+    bases: [usize; 3],
+    masks: [u16; 3],
+}
+
+impl SaHint {
+    /// From the lines of the SA, its transform object and key schedule.
+    pub fn new(sa: Lines, transform: Lines, keys: Lines) -> Self {
+        let (a, x) = sa.parts();
+        let (b, y) = transform.parts();
+        let (c, z) = keys.parts();
+        Self {
+            bases: [a, b, c],
+            masks: [x, y, z],
+        }
+    }
+
+    /// Prefetches everything.
+    #[inline(always)]
+    pub fn prefetch(&self) {
+        for i in 0..3 {
+            Lines::from_parts(self.bases[i], self.masks[i]).prefetch();
+        }
+    }
+
+    /// Prefetches all but the SA itself.
+    #[inline(always)]
+    pub fn prefetch_crypto(&self) {
+        for i in 1..3 {
+            Lines::from_parts(self.bases[i], self.masks[i]).prefetch();
+        }
     }
 }

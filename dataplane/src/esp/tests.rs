@@ -642,3 +642,47 @@ fn esn_crosses_the_low_32_bit_wrap_without_loss() {
         assert_eq!(sa.replay_top(), (3u64 << 32) + 4);
     }
 }
+
+/// An SPD shipped with a flow cache sized for it gives the engine that
+/// cache (keeping the hit and miss counts), and the old SPD carries the
+/// replaced cache back to be freed by the control thread.
+#[test]
+fn set_spd_swaps_in_a_shipped_flow_cache() {
+    let mut spd = Spd::new();
+    for i in 0..40_000u32 {
+        let dst = IpAddr::V4(std::net::Ipv4Addr::from(0x0a80_0000 + i));
+        spd.insert(Policy {
+            selector: Selector::new(
+                "10.1.0.0/24".parse().unwrap(),
+                IpPrefix::new(dst, 32).unwrap(),
+            ),
+            action: Action::Protect(SaRef(i)),
+            priority: 1,
+        })
+        .unwrap();
+    }
+    let mut e = EspEngine::new();
+    assert_eq!(e.spd_cache().capacity(), SpdCache::DEFAULT_SLOTS);
+    let key = FlowKey {
+        src: "10.1.0.9".parse().unwrap(),
+        dst: "10.128.0.7".parse().unwrap(),
+        proto: 17,
+        sport: 1,
+        dport: 2,
+    };
+    assert_eq!(e.policy_action(&key), None);
+    let mut old = e.set_spd(spd.clone().with_flow_cache());
+    assert_eq!(e.spd_cache().capacity(), 1 << 17);
+    assert_eq!(e.spd_cache().misses, 1);
+    let back = old.take_flow_cache().expect("the replaced cache goes back");
+    assert_eq!(back.capacity(), SpdCache::DEFAULT_SLOTS);
+    assert_eq!(e.policy_action(&key), Some(Action::Protect(SaRef(7))));
+    assert_eq!(e.policy_action(&key), Some(Action::Protect(SaRef(7))));
+    assert_eq!((e.spd_cache().hits, e.spd_cache().misses), (1, 2));
+    // Not shipped: the engine sizes (and clears) its own.
+    let mut old = e.set_spd(spd);
+    assert!(old.take_flow_cache().is_none());
+    assert_eq!(e.spd_cache().capacity(), 1 << 17);
+    assert_eq!(e.policy_action(&key), Some(Action::Protect(SaRef(7))));
+    assert_eq!(e.spd_cache().misses, 3);
+}

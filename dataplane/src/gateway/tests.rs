@@ -657,3 +657,162 @@ fn the_cached_tunnel_egress_follows_neighbour_route_and_sa_changes() {
     assert_eq!(&f[0..6], &[2, 7, 7, 7, 7, 7]);
     assert_eq!(&f[14 + 16..14 + 20], &[192, 0, 2, 7]);
 }
+
+/// Not a test: the pipeline's cost per packet with 1 and with 100,000
+/// tunnels, the traffic spread over all of them, with and without the
+/// burst prefetch (`cargo test -p espresso-dataplane --profile ci
+/// scale_probe -- --ignored --nocapture`). Medians of bursts of 32 frames
+/// of 60 bytes, in ns per packet.
+#[test]
+#[ignore]
+fn scale_probe() {
+    use std::net::Ipv4Addr;
+    use std::time::Instant;
+    fn gw(site: char, n: u32) -> Node<HeapBuf> {
+        let mut routes = RouteTable::new();
+        routes.insert(
+            "10.128.0.0/9".parse().unwrap(),
+            NextHop {
+                interface: 0,
+                via: Some(ip("10.1.0.20")),
+            },
+        );
+        let mut node = Node::new(0, ifaces(site, 1500, None), routes);
+        let (me, peer) = if site == 'a' {
+            ("192.0.2.1", "192.0.2.2")
+        } else {
+            ("192.0.2.2", "192.0.2.1")
+        };
+        let mut spd = Spd::new();
+        for i in 0..n {
+            let dst = IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i));
+            spd.insert(Policy {
+                selector: Selector::new(
+                    IpPrefix::new(ip("10.1.0.10"), 32).unwrap(),
+                    IpPrefix::new(dst, 32).unwrap(),
+                ),
+                action: Action::Protect(SaRef(i)),
+                priority: 10,
+            })
+            .unwrap();
+            let cfg = |dir| {
+                let mut c = SaConfig::new(
+                    Spi::new(0x1000 + i).unwrap(),
+                    dir,
+                    Mode::Tunnel,
+                    TunnelEndpoints {
+                        local: ip(me),
+                        remote: ip(peer),
+                    },
+                );
+                c.replay_window = 0;
+                c
+            };
+            let t = || {
+                new_transform(
+                    Backend::IpsecMb,
+                    Algorithm::AES_GCM_128,
+                    &SaKeys::new(&i.to_be_bytes().repeat(5), &[]),
+                )
+                .unwrap()
+            };
+            if site == 'a' {
+                node.install_outbound(
+                    SaRef(i),
+                    OutboundSa::new(cfg(Direction::Outbound), t()).unwrap(),
+                );
+            } else {
+                let mut c = cfg(Direction::Inbound);
+                c.traffic_selectors = vec![sel("10.1.0.10/32", "10.128.0.0/9")];
+                node.install_inbound(InboundSa::new(c, t()).unwrap());
+            }
+        }
+        node.set_spd(spd);
+        node.add_static_neighbour(ip(peer), if site == 'a' { GWB_WAN } else { GWA_WAN }, 1);
+        node.add_static_neighbour(ip("10.1.0.20"), HOST_A_MAC, 0);
+        for _ in 0..1000 {
+            node.step();
+        }
+        node
+    }
+    let mut rows = Vec::new();
+    let only = std::env::var("PROBE").unwrap_or_default();
+    let rounds: usize = std::env::var("PROBE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    for n in [1u32, 100_000] {
+        let flows = 100_000u32;
+        let mut a = gw('a', n);
+        let mut b = gw('b', n);
+        let plain: Vec<Vec<u8>> = (0..flows)
+            .map(|f| {
+                let dst = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + f % n);
+                let inner = udp4(
+                    "10.1.0.10",
+                    &dst.to_string(),
+                    1000,
+                    2000,
+                    &[0x5a; 18],
+                    64,
+                    true,
+                );
+                let mut fr = vec![];
+                fr.extend_from_slice(&GWA_LAN);
+                fr.extend_from_slice(&HOST_A_MAC);
+                fr.extend_from_slice(&0x0800u16.to_be_bytes());
+                fr.extend_from_slice(&inner);
+                fr
+            })
+            .collect();
+        let mut esp = Vec::new();
+        for fr in &plain {
+            a.rx(0, HeapBuf::from_slice(fr), &mut HeapPool);
+            esp.extend(take_tx(&mut a, 1).into_iter().map(|b| {
+                let mut d = b.data().to_vec();
+                d[0..6].copy_from_slice(&GWB_WAN);
+                d
+            }));
+        }
+        assert_eq!(esp.len(), flows as usize, "{:?}", a.counters);
+        for (dir, frames, node, iface) in [
+            ("encrypt", &plain, &mut a, 0u16),
+            ("decrypt", &esp, &mut b, 1),
+        ] {
+            for prefetch in [false, true] {
+                let name = format!("{dir} {n} {prefetch}");
+                if !name.contains(&only) {
+                    continue;
+                }
+                let mut per_burst = Vec::new();
+                let mut next = 0usize;
+                for _round in 0..(rounds * flows as usize / 32) {
+                    let burst: Vec<HeapBuf> = (0..32)
+                        .map(|_| {
+                            let f = &frames[next];
+                            next = (next + 1) % frames.len();
+                            HeapBuf::from_slice(f)
+                        })
+                        .collect();
+                    let t0 = Instant::now();
+                    if prefetch {
+                        node.prefetch_burst(iface, &burst);
+                    }
+                    for p in burst {
+                        node.rx(iface, p, &mut HeapPool);
+                    }
+                    per_burst.push(t0.elapsed().as_nanos() as f64 / 32.0);
+                    node.tx[0].clear();
+                    node.tx[1].clear();
+                }
+                per_burst.sort_by(f64::total_cmp);
+                let med = per_burst[per_burst.len() / 2];
+                assert_eq!(node.counters.total_drops(), 0, "{:?}", node.counters);
+                rows.push(format!(
+                    "{dir} {n:>6} SAs prefetch={prefetch:<5} {med:7.1} ns/pkt"
+                ));
+                eprintln!("{}", rows.last().unwrap());
+            }
+        }
+    }
+}

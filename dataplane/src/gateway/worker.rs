@@ -241,6 +241,7 @@ impl Worker {
             for (i, rx) in self.ports.rx.iter_mut().enumerate() {
                 let n = rx.rx_burst(&mut burst);
                 work += n;
+                self.node.prefetch_burst(i as u16, &burst);
                 for m in burst.drain(..) {
                     self.node.rx(i as u16, m, &mut self.pool);
                 }
