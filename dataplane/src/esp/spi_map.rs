@@ -72,6 +72,25 @@ impl<V> SpareTable<V> {
     }
 }
 
+impl<V: Default> SpareTable<V> {
+    /// [`new`](Self::new), with every page of the table faulted in: it is
+    /// filled with default values and cleared (which keeps the memory).
+    /// Writing the control bytes alone left the entries' pages to fault in
+    /// on the worker, one or two per insert while the growth moves
+    /// entries: polls of 64 installs then cost 0.3-0.9 ms of worker CPU
+    /// on this VM.
+    pub fn prefaulted(capacity: usize) -> Self {
+        let mut t = Self::new(capacity);
+        let room = t.0.capacity();
+        for k in 0..room as u32 {
+            t.0.insert(k, V::default());
+        }
+        t.0.clear();
+        debug_assert!(t.0.capacity() >= room);
+        t
+    }
+}
+
 impl<V> std::fmt::Debug for SpareTable<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpareTable")
@@ -321,7 +340,7 @@ mod tests {
         assert_eq!(m.wants_spare(), None, "asked once per growth");
         let small = SpareTable::new(16);
         assert!(m.give_spare(small).is_some(), "too small, given back");
-        assert!(m.give_spare(SpareTable::new(want)).is_none());
+        assert!(m.give_spare(SpareTable::prefaulted(want)).is_none());
         let spare_cap = m.spare.as_ref().unwrap().capacity();
         while m.is_growing() {
             m.step();
