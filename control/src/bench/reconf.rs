@@ -152,6 +152,11 @@ pub struct ReconfSample {
     /// See `slowest_poll_kind`.
     #[serde(default)]
     pub slowest_poll_kind_us: u64,
+    /// The poll whose control work took the most CPU
+    /// (`max_control_cpu_us`): its messages, and the slowest of them on
+    /// the wall clock with what it took (µs).
+    #[serde(default)]
+    pub costliest_control: (u32, Option<String>, u64),
     /// The longest single message of each kind in the churn window (µs,
     /// wall clock), kinds that were sent only.
     #[serde(default)]
@@ -163,11 +168,15 @@ impl ReconfSample {
     /// InstallInbound 400 us"`.
     pub fn slowest_poll(&self) -> String {
         let [control, forward, flush, rest] = self.slowest_poll_us;
+        let (n, kind, us) = &self.costliest_control;
         format!(
-            "control {control} us ({} msgs, slowest {} {} us), forward {forward}, flush {flush}, rest {rest}",
+            "control {control} us ({} msgs, slowest {} {} us), forward {forward}, flush {flush}, rest {rest}; \
+             costliest control poll {} us on CPU: {n} msgs, slowest {} {us} us",
             self.slowest_poll_messages,
             self.slowest_poll_kind.as_deref().unwrap_or("-"),
-            self.slowest_poll_kind_us
+            self.slowest_poll_kind_us,
+            self.max_control_cpu_us,
+            kind.as_deref().unwrap_or("-"),
         )
     }
 }
@@ -330,6 +339,11 @@ pub fn run(req: &ReconfRequest) -> Result<ReconfSample, Error> {
         slowest_poll_messages: s1.slowest_poll.messages,
         slowest_poll_kind: s1.slowest_poll.slowest.map(|k| k.name().to_string()),
         slowest_poll_kind_us: s1.slowest_poll.slowest_us,
+        costliest_control: (
+            s1.costliest_control.messages,
+            s1.costliest_control.slowest.map(|k| k.name().to_string()),
+            s1.costliest_control.slowest_us,
+        ),
         max_msg_us: MsgKind::ALL
             .iter()
             .filter(|k| s1.max_msg_us[k.index()] > 0)

@@ -437,7 +437,11 @@ pub struct InboundSaTable {
     /// Boxed, so that the table grows by moving pointers and an SA
     /// installed or removed by the control thread is never copied or
     /// freed by the worker.
-    by_spi: SpiMap<Box<InboundSa>>,
+    /// Always `Some` in the map: the `Option` (free, a null niche) gives
+    /// the value type a `Default`, so that the control thread can fault in
+    /// a spare table's pages by filling it with `None` and clearing it
+    /// (see [`SpareTable::prefaulted`]).
+    by_spi: SpiMap<Option<Box<InboundSa>>>,
     /// Drops that belong to no SA (unknown SPI, malformed outer headers,
     /// keepalives).
     pub counters: SaCounters,
@@ -467,22 +471,22 @@ impl InboundSaTable {
     pub fn insert(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
         let mut sa = sa.into();
         sa.record_hint();
-        self.by_spi.insert(sa.config.spi.get(), sa)
+        self.by_spi.insert(sa.config.spi.get(), Some(sa)).flatten()
     }
 
     /// Removes the SA with this SPI.
     pub fn remove(&mut self, spi: Spi) -> Option<Box<InboundSa>> {
-        self.by_spi.remove(spi.get())
+        self.by_spi.remove(spi.get()).flatten()
     }
 
     /// The SA with this SPI.
     pub fn get(&self, spi: Spi) -> Option<&InboundSa> {
-        self.by_spi.get(spi.get()).map(|b| &**b)
+        self.by_spi.get(spi.get())?.as_deref()
     }
 
     /// The SA with this SPI, mutable.
     pub fn get_mut(&mut self, spi: Spi) -> Option<&mut InboundSa> {
-        self.by_spi.get_mut(spi.get()).map(|b| &mut **b)
+        self.by_spi.get_mut(spi.get())?.as_deref_mut()
     }
 
     /// Number of SAs.
@@ -505,13 +509,13 @@ impl InboundSaTable {
     /// See [`SpiMap::give_spare`].
     pub fn give_spare(
         &mut self,
-        t: SpareTable<Box<InboundSa>>,
-    ) -> Option<SpareTable<Box<InboundSa>>> {
+        t: SpareTable<Option<Box<InboundSa>>>,
+    ) -> Option<SpareTable<Option<Box<InboundSa>>>> {
         self.by_spi.give_spare(t)
     }
 
     /// See [`SpiMap::take_retired`].
-    pub fn take_retired(&mut self) -> Option<SpareTable<Box<InboundSa>>> {
+    pub fn take_retired(&mut self) -> Option<SpareTable<Option<Box<InboundSa>>>> {
         self.by_spi.take_retired()
     }
 
@@ -528,7 +532,7 @@ impl InboundSaTable {
 
     /// All SAs.
     pub fn iter(&self) -> impl Iterator<Item = &InboundSa> {
-        self.by_spi.values().map(|b| &**b)
+        self.by_spi.values().filter_map(|b| b.as_deref())
     }
 
     /// Decapsulates `pkt` in place. Drops are counted (on the SA when one
@@ -583,7 +587,7 @@ impl InboundSaTable {
             return Err(DropReason::BadLength);
         };
         let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);
-        let Some(sa) = self.by_spi.get_mut(spi) else {
+        let Some(Some(sa)) = self.by_spi.get_mut(spi) else {
             self.counters.record_drop(DropReason::UnknownSpi);
             return Err(DropReason::UnknownSpi);
         };

@@ -275,7 +275,7 @@ pub enum WorkerMsg {
 #[derive(Debug, Default)]
 pub struct Spares {
     /// For the inbound SA table.
-    pub inbound: Option<SpareTable<Box<InboundSa>>>,
+    pub inbound: Option<SpareTable<Option<Box<InboundSa>>>>,
     /// For the inbound SPI owner table.
     pub owners: Option<SpareTable<u16>>,
 }
@@ -285,8 +285,8 @@ impl Spares {
     /// thread).
     pub fn build(inbound: Option<usize>, owners: Option<usize>) -> Self {
         Self {
-            inbound: inbound.map(SpareTable::new),
-            owners: owners.map(SpareTable::new),
+            inbound: inbound.map(SpareTable::prefaulted),
+            owners: owners.map(SpareTable::prefaulted),
         }
     }
 
@@ -379,6 +379,10 @@ pub struct WorkerStats {
     pub max_control_cpu_us: u64,
     /// The longest poll gap taken apart (see [`PollProfile`]).
     pub slowest_poll: PollProfile,
+    /// The poll whose control work took the most CPU
+    /// (`max_control_cpu_us`): its messages and the slowest of them on
+    /// the wall clock (`gap_us` and the rest unset).
+    pub costliest_control: PollProfile,
     /// Longest time one message of each kind took to apply (µs, wall
     /// clock), by [`MsgKind::index`].
     pub max_msg_us: [u64; MsgKind::COUNT],

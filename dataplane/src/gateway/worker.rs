@@ -88,6 +88,7 @@ pub struct Worker {
     max_control_us: u64,
     max_control_cpu_us: u64,
     slowest_poll: PollProfile,
+    costliest_control: PollProfile,
     max_msg_us: [u64; MsgKind::COUNT],
     poll_gaps: [u64; POLL_GAP_BUCKETS],
     /// TSC ticks per microsecond (the poll loop times itself with the TSC,
@@ -136,6 +137,7 @@ impl Worker {
             max_control_us: 0,
             max_control_cpu_us: 0,
             slowest_poll: PollProfile::default(),
+            costliest_control: PollProfile::default(),
             max_msg_us: [0; MsgKind::COUNT],
             poll_gaps: [0; POLL_GAP_BUCKETS],
             tsc_per_us: (tsc_hz() / 1_000_000).max(1),
@@ -233,7 +235,16 @@ impl Worker {
                 let spent = us(control_done - now);
                 self.max_control_us = self.max_control_us.max(spent);
                 let cpu = thread_cpu_time().saturating_sub(cpu0).as_micros() as u64;
-                self.max_control_cpu_us = self.max_control_cpu_us.max(cpu);
+                if cpu > self.max_control_cpu_us {
+                    self.max_control_cpu_us = cpu;
+                    self.costliest_control = PollProfile {
+                        control_us: spent,
+                        messages,
+                        slowest,
+                        slowest_us: us(slowest_ticks),
+                        ..PollProfile::default()
+                    };
+                }
             }
             prev_control = (messages, slowest, us(slowest_ticks));
 
@@ -380,6 +391,7 @@ impl Worker {
                 self.max_control_us = 0;
                 self.max_control_cpu_us = 0;
                 self.slowest_poll = PollProfile::default();
+                self.costliest_control = PollProfile::default();
                 self.max_msg_us = [0; MsgKind::COUNT];
                 self.poll_gaps = [0; POLL_GAP_BUCKETS];
             }
@@ -431,6 +443,7 @@ impl Worker {
             max_control_us: self.max_control_us,
             max_control_cpu_us: self.max_control_cpu_us,
             slowest_poll: self.slowest_poll,
+            costliest_control: self.costliest_control,
             max_msg_us: self.max_msg_us,
             poll_gaps: self.poll_gaps,
             spd_cache_hits: engine.spd_cache().hits,
