@@ -50,6 +50,8 @@ pub struct EspEngine {
     /// control thread's allocation goes back to it to be freed (see the
     /// gateway's `Retired`).
     outbound: SlotVec<Box<OutboundSa>>,
+    /// Occupied slots of `outbound` (its capacity grows in chunks).
+    outbound_len: usize,
     inbound: InboundSaTable,
     /// Outbound drops that belong to no SA (no policy, discard, malformed).
     pub outbound_counters: SaCounters,
@@ -66,6 +68,7 @@ impl EspEngine {
             spd: Spd::new(),
             spd_cache: SpdCache::default(),
             outbound: SlotVec::new(),
+            outbound_len: 0,
             inbound: InboundSaTable::new(),
             outbound_counters: SaCounters::default(),
             bypassed: 0,
@@ -138,9 +141,9 @@ impl EspEngine {
         }
     }
 
-    /// The number of outbound slots and inbound SAs.
+    /// The number of outbound and inbound SAs.
     pub fn sa_count(&self) -> usize {
-        self.outbound.capacity() + self.inbound.len()
+        self.outbound_len + self.inbound.len()
     }
 
     /// The flow cache (hit and miss counters).
@@ -156,12 +159,20 @@ impl EspEngine {
         slot: SaRef,
         sa: impl Into<Box<OutboundSa>>,
     ) -> Option<Box<OutboundSa>> {
-        self.outbound.insert(slot.0 as usize, sa.into())
+        let old = self.outbound.insert(slot.0 as usize, sa.into());
+        if old.is_none() {
+            self.outbound_len += 1;
+        }
+        old
     }
 
     /// Empties outbound slot `slot`.
     pub fn remove_outbound(&mut self, slot: SaRef) -> Option<Box<OutboundSa>> {
-        self.outbound.take(slot.0 as usize)
+        let old = self.outbound.take(slot.0 as usize);
+        if old.is_some() {
+            self.outbound_len -= 1;
+        }
+        old
     }
 
     /// The SA in outbound slot `slot`.

@@ -494,9 +494,14 @@ fn engine_bursts_apply_policies_and_give_verdicts() {
     a.set_spd(spd);
     // Compiled on installation, not on the first packet.
     assert!(a.spd().is_compiled());
+    assert_eq!(a.sa_count(), 0);
     a.install_outbound(SaRef(0), out);
+    // SAs, not slots: the slot table grows in chunks of many slots (the
+    // burst prefetch turns on by this count).
+    assert_eq!(a.sa_count(), 1);
     let mut b = EspEngine::new();
     b.install_inbound(inb);
+    assert_eq!(b.sa_count(), 1);
 
     let originals = [
         udp_packet(t.host_a, t.host_b, 1, 2, 100, 1),
