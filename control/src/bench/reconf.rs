@@ -510,7 +510,7 @@ mod tests {
     /// slowest of each kind. `cargo test --release -p espresso-control
     /// --lib reconf::tests::message_costs -- --ignored --nocapture`
     #[test]
-    #[ignore]
+    #[ignore = "a measurement that prints costs, run by hand in release mode"]
     fn message_costs() {
         let spec = standard()[1].traffic;
         let mut node: Node<HeapBuf> = Node::new(0, Vec::new(), RouteTable::new());

@@ -664,7 +664,7 @@ fn the_cached_tunnel_egress_follows_neighbour_route_and_sa_changes() {
 /// scale_probe -- --ignored --nocapture`). Medians of bursts of 32 frames
 /// of 60 bytes, in ns per packet.
 #[test]
-#[ignore]
+#[ignore = "a measurement that prints ns per packet, run by hand"]
 fn scale_probe() {
     use std::net::Ipv4Addr;
     use std::time::Instant;
