@@ -166,6 +166,23 @@ fn check_sample(what: &str, s: &RunSample) -> Result<(), Error> {
     Ok(())
 }
 
+/// The pcap of `spec` (path, frames), written into `dir` the first time a
+/// case needs it and shared by every case with the same traffic.
+fn pcap_for(
+    pcaps: &mut HashMap<String, (PathBuf, usize)>,
+    dir: &Path,
+    spec: &CaseSpec,
+) -> Result<(PathBuf, usize), Error> {
+    let key = pcap_key(spec);
+    if let Some(p) = pcaps.get(&key) {
+        return Ok(p.clone());
+    }
+    let path = dir.join(format!("{key}.pcap"));
+    let info = traffic::write_pcap(spec, &path)?;
+    pcaps.insert(key, (path.clone(), info.frames));
+    Ok((path, info.frames))
+}
+
 /// Runs every case, prints progress on stderr, writes `latest.json` and
 /// the plots, and returns the report.
 pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
@@ -184,15 +201,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
     let tty = std::io::IsTerminal::is_terminal(&err);
     for (n, spec) in opts.cases.iter().enumerate() {
         let key = pcap_key(spec);
-        let (path, frames) = match pcaps.get(&key) {
-            Some(p) => p.clone(),
-            None => {
-                let path = tmp.0.join(format!("{key}.pcap"));
-                let info = traffic::write_pcap(spec, &path)?;
-                pcaps.insert(key.clone(), (path.clone(), info.frames));
-                (path, info.frames)
-            }
-        };
+        let (path, frames) = pcap_for(&mut pcaps, &tmp.0, spec)?;
         let req = CaseRequest {
             spec: *spec,
             pcap: path.clone(),
@@ -253,16 +262,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
     let mut reconf_records = Vec::new();
     for (k, spec) in opts.reconf.iter().enumerate() {
         let n = opts.cases.len() + k;
-        let key = pcap_key(&spec.traffic);
-        let (path, frames) = match pcaps.get(&key) {
-            Some(p) => p.clone(),
-            None => {
-                let path = tmp.0.join(format!("{key}.pcap"));
-                let info = traffic::write_pcap(&spec.traffic, &path)?;
-                pcaps.insert(key.clone(), (path.clone(), info.frames));
-                (path, info.frames)
-            }
-        };
+        let (path, frames) = pcap_for(&mut pcaps, &tmp.0, &spec.traffic)?;
         let req = reconf::ReconfRequest {
             case: CaseRequest {
                 spec: spec.traffic,
