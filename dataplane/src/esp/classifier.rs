@@ -557,18 +557,24 @@ impl<'a> Builder<'a> {
         cuts.sort_unstable();
         cuts.dedup();
         cuts.retain(|&c| c <= 0xff);
+        // Each elementary interval's boxes, still ascending: every box is
+        // pushed into the intervals its range covers, found by binary
+        // search. This costs the output's size plus a search per box; the
+        // filter it replaces walked the whole set once per interval, which
+        // made 200,000 host policies (one interval each) quadratic.
+        let mut children: Vec<Vec<u32>> = vec![Vec::new(); cuts.len()];
+        for &b in &set {
+            let bx = &self.boxes[b as usize];
+            let first = cuts.partition_point(|&c| c <= u16::from(bx.lo[byte])) - 1;
+            let end = cuts.partition_point(|&c| c <= u16::from(bx.hi[byte]));
+            for child in &mut children[first..end] {
+                child.push(b);
+            }
+        }
         // (interval start, child), adjacent equal children merged.
         let mut intervals: Vec<(u8, u32)> = Vec::with_capacity(cuts.len());
-        for &start in &cuts {
+        for (&start, child_set) in cuts.iter().zip(children) {
             let s = start as u8;
-            let child_set: Vec<u32> = set
-                .iter()
-                .copied()
-                .filter(|&b| {
-                    let bx = &self.boxes[b as usize];
-                    bx.lo[byte] <= s && s <= bx.hi[byte]
-                })
-                .collect();
             let child = self.state(byte + 1, child_set)?;
             if intervals.last().map(|&(_, c)| c) != Some(child) {
                 intervals.push((s, child));
