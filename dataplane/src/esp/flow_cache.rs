@@ -58,6 +58,8 @@ const KEY_WORDS: usize = 10;
 const SET_WORDS: usize = 2 * WAYS + WAYS * KEY_WORDS;
 /// Words per cache line.
 const LINE_WORDS: usize = 16;
+/// 32-bit words in a 4 KiB page (the smallest page the cache can sit on).
+const PAGE_WORDS: usize = 1024;
 
 /// Cached SPD decisions (including "no policy").
 pub struct SpdCache {
@@ -126,8 +128,19 @@ impl SpdCache {
     /// number of sets of [`WAYS`], at most 2^24 sets).
     pub fn new(slots: usize) -> Self {
         let sets = slots.div_ceil(WAYS).clamp(1, 1 << 24).next_power_of_two();
-        // Zeroed words come from `calloc`: fresh pages for a large cache.
-        let words = vec![0u32; sets * SET_WORDS + LINE_WORDS].into_boxed_slice();
+        // Zeroed words come from `calloc`: fresh pages for a large cache,
+        // which fault in when first written. One word of each page is
+        // written here, where the cache is built (the control thread, for
+        // an SPD it ships), so that a worker's first packets after
+        // `SetSpd` do not take those faults: 24 MB of cache for 200,000
+        // policies is 6,000 pages, and faulting them in on the worker
+        // stalled forwarding polls for over a millisecond on this VM.
+        let mut words = vec![0u32; sets * SET_WORDS + LINE_WORDS].into_boxed_slice();
+        for w in words.iter_mut().step_by(PAGE_WORDS) {
+            // `black_box` keeps the store: a zero written over calloc's
+            // zero could otherwise be optimised away.
+            *w = std::hint::black_box(0);
+        }
         let misalign = words.as_ptr() as usize % (LINE_WORDS * 4);
         let base = (LINE_WORDS * 4 - misalign) % (LINE_WORDS * 4) / 4;
         Self {
