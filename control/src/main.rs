@@ -90,14 +90,16 @@ enum Command {
         /// A few cases with short runs (a smoke test, not figures).
         #[arg(long)]
         quick: bool,
-        /// Runs per case and per baseline (figures are medians).
+        /// Measured windows per case and per baseline, back to back after
+        /// one warm-up in one process (figures are medians); runs of each
+        /// reconfiguration case.
         #[arg(long, default_value_t = 3)]
         repetitions: usize,
         /// Seconds of traffic before each measurement (default 0.5, quick
         /// 0.2).
         #[arg(long)]
         warmup: Option<f64>,
-        /// Seconds measured per run (default 1.0, quick 0.3).
+        /// Seconds measured per window (default 1.0, quick 0.3).
         #[arg(long)]
         duration: Option<f64>,
         /// Only the cases whose name contains this (e.g. `decrypt`,

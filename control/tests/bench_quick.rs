@@ -39,6 +39,10 @@ fn quick_bench_produces_records_with_rates() {
             assert!(v.is_finite() && v > 0.0, "{key} = {v} in {c}");
         }
         assert!(c["runs"].as_array().is_some_and(|r| r.len() >= 3), "{c}");
+        assert!(
+            c["baseline_runs"].as_array().is_some_and(|r| r.len() >= 3),
+            "{c}"
+        );
         assert!(c["direction"].is_string() && c["algorithm"].is_string());
     }
     let directions: Vec<&str> = cases

@@ -48,8 +48,12 @@ pub struct CaseRequest {
     pub pcap_frames: usize,
     /// Seconds of traffic before measuring.
     pub warmup_s: f64,
-    /// Seconds measured.
+    /// Seconds measured per window.
     pub duration_s: f64,
+    /// Measurement windows, back to back after one warm-up (each one a
+    /// [`RunSample`]).
+    #[serde(default = "one")]
+    pub windows: usize,
     /// The core the worker runs on.
     pub worker_core: usize,
     /// The latency lab ([`super::latency`]): open these two devices as
@@ -93,6 +97,10 @@ pub struct RunSample {
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn one() -> usize {
+    1
+}
 
 fn interfaces(direction: Direction) -> Result<Vec<Interface>, Error> {
     let lan = Interface {
@@ -281,8 +289,10 @@ pub(crate) fn start(req: &CaseRequest, control_queue: usize) -> Result<Running, 
     })
 }
 
-/// Runs one case in this process (which must not have started EAL).
-pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
+/// Runs one case in this process (which must not have started EAL): one
+/// warm-up, then `req.windows` measurement windows back to back, a sample
+/// each (at least one).
+pub fn run(req: &CaseRequest) -> Result<Vec<RunSample>, Error> {
     let spec = req.spec;
     // Room for every install message at once.
     let gw = start(req, 2 * spec.sa_count as usize + 64)?;
@@ -343,19 +353,26 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
             Ok(s)
         });
         gw.stop();
-        return sample;
+        return sample.map(|s| vec![s]);
     }
 
     std::thread::sleep(Duration::from_secs_f64(req.warmup_s));
     let drain = |rx: &Receiver<WorkerMsg>| while rx.try_recv().is_ok() {};
     drain(from_worker);
-    let c0 = clock.on_cpu()?;
-    let t0 = Instant::now();
-    let s0 = collect(to_worker, Duration::from_secs(5))?;
-    std::thread::sleep(Duration::from_secs_f64(req.duration_s));
-    let c1 = clock.on_cpu()?;
-    let t1 = Instant::now();
-    let s1 = collect(to_worker, Duration::from_secs(5))?;
+    // Each window ends where the next begins: (on-CPU, wall, counters).
+    let mut marks = vec![(
+        clock.on_cpu()?,
+        Instant::now(),
+        collect(to_worker, Duration::from_secs(5))?,
+    )];
+    for _ in 0..req.windows.max(1) {
+        std::thread::sleep(Duration::from_secs_f64(req.duration_s));
+        marks.push((
+            clock.on_cpu()?,
+            Instant::now(),
+            collect(to_worker, Duration::from_secs(5))?,
+        ));
+    }
     gw.stop();
     // The worker has stopped: its core is free for the bare AEAD figure.
     core_affinity::set_for_current(core_affinity::CoreId {
@@ -363,17 +380,23 @@ pub fn run(req: &CaseRequest) -> Result<RunSample, Error> {
     });
     let aead_cycles = super::aead::measure(&spec);
 
-    Ok(RunSample {
-        packets: sent(&s1) - sent(&s0),
-        received: s1.node.rx - s0.node.rx,
-        dropped: s1.node.total_drops() - s0.node.total_drops(),
-        wall_s: (t1 - t0).as_secs_f64(),
-        cpu_s: (c1 - c0).as_secs_f64(),
-        tsc_hz,
-        backend,
-        setup_s,
-        aead_cycles,
-        spd_cache_hits: s1.spd_cache_hits - s0.spd_cache_hits,
-        spd_cache_misses: s1.spd_cache_misses - s0.spd_cache_misses,
-    })
+    Ok(marks
+        .windows(2)
+        .map(|w| {
+            let ((c0, t0, s0), (c1, t1, s1)) = (&w[0], &w[1]);
+            RunSample {
+                packets: sent(s1) - sent(s0),
+                received: s1.node.rx - s0.node.rx,
+                dropped: s1.node.total_drops() - s0.node.total_drops(),
+                wall_s: (*t1 - *t0).as_secs_f64(),
+                cpu_s: (*c1 - *c0).as_secs_f64(),
+                tsc_hz,
+                backend: backend.clone(),
+                setup_s,
+                aead_cycles,
+                spd_cache_hits: s1.spd_cache_hits - s0.spd_cache_hits,
+                spd_cache_misses: s1.spd_cache_misses - s0.spd_cache_misses,
+            }
+        })
+        .collect())
 }

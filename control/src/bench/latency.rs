@@ -752,6 +752,7 @@ pub fn run_case(
         pcap_frames: 0,
         warmup_s: 0.0,
         duration_s: 0.0,
+        windows: 1,
         worker_core: ctx.worker_core,
         serve_ports: Some([memif(0, &socks[0])?, memif(1, &socks[1])?]),
     };

@@ -3,12 +3,15 @@
 //! No NIC is needed: for each case the lab writes a pcap ([`traffic`]),
 //! replays it in a loop into the gateway's data path through DPDK's
 //! `net_pcap` PMD and lets `net_null` swallow what comes out, on one
-//! worker core ([`case`], one child process per run). In the same run it
+//! worker core ([`case`], a child process per case). In the same run it
 //! measures `dpdk-testpmd --forward-mode=io` on the same pcap, vdevs, pool
-//! and core ([`testpmd`]): the cost of the I/O alone. Each case and its
-//! baseline run `repetitions` times, interleaved; the figures are medians
-//! ([`report`]), printed as a table, written to `latest.json` and drawn
-//! ([`plot`]).
+//! and core ([`testpmd`]): the cost of the I/O alone. Each process warms
+//! up once and then measures `repetitions` windows back to back (EAL's
+//! start-up, which faults in its 1 GB without hugepages, took about as
+//! long as a window: a process per window made `make bench` half start-up);
+//! the case's process and then its baseline's run one after the other, and
+//! the figures are medians over the windows ([`report`]), printed as a
+//! table, written to `latest.json` and drawn ([`plot`]).
 //!
 //! Then, unless told not to, the latency lab ([`latency`]): a generator
 //! and sink ([`loadgen`]) in their own process drive the gateway and then
@@ -106,6 +109,7 @@ fn pcap_key(spec: &CaseSpec) -> String {
 }
 
 /// Runs `espresso SUBCOMMAND --request JSON` and parses the last JSON line
+/// (object or array)
 /// it prints; `what` names the run in an error.
 fn run_json_child<T: serde::de::DeserializeOwned>(
     espresso: &Path,
@@ -122,7 +126,10 @@ fn run_json_child<T: serde::de::DeserializeOwned>(
         .stderr(Stdio::piped())
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{') || l.starts_with('['));
     match (out.status.success(), line) {
         (true, Some(l)) => Ok(serde_json::from_str(l)?),
         _ => Err(format!(
@@ -134,7 +141,7 @@ fn run_json_child<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn run_child(espresso: &Path, req: &CaseRequest) -> Result<RunSample, Error> {
+fn run_child(espresso: &Path, req: &CaseRequest) -> Result<Vec<RunSample>, Error> {
     run_json_child(
         espresso,
         "bench-case",
@@ -208,42 +215,52 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             pcap_frames: frames,
             warmup_s: opts.warmup_s,
             duration_s: opts.duration_s,
+            windows: opts.repetitions,
             worker_core: opts.worker_core,
             serve_ports: None,
         };
-        let mut runs = Vec::new();
+        if tty {
+            let _ = write!(
+                err,
+                "\r[{:>3}/{total}] {:<44} espresso   ",
+                n + 1,
+                spec.name()
+            );
+            let _ = err.flush();
+        }
+        let runs = run_child(&opts.espresso, &req)?;
+        for s in &runs {
+            check_sample(&spec.name(), s)?;
+            tsc_hz = s.tsc_hz;
+        }
+        // The baseline for this pcap, unless an earlier case measured it.
         let have = baselines.get(&key).map_or(0, Vec::len);
-        for r in 0..opts.repetitions {
+        if have < opts.repetitions {
             if tty {
                 let _ = write!(
                     err,
-                    "\r[{:>3}/{total}] {:<44} run {}/{}   ",
+                    "\r[{:>3}/{total}] {:<44} testpmd    ",
                     n + 1,
-                    spec.name(),
-                    r + 1,
-                    opts.repetitions
+                    spec.name()
                 );
                 let _ = err.flush();
             }
-            let s = run_child(&opts.espresso, &req)?;
-            check_sample(&spec.name(), &s)?;
-            tsc_hz = s.tsc_hz;
-            runs.push(s);
-            if r >= have {
-                run_id += 1;
-                let b = testpmd::run(&testpmd::Baseline {
-                    testpmd: &opts.testpmd,
-                    pcap: &path,
-                    pcap_frames: frames,
-                    warmup_s: opts.warmup_s,
-                    duration_s: opts.duration_s,
-                    worker_core: opts.worker_core,
-                    tsc_hz,
-                    run_id,
-                })?;
-                check_sample(&format!("testpmd on {key}"), &b)?;
-                baselines.entry(key.clone()).or_default().push(b);
+            run_id += 1;
+            let b = testpmd::run(&testpmd::Baseline {
+                testpmd: &opts.testpmd,
+                pcap: &path,
+                pcap_frames: frames,
+                warmup_s: opts.warmup_s,
+                duration_s: opts.duration_s,
+                windows: opts.repetitions - have,
+                worker_core: opts.worker_core,
+                tsc_hz,
+                run_id,
+            })?;
+            for s in &b {
+                check_sample(&format!("testpmd on {key}"), s)?;
             }
+            baselines.entry(key.clone()).or_default().extend(b);
         }
         let record = CaseRecord::new(spec, &runs, &baselines[&key]);
         let _ = writeln!(
@@ -270,6 +287,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
                 pcap_frames: frames,
                 warmup_s: opts.warmup_s,
                 duration_s: opts.duration_s,
+                windows: 1,
                 worker_core: opts.worker_core,
                 serve_ports: None,
             },

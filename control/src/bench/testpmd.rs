@@ -56,8 +56,10 @@ pub struct Baseline<'a> {
     pub pcap_frames: usize,
     /// Seconds of traffic before measuring.
     pub warmup_s: f64,
-    /// Seconds measured.
+    /// Seconds measured per window.
     pub duration_s: f64,
+    /// Measurement windows, back to back after one warm-up.
+    pub windows: usize,
     /// The forwarding core (testpmd's main lcore is core 0).
     pub worker_core: usize,
     /// TSC frequency (from a gateway run; the same machine).
@@ -101,8 +103,8 @@ pub fn parse_tx_packets(output: &str) -> Vec<u64> {
         .collect()
 }
 
-/// One baseline run.
-pub fn run(b: &Baseline) -> Result<RunSample, Error> {
+/// One baseline run: a sample per window (at least one).
+pub fn run(b: &Baseline) -> Result<Vec<RunSample>, Error> {
     let pcap = b.pcap.to_str().ok_or("pcap path is not UTF-8")?;
     let prefix = format!("espresso-testpmd-{}-{}", std::process::id(), b.run_id);
     // With --no-shconf testpmd still creates its (empty) runtime directory
@@ -161,35 +163,48 @@ pub fn run(b: &Baseline) -> Result<RunSample, Error> {
         .into_iter()
         .find(|t| t.name().is_ok_and(|n| wanted.contains(&n)))
         .ok_or_else(|| format!("testpmd has no thread {}", wanted.join(" or ")))?;
-    let c0 = clock.on_cpu()?;
-    let t0 = Instant::now();
-    stdin.write_all(b"show port stats 1\n")?;
-    std::thread::sleep(Duration::from_secs_f64(b.duration_s));
-    let c1 = clock.on_cpu()?;
-    let t1 = Instant::now();
-    stdin.write_all(b"show port stats 1\n")?;
+    let windows = b.windows.max(1);
+    // (on-CPU, wall) where each window ends and the next begins, each
+    // with a `show port stats` at the same instant.
+    let mut marks = Vec::with_capacity(windows + 1);
+    for w in 0..=windows {
+        if w > 0 {
+            std::thread::sleep(Duration::from_secs_f64(b.duration_s));
+        }
+        marks.push((clock.on_cpu()?, Instant::now()));
+        stdin.write_all(b"show port stats 1\n")?;
+    }
     stdin.write_all(b"stop\nquit\n")?;
     drop(stdin);
     child.finish(Duration::from_secs(30))?;
     let _ = reader.join();
     let text = String::from_utf8_lossy(&out.lock().unwrap_or_else(|e| e.into_inner())).to_string();
     let tx = parse_tx_packets(&text);
-    if tx.len() < 2 {
-        return Err(format!("testpmd printed {} stats blocks, not 2", tx.len()).into());
+    if tx.len() != marks.len() {
+        return Err(format!(
+            "testpmd printed {} stats blocks, not {}",
+            tx.len(),
+            marks.len()
+        )
+        .into());
     }
-    Ok(RunSample {
-        packets: tx[1].saturating_sub(tx[0]),
-        received: tx[1].saturating_sub(tx[0]),
-        dropped: 0,
-        wall_s: (t1 - t0).as_secs_f64(),
-        cpu_s: (c1 - c0).as_secs_f64(),
-        tsc_hz: b.tsc_hz,
-        backend: "testpmd io".into(),
-        setup_s: 0.0,
-        aead_cycles: None,
-        spd_cache_hits: 0,
-        spd_cache_misses: 0,
-    })
+    Ok(tx
+        .windows(2)
+        .zip(marks.windows(2))
+        .map(|(tx, m)| RunSample {
+            packets: tx[1].saturating_sub(tx[0]),
+            received: tx[1].saturating_sub(tx[0]),
+            dropped: 0,
+            wall_s: (m[1].1 - m[0].1).as_secs_f64(),
+            cpu_s: (m[1].0 - m[0].0).as_secs_f64(),
+            tsc_hz: b.tsc_hz,
+            backend: "testpmd io".into(),
+            setup_s: 0.0,
+            aead_cycles: None,
+            spd_cache_hits: 0,
+            spd_cache_misses: 0,
+        })
+        .collect())
 }
 
 /// Removes a directory on drop if it is empty (never anything else).
