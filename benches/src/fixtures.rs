@@ -296,6 +296,11 @@ impl EngineBench {
         timer.stop();
     }
 
+    /// Packets per burst.
+    pub fn burst_len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Loads a burst of ESP packets (untimed), then decapsulates it.
     #[inline]
     pub fn decap_burst(&mut self, timer: &mut Timer) {
@@ -332,24 +337,6 @@ impl EngineBench {
             s.load(std::hint::black_box(&self.esp));
         }
         timer.stop();
-    }
-
-    /// Encapsulates one packet (for profiling).
-    pub fn encap_one(&mut self) {
-        let s = &mut self.slots[0];
-        s.load(&self.inner);
-        self.out
-            .encapsulate(s.buf(), &mut ignore_event)
-            .expect("encapsulate");
-    }
-
-    /// Decapsulates one packet (for profiling).
-    pub fn decap_one(&mut self) {
-        let s = &mut self.slots[0];
-        s.load(&self.esp);
-        self.table
-            .decapsulate(s.buf(), &mut |_, _| {})
-            .expect("decapsulate");
     }
 }
 
