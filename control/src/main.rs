@@ -169,62 +169,7 @@ enum Command {
     },
 }
 
-/// The glibc tunable that makes malloc ask for transparent huge pages
-/// (`madvise(MADV_HUGEPAGE)` on its heap and mmapped chunks; glibc 2.35 and
-/// later, ignored by older ones).
-const THP_TUNABLE: &str = "glibc.malloc.hugetlb";
-
-/// Starts this program again with [`THP_TUNABLE`] set, unless the
-/// environment already says something about it (`GLIBC_TUNABLES=
-/// glibc.malloc.hugetlb=0` keeps 4 KiB pages). glibc reads its tunables
-/// once, before `main`, so the only way for the gateway to choose them
-/// itself is to `exec` itself with them; other tunables in the
-/// environment are kept.
-///
-/// Why: every packet of a tunnel touches its SA, key schedule, slot lines
-/// and flow-cache set, each in a page of its own, and with 100,000
-/// tunnels each of those is a TLB miss (a nested page walk in a VM) under
-/// 4 KiB pages. With the heap on huge pages (where
-/// `/sys/kernel/mm/transparent_hugepage/enabled` is `madvise` or
-/// `always`) the lab's 100,000-SA IMIX cases gained 5-16 % (encrypt) and
-/// 3-8 % (decrypt) in interleaved runs (22 % encrypting in another pair),
-/// with the 64-byte one-SA cases unchanged within the machine's noise.
-/// (mimalloc, which uses huge pages by itself, gained as much at 100,000
-/// SAs but cost 4-8 % at one SA.)
-fn exec_with_huge_page_heap() {
-    use std::os::unix::process::CommandExt;
-    let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    let Some(tunables) = tunables_with_thp(&current) else {
-        return;
-    };
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut args = std::env::args_os();
-    let mut cmd = std::process::Command::new(exe);
-    if let Some(arg0) = args.next() {
-        cmd.arg0(arg0);
-    }
-    // Returns only if the exec failed; then run on as we are.
-    let err = cmd.args(args).env("GLIBC_TUNABLES", tunables).exec();
-    eprintln!("espresso: could not restart with {THP_TUNABLE}=1 ({err}); heap on 4 KiB pages");
-}
-
-/// `GLIBC_TUNABLES` with [`THP_TUNABLE`] switched on, or `None` if
-/// `current` already sets it (either way).
-fn tunables_with_thp(current: &str) -> Option<String> {
-    let named = |t: &str| t.split('=').next() == Some(THP_TUNABLE);
-    if current.split(':').any(named) {
-        None
-    } else if current.is_empty() {
-        Some(format!("{THP_TUNABLE}=1"))
-    } else {
-        Some(format!("{current}:{THP_TUNABLE}=1"))
-    }
-}
-
 fn main() -> std::process::ExitCode {
-    exec_with_huge_page_heap();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -483,33 +428,5 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tunables_with_thp;
-
-    #[test]
-    fn huge_page_tunable_is_added_once_and_never_overridden() {
-        assert_eq!(
-            tunables_with_thp("").as_deref(),
-            Some("glibc.malloc.hugetlb=1")
-        );
-        assert_eq!(
-            tunables_with_thp("glibc.malloc.arena_max=2").as_deref(),
-            Some("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")
-        );
-        // The operator's choice stands, on or off.
-        assert_eq!(tunables_with_thp("glibc.malloc.hugetlb=0"), None);
-        assert_eq!(
-            tunables_with_thp("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"),
-            None
-        );
-        // A longer name that merely starts the same is not it.
-        assert_eq!(
-            tunables_with_thp("glibc.malloc.hugetlbx=1").as_deref(),
-            Some("glibc.malloc.hugetlbx=1:glibc.malloc.hugetlb=1")
-        );
     }
 }
