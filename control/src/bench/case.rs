@@ -1,5 +1,6 @@
-//! One measured run of the gateway's data path (`espresso bench-case`, a
-//! child process per run: DPDK's EAL starts once per process).
+//! The measured runs of one case through the gateway's data path
+//! (`espresso bench-case`, a child process per case: DPDK's EAL starts
+//! once per process; it measures its windows back to back).
 //!
 //! Port 0 is DPDK's `net_pcap` replaying the case's pcap in a loop, port 1
 //! is `net_null` swallowing what leaves. The gateway's own [`Worker`] —

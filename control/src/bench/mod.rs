@@ -54,11 +54,12 @@ pub struct BenchOptions {
     pub cases: Vec<CaseSpec>,
     /// The reconfiguration cases (run after the others).
     pub reconf: Vec<reconf::ReconfSpec>,
-    /// Runs per case and per baseline.
+    /// Measured windows per case and per baseline (runs per
+    /// reconfiguration case).
     pub repetitions: usize,
     /// Seconds of traffic before each measurement.
     pub warmup_s: f64,
-    /// Seconds measured per run.
+    /// Seconds measured per window.
     pub duration_s: f64,
     /// Where `latest.json` and the plots go.
     pub out_dir: PathBuf,
@@ -401,8 +402,9 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
              mbufs plus one per pcap frame (net_pcap keeps the file in mbufs), cache {cache}, \
              bursts of 32. Gateway: espresso's Worker/Node data path with the case's SAs and \
              policies installed through its control queue. Baseline: dpdk-testpmd \
-             --forward-mode=io on the same pcap, vdevs, pool and core. Each run: {w} s warm-up, \
-             {d} s measured; {reps} runs each, interleaved; figures are medians. Gbps counts \
+             --forward-mode=io on the same pcap, vdevs, pool and core. Each in a process of \
+             its own per case: {w} s warm-up, then {reps} windows of {d} s back to back; the \
+             case's process, then its baseline's; figures are medians. Gbps counts \
              inner (plaintext) IP bytes; cycles/packet = worker on-CPU time x TSC Hz / packets; \
              on-CPU Mpps = packets / worker on-CPU seconds (procfs). Frame sizes include the \
              FCS (RFC 2544); IMIX is 64/570/1518 at 7:4:1.",

@@ -106,7 +106,8 @@ pub struct CaseRecord {
     /// Frames dropped in the gateway's windows (all repetitions).
     pub dropped: u64,
     /// Median TSC cycles of the bare AEAD call on one frame's ESP payload
-    /// (same backend and core, measured after each run); fixed sizes only.
+    /// (same backend and core, measured after the windows of the case's
+    /// process); fixed sizes only.
     #[serde(default)]
     pub aead_cycles_per_packet: Option<f64>,
     /// `aead_cycles_per_packet / (cycles_per_packet −
@@ -180,9 +181,9 @@ pub struct Report {
     pub tsc_hz: u64,
     /// Repetitions per case (the figures are medians).
     pub repetitions: usize,
-    /// Warm-up seconds per run.
+    /// Warm-up seconds per process.
     pub warmup_s: f64,
-    /// Measured seconds per run.
+    /// Measured seconds per window.
     pub duration_s: f64,
     /// Wall-clock seconds the whole run took.
     pub elapsed_s: f64,
