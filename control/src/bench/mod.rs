@@ -207,6 +207,14 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
     let mut err = std::io::stderr();
     // Progress: a line rewritten per run on a terminal, one per case else.
     let tty = std::io::IsTerminal::is_terminal(&err);
+    // What case `n` is doing now, on a line the next one overwrites.
+    let progress = |n: usize, name: &str, what: &str| {
+        if tty {
+            let mut e = std::io::stderr();
+            let _ = write!(e, "\r[{:>3}/{total}] {name:<44} {what:<10} ", n + 1);
+            let _ = e.flush();
+        }
+    };
     for (n, spec) in opts.cases.iter().enumerate() {
         let key = pcap_key(spec);
         let (path, frames) = pcap_for(&mut pcaps, &tmp.0, spec)?;
@@ -220,15 +228,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             worker_core: opts.worker_core,
             serve_ports: None,
         };
-        if tty {
-            let _ = write!(
-                err,
-                "\r[{:>3}/{total}] {:<44} espresso   ",
-                n + 1,
-                spec.name()
-            );
-            let _ = err.flush();
-        }
+        progress(n, &spec.name(), "espresso");
         let runs = run_child(&opts.espresso, &req)?;
         for s in &runs {
             check_sample(&spec.name(), s)?;
@@ -237,15 +237,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         // The baseline for this pcap, unless an earlier case measured it.
         let have = baselines.get(&key).map_or(0, Vec::len);
         if have < opts.repetitions {
-            if tty {
-                let _ = write!(
-                    err,
-                    "\r[{:>3}/{total}] {:<44} testpmd    ",
-                    n + 1,
-                    spec.name()
-                );
-                let _ = err.flush();
-            }
+            progress(n, &spec.name(), "testpmd");
             run_id += 1;
             let b = testpmd::run(&testpmd::Baseline {
                 testpmd: &opts.testpmd,
@@ -296,17 +288,11 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         };
         let mut runs = Vec::new();
         for r in 0..opts.repetitions {
-            if tty {
-                let _ = write!(
-                    err,
-                    "\r[{:>3}/{total}] {:<44} run {}/{}   ",
-                    n + 1,
-                    spec.name(),
-                    r + 1,
-                    opts.repetitions
-                );
-                let _ = err.flush();
-            }
+            progress(
+                n,
+                &spec.name(),
+                &format!("run {}/{}", r + 1, opts.repetitions),
+            );
             let sample = run_reconf_child(&opts.espresso, &req)?;
             let _ = writeln!(
                 err,
