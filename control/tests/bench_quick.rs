@@ -68,10 +68,11 @@ fn quick_bench_produces_records_with_rates() {
         "the reconf table is printed"
     );
     // The latency lab: both latency cases through the gateway and testpmd
-    // io at every load point, and a zero-loss search for each.
+    // io at every load point (testpmd twice: at the gateway's rates and at
+    // the same shares of its own maximum), and a zero-loss search for each.
     let lat = report["latency"].as_array().expect("latency records");
-    assert_eq!(lat.len(), 2 * 2 * 3, "{json}");
-    for dut in ["espresso", "testpmd io"] {
+    assert_eq!(lat.len(), 2 * 3 * 3, "{json}");
+    for dut in ["espresso", "testpmd io", "testpmd io, own load"] {
         let samples: u64 = lat
             .iter()
             .filter(|r| r["dut"] == dut)

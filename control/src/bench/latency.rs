@@ -54,6 +54,11 @@ pub const MIN_OFFERED: f64 = 0.95;
 pub const GATEWAY: &str = "espresso";
 /// See [`GATEWAY`].
 pub const BASELINE: &str = "testpmd io";
+/// testpmd io at [`LOAD_POINTS`] of its own maximum, where the baseline is
+/// as loaded as the gateway is at the same points of its maximum (at the
+/// gateway's rates it runs at about half the utilisation, and queues
+/// after a stall of the host drain several times faster).
+pub const BASELINE_OWN_LOAD: &str = "testpmd io, own load";
 
 /// How to run the latency lab.
 #[derive(Debug, Clone)]
@@ -603,6 +608,8 @@ struct DutView {
 struct DutRun {
     max: TrialResult,
     points: Vec<(u32, f64, TrialResult, DutView)>,
+    /// With given rates, the same loads of this DUT's own maximum too.
+    own_points: Vec<(u32, f64, TrialResult, DutView)>,
     zero_loss_pps: f64,
     steps: Vec<SearchStep>,
 }
@@ -628,8 +635,8 @@ fn trial(
     ))
 }
 
-/// Warm-up, maximum, latency at the given rates (`None`: at
-/// `LOAD_POINTS` of this DUT's own maximum), zero-loss search.
+/// Warm-up, maximum, latency at `LOAD_POINTS` of this DUT's own maximum
+/// and, if given, at other rates too, zero-loss search.
 fn measure(
     ctx: &LatencyContext,
     gen: &mut LineChild,
@@ -652,19 +659,26 @@ fn measure(
         .iter()
         .map(|&p| (p, max_pps * f64::from(p) / 100.0))
         .collect();
-    let mut points = Vec::new();
-    for &(pct, rate) in rates.unwrap_or(&own) {
-        let (r, view) = trial(
-            gen,
-            dut,
-            Trial {
-                rate_pps: Some(rate),
-                duration_s: o.trial_s,
-                latency: true,
-            },
-        )?;
-        points.push((pct, rate, r, view.clone()));
-    }
+    let mut at = |rates: &[(u32, f64)]| -> Result<Vec<_>, Error> {
+        let mut points = Vec::new();
+        for &(pct, rate) in rates {
+            let (r, view) = trial(
+                gen,
+                dut,
+                Trial {
+                    rate_pps: Some(rate),
+                    duration_s: o.trial_s,
+                    latency: true,
+                },
+            )?;
+            points.push((pct, rate, r, view));
+        }
+        Ok(points)
+    };
+    let (points, own_points) = match rates {
+        Some(given) => (at(given)?, at(&own)?),
+        None => (at(&own)?, Vec::new()),
+    };
     let mut steps = Vec::new();
     let zero_loss_pps = zero_loss_search(max_pps, o.search_steps, |rate| -> Result<bool, Error> {
         let (r, view) = trial(
@@ -690,6 +704,7 @@ fn measure(
     Ok(DutRun {
         max,
         points,
+        own_points,
         zero_loss_pps,
         steps,
     })
@@ -791,7 +806,14 @@ pub fn run_case(
         (GATEWAY, &gw_run, loop_replay.map(|l| l.0)),
         (BASELINE, &tp_run, loop_replay.map(|l| l.1)),
     ] {
-        for (pct, rate, r, view) in &run.points {
+        let own = tp_run.own_points.iter().map(|p| (BASELINE_OWN_LOAD, p));
+        let points = run.points.iter().map(|p| (dut, p));
+        let points: Vec<_> = if dut == BASELINE {
+            points.chain(own).collect()
+        } else {
+            points.collect()
+        };
+        for (dut, (pct, rate, r, view)) in points {
             let (pct, rate) = (*pct, *rate);
             lat.push(LatencyRecord {
                 direction: spec.direction.name().into(),
@@ -892,7 +914,7 @@ fn find<'a>(
 
 /// Rows of the latency table: one per case and load, gateway next to
 /// baseline.
-fn latency_rows(lat: &[LatencyRecord]) -> Vec<[String; 17]> {
+fn latency_rows(lat: &[LatencyRecord]) -> Vec<[String; 19]> {
     let mut rows = Vec::new();
     for g in lat.iter().filter(|r| r.dut == GATEWAY) {
         let Some(b) = find(
@@ -905,6 +927,16 @@ fn latency_rows(lat: &[LatencyRecord]) -> Vec<[String; 17]> {
         ) else {
             continue;
         };
+        // testpmd at the same share of its own maximum (older records
+        // have none).
+        let own = find(
+            lat,
+            &g.direction,
+            &g.algorithm,
+            &g.frame_size,
+            BASELINE_OWN_LOAD,
+            g.load_pct,
+        );
         rows.push([
             g.direction.clone(),
             g.algorithm.clone(),
@@ -918,6 +950,8 @@ fn latency_rows(lat: &[LatencyRecord]) -> Vec<[String; 17]> {
             format!("{:.1}", b.p99_us),
             format!("{:.1}", b.p999_us),
             format!("{:.2}", g.p99_us / b.p99_us),
+            own.map_or("-".to_string(), |o| format!("{:.1}", o.p99_us)),
+            own.map_or("-".to_string(), |o| format!("{:.2}", g.p99_us / o.p99_us)),
             format!("{:.2}/{:.2}", g.dut_cpu_share, g.gen_cpu_share),
             format!("{:.2}/{:.2}", b.dut_cpu_share, b.gen_cpu_share),
             g.dut_max_poll_gap_us
@@ -934,7 +968,7 @@ fn latency_rows(lat: &[LatencyRecord]) -> Vec<[String; 17]> {
     rows
 }
 
-const LAT_HEAD: [&str; 17] = [
+const LAT_HEAD: [&str; 19] = [
     "dir",
     "algorithm",
     "frame",
@@ -947,6 +981,8 @@ const LAT_HEAD: [&str; 17] = [
     "tp p99",
     "tp p99.9",
     "p99 x tp",
+    "tp own-load p99",
+    "p99 x tp own",
     "on-CPU gw/gen",
     "on-CPU tp/gen",
     "gw max gap",
@@ -1036,7 +1072,7 @@ fn text_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String 
 pub fn table(lat: &[LatencyRecord], zl: &[ZeroLossRecord]) -> String {
     let mut s = String::new();
     if !lat.is_empty() {
-        s.push_str("\nOne-way latency (µs) through memif; tp = testpmd io at the same offered rate; on-CPU = share of each trial the DUT / generator thread ran; gw max gap = the gateway worker's longest gap between two polls (µs), gaps>=16us = its polls that long; preempted = involuntary context switches of the DUT / generator thread in the trial:\n");
+        s.push_str("\nOne-way latency (µs) through memif; tp = testpmd io at the same offered rate; tp own-load = testpmd io at the same share of its own maximum; on-CPU = share of each trial the DUT / generator thread ran; gw max gap = the gateway worker's longest gap between two polls (µs), gaps>=16us = its polls that long; preempted = involuntary context switches of the DUT / generator thread in the trial:\n");
         s.push_str(&text_table(&LAT_HEAD, &latency_rows(lat)));
     }
     if !zl.is_empty() {
@@ -1061,7 +1097,7 @@ pub fn markdown(lat: &[LatencyRecord], zl: &[ZeroLossRecord]) -> String {
     let mut s = String::new();
     if !lat.is_empty() {
         s.push_str(
-            "\nOne-way latency (µs) through memif; `tp` = testpmd io at the same offered rate:\n\n",
+            "\nOne-way latency (µs) through memif; `tp` = testpmd io at the same offered rate, `tp own-load` at the same share of its own maximum:\n\n",
         );
         s.push_str(&md_table(&LAT_HEAD, &latency_rows(lat)));
     }
