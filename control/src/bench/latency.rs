@@ -649,6 +649,12 @@ fn measure(
         duration_s: s,
         latency: false,
     };
+    // A trial of the usual length at `rate` packets per second.
+    let paced = |rate, latency| Trial {
+        rate_pps: Some(rate),
+        duration_s: o.trial_s,
+        latency,
+    };
     trial(gen, dut, unpaced(o.warmup_s))?;
     let (max, _) = trial(gen, dut, unpaced(o.trial_s))?;
     let max_pps = max.received_pps();
@@ -662,15 +668,7 @@ fn measure(
     let mut at = |rates: &[(u32, f64)]| -> Result<Vec<_>, Error> {
         let mut points = Vec::new();
         for &(pct, rate) in rates {
-            let (r, view) = trial(
-                gen,
-                dut,
-                Trial {
-                    rate_pps: Some(rate),
-                    duration_s: o.trial_s,
-                    latency: true,
-                },
-            )?;
+            let (r, view) = trial(gen, dut, paced(rate, true))?;
             points.push((pct, rate, r, view));
         }
         Ok(points)
@@ -681,15 +679,7 @@ fn measure(
     };
     let mut steps = Vec::new();
     let zero_loss_pps = zero_loss_search(max_pps, o.search_steps, |rate| -> Result<bool, Error> {
-        let (r, view) = trial(
-            gen,
-            dut,
-            Trial {
-                rate_pps: Some(rate),
-                duration_s: o.trial_s,
-                latency: false,
-            },
-        )?;
+        let (r, view) = trial(gen, dut, paced(rate, false))?;
         let full = r.offered as f64 >= MIN_OFFERED * rate * o.trial_s;
         steps.push(SearchStep {
             target_mpps: rate / 1e6,
