@@ -51,7 +51,7 @@ pub use sa::{
     SaConfig, SaConfigError, SaEvent, SaHint, SeqCounter, SeqExhausted, Spi, TunnelEndpoints,
     UdpEncap,
 };
-pub use slot_vec::SlotVec;
+pub use slot_vec::{Chunked, SlotVec};
 pub use spd::{
     Action, FlowKey, IpPrefix, Policy, PolicyId, PrefixError, SaRef, Selector, SelectorError, Spd,
 };

@@ -16,11 +16,82 @@
 pub const CHUNK: usize = 1024;
 const SHIFT: u32 = CHUNK.trailing_zeros();
 
+/// A growable `index -> T` table in chunks of [`CHUNK`] values that never
+/// move; slots not yet written hold `T::default()`. [`SlotVec`] is this
+/// over `Option<T>`; the gateway keeps its per-slot cache lines in one
+/// directly.
+#[derive(Clone)]
+pub struct Chunked<T> {
+    chunks: Vec<Box<[T]>>,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for Chunked<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunked")
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+impl<T> Chunked<T> {
+    /// An empty table.
+    pub const fn new() -> Self {
+        Self { chunks: Vec::new() }
+    }
+
+    /// Slots allocated so far (a multiple of [`CHUNK`]).
+    pub fn capacity(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+
+    /// Slot `i`, if its chunk exists.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&T> {
+        Some(&self.chunks.get(i >> SHIFT)?[i & (CHUNK - 1)])
+    }
+
+    /// Slot `i`, mutable, if its chunk exists.
+    #[inline]
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        Some(&mut self.chunks.get_mut(i >> SHIFT)?[i & (CHUNK - 1)])
+    }
+
+    /// Prefetches slot `i` (reading its chunk's pointer), for the burst
+    /// pipeline.
+    #[inline]
+    pub fn prefetch(&self, i: usize) {
+        if let Some(c) = self.chunks.get(i >> SHIFT) {
+            crate::dpdk::prefetch::prefetch(c.as_ptr().wrapping_add(i & (CHUNK - 1)));
+        }
+    }
+
+    /// Every allocated slot, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+}
+
+impl<T: Default> Chunked<T> {
+    /// Slot `i`, allocating its chunk (and the ones before it) if needed.
+    pub fn grow_to(&mut self, i: usize) -> &mut T {
+        let c = i >> SHIFT;
+        while self.chunks.len() <= c {
+            self.chunks
+                .push(std::iter::repeat_with(T::default).take(CHUNK).collect());
+        }
+        &mut self.chunks[c][i & (CHUNK - 1)]
+    }
+}
+
 /// A growable `index -> Option<T>` table in chunks of [`CHUNK`] slots.
 #[derive(Clone)]
-pub struct SlotVec<T> {
-    chunks: Vec<Box<[Option<T>]>>,
-}
+pub struct SlotVec<T>(Chunked<Option<T>>);
 
 impl<T> Default for SlotVec<T> {
     fn default() -> Self {
@@ -39,61 +110,53 @@ impl<T> std::fmt::Debug for SlotVec<T> {
 impl<T> SlotVec<T> {
     /// An empty table.
     pub const fn new() -> Self {
-        Self { chunks: Vec::new() }
+        Self(Chunked::new())
     }
 
     /// Slots allocated so far (a multiple of [`CHUNK`]).
     pub fn capacity(&self) -> usize {
-        self.chunks.len() * CHUNK
+        self.0.capacity()
     }
 
     /// The value at `i`.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&T> {
-        self.chunks.get(i >> SHIFT)?[i & (CHUNK - 1)].as_ref()
+        self.0.get(i)?.as_ref()
     }
 
     /// The value at `i`, mutable.
     #[inline]
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
-        self.chunks.get_mut(i >> SHIFT)?[i & (CHUNK - 1)].as_mut()
+        self.0.get_mut(i)?.as_mut()
     }
 
     /// The slot `i` itself, allocating its chunk (and the ones before it)
     /// if needed.
     pub fn slot_mut(&mut self, i: usize) -> &mut Option<T> {
-        let c = i >> SHIFT;
-        while self.chunks.len() <= c {
-            self.chunks
-                .push(std::iter::repeat_with(|| None).take(CHUNK).collect());
-        }
-        &mut self.chunks[c][i & (CHUNK - 1)]
+        self.0.grow_to(i)
     }
 
-    /// Puts `value` at `i`, returning what was there.
     /// Prefetches slot `i` (reading its chunk's pointer), for the burst
     /// pipeline.
     #[inline]
     pub fn prefetch(&self, i: usize) {
-        if let Some(c) = self.chunks.get(i >> SHIFT) {
-            crate::dpdk::prefetch::prefetch(c.as_ptr().wrapping_add(i & (CHUNK - 1)));
-        }
+        self.0.prefetch(i)
     }
 
+    /// Puts `value` at `i`, returning what was there.
     pub fn insert(&mut self, i: usize, value: T) -> Option<T> {
         self.slot_mut(i).replace(value)
     }
 
     /// Empties slot `i`, returning what was there.
     pub fn take(&mut self, i: usize) -> Option<T> {
-        self.chunks.get_mut(i >> SHIFT)?[i & (CHUNK - 1)].take()
+        self.0.get_mut(i)?.take()
     }
 
     /// Every occupied slot with its index, in index order.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
-        self.chunks
+        self.0
             .iter()
-            .flat_map(|c| c.iter())
             .enumerate()
             .filter_map(|(i, v)| v.as_ref().map(|v| (i, v)))
     }
@@ -102,6 +165,20 @@ impl<T> SlotVec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunked_slots_start_as_default_and_grow_whole_chunks() {
+        let mut c: Chunked<u8> = Chunked::new();
+        assert_eq!((c.get(5), c.capacity()), (None, 0));
+        *c.grow_to(5) = 3;
+        assert_eq!((c.get(5), c.get(6)), (Some(&3), Some(&0)));
+        assert_eq!((c.capacity(), c.get(CHUNK)), (CHUNK, None));
+        *c.grow_to(CHUNK + 1) = 9;
+        assert_eq!(c.capacity(), 2 * CHUNK);
+        assert_eq!(c.iter().filter(|&&v| v != 0).count(), 2);
+        *c.get_mut(5).unwrap() = 4;
+        assert_eq!(c.get(5), Some(&4));
+    }
 
     #[test]
     fn behaves_like_a_vec_of_options() {

@@ -30,13 +30,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::buf::PacketBuf;
-use crate::dpdk::prefetch::prefetch;
-use crate::esp::SlotVec;
 use crate::esp::SpiMap;
 use crate::esp::{
     flow_key, locate_esp, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey, InboundOutcome,
     InboundSa, OutboundSa, SaHint, SaRef, Spd, Spi,
 };
+use crate::esp::{Chunked, SlotVec};
 use crate::route::RouteTable;
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, Icmpv4Packet,
@@ -294,48 +293,6 @@ struct SlotLine {
 
 const _: () = assert!(std::mem::size_of::<SlotLine>() == 64);
 
-/// The [`SlotLine`]s, in chunks of [`SlotLines::CHUNK`] that never move:
-/// growing the table adds a chunk (256 KB) instead of copying every line
-/// into a vector twice the size (with 100,000 tunnels, 8 MB copied and
-/// 16 MB faulted in during one install message).
-#[derive(Debug, Default)]
-struct SlotLines {
-    chunks: Vec<Box<[SlotLine]>>,
-}
-
-impl SlotLines {
-    const CHUNK: usize = 4096;
-
-    fn get(&self, i: usize) -> Option<&SlotLine> {
-        self.chunks
-            .get(i / Self::CHUNK)
-            .map(|c| &c[i % Self::CHUNK])
-    }
-
-    fn get_mut(&mut self, i: usize) -> Option<&mut SlotLine> {
-        self.chunks
-            .get_mut(i / Self::CHUNK)
-            .map(|c| &mut c[i % Self::CHUNK])
-    }
-
-    /// Line `i`, adding chunks up to it.
-    fn grow_to(&mut self, i: usize) -> &mut SlotLine {
-        while self.chunks.len() <= i / Self::CHUNK {
-            self.chunks
-                .push(vec![SlotLine::default(); Self::CHUNK].into_boxed_slice());
-        }
-        &mut self.chunks[i / Self::CHUNK][i % Self::CHUNK]
-    }
-
-    /// Prefetches line `i` (its chunk pointer is read).
-    #[inline]
-    fn prefetch(&self, i: usize) {
-        if let Some(c) = self.chunks.get(i / Self::CHUNK) {
-            prefetch(c.as_ptr().wrapping_add(i % Self::CHUNK));
-        }
-    }
-}
-
 /// One worker's forwarding state and pipeline.
 pub struct Node<B> {
     /// Worker index.
@@ -346,8 +303,10 @@ pub struct Node<B> {
     engine: EspEngine,
     slot_owner: SlotVec<u16>,
     /// Per outbound slot: where its tunnel-mode packets go (see [`Egress`])
-    /// and its SA's [`SaHint`].
-    slots: SlotLines,
+    /// and its SA's [`SaHint`], in chunks that never move (a growth adds
+    /// one instead of copying every line: with 100,000 tunnels, 8 MB
+    /// copied and 16 MB faulted in during one install message).
+    slots: Chunked<SlotLine>,
     /// Bumped by every change that can move a tunnel's egress (routes,
     /// SAs); with the neighbour table's generation it validates `egress`.
     egress_epoch: u64,
@@ -412,7 +371,7 @@ impl<B: PacketBuf> Node<B> {
             neigh: NeighbourTable::new(),
             engine: EspEngine::new(),
             slot_owner: SlotVec::new(),
-            slots: SlotLines::default(),
+            slots: Chunked::new(),
             egress_epoch: 0,
             spi_owner: SpiMap::new(),
             foreign_spis: 0,
