@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
-
-use crate::esp::{InboundSa, OutboundSa, SaRef};
 use crossbeam::queue::ArrayQueue;
 
 use crate::dpdk::{rdtsc, tsc_hz, Mbuf, Mempool, RxQueue, TxQueue, BURST_SIZE};
+use crate::esp::{InboundSa, OutboundSa, SaRef};
 
 use super::msg::{
     ControlMsg, Handoff, MsgKind, PollProfile, Retired, SaStats, WorkerMsg, WorkerStats,
