@@ -525,6 +525,7 @@ pub fn run(
             data_room: 2048 + 128,
         },
     )?;
+    tracing::info!(mbufs = pool.size(), memory = ?pool.memory(), "mbuf pool");
     let pool_free_before = pool.available();
 
     // Ports and the data path's view of the interfaces.

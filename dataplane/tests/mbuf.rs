@@ -2,7 +2,7 @@
 
 mod support;
 
-use dataplane::dpdk::{Mbuf, MbufError, Mempool, MempoolConfig};
+use dataplane::dpdk::{Mbuf, MbufError, Mempool, MempoolConfig, PoolMemory};
 
 fn pool(name: &str) -> Mempool {
     Mempool::new(
@@ -116,4 +116,34 @@ fn drop_returns_mbufs_and_exhaustion_is_an_error() {
     );
     drop(all);
     assert_eq!(pool.available(), start);
+}
+
+/// Without hugepages the pool lives in an anonymous mapping advised for
+/// transparent huge pages, its objects packed (see `dpdk::mempool`): every
+/// mbuf must still be a whole, separate buffer of the asked-for room.
+#[test]
+fn pool_without_hugepages_packs_whole_separate_mbufs() {
+    let pool = pool("mbuf_thp");
+    assert_eq!(pool.memory(), PoolMemory::AnonThp);
+    let mut all = Vec::new();
+    Mbuf::alloc_bulk(&pool, 255, &mut all).unwrap();
+    for (i, m) in all.iter_mut().enumerate() {
+        assert_eq!(m.headroom(), 128);
+        assert_eq!(m.tailroom(), 2048, "data room minus headroom");
+        // Fill the whole room: a buffer overlapping another would show
+        // below.
+        let room = m.tailroom();
+        m.append(room).unwrap().fill(i as u8);
+    }
+    for (i, m) in all.iter().enumerate() {
+        assert!(
+            m.data().iter().all(|&b| b == i as u8),
+            "mbuf {i} overwritten"
+        );
+    }
+    let mut starts: Vec<usize> = all.iter().map(|m| m.data().as_ptr() as usize).collect();
+    starts.sort_unstable();
+    assert!(starts.windows(2).all(|w| w[1] - w[0] >= 2048));
+    drop(all);
+    assert_eq!(pool.available(), 255);
 }

@@ -14,7 +14,7 @@ pub mod prefetch;
 
 pub use eal::{register_thread, unregister_thread, Eal, EalError};
 pub use mbuf::{Mbuf, MbufError};
-pub use mempool::{Mempool, MempoolConfig};
+pub use mempool::{Mempool, MempoolConfig, PoolMemory};
 pub use port::{LinkStatus, Port, PortConfig, PortStats, RxQueue, TxQueue};
 
 use std::ffi::CStr;

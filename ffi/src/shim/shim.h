@@ -17,6 +17,7 @@
 #include <rte_dev.h>
 #include <rte_mempool.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
 #include <rte_ethdev.h>
 
 uint16_t espresso_eth_rx_burst(uint16_t port_id, uint16_t queue_id,
