@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use nix::sys::mman::{madvise, mmap_anonymous, munmap, MapFlags, MmapAdvise, ProtFlags};
 
+use super::huge::HUGE_PAGE;
 use super::{DpdkError, Eal};
 
 /// How to size a pool. The defaults fit `-m` budgets without hugepages.
@@ -71,8 +72,6 @@ struct Mapping {
     addr: NonNull<std::ffi::c_void>,
     len: usize,
 }
-
-const HUGE_PAGE: usize = 2 << 20;
 
 impl Mapping {
     /// Maps at least `len` bytes (rounded up to 2 MiB) at a 2 MiB boundary

@@ -7,6 +7,7 @@
 //! NIC by [`TxQueue::tx_burst`], which leaves unsent mbufs with the caller.
 
 mod eal;
+pub mod huge;
 mod mbuf;
 mod mempool;
 mod port;

@@ -136,6 +136,9 @@ impl SpdCache {
         // policies is 6,000 pages, and faulting them in on the worker
         // stalled forwarding polls for over a millisecond on this VM.
         let mut words = vec![0u32; sets * SET_WORDS + LINE_WORDS].into_boxed_slice();
+        // One random line per packet over tens of megabytes (100,000
+        // tunnels): in huge pages, a TLB hit.
+        crate::dpdk::huge::advise_huge_pages(&words);
         for w in words.iter_mut().step_by(PAGE_WORDS) {
             // `black_box` keeps the store: a zero written over calloc's
             // zero could otherwise be optimised away.
