@@ -3,7 +3,9 @@
 //! With hugepages the pool is `rte_pktmbuf_pool_create`'s, in EAL memory.
 //! Without them (`--no-huge`, this project's usual way to run) EAL's memory
 //! is a memfd mapped with 4 KiB pages, and a pool of 8,192 mbufs spreads
-//! over some 4,600 pages. On a virtual machine that is expensive: in the
+//! over 8,192 of them (an object may not cross a page that need not be
+//! IOVA-contiguous, so each 2.4 KiB mbuf takes a page of its own). On a
+//! virtual machine that is expensive: in the
 //! benchmark harness of issue #6 the worker's `rx_burst` from net_pcap,
 //! which copies out of stored mbufs, stalled for about 120 µs some 600
 //! times a second (a bare spin loop on the same core: about 10 gaps over
@@ -12,7 +14,8 @@
 //! (`rte_mempool_create_empty`, the mbuf pool ops and private area,
 //! `rte_pktmbuf_init` on every object) but populated on anonymous memory
 //! advised for transparent huge pages (2 MiB), which the kernel's default
-//! `madvise` THP mode honours. That memory is outside EAL's memsegs and
+//! `madvise` THP mode honours, with the objects packed as in a hugepage
+//! pool. That memory is outside EAL's memsegs and
 //! its IOVA is its virtual address, which is what the IOVA-as-VA mode EAL
 //! picks without hugepages means; no device in that mode does DMA (the
 //! virtual devices copy), and with hugepages the EAL pool is used.
