@@ -108,10 +108,8 @@ impl DataplaneConfig {
     pub const DEFAULT_BURST: u32 = 32;
     /// Largest burst.
     pub const MAX_BURST: u32 = 512;
-    /// Memory one mbuf takes in the pool: 2048 bytes of data room, 128 of
-    /// headroom and the `rte_mbuf` header with pool overhead.
-    pub const MBUF_FOOTPRINT: u64 = 2304;
-    /// Memory EAL and the rest of DPDK need besides the mbuf pool.
+    /// Memory EAL and the rest of DPDK need besides the mbuf pool (which
+    /// without hugepages lives outside EAL memory, see `dpdk::Mempool`).
     pub const EAL_HEADROOM_MB: u64 = 32;
 }
 

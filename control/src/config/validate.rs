@@ -140,17 +140,16 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
             format!("{mbufs} mbufs cannot fill even two bursts of {burst}"),
         ));
     }
-    let need = u64::from(mbufs) * DataplaneConfig::MBUF_FOOTPRINT
-        + (DataplaneConfig::EAL_HEADROOM_MB << 20);
-    let have = u64::from(memory_mb) << 20;
-    if need > have {
+    // The mbuf pool is not in EAL memory: EAL runs without hugepages, and
+    // then `dpdk::Mempool` puts the pool in a mapping of its own (in
+    // transparent huge pages). EAL's memory holds the rest of DPDK's
+    // allocations (rings, queues, the pool's header).
+    if u64::from(memory_mb) < DataplaneConfig::EAL_HEADROOM_MB {
         return Err(cx.err(
-            "dataplane.mbufs",
+            "dataplane.memory_mb",
             format!(
-                "{mbufs} mbufs need {} MiB ({mbufs} × {} bytes + {} MiB headroom) but dataplane.memory_mb is {memory_mb}",
-                need.div_ceil(1 << 20),
-                DataplaneConfig::MBUF_FOOTPRINT,
-                DataplaneConfig::EAL_HEADROOM_MB,
+                "{memory_mb} MiB is below the {} MiB EAL needs besides the mbuf pool",
+                DataplaneConfig::EAL_HEADROOM_MB
             ),
         ));
     }
