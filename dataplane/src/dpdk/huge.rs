@@ -34,12 +34,25 @@ pub fn advise_huge_pages<T>(s: &[T]) -> usize {
         return 0;
     };
     // SAFETY: [a, b) lies inside `s`, which is mapped for as long as the
-    // borrow lasts. MADV_HUGEPAGE is advice: it changes neither the
-    // contents nor the mapping, only how later faults are served.
-    match unsafe { madvise(addr, b - a, MmapAdvise::MADV_HUGEPAGE) } {
-        Ok(()) => b - a,
-        Err(_) => 0,
+    // borrow lasts.
+    if unsafe { advise_range(addr, b - a) } {
+        b - a
+    } else {
+        0
     }
+}
+
+/// `madvise(MADV_HUGEPAGE)` on `[addr, addr + len)`; whether the kernel
+/// took it.
+///
+/// # Safety
+///
+/// The range must be mapped for the duration of the call. The advice
+/// changes neither the contents nor the mapping, only how later faults
+/// (and `khugepaged`) serve it.
+pub(super) unsafe fn advise_range(addr: NonNull<std::ffi::c_void>, len: usize) -> bool {
+    // SAFETY: the caller's guarantee.
+    unsafe { madvise(addr, len, MmapAdvise::MADV_HUGEPAGE) }.is_ok()
 }
 
 #[cfg(test)]

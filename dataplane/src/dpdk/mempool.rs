@@ -25,9 +25,9 @@ use std::num::NonZeroUsize;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use nix::sys::mman::{madvise, mmap_anonymous, munmap, MapFlags, MmapAdvise, ProtFlags};
+use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
-use super::huge::HUGE_PAGE;
+use super::huge::{advise_range, HUGE_PAGE};
 use super::{DpdkError, Eal};
 
 /// How to size a pool. The defaults fit `-m` budgets without hugepages.
@@ -115,7 +115,7 @@ impl Mapping {
         }
         // SAFETY: the range is our mapping. Advice only: with THP off the
         // pages stay 4 KiB, which is not an error.
-        let _ = unsafe { madvise(addr, len, MmapAdvise::MADV_HUGEPAGE) };
+        let _ = unsafe { advise_range(addr, len) };
         Ok(Mapping { addr, len })
     }
 }
