@@ -98,6 +98,13 @@ impl Lines {
         self.mask.count_ones()
     }
 
+    /// True if the line holding `p` is one of them.
+    pub fn contains<T: ?Sized>(self, p: *const T) -> bool {
+        let addr = p.cast::<u8>() as usize;
+        let line = addr.wrapping_sub(self.base) / CACHE_LINE;
+        addr >= self.base && line < 16 && self.mask & (1 << line) != 0
+    }
+
     /// The base address and the mask, to store compactly.
     pub fn parts(self) -> (usize, u16) {
         (self.base, self.mask)
@@ -133,6 +140,9 @@ mod tests {
         let l = l.with_byte(128 as *const u8, 1000);
         assert_eq!(l.mask, 0b1 | 1 << 15);
         assert_eq!(l.count(), 2);
+        assert!(l.contains(191 as *const u8) && l.contains(1128 as *const u8));
+        assert!(!l.contains(192 as *const u8) && !l.contains(127 as *const u8));
+        assert!(!l.contains((128 + 16 * 64) as *const u8));
         assert_eq!(Lines::of_bytes(64 as *const u8, 0), Lines::NONE);
         Lines::NONE.prefetch();
         l.prefetch();

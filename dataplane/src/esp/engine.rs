@@ -284,7 +284,7 @@ impl EspEngine {
                     // would trigger IKE; the packet itself is dropped.
                     return self.outbound_drop(DropReason::NoPolicy);
                 };
-                let spi = sa.config().spi;
+                let spi = sa.spi();
                 let events = &mut self.events;
                 match sa.encapsulate(pkt, &mut |e| {
                     events.push(EngineEvent::Outbound(slot, spi, e))

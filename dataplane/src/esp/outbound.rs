@@ -165,6 +165,15 @@ impl OutboundSa {
         &self.config
     }
 
+    /// The SPI, from the hot lines: the per-packet path names the SA in
+    /// its events with it, and `config` is cold (at 100,000 SAs reading
+    /// `config().spi` there was a cache miss on every packet, 19 % of the
+    /// encrypting worker's samples).
+    #[inline]
+    pub fn spi(&self) -> Spi {
+        self.hot.spi
+    }
+
     /// The algorithm.
     pub fn algorithm(&self) -> Algorithm {
         self.transform.algorithm()
@@ -780,6 +789,17 @@ mod tests {
             },
         );
         OutboundSa::new(cfg, new_transform(Backend::RustCrypto, alg, &keys).unwrap()).unwrap()
+    }
+
+    /// The SPI the per-packet path reads is the configured one, and on a
+    /// line the burst pipeline prefetches (reading it from the cold
+    /// `config` cost a miss per packet with 100,000 SAs).
+    #[test]
+    fn spi_is_read_from_a_hot_line() {
+        let sa = transport_sa("10.1.0.10", "10.2.0.20");
+        assert_eq!(sa.spi(), sa.config().spi);
+        assert!(sa.hot_lines().contains(std::ptr::from_ref(&sa.hot.spi)));
+        assert!(!sa.hot_lines().contains(std::ptr::from_ref(&sa.config.spi)));
     }
 
     /// Found by the `inbound` fuzz target: an IPv6 packet with a Fragment

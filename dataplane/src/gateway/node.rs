@@ -1040,7 +1040,7 @@ impl<B: PacketBuf> Node<B> {
             return None;
         };
         let events = &mut self.events;
-        let spi = sa.config().spi;
+        let spi = sa.spi();
         match sa.encapsulate(&mut pkt, &mut |e| {
             events.push(EngineEvent::Outbound(slot, spi, e))
         }) {
