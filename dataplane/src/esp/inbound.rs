@@ -484,6 +484,13 @@ impl InboundSaTable {
         self.by_spi.get(spi.get())?.as_deref()
     }
 
+    /// Burst pipeline: prefetches the SPI table slot where the lookup of
+    /// `spi` starts (see [`SpiMap::prefetch`]).
+    #[inline]
+    pub fn prefetch_spi(&self, spi: u32) {
+        self.by_spi.prefetch(spi);
+    }
+
     /// The SA with this SPI, mutable.
     pub fn get_mut(&mut self, spi: Spi) -> Option<&mut InboundSa> {
         self.by_spi.get_mut(spi.get())?.as_deref_mut()

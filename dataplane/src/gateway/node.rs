@@ -577,13 +577,22 @@ impl<B: PacketBuf> Node<B> {
             }
         }
         if iface.role == Role::Wan {
-            let mut sas: [Option<&InboundSa>; N] = [None; N];
-            for (sa, p) in sas.iter_mut().zip(&pkts[..n]) {
+            // Three rounds, each starting the misses the next one reads:
+            // SPI table slots, then the SAs' hot lines, then their key
+            // schedules and replay blocks.
+            let inbound = self.engine.inbound();
+            let mut spis: [Option<Spi>; N] = [None; N];
+            for (s, p) in spis.iter_mut().zip(&pkts[..n]) {
                 let Some(d) = ip(p.data()) else { continue };
                 let loc = locate_esp(d, NAT_T_PORT);
-                *sa = esp_spi(d, &loc)
-                    .and_then(|spi| Spi::new(spi).ok())
-                    .and_then(|spi| self.engine.inbound().get(spi));
+                *s = esp_spi(d, &loc).and_then(|spi| Spi::new(spi).ok());
+                if let Some(spi) = s {
+                    inbound.prefetch_spi(spi.get());
+                }
+            }
+            let mut sas: [Option<&InboundSa>; N] = [None; N];
+            for (sa, spi) in sas.iter_mut().zip(&spis[..n]) {
+                *sa = spi.and_then(|spi| inbound.get(spi));
                 if let Some(sa) = sa {
                     sa.prefetch();
                 }

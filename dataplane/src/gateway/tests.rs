@@ -658,6 +658,78 @@ fn the_cached_tunnel_egress_follows_neighbour_route_and_sa_changes() {
     assert_eq!(&f[14 + 16..14 + 20], &[192, 0, 2, 7]);
 }
 
+/// Site `site` ('a' encrypts, 'b' decrypts) with `n` tunnels between
+/// 192.0.2.1 and 192.0.2.2, one per host 10.128.0.0 + i, SPIs 0x1000 + i,
+/// AES-128-GCM on ipsec-mb, anti-replay off (frames are replayed).
+fn scale_gw(site: char, n: u32) -> Node<HeapBuf> {
+    use std::net::Ipv4Addr;
+    let mut routes = RouteTable::new();
+    routes.insert(
+        "10.128.0.0/9".parse().unwrap(),
+        NextHop {
+            interface: 0,
+            via: Some(ip("10.1.0.20")),
+        },
+    );
+    let mut node = Node::new(0, ifaces(site, 1500, None), routes);
+    let (me, peer) = if site == 'a' {
+        ("192.0.2.1", "192.0.2.2")
+    } else {
+        ("192.0.2.2", "192.0.2.1")
+    };
+    let mut spd = Spd::new();
+    for i in 0..n {
+        let dst = IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i));
+        spd.insert(Policy {
+            selector: Selector::new(
+                IpPrefix::new(ip("10.1.0.10"), 32).unwrap(),
+                IpPrefix::new(dst, 32).unwrap(),
+            ),
+            action: Action::Protect(SaRef(i)),
+            priority: 10,
+        })
+        .unwrap();
+        let cfg = |dir| {
+            let mut c = SaConfig::new(
+                Spi::new(0x1000 + i).unwrap(),
+                dir,
+                Mode::Tunnel,
+                TunnelEndpoints {
+                    local: ip(me),
+                    remote: ip(peer),
+                },
+            );
+            c.replay_window = 0;
+            c
+        };
+        let t = || {
+            new_transform(
+                Backend::IpsecMb,
+                Algorithm::AES_GCM_128,
+                &SaKeys::new(&i.to_be_bytes().repeat(5), &[]),
+            )
+            .unwrap()
+        };
+        if site == 'a' {
+            node.install_outbound(
+                SaRef(i),
+                OutboundSa::new(cfg(Direction::Outbound), t()).unwrap(),
+            );
+        } else {
+            let mut c = cfg(Direction::Inbound);
+            c.traffic_selectors = vec![sel("10.1.0.10/32", "10.128.0.0/9")];
+            node.install_inbound(InboundSa::new(c, t()).unwrap());
+        }
+    }
+    node.set_spd(spd);
+    node.add_static_neighbour(ip(peer), if site == 'a' { GWB_WAN } else { GWA_WAN }, 1);
+    node.add_static_neighbour(ip("10.1.0.20"), HOST_A_MAC, 0);
+    for _ in 0..1000 {
+        node.step();
+    }
+    node
+}
+
 /// Not a test: the pipeline's cost per packet with 1 and with 100,000
 /// tunnels, the traffic spread over all of them, with and without the
 /// burst prefetch (`cargo test -p espresso-dataplane --profile ci
@@ -668,73 +740,7 @@ fn the_cached_tunnel_egress_follows_neighbour_route_and_sa_changes() {
 fn scale_probe() {
     use std::net::Ipv4Addr;
     use std::time::Instant;
-    fn gw(site: char, n: u32) -> Node<HeapBuf> {
-        let mut routes = RouteTable::new();
-        routes.insert(
-            "10.128.0.0/9".parse().unwrap(),
-            NextHop {
-                interface: 0,
-                via: Some(ip("10.1.0.20")),
-            },
-        );
-        let mut node = Node::new(0, ifaces(site, 1500, None), routes);
-        let (me, peer) = if site == 'a' {
-            ("192.0.2.1", "192.0.2.2")
-        } else {
-            ("192.0.2.2", "192.0.2.1")
-        };
-        let mut spd = Spd::new();
-        for i in 0..n {
-            let dst = IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i));
-            spd.insert(Policy {
-                selector: Selector::new(
-                    IpPrefix::new(ip("10.1.0.10"), 32).unwrap(),
-                    IpPrefix::new(dst, 32).unwrap(),
-                ),
-                action: Action::Protect(SaRef(i)),
-                priority: 10,
-            })
-            .unwrap();
-            let cfg = |dir| {
-                let mut c = SaConfig::new(
-                    Spi::new(0x1000 + i).unwrap(),
-                    dir,
-                    Mode::Tunnel,
-                    TunnelEndpoints {
-                        local: ip(me),
-                        remote: ip(peer),
-                    },
-                );
-                c.replay_window = 0;
-                c
-            };
-            let t = || {
-                new_transform(
-                    Backend::IpsecMb,
-                    Algorithm::AES_GCM_128,
-                    &SaKeys::new(&i.to_be_bytes().repeat(5), &[]),
-                )
-                .unwrap()
-            };
-            if site == 'a' {
-                node.install_outbound(
-                    SaRef(i),
-                    OutboundSa::new(cfg(Direction::Outbound), t()).unwrap(),
-                );
-            } else {
-                let mut c = cfg(Direction::Inbound);
-                c.traffic_selectors = vec![sel("10.1.0.10/32", "10.128.0.0/9")];
-                node.install_inbound(InboundSa::new(c, t()).unwrap());
-            }
-        }
-        node.set_spd(spd);
-        node.add_static_neighbour(ip(peer), if site == 'a' { GWB_WAN } else { GWA_WAN }, 1);
-        node.add_static_neighbour(ip("10.1.0.20"), HOST_A_MAC, 0);
-        for _ in 0..1000 {
-            node.step();
-        }
-        node
-    }
+
     let mut rows = Vec::new();
     let only = std::env::var("PROBE").unwrap_or_default();
     let rounds: usize = std::env::var("PROBE_ROUNDS")
@@ -743,8 +749,8 @@ fn scale_probe() {
         .unwrap_or(3);
     for n in [1u32, 100_000] {
         let flows = 100_000u32;
-        let mut a = gw('a', n);
-        let mut b = gw('b', n);
+        let mut a = scale_gw('a', n);
+        let mut b = scale_gw('b', n);
         let plain: Vec<Vec<u8>> = (0..flows)
             .map(|f| {
                 let dst = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + f % n);
@@ -814,5 +820,82 @@ fn scale_probe() {
                 eprintln!("{}", rows.last().unwrap());
             }
         }
+    }
+}
+
+/// Above [`PREFETCH_MIN_SAS`](super::node::PREFETCH_MIN_SAS) tunnels the worker runs the burst prefetch
+/// pipeline (flow cache, SA slots, SPI table slots, SAs, key schedules)
+/// before each burst: traffic over every tunnel must come through both
+/// gateways byte for byte, each tunnel's SA counting its own packet.
+#[test]
+fn burst_pipeline_carries_every_tunnel() {
+    use std::net::Ipv4Addr;
+    let n = super::node::PREFETCH_MIN_SAS as u32 + 100;
+    let mut a = scale_gw('a', n);
+    let mut b = scale_gw('b', n);
+    let inner: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let dst = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i);
+            udp4(
+                "10.1.0.10",
+                &dst.to_string(),
+                1000,
+                2000,
+                &i.to_be_bytes(),
+                64,
+                true,
+            )
+        })
+        .collect();
+    let mut delivered = Vec::new();
+    for chunk in inner.chunks(32) {
+        let burst: Vec<HeapBuf> = chunk
+            .iter()
+            .map(|p| {
+                let mut fr = GWA_LAN.to_vec();
+                fr.extend_from_slice(&HOST_A_MAC);
+                fr.extend_from_slice(&0x0800u16.to_be_bytes());
+                fr.extend_from_slice(p);
+                HeapBuf::from_slice(&fr)
+            })
+            .collect();
+        a.prefetch_burst(0, &burst);
+        for p in burst {
+            a.rx(0, p, &mut HeapPool);
+        }
+        let esp: Vec<HeapBuf> = take_tx(&mut a, 1)
+            .into_iter()
+            .map(|f| {
+                let mut d = f.data().to_vec();
+                d[0..6].copy_from_slice(&GWB_WAN);
+                HeapBuf::from_slice(&d)
+            })
+            .collect();
+        assert_eq!(esp.len(), chunk.len(), "{:?}", a.counters);
+        b.prefetch_burst(1, &esp);
+        for p in esp {
+            b.rx(1, p, &mut HeapPool);
+        }
+        delivered.extend(
+            take_tx(&mut b, 0)
+                .into_iter()
+                .map(|f| f.data()[14..].to_vec()),
+        );
+    }
+    assert_eq!(a.counters.total_drops(), 0, "{:?}", a.counters);
+    assert_eq!(b.counters.total_drops(), 0, "{:?}", b.counters);
+    assert_eq!(delivered.len(), inner.len());
+    for (got, sent) in delivered.iter().zip(&inner) {
+        // Both gateways forwarded it: TTL two lower, checksum updated,
+        // every other byte as sent.
+        assert_eq!(got[8], sent[8] - 2);
+        assert_eq!((&got[..8], got[9]), (&sent[..8], sent[9]));
+        assert_eq!(got[12..], sent[12..]);
+        assert_eq!(checksum::data(&got[..20]), 0xffff);
+    }
+    for i in 0..n {
+        let spi = Spi::new(0x1000 + i).unwrap();
+        let sa = b.engine().inbound().get(spi).expect("installed");
+        assert_eq!(sa.counters.packets, 1, "SPI {spi:?}");
     }
 }
