@@ -519,6 +519,19 @@ impl AeadPrimitive for AeadCipher {
             .with_byte(p, end - 1 - CACHE_LINE)
     }
 
+    /// The round keys and all 48 GHASH powers: the whole `gcm_key_data`
+    /// (16 lines), which a payload of 48 blocks or more reads.
+    fn key_lines_long(&self) -> crate::dpdk::prefetch::Lines {
+        use crate::dpdk::prefetch::Lines;
+        let Self::Gcm { key, .. } = self else {
+            return Lines::NONE;
+        };
+        let p = std::ptr::from_ref::<GcmKey>(key).cast::<u8>();
+        let end = std::mem::offset_of!(imb::gcm_key_data, ghash_keys)
+            + std::mem::size_of_val(&key.0.ghash_keys);
+        Lines::of_bytes(p, end)
+    }
+
     fn seal(
         &self,
         nonce: &[u8; 12],

@@ -426,6 +426,13 @@ pub trait EspTransform: Send {
     fn key_lines(&self) -> Lines {
         Lines::NONE
     }
+    /// The cache lines of key material a long payload (over
+    /// [`SaHint::LONG_PAYLOAD`](crate::esp::SaHint::LONG_PAYLOAD) bytes)
+    /// reads, from the same base as [`key_lines`](Self::key_lines) (which
+    /// they include). The default: the same lines.
+    fn key_lines_long(&self) -> Lines {
+        self.key_lines()
+    }
     /// Writes the explicit IV for outbound packet number `seq` (the full
     /// 64-bit sequence number) into `iv[..iv_len()]`.
     ///

@@ -398,3 +398,26 @@ fn esn_changes_the_icv() {
         }
     }
 }
+
+/// The key lines the burst pipeline prefetches: for ipsec-mb's AES-GCM the
+/// short set (round keys and the lowest GHASH powers) lies within the long
+/// one (the whole 16-line key schedule) from the same base; a backend that
+/// names none names none for long payloads either.
+#[test]
+fn long_payload_key_lines_cover_the_short_ones() {
+    for alg in [Algorithm::AES_GCM_128, Algorithm::AES_GCM_256] {
+        let t = new_transform(Backend::IpsecMb, alg, &keys_for(alg)).unwrap();
+        let (short, long) = (t.key_lines().parts(), t.key_lines_long().parts());
+        assert_eq!(short.0, long.0, "{alg:?}");
+        assert_eq!(short.1 & !long.1, 0, "{alg:?}");
+        assert_eq!(t.key_lines_long().count(), 16, "{alg:?}");
+        assert!(t.key_lines().count() < 16, "{alg:?}");
+    }
+    let t = new_transform(
+        Backend::RustCrypto,
+        Algorithm::AES_GCM_128,
+        &keys_for(Algorithm::AES_GCM_128),
+    )
+    .unwrap();
+    assert_eq!(t.key_lines_long(), t.key_lines());
+}

@@ -22,6 +22,10 @@ pub(super) trait AeadPrimitive: Send {
     fn key_lines(&self) -> Lines {
         Lines::NONE
     }
+    /// See [`EspTransform::key_lines_long`].
+    fn key_lines_long(&self) -> Lines {
+        self.key_lines()
+    }
     /// Must verify `tag` in constant time.
     fn open(
         &self,
@@ -122,6 +126,10 @@ impl<A: AeadPrimitive> EspTransform for AeadTransform<A> {
 
     fn key_lines(&self) -> Lines {
         self.cipher.key_lines()
+    }
+
+    fn key_lines_long(&self) -> Lines {
+        self.cipher.key_lines_long()
     }
 
     fn seal(

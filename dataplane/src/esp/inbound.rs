@@ -327,12 +327,12 @@ impl InboundSa {
     }
 
     /// Burst pipeline, once [`Self::prefetch`] has landed: prefetches the
-    /// transform object and its key schedule (from the addresses recorded
-    /// when the SA was put in its table), the IPv4 selectors and the
-    /// replay window's current block.
+    /// transform object and its key schedule for a packet of `len` bytes
+    /// (from the addresses recorded when the SA was put in its table), the
+    /// IPv4 selectors and the replay window's current block.
     #[inline]
-    pub fn prefetch_rest(&self) {
-        self.hint.prefetch_crypto();
+    pub fn prefetch_rest(&self, len: usize) {
+        self.hint.prefetch_crypto(len);
         prefetch(self.v4_selectors.as_ptr());
         self.replay.prefetch();
     }
@@ -345,6 +345,7 @@ impl InboundSa {
             Lines::NONE,
             Lines::of_bytes(std::ptr::from_ref(t).cast::<u8>(), std::mem::size_of_val(t)),
             t.key_lines(),
+            t.key_lines_long(),
         );
     }
 

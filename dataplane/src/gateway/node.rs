@@ -597,8 +597,12 @@ impl<B: PacketBuf> Node<B> {
                     sa.prefetch();
                 }
             }
-            for sa in sas[..n].iter().flatten() {
-                sa.prefetch_rest();
+            // The frame's length stands for the payload's: it only picks
+            // between the key lines of short and of long payloads.
+            for (sa, p) in sas[..n].iter().zip(pkts) {
+                if let Some(sa) = sa {
+                    sa.prefetch_rest(p.len());
+                }
             }
         } else {
             let mut hints = [None; N];
@@ -614,9 +618,9 @@ impl<B: PacketBuf> Node<B> {
                     self.slots.prefetch(slot.0 as usize);
                 }
             }
-            for slot in slots[..n].iter().flatten() {
-                if let Some(l) = self.slots.get(slot.0 as usize) {
-                    l.hint.prefetch();
+            for (slot, p) in slots[..n].iter().zip(pkts) {
+                if let Some(l) = slot.and_then(|s| self.slots.get(s.0 as usize)) {
+                    l.hint.prefetch(p.len());
                 }
             }
         }
