@@ -1157,14 +1157,18 @@ impl<B: PacketBuf> Node<B> {
                 if !self.ttl_ok(&mut pkt) {
                     return self.ttl_exceeded(in_if, pkt, pool);
                 }
-                if let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) {
-                    if let Some((_, hop)) = self.routes.lookup(dst) {
-                        if let Some(m) = self.ifaces[usize::from(hop.interface)].mss_clamp {
-                            self.clamp_mss(&mut pkt, m);
-                        }
-                    }
+                // Routed once, for the MSS clamp of the egress interface
+                // and the delivery (this was `route_out`'s second lookup).
+                let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
+                    return self.drop_gw(GwDrop::BadFrame);
+                };
+                let Some((_, hop)) = self.routes.lookup(dst) else {
+                    return self.drop_gw(GwDrop::NoRoute);
+                };
+                if let Some(m) = self.ifaces[usize::from(hop.interface)].mss_clamp {
+                    self.clamp_mss(&mut pkt, m);
                 }
-                self.route_out(pkt, pool, true)
+                self.deliver(pkt, dst, hop, pool, true)
             }
             Ok(InboundOutcome::Punt) => self.punt(in_if, pkt),
             Ok(InboundOutcome::NotEsp) => self.drop_gw(GwDrop::NotForUs),
