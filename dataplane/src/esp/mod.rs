@@ -42,7 +42,8 @@ pub use ecn::{
 pub use engine::{EngineEvent, EspEngine, Verdict};
 pub use flow_cache::{FlowHint, SpdCache};
 pub use inbound::{
-    locate_esp, Decapsulated, EspLocation, InboundOutcome, InboundSa, InboundSaTable,
+    locate_esp, locate_esp_header_verified, Decapsulated, EspLocation, InboundOutcome, InboundSa,
+    InboundSaTable,
 };
 pub use outbound::{flow_key, OutboundSa, ESP_HEADER_LEN};
 pub use replay::{ReplayError, ReplayWindow, ReplayWindowSizeError};

@@ -691,3 +691,35 @@ fn set_spd_swaps_in_a_shipped_flow_cache() {
     assert_eq!(e.policy_action(&key), Some(Action::Protect(SaRef(7))));
     assert_eq!(e.spd_cache().misses, 3);
 }
+
+/// `locate_esp_header_verified` is `locate_esp` without the outer IPv4
+/// checksum (for a caller that has checked it): the same location for a
+/// good packet, and only the checksum is skipped for a damaged one.
+#[test]
+fn locating_with_a_verified_header_skips_only_the_checksum() {
+    let c = Case {
+        alg: Algorithm::AES_GCM_128,
+        backend: Backend::RustCrypto,
+        mode: Mode::Tunnel,
+        inner_v4: true,
+        outer_v4: true,
+        udp: true,
+        esn: false,
+    };
+    for udp in [true, false] {
+        let (mut out, _) = sa_pair(Case { udp, ..c }, Backend::RustCrypto);
+        let t = topo(true, true);
+        let mut p = HeapBuf::from_slice(&udp_packet(t.host_a, t.host_b, 1, 2, 40, 0));
+        out.encapsulate(&mut p, &mut |_| {}).unwrap();
+        let good = locate_esp(p.data(), 4500);
+        assert!(matches!(good, Ok(EspLocation::Esp { .. })), "{good:?}");
+        assert_eq!(locate_esp_header_verified(p.data(), 4500), good);
+        let mut bad = p.data().to_vec();
+        bad[10] ^= 1;
+        assert_eq!(locate_esp(&bad, 4500), Err(DropReason::BadHeader));
+        assert_eq!(locate_esp_header_verified(&bad, 4500), good);
+        // Anything else wrong with the header is still refused.
+        bad[0] = 0x44;
+        assert!(locate_esp_header_verified(&bad, 4500).is_err());
+    }
+}

@@ -32,8 +32,8 @@ use ipnet::IpNet;
 use crate::buf::PacketBuf;
 use crate::esp::SpiMap;
 use crate::esp::{
-    flow_key, locate_esp, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey, InboundOutcome,
-    InboundSa, OutboundSa, SaHint, SaRef, Spd, Spi,
+    flow_key, locate_esp_header_verified, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey,
+    InboundOutcome, InboundSa, OutboundSa, SaHint, SaRef, Spd, Spi,
 };
 use crate::esp::{Chunked, SlotVec};
 use crate::route::RouteTable;
@@ -584,7 +584,8 @@ impl<B: PacketBuf> Node<B> {
             let mut spis: [Option<Spi>; N] = [None; N];
             for (s, p) in spis.iter_mut().zip(&pkts[..n]) {
                 let Some(d) = ip(p.data()) else { continue };
-                let loc = locate_esp(d, NAT_T_PORT);
+                // A hint only: the header checksum is checked on the way in.
+                let loc = locate_esp_header_verified(d, NAT_T_PORT);
                 *s = esp_spi(d, &loc).and_then(|spi| Spi::new(spi).ok());
                 if let Some(spi) = s {
                     inbound.prefetch_spi(spi.get());
@@ -841,7 +842,8 @@ impl<B: PacketBuf> Node<B> {
     fn transit_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
         if self.ifaces[usize::from(in_if)].role == Role::Wan {
             // ESP between hosts (transport-mode SAs) passes through us.
-            let loc = locate_esp(pkt.data(), NAT_T_PORT);
+            // `ip_input` has verified the header checksum.
+            let loc = locate_esp_header_verified(pkt.data(), NAT_T_PORT);
             if esp_spi(pkt.data(), &loc).is_some_and(|spi| self.spi_owner.contains_key(spi)) {
                 return self.esp_input_located(in_if, pkt, loc, pool);
             }
@@ -1096,9 +1098,10 @@ impl<B: PacketBuf> Node<B> {
         }
     }
 
-    /// ESP arriving for us (or through us for transport-mode SAs).
+    /// ESP arriving for us, from `local_input` (`ip_input` has verified
+    /// the header checksum).
     fn esp_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
-        let loc = locate_esp(pkt.data(), NAT_T_PORT);
+        let loc = locate_esp_header_verified(pkt.data(), NAT_T_PORT);
         self.esp_input_located(in_if, pkt, loc, pool)
     }
 

@@ -899,3 +899,29 @@ fn burst_pipeline_carries_every_tunnel() {
         assert_eq!(sa.counters.packets, 1, "SPI {spi:?}");
     }
 }
+
+/// The outer IPv4 checksum of ESP for us is checked once, in `ip_input`:
+/// a tunnel packet whose outer header was damaged on the way is dropped
+/// there as a bad frame, reaches no SA, and the next good one still
+/// passes.
+#[test]
+fn esp_with_a_bad_outer_checksum_is_dropped_once() {
+    let (mut a, mut b) = two_sites(1500, None);
+    let inner = udp4("10.1.0.10", "10.2.0.20", 1000, 2000, &[0x5a; 40], 64, true);
+    let mut frames = Vec::new();
+    for _ in 0..2 {
+        a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &inner), &mut HeapPool);
+        frames.extend(take_tx(&mut a, 1).into_iter().map(|f| f.data().to_vec()));
+    }
+    assert_eq!(frames.len(), 2);
+    let mut bad = frames[0].clone();
+    bad[14 + 10] ^= 0x01;
+    b.rx(1, HeapBuf::from_slice(&bad), &mut HeapPool);
+    assert_eq!(b.counters.drops[GwDrop::BadFrame.index()], 1);
+    assert_eq!(b.counters.decapsulated, 0);
+    assert!(take_tx(&mut b, 0).is_empty());
+    b.rx(1, HeapBuf::from_slice(&frames[1]), &mut HeapPool);
+    assert_eq!(b.counters.decapsulated, 1, "{:?}", b.counters);
+    assert_eq!(take_tx(&mut b, 0).len(), 1);
+    assert_eq!(b.counters.total_drops(), 1);
+}
