@@ -130,6 +130,18 @@ pub(crate) struct Case {
     pub esn: bool,
 }
 
+/// AES-128-GCM on the pure-Rust backend, tunnel mode, IPv4 in IPv4,
+/// plain ESP without ESN: the case the single-purpose tests start from.
+const GCM_V4: Case = Case {
+    alg: Algorithm::AES_GCM_128,
+    backend: Backend::RustCrypto,
+    mode: Mode::Tunnel,
+    inner_v4: true,
+    outer_v4: true,
+    udp: false,
+    esn: false,
+};
+
 /// An outbound SA at A and the matching inbound SA at B.
 pub(crate) fn sa_pair(c: Case, in_backend: Backend) -> (OutboundSa, InboundSa) {
     let t = topo(c.inner_v4, c.outer_v4);
@@ -236,13 +248,8 @@ fn round_trip_every_algorithm_backend_mode_family_encap_and_esn() {
 #[test]
 fn every_single_bit_flip_is_rejected() {
     let c = Case {
-        alg: Algorithm::AES_GCM_128,
-        backend: Backend::RustCrypto,
-        mode: Mode::Tunnel,
-        inner_v4: true,
-        outer_v4: true,
-        udp: false,
         esn: true,
+        ..GCM_V4
     };
     let (mut out, inb) = sa_pair(c, Backend::RustCrypto);
     let mut table = InboundSaTable::new();
@@ -361,12 +368,7 @@ fn nat_keepalive_and_ike_on_4500_are_classified() {
 fn inner_packet_outside_the_selectors_is_dropped() {
     let c = Case {
         alg: Algorithm::CHACHA20_POLY1305,
-        backend: Backend::RustCrypto,
-        mode: Mode::Tunnel,
-        inner_v4: true,
-        outer_v4: true,
-        udp: false,
-        esn: false,
+        ..GCM_V4
     };
     let (mut out, inb) = sa_pair(c, Backend::RustCrypto);
     let mut table = InboundSaTable::new();
@@ -382,15 +384,7 @@ fn inner_packet_outside_the_selectors_is_dropped() {
 
 #[test]
 fn sequence_space_end_stops_the_sa_and_raises_events_once() {
-    let c = Case {
-        alg: Algorithm::AES_GCM_128,
-        backend: Backend::RustCrypto,
-        mode: Mode::Tunnel,
-        inner_v4: true,
-        outer_v4: true,
-        udp: false,
-        esn: false,
-    };
+    let c = GCM_V4;
     let (mut out, _) = sa_pair(c, Backend::RustCrypto);
     out.resume_seq_after(u64::from(u32::MAX) - 2);
     let t = topo(true, true);
@@ -414,15 +408,7 @@ fn sequence_space_end_stops_the_sa_and_raises_events_once() {
 
 #[test]
 fn lifetimes_raise_soft_then_hard_and_hard_stops_traffic() {
-    let c = Case {
-        alg: Algorithm::AES_GCM_128,
-        backend: Backend::RustCrypto,
-        mode: Mode::Tunnel,
-        inner_v4: true,
-        outer_v4: true,
-        udp: false,
-        esn: false,
-    };
+    let c = GCM_V4;
     let t = topo(true, true);
     let spi = Spi::new(0x2222).unwrap();
     let mut cfg = SaConfig::new(
@@ -460,13 +446,8 @@ fn lifetimes_raise_soft_then_hard_and_hard_stops_traffic() {
 #[test]
 fn engine_bursts_apply_policies_and_give_verdicts() {
     let c = Case {
-        alg: Algorithm::AES_GCM_128,
-        backend: Backend::RustCrypto,
-        mode: Mode::Tunnel,
-        inner_v4: true,
-        outer_v4: true,
         udp: true,
-        esn: false,
+        ..GCM_V4
     };
     let (out, inb) = sa_pair(c, Backend::RustCrypto);
     let t = topo(true, true);
@@ -697,17 +678,8 @@ fn set_spd_swaps_in_a_shipped_flow_cache() {
 /// good packet, and only the checksum is skipped for a damaged one.
 #[test]
 fn locating_with_a_verified_header_skips_only_the_checksum() {
-    let c = Case {
-        alg: Algorithm::AES_GCM_128,
-        backend: Backend::RustCrypto,
-        mode: Mode::Tunnel,
-        inner_v4: true,
-        outer_v4: true,
-        udp: true,
-        esn: false,
-    };
     for udp in [true, false] {
-        let (mut out, _) = sa_pair(Case { udp, ..c }, Backend::RustCrypto);
+        let (mut out, _) = sa_pair(Case { udp, ..GCM_V4 }, Backend::RustCrypto);
         let t = topo(true, true);
         let mut p = HeapBuf::from_slice(&udp_packet(t.host_a, t.host_b, 1, 2, 40, 0));
         out.encapsulate(&mut p, &mut |_| {}).unwrap();
