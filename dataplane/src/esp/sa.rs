@@ -678,6 +678,8 @@ impl SaConfig {
 
 #[cfg(test)]
 mod tests {
+    use super::super::spd::{FlowKey, IpPrefix};
+    use super::*;
 
     /// The key schedule's lines the burst pipeline prefetches depend on the
     /// payload's length; long lines from another base are not mixed in.
@@ -695,8 +697,6 @@ mod tests {
         h.prefetch(1400);
         h.prefetch_crypto(64);
     }
-    use super::super::spd::{FlowKey, IpPrefix};
-    use super::*;
 
     fn inbound() -> SaConfig {
         let mut c = SaConfig::new(
