@@ -493,6 +493,28 @@ impl Drop for AeadCipher {
     }
 }
 
+impl AeadCipher {
+    /// A GCM key schedule's address, the end of its GHASH powers (bytes
+    /// from that address) and how many lines its round keys take.
+    fn gcm_key_bytes(&self) -> Option<(*const u8, usize, u8)> {
+        let Self::Gcm {
+            key,
+            round_key_lines,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let end = std::mem::offset_of!(imb::gcm_key_data, ghash_keys)
+            + std::mem::size_of_val(&key.0.ghash_keys);
+        Some((
+            std::ptr::from_ref::<GcmKey>(key).cast::<u8>(),
+            end,
+            *round_key_lines,
+        ))
+    }
+}
+
 impl AeadPrimitive for AeadCipher {
     /// The round keys and the GHASH powers a short packet uses: in the
     /// VAES/AVX-512 layout of `gcm_key_data` the 15 round-key slots come
@@ -503,18 +525,10 @@ impl AeadPrimitive for AeadCipher {
     /// work to hide those misses.
     fn key_lines(&self) -> crate::dpdk::prefetch::Lines {
         use crate::dpdk::prefetch::{Lines, CACHE_LINE};
-        let Self::Gcm {
-            key,
-            round_key_lines,
-            ..
-        } = self
-        else {
+        let Some((p, end, round_key_lines)) = self.gcm_key_bytes() else {
             return Lines::NONE;
         };
-        let p = std::ptr::from_ref::<GcmKey>(key).cast::<u8>();
-        let end = std::mem::offset_of!(imb::gcm_key_data, ghash_keys)
-            + std::mem::size_of_val(&key.0.ghash_keys);
-        Lines::of_bytes(p, usize::from(*round_key_lines) * CACHE_LINE)
+        Lines::of_bytes(p, usize::from(round_key_lines) * CACHE_LINE)
             .with_byte(p, end - 1)
             .with_byte(p, end - 1 - CACHE_LINE)
     }
@@ -523,13 +537,10 @@ impl AeadPrimitive for AeadCipher {
     /// (16 lines), which a payload of 48 blocks or more reads.
     fn key_lines_long(&self) -> crate::dpdk::prefetch::Lines {
         use crate::dpdk::prefetch::Lines;
-        let Self::Gcm { key, .. } = self else {
-            return Lines::NONE;
-        };
-        let p = std::ptr::from_ref::<GcmKey>(key).cast::<u8>();
-        let end = std::mem::offset_of!(imb::gcm_key_data, ghash_keys)
-            + std::mem::size_of_val(&key.0.ghash_keys);
-        Lines::of_bytes(p, end)
+        match self.gcm_key_bytes() {
+            Some((p, end, _)) => Lines::of_bytes(p, end),
+            None => Lines::NONE,
+        }
     }
 
     fn seal(

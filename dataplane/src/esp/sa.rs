@@ -1023,7 +1023,7 @@ impl SaHint {
             bases: [a, b, c],
             masks: [x, y, z],
             // Only lines from the same base can share the mask.
-            long_keys: if d == c || z == 0 { w } else { z },
+            long_keys: if d == c { w } else { z },
         }
     }
 
