@@ -75,6 +75,9 @@ struct Fns {
     chacha_enc_update: imb::chacha_poly_enc_dec_update_t,
     chacha_dec_update: imb::chacha_poly_enc_dec_update_t,
     chacha_finalize: imb::chacha_poly_finalize_t,
+    /// The manager runs the VAES/AVX-512 AES-GCM code, whose key schedule
+    /// layout [`AeadCipher::block_table`] describes.
+    vaes_gcm: bool,
 }
 
 impl Fns {
@@ -153,6 +156,14 @@ impl ThreadMgr {
             chacha_enc_update: m.chacha20_poly1305_enc_update,
             chacha_dec_update: m.chacha20_poly1305_dec_update,
             chacha_finalize: m.chacha20_poly1305_finalize,
+            vaes_gcm: arch == imb::IMB_ARCH_AVX512 && {
+                let need = u64::from(
+                    imb::IMB_FEATURE_VAES
+                        | imb::IMB_FEATURE_VPCLMULQDQ
+                        | imb::IMB_FEATURE_AVX512_SKX,
+                );
+                m.features & need == need
+            },
         };
         Ok(Self {
             mgr,
@@ -290,6 +301,8 @@ pub(super) enum AeadCipher {
         key: Box<GcmKey>,
         /// Cache lines of round keys the key size uses (3 or 4).
         round_key_lines: u8,
+        /// The key schedule has the VAES/AVX-512 layout ([`Fns::vaes_gcm`]).
+        vaes: bool,
         enc: unsafe extern "C" fn(
             *const imb::gcm_key_data,
             *mut imb::gcm_context_data,
@@ -374,6 +387,7 @@ impl AeadCipher {
                     key: data,
                     // (rounds + 1) 16-byte round keys.
                     round_key_lines: if len == 16 { 3 } else { 4 },
+                    vaes: fns.vaes_gcm,
                     enc: enc_fn,
                     dec: dec_fn,
                 })
@@ -495,11 +509,13 @@ impl Drop for AeadCipher {
 
 impl AeadCipher {
     /// A GCM key schedule's address, the end of its GHASH powers (bytes
-    /// from that address) and how many lines its round keys take.
-    fn gcm_key_bytes(&self) -> Option<(*const u8, usize, u8)> {
+    /// from that address), how many lines its round keys take, and
+    /// whether it has the VAES/AVX-512 layout.
+    fn gcm_key_bytes(&self) -> Option<(*const u8, usize, u8, bool)> {
         let Self::Gcm {
             key,
             round_key_lines,
+            vaes,
             ..
         } = self
         else {
@@ -511,35 +527,43 @@ impl AeadCipher {
             std::ptr::from_ref::<GcmKey>(key).cast::<u8>(),
             end,
             *round_key_lines,
+            *vaes,
         ))
     }
 }
 
 impl AeadPrimitive for AeadCipher {
-    /// The round keys and the GHASH powers a short packet uses: in the
-    /// VAES/AVX-512 layout of `gcm_key_data` the 15 round-key slots come
-    /// first (AES-128 uses 11: three lines; AES-256 all 15: four), then
-    /// `HashKey_48` (byte 240) down to `HashKey_1` (byte 992), so the low
-    /// powers are its last lines; two lines hold `HashKey_8`..`HashKey_1`.
-    /// Longer packets go on to the higher powers and have the cipher's
-    /// work to hide those misses.
+    /// The round keys: in the VAES/AVX-512 layout of `gcm_key_data` the
+    /// 15 round-key slots come first (AES-128 uses 11: three lines; AES-256
+    /// all 15: four), then the GHASH powers ([`Self::block_table`]). With
+    /// another layout (another CPU), the whole key schedule.
     fn key_lines(&self) -> crate::dpdk::prefetch::Lines {
         use crate::dpdk::prefetch::{Lines, CACHE_LINE};
-        let Some((p, end, round_key_lines)) = self.gcm_key_bytes() else {
-            return Lines::NONE;
-        };
-        Lines::of_bytes(p, usize::from(round_key_lines) * CACHE_LINE)
-            .with_byte(p, end - 1)
-            .with_byte(p, end - 1 - CACHE_LINE)
+        match self.gcm_key_bytes() {
+            Some((p, _, round_key_lines, true)) => {
+                Lines::of_bytes(p, usize::from(round_key_lines) * CACHE_LINE)
+            }
+            Some((p, end, _, false)) => Lines::of_bytes(p, end),
+            None => Lines::NONE,
+        }
     }
 
-    /// The round keys and all 48 GHASH powers: the whole `gcm_key_data`
-    /// (16 lines), which a payload of 48 blocks or more reads.
-    fn key_lines_long(&self) -> crate::dpdk::prefetch::Lines {
-        use crate::dpdk::prefetch::Lines;
+    /// The GHASH powers `HashKey_48` (byte 240) down to `HashKey_1` (byte
+    /// 992): ipsec-mb 1.3's VAES/AVX-512 GCM (`gcm_vaes_avx512.inc`)
+    /// reads `HashKey_min(B, 48)` .. `HashKey_1` for a message of `B`
+    /// blocks, on every path from one block to the 48-block loop, and the
+    /// AAD and the tag only `HashKey_1`.
+    fn block_table(&self) -> Option<crate::dpdk::prefetch::BlockTable> {
+        const POWERS: u8 = 48;
         match self.gcm_key_bytes() {
-            Some((p, end, _)) => Lines::of_bytes(p, end),
-            None => Lines::NONE,
+            Some((p, end, _, true)) => {
+                debug_assert!(end >= usize::from(POWERS) * 16);
+                Some(crate::dpdk::prefetch::BlockTable {
+                    end: p.wrapping_add(end),
+                    cap: POWERS,
+                })
+            }
+            _ => None,
         }
     }
 

@@ -35,7 +35,7 @@
 //! [`new_transform`] and wiped when the transform is dropped (see each
 //! backend for what "wiped" can mean for it).
 
-use crate::dpdk::prefetch::Lines;
+use crate::dpdk::prefetch::{BlockTable, Lines};
 use core::fmt;
 use core::str::FromStr;
 
@@ -426,12 +426,12 @@ pub trait EspTransform: Send {
     fn key_lines(&self) -> Lines {
         Lines::NONE
     }
-    /// The cache lines of key material a long payload (over
-    /// [`SaHint::LONG_PAYLOAD`](crate::esp::SaHint::LONG_PAYLOAD) bytes)
-    /// reads, from the same base as [`key_lines`](Self::key_lines) (which
-    /// they include). The default: the same lines.
-    fn key_lines_long(&self) -> Lines {
-        self.key_lines()
+    /// Key material read per block of the payload, from the end, besides
+    /// [`key_lines`](Self::key_lines) (ipsec-mb's GHASH powers): the burst
+    /// pipeline prefetches as much of it as a packet's length needs. The
+    /// default: none.
+    fn block_table(&self) -> Option<BlockTable> {
+        None
     }
     /// Writes the explicit IV for outbound packet number `seq` (the full
     /// 64-bit sequence number) into `iv[..iv_len()]`.

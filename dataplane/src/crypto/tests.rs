@@ -399,19 +399,28 @@ fn esn_changes_the_icv() {
     }
 }
 
-/// The key lines the burst pipeline prefetches: for ipsec-mb's AES-GCM the
-/// short set (round keys and the lowest GHASH powers) lies within the long
-/// one (the whole 16-line key schedule) from the same base; a backend that
-/// names none names none for long payloads either.
+/// The key lines the burst pipeline prefetches: for ipsec-mb's AES-GCM
+/// with the VAES/AVX-512 layout, the round keys and, as a per-block table
+/// from the same base, the 48 GHASH powers: together the whole 16-line key
+/// schedule. With another layout, all 16 lines as fixed lines. A backend
+/// that names no lines names no table either.
 #[test]
-fn long_payload_key_lines_cover_the_short_ones() {
-    for alg in [Algorithm::AES_GCM_128, Algorithm::AES_GCM_256] {
+fn gcm_key_lines_and_ghash_table_cover_the_key_schedule() {
+    for (alg, rounds) in [(Algorithm::AES_GCM_128, 3), (Algorithm::AES_GCM_256, 4)] {
         let t = new_transform(Backend::IpsecMb, alg, &keys_for(alg)).unwrap();
-        let (short, long) = (t.key_lines().parts(), t.key_lines_long().parts());
-        assert_eq!(short.0, long.0, "{alg:?}");
-        assert_eq!(short.1 & !long.1, 0, "{alg:?}");
-        assert_eq!(t.key_lines_long().count(), 16, "{alg:?}");
-        assert!(t.key_lines().count() < 16, "{alg:?}");
+        let keys = t.key_lines();
+        match t.block_table() {
+            Some(table) => {
+                assert_eq!(keys.count(), rounds, "{alg:?}");
+                assert_eq!(table.cap, 48, "{alg:?}");
+                let (base, mask) = keys.parts();
+                assert_eq!(table.end as usize - base, 1008, "{alg:?}");
+                let (tbase, tmask) = table.all_lines().parts();
+                assert_eq!(tbase, base + 192, "{alg:?}");
+                assert_eq!(mask | tmask << 3, u16::MAX, "{alg:?}");
+            }
+            None => assert_eq!(keys.count(), 16, "{alg:?}"),
+        }
     }
     let t = new_transform(
         Backend::RustCrypto,
@@ -419,5 +428,5 @@ fn long_payload_key_lines_cover_the_short_ones() {
         &keys_for(Algorithm::AES_GCM_128),
     )
     .unwrap();
-    assert_eq!(t.key_lines_long(), t.key_lines());
+    assert_eq!((t.key_lines().count(), t.block_table()), (0, None));
 }

@@ -4,7 +4,7 @@
 
 use zeroize::Zeroize;
 
-use crate::dpdk::prefetch::Lines;
+use crate::dpdk::prefetch::{BlockTable, Lines};
 
 use super::cbc_iv::CbcIvGenerator;
 use super::{Algorithm, Backend, CryptoError, Encryption, EspTransform, SaKeys};
@@ -22,9 +22,9 @@ pub(super) trait AeadPrimitive: Send {
     fn key_lines(&self) -> Lines {
         Lines::NONE
     }
-    /// See [`EspTransform::key_lines_long`].
-    fn key_lines_long(&self) -> Lines {
-        self.key_lines()
+    /// See [`EspTransform::block_table`].
+    fn block_table(&self) -> Option<BlockTable> {
+        None
     }
     /// Must verify `tag` in constant time.
     fn open(
@@ -128,8 +128,8 @@ impl<A: AeadPrimitive> EspTransform for AeadTransform<A> {
         self.cipher.key_lines()
     }
 
-    fn key_lines_long(&self) -> Lines {
-        self.cipher.key_lines_long()
+    fn block_table(&self) -> Option<BlockTable> {
+        self.cipher.block_table()
     }
 
     fn seal(

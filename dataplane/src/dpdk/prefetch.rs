@@ -127,9 +127,75 @@ impl Lines {
     }
 }
 
+/// A table of 16-byte entries inside a key schedule that a payload reads
+/// from its end, one entry per 16-byte block of the payload up to `cap`
+/// entries: the GHASH powers of ipsec-mb's VAES/AVX-512 AES-GCM
+/// (`HashKey_48` .. `HashKey_1`, of which a payload of `B` blocks reads
+/// `HashKey_min(B, 48)` .. `HashKey_1`). Lets the burst pipeline prefetch
+/// the lines a packet's length needs rather than all or a guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockTable {
+    /// One past the table's last byte.
+    pub end: *const u8,
+    /// Entries in the table.
+    pub cap: u8,
+}
+
+impl BlockTable {
+    /// Bytes per entry (one AES block).
+    pub const ENTRY: usize = 16;
+
+    /// The lines of the whole table.
+    pub fn all_lines(self) -> Lines {
+        let len = usize::from(self.cap) * Self::ENTRY;
+        Lines::of_bytes(self.end.wrapping_sub(len), len)
+    }
+}
+
+/// The lines, within 16 of a line-aligned base, of the entries a payload
+/// of `payload_len` bytes reads from a table of `cap` entries ending
+/// `end_entries` entries after the base ([`BlockTable`] stored compactly):
+/// one per block, and at least the last one (GCM hashes the AAD and the
+/// tag with `HashKey_1`).
+#[inline(always)]
+pub fn block_table_mask(end_entries: u8, cap: u8, payload_len: usize) -> u16 {
+    const PER_LINE: usize = CACHE_LINE / BlockTable::ENTRY;
+    let end = usize::from(end_entries);
+    let last = (end * BlockTable::ENTRY).saturating_sub(1) / CACHE_LINE;
+    if cap == 0 || end == 0 || last >= 16 {
+        return 0;
+    }
+    let read = payload_len
+        .div_ceil(BlockTable::ENTRY)
+        .clamp(1, usize::from(cap))
+        .min(end);
+    let first = (end - read) / PER_LINE;
+    ((2u32 << last) - (1u32 << first)) as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ipsec-mb's GHASH powers (63 entries from a 64-byte aligned key
+    /// schedule, the last 48 of them the table): a 64-byte payload reads
+    /// HashKey_4..1 (bytes 944..1007, lines 14 and 15), 570 bytes
+    /// HashKey_36..1 (from byte 432, line 6), 768 bytes or more all 48
+    /// (from byte 240, line 3).
+    #[test]
+    fn block_table_lines_follow_the_payload_length() {
+        let m = |len| block_table_mask(63, 48, len);
+        assert_eq!(m(1), 1 << 15);
+        assert_eq!(m(48), 1 << 15);
+        assert_eq!(m(64), 0b11 << 14);
+        assert_eq!(m(570), 0xffff << 6);
+        assert_eq!(m(767), 0xffff << 3);
+        assert_eq!(m(1400), 0xffff << 3);
+        assert_eq!(m(0), 1 << 15);
+        assert_eq!(block_table_mask(63, 0, 64), 0);
+        // A table that would end beyond 16 lines names nothing.
+        assert_eq!(block_table_mask(65, 48, 64), 0);
+    }
 
     #[test]
     fn lines_cover_the_bytes() {

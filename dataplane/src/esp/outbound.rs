@@ -157,7 +157,7 @@ impl OutboundSa {
             self.hot_lines(),
             Lines::of_bytes(std::ptr::from_ref(t).cast::<u8>(), std::mem::size_of_val(t)),
             t.key_lines(),
-            t.key_lines_long(),
+            t.block_table(),
         )
     }
 

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
-use crate::dpdk::prefetch::Lines;
+use crate::dpdk::prefetch::{block_table_mask, BlockTable, Lines, CACHE_LINE};
 
 use super::ecn::{DfPolicy, DscpPolicy};
 use super::replay::ReplayWindow;
@@ -682,18 +682,37 @@ mod tests {
     use super::*;
 
     /// The key schedule's lines the burst pipeline prefetches depend on the
-    /// payload's length; long lines from another base are not mixed in.
+    /// payload's length: the fixed lines, and of a per-block table as many
+    /// entries from its end as the payload has blocks.
     #[test]
     fn hint_picks_key_lines_by_payload_length() {
         use crate::dpdk::prefetch::Lines;
         let at = |base: usize, mask: u16| Lines::from_parts(base, mask);
-        let short = at(4096, 0b111 | 0b11 << 14);
-        let h = SaHint::new(at(64, 0b111), at(1024, 1), short, at(4096, u16::MAX));
-        assert_eq!(h.keys(64), short);
-        assert_eq!(h.keys(SaHint::LONG_PAYLOAD), short);
-        assert_eq!(h.keys(SaHint::LONG_PAYLOAD + 1), at(4096, u16::MAX));
-        let h = SaHint::new(at(64, 0b111), at(1024, 1), short, at(8192, u16::MAX));
-        assert_eq!(h.keys(1400), short);
+        let rounds = at(4096, 0b111);
+        // ipsec-mb's layout: 48 powers ending at byte 1008.
+        let powers = BlockTable {
+            end: (4096 + 1008) as *const u8,
+            cap: 48,
+        };
+        let h = SaHint::new(at(64, 0b111), at(1024, 1), rounds, Some(powers));
+        assert_eq!(h.keys(64), at(4096, 0b111 | 0b11 << 14));
+        assert_eq!(h.keys(570), at(4096, 0b111 | 0xffff << 6));
+        assert_eq!(h.keys(1400), at(4096, u16::MAX));
+        // No table: the fixed lines whatever the length.
+        let h = SaHint::new(at(64, 0b111), at(1024, 1), rounds, None);
+        assert_eq!(h.keys(1400), rounds);
+        // A table out of reach of the base: all of it that the mask can
+        // name, for every length.
+        let far = BlockTable {
+            end: (4096 + 2048) as *const u8,
+            cap: 8,
+        };
+        let h = SaHint::new(at(64, 0b111), at(1024, 1), rounds, Some(far));
+        assert_eq!(h.keys(16), rounds);
+        // Only a table: based on its own lines.
+        let h = SaHint::new(at(64, 0b111), at(1024, 1), Lines::NONE, Some(powers));
+        assert_eq!(h.keys(64), at(4096 + 192, 0b11 << 11));
+        assert_eq!(h.keys(1400), at(4096 + 192, 0xfff << 1 | 1));
         h.prefetch(1400);
         h.prefetch_crypto(64);
     }
@@ -999,43 +1018,56 @@ pub struct SaHint {
     /// and a tunnel's egress share a cache line).
     bases: [usize; 3],
     masks: [u16; 3],
-    /// The key schedule's lines (same base) that a long payload reads
-    /// (see [`EspTransform::key_lines_long`](crate::crypto::EspTransform::key_lines_long)).
-    long_keys: u16,
+    /// The key schedule's per-block table
+    /// ([`EspTransform::block_table`](crate::crypto::EspTransform::block_table)),
+    /// from the same base: where it ends, in 16-byte entries from the
+    /// base, and how many entries it has (0: none).
+    table: [u8; 2],
 }
 
 impl SaHint {
-    /// Payloads longer than this (16 AES blocks) also prefetch the key
-    /// schedule's lines for long payloads: ipsec-mb's VAES/AVX-512 GCM
-    /// hashes up to 48 blocks at a time with one GHASH power per block,
-    /// and with 100,000 SAs those powers were demand misses inside the
-    /// cipher for the 570- and 1518-byte packets of the IMIX.
-    pub const LONG_PAYLOAD: usize = 256;
-
-    /// From the lines of the SA, its transform object and key schedule
-    /// (for short payloads, and for long ones).
-    pub fn new(sa: Lines, transform: Lines, keys: Lines, long_keys: Lines) -> Self {
+    /// From the lines of the SA, its transform object and key schedule,
+    /// and the key schedule's per-block table.
+    pub fn new(sa: Lines, transform: Lines, keys: Lines, table: Option<BlockTable>) -> Self {
         let (a, x) = sa.parts();
         let (b, y) = transform.parts();
-        let (c, z) = keys.parts();
-        let (d, w) = long_keys.parts();
+        let (mut c, mut z) = keys.parts();
+        let mut t = [0, 0];
+        if let Some(table) = table {
+            if z == 0 {
+                // No other key lines: the table's own lines are the base.
+                c = table.all_lines().parts().0;
+            }
+            // Only a table within the 16 lines of the same base fits the
+            // compact form; otherwise all of it, as far as the mask goes.
+            let rel = (table.end as usize).wrapping_sub(c);
+            match u8::try_from(rel / BlockTable::ENTRY) {
+                Ok(end) if rel % BlockTable::ENTRY == 0 && rel <= 16 * CACHE_LINE => {
+                    t = [end, table.cap];
+                }
+                _ => {
+                    let (tb, tm) = table.all_lines().parts();
+                    if tb == c {
+                        z |= tm;
+                    }
+                }
+            }
+        }
         Self {
             bases: [a, b, c],
             masks: [x, y, z],
-            // Only lines from the same base can share the mask.
-            long_keys: if d == c { w } else { z },
+            table: t,
         }
     }
 
     /// The key schedule's lines for a payload of `len` bytes.
     #[inline(always)]
     fn keys(&self, len: usize) -> Lines {
-        let mask = if len > Self::LONG_PAYLOAD {
-            self.masks[2] | self.long_keys
-        } else {
-            self.masks[2]
-        };
-        Lines::from_parts(self.bases[2], mask)
+        let [end, cap] = self.table;
+        Lines::from_parts(
+            self.bases[2],
+            self.masks[2] | block_table_mask(end, cap, len),
+        )
     }
 
     /// Prefetches everything a payload of `len` bytes needs.

@@ -734,7 +734,8 @@ fn scale_gw(site: char, n: u32) -> Node<HeapBuf> {
 /// tunnels, the traffic spread over all of them, with and without the
 /// burst prefetch (`cargo test -p espresso-dataplane --profile ci
 /// scale_probe -- --ignored --nocapture`). Medians of bursts of 32 frames
-/// of 60 bytes, in ns per packet.
+/// of 60 bytes (`PROBE_PAYLOAD` sets the UDP payload, 18 bytes), in ns per
+/// packet.
 #[test]
 #[ignore = "a measurement that prints ns per packet, run by hand"]
 fn scale_probe() {
@@ -747,6 +748,11 @@ fn scale_probe() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
+    // UDP payload bytes of the inner packets (18: 60-byte frames).
+    let payload: usize = std::env::var("PROBE_PAYLOAD")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(18);
     for n in [1u32, 100_000] {
         let flows = 100_000u32;
         let mut a = scale_gw('a', n);
@@ -759,7 +765,7 @@ fn scale_probe() {
                     &dst.to_string(),
                     1000,
                     2000,
-                    &[0x5a; 18],
+                    &vec![0x5a; payload],
                     64,
                     true,
                 );
