@@ -88,8 +88,19 @@ fn quick_bench_produces_records_with_rates() {
             "{r}"
         );
     }
+    // Two cases, two DUTs, through memif and (as root, as CI is) through
+    // af_packet on veth pairs.
     let zl = report["zero_loss"].as_array().expect("zero-loss records");
-    assert_eq!(zl.len(), 2 * 2, "{json}");
+    assert_eq!(zl.len(), 2 * 2 * 2, "{json}");
+    for path in ["memif", "veth"] {
+        for dut in ["espresso", "testpmd io"] {
+            let n = zl
+                .iter()
+                .filter(|z| z["topology"] == path && z["dut"] == dut)
+                .count();
+            assert_eq!(n, 2, "{path} {dut}: {json}");
+        }
+    }
     for z in zl {
         assert!(z["max_mpps"].as_f64().is_some_and(|v| v > 0.0), "{z}");
         assert!(z["steps"].as_array().is_some_and(|s| !s.is_empty()), "{z}");

@@ -38,7 +38,6 @@
 //! counted exactly because generator and sink are one process.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dataplane::buf::{HeapBuf, PacketBuf};
@@ -69,10 +68,10 @@ const TAG_OFFSET: usize = 0;
 pub struct LoadgenRequest {
     /// The case whose frames to send (one SA).
     pub spec: CaseSpec,
-    /// The memif socket of the DUT's input port.
-    pub input_socket: PathBuf,
-    /// The memif socket of the DUT's output port.
-    pub output_socket: PathBuf,
+    /// The generator's two ports as `--vdev` arguments: the one facing the
+    /// DUT's input port (frames go out here), then the one facing its
+    /// output port (the sink): memif clients, or `net_af_packet` on veths.
+    pub ports: [String; 2],
     /// The core to run on.
     pub core: usize,
 }
@@ -391,27 +390,12 @@ pub fn serve(req: &LoadgenRequest) -> Result<(), Error> {
         },
     )?;
     let cfg = PortConfig::new(pool.clone());
-    let socket = |p: &PathBuf| p.to_str().map(str::to_string).ok_or("socket path");
-    let input = Port::open(
-        &eal,
-        &format!(
-            "net_memif0,role=client,socket={},socket-abstract=no",
-            socket(&req.input_socket)?
-        ),
-        &cfg,
-    )?;
-    let output = Port::open(
-        &eal,
-        &format!(
-            "net_memif1,role=client,socket={},socket-abstract=no",
-            socket(&req.output_socket)?
-        ),
-        &cfg,
-    )?;
+    let input = Port::open(&eal, &req.ports[0], &cfg)?;
+    let output = Port::open(&eal, &req.ports[1], &cfg)?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !(input.link()?.up && output.link()?.up) {
         if Instant::now() > deadline {
-            return Err("memif links did not come up".into());
+            return Err(format!("links did not come up: {:?}", req.ports).into());
         }
         std::thread::sleep(Duration::from_millis(10));
     }

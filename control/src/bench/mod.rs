@@ -358,6 +358,35 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             );
             latency_records.extend(l);
             zero_loss.extend(z);
+            let _ = write!(
+                err,
+                "[lat {}/{total}] {:<40} zero-loss on veth pairs ...",
+                n + 1,
+                spec.name()
+            );
+            let _ = err.flush();
+            // A namespace needs root; without one the memif figures stand
+            // alone.
+            match latency::VethPairs::new(format!("esp-zl-{}-{n}", std::process::id())) {
+                Ok(ns) => {
+                    let z = latency::run_veth_zero_loss(
+                        &ctx,
+                        &ns,
+                        spec,
+                        n,
+                        latency::loop_replay_of(spec, &records),
+                    )?;
+                    let _ = writeln!(
+                        err,
+                        " max {:.3} vs {:.3}, zero-loss {:.3} vs {:.3} Mpps",
+                        z[0].max_mpps, z[1].max_mpps, z[0].zero_loss_mpps, z[1].zero_loss_mpps
+                    );
+                    zero_loss.extend(z);
+                }
+                Err(e) => {
+                    let _ = writeln!(err, " skipped: {e}");
+                }
+            }
         }
     }
     let comparison = opts.strongswan.as_ref().map(|o| {
