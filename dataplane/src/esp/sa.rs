@@ -701,8 +701,8 @@ mod tests {
         // No table: the fixed lines whatever the length.
         let h = SaHint::new(at(64, 0b111), at(1024, 1), rounds, None);
         assert_eq!(h.keys(1400), rounds);
-        // A table out of reach of the base: all of it that the mask can
-        // name, for every length.
+        // A table beyond the base's 16 lines fits neither the compact form
+        // nor the mask: left out (a hint, not needed for correctness).
         let far = BlockTable {
             end: (4096 + 2048) as *const u8,
             cap: 8,
@@ -1039,7 +1039,8 @@ impl SaHint {
                 c = table.all_lines().parts().0;
             }
             // Only a table within the 16 lines of the same base fits the
-            // compact form; otherwise all of it, as far as the mask goes.
+            // compact form; otherwise all of its lines, if they start at
+            // the base, for every length; else none.
             let rel = (table.end as usize).wrapping_sub(c);
             match u8::try_from(rel / BlockTable::ENTRY) {
                 Ok(end) if rel % BlockTable::ENTRY == 0 && rel <= 16 * CACHE_LINE => {
