@@ -988,7 +988,7 @@ impl<B: PacketBuf> Node<B> {
         } else {
             remote
         };
-        let Some((_, hop)) = self.routes.lookup(outer_dst) else {
+        let Some(&hop) = self.routes.next_hop(outer_dst) else {
             return self.drop_gw(GwDrop::NoRoute);
         };
         let egress = &self.ifaces[usize::from(hop.interface)];
@@ -1165,7 +1165,7 @@ impl<B: PacketBuf> Node<B> {
                 let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
                     return self.drop_gw(GwDrop::BadFrame);
                 };
-                let Some((_, hop)) = self.routes.lookup(dst) else {
+                let Some(&hop) = self.routes.next_hop(dst) else {
                     return self.drop_gw(GwDrop::NoRoute);
                 };
                 if let Some(m) = self.ifaces[usize::from(hop.interface)].mss_clamp {
@@ -1249,7 +1249,7 @@ impl<B: PacketBuf> Node<B> {
         let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
             return self.drop_gw(GwDrop::BadFrame);
         };
-        let Some((_, hop)) = self.routes.lookup(dst) else {
+        let Some(&hop) = self.routes.next_hop(dst) else {
             return self.drop_gw(GwDrop::NoRoute);
         };
         self.deliver(pkt, dst, hop, pool, check_mtu)
