@@ -948,27 +948,10 @@ pub fn run_case(
     n: usize,
     loop_replay: Option<(f64, f64)>,
 ) -> Result<(Vec<LatencyRecord>, Vec<ZeroLossRecord>), Error> {
-    // The gateway.
-    let tag = format!("lat{n}-gw");
-    let links = Links::memif(ctx, &tag)?;
-    let mut gw = start_gateway(ctx, spec, &links, &tag)?;
-    let mut gen = start_loadgen(ctx, spec, &links, &tag)?;
-    let gw_run = measure(ctx, &mut gen, &mut gw, None, true)?;
-    // The DUT stops first: a memif peer that disconnects unmaps the rings
-    // under a data path still polling them. The generator polls only
-    // during a trial, so it may see the DUT go.
-    gw.0.finish()?;
-    gen.finish()?;
-
-    // The baseline, at the gateway's rates.
-    let tag = format!("lat{n}-tp");
-    let links = Links::memif(ctx, &tag)?;
-    let mut tp = TestpmdDut::start(ctx, &links, n)?;
-    let mut gen = start_loadgen(ctx, spec, &links, &tag)?;
-    let rates: Vec<(u32, f64)> = gw_run.points.iter().map(|p| (p.0, p.1)).collect();
-    let tp_run = measure(ctx, &mut gen, &mut tp, Some(&rates), true)?;
-    tp.finish()?;
-    gen.finish()?;
+    let (gw_run, tp_run, links) =
+        gateway_then_testpmd(ctx, spec, &format!("lat{n}"), n, true, |tag| {
+            Links::memif(ctx, tag)
+        })?;
 
     let mut lat = Vec::new();
     let mut zl = Vec::new();
@@ -1031,19 +1014,10 @@ pub fn run_veth_zero_loss(
     n: usize,
     loop_replay: Option<(f64, f64)>,
 ) -> Result<Vec<ZeroLossRecord>, Error> {
-    let links = Links::veth(ns);
-    let tag = format!("zl{n}-gw");
-    let mut gw = start_gateway(ctx, spec, &links, &tag)?;
-    let mut gen = start_loadgen(ctx, spec, &links, &tag)?;
-    let gw_run = measure(ctx, &mut gen, &mut gw, None, false)?;
-    gw.0.finish()?;
-    gen.finish()?;
-    let tag = format!("zl{n}-tp");
-    let mut tp = TestpmdDut::start(ctx, &links, n)?;
-    let mut gen = start_loadgen(ctx, spec, &links, &tag)?;
-    let tp_run = measure(ctx, &mut gen, &mut tp, None, false)?;
-    tp.finish()?;
-    gen.finish()?;
+    let (gw_run, tp_run, links) =
+        gateway_then_testpmd(ctx, spec, &format!("zl{n}"), n, false, |_| {
+            Ok(Links::veth(ns))
+        })?;
     Ok(vec![
         zero_loss_record(
             ctx,
@@ -1062,6 +1036,40 @@ pub fn run_veth_zero_loss(
             &links,
         ),
     ])
+}
+
+/// The gateway, then testpmd io, each with a generator of its own over
+/// `links(tag)`: warm-up, maximum, with `latency` the load points (testpmd
+/// at the gateway's rates and at its own), and the zero-loss search.
+fn gateway_then_testpmd(
+    ctx: &LatencyContext,
+    spec: &CaseSpec,
+    name: &str,
+    n: usize,
+    latency: bool,
+    links: impl Fn(&str) -> Result<Links, Error>,
+) -> Result<(DutRun, DutRun, Links), Error> {
+    let tag = format!("{name}-gw");
+    let l = links(&tag)?;
+    let mut gw = start_gateway(ctx, spec, &l, &tag)?;
+    let mut gen = start_loadgen(ctx, spec, &l, &tag)?;
+    let gw_run = measure(ctx, &mut gen, &mut gw, None, latency)?;
+    // The DUT stops first: a memif peer that disconnects unmaps the rings
+    // under a data path still polling them. The generator polls only
+    // during a trial, so it may see the DUT go.
+    gw.0.finish()?;
+    gen.finish()?;
+
+    // The baseline, at the gateway's rates.
+    let tag = format!("{name}-tp");
+    let l = links(&tag)?;
+    let mut tp = TestpmdDut::start(ctx, &l, n)?;
+    let mut gen = start_loadgen(ctx, spec, &l, &tag)?;
+    let rates: Vec<(u32, f64)> = gw_run.points.iter().map(|p| (p.0, p.1)).collect();
+    let tp_run = measure(ctx, &mut gen, &mut tp, Some(&rates), latency)?;
+    tp.finish()?;
+    gen.finish()?;
+    Ok((gw_run, tp_run, l))
 }
 
 fn zero_loss_record(
