@@ -876,6 +876,38 @@ impl VethPairs {
     /// The DUT's ends: its input port, its output port.
     const DUT: [&'static str; 2] = ["zd0", "zd1"];
 
+    /// Namespaces of their own: `esp-zl-<pid>-<n>` (plus `-d` and `-g`).
+    /// Those of a lab that did not get to delete them (killed) go first.
+    pub fn for_case(n: usize) -> Result<Self, Error> {
+        Self::remove_stale();
+        Self::new(format!("{}{}-{n}", Self::PREFIX, std::process::id()))
+    }
+
+    const PREFIX: &'static str = "esp-zl-";
+
+    /// Deletes `esp-zl-<pid>-*` namespaces whose process is gone.
+    fn remove_stale() {
+        let Ok(dir) = std::fs::read_dir("/run/netns") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(Self::PREFIX)
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = Command::new("ip")
+                    .args(["netns", "delete", &name])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+
     /// Creates them, the namespaces named `name` plus `-d` and `-g`
     /// (needs root: the error says why not).
     pub fn new(name: String) -> Result<Self, Error> {
@@ -1464,6 +1496,33 @@ mod tests {
         );
         // Lost and short of its target.
         assert_eq!(rows[0][8], "5.00xs");
+    }
+
+    /// A killed lab's namespaces are deleted by the next one; a live
+    /// lab's are not. Needs root (as CI has).
+    #[test]
+    fn stale_veth_namespaces_are_removed() {
+        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap();
+        // No process ever has the PID pid_max.
+        let dead = format!("{}{}-0-d", VethPairs::PREFIX, pid_max.trim());
+        let live = format!("{}{}-99-d", VethPairs::PREFIX, std::process::id());
+        let exists = |n: &str| Path::new(&format!("/run/netns/{n}")).exists();
+        for n in [&dead, &live] {
+            let st = Command::new("ip")
+                .args(["netns", "add", n])
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip netns add {n}");
+        }
+        VethPairs::remove_stale();
+        let (dead_gone, live_kept) = (!exists(&dead), exists(&live));
+        for n in [&dead, &live] {
+            let _ = Command::new("ip")
+                .args(["netns", "delete", n])
+                .stderr(Stdio::null())
+                .status();
+        }
+        assert!(dead_gone && live_kept, "{dead_gone} {live_kept}");
     }
 
     #[test]

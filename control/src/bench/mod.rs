@@ -367,7 +367,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             let _ = err.flush();
             // A namespace needs root; without one the memif figures stand
             // alone.
-            match latency::VethPairs::new(format!("esp-zl-{}-{n}", std::process::id())) {
+            match latency::VethPairs::for_case(n) {
                 Ok(ns) => {
                     let z = latency::run_veth_zero_loss(
                         &ctx,
