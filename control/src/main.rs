@@ -134,7 +134,9 @@ enum Command {
         #[arg(long, default_value = control::bench::strongswan::default_script().as_os_str())]
         strongswan_script: std::path::PathBuf,
         /// Skip the latency and zero-loss lab (gateway and testpmd io
-        /// driven over net_memif by a generator on the other core).
+        /// driven over net_memif by a generator on the other core, then
+        /// the zero-loss search again over veth pairs with net_af_packet,
+        /// which needs root).
         #[arg(long)]
         no_latency: bool,
     },
