@@ -198,6 +198,10 @@ impl Endpoint {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+    /// Whether an IKE SA of this engine has our SPI `spi`.
+    pub fn has_ike_sa(&self, spi: u64) -> bool {
+        self.sas.contains_key(&spi)
+    }
     /// Half-open responder SAs of this engine.
     pub fn half_open(&self) -> usize {
         self.half_open
