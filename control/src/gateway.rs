@@ -4,18 +4,20 @@
 //! the ports, builds the SAs and the SPD, starts one worker per configured
 //! core and talks to them only through bounded crossbeam queues:
 //! install/update/delete messages for SAs and policies go out, punted IKE
-//! packets, learned neighbours, SA events and counters come back. It also
-//! serves a local unix socket for `espresso stats` and `espresso reload`.
+//! packets, learned neighbours, SA events and counters come back, each
+//! kind on its own queue ([`dataplane::gateway::queues`]). It also answers
+//! the commands of the control socket ([`crate::control_socket`], served
+//! on a thread of its own).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{bounded, Receiver, Sender};
+use crossbeam::channel::{bounded, Receiver, Select, Sender, TryRecvError};
 use crossbeam::queue::ArrayQueue;
 use dataplane::crypto::{default_backend, new_transform, Backend};
 use dataplane::dpdk::{
@@ -23,13 +25,21 @@ use dataplane::dpdk::{
 };
 use dataplane::esp::{DropReason, InboundSa, OutboundSa, SaRef, Spd, Spi};
 use dataplane::gateway::msg::SaStats;
+use dataplane::gateway::queues::{EVENT_QUEUE, IKE_QUEUE, NEIGHBOUR_QUEUE};
 use dataplane::gateway::{
-    ControlMsg, GwDrop, Handoff, Interface, Node, Role, Spares, Worker, WorkerMsg, WorkerPorts,
-    WorkerStats,
+    control_queues, ControlMsg, FromWorkers, GwDrop, Handoff, Interface, Node, QueueDrops, Role,
+    Spares, Worker, WorkerMsg, WorkerPorts, WorkerStats,
 };
 
 use crate::config::{CryptoBackendChoice, GatewayConfig, SaPair};
+use crate::control_socket::{Access, ControlSocket, Request};
 use crate::ike_driver::{IkeDriver, SaAction};
+
+/// Unauthenticated IKE datagrams (IKE_SA_INIT, half-open SAs, unknown
+/// SPIs) the control loop takes per turn, after everything else queued:
+/// a flood of them slows only their own kind, never SA events, neighbours,
+/// established IKE SAs' exchanges or the control socket.
+const UNAUTH_IKE_PER_TURN: usize = 16;
 
 /// Everything that went wrong starting or running the gateway.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -85,7 +95,10 @@ struct Control {
     config: GatewayConfig,
     options: RunOptions,
     to_workers: Vec<Sender<ControlMsg>>,
-    from_workers: Receiver<WorkerMsg>,
+    from_workers: FromWorkers,
+    /// Commands from the control socket's thread.
+    requests: Receiver<Request>,
+    socket: ControlSocket,
     ports: Vec<Port>,
     installed: Installed,
     tunnel_names: Vec<String>,
@@ -318,18 +331,61 @@ impl Control {
         }
     }
 
-    fn serve(&mut self, stream: UnixStream) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut line = String::new();
-        let mut reader = BufReader::new(match stream.try_clone() {
-            Ok(s) => s,
-            Err(_) => return,
-        });
-        if reader.read_line(&mut line).is_err() {
-            return;
+    /// Takes what the workers queued: every SA event, learned neighbour
+    /// and datagram of an authenticated IKE SA (as many as the queues
+    /// hold), then at most [`UNAUTH_IKE_PER_TURN`] other IKE datagrams.
+    /// Returns false once the workers are gone.
+    fn drain_workers(&mut self) -> bool {
+        for _ in 0..EVENT_QUEUE {
+            match self.from_workers.events.try_recv() {
+                Ok(m) => self.handle_worker_msg(m),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return false,
+            }
         }
-        let command = line.trim();
-        let reply = match command {
+        for _ in 0..NEIGHBOUR_QUEUE {
+            let Ok(m) = self.from_workers.neighbours.try_recv() else {
+                break;
+            };
+            self.handle_worker_msg(m);
+        }
+        for _ in 0..IKE_QUEUE {
+            let Ok(m) = self.from_workers.ike.try_recv() else {
+                break;
+            };
+            self.handle_worker_msg(m);
+        }
+        for _ in 0..UNAUTH_IKE_PER_TURN {
+            let Ok(m) = self.from_workers.ike_new.try_recv() else {
+                break;
+            };
+            self.handle_worker_msg(m);
+        }
+        true
+    }
+
+    /// Waits up to `timeout` for anything from the workers or the socket.
+    fn wait(&self, timeout: Duration) {
+        let fw = &self.from_workers;
+        let mut sel = Select::new();
+        sel.recv(&fw.events);
+        sel.recv(&fw.neighbours);
+        sel.recv(&fw.ike);
+        sel.recv(&fw.ike_new);
+        sel.recv(&self.requests);
+        let _ = sel.ready_timeout(timeout);
+    }
+
+    /// Answers the control socket's waiting commands.
+    fn serve_requests(&mut self) {
+        while let Ok(r) = self.requests.try_recv() {
+            let reply = self.command(&r.command);
+            let _ = r.reply.send(reply);
+        }
+    }
+
+    fn command(&mut self, command: &str) -> String {
+        match command {
             "stats" => {
                 let mut s = format_stats(
                     &self.collect(),
@@ -338,6 +394,11 @@ impl Control {
                     self.punted,
                     self.started,
                 );
+                s.push_str(&format!(
+                    "control.ike_unauth_waiting {}\n",
+                    self.from_workers.ike_new.len()
+                ));
+                s.push_str(&self.socket.stats().lines());
                 s.push_str(&self.ike.stats_lines());
                 s
             }
@@ -357,9 +418,7 @@ impl Control {
             other => {
                 format!("error: unknown command {other:?} (stats, tunnels, rekey TUNNEL, reload)\n")
             }
-        };
-        let mut stream = stream;
-        let _ = stream.write_all(reply.as_bytes());
+        }
     }
 }
 
@@ -389,12 +448,17 @@ pub fn format_stats(
         }
     }
     let mut total = dataplane::gateway::NodeCounters::default();
+    let mut queue_total = QueueDrops::default();
     for w in workers {
         let id = w.worker;
         let n = &w.node;
         total.merge(n);
+        queue_total.merge(&w.queue_drops);
         for (k, v) in node_fields(n) {
             line(format!("worker.{id}.{k}"), v);
+        }
+        for (k, v) in w.queue_drops.fields() {
+            line(format!("worker.{id}.queue.{k}"), v);
         }
         line(format!("worker.{id}.max_poll_gap_us"), w.max_poll_gap_us);
         line(format!("worker.{id}.max_control_us"), w.max_control_us);
@@ -413,6 +477,9 @@ pub fn format_stats(
     }
     for r in DropReason::ALL {
         line(format!("drop.esp.{}", r.name()), total.esp_drops[r.index()]);
+    }
+    for (k, v) in queue_total.fields() {
+        line(format!("drop.queue.{k}"), v);
     }
     line("control.punted".into(), punted);
     let mut sas: BTreeMap<(u8, u32), (&SaStats, u16)> = BTreeMap::new();
@@ -552,7 +619,8 @@ pub fn run(
         ports.push(port);
     }
 
-    let (to_control, from_workers) = bounded::<WorkerMsg>(8192);
+    let ike = IkeDriver::new(&config)?;
+    let (to_control, from_workers) = control_queues(ike.known_spis());
     let handoffs: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>> = (0..workers)
         .map(|_| Arc::new(ArrayQueue::new(2048)))
         .collect();
@@ -611,7 +679,11 @@ pub fn run(
     }
     drop(to_control);
 
-    let ike = IkeDriver::new(&config)?;
+    let socket_path = config.control.socket.clone();
+    let access = Access {
+        group: config.control.socket_group.as_ref().map(|g| g.gid),
+    };
+    let (socket, requests) = ControlSocket::bind(&socket_path, access)?;
     let mut control = Control {
         ike,
         tunnel_names: config.tunnels.iter().map(|t| t.name.clone()).collect(),
@@ -619,6 +691,8 @@ pub fn run(
         options,
         to_workers,
         from_workers,
+        requests,
+        socket,
         ports,
         installed: Installed::default(),
         punted: 0,
@@ -629,24 +703,16 @@ pub fn run(
     control.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
     control.apply_sas()?;
 
-    let socket_path = control.config.control.socket.clone();
-    let listener = bind_socket(&socket_path)?;
     tracing::info!(socket = %socket_path.display(), workers, "espresso running");
     control.ike.start();
     control.apply_ike();
 
     while !stop.load(Ordering::Relaxed) {
-        match control.from_workers.recv_timeout(Duration::from_millis(20)) {
-            Ok(msg) => control.handle_worker_msg(msg),
-            Err(crossbeam::channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam::channel::RecvTimeoutError::Disconnected) => break,
+        control.wait(Duration::from_millis(20));
+        if !control.drain_workers() {
+            break;
         }
-        while let Ok(msg) = control.from_workers.try_recv() {
-            control.handle_worker_msg(msg);
-        }
-        if let Ok((stream, _)) = listener.accept() {
-            control.serve(stream);
-        }
+        control.serve_requests();
         control.ike.tick();
         control.apply_ike();
     }
@@ -669,7 +735,7 @@ pub fn run(
         control.punted,
         control.started,
     );
-    let _ = std::fs::remove_file(&socket_path);
+    drop(control.socket);
     drop(control.ports);
     // Ports are closed; every mbuf must be back.
     let pool_free_after = pool.available();
@@ -680,19 +746,6 @@ pub fn run(
         tracing::error!(pool_free_before, pool_free_after, "mbufs leaked");
     }
     Ok(report)
-}
-
-fn bind_socket(path: &Path) -> Result<UnixListener, Error> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    if UnixStream::connect(path).is_ok() {
-        return Err(format!("{}: another espresso is running", path.display()).into());
-    }
-    let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
 }
 
 /// Sends one command to a running gateway and returns its answer.

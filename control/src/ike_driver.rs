@@ -5,8 +5,11 @@
 //! One [`Endpoint`] per tunnel with a `[tunnel.ike]` section (the engine is
 //! built around one configured peer). The driver
 //! - feeds IKE datagrams the workers punted (whole IP packets of UDP 500,
-//!   or UDP 4500 with the non-ESP marker, RFC 3948 §2.2) to the tunnel
-//!   whose addresses they carry;
+//!   or UDP 4500 with the non-ESP marker, RFC 3948 §2.2) to their tunnel:
+//!   by our SPI when they name an IKE SA, an IKE_SA_INIT request by its
+//!   addresses (see [`IkeDriver::handle_punt`]);
+//! - shares one half-open SA budget between the tunnels' engines and
+//!   tells the workers which IKE SPIs are authenticated ([`KnownIkeSpis`]);
 //! - turns the engine's datagrams into IP/UDP packets for the workers to
 //!   route and send;
 //! - drives the engine's timers from a monotonic clock;
@@ -16,12 +19,14 @@
 //! - writes Wireshark key logs when the operator asks for them.
 //!
 //! Secrets (PSK, SK_*, ESP keys) are never logged; they only leave the
-//! process through the key log files (mode 0600) when `keylog_dir` is set.
+//! process through the key log files (mode 0600, in a directory of mode
+//! 0700, never through a symbolic link) when `keylog_dir` is set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -30,14 +35,18 @@ use dataplane::esp::{
     Action, Direction, EngineEvent, InboundSa, IpPrefix, OutboundSa, SaConfig, SaEvent, Selector,
     Spi, TunnelEndpoints, UdpEncap,
 };
+use dataplane::gateway::KnownIkeSpis;
 use dataplane::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr};
+use zeroize::Zeroizing;
 
 use crate::config::{self, CryptoBackendChoice, GatewayConfig, IkeId, Tunnel};
 use crate::ike::crypto::{EspCipher, IkeCipher, Integ, Prf, SecretBytes};
-use crate::ike::message::{classify_port_4500, Identification, Port4500, TrafficSelector};
+use crate::ike::message::{
+    classify_port_4500, ExchangeType, Header, Identification, Port4500, TrafficSelector,
+};
 use crate::ike::{
-    self, ChildSaId, ChildSaKeys, DownReason, Endpoint, IkeEvent, IkeSaId, IkeSaSecrets, RngSource,
-    StartAction, Timestamp,
+    self, ChildSaId, ChildSaKeys, DownReason, Endpoint, HalfOpenBudget, IkeEvent, IkeSaId,
+    IkeSaSecrets, RngSource, StartAction, Timestamp,
 };
 
 /// Everything that can go wrong building the driver.
@@ -55,6 +64,10 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 const REKEYED_GRACE: Duration = Duration::from_secs(5);
 /// Wait this long before initiating again after the peer was lost.
 const REINITIATE_DELAY: Duration = Duration::from_secs(5);
+/// The workers' table of authenticated IKE SPIs is rebuilt after every
+/// IKE SA change and at least this often (SAs that linger after a rekey
+/// leave quietly).
+const KNOWN_SPIS_REFRESH: Duration = Duration::from_secs(5);
 
 /// The system RNG (aws-lc-rs) for the engine.
 #[derive(Debug)]
@@ -114,9 +127,17 @@ pub struct DriverStats {
     pub tx_packets: u64,
     pub keepalives_sent: u64,
     pub keepalives_received: u64,
-    /// Punted packets no tunnel takes, or that are not IKE.
+    /// Punted packets that are not IKE.
     pub unmatched: u64,
+    /// IKE messages naming an IKE SA that no tunnel has.
+    pub unknown_spi: u64,
+    /// IKE_SA_INIT requests from an address no tunnel names, to a local
+    /// address and port where no single listening tunnel takes them.
+    pub init_no_tunnel: u64,
     pub sa_install_errors: u64,
+    /// Authenticated IKE SPIs that did not fit the workers' table (their
+    /// datagrams wait with the unauthenticated ones).
+    pub known_spis_missed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,8 +191,15 @@ pub struct IkeDriver {
     actions: Vec<SaAction>,
     stats: DriverStats,
     ident: u16,
-    /// Key log lines written so far, per directory: (esp_sa, ikev2).
-    keylog: BTreeMap<PathBuf, (Vec<String>, Vec<String>)>,
+    /// Key log directories whose files this run has started (truncated);
+    /// later lines are appended, so no key stays in memory once written.
+    keylog_started: BTreeSet<PathBuf>,
+    /// Half-open SAs of every tunnel's engine.
+    budget: HalfOpenBudget,
+    /// Our authenticated IKE SPIs, for the workers.
+    known: Arc<KnownIkeSpis>,
+    known_dirty: bool,
+    known_refreshed: Instant,
 }
 
 fn ike_id(id: &IkeId) -> Identification {
@@ -567,6 +595,17 @@ pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
     Ok(c)
 }
 
+/// [`engine_config`] with the gateway-wide admission limits of `[control]`.
+fn engine_config_in(config: &GatewayConfig, t: &Tunnel) -> Result<ike::Config, Error> {
+    let mut c = engine_config(t)?;
+    let ctl = &config.control;
+    c.cookie_threshold = ctl.ike_cookie_threshold;
+    c.half_open_per_source = ctl.ike_half_open_per_source;
+    c.half_open_max = ctl.ike_half_open_max;
+    c.cookie_secret_lifetime_ms = ctl.ike_cookie_secret_lifetime.as_millis() as u64;
+    Ok(c)
+}
+
 /// Parses a punted IP packet into (source, destination, UDP payload).
 fn parse_udp(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
     match packet.first()? >> 4 {
@@ -665,8 +704,40 @@ pub fn build_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8], ident: u16) -
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    hex::encode(b)
+/// Key bytes as hex, wiped when dropped.
+fn secret_hex(b: &[u8]) -> Zeroizing<String> {
+    Zeroizing::new(hex::encode(b))
+}
+
+/// Makes the key log directory (mode 0700) unless it exists; refuses a
+/// symbolic link, whoever made it (the configuration check ran before).
+fn keylog_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let refuse = |why: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} {why}", dir.display()),
+        ))
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => return refuse("is a symbolic link"),
+        Ok(m) if !m.is_dir() => return refuse("is not a directory"),
+        Ok(_) => {}
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?,
+    }
+    let m = std::fs::symlink_metadata(dir)?;
+    if m.file_type().is_symlink() || !m.is_dir() {
+        return refuse("changed while being made");
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Tunnels with IKE.
+fn tunnels_len_hint(config: &GatewayConfig) -> usize {
+    config.tunnels.iter().filter(|t| t.ike.is_some()).count()
 }
 
 fn ago(since: Instant, now: Instant) -> String {
@@ -685,11 +756,16 @@ impl IkeDriver {
     pub fn new(config: &GatewayConfig) -> Result<Self, Error> {
         let now = Instant::now();
         let mut tunnels = Vec::new();
+        let budget = HalfOpenBudget::new();
         for (index, t) in config.tunnels.iter().enumerate() {
             let Some(ic) = &t.ike else { continue };
-            let engine = engine_config(t)?;
-            let endpoint = Endpoint::new(engine, Box::new(SystemRng::new()))
-                .map_err(|e| format!("tunnel {}: {e}", t.name))?;
+            let engine = engine_config_in(config, t)?;
+            let endpoint =
+                Endpoint::with_budget(engine, Box::new(SystemRng::new()), budget.clone())
+                    .map_err(|e| format!("tunnel {}: {e}", t.name))?;
+            if let Some(d) = &ic.keylog_dir {
+                tracing::warn!(tunnel = %t.name, dir = %d.display(), "IKE: keylog_dir is set: every IKE and ESP key of this tunnel is written to disk in clear (debugging only; remove keylog_dir in production)");
+            }
             tunnels.push(TunnelIke {
                 index,
                 tunnel: t.clone(),
@@ -712,8 +788,30 @@ impl IkeDriver {
             actions: Vec::new(),
             stats: DriverStats::default(),
             ident: 1,
-            keylog: BTreeMap::new(),
+            keylog_started: BTreeSet::new(),
+            budget,
+            // Room for an IKE SA, its rekeyed successor and one being
+            // deleted per tunnel.
+            known: Arc::new(KnownIkeSpis::new(tunnels_len_hint(config) * 3)),
+            known_dirty: false,
+            known_refreshed: now,
         })
+    }
+
+    /// The table of authenticated IKE SPIs the workers read.
+    pub fn known_spis(&self) -> Arc<KnownIkeSpis> {
+        self.known.clone()
+    }
+
+    fn refresh_known_spis(&mut self) {
+        let spis: Vec<u64> = self
+            .tunnels
+            .iter()
+            .flat_map(|t| t.endpoint.authenticated_spis())
+            .collect();
+        self.stats.known_spis_missed += self.known.replace(spis) as u64;
+        self.known_dirty = false;
+        self.known_refreshed = Instant::now();
     }
 
     /// Whether any tunnel uses IKE.
@@ -767,21 +865,34 @@ impl IkeDriver {
                 return;
             }
         };
-        let pos = self
-            .tunnels
-            .iter()
-            .position(|t| {
-                t.tunnel.endpoints.local == local.ip() && t.tunnel.endpoints.remote == remote.ip()
-            })
-            // Behind a NAT the peer's address differs: a listening tunnel
-            // on this local address takes it.
-            .or_else(|| {
-                self.tunnels.iter().position(|t| {
-                    t.tunnel.endpoints.local == local.ip() && !t.endpoint.should_initiate()
-                })
-            });
-        let Some(pos) = pos else {
+        let Ok((hdr, _)) = Header::decode(msg) else {
             self.stats.unmatched += 1;
+            return;
+        };
+        let new_sa =
+            hdr.exchange == ExchangeType::IKE_SA_INIT && !hdr.flags.response() && hdr.spi_r == 0;
+        let pos = if new_sa {
+            self.tunnel_for_init(local, remote)
+        } else {
+            // RFC 7296 §2.23: an IKE SA is named by its SPIs, not by the
+            // addresses, which a NAT may change.
+            let ours = if hdr.flags.initiator() {
+                hdr.spi_r
+            } else {
+                hdr.spi_i
+            };
+            let pos = self
+                .tunnels
+                .iter()
+                .position(|t| t.endpoint.has_ike_sa(ours));
+            if pos.is_none() {
+                self.stats.unknown_spi += 1;
+                return;
+            }
+            pos
+        };
+        let Some(pos) = pos else {
+            self.stats.init_no_tunnel += 1;
             return;
         };
         self.stats.rx_packets += 1;
@@ -790,6 +901,33 @@ impl IkeDriver {
             .endpoint
             .handle_datagram(now, local, remote, msg);
         self.pump();
+    }
+
+    /// The tunnel a new IKE_SA_INIT request goes to: the one whose
+    /// addresses it carries; else (a peer behind a NAT) the only listening
+    /// tunnel on the local address it was sent to. With several listening
+    /// tunnels there the peer's identity, which only IKE_AUTH carries,
+    /// would decide: such requests are dropped rather than handed to an
+    /// arbitrary tunnel.
+    fn tunnel_for_init(&self, local: SocketAddr, remote: SocketAddr) -> Option<usize> {
+        let exact = self.tunnels.iter().position(|t| {
+            t.tunnel.endpoints.local == local.ip() && t.tunnel.endpoints.remote == remote.ip()
+        });
+        if exact.is_some() {
+            return exact;
+        }
+        let mut listening = self
+            .tunnels
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                t.tunnel.endpoints.local == local.ip() && !t.endpoint.should_initiate()
+            })
+            .map(|(i, _)| i);
+        match (listening.next(), listening.next()) {
+            (Some(i), None) => Some(i),
+            _ => None,
+        }
     }
 
     /// Timers: the engines', grace periods, keepalives, re-initiation.
@@ -810,6 +948,9 @@ impl IkeDriver {
             }
         }
         self.pump();
+        if self.known_dirty || wall >= self.known_refreshed + KNOWN_SPIS_REFRESH {
+            self.refresh_known_spis();
+        }
         for ti in 0..self.tunnels.len() {
             let t = &mut self.tunnels[ti];
             let due: Vec<u32> = t
@@ -915,8 +1056,19 @@ impl IkeDriver {
                 }
             }
             while let Some(ev) = self.tunnels[ti].endpoint.poll_event() {
+                if matches!(
+                    ev,
+                    IkeEvent::IkeSaUp { .. }
+                        | IkeEvent::IkeSaRekeyed { .. }
+                        | IkeEvent::IkeSaDown { .. }
+                ) {
+                    self.known_dirty = true;
+                }
                 self.on_event(ti, ev);
             }
+        }
+        if self.known_dirty {
+            self.refresh_known_spis();
         }
     }
 
@@ -1160,24 +1312,24 @@ impl IkeDriver {
         };
         let (enc, auth) = wireshark_esp(&k.algorithm);
         let line = |src: IpAddr, dst: IpAddr, spi: u32, keys: &ike::crypto::DirectionKeys| {
-            let auth_key = if keys.integrity.is_empty() {
-                String::new()
-            } else {
-                format!("0x{}", hex(&keys.integrity))
-            };
-            format!(
-                "\"{fam}\",\"{src}\",\"{dst}\",\"0x{spi:08x}\",\"{enc}\",\"0x{}\",\"{auth}\",\"{auth_key}\"",
-                hex(&keys.encryption)
-            )
+            let mut l = Zeroizing::new(String::with_capacity(512));
+            let _ = write!(
+                l,
+                "\"{fam}\",\"{src}\",\"{dst}\",\"0x{spi:08x}\",\"{enc}\",\"0x{}\",\"{auth}\",\"",
+                *secret_hex(&keys.encryption)
+            );
+            if !keys.integrity.is_empty() {
+                let _ = write!(l, "0x{}", *secret_hex(&keys.integrity));
+            }
+            l.push_str("\"\n");
+            l
         };
         let (l, r) = (k.local_addr.ip(), k.remote_addr.ip());
         let lines = [
             line(l, r, k.outbound_spi, &k.outbound),
             line(r, l, k.inbound_spi, &k.inbound),
         ];
-        let entry = self.keylog.entry(dir.clone()).or_default();
-        entry.0.extend(lines);
-        self.write_keylog(&dir);
+        self.write_keylog(&dir, "esp_sa", &lines);
     }
 
     fn keylog_ike(&mut self, ti: usize, s: &IkeSaSecrets) {
@@ -1185,48 +1337,64 @@ impl IkeDriver {
             return;
         };
         let (enc, integ) = wireshark_ike(&s.suite);
-        let line = format!(
+        let mut line = Zeroizing::new(String::with_capacity(512));
+        let _ = writeln!(
+            line,
             "{:016x},{:016x},{},{},\"{enc}\",{},{},\"{integ}\"",
             s.spi_i,
             s.spi_r,
-            hex(&s.sk_ei),
-            hex(&s.sk_er),
-            hex(&s.sk_ai),
-            hex(&s.sk_ar)
+            *secret_hex(&s.sk_ei),
+            *secret_hex(&s.sk_er),
+            *secret_hex(&s.sk_ai),
+            *secret_hex(&s.sk_ar)
         );
-        let entry = self.keylog.entry(dir.clone()).or_default();
-        entry.1.push(line);
-        self.write_keylog(&dir);
+        self.write_keylog(&dir, "ikev2_decryption_table", &[line]);
     }
 
-    fn write_keylog(&self, dir: &PathBuf) {
-        let Some((esp, ike)) = self.keylog.get(dir) else {
-            return;
-        };
-        let write = |name: &str, lines: &[String]| -> std::io::Result<()> {
-            use std::io::Write;
-            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-            std::fs::create_dir_all(dir)?;
-            let path = dir.join(name);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)?;
-            // An existing file keeps its mode on open: enforce 0600.
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            let mut text = String::new();
-            for l in lines {
-                text.push_str(l);
-                text.push('\n');
+    /// Appends key log lines to `dir/name` (the files are started afresh
+    /// by each run). The directory is made with mode 0700 and must not be
+    /// a symbolic link; the files are opened with `O_NOFOLLOW` and kept at
+    /// mode 0600. The lines are wiped from memory once written.
+    fn write_keylog(&mut self, dir: &Path, name: &str, lines: &[Zeroizing<String>]) {
+        let first = !self.keylog_started.contains(dir);
+        if first {
+            if let Err(e) = keylog_dir(dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "key log not written");
+                return;
             }
-            f.write_all(text.as_bytes())
-        };
-        for (name, lines) in [("esp_sa", esp), ("ikev2_decryption_table", ike)] {
-            if let Err(e) = write(name, lines) {
-                tracing::warn!(dir = %dir.display(), file = name, error = %e, "cannot write the key log");
+        }
+        let write =
+            |name: &str, truncate: bool, lines: &[Zeroizing<String>]| -> std::io::Result<()> {
+                use std::io::Write;
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(truncate)
+                    .append(!truncate)
+                    .mode(0o600)
+                    .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+                    .open(dir.join(name))?;
+                // An existing file keeps its mode on open: enforce 0600.
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                for l in lines {
+                    f.write_all(l.as_bytes())?;
+                }
+                Ok(())
+            };
+        if first {
+            // Both files start empty, so a capture is never decrypted
+            // with a previous run's keys.
+            for n in ["esp_sa", "ikev2_decryption_table"] {
+                if let Err(e) = write(n, true, &[]) {
+                    tracing::warn!(dir = %dir.display(), file = n, error = %e, "cannot start the key log");
+                    return;
+                }
             }
+            self.keylog_started.insert(dir.to_path_buf());
+        }
+        if let Err(e) = write(name, false, lines) {
+            tracing::warn!(dir = %dir.display(), file = name, error = %e, "cannot write the key log");
         }
     }
 
@@ -1310,7 +1478,11 @@ impl IkeDriver {
             ("keepalives_sent", st.keepalives_sent),
             ("keepalives_received", st.keepalives_received),
             ("unmatched", st.unmatched),
+            ("unknown_spi", st.unknown_spi),
+            ("init_no_tunnel", st.init_no_tunnel),
             ("sa_install_errors", st.sa_install_errors),
+            ("known_spis_missed", st.known_spis_missed),
+            ("half_open", self.budget.total() as u64),
         ] {
             let _ = writeln!(s, "ike.{k} {v}");
         }
@@ -1319,6 +1491,7 @@ impl IkeDriver {
             let n = &t.tunnel.name;
             let _ = writeln!(s, "ike.{n}.up {}", u64::from(t.state == LinkState::Up));
             let _ = writeln!(s, "ike.{n}.child_sas {}", t.children.len());
+            let _ = writeln!(s, "ike.{n}.half_open {}", t.endpoint.half_open());
             for (k, v) in [
                 ("rx_datagrams", e.rx_datagrams),
                 ("tx_datagrams", e.tx_datagrams),
@@ -1330,6 +1503,13 @@ impl IkeDriver {
                 ("retransmits", e.retransmits),
                 ("replayed_responses", e.replayed_responses),
                 ("cookies_sent", e.cookies_sent),
+                ("cookies_invalid", e.cookies_invalid),
+                ("cookie_secret_rotations", e.cookie_secret_rotations),
+                (
+                    "half_open_refused_per_source",
+                    e.half_open_refused_per_source,
+                ),
+                ("half_open_refused_max", e.half_open_refused_max),
                 ("invalid_ke_sent", e.invalid_ke_sent),
                 ("no_proposal_chosen", e.no_proposal_chosen),
                 ("auth_failures", e.auth_failures),
@@ -1349,6 +1529,10 @@ mod tests {
     use super::*;
 
     fn gateway(site: char, start: &str, keylog: &std::path::Path) -> GatewayConfig {
+        GatewayConfig::from_str(&gateway_text(site, start, keylog), "test.toml").unwrap()
+    }
+
+    fn gateway_text(site: char, start: &str, keylog: &std::path::Path) -> String {
         let (me, peer, mine, theirs, lid, rid) = if site == 'a' {
             (
                 "192.0.2.1",
@@ -1404,7 +1588,7 @@ remote = "{peer}"
                 "10.2.0.1/24"
             },
         );
-        GatewayConfig::from_str(&text, "test.toml").unwrap()
+        text
     }
 
     /// Moves every packet one driver sends into the other; returns the SA
@@ -1529,11 +1713,88 @@ remote = "{peer}"
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // The directory the driver made is private.
+        let mode = std::fs::metadata(dir.join("a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
         // Both sides logged the same IKE keys.
         assert_eq!(
             std::fs::read_to_string(dir.join("a/ikev2_decryption_table")).unwrap(),
             std::fs::read_to_string(dir.join("b/ikev2_decryption_table")).unwrap()
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An IKE_SA_INIT request as a punted IP packet from `src`.
+    fn init_packet(src: &str, dst: &str) -> Vec<u8> {
+        let dir = std::env::temp_dir().join("espresso-ikedrv-unused");
+        let cfg = gateway('a', "initiate", &dir);
+        let mut e = Endpoint::new(
+            engine_config(&cfg.tunnels[0]).unwrap(),
+            Box::new(SystemRng::new()),
+        )
+        .unwrap();
+        e.initiate(Timestamp(0));
+        let t = e.poll_transmit().unwrap();
+        build_udp(src.parse().unwrap(), dst.parse().unwrap(), &t.datagram(), 1).unwrap()
+    }
+
+    /// A new IKE_SA_INIT from an address no tunnel names goes to the one
+    /// listening tunnel on the address it was sent to; with two such
+    /// tunnels it is dropped and counted rather than given to the first.
+    #[test]
+    fn unknown_sources_go_to_the_only_listening_tunnel() {
+        let dir =
+            std::env::temp_dir().join(format!("espresso-ikedrv-route-{}", std::process::id()));
+        let nat = "198.51.100.7:500";
+        let mut one = IkeDriver::new(&gateway('b', "listen", &dir)).unwrap();
+        one.handle_punt(&init_packet(nat, "192.0.2.2:500"));
+        assert_eq!(one.tunnels[0].endpoint.half_open(), 1);
+        assert_eq!(one.stats.init_no_tunnel, 0);
+        // Not to a local address of the tunnel: no taker.
+        one.handle_punt(&init_packet(nat, "192.0.2.9:500"));
+        assert_eq!(one.stats.init_no_tunnel, 1);
+
+        let text = gateway_text('b', "listen", &dir);
+        let second = text[text.find("[[tunnel]]").unwrap()..]
+            .replace("name = \"t\"", "name = \"t2\"")
+            .replace("remote = \"192.0.2.1\"", "remote = \"192.0.2.3\"")
+            .replace("remote = \"10.1.0.0/24\"", "remote = \"10.3.0.0/24\"");
+        let cfg = GatewayConfig::from_str(&format!("{text}\n{second}"), "test.toml").unwrap();
+        let mut two = IkeDriver::new(&cfg).unwrap();
+        two.handle_punt(&init_packet(nat, "192.0.2.2:500"));
+        assert_eq!(two.stats.init_no_tunnel, 1);
+        assert!(two.tunnels.iter().all(|t| t.endpoint.half_open() == 0));
+        // Each peer's own address still finds its tunnel.
+        two.handle_punt(&init_packet("192.0.2.3:500", "192.0.2.2:500"));
+        assert_eq!(two.tunnels[1].endpoint.half_open(), 1);
+        assert_eq!(two.tunnels[0].endpoint.half_open(), 0);
+        // Their half-open SAs come from one budget.
+        assert!(two.stats_lines().contains("ike.half_open 1\n"));
+    }
+
+    /// After the tunnel is up, the workers' table knows both sides' IKE
+    /// SPIs; a key log directory that became a symbolic link after the
+    /// configuration was read gets nothing.
+    #[test]
+    fn known_spis_follow_the_ike_sa_and_keylog_refuses_links() {
+        let dir =
+            std::env::temp_dir().join(format!("espresso-ikedrv-known-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
+        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
+        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join("b")).unwrap();
+        a.start();
+        exchange(&mut a, &mut b);
+        let ike_a = a.tunnels[0].ike.as_ref().unwrap().id.0;
+        let ike_b = b.tunnels[0].ike.as_ref().unwrap().id.0;
+        assert!(a.known_spis().contains(ike_a) && b.known_spis().contains(ike_b));
+        assert!(!a.known_spis().contains(ike_b));
+        assert!(dir.join("a/esp_sa").exists());
+        assert_eq!(std::fs::read_dir(dir.join("elsewhere")).unwrap().count(), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

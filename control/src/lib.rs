@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod control_socket;
 pub mod eal_args;
 pub mod forward;
 pub mod gateway;

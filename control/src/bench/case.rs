@@ -149,8 +149,10 @@ fn sent(s: &WorkerStats) -> u64 {
 pub(crate) struct Running {
     /// The worker's control queue.
     pub to_worker: Sender<ControlMsg>,
-    /// What the worker sends back.
+    /// What the worker sends back (its events queue).
     pub from_worker: Receiver<WorkerMsg>,
+    /// The worker's other queues, kept open.
+    _queues: dataplane::gateway::FromWorkers,
     /// The worker thread's on-CPU clock.
     pub clock: ThreadClock,
     /// TSC frequency.
@@ -246,7 +248,9 @@ pub(crate) fn start(req: &CaseRequest, control_queue: usize) -> Result<Running, 
         ],
     };
     let (to_worker, control_rx) = bounded::<ControlMsg>(control_queue);
-    let (to_control, from_worker): (Sender<WorkerMsg>, Receiver<WorkerMsg>) = bounded(8192);
+    let (to_control, queues) =
+        dataplane::gateway::control_queues(Arc::new(dataplane::gateway::KnownIkeSpis::new(0)));
+    let from_worker = queues.events.clone();
     let handoff = Arc::new(ArrayQueue::new(2048));
     let worker = Worker::new(
         0,
@@ -282,6 +286,7 @@ pub(crate) fn start(req: &CaseRequest, control_queue: usize) -> Result<Running, 
     Ok(Running {
         to_worker,
         from_worker,
+        _queues: queues,
         clock,
         tsc_hz,
         started,

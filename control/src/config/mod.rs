@@ -116,11 +116,34 @@ impl DataplaneConfig {
 /// `[control]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControlConfig {
-    /// Unix socket for `espresso stats` and friends.
+    /// Unix socket for `espresso stats` and friends (mode 0600, or 0660
+    /// with `socket_group`).
     pub socket: PathBuf,
+    /// A group whose members may use the socket besides root and the
+    /// gateway's user.
+    pub socket_group: Option<SocketGroup>,
     /// Log filter (`tracing_subscriber::EnvFilter` syntax, e.g. `info` or
     /// `control=debug,info`).
     pub log: String,
+    /// Half-open IKE SAs (all tunnels) above which IKE_SA_INIT must carry
+    /// a COOKIE (RFC 7296 §2.6).
+    pub ike_cookie_threshold: usize,
+    /// Half-open IKE SAs one source that returned a cookie may hold
+    /// (RFC 8019 §4.2).
+    pub ike_half_open_per_source: usize,
+    /// Half-open IKE SAs at most (all tunnels).
+    pub ike_half_open_max: usize,
+    /// The COOKIE secret changes this often.
+    pub ike_cookie_secret_lifetime: Duration,
+}
+
+/// `[control] socket_group`, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketGroup {
+    /// The name as written.
+    pub name: String,
+    /// Its id.
+    pub gid: u32,
 }
 
 /// Which side of the gateway an interface faces.

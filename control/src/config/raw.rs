@@ -43,7 +43,12 @@ pub(super) struct RawDataplane {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawControl {
     pub socket: Option<PathBuf>,
+    pub socket_group: Option<String>,
     pub log: Option<String>,
+    pub ike_cookie_threshold: Option<usize>,
+    pub ike_half_open_per_source: Option<usize>,
+    pub ike_half_open_max: Option<usize>,
+    pub ike_cookie_secret_lifetime: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

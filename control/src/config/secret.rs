@@ -84,13 +84,33 @@ impl<'de> Deserialize<'de> for RawSecret {
 
 /// Reads a key file (relative paths are relative to the configuration
 /// file's directory). Returns the text, or a reason without the contents.
+/// A file that group or others may read or write is refused: anyone who
+/// can read the PSK can impersonate either gateway.
 pub(super) fn read_secret_file(
     config_file: &Path,
     path: &Path,
 ) -> Result<(PathBuf, Zeroizing<String>), String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
     let resolved = resolve(config_file, path);
-    match std::fs::read(&resolved) {
-        Ok(bytes) => {
+    let read = std::fs::File::open(&resolved).and_then(|mut f| {
+        // The mode of the file actually opened.
+        let mode = f.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Ok(Err(format!(
+                "{0} can be read or written by group or others (mode {1:04o}): a key file must be \
+                 private to the gateway's user; run `chmod 600 {0}`",
+                resolved.display(),
+                mode & 0o7777
+            )));
+        }
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)?;
+        Ok(Ok(bytes))
+    });
+    match read {
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(bytes)) => {
             let bytes = Zeroizing::new(bytes);
             match std::str::from_utf8(&bytes) {
                 Ok(s) => Ok((resolved, Zeroizing::new(s.to_owned()))),

@@ -746,10 +746,17 @@ fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
+/// A key file as it should be: mode 0600.
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 #[test]
 fn key_files_relative_to_the_config() {
     let dir = temp_dir("keyfile");
-    std::fs::write(dir.join("in.key"), format!("{K36_A}\n")).unwrap();
+    write_private(&dir.join("in.key"), &format!("{K36_A}\n"));
     let text = edit(&format!("key_in = \"{K36_A}\""), "key_in_file = \"in.key\"");
     let cfg_path = dir.join("gw.toml");
     let c = GatewayConfig::from_str(&text, &cfg_path).unwrap();
@@ -829,6 +836,85 @@ fn ike_errors_name_the_field() {
         &with_ike("  psk_file = \"/x\""),
         "tunnel[0].ike.psk",
         "not both",
+    );
+}
+
+/// A PSK file that its group (or anyone) may read is refused, naming the
+/// file and the fix; the same file at mode 0600 is accepted.
+#[test]
+fn group_readable_psk_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("pskmode");
+    let psk = dir.join("site-b.psk");
+    std::fs::write(&psk, format!("{PSK}\n")).unwrap();
+    let text = format!("{}\n  [tunnel.ike]\n  psk_file = \"site-b.psk\"\n", base());
+    let cfg_path = dir.join("gw.toml");
+    for mode in [0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(mode)).unwrap();
+        let e = GatewayConfig::from_str(&text, &cfg_path).unwrap_err();
+        assert_eq!(e.field(), Some("tunnel[0].ike.psk_file"), "{e}");
+        let shown = psk.display().to_string();
+        assert!(e.reason().contains(&shown), "{e}");
+        assert!(e.reason().contains(&format!("chmod 600 {shown}")), "{e}");
+        assert!(!e.to_string().contains(PSK), "{e}");
+    }
+    std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = GatewayConfig::from_str(&text, &cfg_path).unwrap();
+    assert_eq!(
+        c.tunnels[0].ike.as_ref().unwrap().psk.expose(),
+        PSK.as_bytes()
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A key log directory that is a symbolic link is refused (whoever owns
+/// the link would choose where the keys go).
+#[test]
+fn symlinked_keylog_dir_is_refused() {
+    let dir = temp_dir("keylogsym");
+    std::fs::create_dir_all(dir.join("real")).unwrap();
+    let _ = std::fs::remove_file(dir.join("link"));
+    std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+    let cfg_path = dir.join("gw.toml");
+    let e = GatewayConfig::from_str(&with_ike("  keylog_dir = \"link\""), &cfg_path).unwrap_err();
+    assert_eq!(e.field(), Some("tunnel[0].ike.keylog_dir"), "{e}");
+    assert!(e.reason().contains("symbolic link"), "{e}");
+    let c = GatewayConfig::from_str(&with_ike("  keylog_dir = \"real\""), &cfg_path).unwrap();
+    assert_eq!(
+        c.tunnels[0].ike.as_ref().unwrap().keylog_dir,
+        Some(dir.join("real"))
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn control_socket_group_and_ike_limits() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.control.socket_group, None);
+    assert_eq!(c.control.ike_half_open_per_source, 5);
+    let control = |lines: &str| format!("[control]\n{lines}\n{}", base());
+    let text = control(
+        "socket_group = \"root\"\nike_cookie_threshold = 0\nike_half_open_max = 64\nike_cookie_secret_lifetime = \"5m\"",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.control.socket_group.as_ref().map(|g| g.gid), Some(0));
+    assert_eq!(
+        (c.control.ike_cookie_threshold, c.control.ike_half_open_max),
+        (0, 64)
+    );
+    assert_eq!(
+        c.control.ike_cookie_secret_lifetime,
+        std::time::Duration::from_secs(300)
+    );
+    assert_invalid(
+        &control("socket_group = \"no-such-group-here\""),
+        "control.socket_group",
+        "no group",
+    );
+    assert_invalid(
+        &control("ike_half_open_max = 0"),
+        "control.ike_half_open_max",
+        "at least 1",
     );
 }
 

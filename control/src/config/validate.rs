@@ -24,7 +24,7 @@ use super::raw::*;
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
     ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, IkeConfig, IkeId,
-    Interface, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, StartAction, Tunnel,
+    Interface, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, SocketGroup, StartAction, Tunnel,
 };
 
 /// TOML text to the raw structs; syntax and type errors keep the parser's
@@ -221,7 +221,57 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
     let log = raw.log.unwrap_or_else(|| "info".to_string());
     tracing_subscriber::EnvFilter::try_new(&log)
         .map_err(|e| cx.err("control.log", format!("\"{log}\" is not a log filter: {e}")))?;
-    Ok(ControlConfig { socket, log })
+    let socket_group = match raw.socket_group {
+        None => None,
+        Some(name) => match nix::unistd::Group::from_name(&name) {
+            Ok(Some(g)) => Some(SocketGroup {
+                name,
+                gid: g.gid.as_raw(),
+            }),
+            _ => {
+                return Err(cx.err(
+                    "control.socket_group",
+                    format!("no group \"{name}\" on this system"),
+                ))
+            }
+        },
+    };
+    let ike_cookie_threshold = raw
+        .ike_cookie_threshold
+        .unwrap_or(crate::ike::Config::DEFAULT_COOKIE_THRESHOLD);
+    let ike_half_open_per_source = raw
+        .ike_half_open_per_source
+        .unwrap_or(crate::ike::Config::DEFAULT_HALF_OPEN_PER_SOURCE);
+    let ike_half_open_max = raw
+        .ike_half_open_max
+        .unwrap_or(crate::ike::Config::DEFAULT_HALF_OPEN_MAX);
+    if ike_half_open_per_source == 0 || ike_half_open_max == 0 {
+        return Err(cx.err(
+            "control.ike_half_open_max",
+            "half-open limits must be at least 1 (or no IKE peer could ever connect)",
+        ));
+    }
+    let ike_cookie_secret_lifetime = match raw.ike_cookie_secret_lifetime {
+        None => Duration::from_millis(crate::ike::Config::DEFAULT_COOKIE_SECRET_LIFETIME_MS),
+        Some(s) => {
+            parse_duration(&s).map_err(|e| cx.err("control.ike_cookie_secret_lifetime", e))?
+        }
+    };
+    if ike_cookie_secret_lifetime < Duration::from_secs(1) {
+        return Err(cx.err(
+            "control.ike_cookie_secret_lifetime",
+            "must be at least 1s (an initiator needs a round trip to return its cookie)",
+        ));
+    }
+    Ok(ControlConfig {
+        socket,
+        socket_group,
+        log,
+        ike_cookie_threshold,
+        ike_half_open_per_source,
+        ike_half_open_max,
+        ike_cookie_secret_lifetime,
+    })
 }
 
 // -------------------------------------------------------------- [[interface]]
@@ -1275,7 +1325,11 @@ fn ike(
                 "must not be empty (leave it out to disable)",
             ))
         }
-        Some(d) => Some(resolve(cx.file, &d)),
+        Some(d) => {
+            let d = resolve(cx.file, &d);
+            check_keylog_dir(&d).map_err(|e| cx.err(p.key("keylog_dir"), e))?;
+            Some(d)
+        }
     };
     Ok(IkeConfig {
         local_id,
@@ -1293,6 +1347,20 @@ fn ike(
         force_encap: r.force_encap.unwrap_or(false),
         keylog_dir,
     })
+}
+
+/// The key log directory must not be a symbolic link (whoever controls
+/// the link would choose where the session keys go) and, if it exists,
+/// must be a directory.
+fn check_keylog_dir(d: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(d) {
+        Ok(m) if m.file_type().is_symlink() => Err(format!(
+            "{} is a symbolic link: give the real directory (keys are never written through links)",
+            d.display()
+        )),
+        Ok(m) if !m.is_dir() => Err(format!("{} exists and is not a directory", d.display())),
+        _ => Ok(()),
+    }
 }
 
 /// A PSK: `0x…` is hex, anything else the UTF-8 bytes of the text.

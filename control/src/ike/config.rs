@@ -311,8 +311,28 @@ pub struct Config {
     /// Pretend a NAT exists so ESP is UDP-encapsulated (as strongSwan's
     /// `encap = yes`, by sending a NAT_DETECTION_SOURCE_IP that cannot match).
     pub force_encap: bool,
-    /// Above this many half-open responder SAs, demand COOKIEs (§2.6).
+    /// Above this many half-open responder SAs (of every engine sharing
+    /// the budget), demand COOKIEs (§2.6).
     pub cookie_threshold: usize,
+    /// Half-open SAs one source that returned a cookie may hold (RFC 8019
+    /// §4.2).
+    pub half_open_per_source: usize,
+    /// Half-open SAs at most (of every engine sharing the budget).
+    pub half_open_max: usize,
+    /// The cookie secret changes this often; a cookie stays valid for one
+    /// to two periods.
+    pub cookie_secret_lifetime_ms: u64,
+}
+
+impl Config {
+    /// Default `cookie_threshold`.
+    pub const DEFAULT_COOKIE_THRESHOLD: usize = 10;
+    /// Default `half_open_per_source`.
+    pub const DEFAULT_HALF_OPEN_PER_SOURCE: usize = 5;
+    /// Default `half_open_max`: a few MB of state with its messages.
+    pub const DEFAULT_HALF_OPEN_MAX: usize = 1024;
+    /// Default `cookie_secret_lifetime_ms`.
+    pub const DEFAULT_COOKIE_SECRET_LIFETIME_MS: u64 = 120_000;
 }
 
 impl Config {
@@ -338,7 +358,10 @@ impl Config {
             start: StartAction::Listen,
             timers: Timers::default(),
             force_encap: false,
-            cookie_threshold: 10,
+            cookie_threshold: Self::DEFAULT_COOKIE_THRESHOLD,
+            half_open_per_source: Self::DEFAULT_HALF_OPEN_PER_SOURCE,
+            half_open_max: Self::DEFAULT_HALF_OPEN_MAX,
+            cookie_secret_lifetime_ms: Self::DEFAULT_COOKIE_SECRET_LIFETIME_MS,
         }
     }
 

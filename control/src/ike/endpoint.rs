@@ -5,10 +5,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use super::admission::{CookieSecret, HalfOpenBudget, Refusal};
 use super::config::{Config, StartAction};
 use super::crypto::{
     child_keymat, ct_eq, derive_ike_keys, nat_detection_hash, psk_auth, skeyseed, skeyseed_rekey,
-    CryptoError, DhGroup, DhSecret, Prf, RngSource, SecretBytes,
+    CryptoError, DhGroup, DhSecret, RngSource, SecretBytes,
 };
 use super::message::*;
 use super::negotiate::{self, Choice, EspChoice};
@@ -110,7 +111,11 @@ pub struct Endpoint {
     /// (SPIi, peer address) of IKE_SA_INIT requests we answered, for
     /// retransmissions (§2.1).
     init_index: HashMap<(u64, SocketAddr), u64>,
-    cookie_secret: SecretBytes,
+    cookies: CookieSecret,
+    /// Half-open SA counts shared with the other tunnels' engines.
+    budget: HalfOpenBudget,
+    /// This engine's half-open responder SAs.
+    half_open: usize,
     transmits: VecDeque<Transmit>,
     events: VecDeque<IkeEvent>,
     stats: Stats,
@@ -122,6 +127,18 @@ impl core::fmt::Debug for Endpoint {
             .field("ike_sas", &self.sas.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Endpoint {
+    /// The budget may be shared with engines that live on: give back the
+    /// places of this one's half-open SAs.
+    fn drop(&mut self) {
+        for sa in self.sas.values_mut() {
+            if let Some(t) = sa.half_open.take() {
+                self.budget.release(t);
+            }
+        }
     }
 }
 
@@ -146,18 +163,29 @@ fn first_error(ps: &[Payload]) -> Option<NotifyType> {
 impl Endpoint {
     /// A new engine. With [`StartAction::Initiate`] the driver still calls
     /// [`Endpoint::initiate`] to start.
-    pub fn new(config: Config, mut rng: Box<dyn RngSource + Send>) -> Result<Self, ApiError> {
+    pub fn new(config: Config, rng: Box<dyn RngSource + Send>) -> Result<Self, ApiError> {
+        Self::with_budget(config, rng, HalfOpenBudget::new())
+    }
+
+    /// A new engine whose half-open SAs count against `budget`, shared
+    /// with other engines (see [`super::admission`]).
+    pub fn with_budget(
+        config: Config,
+        mut rng: Box<dyn RngSource + Send>,
+        budget: HalfOpenBudget,
+    ) -> Result<Self, ApiError> {
         if config.ike_proposals.is_empty() || config.esp_proposals.is_empty() {
             return Err(ApiError::NoProposals);
         }
-        let mut secret = vec![0u8; 32];
-        rng.fill(&mut secret);
+        let cookies = CookieSecret::new(&mut *rng, Timestamp(0), config.cookie_secret_lifetime_ms);
         Ok(Self {
             config,
             rng,
             sas: HashMap::new(),
             init_index: HashMap::new(),
-            cookie_secret: SecretBytes::new(secret),
+            cookies,
+            budget,
+            half_open: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -169,6 +197,28 @@ impl Endpoint {
     }
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+    /// Whether an IKE SA of this engine has our SPI `spi`.
+    pub fn has_ike_sa(&self, spi: u64) -> bool {
+        self.sas.contains_key(&spi)
+    }
+    /// Half-open responder SAs of this engine.
+    pub fn half_open(&self) -> usize {
+        self.half_open
+    }
+    /// Our SPIs of the IKE SAs whose peer has authenticated (established,
+    /// rekeyed or being deleted): datagrams naming one of them are worth
+    /// more than anything unauthenticated.
+    pub fn authenticated_spis(&self) -> impl Iterator<Item = u64> + '_ {
+        self.sas
+            .values()
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    State::Established | State::Rekeyed | State::Deleting
+                )
+            })
+            .map(|s| s.id.0)
     }
     /// Whether the configuration asks this side to initiate.
     pub fn should_initiate(&self) -> bool {
@@ -554,7 +604,21 @@ impl Endpoint {
                 .push_back(IkeEvent::IkeSaDown { ike: sa.id, reason });
         }
         sa.removed = true;
-        self.init_index.retain(|_, v| *v != sa.id.0);
+        self.leave_half_open(sa);
+        if let Some(key) = sa.init_key.take() {
+            if self.init_index.get(&key) == Some(&sa.id.0) {
+                self.init_index.remove(&key);
+            }
+        }
+    }
+
+    /// A responder SA stops being half-open: its place in the budget goes
+    /// back.
+    fn leave_half_open(&mut self, sa: &mut IkeSa) {
+        if let Some(t) = sa.half_open.take() {
+            self.budget.release(t);
+            self.half_open = self.half_open.saturating_sub(1);
+        }
     }
 
     /// Advances timers: retransmissions, DPD, rekeys, expiries.
@@ -841,26 +905,6 @@ impl Endpoint {
         });
     }
 
-    /// COOKIE value, §2.6: `<VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>)`.
-    fn cookie(&self, ni: &[u8], ip: SocketAddr, spi_i: u64) -> Vec<u8> {
-        let ip = match ip.ip() {
-            std::net::IpAddr::V4(a) => a.octets().to_vec(),
-            std::net::IpAddr::V6(a) => a.octets().to_vec(),
-        };
-        let mut v = vec![1u8];
-        v.extend_from_slice(
-            &Prf::HmacSha256.compute(&self.cookie_secret, &[ni, &ip, &spi_i.to_be_bytes()]),
-        );
-        v
-    }
-
-    fn half_open(&self) -> usize {
-        self.sas
-            .values()
-            .filter(|s| s.state == State::HalfOpen)
-            .count()
-    }
-
     fn on_init_request(
         &mut self,
         now: Timestamp,
@@ -921,24 +965,55 @@ impl Endpoint {
             self.stats.malformed += 1;
             return;
         }
-        // §2.6: above the threshold, demand a cookie first.
-        if self.half_open() >= self.config.cookie_threshold {
-            let want = self.cookie(ni, remote, hdr.spi_i);
-            let got = msg.notify(NotifyType::COOKIE).map(|n| n.data.as_slice());
-            if !got.is_some_and(|g| ct_eq(g, &want)) {
-                self.stats.cookies_sent += 1;
-                let r = Self::plain_response(
-                    hdr,
-                    vec![Payload::Notify(Notify::new(NotifyType::COOKIE, want))],
-                );
-                self.send_plain(local, remote, r);
+        // §2.6: above the threshold (all tunnels' half-open SAs together),
+        // demand a cookie first; a valid one proves the source address.
+        if self.cookies.rotate(&mut *self.rng, now) {
+            self.stats.cookie_secret_rotations += 1;
+        }
+        let got = msg.notify(NotifyType::COOKIE).map(|n| n.data.as_slice());
+        let proven = got.is_some_and(|c| self.cookies.check(c, ni, remote.ip(), hdr.spi_i));
+        if got.is_some() && !proven {
+            self.stats.cookies_invalid += 1;
+        }
+        if !proven && self.budget.total() >= self.config.cookie_threshold {
+            let want = self.cookies.make(ni, remote.ip(), hdr.spi_i);
+            self.stats.cookies_sent += 1;
+            let r = Self::plain_response(
+                hdr,
+                vec![Payload::Notify(Notify::new(NotifyType::COOKIE, want))],
+            );
+            self.send_plain(local, remote, r);
+            return;
+        }
+        // RFC 8019 §4.2: a bounded number of half-open SAs per proven
+        // source and in all; beyond them the request is dropped (answering
+        // would cost as much as the attacker spends), before any
+        // Diffie-Hellman work.
+        let (per_source, max) = (self.config.half_open_per_source, self.config.half_open_max);
+        let admitted = self.budget.acquire(remote.ip(), proven, per_source, max);
+        let ticket = match admitted {
+            Ok(t) => t,
+            Err(Refusal::PerSource) => {
+                self.stats.half_open_refused_per_source += 1;
                 return;
             }
-        }
+            Err(Refusal::Global) => {
+                self.stats.half_open_refused_max += 1;
+                return;
+            }
+        };
+        // Released again below unless the SA is made.
+        let mut ticket = Some(ticket);
+        let mut give_back = |ep: &mut Self| {
+            if let Some(t) = ticket.take() {
+                ep.budget.release(t);
+            }
+        };
         let (reply_sa, suite) =
             match negotiate::choose_ike(&self.config.ike_proposals, sa_p, ke.group, &[]) {
                 Ok(x) => x,
                 Err(c) => {
+                    give_back(self);
                     let e = IkeError::from(c);
                     match e {
                         IkeError::InvalidKe(_) => self.stats.invalid_ke_sent += 1,
@@ -953,9 +1028,11 @@ impl Endpoint {
                 }
             };
         let Ok((dh, public)) = DhSecret::generate(suite.dh, &mut *self.rng) else {
+            give_back(self);
             return;
         };
         let Ok(g_ir) = dh.agree(&ke.data) else {
+            give_back(self);
             self.stats.malformed += 1;
             let r = Self::plain_response(
                 hdr,
@@ -969,6 +1046,9 @@ impl Endpoint {
         };
         let spi_r = self.random_u64();
         let mut sa = IkeSa::new(spi_r, false, local, remote, State::HalfOpen, now);
+        sa.half_open = ticket.take();
+        self.half_open += 1;
+        sa.init_key = Some((hdr.spi_i, remote));
         sa.spi_i = hdr.spi_i;
         sa.ni = ni.clone();
         sa.nr = self.nonce();
@@ -1286,6 +1366,7 @@ impl Endpoint {
 
     fn established(&mut self, sa: &mut IkeSa, now: Timestamp) {
         sa.state = State::Established;
+        self.leave_half_open(sa);
         let l = self.config.timers.ike_lifetime_ms;
         sa.rekey_at = Some(self.rekey_time(now, l));
         sa.expire_at = Some(now.plus(l));

@@ -4,6 +4,7 @@
 //! passes in datagrams, the current [`Timestamp`] and a [`RngSource`], and
 //! polls for datagrams to send, the next timeout and events.
 
+pub mod admission;
 pub mod config;
 pub mod crypto;
 pub mod endpoint;
@@ -11,6 +12,7 @@ pub mod message;
 pub mod negotiate;
 pub mod sa;
 
+pub use admission::HalfOpenBudget;
 pub use config::{Config, EspProposal, IkeProposal, StartAction, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint, IkeError};

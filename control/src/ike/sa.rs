@@ -164,6 +164,16 @@ pub struct Stats {
     /// A retransmitted request answered from the response cache.
     pub replayed_responses: u64,
     pub cookies_sent: u64,
+    /// IKE_SA_INITs with a COOKIE we did not make, or made with a secret
+    /// older than the previous one (answered with a fresh cookie when one
+    /// is needed).
+    pub cookies_invalid: u64,
+    pub cookie_secret_rotations: u64,
+    /// IKE_SA_INITs dropped: their (proven) source held
+    /// `half_open_per_source` half-open SAs (RFC 8019 §4.2).
+    pub half_open_refused_per_source: u64,
+    /// IKE_SA_INITs dropped: `half_open_max` half-open SAs existed.
+    pub half_open_refused_max: u64,
     pub invalid_ke_sent: u64,
     pub no_proposal_chosen: u64,
     pub auth_failures: u64,
@@ -287,6 +297,11 @@ pub(crate) struct IkeSa {
     pub rekey_at: Option<Timestamp>,
     pub expire_at: Option<Timestamp>,
     pub removed: bool,
+    /// A responder's place in the half-open budget while half-open.
+    pub half_open: Option<super::admission::Ticket>,
+    /// (SPIi, peer address) of the IKE_SA_INIT that made this responder
+    /// SA: its key in the retransmission index.
+    pub init_key: Option<(u64, SocketAddr)>,
 }
 
 impl IkeSa {
@@ -330,6 +345,8 @@ impl IkeSa {
             rekey_at: None,
             expire_at: None,
             removed: false,
+            half_open: None,
+            init_key: None,
         }
     }
 

@@ -7,12 +7,15 @@
 //!   resolution, ICMP errors (TTL, PMTU) and TCP MSS clamping.
 //! - [`neigh`]: the neighbour table (ARP / IPv6 ND cache).
 //! - [`msg`]: the messages between the control thread and the workers.
+//! - [`queues`]: the separate queues from the workers to the control
+//!   thread.
 //! - [`worker`]: the poll-mode loop over DPDK queues.
 #![forbid(unsafe_code)]
 
 pub mod msg;
 pub mod neigh;
 pub mod node;
+pub mod queues;
 pub mod worker;
 
 #[cfg(test)]
@@ -24,4 +27,5 @@ pub use msg::{
 };
 pub use neigh::NeighbourTable;
 pub use node::{GwDrop, Interface, Node, NodeCounters, PacketPool, Role};
+pub use queues::{control_queues, FromWorkers, KnownIkeSpis, QueueDrops, ToControl};
 pub use worker::{thread_cpu_time, Worker, WorkerPorts};

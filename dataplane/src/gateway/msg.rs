@@ -358,6 +358,8 @@ pub struct WorkerStats {
     pub worker: u16,
     /// Gateway-level counters (forwarding, host, drops by reason).
     pub node: NodeCounters,
+    /// Messages the queues to the control thread had no room for.
+    pub queue_drops: super::queues::QueueDrops,
     /// ESP counters of the worker as a whole.
     pub esp: WorkerCounters,
     /// Drops not attributable to an SA, inbound (unknown SPI, ...).

@@ -5,7 +5,8 @@
 //! SA changes never stalls forwarding for more than a burst), receive a
 //! burst from every port and run each frame through the [`Node`], take
 //! packets other workers handed over, then transmit per port and pass
-//! punts, learned neighbours and SA events to the control thread.
+//! punts, learned neighbours and SA events to the control thread, each on
+//! its own queue ([`super::queues`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use super::msg::{
     POLL_GAP_BUCKETS,
 };
 use super::node::{GwDrop, Node, PacketPool};
+use super::queues::{QueueDrops, ToControl};
 
 /// Control messages applied per poll at most.
 const CONTROL_PER_POLL: usize = 64;
@@ -79,7 +81,8 @@ pub struct Worker {
     ports: WorkerPorts,
     pool: MbufPool,
     control: Receiver<ControlMsg>,
-    to_control: Sender<WorkerMsg>,
+    to_control: ToControl,
+    queue_drops: QueueDrops,
     handoff_in: Arc<ArrayQueue<Handoff<Mbuf>>>,
     handoff_out: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>>,
     idle_sleep: Duration,
@@ -117,7 +120,7 @@ impl Worker {
         ports: WorkerPorts,
         pool: Mempool,
         control: Receiver<ControlMsg>,
-        to_control: Sender<WorkerMsg>,
+        to_control: ToControl,
         handoff_in: Arc<ArrayQueue<Handoff<Mbuf>>>,
         handoff_out: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>>,
         idle_sleep: Duration,
@@ -129,6 +132,7 @@ impl Worker {
             pool: MbufPool(pool),
             control,
             to_control,
+            queue_drops: QueueDrops::default(),
             handoff_in,
             handoff_out,
             idle_sleep,
@@ -284,6 +288,7 @@ impl Worker {
         stats.freed_at_stop = freed;
         let _ = self
             .to_control
+            .events
             .send(WorkerMsg::Stopped(Box::new(stats.clone())));
         stats
     }
@@ -306,27 +311,15 @@ impl Worker {
                 self.node.counters.drops[GwDrop::HandoffFull.index()] += 1;
             }
         }
-        for (iface, packet) in self.node.punts.drain(..) {
-            let msg = WorkerMsg::Punt {
-                worker: self.id,
-                iface,
-                packet,
-            };
-            if self.to_control.try_send(msg).is_err() {
-                self.node.counters.drops[GwDrop::PuntFull.index()] += 1;
-            }
-        }
-        for (ip, mac, iface) in self.node.learned.drain(..) {
-            let _ = self
-                .to_control
-                .try_send(WorkerMsg::NeighbourLearned { ip, mac, iface });
-        }
-        for event in self.node.events.drain(..) {
-            let _ = self.to_control.try_send(WorkerMsg::Event {
-                worker: self.id,
-                event,
-            });
-        }
+        let node = &mut self.node;
+        let full = self.to_control.pass_on(
+            self.id,
+            &mut node.punts,
+            &mut node.learned,
+            &mut node.events,
+            &mut self.queue_drops,
+        );
+        node.counters.drops[GwDrop::PuntFull.index()] += full;
     }
 
     fn apply(&mut self, msg: ControlMsg) {
@@ -410,7 +403,7 @@ impl Worker {
     fn tables_to_control(&mut self) {
         if let Some((inbound, owners)) = self.node.spares_wanted() {
             // If the queue is full the maps allocate their own.
-            let _ = self.to_control.try_send(WorkerMsg::WantSpares {
+            let _ = self.to_control.events.try_send(WorkerMsg::WantSpares {
                 worker: self.id,
                 inbound,
                 owners,
@@ -424,7 +417,7 @@ impl Worker {
     /// Hands something replaced back to the control thread to be freed
     /// there (if its queue is full, it is freed here after all).
     fn retire(&self, what: Retired) {
-        let _ = self.to_control.try_send(WorkerMsg::Retired(what));
+        let _ = self.to_control.events.try_send(WorkerMsg::Retired(what));
     }
 
     /// A snapshot of this worker's own counters, without the per-SA lists.
@@ -433,6 +426,7 @@ impl Worker {
         WorkerStats {
             worker: self.id,
             node: self.node.counters,
+            queue_drops: self.queue_drops,
             esp: Default::default(),
             inbound_unattributed: engine.inbound().counters.snapshot(),
             outbound_unattributed: engine.outbound_counters.snapshot(),

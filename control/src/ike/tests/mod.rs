@@ -1,5 +1,6 @@
 //! Engine tests without a network: two engines back to back.
 
+mod flood;
 mod util;
 
 use proptest::prelude::*;

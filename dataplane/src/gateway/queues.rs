@@ -1,0 +1,368 @@
+//! The queues from the workers to the control thread.
+//!
+//! Anyone on the WAN can send UDP to port 500, and every such datagram is
+//! punted to the control thread. With one shared queue, a flood of
+//! spoofed IKE_SA_INITs filled it and took the SA lifetime events (which
+//! drive rekeys), learned neighbours and the established IKE SAs' own
+//! exchanges down with it. So each kind has its own bounded queue:
+//! - `events`: SA events and the workers' housekeeping (spare tables,
+//!   retired objects, final statistics);
+//! - `neighbours`: learned ARP/ND entries;
+//! - `ike`: IKE datagrams whose SPI is one of our authenticated IKE SAs
+//!   ([`KnownIkeSpis`], kept by the control thread);
+//! - `ike_new`: every other IKE datagram (IKE_SA_INIT, half-open SAs,
+//!   unknown SPIs), which the control thread serves last and with a
+//!   budget per poll.
+//!
+//! A full queue drops only its own kind, counted by reason in
+//! [`QueueDrops`] (the unauthenticated IKE queue in
+//! [`GwDrop::PuntFull`](super::GwDrop::PuntFull)).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam::channel::{bounded, Receiver, Sender};
+
+use crate::esp::EngineEvent;
+
+use super::msg::WorkerMsg;
+
+/// Capacity of each queue.
+pub const EVENT_QUEUE: usize = 4096;
+/// See [`EVENT_QUEUE`].
+pub const NEIGHBOUR_QUEUE: usize = 1024;
+/// See [`EVENT_QUEUE`].
+pub const IKE_QUEUE: usize = 1024;
+/// See [`EVENT_QUEUE`].
+pub const IKE_NEW_QUEUE: usize = 1024;
+
+/// Slots probed for one SPI.
+const PROBES: usize = 8;
+
+/// Our SPIs of the authenticated IKE SAs, for the workers to tell an
+/// established IKE SA's datagrams from unauthenticated ones. A fixed
+/// open-addressing table of atomics: the control thread writes, workers
+/// read without locks. A reader that races a rewrite may miss an SPI for
+/// that moment (the datagram then waits in the unauthenticated queue) or
+/// see one just removed; neither changes what the IKE engine accepts.
+#[derive(Debug)]
+pub struct KnownIkeSpis {
+    slots: Box<[AtomicU64]>,
+}
+
+impl KnownIkeSpis {
+    /// A table for about `capacity` SPIs.
+    pub fn new(capacity: usize) -> Self {
+        let n = (capacity.max(16) * 2).next_power_of_two();
+        Self {
+            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn home(&self, spi: u64) -> usize {
+        // Our SPIs come from the system RNG: their low bits are uniform.
+        (spi as usize) & (self.slots.len() - 1)
+    }
+
+    /// Makes `spis` the known set (zero SPIs are ignored). Returns how many
+    /// did not fit.
+    pub fn replace(&self, spis: impl IntoIterator<Item = u64>) -> usize {
+        let mut layout = vec![0u64; self.slots.len()];
+        let mut missed = 0;
+        for spi in spis {
+            if spi == 0 {
+                continue;
+            }
+            let home = self.home(spi);
+            let free = (0..PROBES)
+                .map(|i| (home + i) & (layout.len() - 1))
+                .find(|&i| layout[i] == 0 || layout[i] == spi);
+            match free {
+                Some(i) => layout[i] = spi,
+                None => missed += 1,
+            }
+        }
+        for (slot, v) in self.slots.iter().zip(layout) {
+            if slot.load(Ordering::Relaxed) != v {
+                slot.store(v, Ordering::Relaxed);
+            }
+        }
+        missed
+    }
+
+    /// Whether `spi` is one of ours.
+    pub fn contains(&self, spi: u64) -> bool {
+        if spi == 0 {
+            return false;
+        }
+        let home = self.home(spi);
+        (0..PROBES)
+            .any(|i| self.slots[(home + i) & (self.slots.len() - 1)].load(Ordering::Relaxed) == spi)
+    }
+}
+
+/// Our SPI in a punted IKE datagram (the whole IP packet): the responder's
+/// SPI when the sender is the original initiator, else the initiator's
+/// (RFC 7296 §3.1). `None` for anything that is not plainly an IKE header
+/// on UDP 500 or on 4500 after the non-ESP marker (RFC 3948 §2.2).
+pub fn our_ike_spi(packet: &[u8]) -> Option<u64> {
+    let udp = match packet.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(packet[0] & 0x0f) * 4;
+            // Protocol UDP, not a fragment.
+            let frag = u16::from_be_bytes([*packet.get(6)?, *packet.get(7)?]);
+            if *packet.get(9)? != 17 || frag & 0x3fff != 0 || ihl < 20 {
+                return None;
+            }
+            packet.get(ihl..)?
+        }
+        6 => {
+            if *packet.get(6)? != 17 {
+                return None;
+            }
+            packet.get(40..)?
+        }
+        _ => return None,
+    };
+    let dport = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
+    let ike = match dport {
+        500 => udp.get(8..)?,
+        4500 => match udp.get(8..12)? {
+            [0, 0, 0, 0] => udp.get(12..)?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let spi_i = u64::from_be_bytes(ike.get(0..8)?.try_into().ok()?);
+    let spi_r = u64::from_be_bytes(ike.get(8..16)?.try_into().ok()?);
+    let initiator = ike.get(19)? & 0x08 != 0;
+    let ours = if initiator { spi_r } else { spi_i };
+    (ours != 0).then_some(ours)
+}
+
+/// Messages a worker could not queue, by queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDrops {
+    /// SA events (lifetime, sequence number): a rekey may start late.
+    pub events: u64,
+    /// Learned neighbours (other workers learn them on their own).
+    pub neighbours: u64,
+    /// Datagrams of authenticated IKE SAs.
+    pub ike: u64,
+}
+
+impl QueueDrops {
+    /// `(name, value)` for statistics.
+    pub fn fields(&self) -> [(&'static str, u64); 3] {
+        [
+            ("events_full", self.events),
+            ("neighbours_full", self.neighbours),
+            ("ike_full", self.ike),
+        ]
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &QueueDrops) {
+        self.events += other.events;
+        self.neighbours += other.neighbours;
+        self.ike += other.ike;
+    }
+}
+
+/// A worker's ends of the queues.
+#[derive(Debug, Clone)]
+pub struct ToControl {
+    /// SA events and housekeeping.
+    pub events: Sender<WorkerMsg>,
+    /// Learned neighbours.
+    pub neighbours: Sender<WorkerMsg>,
+    /// IKE datagrams of authenticated IKE SAs.
+    pub ike: Sender<WorkerMsg>,
+    /// Every other IKE datagram.
+    pub ike_new: Sender<WorkerMsg>,
+    /// Which IKE SPIs are authenticated.
+    pub known: Arc<KnownIkeSpis>,
+}
+
+/// The control thread's ends.
+#[derive(Debug)]
+pub struct FromWorkers {
+    /// See [`ToControl::events`].
+    pub events: Receiver<WorkerMsg>,
+    /// See [`ToControl::neighbours`].
+    pub neighbours: Receiver<WorkerMsg>,
+    /// See [`ToControl::ike`].
+    pub ike: Receiver<WorkerMsg>,
+    /// See [`ToControl::ike_new`].
+    pub ike_new: Receiver<WorkerMsg>,
+}
+
+/// The queues, with the default capacities.
+pub fn control_queues(known: Arc<KnownIkeSpis>) -> (ToControl, FromWorkers) {
+    control_queues_with(
+        known,
+        [EVENT_QUEUE, NEIGHBOUR_QUEUE, IKE_QUEUE, IKE_NEW_QUEUE],
+    )
+}
+
+/// The queues with capacities `[events, neighbours, ike, ike_new]`.
+pub fn control_queues_with(known: Arc<KnownIkeSpis>, caps: [usize; 4]) -> (ToControl, FromWorkers) {
+    let (e_tx, e_rx) = bounded(caps[0]);
+    let (n_tx, n_rx) = bounded(caps[1]);
+    let (i_tx, i_rx) = bounded(caps[2]);
+    let (u_tx, u_rx) = bounded(caps[3]);
+    (
+        ToControl {
+            events: e_tx,
+            neighbours: n_tx,
+            ike: i_tx,
+            ike_new: u_tx,
+            known,
+        },
+        FromWorkers {
+            events: e_rx,
+            neighbours: n_rx,
+            ike: i_rx,
+            ike_new: u_rx,
+        },
+    )
+}
+
+impl ToControl {
+    /// Passes on what one poll of worker `worker` produced: punted IKE
+    /// datagrams (`(interface, IP packet)`), learned neighbours and SA
+    /// events, each to its queue. Returns how many unauthenticated IKE
+    /// datagrams found their queue full; the other kinds' drops go to
+    /// `drops`.
+    pub fn pass_on(
+        &self,
+        worker: u16,
+        punts: &mut Vec<(u16, Vec<u8>)>,
+        learned: &mut Vec<(IpAddr, [u8; 6], u16)>,
+        events: &mut Vec<EngineEvent>,
+        drops: &mut QueueDrops,
+    ) -> u64 {
+        // Events first: they are what a full system must not lose.
+        for event in events.drain(..) {
+            if self
+                .events
+                .try_send(WorkerMsg::Event { worker, event })
+                .is_err()
+            {
+                drops.events += 1;
+            }
+        }
+        for (ip, mac, iface) in learned.drain(..) {
+            let msg = WorkerMsg::NeighbourLearned { ip, mac, iface };
+            if self.neighbours.try_send(msg).is_err() {
+                drops.neighbours += 1;
+            }
+        }
+        let mut new_full = 0;
+        for (iface, packet) in punts.drain(..) {
+            let known = our_ike_spi(&packet).is_some_and(|s| self.known.contains(s));
+            let msg = WorkerMsg::Punt {
+                worker,
+                iface,
+                packet,
+            };
+            if known {
+                if self.ike.try_send(msg).is_err() {
+                    drops.ike += 1;
+                }
+            } else if self.ike_new.try_send(msg).is_err() {
+                new_full += 1;
+            }
+        }
+        new_full
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::esp::{SaEvent, Spi};
+
+    /// IPv4/UDP to port `dport` carrying an IKE header.
+    fn ike_packet(dport: u16, spi_i: u64, spi_r: u64, initiator: bool) -> Vec<u8> {
+        let mut ike = Vec::new();
+        if dport == 4500 {
+            ike.extend_from_slice(&[0; 4]);
+        }
+        ike.extend_from_slice(&spi_i.to_be_bytes());
+        ike.extend_from_slice(&spi_r.to_be_bytes());
+        ike.extend_from_slice(&[33, 0x20, 34, if initiator { 0x08 } else { 0x20 }]);
+        ike.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 28]);
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&[198, 51, 100, 1, 192, 0, 2, 1]);
+        p.extend_from_slice(&500u16.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0]);
+        p.extend_from_slice(&ike);
+        p
+    }
+
+    #[test]
+    fn our_spi_by_role_and_port() {
+        assert_eq!(our_ike_spi(&ike_packet(500, 7, 9, true)), Some(9));
+        assert_eq!(our_ike_spi(&ike_packet(500, 7, 9, false)), Some(7));
+        assert_eq!(our_ike_spi(&ike_packet(4500, 7, 9, true)), Some(9));
+        // IKE_SA_INIT request: no SPI of ours yet.
+        assert_eq!(our_ike_spi(&ike_packet(500, 7, 0, true)), None);
+        assert_eq!(our_ike_spi(&[0x45; 10]), None);
+    }
+
+    #[test]
+    fn known_spis_replace_and_lookup() {
+        let k = KnownIkeSpis::new(4);
+        assert_eq!(k.replace([1, 33, 65, 97]), 0);
+        assert!(k.contains(33) && k.contains(97) && !k.contains(2));
+        k.replace([2]);
+        assert!(k.contains(2) && !k.contains(33));
+    }
+
+    /// A flood of unauthenticated IKE datagrams fills its own queue; the
+    /// worker still delivers an SA lifetime event, a learned neighbour and
+    /// a datagram of an established IKE SA, and counts the flood's drops.
+    #[test]
+    fn full_ike_queue_does_not_starve_events() {
+        let known = Arc::new(KnownIkeSpis::new(4));
+        known.replace([0xabcd]);
+        let (to, from) = control_queues_with(known, [8, 8, 8, 8]);
+        let mut drops = QueueDrops::default();
+        let mut punts: Vec<(u16, Vec<u8>)> = (0..100)
+            .map(|i| (1, ike_packet(500, 1000 + i, 0, true)))
+            .collect();
+        let spi = Spi::new(0x1234).unwrap();
+        let mut events = vec![EngineEvent::Inbound(spi, SaEvent::SoftLifetime)];
+        let mut learned = vec![("192.0.2.2".parse().unwrap(), [2, 0, 0, 0, 0, 1], 1)];
+        let full = to.pass_on(0, &mut punts, &mut learned, &mut events, &mut drops);
+        assert_eq!(full, 92);
+        // The flood goes on; the established IKE SA's rekey and the next
+        // lifetime event still get through.
+        punts.extend((0..100).map(|i| (1, ike_packet(500, 2000 + i, 0, true))));
+        punts.push((1, ike_packet(4500, 0x5555, 0xabcd, true)));
+        events.push(EngineEvent::Inbound(spi, SaEvent::SoftLifetime));
+        let full = to.pass_on(0, &mut punts, &mut learned, &mut events, &mut drops);
+        assert_eq!(full, 100);
+        assert_eq!(drops, QueueDrops::default());
+        assert_eq!(from.events.len(), 2);
+        assert!(matches!(
+            from.events.try_recv(),
+            Ok(WorkerMsg::Event {
+                event: EngineEvent::Inbound(_, SaEvent::SoftLifetime),
+                ..
+            })
+        ));
+        assert!(matches!(
+            from.neighbours.try_recv(),
+            Ok(WorkerMsg::NeighbourLearned { .. })
+        ));
+        let Ok(WorkerMsg::Punt { packet, .. }) = from.ike.try_recv() else {
+            panic!("established IKE SA's datagram lost");
+        };
+        assert_eq!(our_ike_spi(&packet), Some(0xabcd));
+        assert_eq!(from.ike_new.len(), 8);
+    }
+}
