@@ -389,11 +389,51 @@ pub struct Spd {
     entries: Vec<Entry>,
     next_order: u32,
     /// Built on the first lookup after a change, or by [`Spd::compile`].
-    compiled: OnceLock<Arc<Classifier>>,
+    compiled: OnceLock<Arc<Compiled>>,
     /// A worker's flow cache travelling with the SPD: an empty one sized
     /// for it ([`Spd::with_flow_cache`], built on the control thread), or
     /// on the way back the one it replaced (freed on the control thread).
     flow_cache: ShippedCache,
+}
+
+/// The classifiers of an SPD.
+#[derive(Debug)]
+struct Compiled {
+    /// Over every policy: rule `i` is `entries[i]`.
+    main: Classifier,
+    /// For keys whose ports are unknown, when some policy has specific
+    /// ports (else `main` answers those too: see [`Spd::lookup_opaque`]).
+    opaque: Option<OpaqueClassifier>,
+}
+
+/// The classifier of [`Spd::lookup_opaque`] when some policy names ports:
+/// in rank order, each ANY-port policy as it is, each PROTECT or DISCARD
+/// policy with specific ports widened to ANY ports as a guard, and no
+/// BYPASS policy with specific ports.
+#[derive(Debug)]
+struct OpaqueClassifier {
+    classifier: Classifier,
+    /// Per rule: the entry of an ANY-port policy, or `None` for a guard.
+    rules: Vec<Option<u32>>,
+}
+
+/// What the SPD says about a packet whose ports are unknown
+/// ([`Spd::lookup_opaque`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpaqueMatch<'a> {
+    /// This policy, whose ports are ANY, decides.
+    Policy(&'a Policy),
+    /// No policy matches (RFC 4301 §5.1: discard).
+    NoPolicy,
+    /// A PROTECT or DISCARD policy with specific ports that ranks first
+    /// may cover the packet's flow: the packet can be neither bypassed
+    /// nor protected with certainty, and is dropped.
+    PortSpecific,
+}
+
+/// Whether both port ranges of `s` are ANY.
+fn any_ports(s: &Selector) -> bool {
+    s.src_ports == (0..=u16::MAX) && s.dst_ports == (0..=u16::MAX)
 }
 
 /// An optional boxed [`SpdCache`] that is not cloned with its SPD (each
@@ -498,10 +538,39 @@ impl Spd {
     /// path calls this before shipping an SPD to workers, so that no worker
     /// builds it on its first packet. Idempotent.
     pub fn compile(&self) -> &Classifier {
+        &self.compiled().main
+    }
+
+    fn compiled(&self) -> &Compiled {
         self.compiled.get_or_init(|| {
-            Arc::new(Classifier::build(
-                self.entries.iter().map(|e| &e.policy.selector),
-            ))
+            let main = Classifier::build(self.entries.iter().map(|e| &e.policy.selector));
+            let opaque = self
+                .entries
+                .iter()
+                .any(|e| !any_ports(&e.policy.selector))
+                .then(|| {
+                    let mut rules = Vec::new();
+                    let mut selectors = Vec::new();
+                    for (i, e) in self.entries.iter().enumerate() {
+                        let s = &e.policy.selector;
+                        if any_ports(s) {
+                            rules.push(Some(i as u32));
+                            selectors.push(s.clone());
+                        } else if e.policy.action != Action::Bypass {
+                            rules.push(None);
+                            selectors.push(
+                                s.clone()
+                                    .with_src_ports(0..=u16::MAX)
+                                    .with_dst_ports(0..=u16::MAX),
+                            );
+                        }
+                    }
+                    OpaqueClassifier {
+                        classifier: Classifier::build(&selectors),
+                        rules,
+                    }
+                });
+            Arc::new(Compiled { main, opaque })
         })
     }
 
@@ -546,6 +615,43 @@ impl Spd {
     #[inline]
     pub fn lookup_with_id(&self, key: &FlowKey) -> Option<(PolicyId, &Policy)> {
         self.lookup_entry(key).map(|e| (e.id, &e.policy))
+    }
+
+    /// The decision for a packet whose ports are unknown (a
+    /// [`PacketKey`](super::PacketKey) that is `opaque`): `key`'s ports
+    /// are ignored. Does not allocate once compiled.
+    ///
+    /// RFC 4301 §7.1: a non-initial fragment is matched "only against SPD
+    /// entries with ANY port selectors" (an OPAQUE port matches ANY only,
+    /// §4.4.1.1), so a BYPASS policy with specific ports never passes one.
+    /// The first ANY-port policy matching its addresses and protocol would
+    /// decide, but a PROTECT or DISCARD policy with specific ports ranked
+    /// before it may be the one the whole datagram falls under: then the
+    /// packet is [`OpaqueMatch::PortSpecific`] and dropped, never bypassed
+    /// (a broader BYPASS would otherwise carry a fragment of a protected
+    /// flow in clear).
+    ///
+    /// Reassembling on the protected side first (so that every packet has
+    /// its ports) would decide such fragments exactly, at the price of
+    /// per-datagram state that any LAN host can fill; RFC 4301 §7.3 makes
+    /// that a local choice. Dropping them costs only flows that are both
+    /// fragmented and under a port-specific PROTECT policy.
+    pub fn lookup_opaque(&self, key: &FlowKey) -> OpaqueMatch<'_> {
+        let c = self.compiled();
+        let entry = match &c.opaque {
+            None => c.main.classify(key),
+            Some(o) => match o.classifier.classify(key) {
+                None => None,
+                Some(rule) => match o.rules.get(rule).copied().flatten() {
+                    Some(i) => Some(i as usize),
+                    None => return OpaqueMatch::PortSpecific,
+                },
+            },
+        };
+        match entry.and_then(|i| self.entries.get(i)) {
+            Some(e) => OpaqueMatch::Policy(&e.policy),
+            None => OpaqueMatch::NoPolicy,
+        }
     }
 
     #[inline]
@@ -954,6 +1060,113 @@ mod tests {
             .filter(|(_, p)| p.selector.matches(key))
             .min_by_key(|(id, p)| (p.priority, *id))
             .map(|(id, _)| *id)
+    }
+
+    /// Linear reference of [`Spd::lookup_opaque`]: in rank order, the
+    /// first policy that could match whatever the ports decides if its
+    /// ports are ANY, makes the packet ambiguous if it is a port-specific
+    /// PROTECT or DISCARD, and is skipped if it is a port-specific BYPASS.
+    fn linear_opaque<'a>(rules: &'a [(PolicyId, Policy)], key: &FlowKey) -> OpaqueMatch<'a> {
+        let mut sorted: Vec<&(PolicyId, Policy)> = rules.iter().collect();
+        sorted.sort_by_key(|(id, p)| (p.priority, *id));
+        for (_, p) in sorted {
+            let wide = p
+                .selector
+                .clone()
+                .with_src_ports(0..=u16::MAX)
+                .with_dst_ports(0..=u16::MAX);
+            if !wide.matches(key) {
+                continue;
+            }
+            if any_ports(&p.selector) {
+                return OpaqueMatch::Policy(p);
+            }
+            if p.action != Action::Bypass {
+                return OpaqueMatch::PortSpecific;
+            }
+        }
+        OpaqueMatch::NoPolicy
+    }
+
+    #[test]
+    fn opaque_ports_match_any_port_policies_only() {
+        let site = Selector::new(p("10.1.0.0/16"), p("10.2.0.0/16"));
+        let dns = site.clone().with_protocol(17).with_dst_ports(53..=53);
+        let web = site.clone().with_protocol(6).with_dst_ports(443..=443);
+        let other = Selector::new(p("10.1.0.0/16"), p("10.3.0.0/16"));
+        let spd = Spd::from_policies([
+            policy(dns, Action::Bypass, 1),
+            policy(web, Action::Protect(SaRef(1)), 2),
+            policy(other, Action::Protect(SaRef(2)), 3),
+            policy(site, Action::Bypass, 4),
+        ])
+        .unwrap();
+        let action = |k: FlowKey| match spd.lookup_opaque(&k) {
+            OpaqueMatch::Policy(p) => Ok(p.action),
+            m => Err(m),
+        };
+        // UDP: the port-specific BYPASS is skipped, the broad one decides.
+        assert_eq!(
+            action(key("10.1.0.9", "10.2.0.9", 17, 0, 0)),
+            Ok(Action::Bypass)
+        );
+        // TCP might be the protected web flow: never bypassed.
+        assert_eq!(
+            action(key("10.1.0.9", "10.2.0.9", 6, 0, 0)),
+            Err(OpaqueMatch::PortSpecific)
+        );
+        assert_eq!(
+            action(key("10.1.0.9", "10.3.0.9", 6, 0, 0)),
+            Ok(Action::Protect(SaRef(2)))
+        );
+        assert_eq!(
+            action(key("10.9.0.9", "10.2.0.9", 6, 0, 0)),
+            Err(OpaqueMatch::NoPolicy)
+        );
+        // Without port-specific policies the main classifier answers.
+        let plain = Spd::from_policies([policy(
+            Selector::new(p("10.1.0.0/16"), p("10.2.0.0/16")),
+            Action::Protect(SaRef(3)),
+            1,
+        )])
+        .unwrap();
+        assert!(matches!(
+            plain.lookup_opaque(&key("10.1.0.9", "10.2.0.9", 6, 0, 0)),
+            OpaqueMatch::Policy(p) if p.action == Action::Protect(SaRef(3))
+        ));
+        assert_eq!(
+            Spd::new().lookup_opaque(&key("10.1.0.9", "10.2.0.9", 6, 0, 0)),
+            OpaqueMatch::NoPolicy
+        );
+    }
+
+    proptest! {
+        /// `lookup_opaque` answers what the linear reference does, and a
+        /// packet it lets bypass matches a BYPASS policy with ANY ports
+        /// that no PROTECT or DISCARD policy ranked before it could
+        /// pre-empt, whatever the packet's real ports are.
+        #[test]
+        fn lookup_opaque_matches_linear_model(
+            policies in prop::collection::vec(policy_strategy(), 0..60),
+            keys in prop::collection::vec(key_strategy(), 1..60),
+        ) {
+            let spd = Spd::from_policies(policies.iter().cloned()).unwrap();
+            let model: Vec<(PolicyId, Policy)> = spd.iter().map(|(id, p)| (id, p.clone())).collect();
+            for k in &keys {
+                let got = spd.lookup_opaque(k);
+                prop_assert_eq!(got, linear_opaque(&model, k));
+                if let OpaqueMatch::Policy(p) = got {
+                    if p.action == Action::Bypass {
+                        for port in [0u16, 1, 7, 53, u16::MAX] {
+                            let real = FlowKey { sport: port, dport: port.wrapping_add(3), ..*k };
+                            if FlowKey::proto_has_ports(k.proto) {
+                                prop_assert_eq!(spd.lookup(&real).map(|p| p.action), Some(Action::Bypass));
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     proptest! {

@@ -32,8 +32,9 @@ use ipnet::IpNet;
 use crate::buf::PacketBuf;
 use crate::esp::SpiMap;
 use crate::esp::{
-    flow_key, locate_esp_header_verified, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey,
-    InboundOutcome, InboundSa, OutboundSa, SaHint, SaRef, Spd, Spi,
+    locate_esp_header_verified, packet_key, Action, DropReason, EngineEvent, EspEngine,
+    EspLocation, FlowKey, InboundOutcome, InboundSa, OutboundSa, PacketKey, SaHint, SaRef, Spd,
+    Spi,
 };
 use crate::esp::{Chunked, SlotVec};
 use crate::route::RouteTable;
@@ -608,8 +609,10 @@ impl<B: PacketBuf> Node<B> {
         } else {
             let mut hints = [None; N];
             for (h, p) in hints.iter_mut().zip(&pkts[..n]) {
-                if let Some(Ok(key)) = ip(p.data()).map(flow_key) {
-                    *h = Some(self.engine.flow_hint(&key));
+                if let Some(Ok(k)) = ip(p.data()).map(packet_key) {
+                    if !k.opaque {
+                        *h = Some(self.engine.flow_hint(&k.key));
+                    }
                 }
             }
             let mut slots: [Option<SaRef>; N] = [None; N];
@@ -847,41 +850,49 @@ impl<B: PacketBuf> Node<B> {
             if esp_spi(pkt.data(), &loc).is_some_and(|spi| self.spi_owner.contains_key(spi)) {
                 return self.esp_input_located(in_if, pkt, loc, pool);
             }
-            let Ok(key) = flow_key(pkt.data()) else {
-                return self.drop_gw(GwDrop::BadFrame);
+            let PacketKey { key, opaque } = match packet_key(pkt.data()) {
+                Ok(k) => k,
+                Err(DropReason::OpaquePorts) => return self.drop_esp(DropReason::OpaquePorts),
+                Err(_) => return self.drop_gw(GwDrop::BadFrame),
             };
             // RFC 4301 §5.2: look the packet up as the reverse flow; if
             // policy protects that flow, plaintext must not be accepted.
-            let reverse = FlowKey {
-                src: key.dst,
-                dst: key.src,
-                proto: key.proto,
-                sport: key.dport,
-                dport: key.sport,
+            let reverse = PacketKey {
+                key: FlowKey {
+                    src: key.dst,
+                    dst: key.src,
+                    proto: key.proto,
+                    sport: key.dport,
+                    dport: key.sport,
+                },
+                opaque,
             };
-            match self.engine.policy_action(&reverse) {
-                Some(crate::esp::Action::Bypass) => self.forward(in_if, pkt, pool),
-                Some(crate::esp::Action::Protect(_)) => self.drop_gw(GwDrop::UnprotectedInbound),
-                Some(crate::esp::Action::Discard) => self.drop_esp(DropReason::PolicyDiscard),
-                None => self.drop_esp(DropReason::NoPolicy),
+            match self.engine.packet_action(&reverse) {
+                Ok(Action::Bypass) => self.forward(in_if, pkt, pool),
+                Ok(Action::Protect(_)) => self.drop_gw(GwDrop::UnprotectedInbound),
+                Ok(Action::Discard) => self.drop_esp(DropReason::PolicyDiscard),
+                Err(r) => self.drop_esp(r),
             }
         } else {
             // Borrowed where it was built: moving the key out of the
             // `Result` copied it in eight-byte words over field-sized
             // stores, a store-forwarding stall per packet.
-            let key = flow_key(pkt.data());
-            let Ok(key) = &key else {
-                return self.drop_gw(GwDrop::BadFrame);
+            let key = packet_key(pkt.data());
+            let key = match &key {
+                Ok(k) => k,
+                Err(DropReason::OpaquePorts) => {
+                    return self.engine_outbound_drop(DropReason::OpaquePorts)
+                }
+                Err(_) => return self.drop_gw(GwDrop::BadFrame),
             };
-            match self.engine.policy_action(key) {
-                Some(crate::esp::Action::Protect(slot)) => {
-                    self.protect(in_if, slot, pkt, pool, true)
-                }
-                Some(crate::esp::Action::Bypass) => self.forward(in_if, pkt, pool),
-                Some(crate::esp::Action::Discard) => {
-                    self.engine_outbound_drop(DropReason::PolicyDiscard);
-                }
-                None => self.engine_outbound_drop(DropReason::NoPolicy),
+            // A packet whose ports are unknown (a non-initial fragment) is
+            // decided by the ANY-port policies alone and never from the
+            // flow cache (see `Spd::lookup_opaque`).
+            match self.engine.packet_action(key) {
+                Ok(Action::Protect(slot)) => self.protect(in_if, slot, pkt, pool, true),
+                Ok(Action::Bypass) => self.forward(in_if, pkt, pool),
+                Ok(Action::Discard) => self.engine_outbound_drop(DropReason::PolicyDiscard),
+                Err(r) => self.engine_outbound_drop(r),
             }
         }
     }

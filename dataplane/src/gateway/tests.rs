@@ -15,6 +15,8 @@ use crate::wire::{checksum, IpProtocol};
 use super::msg::HandoffKind;
 use super::node::{GwDrop, Interface, Node, PacketPool, Role};
 
+mod leak;
+
 struct HeapPool;
 
 impl PacketPool<HeapBuf> for HeapPool {
