@@ -1,6 +1,7 @@
-//! No plaintext out of the WAN that policy does not allow: fragments,
-//! whose ports are unknown, are never bypassed when they may belong to a
-//! protected flow.
+//! No plaintext out of the WAN that policy does not allow: packets the
+//! gateway originates (ICMP errors, echo replies) go through the SPD, ICMP
+//! errors are rate-limited, and fragments, whose ports are unknown, are
+//! never bypassed when they may belong to a protected flow.
 
 use super::*;
 use crate::esp::Spd;
@@ -17,8 +18,224 @@ fn is_esp(frame: &[u8]) -> bool {
         && frame[14 + 28..14 + 32] != [0; 4]
 }
 
+/// Host A sends `inner` through gwA; gwB receives what gwA put on the WAN.
+/// Returns gwB's WAN frames.
+fn through_tunnel(
+    a: &mut Node<HeapBuf>,
+    b: &mut Node<HeapBuf>,
+    inner: &[u8],
+    ethertype: u16,
+) -> Vec<HeapBuf> {
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, ethertype, inner), &mut HeapPool);
+    let wan = take_tx(a, 1);
+    assert_eq!(wan.len(), 1, "{:?}", a.counters);
+    assert!(is_esp(wan[0].data()));
+    for f in wan {
+        b.rx(1, f, &mut HeapPool);
+    }
+    take_tx(b, 1)
+}
+
+/// gwA decrypts `esp` (from gwB) and hands host A the inner packet.
+fn decrypt_at_a(a: &mut Node<HeapBuf>, esp: HeapBuf) -> Vec<u8> {
+    let mut d = esp.data().to_vec();
+    d[0..6].copy_from_slice(&GWA_WAN);
+    a.rx(1, HeapBuf::from_slice(&d), &mut HeapPool);
+    let lan = take_tx(a, 0);
+    assert_eq!(lan.len(), 1, "{:?}", a.counters);
+    assert_eq!(&lan[0].data()[0..6], &HOST_A_MAC);
+    lan[0].data()[14..].to_vec()
+}
+
+/// Time exceeded about a decrypted packet (TTL / hop limit 1 after gwB's
+/// decapsulation) leaves gwB through the SA of the reverse flow, from
+/// gwB's LAN address; decrypted by gwA it is the error host A expects.
+/// Before, gwB sent it in clear out of the WAN, quoting the decrypted
+/// header.
+#[test]
+fn time_exceeded_about_a_decrypted_packet_goes_back_through_the_tunnel() {
+    let (mut a, mut b) = two_sites(1500, None);
+    // TTL 2: gwA makes it 1, gwB finds it expired after decapsulation.
+    let inner = udp4("10.1.0.10", "10.2.0.20", 1000, 2000, b"secret", 2, false);
+    let out = through_tunnel(&mut a, &mut b, &inner, 0x0800);
+    assert_eq!(b.counters.drops[GwDrop::TtlExceeded.index()], 1);
+    assert!(take_tx(&mut b, 0).is_empty());
+    assert_eq!(out.len(), 1, "{:?}", b.counters);
+    assert!(is_esp(out[0].data()), "cleartext ICMP on the WAN");
+    let r = decrypt_at_a(&mut a, out.into_iter().next().unwrap());
+    assert_eq!((r[9], r[20], r[21]), (1, 11, 0), "time exceeded");
+    assert_eq!(&r[12..16], &[10, 2, 0, 1], "from gwB's LAN address");
+    assert_eq!(&r[16..20], &[10, 1, 0, 10]);
+    assert_eq!(&r[28 + 12..28 + 20], &inner[12..20], "quotes the packet");
+
+    let inner6 = udp6("fd01::10", "fd02::20", 600, 2);
+    let out = through_tunnel(&mut a, &mut b, &inner6, 0x86dd);
+    assert_eq!(out.len(), 1, "{:?}", b.counters);
+    assert!(is_esp(out[0].data()), "cleartext ICMPv6 on the WAN");
+    let r = decrypt_at_a(&mut a, out.into_iter().next().unwrap());
+    assert_eq!((r[6], r[40]), (58, 3), "ICMPv6 time exceeded");
+    assert_eq!(r[8..24], ip6("fd02::1"));
+    assert_eq!(&r[48 + 8..48 + 40], &inner6[8..40]);
+    assert_eq!(b.counters.icmp_errors, 2);
+}
+
 fn ip6(s: &str) -> [u8; 16] {
     s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+/// Fragmentation needed / packet too big about a decrypted packet over
+/// the LAN MTU: through the tunnel as well, with the LAN MTU.
+#[test]
+fn too_big_about_a_decrypted_packet_goes_back_through_the_tunnel() {
+    let (mut a, mut b) = two_sites_mtu(1280, 1500, None);
+    let inner = udp4("10.1.0.10", "10.2.0.20", 1, 2, &[0x77; 1300], 64, true);
+    let out = through_tunnel(&mut a, &mut b, &inner, 0x0800);
+    assert_eq!(b.counters.drops[GwDrop::TooBig.index()], 1);
+    assert_eq!(out.len(), 1, "{:?}", b.counters);
+    assert!(is_esp(out[0].data()), "cleartext ICMP on the WAN");
+    let r = decrypt_at_a(&mut a, out.into_iter().next().unwrap());
+    assert_eq!((r[20], r[21]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([r[26], r[27]]), 1280);
+    assert_eq!(&r[12..16], &[10, 2, 0, 1]);
+
+    // IPv6: the error quotes 1,232 bytes of the decrypted packet.
+    let inner6 = udp6("fd01::10", "fd02::20", 1300, 64);
+    let out = through_tunnel(&mut a, &mut b, &inner6, 0x86dd);
+    assert_eq!(out.len(), 1, "{:?}", b.counters);
+    assert!(is_esp(out[0].data()), "cleartext ICMPv6 on the WAN");
+    let frame = out[0].data().to_vec();
+    assert!(
+        !frame.windows(40).any(|w| w == &inner6[..40]),
+        "the quoted header in clear"
+    );
+    let r = decrypt_at_a(&mut a, out.into_iter().next().unwrap());
+    assert_eq!((r[6], r[40]), (58, 2), "packet too big");
+    assert_eq!(u32::from_be_bytes([r[44], r[45], r[46], r[47]]), 1280);
+    assert_eq!(r.len(), 1280);
+}
+
+/// With no SA for the reverse flow (or no policy for the error's own
+/// addresses) the error is dropped and counted, never sent in clear.
+#[test]
+fn an_error_that_no_sa_can_carry_is_dropped_and_counted() {
+    let (mut a, mut b) = two_sites(1500, None);
+    b.remove_outbound(SaRef(0));
+    let inner = udp4("10.1.0.10", "10.2.0.20", 1000, 2000, b"secret", 2, false);
+    let out = through_tunnel(&mut a, &mut b, &inner, 0x0800);
+    assert!(out.is_empty(), "sent without its SA");
+    assert_eq!(b.counters.drops[GwDrop::LocalPolicy.index()], 1);
+
+    // Policies for the hosts only: nothing covers gwB's LAN address.
+    let (mut a, mut b) = two_sites(1500, None);
+    let host = |l: &str, r: &str| Policy {
+        selector: sel(l, r),
+        action: Action::Protect(SaRef(0)),
+        priority: 1,
+    };
+    b.set_spd(Spd::from_policies([host("10.2.0.20/32", "10.1.0.10/32")]).unwrap());
+    let out = through_tunnel(&mut a, &mut b, &inner, 0x0800);
+    assert!(out.is_empty(), "sent without a policy");
+    assert_eq!(b.counters.drops[GwDrop::LocalPolicy.index()], 1);
+}
+
+fn echo4(src: &str, dst: &str) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    icmp.extend_from_slice(b"echo data that must not leak");
+    let c = !checksum::data(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut p = udp4(src, dst, 0, 0, &[], 64, false);
+    p.truncate(20);
+    p[9] = 1;
+    p[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    p[10..12].fill(0);
+    let c = !checksum::data(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&icmp);
+    p
+}
+
+/// Echo replies out of the WAN go through the SPD too: with no policy
+/// for them they are dropped; a BYPASS policy lets them out in clear; a
+/// reply into a protected network leaves as ESP.
+#[test]
+fn echo_replies_out_of_the_wan_follow_the_spd() {
+    let (mut a, _) = two_sites(1500, None);
+    let ping = echo4("10.9.0.9", "192.0.2.1");
+    a.rx(
+        1,
+        eth(GWA_WAN, [2, 9, 9, 9, 9, 9], 0x0800, &ping),
+        &mut HeapPool,
+    );
+    assert!(take_tx(&mut a, 1).is_empty());
+    assert_eq!(a.counters.drops[GwDrop::LocalPolicy.index()], 1);
+
+    let mut spd = Spd::new();
+    for p in a.engine().spd().iter().map(|(_, p)| p.clone()) {
+        spd.insert(p).unwrap();
+    }
+    spd.insert(Policy {
+        selector: sel("192.0.2.1/32", "10.9.0.0/24"),
+        action: Action::Bypass,
+        priority: 1,
+    })
+    .unwrap();
+    a.set_spd(spd);
+    a.rx(
+        1,
+        eth(GWA_WAN, [2, 9, 9, 9, 9, 9], 0x0800, &ping),
+        &mut HeapPool,
+    );
+    let out = take_tx(&mut a, 1);
+    assert_eq!(out.len(), 1, "{:?}", a.counters);
+    assert_eq!(out[0].data()[14 + 20], 0, "echo reply");
+
+    // A request in clear claiming a source behind the tunnel: whatever
+    // happens to it, no reply leaves in clear.
+    let spoofed = echo4("10.2.0.20", "10.1.0.1");
+    a.rx(1, eth(GWA_WAN, GWB_WAN, 0x0800, &spoofed), &mut HeapPool);
+    assert!(take_tx(&mut a, 1).iter().all(|f| is_esp(f.data())));
+}
+
+/// ICMP errors are limited by a token bucket per worker; suppressed ones
+/// are counted.
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let (mut a, _) = two_sites(1500, None);
+    a.set_icmp_rate_limit(10, 3);
+    let expired = udp4("10.1.0.10", "10.2.0.20", 1, 2, b"x", 1, false);
+    let send = |a: &mut Node<HeapBuf>, n: usize| {
+        for i in 0..n {
+            let p = if i % 2 == 0 {
+                eth(GWA_LAN, HOST_A_MAC, 0x0800, &expired)
+            } else {
+                eth(
+                    GWA_LAN,
+                    HOST_A_MAC,
+                    0x86dd,
+                    &udp6("fd01::10", "fd02::20", 8, 1),
+                )
+            };
+            a.rx(0, p, &mut HeapPool);
+        }
+        take_tx(a, 0).len()
+    };
+    assert_eq!(send(&mut a, 5), 3, "the burst");
+    assert_eq!(a.counters.drops[GwDrop::IcmpRateLimited.index()], 2);
+    // 100 ms at 10 per second: one more.
+    a.set_now(100);
+    assert_eq!(send(&mut a, 3), 1);
+    // A long pause refills the bucket to its burst only.
+    a.set_now(60_000);
+    assert_eq!(send(&mut a, 6), 3);
+    assert_eq!(a.counters.drops[GwDrop::IcmpRateLimited.index()], 7);
+    assert_eq!(a.counters.drops[GwDrop::TtlExceeded.index()], 14);
+    assert_eq!(a.counters.icmp_errors, 7);
+    // None at all.
+    a.set_icmp_rate_limit(0, 0);
+    assert_eq!(send(&mut a, 2), 0);
+    // The default allows a traceroute's bursts.
+    let (mut a, _) = two_sites(1500, None);
+    assert_eq!(send(&mut a, 10), 10);
 }
 
 /// An IPv4 fragment: `offset` in 8-byte units, `more` the MF flag.
