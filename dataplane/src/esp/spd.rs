@@ -406,15 +406,18 @@ struct Compiled {
     opaque: Option<OpaqueClassifier>,
 }
 
-/// The classifier of [`Spd::lookup_opaque`] when some policy names ports:
-/// in rank order, each ANY-port policy as it is, each PROTECT or DISCARD
-/// policy with specific ports widened to ANY ports as a guard, and no
-/// BYPASS policy with specific ports.
+/// The classifiers of [`Spd::lookup_opaque`] when some policy names ports:
+/// one over the ANY-port policies, one over the PROTECT and DISCARD
+/// policies with specific ports widened to ANY ports (the guards), each in
+/// rank order. BYPASS policies with specific ports are in neither.
 #[derive(Debug)]
 struct OpaqueClassifier {
-    classifier: Classifier,
-    /// Per rule: the entry of an ANY-port policy, or `None` for a guard.
-    rules: Vec<Option<u32>>,
+    any_port: Classifier,
+    /// Per rule of `any_port`: its entry.
+    any_port_entries: Vec<u32>,
+    guards: Classifier,
+    /// Per rule of `guards`: its entry.
+    guard_entries: Vec<u32>,
 }
 
 /// What the SPD says about a packet whose ports are unknown
@@ -425,9 +428,9 @@ pub enum OpaqueMatch<'a> {
     Policy(&'a Policy),
     /// No policy matches (RFC 4301 §5.1: discard).
     NoPolicy,
-    /// A PROTECT or DISCARD policy with specific ports that ranks first
-    /// may cover the packet's flow: the packet can be neither bypassed
-    /// nor protected with certainty, and is dropped.
+    /// A PROTECT or DISCARD policy with specific ports may cover the
+    /// packet's flow, and the ANY-port policy that would decide (ranked
+    /// after it) is a BYPASS, or there is none: the packet is dropped.
     PortSpecific,
 }
 
@@ -549,25 +552,27 @@ impl Spd {
                 .iter()
                 .any(|e| !any_ports(&e.policy.selector))
                 .then(|| {
-                    let mut rules = Vec::new();
-                    let mut selectors = Vec::new();
+                    let (mut any_port, mut any_port_entries) = (Vec::new(), Vec::new());
+                    let (mut guards, mut guard_entries) = (Vec::new(), Vec::new());
                     for (i, e) in self.entries.iter().enumerate() {
                         let s = &e.policy.selector;
                         if any_ports(s) {
-                            rules.push(Some(i as u32));
-                            selectors.push(s.clone());
+                            any_port.push(s);
+                            any_port_entries.push(i as u32);
                         } else if e.policy.action != Action::Bypass {
-                            rules.push(None);
-                            selectors.push(
+                            guards.push(
                                 s.clone()
                                     .with_src_ports(0..=u16::MAX)
                                     .with_dst_ports(0..=u16::MAX),
                             );
+                            guard_entries.push(i as u32);
                         }
                     }
                     OpaqueClassifier {
-                        classifier: Classifier::build(&selectors),
-                        rules,
+                        any_port: Classifier::build(any_port),
+                        any_port_entries,
+                        guards: Classifier::build(&guards),
+                        guard_entries,
                     }
                 });
             Arc::new(Compiled { main, opaque })
@@ -623,34 +628,44 @@ impl Spd {
     ///
     /// RFC 4301 §7.1: a non-initial fragment is matched "only against SPD
     /// entries with ANY port selectors" (an OPAQUE port matches ANY only,
-    /// §4.4.1.1), so a BYPASS policy with specific ports never passes one.
-    /// The first ANY-port policy matching its addresses and protocol would
-    /// decide, but a PROTECT or DISCARD policy with specific ports ranked
-    /// before it may be the one the whole datagram falls under: then the
-    /// packet is [`OpaqueMatch::PortSpecific`] and dropped, never bypassed
-    /// (a broader BYPASS would otherwise carry a fragment of a protected
-    /// flow in clear).
+    /// §4.4.1.1), so the first ANY-port policy matching its addresses and
+    /// protocol decides, and a BYPASS policy with specific ports never
+    /// passes one. But a PROTECT or DISCARD policy with specific ports
+    /// ranked before that policy may be the one the whole datagram falls
+    /// under: then the packet must not be bypassed (a broader BYPASS would
+    /// carry a fragment of a protected flow in clear). It is
+    /// [`OpaqueMatch::PortSpecific`], dropped, if the deciding policy is a
+    /// BYPASS or there is none; a PROTECT or DISCARD decides as usual
+    /// (sealed, the fragment shows nothing on the wire).
     ///
     /// Reassembling on the protected side first (so that every packet has
     /// its ports) would decide such fragments exactly, at the price of
     /// per-datagram state that any LAN host can fill; RFC 4301 §7.3 makes
-    /// that a local choice. Dropping them costs only flows that are both
-    /// fragmented and under a port-specific PROTECT policy.
+    /// that a local choice. Dropping costs only flows that are fragmented
+    /// and fall under a port-specific PROTECT or DISCARD policy with a
+    /// broader BYPASS behind it.
     pub fn lookup_opaque(&self, key: &FlowKey) -> OpaqueMatch<'_> {
         let c = self.compiled();
-        let entry = match &c.opaque {
-            None => c.main.classify(key),
-            Some(o) => match o.classifier.classify(key) {
-                None => None,
-                Some(rule) => match o.rules.get(rule).copied().flatten() {
-                    Some(i) => Some(i as usize),
-                    None => return OpaqueMatch::PortSpecific,
-                },
-            },
+        let Some(o) = &c.opaque else {
+            // Every policy has ANY ports: the key's ports do not matter.
+            return match self.lookup_entry(key) {
+                Some(e) => OpaqueMatch::Policy(&e.policy),
+                None => OpaqueMatch::NoPolicy,
+            };
         };
-        match entry.and_then(|i| self.entries.get(i)) {
-            Some(e) => OpaqueMatch::Policy(&e.policy),
-            None => OpaqueMatch::NoPolicy,
+        let rule = |cl: &Classifier, entries: &[u32]| {
+            cl.classify(key)
+                .and_then(|r| entries.get(r))
+                .map(|&i| i as usize)
+        };
+        let decider = rule(&o.any_port, &o.any_port_entries);
+        let guard = rule(&o.guards, &o.guard_entries);
+        match decider.and_then(|i| self.entries.get(i).map(|e| (i, &e.policy))) {
+            Some((i, p)) if p.action != Action::Bypass || guard.is_none_or(|g| g > i) => {
+                OpaqueMatch::Policy(p)
+            }
+            _ if guard.is_some() => OpaqueMatch::PortSpecific,
+            _ => OpaqueMatch::NoPolicy,
         }
     }
 
@@ -1063,12 +1078,12 @@ mod tests {
     }
 
     /// Linear reference of [`Spd::lookup_opaque`]: in rank order, the
-    /// first policy that could match whatever the ports decides if its
-    /// ports are ANY, makes the packet ambiguous if it is a port-specific
-    /// PROTECT or DISCARD, and is skipped if it is a port-specific BYPASS.
+    /// first ANY-port policy that matches decides, unless it is a BYPASS
+    /// and a port-specific PROTECT or DISCARD that could match came first.
     fn linear_opaque<'a>(rules: &'a [(PolicyId, Policy)], key: &FlowKey) -> OpaqueMatch<'a> {
         let mut sorted: Vec<&(PolicyId, Policy)> = rules.iter().collect();
         sorted.sort_by_key(|(id, p)| (p.priority, *id));
+        let mut guarded = false;
         for (_, p) in sorted {
             let wide = p
                 .selector
@@ -1079,13 +1094,18 @@ mod tests {
                 continue;
             }
             if any_ports(&p.selector) {
+                if guarded && p.action == Action::Bypass {
+                    return OpaqueMatch::PortSpecific;
+                }
                 return OpaqueMatch::Policy(p);
             }
-            if p.action != Action::Bypass {
-                return OpaqueMatch::PortSpecific;
-            }
+            guarded |= p.action != Action::Bypass;
         }
-        OpaqueMatch::NoPolicy
+        if guarded {
+            OpaqueMatch::PortSpecific
+        } else {
+            OpaqueMatch::NoPolicy
+        }
     }
 
     #[test]
@@ -1122,6 +1142,27 @@ mod tests {
         assert_eq!(
             action(key("10.9.0.9", "10.2.0.9", 6, 0, 0)),
             Err(OpaqueMatch::NoPolicy)
+        );
+        // A port-specific DISCARD before an ANY-port PROTECT: protected.
+        let telnet = Selector::new(p("10.1.0.0/16"), p("10.2.0.0/16"))
+            .with_protocol(6)
+            .with_dst_ports(23..=23);
+        let spd = Spd::from_policies([
+            policy(telnet, Action::Discard, 1),
+            policy(
+                Selector::new(p("10.1.0.0/16"), p("10.2.0.0/16")),
+                Action::Protect(SaRef(4)),
+                2,
+            ),
+        ])
+        .unwrap();
+        assert!(matches!(
+            spd.lookup_opaque(&key("10.1.0.9", "10.2.0.9", 6, 0, 0)),
+            OpaqueMatch::Policy(p) if p.action == Action::Protect(SaRef(4))
+        ));
+        assert_eq!(
+            spd.lookup_opaque(&key("10.1.0.9", "10.3.0.9", 6, 0, 0)),
+            OpaqueMatch::NoPolicy
         );
         // Without port-specific policies the main classifier answers.
         let plain = Spd::from_policies([policy(

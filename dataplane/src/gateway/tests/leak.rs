@@ -370,7 +370,9 @@ fn fragments_of_a_port_specific_protected_flow_never_leave_in_clear() {
 }
 
 /// An ANY-port PROTECT policy covers fragments: they are protected, not
-/// dropped, even under a port-specific BYPASS ranked first.
+/// dropped, even under a port-specific BYPASS or DISCARD ranked first
+/// (the example configuration discards telnet before protecting the
+/// rest).
 #[test]
 fn fragments_under_an_any_port_protect_policy_are_protected() {
     let (mut a, _) = two_sites(1500, None);
@@ -384,6 +386,13 @@ fn fragments_under_an_any_port_protect_policy_are_protected() {
                 priority: 1,
             },
             Policy {
+                selector: sel("10.1.0.0/24", "10.2.0.0/24")
+                    .with_protocol(6)
+                    .with_dst_ports(23..=23),
+                action: Action::Discard,
+                priority: 1,
+            },
+            Policy {
                 selector: sel("10.1.0.0/24", "10.2.0.0/24"),
                 action: Action::Protect(SaRef(0)),
                 priority: 5,
@@ -391,9 +400,11 @@ fn fragments_under_an_any_port_protect_policy_are_protected() {
         ])
         .unwrap(),
     );
-    let f = frag4("10.1.0.10", "10.2.0.20", 17, 100, false, &[0x13; 40]);
-    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &f), &mut HeapPool);
-    let out = take_tx(&mut a, 1);
-    assert_eq!(out.len(), 1, "{:?}", a.counters);
-    assert!(is_esp(out[0].data()));
+    for proto in [17, 6] {
+        let f = frag4("10.1.0.10", "10.2.0.20", proto, 100, false, &[0x13; 40]);
+        a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &f), &mut HeapPool);
+        let out = take_tx(&mut a, 1);
+        assert_eq!(out.len(), 1, "{:?}", a.counters);
+        assert!(is_esp(out[0].data()));
+    }
 }
