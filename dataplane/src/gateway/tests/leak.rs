@@ -408,3 +408,189 @@ fn fragments_under_an_any_port_protect_policy_are_protected() {
         assert!(is_esp(out[0].data()));
     }
 }
+
+mod property {
+    use super::*;
+    use crate::esp::{packet_key, FlowKey};
+    use proptest::prelude::*;
+
+    fn policy() -> impl Strategy<Value = Policy> {
+        (
+            prop::sample::select(vec![
+                "10.1.0.0/24",
+                "10.1.0.10/32",
+                "10.1.0.1/32",
+                "192.0.2.1/32",
+                "0.0.0.0/0",
+            ]),
+            prop::sample::select(vec![
+                "10.2.0.0/24",
+                "10.2.0.20/32",
+                "10.9.0.0/24",
+                "0.0.0.0/0",
+            ]),
+            prop::option::of(prop::sample::select(vec![1u8, 6, 17])),
+            prop::sample::select(vec![(0u16, u16::MAX), (5000, 5000), (0, 100)]),
+            0u8..3,
+            0u32..3,
+        )
+            .prop_map(|(src, dst, proto, (lo, hi), action, priority)| {
+                let mut selector = sel(src, dst).with_dst_ports(lo..=hi);
+                selector.protocol = proto;
+                Policy {
+                    selector,
+                    action: match action {
+                        0 => Action::Protect(SaRef(0)),
+                        1 => Action::Bypass,
+                        _ => Action::Discard,
+                    },
+                    priority,
+                }
+            })
+    }
+
+    /// Something that makes gwA forward or originate a packet.
+    #[derive(Debug, Clone)]
+    enum Event {
+        /// From host A: to host B or 10.9.0.9, UDP to this port, TTL,
+        /// DF, payload length; or a non-initial / short first fragment.
+        Lan {
+            far: bool,
+            dport: u16,
+            ttl: u8,
+            df: bool,
+            len: usize,
+            frag: u8,
+        },
+        /// Plaintext from the WAN with TTL 1 (time exceeded to its
+        /// source), or an echo request to gwA (an echo reply).
+        Wan {
+            from_tunnel_net: bool,
+            echo: bool,
+            to_lan_addr: bool,
+        },
+        /// Through the tunnel from host B: TTL 1 after decapsulation, or
+        /// over gwA's LAN MTU with DF.
+        Decrypted { too_big: bool },
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            (
+                any::<bool>(),
+                prop::sample::select(vec![0u16, 53, 5000]),
+                prop::sample::select(vec![1u8, 2, 64]),
+                any::<bool>(),
+                prop::sample::select(vec![10usize, 1440]),
+                0u8..3,
+            )
+                .prop_map(|(far, dport, ttl, df, len, frag)| Event::Lan {
+                    far,
+                    dport,
+                    ttl,
+                    df,
+                    len,
+                    frag
+                }),
+            (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+                |(from_tunnel_net, echo, to_lan_addr)| Event::Wan {
+                    from_tunnel_net,
+                    echo,
+                    to_lan_addr
+                }
+            ),
+            any::<bool>().prop_map(|too_big| Event::Decrypted { too_big }),
+        ]
+    }
+
+    /// A cleartext packet on the WAN is allowed if the SPD bypasses it
+    /// whatever ports it has (they are unknown for a fragment).
+    fn bypassed_whatever_the_ports(spd: &Spd, ip: &[u8]) -> bool {
+        let Ok(k) = packet_key(ip) else { return false };
+        let ports: &[(u16, u16)] = if k.opaque {
+            &[(0, 0), (1, 53), (7, 5000), (9, 100), (u16::MAX, u16::MAX)]
+        } else {
+            &[(k.key.sport, k.key.dport)]
+        };
+        ports.iter().all(|&(sport, dport)| {
+            let key = FlowKey {
+                sport,
+                dport,
+                ..k.key
+            };
+            spd.lookup(&key).map(|p| p.action) == Some(Action::Bypass)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// Whatever the SPD and whatever gwA forwards or originates, a
+        /// frame it puts on the WAN is ESP or a packet a BYPASS policy
+        /// covers regardless of its unknown ports.
+        #[test]
+        fn the_wan_sees_esp_or_bypassed_packets_only(
+            policies in prop::collection::vec(policy(), 0..6),
+            events in prop::collection::vec(event(), 1..8),
+        ) {
+            let (mut a, mut b) = two_sites_mtu(1400, 1500, None);
+            let spd = Spd::from_policies(policies).unwrap();
+            a.set_spd(spd.clone());
+            for e in events {
+                match e {
+                    Event::Lan { far, dport, ttl, df, len, frag } => {
+                        let dst = if far { "10.9.0.9" } else { "10.2.0.20" };
+                        let mut p = udp4("10.1.0.10", dst, 7, dport, &vec![5; len], ttl, df);
+                        if frag > 0 {
+                            let body = if frag == 1 { &p[20..] } else { &p[20..22] };
+                            let (off, mf) = if frag == 1 { (100, false) } else { (0, true) };
+                            let mut f = frag4("10.1.0.10", dst, 17, off, mf, body);
+                            f[8] = ttl;
+                            f[10..12].fill(0);
+                            let c = !checksum::data(&f[..20]);
+                            f[10..12].copy_from_slice(&c.to_be_bytes());
+                            p = f;
+                        }
+                        a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &p), &mut HeapPool);
+                    }
+                    Event::Wan { from_tunnel_net, echo, to_lan_addr } => {
+                        let (src, mac) = if from_tunnel_net {
+                            ("10.2.0.20", GWB_WAN)
+                        } else {
+                            ("10.9.0.9", [2, 9, 9, 9, 9, 9])
+                        };
+                        let p = if echo {
+                            echo4(src, if to_lan_addr { "10.1.0.1" } else { "192.0.2.1" })
+                        } else {
+                            udp4(src, "10.1.0.10", 7, 53, b"x", 1, false)
+                        };
+                        a.rx(1, eth(GWA_WAN, mac, 0x0800, &p), &mut HeapPool);
+                    }
+                    Event::Decrypted { too_big } => {
+                        let p = if too_big {
+                            udp4("10.2.0.20", "10.1.0.10", 7, 53, &[6; 1420], 64, true)
+                        } else {
+                            udp4("10.2.0.20", "10.1.0.10", 7, 53, b"x", 2, false)
+                        };
+                        b.rx(0, eth(GWB_LAN, HOST_B_MAC, 0x0800, &p), &mut HeapPool);
+                        for f in take_tx(&mut b, 1) {
+                            let mut d = f.data().to_vec();
+                            d[0..6].copy_from_slice(&GWA_WAN);
+                            a.rx(1, HeapBuf::from_slice(&d), &mut HeapPool);
+                        }
+                        take_tx(&mut b, 0);
+                    }
+                }
+                take_tx(&mut a, 0);
+                for f in take_tx(&mut a, 1) {
+                    let d = f.data();
+                    prop_assert_eq!(&d[12..14], &[0x08, 0x00]);
+                    prop_assert!(
+                        is_esp(d) || bypassed_whatever_the_ports(&spd, &d[14..]),
+                        "cleartext on the WAN: {:02x?}",
+                        &d[14..d.len().min(14 + 48)]
+                    );
+                }
+            }
+        }
+    }
+}
