@@ -27,7 +27,7 @@
 //!
 //! IP packets the gateway originates (echo replies, ICMP errors) cross the
 //! boundary like any other when they leave through a WAN interface: the
-//! SPD decides them ([`Node::send_local`]), so an error about a decrypted
+//! SPD decides them (`Node::send_local`), so an error about a decrypted
 //! packet goes back through the tunnel or not at all (RFC 4301 §6.2).
 //! ICMP errors are rate-limited per worker (RFC 4443 §2.4(f), RFC 1812
 //! §4.3.2.8). Only IKE from the control plane ([`Node::transmit`]) and
@@ -68,7 +68,8 @@ pub const PREFETCH_MIN_SAS: usize = 256;
 const PENDING_MAX: usize = 256;
 /// How long a packet waits for its neighbour.
 const PENDING_TIMEOUT_MS: u64 = 3000;
-/// ICMP errors a worker sends per second by default (see [`IcmpLimit`]).
+/// ICMP errors a worker sends per second by default (see
+/// [`Node::set_icmp_rate_limit`]).
 pub const ICMP_ERRORS_PER_SECOND: u32 = 100;
 /// ICMP errors a worker may send at once by default.
 pub const ICMP_ERROR_BURST: u32 = 20;

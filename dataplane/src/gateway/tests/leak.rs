@@ -138,6 +138,32 @@ fn an_error_that_no_sa_can_carry_is_dropped_and_counted() {
     assert_eq!(b.counters.drops[GwDrop::LocalPolicy.index()], 1);
 }
 
+/// The reverse flow's SA lives on another worker: the error is handed to
+/// it as the gateway's own packet (sealed there without a TTL decrement).
+#[test]
+fn an_error_whose_sa_is_elsewhere_is_handed_to_its_worker() {
+    let (mut a, mut b) = two_sites(1500, None);
+    let sa = b.remove_outbound(SaRef(0)).unwrap();
+    b.set_outbound_owner(SaRef(0), Some(1));
+    let inner = udp4("10.1.0.10", "10.2.0.20", 1000, 2000, b"secret", 2, false);
+    assert!(through_tunnel(&mut a, &mut b, &inner, 0x0800).is_empty());
+    assert_eq!(b.handoffs.len(), 1);
+    let (w, h) = b.handoffs.pop().unwrap();
+    assert_eq!((w, h.kind), (1, HandoffKind::Local(SaRef(0))));
+    let (_, mut owner) = two_sites(1500, None);
+    owner.install_outbound(SaRef(0), sa);
+    owner.handoff_in(h, &mut HeapPool);
+    let out = take_tx(&mut owner, 1);
+    assert_eq!(out.len(), 1, "{:?}", owner.counters);
+    assert!(is_esp(out[0].data()));
+    let r = decrypt_at_a(&mut a, out.into_iter().next().unwrap());
+    assert_eq!(
+        (r[20], r[8]),
+        (11, 63),
+        "time exceeded, TTL 64 less gwA's hop"
+    );
+}
+
 fn echo4(src: &str, dst: &str) -> Vec<u8> {
     let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
     icmp.extend_from_slice(b"echo data that must not leak");
