@@ -632,6 +632,10 @@ pub fn run(
         let (tx, rx) = bounded::<ControlMsg>(4096);
         to_workers.push(tx);
         let mut node: Node<Mbuf> = Node::new(w as u16, ifaces.clone(), config.route_table());
+        node.set_icmp_rate_limit(
+            config.dataplane.icmp_errors_per_second,
+            config.dataplane.icmp_error_burst,
+        );
         for n in &config.neighbours {
             node.add_static_neighbour(n.address, n.mac.0, n.interface);
         }

@@ -87,6 +87,13 @@ pub struct DataplaneConfig {
     pub eal_args: Vec<String>,
     /// Crypto backend.
     pub crypto_backend: CryptoBackendChoice,
+    /// ICMP errors (time exceeded, fragmentation needed, packet too big)
+    /// each worker sends per second at most; 0 sends none (RFC 4443
+    /// §2.4(f), RFC 1812 §4.3.2.8).
+    pub icmp_errors_per_second: u32,
+    /// How many ICMP errors a worker may send at once (the token bucket's
+    /// size).
+    pub icmp_error_burst: u32,
 }
 
 impl DataplaneConfig {
@@ -106,6 +113,12 @@ impl DataplaneConfig {
     pub const DEFAULT_MBUFS: u32 = 8191;
     /// Default burst.
     pub const DEFAULT_BURST: u32 = 32;
+    /// Default ICMP error rate per worker.
+    pub const DEFAULT_ICMP_ERRORS_PER_SECOND: u32 = dataplane::gateway::ICMP_ERRORS_PER_SECOND;
+    /// Default ICMP error burst per worker.
+    pub const DEFAULT_ICMP_ERROR_BURST: u32 = dataplane::gateway::ICMP_ERROR_BURST;
+    /// Largest ICMP error rate or burst.
+    pub const MAX_ICMP_ERRORS: u32 = 1_000_000;
     /// Largest burst.
     pub const MAX_BURST: u32 = 512;
     /// Memory EAL and the rest of DPDK need besides the mbuf pool (which

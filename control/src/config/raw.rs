@@ -37,6 +37,8 @@ pub(super) struct RawDataplane {
     pub burst: Option<u32>,
     pub eal_args: Option<Vec<String>>,
     pub crypto_backend: Option<String>,
+    pub icmp_errors_per_second: Option<u32>,
+    pub icmp_error_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -248,6 +248,40 @@ fn memory_must_cover_eal_but_not_the_pool() {
 }
 
 #[test]
+fn icmp_error_rate_limit() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(
+        (
+            c.dataplane.icmp_errors_per_second,
+            c.dataplane.icmp_error_burst
+        ),
+        (
+            DataplaneConfig::DEFAULT_ICMP_ERRORS_PER_SECOND,
+            DataplaneConfig::DEFAULT_ICMP_ERROR_BURST
+        )
+    );
+    let c = parse(&edit(
+        "workers = 1",
+        "workers = 1\nicmp_errors_per_second = 0\nicmp_error_burst = 0",
+    ))
+    .unwrap();
+    assert_eq!(c.dataplane.icmp_errors_per_second, 0);
+    assert_invalid(
+        &edit("workers = 1", "workers = 1\nicmp_error_burst = 0"),
+        "dataplane.icmp_error_burst",
+        "icmp_errors_per_second = 0",
+    );
+    assert_invalid(
+        &edit(
+            "workers = 1",
+            "workers = 1\nicmp_errors_per_second = 2000000",
+        ),
+        "dataplane.icmp_errors_per_second",
+        "out of range",
+    );
+}
+
+#[test]
 fn lcores_must_cover_workers_and_control() {
     assert_invalid(
         &edit("workers = 1", "workers = 2\nlcores = \"0-1\""),

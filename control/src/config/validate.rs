@@ -177,6 +177,32 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
             )
         })?),
     };
+    let icmp_errors_per_second = raw
+        .icmp_errors_per_second
+        .unwrap_or(DataplaneConfig::DEFAULT_ICMP_ERRORS_PER_SECOND);
+    let icmp_error_burst = raw
+        .icmp_error_burst
+        .unwrap_or(DataplaneConfig::DEFAULT_ICMP_ERROR_BURST);
+    for (field, v) in [
+        ("dataplane.icmp_errors_per_second", icmp_errors_per_second),
+        ("dataplane.icmp_error_burst", icmp_error_burst),
+    ] {
+        if v > DataplaneConfig::MAX_ICMP_ERRORS {
+            return Err(cx.err(
+                field,
+                format!(
+                    "{v} is out of range 0..={}",
+                    DataplaneConfig::MAX_ICMP_ERRORS
+                ),
+            ));
+        }
+    }
+    if icmp_errors_per_second > 0 && icmp_error_burst == 0 {
+        return Err(cx.err(
+            "dataplane.icmp_error_burst",
+            "0 would send no ICMP error at all; set icmp_errors_per_second = 0 for that",
+        ));
+    }
     Ok(DataplaneConfig {
         workers,
         lcores,
@@ -185,6 +211,8 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
         burst,
         eal_args,
         crypto_backend,
+        icmp_errors_per_second,
+        icmp_error_burst,
     })
 }
 

@@ -48,11 +48,15 @@ pub enum DropReason {
     /// A feature this engine does not implement (e.g. IP options it cannot
     /// carry, a next header it does not handle).
     Unsupported,
+    /// A packet whose ports are unknown (a non-initial fragment, or one
+    /// too short to show them) that a PROTECT or DISCARD policy with
+    /// specific ports may cover (RFC 4301 §7.1; see `Spd::lookup_opaque`).
+    OpaquePorts,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::BadLength,
         DropReason::BadHeader,
         DropReason::UnknownSpi,
@@ -69,6 +73,7 @@ impl DropReason {
         DropReason::NatKeepalive,
         DropReason::NotForUs,
         DropReason::Unsupported,
+        DropReason::OpaquePorts,
     ];
 
     /// Number of reasons: the length of drop arrays.
@@ -99,6 +104,7 @@ impl DropReason {
             DropReason::NatKeepalive => "nat_keepalive",
             DropReason::NotForUs => "not_for_us",
             DropReason::Unsupported => "unsupported",
+            DropReason::OpaquePorts => "opaque_ports",
         }
     }
 }

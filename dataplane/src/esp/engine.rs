@@ -13,10 +13,10 @@ use crate::buf::PacketBuf;
 use super::counters::{DropReason, SaCounters};
 use super::flow_cache::{FlowHint, SpdCache};
 use super::inbound::{EspLocation, InboundOutcome, InboundSa, InboundSaTable};
-use super::outbound::{flow_key, OutboundSa};
+use super::outbound::{packet_key, OutboundSa, PacketKey};
 use super::sa::{SaEvent, Spi};
 use super::slot_vec::SlotVec;
-use super::spd::{Action, FlowKey, SaRef, Spd};
+use super::spd::{Action, FlowKey, OpaqueMatch, SaRef, Spd};
 
 /// What to do with a packet after a burst call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +118,23 @@ impl EspEngine {
     #[inline]
     pub fn policy_action(&mut self, key: &FlowKey) -> Option<Action> {
         self.spd_cache.lookup(&self.spd, key)
+    }
+
+    /// The SPD's action for a packet: [`policy_action`](Self::policy_action)
+    /// when its ports are known; when they are not, the SPD's
+    /// [`lookup_opaque`](Spd::lookup_opaque), which the flow cache never
+    /// answers (its entries are by 5-tuple, and a key whose ports are
+    /// unknown is not its flow's 5-tuple). `Err` is the drop reason.
+    #[inline]
+    pub fn packet_action(&mut self, k: &PacketKey) -> Result<Action, DropReason> {
+        if !k.opaque {
+            return self.policy_action(&k.key).ok_or(DropReason::NoPolicy);
+        }
+        match self.spd.lookup_opaque(&k.key) {
+            OpaqueMatch::Policy(p) => Ok(p.action),
+            OpaqueMatch::NoPolicy => Err(DropReason::NoPolicy),
+            OpaqueMatch::PortSpecific => Err(DropReason::OpaquePorts),
+        }
     }
 
     /// First stage of the burst pipeline for an outbound packet: hashes
@@ -264,13 +281,13 @@ impl EspEngine {
     /// Outbound processing of one packet (an IP packet): SPD lookup, then
     /// encapsulation with the policy's SA.
     pub fn outbound_one<B: PacketBuf>(&mut self, pkt: &mut B) -> Verdict {
-        let key = match flow_key(pkt.data()) {
+        let key = match packet_key(pkt.data()) {
             Ok(k) => k,
             Err(r) => return self.outbound_drop(r),
         };
-        let action = match self.policy_action(&key) {
-            Some(a) => a,
-            None => return self.outbound_drop(DropReason::NoPolicy),
+        let action = match self.packet_action(&key) {
+            Ok(a) => a,
+            Err(r) => return self.outbound_drop(r),
         };
         match action {
             Action::Bypass => {

@@ -40,6 +40,11 @@
 //! cache costs no page until a flow lands in it, and replacing the SPD
 //! takes a fresh array instead of clearing every set on the worker.
 //!
+//! Only packets whose ports are known come here: a non-initial fragment's
+//! key (ports 0) is not its flow's 5-tuple, and a decision stored or found
+//! under it would answer for a different flow, so such packets go to
+//! [`Spd::lookup_opaque`] every time (`EspEngine::packet_action`).
+//!
 //! Replacing the SPD clears the cache. A flood of new flows (say random
 //! source ports) misses on every packet; it then costs one classifier
 //! lookup plus the fill, which is why the classifier's own cost must not

@@ -45,7 +45,7 @@ pub use inbound::{
     locate_esp, locate_esp_header_verified, Decapsulated, EspLocation, InboundOutcome, InboundSa,
     InboundSaTable,
 };
-pub use outbound::{flow_key, OutboundSa, ESP_HEADER_LEN};
+pub use outbound::{flow_key, packet_key, OutboundSa, PacketKey, ESP_HEADER_LEN};
 pub use replay::{ReplayError, ReplayWindow, ReplayWindowSizeError};
 pub use sa::{
     Direction, Lifetime, LifetimeEvent, LifetimeEvents, LifetimeState, Mode, NextSeq, ReservedSpi,
@@ -54,6 +54,7 @@ pub use sa::{
 };
 pub use slot_vec::{Chunked, SlotVec};
 pub use spd::{
-    Action, FlowKey, IpPrefix, Policy, PolicyId, PrefixError, SaRef, Selector, SelectorError, Spd,
+    Action, FlowKey, IpPrefix, OpaqueMatch, Policy, PolicyId, PrefixError, SaRef, Selector,
+    SelectorError, Spd,
 };
 pub use spi_map::SpiMap;

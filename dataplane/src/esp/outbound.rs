@@ -612,6 +612,17 @@ impl InnerInfo {
 fn ipv6_esp_position<T: AsRef<[u8]>>(
     ip: &Ipv6Packet<T>,
 ) -> Result<(usize, IpProtocol, usize), DropReason> {
+    ipv6_walk(ip, false).map(|(off, proto, nh_field, _)| (off, proto, nh_field))
+}
+
+/// The walk of [`ipv6_esp_position`]; with `stop_at_later_fragment`, it
+/// stops after a Fragment header whose offset is not 0 (what follows is
+/// the middle of the fragmented payload, not headers: RFC 8200 §4.5) and
+/// says so in the last field.
+fn ipv6_walk<T: AsRef<[u8]>>(
+    ip: &Ipv6Packet<T>,
+    stop_at_later_fragment: bool,
+) -> Result<(usize, IpProtocol, usize, bool), DropReason> {
     let payload = ip.payload();
     let mut nh = ip.next_header();
     let mut nh_field = 6usize;
@@ -626,20 +637,58 @@ fn ipv6_esp_position<T: AsRef<[u8]>>(
                 (usize::from(h[1]) + 1) * 8
             }
             IpProtocol::IPV6_FRAG => 8,
-            _ => return Ok((IPV6_HEADER_LEN + offset, nh, nh_field)),
+            _ => return Ok((IPV6_HEADER_LEN + offset, nh, nh_field, false)),
         };
         let h = payload
             .get(offset..offset + len)
             .ok_or(DropReason::BadHeader)?;
+        let later_fragment =
+            nh == IpProtocol::IPV6_FRAG && u16::from_be_bytes([h[2], h[3]]) & !7 != 0;
         nh = IpProtocol(h[0]);
         nh_field = IPV6_HEADER_LEN + offset;
         offset += len;
+        if later_fragment && stop_at_later_fragment {
+            return Ok((IPV6_HEADER_LEN + offset, nh, nh_field, true));
+        }
     }
     Err(DropReason::BadHeader)
 }
 
 /// The flow key (RFC 4301 selectors) of an IP packet starting at `data[0]`:
-/// addresses, protocol, and ports for TCP, UDP and SCTP (0 otherwise).
+/// addresses, protocol, and ports for TCP, UDP and SCTP (0 otherwise, and
+/// 0 when the packet does not carry them: see [`PacketKey`]).
+#[inline(always)]
+pub fn flow_key(data: &[u8]) -> Result<FlowKey, DropReason> {
+    packet_key(data).map(|k| k.key)
+}
+
+/// A packet's selectors as the SPD classifies it: the [`FlowKey`] and
+/// whether its ports are unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketKey {
+    /// Addresses, protocol and ports (0 when `opaque`).
+    pub key: FlowKey,
+    /// The protocol has ports but the packet does not show them: a
+    /// non-initial fragment (IPv4 offset not 0, IPv6 Fragment header with
+    /// offset not 0), or a first fragment or packet too short to hold
+    /// them. Its ports are OPAQUE (RFC 4301 §4.4.1.1, §7.1): the key's 0s
+    /// must not be matched as if they were the flow's ports, which would
+    /// let a fragment of a flow that a port-specific policy protects fall
+    /// to a broader BYPASS; classify it with
+    /// [`Spd::lookup_opaque`](super::spd::Spd::lookup_opaque).
+    pub opaque: bool,
+}
+
+/// IPv6 extension headers (RFC 8200 §4, and those of RFC 6275, RFC 7401,
+/// RFC 5533 that follow its format): a next header that is not the
+/// upper-layer protocol.
+fn hides_protocol(nh: IpProtocol) -> bool {
+    matches!(nh.0, 0 | 43 | 44 | 60 | 135 | 139 | 140)
+}
+
+/// The [`PacketKey`] of an IP packet starting at `data[0]`. A non-initial
+/// IPv6 fragment whose upper-layer protocol is hidden behind an extension
+/// header is refused (`OpaquePorts`).
 ///
 /// The IPv4-without-options case is inlined into the caller so the key is
 /// built where it is used: returned from a call, the key (two `IpAddr`s
@@ -647,40 +696,44 @@ fn ipv6_esp_position<T: AsRef<[u8]>>(
 /// store-forwarding stall of about 13 cycles per packet (perf annotate of
 /// the worker on `espresso bench`).
 #[inline(always)]
-pub fn flow_key(data: &[u8]) -> Result<FlowKey, DropReason> {
+pub fn packet_key(data: &[u8]) -> Result<PacketKey, DropReason> {
     if data.first() == Some(&0x45) {
         if let Some(h) = Ipv4Fixed::parse(data) {
             let proto = h.protocol().0;
-            let (mut sport, mut dport) = (0, 0);
-            if FlowKey::proto_has_ports(proto) && h.is_first_fragment() && h.total_len() >= 24 {
-                if let Some(p) = data.get(20..24) {
-                    sport = u16::from_be_bytes([p[0], p[1]]);
-                    dport = u16::from_be_bytes([p[2], p[3]]);
+            let (mut sport, mut dport, mut opaque) = (0, 0, false);
+            if FlowKey::proto_has_ports(proto) {
+                match data.get(20..24) {
+                    Some(p) if h.is_first_fragment() && h.total_len() >= 24 => {
+                        sport = u16::from_be_bytes([p[0], p[1]]);
+                        dport = u16::from_be_bytes([p[2], p[3]]);
+                    }
+                    _ => opaque = true,
                 }
             }
-            return Ok(FlowKey {
-                src: IpAddr::V4(h.src_addr()),
-                dst: IpAddr::V4(h.dst_addr()),
-                proto,
-                sport,
-                dport,
+            return Ok(PacketKey {
+                key: FlowKey {
+                    src: IpAddr::V4(h.src_addr()),
+                    dst: IpAddr::V4(h.dst_addr()),
+                    proto,
+                    sport,
+                    dport,
+                },
+                opaque,
             });
         }
     }
-    flow_key_general(data)
+    packet_key_general(data)
 }
 
 #[inline(never)]
-fn flow_key_general(data: &[u8]) -> Result<FlowKey, DropReason> {
+fn packet_key_general(data: &[u8]) -> Result<PacketKey, DropReason> {
+    // `l4`: the bytes after the IP headers, `None` for a non-initial
+    // fragment.
     let (src, dst, proto, l4) = match data.first().map(|b| b >> 4) {
         // IPv4 without options, as almost every packet is: fixed offsets.
         Some(4) if data[0] == 0x45 => {
             let h = Ipv4Fixed::parse(data).ok_or(DropReason::BadHeader)?;
-            let l4 = if h.is_first_fragment() {
-                &data[20..h.total_len()]
-            } else {
-                &[][..]
-            };
+            let l4 = h.is_first_fragment().then(|| &data[20..h.total_len()]);
             (
                 IpAddr::V4(h.src_addr()),
                 IpAddr::V4(h.dst_addr()),
@@ -690,14 +743,9 @@ fn flow_key_general(data: &[u8]) -> Result<FlowKey, DropReason> {
         }
         Some(4) => {
             let ip = Ipv4Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
-            // Non-first fragments have no ports (RFC 4301 §7).
             let hl = usize::from(ip.header_len());
             let end = usize::from(ip.total_len());
-            let l4 = if ip.frag_offset() == 0 {
-                data.get(hl..end).unwrap_or(&[])
-            } else {
-                &[][..]
-            };
+            let l4 = (ip.frag_offset() == 0).then(|| data.get(hl..end).unwrap_or(&[]));
             (
                 IpAddr::V4(ip.src_addr()),
                 IpAddr::V4(ip.dst_addr()),
@@ -707,31 +755,46 @@ fn flow_key_general(data: &[u8]) -> Result<FlowKey, DropReason> {
         }
         Some(6) => {
             let ip = Ipv6Packet::new_checked(data).map_err(|_| DropReason::BadHeader)?;
-            let (off, proto, _) = ipv6_esp_position(&ip)?;
+            let (off, proto, _, later_fragment) = ipv6_walk(&ip, true)?;
+            // A later fragment names the first header of the fragmentable
+            // part; if that is an extension header, the upper-layer
+            // protocol is in the first fragment only (RFC 8200 §4.5) and
+            // a policy for "any protocol" would match what is really, say,
+            // a protected UDP flow. Neither protocol nor ports are known:
+            // the packet cannot be classified.
+            if later_fragment && hides_protocol(proto) {
+                return Err(DropReason::OpaquePorts);
+            }
             let end = IPV6_HEADER_LEN + usize::from(ip.payload_len());
+            let l4 = (!later_fragment).then(|| data.get(off..end).unwrap_or(&[]));
             (
                 IpAddr::V6(ip.src_addr()),
                 IpAddr::V6(ip.dst_addr()),
                 proto,
-                data.get(off..end).unwrap_or(&[]),
+                l4,
             )
         }
         _ => return Err(DropReason::BadHeader),
     };
-    let (sport, dport) = if FlowKey::proto_has_ports(proto.0) && l4.len() >= 4 {
-        (
-            u16::from_be_bytes([l4[0], l4[1]]),
-            u16::from_be_bytes([l4[2], l4[3]]),
-        )
-    } else {
-        (0, 0)
-    };
-    Ok(FlowKey {
-        src,
-        dst,
-        proto: proto.0,
-        sport,
-        dport,
+    let (mut sport, mut dport, mut opaque) = (0, 0, false);
+    if FlowKey::proto_has_ports(proto.0) {
+        match l4 {
+            Some(l4) if l4.len() >= 4 => {
+                sport = u16::from_be_bytes([l4[0], l4[1]]);
+                dport = u16::from_be_bytes([l4[2], l4[3]]);
+            }
+            _ => opaque = true,
+        }
+    }
+    Ok(PacketKey {
+        key: FlowKey {
+            src,
+            dst,
+            proto: proto.0,
+            sport,
+            dport,
+        },
+        opaque,
     })
 }
 
@@ -773,6 +836,88 @@ mod tests {
             (56, IpProtocol::UDP, 48)
         );
         assert_eq!(flow_key(&p).unwrap().dport, 2);
+    }
+
+    /// Ports are read only where they are: a non-initial fragment, or a
+    /// first fragment or packet too short for them, has OPAQUE ports (RFC
+    /// 4301 §7.1), for IPv4 with and without options and for IPv6, where
+    /// the bytes after a non-initial Fragment header are payload.
+    #[test]
+    fn ports_of_fragments_are_opaque() {
+        let v4 = |ihl: usize, proto: u8, frag: u16, l4: &[u8]| {
+            let mut p = vec![0u8; ihl];
+            p[0] = 0x40 | (ihl / 4) as u8;
+            p[2..4].copy_from_slice(&((ihl + l4.len()) as u16).to_be_bytes());
+            p[6..8].copy_from_slice(&frag.to_be_bytes());
+            p[8] = 64;
+            p[9] = proto;
+            p[12..16].copy_from_slice(&[10, 1, 0, 10]);
+            p[16..20].copy_from_slice(&[10, 2, 0, 20]);
+            let c = !crate::wire::checksum::data(&p);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            p.extend_from_slice(l4);
+            p
+        };
+        let udp = [0x04, 0xd2, 0x13, 0x88, 0, 12, 0, 0, 1, 2, 3, 4];
+        for ihl in [20, 24] {
+            // Whole, and first fragment with the header: ports read.
+            for frag in [0u16, 0x2000, 0x4000] {
+                let k = packet_key(&v4(ihl, 17, frag, &udp)).unwrap();
+                assert!(!k.opaque);
+                assert_eq!((k.key.sport, k.key.dport), (1234, 5000));
+            }
+            // Non-initial fragment: whatever its data looks like.
+            for frag in [1u16, 0x2001, 185] {
+                let k = packet_key(&v4(ihl, 17, frag, &udp)).unwrap();
+                assert!(k.opaque, "ihl {ihl} frag {frag:#x}");
+                assert_eq!((k.key.sport, k.key.dport, k.key.proto), (0, 0, 17));
+            }
+            // Too short for the ports.
+            assert!(packet_key(&v4(ihl, 6, 0x2000, &udp[..3])).unwrap().opaque);
+            assert!(packet_key(&v4(ihl, 132, 0, &[])).unwrap().opaque);
+            // Protocols without ports have nothing to hide.
+            assert!(!packet_key(&v4(ihl, 1, 0x2001, &udp)).unwrap().opaque);
+            assert_eq!(flow_key(&v4(ihl, 17, 1, &udp)).unwrap().dport, 0);
+        }
+
+        let v6 = |frag: Option<(u16, bool)>, l4: &[u8]| {
+            let mut p = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
+            p.extend_from_slice(&[0xfd, 1].repeat(8));
+            p.extend_from_slice(&[0xfd, 2].repeat(8));
+            if let Some((off, more)) = frag {
+                p[6] = IpProtocol::IPV6_FRAG.0;
+                // After the Fragment header, a Destination Options header
+                // in the first fragment; in later ones, just data.
+                p.extend_from_slice(&[17, 0]);
+                p.extend_from_slice(&(off << 3 | u16::from(more)).to_be_bytes());
+                p.extend_from_slice(&[0, 0, 0, 9]);
+            }
+            p.extend_from_slice(l4);
+            let len = (p.len() - IPV6_HEADER_LEN) as u16;
+            p[4..6].copy_from_slice(&len.to_be_bytes());
+            p
+        };
+        for frag in [None, Some((0, true)), Some((0, false))] {
+            let k = packet_key(&v6(frag, &udp)).unwrap();
+            assert!(!k.opaque, "{frag:?}");
+            assert_eq!((k.key.sport, k.key.dport), (1234, 5000));
+        }
+        // A later fragment whose data starts like a Destination Options
+        // header: not walked into.
+        let mut later = vec![IpProtocol::UDP.0, 0, 0, 0, 0, 0, 0, 0];
+        later.extend_from_slice(&udp);
+        for (off, more) in [(1, true), (100, false)] {
+            let k = packet_key(&v6(Some((off, more)), &udp)).unwrap();
+            assert!(k.opaque);
+            assert_eq!((k.key.proto, k.key.sport, k.key.dport), (17, 0, 0));
+        }
+        // Whose protocol is behind an extension header: unknown, refused.
+        let mut p = v6(Some((100, false)), &later);
+        p[40] = IpProtocol::IPV6_OPTS.0;
+        assert_eq!(packet_key(&p), Err(DropReason::OpaquePorts));
+        p[40] = IpProtocol::ICMPV6.0;
+        assert!(!packet_key(&p).unwrap().opaque);
+        assert!(packet_key(&v6(Some((0, true)), &udp[..2])).unwrap().opaque);
     }
 
     fn transport_sa(local: &str, remote: &str) -> OutboundSa {

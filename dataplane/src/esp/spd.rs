@@ -389,11 +389,54 @@ pub struct Spd {
     entries: Vec<Entry>,
     next_order: u32,
     /// Built on the first lookup after a change, or by [`Spd::compile`].
-    compiled: OnceLock<Arc<Classifier>>,
+    compiled: OnceLock<Arc<Compiled>>,
     /// A worker's flow cache travelling with the SPD: an empty one sized
     /// for it ([`Spd::with_flow_cache`], built on the control thread), or
     /// on the way back the one it replaced (freed on the control thread).
     flow_cache: ShippedCache,
+}
+
+/// The classifiers of an SPD.
+#[derive(Debug)]
+struct Compiled {
+    /// Over every policy: rule `i` is `entries[i]`.
+    main: Classifier,
+    /// For keys whose ports are unknown, when some policy has specific
+    /// ports (else `main` answers those too: see [`Spd::lookup_opaque`]).
+    opaque: Option<OpaqueClassifier>,
+}
+
+/// The classifiers of [`Spd::lookup_opaque`] when some policy names ports:
+/// one over the ANY-port policies, one over the PROTECT and DISCARD
+/// policies with specific ports widened to ANY ports (the guards), each in
+/// rank order. BYPASS policies with specific ports are in neither.
+#[derive(Debug)]
+struct OpaqueClassifier {
+    any_port: Classifier,
+    /// Per rule of `any_port`: its entry.
+    any_port_entries: Vec<u32>,
+    guards: Classifier,
+    /// Per rule of `guards`: its entry.
+    guard_entries: Vec<u32>,
+}
+
+/// What the SPD says about a packet whose ports are unknown
+/// ([`Spd::lookup_opaque`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpaqueMatch<'a> {
+    /// This policy, whose ports are ANY, decides.
+    Policy(&'a Policy),
+    /// No policy matches (RFC 4301 §5.1: discard).
+    NoPolicy,
+    /// A PROTECT or DISCARD policy with specific ports may cover the
+    /// packet's flow, and the ANY-port policy that would decide (ranked
+    /// after it) is a BYPASS, or there is none: the packet is dropped.
+    PortSpecific,
+}
+
+/// Whether both port ranges of `s` are ANY.
+fn any_ports(s: &Selector) -> bool {
+    s.src_ports == (0..=u16::MAX) && s.dst_ports == (0..=u16::MAX)
 }
 
 /// An optional boxed [`SpdCache`] that is not cloned with its SPD (each
@@ -498,10 +541,41 @@ impl Spd {
     /// path calls this before shipping an SPD to workers, so that no worker
     /// builds it on its first packet. Idempotent.
     pub fn compile(&self) -> &Classifier {
+        &self.compiled().main
+    }
+
+    fn compiled(&self) -> &Compiled {
         self.compiled.get_or_init(|| {
-            Arc::new(Classifier::build(
-                self.entries.iter().map(|e| &e.policy.selector),
-            ))
+            let main = Classifier::build(self.entries.iter().map(|e| &e.policy.selector));
+            let opaque = self
+                .entries
+                .iter()
+                .any(|e| !any_ports(&e.policy.selector))
+                .then(|| {
+                    let (mut any_port, mut any_port_entries) = (Vec::new(), Vec::new());
+                    let (mut guards, mut guard_entries) = (Vec::new(), Vec::new());
+                    for (i, e) in self.entries.iter().enumerate() {
+                        let s = &e.policy.selector;
+                        if any_ports(s) {
+                            any_port.push(s);
+                            any_port_entries.push(i as u32);
+                        } else if e.policy.action != Action::Bypass {
+                            guards.push(
+                                s.clone()
+                                    .with_src_ports(0..=u16::MAX)
+                                    .with_dst_ports(0..=u16::MAX),
+                            );
+                            guard_entries.push(i as u32);
+                        }
+                    }
+                    OpaqueClassifier {
+                        any_port: Classifier::build(any_port),
+                        any_port_entries,
+                        guards: Classifier::build(&guards),
+                        guard_entries,
+                    }
+                });
+            Arc::new(Compiled { main, opaque })
         })
     }
 
@@ -546,6 +620,53 @@ impl Spd {
     #[inline]
     pub fn lookup_with_id(&self, key: &FlowKey) -> Option<(PolicyId, &Policy)> {
         self.lookup_entry(key).map(|e| (e.id, &e.policy))
+    }
+
+    /// The decision for a packet whose ports are unknown (a
+    /// [`PacketKey`](super::PacketKey) that is `opaque`): `key`'s ports
+    /// are ignored. Does not allocate once compiled.
+    ///
+    /// RFC 4301 §7.1: a non-initial fragment is matched "only against SPD
+    /// entries with ANY port selectors" (an OPAQUE port matches ANY only,
+    /// §4.4.1.1), so the first ANY-port policy matching its addresses and
+    /// protocol decides, and a BYPASS policy with specific ports never
+    /// passes one. But a PROTECT or DISCARD policy with specific ports
+    /// ranked before that policy may be the one the whole datagram falls
+    /// under: then the packet must not be bypassed (a broader BYPASS would
+    /// carry a fragment of a protected flow in clear). It is
+    /// [`OpaqueMatch::PortSpecific`], dropped, if the deciding policy is a
+    /// BYPASS or there is none; a PROTECT or DISCARD decides as usual
+    /// (sealed, the fragment shows nothing on the wire).
+    ///
+    /// Reassembling on the protected side first (so that every packet has
+    /// its ports) would decide such fragments exactly, at the price of
+    /// per-datagram state that any LAN host can fill; RFC 4301 §7.3 makes
+    /// that a local choice. Dropping costs only flows that are fragmented
+    /// and fall under a port-specific PROTECT or DISCARD policy with a
+    /// broader BYPASS behind it.
+    pub fn lookup_opaque(&self, key: &FlowKey) -> OpaqueMatch<'_> {
+        let c = self.compiled();
+        let Some(o) = &c.opaque else {
+            // Every policy has ANY ports: the key's ports do not matter.
+            return match self.lookup_entry(key) {
+                Some(e) => OpaqueMatch::Policy(&e.policy),
+                None => OpaqueMatch::NoPolicy,
+            };
+        };
+        let rule = |cl: &Classifier, entries: &[u32]| {
+            cl.classify(key)
+                .and_then(|r| entries.get(r))
+                .map(|&i| i as usize)
+        };
+        let decider = rule(&o.any_port, &o.any_port_entries);
+        let guard = rule(&o.guards, &o.guard_entries);
+        match decider.and_then(|i| self.entries.get(i).map(|e| (i, &e.policy))) {
+            Some((i, p)) if p.action != Action::Bypass || guard.is_none_or(|g| g > i) => {
+                OpaqueMatch::Policy(p)
+            }
+            _ if guard.is_some() => OpaqueMatch::PortSpecific,
+            _ => OpaqueMatch::NoPolicy,
+        }
     }
 
     #[inline]
@@ -954,6 +1075,139 @@ mod tests {
             .filter(|(_, p)| p.selector.matches(key))
             .min_by_key(|(id, p)| (p.priority, *id))
             .map(|(id, _)| *id)
+    }
+
+    /// Linear reference of [`Spd::lookup_opaque`]: in rank order, the
+    /// first ANY-port policy that matches decides, unless it is a BYPASS
+    /// and a port-specific PROTECT or DISCARD that could match came first.
+    fn linear_opaque<'a>(rules: &'a [(PolicyId, Policy)], key: &FlowKey) -> OpaqueMatch<'a> {
+        let mut sorted: Vec<&(PolicyId, Policy)> = rules.iter().collect();
+        sorted.sort_by_key(|(id, p)| (p.priority, *id));
+        let mut guarded = false;
+        for (_, p) in sorted {
+            let wide = p
+                .selector
+                .clone()
+                .with_src_ports(0..=u16::MAX)
+                .with_dst_ports(0..=u16::MAX);
+            if !wide.matches(key) {
+                continue;
+            }
+            if any_ports(&p.selector) {
+                if guarded && p.action == Action::Bypass {
+                    return OpaqueMatch::PortSpecific;
+                }
+                return OpaqueMatch::Policy(p);
+            }
+            guarded |= p.action != Action::Bypass;
+        }
+        if guarded {
+            OpaqueMatch::PortSpecific
+        } else {
+            OpaqueMatch::NoPolicy
+        }
+    }
+
+    #[test]
+    fn opaque_ports_match_any_port_policies_only() {
+        let site = Selector::new(p("10.1.0.0/16"), p("10.2.0.0/16"));
+        let dns = site.clone().with_protocol(17).with_dst_ports(53..=53);
+        let web = site.clone().with_protocol(6).with_dst_ports(443..=443);
+        let other = Selector::new(p("10.1.0.0/16"), p("10.3.0.0/16"));
+        let spd = Spd::from_policies([
+            policy(dns, Action::Bypass, 1),
+            policy(web, Action::Protect(SaRef(1)), 2),
+            policy(other, Action::Protect(SaRef(2)), 3),
+            policy(site, Action::Bypass, 4),
+        ])
+        .unwrap();
+        let action = |k: FlowKey| match spd.lookup_opaque(&k) {
+            OpaqueMatch::Policy(p) => Ok(p.action),
+            m => Err(m),
+        };
+        // UDP: the port-specific BYPASS is skipped, the broad one decides.
+        assert_eq!(
+            action(key("10.1.0.9", "10.2.0.9", 17, 0, 0)),
+            Ok(Action::Bypass)
+        );
+        // TCP might be the protected web flow: never bypassed.
+        assert_eq!(
+            action(key("10.1.0.9", "10.2.0.9", 6, 0, 0)),
+            Err(OpaqueMatch::PortSpecific)
+        );
+        assert_eq!(
+            action(key("10.1.0.9", "10.3.0.9", 6, 0, 0)),
+            Ok(Action::Protect(SaRef(2)))
+        );
+        assert_eq!(
+            action(key("10.9.0.9", "10.2.0.9", 6, 0, 0)),
+            Err(OpaqueMatch::NoPolicy)
+        );
+        // A port-specific DISCARD before an ANY-port PROTECT: protected.
+        let telnet = Selector::new(p("10.1.0.0/16"), p("10.2.0.0/16"))
+            .with_protocol(6)
+            .with_dst_ports(23..=23);
+        let spd = Spd::from_policies([
+            policy(telnet, Action::Discard, 1),
+            policy(
+                Selector::new(p("10.1.0.0/16"), p("10.2.0.0/16")),
+                Action::Protect(SaRef(4)),
+                2,
+            ),
+        ])
+        .unwrap();
+        assert!(matches!(
+            spd.lookup_opaque(&key("10.1.0.9", "10.2.0.9", 6, 0, 0)),
+            OpaqueMatch::Policy(p) if p.action == Action::Protect(SaRef(4))
+        ));
+        assert_eq!(
+            spd.lookup_opaque(&key("10.1.0.9", "10.3.0.9", 6, 0, 0)),
+            OpaqueMatch::NoPolicy
+        );
+        // Without port-specific policies the main classifier answers.
+        let plain = Spd::from_policies([policy(
+            Selector::new(p("10.1.0.0/16"), p("10.2.0.0/16")),
+            Action::Protect(SaRef(3)),
+            1,
+        )])
+        .unwrap();
+        assert!(matches!(
+            plain.lookup_opaque(&key("10.1.0.9", "10.2.0.9", 6, 0, 0)),
+            OpaqueMatch::Policy(p) if p.action == Action::Protect(SaRef(3))
+        ));
+        assert_eq!(
+            Spd::new().lookup_opaque(&key("10.1.0.9", "10.2.0.9", 6, 0, 0)),
+            OpaqueMatch::NoPolicy
+        );
+    }
+
+    proptest! {
+        /// `lookup_opaque` answers what the linear reference does, and a
+        /// packet it lets bypass matches a BYPASS policy with ANY ports
+        /// that no PROTECT or DISCARD policy ranked before it could
+        /// pre-empt, whatever the packet's real ports are.
+        #[test]
+        fn lookup_opaque_matches_linear_model(
+            policies in prop::collection::vec(policy_strategy(), 0..60),
+            keys in prop::collection::vec(key_strategy(), 1..60),
+        ) {
+            let spd = Spd::from_policies(policies.iter().cloned()).unwrap();
+            let model: Vec<(PolicyId, Policy)> = spd.iter().map(|(id, p)| (id, p.clone())).collect();
+            for k in &keys {
+                let got = spd.lookup_opaque(k);
+                prop_assert_eq!(got, linear_opaque(&model, k));
+                if let OpaqueMatch::Policy(p) = got {
+                    if p.action == Action::Bypass {
+                        for port in [0u16, 1, 7, 53, u16::MAX] {
+                            let real = FlowKey { sport: port, dport: port.wrapping_add(3), ..*k };
+                            if FlowKey::proto_has_ports(k.proto) {
+                                prop_assert_eq!(spd.lookup(&real).map(|p| p.action), Some(Action::Bypass));
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     proptest! {

@@ -26,6 +26,9 @@ pub use msg::{
     POLL_GAP_BUCKETS,
 };
 pub use neigh::NeighbourTable;
-pub use node::{GwDrop, Interface, Node, NodeCounters, PacketPool, Role};
+pub use node::{
+    GwDrop, Interface, Node, NodeCounters, PacketPool, Role, ICMP_ERRORS_PER_SECOND,
+    ICMP_ERROR_BURST,
+};
 pub use queues::{control_queues, FromWorkers, KnownIkeSpis, QueueDrops, ToControl};
 pub use worker::{thread_cpu_time, Worker, WorkerPorts};

@@ -332,6 +332,10 @@ pub struct Handoff<B> {
 pub enum HandoffKind {
     /// Encapsulate with the SA of this slot.
     Outbound(SaRef),
+    /// Encapsulate a packet the sending worker originated (an ICMP error,
+    /// an echo reply) with the SA of this slot: no TTL decrement, no ICMP
+    /// error about it.
+    Local(SaRef),
     /// Decapsulate.
     Inbound,
 }

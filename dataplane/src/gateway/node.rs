@@ -24,6 +24,14 @@
 //! the MTU that fits including ESP overhead: PMTU discovery through the
 //! tunnel, RFC 1191 / RFC 8201), have the MSS of TCP SYNs clamped where the
 //! egress interface asks for it, and are resolved to a link-layer address.
+//!
+//! IP packets the gateway originates (echo replies, ICMP errors) cross the
+//! boundary like any other when they leave through a WAN interface: the
+//! SPD decides them (`Node::send_local`), so an error about a decrypted
+//! packet goes back through the tunnel or not at all (RFC 4301 §6.2).
+//! ICMP errors are rate-limited per worker (RFC 4443 §2.4(f), RFC 1812
+//! §4.3.2.8). Only IKE from the control plane ([`Node::transmit`]) and
+//! link-local neighbour discovery leave without the SPD.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -32,8 +40,9 @@ use ipnet::IpNet;
 use crate::buf::PacketBuf;
 use crate::esp::SpiMap;
 use crate::esp::{
-    flow_key, locate_esp_header_verified, DropReason, EngineEvent, EspEngine, EspLocation, FlowKey,
-    InboundOutcome, InboundSa, OutboundSa, SaHint, SaRef, Spd, Spi,
+    locate_esp_header_verified, packet_key, Action, DropReason, EngineEvent, EspEngine,
+    EspLocation, FlowKey, InboundOutcome, InboundSa, OutboundSa, PacketKey, SaHint, SaRef, Spd,
+    Spi,
 };
 use crate::esp::{Chunked, SlotVec};
 use crate::route::RouteTable;
@@ -59,6 +68,53 @@ pub const PREFETCH_MIN_SAS: usize = 256;
 const PENDING_MAX: usize = 256;
 /// How long a packet waits for its neighbour.
 const PENDING_TIMEOUT_MS: u64 = 3000;
+/// ICMP errors a worker sends per second by default (see
+/// [`Node::set_icmp_rate_limit`]).
+pub const ICMP_ERRORS_PER_SECOND: u32 = 100;
+/// ICMP errors a worker may send at once by default.
+pub const ICMP_ERROR_BURST: u32 = 20;
+
+/// The token bucket that limits the ICMP errors one worker sends (RFC 4443
+/// §2.4(f) requires limiting ICMPv6 errors and suggests a token bucket;
+/// RFC 1812 §4.3.2.8 asks the same of IPv4 routers). Without it, anyone
+/// who can make the gateway drop packets (TTL 1, DF over the MTU) makes it
+/// send one error per packet, back through the tunnel or onto the LAN.
+/// Credit is in thousandths of an error, so a millisecond adds
+/// `per_second` of them.
+#[derive(Debug, Clone, Copy)]
+struct IcmpLimit {
+    per_second: u32,
+    burst: u32,
+    credit: u64,
+    last_ms: u64,
+}
+
+impl IcmpLimit {
+    fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second,
+            burst,
+            credit: u64::from(burst) * 1000,
+            last_ms: 0,
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self, now_ms: u64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        self.credit = self
+            .credit
+            .saturating_add(elapsed.saturating_mul(u64::from(self.per_second)))
+            .min(u64::from(self.burst) * 1000);
+        if self.credit >= 1000 {
+            self.credit -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// What an interface faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +185,8 @@ pub enum GwDrop {
     /// The neighbour could not be resolved in time, or too many packets
     /// were waiting.
     NoNeighbour,
-    /// TTL / hop limit reached zero (ICMP time exceeded sent).
+    /// TTL / hop limit reached zero (ICMP time exceeded sent, within the
+    /// rate limit and as the SPD allows).
     TtlExceeded,
     /// Larger than the path MTU with DF set or IPv6 (ICMP sent), or larger
     /// than we can fragment.
@@ -144,11 +201,18 @@ pub enum GwDrop {
     TxFull,
     /// No buffer for a generated packet (ARP request).
     NoBuffer,
+    /// An ICMP error not sent: over the worker's rate limit (the packet
+    /// it was about is counted under its own reason as well).
+    IcmpRateLimited,
+    /// A packet the gateway originated (ICMP error, echo reply) that the
+    /// SPD does not let out of a WAN interface: no policy, DISCARD, or
+    /// PROTECT without an SA.
+    LocalPolicy,
 }
 
 impl GwDrop {
     /// Every reason in index order.
-    pub const ALL: [GwDrop; 12] = [
+    pub const ALL: [GwDrop; 14] = [
         GwDrop::BadFrame,
         GwDrop::NotForUs,
         GwDrop::Unsupported,
@@ -161,6 +225,8 @@ impl GwDrop {
         GwDrop::PuntFull,
         GwDrop::TxFull,
         GwDrop::NoBuffer,
+        GwDrop::IcmpRateLimited,
+        GwDrop::LocalPolicy,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -185,6 +251,8 @@ impl GwDrop {
             GwDrop::PuntFull => "punt_full",
             GwDrop::TxFull => "tx_full",
             GwDrop::NoBuffer => "no_buffer",
+            GwDrop::IcmpRateLimited => "icmp_rate_limited",
+            GwDrop::LocalPolicy => "local_policy",
         }
     }
 }
@@ -208,7 +276,8 @@ pub struct NodeCounters {
     pub neighbour_requests: u64,
     /// ICMP echo replies sent.
     pub echo_replies: u64,
-    /// ICMP errors sent (time exceeded, fragmentation needed, too big).
+    /// ICMP errors built (time exceeded, fragmentation needed, too big);
+    /// those the SPD then refuses count under [`GwDrop::LocalPolicy`] too.
     pub icmp_errors: u64,
     /// TCP SYNs whose MSS was lowered.
     pub mss_clamped: u64,
@@ -317,6 +386,7 @@ pub struct Node<B> {
     foreign_spis: usize,
     pending: Vec<Pending<B>>,
     now_ms: u64,
+    icmp_limit: IcmpLimit,
     /// Counters.
     pub counters: NodeCounters,
     /// Frames to send, per interface index (Ethernet header included).
@@ -377,6 +447,7 @@ impl<B: PacketBuf> Node<B> {
             foreign_spis: 0,
             pending: Vec::with_capacity(PENDING_MAX),
             now_ms: 0,
+            icmp_limit: IcmpLimit::new(ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST),
             counters: NodeCounters::default(),
             tx: (0..n).map(|_| Vec::with_capacity(256)).collect(),
             handoffs: Vec::with_capacity(64),
@@ -404,6 +475,13 @@ impl<B: PacketBuf> Node<B> {
     /// Sets the clock (milliseconds, any epoch) for this burst.
     pub fn set_now(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+    }
+
+    /// Limits the ICMP errors this worker sends to `per_second`, at most
+    /// `burst` at once (0 per second: none). The bucket starts full.
+    pub fn set_icmp_rate_limit(&mut self, per_second: u32, burst: u32) {
+        self.icmp_limit = IcmpLimit::new(per_second, burst);
+        self.icmp_limit.last_ms = self.now_ms;
     }
 
     // ---- control-plane changes (between bursts) ----
@@ -608,8 +686,10 @@ impl<B: PacketBuf> Node<B> {
         } else {
             let mut hints = [None; N];
             for (h, p) in hints.iter_mut().zip(&pkts[..n]) {
-                if let Some(Ok(key)) = ip(p.data()).map(flow_key) {
-                    *h = Some(self.engine.flow_hint(&key));
+                if let Some(Ok(k)) = ip(p.data()).map(packet_key) {
+                    if !k.opaque {
+                        *h = Some(self.engine.flow_hint(&k.key));
+                    }
                 }
             }
             let mut slots: [Option<SaRef>; N] = [None; N];
@@ -737,7 +817,7 @@ impl<B: PacketBuf> Node<B> {
         self.punts.push((in_if, pkt.data().to_vec()));
     }
 
-    fn icmpv4_local(&mut self, _in_if: u16, mut pkt: B, l4: usize, pool: &mut impl PacketPool<B>) {
+    fn icmpv4_local(&mut self, in_if: u16, mut pkt: B, l4: usize, pool: &mut impl PacketPool<B>) {
         let data = pkt.data_mut();
         let Ok(ip) = Ipv4Packet::new_checked(&data[..]) else {
             return self.drop_gw(GwDrop::BadFrame);
@@ -762,7 +842,7 @@ impl<B: PacketBuf> Node<B> {
         ip.set_ttl(64);
         ip.fill_checksum();
         self.counters.echo_replies += 1;
-        self.route_out(pkt, pool, false)
+        self.send_local(in_if, pkt, pool)
     }
 
     fn icmpv6_local(&mut self, in_if: u16, mut pkt: B, l4: usize, pool: &mut impl PacketPool<B>) {
@@ -791,7 +871,7 @@ impl<B: PacketBuf> Node<B> {
                 ip.set_dst_addr(src);
                 ip.set_hop_limit(64);
                 self.counters.echo_replies += 1;
-                self.route_out(pkt, pool, false)
+                self.send_local(in_if, pkt, pool)
             }
             Icmpv6Repr::NeighborSolicit {
                 target_addr,
@@ -847,41 +927,49 @@ impl<B: PacketBuf> Node<B> {
             if esp_spi(pkt.data(), &loc).is_some_and(|spi| self.spi_owner.contains_key(spi)) {
                 return self.esp_input_located(in_if, pkt, loc, pool);
             }
-            let Ok(key) = flow_key(pkt.data()) else {
-                return self.drop_gw(GwDrop::BadFrame);
+            let PacketKey { key, opaque } = match packet_key(pkt.data()) {
+                Ok(k) => k,
+                Err(DropReason::OpaquePorts) => return self.drop_esp(DropReason::OpaquePorts),
+                Err(_) => return self.drop_gw(GwDrop::BadFrame),
             };
             // RFC 4301 §5.2: look the packet up as the reverse flow; if
             // policy protects that flow, plaintext must not be accepted.
-            let reverse = FlowKey {
-                src: key.dst,
-                dst: key.src,
-                proto: key.proto,
-                sport: key.dport,
-                dport: key.sport,
+            let reverse = PacketKey {
+                key: FlowKey {
+                    src: key.dst,
+                    dst: key.src,
+                    proto: key.proto,
+                    sport: key.dport,
+                    dport: key.sport,
+                },
+                opaque,
             };
-            match self.engine.policy_action(&reverse) {
-                Some(crate::esp::Action::Bypass) => self.forward(in_if, pkt, pool),
-                Some(crate::esp::Action::Protect(_)) => self.drop_gw(GwDrop::UnprotectedInbound),
-                Some(crate::esp::Action::Discard) => self.drop_esp(DropReason::PolicyDiscard),
-                None => self.drop_esp(DropReason::NoPolicy),
+            match self.engine.packet_action(&reverse) {
+                Ok(Action::Bypass) => self.forward(in_if, pkt, pool),
+                Ok(Action::Protect(_)) => self.drop_gw(GwDrop::UnprotectedInbound),
+                Ok(Action::Discard) => self.drop_esp(DropReason::PolicyDiscard),
+                Err(r) => self.drop_esp(r),
             }
         } else {
             // Borrowed where it was built: moving the key out of the
             // `Result` copied it in eight-byte words over field-sized
             // stores, a store-forwarding stall per packet.
-            let key = flow_key(pkt.data());
-            let Ok(key) = &key else {
-                return self.drop_gw(GwDrop::BadFrame);
+            let key = packet_key(pkt.data());
+            let key = match &key {
+                Ok(k) => k,
+                Err(DropReason::OpaquePorts) => {
+                    return self.engine_outbound_drop(DropReason::OpaquePorts)
+                }
+                Err(_) => return self.drop_gw(GwDrop::BadFrame),
             };
-            match self.engine.policy_action(key) {
-                Some(crate::esp::Action::Protect(slot)) => {
-                    self.protect(in_if, slot, pkt, pool, true)
-                }
-                Some(crate::esp::Action::Bypass) => self.forward(in_if, pkt, pool),
-                Some(crate::esp::Action::Discard) => {
-                    self.engine_outbound_drop(DropReason::PolicyDiscard);
-                }
-                None => self.engine_outbound_drop(DropReason::NoPolicy),
+            // A packet whose ports are unknown (a non-initial fragment) is
+            // decided by the ANY-port policies alone and never from the
+            // flow cache (see `Spd::lookup_opaque`).
+            match self.engine.packet_action(key) {
+                Ok(Action::Protect(slot)) => self.protect(in_if, slot, pkt, pool, false),
+                Ok(Action::Bypass) => self.forward(in_if, pkt, pool),
+                Ok(Action::Discard) => self.engine_outbound_drop(DropReason::PolicyDiscard),
+                Err(r) => self.engine_outbound_drop(r),
             }
         }
     }
@@ -934,13 +1022,16 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// Outbound through a tunnel: hand off to the owner, or encapsulate.
+    /// `local`: a packet the gateway originated ([`Self::send_local`]),
+    /// whose TTL is not decremented and about which no ICMP error is sent
+    /// (too big and not fragmentable, it is dropped).
     fn protect(
         &mut self,
         in_if: u16,
         slot: SaRef,
         mut pkt: B,
         pool: &mut impl PacketPool<B>,
-        fresh: bool,
+        local: bool,
     ) {
         if self.engine.outbound(slot).is_none() {
             // The owner only matters for a slot whose SA is elsewhere.
@@ -952,17 +1043,22 @@ impl<B: PacketBuf> Node<B> {
                         Handoff {
                             packet: pkt,
                             in_iface: in_if,
-                            kind: HandoffKind::Outbound(slot),
+                            kind: if local {
+                                HandoffKind::Local(slot)
+                            } else {
+                                HandoffKind::Outbound(slot)
+                            },
                         },
                     ));
                 }
                 // A policy whose SA is not installed (RFC 4301 would
                 // trigger IKE): drop.
+                _ if local => self.drop_gw(GwDrop::LocalPolicy),
                 _ => self.drop_esp(DropReason::NoPolicy),
             }
             return;
         }
-        if fresh && !self.ttl_ok(&mut pkt) {
+        if !local && !self.ttl_ok(&mut pkt) {
             return self.ttl_exceeded(in_if, pkt, pool);
         }
         if let Some(e) = self.cached_egress(slot) {
@@ -1034,6 +1130,9 @@ impl<B: PacketBuf> Node<B> {
                 return;
             }
             self.drop_gw(GwDrop::TooBig);
+            if local {
+                return;
+            }
             return self.icmp_too_big(in_if, pkt, fits as u16, pool);
         }
         self.seal_and_route(slot, pkt, outer_dst, hop, pool)
@@ -1157,9 +1256,6 @@ impl<B: PacketBuf> Node<B> {
         match r {
             Ok(InboundOutcome::Decrypted(_)) => {
                 self.counters.decapsulated += 1;
-                if !self.ttl_ok(&mut pkt) {
-                    return self.ttl_exceeded(in_if, pkt, pool);
-                }
                 // Routed once, for the MSS clamp of the egress interface
                 // and the delivery (this was `route_out`'s second lookup).
                 let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
@@ -1168,6 +1264,15 @@ impl<B: PacketBuf> Node<B> {
                 let Some(&hop) = self.routes.next_hop(dst) else {
                     return self.drop_gw(GwDrop::NoRoute);
                 };
+                if !self.ttl_ok(&mut pkt) {
+                    // The error goes back into the tunnel: from the
+                    // protected side's address (the interface the packet
+                    // was headed for), which the reverse flow's policy can
+                    // cover, rather than from the WAN address, which only
+                    // a policy for the gateway itself would (RFC 4301
+                    // §6.2; `send_local` refuses it if none matches).
+                    return self.ttl_exceeded(hop.interface, pkt, pool);
+                }
                 if let Some(m) = self.ifaces[usize::from(hop.interface)].mss_clamp {
                     self.clamp_mss(&mut pkt, m);
                 }
@@ -1188,6 +1293,12 @@ impl<B: PacketBuf> Node<B> {
                     // Ownership moved meanwhile; do not bounce it around.
                     return self.drop_esp(DropReason::NoPolicy);
                 }
+                self.protect(h.in_iface, slot, h.packet, pool, false)
+            }
+            HandoffKind::Local(slot) => {
+                if self.engine.outbound(slot).is_none() {
+                    return self.drop_gw(GwDrop::LocalPolicy);
+                }
                 self.protect(h.in_iface, slot, h.packet, pool, true)
             }
             HandoffKind::Inbound => {
@@ -1198,10 +1309,42 @@ impl<B: PacketBuf> Node<B> {
         }
     }
 
-    /// An IP packet from the control plane: route and send it.
+    /// An IP packet from the control plane: route and send it. These are
+    /// IKE messages and NAT keepalives between the gateway's WAN address
+    /// and its peers, the traffic that sets up the SAs, so they do not go
+    /// through the SPD (an SPD that protected or discarded them would
+    /// leave the tunnels unable to form).
     pub fn transmit(&mut self, pkt: B, pool: &mut impl PacketPool<B>) {
         self.counters.transmitted_for_control += 1;
         self.route_out(pkt, pool, false)
+    }
+
+    /// An IP packet the gateway originated (echo reply, ICMP error), `in_if`
+    /// the interface of the packet that caused it. Out of a LAN interface
+    /// it stays on the protected side and is sent. Out of a WAN interface
+    /// it crosses the IPsec boundary, so its own addresses, protocol and
+    /// ports go through the SPD like any outbound packet (RFC 4301 §5.1;
+    /// for ICMP errors about decrypted packets, §6.2): PROTECT seals it
+    /// with the policy's SA, BYPASS sends it, and DISCARD, no policy or a
+    /// PROTECT whose SA is missing drop it (counted as
+    /// [`GwDrop::LocalPolicy`]). It is never sent in clear otherwise: an
+    /// error quoting a decrypted packet would put its plaintext on the
+    /// WAN.
+    fn send_local(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
+        let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
+            return self.drop_gw(GwDrop::BadFrame);
+        };
+        let Some(&hop) = self.routes.next_hop(dst) else {
+            return self.drop_gw(GwDrop::NoRoute);
+        };
+        if self.ifaces[usize::from(hop.interface)].role == Role::Lan {
+            return self.deliver(pkt, dst, hop, pool, false);
+        }
+        match packet_key(pkt.data()).and_then(|k| self.engine.packet_action(&k)) {
+            Ok(Action::Bypass) => self.deliver(pkt, dst, hop, pool, false),
+            Ok(Action::Protect(slot)) => self.protect(in_if, slot, pkt, pool, true),
+            Ok(Action::Discard) | Err(_) => self.drop_gw(GwDrop::LocalPolicy),
+        }
     }
 
     fn clamp_mss(&mut self, pkt: &mut B, max: u16) {
@@ -1424,7 +1567,8 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// Turns the offending packet (IP header first) into an ICMP error to
-    /// its source, in place, and routes it.
+    /// its source, in place, and sends it ([`Self::send_local`]) if the
+    /// rate limit allows.
     fn icmp_error_packet(
         &mut self,
         in_if: u16,
@@ -1460,6 +1604,9 @@ impl<B: PacketBuf> Node<B> {
                 else {
                     return;
                 };
+                if !self.icmp_limit.take(self.now_ms) {
+                    return self.drop_gw(GwDrop::IcmpRateLimited);
+                }
                 let quote_len = crate::wire::icmp::icmpv4_quote(data).len();
                 let len = pkt.len();
                 if pkt.trim(len - quote_len).is_err() {
@@ -1527,6 +1674,9 @@ impl<B: PacketBuf> Node<B> {
                 else {
                     return;
                 };
+                if !self.icmp_limit.take(self.now_ms) {
+                    return self.drop_gw(GwDrop::IcmpRateLimited);
+                }
                 let quote_len = crate::wire::icmp::icmpv6_quote(data).len();
                 let len = pkt.len();
                 if pkt.trim(len - quote_len).is_err() {
@@ -1560,7 +1710,7 @@ impl<B: PacketBuf> Node<B> {
             }
         }
         self.counters.icmp_errors += 1;
-        self.route_out(pkt, pool, false)
+        self.send_local(in_if, pkt, pool)
     }
 
     fn icmp_too_big(&mut self, in_if: u16, pkt: B, mtu: u16, pool: &mut impl PacketPool<B>) {

@@ -15,6 +15,8 @@ use crate::wire::{checksum, IpProtocol};
 use super::msg::HandoffKind;
 use super::node::{GwDrop, Interface, Node, PacketPool, Role};
 
+mod leak;
+
 struct HeapPool;
 
 impl PacketPool<HeapBuf> for HeapPool {
@@ -35,6 +37,10 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn ifaces(site: char, wan_mtu: u16, mss: Option<u16>) -> Vec<Interface> {
+    ifaces_mtu(site, 1500, wan_mtu, mss)
+}
+
+fn ifaces_mtu(site: char, lan_mtu: u16, wan_mtu: u16, mss: Option<u16>) -> Vec<Interface> {
     let (lan_mac, wan_mac, n) = if site == 'a' {
         (GWA_LAN, GWA_WAN, 1)
     } else {
@@ -49,7 +55,7 @@ fn ifaces(site: char, wan_mtu: u16, mss: Option<u16>) -> Vec<Interface> {
                 format!("10.{n}.0.1/24").parse().unwrap(),
                 format!("fd0{n}::1/64").parse().unwrap(),
             ],
-            mtu: 1500,
+            mtu: lan_mtu,
             mss_clamp: None,
         },
         Interface {
@@ -117,6 +123,11 @@ fn sel(a: &str, b: &str) -> Selector {
 /// gwA and gwB with a tunnel 10.1/24 <-> 10.2/24 (and fd01::/64 <->
 /// fd02::/64) over 192.0.2.0/24, static neighbours for the hosts and peers.
 fn two_sites(wan_mtu: u16, mss: Option<u16>) -> (Node<HeapBuf>, Node<HeapBuf>) {
+    two_sites_mtu(1500, wan_mtu, mss)
+}
+
+/// [`two_sites`] with this LAN MTU on both gateways.
+fn two_sites_mtu(lan_mtu: u16, wan_mtu: u16, mss: Option<u16>) -> (Node<HeapBuf>, Node<HeapBuf>) {
     let mut nodes = Vec::new();
     for site in ['a', 'b'] {
         let (me, peer, my_net, peer_net, my6, peer6) = if site == 'a' {
@@ -160,7 +171,7 @@ fn two_sites(wan_mtu: u16, mss: Option<u16>) -> (Node<HeapBuf>, Node<HeapBuf>) {
                 via: None,
             },
         );
-        let mut n = Node::new(0, ifaces(site, wan_mtu, mss), routes);
+        let mut n = Node::new(0, ifaces_mtu(site, lan_mtu, wan_mtu, mss), routes);
         let mut spd = Spd::new();
         for (l, r) in [(my_net, peer_net), (my6, peer6)] {
             spd.insert(Policy {
