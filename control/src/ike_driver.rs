@@ -347,51 +347,9 @@ fn ts_of(
 /// The largest prefixes covering `start..=end` (a traffic selector is a
 /// range, the data plane's selectors are prefixes).
 fn range_prefixes(start: IpAddr, end: IpAddr) -> Vec<IpPrefix> {
-    let (bits, s, e) = match (start, end) {
-        (IpAddr::V4(s), IpAddr::V4(e)) => {
-            (32u32, u128::from(u32::from(s)), u128::from(u32::from(e)))
-        }
-        (IpAddr::V6(s), IpAddr::V6(e)) => (128u32, u128::from(s), u128::from(e)),
-        _ => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    let mut cur = s;
-    while cur <= e && out.len() < 256 {
-        // Largest block aligned at `cur` that stays within `end`.
-        let mut size_bits = if cur == 0 {
-            bits
-        } else {
-            cur.trailing_zeros().min(bits)
-        };
-        while size_bits > 0 {
-            let last = if size_bits >= 128 {
-                u128::MAX
-            } else {
-                cur + ((1u128 << size_bits) - 1)
-            };
-            if last <= e {
-                break;
-            }
-            size_bits -= 1;
-        }
-        let addr = if bits == 32 {
-            IpAddr::V4((cur as u32).into())
-        } else {
-            IpAddr::V6(cur.into())
-        };
-        if let Ok(p) = IpPrefix::new(addr, (bits - size_bits) as u8) {
-            out.push(p);
-        }
-        if size_bits >= 128 {
-            break;
-        }
-        let step = 1u128 << size_bits;
-        match cur.checked_add(step) {
-            Some(n) if bits == 128 || n <= u128::from(u32::MAX) + 1 => cur = n,
-            _ => break,
-        }
-    }
-    out
+    ike::negotiate::range_prefixes(start, end)
+        .filter_map(|(a, len)| IpPrefix::new(a, len).ok())
+        .collect()
 }
 
 /// Data-plane selectors for negotiated traffic selectors: every pair of
