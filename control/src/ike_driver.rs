@@ -53,8 +53,21 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 /// its Delete: packets the peer sent on it may still be in flight
 /// (strongSwan's `delete_rekeyed_delay` is 5 s too).
 const REKEYED_GRACE: Duration = Duration::from_secs(5);
-/// Wait this long before initiating again after the peer was lost.
+/// Wait this long before initiating again after the peer was lost or an
+/// attempt failed; each further failure in a row doubles the wait up to
+/// [`REINITIATE_MAX_DELAY`].
 const REINITIATE_DELAY: Duration = Duration::from_secs(5);
+/// The longest wait between two attempts (strongSwan retries failed
+/// connections too; a wrong PSK or a man in the middle must not make the
+/// gateway give up, nor hammer the peer).
+const REINITIATE_MAX_DELAY: Duration = Duration::from_secs(300);
+
+/// The wait before the next attempt after `failures` failed ones in a row.
+fn reinitiate_delay(failures: u32) -> Duration {
+    REINITIATE_DELAY
+        .saturating_mul(1u32 << failures.min(16))
+        .min(REINITIATE_MAX_DELAY)
+}
 
 /// The system RNG (aws-lc-rs) for the engine.
 #[derive(Debug)]
@@ -160,6 +173,8 @@ struct TunnelIke {
     retiring: Vec<(Instant, u32)>,
     next_keepalive: Instant,
     reinitiate_at: Option<Instant>,
+    /// Attempts that failed since the tunnel was last up.
+    failures: u32,
 }
 
 /// The IKE driver for every IKE tunnel of the gateway.
@@ -661,6 +676,7 @@ impl IkeDriver {
                 retiring: Vec::new(),
                 next_keepalive: now + KEEPALIVE,
                 reinitiate_at: None,
+                failures: 0,
             });
         }
         Ok(Self {
@@ -885,6 +901,7 @@ impl IkeDriver {
                 let t = &mut self.tunnels[ti];
                 t.state = LinkState::Up;
                 t.last_down = None;
+                t.failures = 0;
                 t.ike = Some(IkeInfo {
                     id: ike,
                     local,
@@ -927,14 +944,19 @@ impl IkeDriver {
                     t.ike = None;
                     t.state = LinkState::Down;
                     t.last_down = Some(reason);
-                    // The peer went away or the SA ran out: an initiator
-                    // tries again; a deliberate delete is respected.
-                    let retry = matches!(
+                    // The peer went away, the SA ran out or an attempt failed
+                    // (possibly forged by someone on the path): an initiator
+                    // tries again, backing off; a deliberate delete is
+                    // respected.
+                    let retry = !matches!(
                         reason,
-                        DownReason::PeerDead | DownReason::Expired | DownReason::Negotiation(_)
+                        DownReason::DeletedByPeer | DownReason::Terminated | DownReason::Replaced
                     );
                     if t.endpoint.should_initiate() && retry {
-                        t.reinitiate_at = Some(wall + REINITIATE_DELAY);
+                        let delay = reinitiate_delay(t.failures);
+                        t.failures = t.failures.saturating_add(1);
+                        t.reinitiate_at = Some(wall + delay);
+                        tracing::info!(tunnel = %t.tunnel.name, delay_s = delay.as_secs(), "IKE: will initiate again");
                     }
                 }
             }
@@ -1492,6 +1514,55 @@ remote = "{peer}"
             std::fs::read_to_string(dir.join("a/ikev2_decryption_table")).unwrap(),
             std::fs::read_to_string(dir.join("b/ikev2_decryption_table")).unwrap()
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Failed attempts (a wrong PSK, or forged by a man in the middle) are
+    /// retried, each wait twice the previous up to a ceiling; success
+    /// resets it; a deliberate delete is respected.
+    #[test]
+    fn failed_attempts_are_retried_with_back_off() {
+        let dir = std::env::temp_dir().join(format!("espresso-backoff-{}", std::process::id()));
+        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir)).unwrap();
+        let down = |a: &mut IkeDriver, ike: u64, reason: DownReason| {
+            a.tunnels[0].reinitiate_at = None;
+            let before = Instant::now();
+            a.on_event(
+                0,
+                IkeEvent::IkeSaDown {
+                    ike: IkeSaId(ike),
+                    reason,
+                },
+            );
+            a.tunnels[0]
+                .reinitiate_at
+                .map(|at| at.saturating_duration_since(before).as_secs())
+        };
+        let mut waits = Vec::new();
+        for i in 0..8 {
+            waits.push(down(&mut a, i, DownReason::AuthenticationFailed));
+        }
+        let want = [5, 10, 20, 40, 80, 160, 300, 300].map(Some);
+        assert_eq!(waits, want);
+        let peer = "192.0.2.2:500".parse().unwrap();
+        a.on_event(
+            0,
+            IkeEvent::IkeSaUp {
+                ike: IkeSaId(9),
+                local: "192.0.2.1:500".parse().unwrap(),
+                remote: peer,
+            },
+        );
+        assert_eq!(down(&mut a, 9, DownReason::PeerDead), Some(5));
+        assert_eq!(
+            down(
+                &mut a,
+                10,
+                DownReason::Negotiation(crate::ike::message::NotifyType::NO_PROPOSAL_CHOSEN)
+            ),
+            Some(10)
+        );
+        assert_eq!(down(&mut a, 11, DownReason::DeletedByPeer), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
