@@ -537,6 +537,11 @@ pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
     c.timers.child_lifetime_ms = ic.child_lifetime.as_millis() as u64;
     c.timers.dpd_interval_ms = ic.dpd_interval.map_or(0, |d| d.as_millis() as u64);
     c.force_encap = ic.force_encap;
+    c.limits = ike::Limits {
+        max_traffic_selectors: ic.max_traffic_selectors,
+        max_selectors: ic.max_selectors,
+        max_child_sas: ic.max_child_sas,
+    };
     Ok(c)
 }
 

@@ -1277,6 +1277,34 @@ fn ike(
         }
         Some(d) => Some(resolve(cx.file, &d)),
     };
+    let limit = |name: &str, v: Option<u64>, default: usize, min: usize, max: usize| {
+        let n = v.map_or(default as u64, |n| n);
+        if n < min as u64 || n > max as u64 {
+            return Err(cx.err(p.key(name), format!("{n} is out of range ({min} to {max})")));
+        }
+        Ok(n as usize)
+    };
+    let max_traffic_selectors = limit(
+        "max_traffic_selectors",
+        r.max_traffic_selectors,
+        IkeConfig::DEFAULT_MAX_TRAFFIC_SELECTORS,
+        1,
+        IkeConfig::MAX_MAX_TRAFFIC_SELECTORS,
+    )?;
+    let max_selectors = limit(
+        "max_selectors",
+        r.max_selectors,
+        IkeConfig::DEFAULT_MAX_SELECTORS,
+        1,
+        IkeConfig::MAX_MAX_SELECTORS,
+    )?;
+    let max_child_sas = limit(
+        "max_child_sas",
+        r.max_child_sas,
+        IkeConfig::DEFAULT_MAX_CHILD_SAS,
+        IkeConfig::MIN_MAX_CHILD_SAS,
+        IkeConfig::MAX_MAX_CHILD_SAS,
+    )?;
     Ok(IkeConfig {
         local_id,
         remote_id,
@@ -1292,6 +1320,9 @@ fn ike(
         dpd_interval: (!dpd.is_zero()).then_some(dpd),
         force_encap: r.force_encap.unwrap_or(false),
         keylog_dir,
+        max_traffic_selectors,
+        max_selectors,
+        max_child_sas,
     })
 }
 

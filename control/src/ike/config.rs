@@ -289,6 +289,32 @@ impl Default for Timers {
     }
 }
 
+/// Bounds on what an authenticated peer may make this gateway hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most traffic selectors in one TSi or TSr payload (before and after
+    /// narrowing).
+    pub max_traffic_selectors: usize,
+    /// Most data-plane selectors (pairs of a source and a destination
+    /// address prefix) one Child SA's traffic selectors may expand to: an
+    /// odd address range needs up to 254 prefixes, and every packet is
+    /// matched against them.
+    pub max_selectors: usize,
+    /// Most Child SAs (installed or being replaced) one IKE SA may hold
+    /// when the peer asks for another.
+    pub max_child_sas: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_traffic_selectors: 16,
+            max_selectors: 256,
+            max_child_sas: 8,
+        }
+    }
+}
+
 /// Everything the engine needs to know about one peer.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -313,6 +339,7 @@ pub struct Config {
     pub force_encap: bool,
     /// Above this many half-open responder SAs, demand COOKIEs (§2.6).
     pub cookie_threshold: usize,
+    pub limits: Limits,
 }
 
 impl Config {
@@ -339,6 +366,7 @@ impl Config {
             timers: Timers::default(),
             force_encap: false,
             cookie_threshold: 10,
+            limits: Limits::default(),
         }
     }
 

@@ -11,7 +11,7 @@ pub mod message;
 pub mod negotiate;
 pub mod sa;
 
-pub use config::{Config, EspProposal, IkeProposal, StartAction, Timers};
+pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint, IkeError};
 pub use sa::{
