@@ -1037,6 +1037,14 @@ impl IkeDriver {
                         .push(SaAction::RemoveInbound { tunnel: index, spi });
                 }
             }
+            IkeEvent::PeerMoved { ike, local, remote } => {
+                let t = &mut self.tunnels[ti];
+                tracing::info!(tunnel = %t.tunnel.name, %local, %remote, "IKE: the peer's address changed (NAT); rekeying its Child SAs onto it");
+                if let Some(info) = t.ike.as_mut().filter(|i| i.id == ike) {
+                    info.local = local;
+                    info.remote = remote;
+                }
+            }
             IkeEvent::ChildSaFailed { notify, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, ?notify, "IKE: Child SA not established");
             }
@@ -1321,6 +1329,15 @@ impl IkeDriver {
                 ("ike_sa_established", e.ike_sa_established),
                 ("child_sa_established", e.child_sa_established),
                 ("peers_dead", e.peers_dead),
+                ("child_no_proposal_chosen", e.child_no_proposal_chosen),
+                ("ts_unacceptable", e.ts_unacceptable),
+                ("ts_over_limit", e.ts_over_limit),
+                ("child_sa_limit", e.child_sa_limit),
+                ("init_errors_ignored", e.init_errors_ignored),
+                ("bad_nonce", e.bad_nonce),
+                ("not_established", e.not_established),
+                ("exchange_mismatch", e.exchange_mismatch),
+                ("peer_moved", e.peer_moved),
             ] {
                 let _ = writeln!(s, "ike.{n}.{k} {v}");
             }
