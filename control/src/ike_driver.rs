@@ -1244,6 +1244,14 @@ impl IkeDriver {
             if let (LinkState::Down | LinkState::Connecting, Some(r)) = (t.state, t.last_down) {
                 let _ = write!(s, " last_down {r:?}");
             }
+            if let Some(at) = t.reinitiate_at {
+                let _ = write!(
+                    s,
+                    " failures {} retry_in {}s",
+                    t.failures,
+                    at.saturating_duration_since(now).as_secs()
+                );
+            }
             s.push('\n');
             if let Some(ike) = &t.ike {
                 if let Some(sec) = t.endpoint.ike_sa_secrets(ike.id) {
@@ -1566,6 +1574,11 @@ remote = "{peer}"
         }
         let want = [5, 10, 20, 40, 80, 160, 300, 300].map(Some);
         assert_eq!(waits, want);
+        let report = a.tunnels_report();
+        assert!(
+            report.contains("last_down AuthenticationFailed failures 8 retry_in 29"),
+            "{report}"
+        );
         let peer = "192.0.2.2:500".parse().unwrap();
         a.on_event(
             0,
