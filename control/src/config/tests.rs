@@ -841,6 +841,19 @@ fn ike_limits_default_and_are_bounded() {
         "tunnel[0].ike.max_traffic_selectors",
         "out of range",
     );
+    // Our own offer must fit the limits the peer's reply is held to.
+    let two = "  [[tunnel.policy]]\n  local = \"10.1.1.0/24\"\n  remote = \"10.2.1.0/24\"";
+    assert!(parse(&with_ike(two)).is_ok());
+    assert_invalid(
+        &with_ike(&format!("  max_traffic_selectors = 1\n{two}")),
+        "tunnel[0].ike.max_traffic_selectors",
+        "2 protect policies",
+    );
+    assert_invalid(
+        &with_ike(&format!("  max_selectors = 3\n{two}")),
+        "tunnel[0].ike.max_selectors",
+        "4 selectors",
+    );
 }
 
 #[test]

@@ -681,6 +681,29 @@ fn tunnel(
         None => None,
         Some(ri) => Some(ike(cx, &p.key("ike"), ri, endpoints)?),
     };
+    if let Some(ic) = &ike {
+        // IKE offers the protect policies as traffic selectors and holds
+        // the peer's reply to these limits (RFC 7296 §2.9): our own offer
+        // must fit them. Each policy is one prefix; the data plane pairs
+        // every local with every remote one of its family.
+        let sel = &template.outbound_selectors;
+        let n = sel.len();
+        let n4 = sel.iter().filter(|s| s.src.addr().is_ipv4()).count();
+        let pairs = n4 * n4 + (n - n4) * (n - n4);
+        let ike_p = p.key("ike");
+        if n > ic.max_traffic_selectors {
+            return Err(cx.err(
+                ike_p.key("max_traffic_selectors"),
+                format!("the tunnel has {n} protect policies; raise it to at least {n}"),
+            ));
+        }
+        if pairs > ic.max_selectors {
+            return Err(cx.err(
+                ike_p.key("max_selectors"),
+                format!("the tunnel's protect policies make {pairs} selectors; raise it to at least {pairs}"),
+            ));
+        }
+    }
     Ok(Tunnel {
         name: r.name,
         endpoints,
