@@ -62,12 +62,26 @@ const KEEPALIVE: Duration = Duration::from_secs(20);
 /// its Delete: packets the peer sent on it may still be in flight
 /// (strongSwan's `delete_rekeyed_delay` is 5 s too).
 const REKEYED_GRACE: Duration = Duration::from_secs(5);
-/// Wait this long before initiating again after the peer was lost.
+/// Wait this long before initiating again after the peer was lost or an
+/// attempt failed; each further failure in a row doubles the wait up to
+/// [`REINITIATE_MAX_DELAY`].
 const REINITIATE_DELAY: Duration = Duration::from_secs(5);
 /// The workers' table of authenticated IKE SPIs is rebuilt after every
 /// IKE SA change and at least this often (SAs that linger after a rekey
 /// leave quietly).
 const KNOWN_SPIS_REFRESH: Duration = Duration::from_secs(5);
+
+/// The longest wait between two attempts (strongSwan retries failed
+/// connections too; a wrong PSK or a man in the middle must not make the
+/// gateway give up, nor hammer the peer).
+const REINITIATE_MAX_DELAY: Duration = Duration::from_secs(300);
+
+/// The wait before the next attempt after `failures` failed ones in a row.
+fn reinitiate_delay(failures: u32) -> Duration {
+    REINITIATE_DELAY
+        .saturating_mul(1u32 << failures.min(16))
+        .min(REINITIATE_MAX_DELAY)
+}
 
 /// The system RNG (aws-lc-rs) for the engine.
 #[derive(Debug)]
@@ -181,6 +195,8 @@ struct TunnelIke {
     retiring: Vec<(Instant, u32)>,
     next_keepalive: Instant,
     reinitiate_at: Option<Instant>,
+    /// Attempts that failed since the tunnel was last up.
+    failures: u32,
 }
 
 /// The IKE driver for every IKE tunnel of the gateway.
@@ -375,51 +391,9 @@ fn ts_of(
 /// The largest prefixes covering `start..=end` (a traffic selector is a
 /// range, the data plane's selectors are prefixes).
 fn range_prefixes(start: IpAddr, end: IpAddr) -> Vec<IpPrefix> {
-    let (bits, s, e) = match (start, end) {
-        (IpAddr::V4(s), IpAddr::V4(e)) => {
-            (32u32, u128::from(u32::from(s)), u128::from(u32::from(e)))
-        }
-        (IpAddr::V6(s), IpAddr::V6(e)) => (128u32, u128::from(s), u128::from(e)),
-        _ => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    let mut cur = s;
-    while cur <= e && out.len() < 256 {
-        // Largest block aligned at `cur` that stays within `end`.
-        let mut size_bits = if cur == 0 {
-            bits
-        } else {
-            cur.trailing_zeros().min(bits)
-        };
-        while size_bits > 0 {
-            let last = if size_bits >= 128 {
-                u128::MAX
-            } else {
-                cur + ((1u128 << size_bits) - 1)
-            };
-            if last <= e {
-                break;
-            }
-            size_bits -= 1;
-        }
-        let addr = if bits == 32 {
-            IpAddr::V4((cur as u32).into())
-        } else {
-            IpAddr::V6(cur.into())
-        };
-        if let Ok(p) = IpPrefix::new(addr, (bits - size_bits) as u8) {
-            out.push(p);
-        }
-        if size_bits >= 128 {
-            break;
-        }
-        let step = 1u128 << size_bits;
-        match cur.checked_add(step) {
-            Some(n) if bits == 128 || n <= u128::from(u32::MAX) + 1 => cur = n,
-            _ => break,
-        }
-    }
-    out
+    ike::negotiate::range_prefixes(start, end)
+        .filter_map(|(a, len)| IpPrefix::new(a, len).ok())
+        .collect()
 }
 
 /// Data-plane selectors for negotiated traffic selectors: every pair of
@@ -592,6 +566,11 @@ pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
     c.timers.child_lifetime_ms = ic.child_lifetime.as_millis() as u64;
     c.timers.dpd_interval_ms = ic.dpd_interval.map_or(0, |d| d.as_millis() as u64);
     c.force_encap = ic.force_encap;
+    c.limits = ike::Limits {
+        max_traffic_selectors: ic.max_traffic_selectors,
+        max_selectors: ic.max_selectors,
+        max_child_sas: ic.max_child_sas,
+    };
     Ok(c)
 }
 
@@ -779,6 +758,7 @@ impl IkeDriver {
                 retiring: Vec::new(),
                 next_keepalive: now + KEEPALIVE,
                 reinitiate_at: None,
+                failures: 0,
             });
         }
         Ok(Self {
@@ -1079,6 +1059,7 @@ impl IkeDriver {
                 let t = &mut self.tunnels[ti];
                 t.state = LinkState::Up;
                 t.last_down = None;
+                t.failures = 0;
                 t.ike = Some(IkeInfo {
                     id: ike,
                     local,
@@ -1121,14 +1102,19 @@ impl IkeDriver {
                     t.ike = None;
                     t.state = LinkState::Down;
                     t.last_down = Some(reason);
-                    // The peer went away or the SA ran out: an initiator
-                    // tries again; a deliberate delete is respected.
-                    let retry = matches!(
+                    // The peer went away, the SA ran out or an attempt failed
+                    // (possibly forged by someone on the path): an initiator
+                    // tries again, backing off; a deliberate delete is
+                    // respected.
+                    let retry = !matches!(
                         reason,
-                        DownReason::PeerDead | DownReason::Expired | DownReason::Negotiation(_)
+                        DownReason::DeletedByPeer | DownReason::Terminated | DownReason::Replaced
                     );
                     if t.endpoint.should_initiate() && retry {
-                        t.reinitiate_at = Some(wall + REINITIATE_DELAY);
+                        let delay = reinitiate_delay(t.failures);
+                        t.failures = t.failures.saturating_add(1);
+                        t.reinitiate_at = Some(wall + delay);
+                        tracing::info!(tunnel = %t.tunnel.name, delay_s = delay.as_secs(), "IKE: will initiate again");
                     }
                 }
             }
@@ -1202,6 +1188,14 @@ impl IkeDriver {
                 } else if let Ok(spi) = Spi::new(id.0) {
                     self.actions
                         .push(SaAction::RemoveInbound { tunnel: index, spi });
+                }
+            }
+            IkeEvent::PeerMoved { ike, local, remote } => {
+                let t = &mut self.tunnels[ti];
+                tracing::info!(tunnel = %t.tunnel.name, %local, %remote, "IKE: the peer's address changed (NAT); rekeying its Child SAs onto it");
+                if let Some(info) = t.ike.as_mut().filter(|i| i.id == ike) {
+                    info.local = local;
+                    info.remote = remote;
                 }
             }
             IkeEvent::ChildSaFailed { notify, .. } => {
@@ -1419,6 +1413,14 @@ impl IkeDriver {
             if let (LinkState::Down | LinkState::Connecting, Some(r)) = (t.state, t.last_down) {
                 let _ = write!(s, " last_down {r:?}");
             }
+            if let Some(at) = t.reinitiate_at {
+                let _ = write!(
+                    s,
+                    " failures {} retry_in {}s",
+                    t.failures,
+                    at.saturating_duration_since(now).as_secs()
+                );
+            }
             s.push('\n');
             if let Some(ike) = &t.ike {
                 if let Some(sec) = t.endpoint.ike_sa_secrets(ike.id) {
@@ -1516,6 +1518,15 @@ impl IkeDriver {
                 ("ike_sa_established", e.ike_sa_established),
                 ("child_sa_established", e.child_sa_established),
                 ("peers_dead", e.peers_dead),
+                ("child_no_proposal_chosen", e.child_no_proposal_chosen),
+                ("ts_unacceptable", e.ts_unacceptable),
+                ("ts_over_limit", e.ts_over_limit),
+                ("child_sa_limit", e.child_sa_limit),
+                ("init_errors_ignored", e.init_errors_ignored),
+                ("bad_nonce", e.bad_nonce),
+                ("not_established", e.not_established),
+                ("exchange_mismatch", e.exchange_mismatch),
+                ("peer_moved", e.peer_moved),
             ] {
                 let _ = writeln!(s, "ike.{n}.{k} {v}");
             }
@@ -1795,6 +1806,59 @@ remote = "{peer}"
         assert!(!a.known_spis().contains(ike_b));
         assert!(dir.join("a/esp_sa").exists());
         assert_eq!(std::fs::read_dir(dir.join("elsewhere")).unwrap().count(), 0);
+    }
+
+    /// Failed attempts (a wrong PSK, or forged by a man in the middle) are
+    /// retried, each wait twice the previous up to a ceiling; success
+    /// resets it; a deliberate delete is respected.
+    #[test]
+    fn failed_attempts_are_retried_with_back_off() {
+        let dir = std::env::temp_dir().join(format!("espresso-backoff-{}", std::process::id()));
+        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir)).unwrap();
+        let down = |a: &mut IkeDriver, ike: u64, reason: DownReason| {
+            a.tunnels[0].reinitiate_at = None;
+            let before = Instant::now();
+            a.on_event(
+                0,
+                IkeEvent::IkeSaDown {
+                    ike: IkeSaId(ike),
+                    reason,
+                },
+            );
+            a.tunnels[0]
+                .reinitiate_at
+                .map(|at| at.saturating_duration_since(before).as_secs())
+        };
+        let mut waits = Vec::new();
+        for i in 0..8 {
+            waits.push(down(&mut a, i, DownReason::AuthenticationFailed));
+        }
+        let want = [5, 10, 20, 40, 80, 160, 300, 300].map(Some);
+        assert_eq!(waits, want);
+        let report = a.tunnels_report();
+        assert!(
+            report.contains("last_down AuthenticationFailed failures 8 retry_in 29"),
+            "{report}"
+        );
+        let peer = "192.0.2.2:500".parse().unwrap();
+        a.on_event(
+            0,
+            IkeEvent::IkeSaUp {
+                ike: IkeSaId(9),
+                local: "192.0.2.1:500".parse().unwrap(),
+                remote: peer,
+            },
+        );
+        assert_eq!(down(&mut a, 9, DownReason::PeerDead), Some(5));
+        assert_eq!(
+            down(
+                &mut a,
+                10,
+                DownReason::Negotiation(crate::ike::message::NotifyType::NO_PROPOSAL_CHOSEN)
+            ),
+            Some(10)
+        );
+        assert_eq!(down(&mut a, 11, DownReason::DeletedByPeer), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -341,6 +341,13 @@ pub struct IkeConfig {
     pub force_encap: bool,
     /// Write Wireshark `esp_sa` and `ikev2_decryption_table` files here.
     pub keylog_dir: Option<PathBuf>,
+    /// Most traffic selectors the peer may put in one TSi or TSr payload.
+    pub max_traffic_selectors: usize,
+    /// Most data-plane selectors (source × destination address prefixes)
+    /// one Child SA's traffic selectors may expand to.
+    pub max_selectors: usize,
+    /// Most Child SAs one IKE SA may hold when the peer asks for another.
+    pub max_child_sas: usize,
 }
 
 impl IkeConfig {
@@ -354,6 +361,17 @@ impl IkeConfig {
     pub const DEFAULT_CHILD_LIFETIME: Duration = Duration::from_secs(3600);
     /// Default DPD interval: 30 s.
     pub const DEFAULT_DPD_INTERVAL: Duration = Duration::from_secs(30);
+    /// Default and ceiling of `max_traffic_selectors`.
+    pub const DEFAULT_MAX_TRAFFIC_SELECTORS: usize = 16;
+    pub const MAX_MAX_TRAFFIC_SELECTORS: usize = 256;
+    /// Default and ceiling of `max_selectors`: every packet is matched
+    /// against them.
+    pub const DEFAULT_MAX_SELECTORS: usize = 256;
+    pub const MAX_MAX_SELECTORS: usize = 4096;
+    /// Default and bounds of `max_child_sas` (a rekey needs two).
+    pub const DEFAULT_MAX_CHILD_SAS: usize = 8;
+    pub const MIN_MAX_CHILD_SAS: usize = 2;
+    pub const MAX_MAX_CHILD_SAS: usize = 1024;
 }
 
 /// `[[tunnel]]`.

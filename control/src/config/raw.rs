@@ -225,4 +225,7 @@ pub(super) struct RawIke {
     pub dpd_interval: Option<String>,
     pub force_encap: Option<bool>,
     pub keylog_dir: Option<PathBuf>,
+    pub max_traffic_selectors: Option<u64>,
+    pub max_selectors: Option<u64>,
+    pub max_child_sas: Option<u64>,
 }

@@ -845,6 +845,59 @@ fn ike_defaults_and_values() {
 }
 
 #[test]
+fn ike_limits_default_and_are_bounded() {
+    let c = parse(&with_ike("")).unwrap();
+    let ike = c.tunnels[0].ike.as_ref().unwrap();
+    assert_eq!(
+        ike.max_traffic_selectors,
+        IkeConfig::DEFAULT_MAX_TRAFFIC_SELECTORS
+    );
+    assert_eq!(ike.max_selectors, IkeConfig::DEFAULT_MAX_SELECTORS);
+    assert_eq!(ike.max_child_sas, IkeConfig::DEFAULT_MAX_CHILD_SAS);
+    let c = parse(&with_ike(
+        "  max_traffic_selectors = 4\n  max_selectors = 64\n  max_child_sas = 3",
+    ))
+    .unwrap();
+    let ike = c.tunnels[0].ike.as_ref().unwrap();
+    assert_eq!(
+        (
+            ike.max_traffic_selectors,
+            ike.max_selectors,
+            ike.max_child_sas
+        ),
+        (4, 64, 3)
+    );
+    assert_invalid(
+        &with_ike("  max_child_sas = 1"),
+        "tunnel[0].ike.max_child_sas",
+        "out of range",
+    );
+    assert_invalid(
+        &with_ike("  max_selectors = 1000000"),
+        "tunnel[0].ike.max_selectors",
+        "out of range",
+    );
+    assert_invalid(
+        &with_ike("  max_traffic_selectors = 0"),
+        "tunnel[0].ike.max_traffic_selectors",
+        "out of range",
+    );
+    // Our own offer must fit the limits the peer's reply is held to.
+    let two = "  [[tunnel.policy]]\n  local = \"10.1.1.0/24\"\n  remote = \"10.2.1.0/24\"";
+    assert!(parse(&with_ike(two)).is_ok());
+    assert_invalid(
+        &with_ike(&format!("  max_traffic_selectors = 1\n{two}")),
+        "tunnel[0].ike.max_traffic_selectors",
+        "2 protect policies",
+    );
+    assert_invalid(
+        &with_ike(&format!("  max_selectors = 3\n{two}")),
+        "tunnel[0].ike.max_selectors",
+        "4 selectors",
+    );
+}
+
+#[test]
 fn ike_errors_name_the_field() {
     assert_invalid(
         &with_ike("  proposals = [\"aes128gcm16-prfsha256-ecp256\", \"aes128gcm16\"]"),

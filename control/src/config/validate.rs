@@ -759,6 +759,29 @@ fn tunnel(
         None => None,
         Some(ri) => Some(ike(cx, &p.key("ike"), ri, endpoints)?),
     };
+    if let Some(ic) = &ike {
+        // IKE offers the protect policies as traffic selectors and holds
+        // the peer's reply to these limits (RFC 7296 §2.9): our own offer
+        // must fit them. Each policy is one prefix; the data plane pairs
+        // every local with every remote one of its family.
+        let sel = &template.outbound_selectors;
+        let n = sel.len();
+        let n4 = sel.iter().filter(|s| s.src.addr().is_ipv4()).count();
+        let pairs = n4 * n4 + (n - n4) * (n - n4);
+        let ike_p = p.key("ike");
+        if n > ic.max_traffic_selectors {
+            return Err(cx.err(
+                ike_p.key("max_traffic_selectors"),
+                format!("the tunnel has {n} protect policies; raise it to at least {n}"),
+            ));
+        }
+        if pairs > ic.max_selectors {
+            return Err(cx.err(
+                ike_p.key("max_selectors"),
+                format!("the tunnel's protect policies make {pairs} selectors; raise it to at least {pairs}"),
+            ));
+        }
+    }
     Ok(Tunnel {
         name: r.name,
         endpoints,
@@ -1359,6 +1382,34 @@ fn ike(
             Some(d)
         }
     };
+    let limit = |name: &str, v: Option<u64>, default: usize, min: usize, max: usize| {
+        let n = v.map_or(default as u64, |n| n);
+        if n < min as u64 || n > max as u64 {
+            return Err(cx.err(p.key(name), format!("{n} is out of range ({min} to {max})")));
+        }
+        Ok(n as usize)
+    };
+    let max_traffic_selectors = limit(
+        "max_traffic_selectors",
+        r.max_traffic_selectors,
+        IkeConfig::DEFAULT_MAX_TRAFFIC_SELECTORS,
+        1,
+        IkeConfig::MAX_MAX_TRAFFIC_SELECTORS,
+    )?;
+    let max_selectors = limit(
+        "max_selectors",
+        r.max_selectors,
+        IkeConfig::DEFAULT_MAX_SELECTORS,
+        1,
+        IkeConfig::MAX_MAX_SELECTORS,
+    )?;
+    let max_child_sas = limit(
+        "max_child_sas",
+        r.max_child_sas,
+        IkeConfig::DEFAULT_MAX_CHILD_SAS,
+        IkeConfig::MIN_MAX_CHILD_SAS,
+        IkeConfig::MAX_MAX_CHILD_SAS,
+    )?;
     Ok(IkeConfig {
         local_id,
         remote_id,
@@ -1374,6 +1425,9 @@ fn ike(
         dpd_interval: (!dpd.is_zero()).then_some(dpd),
         force_encap: r.force_encap.unwrap_or(false),
         keylog_dir,
+        max_traffic_selectors,
+        max_selectors,
+        max_child_sas,
     })
 }
 

@@ -289,6 +289,32 @@ impl Default for Timers {
     }
 }
 
+/// Bounds on what an authenticated peer may make this gateway hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most traffic selectors in one TSi or TSr payload (before and after
+    /// narrowing).
+    pub max_traffic_selectors: usize,
+    /// Most data-plane selectors (pairs of a source and a destination
+    /// address prefix) one Child SA's traffic selectors may expand to: an
+    /// odd address range needs up to 254 prefixes, and every packet is
+    /// matched against them.
+    pub max_selectors: usize,
+    /// Most Child SAs (installed or being replaced) one IKE SA may hold
+    /// when the peer asks for another.
+    pub max_child_sas: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_traffic_selectors: 16,
+            max_selectors: 256,
+            max_child_sas: 8,
+        }
+    }
+}
+
 /// Everything the engine needs to know about one peer.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -322,6 +348,8 @@ pub struct Config {
     /// The cookie secret changes this often; a cookie stays valid for one
     /// to two periods.
     pub cookie_secret_lifetime_ms: u64,
+    /// Bounds on what an authenticated peer may ask for.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -362,6 +390,7 @@ impl Config {
             half_open_per_source: Self::DEFAULT_HALF_OPEN_PER_SOURCE,
             half_open_max: Self::DEFAULT_HALF_OPEN_MAX,
             cookie_secret_lifetime_ms: Self::DEFAULT_COOKIE_SECRET_LIFETIME_MS,
+            limits: Limits::default(),
         }
     }
 

@@ -21,6 +21,19 @@ const NONCE_LEN: usize = 32;
 const LINGER_MS: u64 = 30_000;
 /// Retry delay after a refused rekey.
 const REKEY_RETRY_MS: u64 = 2_000;
+/// IKE_SA_INIT restarts (COOKIE or INVALID_KE_PAYLOAD, §2.6, §1.2) one
+/// attempt makes: both replies are unauthenticated, so anyone on the path
+/// could otherwise keep the initiator restarting for ever.
+const MAX_INIT_RESTARTS: u32 = 3;
+/// §2.6: a COOKIE notify carries 1 to 64 octets.
+const MAX_COOKIE_LEN: usize = 64;
+/// At most one log line about a refused proposal per this many ms.
+const REFUSAL_LOG_INTERVAL_MS: u64 = 1_000;
+
+/// §2.10, §3.9: nonces are 16 to 256 octets.
+fn nonce_ok(n: &[u8]) -> bool {
+    (16..=256).contains(&n.len())
+}
 
 /// Errors from the driver-facing API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +132,8 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<IkeEvent>,
     stats: Stats,
+    /// When a refused proposal was last logged.
+    refusal_logged_at: Option<Timestamp>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -189,6 +204,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            refusal_logged_at: None,
         })
     }
 
@@ -634,9 +650,17 @@ impl Endpoint {
         if let Some(o) = &mut sa.outstanding {
             if now >= o.next_retransmit {
                 if o.sent >= t.retransmit_tries {
-                    self.stats.peers_dead += 1;
+                    // §2.21.1: an unprotected error seen while waiting is
+                    // the outcome only if nothing genuine came instead.
+                    let reason = match (sa.state, sa.init_error) {
+                        (State::InitSent, Some(e)) => DownReason::Negotiation(e),
+                        _ => {
+                            self.stats.peers_dead += 1;
+                            DownReason::PeerDead
+                        }
+                    };
                     let quiet = matches!(sa.state, State::Rekeyed);
-                    self.remove_sa(sa, (!quiet).then_some(DownReason::PeerDead));
+                    self.remove_sa(sa, (!quiet).then_some(reason));
                     return;
                 }
                 o.sent += 1;
@@ -747,6 +771,13 @@ impl Endpoint {
                         );
                     }
                 }
+                Task::DeleteRefused(spi) => self.send_request(
+                    sa,
+                    ExchangeType::INFORMATIONAL,
+                    &[Payload::Delete(Delete::esp(&[spi]))],
+                    Request::DeleteChildren,
+                    now,
+                ),
                 Task::RekeyChild(old) => self.start_child_rekey(sa, old, now),
                 Task::RekeyIke => self.start_ike_rekey(sa, now),
             }
@@ -790,8 +821,8 @@ impl Endpoint {
             }));
             dh = Some(secret);
         }
-        payloads.push(Payload::TsI(local_ts));
-        payloads.push(Payload::TsR(remote_ts));
+        payloads.push(Payload::TsI(local_ts.clone()));
+        payloads.push(Payload::TsR(remote_ts.clone()));
         self.send_request(
             sa,
             ExchangeType::CREATE_CHILD_SA,
@@ -801,6 +832,8 @@ impl Endpoint {
                 new_spi,
                 ni,
                 dh,
+                tsi: local_ts,
+                tsr: remote_ts,
             },
             now,
         );
@@ -1098,6 +1131,11 @@ impl Endpoint {
                 self.stats.invalid_message_id += 1;
                 return;
             }
+            // §3.1: a response belongs to the exchange of its request.
+            if o.request.exchange() != hdr.exchange {
+                self.stats.exchange_mismatch += 1;
+                return;
+            }
             if hdr.exchange == ExchangeType::IKE_SA_INIT {
                 self.on_init_response(sa, now, data, hdr);
                 return;
@@ -1159,10 +1197,26 @@ impl Endpoint {
             }
             return;
         }
+        // Before IKE_AUTH completes only IKE_AUTH itself may be processed
+        // (§1.2, §2.21.2: errors then travel in the IKE_AUTH response).
+        // Dropped without consuming the message ID.
+        let authenticated = matches!(
+            sa.state,
+            State::Established | State::Rekeyed | State::Deleting
+        );
+        if !authenticated && hdr.exchange != ExchangeType::IKE_AUTH {
+            self.stats.not_established += 1;
+            return;
+        }
         // NAT: follow the peer's address once authenticated (§2.23).
         if sa.encap && (sa.remote != remote || sa.local != local) {
-            sa.remote = remote;
-            sa.local = local;
+            if authenticated {
+                self.peer_moved(sa, local, remote);
+            } else {
+                // The float to port 4500 for IKE_AUTH; no Child SA yet.
+                sa.remote = remote;
+                sa.local = local;
+            }
         }
         let reply = match inner {
             Ok(ps) => self.on_request(sa, now, hdr.exchange, ps),
@@ -1193,6 +1247,37 @@ impl Endpoint {
         self.kick(sa, now);
     }
 
+    /// §2.23, RFC 3948: the peer's address or port changed behind a NAT.
+    /// The IKE SA follows at once; each Child SA is rekeyed onto the new
+    /// addresses (make before break: the old one carries traffic until its
+    /// successor is installed). Its outer addresses cannot be changed in
+    /// place: a new outbound SA with the same keys would restart the
+    /// sequence numbers, and with them the IVs.
+    fn peer_moved(&mut self, sa: &mut IkeSa, local: SocketAddr, remote: SocketAddr) {
+        sa.remote = remote;
+        sa.local = local;
+        self.stats.peer_moved += 1;
+        self.emit(IkeEvent::PeerMoved {
+            ike: sa.id,
+            local,
+            remote,
+        });
+        let moved: Vec<u32> = sa
+            .children
+            .iter()
+            .filter(|c| {
+                c.state == ChildState::Installed
+                    && (c.keys.local_addr, c.keys.remote_addr) != (local, remote)
+            })
+            .map(|c| c.keys.inbound_spi)
+            .collect();
+        for spi in moved {
+            if !sa.tasks.contains(&Task::RekeyChild(spi)) {
+                sa.tasks.push_back(Task::RekeyChild(spi));
+            }
+        }
+    }
+
     fn on_init_response(&mut self, sa: &mut IkeSa, now: Timestamp, data: &[u8], hdr: &Header) {
         if sa.state != State::InitSent {
             return;
@@ -1205,18 +1290,29 @@ impl Endpoint {
             }
         };
         let ps = &msg.payloads;
+        // Nothing in this response is authenticated (§2.21.1): COOKIE and
+        // INVALID_KE_PAYLOAD restart the attempt a bounded number of times,
+        // other errors are remembered while we keep waiting (and
+        // retransmitting) for a genuine response until the usual timeout.
+        let restarts_left = sa.init_restarts < MAX_INIT_RESTARTS;
         if let Some(c) = msg.notify(NotifyType::COOKIE) {
-            // §2.6: retry with the cookie first, everything else unchanged.
-            sa.cookie = Some(c.data.clone());
-            let group = sa
-                .dh
-                .as_ref()
-                .map_or(self.config.ike_proposals[0].groups[0], |d| d.group());
-            self.start_init(sa, group, now);
+            if restarts_left && (1..=MAX_COOKIE_LEN).contains(&c.data.len()) {
+                // §2.6: retry with the cookie first, everything else unchanged.
+                sa.init_restarts += 1;
+                sa.cookie = Some(c.data.clone());
+                let group = sa
+                    .dh
+                    .as_ref()
+                    .map_or(self.config.ike_proposals[0].groups[0], |d| d.group());
+                self.start_init(sa, group, now);
+            } else {
+                self.stats.init_errors_ignored += 1;
+            }
             return;
         }
         if let Some(n) = msg.notify(NotifyType::INVALID_KE_PAYLOAD) {
-            // §1.2: retry with the group the responder asked for.
+            // §1.2: retry with the group the responder asked for, if it is
+            // one we proposed and not the one we just used.
             let wanted = (n.data.len() == 2)
                 .then(|| DhGroupId(u16::from_be_bytes([n.data[0], n.data[1]])))
                 .and_then(DhGroup::from_id);
@@ -1226,20 +1322,21 @@ impl Endpoint {
                 .ike_proposals
                 .iter()
                 .any(|p| wanted.is_some_and(|w| p.groups.contains(&w)));
-            if let (Some(g), true) = (wanted, ours && wanted != current) {
-                self.start_init(sa, g, now);
-            } else {
-                sa.outstanding = None;
-                self.remove_sa(
-                    sa,
-                    Some(DownReason::Negotiation(NotifyType::INVALID_KE_PAYLOAD)),
-                );
+            match wanted {
+                Some(g) if ours && wanted != current && restarts_left => {
+                    sa.init_restarts += 1;
+                    self.start_init(sa, g, now);
+                }
+                _ => {
+                    self.stats.init_errors_ignored += 1;
+                    sa.init_error = Some(NotifyType::INVALID_KE_PAYLOAD);
+                }
             }
             return;
         }
         if let Some(err) = first_error(ps) {
-            sa.outstanding = None;
-            self.remove_sa(sa, Some(DownReason::Negotiation(err)));
+            self.stats.init_errors_ignored += 1;
+            sa.init_error = Some(err);
             return;
         }
         let parsed = (|| {
@@ -1254,6 +1351,10 @@ impl Endpoint {
             self.stats.malformed += 1;
             return;
         };
+        if !nonce_ok(&nr) {
+            self.stats.bad_nonce += 1;
+            return;
+        }
         let Some(Ok(g_ir)) = sa.dh.as_ref().map(|d| d.agree(&ke)) else {
             self.stats.malformed += 1;
             return;
@@ -1320,6 +1421,55 @@ impl Endpoint {
         psk_auth(suite.prf, &self.config.psk, msg, nonce, sk_p, &id.body())
     }
 
+    /// §2.9: a responder's TSi/TSr must lie within what we offered; and
+    /// within our limits. Counts a refusal.
+    fn reply_ts_ok(
+        &mut self,
+        tsi: &[TrafficSelector],
+        tsr: &[TrafficSelector],
+        offered_i: &[TrafficSelector],
+        offered_r: &[TrafficSelector],
+    ) -> bool {
+        if !self.ts_within_limits(tsi, tsr) {
+            return false;
+        }
+        let ok = negotiate::is_subset(tsi, offered_i) && negotiate::is_subset(tsr, offered_r);
+        if !ok {
+            self.stats.ts_unacceptable += 1;
+        }
+        ok
+    }
+
+    /// Whether a Child SA's selectors stay within the configured count and
+    /// the number of data-plane selectors they expand to. Counts a refusal.
+    fn ts_within_limits(&mut self, local: &[TrafficSelector], remote: &[TrafficSelector]) -> bool {
+        let l = &self.config.limits;
+        let ok = local.len() <= l.max_traffic_selectors
+            && remote.len() <= l.max_traffic_selectors
+            && negotiate::selector_count(local, remote) <= l.max_selectors;
+        if !ok {
+            self.stats.ts_over_limit += 1;
+        }
+        ok
+    }
+
+    /// A warning naming what the peer offered when nothing was acceptable,
+    /// at most one per [`REFUSAL_LOG_INTERVAL_MS`].
+    fn log_refused(&mut self, sa: &IkeSa, now: Timestamp, what: &str, offer: &SaPayload) {
+        if self
+            .refusal_logged_at
+            .is_some_and(|t| now < t.plus(REFUSAL_LOG_INTERVAL_MS))
+        {
+            return;
+        }
+        self.refusal_logged_at = Some(now);
+        tracing::warn!(
+            peer = %sa.remote,
+            offered = %negotiate::describe_offer(offer),
+            "IKE: no acceptable {what} proposal (NO_PROPOSAL_CHOSEN)"
+        );
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn make_child(
         &mut self,
@@ -1361,6 +1511,7 @@ impl Endpoint {
             state: ChildState::Installed,
             rekey_at: Some(rekey_at),
             expire_at: now.plus(lifetime),
+            replaced_by: None,
         })
     }
 
@@ -1402,9 +1553,15 @@ impl Endpoint {
                 if ike {
                     self.on_ike_rekey_request(sa, now, &ps).map_err(err)
                 } else if let Some(n) = find_notify(&ps, NotifyType::REKEY_SA) {
+                    if sa.children.len() >= self.config.limits.max_child_sas {
+                        self.stats.child_sa_limit += 1;
+                        return Err(err(IkeError::NoAdditionalSas));
+                    }
                     let n = n.clone();
                     self.on_child_rekey_request(sa, now, &ps, &n).map_err(err)
                 } else {
+                    // One Child SA per IKE SA, plus those replacing it.
+                    self.stats.child_sa_limit += 1;
                     Err(err(IkeError::NoAdditionalSas))
                 }
             }
@@ -1483,18 +1640,43 @@ impl Endpoint {
         let tsi = find_payload!(ps, TsI).ok_or(IkeError::InvalidSyntax("TSi"))?;
         let tsr = find_payload!(ps, TsR).ok_or(IkeError::InvalidSyntax("TSr"))?;
         let ke = find_payload!(ps, Ke);
+        if create_child && !find_payload!(ps, Nonce).is_some_and(|n| nonce_ok(n)) {
+            self.stats.bad_nonce += 1;
+            return Err(IkeError::InvalidSyntax("Ni"));
+        }
         let our_spi = self.random_child_spi();
-        let (reply, choice) = negotiate::choose_esp(
+        let (reply, choice) = match negotiate::choose_esp(
             &self.config.esp_proposals,
             offer,
             create_child,
             ke.map(|k| k.group),
             our_spi,
-        )?;
+        ) {
+            Ok(x) => x,
+            Err(c) => {
+                match c {
+                    Choice::NoProposalChosen => {
+                        self.stats.child_no_proposal_chosen += 1;
+                        self.log_refused(sa, now, "Child SA", offer);
+                    }
+                    Choice::InvalidKe(_) => self.stats.invalid_ke_sent += 1,
+                }
+                return Err(c.into());
+            }
+        };
+        let max = self.config.limits.max_traffic_selectors;
+        if tsi.len() > max || tsr.len() > max {
+            self.stats.ts_over_limit += 1;
+            return Err(IkeError::TsUnacceptable);
+        }
         // §2.9: TSi are the initiator's (our remote) selectors.
         let remote_ts = negotiate::narrow(tsi, &self.config.remote_ts);
         let local_ts = negotiate::narrow(tsr, &self.config.local_ts);
         if remote_ts.is_empty() || local_ts.is_empty() {
+            self.stats.ts_unacceptable += 1;
+            return Err(IkeError::TsUnacceptable);
+        }
+        if !self.ts_within_limits(&local_ts, &remote_ts) {
             return Err(IkeError::TsUnacceptable);
         }
         let mut out = vec![Payload::Sa(reply)];
@@ -1574,6 +1756,7 @@ impl Endpoint {
         } else if let Some(c) = sa.child_by_inbound(old_in) {
             c.state = ChildState::Rekeyed;
             c.rekey_at = None;
+            c.replaced_by = Some(child.keys.inbound_spi);
         }
         child.keys.ike = sa.id;
         self.stats.child_sa_established += 1;
@@ -1596,13 +1779,29 @@ impl Endpoint {
         let ni = find_payload!(ps, Nonce)
             .ok_or(IkeError::InvalidSyntax("Ni"))?
             .clone();
+        if !nonce_ok(&ni) {
+            self.stats.bad_nonce += 1;
+            return Err(IkeError::InvalidSyntax("Ni"));
+        }
         let new_spi = self.random_u64();
-        let (reply, suite) = negotiate::choose_ike(
+        let (reply, suite) = match negotiate::choose_ike(
             &self.config.ike_proposals,
             offer,
             ke.group,
             &new_spi.to_be_bytes(),
-        )?;
+        ) {
+            Ok(x) => x,
+            Err(c) => {
+                match c {
+                    Choice::NoProposalChosen => {
+                        self.stats.no_proposal_chosen += 1;
+                        self.log_refused(sa, now, "IKE SA rekey", offer);
+                    }
+                    Choice::InvalidKe(_) => self.stats.invalid_ke_sent += 1,
+                }
+                return Err(c.into());
+            }
+        };
         let their_spi = offer
             .proposals
             .iter()
@@ -1731,6 +1930,17 @@ impl Endpoint {
                             .position(|c| c.keys.outbound_spi == out_spi)
                         {
                             let c = sa.children.remove(pos);
+                            // The peer deleted the Child SA that replaced
+                            // one of ours in its rekey (refusing our reply):
+                            // the old one carries on and is rekeyed again.
+                            let gone = c.keys.inbound_spi;
+                            if let Some(o) = sa.children.iter_mut().find(|o| {
+                                o.state == ChildState::Rekeyed && o.replaced_by == Some(gone)
+                            }) {
+                                o.state = ChildState::Installed;
+                                o.replaced_by = None;
+                                o.rekey_at = Some(now.plus(2 * REKEY_RETRY_MS));
+                            }
                             // §1.4.1: answer with our half unless we are
                             // already deleting it ourselves.
                             let ours_pending = sa.tasks.iter().any(|t| matches!(t, Task::DeleteChildren(v) if v.contains(&c.keys.inbound_spi)));
@@ -1750,7 +1960,6 @@ impl Endpoint {
                 _ => {}
             }
         }
-        let _ = now;
         if ours.is_empty() {
             Vec::new()
         } else {
@@ -1779,7 +1988,9 @@ impl Endpoint {
                 new_spi,
                 ni,
                 dh,
-            } => self.on_child_rekey_response(sa, now, old, new_spi, &ni, dh, &ps),
+                tsi,
+                tsr,
+            } => self.on_child_rekey_response(sa, now, old, new_spi, &ni, dh, (&tsi, &tsr), &ps),
             Request::RekeyIke { new_spi, ni, dh } => {
                 self.on_ike_rekey_response(sa, now, new_spi, &ni, dh, &ps)
             }
@@ -1816,15 +2027,29 @@ impl Endpoint {
             return;
         }
         self.established(sa, now);
-        let child = (|| {
-            let reply = find_payload!(ps, Sa)?;
-            let tsi = find_payload!(ps, TsI)?;
-            let tsr = find_payload!(ps, TsR)?;
-            let choice = negotiate::accept_esp(&self.config.esp_proposals, reply, false)?;
-            (negotiate::is_subset(tsi, &self.config.local_ts)
-                && negotiate::is_subset(tsr, &self.config.remote_ts))
-            .then(|| (choice, tsi.clone(), tsr.clone()))
-        })();
+        let reply = find_payload!(ps, Sa);
+        let mut ts_refused = false;
+        let child = match (reply, find_payload!(ps, TsI), find_payload!(ps, TsR)) {
+            (Some(reply), Some(tsi), Some(tsr)) => {
+                let choice = negotiate::accept_esp(&self.config.esp_proposals, reply, false);
+                let offered = (self.config.local_ts.clone(), self.config.remote_ts.clone());
+                match choice {
+                    Some(c) if self.reply_ts_ok(tsi, tsr, &offered.0, &offered.1) => {
+                        Some((c, tsi.clone(), tsr.clone()))
+                    }
+                    Some(_) => {
+                        ts_refused = true;
+                        None
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        if child.is_none() && reply.is_some() {
+            // §2.9: the responder installed a Child SA we refuse; delete it.
+            sa.tasks.push_back(Task::DeleteRefused(child_spi));
+        }
         match child {
             Some((choice, tsi, tsr)) => {
                 let (ni, nr) = (sa.ni.clone(), sa.nr.clone());
@@ -1837,7 +2062,11 @@ impl Endpoint {
                 }
             }
             None => {
-                let notify = first_error(ps).unwrap_or(NotifyType::NO_PROPOSAL_CHOSEN);
+                let notify = if ts_refused {
+                    NotifyType::TS_UNACCEPTABLE
+                } else {
+                    first_error(ps).unwrap_or(NotifyType::NO_PROPOSAL_CHOSEN)
+                };
                 self.emit(IkeEvent::ChildSaFailed { ike: sa.id, notify });
             }
         }
@@ -1852,6 +2081,7 @@ impl Endpoint {
         new_spi: u32,
         ni: &[u8],
         dh: Option<DhSecret>,
+        offered: (&[TrafficSelector], &[TrafficSelector]),
         ps: &[Payload],
     ) {
         let collision = sa.child_collisions.remove(&old);
@@ -1871,7 +2101,21 @@ impl Endpoint {
             };
             Some((choice, nr.clone(), g_ir, tsi.clone(), tsr.clone()))
         })();
-        let Some((choice, nr, g_ir, tsi, tsr)) = parsed else {
+        let accepted = match parsed {
+            Some(x) if !nonce_ok(&x.1) => {
+                self.stats.bad_nonce += 1;
+                None
+            }
+            // §2.9: the responder may only narrow what we offered.
+            Some(x) if !self.reply_ts_ok(&x.3, &x.4, offered.0, offered.1) => None,
+            other => other,
+        };
+        let Some((choice, nr, g_ir, tsi, tsr)) = accepted else {
+            if find_payload!(ps, Sa).is_some() {
+                // The responder installed a Child SA we refuse: delete it
+                // and keep the old one.
+                sa.tasks.push_back(Task::DeleteRefused(new_spi));
+            }
             // Refused (e.g. TEMPORARY_FAILURE after a collision, §2.25).
             if collision.is_none() {
                 if let Some(c) = sa.child_by_inbound(old) {
@@ -1948,6 +2192,9 @@ impl Endpoint {
             let ke = find_payload!(ps, Ke)?;
             let (suite, spi) = negotiate::accept_ike(&self.config.ike_proposals, reply)?;
             if suite.dh != dh.group() {
+                return None;
+            }
+            if !nonce_ok(nr) {
                 return None;
             }
             let spi_r = u64::from_be_bytes(<[u8; 8]>::try_from(spi.as_slice()).ok()?);

@@ -1,6 +1,8 @@
 //! SA proposal selection (RFC 7296 §2.7, §3.3) and traffic selector
 //! narrowing (§2.9).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use super::config::{EspProposal, IkeProposal};
 use super::crypto::{DhGroup, EspAlgorithm, EspCipher, IkeCipher, IkeSuite, Integ, Prf};
 use super::message::{
@@ -390,6 +392,137 @@ pub fn is_subset(got: &[TrafficSelector], offered: &[TrafficSelector]) -> bool {
             .all(|g| offered.iter().any(|o| intersect(g, o) == Some(*g)))
 }
 
+/// The largest address prefixes covering `start..=end`, in order, as
+/// (address, prefix length). A range of `b`-bit addresses needs at most
+/// 2b - 2 of them; different families or `start > end` give none.
+pub fn range_prefixes(start: IpAddr, end: IpAddr) -> RangePrefixes {
+    let (bits, cur, end) = match (start, end) {
+        (IpAddr::V4(s), IpAddr::V4(e)) => (32, u128::from(u32::from(s)), u128::from(u32::from(e))),
+        (IpAddr::V6(s), IpAddr::V6(e)) => (128, u128::from(s), u128::from(e)),
+        _ => (32, 1, 0),
+    };
+    RangePrefixes {
+        bits,
+        cur,
+        end,
+        done: cur > end,
+    }
+}
+
+/// Iterator of [`range_prefixes`].
+#[derive(Debug, Clone)]
+pub struct RangePrefixes {
+    bits: u32,
+    cur: u128,
+    end: u128,
+    done: bool,
+}
+
+impl Iterator for RangePrefixes {
+    type Item = (IpAddr, u8);
+
+    fn next(&mut self) -> Option<(IpAddr, u8)> {
+        if self.done {
+            return None;
+        }
+        let cur = self.cur;
+        // Largest block aligned at `cur` that stays within `end`.
+        let mut size = if cur == 0 {
+            self.bits
+        } else {
+            cur.trailing_zeros().min(self.bits)
+        };
+        while size > 0 {
+            // `cur` is aligned to `size` bits: no overflow.
+            let last = if size >= 128 {
+                u128::MAX
+            } else {
+                cur + ((1u128 << size) - 1)
+            };
+            if last <= self.end {
+                break;
+            }
+            size -= 1;
+        }
+        let addr = if self.bits == 32 {
+            IpAddr::V4(Ipv4Addr::from(cur as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(cur))
+        };
+        match (size < 128)
+            .then(|| cur.checked_add(1u128 << size))
+            .flatten()
+        {
+            Some(n) if n <= self.end => self.cur = n,
+            _ => self.done = true,
+        }
+        Some((addr, (self.bits - size) as u8))
+    }
+}
+
+/// How many data-plane selectors (a source and a destination prefix of
+/// one family) traffic selectors `src` × `dst` expand to, saturating.
+pub fn selector_count(src: &[TrafficSelector], dst: &[TrafficSelector]) -> usize {
+    let count = |t: &TrafficSelector| range_prefixes(t.start_addr, t.end_addr).count();
+    let mut total = 0usize;
+    for s in src {
+        let n = count(s);
+        for d in dst {
+            if s.start_addr.is_ipv4() == d.start_addr.is_ipv4() {
+                total = total.saturating_add(n.saturating_mul(count(d)));
+            }
+        }
+    }
+    total
+}
+
+/// A short description of an SA payload for a log line, e.g.
+/// `#1 ESP ENCR=20/128 ESN=0; #2 ESP ENCR=12/256 INTEG=12 ESN=0`
+/// (IANA transform IDs), cut at `MAX_DESCRIBE` characters.
+pub fn describe_offer(offer: &SaPayload) -> String {
+    use std::fmt::Write as _;
+    const MAX_DESCRIBE: usize = 300;
+    let mut s = String::new();
+    'out: for (i, p) in offer.proposals.iter().enumerate() {
+        if i > 0 {
+            s.push_str("; ");
+        }
+        let proto = match p.protocol {
+            ProtocolId::IKE => "IKE".to_string(),
+            ProtocolId::ESP => "ESP".to_string(),
+            ProtocolId::AH => "AH".to_string(),
+            other => format!("proto{}", other.0),
+        };
+        let _ = write!(s, "#{} {proto}", p.number);
+        for t in &p.transforms {
+            let ty = match t.ty {
+                TransformType::ENCR => "ENCR".to_string(),
+                TransformType::PRF => "PRF".to_string(),
+                TransformType::INTEG => "INTEG".to_string(),
+                TransformType::DH => "DH".to_string(),
+                TransformType::ESN => "ESN".to_string(),
+                other => format!("T{}", other.0),
+            };
+            let _ = write!(s, " {ty}={}", t.id);
+            if let Some(b) = t.key_length() {
+                let _ = write!(s, "/{b}");
+            }
+            if s.len() > MAX_DESCRIBE {
+                break 'out;
+            }
+        }
+    }
+    if s.len() > MAX_DESCRIBE {
+        let mut cut = MAX_DESCRIBE;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,6 +537,47 @@ mod tests {
         assert!(narrow(&[ts("2001:db8::/32").unwrap()], &allowed).is_empty());
         assert!(is_subset(&[ts("10.1.0.0/24").unwrap()], &offered));
         assert!(!is_subset(&[ts("11.0.0.0/24").unwrap()], &offered));
+    }
+
+    #[test]
+    fn ike_range_prefixes_and_selector_count() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let v: Vec<_> = range_prefixes(ip("10.0.0.1"), ip("10.0.0.6")).collect();
+        assert_eq!(
+            v,
+            [
+                (ip("10.0.0.1"), 32),
+                (ip("10.0.0.2"), 31),
+                (ip("10.0.0.4"), 31),
+                (ip("10.0.0.6"), 32)
+            ]
+        );
+        assert_eq!(
+            range_prefixes(ip("::"), ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")).count(),
+            1
+        );
+        // The worst case: 2 × 128 − 2 prefixes.
+        let worst = range_prefixes(ip("::1"), ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"));
+        assert_eq!(worst.count(), 254);
+        assert_eq!(range_prefixes(ip("10.0.0.2"), ip("10.0.0.1")).count(), 0);
+        assert_eq!(range_prefixes(ip("10.0.0.1"), ip("::1")).count(), 0);
+        let a = [ts("10.1.0.0/24").unwrap(), ts("2001:db8::/32").unwrap()];
+        let b = [ts("10.2.0.0/24").unwrap(), ts("10.3.0.0/24").unwrap()];
+        assert_eq!(
+            selector_count(&a, &b),
+            2,
+            "families pair up only with their own"
+        );
+    }
+
+    #[test]
+    fn ike_describe_offer_is_compact_and_bounded() {
+        let ours = [EspProposal::parse("aes128gcm16").unwrap()];
+        let d = describe_offer(&esp_offer(&ours, 1, false));
+        assert_eq!(d, "#1 ESP ENCR=20/128 ESN=0");
+        let many: Vec<_> = (0..100).map(|_| ours[0].clone()).collect();
+        let d = describe_offer(&esp_offer(&many, 1, false));
+        assert!(d.len() <= 303 && d.ends_with("..."), "{d}");
     }
 
     #[test]

@@ -116,6 +116,13 @@ pub enum IkeEvent {
         id: ChildSaId,
         outbound_spi: u32,
     },
+    /// The peer's address or port changed (NAT, RFC 7296 §2.23): the IKE
+    /// SA now uses these addresses; its Child SAs are rekeyed onto them.
+    PeerMoved {
+        ike: IkeSaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
     /// A Child SA could not be set up (the IKE SA stays).
     ChildSaFailed {
         ike: IkeSaId,
@@ -180,6 +187,29 @@ pub struct Stats {
     pub ike_sa_established: u64,
     pub child_sa_established: u64,
     pub peers_dead: u64,
+    /// Child SA proposals refused with NO_PROPOSAL_CHOSEN (IKE_AUTH or
+    /// CREATE_CHILD_SA).
+    pub child_no_proposal_chosen: u64,
+    /// Traffic selectors refused: nothing left after narrowing, or a
+    /// response not within what we offered (§2.9).
+    pub ts_unacceptable: u64,
+    /// Traffic selectors refused for exceeding the configured count or
+    /// data-plane selector limits.
+    pub ts_over_limit: u64,
+    /// Child SA requests refused with NO_ADDITIONAL_SAS (per-IKE-SA limit).
+    pub child_sa_limit: u64,
+    /// Error notifies, COOKIEs and INVALID_KE_PAYLOADs in unprotected
+    /// IKE_SA_INIT responses not acted upon (§2.21.1).
+    pub init_errors_ignored: u64,
+    /// Nonces outside 16..=256 bytes (§2.10, §3.9).
+    pub bad_nonce: u64,
+    /// Requests other than IKE_AUTH on an IKE SA that is not yet
+    /// authenticated, dropped.
+    pub not_established: u64,
+    /// Responses whose exchange type is not that of our request.
+    pub exchange_mismatch: u64,
+    /// The peer's address changed (NAT, §2.23); its Child SAs are moved.
+    pub peer_moved: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +233,9 @@ pub(crate) enum Task {
     RekeyChild(u32),
     RekeyIke,
     DeleteChildren(Vec<u32>),
+    /// Delete a Child SA the peer created but we refused (by our inbound
+    /// SPI); it was never installed here.
+    DeleteRefused(u32),
     DeleteIke(DownReason),
     Dpd,
 }
@@ -219,6 +252,9 @@ pub(crate) enum Request {
         new_spi: u32,
         ni: Vec<u8>,
         dh: Option<DhSecret>,
+        /// The TSi and TSr we offered: the reply must lie within them.
+        tsi: Vec<TrafficSelector>,
+        tsr: Vec<TrafficSelector>,
     },
     RekeyIke {
         new_spi: u64,
@@ -228,6 +264,21 @@ pub(crate) enum Request {
     DeleteChildren,
     DeleteIke(DownReason),
     Dpd,
+}
+
+impl Request {
+    /// The exchange the request was sent in; its response must carry the
+    /// same one (§3.1).
+    pub fn exchange(&self) -> ExchangeType {
+        match self {
+            Request::Init => ExchangeType::IKE_SA_INIT,
+            Request::Auth { .. } => ExchangeType::IKE_AUTH,
+            Request::RekeyChild { .. } | Request::RekeyIke { .. } => ExchangeType::CREATE_CHILD_SA,
+            Request::DeleteChildren | Request::DeleteIke(_) | Request::Dpd => {
+                ExchangeType::INFORMATIONAL
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -253,6 +304,9 @@ pub(crate) struct ChildSa {
     pub state: ChildState,
     pub rekey_at: Option<Timestamp>,
     pub expire_at: Timestamp,
+    /// For a Child SA the peer rekeyed: the inbound SPI of its successor,
+    /// so it can be reinstated if the peer deletes the successor instead.
+    pub replaced_by: Option<u32>,
 }
 
 /// A recorded peer-initiated rekey that crossed our own (§2.8.1).
@@ -281,6 +335,11 @@ pub(crate) struct IkeSa {
     pub nr: Vec<u8>,
     pub dh: Option<DhSecret>,
     pub cookie: Option<Vec<u8>>,
+    /// IKE_SA_INIT restarts (COOKIE, INVALID_KE_PAYLOAD) of this attempt.
+    pub init_restarts: u32,
+    /// An error notify from an unprotected IKE_SA_INIT response, reported
+    /// if no genuine response arrives before the retransmissions end.
+    pub init_error: Option<NotifyType>,
     pub init_request: Vec<u8>,
     pub init_response: Vec<u8>,
     pub encap: bool,
@@ -329,6 +388,8 @@ impl IkeSa {
             nr: Vec::new(),
             dh: None,
             cookie: None,
+            init_restarts: 0,
+            init_error: None,
             init_request: Vec::new(),
             init_response: Vec::new(),
             encap: false,

@@ -1,6 +1,7 @@
 //! Engine tests without a network: two engines back to back.
 
 mod flood;
+mod rogue;
 mod util;
 
 use proptest::prelude::*;
@@ -158,7 +159,13 @@ fn ike_no_common_proposal_fails_cleanly() {
     let b = config(false, &[IKE[1]], &[ESP[0]]);
     let mut p = Pair::new(12, a, b);
     p.a.initiate(p.now);
-    p.run_for(5_000);
+    let start = p.now;
+    let down = |p: &Pair| {
+        p.ev_a
+            .iter()
+            .any(|e| matches!(e, IkeEvent::IkeSaDown { .. }))
+    };
+    assert!(p.run_until(30_000, down));
     assert!(p.ev_a.iter().any(|e| matches!(
         e,
         IkeEvent::IkeSaDown {
@@ -166,7 +173,11 @@ fn ike_no_common_proposal_fails_cleanly() {
             ..
         }
     )));
-    assert_eq!(p.b.stats().no_proposal_chosen, 1);
+    // §2.21.1: the unprotected error ends the attempt only once the
+    // retransmissions (0.5+1+2+4+8 s) found no genuine response.
+    assert!(p.now.0 - start.0 >= 15_000, "{}", p.now.0 - start.0);
+    assert_eq!(p.b.stats().no_proposal_chosen, 5);
+    assert_eq!(p.a.stats().init_errors_ignored, 5);
 }
 
 #[test]

@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::ike::crypto::SecretBytes;
-use crate::ike::message::{classify_port_4500, Identification, Port4500};
+use crate::ike::crypto::{SecretBytes, SkCipher};
+use crate::ike::message::{
+    classify_port_4500, decode_chain, encode_chain, Header, Identification, Message, Payload,
+    Port4500,
+};
 use crate::ike::*;
 
 pub struct SeededRng(pub ChaCha20Rng);
@@ -89,6 +92,8 @@ pub struct Pair {
     flight: Vec<InFlight>,
     /// Every datagram sent, as (from A?, transmit).
     pub sent: Vec<(bool, Transmit)>,
+    /// A NAT in front of B: (B's own address, the address A sees).
+    pub nat_b: Option<(SocketAddr, SocketAddr)>,
 }
 
 impl Pair {
@@ -103,6 +108,7 @@ impl Pair {
             net: ChaCha20Rng::seed_from_u64(seed * 3 + 3),
             flight: Vec::new(),
             sent: Vec::new(),
+            nat_b: None,
         }
     }
 
@@ -122,7 +128,12 @@ impl Pair {
                 } else {
                     self.b.poll_transmit()
                 };
-                let Some(t) = t else { break };
+                let Some(mut t) = t else { break };
+                if let Some((inside, outside)) = self.nat_b {
+                    if !from_a && t.local == inside {
+                        t.local = outside;
+                    }
+                }
                 self.sent.push((from_a, t.clone()));
                 if !from_a && self.impair.b_silent {
                     continue;
@@ -160,20 +171,14 @@ impl Pair {
         }
     }
 
-    fn deliver(&mut self, f: InFlight) {
-        let ep = if f.to_b { &mut self.b } else { &mut self.a };
-        // The receiver sees the datagram on the port it was sent to.
-        let local: SocketAddr = f.t.remote;
-        let remote: SocketAddr = f.t.local;
-        let wire = f.t.datagram();
-        if local.port() == 4500 {
-            match classify_port_4500(&wire) {
-                Port4500::Ike(m) => ep.handle_datagram(self.now, local, remote, m),
-                other => panic!("non-IKE on 4500: {other:?}"),
+    fn deliver(&mut self, mut f: InFlight) {
+        if let Some((inside, outside)) = self.nat_b {
+            if f.to_b && f.t.remote == outside {
+                f.t.remote = inside;
             }
-        } else {
-            ep.handle_datagram(self.now, local, remote, &wire);
         }
+        let ep = if f.to_b { &mut self.b } else { &mut self.a };
+        deliver_to(ep, self.now, &f.t);
     }
 
     /// Runs the simulation until `done` holds or `limit_ms` of simulated
@@ -241,4 +246,54 @@ pub fn assert_children_match(p: &Pair) {
         assert_eq!(ka.inbound.encryption.len(), ka.algorithm.cipher.key_len());
         assert!(!ka.esn);
     }
+}
+
+/// Hands `t` to `ep` as the network would: on the port it was sent to,
+/// the non-ESP marker removed on 4500.
+pub fn deliver_to(ep: &mut Endpoint, now: Timestamp, t: &Transmit) {
+    let local: SocketAddr = t.remote;
+    let remote: SocketAddr = t.local;
+    let wire = t.datagram();
+    if local.port() == 4500 {
+        match classify_port_4500(&wire) {
+            Port4500::Ike(m) => ep.handle_datagram(now, local, remote, m),
+            other => panic!("non-IKE on 4500: {other:?}"),
+        }
+    } else {
+        ep.handle_datagram(now, local, remote, &wire);
+    }
+}
+
+/// The SK payload protection `ep` sends (`tx`) or receives with on its IKE
+/// SA `id`, from the keys it logs: what a peer that knows its own PSK
+/// holds, to hand-craft protected messages.
+pub fn sk_cipher(ep: &Endpoint, id: IkeSaId, tx: bool) -> SkCipher {
+    let s = ep.ike_sa_secrets(id).expect("IKE SA with keys");
+    // The original initiator sends with SK_ei/SK_ai.
+    let (e, a) = if tx == s.initiator {
+        (&s.sk_ei, &s.sk_ai)
+    } else {
+        (&s.sk_er, &s.sk_ar)
+    };
+    SkCipher::new(&s.suite, e, a)
+}
+
+/// Decrypts a protected message into its header and inner payloads.
+pub fn open_sk(rx: &SkCipher, bytes: &[u8]) -> (Header, Vec<Payload>) {
+    let m = Message::decode(bytes).unwrap();
+    let Some(Payload::Encrypted(enc)) = m.payloads.last() else {
+        panic!("no SK payload")
+    };
+    let plain = rx.open(bytes, enc.data.len()).unwrap();
+    (
+        m.header,
+        decode_chain(enc.first_payload, &plain, false).unwrap(),
+    )
+}
+
+/// Builds a protected message.
+pub fn seal_sk(tx: &mut SkCipher, hdr: &Header, payloads: &[Payload]) -> Vec<u8> {
+    let (first, inner) = encode_chain(payloads);
+    let mut r = rng(0);
+    tx.seal(hdr, first, &inner, &mut *r).unwrap()
 }
