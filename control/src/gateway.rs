@@ -23,6 +23,7 @@ use dataplane::dpdk::{
 };
 use dataplane::esp::{DropReason, InboundSa, OutboundSa, SaRef, Spd, Spi};
 use dataplane::gateway::msg::SaStats;
+use dataplane::gateway::neigh::Refused;
 use dataplane::gateway::{
     ControlMsg, GwDrop, Handoff, Interface, Node, Role, Spares, Worker, WorkerMsg, WorkerPorts,
     WorkerStats,
@@ -247,7 +248,7 @@ impl Control {
                 self.apply_ike();
             }
             WorkerMsg::NeighbourLearned { ip, mac, iface } => {
-                tracing::debug!(%ip, iface, "neighbour learned");
+                tracing::debug!(%ip, iface, "neighbour confirmed");
                 self.broadcast(|| ControlMsg::Neighbour { ip, mac, iface });
             }
             WorkerMsg::Event { worker, event } => {
@@ -414,6 +415,12 @@ pub fn format_stats(
     for r in DropReason::ALL {
         line(format!("drop.esp.{}", r.name()), total.esp_drops[r.index()]);
     }
+    for r in Refused::ALL {
+        line(
+            format!("neighbour.refused.{}", r.name()),
+            total.neighbour_refused[r.index()],
+        );
+    }
     line("control.punted".into(), punted);
     let mut sas: BTreeMap<(u8, u32), (&SaStats, u16)> = BTreeMap::new();
     for w in workers {
@@ -453,6 +460,7 @@ fn node_fields(n: &dataplane::gateway::NodeCounters) -> Vec<(&'static str, u64)>
         ("bypassed", n.bypassed),
         ("neighbour_replies", n.neighbour_replies),
         ("neighbour_requests", n.neighbour_requests),
+        ("neighbour_flushes", n.neighbour_flushes),
         ("echo_replies", n.echo_replies),
         ("icmp_errors", n.icmp_errors),
         ("mss_clamped", n.mss_clamped),
@@ -560,10 +568,14 @@ pub fn run(
     let mut handles = Vec::new();
     let idle_sleep = options.idle_sleep;
     let eal_ref: &'static Eal = Box::leak(Box::new(eal));
+    // One log of neighbour requests: an answer reaches whichever worker the
+    // NIC gives it to.
+    let solicits = Arc::new(dataplane::gateway::SolicitLog::new());
     for w in 0..workers {
         let (tx, rx) = bounded::<ControlMsg>(4096);
         to_workers.push(tx);
         let mut node: Node<Mbuf> = Node::new(w as u16, ifaces.clone(), config.route_table());
+        node.share_solicit_log(solicits.clone());
         for n in &config.neighbours {
             node.add_static_neighbour(n.address, n.mac.0, n.interface);
         }

@@ -22,6 +22,6 @@ pub use msg::{
     ControlMsg, Handoff, MsgKind, PollProfile, Retired, Spares, WorkerMsg, WorkerStats,
     POLL_GAP_BUCKETS,
 };
-pub use neigh::NeighbourTable;
+pub use neigh::{NeighbourTable, SolicitLog};
 pub use node::{GwDrop, Interface, Node, NodeCounters, PacketPool, Role};
 pub use worker::{thread_cpu_time, Worker, WorkerPorts};
