@@ -281,6 +281,7 @@ impl Control {
         for a in self.ike.take_actions() {
             match a {
                 SaAction::Transmit(p) => self.send(0, ControlMsg::Transmit(p)),
+                SaAction::Reresolve(ip) => self.broadcast(|| ControlMsg::Reresolve { ip }),
                 SaAction::InstallInbound { tunnel, sa } => {
                     let owner = owner_of(tunnel, workers);
                     let spi = sa.config().spi;

@@ -96,6 +96,9 @@ pub enum SaAction {
     RemoveOutbound { tunnel: usize },
     /// Send this IP packet.
     Transmit(Vec<u8>),
+    /// Resolve the link-layer next hop towards this peer afresh (it
+    /// stopped answering).
+    Reresolve(std::net::IpAddr),
 }
 
 impl std::fmt::Debug for IkeDriver {
@@ -1055,6 +1058,10 @@ impl IkeDriver {
             IkeEvent::ChildSaFailed { notify, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, ?notify, "IKE: Child SA not established");
             }
+            IkeEvent::PeerUnresponsive { remote, .. } => {
+                tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, %remote, "IKE: peer not answering; resolving its next hop afresh before giving up");
+                self.actions.push(SaAction::Reresolve(remote.ip()));
+            }
         }
     }
 
@@ -1336,6 +1343,7 @@ impl IkeDriver {
                 ("ike_sa_established", e.ike_sa_established),
                 ("child_sa_established", e.child_sa_established),
                 ("peers_dead", e.peers_dead),
+                ("peer_reresolves", e.peer_reresolves),
             ] {
                 let _ = writeln!(s, "ike.{n}.{k} {v}");
             }

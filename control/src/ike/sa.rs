@@ -121,6 +121,13 @@ pub enum IkeEvent {
         ike: IkeSaId,
         notify: NotifyType,
     },
+    /// A request went unanswered through every retransmission: resolve
+    /// the link-layer next hop towards `remote` afresh; the request gets
+    /// one more round before the peer is declared dead.
+    PeerUnresponsive {
+        ike: IkeSaId,
+        remote: SocketAddr,
+    },
 }
 
 /// A datagram to send.
@@ -170,6 +177,9 @@ pub struct Stats {
     pub ike_sa_established: u64,
     pub child_sa_established: u64,
     pub peers_dead: u64,
+    /// Requests that went unanswered, whose peer's next hop was resolved
+    /// afresh before one more round ([`IkeEvent::PeerUnresponsive`]).
+    pub peer_reresolves: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +294,8 @@ pub(crate) struct IkeSa {
     pub ike_collision: Option<Collision<u64>>,
     pub created: Timestamp,
     pub last_heard: Timestamp,
+    /// `last_heard` when the peer's next hop was last re-resolved.
+    pub reresolved_at: Option<Timestamp>,
     pub rekey_at: Option<Timestamp>,
     pub expire_at: Option<Timestamp>,
     pub removed: bool,
@@ -327,6 +339,7 @@ impl IkeSa {
             ike_collision: None,
             created: now,
             last_heard: now,
+            reresolved_at: None,
             rekey_at: None,
             expire_at: None,
             removed: false,
