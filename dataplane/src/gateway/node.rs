@@ -584,7 +584,7 @@ impl<B: PacketBuf> Node<B> {
     /// address for a live entry is still probed first. Flushes packets
     /// that waited for it.
     pub fn learn_neighbour(&mut self, ip: IpAddr, mac: [u8; 6], iface: u16) {
-        if usize::from(iface) >= self.ifaces.len() {
+        if usize::from(iface) >= self.ifaces.len() || self.check_claim(iface, ip, mac).is_err() {
             return;
         }
         let claim = Claim::Answer {
@@ -770,7 +770,7 @@ impl<B: PacketBuf> Node<B> {
             // Between other hosts.
             return self.drop_gw(GwDrop::NotForUs);
         }
-        if request && for_us && !EthernetAddress(sha).is_multicast() {
+        if request && for_us && unicast_mac(sha) {
             let reply = repr.reply(EthernetAddress(mac));
             let data = pkt.data_mut();
             write_eth(data, sha, mac, EtherType::ARP);
@@ -802,11 +802,7 @@ impl<B: PacketBuf> Node<B> {
             }
             IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || a.is_loopback(),
         };
-        if bad_ip
-            || mac[0] & 1 != 0
-            || mac == [0; 6]
-            || self.ifaces.iter().any(|i| i.mac == mac || i.owns(ip))
-        {
+        if bad_ip || !unicast_mac(mac) || self.ifaces.iter().any(|i| i.mac == mac || i.owns(ip)) {
             return Err(Refused::BadAddress);
         }
         if self.ifaces[usize::from(in_if)].on_link(ip) {
@@ -977,7 +973,7 @@ impl<B: PacketBuf> Node<B> {
                     // DAD probes (unspecified source) carry no address.
                     return self.drop_gw(GwDrop::NotForUs);
                 };
-                if peer_mac.is_multicast() {
+                if !unicast_mac(peer_mac.0) {
                     return self.refuse(Refused::BadAddress);
                 }
                 if !src.is_unspecified() {
@@ -1857,6 +1853,11 @@ fn largest_fitting(mtu: usize, outer: impl Fn(usize) -> usize) -> usize {
         l -= 1;
     }
     l
+}
+
+/// A link-layer address one station has: not a group, not zero.
+fn unicast_mac(mac: [u8; 6]) -> bool {
+    mac[0] & 1 == 0 && mac != [0; 6]
 }
 
 fn write_eth(h: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: EtherType) {

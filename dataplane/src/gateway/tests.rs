@@ -1444,3 +1444,41 @@ fn an_answer_landing_on_another_worker_resolves_the_one_that_asked() {
     assert_eq!(out.len(), 1);
     assert_eq!(&out[0].data()[0..6], &GWB_WAN);
 }
+
+#[test]
+fn group_or_zero_link_addresses_are_neither_answered_nor_learned() {
+    let (mut a, _) = two_sites(1500, None);
+    for sha in [[0; 6], [0xff; 6], [0x01, 0x00, 0x5e, 0, 0, 7]] {
+        a.rx(
+            0,
+            arp(1, [0xff; 6], sha, "10.1.0.7", [0; 6], "10.1.0.1"),
+            &mut HeapPool,
+        );
+        let IpAddr::V6(target_addr) = ip("fd01::1") else {
+            panic!()
+        };
+        let ns = Icmpv6Repr::NeighborSolicit {
+            target_addr,
+            source_lladdr: Some(EthernetAddress(sha)),
+        };
+        a.rx(
+            0,
+            nd(
+                [0x33, 0x33, 0xff, 0, 0, 1],
+                HOST_A_MAC,
+                "fd01::7",
+                "ff02::1:ff00:1",
+                ns,
+            ),
+            &mut HeapPool,
+        );
+        // Another worker's word is checked the same way.
+        a.learn_neighbour(ip("10.1.0.8"), sha, 0);
+    }
+    assert!(
+        take_tx(&mut a, 0).is_empty(),
+        "no reply to a group or zero MAC"
+    );
+    assert_eq!(refused(&a, Refused::BadAddress), 6);
+    assert_eq!(a.neighbours().learned_len(), 0);
+}
