@@ -108,6 +108,19 @@ impl Interface {
         link_local || self.addrs.iter().any(|n| n.contains(&ip))
     }
 
+    /// Whether `ip` is the network or broadcast address of one of its
+    /// IPv4 subnets (no host has those; RFC 1812 §4.2.3.1, RFC 3021 for
+    /// /31).
+    fn subnet_edge(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|n| match n {
+            IpNet::V4(n) => {
+                n.prefix_len() < 31
+                    && (ip == IpAddr::V4(n.network()) || ip == IpAddr::V4(n.broadcast()))
+            }
+            IpNet::V6(_) => false,
+        })
+    }
+
     fn addr_v4(&self) -> Option<Ipv4Addr> {
         self.addrs.iter().find_map(|n| match n.addr() {
             IpAddr::V4(a) => Some(a),
@@ -802,7 +815,13 @@ impl<B: PacketBuf> Node<B> {
             }
             IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || a.is_loopback(),
         };
-        if bad_ip || !unicast_mac(mac) || self.ifaces.iter().any(|i| i.mac == mac || i.owns(ip)) {
+        if bad_ip
+            || !unicast_mac(mac)
+            || self
+                .ifaces
+                .iter()
+                .any(|i| i.mac == mac || i.owns(ip) || i.subnet_edge(ip))
+        {
             return Err(Refused::BadAddress);
         }
         if self.ifaces[usize::from(in_if)].on_link(ip) {

@@ -1480,5 +1480,14 @@ fn group_or_zero_link_addresses_are_neither_answered_nor_learned() {
         "no reply to a group or zero MAC"
     );
     assert_eq!(refused(&a, Refused::BadAddress), 6);
+    // Nor does a host get the subnet's network or broadcast address.
+    for edge in ["10.1.0.0", "10.1.0.255"] {
+        a.rx(
+            0,
+            arp(1, [0xff; 6], EVIL_MAC, edge, [0; 6], "10.1.0.1"),
+            &mut HeapPool,
+        );
+    }
+    assert_eq!(refused(&a, Refused::BadAddress), 8);
     assert_eq!(a.neighbours().learned_len(), 0);
 }
