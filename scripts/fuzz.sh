@@ -24,7 +24,7 @@ fi
 cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
 sanitizer=${FUZZ_SANITIZER:-address}
-read -r -a targets <<<"${FUZZ_TARGETS:-inbound outbound views spd}"
+read -r -a targets <<<"${FUZZ_TARGETS:-inbound outbound views spd node_rx}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
 	echo "== installing cargo-fuzz"

@@ -26,6 +26,7 @@ use dataplane::dpdk::{
 use dataplane::esp::{DropReason, InboundSa, OutboundSa, SaRef, Spd, Spi};
 use dataplane::gateway::msg::SaStats;
 use dataplane::gateway::queues::{EVENT_QUEUE, IKE_QUEUE, NEIGHBOUR_QUEUE};
+use dataplane::gateway::neigh::Refused;
 use dataplane::gateway::{
     control_queues, ControlMsg, FromWorkers, GwDrop, Handoff, Interface, Node, QueueDrops, Role,
     Spares, Worker, WorkerMsg, WorkerPorts, WorkerStats,
@@ -260,7 +261,7 @@ impl Control {
                 self.apply_ike();
             }
             WorkerMsg::NeighbourLearned { ip, mac, iface } => {
-                tracing::debug!(%ip, iface, "neighbour learned");
+                tracing::debug!(%ip, iface, "neighbour confirmed");
                 self.broadcast(|| ControlMsg::Neighbour { ip, mac, iface });
             }
             WorkerMsg::Event { worker, event } => {
@@ -293,6 +294,7 @@ impl Control {
         for a in self.ike.take_actions() {
             match a {
                 SaAction::Transmit(p) => self.send(0, ControlMsg::Transmit(p)),
+                SaAction::Reresolve(ip) => self.broadcast(|| ControlMsg::Reresolve { ip }),
                 SaAction::InstallInbound { tunnel, sa } => {
                     let owner = owner_of(tunnel, workers);
                     let spi = sa.config().spi;
@@ -481,6 +483,12 @@ pub fn format_stats(
     for (k, v) in queue_total.fields() {
         line(format!("drop.queue.{k}"), v);
     }
+    for r in Refused::ALL {
+        line(
+            format!("neighbour.refused.{}", r.name()),
+            total.neighbour_refused[r.index()],
+        );
+    }
     line("control.punted".into(), punted);
     let mut sas: BTreeMap<(u8, u32), (&SaStats, u16)> = BTreeMap::new();
     for w in workers {
@@ -520,6 +528,7 @@ fn node_fields(n: &dataplane::gateway::NodeCounters) -> Vec<(&'static str, u64)>
         ("bypassed", n.bypassed),
         ("neighbour_replies", n.neighbour_replies),
         ("neighbour_requests", n.neighbour_requests),
+        ("neighbour_flushes", n.neighbour_flushes),
         ("echo_replies", n.echo_replies),
         ("icmp_errors", n.icmp_errors),
         ("mss_clamped", n.mss_clamped),
@@ -628,6 +637,9 @@ pub fn run(
     let mut handles = Vec::new();
     let idle_sleep = options.idle_sleep;
     let eal_ref: &'static Eal = Box::leak(Box::new(eal));
+    // One log of neighbour requests: an answer reaches whichever worker the
+    // NIC gives it to.
+    let solicits = Arc::new(dataplane::gateway::SolicitLog::new());
     for w in 0..workers {
         let (tx, rx) = bounded::<ControlMsg>(4096);
         to_workers.push(tx);
@@ -636,6 +648,7 @@ pub fn run(
             config.dataplane.icmp_errors_per_second,
             config.dataplane.icmp_error_burst,
         );
+        node.share_solicit_log(solicits.clone());
         for n in &config.neighbours {
             node.add_static_neighbour(n.address, n.mac.0, n.interface);
         }

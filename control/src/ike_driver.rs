@@ -123,6 +123,9 @@ pub enum SaAction {
     RemoveOutbound { tunnel: usize },
     /// Send this IP packet.
     Transmit(Vec<u8>),
+    /// Resolve the link-layer next hop towards this peer afresh (it
+    /// stopped answering).
+    Reresolve(std::net::IpAddr),
 }
 
 impl std::fmt::Debug for IkeDriver {
@@ -1201,6 +1204,10 @@ impl IkeDriver {
             IkeEvent::ChildSaFailed { notify, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, ?notify, "IKE: Child SA not established");
             }
+            IkeEvent::PeerUnresponsive { remote, .. } => {
+                tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, %remote, "IKE: peer not answering; resolving its next hop afresh before giving up");
+                self.actions.push(SaAction::Reresolve(remote.ip()));
+            }
         }
     }
 
@@ -1527,6 +1534,7 @@ impl IkeDriver {
                 ("not_established", e.not_established),
                 ("exchange_mismatch", e.exchange_mismatch),
                 ("peer_moved", e.peer_moved),
+                ("peer_reresolves", e.peer_reresolves),
             ] {
                 let _ = writeln!(s, "ike.{n}.{k} {v}");
             }

@@ -649,7 +649,25 @@ impl Endpoint {
         let t = self.config.timers.clone();
         if let Some(o) = &mut sa.outstanding {
             if now >= o.next_retransmit {
-                if o.sent >= t.retransmit_tries {
+                // RFC 7296 §2.4 leaves how long to try to us. A wrong
+                // neighbour entry for the peer's next hop looks just like a
+                // dead peer, so an established SA first has the next hop
+                // resolved afresh and tries one more round; once per
+                // silence (until the peer is heard again).
+                if o.sent >= t.retransmit_tries
+                    && sa.state == State::Established
+                    && sa.reresolved_at != Some(sa.last_heard)
+                {
+                    sa.reresolved_at = Some(sa.last_heard);
+                    self.stats.peer_reresolves += 1;
+                    self.events.push_back(IkeEvent::PeerUnresponsive {
+                        ike: sa.id,
+                        remote: sa.remote,
+                    });
+                    o.sent = 1;
+                    o.timeout_ms = t.retransmit_base_ms;
+                    o.next_retransmit = now.plus(o.timeout_ms);
+                } else if o.sent >= t.retransmit_tries {
                     // §2.21.1: an unprotected error seen while waiting is
                     // the outcome only if nothing genuine came instead.
                     let reason = match (sa.state, sa.init_error) {
@@ -662,13 +680,14 @@ impl Endpoint {
                     let quiet = matches!(sa.state, State::Rekeyed);
                     self.remove_sa(sa, (!quiet).then_some(reason));
                     return;
+                } else {
+                    o.sent += 1;
+                    o.timeout_ms *= 2;
+                    o.next_retransmit = now.plus(o.timeout_ms);
+                    let bytes = o.bytes.clone();
+                    self.stats.retransmits += 1;
+                    self.send(sa, bytes);
                 }
-                o.sent += 1;
-                o.timeout_ms *= 2;
-                o.next_retransmit = now.plus(o.timeout_ms);
-                let bytes = o.bytes.clone();
-                self.stats.retransmits += 1;
-                self.send(sa, bytes);
             }
         }
         match sa.state {

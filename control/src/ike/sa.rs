@@ -128,6 +128,13 @@ pub enum IkeEvent {
         ike: IkeSaId,
         notify: NotifyType,
     },
+    /// A request went unanswered through every retransmission: resolve
+    /// the link-layer next hop towards `remote` afresh; the request gets
+    /// one more round before the peer is declared dead.
+    PeerUnresponsive {
+        ike: IkeSaId,
+        remote: SocketAddr,
+    },
 }
 
 /// A datagram to send.
@@ -210,6 +217,9 @@ pub struct Stats {
     pub exchange_mismatch: u64,
     /// The peer's address changed (NAT, §2.23); its Child SAs are moved.
     pub peer_moved: u64,
+    /// Requests that went unanswered, whose peer's next hop was resolved
+    /// afresh before one more round ([`IkeEvent::PeerUnresponsive`]).
+    pub peer_reresolves: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +363,8 @@ pub(crate) struct IkeSa {
     pub ike_collision: Option<Collision<u64>>,
     pub created: Timestamp,
     pub last_heard: Timestamp,
+    /// `last_heard` when the peer's next hop was last re-resolved.
+    pub reresolved_at: Option<Timestamp>,
     pub rekey_at: Option<Timestamp>,
     pub expire_at: Option<Timestamp>,
     pub removed: bool,
@@ -403,6 +415,7 @@ impl IkeSa {
             ike_collision: None,
             created: now,
             last_heard: now,
+            reresolved_at: None,
             rekey_at: None,
             expire_at: None,
             removed: false,

@@ -25,7 +25,7 @@ pub use msg::{
     ControlMsg, Handoff, MsgKind, PollProfile, Retired, Spares, WorkerMsg, WorkerStats,
     POLL_GAP_BUCKETS,
 };
-pub use neigh::NeighbourTable;
+pub use neigh::{NeighbourTable, SolicitLog};
 pub use node::{
     GwDrop, Interface, Node, NodeCounters, PacketPool, Role, ICMP_ERRORS_PER_SECOND,
     ICMP_ERROR_BURST,

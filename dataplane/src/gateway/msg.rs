@@ -55,7 +55,8 @@ pub enum ControlMsg {
     /// because faulting in their pages would stall forwarding (the answer
     /// to [`WorkerMsg::WantSpares`]).
     Spares(Box<Spares>),
-    /// A neighbour was learned (by any worker) or configured.
+    /// A worker's request for a neighbour was answered (on the worker
+    /// that received the answer): taken as an answer to a request of ours.
     Neighbour {
         /// Address.
         ip: IpAddr,
@@ -63,6 +64,12 @@ pub enum ControlMsg {
         mac: [u8; 6],
         /// Interface index.
         iface: u16,
+    },
+    /// Resolve the next hop towards `ip` afresh: the peer at `ip` stopped
+    /// answering, and a wrong neighbour entry would be why.
+    Reresolve {
+        /// The unresponsive address.
+        ip: IpAddr,
     },
     /// Send this IP packet (from the control plane, e.g. IKE): routed and
     /// resolved like forwarded traffic, without a TTL decrement.
@@ -95,6 +102,7 @@ impl ControlMsg {
             Self::SetRoutes(_) => MsgKind::SetRoutes,
             Self::Spares(_) => MsgKind::Spares,
             Self::Neighbour { .. } => MsgKind::Neighbour,
+            Self::Reresolve { .. } => MsgKind::Reresolve,
             Self::Transmit(_) => MsgKind::Transmit,
             Self::CollectStats(_) => MsgKind::CollectStats,
             Self::CollectCounters(_) => MsgKind::CollectCounters,
@@ -128,6 +136,8 @@ pub enum MsgKind {
     Spares,
     /// [`ControlMsg::Neighbour`].
     Neighbour,
+    /// [`ControlMsg::Reresolve`].
+    Reresolve,
     /// [`ControlMsg::Transmit`].
     Transmit,
     /// [`ControlMsg::CollectStats`].
@@ -145,7 +155,7 @@ pub enum MsgKind {
 
 impl MsgKind {
     /// Number of kinds.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     /// Every kind, in index order.
     pub const ALL: [MsgKind; Self::COUNT] = [
         Self::InstallOutbound,
@@ -158,6 +168,7 @@ impl MsgKind {
         Self::SetRoutes,
         Self::Spares,
         Self::Neighbour,
+        Self::Reresolve,
         Self::Transmit,
         Self::CollectStats,
         Self::CollectCounters,
@@ -184,6 +195,7 @@ impl MsgKind {
             Self::SetRoutes => "SetRoutes",
             Self::Spares => "Spares",
             Self::Neighbour => "Neighbour",
+            Self::Reresolve => "Reresolve",
             Self::Transmit => "Transmit",
             Self::CollectStats => "CollectStats",
             Self::CollectCounters => "CollectCounters",
@@ -235,7 +247,8 @@ pub enum WorkerMsg {
         /// The IP packet.
         packet: Vec<u8>,
     },
-    /// A neighbour answered (to be spread to every worker).
+    /// A neighbour answered a request of ours (to be spread to every
+    /// worker: the one that asked may not be the one that got the answer).
     NeighbourLearned {
         /// Address.
         ip: IpAddr,

@@ -8,7 +8,11 @@
 //!
 //! Classification of a frame arriving on an interface:
 //! 1. ARP (RFC 826) and IPv6 neighbour discovery (RFC 4861) for our
-//!    addresses are answered; answers teach the neighbour table.
+//!    addresses are answered; requests addressed to us and answers to our
+//!    own requests teach the neighbour table, for addresses on the
+//!    receiving interface's subnets only (see [`super::neigh`]).
+//!    IP in a frame sent to a group link-layer address must be for a group
+//!    (RFC 1812 §5.3.4, RFC 1122 §3.3.6).
 //! 2. IP addressed to us: ICMP/ICMPv6 echo is answered; UDP 500 and UDP
 //!    4500 with the zero non-ESP marker are punted (RFC 3948 §2.2); ESP and
 //!    UDP-4500 ESP are decapsulated; the rest is dropped.
@@ -34,6 +38,7 @@
 //! link-local neighbour discovery leave without the SPD.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -53,7 +58,7 @@ use crate::wire::{
 };
 
 use super::msg::{Handoff, HandoffKind, Spares};
-use super::neigh::NeighbourTable;
+use super::neigh::{Claim, Claimed, NeighbourTable, Refused, Resolve, SolicitLog};
 
 const ETH_LEN: usize = 14;
 const IKE_PORT: u16 = 500;
@@ -115,6 +120,9 @@ impl IcmpLimit {
         }
     }
 }
+/// Neighbours confirmed per poll that are passed on to the other workers
+/// at most (the list is allocated once; the rest resolve on their own).
+const LEARNED_MAX: usize = 64;
 
 /// What an interface faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +154,27 @@ pub struct Interface {
 impl Interface {
     fn owns(&self, ip: IpAddr) -> bool {
         self.addrs.iter().any(|n| n.addr() == ip)
+    }
+
+    /// Whether a neighbour with address `ip` belongs on this interface:
+    /// inside one of its prefixes, or IPv6 link-local (on every link, RFC
+    /// 4291 §2.5.6).
+    fn on_link(&self, ip: IpAddr) -> bool {
+        let link_local = matches!(ip, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80);
+        link_local || self.addrs.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether `ip` is the network or broadcast address of one of its
+    /// IPv4 subnets (no host has those; RFC 1812 §4.2.3.1, RFC 3021 for
+    /// /31).
+    fn subnet_edge(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|n| match n {
+            IpNet::V4(n) => {
+                n.prefix_len() < 31
+                    && (ip == IpAddr::V4(n.network()) || ip == IpAddr::V4(n.broadcast()))
+            }
+            IpNet::V6(_) => false,
+        })
     }
 
     fn addr_v4(&self) -> Option<Ipv4Addr> {
@@ -208,11 +237,14 @@ pub enum GwDrop {
     /// SPD does not let out of a WAN interface: no policy, DISCARD, or
     /// PROTECT without an SA.
     LocalPolicy,
+    /// IP for a unicast address in a frame sent to a broadcast or
+    /// multicast link-layer address (RFC 1812 §5.3.4: not forwarded).
+    GroupFrame,
 }
 
 impl GwDrop {
     /// Every reason in index order.
-    pub const ALL: [GwDrop; 14] = [
+    pub const ALL: [GwDrop; 15] = [
         GwDrop::BadFrame,
         GwDrop::NotForUs,
         GwDrop::Unsupported,
@@ -227,6 +259,7 @@ impl GwDrop {
         GwDrop::NoBuffer,
         GwDrop::IcmpRateLimited,
         GwDrop::LocalPolicy,
+        GwDrop::GroupFrame,
     ];
     /// Number of reasons.
     pub const COUNT: usize = Self::ALL.len();
@@ -253,6 +286,7 @@ impl GwDrop {
             GwDrop::NoBuffer => "no_buffer",
             GwDrop::IcmpRateLimited => "icmp_rate_limited",
             GwDrop::LocalPolicy => "local_policy",
+            GwDrop::GroupFrame => "group_frame_unicast_ip",
         }
     }
 }
@@ -272,8 +306,15 @@ pub struct NodeCounters {
     pub bypassed: u64,
     /// ARP and neighbour advertisement replies sent.
     pub neighbour_replies: u64,
-    /// ARP requests and neighbour solicitations sent.
+    /// ARP requests and neighbour solicitations sent (unicast probes
+    /// included).
     pub neighbour_requests: u64,
+    /// ARP packets and neighbour solicitations / advertisements that
+    /// taught the neighbour table nothing, by reason.
+    pub neighbour_refused: [u64; Refused::COUNT],
+    /// Neighbours resolved afresh on the control thread's request (a peer
+    /// stopped answering).
+    pub neighbour_flushes: u64,
     /// ICMP echo replies sent.
     pub echo_replies: u64,
     /// ICMP errors built (time exceeded, fragmentation needed, too big);
@@ -310,6 +351,14 @@ impl NodeCounters {
         self.bypassed += other.bypassed;
         self.neighbour_replies += other.neighbour_replies;
         self.neighbour_requests += other.neighbour_requests;
+        for (a, b) in self
+            .neighbour_refused
+            .iter_mut()
+            .zip(other.neighbour_refused)
+        {
+            *a += b;
+        }
+        self.neighbour_flushes += other.neighbour_flushes;
         self.echo_replies += other.echo_replies;
         self.icmp_errors += other.icmp_errors;
         self.mss_clamped += other.mss_clamped;
@@ -341,8 +390,13 @@ struct Pending<B> {
 /// likewise resolve a tunnel's adjacency once rather than per packet.
 #[derive(Debug, Clone, Copy)]
 struct Egress {
-    epoch: u64,
-    neigh_gen: u64,
+    /// `egress_epoch` and the neighbour table's generation, truncated so
+    /// that the line stays one cache line (a stale egress would be taken
+    /// for current only after exactly a multiple of 2^32 changes).
+    epoch: u32,
+    neigh_gen: u32,
+    /// When the neighbour entry needs looking at again (it ages).
+    until: u64,
     out_if: u16,
     mac: [u8; 6],
     mtu: u16,
@@ -369,6 +423,8 @@ pub struct Node<B> {
     ifaces: Vec<Interface>,
     routes: RouteTable,
     neigh: NeighbourTable,
+    /// Requests of every worker (an answer may land on another worker).
+    solicits: Arc<SolicitLog>,
     engine: EspEngine,
     slot_owner: SlotVec<u16>,
     /// Per outbound slot: where its tunnel-mode packets go (see [`Egress`])
@@ -395,7 +451,8 @@ pub struct Node<B> {
     pub handoffs: Vec<(u16, Handoff<B>)>,
     /// IKE packets for the control thread: (interface, IP packet).
     pub punts: Vec<(u16, Vec<u8>)>,
-    /// Neighbours learned since the worker last looked.
+    /// Neighbours confirmed since the worker last looked (at most
+    /// `LEARNED_MAX`), for the other workers.
     pub learned: Vec<(IpAddr, [u8; 6], u16)>,
     /// SA events since the worker last looked.
     pub events: Vec<EngineEvent>,
@@ -415,30 +472,15 @@ impl<B> std::fmt::Debug for Node<B> {
 impl<B: PacketBuf> Node<B> {
     /// A node for worker `id` with these interfaces and routes. Connected
     /// routes for the interfaces' prefixes are added.
-    pub fn new(id: u16, ifaces: Vec<Interface>, mut routes: RouteTable) -> Self {
-        for (i, iface) in ifaces.iter().enumerate() {
-            for net in &iface.addrs {
-                if routes
-                    .lookup(net.addr())
-                    .is_none_or(|(p, _)| p.prefix_len() < net.prefix_len())
-                {
-                    routes.insert(
-                        net.trunc(),
-                        crate::route::NextHop {
-                            interface: i as u16,
-                            via: None,
-                        },
-                    );
-                }
-            }
-        }
-        routes.compile();
+    pub fn new(id: u16, ifaces: Vec<Interface>, routes: RouteTable) -> Self {
+        let routes = with_connected(&ifaces, routes);
         let n = ifaces.len();
         Self {
             id,
             ifaces,
             routes,
             neigh: NeighbourTable::new(),
+            solicits: Arc::new(SolicitLog::new()),
             engine: EspEngine::new(),
             slot_owner: SlotVec::new(),
             slots: Chunked::new(),
@@ -452,16 +494,47 @@ impl<B: PacketBuf> Node<B> {
             tx: (0..n).map(|_| Vec::with_capacity(256)).collect(),
             handoffs: Vec::with_capacity(64),
             punts: Vec::new(),
-            learned: Vec::new(),
+            learned: Vec::with_capacity(LEARNED_MAX),
             events: Vec::with_capacity(16),
         }
+    }
+
+    /// Shares one log of neighbour requests between the workers of a
+    /// gateway, so that an answer is recognised whichever worker receives
+    /// it.
+    pub fn share_solicit_log(&mut self, log: Arc<SolicitLog>) {
+        self.solicits = log;
     }
 
     /// The interfaces.
     pub fn interfaces(&self) -> &[Interface] {
         &self.ifaces
     }
+}
 
+/// `routes` plus the connected routes of the interfaces' prefixes.
+fn with_connected(ifaces: &[Interface], mut routes: RouteTable) -> RouteTable {
+    for (i, iface) in ifaces.iter().enumerate() {
+        for net in &iface.addrs {
+            if routes
+                .lookup(net.addr())
+                .is_none_or(|(p, _)| p.prefix_len() < net.prefix_len())
+            {
+                routes.insert(
+                    net.trunc(),
+                    crate::route::NextHop {
+                        interface: i as u16,
+                        via: None,
+                    },
+                );
+            }
+        }
+    }
+    routes.compile();
+    routes
+}
+
+impl<B: PacketBuf> Node<B> {
     /// The ESP engine (SAs owned by this worker).
     pub fn engine(&self) -> &EspEngine {
         &self.engine
@@ -493,10 +566,7 @@ impl<B: PacketBuf> Node<B> {
 
     /// Replaces the routing table (connected routes are re-added).
     pub fn set_routes(&mut self, routes: RouteTable) {
-        let ifaces = std::mem::take(&mut self.ifaces);
-        let fresh: Node<B> = Node::new(self.id, ifaces, routes);
-        self.ifaces = fresh.ifaces;
-        self.routes = fresh.routes;
+        self.routes = with_connected(&self.ifaces, routes);
         self.egress_epoch += 1;
     }
 
@@ -600,17 +670,45 @@ impl<B: PacketBuf> Node<B> {
         }
     }
 
-    /// A neighbour learned anywhere (or configured): flushes packets that
-    /// waited for it.
+    /// A neighbour another worker confirmed (it answered a request of
+    /// ours): taken like an answer to our own request, so a different
+    /// address for a live entry is still probed first. Flushes packets
+    /// that waited for it.
     pub fn learn_neighbour(&mut self, ip: IpAddr, mac: [u8; 6], iface: u16) {
-        self.neigh.learn(ip, mac, iface, self.now_ms);
-        self.flush_pending(ip);
+        if usize::from(iface) >= self.ifaces.len() || self.check_claim(iface, ip, mac).is_err() {
+            return;
+        }
+        let claim = Claim::Answer {
+            asked: true,
+            solicited: true,
+            override_flag: true,
+        };
+        if let Ok(c) = self.neigh.claim(iface, ip, mac, claim, self.now_ms) {
+            if c.resolved() {
+                self.flush_pending(iface, ip);
+            }
+        }
     }
 
     /// A static neighbour from the configuration.
     pub fn add_static_neighbour(&mut self, ip: IpAddr, mac: [u8; 6], iface: u16) {
         self.neigh.insert_static(ip, mac, iface);
-        self.flush_pending(ip);
+        self.flush_pending(iface, ip);
+    }
+
+    /// Resolves the next hop towards `ip` afresh (the control thread asks
+    /// when a peer stopped answering: its neighbour entry may be wrong):
+    /// the learned entry loses its address and a request goes out now.
+    /// Static entries are kept.
+    pub fn reresolve(&mut self, ip: IpAddr, pool: &mut impl PacketPool<B>) {
+        let Some(&hop) = self.routes.next_hop(ip) else {
+            return;
+        };
+        let nh = hop.neighbour(ip);
+        self.counters.neighbour_flushes += 1;
+        if self.neigh.flush(hop.interface, nh, self.now_ms) {
+            self.solicit(hop.interface, nh, None, pool);
+        }
     }
 
     // ---- the pipeline ----
@@ -717,7 +815,8 @@ impl<B: PacketBuf> Node<B> {
             return self.drop_gw(GwDrop::BadFrame);
         };
         let dst = frame.dst_addr();
-        if dst.0 != iface.mac && !dst.is_multicast() {
+        let group = dst.is_multicast();
+        if dst.0 != iface.mac && !group {
             return self.drop_gw(GwDrop::NotForUs);
         }
         match frame.ethertype() {
@@ -726,7 +825,7 @@ impl<B: PacketBuf> Node<B> {
                 if pkt.adj(ETH_LEN).is_err() {
                     return self.drop_gw(GwDrop::BadFrame);
                 }
-                self.ip_input(in_if, pkt, pool)
+                self.ip_input(in_if, pkt, pool, group)
             }
             _ => self.drop_gw(GwDrop::Unsupported),
         }
@@ -740,32 +839,106 @@ impl<B: PacketBuf> Node<B> {
             };
         let iface = &self.ifaces[usize::from(in_if)];
         let mac = iface.mac;
-        let for_us = iface.owns(IpAddr::V4(repr.target_protocol_addr));
-        // Learn the sender when the exchange concerns us (RFC 826's merge).
-        if for_us || repr.operation == ArpOperation::REPLY {
-            let sender = IpAddr::V4(repr.source_protocol_addr);
-            if !repr.source_protocol_addr.is_unspecified() {
-                self.note_learned(sender, repr.source_hardware_addr.0, in_if);
-            }
+        let (spa, tpa) = (repr.source_protocol_addr, repr.target_protocol_addr);
+        let sha = repr.source_hardware_addr.0;
+        let for_us = iface.owns(IpAddr::V4(tpa));
+        let sender = IpAddr::V4(spa);
+        let request = repr.operation == ArpOperation::REQUEST;
+        if spa.is_unspecified() {
+            // An address probe (RFC 5227 §2.1.1) claims nothing.
+        } else if repr.operation == ArpOperation::REPLY || (request && spa == tpa) {
+            // A reply, or an announcement (a request for the sender's own
+            // address): an answer, which only our own requests ask for.
+            let asked = !request && self.asked(in_if, sender);
+            let claim = Claim::Answer {
+                asked,
+                solicited: true,
+                override_flag: true,
+            };
+            self.learn(in_if, sender, sha, claim);
+        } else if request && for_us {
+            // RFC 826's merge, as RFC 4861 §7.2.3 for a solicitation.
+            self.learn(in_if, sender, sha, Claim::Request);
+        } else {
+            // Between other hosts.
+            return self.drop_gw(GwDrop::NotForUs);
         }
-        if repr.operation == ArpOperation::REQUEST && for_us {
+        if request && for_us && unicast_mac(sha) {
             let reply = repr.reply(EthernetAddress(mac));
             let data = pkt.data_mut();
-            write_eth(data, repr.source_hardware_addr.0, mac, EtherType::ARP);
+            write_eth(data, sha, mac, EtherType::ARP);
             if reply.emit(&mut data[ETH_LEN..]).is_err() {
                 return self.drop_gw(GwDrop::BadFrame);
             }
             self.counters.neighbour_replies += 1;
             self.queue_tx(in_if, pkt);
         }
-        // Requests for others and replies are consumed.
     }
 
-    fn note_learned(&mut self, ip: IpAddr, mac: [u8; 6], iface: u16) {
-        if self.neigh.learn(ip, mac, iface, self.now_ms) {
-            self.learned.push((ip, mac, iface));
+    /// Whether an answer about `ip` on `iface` answers a request of ours
+    /// (this worker's, or another's).
+    fn asked(&self, iface: u16, ip: IpAddr) -> bool {
+        self.neigh.awaiting(iface, ip) || self.solicits.asked(iface, ip, self.now_ms)
+    }
+
+    fn refuse(&mut self, r: Refused) {
+        self.counters.neighbour_refused[r.index()] += 1;
+    }
+
+    /// Whether a packet received on `in_if` may teach that `ip` is at
+    /// `mac`: a unicast link-layer address not ours, an address a
+    /// neighbour can have, on the subnets of that interface.
+    fn check_claim(&self, in_if: u16, ip: IpAddr, mac: [u8; 6]) -> Result<(), Refused> {
+        let bad_ip = match ip {
+            IpAddr::V4(a) => {
+                a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback()
+            }
+            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || a.is_loopback(),
+        };
+        if bad_ip
+            || !unicast_mac(mac)
+            || self
+                .ifaces
+                .iter()
+                .any(|i| i.mac == mac || i.owns(ip) || i.subnet_edge(ip))
+        {
+            return Err(Refused::BadAddress);
         }
-        self.flush_pending(ip);
+        if self.ifaces[usize::from(in_if)].on_link(ip) {
+            Ok(())
+        } else if self.ifaces.iter().any(|i| i.on_link(ip)) {
+            Err(Refused::WrongInterface)
+        } else {
+            Err(Refused::OffSubnet)
+        }
+    }
+
+    /// Applies a claim received on `in_if`, counting a refusal. Answers to
+    /// our requests that gave or confirmed an address are passed on to the
+    /// other workers.
+    fn learn(&mut self, in_if: u16, ip: IpAddr, mac: [u8; 6], claim: Claim) {
+        if let Err(r) = self.check_claim(in_if, ip, mac) {
+            return self.refuse(r);
+        }
+        match self.neigh.claim(in_if, ip, mac, claim, self.now_ms) {
+            Ok(c) => {
+                if c.resolved() {
+                    self.flush_pending(in_if, ip);
+                }
+                let confirmed = matches!(
+                    claim,
+                    Claim::Answer {
+                        asked: true,
+                        solicited: true,
+                        ..
+                    }
+                );
+                if confirmed && c != Claimed::Unchanged && self.learned.len() < LEARNED_MAX {
+                    self.learned.push((ip, mac, in_if));
+                }
+            }
+            Err(r) => self.refuse(r),
+        }
     }
 
     fn is_local(&self, ip: IpAddr) -> bool {
@@ -773,10 +946,21 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// An IP packet (link-layer header removed) received on `in_if`.
-    fn ip_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
+    /// `group`: the frame was sent to a broadcast or multicast link-layer
+    /// address.
+    fn ip_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>, group: bool) {
         let Some((dst, proto, l4)) = ip_summary(pkt.data()) else {
             return self.drop_gw(GwDrop::BadFrame);
         };
+        // RFC 1812 §5.3.4 (and RFC 1122 §3.3.6 for us as a host): a
+        // unicast packet in a group frame is neither forwarded nor taken.
+        let group_ip = match dst {
+            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+            IpAddr::V6(a) => a.is_multicast(),
+        };
+        if group && !group_ip {
+            return self.drop_gw(GwDrop::GroupFrame);
+        }
         let ndp_multicast = matches!(dst, IpAddr::V6(a) if a.segments()[0] == 0xff02);
         if self.is_local(dst) || (ndp_multicast && proto == IpProtocol::ICMPV6) {
             self.local_input(in_if, pkt, proto, l4, pool)
@@ -878,17 +1062,21 @@ impl<B: PacketBuf> Node<B> {
                 source_lladdr,
             } => {
                 // RFC 4861 §7.1.1: hop limit 255.
-                if hop_limit != 255
-                    || !self.ifaces[usize::from(in_if)].owns(IpAddr::V6(target_addr))
-                {
+                if hop_limit != 255 {
+                    return self.refuse(Refused::Invalid);
+                }
+                if !self.ifaces[usize::from(in_if)].owns(IpAddr::V6(target_addr)) {
                     return self.drop_gw(GwDrop::NotForUs);
                 }
                 let Some(peer_mac) = source_lladdr else {
                     // DAD probes (unspecified source) carry no address.
                     return self.drop_gw(GwDrop::NotForUs);
                 };
+                if !unicast_mac(peer_mac.0) {
+                    return self.refuse(Refused::BadAddress);
+                }
                 if !src.is_unspecified() {
-                    self.note_learned(IpAddr::V6(src), peer_mac.0, in_if);
+                    self.learn(in_if, IpAddr::V6(src), peer_mac.0, Claim::Request);
                 }
                 let mac = self.ifaces[usize::from(in_if)].mac;
                 let na = Icmpv6Repr::NeighborAdvert {
@@ -905,15 +1093,28 @@ impl<B: PacketBuf> Node<B> {
                 self.send_eth(in_if, pkt, peer_mac.0, EtherType::IPV6)
             }
             Icmpv6Repr::NeighborAdvert {
+                solicited,
+                override_flag,
                 target_addr,
                 target_lladdr,
                 ..
             } => {
-                if hop_limit == 255 {
-                    if let Some(mac) = target_lladdr {
-                        self.note_learned(IpAddr::V6(target_addr), mac.0, in_if);
-                    }
-                }
+                // RFC 4861 §7.1.2: hop limit 255; S clear when sent to a
+                // group. Without a target link-layer option an
+                // advertisement only confirms, which a gateway takes from
+                // ones that carry it.
+                let Some(mac) = target_lladdr
+                    .filter(|_| hop_limit == 255 && !(solicited && dst.is_multicast()))
+                else {
+                    return self.refuse(Refused::Invalid);
+                };
+                let target = IpAddr::V6(target_addr);
+                let claim = Claim::Answer {
+                    asked: self.asked(in_if, target),
+                    solicited,
+                    override_flag,
+                };
+                self.learn(in_if, target, mac.0, claim);
             }
             _ => self.drop_gw(GwDrop::NotForUs),
         }
@@ -1090,11 +1291,13 @@ impl<B: PacketBuf> Node<B> {
         let egress = &self.ifaces[usize::from(hop.interface)];
         let (mtu, mss) = (usize::from(egress.mtu), egress.mss_clamp);
         if !mode_transport {
-            if let Some(mac) = self.neigh.lookup(hop.neighbour(outer_dst)) {
+            let nh = hop.neighbour(outer_dst);
+            if let Some((mac, until)) = self.neigh.usable(hop.interface, nh, self.now_ms) {
                 let i = slot.0 as usize;
                 self.slots.grow_to(i).egress = Some(Egress {
-                    epoch: self.egress_epoch,
-                    neigh_gen: self.neigh.generation(),
+                    epoch: self.egress_epoch as u32,
+                    neigh_gen: self.neigh.generation() as u32,
+                    until,
                     outer_v4: outer_dst.is_ipv4(),
                     out_if: hop.interface,
                     mac,
@@ -1142,7 +1345,10 @@ impl<B: PacketBuf> Node<B> {
     #[inline]
     fn cached_egress(&self, slot: SaRef) -> Option<Egress> {
         let e = self.slots.get(slot.0 as usize)?.egress?;
-        (e.epoch == self.egress_epoch && e.neigh_gen == self.neigh.generation()).then_some(e)
+        (e.epoch == self.egress_epoch as u32
+            && e.neigh_gen == self.neigh.generation() as u32
+            && self.now_ms < e.until)
+            .then_some(e)
     }
 
     /// Encapsulates `pkt` with the slot's SA: the ESP packet, or `None`
@@ -1432,9 +1638,17 @@ impl<B: PacketBuf> Node<B> {
         } else {
             EtherType::IPV6
         };
-        match self.neigh.lookup(nh) {
-            Some(mac) => self.send_eth(out_if, pkt, mac, ethertype),
-            None => {
+        match self.neigh.resolve(out_if, nh, self.now_ms) {
+            Resolve::Use { mac, probe, .. } => {
+                if probe {
+                    self.solicit(out_if, nh, Some(mac), pool);
+                }
+                self.send_eth(out_if, pkt, mac, ethertype)
+            }
+            Resolve::Wait { solicit } => {
+                if solicit {
+                    self.solicit(out_if, nh, None, pool);
+                }
                 self.expire_pending();
                 if self.pending.len() >= PENDING_MAX {
                     return self.drop_gw(GwDrop::NoNeighbour);
@@ -1445,10 +1659,8 @@ impl<B: PacketBuf> Node<B> {
                     since_ms: self.now_ms,
                     packet: pkt,
                 });
-                if self.neigh.should_request(nh, self.now_ms) {
-                    self.solicit(out_if, nh, pool);
-                }
             }
+            Resolve::Full => self.drop_gw(GwDrop::NoNeighbour),
         }
     }
 
@@ -1466,13 +1678,13 @@ impl<B: PacketBuf> Node<B> {
         self.tx[usize::from(out_if)].push(pkt);
     }
 
-    fn flush_pending(&mut self, ip: IpAddr) {
-        let Some(mac) = self.neigh.lookup(ip) else {
+    fn flush_pending(&mut self, iface: u16, ip: IpAddr) {
+        let Some(mac) = self.neigh.lookup(iface, ip) else {
             return;
         };
         let mut i = 0;
         while i < self.pending.len() {
-            if self.pending[i].next_hop == ip {
+            if self.pending[i].next_hop == ip && self.pending[i].iface == iface {
                 let p = self.pending.swap_remove(i);
                 let ethertype = if ip.is_ipv4() {
                     EtherType::IPV4
@@ -1511,8 +1723,17 @@ impl<B: PacketBuf> Node<B> {
         n as u64
     }
 
-    /// Sends an ARP request or a neighbour solicitation for `ip`.
-    fn solicit(&mut self, out_if: u16, ip: IpAddr, pool: &mut impl PacketPool<B>) {
+    /// Sends an ARP request or a neighbour solicitation for `ip`: to
+    /// everyone (broadcast, solicited-node multicast), or a unicast probe
+    /// to the address the entry has (RFC 1122 §2.3.2.1, RFC 4861 §7.2.2).
+    fn solicit(
+        &mut self,
+        out_if: u16,
+        ip: IpAddr,
+        unicast: Option<[u8; 6]>,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        self.solicits.note(out_if, ip, self.now_ms);
         let Some(mut pkt) = pool.alloc() else {
             return self.drop_gw(GwDrop::NoBuffer);
         };
@@ -1526,7 +1747,7 @@ impl<B: PacketBuf> Node<B> {
                 let Ok(buf) = pkt.append(ETH_LEN + ArpRepr::LEN) else {
                     return self.drop_gw(GwDrop::NoBuffer);
                 };
-                write_eth(buf, [0xff; 6], mac, EtherType::ARP);
+                write_eth(buf, unicast.unwrap_or([0xff; 6]), mac, EtherType::ARP);
                 if ArpRepr::request(EthernetAddress(mac), src, target)
                     .emit(&mut buf[ETH_LEN..])
                     .is_err()
@@ -1552,7 +1773,10 @@ impl<B: PacketBuf> Node<B> {
                     0xff00 | u16::from(t[13]),
                     u16::from_be_bytes([t[14], t[15]]),
                 );
-                let dst_mac = [0x33, 0x33, 0xff, t[13], t[14], t[15]];
+                let (group, dst_mac) = match unicast {
+                    Some(m) => (target, m),
+                    None => (group, [0x33, 0x33, 0xff, t[13], t[14], t[15]]),
+                };
                 let ns = Icmpv6Repr::NeighborSolicit {
                     target_addr: target,
                     source_lladdr: Some(EthernetAddress(mac)),
@@ -1798,6 +2022,11 @@ fn largest_fitting(mtu: usize, outer: impl Fn(usize) -> usize) -> usize {
         l -= 1;
     }
     l
+}
+
+/// A link-layer address one station has: not a group, not zero.
+fn unicast_mac(mac: [u8; 6]) -> bool {
+    mac[0] & 1 == 0 && mac != [0; 6]
 }
 
 fn write_eth(h: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: EtherType) {

@@ -10,9 +10,10 @@ use crate::esp::{
     Selector, Spd, Spi, TunnelEndpoints, UdpEncap,
 };
 use crate::route::{NextHop, RouteTable};
-use crate::wire::{checksum, IpProtocol};
+use crate::wire::{checksum, EthernetAddress, Icmpv6Packet, Icmpv6Repr, IpProtocol};
 
 use super::msg::HandoffKind;
+use super::neigh::{NeighbourTable, Refused, SolicitLog, State};
 use super::node::{GwDrop, Interface, Node, PacketPool, Role};
 
 mod leak;
@@ -123,11 +124,22 @@ fn sel(a: &str, b: &str) -> Selector {
 /// gwA and gwB with a tunnel 10.1/24 <-> 10.2/24 (and fd01::/64 <->
 /// fd02::/64) over 192.0.2.0/24, static neighbours for the hosts and peers.
 fn two_sites(wan_mtu: u16, mss: Option<u16>) -> (Node<HeapBuf>, Node<HeapBuf>) {
-    two_sites_mtu(1500, wan_mtu, mss)
+    two_sites_with(1500, wan_mtu, mss, true)
 }
 
 /// [`two_sites`] with this LAN MTU on both gateways.
 fn two_sites_mtu(lan_mtu: u16, wan_mtu: u16, mss: Option<u16>) -> (Node<HeapBuf>, Node<HeapBuf>) {
+    two_sites_with(lan_mtu, wan_mtu, mss, true)
+}
+
+/// [`two_sites_mtu`]; without `static_peers` each gateway learns its
+/// peer's link-layer address by ARP / neighbour discovery.
+fn two_sites_with(
+    lan_mtu: u16,
+    wan_mtu: u16,
+    mss: Option<u16>,
+    static_peers: bool,
+) -> (Node<HeapBuf>, Node<HeapBuf>) {
     let mut nodes = Vec::new();
     for site in ['a', 'b'] {
         let (me, peer, my_net, peer_net, my6, peer6) = if site == 'a' {
@@ -207,7 +219,9 @@ fn two_sites_mtu(lan_mtu: u16, wan_mtu: u16, mss: Option<u16>) -> (Node<HeapBuf>
         };
         n.add_static_neighbour(ip(host), host_mac, 0);
         n.add_static_neighbour(ip(host6), host_mac, 0);
-        n.add_static_neighbour(ip(peer), if site == 'a' { GWB_WAN } else { GWA_WAN }, 1);
+        if static_peers {
+            n.add_static_neighbour(ip(peer), if site == 'a' { GWB_WAN } else { GWA_WAN }, 1);
+        }
         n.add_static_neighbour(ip("10.9.0.9"), [2, 9, 9, 9, 9, 9], 1);
         nodes.push(n);
     }
@@ -350,10 +364,11 @@ fn arp_and_echo_for_the_gateway_and_pending_until_resolved() {
     assert_eq!(&r[20..22], &[0, 2], "ARP reply");
     assert_eq!(&r[22..28], &GWA_LAN);
     assert_eq!(
-        a.neighbours().lookup(ip("10.1.0.7")),
+        a.neighbours().lookup(0, ip("10.1.0.7")),
         Some([2, 0, 0, 0, 0xa, 7])
     );
-    assert_eq!(a.learned.len(), 1);
+    // A request is no confirmation: nothing for the other workers.
+    assert!(a.learned.is_empty());
 
     // Echo request to the gateway.
     let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1, 1, 2, 3, 4];
@@ -941,4 +956,550 @@ fn esp_with_a_bad_outer_checksum_is_dropped_once() {
     assert_eq!(b.counters.decapsulated, 1, "{:?}", b.counters);
     assert_eq!(take_tx(&mut b, 0).len(), 1);
     assert_eq!(b.counters.total_drops(), 1);
+}
+
+// ---- the neighbour table under attack ----
+
+const EVIL_MAC: [u8; 6] = [2, 0xee, 0xee, 0xee, 0xee, 0xee];
+
+/// An ARP frame (`op` 1 request, 2 reply) to `eth_dst`.
+fn arp(op: u16, eth_dst: [u8; 6], sha: [u8; 6], spa: &str, tha: [u8; 6], tpa: &str) -> HeapBuf {
+    let (IpAddr::V4(spa), IpAddr::V4(tpa)) = (ip(spa), ip(tpa)) else {
+        panic!()
+    };
+    let mut a = vec![0, 1, 8, 0, 6, 4];
+    a.extend_from_slice(&op.to_be_bytes());
+    a.extend_from_slice(&sha);
+    a.extend_from_slice(&spa.octets());
+    a.extend_from_slice(&tha);
+    a.extend_from_slice(&tpa.octets());
+    eth(eth_dst, sha, 0x0806, &a)
+}
+
+/// An ICMPv6 neighbour-discovery frame from `src` (link-layer `src_mac`)
+/// to `dst`, hop limit 255.
+fn nd(eth_dst: [u8; 6], src_mac: [u8; 6], src: &str, dst: &str, msg: Icmpv6Repr) -> HeapBuf {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (ip(src), ip(dst)) else {
+        panic!()
+    };
+    let mut icmp = vec![0u8; msg.buffer_len()];
+    msg.emit(s, d, &mut Icmpv6Packet::new_unchecked(&mut icmp[..]))
+        .unwrap();
+    let mut p = vec![0u8; 40];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&(icmp.len() as u16).to_be_bytes());
+    p[6] = 58;
+    p[7] = 255;
+    p[8..24].copy_from_slice(&s.octets());
+    p[24..40].copy_from_slice(&d.octets());
+    p.extend_from_slice(&icmp);
+    eth(eth_dst, src_mac, 0x86dd, &p)
+}
+
+fn na(target: &str, mac: [u8; 6], solicited: bool) -> Icmpv6Repr<'static> {
+    let IpAddr::V6(target_addr) = ip(target) else {
+        panic!()
+    };
+    Icmpv6Repr::NeighborAdvert {
+        router: false,
+        solicited,
+        override_flag: true,
+        target_addr,
+        target_lladdr: Some(EthernetAddress(mac)),
+    }
+}
+
+fn refused(n: &Node<HeapBuf>, r: Refused) -> u64 {
+    n.counters.neighbour_refused[r.index()]
+}
+
+/// Host A's packet to host B through gateway `a`: the frames `a` sends on
+/// the WAN.
+fn a_to_b(a: &mut Node<HeapBuf>) -> Vec<HeapBuf> {
+    let inner = udp4("10.1.0.10", "10.2.0.20", 1000, 2000, b"hi", 64, true);
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &inner), &mut HeapPool);
+    take_tx(a, 1)
+}
+
+/// `a`, with the peer 192.0.2.2 (no static entry) resolved by an ARP
+/// exchange on the WAN.
+fn a_with_learned_peer() -> Node<HeapBuf> {
+    let (mut a, _) = two_sites_with(1500, 1500, None, false);
+    let out = a_to_b(&mut a);
+    assert_eq!(out.len(), 1, "the ARP request");
+    assert_eq!(&out[0].data()[0..6], &[0xff; 6]);
+    assert_eq!(&out[0].data()[38..42], &[192, 0, 2, 2]);
+    a.rx(
+        1,
+        arp(2, GWA_WAN, GWB_WAN, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    let out = take_tx(&mut a, 1);
+    assert_eq!(out.len(), 1, "the waiting ESP packet");
+    assert_eq!(&out[0].data()[0..6], &GWB_WAN);
+    assert_eq!(a.learned, vec![(ip("192.0.2.2"), GWB_WAN, 1)]);
+    a.learned.clear();
+    a
+}
+
+#[test]
+fn claims_for_the_wan_peer_from_the_lan_are_ignored_and_counted() {
+    let mut a = a_with_learned_peer();
+    let peer = ip("192.0.2.2");
+    // A LAN host's unsolicited ARP reply, its announcement and an
+    // advertisement for the peer's IPv6 address.
+    a.rx(
+        0,
+        arp(2, GWA_LAN, EVIL_MAC, "192.0.2.2", GWA_LAN, "10.1.0.1"),
+        &mut HeapPool,
+    );
+    a.rx(
+        0,
+        arp(1, [0xff; 6], EVIL_MAC, "192.0.2.2", [0; 6], "192.0.2.2"),
+        &mut HeapPool,
+    );
+    a.rx(
+        0,
+        nd(
+            GWA_LAN,
+            EVIL_MAC,
+            "fd01::66",
+            "fd01::1",
+            na("2001:db8::2", EVIL_MAC, true),
+        ),
+        &mut HeapPool,
+    );
+    assert_eq!(refused(&a, Refused::WrongInterface), 3);
+    // And one claiming an address on no subnet of ours.
+    a.rx(
+        0,
+        arp(2, GWA_LAN, EVIL_MAC, "198.51.100.1", GWA_LAN, "10.1.0.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(refused(&a, Refused::OffSubnet), 1);
+    assert_eq!(a.neighbours().lookup(0, peer), None);
+    assert_eq!(a.neighbours().lookup(1, peer), Some(GWB_WAN));
+    assert!(a.learned.is_empty());
+    let out = a_to_b(&mut a);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &GWB_WAN, "ESP still to the peer");
+}
+
+#[test]
+fn unsolicited_answers_on_the_right_link_create_nothing() {
+    let (mut a, _) = two_sites_with(1500, 1500, None, false);
+    // Nobody asked for the peer yet: its "reply" and advertisement are
+    // unsolicited (RFC 4861 §7.2.5), even on the WAN.
+    a.rx(
+        1,
+        arp(2, GWA_WAN, EVIL_MAC, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    a.rx(
+        1,
+        nd(
+            GWA_WAN,
+            EVIL_MAC,
+            "2001:db8::66",
+            "2001:db8::1",
+            na("2001:db8::2", EVIL_MAC, true),
+        ),
+        &mut HeapPool,
+    );
+    assert_eq!(refused(&a, Refused::Unsolicited), 2);
+    assert!(a.neighbours().get(1, ip("192.0.2.2")).is_none());
+    assert!(a.neighbours().get(1, ip("2001:db8::2")).is_none());
+    // The first packet for the peer asks; the answer counts.
+    let out = a_to_b(&mut a);
+    assert_eq!(&out[0].data()[0..6], &[0xff; 6]);
+    a.rx(
+        1,
+        arp(2, GWA_WAN, GWB_WAN, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(&take_tx(&mut a, 1)[0].data()[0..6], &GWB_WAN);
+}
+
+#[test]
+fn an_arp_reply_on_the_wan_for_a_lan_host_is_ignored() {
+    let (mut a, mut b) = two_sites(1500, None);
+    // Decrypted traffic for a LAN host gateway A has to resolve.
+    let inner = udp4("10.2.0.20", "10.1.0.7", 2000, 1000, b"secret", 64, true);
+    b.rx(0, eth(GWB_LAN, HOST_B_MAC, 0x0800, &inner), &mut HeapPool);
+    let wan = take_tx(&mut b, 1);
+    a.rx(1, wan.into_iter().next().unwrap(), &mut HeapPool);
+    let req = take_tx(&mut a, 0);
+    assert_eq!(req.len(), 1);
+    assert_eq!(&req[0].data()[38..42], &[10, 1, 0, 7]);
+    assert_eq!(a.pending_len(), 1);
+    // A WAN host answers the LAN's request first.
+    a.rx(
+        1,
+        arp(2, GWA_WAN, EVIL_MAC, "10.1.0.7", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(refused(&a, Refused::WrongInterface), 1);
+    assert!(take_tx(&mut a, 1).is_empty(), "nothing out of the WAN port");
+    assert_eq!(a.pending_len(), 1);
+    assert_eq!(a.neighbours().lookup(1, ip("10.1.0.7")), None);
+    // The host itself answers on the LAN.
+    let host = [2, 0, 0, 0, 0xa, 7];
+    a.rx(
+        0,
+        arp(2, GWA_LAN, host, "10.1.0.7", GWA_LAN, "10.1.0.1"),
+        &mut HeapPool,
+    );
+    let out = take_tx(&mut a, 0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &host);
+    assert!(out[0].data().ends_with(b"secret"));
+}
+
+#[test]
+fn a_flood_of_claims_leaves_room_for_a_new_lan_host() {
+    let (mut a, mut b) = two_sites(1500, None);
+    let mut x = 0x1234_5678u32;
+    let mut rnd = || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    // 5,000 unsolicited answers, between 5,000 solicitations.
+    for i in 0..10_000 {
+        let r = rnd();
+        let mac = [
+            2,
+            0xee,
+            (r >> 24) as u8,
+            (r >> 16) as u8,
+            (r >> 8) as u8,
+            r as u8,
+        ];
+        let v4 = format!("10.1.0.{}", 2 + r % 250);
+        let v6 = format!("fd01::{:x}:{:x}", r >> 16, r & 0xffff);
+        let frame = match (i % 2, i / 2 % 3) {
+            // Unsolicited ARP replies and announcements.
+            (0, 0) => arp(2, GWA_LAN, mac, &v4, GWA_LAN, "10.1.0.1"),
+            (0, 1) => arp(1, [0xff; 6], mac, &v4, [0; 6], &v4),
+            // Unsolicited advertisements.
+            (0, _) => nd(GWA_LAN, mac, &v6, "fd01::1", na(&v6, mac, true)),
+            // Solicitations for our address from made-up neighbours: these
+            // may create (STALE) entries, and fill the table.
+            _ => {
+                let IpAddr::V6(target_addr) = ip("fd01::1") else {
+                    panic!()
+                };
+                let ns = Icmpv6Repr::NeighborSolicit {
+                    target_addr,
+                    source_lladdr: Some(EthernetAddress(mac)),
+                };
+                nd([0x33, 0x33, 0xff, 0, 0, 1], mac, &v6, "ff02::1:ff00:1", ns)
+            }
+        };
+        a.rx(0, frame, &mut HeapPool);
+        take_tx(&mut a, 0);
+        assert!(a.neighbours().learned_len() <= NeighbourTable::MAX_LEARNED);
+    }
+    assert!(a.learned.is_empty(), "nothing confirmed, nothing spread");
+    // Every answer was refused (unsolicited, or against the static entry
+    // of host A); only solicitations taught anything.
+    let answers: u64 = [Refused::Unsolicited, Refused::StaticEntry]
+        .iter()
+        .map(|r| refused(&a, *r))
+        .sum();
+    assert_eq!(answers, 5000);
+    assert_eq!(a.neighbours().learned_len(), NeighbourTable::MAX_LEARNED);
+    assert!(a
+        .neighbours()
+        .iter()
+        .all(|(ip, n)| n.state == State::Static || (ip.is_ipv6() && n.state == State::Stale)));
+    // A new LAN host is resolved and reached.
+    let inner = udp4("10.2.0.20", "10.1.0.77", 2000, 1000, b"hello", 64, true);
+    b.rx(0, eth(GWB_LAN, HOST_B_MAC, 0x0800, &inner), &mut HeapPool);
+    a.rx(1, take_tx(&mut b, 1).remove(0), &mut HeapPool);
+    let req = take_tx(&mut a, 0);
+    assert_eq!(req.len(), 1, "{:?}", a.counters);
+    assert_eq!(&req[0].data()[38..42], &[10, 1, 0, 77]);
+    let host = [2, 0, 0, 0, 0xa, 77];
+    a.rx(
+        0,
+        arp(2, GWA_LAN, host, "10.1.0.77", GWA_LAN, "10.1.0.1"),
+        &mut HeapPool,
+    );
+    let out = take_tx(&mut a, 0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &host);
+    // Its IPv6 twin too, with the table full of made-up neighbours.
+    let inner = udp6("fd02::20", "fd01::77", 10, 64);
+    b.rx(0, eth(GWB_LAN, HOST_B_MAC, 0x86dd, &inner), &mut HeapPool);
+    a.rx(1, take_tx(&mut b, 1).remove(0), &mut HeapPool);
+    assert_eq!(take_tx(&mut a, 0).len(), 1, "the solicitation");
+    a.rx(
+        0,
+        nd(
+            GWA_LAN,
+            host,
+            "fd01::77",
+            "fd01::1",
+            na("fd01::77", host, true),
+        ),
+        &mut HeapPool,
+    );
+    let out = take_tx(&mut a, 0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &host);
+    assert!(a.neighbours().learned_len() <= NeighbourTable::MAX_LEARNED);
+    assert_eq!(refused(&a, Refused::TableFull), 0);
+}
+
+#[test]
+fn a_learned_entry_ages_to_stale_and_is_probed() {
+    let mut a = a_with_learned_peer();
+    let peer = ip("192.0.2.2");
+    let timers = a.neighbours().timers();
+    assert_eq!(a.neighbours().get(1, peer).unwrap().state, State::Reachable);
+    // Confirmed long ago: the next packet still leaves, with a unicast
+    // ARP request to the address in the entry.
+    let mut now = timers.reachable_ms + 1;
+    a.set_now(now);
+    let out = a_to_b(&mut a);
+    assert_eq!(out.len(), 2, "probe and ESP");
+    assert_eq!(&out[0].data()[0..6], &GWB_WAN, "unicast probe");
+    assert_eq!(&out[0].data()[12..14], &[8, 6]);
+    assert_eq!(&out[1].data()[0..6], &GWB_WAN);
+    assert_eq!(a.neighbours().get(1, peer).unwrap().state, State::Probe);
+    // The peer answers: reachable again, no more probes.
+    a.rx(
+        1,
+        arp(2, GWA_WAN, GWB_WAN, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(a.neighbours().get(1, peer).unwrap().state, State::Reachable);
+    assert_eq!(a.learned.len(), 1, "the confirmation is passed on");
+    now += timers.retrans_ms;
+    a.set_now(now);
+    assert_eq!(a_to_b(&mut a).len(), 1);
+    // Stale again, and silent this time: after its probes the peer is
+    // asked for by broadcast, and packets wait.
+    now += timers.reachable_ms;
+    for _ in 0..timers.unicast_probes {
+        a.set_now(now);
+        assert_eq!(a_to_b(&mut a).len(), 2);
+        now += timers.retrans_ms;
+    }
+    a.set_now(now);
+    let out = a_to_b(&mut a);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &[0xff; 6], "broadcast request");
+    assert_eq!(a.pending_len(), 1);
+    assert_eq!(a.neighbours().lookup(1, peer), None);
+}
+
+#[test]
+fn a_changed_mac_is_probed_before_it_is_used() {
+    let mut a = a_with_learned_peer();
+    let peer = ip("192.0.2.2");
+    let timers = a.neighbours().timers();
+    // Someone on the WAN claims the peer's address.
+    a.rx(
+        1,
+        arp(2, GWA_WAN, EVIL_MAC, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(refused(&a, Refused::MacChange), 1);
+    assert!(a.learned.is_empty());
+    // Traffic still goes to the address the entry had, which is probed.
+    let out = a_to_b(&mut a);
+    assert_eq!(out.len(), 2);
+    assert_eq!(&out[0].data()[0..6], &GWB_WAN, "probe to the old address");
+    assert_eq!(&out[1].data()[0..6], &GWB_WAN);
+    // The real peer answers: the claim is forgotten.
+    a.rx(
+        1,
+        arp(2, GWA_WAN, GWB_WAN, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(a.neighbours().get(1, peer).unwrap().state, State::Reachable);
+    assert_eq!(a.neighbours().lookup(1, peer), Some(GWB_WAN));
+    // A peer that really moved: the old address stays silent, the new one
+    // answers the broadcast request that follows.
+    let moved = [2, 0xbb, 0, 0, 0, 0x77];
+    a.rx(
+        1,
+        arp(1, [0xff; 6], moved, "192.0.2.2", [0; 6], "192.0.2.2"),
+        &mut HeapPool,
+    );
+    let mut now = 0;
+    for _ in 0..timers.unicast_probes {
+        let out = a_to_b(&mut a);
+        assert!(out.iter().all(|f| f.data()[0..6] == GWB_WAN));
+        now += timers.retrans_ms;
+        a.set_now(now);
+    }
+    let out = a_to_b(&mut a);
+    assert_eq!(&out[0].data()[0..6], &[0xff; 6]);
+    a.rx(
+        1,
+        arp(2, GWA_WAN, moved, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    let out = take_tx(&mut a, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &moved);
+}
+
+#[test]
+fn static_entries_are_never_overridden() {
+    let (mut a, _) = two_sites(1500, None);
+    let peer = ip("192.0.2.2");
+    a.rx(
+        1,
+        arp(2, GWA_WAN, EVIL_MAC, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    a.rx(
+        1,
+        arp(1, GWA_WAN, EVIL_MAC, "192.0.2.2", [0; 6], "192.0.2.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(take_tx(&mut a, 1).len(), 1, "the request is answered");
+    assert_eq!(refused(&a, Refused::StaticEntry), 2);
+    // Nor by another worker's word, nor by a re-resolution.
+    a.learn_neighbour(peer, EVIL_MAC, 1);
+    a.reresolve(peer, &mut HeapPool);
+    assert!(
+        take_tx(&mut a, 1).is_empty(),
+        "no request for a static entry"
+    );
+    assert_eq!(a.neighbours().get(1, peer).unwrap().state, State::Static);
+    let out = a_to_b(&mut a);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &GWB_WAN);
+}
+
+#[test]
+fn unicast_ip_in_group_frames_is_dropped_and_counted() {
+    let (mut a, _) = two_sites(1500, None);
+    let inner = udp4("10.1.0.10", "10.2.0.20", 1000, 2000, b"x", 64, true);
+    for dst in [
+        [0xff; 6],
+        [0x01, 0x00, 0x5e, 0, 0, 1],
+        [0x33, 0x33, 0, 0, 0, 1],
+    ] {
+        a.rx(0, eth(dst, HOST_A_MAC, 0x0800, &inner), &mut HeapPool);
+    }
+    // To the gateway itself, and from the WAN.
+    let echo = udp4("10.1.0.10", "10.1.0.1", 1, 7, b"x", 64, false);
+    a.rx(0, eth([0xff; 6], HOST_A_MAC, 0x0800, &echo), &mut HeapPool);
+    let v6 = udp6("2001:db8::9", "fd01::10", 8, 64);
+    a.rx(1, eth([0xff; 6], GWB_WAN, 0x86dd, &v6), &mut HeapPool);
+    assert!(take_tx(&mut a, 0).is_empty());
+    assert!(take_tx(&mut a, 1).is_empty());
+    assert_eq!(a.counters.drops[GwDrop::GroupFrame.index()], 5);
+    assert_eq!(a.counters.encapsulated, 0);
+    // The same packet to our address is forwarded.
+    a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &inner), &mut HeapPool);
+    assert_eq!(take_tx(&mut a, 1).len(), 1);
+}
+
+#[test]
+fn reresolving_the_peer_replaces_a_wrong_entry() {
+    let (mut a, _) = two_sites_with(1500, 1500, None, false);
+    let peer = ip("192.0.2.2");
+    // The attacker wins the race to answer our request.
+    a_to_b(&mut a);
+    a.rx(
+        1,
+        arp(2, GWA_WAN, EVIL_MAC, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(&take_tx(&mut a, 1)[0].data()[0..6], &EVIL_MAC);
+    // The control thread, its DPD unanswered, asks for a re-resolution.
+    a.set_now(10);
+    a.reresolve(peer, &mut HeapPool);
+    assert_eq!(a.counters.neighbour_flushes, 1);
+    let out = take_tx(&mut a, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &[0xff; 6], "broadcast request");
+    assert_eq!(&out[0].data()[38..42], &[192, 0, 2, 2]);
+    a.rx(
+        1,
+        arp(2, GWA_WAN, GWB_WAN, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(a.neighbours().lookup(1, peer), Some(GWB_WAN));
+    let out = a_to_b(&mut a);
+    assert_eq!(&out[0].data()[0..6], &GWB_WAN);
+}
+
+#[test]
+fn an_answer_landing_on_another_worker_resolves_the_one_that_asked() {
+    let (mut w0, _) = two_sites_with(1500, 1500, None, false);
+    let (mut w1, _) = two_sites_with(1500, 1500, None, false);
+    let log = std::sync::Arc::new(SolicitLog::new());
+    w0.share_solicit_log(log.clone());
+    w1.share_solicit_log(log);
+    // Worker 1 asks; the NIC gives the ARP reply to worker 0.
+    assert_eq!(&a_to_b(&mut w1)[0].data()[0..6], &[0xff; 6]);
+    w0.rx(
+        1,
+        arp(2, GWA_WAN, GWB_WAN, "192.0.2.2", GWA_WAN, "192.0.2.1"),
+        &mut HeapPool,
+    );
+    assert_eq!(refused(&w0, Refused::Unsolicited), 0);
+    assert_eq!(w0.learned, vec![(ip("192.0.2.2"), GWB_WAN, 1)]);
+    // Passed on through the control thread.
+    let (peer, mac, iface) = w0.learned[0];
+    w1.learn_neighbour(peer, mac, iface);
+    let out = take_tx(&mut w1, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &GWB_WAN);
+}
+
+#[test]
+fn group_or_zero_link_addresses_are_neither_answered_nor_learned() {
+    let (mut a, _) = two_sites(1500, None);
+    for sha in [[0; 6], [0xff; 6], [0x01, 0x00, 0x5e, 0, 0, 7]] {
+        a.rx(
+            0,
+            arp(1, [0xff; 6], sha, "10.1.0.7", [0; 6], "10.1.0.1"),
+            &mut HeapPool,
+        );
+        let IpAddr::V6(target_addr) = ip("fd01::1") else {
+            panic!()
+        };
+        let ns = Icmpv6Repr::NeighborSolicit {
+            target_addr,
+            source_lladdr: Some(EthernetAddress(sha)),
+        };
+        a.rx(
+            0,
+            nd(
+                [0x33, 0x33, 0xff, 0, 0, 1],
+                HOST_A_MAC,
+                "fd01::7",
+                "ff02::1:ff00:1",
+                ns,
+            ),
+            &mut HeapPool,
+        );
+        // Another worker's word is checked the same way.
+        a.learn_neighbour(ip("10.1.0.8"), sha, 0);
+    }
+    assert!(
+        take_tx(&mut a, 0).is_empty(),
+        "no reply to a group or zero MAC"
+    );
+    assert_eq!(refused(&a, Refused::BadAddress), 6);
+    // Nor does a host get the subnet's network or broadcast address.
+    for edge in ["10.1.0.0", "10.1.0.255"] {
+        a.rx(
+            0,
+            arp(1, [0xff; 6], EVIL_MAC, edge, [0; 6], "10.1.0.1"),
+            &mut HeapPool,
+        );
+    }
+    assert_eq!(refused(&a, Refused::BadAddress), 8);
+    assert_eq!(a.neighbours().learned_len(), 0);
 }

@@ -360,6 +360,7 @@ impl Worker {
                 }
             }
             ControlMsg::Neighbour { ip, mac, iface } => self.node.learn_neighbour(ip, mac, iface),
+            ControlMsg::Reresolve { ip } => self.node.reresolve(ip, &mut self.pool),
             ControlMsg::Transmit(bytes) => match Mbuf::from_slice(&self.pool.0, &bytes) {
                 Ok(m) => self.node.transmit(m, &mut self.pool),
                 Err(_) => self.node.counters.drops[GwDrop::NoBuffer.index()] += 1,

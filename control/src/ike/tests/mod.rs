@@ -419,15 +419,60 @@ fn ike_silent_peer_is_declared_dead() {
         })
     });
     assert!(dead);
-    // DPD after 30 s of silence, then 0.5+1+2+4+8 s of retransmissions.
+    // DPD after 30 s of silence, then 0.5+1+2+4+8 s of retransmissions,
+    // the next hop resolved afresh, and as many again.
     let waited = p.now.0 - start.0;
-    assert!((45_000..=47_000).contains(&waited), "{waited}");
+    assert!((60_500..=62_500).contains(&waited), "{waited}");
     assert!(p.a.child_sas().is_empty());
     assert!(p
         .ev_a
         .iter()
         .any(|e| matches!(e, IkeEvent::ChildSaDeleted { .. })));
-    assert_eq!(p.a.stats().retransmits, 4);
+    assert_eq!(p.a.stats().retransmits, 8);
+    assert_eq!(p.a.stats().peer_reresolves, 1);
+}
+
+#[test]
+fn ike_an_unanswered_dpd_reresolves_the_peer_before_declaring_it_dead() {
+    let mut p = Pair::with(71, &[IKE[0]], &[ESP[0]]);
+    establish(&mut p, true);
+    let remote = p.sent.iter().find(|(a, _)| *a).unwrap().1.remote;
+    // The peer is unreachable (its neighbour entry points elsewhere).
+    p.impair.b_silent = true;
+    let unresponsive = |p: &Pair| {
+        p.ev_a
+            .iter()
+            .filter(|e| matches!(e, IkeEvent::PeerUnresponsive { .. }))
+            .count()
+    };
+    assert!(p.run_until(120_000, |p| unresponsive(p) == 1));
+    assert!(p.ev_a.iter().any(|e| matches!(
+        e,
+        IkeEvent::PeerUnresponsive { remote: r, .. } if *r == remote
+    )));
+    assert!(!p
+        .ev_a
+        .iter()
+        .any(|e| matches!(e, IkeEvent::IkeSaDown { .. })));
+    assert_eq!(p.a.child_sas().len(), 1, "nothing deleted yet");
+    // The re-resolution fixes the path: the next retransmission is
+    // answered and the tunnel stays.
+    p.impair.b_silent = false;
+    p.run_for(120_000);
+    assert!(!p.ev_a.iter().any(|e| matches!(
+        e,
+        IkeEvent::IkeSaDown { .. } | IkeEvent::ChildSaDeleted { .. }
+    )));
+    assert!(p.up());
+    assert_eq!(p.a.stats().peers_dead, 0);
+    // A later silence gets its own re-resolution, then the peer is dead.
+    p.impair.b_silent = true;
+    assert!(p.run_until(120_000, |p| p
+        .ev_a
+        .iter()
+        .any(|e| matches!(e, IkeEvent::IkeSaDown { .. }))));
+    assert_eq!(unresponsive(&p), 2);
+    assert_eq!(p.a.stats().peers_dead, 1);
 }
 
 #[test]
