@@ -1336,6 +1336,12 @@ impl IkeDriver {
                 ("ike_sa_established", e.ike_sa_established),
                 ("child_sa_established", e.child_sa_established),
                 ("peers_dead", e.peers_dead),
+                ("invalid_major_version", e.invalid_major_version),
+                ("zero_spi_i", e.zero_spi_i),
+                ("payload_not_allowed", e.payload_not_allowed),
+                ("count_mismatch", e.count_mismatch),
+                ("bad_spi_size", e.bad_spi_size),
+                ("encode_errors", e.encode_errors),
             ] {
                 let _ = writeln!(s, "ike.{n}.{k} {v}");
             }
