@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod message;
 pub mod negotiate;
 pub mod sa;
+pub mod sim;
 
 pub use config::{Config, EspProposal, IkeProposal, StartAction, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};

@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::ike::crypto::SecretBytes;
-use crate::ike::message::{classify_port_4500, Identification, Port4500};
+use crate::ike::message::{classify_port_4500, Port4500};
 use crate::ike::*;
 
 pub struct SeededRng(pub ChaCha20Rng);
@@ -23,43 +22,7 @@ pub fn rng(seed: u64) -> Box<dyn RngSource + Send> {
     Box::new(SeededRng(ChaCha20Rng::seed_from_u64(seed)))
 }
 
-pub const A_ADDR: &str = "192.0.2.1:500";
-pub const B_ADDR: &str = "192.0.2.2:500";
-
-pub fn config(a_side: bool, ike: &[&str], esp: &[&str]) -> Config {
-    let (l, r) = if a_side {
-        (A_ADDR, B_ADDR)
-    } else {
-        (B_ADDR, A_ADDR)
-    };
-    let (lid, rid) = if a_side {
-        ("gw-a.example", "gw-b.example")
-    } else {
-        ("gw-b.example", "gw-a.example")
-    };
-    let (lts, rts) = if a_side {
-        ("10.1.0.0/24", "10.2.0.0/24")
-    } else {
-        ("10.2.0.0/24", "10.1.0.0/24")
-    };
-    let mut c = Config::new(
-        l.parse().unwrap(),
-        r.parse().unwrap(),
-        Identification::Fqdn(lid.into()),
-        Identification::Fqdn(rid.into()),
-        SecretBytes::new(b"correct horse battery staple".to_vec()),
-    )
-    .with_proposals(ike, esp)
-    .unwrap()
-    .with_traffic_selectors(&[lts], &[rts])
-    .unwrap();
-    c.start = if a_side {
-        StartAction::Initiate
-    } else {
-        StartAction::Listen
-    };
-    c
-}
+pub use crate::ike::sim::{config, INITIATOR as A_ADDR, RESPONDER as B_ADDR};
 
 struct InFlight {
     at: Timestamp,
