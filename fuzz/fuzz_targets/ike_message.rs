@@ -22,7 +22,11 @@ const SLACK: usize = 64;
 
 fuzz_target!(|data: &[u8]| {
     let (m, bytes) = peak(|| Message::decode(data));
-    assert!(bytes <= PER_BYTE * data.len() + SLACK, "{bytes} bytes for {}", data.len());
+    assert!(
+        bytes <= PER_BYTE * data.len() + SLACK,
+        "{bytes} bytes for {}",
+        data.len()
+    );
     if let Ok(m) = m {
         match m.encode() {
             Ok(b) => {
@@ -37,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (ps, bytes) = peak(|| decode_chain(PayloadType(first), chain, false));
-    assert!(bytes <= PER_BYTE * chain.len() + SLACK, "{bytes} bytes for {}", chain.len());
+    assert!(
+        bytes <= PER_BYTE * chain.len() + SLACK,
+        "{bytes} bytes for {}",
+        chain.len()
+    );
     if let Ok(ps) = ps {
         let (f, b) = encode_chain(&ps).expect("a decoded chain encodes");
         assert_eq!(decode_chain(f, &b, false), Ok(ps));
