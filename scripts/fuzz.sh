@@ -24,7 +24,7 @@ fi
 cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
 sanitizer=${FUZZ_SANITIZER:-address}
-read -r -a targets <<<"${FUZZ_TARGETS:-inbound outbound views spd node_rx}"
+read -r -a targets <<<"${FUZZ_TARGETS:-inbound outbound views spd node_rx ike_message ike_responder}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
 	echo "== installing cargo-fuzz"
@@ -63,7 +63,7 @@ for t in "${targets[@]}"; do
 	ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$done_line")
 	corp=$(sed -nE 's/.* corp: ([0-9]+)\/.*/\1/p' <<<"$done_line")
 	rate=$(sed -nE 's/.* exec\/s: ([0-9]+).*/\1/p' <<<"$done_line")
-	summary+=("$(printf '%-9s %-6s execs %-9s exec/s %-6s cov %-6s ft %-6s corpus %s' \
+	summary+=("$(printf '%-13s %-6s execs %-9s exec/s %-6s cov %-6s ft %-6s corpus %s' \
 		"$t" "$status" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}")")
 done
 

@@ -25,8 +25,8 @@ use dataplane::dpdk::{
 };
 use dataplane::esp::{DropReason, InboundSa, OutboundSa, SaRef, Spd, Spi};
 use dataplane::gateway::msg::SaStats;
-use dataplane::gateway::queues::{EVENT_QUEUE, IKE_QUEUE, NEIGHBOUR_QUEUE};
 use dataplane::gateway::neigh::Refused;
+use dataplane::gateway::queues::{EVENT_QUEUE, IKE_QUEUE, NEIGHBOUR_QUEUE};
 use dataplane::gateway::{
     control_queues, ControlMsg, FromWorkers, GwDrop, Handoff, Interface, Node, QueueDrops, Role,
     Spares, Worker, WorkerMsg, WorkerPorts, WorkerStats,

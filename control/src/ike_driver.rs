@@ -1535,6 +1535,12 @@ impl IkeDriver {
                 ("exchange_mismatch", e.exchange_mismatch),
                 ("peer_moved", e.peer_moved),
                 ("peer_reresolves", e.peer_reresolves),
+                ("invalid_major_version", e.invalid_major_version),
+                ("zero_spi_i", e.zero_spi_i),
+                ("payload_not_allowed", e.payload_not_allowed),
+                ("count_mismatch", e.count_mismatch),
+                ("bad_spi_size", e.bad_spi_size),
+                ("encode_errors", e.encode_errors),
             ] {
                 let _ = writeln!(s, "ike.{n}.{k} {v}");
             }

@@ -8,6 +8,11 @@ a real NULL-encryption ESP packet authenticated with the key the harness
 derives for SA 5, so that the fuzzer starts past authentication.
 
 Standard library only; the output is deterministic.
+
+ike_message and ike_responder are not written here: their seeds are the
+engine's own datagrams, written by
+  IKE_FUZZ_SEEDS=fuzz/seeds cargo test -p espresso-control --lib \
+      ike::sim -- --ignored
 """
 import hashlib
 import hmac

@@ -471,3 +471,62 @@ pub fn udp_header(sport: u16, dport: u16, payload_len: usize) -> Vec<u8> {
     h[4..6].copy_from_slice(&((8 + payload_len) as u16).to_be_bytes());
     h
 }
+
+/// A global allocator that counts the bytes live and their peak, for the
+/// targets that check memory stays bounded. A target installs it with
+/// `#[global_allocator] static A: Counting = Counting;`.
+pub mod alloc {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+
+    static LIVE: AtomicIsize = AtomicIsize::new(0);
+    static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+    /// Forwards to `System`, counting.
+    #[derive(Debug)]
+    pub struct Counting;
+
+    fn note(delta: isize) {
+        let v = LIVE.fetch_add(delta, Relaxed) + delta;
+        PEAK.fetch_max(v, Relaxed);
+    }
+
+    // SAFETY: every call is forwarded to `System` unchanged; counting
+    // touches two atomics and never allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            note(l.size() as isize);
+            // SAFETY: the caller's contract for `alloc` is passed on as is.
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            note(l.size() as isize);
+            // SAFETY: as for `alloc`.
+            unsafe { System.alloc_zeroed(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            note(-(l.size() as isize));
+            // SAFETY: `p` was allocated by `System` with layout `l`.
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+            note(new as isize - l.size() as isize);
+            // SAFETY: `p` was allocated by `System` with layout `l`.
+            unsafe { System.realloc(p, l, new) }
+        }
+    }
+
+    /// Bytes live now.
+    pub fn live() -> usize {
+        LIVE.load(Relaxed).max(0) as usize
+    }
+
+    /// Runs `f`, returning its result and the most bytes it had allocated
+    /// at once over what was live before (the targets are single-threaded).
+    pub fn peak<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        let base = LIVE.load(Relaxed);
+        PEAK.store(base, Relaxed);
+        let r = f();
+        (r, (PEAK.load(Relaxed) - base).max(0) as usize)
+    }
+}

@@ -11,7 +11,10 @@ use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
 use crypto_bigint::{Encoding, U2048};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::message::{DhGroupId, EncrId, Header, IntegId, PayloadType, PrfId, Writer, HEADER_LEN};
+use super::message::{
+    DhGroupId, EncodeError, EncrId, Header, IntegId, PayloadType, PrfId, Writer, HEADER_LEN,
+    MAX_MESSAGE_LEN,
+};
 
 /// Randomness supplied by the driver (the engine never reads the system RNG).
 pub trait RngSource {
@@ -32,6 +35,9 @@ pub enum CryptoError {
     /// An internal library failure.
     #[error("crypto library failure")]
     Internal,
+    /// The sealed message would not fit its length fields.
+    #[error("{0}")]
+    TooLong(#[from] EncodeError),
 }
 
 /// Secret bytes: zeroized on drop, redacted in `Debug`.
@@ -521,8 +527,12 @@ impl SkCipher {
         plain.extend_from_slice(inner);
         plain.resize(inner.len() + pad_len, 0);
         plain.push(pad_len as u8);
-        let sk_len = 4 + iv_len + plain.len() + icv_len;
-        let total = HEADER_LEN + sk_len;
+        let sk_len = EncodeError::check(
+            "SK payload length",
+            4 + iv_len + plain.len() + icv_len,
+            u16::MAX.into(),
+        )?;
+        let total = EncodeError::check("message length", HEADER_LEN + sk_len, MAX_MESSAGE_LEN)?;
         let mut w = Writer::new();
         header.encode(PayloadType::SK, total as u32, &mut w);
         w.u8(first.0);

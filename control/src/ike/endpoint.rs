@@ -263,6 +263,11 @@ impl Endpoint {
         v
     }
 
+    /// IKE SAs held in any state, half-open ones included.
+    pub fn ike_sa_count(&self) -> usize {
+        self.sas.len()
+    }
+
     /// Installed (not rekeyed) Child SAs of all IKE SAs.
     pub fn child_sas(&self) -> Vec<ChildSaKeys> {
         let mut v: Vec<ChildSaKeys> = self
@@ -395,9 +400,20 @@ impl Endpoint {
     }
 
     fn seal(&mut self, sa: &mut IkeSa, hdr: &Header, payloads: &[Payload]) -> Option<Vec<u8>> {
-        let (first, inner) = encode_chain(payloads);
+        let Ok((first, inner)) = encode_chain(payloads) else {
+            self.stats.encode_errors += 1;
+            return None;
+        };
         let tx = sa.tx.as_mut()?;
-        tx.seal(hdr, first, &inner, &mut *self.rng).ok()
+        match tx.seal(hdr, first, &inner, &mut *self.rng) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                if matches!(e, CryptoError::TooLong(_)) {
+                    self.stats.encode_errors += 1;
+                }
+                None
+            }
+        }
     }
 
     /// Sends a new request and arms retransmission (window size 1).
@@ -476,7 +492,10 @@ impl Endpoint {
             header: Self::header(sa, ExchangeType::IKE_SA_INIT, false, 0),
             payloads,
         };
-        let bytes = msg.encode();
+        let Ok(bytes) = msg.encode() else {
+            self.stats.encode_errors += 1;
+            return;
+        };
         sa.init_request = bytes.clone();
         sa.next_msg_id = 1;
         self.send(sa, bytes.clone());
@@ -902,8 +921,11 @@ impl Endpoint {
         self.stats.rx_datagrams += 1;
         let hdr = match Header::decode(data) {
             Ok((h, _)) => h,
-            Err(_) => {
-                self.stats.malformed += 1;
+            Err(e) => {
+                self.stats.decode_refused(&e);
+                if matches!(e, DecodeError::InvalidMajorVersion(v) if v > 2) {
+                    self.answer_major_version(local, remote, data);
+                }
                 return;
             }
         };
@@ -935,7 +957,7 @@ impl Endpoint {
         });
     }
 
-    fn plain_response(hdr: &Header, payloads: Vec<Payload>) -> Vec<u8> {
+    fn plain_response(hdr: &Header, payloads: Vec<Payload>) -> Result<Vec<u8>, EncodeError> {
         Message {
             header: Header {
                 spi_r: 0,
@@ -947,7 +969,41 @@ impl Endpoint {
         .encode()
     }
 
-    fn send_plain(&mut self, local: SocketAddr, remote: SocketAddr, bytes: Vec<u8>) {
+    /// §2.5, §1.5: a request of a higher major version is answered, outside
+    /// any IKE SA, with INVALID_MAJOR_VERSION and no data, our version in
+    /// the header, the SPIs, exchange type and Message ID copied, and the
+    /// Response flag set. Responses are never answered.
+    fn answer_major_version(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let Ok((hdr, _, _)) = Header::peek(data) else {
+            return;
+        };
+        if hdr.flags.response() {
+            return;
+        }
+        let answer = Message {
+            header: Header {
+                flags: Flags::new(false, true),
+                ..hdr
+            },
+            payloads: vec![Payload::Notify(Notify::new(
+                NotifyType::INVALID_MAJOR_VERSION,
+                vec![],
+            ))],
+        };
+        self.send_plain(local, remote, answer.encode());
+    }
+
+    /// Sends an unprotected message, or counts why it could not be encoded.
+    fn send_plain(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: Result<Vec<u8>, EncodeError>,
+    ) {
+        let Ok(bytes) = bytes else {
+            self.stats.encode_errors += 1;
+            return;
+        };
         self.stats.tx_datagrams += 1;
         self.transmits.push_back(Transmit {
             local,
@@ -971,7 +1027,7 @@ impl Endpoint {
                 if sa.init_request == data {
                     let bytes = sa.init_response.clone();
                     self.stats.replayed_responses += 1;
-                    self.send_plain(local, remote, bytes);
+                    self.send_plain(local, remote, Ok(bytes));
                 } else {
                     self.stats.invalid_message_id += 1;
                 }
@@ -981,9 +1037,8 @@ impl Endpoint {
         let msg = match Message::decode(data) {
             Ok(m) => m,
             Err(e) => {
-                self.stats.malformed += 1;
+                self.stats.decode_refused(&e);
                 if let DecodeError::UnsupportedCriticalPayload(t) = e {
-                    self.stats.unsupported_critical += 1;
                     let r = Self::plain_response(
                         hdr,
                         vec![Payload::Notify(Notify::new(
@@ -1118,11 +1173,14 @@ impl Endpoint {
             Payload::Nonce(sa.nr.clone()),
         ];
         payloads.extend(self.nat_notifies(sa.spi_i, sa.spi_r, local, remote));
-        let resp = Message {
+        let Ok(resp) = (Message {
             header: Self::header(&sa, ExchangeType::IKE_SA_INIT, true, 0),
             payloads,
-        }
-        .encode();
+        })
+        .encode() else {
+            self.stats.encode_errors += 1;
+            return;
+        };
         sa.init_request = data.to_vec();
         sa.init_response = resp.clone();
         sa.peer_msg_id = 1;
@@ -1164,10 +1222,7 @@ impl Endpoint {
         let msg = match Message::decode(data) {
             Ok(m) => m,
             Err(e) => {
-                self.stats.malformed += 1;
-                if matches!(e, DecodeError::UnsupportedCriticalPayload(_)) {
-                    self.stats.unsupported_critical += 1;
-                }
+                self.stats.decode_refused(&e);
                 return;
             }
         };
@@ -1195,8 +1250,8 @@ impl Endpoint {
             };
             let ps = match inner {
                 Ok(ps) => ps,
-                Err(_) => {
-                    self.stats.malformed += 1;
+                Err(e) => {
+                    self.stats.decode_refused(&e);
                     Vec::new()
                 }
             };
@@ -1240,10 +1295,7 @@ impl Endpoint {
         let reply = match inner {
             Ok(ps) => self.on_request(sa, now, hdr.exchange, ps),
             Err(e) => {
-                self.stats.malformed += 1;
-                if matches!(e, DecodeError::UnsupportedCriticalPayload(_)) {
-                    self.stats.unsupported_critical += 1;
-                }
+                self.stats.decode_refused(&e);
                 let (ty, d) = IkeError::Decode(e)
                     .notify()
                     .unwrap_or((NotifyType::INVALID_SYNTAX, vec![]));
@@ -1303,8 +1355,8 @@ impl Endpoint {
         }
         let msg = match Message::decode(data) {
             Ok(m) => m,
-            Err(_) => {
-                self.stats.malformed += 1;
+            Err(e) => {
+                self.stats.decode_refused(&e);
                 return;
             }
         };

@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod message;
 pub mod negotiate;
 pub mod sa;
+pub mod sim;
 
 pub use admission::HalfOpenBudget;
 pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Timers};

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use super::crypto::{DhSecret, DirectionKeys, EspAlgorithm, IkeKeys, IkeSuite, SkCipher};
-use super::message::{ExchangeType, NotifyType, TrafficSelector};
+use super::message::{DecodeError, ExchangeType, NotifyType, TrafficSelector};
 
 /// Engine time in milliseconds from an arbitrary origin chosen by the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -220,6 +220,39 @@ pub struct Stats {
     /// Requests that went unanswered, whose peer's next hop was resolved
     /// afresh before one more round ([`IkeEvent::PeerUnresponsive`]).
     pub peer_reresolves: u64,
+    /// A major version other than 2 (§2.5); requests above 2 are answered
+    /// with INVALID_MAJOR_VERSION (§1.5). Also counted in `malformed`.
+    pub invalid_major_version: u64,
+    /// The initiator's SPI was zero (§3.1). Also counted in `malformed`.
+    pub zero_spi_i: u64,
+    /// A payload the exchange may only carry inside SK found in the clear,
+    /// e.g. Delete in IKE_SA_INIT (§1.2, §3.14). Also counted in `malformed`.
+    pub payload_not_allowed: u64,
+    /// A count field the bytes after it do not match (Delete SPIs, traffic
+    /// selectors, transforms). Also counted in `malformed`.
+    pub count_mismatch: u64,
+    /// An SPI Size the protocol does not have (§3.11). Also in `malformed`.
+    pub bad_spi_size: u64,
+    /// Messages not sent because a length or count would not fit its wire
+    /// field (more than 255 traffic selectors, a payload over 64 KiB).
+    pub encode_errors: u64,
+}
+
+impl Stats {
+    /// Counts a message refused by the decoder: in `malformed`, and by
+    /// reason where there is a counter for it.
+    pub(crate) fn decode_refused(&mut self, e: &DecodeError) {
+        self.malformed += 1;
+        match e {
+            DecodeError::UnsupportedCriticalPayload(_) => self.unsupported_critical += 1,
+            DecodeError::InvalidMajorVersion(_) => self.invalid_major_version += 1,
+            DecodeError::ZeroInitiatorSpi => self.zero_spi_i += 1,
+            DecodeError::PayloadNotAllowed(_) => self.payload_not_allowed += 1,
+            DecodeError::CountMismatch(_) => self.count_mismatch += 1,
+            DecodeError::BadSpiSize(_) => self.bad_spi_size += 1,
+            _ => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

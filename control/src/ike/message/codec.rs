@@ -4,7 +4,7 @@
 //! slices and the caller must call [`Reader::expect_empty`] at the end of
 //! every structure, so trailing bytes are rejected rather than ignored.
 
-use super::DecodeError;
+use super::{DecodeError, EncodeError};
 
 /// A cursor over a byte slice that never reads past its end.
 #[derive(Debug)]
@@ -116,9 +116,25 @@ impl Writer {
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
-    /// Writes a 16-bit length at `at` covering `at - offset_back ..` to the end.
     pub fn patch_u16(&mut self, at: usize, v: u16) {
         self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+    /// Patches the 16-bit length field at `start + 2` of the structure that
+    /// begins at `start` and ends here; fails if it does not fit.
+    pub fn patch_len_u16(&mut self, field: &'static str, start: usize) -> Result<(), EncodeError> {
+        let len = EncodeError::check(field, self.len() - start, u16::MAX.into())?;
+        self.patch_u16(start + 2, len as u16);
+        Ok(())
+    }
+    /// Writes a count or size as one byte; fails if it does not fit.
+    pub fn len_u8(&mut self, field: &'static str, n: usize) -> Result<(), EncodeError> {
+        self.u8(EncodeError::check(field, n, u8::MAX.into())? as u8);
+        Ok(())
+    }
+    /// Writes a count or size as two bytes; fails if it does not fit.
+    pub fn len_u16(&mut self, field: &'static str, n: usize) -> Result<(), EncodeError> {
+        self.u16(EncodeError::check(field, n, u16::MAX.into())? as u16);
+        Ok(())
     }
     pub fn patch_u32(&mut self, at: usize, v: u32) {
         self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());

@@ -26,8 +26,21 @@ pub enum DecodeError {
     BadLength,
     #[error("unsupported major version {0}")]
     InvalidMajorVersion(u8),
+    /// §3.1: the initiator's SPI is never zero.
+    #[error("initiator SPI is zero")]
+    ZeroInitiatorSpi,
     #[error("unsupported critical payload type {0}")]
     UnsupportedCriticalPayload(u8),
+    /// A payload type this exchange may only carry inside SK, or not at
+    /// all, found in the clear (§1.2, §3.14).
+    #[error("payload type {0} not allowed in the clear")]
+    PayloadNotAllowed(u8),
+    /// A count field that the bytes following it do not carry exactly.
+    #[error("count does not match the bytes: {0}")]
+    CountMismatch(&'static str),
+    /// An SPI Size the protocol does not have (§3.3.1, §3.11).
+    #[error("SPI size not allowed: {0}")]
+    BadSpiSize(&'static str),
     #[error("invalid: {0}")]
     Invalid(&'static str),
 }
@@ -42,6 +55,33 @@ impl DecodeError {
         }
     }
 }
+
+/// A length or count too large for its field on the wire. The message is
+/// not sent: a wrapped length would put a different message on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{field} of {len} exceeds its wire field (at most {max})")]
+pub struct EncodeError {
+    pub field: &'static str,
+    pub len: usize,
+    pub max: usize,
+}
+
+impl EncodeError {
+    /// `len` as a field of at most `max`, or the error naming `field`.
+    pub fn check(field: &'static str, len: usize, max: usize) -> Result<usize, EncodeError> {
+        if len <= max {
+            Ok(len)
+        } else {
+            Err(EncodeError { field, len, max })
+        }
+    }
+}
+
+/// The largest IKE message sent: what one UDP datagram carries over IPv4
+/// (65,535 less the 20-byte IP and 8-byte UDP headers) on port 4500, after
+/// the 4-byte non-ESP marker. IKE messages are never split across
+/// datagrams here (§2, no RFC 7383 fragmentation).
+pub const MAX_MESSAGE_LEN: usize = 65_535 - 20 - 8 - 4;
 
 /// Length of the fixed IKE header, §3.1.
 pub const HEADER_LEN: usize = 28;
@@ -135,34 +175,44 @@ impl Header {
         w.u32(length);
     }
 
-    /// Decodes the header, returning it with the first payload type.
-    /// Checks the major version and that Length equals the datagram length.
-    pub fn decode(datagram: &[u8]) -> Result<(Header, PayloadType), DecodeError> {
+    /// The fixed header fields and the version byte, whatever the version
+    /// and Length say. The header keeps its layout across major versions
+    /// (§2.5), so this is what an answer to another version copies (§1.5).
+    pub fn peek(datagram: &[u8]) -> Result<(Header, PayloadType, u8), DecodeError> {
         let mut r = Reader::new(datagram);
         let spi_i = r.u64()?;
         let spi_r = r.u64()?;
         let next = PayloadType(r.u8()?);
         let version = r.u8()?;
-        if version >> 4 != 2 {
-            return Err(DecodeError::InvalidMajorVersion(version >> 4));
-        }
         let exchange = ExchangeType(r.u8()?);
         let flags = Flags(r.u8()?);
         let message_id = r.u32()?;
-        let length = r.u32()? as usize;
+        let header = Header {
+            spi_i,
+            spi_r,
+            exchange,
+            flags,
+            message_id,
+        };
+        Ok((header, next, version))
+    }
+
+    /// Decodes the header, returning it with the first payload type.
+    /// Checks the major version (§2.5), that the initiator's SPI is not
+    /// zero (§3.1) and that Length equals the datagram length.
+    pub fn decode(datagram: &[u8]) -> Result<(Header, PayloadType), DecodeError> {
+        let (header, next, version) = Self::peek(datagram)?;
+        if version >> 4 != 2 {
+            return Err(DecodeError::InvalidMajorVersion(version >> 4));
+        }
+        if header.spi_i == 0 {
+            return Err(DecodeError::ZeroInitiatorSpi);
+        }
+        let length = Reader::new(&datagram[24..]).u32()? as usize;
         if length != datagram.len() {
             return Err(DecodeError::BadLength);
         }
-        Ok((
-            Header {
-                spi_i,
-                spi_r,
-                exchange,
-                flags,
-                message_id,
-            },
-            next,
-        ))
+        Ok((header, next))
     }
 }
 
@@ -175,15 +225,19 @@ pub struct Message {
 
 impl Message {
     /// Decodes a datagram (without non-ESP marker). An SK payload, if any,
-    /// stays encrypted as [`Payload::Encrypted`].
+    /// stays encrypted as [`Payload::Encrypted`]. Payloads the exchange
+    /// may not carry in the clear are refused (see [`allowed_in_clear`])
+    /// before any payload body is decoded.
     pub fn decode(datagram: &[u8]) -> Result<Message, DecodeError> {
         let (header, next) = Header::decode(datagram)?;
-        let payloads = decode_chain(next, &datagram[HEADER_LEN..], true)?;
+        let payloads = decode_chain_where(next, &datagram[HEADER_LEN..], |ty| {
+            allowed_in_clear(header.exchange, ty)
+        })?;
         Ok(Message { header, payloads })
     }
 
-    /// Encodes the message.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Encodes the message; fails rather than wrap a length field.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut w = Writer::new();
         let next = self
             .payloads
@@ -191,15 +245,45 @@ impl Message {
             .map(Payload::payload_type)
             .unwrap_or(PayloadType::NONE);
         self.header.encode(next, 0, &mut w);
-        encode_chain_into(&self.payloads, &mut w);
-        let len = w.len() as u32;
-        w.patch_u32(24, len);
-        w.buf
+        encode_chain_into(&self.payloads, &mut w)?;
+        let len = EncodeError::check("message length", w.len(), MAX_MESSAGE_LEN)?;
+        w.patch_u32(24, len as u32);
+        Ok(w.buf)
     }
 
     /// The first Notify of type `ty`.
     pub fn notify(&self, ty: NotifyType) -> Option<&Notify> {
         find_notify(&self.payloads, ty)
+    }
+}
+
+/// Whether a message of `exchange` may carry a payload of type `ty` outside
+/// SK. IKE_SA_INIT travels in the clear with SA, KE, Ni/Nr, N, V and
+/// CERTREQ (§1.2, §2.6, §3.7); every later exchange puts its payloads
+/// inside SK (§1.2–§1.4, §3.14), so the clear part holds only SK there.
+/// Delete, IDi/IDr, AUTH, TSi/TSr, CERT, CP and EAP are never in the clear;
+/// neither is SK in IKE_SA_INIT. Types this implementation does not know
+/// pass, to be ignored, or refused when critical (§2.5).
+pub fn allowed_in_clear(exchange: ExchangeType, ty: PayloadType) -> bool {
+    let init = exchange == ExchangeType::IKE_SA_INIT;
+    match ty {
+        PayloadType::SA
+        | PayloadType::KE
+        | PayloadType::NONCE
+        | PayloadType::NOTIFY
+        | PayloadType::VENDOR_ID
+        | PayloadType::CERTREQ => init,
+        PayloadType::SK => !init,
+        PayloadType::IDI
+        | PayloadType::IDR
+        | PayloadType::CERT
+        | PayloadType::AUTH
+        | PayloadType::DELETE
+        | PayloadType::TSI
+        | PayloadType::TSR
+        | PayloadType::CP
+        | PayloadType::EAP => false,
+        _ => true,
     }
 }
 
@@ -211,6 +295,58 @@ pub fn find_notify(payloads: &[Payload], ty: NotifyType) -> Option<&Notify> {
     })
 }
 
+/// One payload of a chain as its generic header (§3.2) frames it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Framed<'a> {
+    ty: PayloadType,
+    /// The Next Payload field: for SK, the type of the first payload inside.
+    next: PayloadType,
+    critical: bool,
+    body: &'a [u8],
+}
+
+/// Walks a chain's generic headers without decoding or copying a body,
+/// checking the lengths, that SK comes last and that each type is allowed
+/// by `allowed`. Calls `each` on every payload; returns how many there are.
+fn frame_chain<'a>(
+    first: PayloadType,
+    bytes: &'a [u8],
+    allowed: impl Fn(PayloadType) -> bool,
+    mut each: impl FnMut(Framed<'a>) -> Result<(), DecodeError>,
+) -> Result<usize, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let mut ty = first;
+    let mut n = 0;
+    while ty != PayloadType::NONE {
+        if !allowed(ty) {
+            return Err(DecodeError::PayloadNotAllowed(ty.0));
+        }
+        let next = PayloadType(r.u8()?);
+        let critical = r.u8()? & 0x80 != 0;
+        let len = r.u16()? as usize;
+        let body = r.take(len.checked_sub(4).ok_or(DecodeError::BadLength)?)?;
+        if critical && !Payload::known(ty) {
+            return Err(DecodeError::UnsupportedCriticalPayload(ty.0));
+        }
+        each(Framed {
+            ty,
+            next,
+            critical,
+            body,
+        })?;
+        n += 1;
+        if ty == PayloadType::SK {
+            if !r.is_empty() {
+                return Err(DecodeError::Invalid("SK payload not last"));
+            }
+            return Ok(n);
+        }
+        ty = next;
+    }
+    r.expect_empty()?;
+    Ok(n)
+}
+
 /// Decodes a chain of payloads starting with type `first`. When
 /// `allow_sk`, an SK payload may appear and must be the last (§3.14).
 pub fn decode_chain(
@@ -218,45 +354,47 @@ pub fn decode_chain(
     bytes: &[u8],
     allow_sk: bool,
 ) -> Result<Vec<Payload>, DecodeError> {
-    let mut r = Reader::new(bytes);
-    let mut next = first;
-    let mut out = Vec::new();
-    while next != PayloadType::NONE {
-        let this = next;
-        next = PayloadType(r.u8()?);
-        let flags = r.u8()?;
-        let critical = flags & 0x80 != 0;
-        let len = r.u16()? as usize;
-        let body = r.take(len.checked_sub(4).ok_or(DecodeError::BadLength)?)?;
-        if this == PayloadType::SK {
-            if !allow_sk || !r.is_empty() {
-                return Err(DecodeError::Invalid("SK payload not last"));
-            }
-            out.push(Payload::Encrypted(Encrypted {
-                first_payload: next,
-                data: body.to_vec(),
-            }));
-            return Ok(out);
-        }
-        out.push(Payload::decode_body(this, critical, body)?);
-    }
-    r.expect_empty()?;
+    decode_chain_where(first, bytes, |ty| allow_sk || ty != PayloadType::SK)
+}
+
+/// Decodes a chain whose payload types must satisfy `allowed`. The whole
+/// chain is framed first, so a bad length or type anywhere costs no
+/// allocation, and the payload list is allocated once, at most one entry
+/// per four bytes.
+fn decode_chain_where(
+    first: PayloadType,
+    bytes: &[u8],
+    allowed: impl Fn(PayloadType) -> bool,
+) -> Result<Vec<Payload>, DecodeError> {
+    let n = frame_chain(first, bytes, &allowed, |_| Ok(()))?;
+    let mut out = Vec::with_capacity(n);
+    frame_chain(first, bytes, &allowed, |f| {
+        out.push(if f.ty == PayloadType::SK {
+            Payload::Encrypted(Encrypted {
+                first_payload: f.next,
+                data: f.body.to_vec(),
+            })
+        } else {
+            Payload::decode_body(f.ty, f.critical, f.body)?
+        });
+        Ok(())
+    })?;
     Ok(out)
 }
 
 /// Encodes a chain of payloads, returning the first payload type (for the
 /// preceding header) and the bytes.
-pub fn encode_chain(payloads: &[Payload]) -> (PayloadType, Vec<u8>) {
+pub fn encode_chain(payloads: &[Payload]) -> Result<(PayloadType, Vec<u8>), EncodeError> {
     let mut w = Writer::new();
-    encode_chain_into(payloads, &mut w);
+    encode_chain_into(payloads, &mut w)?;
     let first = payloads
         .first()
         .map(Payload::payload_type)
         .unwrap_or(PayloadType::NONE);
-    (first, w.buf)
+    Ok((first, w.buf))
 }
 
-fn encode_chain_into(payloads: &[Payload], w: &mut Writer) {
+fn encode_chain_into(payloads: &[Payload], w: &mut Writer) -> Result<(), EncodeError> {
     for (i, p) in payloads.iter().enumerate() {
         let next = match p {
             Payload::Encrypted(e) => e.first_payload,
@@ -269,10 +407,10 @@ fn encode_chain_into(payloads: &[Payload], w: &mut Writer) {
         w.u8(next.0);
         w.u8(if p.critical() { 0x80 } else { 0 });
         w.u16(0);
-        p.encode_body(w);
-        let len = (w.len() - start) as u16;
-        w.patch_u16(start + 2, len);
+        p.encode_body(w)?;
+        w.patch_len_u16("payload length", start)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,12 +1,17 @@
 //! Payload bodies (RFC 7296 §3.3–§3.15). Each type has `decode` over
 //! exactly its body (after the 4-byte generic header) and `encode`.
+//!
+//! Decoding is bounded by the bytes: no count read from the wire sizes an
+//! allocation before the bytes for that many elements are known to be
+//! there, and no element is smaller than a few bytes on the wire, so a
+//! decoded payload holds at most a small constant times its length.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::codec::{Reader, Writer};
 use super::notify::NotifyType;
 use super::types::*;
-use super::DecodeError;
+use super::{DecodeError, EncodeError};
 
 /// One payload of a message. Unknown non-critical payloads are kept so the
 /// message round-trips; the engine ignores them (RFC 7296 §2.5).
@@ -60,6 +65,27 @@ impl Payload {
         matches!(self, Payload::Unknown { critical: true, .. })
     }
 
+    /// Whether this implementation decodes payloads of type `ty` (others
+    /// are kept as [`Payload::Unknown`], or refused when critical, §2.5).
+    pub(crate) fn known(ty: PayloadType) -> bool {
+        matches!(
+            ty,
+            PayloadType::SA
+                | PayloadType::KE
+                | PayloadType::IDI
+                | PayloadType::IDR
+                | PayloadType::AUTH
+                | PayloadType::NONCE
+                | PayloadType::NOTIFY
+                | PayloadType::DELETE
+                | PayloadType::VENDOR_ID
+                | PayloadType::TSI
+                | PayloadType::TSR
+                | PayloadType::CP
+                | PayloadType::SK
+        )
+    }
+
     /// Decodes one payload body of type `ty`.
     pub(crate) fn decode_body(
         ty: PayloadType,
@@ -96,19 +122,20 @@ impl Payload {
         Ok(p)
     }
 
-    pub(crate) fn encode_body(&self, w: &mut Writer) {
+    pub(crate) fn encode_body(&self, w: &mut Writer) -> Result<(), EncodeError> {
         match self {
-            Payload::Sa(p) => p.encode(w),
+            Payload::Sa(p) => return p.encode(w),
             Payload::Ke(p) => p.encode(w),
             Payload::IdI(p) | Payload::IdR(p) => p.encode(w),
             Payload::Auth(p) => p.encode(w),
             Payload::Nonce(b) | Payload::VendorId(b) | Payload::Cp(b) => w.bytes(b),
-            Payload::Notify(p) => p.encode(w),
-            Payload::Delete(p) => p.encode(w),
-            Payload::TsI(t) | Payload::TsR(t) => TrafficSelector::encode_list(t, w),
+            Payload::Notify(p) => return p.encode(w),
+            Payload::Delete(p) => return p.encode(w),
+            Payload::TsI(t) | Payload::TsR(t) => return TrafficSelector::encode_list(t, w),
             Payload::Encrypted(e) => w.bytes(&e.data),
             Payload::Unknown { body, .. } => w.bytes(body),
         }
+        Ok(())
     }
 }
 
@@ -196,7 +223,11 @@ impl SaPayload {
             let spi_size = p.u8()? as usize;
             let ntrans = p.u8()?;
             let spi = p.take(spi_size)?.to_vec();
-            let mut transforms = Vec::with_capacity(ntrans as usize);
+            // §3.3.2: a transform is at least its 8-byte header.
+            if usize::from(ntrans) * 8 > p.remaining() {
+                return Err(DecodeError::CountMismatch("transforms"));
+            }
+            let mut transforms = Vec::with_capacity(ntrans.into());
             for i in 0..ntrans {
                 let tlast = p.u8()?;
                 let expect = if i + 1 == ntrans { 0 } else { 3 };
@@ -238,7 +269,7 @@ impl SaPayload {
         Ok(Self { proposals })
     }
 
-    fn encode(&self, w: &mut Writer) {
+    fn encode(&self, w: &mut Writer) -> Result<(), EncodeError> {
         for (pi, p) in self.proposals.iter().enumerate() {
             let start = w.len();
             w.u8(if pi + 1 == self.proposals.len() { 0 } else { 2 });
@@ -246,8 +277,8 @@ impl SaPayload {
             w.u16(0);
             w.u8(p.number);
             w.u8(p.protocol.0);
-            w.u8(p.spi.len() as u8);
-            w.u8(p.transforms.len() as u8);
+            w.len_u8("proposal SPI size", p.spi.len())?;
+            w.len_u8("number of transforms", p.transforms.len())?;
             w.bytes(&p.spi);
             for (ti, t) in p.transforms.iter().enumerate() {
                 let tstart = w.len();
@@ -265,17 +296,16 @@ impl SaPayload {
                         }
                         Attribute::Tlv(ty, v) => {
                             w.u16(ty.0 & 0x7fff);
-                            w.u16(v.len() as u16);
+                            w.len_u16("attribute length", v.len())?;
                             w.bytes(v);
                         }
                     }
                 }
-                let tlen = (w.len() - tstart) as u16;
-                w.patch_u16(tstart + 2, tlen);
+                w.patch_len_u16("transform length", tstart)?;
             }
-            let plen = (w.len() - start) as u16;
-            w.patch_u16(start + 2, plen);
+            w.patch_len_u16("proposal length", start)?;
         }
+        Ok(())
     }
 }
 
@@ -440,12 +470,13 @@ impl Notify {
             data: r.rest().to_vec(),
         })
     }
-    fn encode(&self, w: &mut Writer) {
+    fn encode(&self, w: &mut Writer) -> Result<(), EncodeError> {
         w.u8(self.protocol.0);
-        w.u8(self.spi.len() as u8);
+        w.len_u8("notify SPI size", self.spi.len())?;
         w.u16(self.ty.0);
         w.bytes(&self.spi);
         w.bytes(&self.data);
+        Ok(())
     }
 }
 
@@ -474,13 +505,28 @@ impl Delete {
             spis: spis.iter().map(|s| s.to_be_bytes().to_vec()).collect(),
         }
     }
+    /// §3.11: deleting the IKE SA names no SPI (it is in the header), so
+    /// IKE takes SPI Size 0 and no SPIs; ESP and AH take 4-byte SPIs; and
+    /// the SPIs fill the rest of the payload exactly.
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let protocol = ProtocolId(r.u8()?);
         let spi_size = r.u8()?;
-        let n = r.u16()?;
-        let mut spis = Vec::with_capacity(n.min(256) as usize);
+        let n = usize::from(r.u16()?);
+        match (protocol, spi_size) {
+            (ProtocolId::IKE, 0) if n == 0 => {}
+            (ProtocolId::IKE, 0) => return Err(DecodeError::CountMismatch("Delete of IKE SPIs")),
+            (ProtocolId::ESP | ProtocolId::AH, 4) => {}
+            (ProtocolId::IKE | ProtocolId::ESP | ProtocolId::AH, _) => {
+                return Err(DecodeError::BadSpiSize("Delete"))
+            }
+            _ => return Err(DecodeError::Invalid("Delete protocol")),
+        }
+        if n * usize::from(spi_size) != r.remaining() {
+            return Err(DecodeError::CountMismatch("Delete SPIs"));
+        }
+        let mut spis = Vec::with_capacity(n);
         for _ in 0..n {
-            spis.push(r.take(spi_size as usize)?.to_vec());
+            spis.push(r.take(spi_size.into())?.to_vec());
         }
         Ok(Self {
             protocol,
@@ -488,13 +534,22 @@ impl Delete {
             spis,
         })
     }
-    fn encode(&self, w: &mut Writer) {
+    fn encode(&self, w: &mut Writer) -> Result<(), EncodeError> {
         w.u8(self.protocol.0);
         w.u8(self.spi_size);
-        w.u16(self.spis.len() as u16);
+        w.len_u16("number of SPIs", self.spis.len())?;
         for s in &self.spis {
+            // Each SPI is SPI Size bytes; another length would misframe the rest.
+            if s.len() != usize::from(self.spi_size) {
+                return Err(EncodeError {
+                    field: "Delete SPI (must be SPI Size)",
+                    len: s.len(),
+                    max: self.spi_size.into(),
+                });
+            }
             w.bytes(s);
         }
+        Ok(())
     }
 }
 
@@ -513,7 +568,11 @@ impl TrafficSelector {
     fn decode_list(r: &mut Reader<'_>) -> Result<Vec<Self>, DecodeError> {
         let n = r.u8()?;
         r.take(3)?;
-        let mut v = Vec::with_capacity(n as usize);
+        // §3.13.1: a selector is at least 16 bytes (an IPv4 range).
+        if usize::from(n) * 16 > r.remaining() {
+            return Err(DecodeError::CountMismatch("traffic selectors"));
+        }
+        let mut v = Vec::with_capacity(n.into());
         for _ in 0..n {
             let ty = TsType(r.u8()?);
             let ip_protocol = r.u8()?;
@@ -546,8 +605,8 @@ impl TrafficSelector {
         Ok(v)
     }
 
-    fn encode_list(list: &[Self], w: &mut Writer) {
-        w.u8(list.len() as u8);
+    fn encode_list(list: &[Self], w: &mut Writer) -> Result<(), EncodeError> {
+        w.len_u8("number of TSs", list.len())?;
         w.bytes(&[0, 0, 0]);
         for t in list {
             match (t.start_addr, t.end_addr) {
@@ -581,5 +640,6 @@ impl TrafficSelector {
                 }
             }
         }
+        Ok(())
     }
 }

@@ -107,15 +107,18 @@ fn payload() -> impl Strategy<Value = Payload> {
                 data,
             })
         }),
-        (any::<u8>(), 0u8..9, 0usize..4).prop_flat_map(|(p, size, n)| {
-            vec(vec(any::<u8>(), size as usize), n).prop_map(move |spis| {
+        Just(Payload::Delete(Delete::ike())),
+        (
+            prop_oneof![Just(ProtocolId::ESP), Just(ProtocolId::AH)],
+            vec(any::<[u8; 4]>(), 0..4)
+        )
+            .prop_map(|(protocol, spis)| {
                 Payload::Delete(Delete {
-                    protocol: ProtocolId(p),
-                    spi_size: size,
-                    spis,
+                    protocol,
+                    spi_size: 4,
+                    spis: spis.into_iter().map(Vec::from).collect(),
                 })
-            })
-        }),
+            }),
         bytes(32).prop_map(Payload::VendorId),
         vec(ts(), 0..4).prop_map(Payload::TsI),
         vec(ts(), 0..4).prop_map(Payload::TsR),
@@ -128,41 +131,133 @@ fn payload() -> impl Strategy<Value = Payload> {
     ]
 }
 
+/// Payloads IKE_SA_INIT carries in the clear (§1.2).
+fn clear_payload() -> impl Strategy<Value = Payload> {
+    payload().prop_filter("allowed in IKE_SA_INIT", |p| {
+        allowed_in_clear(ExchangeType::IKE_SA_INIT, p.payload_type())
+    })
+}
+
+fn unknown_payload() -> impl Strategy<Value = Payload> {
+    (prop_oneof![1u8..33, 49u8..=255], bytes(32)).prop_map(|(t, body)| Payload::Unknown {
+        ty: PayloadType(t),
+        critical: false,
+        body,
+    })
+}
+
+/// Valid messages: IKE_SA_INIT with its clear payloads, or another
+/// exchange with at most unknown payloads before SK.
 fn message() -> impl Strategy<Value = Message> {
-    (
-        any::<u64>(),
-        any::<u64>(),
-        any::<u8>(),
-        any::<u8>(),
-        any::<u32>(),
-        vec(payload(), 0..6),
+    let init = vec(clear_payload(), 0..6).prop_map(|ps| (ExchangeType::IKE_SA_INIT, ps));
+    let protected = (
+        any::<u8>().prop_filter("not IKE_SA_INIT", |e| *e != 34),
+        vec(unknown_payload(), 0..2),
         proptest::option::of((prop_oneof![Just(0u8), 33u8..=48], bytes(64))),
     )
-        .prop_map(|(spi_i, spi_r, ex, fl, message_id, mut payloads, sk)| {
+        .prop_map(|(ex, mut ps, sk)| {
             if let Some((first, data)) = sk {
-                payloads.push(Payload::Encrypted(Encrypted {
+                ps.push(Payload::Encrypted(Encrypted {
                     first_payload: PayloadType(first),
                     data,
                 }));
             }
-            Message {
+            (ExchangeType(ex), ps)
+        });
+    (
+        1u64..,
+        any::<u64>(),
+        any::<u8>(),
+        any::<u32>(),
+        prop_oneof![init, protected],
+    )
+        .prop_map(
+            |(spi_i, spi_r, fl, message_id, (exchange, payloads))| Message {
                 header: Header {
                     spi_i,
                     spi_r,
-                    exchange: ExchangeType(ex),
+                    exchange,
                     flags: Flags(fl),
                     message_id,
                 },
                 payloads,
-            }
-        })
+            },
+        )
 }
+
+/// Heap bytes a decoded message holds, counted from the capacities of
+/// every vector and string in it.
+#[allow(clippy::ptr_arg)] // the capacities are the point
+fn heap(ps: &Vec<Payload>) -> usize {
+    use std::mem::size_of;
+    fn bytes(v: &Vec<u8>) -> usize {
+        v.capacity()
+    }
+    let mut n = ps.capacity() * size_of::<Payload>();
+    for p in ps {
+        n += match p {
+            Payload::Sa(sa) => {
+                sa.proposals.capacity() * size_of::<Proposal>()
+                    + sa.proposals
+                        .iter()
+                        .map(|p| {
+                            bytes(&p.spi)
+                                + p.transforms.capacity() * size_of::<Transform>()
+                                + p.transforms
+                                    .iter()
+                                    .map(|t| {
+                                        t.attributes.capacity() * size_of::<Attribute>()
+                                            + t.attributes
+                                                .iter()
+                                                .map(|a| match a {
+                                                    Attribute::Tlv(_, v) => bytes(v),
+                                                    Attribute::Tv(..) => 0,
+                                                })
+                                                .sum::<usize>()
+                                    })
+                                    .sum::<usize>()
+                        })
+                        .sum::<usize>()
+            }
+            Payload::Ke(k) => bytes(&k.data),
+            Payload::IdI(i) | Payload::IdR(i) => match i {
+                Identification::Fqdn(s) => s.capacity(),
+                Identification::KeyId(d) | Identification::Other { data: d, .. } => bytes(d),
+                _ => 0,
+            },
+            Payload::Auth(a) => bytes(&a.data),
+            Payload::Nonce(b) | Payload::VendorId(b) | Payload::Cp(b) => bytes(b),
+            Payload::Notify(n) => bytes(&n.spi) + bytes(&n.data),
+            Payload::Delete(d) => {
+                d.spis.capacity() * size_of::<Vec<u8>>() + d.spis.iter().map(bytes).sum::<usize>()
+            }
+            Payload::TsI(t) | Payload::TsR(t) => t.capacity() * size_of::<TrafficSelector>(),
+            Payload::Encrypted(e) => bytes(&e.data),
+            Payload::Unknown { body, .. } => bytes(body),
+        };
+    }
+    n
+}
+
+/// What a decoded message may hold per byte of input: the largest
+/// in-memory payload (a Notify) for the smallest one on the wire (an empty
+/// 4-byte payload). Doubling growth of the inner vectors stays under this.
+const HEAP_PER_BYTE: usize = 32;
 
 proptest! {
     #[test]
     fn ike_message_round_trips(m in message()) {
-        let bytes = m.encode();
-        prop_assert_eq!(Message::decode(&bytes), Ok(m));
+        let bytes = m.encode().unwrap();
+        let back = Message::decode(&bytes).unwrap();
+        prop_assert_eq!(&back, &m);
+        prop_assert_eq!(back.encode().unwrap(), bytes);
+    }
+
+    /// Every payload type, as the inner chain of SK carries them.
+    #[test]
+    fn ike_inner_chain_round_trips(ps in vec(payload(), 0..8)) {
+        let (first, bytes) = encode_chain(&ps).unwrap();
+        prop_assert_eq!(decode_chain(first, &bytes, false), Ok(ps));
     }
 
     #[test]
@@ -172,9 +267,58 @@ proptest! {
         let _ = decode_chain(PayloadType::NOTIFY, &b, false);
     }
 
+    /// Arbitrary bytes behind a valid header, decoded as an IKE_SA_INIT or
+    /// as any inner payload chain, never hold more than a constant times
+    /// their length.
+    #[test]
+    fn ike_decoded_heap_is_bounded_by_input(
+        first in any::<u8>(),
+        init in any::<bool>(),
+        b in bytes(1500),
+    ) {
+        let mut d = Message {
+            header: Header {
+                spi_i: 1,
+                spi_r: 0,
+                exchange: if init { ExchangeType::IKE_SA_INIT } else { ExchangeType::INFORMATIONAL },
+                flags: Flags::new(true, false),
+                message_id: 0,
+            },
+            payloads: vec![],
+        }
+        .encode()
+        .unwrap();
+        d[16] = first;
+        d.extend_from_slice(&b);
+        let len = d.len() as u32;
+        d[24..28].copy_from_slice(&len.to_be_bytes());
+        if let Ok(m) = Message::decode(&d) {
+            prop_assert!(heap(&m.payloads) <= HEAP_PER_BYTE * d.len());
+        }
+        if let Ok(ps) = decode_chain(PayloadType(first), &b, false) {
+            prop_assert!(heap(&ps) <= HEAP_PER_BYTE * b.len(), "{} for {}", heap(&ps), b.len());
+        }
+    }
+
+    /// Valid messages with their bytes mutated: still bounded, never a panic.
+    #[test]
+    fn ike_mutated_messages_stay_bounded(
+        ps in vec(payload(), 1..8),
+        flips in vec((any::<usize>(), any::<u8>()), 1..8),
+    ) {
+        let (first, mut b) = encode_chain(&ps).unwrap();
+        for (at, x) in flips {
+            let n = b.len();
+            b[at % n] ^= x;
+        }
+        if let Ok(ps) = decode_chain(first, &b, false) {
+            prop_assert!(heap(&ps) <= HEAP_PER_BYTE * b.len(), "{} for {}", heap(&ps), b.len());
+        }
+    }
+
     #[test]
     fn ike_every_truncation_is_rejected(m in message(), cut in 1usize..64) {
-        let bytes = m.encode();
+        let bytes = m.encode().unwrap();
         let cut = cut.min(bytes.len());
         prop_assert!(Message::decode(&bytes[..bytes.len() - cut]).is_err());
     }
@@ -198,7 +342,7 @@ fn sample() -> Message {
 
 #[test]
 fn ike_header_layout_matches_rfc7296_3_1() {
-    let b = sample().encode();
+    let b = sample().encode().unwrap();
     assert_eq!(&b[0..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(b[16], 40, "next payload = Nonce");
     assert_eq!(b[17], 0x20, "version 2.0");
@@ -214,17 +358,17 @@ fn ike_header_layout_matches_rfc7296_3_1() {
 
 #[test]
 fn ike_trailing_bytes_and_bad_lengths_are_rejected() {
-    let mut b = sample().encode();
+    let mut b = sample().encode().unwrap();
     b.push(0);
     assert_eq!(Message::decode(&b), Err(DecodeError::BadLength));
     let len = b.len() as u32;
     b[24..28].copy_from_slice(&len.to_be_bytes());
     assert_eq!(Message::decode(&b), Err(DecodeError::TrailingBytes));
 
-    let mut b = sample().encode();
+    let mut b = sample().encode().unwrap();
     b[31] = 2; // payload length below the generic header
     assert_eq!(Message::decode(&b), Err(DecodeError::BadLength));
-    let mut b = sample().encode();
+    let mut b = sample().encode().unwrap();
     b[31] = 200; // payload length beyond the message
     assert_eq!(Message::decode(&b), Err(DecodeError::Truncated));
 }
@@ -237,7 +381,7 @@ fn ike_unknown_payloads_skip_unless_critical() {
         critical: false,
         body: vec![1, 2],
     });
-    let mut b = m.encode();
+    let mut b = m.encode().unwrap();
     assert_eq!(Message::decode(&b).unwrap(), m);
     // set the critical bit on the unknown payload (the third one)
     let off = 28 + 36 + (4 + 4 + 3);
@@ -255,14 +399,14 @@ fn ike_unknown_payloads_skip_unless_critical() {
 
 #[test]
 fn ike_known_critical_bit_is_ignored() {
-    let mut b = sample().encode();
+    let mut b = sample().encode().unwrap();
     b[29] = 0x80; // critical bit on the Nonce, which we understand
     assert_eq!(Message::decode(&b).unwrap(), sample());
 }
 
 #[test]
 fn ike_bad_major_version() {
-    let mut b = sample().encode();
+    let mut b = sample().encode().unwrap();
     b[17] = 0x10;
     assert_eq!(
         Message::decode(&b),
@@ -282,7 +426,7 @@ fn ike_sk_must_be_last() {
     );
     // encode puts the inner first type in the SK's next field, so the chain
     // ends there and the remaining bytes are trailing.
-    assert!(Message::decode(&m.encode()).is_err());
+    assert!(Message::decode(&m.encode().unwrap()).is_err());
 }
 
 #[test]
@@ -301,4 +445,317 @@ fn ike_port_4500_classification() {
     assert_eq!(classify_port_4500(&ike), Port4500::Ike(&[9; 28]));
     assert_eq!(classify_port_4500(&[1; 20]), Port4500::Esp(&[1; 20]));
     assert_eq!(classify_port_4500(&[1, 2]), Port4500::Invalid);
+}
+
+/// An IKE_SA_INIT request header followed by `chain` (whose first payload
+/// is of type `first`), with Length set.
+fn init_with_chain(first: PayloadType, chain: &[u8]) -> Vec<u8> {
+    let mut d = sample().encode().unwrap();
+    d.truncate(HEADER_LEN);
+    d[16] = first.0;
+    d.extend_from_slice(chain);
+    let len = d.len() as u32;
+    d[24..28].copy_from_slice(&len.to_be_bytes());
+    d
+}
+
+/// `n` payloads of type `ty` chained, each with `body`.
+fn repeated(ty: PayloadType, body: &[u8], n: usize) -> Vec<u8> {
+    let mut c = Vec::new();
+    for i in 0..n {
+        c.push(if i + 1 == n { 0 } else { ty.0 });
+        c.push(0);
+        c.extend_from_slice(&(4 + body.len() as u16).to_be_bytes());
+        c.extend_from_slice(body);
+    }
+    c
+}
+
+/// Delete of IKE with SPI Size 0 and 65,535 SPIs: eight bytes on the wire
+/// each, 65,535 empty vectors in memory each before the fix.
+const DELETE_BOMB: [u8; 4] = [1, 0, 0xff, 0xff];
+
+/// The Delete bomb as an attacker sends it: a 1,500-byte IKE_SA_INIT
+/// packed with Delete payloads. Delete is never in the clear (§1.2,
+/// §3.14), so the message is refused on the first payload header, before
+/// any body is decoded.
+#[test]
+fn ike_delete_bomb_in_ike_sa_init_is_refused() {
+    let n = (1500 - HEADER_LEN) / 8;
+    let d = init_with_chain(
+        PayloadType::DELETE,
+        &repeated(PayloadType::DELETE, &DELETE_BOMB, n),
+    );
+    assert_eq!(d.len(), HEADER_LEN + n * 8);
+    assert_eq!(Message::decode(&d), Err(DecodeError::PayloadNotAllowed(42)));
+    // Behind an allowed payload, too.
+    let mut chain = repeated(PayloadType::NONCE, &[7; 16], 1);
+    chain[0] = PayloadType::DELETE.0;
+    chain.extend(repeated(PayloadType::DELETE, &DELETE_BOMB, n - 3));
+    let d = init_with_chain(PayloadType::NONCE, &chain);
+    assert_eq!(Message::decode(&d), Err(DecodeError::PayloadNotAllowed(42)));
+}
+
+/// Inside SK the same bomb meets §3.11's rules: Count × SPI Size must be
+/// the bytes left, and IKE deletes carry no SPIs.
+#[test]
+fn ike_delete_counts_must_match_the_bytes() {
+    let chain = repeated(PayloadType::DELETE, &DELETE_BOMB, 180);
+    assert_eq!(
+        decode_chain(PayloadType::DELETE, &chain, false),
+        Err(DecodeError::CountMismatch("Delete of IKE SPIs"))
+    );
+    let refused = [
+        // ESP with SPI Size 0 and 65,535 SPIs.
+        (&[3, 0, 0xff, 0xff][..], DecodeError::BadSpiSize("Delete")),
+        // ESP with 8-byte SPIs, IKE with 8-byte SPIs, AH with 255-byte SPIs.
+        (
+            &[3, 8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1][..],
+            DecodeError::BadSpiSize("Delete"),
+        ),
+        (
+            &[1, 8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1][..],
+            DecodeError::BadSpiSize("Delete"),
+        ),
+        (&[2, 255, 0, 1][..], DecodeError::BadSpiSize("Delete")),
+        // 65,535 ESP SPIs announced, two carried.
+        (
+            &[3, 4, 0xff, 0xff, 0, 0, 1, 0, 0, 0, 1, 1][..],
+            DecodeError::CountMismatch("Delete SPIs"),
+        ),
+        // One announced, two carried.
+        (
+            &[3, 4, 0, 1, 0, 0, 1, 0, 0, 0, 1, 1][..],
+            DecodeError::CountMismatch("Delete SPIs"),
+        ),
+        // Part of an SPI.
+        (
+            &[3, 4, 0, 1, 0, 0, 1][..],
+            DecodeError::CountMismatch("Delete SPIs"),
+        ),
+        // Protocol 0 and an unassigned one.
+        (&[0, 0, 0, 0][..], DecodeError::Invalid("Delete protocol")),
+        (&[9, 4, 0, 0][..], DecodeError::Invalid("Delete protocol")),
+    ];
+    for (body, e) in refused {
+        let chain = repeated(PayloadType::DELETE, body, 1);
+        assert_eq!(
+            decode_chain(PayloadType::DELETE, &chain, false),
+            Err(e),
+            "{body:?}"
+        );
+    }
+    let ok = repeated(
+        PayloadType::DELETE,
+        &[3, 4, 0, 2, 0, 0, 1, 0, 0, 0, 1, 1],
+        1,
+    );
+    assert_eq!(
+        decode_chain(PayloadType::DELETE, &ok, false),
+        Ok(vec![Payload::Delete(Delete::esp(&[0x100, 0x101]))])
+    );
+    let ike = repeated(PayloadType::DELETE, &[1, 0, 0, 0], 1);
+    assert_eq!(
+        decode_chain(PayloadType::DELETE, &ike, false),
+        Ok(vec![Payload::Delete(Delete::ike())])
+    );
+}
+
+/// A TS payload announcing 255 selectors and carrying one: refused before
+/// room for 255 is reserved.
+#[test]
+fn ike_traffic_selector_count_must_fit_the_bytes() {
+    let one = [7, 0, 0, 16, 0, 0, 0xff, 0xff, 10, 0, 0, 0, 10, 0, 0, 255];
+    let mut body = vec![255, 0, 0, 0];
+    body.extend_from_slice(&one);
+    let chain = repeated(PayloadType::TSI, &body, 1);
+    assert_eq!(
+        decode_chain(PayloadType::TSI, &chain, false),
+        Err(DecodeError::CountMismatch("traffic selectors"))
+    );
+    body[0] = 1;
+    let chain = repeated(PayloadType::TSR, &body, 1);
+    assert!(
+        matches!(&decode_chain(PayloadType::TSR, &chain, false).unwrap()[..], [Payload::TsR(t)] if t.len() == 1)
+    );
+    // Fewer announced than carried: trailing bytes.
+    body.extend_from_slice(&one);
+    let chain = repeated(PayloadType::TSR, &body, 1);
+    assert_eq!(
+        decode_chain(PayloadType::TSR, &chain, false),
+        Err(DecodeError::TrailingBytes)
+    );
+}
+
+/// A proposal announcing 255 transforms in an 8-byte body.
+#[test]
+fn ike_transform_count_must_fit_the_bytes() {
+    let body = [0, 0, 0, 8, 1, 1, 0, 255];
+    let chain = repeated(PayloadType::SA, &body, 1);
+    let d = init_with_chain(PayloadType::SA, &chain);
+    assert_eq!(
+        Message::decode(&d),
+        Err(DecodeError::CountMismatch("transforms"))
+    );
+    // As many as fit: the count still has to match the transforms found.
+    let body = [0, 0, 0, 16, 1, 1, 0, 1, 0, 0, 0, 8, 1, 0, 0, 12];
+    let chain = repeated(PayloadType::SA, &body, 1);
+    assert!(Message::decode(&init_with_chain(PayloadType::SA, &chain)).is_ok());
+    let body = [0, 0, 0, 16, 1, 1, 0, 0, 0, 0, 0, 8, 1, 0, 0, 12];
+    let chain = repeated(PayloadType::SA, &body, 1);
+    assert_eq!(
+        Message::decode(&init_with_chain(PayloadType::SA, &chain)),
+        Err(DecodeError::TrailingBytes)
+    );
+}
+
+/// Everything that only travels inside SK is refused in IKE_SA_INIT, and
+/// only SK (and unknown types) travel in the clear in later exchanges.
+#[test]
+fn ike_payloads_only_allowed_inside_sk_are_refused_in_the_clear() {
+    for ty in [35u8, 36, 37, 39, 42, 44, 45, 46, 47, 48] {
+        let d = init_with_chain(PayloadType(ty), &repeated(PayloadType(ty), &[0; 8], 1));
+        assert_eq!(
+            Message::decode(&d),
+            Err(DecodeError::PayloadNotAllowed(ty)),
+            "{ty}"
+        );
+    }
+    for ty in [33u8, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 47, 48] {
+        let mut d = init_with_chain(PayloadType(ty), &repeated(PayloadType(ty), &[0; 8], 1));
+        d[18] = ExchangeType::INFORMATIONAL.0;
+        assert_eq!(
+            Message::decode(&d),
+            Err(DecodeError::PayloadNotAllowed(ty)),
+            "{ty}"
+        );
+    }
+    // Unknown types pass (§2.5) and SK does in a protected exchange.
+    let mut d = init_with_chain(PayloadType(200), &repeated(PayloadType(200), &[0; 8], 1));
+    assert!(Message::decode(&d).is_ok());
+    d[18] = ExchangeType::CREATE_CHILD_SA.0;
+    assert!(Message::decode(&d).is_ok());
+}
+
+#[test]
+fn ike_zero_initiator_spi_is_refused() {
+    let mut b = sample().encode().unwrap();
+    b[..8].fill(0);
+    assert_eq!(Message::decode(&b), Err(DecodeError::ZeroInitiatorSpi));
+    // A higher major version is reported as such, and the header can still
+    // be read to answer it.
+    b[17] = 0x30;
+    assert_eq!(
+        Message::decode(&b),
+        Err(DecodeError::InvalidMajorVersion(3))
+    );
+    let (h, next, v) = Header::peek(&b).unwrap();
+    assert_eq!(
+        (h.exchange, next, v),
+        (ExchangeType::IKE_SA_INIT, PayloadType::NONCE, 0x30)
+    );
+}
+
+/// Lengths and counts that do not fit their fields fail to encode instead
+/// of wrapping into a different message.
+#[test]
+fn ike_oversized_fields_are_encode_errors() {
+    let ts = TrafficSelector {
+        ip_protocol: 0,
+        start_port: 0,
+        end_port: 0xffff,
+        start_addr: IpAddr::from([10, 0, 0, 0]),
+        end_addr: IpAddr::from([10, 0, 0, 255]),
+    };
+    let m = |p: Payload| Message {
+        header: sample().header,
+        payloads: vec![p],
+    };
+    assert!(m(Payload::TsI(vec![ts; 255])).encode().is_ok());
+    assert_eq!(
+        m(Payload::TsI(vec![ts; 256])).encode().unwrap_err().field,
+        "number of TSs"
+    );
+    assert_eq!(
+        encode_chain(&[Payload::TsR(vec![ts; 300])])
+            .unwrap_err()
+            .field,
+        "number of TSs"
+    );
+    let big = m(Payload::Nonce(vec![0; 65_536])).encode().unwrap_err();
+    assert_eq!((big.field, big.len), ("payload length", 65_540));
+    assert_eq!(
+        encode_chain(&[Payload::Cp(vec![0; 65_531])]).map(|(_, b)| b.len()),
+        Ok(65_535)
+    );
+    let fits = MAX_MESSAGE_LEN - HEADER_LEN - 4;
+    assert_eq!(
+        m(Payload::Cp(vec![0; fits])).encode().map(|b| b.len()),
+        Ok(MAX_MESSAGE_LEN)
+    );
+    assert!(m(Payload::Cp(vec![0; fits + 1])).encode().is_err());
+    let many = vec![
+        Payload::Nonce(vec![0; 60_000]),
+        Payload::Nonce(vec![0; 60_000]),
+    ];
+    let e = Message {
+        header: sample().header,
+        payloads: many,
+    }
+    .encode()
+    .unwrap_err();
+    assert_eq!(e.field, "message length");
+    let notify = Notify {
+        protocol: ProtocolId::ESP,
+        spi: vec![0; 256],
+        ty: NotifyType::REKEY_SA,
+        data: vec![],
+    };
+    assert!(m(Payload::Notify(notify)).encode().is_err());
+    let del = Delete {
+        protocol: ProtocolId::ESP,
+        spi_size: 4,
+        spis: vec![vec![0; 4]; 65_536],
+    };
+    assert_eq!(
+        m(Payload::Delete(del)).encode().unwrap_err().field,
+        "number of SPIs"
+    );
+    let del = Delete {
+        protocol: ProtocolId::ESP,
+        spi_size: 4,
+        spis: vec![vec![0; 3]],
+    };
+    assert!(m(Payload::Delete(del)).encode().is_err());
+    let attr = Transform {
+        ty: TransformType::ENCR,
+        id: 12,
+        attributes: vec![Attribute::Tlv(AttributeType(1), vec![0; 65_536])],
+    };
+    let sa = |transforms: Vec<Transform>, spi: Vec<u8>| {
+        Payload::Sa(SaPayload {
+            proposals: vec![Proposal {
+                number: 1,
+                protocol: ProtocolId::ESP,
+                spi,
+                transforms,
+            }],
+        })
+    };
+    assert_eq!(
+        m(sa(vec![attr], vec![])).encode().unwrap_err().field,
+        "attribute length"
+    );
+    let t = Transform::new(TransformType::ENCR, 12);
+    assert_eq!(
+        m(sa(vec![t.clone(); 256], vec![]))
+            .encode()
+            .unwrap_err()
+            .field,
+        "number of transforms"
+    );
+    assert_eq!(
+        m(sa(vec![t], vec![0; 256])).encode().unwrap_err().field,
+        "proposal SPI size"
+    );
 }

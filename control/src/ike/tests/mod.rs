@@ -1,5 +1,6 @@
 //! Engine tests without a network: two engines back to back.
 
+mod decode;
 mod flood;
 mod rogue;
 mod util;
@@ -569,7 +570,7 @@ fn ike_malformed_messages_are_rejected_and_counted() {
         critical: false,
         body: vec![1],
     });
-    let mut bytes = m.encode();
+    let mut bytes = m.encode().unwrap();
     // set the critical bit of the last payload's generic header
     let last = bytes.len() - 5;
     bytes[last + 1] = 0x80;

@@ -88,7 +88,7 @@ fn forged_init_reply(req: &Transmit, payloads: Vec<Payload>) -> Transmit {
         local: req.remote,
         remote: req.local,
         non_esp_marker: false,
-        payload: Message { header, payloads }.encode(),
+        payload: Message { header, payloads }.encode().unwrap(),
     }
 }
 
@@ -334,7 +334,7 @@ fn ike_out_of_range_nonces_are_refused() {
         }
     }
     let bad = Transmit {
-        payload: m.encode(),
+        payload: m.encode().unwrap(),
         ..resp.clone()
     };
     deliver_to(&mut p.a, p.now, &bad);

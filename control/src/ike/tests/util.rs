@@ -7,10 +7,9 @@ use std::net::SocketAddr;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::ike::crypto::{SecretBytes, SkCipher};
+use crate::ike::crypto::SkCipher;
 use crate::ike::message::{
-    classify_port_4500, decode_chain, encode_chain, Header, Identification, Message, Payload,
-    Port4500,
+    classify_port_4500, decode_chain, encode_chain, Header, Message, Payload, Port4500,
 };
 use crate::ike::*;
 
@@ -26,43 +25,7 @@ pub fn rng(seed: u64) -> Box<dyn RngSource + Send> {
     Box::new(SeededRng(ChaCha20Rng::seed_from_u64(seed)))
 }
 
-pub const A_ADDR: &str = "192.0.2.1:500";
-pub const B_ADDR: &str = "192.0.2.2:500";
-
-pub fn config(a_side: bool, ike: &[&str], esp: &[&str]) -> Config {
-    let (l, r) = if a_side {
-        (A_ADDR, B_ADDR)
-    } else {
-        (B_ADDR, A_ADDR)
-    };
-    let (lid, rid) = if a_side {
-        ("gw-a.example", "gw-b.example")
-    } else {
-        ("gw-b.example", "gw-a.example")
-    };
-    let (lts, rts) = if a_side {
-        ("10.1.0.0/24", "10.2.0.0/24")
-    } else {
-        ("10.2.0.0/24", "10.1.0.0/24")
-    };
-    let mut c = Config::new(
-        l.parse().unwrap(),
-        r.parse().unwrap(),
-        Identification::Fqdn(lid.into()),
-        Identification::Fqdn(rid.into()),
-        SecretBytes::new(b"correct horse battery staple".to_vec()),
-    )
-    .with_proposals(ike, esp)
-    .unwrap()
-    .with_traffic_selectors(&[lts], &[rts])
-    .unwrap();
-    c.start = if a_side {
-        StartAction::Initiate
-    } else {
-        StartAction::Listen
-    };
-    c
-}
+pub use crate::ike::sim::{config, INITIATOR as A_ADDR, RESPONDER as B_ADDR};
 
 struct InFlight {
     at: Timestamp,
@@ -293,7 +256,7 @@ pub fn open_sk(rx: &SkCipher, bytes: &[u8]) -> (Header, Vec<Payload>) {
 
 /// Builds a protected message.
 pub fn seal_sk(tx: &mut SkCipher, hdr: &Header, payloads: &[Payload]) -> Vec<u8> {
-    let (first, inner) = encode_chain(payloads);
+    let (first, inner) = encode_chain(payloads).unwrap();
     let mut r = rng(0);
     tx.seal(hdr, first, &inner, &mut *r).unwrap()
 }
