@@ -27,5 +27,8 @@ pub use msg::{
 };
 pub use neigh::NeighbourTable;
 pub use node::{GwDrop, Interface, Node, NodeCounters, PacketPool, Role};
-pub use queues::{control_queues, FromWorkers, KnownIkeSpis, QueueDrops, ToControl};
+pub use queues::{
+    control_queues, FromWorkers, KnownIkeSpis, Next, QueueDrops, ToControl, Turn,
+    UNAUTH_IKE_PER_TURN,
+};
 pub use worker::{thread_cpu_time, Worker, WorkerPorts};
