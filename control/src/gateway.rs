@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{bounded, Receiver, Select, Sender, TryRecvError};
+use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
 use dataplane::crypto::{default_backend, new_transform, Backend};
 use dataplane::dpdk::{
@@ -26,21 +26,14 @@ use dataplane::dpdk::{
 use dataplane::esp::{DropReason, InboundSa, OutboundSa, SaRef, Spd, Spi};
 use dataplane::gateway::msg::SaStats;
 use dataplane::gateway::neigh::Refused;
-use dataplane::gateway::queues::{EVENT_QUEUE, IKE_QUEUE, NEIGHBOUR_QUEUE};
 use dataplane::gateway::{
-    control_queues, ControlMsg, FromWorkers, GwDrop, Handoff, Interface, Node, QueueDrops, Role,
-    Spares, Worker, WorkerMsg, WorkerPorts, WorkerStats,
+    control_queues, ControlMsg, FromWorkers, GwDrop, Handoff, Interface, Next, Node, QueueDrops,
+    Role, Spares, Turn, Worker, WorkerMsg, WorkerPorts, WorkerStats,
 };
 
 use crate::config::{CryptoBackendChoice, GatewayConfig, SaPair};
 use crate::control_socket::{Access, ControlSocket, Request};
 use crate::ike_driver::{IkeDriver, SaAction};
-
-/// Unauthenticated IKE datagrams (IKE_SA_INIT, half-open SAs, unknown
-/// SPIs) the control loop takes per turn, after everything else queued:
-/// a flood of them slows only their own kind, never SA events, neighbours,
-/// established IKE SAs' exchanges or the control socket.
-const UNAUTH_IKE_PER_TURN: usize = 16;
 
 /// Everything that went wrong starting or running the gateway.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -333,47 +326,24 @@ impl Control {
         }
     }
 
-    /// Takes what the workers queued: every SA event, learned neighbour
-    /// and datagram of an authenticated IKE SA (as many as the queues
-    /// hold), then at most [`UNAUTH_IKE_PER_TURN`] other IKE datagrams.
-    /// Returns false once the workers are gone.
+    /// One turn over the workers' queues ([`FromWorkers::next_in_turn`]:
+    /// everything queued but the unauthenticated IKE datagrams, then at
+    /// most [`dataplane::gateway::UNAUTH_IKE_PER_TURN`] of those). Returns
+    /// false once the workers are gone.
     fn drain_workers(&mut self) -> bool {
-        for _ in 0..EVENT_QUEUE {
-            match self.from_workers.events.try_recv() {
-                Ok(m) => self.handle_worker_msg(m),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return false,
+        let mut turn = Turn::default();
+        loop {
+            match self.from_workers.next_in_turn(&mut turn) {
+                Next::Msg(m) => self.handle_worker_msg(m),
+                Next::Done => return true,
+                Next::Disconnected => return false,
             }
         }
-        for _ in 0..NEIGHBOUR_QUEUE {
-            let Ok(m) = self.from_workers.neighbours.try_recv() else {
-                break;
-            };
-            self.handle_worker_msg(m);
-        }
-        for _ in 0..IKE_QUEUE {
-            let Ok(m) = self.from_workers.ike.try_recv() else {
-                break;
-            };
-            self.handle_worker_msg(m);
-        }
-        for _ in 0..UNAUTH_IKE_PER_TURN {
-            let Ok(m) = self.from_workers.ike_new.try_recv() else {
-                break;
-            };
-            self.handle_worker_msg(m);
-        }
-        true
     }
 
     /// Waits up to `timeout` for anything from the workers or the socket.
     fn wait(&self, timeout: Duration) {
-        let fw = &self.from_workers;
-        let mut sel = Select::new();
-        sel.recv(&fw.events);
-        sel.recv(&fw.neighbours);
-        sel.recv(&fw.ike);
-        sel.recv(&fw.ike_new);
+        let mut sel = self.from_workers.select();
         sel.recv(&self.requests);
         let _ = sel.ready_timeout(timeout);
     }

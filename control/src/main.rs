@@ -103,7 +103,7 @@ enum Command {
         #[arg(long)]
         duration: Option<f64>,
         /// Only the cases whose name contains this (e.g. `decrypt`,
-        /// `chacha`, `100000SA`).
+        /// `chacha`, `100000SA`, `ike-flood`).
         #[arg(long)]
         filter: Option<String>,
         /// Output directory.
@@ -151,6 +151,13 @@ enum Command {
     #[command(hide = true)]
     BenchReconf {
         /// The run, as JSON.
+        #[arg(long)]
+        request: String,
+    },
+    /// One IKE flood run for `espresso bench` (internal).
+    #[command(hide = true)]
+    BenchIkeFlood {
+        /// The case, as JSON.
         #[arg(long)]
         request: String,
     },
@@ -280,9 +287,17 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 bench::reconf::standard()
             };
+            let mut ike_flood = if strongswan_only {
+                Vec::new()
+            } else if quick {
+                bench::ike_flood::quick()
+            } else {
+                bench::ike_flood::standard()
+            };
             if let Some(f) = &filter {
                 cases.retain(|c| c.name().contains(f.as_str()));
                 reconf.retain(|c| c.name().contains(f.as_str()));
+                ike_flood.retain(|c| c.name().contains(f.as_str()));
             }
             let mut latency = (!no_latency && !strongswan_only).then(|| {
                 if quick {
@@ -295,7 +310,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 l.cases.retain(|c| c.name().contains(f.as_str()));
             }
             let latency = latency.filter(|l| !l.cases.is_empty());
-            if cases.is_empty() && reconf.is_empty() && latency.is_none() && !strongswan_only {
+            if cases.is_empty()
+                && reconf.is_empty()
+                && ike_flood.is_empty()
+                && latency.is_none()
+                && !strongswan_only
+            {
                 return Err("no case matches --filter".into());
             }
             if strongswan_seconds == 0 {
@@ -316,6 +336,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let opts = bench::BenchOptions {
                 cases,
                 reconf,
+                ike_flood,
                 repetitions,
                 warmup_s: warmup.unwrap_or(if quick { 0.2 } else { 0.5 }),
                 duration_s: duration.unwrap_or(if quick { 0.3 } else { 1.0 }),
@@ -329,10 +350,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 latency,
             };
             eprintln!(
-                "espresso bench: {} cases x {} runs, each with its testpmd baseline; {} reconfiguration cases; {} latency cases{}",
+                "espresso bench: {} cases x {} runs, each with its testpmd baseline; {} reconfiguration cases; {} IKE flood cases; {} latency cases{}",
                 opts.cases.len(),
                 opts.repetitions,
                 opts.reconf.len(),
+                opts.ike_flood.len(),
                 opts.latency.as_ref().map_or(0, |l| l.cases.len()),
                 if opts.strongswan.is_some() {
                     "; then Espresso against strongSwan"
@@ -341,7 +363,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 }
             );
             let report = bench::run(&opts).map_err(|e| e.to_string())?;
-            println!("\n{} | {} | {}\n", report.date, report.cpu, report.command);
+            println!(
+                "\n{} | commit {} | {} | {}\n",
+                report.date, report.commit, report.cpu, report.command
+            );
             if !report.cases.is_empty() {
                 print!("{}", bench::report::table(&report.cases));
             }
@@ -353,13 +378,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 println!("\nSA installs and deletes while forwarding:");
                 print!("{}", bench::reconf::table(&report.reconf));
             }
+            if !report.ike_flood.is_empty() {
+                println!(
+                    "\nIKE_SA_INIT flood against the control thread while peers set up, rekey and probe tunnels ({}, commit {}):",
+                    report.date, report.commit
+                );
+                print!("{}", bench::ike_flood::table(&report.ike_flood));
+            }
             if let Some(c) = &report.strongswan {
                 println!();
                 print!("{}", bench::strongswan::table(c));
             }
             println!(
                 "\n{} cases{} in {:.0} s; results: {}/latest.json (and latest.md){}",
-                report.cases.len() + report.reconf.len(),
+                report.cases.len() + report.reconf.len() + report.ike_flood.len(),
                 if report.strongswan.is_some() {
                     " and the strongSwan comparison"
                 } else {
@@ -384,6 +416,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::BenchReconf { request } => {
             let req: control::bench::reconf::ReconfRequest = serde_json::from_str(&request)?;
             let sample = control::bench::reconf::run(&req).map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string(&sample)?);
+            Ok(())
+        }
+        Command::BenchIkeFlood { request } => {
+            let spec: control::bench::ike_flood::IkeFloodSpec = serde_json::from_str(&request)?;
+            let sample = control::bench::ike_flood::run(&spec).map_err(|e| e.to_string())?;
             println!("{}", serde_json::to_string(&sample)?);
             Ok(())
         }

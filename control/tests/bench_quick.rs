@@ -4,7 +4,8 @@
 //! leaves a parsable `latest.json` with nonzero rates, reconfiguration,
 //! latency and zero-loss records, and the plots. No
 //! figure is asserted: the machine is shared and the numbers are only
-//! reported. Needs root and DPDK (dpdk-testpmd), as CI has.
+//! reported. Needs root and DPDK (dpdk-testpmd), as CI has; the IKE
+//! flood's quick cases alone (`--filter ike-flood`) need neither.
 
 use std::process::Command;
 
@@ -67,6 +68,7 @@ fn quick_bench_produces_records_with_rates() {
         stdout.contains("installs and deletes"),
         "the reconf table is printed"
     );
+    check_ike_flood(&report, &stdout);
     // The latency lab: both latency cases through the gateway and testpmd
     // io at every load point (testpmd twice: at the gateway's rates and at
     // the same shares of its own maximum), and a zero-loss search for each.
@@ -113,5 +115,82 @@ fn quick_bench_produces_records_with_rates() {
     // The quick matrix has the frame-size plot's data (one point a line).
     assert!(out_dir.join("throughput_by_frame_size.png").exists());
     assert!(stdout.contains("ratio"), "the table is printed");
+    std::fs::remove_dir_all(&out_dir).expect("clean up");
+}
+
+/// The IKE flood records: both cookie settings, rates and shares present
+/// and sane, delays ordered; no figure is asserted.
+fn check_ike_flood(report: &serde_json::Value, stdout: &str) {
+    let flood = report["ike_flood"].as_array().expect("ike_flood records");
+    assert_eq!(flood.len(), 2, "{report}");
+    let thresholds: Vec<u64> = flood
+        .iter()
+        .filter_map(|r| r["cookie_threshold"].as_u64())
+        .collect();
+    assert!(thresholds.contains(&0) && thresholds.iter().any(|&t| t > 0));
+    for r in flood {
+        assert_eq!(r["kind"], "ike-flood");
+        for key in [
+            "saturation_dps",
+            "offered_dps",
+            "handled_dps",
+            "rss_mb_before",
+            "rss_mb_after",
+        ] {
+            let v = r[key].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v > 0.0, "{key} = {v} in {r}");
+        }
+        let share = r["legit_success_pct"].as_f64().expect("legit_success_pct");
+        assert!((0.0..=100.0).contains(&share), "{r}");
+        for d in ["setup", "rekey", "dpd"] {
+            let d = &r[d];
+            if d["n"].as_u64() > Some(0) {
+                let p = |k: &str| d[k].as_f64().expect(k);
+                assert!(
+                    p("p50_ms") <= p("p99_ms") && p("p99_ms") <= p("max_ms"),
+                    "{r}"
+                );
+            }
+        }
+        assert!(
+            r["run"]["responder"]["engine.cookies_sent"].as_u64() > Some(0),
+            "{r}"
+        );
+    }
+    assert!(
+        stdout.contains("IKE_SA_INIT flood"),
+        "the flood table is printed"
+    );
+    assert!(report["commit"].is_string() && report["date"].is_string());
+}
+
+/// `espresso bench --quick --filter ike-flood`: the flood cases alone, no
+/// root or DPDK needed.
+#[test]
+fn quick_ike_flood_produces_records() {
+    let out_dir =
+        std::env::temp_dir().join(format!("espresso-bench-ike-flood-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_espresso"))
+        .args([
+            "bench",
+            "--quick",
+            "--filter",
+            "ike-flood",
+            "--no-plots",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .expect("run espresso bench --quick --filter ike-flood");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "espresso bench --filter ike-flood failed"
+    );
+    let json = std::fs::read_to_string(out_dir.join("latest.json")).expect("latest.json");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("latest.json parses");
+    assert!(report["cases"].as_array().is_some_and(|c| c.is_empty()));
+    check_ike_flood(&report, &stdout);
     std::fs::remove_dir_all(&out_dir).expect("clean up");
 }

@@ -13,6 +13,11 @@
 //! the figures are medians over the windows ([`report`]), printed as a
 //! table, written to `latest.json` and drawn ([`plot`]).
 //!
+//! After the throughput and reconfiguration cases come the IKE flood
+//! cases ([`ike_flood`]): the control thread's IKE code under a spoofed
+//! IKE_SA_INIT flood while legitimate peers set up, rekey and probe
+//! tunnels.
+//!
 //! Then, unless told not to, the latency lab ([`latency`]): a generator
 //! and sink ([`loadgen`]) in their own process drive the gateway and then
 //! testpmd io over `net_memif` for one-way latency percentiles at 10, 50
@@ -23,6 +28,7 @@
 pub mod aead;
 pub mod case;
 pub mod cpu;
+pub mod ike_flood;
 pub mod latency;
 pub mod latency_plot;
 pub mod loadgen;
@@ -54,6 +60,8 @@ pub struct BenchOptions {
     pub cases: Vec<CaseSpec>,
     /// The reconfiguration cases (run after the others).
     pub reconf: Vec<reconf::ReconfSpec>,
+    /// The IKE flood cases (after the reconfiguration cases).
+    pub ike_flood: Vec<ike_flood::IkeFloodSpec>,
     /// Measured windows per case and per baseline (runs per
     /// reconfiguration case).
     pub repetitions: usize,
@@ -163,6 +171,18 @@ fn run_reconf_child(
     )
 }
 
+fn run_ike_flood_child(
+    espresso: &Path,
+    spec: &ike_flood::IkeFloodSpec,
+) -> Result<ike_flood::IkeFloodSample, Error> {
+    run_json_child(
+        espresso,
+        "bench-ike-flood",
+        serde_json::to_string(spec)?,
+        &spec.name(),
+    )
+}
+
 fn check_sample(what: &str, s: &RunSample) -> Result<(), Error> {
     if s.packets == 0 || s.wall_s <= 0.0 || s.cpu_s <= 0.0 {
         return Err(format!(
@@ -198,7 +218,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
     std::fs::create_dir_all(&opts.out_dir)?;
     let tmp = TempDir(std::env::temp_dir().join(format!("espresso-bench-{}", std::process::id())));
     std::fs::create_dir_all(&tmp.0)?;
-    let total = opts.cases.len() + opts.reconf.len();
+    let total = opts.cases.len() + opts.reconf.len() + opts.ike_flood.len();
     let mut pcaps: HashMap<String, (PathBuf, usize)> = HashMap::new();
     let mut baselines: HashMap<String, Vec<RunSample>> = HashMap::new();
     let mut records = Vec::new();
@@ -319,6 +339,28 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         );
         reconf_records.push(record);
     }
+    let mut ike_flood_records = Vec::new();
+    for (k, spec) in opts.ike_flood.iter().enumerate() {
+        let n = opts.cases.len() + opts.reconf.len() + k;
+        progress(n, &spec.name(), "flooding");
+        let sample = run_ike_flood_child(&opts.espresso, spec)?;
+        let r = ike_flood::IkeFloodRecord::new(spec, sample);
+        let _ = writeln!(
+            err,
+            "{}[{:>3}/{total}] {:<44} flood {:.0}/s offered, {:.0}/s handled (saturation {:.0}/s); {:.1} % of {} peers up, rekey p99 {:.1} ms, DPD p99 {:.1} ms",
+            if tty { "\r" } else { "" },
+            n + 1,
+            spec.name(),
+            r.offered_dps,
+            r.handled_dps,
+            r.saturation_dps,
+            r.legit_success_pct,
+            r.initiators,
+            r.rekey.p99_ms,
+            r.dpd.p99_ms
+        );
+        ike_flood_records.push(r);
+    }
     let mut latency_records = Vec::new();
     let mut zero_loss = Vec::new();
     let mut latency_method = String::new();
@@ -404,6 +446,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
     };
     let report = Report {
         date: utc_now(),
+        commit: git_commit(),
         cpu: cpu_model(),
         command: opts.command.clone(),
         tsc_hz,
@@ -434,6 +477,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         cases: records,
         strongswan: comparison,
         reconf: reconf_records,
+        ike_flood: ike_flood_records,
         latency_method,
         latency: latency_records,
         zero_loss,
@@ -445,6 +489,14 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
     if !report.reconf.is_empty() {
         md.push('\n');
         md.push_str(&reconf::markdown_table(&report.reconf));
+    }
+    if !report.ike_flood.is_empty() {
+        md.push('\n');
+        md.push_str(&format!(
+            "IKE flood, {} (commit {}): `{}`\n\n",
+            report.date, report.commit, report.command
+        ));
+        md.push_str(&ike_flood::markdown_table(&report.ike_flood));
     }
     if let Some(c) = &report.strongswan {
         md.push('\n');
@@ -462,6 +514,20 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         Some(e) => Err(format!("the strongSwan comparison failed: {e}").into()),
         None => Ok(report),
     }
+}
+
+/// The commit checked out in the current directory (`git describe
+/// --always --dirty`), or `unknown`.
+pub fn git_commit() -> String {
+    Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `lscpu`'s model name, or `unknown`.

@@ -173,6 +173,9 @@ impl CaseRecord {
 pub struct Report {
     /// UTC date and time of the run (RFC 3339).
     pub date: String,
+    /// The commit the run was made from (`git describe --always --dirty`).
+    #[serde(default)]
+    pub commit: String,
     /// `lscpu`'s model name.
     pub cpu: String,
     /// The command line.
@@ -197,6 +200,9 @@ pub struct Report {
     /// One record per reconfiguration case.
     #[serde(default)]
     pub reconf: Vec<super::reconf::ReconfRecord>,
+    /// One record per IKE flood case.
+    #[serde(default)]
+    pub ike_flood: Vec<super::ike_flood::IkeFloodRecord>,
     /// How the latency and zero-loss figures were taken (empty if they
     /// were not).
     #[serde(default)]

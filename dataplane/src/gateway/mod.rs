@@ -30,5 +30,8 @@ pub use node::{
     GwDrop, Interface, Node, NodeCounters, PacketPool, Role, ICMP_ERRORS_PER_SECOND,
     ICMP_ERROR_BURST,
 };
-pub use queues::{control_queues, FromWorkers, KnownIkeSpis, QueueDrops, ToControl};
+pub use queues::{
+    control_queues, FromWorkers, KnownIkeSpis, Next, QueueDrops, ToControl, Turn,
+    UNAUTH_IKE_PER_TURN,
+};
 pub use worker::{thread_cpu_time, Worker, WorkerPorts};

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam::channel::{bounded, Receiver, Sender};
+use crossbeam::channel::{bounded, Receiver, Select, Sender, TryRecvError};
 
 use crate::esp::EngineEvent;
 
@@ -36,6 +36,12 @@ pub const NEIGHBOUR_QUEUE: usize = 1024;
 pub const IKE_QUEUE: usize = 1024;
 /// See [`EVENT_QUEUE`].
 pub const IKE_NEW_QUEUE: usize = 1024;
+
+/// Unauthenticated IKE datagrams (IKE_SA_INIT, half-open SAs, unknown
+/// SPIs) the control thread takes per turn, after everything else queued:
+/// a flood of them slows only their own kind, never SA events, neighbours
+/// or established IKE SAs' exchanges.
+pub const UNAUTH_IKE_PER_TURN: usize = 16;
 
 /// Slots probed for one SPI.
 const PROBES: usize = 8;
@@ -196,6 +202,73 @@ pub struct FromWorkers {
     pub ike: Receiver<WorkerMsg>,
     /// See [`ToControl::ike_new`].
     pub ike_new: Receiver<WorkerMsg>,
+}
+
+/// Where a control thread's turn over the queues is (see
+/// [`FromWorkers::next_in_turn`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Turn {
+    /// 0 events, 1 neighbours, 2 authenticated IKE, 3 the rest, 4 done.
+    queue: u8,
+    /// Taken from the current queue.
+    taken: usize,
+}
+
+/// What [`FromWorkers::next_in_turn`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// The next message to handle.
+    Msg(WorkerMsg),
+    /// The turn is over.
+    Done,
+    /// Every worker is gone.
+    Disconnected,
+}
+
+impl FromWorkers {
+    /// A `Select` over the four queues (the caller may add its own and
+    /// wait on all of them).
+    pub fn select(&self) -> Select<'_> {
+        let mut sel = Select::new();
+        sel.recv(&self.events);
+        sel.recv(&self.neighbours);
+        sel.recv(&self.ike);
+        sel.recv(&self.ike_new);
+        sel
+    }
+
+    /// The next message of one turn of the control thread: every SA event,
+    /// learned neighbour and datagram of an authenticated IKE SA (as many
+    /// as the queues hold), then at most [`UNAUTH_IKE_PER_TURN`] other IKE
+    /// datagrams. One message at a time, so that the caller may handle it
+    /// with `self` borrowed only for the call.
+    pub fn next_in_turn(&self, turn: &mut Turn) -> Next {
+        loop {
+            let (rx, limit) = match turn.queue {
+                0 => (&self.events, EVENT_QUEUE),
+                1 => (&self.neighbours, NEIGHBOUR_QUEUE),
+                2 => (&self.ike, IKE_QUEUE),
+                3 => (&self.ike_new, UNAUTH_IKE_PER_TURN),
+                _ => return Next::Done,
+            };
+            if turn.taken < limit {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        turn.taken += 1;
+                        return Next::Msg(m);
+                    }
+                    // The events queue is the one every worker holds
+                    // until it stops.
+                    Err(TryRecvError::Disconnected) if turn.queue == 0 => {
+                        return Next::Disconnected
+                    }
+                    Err(_) => {}
+                }
+            }
+            turn.queue += 1;
+            turn.taken = 0;
+        }
+    }
 }
 
 /// The queues, with the default capacities.
@@ -364,5 +437,49 @@ mod tests {
         };
         assert_eq!(our_ike_spi(&packet), Some(0xabcd));
         assert_eq!(from.ike_new.len(), 8);
+    }
+
+    /// One turn takes every event and established IKE SA's datagram, but
+    /// only [`UNAUTH_IKE_PER_TURN`] of the waiting unauthenticated ones,
+    /// and those last.
+    #[test]
+    fn a_turn_serves_unauthenticated_ike_last_and_bounded() {
+        let known = Arc::new(KnownIkeSpis::new(4));
+        known.replace([0xabcd]);
+        let (to, from) = control_queues(known);
+        let mut drops = QueueDrops::default();
+        let mut punts: Vec<(u16, Vec<u8>)> = (0..100)
+            .map(|i| (1, ike_packet(500, 1000 + i, 0, true)))
+            .collect();
+        punts.push((1, ike_packet(4500, 0x5555, 0xabcd, true)));
+        let spi = Spi::new(0x1234).unwrap();
+        let mut events = vec![EngineEvent::Inbound(spi, SaEvent::SoftLifetime); 3];
+        to.pass_on(0, &mut punts, &mut Vec::new(), &mut events, &mut drops);
+        let mut turn = Turn::default();
+        let mut kinds = Vec::new();
+        loop {
+            match from.next_in_turn(&mut turn) {
+                Next::Msg(WorkerMsg::Event { .. }) => kinds.push('e'),
+                Next::Msg(WorkerMsg::Punt { packet, .. }) => {
+                    kinds.push(if our_ike_spi(&packet) == Some(0xabcd) {
+                        'a'
+                    } else {
+                        'u'
+                    })
+                }
+                Next::Msg(_) => kinds.push('?'),
+                Next::Done => break,
+                Next::Disconnected => panic!("workers are still there"),
+            }
+        }
+        let want: String = "eeea"
+            .chars()
+            .chain(std::iter::repeat_n('u', UNAUTH_IKE_PER_TURN))
+            .collect();
+        assert_eq!(kinds.into_iter().collect::<String>(), want);
+        assert_eq!(from.ike_new.len(), 100 - UNAUTH_IKE_PER_TURN);
+        drop(to);
+        let mut turn = Turn::default();
+        assert!(matches!(from.next_in_turn(&mut turn), Next::Disconnected));
     }
 }
