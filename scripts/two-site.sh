@@ -26,6 +26,13 @@
 #              ping v4/v6, TCP with SHA-256, Child SA rekeys started by
 #              either side under a continuous ping (no loss), tshark
 #              decrypts the WAN (ESP and IKE_AUTH) with Espresso's key log
+#   edge       attacks from the WAN and the LAN on an IKE tunnel while a
+#              ping runs through it: Delete bombs at UDP 500/4500 (memory
+#              stays flat), ARP/NA poisoning and 5,000 random claims (a new
+#              LAN host is still reached), packets that expire or exceed
+#              the LAN MTU after decapsulation (no ICMP in clear on the
+#              WAN), a spoofed IKE_SA_INIT flood from 2,000 addresses
+#              during a rekey; the ping loses nothing
 #   demo       the ike scenario narrated, with bulk transfers (what `make
 #              demo` runs)
 #
@@ -121,7 +128,7 @@ name = "lan"
 device = "net_af_packet0,iface=lan0,framecnt=2048$q"
 role = "lan"
 addresses = ["10.$n.0.1/24", "fd0$n::1/64"]
-mss_clamp = 1300
+$( if [ "$site" = a ] && [ -n "${LAN_MTU_A:-}" ]; then echo "mtu = $LAN_MTU_A"; echo "mss_clamp = $((LAN_MTU_A - 40))"; else echo "mss_clamp = 1300"; fi)
 [[interface]]
 name = "wan"
 device = "net_af_packet1,iface=wan0,qdisc_bypass=0,framecnt=2048$q"
@@ -571,13 +578,13 @@ active_child() { "$BIN" tunnels -c "$DIR/site-$1.toml" | awk '/^  child .* activ
 # Continuous ping through a Child SA rekey started by SITE: no loss.
 rekey_under_ping() {
     local site=$1 before after out
-    before=$(active_child a)
+    before=$(active_child a || true)
     in_ns $NS_HA ping -c 60 -i 0.05 -W 2 10.2.0.20 >"$DIR/ping-rekey.log" 2>&1 &
     local ppid=$!; PIDS+=("$ppid")
     sleep 1
     "$BIN" rekey -c "$DIR/site-$site.toml" site >/dev/null || fail "rekey command on gw$site"
     wait "$ppid" || true
-    after=$(active_child a)
+    after=$(active_child a || true)
     out=$(grep -o '[0-9]* packets transmitted, [0-9]* received, [0-9.]*% packet loss' "$DIR/ping-rekey.log" || true)
     if [ "$before" != "$after" ] && [ -n "$after" ]; then
         ok "gw$site rekeyed the Child SA: gwA's SPIs (in out) $before -> $after"
@@ -655,6 +662,120 @@ scenario_ike() {
     stop_gateways
 }
 
+# rss_kb PID: resident memory of a process.
+rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
+
+# rss_check SITE BEFORE_KB WHAT: memory grew by less than 16 MB.
+rss_check() {
+    local site=$1 before=$2 what=$3 pid after
+    pid=$(eval echo \$GW_${site^^}_PID)
+    after=$(rss_kb "$pid")
+    if [ $((after - before)) -lt 16384 ]; then ok "gw$site memory flat through $what: ${before} -> ${after} kB"
+    else fail "gw$site memory grew through $what: ${before} -> ${after} kB"; fi
+}
+
+scenario_edge() {
+    local ATK=$ROOT/scripts/edge_attack.py
+    say "network and gateways: IKEv2 tunnel, gwA's LAN MTU 1300"
+    setup_network
+    LAN_MTU_A=1300 write_config a ike ""; write_config b ike ""
+    start_gateways
+    wait_ike_up || return 0
+    start_capture
+    in_ns $NS_HA ping -c 450 -i 0.1 -W 2 10.2.0.20 >"$DIR/ping-edge.log" 2>&1 &
+    local ppid=$!; PIDS+=("$ppid")
+    sleep 1
+
+    say "Delete bombs (SPI size 0, 65,535 SPIs x 175 per datagram) at UDP 500 and 4500, spoofing the peer"
+    local ra rb
+    ra=$(rss_kb "$GW_A_PID"); rb=$(rss_kb "$GW_B_PID")
+    for port in 500 4500; do
+        in_ns $NS_GB $PY "$ATK" delete-bomb wan0 02:00:00:00:a0:02 192.0.2.2 192.0.2.1 $port 200 | sed 's/^/    gwA <- /'
+        in_ns $NS_GA $PY "$ATK" delete-bomb wan0 02:00:00:00:b0:02 192.0.2.1 192.0.2.2 $port 200 | sed 's/^/    gwB <- /'
+    done
+    sleep 1
+    rss_check a "$ra" "800 Delete bombs"
+    rss_check b "$rb" "800 Delete bombs"
+
+    say "ARP and NA poisoning from the LAN and from the WAN, then 5,000 random claims"
+    in_ns $NS_HA $PY "$ATK" arp h0 02:00:00:00:a0:01 192.0.2.2,192.0.2.1,10.1.0.1 2500 10.1.0.0/24 | sed 's/^/    LAN -> gwA: /'
+    in_ns $NS_GB $PY "$ATK" arp wan0 02:00:00:00:a0:02 10.1.0.10,10.1.0.12 2500 192.0.2.0/24 | sed 's/^/    WAN -> gwA: /'
+    in_ns $NS_HA $PY "$ATK" na h0 02:00:00:00:a0:01 2001:db8::2 200 | sed 's/^/    LAN -> gwA: /'
+    in_ns $NS_GB $PY "$ATK" na wan0 02:00:00:00:a0:02 fd01::10 200 | sed 's/^/    WAN -> gwA: /'
+    ip -n $NS_HA addr add 10.1.0.12/24 dev h0
+    local out
+    if out=$(in_ns $NS_HA ping -c 3 -i 0.2 -W 2 -I 10.1.0.12 10.2.0.20 2>&1); then
+        ok "a new LAN host (10.1.0.12, claimed from the WAN) reaches hostB: $(echo "$out" | grep -o '[0-9]* received')"
+    else fail "the new LAN host 10.1.0.12 is unreachable after the poisoning"; fi
+    ping_check $NS_HA fd02::20 3
+
+    say "packets that expire at gwA after decapsulation, and DF packets over its LAN MTU"
+    # gwA's errors about them come from its LAN address, which the tunnel's
+    # policy covers: they must reach hostB through the tunnel, never in clear.
+    out=$(in_ns $NS_HB ping -c 3 -i 0.2 -W 1 -t 2 10.1.0.10 2>&1 || true)
+    echo "$out" | grep -q 'From 10.1.0.1 .*Time to live exceeded' \
+        && ok "ping -t 2 from hostB: time exceeded from 10.1.0.1 came back through the tunnel" \
+        || fail "no time exceeded reached hostB: $(echo "$out" | sed -n 2p)"
+    out=$(in_ns $NS_HB ping -6 -c 3 -i 0.2 -W 1 -t 2 fd01::10 2>&1 || true)
+    echo "$out" | grep -qi 'From fd01::1 .*Time exceeded' \
+        && ok "ping -6 -t 2 from hostB: time exceeded from fd01::1 came back through the tunnel" \
+        || fail "no ICMPv6 time exceeded reached hostB: $(echo "$out" | sed -n 2p)"
+    out=$(in_ns $NS_HB ping -c 3 -i 0.3 -W 1 -M do -s 1372 10.1.0.10 2>&1 || true)
+    echo "$out" | grep -q 'mtu = 1300\|mtu=1300' \
+        && ok "1400-byte DF ping from hostB: fragmentation needed (mtu 1300) came back through the tunnel" \
+        || fail "no fragmentation needed reached hostB: $(echo "$out" | sed -n 2,3p | tr '\n' ' ')"
+    out=$(in_ns $NS_HB ping -6 -c 3 -i 0.3 -W 1 -M do -s 1352 fd01::10 2>&1 || true)
+    echo "$out" | grep -q 'mtu = 1300\|mtu=1300' \
+        && ok "1400-byte IPv6 ping from hostB: packet too big (mtu 1300) came back through the tunnel" \
+        || fail "no packet too big reached hostB: $(echo "$out" | sed -n 2,3p | tr '\n' ' ')"
+
+    say "spoofed IKE_SA_INIT flood at gwB from 2,000 addresses while gwA rekeys"
+    local before after
+    before=$(active_child a || true)
+    in_ns $NS_GA $PY "$ATK" ike-flood wan0 02:00:00:00:b0:02 192.0.2.2 2000 198.18.0.0/16 | sed 's/^/    WAN -> gwB: /' &
+    local fpid=$!; PIDS+=("$fpid")
+    sleep 0.5
+    "$BIN" rekey -c "$DIR/site-a.toml" site >/dev/null || fail "rekey command on gwA"
+    wait "$fpid" || true
+    sleep 1
+    after=$(active_child a || true)
+    if [ "$before" != "$after" ] && [ -n "$after" ]; then ok "gwA rekeyed during the flood: SPIs $before -> $after"
+    else fail "rekey during the flood did not complete (before '$before', after '$after')"; fi
+
+    wait "$ppid" || true
+    out=$(grep -o '[0-9]* packets transmitted, [0-9]* received, [0-9.]*% packet loss' "$DIR/ping-edge.log" || true)
+    if echo "$out" | grep -q ' 0% packet loss'; then ok "ping through the tunnel during every attack: $out"
+    else fail "ping through the tunnel lost packets: $out"; fi
+    stop_capture
+
+    say "the WAN capture: gwA sent no ICMP and no host traffic in clear"
+    local clear from_gw="eth.src == 02:00:00:00:a0:02"
+    clear=$(tshark -n -r "$DIR/wan.pcapng" -Y "$from_gw && (icmp || (icmpv6 && icmpv6.type < 128)) && !esp" 2>/dev/null | wc -l)
+    if [ "$clear" = 0 ]; then ok "no ICMP error from gwA in clear on the WAN"
+    else fail "$clear ICMP errors from gwA in clear on the WAN:"; tshark -n -r "$DIR/wan.pcapng" -Y "$from_gw && (icmp || (icmpv6 && icmpv6.type < 128)) && !esp" 2>/dev/null | head -5; fi
+    clear=$(tshark -n -r "$DIR/wan.pcapng" -Y "$from_gw && (ip.src == 10.0.0.0/8 || ipv6.src == fd00::/8) && !esp" 2>/dev/null | wc -l)
+    if [ "$clear" = 0 ]; then ok "no host traffic from gwA in clear on the WAN"; else fail "$clear host packets from gwA in clear on the WAN"; fi
+    clear=$(tshark -n -r "$DIR/wan.pcapng" -Y "$from_gw && eth.dst == 02:66:66:66:66:66" 2>/dev/null | wc -l)
+    if [ "$clear" = 0 ]; then ok "nothing sent to the attacker's MAC"; else fail "$clear frames sent to the attacker's MAC"; fi
+
+    say "what the gateways refused, by reason"
+    local sa sb
+    sa=$(stats a) || fail "espresso stats on gwA did not answer"
+    sb=$(stats b) || fail "espresso stats on gwB did not answer"
+    echo "$sa" | awk '($1 ~ /^(drop|neighbour\.refused)\./ || ($1 ~ /^ike\./ && $1 !~ /(packets|_sent|established|up|child_sas|retransmits|keepalives.*)$/)) && $2 > 0 {print "    gwA | "$1" "$2}'
+    echo "$sb" | awk '($1 ~ /^(drop|neighbour\.refused)\./ || ($1 ~ /^ike\./ && $1 !~ /(packets|established|up|child_sas|retransmits|keepalives.*)$/)) && $2 > 0 {print "    gwB | "$1" "$2}'
+    local n
+    n=$(echo "$sa" | awk '$1 ~ /^ike\..*payload_not_allowed$/ {s += $2} END {print s + 0}')
+    [ "$n" -ge 400 ] && ok "gwA refused $n Delete bombs as payloads not allowed in IKE_SA_INIT" || fail "gwA counted $n refused Delete bombs (want 400)"
+    n=$(echo "$sa" | awk '$1 ~ /^neighbour\.refused\./ {s += $2} END {print s + 0}')
+    [ "$n" -ge 5000 ] && ok "gwA refused $n unsolicited ARP/NA claims" || fail "gwA counted $n refused neighbour claims (want 5,000+)"
+    n=$(echo "$sb" | awk '$1 ~ /^ike\..*(cookies_sent|half_open_refused.*)$/ {s += $2} END {print s + 0}')
+    [ "$n" -ge 1900 ] && ok "gwB answered or refused $n of the 2,000 spoofed IKE_SA_INIT with cookies or limits" || fail "gwB counted only $n cookies/refusals for 2,000 spoofed IKE_SA_INIT"
+    "$BIN" tunnels -c "$DIR/site-a.toml" | grep -q ' up ' && ok "gwA's tunnel is still up" || fail "gwA's tunnel is down"
+    "$BIN" tunnels -c "$DIR/site-b.toml" | grep -q ' up ' && ok "gwB's tunnel is still up" || fail "gwB's tunnel is down"
+    stop_gateways
+}
+
 case "$SCENARIO" in
     ike) scenario_ike ;;
     workers) scenario_workers ;;
@@ -663,6 +784,7 @@ case "$SCENARIO" in
     rekey) scenario_rekey ;;
     hostile) scenario_hostile ;;
     pmtu) scenario_pmtu ;;
+    edge) scenario_edge ;;
     demo) VERBOSE=1 BULK_MB4=100 BULK_MB6=20 scenario_ike ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac

@@ -58,3 +58,14 @@ fn two_workers_never_reuse_a_sequence_number() {
 fn ike_tunnel() {
     scenario("ike");
 }
+
+/// Attacks from the edge on an IKE tunnel with a ping running through it:
+/// Delete bombs at UDP 500/4500 (memory stays flat), ARP/NA poisoning from
+/// the LAN and the WAN plus 5,000 random claims (a new LAN host is still
+/// reached), packets that expire or exceed the LAN MTU after decapsulation
+/// (no ICMP in clear on the WAN), a spoofed IKE_SA_INIT flood from 2,000
+/// addresses during a rekey. The ping loses nothing.
+#[test]
+fn edge_attacks() {
+    scenario("edge");
+}
