@@ -22,7 +22,7 @@ use crate::wire::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPa
 
 use super::counters::{DropReason, SaCounters};
 use super::ecn::decap_tos;
-use super::outbound::{flow_key, ESP_HEADER_LEN};
+use super::outbound::{packet_key, ESP_HEADER_LEN};
 use super::replay::ReplayWindow;
 use super::sa::{LifetimeState, Mode, SaConfig, SaConfigError, SaEvent, SaHint, Spi};
 use super::spi_map::{SpareTable, SpiMap};
@@ -214,6 +214,9 @@ struct V4Selector {
     proto: Option<u8>,
     sport: (u16, u16),
     dport: (u16, u16),
+    /// Both port ranges are ANY: the only kind of selector a packet that
+    /// does not show its ports may match.
+    any_ports: bool,
 }
 
 impl V4Selector {
@@ -237,6 +240,7 @@ impl V4Selector {
             proto: sel.protocol,
             sport: (*sel.src_ports.start(), *sel.src_ports.end()),
             dport: (*sel.dst_ports.start(), *sel.dst_ports.end()),
+            any_ports: super::spd::any_ports(sel),
         })
     }
 
@@ -251,23 +255,29 @@ impl V4Selector {
 }
 
 /// RFC 4301 §5.2 step 4 for a decrypted IPv4 packet without options, from
-/// fixed offsets; `None` when the packet is not of that shape.
+/// fixed offsets; `None` when the packet is not of that shape. A packet of
+/// a protocol with ports that does not show them (a non-initial fragment,
+/// or one too short) matches only selectors with ANY ports (§7.1): its
+/// zeros are not its ports, and matching them would let a peer slip
+/// fragments of any port through an SA negotiated for some.
 #[inline]
 fn v4_selectors_match(sels: &[V4Selector], p: &[u8]) -> Option<bool> {
     let h = Ipv4Fixed::parse(p)?;
     let (src, dst, proto) = (h.src_u32(), h.dst_u32(), h.protocol().0);
-    let (sport, dport) =
-        if h.is_first_fragment() && super::spd::FlowKey::proto_has_ports(proto) && p.len() >= 24 {
-            (
-                u16::from_be_bytes([p[20], p[21]]),
-                u16::from_be_bytes([p[22], p[23]]),
-            )
-        } else {
-            (0, 0)
-        };
+    let has_ports = super::spd::FlowKey::proto_has_ports(proto);
+    let shown = h.is_first_fragment() && p.len() >= 24;
+    let (sport, dport) = if has_ports && shown {
+        (
+            u16::from_be_bytes([p[20], p[21]]),
+            u16::from_be_bytes([p[22], p[23]]),
+        )
+    } else {
+        (0, 0)
+    };
+    let opaque = has_ports && !shown;
     Some(
         sels.iter()
-            .any(|s| s.matches(src, dst, proto, sport, dport)),
+            .any(|s| (!opaque || s.any_ports) && s.matches(src, dst, proto, sport, dport)),
     )
 }
 
@@ -752,7 +762,7 @@ fn decapsulate_sa<B: PacketBuf>(
     // selectors.
     let allowed = match v4_selectors_match(&sa.v4_selectors, pkt.data()) {
         Some(ok) => ok,
-        None => sa.config.selectors_match(&flow_key(pkt.data())?),
+        None => sa.config.selectors_match_packet(&packet_key(pkt.data())?),
     };
     if !allowed {
         return Err(DropReason::SelectorMismatch);

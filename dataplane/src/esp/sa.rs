@@ -674,6 +674,14 @@ impl SaConfig {
     pub fn selectors_match(&self, key: &super::spd::FlowKey) -> bool {
         self.traffic_selectors.iter().any(|s| s.matches(key))
     }
+
+    /// [`SaConfig::selectors_match`] for a packet whose ports may be
+    /// unknown: then only selectors with ANY ports match (RFC 4301 §7.1).
+    pub fn selectors_match_packet(&self, key: &super::outbound::PacketKey) -> bool {
+        self.traffic_selectors
+            .iter()
+            .any(|s| (!key.opaque || super::spd::any_ports(s)) && s.matches(&key.key))
+    }
 }
 
 #[cfg(test)]

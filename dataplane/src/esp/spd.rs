@@ -435,7 +435,7 @@ pub enum OpaqueMatch<'a> {
 }
 
 /// Whether both port ranges of `s` are ANY.
-fn any_ports(s: &Selector) -> bool {
+pub(crate) fn any_ports(s: &Selector) -> bool {
     s.src_ports == (0..=u16::MAX) && s.dst_ports == (0..=u16::MAX)
 }
 

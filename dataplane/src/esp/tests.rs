@@ -144,6 +144,15 @@ const GCM_V4: Case = Case {
 
 /// An outbound SA at A and the matching inbound SA at B.
 pub(crate) fn sa_pair(c: Case, in_backend: Backend) -> (OutboundSa, InboundSa) {
+    sa_pair_selecting(c, in_backend, |_| {})
+}
+
+/// [`sa_pair`] with the inbound SA's selector changed by `narrow`.
+fn sa_pair_selecting(
+    c: Case,
+    in_backend: Backend,
+    narrow: impl FnOnce(&mut Selector),
+) -> (OutboundSa, InboundSa) {
     let t = topo(c.inner_v4, c.outer_v4);
     let (local, remote) = match c.mode {
         Mode::Tunnel => (t.gw_a, t.gw_b),
@@ -169,7 +178,9 @@ pub(crate) fn sa_pair(c: Case, in_backend: Backend) -> (OutboundSa, InboundSa) {
     );
     in_cfg.esn = c.esn;
     in_cfg.udp_encap = out_cfg.udp_encap;
-    in_cfg.traffic_selectors = vec![Selector::new(prefix_of(t.host_a), prefix_of(t.host_b))];
+    let mut sel = Selector::new(prefix_of(t.host_a), prefix_of(t.host_b));
+    narrow(&mut sel);
+    in_cfg.traffic_selectors = vec![sel];
     let keys = keys_for(c.alg, 7);
     let out = OutboundSa::new(out_cfg, new_transform(c.backend, c.alg, &keys).unwrap()).unwrap();
     let inb = InboundSa::new(in_cfg, new_transform(in_backend, c.alg, &keys).unwrap()).unwrap();
@@ -380,6 +391,69 @@ fn inner_packet_outside_the_selectors_is_dropped() {
         table.decapsulate(&mut p, &mut |_, _| {}),
         Err(DropReason::SelectorMismatch)
     );
+}
+
+/// A non-initial fragment carries no ports, so it may match only selectors
+/// with ANY ports (RFC 4301 §7.1): a peer holding an SA negotiated for UDP
+/// ports 0-1023 must not slip fragments of other ports through it as if
+/// their zeros were ports. IPv4 takes
+/// the fixed-offset path, IPv6 (Fragment header) the general one.
+#[test]
+fn fragments_match_only_selectors_with_any_ports() {
+    fn later_fragment(first: &[u8]) -> Vec<u8> {
+        let mut p = first.to_vec();
+        if p[0] >> 4 == 4 {
+            p[6] = 0; // offset 1480 / 8 = 185, no DF, no MF
+            p[7] = 185;
+            p[10] = 0;
+            p[11] = 0;
+            let c = checksum::data(&p[..20]);
+            p[10..12].copy_from_slice(&(!c).to_be_bytes());
+        } else {
+            // A Fragment header (RFC 8200 §4.5) at offset 1480 before the
+            // UDP bytes, which now read as the middle of the datagram.
+            let mut frag = vec![17u8, 0, 0, 0, 0, 0, 0x12, 0x34];
+            frag[2..4].copy_from_slice(&(185u16 << 3).to_be_bytes());
+            p[6] = 44;
+            p.splice(40..40, frag);
+            let len = (p.len() - 40) as u16;
+            p[4..6].copy_from_slice(&len.to_be_bytes());
+        }
+        p
+    }
+    for inner_v4 in [true, false] {
+        let c = Case { inner_v4, ..GCM_V4 };
+        let t = topo(c.inner_v4, c.outer_v4);
+        let first = udp_packet(t.host_a, t.host_b, 1000, 53, 64, 3);
+        let decap = |narrow: bool, pkt: &[u8]| {
+            let (mut out, inb) = sa_pair_selecting(c, Backend::AwsLc, |s| {
+                if narrow {
+                    s.protocol = Some(17);
+                    s.dst_ports = 0..=1023;
+                }
+            });
+            let mut table = InboundSaTable::new();
+            table.insert(inb);
+            let mut p = HeapBuf::from_slice(pkt);
+            out.encapsulate(&mut p, &mut no_events()).unwrap();
+            table.decapsulate(&mut p, &mut |_, _| {}).map(|_| ())
+        };
+        assert_eq!(
+            decap(true, &first),
+            Ok(()),
+            "inner IPv4 {inner_v4}: first fragment, port 53"
+        );
+        assert_eq!(
+            decap(true, &later_fragment(&first)),
+            Err(DropReason::SelectorMismatch),
+            "inner IPv4 {inner_v4}: a later fragment under a ports 0-1023 selector"
+        );
+        assert_eq!(
+            decap(false, &later_fragment(&first)),
+            Ok(()),
+            "inner IPv4 {inner_v4}: ANY ports"
+        );
+    }
 }
 
 #[test]
