@@ -1186,6 +1186,14 @@ impl IkeDriver {
                     }
                 }
                 let t = &mut self.tunnels[ti];
+                // A successor deleted before its predecessor (a rekey the
+                // initiator refused, RFC 7296 §2.9): the predecessor is in
+                // service again, and lifetime-driven rekeys must find it.
+                if !c.rekeyed && successor.is_none() {
+                    if let Some(back) = t.children.values_mut().max_by_key(|n| n.since) {
+                        back.rekeyed = false;
+                    }
+                }
                 if c.rekeyed && successor.is_some() {
                     t.retiring.push((wall + REKEYED_GRACE, id.0));
                 } else if let Ok(spi) = Spi::new(id.0) {
@@ -1659,6 +1667,44 @@ remote = "{peer}"
     /// build: the tunnel comes up with forced UDP encapsulation, each side
     /// installs the SA the other sends on, a rekey moves both to new SAs,
     /// and the key logs name the same SPIs with mode 0600.
+    /// A rekey whose new Child SA is deleted before the old one (the
+    /// initiator refused the response's selectors, RFC 7296 §2.9) leaves
+    /// the old Child SA in service: a data-plane lifetime event on it still
+    /// starts a rekey.
+    #[test]
+    fn a_refused_rekey_puts_the_old_child_sa_back_in_service() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikedrv-back-{}", std::process::id()));
+        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
+        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
+        a.start();
+        exchange(&mut a, &mut b);
+        let old = b.tunnels[0].children.values().next().unwrap().keys.clone();
+        let mut new = old.clone();
+        new.id = ChildSaId(old.id.0 ^ 0x5a5a);
+        new.inbound_spi ^= 0x5a5a;
+        new.outbound_spi ^= 0x5a5a;
+        b.on_event(
+            0,
+            IkeEvent::ChildSaRekeyed {
+                old: old.id,
+                new: new.clone(),
+            },
+        );
+        assert!(b.tunnels[0].children[&old.id.0].rekeyed);
+        b.on_event(
+            0,
+            IkeEvent::ChildSaDeleted {
+                ike: new.ike,
+                id: new.id,
+                outbound_spi: new.outbound_spi,
+            },
+        );
+        assert!(!b.tunnels[0].children[&old.id.0].rekeyed);
+        let spi = Spi::new(old.inbound_spi).unwrap();
+        assert!(b.handle_sa_event(EngineEvent::Inbound(spi, SaEvent::SoftLifetime)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn two_drivers_negotiate_install_and_rekey() {
         use std::os::unix::fs::PermissionsExt;
