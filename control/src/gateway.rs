@@ -365,8 +365,9 @@ impl Control {
                     self.started,
                 );
                 s.push_str(&format!(
-                    "control.ike_unauth_waiting {}\n",
-                    self.from_workers.ike_new.len()
+                    "control.ike_unauth_waiting {}\ncontrol.ike_half_open_waiting {}\n",
+                    self.from_workers.ike_new.len(),
+                    self.from_workers.ike_half_open.len()
                 ));
                 s.push_str(&self.socket.stats().lines());
                 s.push_str(&self.ike.stats_lines());
@@ -590,7 +591,7 @@ pub fn run(
     }
 
     let ike = IkeDriver::new(&config)?;
-    let (to_control, from_workers) = control_queues(ike.known_spis());
+    let (to_control, from_workers) = control_queues(ike.spi_tables());
     let handoffs: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>> = (0..workers)
         .map(|_| Arc::new(ArrayQueue::new(2048)))
         .collect();

@@ -12,7 +12,7 @@ pub mod message;
 pub mod negotiate;
 pub mod sa;
 
-pub use admission::HalfOpenBudget;
+pub use admission::{HalfOpenBudget, HalfOpenSpis};
 pub use config::{Config, EspProposal, IkeProposal, StartAction, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint, IkeError};

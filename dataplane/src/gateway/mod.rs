@@ -28,7 +28,7 @@ pub use msg::{
 pub use neigh::NeighbourTable;
 pub use node::{GwDrop, Interface, Node, NodeCounters, PacketPool, Role};
 pub use queues::{
-    control_queues, FromWorkers, KnownIkeSpis, Next, QueueDrops, ToControl, Turn,
-    UNAUTH_IKE_PER_TURN,
+    control_queues, FromWorkers, IkeSpiTables, KnownIkeSpis, Next, QueueDrops, ToControl, Turn,
+    HALF_OPEN_IKE_PER_TURN, UNAUTH_IKE_PER_TURN,
 };
 pub use worker::{thread_cpu_time, Worker, WorkerPorts};
