@@ -47,6 +47,25 @@ pub struct RunOptions {
     pub idle_sleep: Duration,
 }
 
+/// Capacity of each worker's control queue.
+const CONTROL_QUEUE: usize = 4096;
+
+/// Queues an IKE datagram for worker `tx` to send, never blocking the
+/// control thread: under an IKE_SA_INIT flood most of these are cookie
+/// replies to spoofed sources, and a control thread waiting for a busy
+/// worker would stop serving SA installs and events. The last quarter of
+/// the queue is kept for SA and policy messages, which are sent with a
+/// blocking `send` and so never lost. False: the datagram was dropped (the
+/// IKE engine retransmits its requests, RFC 7296 §2.1; the peer
+/// retransmits for the responses).
+fn queue_transmit(tx: &Sender<ControlMsg>, packet: Vec<u8>) -> bool {
+    let reserve = tx.capacity().map_or(0, |c| c / 4);
+    if tx.len() + reserve >= tx.capacity().unwrap_or(usize::MAX) {
+        return false;
+    }
+    tx.try_send(ControlMsg::Transmit(packet)).is_ok()
+}
+
 /// Which worker owns tunnel `t`'s SAs (one writer per SA).
 fn owner_of(tunnel: usize, workers: usize) -> u16 {
     (tunnel % workers) as u16
@@ -98,6 +117,9 @@ struct Control {
     tunnel_names: Vec<String>,
     punted: u64,
     events: u64,
+    /// IKE datagrams dropped because worker 0's control queue was
+    /// (nearly) full (`drop.control.transmit_full`).
+    transmit_full: u64,
     started: Instant,
     /// IKEv2 for the tunnels that have `[tunnel.ike]`.
     ike: IkeDriver,
@@ -286,7 +308,15 @@ impl Control {
         let workers = self.to_workers.len();
         for a in self.ike.take_actions() {
             match a {
-                SaAction::Transmit(p) => self.send(0, ControlMsg::Transmit(p)),
+                SaAction::Transmit(p) => {
+                    if !self
+                        .to_workers
+                        .first()
+                        .is_some_and(|tx| queue_transmit(tx, p))
+                    {
+                        self.transmit_full += 1;
+                    }
+                }
                 SaAction::Reresolve(ip) => self.broadcast(|| ControlMsg::Reresolve { ip }),
                 SaAction::InstallInbound { tunnel, sa } => {
                     let owner = owner_of(tunnel, workers);
@@ -367,8 +397,10 @@ impl Control {
                     self.started,
                 );
                 s.push_str(&format!(
-                    "control.ike_unauth_waiting {}\n",
-                    self.from_workers.ike_new.len()
+                    "control.ike_unauth_waiting {}\ncontrol.ike_half_open_waiting {}\ndrop.control.transmit_full {}\n",
+                    self.from_workers.ike_new.len(),
+                    self.from_workers.ike_half_open.len(),
+                    self.transmit_full
                 ));
                 s.push_str(&self.socket.stats().lines());
                 s.push_str(&self.ike.stats_lines());
@@ -599,7 +631,7 @@ pub fn run(
     }
 
     let ike = IkeDriver::new(&config)?;
-    let (to_control, from_workers) = control_queues(ike.known_spis());
+    let (to_control, from_workers) = control_queues(ike.spi_tables());
     let handoffs: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>> = (0..workers)
         .map(|_| Arc::new(ArrayQueue::new(2048)))
         .collect();
@@ -611,7 +643,7 @@ pub fn run(
     // NIC gives it to.
     let solicits = Arc::new(dataplane::gateway::SolicitLog::new());
     for w in 0..workers {
-        let (tx, rx) = bounded::<ControlMsg>(4096);
+        let (tx, rx) = bounded::<ControlMsg>(CONTROL_QUEUE);
         to_workers.push(tx);
         let mut node: Node<Mbuf> = Node::new(w as u16, ifaces.clone(), config.route_table());
         node.set_icmp_rate_limit(
@@ -684,6 +716,7 @@ pub fn run(
         installed: Installed::default(),
         punted: 0,
         events: 0,
+        transmit_full: 0,
         started: Instant::now(),
     };
     let spd = control.spd()?;
@@ -745,4 +778,33 @@ pub fn query(socket: &Path, command: &str) -> Result<String, Error> {
     let mut out = String::new();
     std::io::Read::read_to_string(&mut s, &mut out)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flood of IKE replies meets a worker that takes nothing: the
+    /// control thread is never blocked, the surplus is refused (and
+    /// counted by the caller), and SA messages still find room.
+    #[test]
+    fn transmits_never_block_and_leave_room_for_installs() {
+        let (tx, rx) = bounded::<ControlMsg>(CONTROL_QUEUE);
+        let sent = (0..3 * CONTROL_QUEUE)
+            .filter(|_| queue_transmit(&tx, vec![0x45; 60]))
+            .count();
+        assert_eq!(sent, CONTROL_QUEUE - CONTROL_QUEUE / 4);
+        assert_eq!(rx.len(), sent);
+        let spi = Spi::new(0x1000).unwrap();
+        for _ in 0..CONTROL_QUEUE / 4 {
+            tx.try_send(ControlMsg::RemoveInbound(spi))
+                .expect("SA messages have their quarter");
+        }
+        assert!(!queue_transmit(&tx, vec![0x45; 60]));
+        // Once the worker catches up, replies flow again.
+        for _ in 0..CONTROL_QUEUE / 2 {
+            rx.try_recv().unwrap();
+        }
+        assert!(queue_transmit(&tx, vec![0x45; 60]));
+    }
 }

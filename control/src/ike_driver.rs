@@ -9,7 +9,8 @@
 //!   by our SPI when they name an IKE SA, an IKE_SA_INIT request by its
 //!   addresses (see [`IkeDriver::handle_punt`]);
 //! - shares one half-open SA budget between the tunnels' engines and
-//!   tells the workers which IKE SPIs are authenticated ([`KnownIkeSpis`]);
+//!   tells the workers which IKE SPIs are authenticated and which are
+//!   half-open ([`IkeSpiTables`]);
 //! - turns the engine's datagrams into IP/UDP packets for the workers to
 //!   route and send;
 //! - drives the engine's timers from a monotonic clock;
@@ -35,7 +36,7 @@ use dataplane::esp::{
     Action, Direction, EngineEvent, InboundSa, IpPrefix, OutboundSa, SaConfig, SaEvent, Selector,
     Spi, TunnelEndpoints, UdpEncap,
 };
-use dataplane::gateway::KnownIkeSpis;
+use dataplane::gateway::{IkeSpiTables, KnownIkeSpis};
 use dataplane::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr};
 use zeroize::Zeroizing;
 
@@ -45,8 +46,8 @@ use crate::ike::message::{
     classify_port_4500, ExchangeType, Header, Identification, Port4500, TrafficSelector,
 };
 use crate::ike::{
-    self, ChildSaId, ChildSaKeys, DownReason, Endpoint, HalfOpenBudget, IkeEvent, IkeSaId,
-    IkeSaSecrets, RngSource, StartAction, Timestamp,
+    self, ChildSaId, ChildSaKeys, DownReason, Endpoint, HalfOpenBudget, HalfOpenSpis, IkeEvent,
+    IkeSaId, IkeSaSecrets, RngSource, StartAction, Timestamp,
 };
 
 /// Everything that can go wrong building the driver.
@@ -217,8 +218,22 @@ pub struct IkeDriver {
     budget: HalfOpenBudget,
     /// Our authenticated IKE SPIs, for the workers.
     known: Arc<KnownIkeSpis>,
+    /// Our responder SPIs of half-open IKE SAs, for the workers: kept by
+    /// `budget` as half-open SAs come and go.
+    half_open: Arc<KnownIkeSpis>,
     known_dirty: bool,
     known_refreshed: Instant,
+}
+
+/// The workers' table of half-open SPIs is written by the budget, on the
+/// control thread only.
+impl HalfOpenSpis for KnownIkeSpis {
+    fn opened(&self, spi: u64) -> bool {
+        self.insert(spi)
+    }
+    fn closed(&self, spi: u64) {
+        self.remove(spi)
+    }
 }
 
 fn ike_id(id: &IkeId) -> Identification {
@@ -738,7 +753,10 @@ impl IkeDriver {
     pub fn new(config: &GatewayConfig) -> Result<Self, Error> {
         let now = Instant::now();
         let mut tunnels = Vec::new();
-        let budget = HalfOpenBudget::new();
+        // The budget holds at most `ike_half_open_max` SAs, so their SPIs
+        // fit (the table has twice the room).
+        let half_open = Arc::new(KnownIkeSpis::new(config.control.ike_half_open_max));
+        let budget = HalfOpenBudget::with_spis(half_open.clone());
         for (index, t) in config.tunnels.iter().enumerate() {
             let Some(ic) = &t.ike else { continue };
             let engine = engine_config_in(config, t)?;
@@ -776,6 +794,7 @@ impl IkeDriver {
             // Room for an IKE SA, its rekeyed successor and one being
             // deleted per tunnel.
             known: Arc::new(KnownIkeSpis::new(tunnels_len_hint(config) * 3)),
+            half_open,
             known_dirty: false,
             known_refreshed: now,
         })
@@ -784,6 +803,15 @@ impl IkeDriver {
     /// The table of authenticated IKE SPIs the workers read.
     pub fn known_spis(&self) -> Arc<KnownIkeSpis> {
         self.known.clone()
+    }
+
+    /// The tables of authenticated and half-open IKE SPIs the workers
+    /// classify IKE datagrams by.
+    pub fn spi_tables(&self) -> IkeSpiTables {
+        IkeSpiTables {
+            known: self.known.clone(),
+            half_open: self.half_open.clone(),
+        }
     }
 
     fn refresh_known_spis(&mut self) {
@@ -1499,6 +1527,7 @@ impl IkeDriver {
             ("init_no_tunnel", st.init_no_tunnel),
             ("sa_install_errors", st.sa_install_errors),
             ("known_spis_missed", st.known_spis_missed),
+            ("half_open_spis_missed", self.budget.spis_missed()),
             ("half_open", self.budget.total() as u64),
         ] {
             let _ = writeln!(s, "ike.{k} {v}");
@@ -1844,6 +1873,61 @@ remote = "{peer}"
         assert_eq!(two.tunnels[0].endpoint.half_open(), 0);
         // Their half-open SAs come from one budget.
         assert!(two.stats_lines().contains("ike.half_open 1\n"));
+    }
+
+    /// The responder publishes its SPI of a half-open IKE SA while it is
+    /// half-open: the initiator's IKE_AUTH then goes to the workers'
+    /// half-open queue, not the one a spoofed IKE_SA_INIT flood fills;
+    /// once the SA is up the SPI moves to the authenticated table.
+    #[test]
+    fn half_open_spis_are_published_until_authenticated() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikedrv-ho-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
+        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
+        let tables = b.spi_tables();
+        let (to, from) = dataplane::gateway::control_queues(tables.clone());
+        a.start();
+        let transmits = |d: &mut IkeDriver| -> Vec<Vec<u8>> {
+            d.take_actions()
+                .into_iter()
+                .filter_map(|x| match x {
+                    SaAction::Transmit(p) => Some(p),
+                    _ => None,
+                })
+                .collect()
+        };
+        for p in transmits(&mut a) {
+            b.handle_punt(&p);
+        }
+        let reply = transmits(&mut b).pop().unwrap();
+        let (_, _, ike) = parse_udp(&reply).unwrap();
+        let spi_r = Header::decode(ike).unwrap().0.spi_r;
+        assert!(tables.half_open.contains(spi_r) && !tables.known.contains(spi_r));
+        a.handle_punt(&reply);
+        let mut auth: Vec<(u16, Vec<u8>)> = transmits(&mut a).into_iter().map(|p| (1, p)).collect();
+        assert_eq!(auth.len(), 1);
+        let mut drops = dataplane::gateway::QueueDrops::default();
+        let new_full = to.pass_on(
+            0,
+            &mut auth.clone(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+            &mut drops,
+        );
+        assert_eq!(
+            (new_full, from.ike_half_open.len(), from.ike_new.len()),
+            (0, 1, 0)
+        );
+        for (_, p) in auth.drain(..) {
+            b.handle_punt(&p);
+        }
+        exchange(&mut b, &mut a);
+        assert_eq!(b.tunnels[0].state, LinkState::Up);
+        assert!(!tables.half_open.contains(spi_r) && tables.known.contains(spi_r));
+        assert_eq!(b.budget.total(), 0);
+        assert!(b.stats_lines().contains("ike.half_open_spis_missed 0\n"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// After the tunnel is up, the workers' table knows both sides' IKE

@@ -249,7 +249,7 @@ pub(crate) fn start(req: &CaseRequest, control_queue: usize) -> Result<Running, 
     };
     let (to_worker, control_rx) = bounded::<ControlMsg>(control_queue);
     let (to_control, queues) =
-        dataplane::gateway::control_queues(Arc::new(dataplane::gateway::KnownIkeSpis::new(0)));
+        dataplane::gateway::control_queues(dataplane::gateway::IkeSpiTables::empty());
     let from_worker = queues.events.clone();
     let handoff = Arc::new(ArrayQueue::new(2048));
     let worker = Worker::new(

@@ -10,13 +10,16 @@
 //!   served on its own thread by the gateway's control-loop step: wait on
 //!   the workers' queues ([`FromWorkers::select`]), take one turn over
 //!   them ([`FromWorkers::next_in_turn`]: everything else first, then at
-//!   most [`UNAUTH_IKE_PER_TURN`](dataplane::gateway::UNAUTH_IKE_PER_TURN) unauthenticated IKE datagrams), then
-//!   `tick`, exactly as `gateway::run` does;
+//!   most [`HALF_OPEN_IKE_PER_TURN`](dataplane::gateway::HALF_OPEN_IKE_PER_TURN)
+//!   datagrams of half-open IKE SAs, then at most
+//!   [`UNAUTH_IKE_PER_TURN`](dataplane::gateway::UNAUTH_IKE_PER_TURN)
+//!   unauthenticated IKE datagrams), then `tick`, exactly as
+//!   `gateway::run` does;
 //! - the datagrams reach it through the real bounded worker→control queues
 //!   ([`dataplane::gateway::queues`]) put in by [`ToControl::pass_on`], the
 //!   function a worker calls after each poll, so the split between
-//!   authenticated and unauthenticated IKE is the workers' own
-//!   ([`KnownIkeSpis`]);
+//!   authenticated, half-open and unauthenticated IKE is the workers' own
+//!   (the driver's [`IkeSpiTables`]);
 //! - a flood thread (worker 1) makes well-formed IKE_SA_INIT requests (a
 //!   real initiator's message with a fresh SPI each) from `flood_sources`
 //!   spoofed addresses to 192.0.2.2 — the costliest target: each one
@@ -52,6 +55,22 @@
 //! the end, with the peak; it includes the peers and the generator, which
 //! hold nothing per flood datagram.
 //!
+//! What limits the legitimate share: a peer's IKE_AUTH names the
+//! responder SPI of its half-open SA, which the workers know
+//! ([`IkeSpiTables`]) and which a spoofer never sees, so it has a queue of
+//! its own that the flood cannot fill. Its IKE_SA_INITs (the first, and
+//! the retry carrying the COOKIE) cannot be told from the flood's before
+//! the control thread checks the cookie: at `flood_factor` 2 about half of
+//! them (the flood's share over saturation) are refused by the full
+//! unauthenticated queue. A peer needs both through; one that loses six in
+//! a row gives up for 15.5 s plus 5 s before it starts again, so a few of
+//! 50 peers miss a 24 s window and the slowest setups take 20 s or more,
+//! mostly with the default threshold, whose probe also finds a higher
+//! saturation rate and so a heavier flood. The way past that is to let the
+//! workers verify cookies (the secret shared with them) and queue
+//! IKE_SA_INITs with a valid one apart: a forged cookie costs nothing to
+//! make, so a class for "carries a COOKIE" alone would just be flooded.
+//!
 //! Not modelled: the workers themselves (the datagrams are put on the
 //! queues as a worker would after parsing them), and sending the
 //! responder's answers: those to spoofed sources (cookies, IKE_SA_INIT
@@ -70,7 +89,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{unbounded, Receiver, Sender};
 use dataplane::gateway::queues::IKE_NEW_QUEUE;
 use dataplane::gateway::{
-    control_queues, thread_cpu_time, FromWorkers, KnownIkeSpis, Next, QueueDrops, ToControl, Turn,
+    control_queues, thread_cpu_time, FromWorkers, IkeSpiTables, Next, QueueDrops, ToControl, Turn,
     WorkerMsg,
 };
 use serde::{Deserialize, Serialize};
@@ -240,11 +259,15 @@ pub struct IkeFloodSample {
     /// Legitimate IKE_SA_INIT requests (first or with a cookie) a full
     /// unauthenticated queue refused.
     pub legit_queue_full: u64,
-    /// Legitimate IKE_AUTH requests it refused.
+    /// Legitimate IKE_AUTH requests it refused (those naming a half-open
+    /// SA the workers' table knows go to their own queue instead).
     #[serde(default)]
     pub legit_queue_full_auth: u64,
     /// Legitimate datagrams dropped on the other queues.
     pub legit_queue_drops: u64,
+    /// Of those, dropped on the half-open IKE SAs' queue.
+    #[serde(default)]
+    pub legit_half_open_full: u64,
     /// The peers' retransmissions.
     pub legit_retransmits: u64,
     /// Times a peer gave up (no answer after its last retransmission;
@@ -405,6 +428,8 @@ struct Shared {
     legit_full_auth: AtomicU64,
     /// Peers' datagrams refused by the other queues.
     legit_drops: AtomicU64,
+    /// Of those, by the half-open IKE SAs' queue.
+    legit_half_open_full: AtomicU64,
     /// Flood datagrams the control thread handled.
     handled: AtomicU64,
     /// Its thread's CPU time (µs), updated each turn.
@@ -561,9 +586,12 @@ fn worker(
         shared.offered.fetch_add(n, Ordering::Relaxed);
     }
     shared.legit_drops.fetch_add(
-        drops.events + drops.neighbours + drops.ike,
+        drops.events + drops.neighbours + drops.ike + drops.ike_half_open,
         Ordering::Relaxed,
     );
+    shared
+        .legit_half_open_full
+        .fetch_add(drops.ike_half_open, Ordering::Relaxed);
 }
 
 /// What a peer has done so far.
@@ -749,8 +777,8 @@ pub fn run(spec: &IkeFloodSpec) -> Result<IkeFloodSample, Error> {
         .map(|i| IkeDriver::new(&peer_config(i)?))
         .collect::<Result<Vec<_>, Error>>()?;
     let template = init_template()?;
-    let known: Arc<KnownIkeSpis> = driver.known_spis();
-    let (to_control, from_workers) = control_queues(known);
+    let tables: IkeSpiTables = driver.spi_tables();
+    let (to_control, from_workers) = control_queues(tables);
     let (wire_tx, wire_rx) = unbounded();
     let shared = Arc::new(Shared::default());
     let responder_thread = {
@@ -842,6 +870,7 @@ pub fn run(spec: &IkeFloodSpec) -> Result<IkeFloodSample, Error> {
         legit_queue_full_auth: shared.legit_full_auth.load(Ordering::Relaxed),
         legit_gave_up: res.gave_up,
         legit_queue_drops: shared.legit_drops.load(Ordering::Relaxed),
+        legit_half_open_full: shared.legit_half_open_full.load(Ordering::Relaxed),
         legit_retransmits: res.retransmits,
         replies_to_spoofed: shared.replies_to_spoofed.load(Ordering::Relaxed),
         responder: counters(&driver.stats_lines()),

@@ -39,12 +39,28 @@ fn source_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Where the responder SPIs of half-open SAs are published while they are
+/// half-open, so that the data plane can tell an initiator's IKE_AUTH
+/// (which names that SPI, RFC 7296 §3.1) from a spoofed flood (which never
+/// saw it). At most `half_open_max` SPIs are in it at once.
+pub trait HalfOpenSpis: Send + Sync + std::fmt::Debug {
+    /// `spi` became half-open. False if it did not fit (its datagrams are
+    /// then treated like any unauthenticated ones).
+    fn opened(&self, spi: u64) -> bool;
+    /// `spi` is no longer half-open.
+    fn closed(&self, spi: u64);
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
     /// Half-open SAs whose initiator returned a valid cookie, by source.
     /// Entries go at zero, so it never holds more than `total` keys.
     proven: HashMap<IpAddr, u32>,
+    /// Where half-open SPIs are published, if anywhere.
+    spis: Option<Arc<dyn HalfOpenSpis>>,
+    /// SPIs [`HalfOpenSpis::opened`] refused.
+    spis_missed: u64,
 }
 
 /// Half-open SA counts shared by the engines of every tunnel (all on the
@@ -67,11 +83,39 @@ pub enum Refusal {
 pub struct Ticket {
     /// The source, when it was counted against the per-source limit.
     proven: Option<IpAddr>,
+    /// The half-open SA's responder SPI, once [`HalfOpenBudget::bind`]
+    /// published it.
+    spi: Option<u64>,
 }
 
 impl HalfOpenBudget {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A budget that publishes its half-open SAs' SPIs to `spis`.
+    pub fn with_spis(spis: Arc<dyn HalfOpenSpis>) -> Self {
+        let b = Self::default();
+        b.counts().spis = Some(spis);
+        b
+    }
+
+    /// Ties `t` to the half-open SA with our SPI `spi` and publishes it
+    /// until the ticket is released.
+    pub fn bind(&self, t: &mut Ticket, spi: u64) {
+        let mut c = self.counts();
+        if let Some(s) = &c.spis {
+            if s.opened(spi) {
+                t.spi = Some(spi);
+            } else {
+                c.spis_missed += 1;
+            }
+        }
+    }
+
+    /// Half-open SPIs that could not be published.
+    pub fn spis_missed(&self) -> u64 {
+        self.counts().spis_missed
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -123,13 +167,16 @@ impl HalfOpenBudget {
             None
         };
         c.total += 1;
-        Ok(Ticket { proven })
+        Ok(Ticket { proven, spi: None })
     }
 
     /// Gives a place back (the SA was established or removed).
     pub fn release(&self, t: Ticket) {
         let mut c = self.counts();
         c.total = c.total.saturating_sub(1);
+        if let (Some(spi), Some(s)) = (t.spi, &c.spis) {
+            s.closed(spi);
+        }
         if let Some(key) = t.proven {
             if let Some(n) = c.proven.get_mut(&key) {
                 *n = n.saturating_sub(1);

@@ -1153,7 +1153,10 @@ impl Endpoint {
         };
         let spi_r = self.random_u64();
         let mut sa = IkeSa::new(spi_r, false, local, remote, State::HalfOpen, now);
-        sa.half_open = ticket.take();
+        sa.half_open = ticket.take().map(|mut t| {
+            self.budget.bind(&mut t, spi_r);
+            t
+        });
         self.half_open += 1;
         sa.init_key = Some((hdr.spi_i, remote));
         sa.spi_i = hdr.spi_i;

@@ -13,7 +13,7 @@ pub mod negotiate;
 pub mod sa;
 pub mod sim;
 
-pub use admission::HalfOpenBudget;
+pub use admission::{HalfOpenBudget, HalfOpenSpis};
 pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint, IkeError};

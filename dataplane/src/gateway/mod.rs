@@ -31,7 +31,7 @@ pub use node::{
     ICMP_ERROR_BURST,
 };
 pub use queues::{
-    control_queues, FromWorkers, KnownIkeSpis, Next, QueueDrops, ToControl, Turn,
-    UNAUTH_IKE_PER_TURN,
+    control_queues, FromWorkers, IkeSpiTables, KnownIkeSpis, Next, QueueDrops, ToControl, Turn,
+    HALF_OPEN_IKE_PER_TURN, UNAUTH_IKE_PER_TURN,
 };
 pub use worker::{thread_cpu_time, Worker, WorkerPorts};
