@@ -13,7 +13,7 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
 	libstrongswan-standard-plugins libstrongswan-extra-plugins \
 	fonts-dejavu-core
 
-.PHONY: all deps build test fuzz lint bench demo clean
+.PHONY: all deps build test fuzz fuzz-long lint bench demo clean
 
 all: build
 
@@ -39,6 +39,12 @@ test: deps
 # through RUSTC_BOOTSTRAP; see the script).
 fuzz: deps
 	./scripts/fuzz.sh 60
+
+# Every fuzz target for FUZZ_SECONDS each (default an hour), e.g.
+# `make fuzz-long FUZZ_SECONDS=600`; FUZZ_TARGETS picks some.
+FUZZ_SECONDS ?= 3600
+fuzz-long: deps
+	FUZZ_PER_TARGET=$(FUZZ_SECONDS) ./scripts/fuzz.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

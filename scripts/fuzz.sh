@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh [SECONDS_TOTAL]
 #
 # Environment: FUZZ_TARGETS (space-separated, default: every target),
+# FUZZ_PER_TARGET (seconds each target runs, instead of a share of the total),
 # FUZZ_SANITIZER (address, the default, or none).
 #
 # cargo-fuzz passes nightly-only flags (-Zsanitizer, -Cpasses=sancov-...);
@@ -38,6 +39,8 @@ echo "== build took $((SECONDS - start)) s"
 
 per=$((total / ${#targets[@]}))
 [ "$per" -ge 1 ] || per=1
+# FUZZ_PER_TARGET (seconds) overrides the share: `make fuzz-long`.
+if [ -n "${FUZZ_PER_TARGET:-}" ]; then per=$FUZZ_PER_TARGET; fi
 logs=fuzz/target/fuzz-logs
 mkdir -p "$logs"
 failed=()
