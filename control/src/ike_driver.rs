@@ -223,6 +223,31 @@ pub struct IkeDriver {
     half_open: Arc<KnownIkeSpis>,
     known_dirty: bool,
     known_refreshed: Instant,
+    /// Half-open SAs that time out are mostly spoofed IKE_SA_INITs: their
+    /// warnings are rate-limited.
+    half_open_log: LogBudget,
+}
+
+/// At most one log line per interval for events an unauthenticated sender
+/// can cause at will; the lines left out are counted into the next one.
+#[derive(Debug, Default)]
+struct LogBudget {
+    next: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    /// `Some(lines left out since the last one)` when a line may be logged.
+    fn take(&mut self, now: Instant) -> Option<u64> {
+        if self.next.is_some_and(|n| now < n) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.next = Some(now + Self::INTERVAL);
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 /// The workers' table of half-open SPIs is written by the budget, on the
@@ -797,6 +822,7 @@ impl IkeDriver {
             half_open,
             known_dirty: false,
             known_refreshed: now,
+            half_open_log: LogBudget::default(),
         })
     }
 
@@ -1127,7 +1153,11 @@ impl IkeDriver {
             }
             IkeEvent::IkeSaDown { ike, reason } => {
                 let t = &mut self.tunnels[ti];
-                tracing::warn!(tunnel = %t.tunnel.name, spi = %format!("{:016x}", ike.0), ?reason, "IKE: IKE SA down");
+                if reason != DownReason::HalfOpenTimeout {
+                    tracing::warn!(tunnel = %t.tunnel.name, spi = %format!("{:016x}", ike.0), ?reason, "IKE: IKE SA down");
+                } else if let Some(left_out) = self.half_open_log.take(wall) {
+                    tracing::warn!(tunnel = %t.tunnel.name, spi = %format!("{:016x}", ike.0), left_out, "IKE: half-open IKE SA timed out (lines left out since the last)");
+                }
                 let current = t.ike.as_ref().is_none_or(|i| i.id == ike);
                 if current {
                     t.ike = None;
@@ -1696,6 +1726,21 @@ remote = "{peer}"
     /// build: the tunnel comes up with forced UDP encapsulation, each side
     /// installs the SA the other sends on, a rekey moves both to new SAs,
     /// and the key logs name the same SPIs with mode 0600.
+    /// Warnings a spoofer can cause come at most once a second, and the
+    /// next one says how many were left out.
+    #[test]
+    fn half_open_warnings_are_rate_limited() {
+        let mut b = LogBudget::default();
+        let t0 = Instant::now();
+        assert_eq!(b.take(t0), Some(0));
+        for ms in [1, 10, 500, 999] {
+            assert_eq!(b.take(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(b.take(t0 + Duration::from_millis(1000)), Some(4));
+        assert_eq!(b.take(t0 + Duration::from_millis(1500)), None);
+        assert_eq!(b.take(t0 + Duration::from_secs(60)), Some(1));
+    }
+
     /// A rekey whose new Child SA is deleted before the old one (the
     /// initiator refused the response's selectors, RFC 7296 §2.9) leaves
     /// the old Child SA in service: a data-plane lifetime event on it still
