@@ -1124,7 +1124,10 @@ impl Endpoint {
                     let e = IkeError::from(c);
                     match e {
                         IkeError::InvalidKe(_) => self.stats.invalid_ke_sent += 1,
-                        _ => self.stats.no_proposal_chosen += 1,
+                        _ => {
+                            self.stats.no_proposal_chosen += 1;
+                            self.log_refused(remote, now, "IKE SA", sa_p);
+                        }
                     }
                     if let Some((ty, d)) = e.notify() {
                         let r =
@@ -1529,7 +1532,7 @@ impl Endpoint {
 
     /// A warning naming what the peer offered when nothing was acceptable,
     /// at most one per [`REFUSAL_LOG_INTERVAL_MS`].
-    fn log_refused(&mut self, sa: &IkeSa, now: Timestamp, what: &str, offer: &SaPayload) {
+    fn log_refused(&mut self, peer: SocketAddr, now: Timestamp, what: &str, offer: &SaPayload) {
         if self
             .refusal_logged_at
             .is_some_and(|t| now < t.plus(REFUSAL_LOG_INTERVAL_MS))
@@ -1538,7 +1541,7 @@ impl Endpoint {
         }
         self.refusal_logged_at = Some(now);
         tracing::warn!(
-            peer = %sa.remote,
+            %peer,
             offered = %negotiate::describe_offer(offer),
             "IKE: no acceptable {what} proposal (NO_PROPOSAL_CHOSEN)"
         );
@@ -1731,7 +1734,7 @@ impl Endpoint {
                 match c {
                     Choice::NoProposalChosen => {
                         self.stats.child_no_proposal_chosen += 1;
-                        self.log_refused(sa, now, "Child SA", offer);
+                        self.log_refused(sa.remote, now, "Child SA", offer);
                     }
                     Choice::InvalidKe(_) => self.stats.invalid_ke_sent += 1,
                 }
@@ -1869,7 +1872,7 @@ impl Endpoint {
                 match c {
                     Choice::NoProposalChosen => {
                         self.stats.no_proposal_chosen += 1;
-                        self.log_refused(sa, now, "IKE SA rekey", offer);
+                        self.log_refused(sa.remote, now, "IKE SA rekey", offer);
                     }
                     Choice::InvalidKe(_) => self.stats.invalid_ke_sent += 1,
                 }

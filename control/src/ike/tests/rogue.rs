@@ -456,3 +456,44 @@ fn ike_child_no_proposal_chosen_in_ike_auth_is_counted() {
         }
     )));
 }
+
+/// A refused IKE_SA_INIT proposal leaves one log line naming what the peer
+/// offered (IANA transform IDs), so an operator can tell a misconfigured
+/// peer from noise; a burst of refusals leaves one line a second.
+#[test]
+fn ike_refused_ike_proposal_is_logged_with_the_offer() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Captured::default();
+    let sink = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let a = config(true, &[IKE[0]], &["aes128gcm16"]);
+        let b = config(false, &[IKE[1]], &["aes128gcm16"]);
+        let mut p = Pair::new(281, a, b);
+        p.a.initiate(p.now);
+        p.run_for(1_000);
+        assert!(p.b.stats().no_proposal_chosen >= 1);
+    });
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("no acceptable IKE SA proposal"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains("#1 IKE ENCR="), "{}", lines[0]);
+}
