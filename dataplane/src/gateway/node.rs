@@ -315,7 +315,8 @@ pub struct NodeCounters {
     /// Neighbours resolved afresh on the control thread's request (a peer
     /// stopped answering).
     pub neighbour_flushes: u64,
-    /// ICMP echo replies sent.
+    /// ICMP echo replies built; like [`Self::icmp_errors`], those the SPD
+    /// then refuses count under [`GwDrop::LocalPolicy`] too.
     pub echo_replies: u64,
     /// ICMP errors built (time exceeded, fragmentation needed, too big);
     /// those the SPD then refuses count under [`GwDrop::LocalPolicy`] too.
