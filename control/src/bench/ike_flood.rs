@@ -94,6 +94,7 @@ use dataplane::gateway::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::report::{md_table, text_table};
 use crate::config::GatewayConfig;
 use crate::ike::{Endpoint, Timestamp};
 use crate::ike_driver::{build_udp, engine_config, IkeDriver, SaAction, SystemRng};
@@ -951,72 +952,75 @@ fn ms3(d: &Delays) -> String {
     format!("{:.1}/{:.1}/{:.1}", d.p50_ms, d.p99_ms, d.max_ms)
 }
 
+/// Column heads of the plain-text table.
+const TEXT_HEAD: [&str; 14] = [
+    "case",
+    "cookie",
+    "sat dg/s",
+    "offered",
+    "handled",
+    "ctl %",
+    "up %",
+    "rekey %",
+    "setup ms p50/p99/max",
+    "rekey ms p50/p99/max",
+    "DPD ms p50/p99/max",
+    "RSS MB",
+    "after",
+    "peak",
+];
+
+/// Column heads of the Markdown table.
+const MD_HEAD: [&str; 14] = [
+    "case",
+    "cookie threshold",
+    "saturation (datagrams/s)",
+    "flood offered (datagrams/s)",
+    "flood handled (datagrams/s)",
+    "control thread on CPU (%)",
+    "legitimate setups up (%)",
+    "rekeys done (%)",
+    "setup ms p50/p99/max",
+    "rekey ms p50/p99/max",
+    "DPD round trip ms p50/p99/max",
+    "RSS MB before",
+    "RSS MB after",
+    "RSS MB peak",
+];
+
+/// One row per record, the cells of both tables.
+fn rows(records: &[IkeFloodRecord]) -> Vec<[String; 14]> {
+    records
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.cookie_threshold.to_string(),
+                format!("{:.0}", r.saturation_dps),
+                format!("{:.0}", r.offered_dps),
+                format!("{:.0}", r.handled_dps),
+                format!("{:.0}", r.run.control_cpu_share * 100.0),
+                format!("{:.1}", r.legit_success_pct),
+                format!("{:.1}", r.rekey_success_pct),
+                ms3(&r.setup),
+                ms3(&r.rekey),
+                ms3(&r.dpd),
+                format!("{:.1}", r.rss_mb_before),
+                format!("{:.1}", r.rss_mb_after),
+                format!("{:.1}", r.rss_mb_peak),
+            ]
+        })
+        .collect()
+}
+
 /// The flood table (plain text).
 pub fn table(records: &[IkeFloodRecord]) -> String {
-    let mut s = format!(
-        "{:<30} {:>6} | {:>9} {:>9} {:>9} {:>5} | {:>6} {:>6} | {:>20} {:>20} {:>20} | {:>7} {:>7} {:>7}\n",
-        "case",
-        "cookie",
-        "sat dg/s",
-        "offered",
-        "handled",
-        "ctl%",
-        "up %",
-        "rekey%",
-        "setup ms p50/p99/max",
-        "rekey ms p50/p99/max",
-        "DPD ms p50/p99/max",
-        "RSS MB",
-        "after",
-        "peak"
-    );
-    for r in records {
-        s.push_str(&format!(
-            "{:<30} {:>6} | {:>9.0} {:>9.0} {:>9.0} {:>5.0} | {:>6.1} {:>6.1} | {:>20} {:>20} {:>20} | {:>7.1} {:>7.1} {:>7.1}\n",
-            r.name,
-            r.cookie_threshold,
-            r.saturation_dps,
-            r.offered_dps,
-            r.handled_dps,
-            r.run.control_cpu_share * 100.0,
-            r.legit_success_pct,
-            r.rekey_success_pct,
-            ms3(&r.setup),
-            ms3(&r.rekey),
-            ms3(&r.dpd),
-            r.rss_mb_before,
-            r.rss_mb_after,
-            r.rss_mb_peak
-        ));
-    }
-    s
+    text_table(&TEXT_HEAD, &rows(records))
 }
 
 /// The same in Markdown.
 pub fn markdown_table(records: &[IkeFloodRecord]) -> String {
-    let mut s = String::from(
-        "| case | cookie threshold | saturation (datagrams/s) | flood offered (datagrams/s) | flood handled (datagrams/s) | control thread on CPU | legitimate setups up | rekeys done | setup ms p50/p99/max | rekey ms p50/p99/max | DPD round trip ms p50/p99/max | RSS MB before | RSS MB after | RSS MB peak |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for r in records {
-        s.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} % | {:.1} % | {:.1} % | {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
-            r.name,
-            r.cookie_threshold,
-            r.saturation_dps,
-            r.offered_dps,
-            r.handled_dps,
-            r.run.control_cpu_share * 100.0,
-            r.legit_success_pct,
-            r.rekey_success_pct,
-            ms3(&r.setup),
-            ms3(&r.rekey),
-            ms3(&r.dpd),
-            r.rss_mb_before,
-            r.rss_mb_after,
-            r.rss_mb_peak
-        ));
-    }
-    s
+    md_table(&MD_HEAD, &rows(records))
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ use super::case::{CaseRequest, RunSample, EAL_MEMORY_MB, MBUF_CACHE, WORKING_MBU
 use super::cpu::{threads, ThreadClock};
 use super::loadgen::{LoadgenRequest, Trial, TrialResult};
 use super::report::CaseRecord;
+use super::report::{md_table, text_table};
 use super::spec::{BenchAlgorithm, CaseSpec, Direction, FrameSize};
 use super::testpmd::{wait_for, EmptyDirGuard, Reaper};
 
@@ -1318,33 +1319,6 @@ const ZL_HEAD: [&str; 10] = [
     "min on-CPU dut/gen",
 ];
 
-/// Columns padded to their widest cell, numbers right-aligned.
-fn text_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
-    let mut width = head.map(|h| h.chars().count());
-    for r in rows {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| -> String {
-        let mut l = String::new();
-        for (k, (c, w)) in cells.iter().zip(width).enumerate() {
-            let numeric = c.starts_with(|ch: char| ch.is_ascii_digit()) && k > 2;
-            if numeric {
-                l.push_str(&format!("{c:>w$}  "));
-            } else {
-                l.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        l.trim_end().to_string() + "\n"
-    };
-    let mut s = line(head.to_vec());
-    for r in rows {
-        s.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    s
-}
-
 /// The latency and zero-loss tables as text (empty without records).
 pub fn table(lat: &[LatencyRecord], zl: &[ZeroLossRecord]) -> String {
     let mut s = String::new();
@@ -1355,16 +1329,6 @@ pub fn table(lat: &[LatencyRecord], zl: &[ZeroLossRecord]) -> String {
     if !zl.is_empty() {
         s.push_str("\nZero-loss rate (binary search) next to the maximum through the same path (memif pairs, or net_af_packet on veth pairs through the kernel) and the loop-replay rate:\n");
         s.push_str(&text_table(&ZL_HEAD, &zl_rows(zl)));
-    }
-    s
-}
-
-fn md_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
-    let mut s = format!("| {} |\n|", head.join(" | "));
-    s.push_str(&"---|".repeat(N));
-    s.push('\n');
-    for r in rows {
-        s.push_str(&format!("| {} |\n", r.join(" | ")));
     }
     s
 }

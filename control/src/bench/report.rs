@@ -283,6 +283,45 @@ pub fn markdown_table(cases: &[CaseRecord]) -> String {
     s
 }
 
+/// A plain-text table: columns padded to their widest cell, numbers
+/// right-aligned after the first three columns (which are labels).
+pub(crate) fn text_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut width = head.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut l = String::new();
+        for (k, (c, w)) in cells.iter().zip(width).enumerate() {
+            let numeric = c.starts_with(|ch: char| ch.is_ascii_digit()) && k > 2;
+            if numeric {
+                l.push_str(&format!("{c:>w$}  "));
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut s = line(head.to_vec());
+    for r in rows {
+        s.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    s
+}
+
+/// The same as a Markdown table.
+pub(crate) fn md_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut s = format!("| {} |\n|", head.join(" | "));
+    s.push_str(&"---|".repeat(N));
+    s.push('\n');
+    for r in rows {
+        s.push_str(&format!("| {} |\n", r.join(" | ")));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -533,12 +533,7 @@ impl NeighbourTable {
                     };
                 }
                 // Silent at its address: resolve it afresh.
-                self.set_state(i, State::Incomplete, now_ms);
-                self.generation += 1;
-                let e = &mut self.slots[i as usize].n;
-                e.mac = [0; 6];
-                e.requests = 1;
-                e.requested_ms = now_ms;
+                self.restart(i, now_ms);
                 Resolve::Wait { solicit: true }
             }
             State::Incomplete => {
@@ -671,13 +666,19 @@ impl NeighbourTable {
         if self.slots[i as usize].n.state == State::Static {
             return false;
         }
+        self.restart(i, now_ms);
+        true
+    }
+
+    /// Entry `i` loses its address and becomes INCOMPLETE, with the
+    /// request the caller sends now counted.
+    fn restart(&mut self, i: u32, now_ms: u64) {
         self.set_state(i, State::Incomplete, now_ms);
         self.generation += 1;
         let e = &mut self.slots[i as usize].n;
         e.mac = [0; 6];
         e.requests = 1;
         e.requested_ms = now_ms;
-        true
     }
 
     /// Changes whenever an entry gains, loses or changes its address, or

@@ -73,6 +73,9 @@ pub const PREFETCH_MIN_SAS: usize = 256;
 const PENDING_MAX: usize = 256;
 /// How long a packet waits for its neighbour.
 const PENDING_TIMEOUT_MS: u64 = 3000;
+/// Neighbours confirmed per poll that are passed on to the other workers
+/// at most (the list is allocated once; the rest resolve on their own).
+const LEARNED_MAX: usize = 64;
 /// ICMP errors a worker sends per second by default (see
 /// [`Node::set_icmp_rate_limit`]).
 pub const ICMP_ERRORS_PER_SECOND: u32 = 100;
@@ -120,9 +123,6 @@ impl IcmpLimit {
         }
     }
 }
-/// Neighbours confirmed per poll that are passed on to the other workers
-/// at most (the list is allocated once; the rest resolve on their own).
-const LEARNED_MAX: usize = 64;
 
 /// What an interface faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,7 +315,8 @@ pub struct NodeCounters {
     /// Neighbours resolved afresh on the control thread's request (a peer
     /// stopped answering).
     pub neighbour_flushes: u64,
-    /// ICMP echo replies sent.
+    /// ICMP echo replies built; like [`Self::icmp_errors`], those the SPD
+    /// then refuses count under [`GwDrop::LocalPolicy`] too.
     pub echo_replies: u64,
     /// ICMP errors built (time exceeded, fragmentation needed, too big);
     /// those the SPD then refuses count under [`GwDrop::LocalPolicy`] too.

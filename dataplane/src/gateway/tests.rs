@@ -239,6 +239,23 @@ fn eth(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> HeapBuf {
     HeapBuf::from_slice(&f)
 }
 
+/// An ICMP echo request from `src` to `dst`.
+fn echo4(src: &str, dst: &str) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    icmp.extend_from_slice(b"echo data that must not leak");
+    let c = !checksum::data(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut p = udp4(src, dst, 0, 0, &[], 64, false);
+    p.truncate(20);
+    p[9] = 1;
+    p[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    p[10..12].fill(0);
+    let c = !checksum::data(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&icmp);
+    p
+}
+
 fn udp4(
     src: &str,
     dst: &str,
@@ -371,17 +388,7 @@ fn arp_and_echo_for_the_gateway_and_pending_until_resolved() {
     assert!(a.learned.is_empty());
 
     // Echo request to the gateway.
-    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1, 1, 2, 3, 4];
-    let c = !checksum::data(&icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut p = udp4("10.1.0.10", "10.1.0.1", 0, 0, &[], 64, false);
-    p.truncate(20);
-    p[9] = 1;
-    p[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
-    p[10..12].fill(0);
-    let c = !checksum::data(&p);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&icmp);
+    let p = echo4("10.1.0.10", "10.1.0.1");
     a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &p), &mut HeapPool);
     let out = take_tx(&mut a, 0);
     assert_eq!(out.len(), 1);

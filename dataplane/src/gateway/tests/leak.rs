@@ -164,22 +164,6 @@ fn an_error_whose_sa_is_elsewhere_is_handed_to_its_worker() {
     );
 }
 
-fn echo4(src: &str, dst: &str) -> Vec<u8> {
-    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
-    icmp.extend_from_slice(b"echo data that must not leak");
-    let c = !checksum::data(&icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut p = udp4(src, dst, 0, 0, &[], 64, false);
-    p.truncate(20);
-    p[9] = 1;
-    p[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
-    p[10..12].fill(0);
-    let c = !checksum::data(&p);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&icmp);
-    p
-}
-
 /// Echo replies out of the WAN go through the SPD too: with no policy
 /// for them they are dropped; a BYPASS policy lets them out in clear; a
 /// reply into a protected network leaves as ESP.
