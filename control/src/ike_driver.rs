@@ -153,8 +153,9 @@ pub struct DriverStats {
     /// address and port where no single listening tunnel takes them.
     pub init_no_tunnel: u64,
     pub sa_install_errors: u64,
-    /// Authenticated IKE SPIs that did not fit the workers' table (their
-    /// datagrams wait with the unauthenticated ones).
+    /// Authenticated IKE SPIs that did not fit the workers' table at its
+    /// last rebuild (their datagrams wait with the unauthenticated ones).
+    /// A gauge: every rebuild offers every SPI again.
     pub known_spis_missed: u64,
 }
 
@@ -846,7 +847,7 @@ impl IkeDriver {
             .iter()
             .flat_map(|t| t.endpoint.authenticated_spis())
             .collect();
-        self.stats.known_spis_missed += self.known.replace(spis) as u64;
+        self.stats.known_spis_missed = self.known.replace(spis) as u64;
         self.known_dirty = false;
         self.known_refreshed = Instant::now();
     }
