@@ -297,7 +297,7 @@ impl Control {
                 ControlMsg::Spares(Box::new(Spares::build(inbound, owners))),
             ),
             // Freed here, off the data path.
-            WorkerMsg::Stopped(_) | WorkerMsg::Retired(_) => {}
+            WorkerMsg::Retired(_) => {}
         }
     }
 

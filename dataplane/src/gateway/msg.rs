@@ -264,8 +264,6 @@ pub enum WorkerMsg {
         /// The event.
         event: EngineEvent,
     },
-    /// The worker stopped; its final statistics.
-    Stopped(Box<WorkerStats>),
     /// Something the worker replaced and no longer uses, for the control
     /// thread to free: freeing it on the worker would stall forwarding.
     Retired(Retired),

@@ -149,7 +149,8 @@ impl Worker {
     }
 
     /// Polls until told to stop (or the control thread goes away); returns
-    /// the final statistics, which it also sends as `WorkerMsg::Stopped`.
+    /// the final statistics (to the thread that joins it: a message on the
+    /// events queue could block a stopping worker behind a full queue).
     pub fn run(mut self) -> WorkerStats {
         let tsc0 = rdtsc();
         let per_ms = self.tsc_per_us * 1000;
@@ -286,10 +287,6 @@ impl Worker {
         }
         let mut stats = self.stats();
         stats.freed_at_stop = freed;
-        let _ = self
-            .to_control
-            .events
-            .send(WorkerMsg::Stopped(Box::new(stats.clone())));
         stats
     }
 
