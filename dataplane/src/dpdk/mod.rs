@@ -2,7 +2,7 @@
 //!
 //! This module (with `crypto::ipsec_mb`) is the only place in the data plane
 //! that calls into `dpdk-sys`. Every `unsafe` block says why it is sound.
-//! Ownership follows capsule's lessons (see ../shared/STYLE.md): an [`Mbuf`]
+//! Ownership follows capsule's (capsule-rs) lessons: an [`Mbuf`]
 //! has one owner, is not `Clone`, frees itself on drop, and is handed to the
 //! NIC by [`TxQueue::tx_burst`], which leaves unsent mbufs with the caller.
 
