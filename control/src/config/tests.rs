@@ -1003,6 +1003,11 @@ fn control_socket_group_and_ike_limits() {
         "control.ike_half_open_max",
         "at least 1",
     );
+    assert_invalid(
+        &control("ike_half_open_max = 100000000"),
+        "control.ike_half_open_max",
+        "is over 65536",
+    );
 }
 
 #[test]

@@ -279,6 +279,15 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
             "half-open limits must be at least 1 (or no IKE peer could ever connect)",
         ));
     }
+    // The workers' table of half-open SPIs and the engines' state are sized
+    // from it: a few KB per half-open SA, so this is a few hundred MB.
+    const HALF_OPEN_MAX_LIMIT: usize = 65_536;
+    if ike_half_open_max > HALF_OPEN_MAX_LIMIT {
+        return Err(cx.err(
+            "control.ike_half_open_max",
+            format!("{ike_half_open_max} is over {HALF_OPEN_MAX_LIMIT} (each half-open IKE SA holds a few KB, and the workers' SPI table is sized from this)"),
+        ));
+    }
     let ike_cookie_secret_lifetime = match raw.ike_cookie_secret_lifetime {
         None => Duration::from_millis(crate::ike::Config::DEFAULT_COOKIE_SECRET_LIFETIME_MS),
         Some(s) => {
