@@ -251,14 +251,17 @@ impl LogBudget {
     }
 }
 
-/// The workers' table of half-open SPIs is written by the budget, on the
+/// The workers' table of half-open SPIs, written by the budget on the
 /// control thread only.
-impl HalfOpenSpis for KnownIkeSpis {
+#[derive(Debug)]
+struct WorkersHalfOpen(Arc<KnownIkeSpis>);
+
+impl HalfOpenSpis for WorkersHalfOpen {
     fn opened(&self, spi: u64) -> bool {
-        self.insert(spi)
+        self.0.insert(spi)
     }
     fn closed(&self, spi: u64) {
-        self.remove(spi)
+        self.0.remove(spi)
     }
 }
 
@@ -782,7 +785,7 @@ impl IkeDriver {
         // The budget holds at most `ike_half_open_max` SAs, so their SPIs
         // fit (the table has twice the room).
         let half_open = Arc::new(KnownIkeSpis::new(config.control.ike_half_open_max));
-        let budget = HalfOpenBudget::with_spis(half_open.clone());
+        let budget = HalfOpenBudget::with_spis(Arc::new(WorkersHalfOpen(half_open.clone())));
         for (index, t) in config.tunnels.iter().enumerate() {
             let Some(ic) = &t.ike else { continue };
             let engine = engine_config_in(config, t)?;

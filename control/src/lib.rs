@@ -9,5 +9,5 @@ pub mod control_socket;
 pub mod eal_args;
 pub mod forward;
 pub mod gateway;
-pub mod ike;
+pub use ike;
 pub mod ike_driver;

@@ -9,7 +9,7 @@
 
 #![no_main]
 
-use control::ike::message::{decode_chain, encode_chain, Message, PayloadType, MAX_MESSAGE_LEN};
+use ike::message::{decode_chain, encode_chain, Message, PayloadType, MAX_MESSAGE_LEN};
 use espresso_fuzz::alloc::{peak, Counting};
 use libfuzzer_sys::fuzz_target;
 

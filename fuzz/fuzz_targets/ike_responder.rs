@@ -1,4 +1,4 @@
-//! An IKE responder `Endpoint` (control::ike::sim: seeded RNG, fixed
+//! An IKE responder `Endpoint` (ike::sim: seeded RNG, fixed
 //! configuration) fed arbitrary datagrams at a fixed clock.
 //!
 //! Format: records of one control byte, a two-byte big-endian length and
@@ -8,7 +8,7 @@
 //! of four source addresses it came from (0: the configured peer); bit 3,
 //! first advance the clock by (bits 4-7) seconds and run the timers. The
 //! seeds (fuzz/seeds/ike_responder) are the initiator's real IKE_SA_INIT,
-//! IKE_AUTH and INFORMATIONAL of `control::ike::sim::initiator_datagrams`,
+//! IKE_AUTH and INFORMATIONAL of `ike::sim::initiator_datagrams`,
 //! which this responder accepts byte for byte.
 //!
 //! Oracles: no panic; per datagram at most two datagrams queued in answer,
@@ -19,9 +19,9 @@
 
 use std::net::SocketAddr;
 
-use control::ike::message::{classify_port_4500, Port4500};
-use control::ike::sim::{responder, INITIATOR, RESPONDER, START};
-use control::ike::Timestamp;
+use ike::message::{classify_port_4500, Port4500};
+use ike::sim::{responder, INITIATOR, RESPONDER, START};
+use ike::Timestamp;
 use espresso_fuzz::alloc::{live, peak, Counting};
 use espresso_fuzz::Input;
 use libfuzzer_sys::fuzz_target;

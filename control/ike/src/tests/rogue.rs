@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 
 use super::util::*;
 use super::{establish, ESP, IKE};
-use crate::ike::config::parse_traffic_selector;
-use crate::ike::message::*;
-use crate::ike::negotiate;
-use crate::ike::*;
+use crate::config::parse_traffic_selector;
+use crate::message::*;
+use crate::negotiate;
+use crate::*;
 
 fn ts(s: &str) -> TrafficSelector {
     parse_traffic_selector(s).unwrap()

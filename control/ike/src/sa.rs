@@ -71,7 +71,6 @@ pub struct IkeSaSecrets {
 
 /// Why an IKE SA went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum DownReason {
     DeletedByPeer,
     Terminated,
@@ -89,7 +88,6 @@ pub enum DownReason {
 
 /// What the engine tells the driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum IkeEvent {
     IkeSaUp {
         ike: IkeSaId,

@@ -1930,7 +1930,7 @@ impl Endpoint {
         &mut self,
         old: &IkeSa,
         now: Timestamp,
-        suite: crate::ike::crypto::IkeSuite,
+        suite: crate::crypto::IkeSuite,
         g_ir: &[u8],
         ni: &[u8],
         nr: &[u8],

@@ -2,7 +2,7 @@
 //! refused before any work, what is answered, what is counted.
 
 use super::*;
-use crate::ike::crypto::SkCipher;
+use crate::crypto::SkCipher;
 
 /// `n` Delete bombs: Delete of IKE with SPI Size 0 and 65,535 SPIs, 8
 /// bytes on the wire each.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::ike::message::{ExchangeType, Flags};
+use crate::message::{ExchangeType, Flags};
 
 /// A deterministic RNG for tests (not for production).
 struct CountingRng(u8);

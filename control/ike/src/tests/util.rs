@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::ike::crypto::SkCipher;
-use crate::ike::message::{
+use crate::crypto::SkCipher;
+use crate::message::{
     classify_port_4500, decode_chain, encode_chain, Header, Message, Payload, Port4500,
 };
-use crate::ike::*;
+use crate::*;
 
 pub struct SeededRng(pub ChaCha20Rng);
 
@@ -25,7 +25,7 @@ pub fn rng(seed: u64) -> Box<dyn RngSource + Send> {
     Box::new(SeededRng(ChaCha20Rng::seed_from_u64(seed)))
 }
 
-pub use crate::ike::sim::{config, INITIATOR as A_ADDR, RESPONDER as B_ADDR};
+pub use crate::sim::{config, INITIATOR as A_ADDR, RESPONDER as B_ADDR};
 
 struct InFlight {
     at: Timestamp,

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use super::util::*;
 use super::{ESP, IKE};
-use crate::ike::message::*;
-use crate::ike::*;
+use crate::message::*;
+use crate::*;
 
 /// An IKE_SA_INIT request from a throwaway initiator, to replay from
 /// spoofed sources with fresh SPIs.

@@ -526,7 +526,7 @@ pub fn describe_offer(offer: &SaPayload) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ike::config::parse_traffic_selector as ts;
+    use crate::config::parse_traffic_selector as ts;
 
     #[test]
     fn ike_narrowing_intersects_ranges() {

@@ -3,6 +3,7 @@
 //! The engine never reads a socket, the clock or the system RNG: the driver
 //! passes in datagrams, the current [`Timestamp`] and a [`RngSource`], and
 //! polls for datagrams to send, the next timeout and events.
+#![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod config;

@@ -6,9 +6,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use control::ike::crypto::SecretBytes;
-use control::ike::message::*;
-use control::ike::{Config, Endpoint, RngSource, Timestamp};
+use ike::crypto::SecretBytes;
+use ike::message::*;
+use ike::{Config, Endpoint, RngSource, Timestamp};
 use proptest::prelude::*;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;

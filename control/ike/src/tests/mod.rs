@@ -185,7 +185,7 @@ fn ike_no_common_proposal_fails_cleanly() {
 fn ike_wrong_psk_is_authentication_failed() {
     let a = config(true, &[IKE[0]], &[ESP[0]]);
     let mut b = config(false, &[IKE[0]], &[ESP[0]]);
-    b.psk = crate::ike::crypto::SecretBytes::new(b"another secret".to_vec());
+    b.psk = crate::crypto::SecretBytes::new(b"another secret".to_vec());
     let mut p = Pair::new(13, a, b);
     p.a.initiate(p.now);
     p.run_for(5_000);
@@ -213,10 +213,10 @@ fn ike_wrong_psk_is_authentication_failed() {
 #[test]
 fn ike_ts_narrowing_and_unacceptable() {
     let mut a = config(true, &[IKE[0]], &[ESP[0]]);
-    a.local_ts = vec![crate::ike::config::parse_traffic_selector("10.1.0.0/16").unwrap()];
+    a.local_ts = vec![crate::config::parse_traffic_selector("10.1.0.0/16").unwrap()];
     let mut p = Pair::new(14, a, config(false, &[IKE[0]], &[ESP[0]]));
     establish(&mut p, true);
-    let want = crate::ike::config::parse_traffic_selector("10.1.0.0/24").unwrap();
+    let want = crate::config::parse_traffic_selector("10.1.0.0/24").unwrap();
     assert_eq!(
         p.a.child_sas()[0].local_ts,
         vec![want],
@@ -224,7 +224,7 @@ fn ike_ts_narrowing_and_unacceptable() {
     );
 
     let mut a = config(true, &[IKE[0]], &[ESP[0]]);
-    a.remote_ts = vec![crate::ike::config::parse_traffic_selector("172.16.0.0/12").unwrap()];
+    a.remote_ts = vec![crate::config::parse_traffic_selector("172.16.0.0/12").unwrap()];
     let mut p = Pair::new(15, a, config(false, &[IKE[0]], &[ESP[0]]));
     p.a.initiate(p.now);
     p.run_for(5_000);
@@ -590,7 +590,7 @@ fn ike_malformed_messages_are_rejected_and_counted() {
 
 #[test]
 fn ike_error_kinds_map_to_one_notify_each() {
-    use crate::ike::crypto::DhGroup;
+    use crate::crypto::DhGroup;
     let cases = [
         (IkeError::NoProposalChosen, NotifyType::NO_PROPOSAL_CHOSEN),
         (
