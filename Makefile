@@ -53,7 +53,7 @@ lint:
 # The ESP engine summary (esp_report: against the bare crypto and DPDK's
 # dpdk-test-crypto-perf, ~2 min; BENCH_ARGS go to it, e.g.
 # BENCH_ARGS=--quick), the criterion benches only with BENCH_CRITERION=1
-# (~4 min more), then the lab: `espresso bench` on the standard matrix,
+# (~4 min more), then the lab: `espresso-lab bench` on the standard matrix,
 # every case next to testpmd on the same traffic (~10 min on 2 cores),
 # SA installs while forwarding with 100,000 tunnels, then the latency and
 # zero-loss lab over net_memif (~1.5 min), then Espresso against strongSwan
@@ -67,7 +67,7 @@ bench: deps
 	$(CARGO) run --release -p espresso-benches --bin esp_report -- $(BENCH_ARGS)
 	if [ "$(BENCH_CRITERION)" = 1 ]; then $(CARGO) bench -p espresso-benches; fi
 	$(CARGO) build --release -p espresso-control
-	./target/release/espresso bench --out bench-results $(LAB_ARGS)
+	./target/release/espresso-lab bench --out bench-results $(LAB_ARGS)
 
 demo: build
 	./scripts/two-site.sh demo

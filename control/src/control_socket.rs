@@ -309,6 +309,21 @@ fn serve_client(mut stream: UnixStream, requests: &Sender<Request>, stats: &Sock
     let _ = stream.write_all(answer.as_bytes());
 }
 
+/// Sends one command to a running gateway and returns its answer.
+pub fn query(
+    socket: &Path,
+    command: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("{}: {e} (is espresso running?)", socket.display()))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    std::io::Write::write_all(&mut s, format!("{command}\n").as_bytes())?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,7 +356,7 @@ mod tests {
             .map(|_| UnixStream::connect(&path).unwrap())
             .collect();
         let t = Instant::now();
-        let out = crate::gateway::query(&path, "stats").unwrap();
+        let out = super::query(&path, "stats").unwrap();
         assert_eq!(out, "answer to stats\n");
         assert!(
             t.elapsed() < Duration::from_millis(500),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dataplane::dpdk::{
+use dpdk::{
     Eal, Mempool, MempoolConfig, Port, PortConfig, PortStats, RxQueue, TxQueue, BURST_SIZE,
 };
 
@@ -168,7 +168,7 @@ pub fn run(
 fn forward_burst(
     rx: &mut RxQueue,
     tx: &mut TxQueue,
-    burst: &mut Vec<dataplane::dpdk::Mbuf>,
+    burst: &mut Vec<dpdk::Mbuf>,
     forwarded: &mut u64,
     dropped: &mut u64,
 ) -> bool {

@@ -10,30 +10,29 @@
 //! on a thread of its own).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
-use dataplane::crypto::{default_backend, new_transform, Backend};
-use dataplane::dpdk::{
-    register_thread, unregister_thread, Eal, Mbuf, Mempool, MempoolConfig, Port, PortConfig,
-};
-use dataplane::esp::{DropReason, InboundSa, OutboundSa, SaRef, Spd, Spi};
+use dataplane::esp::{DropReason, SaRef, Spd, Spi};
 use dataplane::gateway::msg::SaStats;
 use dataplane::gateway::neigh::Refused;
 use dataplane::gateway::{
     control_queues, ControlMsg, FromWorkers, GwDrop, Handoff, Interface, Next, Node, QueueDrops,
-    Role, Spares, Turn, Worker, WorkerMsg, WorkerPorts, WorkerStats,
+    Role, Spares, Turn, WorkerMsg, WorkerStats,
 };
+use dpdk::{
+    register_thread, unregister_thread, Eal, Mbuf, Mempool, MempoolConfig, Port, PortConfig,
+};
+use dpdk::{Worker, WorkerPorts};
 
-use crate::config::{CryptoBackendChoice, GatewayConfig, SaPair};
+use crate::config::GatewayConfig;
 use crate::control_socket::{Access, ControlSocket, Request};
 use crate::ike_driver::{IkeDriver, SaAction};
+use crate::sa::{build_inbound, build_outbound};
 
 /// Everything that went wrong starting or running the gateway.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -69,28 +68,6 @@ fn queue_transmit(tx: &Sender<ControlMsg>, packet: Vec<u8>) -> bool {
 /// Which worker owns tunnel `t`'s SAs (one writer per SA).
 fn owner_of(tunnel: usize, workers: usize) -> u16 {
     (tunnel % workers) as u16
-}
-
-pub(crate) fn backend_for(
-    choice: CryptoBackendChoice,
-    alg: dataplane::crypto::Algorithm,
-) -> Backend {
-    match choice {
-        CryptoBackendChoice::Auto => default_backend(alg),
-        CryptoBackendChoice::Fixed(b) => b,
-    }
-}
-
-fn build_outbound(pair: &SaPair, choice: CryptoBackendChoice) -> Result<Box<OutboundSa>, Error> {
-    let backend = backend_for(choice, pair.algorithm);
-    let t = new_transform(backend, pair.algorithm, &pair.outbound.keys)?;
-    Ok(Box::new(OutboundSa::new(pair.outbound.config.clone(), t)?))
-}
-
-fn build_inbound(pair: &SaPair, choice: CryptoBackendChoice) -> Result<Box<InboundSa>, Error> {
-    let backend = backend_for(choice, pair.algorithm);
-    let t = new_transform(backend, pair.algorithm, &pair.inbound.keys)?;
-    Ok(Box::new(InboundSa::new(pair.inbound.config.clone(), t)?))
 }
 
 /// The SAs the control thread believes are installed, to compute what a
@@ -766,18 +743,6 @@ pub fn run(
         tracing::error!(pool_free_before, pool_free_after, "mbufs leaked");
     }
     Ok(report)
-}
-
-/// Sends one command to a running gateway and returns its answer.
-pub fn query(socket: &Path, command: &str) -> Result<String, Error> {
-    let mut s = UnixStream::connect(socket)
-        .map_err(|e| format!("{}: {e} (is espresso running?)", socket.display()))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(format!("{command}\n").as_bytes())?;
-    s.shutdown(std::net::Shutdown::Write)?;
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut s, &mut out)?;
-    Ok(out)
 }
 
 #[cfg(test)]

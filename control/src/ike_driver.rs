@@ -1311,7 +1311,7 @@ impl IkeDriver {
 
     fn build_inbound(&self, t: &Tunnel, keys: &ChildSaKeys) -> Result<Box<InboundSa>, Error> {
         let alg = dataplane_algorithm(&keys.algorithm);
-        let backend = crate::gateway::backend_for(self.backend, alg);
+        let backend = crate::sa::backend_for(self.backend, alg);
         let k = SaKeys::new(&keys.inbound.encryption, &keys.inbound.integrity);
         let tr = new_transform(backend, alg, &k)?;
         Ok(Box::new(InboundSa::new(
@@ -1322,7 +1322,7 @@ impl IkeDriver {
 
     fn build_outbound(&self, t: &Tunnel, keys: &ChildSaKeys) -> Result<Box<OutboundSa>, Error> {
         let alg = dataplane_algorithm(&keys.algorithm);
-        let backend = crate::gateway::backend_for(self.backend, alg);
+        let backend = crate::sa::backend_for(self.backend, alg);
         let k = SaKeys::new(&keys.outbound.encryption, &keys.outbound.integrity);
         let tr = new_transform(backend, alg, &k)?;
         Ok(Box::new(OutboundSa::new(

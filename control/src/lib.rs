@@ -1,13 +1,20 @@
-//! Espresso's control plane: the command line, the forwarder and (as it
-//! grows) configuration, the control thread and IKEv2. No `unsafe` here:
-//! everything below the data plane's safe API is out of reach.
+//! Espresso's control plane and the `espresso` gateway binary: the
+//! configuration, the control thread ([`gateway`]: it starts the workers
+//! and talks to them through queues), the driver between the sans-IO IKE
+//! engine (`espresso-ike`, re-exported as [`ike`]) and the workers
+//! ([`ike_driver`]), the control socket, and a two-port forwarder. No
+//! `unsafe` here: everything below the data plane's safe API is out of
+//! reach. Built without DPDK, the modules that run ports ([`gateway`],
+//! [`forward`]) are left out; the rest builds and tests anywhere.
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod config;
 pub mod control_socket;
 pub mod eal_args;
+#[cfg(have_dpdk)]
 pub mod forward;
+#[cfg(have_dpdk)]
 pub mod gateway;
 pub use ike;
 pub mod ike_driver;
+pub mod sa;

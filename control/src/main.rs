@@ -1,12 +1,14 @@
 //! `espresso`: the gateway's command line.
 #![forbid(unsafe_code)]
 
+#[cfg(have_dpdk)]
 use std::sync::atomic::AtomicBool;
+#[cfg(have_dpdk)]
 use std::sync::Arc;
+#[cfg(have_dpdk)]
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use dataplane::dpdk::Eal;
 
 #[derive(Parser, Debug)]
 #[command(name = "espresso", version, about = "Userspace IPsec gateway on DPDK")]
@@ -81,94 +83,6 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: std::path::PathBuf,
     },
-    /// Measure the data path: encrypt and decrypt throughput per suite,
-    /// frame size, UDP encapsulation and SA count, each next to
-    /// `dpdk-testpmd --forward-mode=io` on the same traffic. Needs no NIC
-    /// (DPDK's net_pcap and net_null) and two cores. Prints a table and
-    /// writes OUT/latest.json and PNG plots.
-    Bench {
-        /// A few cases with short runs (a smoke test, not figures).
-        #[arg(long)]
-        quick: bool,
-        /// Measured windows per case and per baseline, back to back after
-        /// one warm-up in one process (figures are medians); runs of each
-        /// reconfiguration case.
-        #[arg(long, default_value_t = 3)]
-        repetitions: usize,
-        /// Seconds of traffic before each measurement (default 0.5, quick
-        /// 0.2).
-        #[arg(long)]
-        warmup: Option<f64>,
-        /// Seconds measured per window (default 1.0, quick 0.3).
-        #[arg(long)]
-        duration: Option<f64>,
-        /// Only the cases whose name contains this (e.g. `decrypt`,
-        /// `chacha`, `100000SA`, `ike-flood`).
-        #[arg(long)]
-        filter: Option<String>,
-        /// Output directory.
-        #[arg(long, default_value = "bench-results")]
-        out: std::path::PathBuf,
-        /// The core the worker and testpmd's forwarding lcore run on.
-        #[arg(long, default_value_t = 1)]
-        worker_core: usize,
-        /// The testpmd binary.
-        #[arg(long, default_value = "dpdk-testpmd")]
-        testpmd: std::path::PathBuf,
-        /// Skip the PNG plots.
-        #[arg(long)]
-        no_plots: bool,
-        /// Skip Espresso against strongSwan through the two-site topology
-        /// (run by default after the full matrix; not with --quick or
-        /// --filter).
-        #[arg(long, conflicts_with = "strongswan_only")]
-        no_strongswan: bool,
-        /// Only Espresso against strongSwan, no cases.
-        #[arg(long)]
-        strongswan_only: bool,
-        /// Seconds of iperf3 TCP, and again of UDP, per system in the
-        /// strongSwan comparison.
-        #[arg(long, default_value_t = 10)]
-        strongswan_seconds: u32,
-        /// The comparison's script.
-        #[arg(long, default_value = control::bench::strongswan::default_script().as_os_str())]
-        strongswan_script: std::path::PathBuf,
-        /// Skip the latency and zero-loss lab (gateway and testpmd io
-        /// driven over net_memif by a generator on the other core, then
-        /// the zero-loss search again over veth pairs with net_af_packet,
-        /// which needs root).
-        #[arg(long)]
-        no_latency: bool,
-    },
-    /// One measured run for `espresso bench` (internal).
-    #[command(hide = true)]
-    BenchCase {
-        /// The run, as JSON.
-        #[arg(long)]
-        request: String,
-    },
-    /// One reconfiguration run for `espresso bench` (internal).
-    #[command(hide = true)]
-    BenchReconf {
-        /// The run, as JSON.
-        #[arg(long)]
-        request: String,
-    },
-    /// One IKE flood run for `espresso bench` (internal).
-    #[command(hide = true)]
-    BenchIkeFlood {
-        /// The case, as JSON.
-        #[arg(long)]
-        request: String,
-    },
-    /// The latency lab's generator and sink for `espresso bench`
-    /// (internal): trials as JSON lines on stdin, results on stdout.
-    #[command(hide = true)]
-    BenchLoadgen {
-        /// The generator's set-up, as JSON.
-        #[arg(long)]
-        request: String,
-    },
     /// Validate a configuration file: print `FILE: ok` and a summary, or
     /// the first problem (exit status 1).
     Check {
@@ -200,28 +114,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Run {
             config,
             idle_sleep_us,
-        } => {
-            let gateway = control::config::GatewayConfig::load(&config)?;
-            let stop = Arc::new(AtomicBool::new(false));
-            signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-            signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-            let report = control::gateway::run(
-                gateway,
-                control::gateway::RunOptions {
-                    config_path: config,
-                    idle_sleep: Duration::from_micros(idle_sleep_us),
-                },
-                stop,
-            )
-            .map_err(|e| e.to_string())?;
-            print!("{report}");
-            Ok(())
-        }
+        } => run_gateway(config, idle_sleep_us),
         Command::Stats { config } => {
             let gateway = control::config::GatewayConfig::load(&config)?;
             print!(
                 "{}",
-                control::gateway::query(&gateway.control.socket, "stats")
+                control::control_socket::query(&gateway.control.socket, "stats")
                     .map_err(|e| e.to_string())?
             );
             Ok(())
@@ -230,7 +128,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let gateway = control::config::GatewayConfig::load(&config)?;
             print!(
                 "{}",
-                control::gateway::query(&gateway.control.socket, "tunnels")
+                control::control_socket::query(&gateway.control.socket, "tunnels")
                     .map_err(|e| e.to_string())?
             );
             Ok(())
@@ -238,7 +136,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Rekey { config, tunnel } => {
             let gateway = control::config::GatewayConfig::load(&config)?;
             let answer =
-                control::gateway::query(&gateway.control.socket, &format!("rekey {tunnel}"))
+                control::control_socket::query(&gateway.control.socket, &format!("rekey {tunnel}"))
                     .map_err(|e| e.to_string())?;
             print!("{answer}");
             if answer.starts_with("error") {
@@ -248,186 +146,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Reload { config } => {
             let gateway = control::config::GatewayConfig::load(&config)?;
-            let answer = control::gateway::query(&gateway.control.socket, "reload")
+            let answer = control::control_socket::query(&gateway.control.socket, "reload")
                 .map_err(|e| e.to_string())?;
             print!("{answer}");
             if answer.starts_with("error") {
                 return Err("reload failed".into());
             }
-            Ok(())
-        }
-        Command::Bench {
-            quick,
-            repetitions,
-            warmup,
-            duration,
-            filter,
-            out,
-            worker_core,
-            testpmd,
-            no_plots,
-            no_strongswan,
-            strongswan_only,
-            strongswan_seconds,
-            strongswan_script,
-            no_latency,
-        } => {
-            use control::bench;
-            let mut cases = if strongswan_only {
-                Vec::new()
-            } else if quick {
-                bench::spec::quick_matrix()
-            } else {
-                bench::spec::standard_matrix()
-            };
-            let mut reconf = if strongswan_only {
-                Vec::new()
-            } else if quick {
-                bench::reconf::quick()
-            } else {
-                bench::reconf::standard()
-            };
-            let mut ike_flood = if strongswan_only {
-                Vec::new()
-            } else if quick {
-                bench::ike_flood::quick()
-            } else {
-                bench::ike_flood::standard()
-            };
-            if let Some(f) = &filter {
-                cases.retain(|c| c.name().contains(f.as_str()));
-                reconf.retain(|c| c.name().contains(f.as_str()));
-                ike_flood.retain(|c| c.name().contains(f.as_str()));
-            }
-            let mut latency = (!no_latency && !strongswan_only).then(|| {
-                if quick {
-                    bench::latency::LatencyOptions::quick()
-                } else {
-                    bench::latency::LatencyOptions::standard()
-                }
-            });
-            if let (Some(l), Some(f)) = (&mut latency, &filter) {
-                l.cases.retain(|c| c.name().contains(f.as_str()));
-            }
-            let latency = latency.filter(|l| !l.cases.is_empty());
-            if cases.is_empty()
-                && reconf.is_empty()
-                && ike_flood.is_empty()
-                && latency.is_none()
-                && !strongswan_only
-            {
-                return Err("no case matches --filter".into());
-            }
-            if strongswan_seconds == 0 {
-                return Err("--strongswan-seconds must be at least 1".into());
-            }
-            let espresso = std::env::current_exe()?;
-            let strongswan = (strongswan_only || !(quick || filter.is_some() || no_strongswan))
-                .then(|| bench::strongswan::Options {
-                    script: strongswan_script,
-                    espresso: espresso.clone(),
-                    tcp_s: strongswan_seconds,
-                    udp_s: strongswan_seconds,
-                    out: out.join("strongswan.json"),
-                });
-            if repetitions == 0 {
-                return Err("--repetitions must be at least 1".into());
-            }
-            let opts = bench::BenchOptions {
-                cases,
-                reconf,
-                ike_flood,
-                repetitions,
-                warmup_s: warmup.unwrap_or(if quick { 0.2 } else { 0.5 }),
-                duration_s: duration.unwrap_or(if quick { 0.3 } else { 1.0 }),
-                out_dir: out.clone(),
-                worker_core,
-                testpmd,
-                espresso,
-                plots: !no_plots,
-                command: std::env::args().collect::<Vec<_>>().join(" "),
-                strongswan,
-                latency,
-            };
-            eprintln!(
-                "espresso bench: {} cases x {} runs, each with its testpmd baseline; {} reconfiguration cases; {} IKE flood cases; {} latency cases{}",
-                opts.cases.len(),
-                opts.repetitions,
-                opts.reconf.len(),
-                opts.ike_flood.len(),
-                opts.latency.as_ref().map_or(0, |l| l.cases.len()),
-                if opts.strongswan.is_some() {
-                    "; then Espresso against strongSwan"
-                } else {
-                    ""
-                }
-            );
-            let report = bench::run(&opts).map_err(|e| e.to_string())?;
-            println!(
-                "\n{} | commit {} | {} | {}\n",
-                report.date, report.commit, report.cpu, report.command
-            );
-            if !report.cases.is_empty() {
-                print!("{}", bench::report::table(&report.cases));
-            }
-            print!(
-                "{}",
-                bench::latency::table(&report.latency, &report.zero_loss)
-            );
-            if !report.reconf.is_empty() {
-                println!("\nSA installs and deletes while forwarding:");
-                print!("{}", bench::reconf::table(&report.reconf));
-            }
-            if !report.ike_flood.is_empty() {
-                println!(
-                    "\nIKE_SA_INIT flood against the control thread while peers set up, rekey and probe tunnels ({}, commit {}):",
-                    report.date, report.commit
-                );
-                print!("{}", bench::ike_flood::table(&report.ike_flood));
-            }
-            if let Some(c) = &report.strongswan {
-                println!();
-                print!("{}", bench::strongswan::table(c));
-            }
-            println!(
-                "\n{} cases{} in {:.0} s; results: {}/latest.json (and latest.md){}",
-                report.cases.len() + report.reconf.len() + report.ike_flood.len(),
-                if report.strongswan.is_some() {
-                    " and the strongSwan comparison"
-                } else {
-                    ""
-                },
-                report.elapsed_s,
-                out.display(),
-                if no_plots || report.cases.is_empty() {
-                    ""
-                } else {
-                    ", plots: *.png"
-                }
-            );
-            Ok(())
-        }
-        Command::BenchCase { request } => {
-            let req: control::bench::case::CaseRequest = serde_json::from_str(&request)?;
-            let sample = control::bench::case::run(&req).map_err(|e| e.to_string())?;
-            println!("{}", serde_json::to_string(&sample)?);
-            Ok(())
-        }
-        Command::BenchReconf { request } => {
-            let req: control::bench::reconf::ReconfRequest = serde_json::from_str(&request)?;
-            let sample = control::bench::reconf::run(&req).map_err(|e| e.to_string())?;
-            println!("{}", serde_json::to_string(&sample)?);
-            Ok(())
-        }
-        Command::BenchIkeFlood { request } => {
-            let spec: control::bench::ike_flood::IkeFloodSpec = serde_json::from_str(&request)?;
-            let sample = control::bench::ike_flood::run(&spec).map_err(|e| e.to_string())?;
-            println!("{}", serde_json::to_string(&sample)?);
-            Ok(())
-        }
-        Command::BenchLoadgen { request } => {
-            let req: control::bench::loadgen::LoadgenRequest = serde_json::from_str(&request)?;
-            control::bench::loadgen::serve(&req).map_err(|e| e.to_string())?;
             Ok(())
         }
         Command::Check { config } => {
@@ -443,30 +167,81 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             lcores,
             memory,
             eal,
-        } => {
-            if ports.len() != 2 {
-                return Err(
-                    format!("--port must be given exactly twice (got {})", ports.len()).into(),
-                );
-            }
-            let stop = Arc::new(AtomicBool::new(false));
-            signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-            signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-            let eal = Eal::init(control::eal_args::eal_args(
-                "espresso", &lcores, memory, &eal,
-            ))?;
-            let report = control::forward::run(
-                &eal,
-                [&ports[0], &ports[1]],
-                duration.map(Duration::from_secs_f64),
-                report_every.map(Duration::from_secs_f64),
-                stop,
-            )?;
-            println!("{report}");
-            if report.pool_free_before != report.pool_free_after {
-                return Err("mbufs leaked".into());
-            }
-            Ok(())
-        }
+        } => forward(ports, duration, report_every, lcores, memory, eal),
     }
+}
+
+/// Why `run` and `forward` fail in a build without DPDK.
+#[cfg(not(have_dpdk))]
+const NO_DPDK: &str = "this espresso was built without DPDK (libdpdk-dev was not found at build time): install it (make deps) and rebuild";
+
+#[cfg(have_dpdk)]
+fn run_gateway(
+    config: std::path::PathBuf,
+    idle_sleep_us: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let gateway = control::config::GatewayConfig::load(&config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    let report = control::gateway::run(
+        gateway,
+        control::gateway::RunOptions {
+            config_path: config,
+            idle_sleep: Duration::from_micros(idle_sleep_us),
+        },
+        stop,
+    )
+    .map_err(|e| e.to_string())?;
+    print!("{report}");
+    Ok(())
+}
+
+#[cfg(not(have_dpdk))]
+fn run_gateway(_: std::path::PathBuf, _: u64) -> Result<(), Box<dyn std::error::Error>> {
+    Err(NO_DPDK.into())
+}
+
+#[cfg(have_dpdk)]
+fn forward(
+    ports: Vec<String>,
+    duration: Option<f64>,
+    report_every: Option<f64>,
+    lcores: String,
+    memory: u32,
+    eal: Vec<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if ports.len() != 2 {
+        return Err(format!("--port must be given exactly twice (got {})", ports.len()).into());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    let eal = dpdk::Eal::init(control::eal_args::eal_args(
+        "espresso", &lcores, memory, &eal,
+    ))?;
+    let report = control::forward::run(
+        &eal,
+        [&ports[0], &ports[1]],
+        duration.map(Duration::from_secs_f64),
+        report_every.map(Duration::from_secs_f64),
+        stop,
+    )?;
+    println!("{report}");
+    if report.pool_free_before != report.pool_free_after {
+        return Err("mbufs leaked".into());
+    }
+    Ok(())
+}
+
+#[cfg(not(have_dpdk))]
+fn forward(
+    _: Vec<String>,
+    _: Option<f64>,
+    _: Option<f64>,
+    _: String,
+    _: u32,
+    _: Vec<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    Err(NO_DPDK.into())
 }

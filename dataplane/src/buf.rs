@@ -3,7 +3,7 @@
 //! [`PacketBuf`] is what an mbuf offers (data with headroom in front and
 //! tailroom behind); [`HeapBuf`] offers the same over a `Vec<u8>` so that
 //! the engine is tested, fuzzed and benchmarked without DPDK, and
-//! [`crate::dpdk::Mbuf`] implements it for the real data path.
+//! `dpdk::Mbuf` (crate `espresso-dpdk`) implements it for the real data path.
 
 /// Why a buffer operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

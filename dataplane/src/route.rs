@@ -4,7 +4,7 @@
 //! tries), which are easy to change but cost a walk of up to one node per
 //! prefix bit: about 85 cycles per IPv4 lookup, a fifth of a 64-byte
 //! packet's whole budget in the gateway (measured with `perf` on
-//! `espresso bench`). So for IPv4 [`RouteTable::compile`] also builds a
+//! `espresso-lab bench`). So for IPv4 [`RouteTable::compile`] also builds a
 //! DIR-16-8-8 index ([`Dir4`]), the multibit layout of DPDK's `rte_lpm`
 //! (which uses 24-8) and of Gupta, Lin and McKeown's "Routing lookups in
 //! hardware at memory access speeds" (INFOCOM 1998): a 65,536-entry table

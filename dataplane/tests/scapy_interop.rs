@@ -51,8 +51,6 @@
 //! Nothing is skipped. If `/usr/bin/python3` or scapy is missing the test
 //! fails and says so.
 
-mod support;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
@@ -591,7 +589,10 @@ fn run_scapy(request: &str) -> String {
     let rep = dir.join("reply.tsv");
     std::fs::write(&req, request).unwrap();
     let out = Command::new(PYTHON)
-        .arg(support::support_file("scapy_esp.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/scapy_esp.py"
+        ))
         .arg(&req)
         .arg(&rep)
         .output()

@@ -34,7 +34,7 @@ use core::cell::RefCell;
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
-use dpdk_sys::ipsec_mb as imb;
+use ipsec_mb_sys as imb;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::transform::{AeadPrimitive, AeadTransform, CbcPrimitive, HmacTransform, MacPrimitive};
@@ -537,8 +537,8 @@ impl AeadPrimitive for AeadCipher {
     /// 15 round-key slots come first (AES-128 uses 11: three lines; AES-256
     /// all 15: four), then the GHASH powers ([`Self::block_table`]). With
     /// another layout (another CPU), the whole key schedule.
-    fn key_lines(&self) -> crate::dpdk::prefetch::Lines {
-        use crate::dpdk::prefetch::{Lines, CACHE_LINE};
+    fn key_lines(&self) -> cpu::prefetch::Lines {
+        use cpu::prefetch::{Lines, CACHE_LINE};
         match self.gcm_key_bytes() {
             Some((p, _, round_key_lines, true)) => {
                 Lines::of_bytes(p, usize::from(round_key_lines) * CACHE_LINE)
@@ -553,12 +553,12 @@ impl AeadPrimitive for AeadCipher {
     /// reads `HashKey_min(B, 48)` .. `HashKey_1` for a message of `B`
     /// blocks, on every path from one block to the 48-block loop, and the
     /// AAD and the tag only `HashKey_1`.
-    fn block_table(&self) -> Option<crate::dpdk::prefetch::BlockTable> {
+    fn block_table(&self) -> Option<cpu::prefetch::BlockTable> {
         const POWERS: u8 = 48;
         match self.gcm_key_bytes() {
             Some((p, end, _, true)) => {
                 debug_assert!(end >= usize::from(POWERS) * 16);
-                Some(crate::dpdk::prefetch::BlockTable {
+                Some(cpu::prefetch::BlockTable {
                     end: p.wrapping_add(end),
                     cap: POWERS,
                 })

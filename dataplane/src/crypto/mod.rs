@@ -35,15 +35,37 @@
 //! [`new_transform`] and wiped when the transform is dropped (see each
 //! backend for what "wiped" can mean for it).
 
-use crate::dpdk::prefetch::{BlockTable, Lines};
 use core::fmt;
 use core::str::FromStr;
+use cpu::prefetch::{BlockTable, Lines};
 
 use zeroize::Zeroizing;
 
 mod aws_lc;
 mod cbc_iv;
+#[cfg(have_ipsec_mb)]
+#[allow(unsafe_code)]
 mod ipsec_mb;
+/// Built without Intel ipsec-mb (see `ffi/ipsec-mb-sys/build.rs`): the
+/// backend supports nothing and [`default_backend`] picks aws-lc-rs.
+#[cfg(not(have_ipsec_mb))]
+mod ipsec_mb {
+    use super::{Algorithm, Backend, CryptoError, EspTransform, SaKeys};
+
+    pub(super) fn supports(_: Algorithm) -> bool {
+        false
+    }
+
+    pub(super) fn new_transform(
+        algorithm: Algorithm,
+        _: &SaKeys,
+    ) -> Result<Box<dyn EspTransform>, CryptoError> {
+        Err(CryptoError::Unsupported {
+            backend: Backend::IpsecMb,
+            algorithm,
+        })
+    }
+}
 mod rust_crypto;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 
 use zeroize::Zeroize;
 
-use crate::dpdk::prefetch::{BlockTable, Lines};
+use cpu::prefetch::{BlockTable, Lines};
 
 use super::cbc_iv::CbcIvGenerator;
 use super::{Algorithm, Backend, CryptoError, Encryption, EspTransform, SaKeys};

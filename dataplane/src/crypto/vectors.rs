@@ -390,20 +390,28 @@ mod tests {
     }
 
     fn aeads(enc: Encryption, key: &[u8]) -> Vec<(Backend, Box<dyn AeadPrimitive>)> {
-        vec![
-            (
-                Backend::IpsecMb,
-                Box::new(ipsec_mb::AeadCipher::new(enc, key).unwrap()),
-            ),
-            (
-                Backend::AwsLc,
-                Box::new(aws_lc::AeadCipher::new(enc, key).unwrap()),
-            ),
-            (
-                Backend::RustCrypto,
-                Box::new(rust_crypto::AeadCipher::new(enc, key).unwrap()),
-            ),
-        ]
+        {
+            #[allow(unused_mut)]
+            let mut v: Vec<(Backend, Box<dyn AeadPrimitive>)> = vec![
+                (
+                    Backend::AwsLc,
+                    Box::new(aws_lc::AeadCipher::new(enc, key).unwrap()),
+                ),
+                (
+                    Backend::RustCrypto,
+                    Box::new(rust_crypto::AeadCipher::new(enc, key).unwrap()),
+                ),
+            ];
+            #[cfg(have_ipsec_mb)]
+            v.insert(
+                0,
+                (
+                    Backend::IpsecMb,
+                    Box::new(ipsec_mb::AeadCipher::new(enc, key).unwrap()),
+                ),
+            );
+            v
+        }
     }
 
     fn gcm_for(key: &[u8]) -> Encryption {
@@ -506,20 +514,28 @@ mod tests {
     }
 
     fn cbcs(key: &[u8]) -> Vec<(Backend, Box<dyn CbcPrimitive>)> {
-        vec![
-            (
-                Backend::IpsecMb,
-                Box::new(ipsec_mb::CbcCipher::new(key).unwrap()),
-            ),
-            (
-                Backend::AwsLc,
-                Box::new(aws_lc::CbcCipher::new(key).unwrap()),
-            ),
-            (
-                Backend::RustCrypto,
-                Box::new(rust_crypto::CbcCipher::new(key).unwrap()),
-            ),
-        ]
+        {
+            #[allow(unused_mut)]
+            let mut v: Vec<(Backend, Box<dyn CbcPrimitive>)> = vec![
+                (
+                    Backend::AwsLc,
+                    Box::new(aws_lc::CbcCipher::new(key).unwrap()),
+                ),
+                (
+                    Backend::RustCrypto,
+                    Box::new(rust_crypto::CbcCipher::new(key).unwrap()),
+                ),
+            ];
+            #[cfg(have_ipsec_mb)]
+            v.insert(
+                0,
+                (
+                    Backend::IpsecMb,
+                    Box::new(ipsec_mb::CbcCipher::new(key).unwrap()),
+                ),
+            );
+            v
+        }
     }
 
     #[test]
@@ -578,20 +594,28 @@ mod tests {
     }
 
     fn macs(integrity: Integrity, key: &[u8]) -> Vec<(Backend, Box<dyn MacPrimitive>)> {
-        vec![
-            (
-                Backend::IpsecMb,
-                Box::new(ipsec_mb::Hmac::new(integrity, key).unwrap()),
-            ),
-            (
-                Backend::AwsLc,
-                Box::new(aws_lc::Hmac::new(integrity, key).unwrap()),
-            ),
-            (
-                Backend::RustCrypto,
-                Box::new(rust_crypto::Hmac::new(integrity, key).unwrap()),
-            ),
-        ]
+        {
+            #[allow(unused_mut)]
+            let mut v: Vec<(Backend, Box<dyn MacPrimitive>)> = vec![
+                (
+                    Backend::AwsLc,
+                    Box::new(aws_lc::Hmac::new(integrity, key).unwrap()),
+                ),
+                (
+                    Backend::RustCrypto,
+                    Box::new(rust_crypto::Hmac::new(integrity, key).unwrap()),
+                ),
+            ];
+            #[cfg(have_ipsec_mb)]
+            v.insert(
+                0,
+                (
+                    Backend::IpsecMb,
+                    Box::new(ipsec_mb::Hmac::new(integrity, key).unwrap()),
+                ),
+            );
+            v
+        }
     }
 
     #[test]

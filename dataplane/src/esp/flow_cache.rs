@@ -53,7 +53,7 @@
 use std::net::IpAddr;
 
 use super::spd::{Action, FlowKey, SaRef, Spd};
-use crate::dpdk::prefetch::prefetch;
+use cpu::prefetch::prefetch;
 
 /// Ways per set.
 pub const WAYS: usize = 8;
@@ -143,7 +143,7 @@ impl SpdCache {
         let mut words = vec![0u32; sets * SET_WORDS + LINE_WORDS].into_boxed_slice();
         // One random line per packet over tens of megabytes (100,000
         // tunnels): in huge pages, a TLB hit.
-        crate::dpdk::huge::advise_huge_pages(&words);
+        cpu::huge::advise_huge_pages(&words);
         for w in words.iter_mut().step_by(PAGE_WORDS) {
             // `black_box` keeps the store: a zero written over calloc's
             // zero could otherwise be optimised away.

@@ -16,9 +16,9 @@ use std::net::IpAddr;
 
 use crate::buf::PacketBuf;
 use crate::crypto::{Algorithm, Backend, EspTransform};
-use crate::dpdk::prefetch::{prefetch, Lines};
 use crate::wire::esp::EspTrailer;
 use crate::wire::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPacket};
+use cpu::prefetch::{prefetch, Lines};
 
 use super::counters::{DropReason, SaCounters};
 use super::ecn::decap_tos;

@@ -15,8 +15,8 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
 use crate::crypto::{Algorithm, Backend, CryptoError, EspTransform};
-use crate::dpdk::prefetch::Lines;
 use crate::wire::{checksum, IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpPacket};
+use cpu::prefetch::Lines;
 
 use super::counters::{DropReason, SaCounters};
 use super::ecn::{ecn_encapsulate, DfPolicy, DscpPolicy, Ecn};
@@ -694,7 +694,7 @@ fn hides_protocol(nh: IpProtocol) -> bool {
 /// built where it is used: returned from a call, the key (two `IpAddr`s
 /// written field by field) was copied back in eight-byte words, a
 /// store-forwarding stall of about 13 cycles per packet (perf annotate of
-/// the worker on `espresso bench`).
+/// the worker on `espresso-lab bench`).
 #[inline(always)]
 pub fn packet_key(data: &[u8]) -> Result<PacketKey, DropReason> {
     if data.first() == Some(&0x45) {

@@ -155,7 +155,7 @@ impl ReplayWindow {
     pub fn prefetch(&self) {
         if !self.bitmap.is_empty() {
             let idx = ((self.top >> BLOCK_SHIFT) & self.index_mask) as usize;
-            crate::dpdk::prefetch::prefetch(self.bitmap.as_ptr().wrapping_add(idx));
+            cpu::prefetch::prefetch(self.bitmap.as_ptr().wrapping_add(idx));
         }
     }
 

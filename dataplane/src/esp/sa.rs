@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
-use crate::dpdk::prefetch::{block_table_mask, BlockTable, Lines, CACHE_LINE};
+use cpu::prefetch::{block_table_mask, BlockTable, Lines, CACHE_LINE};
 
 use super::ecn::{DfPolicy, DscpPolicy};
 use super::replay::ReplayWindow;
@@ -694,7 +694,7 @@ mod tests {
     /// entries from its end as the payload has blocks.
     #[test]
     fn hint_picks_key_lines_by_payload_length() {
-        use crate::dpdk::prefetch::Lines;
+        use cpu::prefetch::Lines;
         let at = |base: usize, mask: u16| Lines::from_parts(base, mask);
         let rounds = at(4096, 0b111);
         // ipsec-mb's layout: 48 powers ending at byte 1008.

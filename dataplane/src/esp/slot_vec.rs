@@ -67,7 +67,7 @@ impl<T> Chunked<T> {
     #[inline]
     pub fn prefetch(&self, i: usize) {
         if let Some(c) = self.chunks.get(i >> SHIFT) {
-            crate::dpdk::prefetch::prefetch(c.as_ptr().wrapping_add(i & (CHUNK - 1)));
+            cpu::prefetch::prefetch(c.as_ptr().wrapping_add(i & (CHUNK - 1)));
         }
     }
 

@@ -3,7 +3,7 @@
 //! A hash table grows by moving every entry into a table twice the size,
 //! all at once. For the inbound SA table, whose entries are whole SAs,
 //! that took 74 ms of worker CPU at 114,689 SAs (measured with
-//! `espresso bench`'s reconfiguration case): a forwarding stall far over
+//! `espresso-lab bench`'s reconfiguration case): a forwarding stall far over
 //! the 1 ms a worker may spend on control work. [`SpiMap`] grows
 //! incrementally instead: when the current table is full it becomes the
 //! *old* table, a fresh one of twice the capacity takes new entries, and
@@ -117,7 +117,7 @@ impl<V> Table<V> {
         // SAs are 6 MB, a TLB miss on nearly every lookup in 4 KiB pages
         // (the single hottest instruction of the 100,000-SA decrypt
         // worker); advised before the writes below fault them in.
-        crate::dpdk::huge::advise_huge_pages(slots.spare_capacity_mut());
+        cpu::huge::advise_huge_pages(slots.spare_capacity_mut());
         slots.resize_with(n, || None);
         Self {
             slots,
@@ -146,7 +146,7 @@ impl<V> Table<V> {
     fn prefetch(&self, key: u32) {
         if !self.slots.is_empty() {
             let i = self.home(key) & self.mask();
-            crate::dpdk::prefetch::prefetch(self.slots.as_ptr().wrapping_add(i));
+            cpu::prefetch::prefetch(self.slots.as_ptr().wrapping_add(i));
         }
     }
 

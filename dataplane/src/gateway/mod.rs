@@ -9,14 +9,15 @@
 //! - [`msg`]: the messages between the control thread and the workers.
 //! - [`queues`]: the separate queues from the workers to the control
 //!   thread.
-//! - [`worker`]: the poll-mode loop over DPDK queues.
+//!
+//! The poll-mode worker that runs the node over DPDK queues is
+//! `espresso-dpdk`'s `Worker`.
 #![forbid(unsafe_code)]
 
 pub mod msg;
 pub mod neigh;
 pub mod node;
 pub mod queues;
-pub mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -34,4 +35,3 @@ pub use queues::{
     control_queues, FromWorkers, IkeSpiTables, KnownIkeSpis, Next, QueueDrops, ToControl, Turn,
     HALF_OPEN_IKE_PER_TURN, UNAUTH_IKE_PER_TURN,
 };
-pub use worker::{thread_cpu_time, Worker, WorkerPorts};

@@ -739,7 +739,7 @@ impl<B: PacketBuf> Node<B> {
     /// data then stays in the core's caches and the passes would cost
     /// more than they save.
     pub fn prefetch_burst(&self, in_if: u16, pkts: &[B]) {
-        const N: usize = crate::dpdk::BURST_SIZE;
+        const N: usize = crate::BURST_SIZE;
         if self.engine.sa_count() <= PREFETCH_MIN_SAS {
             return;
         }
