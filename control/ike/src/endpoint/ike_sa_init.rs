@@ -1,0 +1,426 @@
+//! IKE_SA_INIT (RFC 7296 §1.2, §2.6 cookies, §2.23 NAT detection): the
+//! initiator's request and its unauthenticated response, the responder's
+//! admission and answer.
+
+use super::*;
+
+impl Endpoint {
+    /// Starts an IKE SA with the configured peer (IKE_SA_INIT, §1.2).
+    pub fn initiate(&mut self, now: Timestamp) -> IkeSaId {
+        let spi = self.random_u64();
+        let mut sa = IkeSa::new(
+            spi,
+            true,
+            self.config.local_addr,
+            self.config.remote_addr,
+            State::InitSent,
+            now,
+        );
+        sa.ni = self.nonce();
+        let group = self.config.ike_proposals[0].groups[0];
+        self.start_init(&mut sa, group, now);
+        let id = sa.id;
+        self.sas.insert(spi, sa);
+        id
+    }
+
+    pub(super) fn start_init(&mut self, sa: &mut IkeSa, group: DhGroup, now: Timestamp) {
+        let Ok((dh, public)) = DhSecret::generate(group, &mut *self.rng) else {
+            return;
+        };
+        sa.dh = Some(dh);
+        let mut payloads = Vec::new();
+        if let Some(c) = &sa.cookie {
+            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.clone())));
+        }
+        payloads.push(Payload::Sa(negotiate::ike_offer(
+            &self.config.ike_proposals,
+            &[],
+        )));
+        payloads.push(Payload::Ke(KePayload {
+            group: group.id(),
+            data: public,
+        }));
+        payloads.push(Payload::Nonce(sa.ni.clone()));
+        payloads.extend(self.nat_notifies(sa.spi_i, 0, sa.local, sa.remote));
+        let msg = Message {
+            header: Self::header(sa, ExchangeType::IKE_SA_INIT, false, 0),
+            payloads,
+        };
+        let Ok(bytes) = msg.encode() else {
+            self.stats.encode_errors += 1;
+            return;
+        };
+        sa.init_request = bytes.clone();
+        sa.next_msg_id = 1;
+        self.send(sa, bytes.clone());
+        let timeout_ms = self.config.timers.retransmit_base_ms;
+        sa.outstanding = Some(Outstanding {
+            msg_id: 0,
+            bytes,
+            request: Request::Init,
+            sent: 1,
+            next_retransmit: now.plus(timeout_ms),
+            timeout_ms,
+        });
+    }
+
+    /// NAT_DETECTION_SOURCE_IP and _DESTINATION_IP (§2.23). With forced
+    /// encapsulation the source hash is random so the peer sees a NAT.
+    pub(super) fn nat_notifies(
+        &mut self,
+        spi_i: u64,
+        spi_r: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Vec<Payload> {
+        let src = if self.config.force_encap {
+            let mut b = vec![0u8; 20];
+            self.rng.fill(&mut b);
+            b
+        } else {
+            nat_detection_hash(spi_i, spi_r, local)
+        };
+        vec![
+            Payload::Notify(Notify::new(NotifyType::NAT_DETECTION_SOURCE_IP, src)),
+            Payload::Notify(Notify::new(
+                NotifyType::NAT_DETECTION_DESTINATION_IP,
+                nat_detection_hash(spi_i, spi_r, remote),
+            )),
+        ]
+    }
+
+    /// True if the received NAT-D notifies show a NAT (or none were sent).
+    pub(super) fn nat_detected(
+        ps: &[Payload],
+        spi_i: u64,
+        spi_r: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        let src_ok = ps.iter().any(|p| {
+            matches!(p, Payload::Notify(n) if n.ty == NotifyType::NAT_DETECTION_SOURCE_IP
+                && n.data == nat_detection_hash(spi_i, spi_r, remote))
+        });
+        let dst = find_notify(ps, NotifyType::NAT_DETECTION_DESTINATION_IP);
+        let Some(dst) = dst else { return false };
+        let dst_ok = dst.data == nat_detection_hash(spi_i, spi_r, local);
+        !(src_ok && dst_ok)
+    }
+
+    pub(super) fn on_init_request(
+        &mut self,
+        now: Timestamp,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        hdr: &Header,
+    ) {
+        // A retransmitted IKE_SA_INIT gets the same answer (§2.1).
+        if let Some(spi) = self.init_index.get(&(hdr.spi_i, remote)).copied() {
+            if let Some(sa) = self.sas.get(&spi) {
+                if sa.init_request == data {
+                    let bytes = sa.init_response.clone();
+                    self.stats.replayed_responses += 1;
+                    self.send_plain(local, remote, Ok(bytes));
+                } else {
+                    self.stats.invalid_message_id += 1;
+                }
+                return;
+            }
+        }
+        let msg = match Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.decode_refused(&e);
+                if let DecodeError::UnsupportedCriticalPayload(t) = e {
+                    let r = Self::plain_response(
+                        hdr,
+                        vec![Payload::Notify(Notify::new(
+                            NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD,
+                            vec![t],
+                        ))],
+                    );
+                    self.send_plain(local, remote, r);
+                }
+                return;
+            }
+        };
+        let ps = &msg.payloads;
+        let (Some(sa_p), Some(ke), Some(ni)) = (
+            find_payload!(ps, Sa),
+            find_payload!(ps, Ke),
+            find_payload!(ps, Nonce),
+        ) else {
+            self.stats.malformed += 1;
+            let r = Self::plain_response(
+                hdr,
+                vec![Payload::Notify(Notify::new(
+                    NotifyType::INVALID_SYNTAX,
+                    vec![],
+                ))],
+            );
+            self.send_plain(local, remote, r);
+            return;
+        };
+        if ni.len() < 16 || ni.len() > 256 {
+            self.stats.malformed += 1;
+            return;
+        }
+        // §2.6: above the threshold (all tunnels' half-open SAs together),
+        // demand a cookie first; a valid one proves the source address.
+        if self.cookies.rotate(&mut *self.rng, now) {
+            self.stats.cookie_secret_rotations += 1;
+        }
+        let got = msg.notify(NotifyType::COOKIE).map(|n| n.data.as_slice());
+        let proven = got.is_some_and(|c| self.cookies.check(c, ni, remote.ip(), hdr.spi_i));
+        if got.is_some() && !proven {
+            self.stats.cookies_invalid += 1;
+        }
+        if !proven && self.budget.total() >= self.config.cookie_threshold {
+            let want = self.cookies.make(ni, remote.ip(), hdr.spi_i);
+            self.stats.cookies_sent += 1;
+            let r = Self::plain_response(
+                hdr,
+                vec![Payload::Notify(Notify::new(NotifyType::COOKIE, want))],
+            );
+            self.send_plain(local, remote, r);
+            return;
+        }
+        // RFC 8019 §4.2: a bounded number of half-open SAs per proven
+        // source and in all; beyond them the request is dropped (answering
+        // would cost as much as the attacker spends), before any
+        // Diffie-Hellman work.
+        let (per_source, max) = (self.config.half_open_per_source, self.config.half_open_max);
+        let admitted = self.budget.acquire(remote.ip(), proven, per_source, max);
+        let ticket = match admitted {
+            Ok(t) => t,
+            Err(Refusal::PerSource) => {
+                self.stats.half_open_refused_per_source += 1;
+                return;
+            }
+            Err(Refusal::Global) => {
+                self.stats.half_open_refused_max += 1;
+                return;
+            }
+        };
+        // Released again below unless the SA is made.
+        let mut ticket = Some(ticket);
+        let mut give_back = |ep: &mut Self| {
+            if let Some(t) = ticket.take() {
+                ep.budget.release(t);
+            }
+        };
+        let (reply_sa, suite) =
+            match negotiate::choose_ike(&self.config.ike_proposals, sa_p, ke.group, &[]) {
+                Ok(x) => x,
+                Err(c) => {
+                    give_back(self);
+                    let e = IkeError::from(c);
+                    match e {
+                        IkeError::InvalidKe(_) => self.stats.invalid_ke_sent += 1,
+                        _ => {
+                            self.stats.no_proposal_chosen += 1;
+                            self.log_refused(remote, now, "IKE SA", sa_p);
+                        }
+                    }
+                    if let Some((ty, d)) = e.notify() {
+                        let r =
+                            Self::plain_response(hdr, vec![Payload::Notify(Notify::new(ty, d))]);
+                        self.send_plain(local, remote, r);
+                    }
+                    return;
+                }
+            };
+        let Ok((dh, public)) = DhSecret::generate(suite.dh, &mut *self.rng) else {
+            give_back(self);
+            return;
+        };
+        let Ok(g_ir) = dh.agree(&ke.data) else {
+            give_back(self);
+            self.stats.malformed += 1;
+            let r = Self::plain_response(
+                hdr,
+                vec![Payload::Notify(Notify::new(
+                    NotifyType::INVALID_SYNTAX,
+                    vec![],
+                ))],
+            );
+            self.send_plain(local, remote, r);
+            return;
+        };
+        let spi_r = self.random_u64();
+        let mut sa = IkeSa::new(spi_r, false, local, remote, State::HalfOpen, now);
+        sa.half_open = ticket.take().map(|mut t| {
+            self.budget.bind(&mut t, spi_r);
+            t
+        });
+        self.half_open += 1;
+        sa.init_key = Some((hdr.spi_i, remote));
+        sa.spi_i = hdr.spi_i;
+        sa.ni = ni.clone();
+        sa.nr = self.nonce();
+        let nat = Self::nat_detected(ps, hdr.spi_i, 0, local, remote);
+        sa.encap = nat || self.config.force_encap;
+        let seed = skeyseed(suite.prf, &sa.ni, &sa.nr, &g_ir);
+        let keys = derive_ike_keys(&suite, &seed, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
+        sa.set_keys(suite, keys);
+        let mut payloads = vec![
+            Payload::Sa(reply_sa),
+            Payload::Ke(KePayload {
+                group: suite.dh.id(),
+                data: public,
+            }),
+            Payload::Nonce(sa.nr.clone()),
+        ];
+        payloads.extend(self.nat_notifies(sa.spi_i, sa.spi_r, local, remote));
+        let Ok(resp) = (Message {
+            header: Self::header(&sa, ExchangeType::IKE_SA_INIT, true, 0),
+            payloads,
+        })
+        .encode() else {
+            self.stats.encode_errors += 1;
+            return;
+        };
+        sa.init_request = data.to_vec();
+        sa.init_response = resp.clone();
+        sa.peer_msg_id = 1;
+        sa.last_response = Some((0, ExchangeType::IKE_SA_INIT, resp.clone()));
+        self.send(&sa, resp);
+        self.init_index.insert((hdr.spi_i, remote), spi_r);
+        self.sas.insert(spi_r, sa);
+    }
+
+    pub(super) fn on_init_response(
+        &mut self,
+        sa: &mut IkeSa,
+        now: Timestamp,
+        data: &[u8],
+        hdr: &Header,
+    ) {
+        if sa.state != State::InitSent {
+            return;
+        }
+        let msg = match Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.decode_refused(&e);
+                return;
+            }
+        };
+        let ps = &msg.payloads;
+        // Nothing in this response is authenticated (§2.21.1): COOKIE and
+        // INVALID_KE_PAYLOAD restart the attempt a bounded number of times,
+        // other errors are remembered while we keep waiting (and
+        // retransmitting) for a genuine response until the usual timeout.
+        let restarts_left = sa.init_restarts < MAX_INIT_RESTARTS;
+        if let Some(c) = msg.notify(NotifyType::COOKIE) {
+            if restarts_left && (1..=MAX_COOKIE_LEN).contains(&c.data.len()) {
+                // §2.6: retry with the cookie first, everything else unchanged.
+                sa.init_restarts += 1;
+                sa.cookie = Some(c.data.clone());
+                let group = sa
+                    .dh
+                    .as_ref()
+                    .map_or(self.config.ike_proposals[0].groups[0], |d| d.group());
+                self.start_init(sa, group, now);
+            } else {
+                self.stats.init_errors_ignored += 1;
+            }
+            return;
+        }
+        if let Some(n) = msg.notify(NotifyType::INVALID_KE_PAYLOAD) {
+            // §1.2: retry with the group the responder asked for, if it is
+            // one we proposed and not the one we just used.
+            let wanted = (n.data.len() == 2)
+                .then(|| DhGroupId(u16::from_be_bytes([n.data[0], n.data[1]])))
+                .and_then(DhGroup::from_id);
+            let current = sa.dh.as_ref().map(|d| d.group());
+            let ours = self
+                .config
+                .ike_proposals
+                .iter()
+                .any(|p| wanted.is_some_and(|w| p.groups.contains(&w)));
+            match wanted {
+                Some(g) if ours && wanted != current && restarts_left => {
+                    sa.init_restarts += 1;
+                    self.start_init(sa, g, now);
+                }
+                _ => {
+                    self.stats.init_errors_ignored += 1;
+                    sa.init_error = Some(NotifyType::INVALID_KE_PAYLOAD);
+                }
+            }
+            return;
+        }
+        if let Some(err) = first_error(ps) {
+            self.stats.init_errors_ignored += 1;
+            sa.init_error = Some(err);
+            return;
+        }
+        let parsed = (|| {
+            let sa_p = find_payload!(ps, Sa)?;
+            let ke = find_payload!(ps, Ke)?;
+            let nr = find_payload!(ps, Nonce)?;
+            let (suite, _) = negotiate::accept_ike(&self.config.ike_proposals, sa_p)?;
+            (Some(suite.dh) == sa.dh.as_ref().map(|d| d.group()) && ke.group == suite.dh.id())
+                .then(|| (suite, ke.data.clone(), nr.clone()))
+        })();
+        let Some((suite, ke, nr)) = parsed else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if !nonce_ok(&nr) {
+            self.stats.bad_nonce += 1;
+            return;
+        }
+        let Some(Ok(g_ir)) = sa.dh.as_ref().map(|d| d.agree(&ke)) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        sa.outstanding = None;
+        sa.dh = None;
+        sa.spi_r = hdr.spi_r;
+        sa.nr = nr;
+        sa.init_response = data.to_vec();
+        let nat = Self::nat_detected(ps, sa.spi_i, sa.spi_r, sa.local, sa.remote);
+        sa.encap = nat || self.config.force_encap;
+        if sa.encap {
+            // §2.23: float to port 4500 for IKE_AUTH.
+            sa.local.set_port(self.config.nat_t_port);
+            sa.remote.set_port(self.config.nat_t_port);
+        }
+        let seed = skeyseed(suite.prf, &sa.ni, &sa.nr, &g_ir);
+        let keys = derive_ike_keys(&suite, &seed, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
+        sa.set_keys(suite, keys);
+        sa.last_heard = now;
+        // IKE_AUTH (§1.2).
+        let child_spi = self.random_child_spi();
+        let id_i = self.config.local_id.clone();
+        let auth = self.auth_value(sa, &id_i, true);
+        let payloads = vec![
+            Payload::IdI(id_i),
+            Payload::IdR(self.config.remote_id.clone()),
+            Payload::Auth(AuthPayload {
+                method: AuthMethod::SHARED_KEY_MIC,
+                data: auth.to_vec(),
+            }),
+            Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, vec![])),
+            Payload::Sa(negotiate::esp_offer(
+                &self.config.esp_proposals,
+                child_spi,
+                false,
+            )),
+            Payload::TsI(self.config.local_ts.clone()),
+            Payload::TsR(self.config.remote_ts.clone()),
+        ];
+        sa.state = State::AuthSent;
+        self.send_request(
+            sa,
+            ExchangeType::IKE_AUTH,
+            &payloads,
+            Request::Auth { child_spi },
+            now,
+        );
+    }
+}
