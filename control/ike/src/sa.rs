@@ -234,6 +234,9 @@ pub struct Stats {
     /// Messages not sent because a length or count would not fit its wire
     /// field (more than 255 traffic selectors, a payload over 64 KiB).
     pub encode_errors: u64,
+    /// Requests refused for breaking a protocol rule, by rule (some are
+    /// also counted above, e.g. in `bad_nonce`).
+    pub protocol_errors: crate::error::ProtocolErrorCounts,
 }
 
 impl Stats {

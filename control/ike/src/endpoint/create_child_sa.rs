@@ -179,13 +179,20 @@ impl Endpoint {
         ps: &[Payload],
         create_child: bool,
     ) -> Result<(ChildSa, Vec<Payload>), IkeError> {
-        let offer = find_payload!(ps, Sa).ok_or(IkeError::InvalidSyntax("SA"))?;
-        let tsi = find_payload!(ps, TsI).ok_or(IkeError::InvalidSyntax("TSi"))?;
-        let tsr = find_payload!(ps, TsR).ok_or(IkeError::InvalidSyntax("TSr"))?;
+        let offer = find_payload!(ps, Sa).ok_or(ProtocolError::MissingSa)?;
+        let tsi = find_payload!(ps, TsI).ok_or(ProtocolError::MissingTsi)?;
+        let tsr = find_payload!(ps, TsR).ok_or(ProtocolError::MissingTsr)?;
         let ke = find_payload!(ps, Ke);
-        if create_child && !find_payload!(ps, Nonce).is_some_and(|n| nonce_ok(n)) {
-            self.stats.bad_nonce += 1;
-            return Err(IkeError::InvalidSyntax("Ni"));
+        if create_child {
+            let bad = match find_payload!(ps, Nonce) {
+                None => Some(ProtocolError::MissingNonce),
+                Some(n) if !nonce_ok(n) => Some(ProtocolError::BadNonceLength),
+                Some(_) => None,
+            };
+            if let Some(e) = bad {
+                self.stats.bad_nonce += 1;
+                return Err(e.into());
+            }
         }
         let our_spi = self.random_child_spi();
         let (reply, choice) = match negotiate::choose_esp(
@@ -225,7 +232,7 @@ impl Endpoint {
         let mut out = vec![Payload::Sa(reply)];
         let (ni, nr) = if create_child {
             let ni = find_payload!(ps, Nonce)
-                .ok_or(IkeError::InvalidSyntax("Ni"))?
+                .ok_or(ProtocolError::MissingNonce)?
                 .clone();
             (ni, self.nonce())
         } else {
@@ -258,7 +265,7 @@ impl Endpoint {
                 local_ts,
                 remote_ts,
             )
-            .ok_or(IkeError::InvalidSyntax("keys"))?;
+            .ok_or(IkeError::Internal)?;
         Ok((child, out))
     }
 
@@ -271,7 +278,7 @@ impl Endpoint {
     ) -> Result<Vec<Payload>, IkeError> {
         let old_out = <[u8; 4]>::try_from(n.spi.as_slice())
             .map(u32::from_be_bytes)
-            .map_err(|_| IkeError::InvalidSyntax("REKEY_SA SPI"))?;
+            .map_err(|_| ProtocolError::BadRekeySpi)?;
         let old = sa
             .children
             .iter()
@@ -317,14 +324,14 @@ impl Endpoint {
         now: Timestamp,
         ps: &[Payload],
     ) -> Result<Vec<Payload>, IkeError> {
-        let offer = find_payload!(ps, Sa).ok_or(IkeError::InvalidSyntax("SA"))?;
-        let ke = find_payload!(ps, Ke).ok_or(IkeError::InvalidSyntax("KE"))?;
+        let offer = find_payload!(ps, Sa).ok_or(ProtocolError::MissingSa)?;
+        let ke = find_payload!(ps, Ke).ok_or(ProtocolError::MissingKe)?;
         let ni = find_payload!(ps, Nonce)
-            .ok_or(IkeError::InvalidSyntax("Ni"))?
+            .ok_or(ProtocolError::MissingNonce)?
             .clone();
         if !nonce_ok(&ni) {
             self.stats.bad_nonce += 1;
-            return Err(IkeError::InvalidSyntax("Ni"));
+            return Err(ProtocolError::BadNonceLength.into());
         }
         let new_spi = self.random_u64();
         let (reply, suite) = match negotiate::choose_ike(
@@ -351,7 +358,7 @@ impl Endpoint {
             .find(|p| p.number == reply.proposals[0].number)
             .and_then(|p| <[u8; 8]>::try_from(p.spi.as_slice()).ok())
             .map(u64::from_be_bytes)
-            .ok_or(IkeError::InvalidSyntax("IKE SPI"))?;
+            .ok_or(ProtocolError::BadIkeSpi)?;
         let (dh, public) = DhSecret::generate(suite.dh, &mut *self.rng)?;
         let g_ir = dh.agree(&ke.data)?;
         let nr = self.nonce();

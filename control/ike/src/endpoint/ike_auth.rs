@@ -40,8 +40,8 @@ impl Endpoint {
         now: Timestamp,
         ps: &[Payload],
     ) -> Result<Vec<Payload>, IkeError> {
-        let id_i = find_payload!(ps, IdI).ok_or(IkeError::InvalidSyntax("IDi"))?;
-        let auth = find_payload!(ps, Auth).ok_or(IkeError::InvalidSyntax("AUTH"))?;
+        let id_i = find_payload!(ps, IdI).ok_or(ProtocolError::MissingIdi)?;
+        let auth = find_payload!(ps, Auth).ok_or(ProtocolError::MissingAuth)?;
         let expected = self.auth_value(sa, id_i, false);
         if *id_i != self.config.remote_id
             || auth.method != AuthMethod::SHARED_KEY_MIC
@@ -83,6 +83,7 @@ impl Endpoint {
                 out.append(&mut extra);
             }
             Err(e) => {
+                self.count_error(&e);
                 if let Some((ty, d)) = e.notify() {
                     out.push(Payload::Notify(Notify::new(ty, d)));
                 }

@@ -108,6 +108,22 @@ impl Endpoint {
         !(src_ok && dst_ok)
     }
 
+    /// Counts an IKE_SA_INIT request that broke `e` and answers it, outside
+    /// any IKE SA, if `e` calls for an answer.
+    fn refuse_init(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hdr: &Header,
+        e: ProtocolError,
+    ) {
+        self.stats.protocol_errors.count(e);
+        if let Some(ty) = e.notify() {
+            let r = Self::plain_response(hdr, vec![Payload::Notify(Notify::new(ty, vec![]))]);
+            self.send_plain(local, remote, r);
+        }
+    }
+
     pub(super) fn on_init_request(
         &mut self,
         now: Timestamp,
@@ -147,26 +163,23 @@ impl Endpoint {
             }
         };
         let ps = &msg.payloads;
-        let (Some(sa_p), Some(ke), Some(ni)) = (
-            find_payload!(ps, Sa),
-            find_payload!(ps, Ke),
-            find_payload!(ps, Nonce),
-        ) else {
-            self.stats.malformed += 1;
-            let r = Self::plain_response(
-                hdr,
-                vec![Payload::Notify(Notify::new(
-                    NotifyType::INVALID_SYNTAX,
-                    vec![],
-                ))],
-            );
-            self.send_plain(local, remote, r);
-            return;
+        let payloads = (|| {
+            let sa_p = find_payload!(ps, Sa).ok_or(ProtocolError::MissingSa)?;
+            let ke = find_payload!(ps, Ke).ok_or(ProtocolError::MissingKe)?;
+            let ni = find_payload!(ps, Nonce).ok_or(ProtocolError::MissingNonce)?;
+            if !nonce_ok(ni) {
+                return Err(ProtocolError::InitNonceLength);
+            }
+            Ok((sa_p, ke, ni))
+        })();
+        let (sa_p, ke, ni) = match payloads {
+            Ok(x) => x,
+            Err(e) => {
+                self.stats.malformed += 1;
+                self.refuse_init(local, remote, hdr, e);
+                return;
+            }
         };
-        if ni.len() < 16 || ni.len() > 256 {
-            self.stats.malformed += 1;
-            return;
-        }
         // §2.6: above the threshold (all tunnels' half-open SAs together),
         // demand a cookie first; a valid one proves the source address.
         if self.cookies.rotate(&mut *self.rng, now) {
@@ -239,14 +252,7 @@ impl Endpoint {
         let Ok(g_ir) = dh.agree(&ke.data) else {
             give_back(self);
             self.stats.malformed += 1;
-            let r = Self::plain_response(
-                hdr,
-                vec![Payload::Notify(Notify::new(
-                    NotifyType::INVALID_SYNTAX,
-                    vec![],
-                ))],
-            );
-            self.send_plain(local, remote, r);
+            self.refuse_init(local, remote, hdr, ProtocolError::InvalidKePublicValue);
             return;
         };
         let spi_r = self.random_u64();

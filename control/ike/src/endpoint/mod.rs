@@ -17,6 +17,7 @@ use super::crypto::{
 use super::message::*;
 use super::negotiate::{self, Choice, EspChoice};
 use super::sa::*;
+pub use crate::error::{IkeError, ProtocolError};
 
 /// Nonce length we send (RFC 7296 §2.10: at least half the PRF key size).
 const NONCE_LEN: usize = 32;
@@ -48,75 +49,6 @@ pub enum ApiError {
     NoSuchChildSa,
     #[error("configuration has no IKE or ESP proposals")]
     NoProposals,
-}
-
-/// An error while processing a message, mapped to the wire (§2.21).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum IkeError {
-    #[error("decode: {0}")]
-    Decode(#[from] DecodeError),
-    #[error("no proposal chosen")]
-    NoProposalChosen,
-    #[error("invalid KE payload, want group {0:?}")]
-    InvalidKe(DhGroup),
-    #[error("authentication failed")]
-    AuthenticationFailed,
-    #[error("traffic selectors unacceptable")]
-    TsUnacceptable,
-    #[error("child SA not found")]
-    ChildSaNotFound,
-    #[error("temporary failure")]
-    TemporaryFailure,
-    #[error("no additional SAs")]
-    NoAdditionalSas,
-    #[error("missing or invalid payload: {0}")]
-    InvalidSyntax(&'static str),
-    #[error("integrity check failed")]
-    IntegrityCheckFailed,
-}
-
-impl IkeError {
-    /// The Notify to answer with, or `None` to drop silently (§2.21.2:
-    /// messages failing integrity are dropped without a response).
-    pub fn notify(&self) -> Option<(NotifyType, Vec<u8>)> {
-        Some(match self {
-            IkeError::Decode(DecodeError::UnsupportedCriticalPayload(t)) => {
-                (NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![*t])
-            }
-            IkeError::Decode(e) => (e.notify(), vec![]),
-            IkeError::NoProposalChosen => (NotifyType::NO_PROPOSAL_CHOSEN, vec![]),
-            IkeError::InvalidKe(g) => (
-                NotifyType::INVALID_KE_PAYLOAD,
-                g.id().0.to_be_bytes().to_vec(),
-            ),
-            IkeError::AuthenticationFailed => (NotifyType::AUTHENTICATION_FAILED, vec![]),
-            IkeError::TsUnacceptable => (NotifyType::TS_UNACCEPTABLE, vec![]),
-            IkeError::ChildSaNotFound => (NotifyType::CHILD_SA_NOT_FOUND, vec![]),
-            IkeError::TemporaryFailure => (NotifyType::TEMPORARY_FAILURE, vec![]),
-            IkeError::NoAdditionalSas => (NotifyType::NO_ADDITIONAL_SAS, vec![]),
-            IkeError::InvalidSyntax(_) => (NotifyType::INVALID_SYNTAX, vec![]),
-            IkeError::IntegrityCheckFailed => return None,
-        })
-    }
-}
-
-impl From<Choice> for IkeError {
-    fn from(c: Choice) -> Self {
-        match c {
-            Choice::NoProposalChosen => IkeError::NoProposalChosen,
-            Choice::InvalidKe(g) => IkeError::InvalidKe(g),
-        }
-    }
-}
-
-impl From<CryptoError> for IkeError {
-    fn from(e: CryptoError) -> Self {
-        match e {
-            CryptoError::IntegrityCheck => IkeError::IntegrityCheckFailed,
-            _ => IkeError::InvalidSyntax("key exchange"),
-        }
-    }
 }
 
 /// The engine.
@@ -1016,34 +948,41 @@ impl Endpoint {
         ex: ExchangeType,
         ps: Vec<Payload>,
     ) -> Result<Vec<Payload>, Vec<Payload>> {
-        let err = |e: IkeError| {
-            let (ty, d) = e.notify().unwrap_or((NotifyType::INVALID_SYNTAX, vec![]));
-            vec![Payload::Notify(Notify::new(ty, d))]
-        };
-        match (ex, sa.state) {
-            (ExchangeType::IKE_AUTH, State::HalfOpen) => {
-                self.on_auth_request(sa, now, &ps).map_err(err)
-            }
-            (ExchangeType::INFORMATIONAL, _) => Ok(self.on_informational(sa, now, &ps)),
+        let result = match (ex, sa.state) {
+            (ExchangeType::IKE_AUTH, State::HalfOpen) => self.on_auth_request(sa, now, &ps),
+            (ExchangeType::INFORMATIONAL, _) => return Ok(self.on_informational(sa, now, &ps)),
             (ExchangeType::CREATE_CHILD_SA, State::Established) => {
                 let ike = ps.iter().any(|p| matches!(p, Payload::Sa(s) if s.proposals.first().is_some_and(|p| p.protocol == ProtocolId::IKE)));
                 if ike {
-                    self.on_ike_rekey_request(sa, now, &ps).map_err(err)
+                    self.on_ike_rekey_request(sa, now, &ps)
                 } else if let Some(n) = find_notify(&ps, NotifyType::REKEY_SA) {
                     if sa.children.len() >= self.config.limits.max_child_sas {
                         self.stats.child_sa_limit += 1;
-                        return Err(err(IkeError::NoAdditionalSas));
+                        Err(IkeError::NoAdditionalSas)
+                    } else {
+                        let n = n.clone();
+                        self.on_child_rekey_request(sa, now, &ps, &n)
                     }
-                    let n = n.clone();
-                    self.on_child_rekey_request(sa, now, &ps, &n).map_err(err)
                 } else {
                     // One Child SA per IKE SA, plus those replacing it.
                     self.stats.child_sa_limit += 1;
-                    Err(err(IkeError::NoAdditionalSas))
+                    Err(IkeError::NoAdditionalSas)
                 }
             }
-            (ExchangeType::CREATE_CHILD_SA, _) => Err(err(IkeError::TemporaryFailure)),
-            _ => Err(err(IkeError::InvalidSyntax("unexpected exchange"))),
+            (ExchangeType::CREATE_CHILD_SA, _) => Err(IkeError::TemporaryFailure),
+            _ => Err(ProtocolError::UnexpectedExchange.into()),
+        };
+        result.map_err(|e| {
+            self.count_error(&e);
+            let (ty, d) = e.notify().unwrap_or((NotifyType::INVALID_SYNTAX, vec![]));
+            vec![Payload::Notify(Notify::new(ty, d))]
+        })
+    }
+
+    /// Counts a refused message by its [`ProtocolError`], if it is one.
+    fn count_error(&mut self, e: &IkeError) {
+        if let IkeError::Protocol(p) = e {
+            self.stats.protocol_errors.count(*p);
         }
     }
 

@@ -605,7 +605,11 @@ fn ike_error_kinds_map_to_one_notify_each() {
         (IkeError::ChildSaNotFound, NotifyType::CHILD_SA_NOT_FOUND),
         (IkeError::TemporaryFailure, NotifyType::TEMPORARY_FAILURE),
         (IkeError::NoAdditionalSas, NotifyType::NO_ADDITIONAL_SAS),
-        (IkeError::InvalidSyntax("x"), NotifyType::INVALID_SYNTAX),
+        (
+            IkeError::Protocol(ProtocolError::MissingNonce),
+            NotifyType::INVALID_SYNTAX,
+        ),
+        (IkeError::Internal, NotifyType::INVALID_SYNTAX),
         (
             IkeError::Decode(DecodeError::Truncated),
             NotifyType::INVALID_SYNTAX,
@@ -627,6 +631,38 @@ fn ike_error_kinds_map_to_one_notify_each() {
         None,
         "dropped silently"
     );
+    // Every protocol violation maps to exactly one answer (or a silent
+    // drop), the same through IkeError, and has its own counter name.
+    let mut names = std::collections::HashSet::new();
+    for e in ProtocolError::ALL {
+        let want = match e {
+            ProtocolError::InitNonceLength => None,
+            _ => Some(NotifyType::INVALID_SYNTAX),
+        };
+        assert_eq!(e.notify(), want, "{e:?}");
+        assert_eq!(
+            IkeError::Protocol(e).notify().map(|(n, _)| n),
+            want,
+            "{e:?}"
+        );
+        assert!(
+            names.insert(e.name()),
+            "duplicate counter name {}",
+            e.name()
+        );
+        let lower = e.name().chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        assert!(lower, "{}", e.name());
+    }
+    assert_eq!(
+        IkeError::from(crate::crypto::CryptoError::InvalidPublicValue),
+        IkeError::Protocol(ProtocolError::InvalidKePublicValue)
+    );
+    let mut counts = crate::ProtocolErrorCounts::default();
+    counts.count(ProtocolError::MissingKe);
+    counts.count(ProtocolError::MissingKe);
+    assert_eq!(counts.get(ProtocolError::MissingKe), 2);
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 2);
+    assert_eq!(counts.iter().count(), ProtocolError::ALL.len());
 }
 
 proptest! {
