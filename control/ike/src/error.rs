@@ -42,11 +42,14 @@ pub enum ProtocolError {
     /// A request of an exchange type the IKE SA's state does not allow
     /// (e.g. IKE_AUTH on an established SA, §1.2).
     UnexpectedExchange,
+    /// A response that matches our request but not the IKE SA's state:
+    /// dropped (responses are never answered, §2.21).
+    UnexpectedResponse,
 }
 
 impl ProtocolError {
     /// Every variant, in declaration order.
-    pub const ALL: [ProtocolError; 13] = [
+    pub const ALL: [ProtocolError; 14] = [
         ProtocolError::MissingSa,
         ProtocolError::MissingKe,
         ProtocolError::MissingNonce,
@@ -60,6 +63,7 @@ impl ProtocolError {
         ProtocolError::BadIkeSpi,
         ProtocolError::InvalidKePublicValue,
         ProtocolError::UnexpectedExchange,
+        ProtocolError::UnexpectedResponse,
     ];
 
     /// The counter name (the variant's name in snake case).
@@ -78,6 +82,7 @@ impl ProtocolError {
             ProtocolError::BadIkeSpi => "bad_ike_spi",
             ProtocolError::InvalidKePublicValue => "invalid_ke_public_value",
             ProtocolError::UnexpectedExchange => "unexpected_exchange",
+            ProtocolError::UnexpectedResponse => "unexpected_response",
         }
     }
 
@@ -98,7 +103,7 @@ impl ProtocolError {
             | ProtocolError::BadIkeSpi
             | ProtocolError::InvalidKePublicValue
             | ProtocolError::UnexpectedExchange => Some(NotifyType::INVALID_SYNTAX),
-            ProtocolError::InitNonceLength => None,
+            ProtocolError::InitNonceLength | ProtocolError::UnexpectedResponse => None,
         }
     }
 }

@@ -64,8 +64,8 @@ impl Endpoint {
         let new_spi = self.random_u64();
         let ni = self.nonce();
         let group = sa
-            .suite
-            .map_or(self.config.ike_proposals[0].groups[0], |s| s.dh);
+            .sk()
+            .map_or(self.config.ike_proposals[0].groups[0], |sk| sk.suite.dh);
         let Ok((dh, public)) = DhSecret::generate(group, &mut *self.rng) else {
             return;
         };
@@ -139,7 +139,7 @@ impl Endpoint {
         local_ts: Vec<TrafficSelector>,
         remote_ts: Vec<TrafficSelector>,
     ) -> Option<ChildSa> {
-        let (suite, keys) = (sa.suite?, sa.keys.as_ref()?);
+        let Sk { suite, keys, .. } = sa.sk()?;
         let (i2r, r2i) = child_keymat(suite.prf, &keys.sk_d, g_ir, ni, nr, &choice.algorithm);
         let (inbound, outbound) = if we_initiated { (r2i, i2r) } else { (i2r, r2i) };
         let lifetime = self.config.timers.child_lifetime_ms;
@@ -172,13 +172,16 @@ impl Endpoint {
 
     /// Responder side of a Child SA (IKE_AUTH or CREATE_CHILD_SA): select,
     /// narrow, derive. Returns the child and the SA/Nr/KE/TS payloads.
+    /// `auth_nonces` are IKE_AUTH's Ni and Nr (§2.17); a CREATE_CHILD_SA
+    /// request carries its own Ni and gets a fresh Nr.
     pub(super) fn child_from_request(
         &mut self,
         sa: &IkeSa,
         now: Timestamp,
         ps: &[Payload],
-        create_child: bool,
+        auth_nonces: Option<(&[u8], &[u8])>,
     ) -> Result<(ChildSa, Vec<Payload>), IkeError> {
+        let create_child = auth_nonces.is_none();
         let offer = find_payload!(ps, Sa).ok_or(ProtocolError::MissingSa)?;
         let tsi = find_payload!(ps, TsI).ok_or(ProtocolError::MissingTsi)?;
         let tsr = find_payload!(ps, TsR).ok_or(ProtocolError::MissingTsr)?;
@@ -230,13 +233,14 @@ impl Endpoint {
             return Err(IkeError::TsUnacceptable);
         }
         let mut out = vec![Payload::Sa(reply)];
-        let (ni, nr) = if create_child {
-            let ni = find_payload!(ps, Nonce)
-                .ok_or(ProtocolError::MissingNonce)?
-                .clone();
-            (ni, self.nonce())
-        } else {
-            (sa.ni.clone(), sa.nr.clone())
+        let (ni, nr) = match auth_nonces {
+            Some((ni, nr)) => (ni.to_vec(), nr.to_vec()),
+            None => {
+                let ni = find_payload!(ps, Nonce)
+                    .ok_or(ProtocolError::MissingNonce)?
+                    .clone();
+                (ni, self.nonce())
+            }
         };
         let mut g_ir = None;
         if create_child {
@@ -289,7 +293,7 @@ impl Endpoint {
             return Err(IkeError::TemporaryFailure);
         }
         let old_in = old.keys.inbound_spi;
-        let (mut child, out) = self.child_from_request(sa, now, ps, true)?;
+        let (mut child, out) = self.child_from_request(sa, now, ps, None)?;
         let ni = find_payload!(ps, Nonce).cloned().unwrap_or_default();
         let nr = find_payload!(out, Nonce).cloned().unwrap_or_default();
         let colliding = matches!(&sa.outstanding, Some(Outstanding { request: Request::RekeyChild { old, .. }, .. }) if *old == old_in);
@@ -362,7 +366,9 @@ impl Endpoint {
         let (dh, public) = DhSecret::generate(suite.dh, &mut *self.rng)?;
         let g_ir = dh.agree(&ke.data)?;
         let nr = self.nonce();
-        let mut new = self.rekeyed_sa(sa, now, suite, &g_ir, &ni, &nr, their_spi, new_spi, false);
+        let mut new = self
+            .rekeyed_sa(sa, now, suite, &g_ir, &ni, &nr, their_spi, new_spi, false)
+            .ok_or(IkeError::Internal)?;
         let colliding = matches!(
             &sa.outstanding,
             Some(Outstanding {
@@ -379,7 +385,7 @@ impl Endpoint {
             });
         } else {
             self.move_children(sa, &mut new);
-            sa.state = State::Rekeyed;
+            sa.enter(Stage::Rekeyed);
             self.emit(IkeEvent::IkeSaRekeyed {
                 old: sa.id,
                 new: new.id,
@@ -410,32 +416,26 @@ impl Endpoint {
         spi_i: u64,
         spi_r: u64,
         we_initiated: bool,
-    ) -> IkeSa {
-        let (old_prf, old_sk_d) = match (old.suite, old.keys.as_ref()) {
-            (Some(s), Some(k)) => (s.prf, k.sk_d.clone()),
-            _ => (suite.prf, SecretBytes::new(Vec::new())),
-        };
-        let seed = skeyseed_rekey(old_prf, &old_sk_d, g_ir, ni, nr);
+    ) -> Option<IkeSa> {
+        let old_sk = old.sk()?;
+        let seed = skeyseed_rekey(old_sk.suite.prf, &old_sk.keys.sk_d, g_ir, ni, nr);
         let keys = derive_ike_keys(&suite, &seed, ni, nr, spi_i, spi_r);
         let ours = if we_initiated { spi_i } else { spi_r };
-        let mut new = IkeSa::new(
-            ours,
-            we_initiated,
-            old.local,
-            old.remote,
-            State::Established,
-            now,
-        );
+        let l = self.config.timers.ike_lifetime_ms;
+        let life = Lifetime {
+            rekey_at: Some(self.rekey_time(now, l)),
+            expire_at: now.plus(l),
+        };
+        let keyed = Keyed {
+            sk: Sk::new(we_initiated, suite, keys),
+            stage: Stage::Established(life),
+        };
+        let phase = Phase::Keyed(keyed);
+        let mut new = IkeSa::new(ours, we_initiated, old.local, old.remote, phase, now);
         new.spi_i = spi_i;
         new.spi_r = spi_r;
-        new.ni = ni.to_vec();
-        new.nr = nr.to_vec();
         new.encap = old.encap;
-        new.set_keys(suite, keys);
-        let l = self.config.timers.ike_lifetime_ms;
-        new.rekey_at = Some(self.rekey_time(now, l));
-        new.expire_at = Some(now.plus(l));
-        new
+        Some(new)
     }
 
     pub(super) fn move_children(&mut self, from: &mut IkeSa, to: &mut IkeSa) {
@@ -586,14 +586,21 @@ impl Endpoint {
                         });
                         self.sas.insert(col.new, held);
                     }
-                    sa.state = State::Rekeyed;
+                    sa.enter(Stage::Rekeyed);
                 }
-                None => sa.rekey_at = Some(now.plus(REKEY_RETRY_MS)),
+                None => {
+                    if let Some(life) = sa.lifetime_mut() {
+                        life.rekey_at = Some(now.plus(REKEY_RETRY_MS));
+                    }
+                }
             }
             return;
         };
-        let mut new = self.rekeyed_sa(sa, now, suite, &g_ir, ni, &nr, new_spi, spi_r, true);
-        sa.state = State::Rekeyed;
+        let Some(mut new) = self.rekeyed_sa(sa, now, suite, &g_ir, ni, &nr, new_spi, spi_r, true)
+        else {
+            return;
+        };
+        sa.enter(Stage::Rekeyed);
         match collision {
             Some(col) if lowest_loses(ni, &nr, &col.ni, &col.nr) => {
                 // We lost: the peer's SA survives; delete ours.
@@ -605,7 +612,7 @@ impl Endpoint {
                     });
                     self.sas.insert(col.new, held);
                 }
-                new.state = State::Rekeyed;
+                new.enter(Stage::Rekeyed);
                 new.tasks.push_back(Task::DeleteIke(DownReason::Terminated));
                 self.kick(&mut new, now);
             }
@@ -619,7 +626,7 @@ impl Endpoint {
                 });
                 sa.tasks.push_back(Task::DeleteIke(DownReason::Terminated));
                 if let Some(mut held) = self.sas.remove(&col.new) {
-                    held.state = State::Rekeyed;
+                    held.enter(Stage::Rekeyed);
                     held.tasks
                         .push_back(Task::DeleteIke(DownReason::Terminated));
                     self.kick(&mut held, now);

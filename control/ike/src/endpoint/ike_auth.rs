@@ -5,33 +5,51 @@ use super::*;
 
 impl Endpoint {
     /// AUTH over our signed octets (`ours`) or the value expected from the
-    /// peer, §2.15.
-    pub(super) fn auth_value(&self, sa: &IkeSa, id: &Identification, ours: bool) -> SecretBytes {
-        let (Some(suite), Some(keys)) = (sa.suite, sa.keys.as_ref()) else {
-            return SecretBytes::new(Vec::new());
-        };
-        // The signer is the initiator if (ours == sa.initiator).
-        let signer_is_initiator = ours == sa.initiator;
+    /// peer, §2.15, for an IKE SA of which we are the `initiator`.
+    pub(super) fn auth_value(
+        &self,
+        initiator: bool,
+        sk: &Sk,
+        init: &InitExchange,
+        id: &Identification,
+        ours: bool,
+    ) -> SecretBytes {
+        let signer_is_initiator = ours == initiator;
         let (msg, nonce, sk_p) = if signer_is_initiator {
-            (&sa.init_request, &sa.nr, &keys.sk_pi)
+            (&init.request, &init.nr, &sk.keys.sk_pi)
         } else {
-            (&sa.init_response, &sa.ni, &keys.sk_pr)
+            (&init.response, &init.ni, &sk.keys.sk_pr)
         };
-        psk_auth(suite.prf, &self.config.psk, msg, nonce, sk_p, &id.body())
+        psk_auth(sk.suite.prf, &self.config.psk, msg, nonce, sk_p, &id.body())
     }
 
-    pub(super) fn established(&mut self, sa: &mut IkeSa, now: Timestamp) {
-        sa.state = State::Established;
-        self.leave_half_open(sa);
+    /// The peer authenticated: the SA leaves AuthSent or HalfOpen (and
+    /// the half-open budget) for Established. Returns the IKE_SA_INIT
+    /// exchange it no longer keeps, whose nonces key the first Child SA.
+    pub(super) fn established(&mut self, sa: &mut IkeSa, now: Timestamp) -> Option<InitExchange> {
         let l = self.config.timers.ike_lifetime_ms;
-        sa.rekey_at = Some(self.rekey_time(now, l));
-        sa.expire_at = Some(now.plus(l));
+        let life = Lifetime {
+            rekey_at: Some(self.rekey_time(now, l)),
+            expire_at: now.plus(l),
+        };
+        let init = match sa.enter(Stage::Established(life))? {
+            Stage::AuthSent(init) => init,
+            Stage::HalfOpen { init, ticket } => {
+                self.release_half_open(ticket);
+                init
+            }
+            other => {
+                sa.enter(other);
+                return None;
+            }
+        };
         self.stats.ike_sa_established += 1;
         self.emit(IkeEvent::IkeSaUp {
             ike: sa.id,
             local: sa.local,
             remote: sa.remote,
         });
+        Some(init)
     }
 
     pub(super) fn on_auth_request(
@@ -42,7 +60,10 @@ impl Endpoint {
     ) -> Result<Vec<Payload>, IkeError> {
         let id_i = find_payload!(ps, IdI).ok_or(ProtocolError::MissingIdi)?;
         let auth = find_payload!(ps, Auth).ok_or(ProtocolError::MissingAuth)?;
-        let expected = self.auth_value(sa, id_i, false);
+        let Some((sk, init)) = sa.awaiting_auth() else {
+            return Err(ProtocolError::UnexpectedExchange.into());
+        };
+        let expected = self.auth_value(sa.initiator, sk, init, id_i, false);
         if *id_i != self.config.remote_id
             || auth.method != AuthMethod::SHARED_KEY_MIC
             || !ct_eq(&auth.data, &expected)
@@ -50,24 +71,26 @@ impl Endpoint {
             self.stats.auth_failures += 1;
             return Err(IkeError::AuthenticationFailed);
         }
-        self.established(sa, now);
+        let Some(init) = self.established(sa, now) else {
+            return Err(ProtocolError::UnexpectedExchange.into());
+        };
         if find_notify(ps, NotifyType::INITIAL_CONTACT).is_some() {
             // §2.4: the peer has no other SAs with us any more.
             let others: Vec<u64> = self.sas.keys().copied().collect();
             for spi in others {
                 // Only authenticated SAs with this peer; half-open ones are not.
                 self.with_sa(spi, now, |ep, o| {
-                    if matches!(
-                        o.state,
-                        State::Established | State::Rekeyed | State::Deleting
-                    ) {
+                    if o.authenticated() {
                         ep.remove_sa(o, Some(DownReason::Replaced));
                     }
                 });
             }
         }
         let id_r = self.config.local_id.clone();
-        let auth = self.auth_value(sa, &id_r, true);
+        let Some(sk) = sa.sk() else {
+            return Err(IkeError::Internal);
+        };
+        let auth = self.auth_value(sa.initiator, sk, &init, &id_r, true);
         let mut out = vec![
             Payload::IdR(id_r),
             Payload::Auth(AuthPayload {
@@ -75,7 +98,7 @@ impl Endpoint {
                 data: auth.to_vec(),
             }),
         ];
-        match self.child_from_request(sa, now, ps, false) {
+        match self.child_from_request(sa, now, ps, Some((&init.ni, &init.nr))) {
             Ok((child, mut extra)) => {
                 self.stats.child_sa_established += 1;
                 self.emit(IkeEvent::ChildSaUp(child.keys.clone()));
@@ -99,6 +122,12 @@ impl Endpoint {
         child_spi: u32,
         ps: &[Payload],
     ) {
+        let Some((sk, init)) = sa.awaiting_auth() else {
+            self.stats
+                .protocol_errors
+                .count(ProtocolError::UnexpectedResponse);
+            return;
+        };
         let id_r = find_payload!(ps, IdR);
         let auth = find_payload!(ps, Auth);
         let (Some(id_r), Some(auth)) = (id_r, auth) else {
@@ -113,7 +142,7 @@ impl Endpoint {
             self.remove_sa(sa, Some(reason));
             return;
         };
-        let expected = self.auth_value(sa, id_r, false);
+        let expected = self.auth_value(sa.initiator, sk, init, id_r, false);
         if *id_r != self.config.remote_id
             || auth.method != AuthMethod::SHARED_KEY_MIC
             || !ct_eq(&auth.data, &expected)
@@ -122,7 +151,9 @@ impl Endpoint {
             self.remove_sa(sa, Some(DownReason::AuthenticationFailed));
             return;
         }
-        self.established(sa, now);
+        let Some(init) = self.established(sa, now) else {
+            return;
+        };
         let reply = find_payload!(ps, Sa);
         let mut ts_refused = false;
         let child = match (reply, find_payload!(ps, TsI), find_payload!(ps, TsR)) {
@@ -148,9 +179,9 @@ impl Endpoint {
         }
         match child {
             Some((choice, tsi, tsr)) => {
-                let (ni, nr) = (sa.ni.clone(), sa.nr.clone());
+                let (ni, nr) = (&init.ni, &init.nr);
                 if let Some(c) =
-                    self.make_child(sa, now, child_spi, &choice, None, &ni, &nr, true, tsi, tsr)
+                    self.make_child(sa, now, child_spi, &choice, None, ni, nr, true, tsi, tsr)
                 {
                     self.stats.child_sa_established += 1;
                     self.emit(IkeEvent::ChildSaUp(c.keys.clone()));

@@ -8,30 +8,47 @@ impl Endpoint {
     /// Starts an IKE SA with the configured peer (IKE_SA_INIT, §1.2).
     pub fn initiate(&mut self, now: Timestamp) -> IkeSaId {
         let spi = self.random_u64();
-        let mut sa = IkeSa::new(
-            spi,
-            true,
-            self.config.local_addr,
-            self.config.remote_addr,
-            State::InitSent,
-            now,
-        );
-        sa.ni = self.nonce();
+        let id = IkeSaId(spi);
+        let ni = self.nonce();
         let group = self.config.ike_proposals[0].groups[0];
-        self.start_init(&mut sa, group, now);
-        let id = sa.id;
+        let (local, remote) = (self.config.local_addr, self.config.remote_addr);
+        let Some((dh, request)) = self.init_request(spi, local, remote, None, &ni, group) else {
+            // Our own failure (crypto library, encoding): nothing was sent.
+            self.emit(IkeEvent::IkeSaDown {
+                ike: id,
+                reason: DownReason::Negotiation(NotifyType::TEMPORARY_FAILURE),
+            });
+            return id;
+        };
+        let init = InitSent {
+            ni,
+            dh,
+            cookie: None,
+            restarts: 0,
+            error: None,
+            request: request.clone(),
+        };
+        let mut sa = IkeSa::new(spi, true, local, remote, Phase::InitSent(init), now);
+        self.send_init(&mut sa, request, now);
         self.sas.insert(spi, sa);
         id
     }
 
-    pub(super) fn start_init(&mut self, sa: &mut IkeSa, group: DhGroup, now: Timestamp) {
-        let Ok((dh, public)) = DhSecret::generate(group, &mut *self.rng) else {
-            return;
-        };
-        sa.dh = Some(dh);
+    /// Our IKE_SA_INIT request (§1.2) with a fresh D-H value of `group`,
+    /// and that value's private half.
+    fn init_request(
+        &mut self,
+        spi_i: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        cookie: Option<&[u8]>,
+        ni: &[u8],
+        group: DhGroup,
+    ) -> Option<(DhSecret, Vec<u8>)> {
+        let (dh, public) = DhSecret::generate(group, &mut *self.rng).ok()?;
         let mut payloads = Vec::new();
-        if let Some(c) = &sa.cookie {
-            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.clone())));
+        if let Some(c) = cookie {
+            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.to_vec())));
         }
         payloads.push(Payload::Sa(negotiate::ike_offer(
             &self.config.ike_proposals,
@@ -41,17 +58,27 @@ impl Endpoint {
             group: group.id(),
             data: public,
         }));
-        payloads.push(Payload::Nonce(sa.ni.clone()));
-        payloads.extend(self.nat_notifies(sa.spi_i, 0, sa.local, sa.remote));
+        payloads.push(Payload::Nonce(ni.to_vec()));
+        payloads.extend(self.nat_notifies(spi_i, 0, local, remote));
         let msg = Message {
-            header: Self::header(sa, ExchangeType::IKE_SA_INIT, false, 0),
+            header: Header {
+                spi_i,
+                spi_r: 0,
+                exchange: ExchangeType::IKE_SA_INIT,
+                flags: Flags::new(true, false),
+                message_id: 0,
+            },
             payloads,
         };
         let Ok(bytes) = msg.encode() else {
             self.stats.encode_errors += 1;
-            return;
+            return None;
         };
-        sa.init_request = bytes.clone();
+        Some((dh, bytes))
+    }
+
+    /// Sends an IKE_SA_INIT request, replacing any in flight.
+    fn send_init(&mut self, sa: &mut IkeSa, bytes: Vec<u8>, now: Timestamp) {
         sa.next_msg_id = 1;
         self.send(sa, bytes.clone());
         let timeout_ms = self.config.timers.retransmit_base_ms;
@@ -63,6 +90,25 @@ impl Endpoint {
             next_retransmit: now.plus(timeout_ms),
             timeout_ms,
         });
+    }
+
+    /// Starts the IKE_SA_INIT exchange again (after COOKIE or
+    /// INVALID_KE_PAYLOAD) with a D-H value of `group`, same nonce.
+    fn restart_init(&mut self, sa: &mut IkeSa, group: DhGroup, now: Timestamp) {
+        let Phase::InitSent(init) = &sa.phase else {
+            return;
+        };
+        let (cookie, ni) = (init.cookie.clone(), init.ni.clone());
+        let Some((dh, bytes)) =
+            self.init_request(sa.spi_i, sa.local, sa.remote, cookie.as_deref(), &ni, group)
+        else {
+            return;
+        };
+        if let Phase::InitSent(init) = &mut sa.phase {
+            init.dh = dh;
+            init.request = bytes.clone();
+        }
+        self.send_init(sa, bytes, now);
     }
 
     /// NAT_DETECTION_SOURCE_IP and _DESTINATION_IP (§2.23). With forced
@@ -133,10 +179,10 @@ impl Endpoint {
         hdr: &Header,
     ) {
         // A retransmitted IKE_SA_INIT gets the same answer (§2.1).
-        if let Some(spi) = self.init_index.get(&(hdr.spi_i, remote)).copied() {
-            if let Some(sa) = self.sas.get(&spi) {
-                if sa.init_request == data {
-                    let bytes = sa.init_response.clone();
+        if let Some(r) = self.init_index.get(&(hdr.spi_i, remote)) {
+            if self.sas.contains_key(&r.spi) {
+                if r.request == data {
+                    let bytes = r.response.clone();
                     self.stats.replayed_responses += 1;
                     self.send_plain(local, remote, Ok(bytes));
                 } else {
@@ -218,17 +264,12 @@ impl Endpoint {
             }
         };
         // Released again below unless the SA is made.
-        let mut ticket = Some(ticket);
-        let mut give_back = |ep: &mut Self| {
-            if let Some(t) = ticket.take() {
-                ep.budget.release(t);
-            }
-        };
+        let mut ticket = ticket;
         let (reply_sa, suite) =
             match negotiate::choose_ike(&self.config.ike_proposals, sa_p, ke.group, &[]) {
                 Ok(x) => x,
                 Err(c) => {
-                    give_back(self);
+                    self.budget.release(ticket);
                     let e = IkeError::from(c);
                     match e {
                         IkeError::InvalidKe(_) => self.stats.invalid_ke_sent += 1,
@@ -246,54 +287,66 @@ impl Endpoint {
                 }
             };
         let Ok((dh, public)) = DhSecret::generate(suite.dh, &mut *self.rng) else {
-            give_back(self);
+            self.budget.release(ticket);
             return;
         };
         let Ok(g_ir) = dh.agree(&ke.data) else {
-            give_back(self);
+            self.budget.release(ticket);
             self.stats.malformed += 1;
             self.refuse_init(local, remote, hdr, ProtocolError::InvalidKePublicValue);
             return;
         };
         let spi_r = self.random_u64();
-        let mut sa = IkeSa::new(spi_r, false, local, remote, State::HalfOpen, now);
-        sa.half_open = ticket.take().map(|mut t| {
-            self.budget.bind(&mut t, spi_r);
-            t
-        });
-        self.half_open += 1;
-        sa.init_key = Some((hdr.spi_i, remote));
-        sa.spi_i = hdr.spi_i;
-        sa.ni = ni.clone();
-        sa.nr = self.nonce();
+        let nr = self.nonce();
         let nat = Self::nat_detected(ps, hdr.spi_i, 0, local, remote);
-        sa.encap = nat || self.config.force_encap;
-        let seed = skeyseed(suite.prf, &sa.ni, &sa.nr, &g_ir);
-        let keys = derive_ike_keys(&suite, &seed, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
-        sa.set_keys(suite, keys);
+        let seed = skeyseed(suite.prf, ni, &nr, &g_ir);
+        let keys = derive_ike_keys(&suite, &seed, ni, &nr, hdr.spi_i, spi_r);
         let mut payloads = vec![
             Payload::Sa(reply_sa),
             Payload::Ke(KePayload {
                 group: suite.dh.id(),
                 data: public,
             }),
-            Payload::Nonce(sa.nr.clone()),
+            Payload::Nonce(nr.clone()),
         ];
-        payloads.extend(self.nat_notifies(sa.spi_i, sa.spi_r, local, remote));
-        let Ok(resp) = (Message {
-            header: Self::header(&sa, ExchangeType::IKE_SA_INIT, true, 0),
-            payloads,
-        })
-        .encode() else {
+        payloads.extend(self.nat_notifies(hdr.spi_i, spi_r, local, remote));
+        let header = Header {
+            spi_i: hdr.spi_i,
+            spi_r,
+            exchange: ExchangeType::IKE_SA_INIT,
+            flags: Flags::new(false, true),
+            message_id: 0,
+        };
+        let Ok(resp) = (Message { header, payloads }).encode() else {
+            self.budget.release(ticket);
             self.stats.encode_errors += 1;
             return;
         };
-        sa.init_request = data.to_vec();
-        sa.init_response = resp.clone();
+        self.budget.bind(&mut ticket, spi_r);
+        self.half_open += 1;
+        let init = InitExchange {
+            ni: ni.clone(),
+            nr,
+            request: data.to_vec(),
+            response: resp.clone(),
+        };
+        let keyed = Keyed {
+            sk: Sk::new(false, suite, keys),
+            stage: Stage::HalfOpen { init, ticket },
+        };
+        let mut sa = IkeSa::new(spi_r, false, local, remote, Phase::Keyed(keyed), now);
+        sa.init_key = Some((hdr.spi_i, remote));
+        sa.spi_i = hdr.spi_i;
+        sa.encap = nat || self.config.force_encap;
         sa.peer_msg_id = 1;
         sa.last_response = Some((0, ExchangeType::IKE_SA_INIT, resp.clone()));
-        self.send(&sa, resp);
-        self.init_index.insert((hdr.spi_i, remote), spi_r);
+        self.send(&sa, resp.clone());
+        let replay = InitReplay {
+            spi: spi_r,
+            request: data.to_vec(),
+            response: resp,
+        };
+        self.init_index.insert((hdr.spi_i, remote), replay);
         self.sas.insert(spi_r, sa);
     }
 
@@ -304,9 +357,12 @@ impl Endpoint {
         data: &[u8],
         hdr: &Header,
     ) {
-        if sa.state != State::InitSent {
+        let Phase::InitSent(init) = &mut sa.phase else {
+            self.stats
+                .protocol_errors
+                .count(ProtocolError::UnexpectedResponse);
             return;
-        }
+        };
         let msg = match Message::decode(data) {
             Ok(m) => m,
             Err(e) => {
@@ -319,17 +375,14 @@ impl Endpoint {
         // INVALID_KE_PAYLOAD restart the attempt a bounded number of times,
         // other errors are remembered while we keep waiting (and
         // retransmitting) for a genuine response until the usual timeout.
-        let restarts_left = sa.init_restarts < MAX_INIT_RESTARTS;
+        let restarts_left = init.restarts < MAX_INIT_RESTARTS;
+        let current = init.dh.group();
         if let Some(c) = msg.notify(NotifyType::COOKIE) {
             if restarts_left && (1..=MAX_COOKIE_LEN).contains(&c.data.len()) {
                 // §2.6: retry with the cookie first, everything else unchanged.
-                sa.init_restarts += 1;
-                sa.cookie = Some(c.data.clone());
-                let group = sa
-                    .dh
-                    .as_ref()
-                    .map_or(self.config.ike_proposals[0].groups[0], |d| d.group());
-                self.start_init(sa, group, now);
+                init.restarts += 1;
+                init.cookie = Some(c.data.clone());
+                self.restart_init(sa, current, now);
             } else {
                 self.stats.init_errors_ignored += 1;
             }
@@ -341,27 +394,26 @@ impl Endpoint {
             let wanted = (n.data.len() == 2)
                 .then(|| DhGroupId(u16::from_be_bytes([n.data[0], n.data[1]])))
                 .and_then(DhGroup::from_id);
-            let current = sa.dh.as_ref().map(|d| d.group());
             let ours = self
                 .config
                 .ike_proposals
                 .iter()
                 .any(|p| wanted.is_some_and(|w| p.groups.contains(&w)));
             match wanted {
-                Some(g) if ours && wanted != current && restarts_left => {
-                    sa.init_restarts += 1;
-                    self.start_init(sa, g, now);
+                Some(g) if ours && g != current && restarts_left => {
+                    init.restarts += 1;
+                    self.restart_init(sa, g, now);
                 }
                 _ => {
                     self.stats.init_errors_ignored += 1;
-                    sa.init_error = Some(NotifyType::INVALID_KE_PAYLOAD);
+                    init.error = Some(NotifyType::INVALID_KE_PAYLOAD);
                 }
             }
             return;
         }
         if let Some(err) = first_error(ps) {
             self.stats.init_errors_ignored += 1;
-            sa.init_error = Some(err);
+            init.error = Some(err);
             return;
         }
         let parsed = (|| {
@@ -369,7 +421,7 @@ impl Endpoint {
             let ke = find_payload!(ps, Ke)?;
             let nr = find_payload!(ps, Nonce)?;
             let (suite, _) = negotiate::accept_ike(&self.config.ike_proposals, sa_p)?;
-            (Some(suite.dh) == sa.dh.as_ref().map(|d| d.group()) && ke.group == suite.dh.id())
+            (suite.dh == current && ke.group == suite.dh.id())
                 .then(|| (suite, ke.data.clone(), nr.clone()))
         })();
         let Some((suite, ke, nr)) = parsed else {
@@ -380,15 +432,19 @@ impl Endpoint {
             self.stats.bad_nonce += 1;
             return;
         }
-        let Some(Ok(g_ir)) = sa.dh.as_ref().map(|d| d.agree(&ke)) else {
+        let Ok(g_ir) = init.dh.agree(&ke) else {
             self.stats.malformed += 1;
             return;
         };
+        // The D-H private value goes with the InitSent state.
+        let init = InitExchange {
+            ni: std::mem::take(&mut init.ni),
+            nr,
+            request: std::mem::take(&mut init.request),
+            response: data.to_vec(),
+        };
         sa.outstanding = None;
-        sa.dh = None;
         sa.spi_r = hdr.spi_r;
-        sa.nr = nr;
-        sa.init_response = data.to_vec();
         let nat = Self::nat_detected(ps, sa.spi_i, sa.spi_r, sa.local, sa.remote);
         sa.encap = nat || self.config.force_encap;
         if sa.encap {
@@ -396,14 +452,14 @@ impl Endpoint {
             sa.local.set_port(self.config.nat_t_port);
             sa.remote.set_port(self.config.nat_t_port);
         }
-        let seed = skeyseed(suite.prf, &sa.ni, &sa.nr, &g_ir);
-        let keys = derive_ike_keys(&suite, &seed, &sa.ni, &sa.nr, sa.spi_i, sa.spi_r);
-        sa.set_keys(suite, keys);
+        let seed = skeyseed(suite.prf, &init.ni, &init.nr, &g_ir);
+        let keys = derive_ike_keys(&suite, &seed, &init.ni, &init.nr, sa.spi_i, sa.spi_r);
+        let sk = Sk::new(true, suite, keys);
         sa.last_heard = now;
         // IKE_AUTH (§1.2).
         let child_spi = self.random_child_spi();
         let id_i = self.config.local_id.clone();
-        let auth = self.auth_value(sa, &id_i, true);
+        let auth = self.auth_value(true, &sk, &init, &id_i, true);
         let payloads = vec![
             Payload::IdI(id_i),
             Payload::IdR(self.config.remote_id.clone()),
@@ -420,7 +476,10 @@ impl Endpoint {
             Payload::TsI(self.config.local_ts.clone()),
             Payload::TsR(self.config.remote_ts.clone()),
         ];
-        sa.state = State::AuthSent;
+        sa.phase = Phase::Keyed(Keyed {
+            sk,
+            stage: Stage::AuthSent(init),
+        });
         self.send_request(
             sa,
             ExchangeType::IKE_AUTH,

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
-use super::admission::{CookieSecret, HalfOpenBudget, Refusal};
+use super::admission::{CookieSecret, HalfOpenBudget, Refusal, Ticket};
 use super::config::{Config, StartAction};
 use super::crypto::{
     child_keymat, ct_eq, derive_ike_keys, nat_detection_hash, psk_auth, skeyseed, skeyseed_rekey,
@@ -51,6 +51,16 @@ pub enum ApiError {
     NoProposals,
 }
 
+/// An IKE_SA_INIT request we answered and our answer, for its
+/// retransmissions (§2.1).
+#[derive(Debug)]
+struct InitReplay {
+    /// Our SPI of the IKE SA it made.
+    spi: u64,
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
 /// The engine.
 pub struct Endpoint {
     config: Config,
@@ -58,7 +68,7 @@ pub struct Endpoint {
     sas: HashMap<u64, IkeSa>,
     /// (SPIi, peer address) of IKE_SA_INIT requests we answered, for
     /// retransmissions (§2.1).
-    init_index: HashMap<(u64, SocketAddr), u64>,
+    init_index: HashMap<(u64, SocketAddr), InitReplay>,
     cookies: CookieSecret,
     /// Half-open SA counts shared with the other tunnels' engines.
     budget: HalfOpenBudget,
@@ -85,7 +95,7 @@ impl Drop for Endpoint {
     /// places of this one's half-open SAs.
     fn drop(&mut self) {
         for sa in self.sas.values_mut() {
-            if let Some(t) = sa.half_open.take() {
+            if let Some(t) = sa.half_open_ticket() {
                 self.budget.release(t);
             }
         }
@@ -114,6 +124,8 @@ mod create_child_sa;
 mod ike_auth;
 mod ike_sa_init;
 mod informational;
+#[cfg(test)]
+mod tests;
 
 impl Endpoint {
     /// A new engine. With [`StartAction::Initiate`] the driver still calls
@@ -172,12 +184,7 @@ impl Endpoint {
     pub fn authenticated_spis(&self) -> impl Iterator<Item = u64> + '_ {
         self.sas
             .values()
-            .filter(|s| {
-                matches!(
-                    s.state,
-                    State::Established | State::Rekeyed | State::Deleting
-                )
-            })
+            .filter(|s| s.authenticated())
             .map(|s| s.id.0)
     }
 
@@ -201,7 +208,7 @@ impl Endpoint {
         let mut v: Vec<IkeSaId> = self
             .sas
             .values()
-            .filter(|s| s.state == State::Established)
+            .filter(|s| s.state() == State::Established)
             .map(|s| s.id)
             .collect();
         v.sort();
@@ -231,7 +238,8 @@ impl Endpoint {
     /// driver writes them when the operator asked for a key log.
     pub fn ike_sa_secrets(&self, id: IkeSaId) -> Option<IkeSaSecrets> {
         let sa = self.sas.get(&id.0)?;
-        let (suite, keys) = (sa.suite?, sa.keys.as_ref()?);
+        let Sk { suite, keys, .. } = sa.sk()?;
+        let suite = *suite;
         Some(IkeSaSecrets {
             spi_i: sa.spi_i,
             spi_r: sa.spi_r,
@@ -253,16 +261,17 @@ impl Endpoint {
             if let Some(o) = &sa.outstanding {
                 at(o.next_retransmit);
             }
-            match sa.state {
-                State::HalfOpen => at(sa.created.plus(t.half_open_timeout_ms)),
-                State::Rekeyed | State::Deleting => at(sa.last_heard.plus(LINGER_MS)),
-                State::Established => {
-                    if let Some(r) = sa.rekey_at {
+            let Phase::Keyed(k) = &sa.phase else {
+                continue;
+            };
+            match &k.stage {
+                Stage::HalfOpen { .. } => at(sa.created.plus(t.half_open_timeout_ms)),
+                Stage::Rekeyed | Stage::Deleting => at(sa.last_heard.plus(LINGER_MS)),
+                Stage::Established(life) => {
+                    if let Some(r) = life.rekey_at {
                         at(r);
                     }
-                    if let Some(e) = sa.expire_at {
-                        at(e);
-                    }
+                    at(life.expire_at);
                     if t.dpd_interval_ms > 0 && sa.outstanding.is_none() {
                         at(sa.last_heard.plus(t.dpd_interval_ms));
                     }
@@ -349,7 +358,7 @@ impl Endpoint {
             self.stats.encode_errors += 1;
             return None;
         };
-        let tx = sa.tx.as_mut()?;
+        let tx = &mut sa.sk_mut()?.tx;
         match tx.seal(hdr, first, &inner, &mut *self.rng) {
             Ok(b) => Some(b),
             Err(e) => {
@@ -445,7 +454,7 @@ impl Endpoint {
             return Err(ApiError::NoSuchIkeSa);
         }
         self.with_sa(id.0, now, |ep, sa| {
-            if sa.state == State::Established {
+            if sa.state() == State::Established {
                 sa.tasks.push_back(Task::DeleteIke(DownReason::Terminated));
                 ep.kick(sa, now);
             } else {
@@ -466,6 +475,9 @@ impl Endpoint {
     }
 
     fn remove_sa(&mut self, sa: &mut IkeSa, reason: Option<DownReason>) {
+        if sa.removed {
+            return;
+        }
         for c in sa.children.drain(..) {
             self.events.push_back(IkeEvent::ChildSaDeleted {
                 ike: sa.id,
@@ -480,7 +492,7 @@ impl Endpoint {
         sa.removed = true;
         self.leave_half_open(sa);
         if let Some(key) = sa.init_key.take() {
-            if self.init_index.get(&key) == Some(&sa.id.0) {
+            if self.init_index.get(&key).map(|r| r.spi) == Some(sa.id.0) {
                 self.init_index.remove(&key);
             }
         }
@@ -488,11 +500,15 @@ impl Endpoint {
 
     /// A responder SA stops being half-open: its place in the budget goes
     /// back.
-    fn leave_half_open(&mut self, sa: &mut IkeSa) {
-        if let Some(t) = sa.half_open.take() {
-            self.budget.release(t);
-            self.half_open = self.half_open.saturating_sub(1);
+    fn leave_half_open(&mut self, sa: &IkeSa) {
+        if let Some(t) = sa.half_open_ticket() {
+            self.release_half_open(t);
         }
+    }
+
+    fn release_half_open(&mut self, t: Ticket) {
+        self.budget.release(t);
+        self.half_open = self.half_open.saturating_sub(1);
     }
 
     /// Advances timers: retransmissions, DPD, rekeys, expiries.
@@ -505,6 +521,7 @@ impl Endpoint {
 
     fn sa_timeout(&mut self, sa: &mut IkeSa, now: Timestamp) {
         let t = self.config.timers.clone();
+        let state = sa.state();
         if let Some(o) = &mut sa.outstanding {
             if now >= o.next_retransmit {
                 // RFC 7296 §2.4 leaves how long to try to us. A wrong
@@ -513,7 +530,7 @@ impl Endpoint {
                 // resolved afresh and tries one more round; once per
                 // silence (until the peer is heard again).
                 if o.sent >= t.retransmit_tries
-                    && sa.state == State::Established
+                    && state == State::Established
                     && sa.reresolved_at != Some(sa.last_heard)
                 {
                     sa.reresolved_at = Some(sa.last_heard);
@@ -528,14 +545,18 @@ impl Endpoint {
                 } else if o.sent >= t.retransmit_tries {
                     // §2.21.1: an unprotected error seen while waiting is
                     // the outcome only if nothing genuine came instead.
-                    let reason = match (sa.state, sa.init_error) {
-                        (State::InitSent, Some(e)) => DownReason::Negotiation(e),
+                    let init_error = match &sa.phase {
+                        Phase::InitSent(i) => i.error,
+                        Phase::Keyed(_) => None,
+                    };
+                    let reason = match init_error {
+                        Some(e) => DownReason::Negotiation(e),
                         _ => {
                             self.stats.peers_dead += 1;
                             DownReason::PeerDead
                         }
                     };
-                    let quiet = matches!(sa.state, State::Rekeyed);
+                    let quiet = matches!(sa.state(), State::Rekeyed);
                     self.remove_sa(sa, (!quiet).then_some(reason));
                     return;
                 } else {
@@ -548,7 +569,7 @@ impl Endpoint {
                 }
             }
         }
-        match sa.state {
+        match sa.state() {
             State::HalfOpen if now >= sa.created.plus(t.half_open_timeout_ms) => {
                 self.remove_sa(sa, Some(DownReason::HalfOpenTimeout));
                 return;
@@ -560,15 +581,15 @@ impl Endpoint {
             State::Established => {}
             _ => return,
         }
-        if sa.state != State::Established {
+        let Some(life) = sa.lifetime_mut() else {
             return;
-        }
-        if sa.expire_at.is_some_and(|e| now >= e) {
+        };
+        if now >= life.expire_at {
             self.remove_sa(sa, Some(DownReason::Expired));
             return;
         }
-        if sa.rekey_at.is_some_and(|r| now >= r) {
-            sa.rekey_at = None;
+        if life.rekey_at.is_some_and(|r| now >= r) {
+            life.rekey_at = None;
             if !sa.tasks.contains(&Task::RekeyIke) {
                 sa.tasks.push_back(Task::RekeyIke);
             }
@@ -598,13 +619,13 @@ impl Endpoint {
     /// Sends the next queued request if the window is free.
     fn kick(&mut self, sa: &mut IkeSa, now: Timestamp) {
         while sa.outstanding.is_none() && !sa.removed {
-            if !matches!(sa.state, State::Established | State::Rekeyed) {
+            if !matches!(sa.state(), State::Established | State::Rekeyed) {
                 return;
             }
             let Some(task) = sa.tasks.pop_front() else {
                 return;
             };
-            if sa.state == State::Rekeyed && !matches!(task, Task::DeleteIke(_)) {
+            if sa.state() == State::Rekeyed && !matches!(task, Task::DeleteIke(_)) {
                 continue;
             }
             match task {
@@ -612,8 +633,8 @@ impl Endpoint {
                     self.send_request(sa, ExchangeType::INFORMATIONAL, &[], Request::Dpd, now)
                 }
                 Task::DeleteIke(reason) => {
-                    if sa.state == State::Established {
-                        sa.state = State::Deleting;
+                    if sa.state() == State::Established {
+                        sa.enter(Stage::Deleting);
                     }
                     self.send_request(
                         sa,
@@ -699,7 +720,7 @@ impl Endpoint {
             return;
         };
         let spis_ok =
-            sa.spi_i == hdr.spi_i && (sa.spi_r == hdr.spi_r || sa.state == State::InitSent);
+            sa.spi_i == hdr.spi_i && (sa.spi_r == hdr.spi_r || sa.state() == State::InitSent);
         if !spis_ok || hdr.flags.initiator() == sa.initiator {
             self.stats.unknown_spi += 1;
             return;
@@ -805,7 +826,7 @@ impl Endpoint {
             self.stats.malformed += 1;
             return;
         };
-        let Some(rx) = sa.rx.as_ref() else {
+        let Some(Sk { rx, .. }) = sa.sk() else {
             self.stats.malformed += 1;
             return;
         };
@@ -849,10 +870,7 @@ impl Endpoint {
         // Before IKE_AUTH completes only IKE_AUTH itself may be processed
         // (§1.2, §2.21.2: errors then travel in the IKE_AUTH response).
         // Dropped without consuming the message ID.
-        let authenticated = matches!(
-            sa.state,
-            State::Established | State::Rekeyed | State::Deleting
-        );
+        let authenticated = sa.authenticated();
         if !authenticated && hdr.exchange != ExchangeType::IKE_AUTH {
             self.stats.not_established += 1;
             return;
@@ -879,7 +897,7 @@ impl Endpoint {
         };
         let (payloads, close) = match reply {
             Ok(p) => (p, false),
-            Err(p) => (p, sa.state == State::HalfOpen),
+            Err(p) => (p, sa.state() == State::HalfOpen),
         };
         let rh = Self::header(sa, hdr.exchange, true, hdr.message_id);
         if let Some(bytes) = self.seal(sa, &rh, &payloads) {
@@ -948,7 +966,7 @@ impl Endpoint {
         ex: ExchangeType,
         ps: Vec<Payload>,
     ) -> Result<Vec<Payload>, Vec<Payload>> {
-        let result = match (ex, sa.state) {
+        let result = match (ex, sa.state()) {
             (ExchangeType::IKE_AUTH, State::HalfOpen) => self.on_auth_request(sa, now, &ps),
             (ExchangeType::INFORMATIONAL, _) => return Ok(self.on_informational(sa, now, &ps)),
             (ExchangeType::CREATE_CHILD_SA, State::Established) => {
@@ -1012,7 +1030,7 @@ impl Endpoint {
             }
             Request::DeleteChildren | Request::Dpd => {}
             Request::DeleteIke(reason) => {
-                let quiet = sa.state == State::Rekeyed;
+                let quiet = sa.state() == State::Rekeyed;
                 self.remove_sa(sa, (!quiet).then_some(reason));
             }
         }

@@ -3,7 +3,7 @@
 mod decode;
 mod flood;
 mod rogue;
-mod util;
+pub(crate) mod util;
 
 use proptest::prelude::*;
 
@@ -11,13 +11,13 @@ use super::message::*;
 use super::*;
 use util::*;
 
-const IKE: [&str; 4] = [
+pub(crate) const IKE: [&str; 4] = [
     "aes128gcm16-prfsha256-ecp256",
     "aes256gcm16-prfsha384-x25519",
     "aes256gcm16-prfsha384-modp2048",
     "aes128-sha256-modp2048",
 ];
-const ESP: [&str; 4] = [
+pub(crate) const ESP: [&str; 4] = [
     "aes128gcm16",
     "aes256gcm16",
     "aes128-sha256",
@@ -636,7 +636,7 @@ fn ike_error_kinds_map_to_one_notify_each() {
     let mut names = std::collections::HashSet::new();
     for e in ProtocolError::ALL {
         let want = match e {
-            ProtocolError::InitNonceLength => None,
+            ProtocolError::InitNonceLength | ProtocolError::UnexpectedResponse => None,
             _ => Some(NotifyType::INVALID_SYNTAX),
         };
         assert_eq!(e.notify(), want, "{e:?}");
