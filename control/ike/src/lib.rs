@@ -9,6 +9,7 @@ pub mod admission;
 pub mod config;
 pub mod crypto;
 pub mod endpoint;
+pub mod error;
 pub mod message;
 pub mod negotiate;
 pub mod sa;
@@ -17,7 +18,8 @@ pub mod sim;
 pub use admission::{HalfOpenBudget, HalfOpenSpis};
 pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
-pub use endpoint::{ApiError, Endpoint, IkeError};
+pub use endpoint::{ApiError, Endpoint};
+pub use error::{IkeError, ProtocolError, ProtocolErrorCounts};
 pub use sa::{
     ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, IkeSaSecrets, Stats, Timestamp,
     Transmit, UdpEncap,

@@ -234,6 +234,9 @@ pub struct Stats {
     /// Messages not sent because a length or count would not fit its wire
     /// field (more than 255 traffic selectors, a payload over 64 KiB).
     pub encode_errors: u64,
+    /// Requests refused for breaking a protocol rule, by rule (some are
+    /// also counted above, e.g. in `bad_nonce`).
+    pub protocol_errors: crate::error::ProtocolErrorCounts,
 }
 
 impl Stats {
@@ -253,6 +256,7 @@ impl Stats {
     }
 }
 
+/// The state of an IKE SA, as a tag: what [`Phase`] and [`Stage`] hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
     /// Initiator: IKE_SA_INIT sent.
@@ -266,6 +270,106 @@ pub(crate) enum State {
     Rekeyed,
     /// Being deleted by us.
     Deleting,
+}
+
+/// What an IKE SA holds in each state: keys exist only once IKE_SA_INIT
+/// is done, the D-H private value and our IKE_SA_INIT only before, the
+/// octets IKE_AUTH signs (§2.15) only until it is done, and lifetimes only
+/// once established. Moving on consumes the previous state's data.
+// Nearly every IKE SA is keyed, so boxing the larger variant would only
+// add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Initiator: IKE_SA_INIT sent, no keys yet.
+    InitSent(InitSent),
+    /// SKEYSEED computed (§2.14): SK payloads can be sealed and opened.
+    Keyed(Keyed),
+}
+
+/// Initiator, IKE_SA_INIT sent (§1.2).
+#[derive(Debug)]
+pub(crate) struct InitSent {
+    pub ni: Vec<u8>,
+    /// Our D-H private value of the request in flight.
+    pub dh: DhSecret,
+    /// The COOKIE to send first in the request (§2.6).
+    pub cookie: Option<Vec<u8>>,
+    /// IKE_SA_INIT restarts (COOKIE, INVALID_KE_PAYLOAD) of this attempt.
+    pub restarts: u32,
+    /// An error notify from an unprotected IKE_SA_INIT response, reported
+    /// if no genuine response arrives before the retransmissions end.
+    pub error: Option<NotifyType>,
+    /// Our IKE_SA_INIT request as sent (signed in IKE_AUTH, §2.15).
+    pub request: Vec<u8>,
+}
+
+/// An IKE SA with keys, and where it is in its life.
+#[derive(Debug)]
+pub(crate) struct Keyed {
+    pub sk: Sk,
+    pub stage: Stage,
+}
+
+/// The IKE SA's suite, keys (§2.14) and the two SK payload directions.
+#[derive(Debug)]
+pub(crate) struct Sk {
+    pub suite: IkeSuite,
+    pub keys: IkeKeys,
+    pub tx: SkCipher,
+    pub rx: SkCipher,
+}
+
+impl Sk {
+    pub fn new(initiator: bool, suite: IkeSuite, keys: IkeKeys) -> Self {
+        let (tx_e, tx_a, rx_e, rx_a) = if initiator {
+            (&keys.sk_ei, &keys.sk_ai, &keys.sk_er, &keys.sk_ar)
+        } else {
+            (&keys.sk_er, &keys.sk_ar, &keys.sk_ei, &keys.sk_ai)
+        };
+        let tx = SkCipher::new(&suite, tx_e, tx_a);
+        let rx = SkCipher::new(&suite, rx_e, rx_a);
+        Self {
+            suite,
+            keys,
+            tx,
+            rx,
+        }
+    }
+}
+
+/// The IKE_SA_INIT exchange as IKE_AUTH signs it (§2.15), and the nonces
+/// the first Child SA's keys come from (§2.17).
+#[derive(Debug)]
+pub(crate) struct InitExchange {
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub request: Vec<u8>,
+    pub response: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Stage {
+    /// Initiator: IKE_AUTH sent.
+    AuthSent(InitExchange),
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
+    HalfOpen {
+        init: InitExchange,
+        /// Our place in the half-open budget.
+        ticket: super::admission::Ticket,
+    },
+    Established(Lifetime),
+    /// Rekeyed: children moved, waiting for the Delete exchange.
+    Rekeyed,
+    /// Being deleted by us.
+    Deleting,
+}
+
+/// When an established IKE SA is rekeyed and when it expires.
+#[derive(Debug)]
+pub(crate) struct Lifetime {
+    pub rekey_at: Option<Timestamp>,
+    pub expire_at: Timestamp,
 }
 
 /// Work that needs a request; sent when the window (size 1) is free.
@@ -367,22 +471,7 @@ pub(crate) struct IkeSa {
     pub spi_r: u64,
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    pub state: State,
-    pub suite: Option<IkeSuite>,
-    pub keys: Option<IkeKeys>,
-    pub tx: Option<SkCipher>,
-    pub rx: Option<SkCipher>,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    pub dh: Option<DhSecret>,
-    pub cookie: Option<Vec<u8>>,
-    /// IKE_SA_INIT restarts (COOKIE, INVALID_KE_PAYLOAD) of this attempt.
-    pub init_restarts: u32,
-    /// An error notify from an unprotected IKE_SA_INIT response, reported
-    /// if no genuine response arrives before the retransmissions end.
-    pub init_error: Option<NotifyType>,
-    pub init_request: Vec<u8>,
-    pub init_response: Vec<u8>,
+    pub phase: Phase,
     pub encap: bool,
     pub next_msg_id: u32,
     pub outstanding: Option<Outstanding>,
@@ -396,13 +485,9 @@ pub(crate) struct IkeSa {
     pub last_heard: Timestamp,
     /// `last_heard` when the peer's next hop was last re-resolved.
     pub reresolved_at: Option<Timestamp>,
-    pub rekey_at: Option<Timestamp>,
-    pub expire_at: Option<Timestamp>,
     pub removed: bool,
-    /// A responder's place in the half-open budget while half-open.
-    pub half_open: Option<super::admission::Ticket>,
-    /// (SPIi, peer address) of the IKE_SA_INIT that made this responder
-    /// SA: its key in the retransmission index.
+    /// Responders only: (SPIi, peer address) of the IKE_SA_INIT that made
+    /// this SA, its key in the retransmission index.
     pub init_key: Option<(u64, SocketAddr)>,
 }
 
@@ -412,7 +497,7 @@ impl IkeSa {
         initiator: bool,
         local: SocketAddr,
         remote: SocketAddr,
-        state: State,
+        phase: Phase,
         now: Timestamp,
     ) -> Self {
         Self {
@@ -422,19 +507,7 @@ impl IkeSa {
             spi_r: if initiator { 0 } else { id },
             local,
             remote,
-            state,
-            suite: None,
-            keys: None,
-            tx: None,
-            rx: None,
-            ni: Vec::new(),
-            nr: Vec::new(),
-            dh: None,
-            cookie: None,
-            init_restarts: 0,
-            init_error: None,
-            init_request: Vec::new(),
-            init_response: Vec::new(),
+            phase,
             encap: false,
             next_msg_id: 0,
             outstanding: None,
@@ -447,25 +520,88 @@ impl IkeSa {
             created: now,
             last_heard: now,
             reresolved_at: None,
-            rekey_at: None,
-            expire_at: None,
             removed: false,
-            half_open: None,
             init_key: None,
         }
     }
 
-    /// Installs keys and the two SK directions.
-    pub fn set_keys(&mut self, suite: IkeSuite, keys: IkeKeys) {
-        let (tx_e, tx_a, rx_e, rx_a) = if self.initiator {
-            (&keys.sk_ei, &keys.sk_ai, &keys.sk_er, &keys.sk_ar)
-        } else {
-            (&keys.sk_er, &keys.sk_ar, &keys.sk_ei, &keys.sk_ai)
-        };
-        self.tx = Some(SkCipher::new(&suite, tx_e, tx_a));
-        self.rx = Some(SkCipher::new(&suite, rx_e, rx_a));
-        self.suite = Some(suite);
-        self.keys = Some(keys);
+    pub fn state(&self) -> State {
+        match &self.phase {
+            Phase::InitSent(_) => State::InitSent,
+            Phase::Keyed(k) => match k.stage {
+                Stage::AuthSent(_) => State::AuthSent,
+                Stage::HalfOpen { .. } => State::HalfOpen,
+                Stage::Established(_) => State::Established,
+                Stage::Rekeyed => State::Rekeyed,
+                Stage::Deleting => State::Deleting,
+            },
+        }
+    }
+
+    /// Whether the peer has authenticated (§2.15).
+    pub fn authenticated(&self) -> bool {
+        matches!(
+            self.state(),
+            State::Established | State::Rekeyed | State::Deleting
+        )
+    }
+
+    /// The keys: none before IKE_SA_INIT completes.
+    pub fn sk(&self) -> Option<&Sk> {
+        match &self.phase {
+            Phase::Keyed(k) => Some(&k.sk),
+            Phase::InitSent(_) => None,
+        }
+    }
+
+    pub fn sk_mut(&mut self) -> Option<&mut Sk> {
+        match &mut self.phase {
+            Phase::Keyed(k) => Some(&mut k.sk),
+            Phase::InitSent(_) => None,
+        }
+    }
+
+    /// The lifetimes, while established.
+    pub fn lifetime_mut(&mut self) -> Option<&mut Lifetime> {
+        match &mut self.phase {
+            Phase::Keyed(Keyed {
+                stage: Stage::Established(l),
+                ..
+            }) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Moves a keyed SA to `stage`, returning the stage it leaves (`None`
+    /// for an SA without keys, which stays as it is).
+    pub fn enter(&mut self, stage: Stage) -> Option<Stage> {
+        match &mut self.phase {
+            Phase::Keyed(k) => Some(std::mem::replace(&mut k.stage, stage)),
+            Phase::InitSent(_) => None,
+        }
+    }
+
+    /// The keys and the IKE_SA_INIT exchange to authenticate, while IKE_AUTH
+    /// is under way (AuthSent or HalfOpen).
+    pub fn awaiting_auth(&self) -> Option<(&Sk, &InitExchange)> {
+        match &self.phase {
+            Phase::Keyed(Keyed {
+                sk,
+                stage: Stage::AuthSent(init) | Stage::HalfOpen { init, .. },
+            }) => Some((sk, init)),
+            _ => None,
+        }
+    }
+
+    /// A responder's place in the half-open budget, while half-open.
+    pub fn half_open_ticket(&self) -> Option<super::admission::Ticket> {
+        match &self.phase {
+            Phase::Keyed(Keyed {
+                stage: Stage::HalfOpen { ticket, .. },
+                ..
+            }) => Some(*ticket),
+            _ => None,
+        }
     }
 
     pub fn child_by_inbound(&mut self, spi: u32) -> Option<&mut ChildSa> {

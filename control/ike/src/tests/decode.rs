@@ -186,3 +186,31 @@ fn ike_too_many_traffic_selectors_is_an_encode_error_not_a_corrupt_message() {
         || Message::decode(&t.payload).unwrap().header.exchange == ExchangeType::IKE_SA_INIT));
     assert_eq!(p.b.stats().malformed, 0);
 }
+
+/// An IKE_AUTH request on an established IKE SA (genuine, inside SK) is
+/// refused INVALID_SYNTAX and counted: the state holds nothing to
+/// authenticate against any more.
+#[test]
+fn ike_auth_requests_on_an_established_sa_are_refused_and_counted() {
+    let (mut p, auth) = established_with_auth();
+    let hdr = Message::decode(&auth.payload).unwrap().header;
+    let again = Header {
+        message_id: 2,
+        ..hdr
+    };
+    let id = p.a.established_ike_sas()[0];
+    let sec = p.a.ike_sa_secrets(id).unwrap();
+    let mut tx = SkCipher::new(&sec.suite, &sec.sk_ei, &sec.sk_ai);
+    let ps = [Payload::IdI(p.a.config().local_id.clone())];
+    let (first, inner) = encode_chain(&ps).unwrap();
+    let sealed = tx.seal(&again, first, &inner, &mut *rng(6)).unwrap();
+    let children = p.b.child_sas();
+    feed_b(&mut p, &auth, &sealed);
+    assert!(p.b.poll_transmit().is_some(), "answered INVALID_SYNTAX");
+    let s = p.b.stats();
+    assert_eq!(s.protocol_errors.get(ProtocolError::UnexpectedExchange), 1);
+    assert_eq!(s.auth_failures, 0);
+    assert_eq!(p.b.child_sas(), children);
+    p.run_for(1_000);
+    assert_children_match(&p);
+}

@@ -3,7 +3,7 @@
 mod decode;
 mod flood;
 mod rogue;
-mod util;
+pub(crate) mod util;
 
 use proptest::prelude::*;
 
@@ -11,13 +11,13 @@ use super::message::*;
 use super::*;
 use util::*;
 
-const IKE: [&str; 4] = [
+pub(crate) const IKE: [&str; 4] = [
     "aes128gcm16-prfsha256-ecp256",
     "aes256gcm16-prfsha384-x25519",
     "aes256gcm16-prfsha384-modp2048",
     "aes128-sha256-modp2048",
 ];
-const ESP: [&str; 4] = [
+pub(crate) const ESP: [&str; 4] = [
     "aes128gcm16",
     "aes256gcm16",
     "aes128-sha256",
@@ -605,7 +605,11 @@ fn ike_error_kinds_map_to_one_notify_each() {
         (IkeError::ChildSaNotFound, NotifyType::CHILD_SA_NOT_FOUND),
         (IkeError::TemporaryFailure, NotifyType::TEMPORARY_FAILURE),
         (IkeError::NoAdditionalSas, NotifyType::NO_ADDITIONAL_SAS),
-        (IkeError::InvalidSyntax("x"), NotifyType::INVALID_SYNTAX),
+        (
+            IkeError::Protocol(ProtocolError::MissingNonce),
+            NotifyType::INVALID_SYNTAX,
+        ),
+        (IkeError::Internal, NotifyType::INVALID_SYNTAX),
         (
             IkeError::Decode(DecodeError::Truncated),
             NotifyType::INVALID_SYNTAX,
@@ -627,6 +631,38 @@ fn ike_error_kinds_map_to_one_notify_each() {
         None,
         "dropped silently"
     );
+    // Every protocol violation maps to exactly one answer (or a silent
+    // drop), the same through IkeError, and has its own counter name.
+    let mut names = std::collections::HashSet::new();
+    for e in ProtocolError::ALL {
+        let want = match e {
+            ProtocolError::InitNonceLength | ProtocolError::UnexpectedResponse => None,
+            _ => Some(NotifyType::INVALID_SYNTAX),
+        };
+        assert_eq!(e.notify(), want, "{e:?}");
+        assert_eq!(
+            IkeError::Protocol(e).notify().map(|(n, _)| n),
+            want,
+            "{e:?}"
+        );
+        assert!(
+            names.insert(e.name()),
+            "duplicate counter name {}",
+            e.name()
+        );
+        let lower = e.name().chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        assert!(lower, "{}", e.name());
+    }
+    assert_eq!(
+        IkeError::from(crate::crypto::CryptoError::InvalidPublicValue),
+        IkeError::Protocol(ProtocolError::InvalidKePublicValue)
+    );
+    let mut counts = crate::ProtocolErrorCounts::default();
+    counts.count(ProtocolError::MissingKe);
+    counts.count(ProtocolError::MissingKe);
+    assert_eq!(counts.get(ProtocolError::MissingKe), 2);
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 2);
+    assert_eq!(counts.iter().count(), ProtocolError::ALL.len());
 }
 
 proptest! {

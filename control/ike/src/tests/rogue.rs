@@ -319,6 +319,9 @@ fn ike_out_of_range_nonces_are_refused() {
     );
     assert!(has_notify(&r, NotifyType::INVALID_SYNTAX), "{r:?}");
     assert_eq!(p.b.stats().bad_nonce, 1);
+    let by_rule = &p.b.stats().protocol_errors;
+    assert_eq!(by_rule.get(ProtocolError::BadNonceLength), 1);
+    assert_eq!(by_rule.iter().map(|(_, n)| n).sum::<u64>(), 1);
     assert_eq!(p.b.child_sas()[0].id, old_b);
 
     // An IKE_SA_INIT response with a 257-byte Nr.
@@ -496,4 +499,45 @@ fn ike_refused_ike_proposal_is_logged_with_the_offer() {
         .collect();
     assert_eq!(lines.len(), 1, "{text}");
     assert!(lines[0].contains("#1 IKE ENCR="), "{}", lines[0]);
+}
+
+/// IKE_SA_INIT requests breaking a rule are counted by rule: a missing
+/// Nonce is answered INVALID_SYNTAX, an out-of-range one dropped (§2.10).
+#[test]
+fn ike_init_request_violations_are_counted_by_rule() {
+    let mut p = Pair::with(242, &[IKE[0]], &[ESP[0]]);
+    p.a.initiate(p.now);
+    let req = p.a.poll_transmit().unwrap();
+    let m = Message::decode(&req.payload).unwrap();
+    let variant = |spi_i: u64, f: &dyn Fn(&mut Vec<u8>) -> bool| {
+        let mut m = m.clone();
+        m.header.spi_i = spi_i;
+        m.payloads.retain_mut(|x| match x {
+            Payload::Nonce(n) => f(n),
+            _ => true,
+        });
+        Transmit {
+            payload: m.encode().unwrap(),
+            ..req.clone()
+        }
+    };
+    let no_nonce = variant(0x1111, &|_| false);
+    deliver_to(&mut p.b, p.now, &no_nonce);
+    let r = p.b.poll_transmit().expect("answered");
+    let rm = Message::decode(&r.payload).unwrap();
+    assert!(
+        has_notify(&rm.payloads, NotifyType::INVALID_SYNTAX),
+        "{rm:?}"
+    );
+    let short = variant(0x2222, &|n| {
+        n.truncate(8);
+        true
+    });
+    deliver_to(&mut p.b, p.now, &short);
+    assert!(p.b.poll_transmit().is_none(), "dropped without an answer");
+    let by_rule = &p.b.stats().protocol_errors;
+    assert_eq!(by_rule.get(ProtocolError::MissingNonce), 1);
+    assert_eq!(by_rule.get(ProtocolError::InitNonceLength), 1);
+    assert_eq!(p.b.stats().malformed, 2);
+    assert_eq!(p.b.ike_sa_count(), 0);
 }
