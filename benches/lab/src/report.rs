@@ -112,7 +112,7 @@ pub struct CaseRecord {
     pub aead_cycles_per_packet: Option<f64>,
     /// `aead_cycles_per_packet / (cycles_per_packet −
     /// baseline_cycles_per_packet)`: the AEAD's share of the gateway's own
-    /// cycles (issue #6 target at 1420 B: at least 0.80).
+    /// cycles (the target at 1420 B, docs/performance.md: at least 0.80).
     #[serde(default)]
     pub aead_share: Option<f64>,
     /// Share of outbound SPD lookups the worker's flow cache answered (all
