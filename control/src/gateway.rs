@@ -31,7 +31,7 @@ use dpdk::{Worker, WorkerPorts};
 
 use crate::config::GatewayConfig;
 use crate::control_socket::{Access, ControlSocket, Request};
-use crate::ike_driver::{IkeDriver, SaAction};
+use crate::ike_driver::{IkeDriver, SaAction, SystemRng};
 use crate::sa::{build_inbound, build_outbound};
 
 /// Everything that went wrong starting or running the gateway.
@@ -249,7 +249,7 @@ impl Control {
             } => {
                 self.punted += 1;
                 tracing::trace!(worker, iface, len = packet.len(), "IKE packet punted");
-                self.ike.handle_punt(&packet);
+                self.ike.handle_punt(Instant::now(), &packet);
                 self.apply_ike();
             }
             WorkerMsg::NeighbourLearned { ip, mac, iface } => {
@@ -259,7 +259,7 @@ impl Control {
             WorkerMsg::Event { worker, event } => {
                 self.events += 1;
                 tracing::warn!(worker, ?event, "SA event");
-                if self.ike.handle_sa_event(event) {
+                if self.ike.handle_sa_event(Instant::now(), event) {
                     self.apply_ike();
                 }
             }
@@ -383,9 +383,11 @@ impl Control {
                 s.push_str(&self.ike.stats_lines());
                 s
             }
-            "tunnels" => self.ike.tunnels_report(),
+            "tunnels" => self.ike.tunnels_report(Instant::now()),
             _ if command.starts_with("rekey ") => {
-                let r = self.ike.rekey(command["rekey ".len()..].trim());
+                let r = self
+                    .ike
+                    .rekey(Instant::now(), command["rekey ".len()..].trim());
                 self.apply_ike();
                 match r {
                     Ok(s) => s,
@@ -607,7 +609,7 @@ pub fn run(
         ports.push(port);
     }
 
-    let ike = IkeDriver::new(&config)?;
+    let ike = IkeDriver::new(&config, Instant::now(), &mut || Box::new(SystemRng::new()))?;
     let (to_control, from_workers) = control_queues(ike.spi_tables());
     let handoffs: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>> = (0..workers)
         .map(|_| Arc::new(ArrayQueue::new(2048)))
@@ -701,7 +703,7 @@ pub fn run(
     control.apply_sas()?;
 
     tracing::info!(socket = %socket_path.display(), workers, "espresso running");
-    control.ike.start();
+    control.ike.start(Instant::now());
     control.apply_ike();
 
     while !stop.load(Ordering::Relaxed) {
@@ -710,7 +712,7 @@ pub fn run(
             break;
         }
         control.serve_requests();
-        control.ike.tick();
+        control.ike.tick(Instant::now());
         control.apply_ike();
     }
 

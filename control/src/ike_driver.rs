@@ -778,9 +778,14 @@ fn ago(since: Instant, now: Instant) -> String {
 }
 
 impl IkeDriver {
-    /// An engine for every tunnel with `[tunnel.ike]`.
-    pub fn new(config: &GatewayConfig) -> Result<Self, Error> {
-        let now = Instant::now();
+    /// An engine for every tunnel with `[tunnel.ike]`, started at `now`
+    /// (the origin of the engines' clock), each drawing its SPIs, nonces
+    /// and D-H private values from an RNG that `rng` makes.
+    pub fn new(
+        config: &GatewayConfig,
+        now: Instant,
+        rng: &mut dyn FnMut() -> Box<dyn RngSource + Send>,
+    ) -> Result<Self, Error> {
         let mut tunnels = Vec::new();
         // The budget holds at most `ike_half_open_max` SAs, so their SPIs
         // fit (the table has twice the room).
@@ -789,9 +794,8 @@ impl IkeDriver {
         for (index, t) in config.tunnels.iter().enumerate() {
             let Some(ic) = &t.ike else { continue };
             let engine = engine_config_in(config, t)?;
-            let endpoint =
-                Endpoint::with_budget(engine, Box::new(SystemRng::new()), budget.clone())
-                    .map_err(|e| format!("tunnel {}: {e}", t.name))?;
+            let endpoint = Endpoint::with_budget(engine, rng(), budget.clone())
+                .map_err(|e| format!("tunnel {}: {e}", t.name))?;
             if let Some(d) = &ic.keylog_dir {
                 tracing::warn!(tunnel = %t.name, dir = %d.display(), "IKE: keylog_dir is set: every IKE and ESP key of this tunnel is written to disk in clear (debugging only; remove keylog_dir in production)");
             }
@@ -844,7 +848,7 @@ impl IkeDriver {
         }
     }
 
-    fn refresh_known_spis(&mut self) {
+    fn refresh_known_spis(&mut self, now: Instant) {
         let spis: Vec<u64> = self
             .tunnels
             .iter()
@@ -852,7 +856,7 @@ impl IkeDriver {
             .collect();
         self.stats.known_spis_missed = self.known.replace(spis) as u64;
         self.known_dirty = false;
-        self.known_refreshed = Instant::now();
+        self.known_refreshed = now;
     }
 
     /// Whether any tunnel uses IKE.
@@ -860,21 +864,22 @@ impl IkeDriver {
         self.tunnels.is_empty()
     }
 
-    fn now(&self) -> Timestamp {
-        Timestamp(self.origin.elapsed().as_millis() as u64)
+    /// The engines' clock at `now`.
+    fn engine_time(&self, now: Instant) -> Timestamp {
+        Timestamp(now.saturating_duration_since(self.origin).as_millis() as u64)
     }
 
     /// Starts the tunnels whose start action is `initiate`.
-    pub fn start(&mut self) {
-        let now = self.now();
+    pub fn start(&mut self, now: Instant) {
+        let at = self.engine_time(now);
         for t in &mut self.tunnels {
             if t.endpoint.should_initiate() {
-                let id = t.endpoint.initiate(now);
+                let id = t.endpoint.initiate(at);
                 t.state = LinkState::Connecting;
                 tracing::info!(tunnel = %t.tunnel.name, spi_i = %format!("{:016x}", id.0), remote = %t.tunnel.endpoints.remote, "IKE: initiating IKE_SA_INIT");
             }
         }
-        self.pump();
+        self.pump(now);
     }
 
     /// The actions accumulated since the last call.
@@ -882,8 +887,8 @@ impl IkeDriver {
         std::mem::take(&mut self.actions)
     }
 
-    /// A packet a worker punted.
-    pub fn handle_punt(&mut self, packet: &[u8]) {
+    /// A packet a worker punted, received at `now`.
+    pub fn handle_punt(&mut self, now: Instant, packet: &[u8]) {
         let Some((remote, local, payload)) = parse_udp(packet) else {
             self.stats.unmatched += 1;
             return;
@@ -937,11 +942,11 @@ impl IkeDriver {
             return;
         };
         self.stats.rx_packets += 1;
-        let now = self.now();
+        let at = self.engine_time(now);
         self.tunnels[pos]
             .endpoint
-            .handle_datagram(now, local, remote, msg);
-        self.pump();
+            .handle_datagram(at, local, remote, msg);
+        self.pump(now);
     }
 
     /// The tunnel a new IKE_SA_INIT request goes to: the one whose
@@ -972,9 +977,8 @@ impl IkeDriver {
     }
 
     /// Timers: the engines', grace periods, keepalives, re-initiation.
-    pub fn tick(&mut self) {
-        let now = self.now();
-        let wall = Instant::now();
+    pub fn tick(&mut self, wall: Instant) {
+        let now = self.engine_time(wall);
         for t in &mut self.tunnels {
             if t.endpoint.poll_timeout().is_some_and(|at| at <= now) {
                 t.endpoint.handle_timeout(now);
@@ -988,9 +992,9 @@ impl IkeDriver {
                 }
             }
         }
-        self.pump();
+        self.pump(wall);
         if self.known_dirty || wall >= self.known_refreshed + KNOWN_SPIS_REFRESH {
-            self.refresh_known_spis();
+            self.refresh_known_spis(wall);
         }
         for ti in 0..self.tunnels.len() {
             let t = &mut self.tunnels[ti];
@@ -1028,7 +1032,7 @@ impl IkeDriver {
     /// A data-plane SA event: lifetimes and sequence numbers ask for a
     /// rekey (a hard limit means the SA already stopped: rekeying replaces
     /// it).
-    pub fn handle_sa_event(&mut self, event: EngineEvent) -> bool {
+    pub fn handle_sa_event(&mut self, now: Instant, event: EngineEvent) -> bool {
         // Outbound events name the peer's SPI, inbound ones ours.
         let (outbound, spi, ev): (bool, u32, SaEvent) = match event {
             EngineEvent::Outbound(_, spi, ev) => (true, spi.get(), ev),
@@ -1041,7 +1045,7 @@ impl IkeDriver {
                 k.inbound_spi == spi
             }
         };
-        let now = self.now();
+        let at = self.engine_time(now);
         for t in &mut self.tunnels {
             let hit = t
                 .children
@@ -1050,8 +1054,8 @@ impl IkeDriver {
                 .map(|c| c.keys.id);
             if let Some(id) = hit {
                 tracing::info!(tunnel = %t.tunnel.name, child = %format!("{:08x}", id.0), ?ev, "IKE: data-plane event, rekeying the Child SA");
-                let _ = t.endpoint.rekey_child(now, id);
-                self.pump();
+                let _ = t.endpoint.rekey_child(at, id);
+                self.pump(now);
                 return true;
             }
         }
@@ -1059,8 +1063,8 @@ impl IkeDriver {
     }
 
     /// Rekeys every Child SA of tunnel `name` (socket command `rekey`).
-    pub fn rekey(&mut self, name: &str) -> Result<String, String> {
-        let now = self.now();
+    pub fn rekey(&mut self, now: Instant, name: &str) -> Result<String, String> {
+        let at = self.engine_time(now);
         let t = self
             .tunnels
             .iter_mut()
@@ -1076,17 +1080,15 @@ impl IkeDriver {
             return Err(format!("tunnel {name} has no Child SA to rekey"));
         }
         for id in &ids {
-            t.endpoint
-                .rekey_child(now, *id)
-                .map_err(|e| e.to_string())?;
+            t.endpoint.rekey_child(at, *id).map_err(|e| e.to_string())?;
         }
         tracing::info!(tunnel = %name, children = ids.len(), "IKE: Child SA rekey requested");
-        self.pump();
+        self.pump(now);
         Ok(format!("rekeying {} Child SA(s) of {name}\n", ids.len()))
     }
 
     /// Drains every engine's datagrams and events.
-    fn pump(&mut self) {
+    fn pump(&mut self, now: Instant) {
         for ti in 0..self.tunnels.len() {
             while let Some(tx) = self.tunnels[ti].endpoint.poll_transmit() {
                 let dgram = tx.datagram();
@@ -1105,16 +1107,15 @@ impl IkeDriver {
                 ) {
                     self.known_dirty = true;
                 }
-                self.on_event(ti, ev);
+                self.on_event(ti, ev, now);
             }
         }
         if self.known_dirty {
-            self.refresh_known_spis();
+            self.refresh_known_spis(now);
         }
     }
 
-    fn on_event(&mut self, ti: usize, ev: IkeEvent) {
-        let wall = Instant::now();
+    fn on_event(&mut self, ti: usize, ev: IkeEvent, wall: Instant) {
         match ev {
             IkeEvent::IkeSaUp { ike, local, remote } => {
                 let t = &mut self.tunnels[ti];
@@ -1473,8 +1474,7 @@ impl IkeDriver {
     // Reports
 
     /// `espresso tunnels`.
-    pub fn tunnels_report(&self) -> String {
-        let now = Instant::now();
+    pub fn tunnels_report(&self, now: Instant) -> String {
         let mut s = String::new();
         for t in &self.tunnels {
             let state = match t.state {
@@ -1566,6 +1566,16 @@ impl IkeDriver {
         ] {
             let _ = writeln!(s, "ike.{k} {v}");
         }
+        // Messages refused for the rule the peer broke, all tunnels
+        // together (RFC 7296 §2.21 maps each to a notify or a silent drop).
+        for e in ike::ProtocolError::ALL {
+            let v: u64 = self
+                .tunnels
+                .iter()
+                .map(|t| t.endpoint.stats().protocol_errors.get(e))
+                .sum();
+            let _ = writeln!(s, "ike.protocol_errors.{} {v}", e.name());
+        }
         for t in &self.tunnels {
             let e = t.endpoint.stats();
             let n = &t.tunnel.name;
@@ -1623,6 +1633,24 @@ impl IkeDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tests' clock: one fixed instant (time moves only where a test
+    /// moves it).
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
+    /// A driver for `config` at [`t0`] whose engines draw from seeded
+    /// generators (`seed`, `seed + 1`, … one per tunnel).
+    fn driver(config: &GatewayConfig, seed: u64) -> IkeDriver {
+        let mut next = seed << 32;
+        IkeDriver::new(config, t0(), &mut || {
+            next += 1;
+            Box::new(ike::sim::SplitMix(next))
+        })
+        .unwrap()
+    }
 
     fn gateway(site: char, start: &str, keylog: &std::path::Path) -> GatewayConfig {
         GatewayConfig::from_str(&gateway_text(site, start, keylog), "test.toml").unwrap()
@@ -1697,7 +1725,7 @@ remote = "{peer}"
                 match act {
                     SaAction::Transmit(p) => {
                         moved = true;
-                        to.handle_punt(&p);
+                        to.handle_punt(t0(), &p);
                     }
                     other => keep.push(other),
                 }
@@ -1752,9 +1780,9 @@ remote = "{peer}"
     #[test]
     fn a_refused_rekey_puts_the_old_child_sa_back_in_service() {
         let dir = std::env::temp_dir().join(format!("espresso-ikedrv-back-{}", std::process::id()));
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
-        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
-        a.start();
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 11);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 12);
+        a.start(t0());
         exchange(&mut a, &mut b);
         let old = b.tunnels[0].children.values().next().unwrap().keys.clone();
         let mut new = old.clone();
@@ -1767,6 +1795,7 @@ remote = "{peer}"
                 old: old.id,
                 new: new.clone(),
             },
+            t0(),
         );
         assert!(b.tunnels[0].children[&old.id.0].rekeyed);
         b.on_event(
@@ -1776,10 +1805,11 @@ remote = "{peer}"
                 id: new.id,
                 outbound_spi: new.outbound_spi,
             },
+            t0(),
         );
         assert!(!b.tunnels[0].children[&old.id.0].rekeyed);
         let spi = Spi::new(old.inbound_spi).unwrap();
-        assert!(b.handle_sa_event(EngineEvent::Inbound(spi, SaEvent::SoftLifetime)));
+        assert!(b.handle_sa_event(t0(), EngineEvent::Inbound(spi, SaEvent::SoftLifetime)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1787,9 +1817,9 @@ remote = "{peer}"
     fn two_drivers_negotiate_install_and_rekey() {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("espresso-ikedrv-{}", std::process::id()));
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
-        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
-        a.start();
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 13);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 14);
+        a.start(t0());
         let (acts_a, acts_b) = exchange(&mut a, &mut b);
         let (in_a, out_a) = installed(&acts_a);
         let (in_b, out_b) = installed(&acts_b);
@@ -1808,16 +1838,23 @@ remote = "{peer}"
                 }
             }
         }
-        assert!(a.tunnels_report().contains("tunnel t up"));
+        assert!(a.tunnels_report(t0()).contains("tunnel t up"));
         assert!(b
-            .tunnels_report()
+            .tunnels_report(t0())
             .contains("responder aes128gcm16-prfsha256-ecp256"));
         let stats = a.stats_lines();
         assert!(stats.contains("ike.t.child_sa_established 1\n"), "{stats}");
+        // Every rule has its line, zero when no peer broke it.
+        for e in ike::ProtocolError::ALL {
+            assert!(
+                stats.contains(&format!("ike.protocol_errors.{} 0\n", e.name())),
+                "{stats}"
+            );
+        }
 
         // A rekey started by the responder: new inbound SAs first, then the
         // outbound moves, then the old inbound goes after the grace period.
-        b.rekey("t").unwrap();
+        b.rekey(t0(), "t").unwrap();
         let (acts_a, acts_b) = exchange(&mut a, &mut b);
         let (in2_a, out2_a) = installed(&acts_a);
         let (in2_b, out2_b) = installed(&acts_b);
@@ -1898,12 +1935,12 @@ remote = "{peer}"
         let dir =
             std::env::temp_dir().join(format!("espresso-ikedrv-route-{}", std::process::id()));
         let nat = "198.51.100.7:500";
-        let mut one = IkeDriver::new(&gateway('b', "listen", &dir)).unwrap();
-        one.handle_punt(&init_packet(nat, "192.0.2.2:500"));
+        let mut one = driver(&gateway('b', "listen", &dir), 1);
+        one.handle_punt(t0(), &init_packet(nat, "192.0.2.2:500"));
         assert_eq!(one.tunnels[0].endpoint.half_open(), 1);
         assert_eq!(one.stats.init_no_tunnel, 0);
         // Not to a local address of the tunnel: no taker.
-        one.handle_punt(&init_packet(nat, "192.0.2.9:500"));
+        one.handle_punt(t0(), &init_packet(nat, "192.0.2.9:500"));
         assert_eq!(one.stats.init_no_tunnel, 1);
 
         let text = gateway_text('b', "listen", &dir);
@@ -1912,12 +1949,12 @@ remote = "{peer}"
             .replace("remote = \"192.0.2.1\"", "remote = \"192.0.2.3\"")
             .replace("remote = \"10.1.0.0/24\"", "remote = \"10.3.0.0/24\"");
         let cfg = GatewayConfig::from_str(&format!("{text}\n{second}"), "test.toml").unwrap();
-        let mut two = IkeDriver::new(&cfg).unwrap();
-        two.handle_punt(&init_packet(nat, "192.0.2.2:500"));
+        let mut two = driver(&cfg, 2);
+        two.handle_punt(t0(), &init_packet(nat, "192.0.2.2:500"));
         assert_eq!(two.stats.init_no_tunnel, 1);
         assert!(two.tunnels.iter().all(|t| t.endpoint.half_open() == 0));
         // Each peer's own address still finds its tunnel.
-        two.handle_punt(&init_packet("192.0.2.3:500", "192.0.2.2:500"));
+        two.handle_punt(t0(), &init_packet("192.0.2.3:500", "192.0.2.2:500"));
         assert_eq!(two.tunnels[1].endpoint.half_open(), 1);
         assert_eq!(two.tunnels[0].endpoint.half_open(), 0);
         // Their half-open SAs come from one budget.
@@ -1932,11 +1969,11 @@ remote = "{peer}"
     fn half_open_spis_are_published_until_authenticated() {
         let dir = std::env::temp_dir().join(format!("espresso-ikedrv-ho-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
-        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 15);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 16);
         let tables = b.spi_tables();
         let (to, from) = dataplane::gateway::control_queues(tables.clone());
-        a.start();
+        a.start(t0());
         let transmits = |d: &mut IkeDriver| -> Vec<Vec<u8>> {
             d.take_actions()
                 .into_iter()
@@ -1947,13 +1984,13 @@ remote = "{peer}"
                 .collect()
         };
         for p in transmits(&mut a) {
-            b.handle_punt(&p);
+            b.handle_punt(t0(), &p);
         }
         let reply = transmits(&mut b).pop().unwrap();
         let (_, _, ike) = parse_udp(&reply).unwrap();
         let spi_r = Header::decode(ike).unwrap().0.spi_r;
         assert!(tables.half_open.contains(spi_r) && !tables.known.contains(spi_r));
-        a.handle_punt(&reply);
+        a.handle_punt(t0(), &reply);
         let mut auth: Vec<(u16, Vec<u8>)> = transmits(&mut a).into_iter().map(|p| (1, p)).collect();
         assert_eq!(auth.len(), 1);
         let mut drops = dataplane::gateway::QueueDrops::default();
@@ -1969,7 +2006,7 @@ remote = "{peer}"
             (0, 1, 0)
         );
         for (_, p) in auth.drain(..) {
-            b.handle_punt(&p);
+            b.handle_punt(t0(), &p);
         }
         exchange(&mut b, &mut a);
         assert_eq!(b.tunnels[0].state, LinkState::Up);
@@ -1988,10 +2025,10 @@ remote = "{peer}"
             std::env::temp_dir().join(format!("espresso-ikedrv-known-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
-        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 17);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 18);
         std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join("b")).unwrap();
-        a.start();
+        a.start(t0());
         exchange(&mut a, &mut b);
         let ike_a = a.tunnels[0].ike.as_ref().unwrap().id.0;
         let ike_b = b.tunnels[0].ike.as_ref().unwrap().id.0;
@@ -2007,16 +2044,17 @@ remote = "{peer}"
     #[test]
     fn failed_attempts_are_retried_with_back_off() {
         let dir = std::env::temp_dir().join(format!("espresso-backoff-{}", std::process::id()));
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir)).unwrap();
+        let mut a = driver(&gateway('a', "initiate", &dir), 3);
         let down = |a: &mut IkeDriver, ike: u64, reason: DownReason| {
             a.tunnels[0].reinitiate_at = None;
-            let before = Instant::now();
+            let before = t0();
             a.on_event(
                 0,
                 IkeEvent::IkeSaDown {
                     ike: IkeSaId(ike),
                     reason,
                 },
+                t0(),
             );
             a.tunnels[0]
                 .reinitiate_at
@@ -2028,9 +2066,9 @@ remote = "{peer}"
         }
         let want = [5, 10, 20, 40, 80, 160, 300, 300].map(Some);
         assert_eq!(waits, want);
-        let report = a.tunnels_report();
+        let report = a.tunnels_report(t0());
         assert!(
-            report.contains("last_down AuthenticationFailed failures 8 retry_in 29"),
+            report.contains("last_down AuthenticationFailed failures 8 retry_in 300"),
             "{report}"
         );
         let peer = "192.0.2.2:500".parse().unwrap();
@@ -2041,6 +2079,7 @@ remote = "{peer}"
                 local: "192.0.2.1:500".parse().unwrap(),
                 remote: peer,
             },
+            t0(),
         );
         assert_eq!(down(&mut a, 9, DownReason::PeerDead), Some(5));
         assert_eq!(

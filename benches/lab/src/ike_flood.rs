@@ -462,7 +462,7 @@ fn responder(
             }
         }
     };
-    driver.start();
+    driver.start(Instant::now());
     route(&mut driver);
     while !shared.stop_responder.load(Ordering::Relaxed) {
         let _ = from.select().ready_timeout(Duration::from_millis(20));
@@ -473,14 +473,14 @@ fn responder(
                     if ipv4_at(&packet, 12).is_some_and(|s| s >= SPOOF_BASE && !is_peer(s)) {
                         shared.handled.fetch_add(1, Ordering::Relaxed);
                     }
-                    driver.handle_punt(&packet);
+                    driver.handle_punt(Instant::now(), &packet);
                     route(&mut driver);
                 }
                 Next::Msg(_) => {}
                 Next::Done | Next::Disconnected => break,
             }
         }
-        driver.tick();
+        driver.tick(Instant::now());
         route(&mut driver);
         shared
             .control_cpu_us
@@ -674,12 +674,12 @@ fn peers(
                 _ => {}
             }
         }
-        if rekey && p.driver.rekey("t").is_ok() {
+        if rekey && p.driver.rekey(now, "t").is_ok() {
             p.rekey_at = Some(now);
         }
     };
     for p in &mut peers {
-        p.driver.start();
+        p.driver.start(Instant::now());
         act(p, &mut punts);
     }
     let mut last_tick = Instant::now();
@@ -708,13 +708,13 @@ fn peers(
                     p.dpd = None;
                 }
             }
-            p.driver.handle_punt(&packet);
+            p.driver.handle_punt(Instant::now(), &packet);
             act(p, &mut punts);
         }
         if last_tick.elapsed() >= Duration::from_millis(5) {
             last_tick = Instant::now();
             for p in &mut peers {
-                p.driver.tick();
+                p.driver.tick(Instant::now());
                 act(p, &mut punts);
             }
         }
@@ -768,14 +768,19 @@ fn init_template() -> Result<Vec<u8>, Error> {
     Ok(t.datagram())
 }
 
+/// The engines' RNG in the lab: the system's, as in the gateway.
+fn system_rng() -> Box<dyn control::ike::RngSource + Send> {
+    Box::new(SystemRng::new())
+}
+
 /// Runs one case in this process.
 pub fn run(spec: &IkeFloodSpec) -> Result<IkeFloodSample, Error> {
     if spec.initiators == 0 || spec.initiators > 250 || spec.flood_sources == 0 {
         return Err("ike-flood: 1 to 250 peers and at least one flood source".into());
     }
-    let driver = IkeDriver::new(&responder_config(spec)?)?;
+    let driver = IkeDriver::new(&responder_config(spec)?, Instant::now(), &mut system_rng)?;
     let peer_drivers = (0..spec.initiators)
-        .map(|i| IkeDriver::new(&peer_config(i)?))
+        .map(|i| IkeDriver::new(&peer_config(i)?, Instant::now(), &mut system_rng))
         .collect::<Result<Vec<_>, Error>>()?;
     let template = init_template()?;
     let tables: IkeSpiTables = driver.spi_tables();
