@@ -14,8 +14,12 @@
 //! - turns the engine's datagrams into IP/UDP packets for the workers to
 //!   route and send;
 //! - drives the engine's timers from a monotonic clock;
-//! - turns the engine's Child SA events into data-plane SAs, make before
-//!   break, as [`SaAction`]s the control thread applies to its workers;
+//! - keeps, from the engine's Child SA events, the SAs each tunnel wants
+//!   ([`IkeDriver::sas`]): a rekeyed Child SA's inbound half stays until
+//!   its Delete plus a grace period, its successor takes the outbound
+//!   slot once the old one's Delete is exchanged; the control thread's
+//!   [`crate::sa::Planner`] turns that into worker messages, make before
+//!   break;
 //! - sends NAT keepalives (RFC 3948 §2.3) when ESP is UDP-encapsulated;
 //! - writes Wireshark key logs when the operator asks for them.
 //!
@@ -31,16 +35,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use dataplane::crypto::{new_transform, Algorithm, Encryption, Integrity, SaKeys};
+use dataplane::crypto::{Algorithm, Encryption, Integrity, SaKeys};
 use dataplane::esp::{
-    Action, Direction, EngineEvent, InboundSa, IpPrefix, OutboundSa, SaConfig, SaEvent, Selector,
-    Spi, TunnelEndpoints, UdpEncap,
+    Action, Direction, EngineEvent, IpPrefix, SaConfig, SaEvent, Selector, Spi, TunnelEndpoints,
+    UdpEncap,
 };
 use dataplane::gateway::{IkeSpiTables, KnownIkeSpis};
 use dataplane::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr};
 use zeroize::Zeroizing;
 
-use crate::config::{self, CryptoBackendChoice, GatewayConfig, IkeId, Tunnel};
+use crate::config::{self, GatewayConfig, IkeId, Tunnel};
 use crate::ike::crypto::{EspCipher, IkeCipher, Integ, Prf, SecretBytes};
 use crate::ike::message::{
     classify_port_4500, ExchangeType, Header, Identification, Port4500, TrafficSelector,
@@ -49,6 +53,7 @@ use crate::ike::{
     self, ChildSaId, ChildSaKeys, DownReason, Endpoint, HalfOpenBudget, HalfOpenSpis, IkeEvent,
     IkeSaId, IkeSaSecrets, RngSource, StartAction, Timestamp,
 };
+use crate::sa::{SaSpec, Wanted};
 
 /// Everything that can go wrong building the driver.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -110,18 +115,10 @@ impl RngSource for SystemRng {
     }
 }
 
-/// A change to the workers' SAs or a packet to send, for the control
-/// thread to carry out (it knows which worker owns what).
+/// What the driver asks of the workers besides SAs (those are in
+/// [`IkeDriver::sas`]).
 #[derive(Debug)]
-pub enum SaAction {
-    /// Install an inbound SA for tunnel `tunnel`.
-    InstallInbound { tunnel: usize, sa: Box<InboundSa> },
-    /// Install the outbound SA of tunnel `tunnel` (its SPD slot).
-    InstallOutbound { tunnel: usize, sa: Box<OutboundSa> },
-    /// Remove an inbound SA.
-    RemoveInbound { tunnel: usize, spi: Spi },
-    /// Empty tunnel `tunnel`'s outbound slot.
-    RemoveOutbound { tunnel: usize },
+pub enum IkeAction {
     /// Send this IP packet.
     Transmit(Vec<u8>),
     /// Resolve the link-layer next hop towards this peer afresh (it
@@ -152,6 +149,7 @@ pub struct DriverStats {
     /// IKE_SA_INIT requests from an address no tunnel names, to a local
     /// address and port where no single listening tunnel takes them.
     pub init_no_tunnel: u64,
+    /// Child SAs whose data-plane SAs could not be described or built.
     pub sa_install_errors: u64,
     /// Authenticated IKE SPIs that did not fit the workers' table at its
     /// last rebuild (their datagrams wait with the unauthenticated ones).
@@ -177,6 +175,9 @@ struct IkeInfo {
 #[derive(Debug)]
 struct ChildInfo {
     keys: ChildSaKeys,
+    /// Its data-plane SAs.
+    inbound: SaSpec,
+    outbound: SaSpec,
     since: Instant,
     /// Replaced by a rekey (its successor takes the outbound slot once the
     /// old one's Delete is exchanged).
@@ -196,8 +197,8 @@ struct TunnelIke {
     children: BTreeMap<u32, ChildInfo>,
     /// The Child SA (by inbound SPI) whose outbound half is in the slot.
     active_out: Option<u32>,
-    /// Inbound SAs to remove at the given time.
-    retiring: Vec<(Instant, u32)>,
+    /// Deleted Child SAs whose inbound SA stays until the given time.
+    retiring: Vec<(Instant, ChildInfo)>,
     next_keepalive: Instant,
     reinitiate_at: Option<Instant>,
     /// Attempts that failed since the tunnel was last up.
@@ -207,9 +208,11 @@ struct TunnelIke {
 /// The IKE driver for every IKE tunnel of the gateway.
 pub struct IkeDriver {
     origin: Instant,
-    backend: CryptoBackendChoice,
     tunnels: Vec<TunnelIke>,
-    actions: Vec<SaAction>,
+    actions: Vec<IkeAction>,
+    /// Whether [`IkeDriver::sas`] changed since the last
+    /// [`IkeDriver::take_sas_changed`].
+    sas_changed: bool,
     stats: DriverStats,
     ident: u16,
     /// Key log directories whose files this run has started (truncated);
@@ -777,6 +780,53 @@ fn ago(since: Instant, now: Instant) -> String {
     }
 }
 
+/// The data-plane SA of one direction of a Child SA of tunnel `t`.
+fn sa_config(t: &Tunnel, keys: &ChildSaKeys, dir: Direction) -> Result<SaConfig, Error> {
+    let spi = match dir {
+        Direction::Inbound => keys.inbound_spi,
+        Direction::Outbound => keys.outbound_spi,
+    };
+    let spi = Spi::new(spi).map_err(|e| e.to_string())?;
+    let endpoints = TunnelEndpoints {
+        local: keys.local_addr.ip(),
+        remote: keys.remote_addr.ip(),
+    };
+    let mut c = SaConfig::new(spi, dir, t.mode, endpoints);
+    c.udp_encap = keys.udp_encap.map(|u| UdpEncap {
+        src_port: u.local_port,
+        dst_port: u.remote_port,
+    });
+    c.esn = keys.esn;
+    c.replay_window = t.replay_window;
+    c.lifetime = t.lifetime;
+    c.dscp = t.dscp;
+    c.df = t.df;
+    c.outer_ttl = t.outer_ttl;
+    c.traffic_selectors = match dir {
+        Direction::Inbound => selectors(&keys.remote_ts, &keys.local_ts),
+        Direction::Outbound => selectors(&keys.local_ts, &keys.remote_ts),
+    };
+    Ok(c)
+}
+
+/// A Child SA's data-plane SAs, `(inbound, outbound)`: the SPIs,
+/// addresses, UDP encapsulation and selectors IKE negotiated, the
+/// tunnel's mode, replay window, lifetimes and outer header settings.
+pub fn child_specs(t: &Tunnel, keys: &ChildSaKeys) -> Result<(SaSpec, SaSpec), Error> {
+    let algorithm = dataplane_algorithm(&keys.algorithm);
+    let spec = |dir, k: &ike::crypto::DirectionKeys| -> Result<SaSpec, Error> {
+        Ok(SaSpec {
+            algorithm,
+            config: sa_config(t, keys, dir)?,
+            keys: SaKeys::new(&k.encryption, &k.integrity),
+        })
+    };
+    Ok((
+        spec(Direction::Inbound, &keys.inbound)?,
+        spec(Direction::Outbound, &keys.outbound)?,
+    ))
+}
+
 impl IkeDriver {
     /// An engine for every tunnel with `[tunnel.ike]`, started at `now`
     /// (the origin of the engines' clock), each drawing its SPIs, nonces
@@ -817,9 +867,9 @@ impl IkeDriver {
         }
         Ok(Self {
             origin: now,
-            backend: config.dataplane.crypto_backend,
             tunnels,
             actions: Vec::new(),
+            sas_changed: false,
             stats: DriverStats::default(),
             ident: 1,
             keylog_started: BTreeSet::new(),
@@ -883,8 +933,39 @@ impl IkeDriver {
     }
 
     /// The actions accumulated since the last call.
-    pub fn take_actions(&mut self) -> Vec<SaAction> {
+    pub fn take_actions(&mut self) -> Vec<IkeAction> {
         std::mem::take(&mut self.actions)
+    }
+
+    /// The data-plane SAs every IKE tunnel wants now: the inbound SA of
+    /// each Child SA (a rekeyed one's until its grace period ends) and
+    /// the outbound SA of the one in service.
+    pub fn sas(&self) -> Wanted {
+        let mut w = Wanted::new();
+        for t in &self.tunnels {
+            let sas = w.tunnel_mut(t.index);
+            sas.inbound.extend(
+                t.children
+                    .values()
+                    .chain(t.retiring.iter().map(|(_, c)| c))
+                    .map(|c| c.inbound.clone()),
+            );
+            sas.outbound = t
+                .active_out
+                .and_then(|id| t.children.get(&id))
+                .map(|c| c.outbound.clone());
+        }
+        w
+    }
+
+    /// Whether [`IkeDriver::sas`] changed since the last call.
+    pub fn take_sas_changed(&mut self) -> bool {
+        std::mem::take(&mut self.sas_changed)
+    }
+
+    /// Counts data-plane SAs of IKE tunnels that failed to build.
+    pub fn count_install_errors(&mut self, n: usize) {
+        self.stats.sa_install_errors += n as u64;
     }
 
     /// A packet a worker punted, received at `now`.
@@ -998,20 +1079,16 @@ impl IkeDriver {
         }
         for ti in 0..self.tunnels.len() {
             let t = &mut self.tunnels[ti];
-            let due: Vec<u32> = t
-                .retiring
-                .iter()
-                .filter(|(at, _)| *at <= wall)
-                .map(|(_, spi)| *spi)
-                .collect();
-            t.retiring.retain(|(at, _)| *at > wall);
-            let index = t.index;
-            for spi in due {
-                if let Ok(spi) = Spi::new(spi) {
-                    tracing::info!(tunnel = %t.tunnel.name, spi = %spi, "remove rekeyed inbound SA after grace period");
-                    self.actions
-                        .push(SaAction::RemoveInbound { tunnel: index, spi });
+            let before = t.retiring.len();
+            t.retiring.retain(|(at, c)| {
+                let keep = *at > wall;
+                if !keep {
+                    tracing::info!(tunnel = %t.tunnel.name, spi = %c.inbound.spi(), "remove rekeyed inbound SA after grace period");
                 }
+                keep
+            });
+            if t.retiring.len() != before {
+                self.sas_changed = true;
             }
             let t = &mut self.tunnels[ti];
             if wall >= t.next_keepalive {
@@ -1022,7 +1099,7 @@ impl IkeDriver {
                     if let Some(p) = build_udp(l, r, &[0xff], self.ident) {
                         self.ident = self.ident.wrapping_add(1);
                         self.stats.keepalives_sent += 1;
-                        self.actions.push(SaAction::Transmit(p));
+                        self.actions.push(IkeAction::Transmit(p));
                     }
                 }
             }
@@ -1095,7 +1172,7 @@ impl IkeDriver {
                 if let Some(p) = build_udp(tx.local, tx.remote, &dgram, self.ident) {
                     self.ident = self.ident.wrapping_add(1);
                     self.stats.tx_packets += 1;
-                    self.actions.push(SaAction::Transmit(p));
+                    self.actions.push(IkeAction::Transmit(p));
                 }
             }
             while let Some(ev) = self.tunnels[ti].endpoint.poll_event() {
@@ -1188,16 +1265,7 @@ impl IkeDriver {
                 let t = &self.tunnels[ti];
                 tracing::info!(tunnel = %t.tunnel.name, spi_in = %format!("{:08x}", keys.inbound_spi), spi_out = %format!("{:08x}", keys.outbound_spi), alg = %esp_algorithm_name(&keys.algorithm), encap = keys.udp_encap.is_some(), "IKE: Child SA established");
                 self.keylog_esp(ti, &keys);
-                if self.install_inbound(ti, &keys) {
-                    let id = keys.inbound_spi;
-                    self.tunnels[ti].children.insert(
-                        id,
-                        ChildInfo {
-                            keys,
-                            since: wall,
-                            rekeyed: false,
-                        },
-                    );
+                if let Some(id) = self.add_child(ti, keys, wall) {
                     self.switch_outbound(ti, id);
                 }
             }
@@ -1208,16 +1276,7 @@ impl IkeDriver {
                     c.rekeyed = true;
                 }
                 self.keylog_esp(ti, &new);
-                if self.install_inbound(ti, &new) {
-                    let id = new.inbound_spi;
-                    self.tunnels[ti].children.insert(
-                        id,
-                        ChildInfo {
-                            keys: new,
-                            since: wall,
-                            rekeyed: false,
-                        },
-                    );
+                if let Some(id) = self.add_child(ti, new, wall) {
                     // No outbound Child SA at all (e.g. it failed to
                     // install): use the new one right away.
                     if self.tunnels[ti].active_out.is_none() {
@@ -1230,7 +1289,7 @@ impl IkeDriver {
                 let Some(c) = t.children.remove(&id.0) else {
                     return;
                 };
-                let index = t.index;
+                self.sas_changed = true;
                 tracing::info!(tunnel = %t.tunnel.name, spi_in = %format!("{:08x}", c.keys.inbound_spi), spi_out = %format!("{:08x}", c.keys.outbound_spi), rekeyed = c.rekeyed, "IKE: Child SA deleted");
                 let successor = t
                     .children
@@ -1242,9 +1301,8 @@ impl IkeDriver {
                     match successor {
                         Some(n) => self.switch_outbound(ti, n),
                         None => {
+                            tracing::info!(tunnel = %self.tunnels[ti].tunnel.name, "no Child SA left to send on");
                             self.tunnels[ti].active_out = None;
-                            self.actions
-                                .push(SaAction::RemoveOutbound { tunnel: index });
                         }
                     }
                 }
@@ -1257,11 +1315,11 @@ impl IkeDriver {
                         back.rekeyed = false;
                     }
                 }
+                // A rekeyed Child SA's inbound half stays a while: packets
+                // the peer sent on it may still be in flight. Otherwise it
+                // goes with the Child SA.
                 if c.rekeyed && successor.is_some() {
-                    t.retiring.push((wall + REKEYED_GRACE, id.0));
-                } else if let Ok(spi) = Spi::new(id.0) {
-                    self.actions
-                        .push(SaAction::RemoveInbound { tunnel: index, spi });
+                    t.retiring.push((wall + REKEYED_GRACE, c));
                 }
             }
             IkeEvent::PeerMoved { ike, local, remote } => {
@@ -1277,97 +1335,48 @@ impl IkeDriver {
             }
             IkeEvent::PeerUnresponsive { remote, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, %remote, "IKE: peer not answering; resolving its next hop afresh before giving up");
-                self.actions.push(SaAction::Reresolve(remote.ip()));
+                self.actions.push(IkeAction::Reresolve(remote.ip()));
             }
         }
     }
 
-    fn sa_config(t: &Tunnel, keys: &ChildSaKeys, dir: Direction) -> Result<SaConfig, Error> {
-        let spi = match dir {
-            Direction::Inbound => keys.inbound_spi,
-            Direction::Outbound => keys.outbound_spi,
-        };
-        let spi = Spi::new(spi).map_err(|e| e.to_string())?;
-        let endpoints = TunnelEndpoints {
-            local: keys.local_addr.ip(),
-            remote: keys.remote_addr.ip(),
-        };
-        let mut c = SaConfig::new(spi, dir, t.mode, endpoints);
-        c.udp_encap = keys.udp_encap.map(|u| UdpEncap {
-            src_port: u.local_port,
-            dst_port: u.remote_port,
-        });
-        c.esn = keys.esn;
-        c.replay_window = t.replay_window;
-        c.lifetime = t.lifetime;
-        c.dscp = t.dscp;
-        c.df = t.df;
-        c.outer_ttl = t.outer_ttl;
-        c.traffic_selectors = match dir {
-            Direction::Inbound => selectors(&keys.remote_ts, &keys.local_ts),
-            Direction::Outbound => selectors(&keys.local_ts, &keys.remote_ts),
-        };
-        Ok(c)
-    }
-
-    fn build_inbound(&self, t: &Tunnel, keys: &ChildSaKeys) -> Result<Box<InboundSa>, Error> {
-        let alg = dataplane_algorithm(&keys.algorithm);
-        let backend = crate::sa::backend_for(self.backend, alg);
-        let k = SaKeys::new(&keys.inbound.encryption, &keys.inbound.integrity);
-        let tr = new_transform(backend, alg, &k)?;
-        Ok(Box::new(InboundSa::new(
-            Self::sa_config(t, keys, Direction::Inbound)?,
-            tr,
-        )?))
-    }
-
-    fn build_outbound(&self, t: &Tunnel, keys: &ChildSaKeys) -> Result<Box<OutboundSa>, Error> {
-        let alg = dataplane_algorithm(&keys.algorithm);
-        let backend = crate::sa::backend_for(self.backend, alg);
-        let k = SaKeys::new(&keys.outbound.encryption, &keys.outbound.integrity);
-        let tr = new_transform(backend, alg, &k)?;
-        Ok(Box::new(OutboundSa::new(
-            Self::sa_config(t, keys, Direction::Outbound)?,
-            tr,
-        )?))
-    }
-
-    fn install_inbound(&mut self, ti: usize, keys: &ChildSaKeys) -> bool {
-        let t = &self.tunnels[ti];
-        match self.build_inbound(&t.tunnel, keys) {
-            Ok(sa) => {
-                self.actions.push(SaAction::InstallInbound {
-                    tunnel: t.index,
-                    sa,
-                });
-                true
+    /// Records a new Child SA of tunnel `ti` with its data-plane SAs;
+    /// `None` (counted) when they cannot be described.
+    fn add_child(&mut self, ti: usize, keys: ChildSaKeys, wall: Instant) -> Option<u32> {
+        let t = &mut self.tunnels[ti];
+        match child_specs(&t.tunnel, &keys) {
+            Ok((inbound, outbound)) => {
+                let id = keys.inbound_spi;
+                t.children.insert(
+                    id,
+                    ChildInfo {
+                        keys,
+                        inbound,
+                        outbound,
+                        since: wall,
+                        rekeyed: false,
+                    },
+                );
+                self.sas_changed = true;
+                Some(id)
             }
             Err(e) => {
-                tracing::error!(tunnel = %t.tunnel.name, error = %e, "cannot build the inbound SA");
+                tracing::error!(tunnel = %t.tunnel.name, error = %e, "cannot describe the Child SA's data-plane SAs");
                 self.stats.sa_install_errors += 1;
-                false
+                None
             }
         }
     }
 
+    /// Outbound traffic of tunnel `ti` moves to Child SA `child`.
     fn switch_outbound(&mut self, ti: usize, child: u32) {
-        let t = &self.tunnels[ti];
+        let t = &mut self.tunnels[ti];
         let Some(c) = t.children.get(&child) else {
             return;
         };
-        match self.build_outbound(&t.tunnel, &c.keys) {
-            Ok(sa) => {
-                tracing::info!(tunnel = %t.tunnel.name, spi_out = %format!("{:08x}", c.keys.outbound_spi), "outbound traffic moves to this Child SA");
-                let index = t.index;
-                self.actions
-                    .push(SaAction::InstallOutbound { tunnel: index, sa });
-                self.tunnels[ti].active_out = Some(child);
-            }
-            Err(e) => {
-                tracing::error!(tunnel = %t.tunnel.name, error = %e, "cannot build the outbound SA");
-                self.stats.sa_install_errors += 1;
-            }
-        }
+        tracing::info!(tunnel = %t.tunnel.name, spi_out = %format!("{:08x}", c.keys.outbound_spi), "outbound traffic moves to this Child SA");
+        t.active_out = Some(child);
+        self.sas_changed = true;
     }
 
     // ------------------------------------------------------------------
@@ -1633,6 +1642,7 @@ impl IkeDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataplane::gateway::ControlMsg;
 
     /// The tests' clock: one fixed instant (time moves only where a test
     /// moves it).
@@ -1715,39 +1725,65 @@ remote = "{peer}"
         text
     }
 
-    /// Moves every packet one driver sends into the other; returns the SA
-    /// actions each took.
-    fn exchange(a: &mut IkeDriver, b: &mut IkeDriver) -> (Vec<SaAction>, Vec<SaAction>) {
+    /// A planner for a one-worker gateway with the tests' configuration.
+    fn planner() -> crate::sa::Planner {
+        let c = gateway('a', "listen", Path::new("/nonexistent"));
+        crate::sa::Planner::new(1, c.dataplane.crypto_backend, vec!["t".into()])
+    }
+
+    /// Moves every packet one driver sends into the other, carrying out
+    /// each driver's SA changes first as the control thread does; returns
+    /// the worker messages each side's planner sent.
+    fn exchange_planned(
+        a: &mut IkeDriver,
+        pa: &mut crate::sa::Planner,
+        b: &mut IkeDriver,
+        pb: &mut crate::sa::Planner,
+    ) -> (Vec<ControlMsg>, Vec<ControlMsg>) {
         let (mut sa_a, mut sa_b) = (Vec::new(), Vec::new());
-        fn step(from: &mut IkeDriver, to: &mut IkeDriver, keep: &mut Vec<SaAction>) -> bool {
+        fn step(
+            from: &mut IkeDriver,
+            planner: &mut crate::sa::Planner,
+            to: &mut IkeDriver,
+            keep: &mut Vec<ControlMsg>,
+        ) -> bool {
+            if from.take_sas_changed() {
+                let plan = planner.plan(&[&from.sas()]);
+                assert!(plan.failed.is_empty(), "{:?}", plan.failed);
+                keep.extend(planner.commit(plan).into_iter().map(|(_, m)| m));
+            }
             let mut moved = false;
             for act in from.take_actions() {
-                match act {
-                    SaAction::Transmit(p) => {
-                        moved = true;
-                        to.handle_punt(t0(), &p);
-                    }
-                    other => keep.push(other),
+                if let IkeAction::Transmit(p) = act {
+                    moved = true;
+                    to.handle_punt(t0(), &p);
                 }
             }
             moved
         }
         for _ in 0..10 {
-            let moved = step(a, b, &mut sa_a) | step(b, a, &mut sa_b);
+            let moved = step(a, pa, b, &mut sa_a) | step(b, pb, a, &mut sa_b);
             if !moved {
                 break;
             }
         }
+        step(a, pa, b, &mut sa_a);
+        step(b, pb, a, &mut sa_b);
         (sa_a, sa_b)
     }
 
-    fn installed(actions: &[SaAction]) -> (Vec<u32>, Vec<u32>) {
+    /// [`exchange_planned`] with planners of its own.
+    fn exchange(a: &mut IkeDriver, b: &mut IkeDriver) -> (Vec<ControlMsg>, Vec<ControlMsg>) {
+        exchange_planned(a, &mut planner(), b, &mut planner())
+    }
+
+    fn installed(msgs: &[ControlMsg]) -> (Vec<u32>, Vec<u32>) {
         let mut inb = Vec::new();
         let mut out = Vec::new();
-        for a in actions {
-            match a {
-                SaAction::InstallInbound { sa, .. } => inb.push(sa.config().spi.get()),
-                SaAction::InstallOutbound { sa, .. } => out.push(sa.config().spi.get()),
+        for m in msgs {
+            match m {
+                ControlMsg::InstallInbound(sa) => inb.push(sa.config().spi.get()),
+                ControlMsg::InstallOutbound { sa, .. } => out.push(sa.config().spi.get()),
                 _ => {}
             }
         }
@@ -1819,8 +1855,9 @@ remote = "{peer}"
         let dir = std::env::temp_dir().join(format!("espresso-ikedrv-{}", std::process::id()));
         let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 13);
         let mut b = driver(&gateway('b', "listen", &dir.join("b")), 14);
+        let (mut pa, mut pb) = (planner(), planner());
         a.start(t0());
-        let (acts_a, acts_b) = exchange(&mut a, &mut b);
+        let (acts_a, acts_b) = exchange_planned(&mut a, &mut pa, &mut b, &mut pb);
         let (in_a, out_a) = installed(&acts_a);
         let (in_b, out_b) = installed(&acts_b);
         assert_eq!(
@@ -1831,7 +1868,7 @@ remote = "{peer}"
         assert_eq!(out_b, in_a);
         for acts in [&acts_a, &acts_b] {
             for act in acts.iter() {
-                if let SaAction::InstallInbound { sa, .. } = act {
+                if let ControlMsg::InstallInbound(sa) = act {
                     let c = sa.config();
                     assert_eq!(c.udp_encap, Some(UdpEncap::nat_t()));
                     assert_eq!(c.traffic_selectors.len(), 1);
@@ -1855,7 +1892,7 @@ remote = "{peer}"
         // A rekey started by the responder: new inbound SAs first, then the
         // outbound moves, then the old inbound goes after the grace period.
         b.rekey(t0(), "t").unwrap();
-        let (acts_a, acts_b) = exchange(&mut a, &mut b);
+        let (acts_a, acts_b) = exchange_planned(&mut a, &mut pa, &mut b, &mut pb);
         let (in2_a, out2_a) = installed(&acts_a);
         let (in2_b, out2_b) = installed(&acts_b);
         assert_eq!(
@@ -1868,15 +1905,15 @@ remote = "{peer}"
         for acts in [&acts_a, &acts_b] {
             let first_in = acts
                 .iter()
-                .position(|x| matches!(x, SaAction::InstallInbound { .. }));
+                .position(|x| matches!(x, ControlMsg::InstallInbound(_)));
             let first_out = acts
                 .iter()
-                .position(|x| matches!(x, SaAction::InstallOutbound { .. }));
+                .position(|x| matches!(x, ControlMsg::InstallOutbound { .. }));
             assert!(first_in < first_out, "inbound before outbound");
             assert!(
                 !acts
                     .iter()
-                    .any(|x| matches!(x, SaAction::RemoveInbound { .. })),
+                    .any(|x| matches!(x, ControlMsg::RemoveInbound(_))),
                 "old inbound kept for the grace period"
             );
         }
@@ -1978,7 +2015,7 @@ remote = "{peer}"
             d.take_actions()
                 .into_iter()
                 .filter_map(|x| match x {
-                    SaAction::Transmit(p) => Some(p),
+                    IkeAction::Transmit(p) => Some(p),
                     _ => None,
                 })
                 .collect()

@@ -95,8 +95,10 @@ use dataplane::gateway::{
 use serde::{Deserialize, Serialize};
 
 use super::report::{md_table, text_table};
+use control::config::CryptoBackendChoice;
 use control::config::GatewayConfig;
-use control::ike_driver::{build_udp, engine_config, IkeDriver, SaAction, SystemRng};
+use control::ike_driver::{build_udp, engine_config, IkeAction, IkeDriver, SystemRng};
+use control::sa::Planner;
 use ike::{Endpoint, Timestamp};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -448,9 +450,16 @@ fn responder(
     shared: Arc<Shared>,
 ) -> IkeDriver {
     let is_peer = |a: u32| (PEER_BASE..PEER_BASE + peers).contains(&a);
-    let route = |driver: &mut IkeDriver| {
+    // The SAs are built as the control thread builds them (their key
+    // expansion is part of its cost); no worker takes them here.
+    let mut planner = Planner::new(1, CryptoBackendChoice::Auto, Vec::new());
+    let route = |driver: &mut IkeDriver, planner: &mut Planner| {
+        if driver.take_sas_changed() {
+            let plan = planner.plan(&[&driver.sas()]);
+            drop(planner.commit(plan));
+        }
         for a in driver.take_actions() {
-            if let SaAction::Transmit(p) = a {
+            if let IkeAction::Transmit(p) = a {
                 match ipv4_at(&p, 16) {
                     Some(dst) if is_peer(dst) => {
                         let _ = wire.send(p);
@@ -463,7 +472,7 @@ fn responder(
         }
     };
     driver.start(Instant::now());
-    route(&mut driver);
+    route(&mut driver, &mut planner);
     while !shared.stop_responder.load(Ordering::Relaxed) {
         let _ = from.select().ready_timeout(Duration::from_millis(20));
         let mut turn = Turn::default();
@@ -474,14 +483,14 @@ fn responder(
                         shared.handled.fetch_add(1, Ordering::Relaxed);
                     }
                     driver.handle_punt(Instant::now(), &packet);
-                    route(&mut driver);
+                    route(&mut driver, &mut planner);
                 }
                 Next::Msg(_) => {}
                 Next::Done | Next::Disconnected => break,
             }
         }
         driver.tick(Instant::now());
-        route(&mut driver);
+        route(&mut driver, &mut planner);
         shared
             .control_cpu_us
             .store(thread_cpu_time().as_micros() as u64, Ordering::Relaxed);
@@ -642,36 +651,36 @@ fn peers(
             dpd_ms: Vec::new(),
         });
     }
-    // Carries out peer `i`'s actions: datagrams to the queues, installs
-    // mark progress.
+    // Carries out peer `i`'s actions: datagrams to the queues; a new
+    // outbound SA marks progress.
     let act = |p: &mut Peer, punts: &mut Vec<Vec<u8>>| {
         let now = Instant::now();
         let mut rekey = false;
+        if p.driver.take_sas_changed() {
+            let sas = p.driver.sas();
+            let out = sas.iter().find_map(|(_, t)| t.outbound.as_ref());
+            if let Some(spi) = out.map(|o| o.spi().get()) {
+                match p.first_out {
+                    None => {
+                        p.first_out = Some(spi);
+                        p.up_at = Some(now);
+                        rekey = true;
+                    }
+                    Some(first) if first != spi && p.rekeyed_at.is_none() => {
+                        p.rekeyed_at = Some(now);
+                    }
+                    _ => {}
+                }
+            }
+        }
         for a in p.driver.take_actions() {
-            match a {
-                SaAction::Transmit(packet) => {
-                    if p.rekeyed_at.is_some() && p.dpd.is_none() {
-                        if let Some((INFORMATIONAL, false, id)) = ike_header(&packet) {
-                            p.dpd = Some((id, now));
-                        }
-                    }
-                    punts.push(packet);
-                }
-                SaAction::InstallOutbound { sa, .. } => {
-                    let spi = sa.config().spi.get();
-                    match p.first_out {
-                        None => {
-                            p.first_out = Some(spi);
-                            p.up_at = Some(now);
-                            rekey = true;
-                        }
-                        Some(first) if first != spi && p.rekeyed_at.is_none() => {
-                            p.rekeyed_at = Some(now);
-                        }
-                        _ => {}
+            if let IkeAction::Transmit(packet) = a {
+                if p.rekeyed_at.is_some() && p.dpd.is_none() {
+                    if let Some((INFORMATIONAL, false, id)) = ike_header(&packet) {
+                        p.dpd = Some((id, now));
                     }
                 }
-                _ => {}
+                punts.push(packet);
             }
         }
         if rekey && p.driver.rekey(now, "t").is_ok() {
