@@ -102,15 +102,22 @@ impl Control {
         }
     }
 
-    /// Brings the workers' SAs in line with the manual SAs of the
-    /// configuration and IKE's Child SAs. A manual SA that does not build
-    /// fails the whole step: nothing is sent.
-    fn apply_sas(&mut self) -> Result<(), Error> {
-        let manual = Wanted::from_config(&self.config);
+    /// Brings the workers' SPD and SAs in line with `fresh` (`None`: the
+    /// configuration the gateway started with) and IKE's Child SAs. A
+    /// policy or manual SA that does not build fails the whole step:
+    /// nothing is sent and the configuration stays as it was.
+    fn apply_config(&mut self, fresh: Option<GatewayConfig>) -> Result<(), Error> {
+        let config = fresh.as_ref().unwrap_or(&self.config);
+        let spd = spd_of(config)?;
+        let manual = Wanted::from_config(config);
         let plan = self.planner.plan(&[&manual, &self.ike.sas()]);
         if let Some(f) = plan.failed.first() {
             return Err(format!("{f} ({} SAs failed)", plan.failed.len()).into());
         }
+        if let Some(fresh) = fresh {
+            self.config = fresh;
+        }
+        self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
         self.manual = manual;
         let msgs = self.planner.commit(plan);
         self.send_plan(msgs);
@@ -124,17 +131,6 @@ impl Control {
         for (worker, msg) in msgs {
             self.send(worker, msg);
         }
-    }
-
-    /// The configured SPD, compiled here on the control thread so that the
-    /// workers (which share the compiled classifier) never build it.
-    fn spd(&self) -> Result<Spd, Error> {
-        let mut spd = Spd::new();
-        for p in self.config.policies() {
-            spd.insert(p.clone())?;
-        }
-        spd.compile();
-        Ok(spd)
     }
 
     /// Re-reads the configuration file and applies SA and policy changes.
@@ -154,10 +150,7 @@ impl Control {
                 "reload: interfaces or the list of tunnels changed; restart espresso".into(),
             );
         }
-        self.config = fresh;
-        let spd = self.spd()?;
-        self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
-        self.apply_sas()?;
+        self.apply_config(Some(fresh))?;
         Ok(format!(
             "reloaded {}: {} inbound SAs, {} outbound SAs\n",
             self.options.config_path.display(),
@@ -318,6 +311,17 @@ impl Control {
             }
         }
     }
+}
+
+/// The configured SPD, compiled here on the control thread so that the
+/// workers (which share the compiled classifier) never build it.
+fn spd_of(config: &GatewayConfig) -> Result<Spd, Error> {
+    let mut spd = Spd::new();
+    for p in config.policies() {
+        spd.insert(p.clone())?;
+    }
+    spd.compile();
+    Ok(spd)
 }
 
 /// Counters in a stable `key value` form (one per line, after a header),
@@ -618,9 +622,7 @@ pub fn run(
         transmit_full: 0,
         started: Instant::now(),
     };
-    let spd = control.spd()?;
-    control.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
-    control.apply_sas()?;
+    control.apply_config(None)?;
 
     tracing::info!(socket = %socket_path.display(), workers, "espresso running");
     control.ike.start(Instant::now());
