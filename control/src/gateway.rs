@@ -9,7 +9,7 @@
 //! the commands of the control socket ([`crate::control_socket`], served
 //! on a thread of its own).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
-use dataplane::esp::{DropReason, SaRef, Spd, Spi};
+use dataplane::esp::{DropReason, Spd};
 use dataplane::gateway::msg::SaStats;
 use dataplane::gateway::neigh::Refused;
 use dataplane::gateway::{
@@ -31,8 +31,8 @@ use dpdk::{Worker, WorkerPorts};
 
 use crate::config::GatewayConfig;
 use crate::control_socket::{Access, ControlSocket, Request};
-use crate::ike_driver::{IkeDriver, SaAction};
-use crate::sa::{build_inbound, build_outbound};
+use crate::ike_driver::{IkeAction, IkeDriver, SystemRng};
+use crate::sa::{Planner, Wanted};
 
 /// Everything that went wrong starting or running the gateway.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -65,21 +65,6 @@ fn queue_transmit(tx: &Sender<ControlMsg>, packet: Vec<u8>) -> bool {
     tx.try_send(ControlMsg::Transmit(packet)).is_ok()
 }
 
-/// Which worker owns tunnel `t`'s SAs (one writer per SA).
-fn owner_of(tunnel: usize, workers: usize) -> u16 {
-    (tunnel % workers) as u16
-}
-
-/// The SAs the control thread believes are installed, to compute what a
-/// reload changes.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Installed {
-    /// Per tunnel index: the SPI of the active outbound SA.
-    outbound: HashMap<usize, u32>,
-    /// Inbound SPIs with their tunnel index.
-    inbound: HashMap<u32, usize>,
-}
-
 /// The running gateway's control state.
 struct Control {
     config: GatewayConfig,
@@ -90,8 +75,10 @@ struct Control {
     requests: Receiver<Request>,
     socket: ControlSocket,
     ports: Vec<Port>,
-    installed: Installed,
-    tunnel_names: Vec<String>,
+    /// What the workers have, and the messages that change it.
+    planner: Planner,
+    /// The configuration's manual SAs.
+    manual: Wanted,
     punted: u64,
     events: u64,
     /// IKE datagrams dropped because worker 0's control queue was
@@ -115,83 +102,35 @@ impl Control {
         }
     }
 
-    /// Brings the workers' SAs in line with the configuration. Inbound SAs
-    /// of every pair are installed first; the first pair of a tunnel then
-    /// carries outbound traffic; inbound SAs no longer listed go last. With
-    /// both gateways reloaded at each step (add the new pair second; move
-    /// it first; drop the old one), no packet is lost.
-    fn apply_sas(&mut self) -> Result<(), Error> {
-        let workers = self.to_workers.len();
-        let choice = self.config.dataplane.crypto_backend;
-        let mut wanted = Installed::default();
-        let mut new_inbound = Vec::new();
-        let mut new_outbound = Vec::new();
-        for (t, tunnel) in self.config.tunnels.iter().enumerate() {
-            for (i, pair) in tunnel.sas.iter().enumerate() {
-                let in_spi = pair.inbound.config.spi.get();
-                let out_spi = pair.outbound.config.spi.get();
-                wanted.inbound.insert(in_spi, t);
-                // Only the SAs that change are built (key expansion is
-                // the control thread's main cost in a large reload).
-                if !self.installed.inbound.contains_key(&in_spi) {
-                    new_inbound.push((t, build_inbound(pair, choice)?));
-                }
-                if i == 0 {
-                    wanted.outbound.insert(t, out_spi);
-                    if self.installed.outbound.get(&t) != Some(&out_spi) {
-                        new_outbound.push((t, build_outbound(pair, choice)?));
-                    }
-                }
-            }
+    /// Brings the workers' SPD and SAs in line with `fresh` (`None`: the
+    /// configuration the gateway started with) and IKE's Child SAs. A
+    /// policy or manual SA that does not build fails the whole step:
+    /// nothing is sent and the configuration stays as it was.
+    fn apply_config(&mut self, fresh: Option<GatewayConfig>) -> Result<(), Error> {
+        let config = fresh.as_ref().unwrap_or(&self.config);
+        let spd = spd_of(config)?;
+        let manual = Wanted::from_config(config);
+        let plan = self.planner.plan(&[&manual, &self.ike.sas()]);
+        if let Some(f) = plan.failed.first() {
+            return Err(format!("{f} ({} SAs failed)", plan.failed.len()).into());
         }
-        for (t, sa) in new_inbound {
-            let owner = owner_of(t, workers);
-            let spi = sa.config().spi;
-            tracing::info!(tunnel = %self.tunnel_names[t], spi = %spi, worker = owner, "install inbound SA");
-            self.send(owner, ControlMsg::InstallInbound(sa));
-            self.broadcast(|| ControlMsg::InboundOwner {
-                spi,
-                worker: Some(owner),
-            });
+        if let Some(fresh) = fresh {
+            self.config = fresh;
         }
-        for (t, sa) in new_outbound {
-            let owner = owner_of(t, workers);
-            let slot = SaRef(t as u32);
-            tracing::info!(tunnel = %self.tunnel_names[t], spi = %sa.config().spi, worker = owner, "install outbound SA");
-            self.send(owner, ControlMsg::InstallOutbound { slot, sa });
-            self.broadcast(|| ControlMsg::OutboundOwner {
-                slot,
-                worker: Some(owner),
-            });
-        }
-        for (t, _) in self.installed.outbound.iter() {
-            if !wanted.outbound.contains_key(t) {
-                let slot = SaRef(*t as u32);
-                self.send(owner_of(*t, workers), ControlMsg::RemoveOutbound { slot });
-                self.broadcast(|| ControlMsg::OutboundOwner { slot, worker: None });
-            }
-        }
-        for (spi, t) in self.installed.inbound.iter() {
-            if !wanted.inbound.contains_key(spi) {
-                let spi = Spi::new(*spi).map_err(|e| format!("{e:?}"))?;
-                tracing::info!(tunnel = %self.tunnel_names[*t], spi = %spi, "delete inbound SA");
-                self.send(owner_of(*t, workers), ControlMsg::RemoveInbound(spi));
-                self.broadcast(|| ControlMsg::InboundOwner { spi, worker: None });
-            }
-        }
-        self.installed = wanted;
+        self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
+        self.manual = manual;
+        let msgs = self.planner.commit(plan);
+        self.send_plan(msgs);
         Ok(())
     }
 
-    /// The configured SPD, compiled here on the control thread so that the
-    /// workers (which share the compiled classifier) never build it.
-    fn spd(&self) -> Result<Spd, Error> {
-        let mut spd = Spd::new();
-        for p in self.config.policies() {
-            spd.insert(p.clone())?;
+    /// Sends planned messages, each worker's in order. SA messages are
+    /// never dropped (a blocking send: the worker drains its queue every
+    /// poll).
+    fn send_plan(&self, msgs: Vec<(u16, ControlMsg)>) {
+        for (worker, msg) in msgs {
+            self.send(worker, msg);
         }
-        spd.compile();
-        Ok(spd)
     }
 
     /// Re-reads the configuration file and applies SA and policy changes.
@@ -211,15 +150,12 @@ impl Control {
                 "reload: interfaces or the list of tunnels changed; restart espresso".into(),
             );
         }
-        self.config = fresh;
-        let spd = self.spd()?;
-        self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
-        self.apply_sas()?;
+        self.apply_config(Some(fresh))?;
         Ok(format!(
             "reloaded {}: {} inbound SAs, {} outbound SAs\n",
             self.options.config_path.display(),
-            self.installed.inbound.len(),
-            self.installed.outbound.len()
+            self.planner.installed().inbound(),
+            self.planner.installed().outbound()
         ))
     }
 
@@ -249,7 +185,7 @@ impl Control {
             } => {
                 self.punted += 1;
                 tracing::trace!(worker, iface, len = packet.len(), "IKE packet punted");
-                self.ike.handle_punt(&packet);
+                self.ike.handle_punt(Instant::now(), &packet);
                 self.apply_ike();
             }
             WorkerMsg::NeighbourLearned { ip, mac, iface } => {
@@ -259,7 +195,7 @@ impl Control {
             WorkerMsg::Event { worker, event } => {
                 self.events += 1;
                 tracing::warn!(worker, ?event, "SA event");
-                if self.ike.handle_sa_event(event) {
+                if self.ike.handle_sa_event(Instant::now(), event) {
                     self.apply_ike();
                 }
             }
@@ -278,14 +214,24 @@ impl Control {
         }
     }
 
-    /// Carries out what the IKE driver decided: SA changes go to the
-    /// tunnel's owning worker (inbound first, as the driver orders them),
-    /// packets to a worker to route.
+    /// Carries out what the IKE driver decided: its SA changes go through
+    /// the planner (with the manual SAs, which they take precedence over
+    /// in a tunnel's outbound slot) before its packets, so that an
+    /// IKE_AUTH or CREATE_CHILD_SA response leaves after the inbound SA it
+    /// announces is on its way to the worker.
     fn apply_ike(&mut self) {
-        let workers = self.to_workers.len();
+        if self.ike.take_sas_changed() {
+            let plan = self.planner.plan(&[&self.manual, &self.ike.sas()]);
+            for f in &plan.failed {
+                tracing::error!(error = %f, "cannot build an SA of an IKE tunnel");
+            }
+            self.ike.count_install_errors(plan.failed.len());
+            let msgs = self.planner.commit(plan);
+            self.send_plan(msgs);
+        }
         for a in self.ike.take_actions() {
             match a {
-                SaAction::Transmit(p) => {
+                IkeAction::Transmit(p) => {
                     if !self
                         .to_workers
                         .first()
@@ -294,49 +240,11 @@ impl Control {
                         self.transmit_full += 1;
                     }
                 }
-                SaAction::Reresolve(ip) => self.broadcast(|| ControlMsg::Reresolve { ip }),
-                SaAction::InstallInbound { tunnel, sa } => {
-                    let owner = owner_of(tunnel, workers);
-                    let spi = sa.config().spi;
-                    tracing::info!(tunnel = %self.tunnel_names[tunnel], spi = %spi, worker = owner, "install inbound SA (IKE)");
-                    self.send(owner, ControlMsg::InstallInbound(sa));
-                    self.broadcast(|| ControlMsg::InboundOwner {
-                        spi,
-                        worker: Some(owner),
-                    });
-                }
-                SaAction::InstallOutbound { tunnel, sa } => {
-                    let owner = owner_of(tunnel, workers);
-                    let slot = SaRef(tunnel as u32);
-                    tracing::info!(tunnel = %self.tunnel_names[tunnel], spi = %sa.config().spi, worker = owner, "install outbound SA (IKE)");
-                    self.send(owner, ControlMsg::InstallOutbound { slot, sa });
-                    self.broadcast(|| ControlMsg::OutboundOwner {
-                        slot,
-                        worker: Some(owner),
-                    });
-                }
-                SaAction::RemoveInbound { tunnel, spi } => {
-                    tracing::info!(tunnel = %self.tunnel_names[tunnel], spi = %spi, "delete inbound SA (IKE)");
-                    self.send(owner_of(tunnel, workers), ControlMsg::RemoveInbound(spi));
-                    self.broadcast(|| ControlMsg::InboundOwner { spi, worker: None });
-                }
-                SaAction::RemoveOutbound { tunnel } => {
-                    let slot = SaRef(tunnel as u32);
-                    tracing::info!(tunnel = %self.tunnel_names[tunnel], "delete outbound SA (IKE)");
-                    self.send(
-                        owner_of(tunnel, workers),
-                        ControlMsg::RemoveOutbound { slot },
-                    );
-                    self.broadcast(|| ControlMsg::OutboundOwner { slot, worker: None });
-                }
+                IkeAction::Reresolve(ip) => self.broadcast(|| ControlMsg::Reresolve { ip }),
             }
         }
     }
 
-    /// One turn over the workers' queues ([`FromWorkers::next_in_turn`]:
-    /// everything queued but the unauthenticated IKE datagrams, then at
-    /// most [`dataplane::gateway::UNAUTH_IKE_PER_TURN`] of those). Returns
-    /// false once the workers are gone.
     fn drain_workers(&mut self) -> bool {
         let mut turn = Turn::default();
         loop {
@@ -383,9 +291,11 @@ impl Control {
                 s.push_str(&self.ike.stats_lines());
                 s
             }
-            "tunnels" => self.ike.tunnels_report(),
+            "tunnels" => self.ike.tunnels_report(Instant::now()),
             _ if command.starts_with("rekey ") => {
-                let r = self.ike.rekey(command["rekey ".len()..].trim());
+                let r = self
+                    .ike
+                    .rekey(Instant::now(), command["rekey ".len()..].trim());
                 self.apply_ike();
                 match r {
                     Ok(s) => s,
@@ -401,6 +311,17 @@ impl Control {
             }
         }
     }
+}
+
+/// The configured SPD, compiled here on the control thread so that the
+/// workers (which share the compiled classifier) never build it.
+fn spd_of(config: &GatewayConfig) -> Result<Spd, Error> {
+    let mut spd = Spd::new();
+    for p in config.policies() {
+        spd.insert(p.clone())?;
+    }
+    spd.compile();
+    Ok(spd)
 }
 
 /// Counters in a stable `key value` form (one per line, after a header),
@@ -607,7 +528,7 @@ pub fn run(
         ports.push(port);
     }
 
-    let ike = IkeDriver::new(&config)?;
+    let ike = IkeDriver::new(&config, Instant::now(), &mut || Box::new(SystemRng::new()))?;
     let (to_control, from_workers) = control_queues(ike.spi_tables());
     let handoffs: Vec<Arc<ArrayQueue<Handoff<Mbuf>>>> = (0..workers)
         .map(|_| Arc::new(ArrayQueue::new(2048)))
@@ -680,9 +601,15 @@ pub fn run(
         group: config.control.socket_group.as_ref().map(|g| g.gid),
     };
     let (socket, requests) = ControlSocket::bind(&socket_path, access)?;
+    let planner = Planner::new(
+        workers,
+        config.dataplane.crypto_backend,
+        config.tunnels.iter().map(|t| t.name.clone()).collect(),
+    );
     let mut control = Control {
         ike,
-        tunnel_names: config.tunnels.iter().map(|t| t.name.clone()).collect(),
+        planner,
+        manual: Wanted::new(),
         config,
         options,
         to_workers,
@@ -690,18 +617,15 @@ pub fn run(
         requests,
         socket,
         ports,
-        installed: Installed::default(),
         punted: 0,
         events: 0,
         transmit_full: 0,
         started: Instant::now(),
     };
-    let spd = control.spd()?;
-    control.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
-    control.apply_sas()?;
+    control.apply_config(None)?;
 
     tracing::info!(socket = %socket_path.display(), workers, "espresso running");
-    control.ike.start();
+    control.ike.start(Instant::now());
     control.apply_ike();
 
     while !stop.load(Ordering::Relaxed) {
@@ -710,7 +634,7 @@ pub fn run(
             break;
         }
         control.serve_requests();
-        control.ike.tick();
+        control.ike.tick(Instant::now());
         control.apply_ike();
     }
 
@@ -760,7 +684,7 @@ mod tests {
             .count();
         assert_eq!(sent, CONTROL_QUEUE - CONTROL_QUEUE / 4);
         assert_eq!(rx.len(), sent);
-        let spi = Spi::new(0x1000).unwrap();
+        let spi = dataplane::esp::Spi::new(0x1000).unwrap();
         for _ in 0..CONTROL_QUEUE / 4 {
             tx.try_send(ControlMsg::RemoveInbound(spi))
                 .expect("SA messages have their quarter");

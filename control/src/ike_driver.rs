@@ -14,8 +14,12 @@
 //! - turns the engine's datagrams into IP/UDP packets for the workers to
 //!   route and send;
 //! - drives the engine's timers from a monotonic clock;
-//! - turns the engine's Child SA events into data-plane SAs, make before
-//!   break, as [`SaAction`]s the control thread applies to its workers;
+//! - keeps, from the engine's Child SA events, the SAs each tunnel wants
+//!   ([`IkeDriver::sas`]): a rekeyed Child SA's inbound half stays until
+//!   its Delete plus a grace period, its successor takes the outbound
+//!   slot once the old one's Delete is exchanged; the control thread's
+//!   [`crate::sa::Planner`] turns that into worker messages, make before
+//!   break;
 //! - sends NAT keepalives (RFC 3948 §2.3) when ESP is UDP-encapsulated;
 //! - writes Wireshark key logs when the operator asks for them.
 //!
@@ -31,16 +35,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use dataplane::crypto::{new_transform, Algorithm, Encryption, Integrity, SaKeys};
+use dataplane::crypto::{Algorithm, Encryption, Integrity, SaKeys};
 use dataplane::esp::{
-    Action, Direction, EngineEvent, InboundSa, IpPrefix, OutboundSa, SaConfig, SaEvent, Selector,
-    Spi, TunnelEndpoints, UdpEncap,
+    Action, Direction, EngineEvent, IpPrefix, SaConfig, SaEvent, Selector, Spi, TunnelEndpoints,
+    UdpEncap,
 };
 use dataplane::gateway::{IkeSpiTables, KnownIkeSpis};
 use dataplane::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr};
 use zeroize::Zeroizing;
 
-use crate::config::{self, CryptoBackendChoice, GatewayConfig, IkeId, Tunnel};
+use crate::config::{self, GatewayConfig, IkeId, Tunnel};
 use crate::ike::crypto::{EspCipher, IkeCipher, Integ, Prf, SecretBytes};
 use crate::ike::message::{
     classify_port_4500, ExchangeType, Header, Identification, Port4500, TrafficSelector,
@@ -49,6 +53,7 @@ use crate::ike::{
     self, ChildSaId, ChildSaKeys, DownReason, Endpoint, HalfOpenBudget, HalfOpenSpis, IkeEvent,
     IkeSaId, IkeSaSecrets, RngSource, StartAction, Timestamp,
 };
+use crate::sa::{SaSpec, Wanted};
 
 /// Everything that can go wrong building the driver.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -110,18 +115,10 @@ impl RngSource for SystemRng {
     }
 }
 
-/// A change to the workers' SAs or a packet to send, for the control
-/// thread to carry out (it knows which worker owns what).
+/// What the driver asks of the workers besides SAs (those are in
+/// [`IkeDriver::sas`]).
 #[derive(Debug)]
-pub enum SaAction {
-    /// Install an inbound SA for tunnel `tunnel`.
-    InstallInbound { tunnel: usize, sa: Box<InboundSa> },
-    /// Install the outbound SA of tunnel `tunnel` (its SPD slot).
-    InstallOutbound { tunnel: usize, sa: Box<OutboundSa> },
-    /// Remove an inbound SA.
-    RemoveInbound { tunnel: usize, spi: Spi },
-    /// Empty tunnel `tunnel`'s outbound slot.
-    RemoveOutbound { tunnel: usize },
+pub enum IkeAction {
     /// Send this IP packet.
     Transmit(Vec<u8>),
     /// Resolve the link-layer next hop towards this peer afresh (it
@@ -152,6 +149,7 @@ pub struct DriverStats {
     /// IKE_SA_INIT requests from an address no tunnel names, to a local
     /// address and port where no single listening tunnel takes them.
     pub init_no_tunnel: u64,
+    /// Child SAs whose data-plane SAs could not be described or built.
     pub sa_install_errors: u64,
     /// Authenticated IKE SPIs that did not fit the workers' table at its
     /// last rebuild (their datagrams wait with the unauthenticated ones).
@@ -177,6 +175,9 @@ struct IkeInfo {
 #[derive(Debug)]
 struct ChildInfo {
     keys: ChildSaKeys,
+    /// Its data-plane SAs.
+    inbound: SaSpec,
+    outbound: SaSpec,
     since: Instant,
     /// Replaced by a rekey (its successor takes the outbound slot once the
     /// old one's Delete is exchanged).
@@ -196,8 +197,8 @@ struct TunnelIke {
     children: BTreeMap<u32, ChildInfo>,
     /// The Child SA (by inbound SPI) whose outbound half is in the slot.
     active_out: Option<u32>,
-    /// Inbound SAs to remove at the given time.
-    retiring: Vec<(Instant, u32)>,
+    /// Deleted Child SAs whose inbound SA stays until the given time.
+    retiring: Vec<(Instant, ChildInfo)>,
     next_keepalive: Instant,
     reinitiate_at: Option<Instant>,
     /// Attempts that failed since the tunnel was last up.
@@ -207,9 +208,11 @@ struct TunnelIke {
 /// The IKE driver for every IKE tunnel of the gateway.
 pub struct IkeDriver {
     origin: Instant,
-    backend: CryptoBackendChoice,
     tunnels: Vec<TunnelIke>,
-    actions: Vec<SaAction>,
+    actions: Vec<IkeAction>,
+    /// Whether [`IkeDriver::sas`] changed since the last
+    /// [`IkeDriver::take_sas_changed`].
+    sas_changed: bool,
     stats: DriverStats,
     ident: u16,
     /// Key log directories whose files this run has started (truncated);
@@ -777,10 +780,62 @@ fn ago(since: Instant, now: Instant) -> String {
     }
 }
 
+/// The data-plane SA of one direction of a Child SA of tunnel `t`.
+fn sa_config(t: &Tunnel, keys: &ChildSaKeys, dir: Direction) -> Result<SaConfig, Error> {
+    let spi = match dir {
+        Direction::Inbound => keys.inbound_spi,
+        Direction::Outbound => keys.outbound_spi,
+    };
+    let spi = Spi::new(spi).map_err(|e| e.to_string())?;
+    let endpoints = TunnelEndpoints {
+        local: keys.local_addr.ip(),
+        remote: keys.remote_addr.ip(),
+    };
+    let mut c = SaConfig::new(spi, dir, t.mode, endpoints);
+    c.udp_encap = keys.udp_encap.map(|u| UdpEncap {
+        src_port: u.local_port,
+        dst_port: u.remote_port,
+    });
+    c.esn = keys.esn;
+    c.replay_window = t.replay_window;
+    c.lifetime = t.lifetime;
+    c.dscp = t.dscp;
+    c.df = t.df;
+    c.outer_ttl = t.outer_ttl;
+    c.traffic_selectors = match dir {
+        Direction::Inbound => selectors(&keys.remote_ts, &keys.local_ts),
+        Direction::Outbound => selectors(&keys.local_ts, &keys.remote_ts),
+    };
+    Ok(c)
+}
+
+/// A Child SA's data-plane SAs, `(inbound, outbound)`: the SPIs,
+/// addresses, UDP encapsulation and selectors IKE negotiated, the
+/// tunnel's mode, replay window, lifetimes and outer header settings.
+pub fn child_specs(t: &Tunnel, keys: &ChildSaKeys) -> Result<(SaSpec, SaSpec), Error> {
+    let algorithm = dataplane_algorithm(&keys.algorithm);
+    let spec = |dir, k: &ike::crypto::DirectionKeys| -> Result<SaSpec, Error> {
+        Ok(SaSpec {
+            algorithm,
+            config: sa_config(t, keys, dir)?,
+            keys: SaKeys::new(&k.encryption, &k.integrity),
+        })
+    };
+    Ok((
+        spec(Direction::Inbound, &keys.inbound)?,
+        spec(Direction::Outbound, &keys.outbound)?,
+    ))
+}
+
 impl IkeDriver {
-    /// An engine for every tunnel with `[tunnel.ike]`.
-    pub fn new(config: &GatewayConfig) -> Result<Self, Error> {
-        let now = Instant::now();
+    /// An engine for every tunnel with `[tunnel.ike]`, started at `now`
+    /// (the origin of the engines' clock), each drawing its SPIs, nonces
+    /// and D-H private values from an RNG that `rng` makes.
+    pub fn new(
+        config: &GatewayConfig,
+        now: Instant,
+        rng: &mut dyn FnMut() -> Box<dyn RngSource + Send>,
+    ) -> Result<Self, Error> {
         let mut tunnels = Vec::new();
         // The budget holds at most `ike_half_open_max` SAs, so their SPIs
         // fit (the table has twice the room).
@@ -789,9 +844,8 @@ impl IkeDriver {
         for (index, t) in config.tunnels.iter().enumerate() {
             let Some(ic) = &t.ike else { continue };
             let engine = engine_config_in(config, t)?;
-            let endpoint =
-                Endpoint::with_budget(engine, Box::new(SystemRng::new()), budget.clone())
-                    .map_err(|e| format!("tunnel {}: {e}", t.name))?;
+            let endpoint = Endpoint::with_budget(engine, rng(), budget.clone())
+                .map_err(|e| format!("tunnel {}: {e}", t.name))?;
             if let Some(d) = &ic.keylog_dir {
                 tracing::warn!(tunnel = %t.name, dir = %d.display(), "IKE: keylog_dir is set: every IKE and ESP key of this tunnel is written to disk in clear (debugging only; remove keylog_dir in production)");
             }
@@ -813,9 +867,9 @@ impl IkeDriver {
         }
         Ok(Self {
             origin: now,
-            backend: config.dataplane.crypto_backend,
             tunnels,
             actions: Vec::new(),
+            sas_changed: false,
             stats: DriverStats::default(),
             ident: 1,
             keylog_started: BTreeSet::new(),
@@ -844,7 +898,7 @@ impl IkeDriver {
         }
     }
 
-    fn refresh_known_spis(&mut self) {
+    fn refresh_known_spis(&mut self, now: Instant) {
         let spis: Vec<u64> = self
             .tunnels
             .iter()
@@ -852,7 +906,7 @@ impl IkeDriver {
             .collect();
         self.stats.known_spis_missed = self.known.replace(spis) as u64;
         self.known_dirty = false;
-        self.known_refreshed = Instant::now();
+        self.known_refreshed = now;
     }
 
     /// Whether any tunnel uses IKE.
@@ -860,30 +914,62 @@ impl IkeDriver {
         self.tunnels.is_empty()
     }
 
-    fn now(&self) -> Timestamp {
-        Timestamp(self.origin.elapsed().as_millis() as u64)
+    /// The engines' clock at `now`.
+    fn engine_time(&self, now: Instant) -> Timestamp {
+        Timestamp(now.saturating_duration_since(self.origin).as_millis() as u64)
     }
 
     /// Starts the tunnels whose start action is `initiate`.
-    pub fn start(&mut self) {
-        let now = self.now();
+    pub fn start(&mut self, now: Instant) {
+        let at = self.engine_time(now);
         for t in &mut self.tunnels {
             if t.endpoint.should_initiate() {
-                let id = t.endpoint.initiate(now);
+                let id = t.endpoint.initiate(at);
                 t.state = LinkState::Connecting;
                 tracing::info!(tunnel = %t.tunnel.name, spi_i = %format!("{:016x}", id.0), remote = %t.tunnel.endpoints.remote, "IKE: initiating IKE_SA_INIT");
             }
         }
-        self.pump();
+        self.pump(now);
     }
 
     /// The actions accumulated since the last call.
-    pub fn take_actions(&mut self) -> Vec<SaAction> {
+    pub fn take_actions(&mut self) -> Vec<IkeAction> {
         std::mem::take(&mut self.actions)
     }
 
-    /// A packet a worker punted.
-    pub fn handle_punt(&mut self, packet: &[u8]) {
+    /// The data-plane SAs every IKE tunnel wants now: the inbound SA of
+    /// each Child SA (a rekeyed one's until its grace period ends) and
+    /// the outbound SA of the one in service.
+    pub fn sas(&self) -> Wanted {
+        let mut w = Wanted::new();
+        for t in &self.tunnels {
+            let sas = w.tunnel_mut(t.index);
+            sas.inbound.extend(
+                t.children
+                    .values()
+                    .chain(t.retiring.iter().map(|(_, c)| c))
+                    .map(|c| c.inbound.clone()),
+            );
+            sas.outbound = t
+                .active_out
+                .and_then(|id| t.children.get(&id))
+                .map(|c| c.outbound.clone());
+        }
+        w
+    }
+
+    /// Whether [`IkeDriver::sas`] changed since the last call.
+    pub fn take_sas_changed(&mut self) -> bool {
+        std::mem::take(&mut self.sas_changed)
+    }
+
+    /// Counts data-plane SAs of IKE tunnels that failed to build.
+    pub fn count_install_errors(&mut self, n: usize) {
+        self.stats.sa_install_errors += n as u64;
+    }
+
+    /// A packet a worker punted, received at `now`.
+    pub fn handle_punt(&mut self, now: Instant, packet: &[u8]) {
         let Some((remote, local, payload)) = parse_udp(packet) else {
             self.stats.unmatched += 1;
             return;
@@ -937,11 +1023,11 @@ impl IkeDriver {
             return;
         };
         self.stats.rx_packets += 1;
-        let now = self.now();
+        let at = self.engine_time(now);
         self.tunnels[pos]
             .endpoint
-            .handle_datagram(now, local, remote, msg);
-        self.pump();
+            .handle_datagram(at, local, remote, msg);
+        self.pump(now);
     }
 
     /// The tunnel a new IKE_SA_INIT request goes to: the one whose
@@ -972,9 +1058,8 @@ impl IkeDriver {
     }
 
     /// Timers: the engines', grace periods, keepalives, re-initiation.
-    pub fn tick(&mut self) {
-        let now = self.now();
-        let wall = Instant::now();
+    pub fn tick(&mut self, wall: Instant) {
+        let now = self.engine_time(wall);
         for t in &mut self.tunnels {
             if t.endpoint.poll_timeout().is_some_and(|at| at <= now) {
                 t.endpoint.handle_timeout(now);
@@ -988,26 +1073,22 @@ impl IkeDriver {
                 }
             }
         }
-        self.pump();
+        self.pump(wall);
         if self.known_dirty || wall >= self.known_refreshed + KNOWN_SPIS_REFRESH {
-            self.refresh_known_spis();
+            self.refresh_known_spis(wall);
         }
         for ti in 0..self.tunnels.len() {
             let t = &mut self.tunnels[ti];
-            let due: Vec<u32> = t
-                .retiring
-                .iter()
-                .filter(|(at, _)| *at <= wall)
-                .map(|(_, spi)| *spi)
-                .collect();
-            t.retiring.retain(|(at, _)| *at > wall);
-            let index = t.index;
-            for spi in due {
-                if let Ok(spi) = Spi::new(spi) {
-                    tracing::info!(tunnel = %t.tunnel.name, spi = %spi, "remove rekeyed inbound SA after grace period");
-                    self.actions
-                        .push(SaAction::RemoveInbound { tunnel: index, spi });
+            let before = t.retiring.len();
+            t.retiring.retain(|(at, c)| {
+                let keep = *at > wall;
+                if !keep {
+                    tracing::info!(tunnel = %t.tunnel.name, spi = %c.inbound.spi(), "remove rekeyed inbound SA after grace period");
                 }
+                keep
+            });
+            if t.retiring.len() != before {
+                self.sas_changed = true;
             }
             let t = &mut self.tunnels[ti];
             if wall >= t.next_keepalive {
@@ -1018,7 +1099,7 @@ impl IkeDriver {
                     if let Some(p) = build_udp(l, r, &[0xff], self.ident) {
                         self.ident = self.ident.wrapping_add(1);
                         self.stats.keepalives_sent += 1;
-                        self.actions.push(SaAction::Transmit(p));
+                        self.actions.push(IkeAction::Transmit(p));
                     }
                 }
             }
@@ -1028,7 +1109,7 @@ impl IkeDriver {
     /// A data-plane SA event: lifetimes and sequence numbers ask for a
     /// rekey (a hard limit means the SA already stopped: rekeying replaces
     /// it).
-    pub fn handle_sa_event(&mut self, event: EngineEvent) -> bool {
+    pub fn handle_sa_event(&mut self, now: Instant, event: EngineEvent) -> bool {
         // Outbound events name the peer's SPI, inbound ones ours.
         let (outbound, spi, ev): (bool, u32, SaEvent) = match event {
             EngineEvent::Outbound(_, spi, ev) => (true, spi.get(), ev),
@@ -1041,7 +1122,7 @@ impl IkeDriver {
                 k.inbound_spi == spi
             }
         };
-        let now = self.now();
+        let at = self.engine_time(now);
         for t in &mut self.tunnels {
             let hit = t
                 .children
@@ -1050,8 +1131,8 @@ impl IkeDriver {
                 .map(|c| c.keys.id);
             if let Some(id) = hit {
                 tracing::info!(tunnel = %t.tunnel.name, child = %format!("{:08x}", id.0), ?ev, "IKE: data-plane event, rekeying the Child SA");
-                let _ = t.endpoint.rekey_child(now, id);
-                self.pump();
+                let _ = t.endpoint.rekey_child(at, id);
+                self.pump(now);
                 return true;
             }
         }
@@ -1059,8 +1140,8 @@ impl IkeDriver {
     }
 
     /// Rekeys every Child SA of tunnel `name` (socket command `rekey`).
-    pub fn rekey(&mut self, name: &str) -> Result<String, String> {
-        let now = self.now();
+    pub fn rekey(&mut self, now: Instant, name: &str) -> Result<String, String> {
+        let at = self.engine_time(now);
         let t = self
             .tunnels
             .iter_mut()
@@ -1076,24 +1157,22 @@ impl IkeDriver {
             return Err(format!("tunnel {name} has no Child SA to rekey"));
         }
         for id in &ids {
-            t.endpoint
-                .rekey_child(now, *id)
-                .map_err(|e| e.to_string())?;
+            t.endpoint.rekey_child(at, *id).map_err(|e| e.to_string())?;
         }
         tracing::info!(tunnel = %name, children = ids.len(), "IKE: Child SA rekey requested");
-        self.pump();
+        self.pump(now);
         Ok(format!("rekeying {} Child SA(s) of {name}\n", ids.len()))
     }
 
     /// Drains every engine's datagrams and events.
-    fn pump(&mut self) {
+    fn pump(&mut self, now: Instant) {
         for ti in 0..self.tunnels.len() {
             while let Some(tx) = self.tunnels[ti].endpoint.poll_transmit() {
                 let dgram = tx.datagram();
                 if let Some(p) = build_udp(tx.local, tx.remote, &dgram, self.ident) {
                     self.ident = self.ident.wrapping_add(1);
                     self.stats.tx_packets += 1;
-                    self.actions.push(SaAction::Transmit(p));
+                    self.actions.push(IkeAction::Transmit(p));
                 }
             }
             while let Some(ev) = self.tunnels[ti].endpoint.poll_event() {
@@ -1105,16 +1184,15 @@ impl IkeDriver {
                 ) {
                     self.known_dirty = true;
                 }
-                self.on_event(ti, ev);
+                self.on_event(ti, ev, now);
             }
         }
         if self.known_dirty {
-            self.refresh_known_spis();
+            self.refresh_known_spis(now);
         }
     }
 
-    fn on_event(&mut self, ti: usize, ev: IkeEvent) {
-        let wall = Instant::now();
+    fn on_event(&mut self, ti: usize, ev: IkeEvent, wall: Instant) {
         match ev {
             IkeEvent::IkeSaUp { ike, local, remote } => {
                 let t = &mut self.tunnels[ti];
@@ -1187,16 +1265,7 @@ impl IkeDriver {
                 let t = &self.tunnels[ti];
                 tracing::info!(tunnel = %t.tunnel.name, spi_in = %format!("{:08x}", keys.inbound_spi), spi_out = %format!("{:08x}", keys.outbound_spi), alg = %esp_algorithm_name(&keys.algorithm), encap = keys.udp_encap.is_some(), "IKE: Child SA established");
                 self.keylog_esp(ti, &keys);
-                if self.install_inbound(ti, &keys) {
-                    let id = keys.inbound_spi;
-                    self.tunnels[ti].children.insert(
-                        id,
-                        ChildInfo {
-                            keys,
-                            since: wall,
-                            rekeyed: false,
-                        },
-                    );
+                if let Some(id) = self.add_child(ti, keys, wall) {
                     self.switch_outbound(ti, id);
                 }
             }
@@ -1207,16 +1276,7 @@ impl IkeDriver {
                     c.rekeyed = true;
                 }
                 self.keylog_esp(ti, &new);
-                if self.install_inbound(ti, &new) {
-                    let id = new.inbound_spi;
-                    self.tunnels[ti].children.insert(
-                        id,
-                        ChildInfo {
-                            keys: new,
-                            since: wall,
-                            rekeyed: false,
-                        },
-                    );
+                if let Some(id) = self.add_child(ti, new, wall) {
                     // No outbound Child SA at all (e.g. it failed to
                     // install): use the new one right away.
                     if self.tunnels[ti].active_out.is_none() {
@@ -1229,7 +1289,7 @@ impl IkeDriver {
                 let Some(c) = t.children.remove(&id.0) else {
                     return;
                 };
-                let index = t.index;
+                self.sas_changed = true;
                 tracing::info!(tunnel = %t.tunnel.name, spi_in = %format!("{:08x}", c.keys.inbound_spi), spi_out = %format!("{:08x}", c.keys.outbound_spi), rekeyed = c.rekeyed, "IKE: Child SA deleted");
                 let successor = t
                     .children
@@ -1241,9 +1301,8 @@ impl IkeDriver {
                     match successor {
                         Some(n) => self.switch_outbound(ti, n),
                         None => {
+                            tracing::info!(tunnel = %self.tunnels[ti].tunnel.name, "no Child SA left to send on");
                             self.tunnels[ti].active_out = None;
-                            self.actions
-                                .push(SaAction::RemoveOutbound { tunnel: index });
                         }
                     }
                 }
@@ -1256,11 +1315,11 @@ impl IkeDriver {
                         back.rekeyed = false;
                     }
                 }
+                // A rekeyed Child SA's inbound half stays a while: packets
+                // the peer sent on it may still be in flight. Otherwise it
+                // goes with the Child SA.
                 if c.rekeyed && successor.is_some() {
-                    t.retiring.push((wall + REKEYED_GRACE, id.0));
-                } else if let Ok(spi) = Spi::new(id.0) {
-                    self.actions
-                        .push(SaAction::RemoveInbound { tunnel: index, spi });
+                    t.retiring.push((wall + REKEYED_GRACE, c));
                 }
             }
             IkeEvent::PeerMoved { ike, local, remote } => {
@@ -1276,97 +1335,48 @@ impl IkeDriver {
             }
             IkeEvent::PeerUnresponsive { remote, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, %remote, "IKE: peer not answering; resolving its next hop afresh before giving up");
-                self.actions.push(SaAction::Reresolve(remote.ip()));
+                self.actions.push(IkeAction::Reresolve(remote.ip()));
             }
         }
     }
 
-    fn sa_config(t: &Tunnel, keys: &ChildSaKeys, dir: Direction) -> Result<SaConfig, Error> {
-        let spi = match dir {
-            Direction::Inbound => keys.inbound_spi,
-            Direction::Outbound => keys.outbound_spi,
-        };
-        let spi = Spi::new(spi).map_err(|e| e.to_string())?;
-        let endpoints = TunnelEndpoints {
-            local: keys.local_addr.ip(),
-            remote: keys.remote_addr.ip(),
-        };
-        let mut c = SaConfig::new(spi, dir, t.mode, endpoints);
-        c.udp_encap = keys.udp_encap.map(|u| UdpEncap {
-            src_port: u.local_port,
-            dst_port: u.remote_port,
-        });
-        c.esn = keys.esn;
-        c.replay_window = t.replay_window;
-        c.lifetime = t.lifetime;
-        c.dscp = t.dscp;
-        c.df = t.df;
-        c.outer_ttl = t.outer_ttl;
-        c.traffic_selectors = match dir {
-            Direction::Inbound => selectors(&keys.remote_ts, &keys.local_ts),
-            Direction::Outbound => selectors(&keys.local_ts, &keys.remote_ts),
-        };
-        Ok(c)
-    }
-
-    fn build_inbound(&self, t: &Tunnel, keys: &ChildSaKeys) -> Result<Box<InboundSa>, Error> {
-        let alg = dataplane_algorithm(&keys.algorithm);
-        let backend = crate::sa::backend_for(self.backend, alg);
-        let k = SaKeys::new(&keys.inbound.encryption, &keys.inbound.integrity);
-        let tr = new_transform(backend, alg, &k)?;
-        Ok(Box::new(InboundSa::new(
-            Self::sa_config(t, keys, Direction::Inbound)?,
-            tr,
-        )?))
-    }
-
-    fn build_outbound(&self, t: &Tunnel, keys: &ChildSaKeys) -> Result<Box<OutboundSa>, Error> {
-        let alg = dataplane_algorithm(&keys.algorithm);
-        let backend = crate::sa::backend_for(self.backend, alg);
-        let k = SaKeys::new(&keys.outbound.encryption, &keys.outbound.integrity);
-        let tr = new_transform(backend, alg, &k)?;
-        Ok(Box::new(OutboundSa::new(
-            Self::sa_config(t, keys, Direction::Outbound)?,
-            tr,
-        )?))
-    }
-
-    fn install_inbound(&mut self, ti: usize, keys: &ChildSaKeys) -> bool {
-        let t = &self.tunnels[ti];
-        match self.build_inbound(&t.tunnel, keys) {
-            Ok(sa) => {
-                self.actions.push(SaAction::InstallInbound {
-                    tunnel: t.index,
-                    sa,
-                });
-                true
+    /// Records a new Child SA of tunnel `ti` with its data-plane SAs;
+    /// `None` (counted) when they cannot be described.
+    fn add_child(&mut self, ti: usize, keys: ChildSaKeys, wall: Instant) -> Option<u32> {
+        let t = &mut self.tunnels[ti];
+        match child_specs(&t.tunnel, &keys) {
+            Ok((inbound, outbound)) => {
+                let id = keys.inbound_spi;
+                t.children.insert(
+                    id,
+                    ChildInfo {
+                        keys,
+                        inbound,
+                        outbound,
+                        since: wall,
+                        rekeyed: false,
+                    },
+                );
+                self.sas_changed = true;
+                Some(id)
             }
             Err(e) => {
-                tracing::error!(tunnel = %t.tunnel.name, error = %e, "cannot build the inbound SA");
+                tracing::error!(tunnel = %t.tunnel.name, error = %e, "cannot describe the Child SA's data-plane SAs");
                 self.stats.sa_install_errors += 1;
-                false
+                None
             }
         }
     }
 
+    /// Outbound traffic of tunnel `ti` moves to Child SA `child`.
     fn switch_outbound(&mut self, ti: usize, child: u32) {
-        let t = &self.tunnels[ti];
+        let t = &mut self.tunnels[ti];
         let Some(c) = t.children.get(&child) else {
             return;
         };
-        match self.build_outbound(&t.tunnel, &c.keys) {
-            Ok(sa) => {
-                tracing::info!(tunnel = %t.tunnel.name, spi_out = %format!("{:08x}", c.keys.outbound_spi), "outbound traffic moves to this Child SA");
-                let index = t.index;
-                self.actions
-                    .push(SaAction::InstallOutbound { tunnel: index, sa });
-                self.tunnels[ti].active_out = Some(child);
-            }
-            Err(e) => {
-                tracing::error!(tunnel = %t.tunnel.name, error = %e, "cannot build the outbound SA");
-                self.stats.sa_install_errors += 1;
-            }
-        }
+        tracing::info!(tunnel = %t.tunnel.name, spi_out = %format!("{:08x}", c.keys.outbound_spi), "outbound traffic moves to this Child SA");
+        t.active_out = Some(child);
+        self.sas_changed = true;
     }
 
     // ------------------------------------------------------------------
@@ -1473,8 +1483,7 @@ impl IkeDriver {
     // Reports
 
     /// `espresso tunnels`.
-    pub fn tunnels_report(&self) -> String {
-        let now = Instant::now();
+    pub fn tunnels_report(&self, now: Instant) -> String {
         let mut s = String::new();
         for t in &self.tunnels {
             let state = match t.state {
@@ -1566,6 +1575,16 @@ impl IkeDriver {
         ] {
             let _ = writeln!(s, "ike.{k} {v}");
         }
+        // Messages refused for the rule the peer broke, all tunnels
+        // together (RFC 7296 §2.21 maps each to a notify or a silent drop).
+        for e in ike::ProtocolError::ALL {
+            let v: u64 = self
+                .tunnels
+                .iter()
+                .map(|t| t.endpoint.stats().protocol_errors.get(e))
+                .sum();
+            let _ = writeln!(s, "ike.protocol_errors.{} {v}", e.name());
+        }
         for t in &self.tunnels {
             let e = t.endpoint.stats();
             let n = &t.tunnel.name;
@@ -1623,6 +1642,25 @@ impl IkeDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataplane::gateway::ControlMsg;
+
+    /// The tests' clock: one fixed instant (time moves only where a test
+    /// moves it).
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
+    /// A driver for `config` at [`t0`] whose engines draw from seeded
+    /// generators (`seed`, `seed + 1`, … one per tunnel).
+    fn driver(config: &GatewayConfig, seed: u64) -> IkeDriver {
+        let mut next = seed << 32;
+        IkeDriver::new(config, t0(), &mut || {
+            next += 1;
+            Box::new(ike::sim::SplitMix(next))
+        })
+        .unwrap()
+    }
 
     fn gateway(site: char, start: &str, keylog: &std::path::Path) -> GatewayConfig {
         GatewayConfig::from_str(&gateway_text(site, start, keylog), "test.toml").unwrap()
@@ -1687,39 +1725,65 @@ remote = "{peer}"
         text
     }
 
-    /// Moves every packet one driver sends into the other; returns the SA
-    /// actions each took.
-    fn exchange(a: &mut IkeDriver, b: &mut IkeDriver) -> (Vec<SaAction>, Vec<SaAction>) {
+    /// A planner for a one-worker gateway with the tests' configuration.
+    fn planner() -> crate::sa::Planner {
+        let c = gateway('a', "listen", Path::new("/nonexistent"));
+        crate::sa::Planner::new(1, c.dataplane.crypto_backend, vec!["t".into()])
+    }
+
+    /// Moves every packet one driver sends into the other, carrying out
+    /// each driver's SA changes first as the control thread does; returns
+    /// the worker messages each side's planner sent.
+    fn exchange_planned(
+        a: &mut IkeDriver,
+        pa: &mut crate::sa::Planner,
+        b: &mut IkeDriver,
+        pb: &mut crate::sa::Planner,
+    ) -> (Vec<ControlMsg>, Vec<ControlMsg>) {
         let (mut sa_a, mut sa_b) = (Vec::new(), Vec::new());
-        fn step(from: &mut IkeDriver, to: &mut IkeDriver, keep: &mut Vec<SaAction>) -> bool {
+        fn step(
+            from: &mut IkeDriver,
+            planner: &mut crate::sa::Planner,
+            to: &mut IkeDriver,
+            keep: &mut Vec<ControlMsg>,
+        ) -> bool {
+            if from.take_sas_changed() {
+                let plan = planner.plan(&[&from.sas()]);
+                assert!(plan.failed.is_empty(), "{:?}", plan.failed);
+                keep.extend(planner.commit(plan).into_iter().map(|(_, m)| m));
+            }
             let mut moved = false;
             for act in from.take_actions() {
-                match act {
-                    SaAction::Transmit(p) => {
-                        moved = true;
-                        to.handle_punt(&p);
-                    }
-                    other => keep.push(other),
+                if let IkeAction::Transmit(p) = act {
+                    moved = true;
+                    to.handle_punt(t0(), &p);
                 }
             }
             moved
         }
         for _ in 0..10 {
-            let moved = step(a, b, &mut sa_a) | step(b, a, &mut sa_b);
+            let moved = step(a, pa, b, &mut sa_a) | step(b, pb, a, &mut sa_b);
             if !moved {
                 break;
             }
         }
+        step(a, pa, b, &mut sa_a);
+        step(b, pb, a, &mut sa_b);
         (sa_a, sa_b)
     }
 
-    fn installed(actions: &[SaAction]) -> (Vec<u32>, Vec<u32>) {
+    /// [`exchange_planned`] with planners of its own.
+    fn exchange(a: &mut IkeDriver, b: &mut IkeDriver) -> (Vec<ControlMsg>, Vec<ControlMsg>) {
+        exchange_planned(a, &mut planner(), b, &mut planner())
+    }
+
+    fn installed(msgs: &[ControlMsg]) -> (Vec<u32>, Vec<u32>) {
         let mut inb = Vec::new();
         let mut out = Vec::new();
-        for a in actions {
-            match a {
-                SaAction::InstallInbound { sa, .. } => inb.push(sa.config().spi.get()),
-                SaAction::InstallOutbound { sa, .. } => out.push(sa.config().spi.get()),
+        for m in msgs {
+            match m {
+                ControlMsg::InstallInbound(sa) => inb.push(sa.config().spi.get()),
+                ControlMsg::InstallOutbound { sa, .. } => out.push(sa.config().spi.get()),
                 _ => {}
             }
         }
@@ -1752,9 +1816,9 @@ remote = "{peer}"
     #[test]
     fn a_refused_rekey_puts_the_old_child_sa_back_in_service() {
         let dir = std::env::temp_dir().join(format!("espresso-ikedrv-back-{}", std::process::id()));
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
-        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
-        a.start();
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 11);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 12);
+        a.start(t0());
         exchange(&mut a, &mut b);
         let old = b.tunnels[0].children.values().next().unwrap().keys.clone();
         let mut new = old.clone();
@@ -1767,6 +1831,7 @@ remote = "{peer}"
                 old: old.id,
                 new: new.clone(),
             },
+            t0(),
         );
         assert!(b.tunnels[0].children[&old.id.0].rekeyed);
         b.on_event(
@@ -1776,10 +1841,11 @@ remote = "{peer}"
                 id: new.id,
                 outbound_spi: new.outbound_spi,
             },
+            t0(),
         );
         assert!(!b.tunnels[0].children[&old.id.0].rekeyed);
         let spi = Spi::new(old.inbound_spi).unwrap();
-        assert!(b.handle_sa_event(EngineEvent::Inbound(spi, SaEvent::SoftLifetime)));
+        assert!(b.handle_sa_event(t0(), EngineEvent::Inbound(spi, SaEvent::SoftLifetime)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1787,10 +1853,11 @@ remote = "{peer}"
     fn two_drivers_negotiate_install_and_rekey() {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("espresso-ikedrv-{}", std::process::id()));
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
-        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
-        a.start();
-        let (acts_a, acts_b) = exchange(&mut a, &mut b);
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 13);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 14);
+        let (mut pa, mut pb) = (planner(), planner());
+        a.start(t0());
+        let (acts_a, acts_b) = exchange_planned(&mut a, &mut pa, &mut b, &mut pb);
         let (in_a, out_a) = installed(&acts_a);
         let (in_b, out_b) = installed(&acts_b);
         assert_eq!(
@@ -1801,24 +1868,31 @@ remote = "{peer}"
         assert_eq!(out_b, in_a);
         for acts in [&acts_a, &acts_b] {
             for act in acts.iter() {
-                if let SaAction::InstallInbound { sa, .. } = act {
+                if let ControlMsg::InstallInbound(sa) = act {
                     let c = sa.config();
                     assert_eq!(c.udp_encap, Some(UdpEncap::nat_t()));
                     assert_eq!(c.traffic_selectors.len(), 1);
                 }
             }
         }
-        assert!(a.tunnels_report().contains("tunnel t up"));
+        assert!(a.tunnels_report(t0()).contains("tunnel t up"));
         assert!(b
-            .tunnels_report()
+            .tunnels_report(t0())
             .contains("responder aes128gcm16-prfsha256-ecp256"));
         let stats = a.stats_lines();
         assert!(stats.contains("ike.t.child_sa_established 1\n"), "{stats}");
+        // Every rule has its line, zero when no peer broke it.
+        for e in ike::ProtocolError::ALL {
+            assert!(
+                stats.contains(&format!("ike.protocol_errors.{} 0\n", e.name())),
+                "{stats}"
+            );
+        }
 
         // A rekey started by the responder: new inbound SAs first, then the
         // outbound moves, then the old inbound goes after the grace period.
-        b.rekey("t").unwrap();
-        let (acts_a, acts_b) = exchange(&mut a, &mut b);
+        b.rekey(t0(), "t").unwrap();
+        let (acts_a, acts_b) = exchange_planned(&mut a, &mut pa, &mut b, &mut pb);
         let (in2_a, out2_a) = installed(&acts_a);
         let (in2_b, out2_b) = installed(&acts_b);
         assert_eq!(
@@ -1831,15 +1905,15 @@ remote = "{peer}"
         for acts in [&acts_a, &acts_b] {
             let first_in = acts
                 .iter()
-                .position(|x| matches!(x, SaAction::InstallInbound { .. }));
+                .position(|x| matches!(x, ControlMsg::InstallInbound(_)));
             let first_out = acts
                 .iter()
-                .position(|x| matches!(x, SaAction::InstallOutbound { .. }));
+                .position(|x| matches!(x, ControlMsg::InstallOutbound { .. }));
             assert!(first_in < first_out, "inbound before outbound");
             assert!(
                 !acts
                     .iter()
-                    .any(|x| matches!(x, SaAction::RemoveInbound { .. })),
+                    .any(|x| matches!(x, ControlMsg::RemoveInbound(_))),
                 "old inbound kept for the grace period"
             );
         }
@@ -1898,12 +1972,12 @@ remote = "{peer}"
         let dir =
             std::env::temp_dir().join(format!("espresso-ikedrv-route-{}", std::process::id()));
         let nat = "198.51.100.7:500";
-        let mut one = IkeDriver::new(&gateway('b', "listen", &dir)).unwrap();
-        one.handle_punt(&init_packet(nat, "192.0.2.2:500"));
+        let mut one = driver(&gateway('b', "listen", &dir), 1);
+        one.handle_punt(t0(), &init_packet(nat, "192.0.2.2:500"));
         assert_eq!(one.tunnels[0].endpoint.half_open(), 1);
         assert_eq!(one.stats.init_no_tunnel, 0);
         // Not to a local address of the tunnel: no taker.
-        one.handle_punt(&init_packet(nat, "192.0.2.9:500"));
+        one.handle_punt(t0(), &init_packet(nat, "192.0.2.9:500"));
         assert_eq!(one.stats.init_no_tunnel, 1);
 
         let text = gateway_text('b', "listen", &dir);
@@ -1912,12 +1986,12 @@ remote = "{peer}"
             .replace("remote = \"192.0.2.1\"", "remote = \"192.0.2.3\"")
             .replace("remote = \"10.1.0.0/24\"", "remote = \"10.3.0.0/24\"");
         let cfg = GatewayConfig::from_str(&format!("{text}\n{second}"), "test.toml").unwrap();
-        let mut two = IkeDriver::new(&cfg).unwrap();
-        two.handle_punt(&init_packet(nat, "192.0.2.2:500"));
+        let mut two = driver(&cfg, 2);
+        two.handle_punt(t0(), &init_packet(nat, "192.0.2.2:500"));
         assert_eq!(two.stats.init_no_tunnel, 1);
         assert!(two.tunnels.iter().all(|t| t.endpoint.half_open() == 0));
         // Each peer's own address still finds its tunnel.
-        two.handle_punt(&init_packet("192.0.2.3:500", "192.0.2.2:500"));
+        two.handle_punt(t0(), &init_packet("192.0.2.3:500", "192.0.2.2:500"));
         assert_eq!(two.tunnels[1].endpoint.half_open(), 1);
         assert_eq!(two.tunnels[0].endpoint.half_open(), 0);
         // Their half-open SAs come from one budget.
@@ -1932,28 +2006,28 @@ remote = "{peer}"
     fn half_open_spis_are_published_until_authenticated() {
         let dir = std::env::temp_dir().join(format!("espresso-ikedrv-ho-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
-        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 15);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 16);
         let tables = b.spi_tables();
         let (to, from) = dataplane::gateway::control_queues(tables.clone());
-        a.start();
+        a.start(t0());
         let transmits = |d: &mut IkeDriver| -> Vec<Vec<u8>> {
             d.take_actions()
                 .into_iter()
                 .filter_map(|x| match x {
-                    SaAction::Transmit(p) => Some(p),
+                    IkeAction::Transmit(p) => Some(p),
                     _ => None,
                 })
                 .collect()
         };
         for p in transmits(&mut a) {
-            b.handle_punt(&p);
+            b.handle_punt(t0(), &p);
         }
         let reply = transmits(&mut b).pop().unwrap();
         let (_, _, ike) = parse_udp(&reply).unwrap();
         let spi_r = Header::decode(ike).unwrap().0.spi_r;
         assert!(tables.half_open.contains(spi_r) && !tables.known.contains(spi_r));
-        a.handle_punt(&reply);
+        a.handle_punt(t0(), &reply);
         let mut auth: Vec<(u16, Vec<u8>)> = transmits(&mut a).into_iter().map(|p| (1, p)).collect();
         assert_eq!(auth.len(), 1);
         let mut drops = dataplane::gateway::QueueDrops::default();
@@ -1969,7 +2043,7 @@ remote = "{peer}"
             (0, 1, 0)
         );
         for (_, p) in auth.drain(..) {
-            b.handle_punt(&p);
+            b.handle_punt(t0(), &p);
         }
         exchange(&mut b, &mut a);
         assert_eq!(b.tunnels[0].state, LinkState::Up);
@@ -1988,10 +2062,10 @@ remote = "{peer}"
             std::env::temp_dir().join(format!("espresso-ikedrv-known-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir.join("a"))).unwrap();
-        let mut b = IkeDriver::new(&gateway('b', "listen", &dir.join("b"))).unwrap();
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 17);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 18);
         std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join("b")).unwrap();
-        a.start();
+        a.start(t0());
         exchange(&mut a, &mut b);
         let ike_a = a.tunnels[0].ike.as_ref().unwrap().id.0;
         let ike_b = b.tunnels[0].ike.as_ref().unwrap().id.0;
@@ -2007,16 +2081,17 @@ remote = "{peer}"
     #[test]
     fn failed_attempts_are_retried_with_back_off() {
         let dir = std::env::temp_dir().join(format!("espresso-backoff-{}", std::process::id()));
-        let mut a = IkeDriver::new(&gateway('a', "initiate", &dir)).unwrap();
+        let mut a = driver(&gateway('a', "initiate", &dir), 3);
         let down = |a: &mut IkeDriver, ike: u64, reason: DownReason| {
             a.tunnels[0].reinitiate_at = None;
-            let before = Instant::now();
+            let before = t0();
             a.on_event(
                 0,
                 IkeEvent::IkeSaDown {
                     ike: IkeSaId(ike),
                     reason,
                 },
+                t0(),
             );
             a.tunnels[0]
                 .reinitiate_at
@@ -2028,9 +2103,9 @@ remote = "{peer}"
         }
         let want = [5, 10, 20, 40, 80, 160, 300, 300].map(Some);
         assert_eq!(waits, want);
-        let report = a.tunnels_report();
+        let report = a.tunnels_report(t0());
         assert!(
-            report.contains("last_down AuthenticationFailed failures 8 retry_in 29"),
+            report.contains("last_down AuthenticationFailed failures 8 retry_in 300"),
             "{report}"
         );
         let peer = "192.0.2.2:500".parse().unwrap();
@@ -2041,6 +2116,7 @@ remote = "{peer}"
                 local: "192.0.2.1:500".parse().unwrap(),
                 remote: peer,
             },
+            t0(),
         );
         assert_eq!(down(&mut a, 9, DownReason::PeerDead), Some(5));
         assert_eq!(

@@ -95,8 +95,10 @@ use dataplane::gateway::{
 use serde::{Deserialize, Serialize};
 
 use super::report::{md_table, text_table};
+use control::config::CryptoBackendChoice;
 use control::config::GatewayConfig;
-use control::ike_driver::{build_udp, engine_config, IkeDriver, SaAction, SystemRng};
+use control::ike_driver::{build_udp, engine_config, IkeAction, IkeDriver, SystemRng};
+use control::sa::Planner;
 use ike::{Endpoint, Timestamp};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -448,9 +450,16 @@ fn responder(
     shared: Arc<Shared>,
 ) -> IkeDriver {
     let is_peer = |a: u32| (PEER_BASE..PEER_BASE + peers).contains(&a);
-    let route = |driver: &mut IkeDriver| {
+    // The SAs are built as the control thread builds them (their key
+    // expansion is part of its cost); no worker takes them here.
+    let mut planner = Planner::new(1, CryptoBackendChoice::Auto, Vec::new());
+    let route = |driver: &mut IkeDriver, planner: &mut Planner| {
+        if driver.take_sas_changed() {
+            let plan = planner.plan(&[&driver.sas()]);
+            drop(planner.commit(plan));
+        }
         for a in driver.take_actions() {
-            if let SaAction::Transmit(p) = a {
+            if let IkeAction::Transmit(p) = a {
                 match ipv4_at(&p, 16) {
                     Some(dst) if is_peer(dst) => {
                         let _ = wire.send(p);
@@ -462,8 +471,8 @@ fn responder(
             }
         }
     };
-    driver.start();
-    route(&mut driver);
+    driver.start(Instant::now());
+    route(&mut driver, &mut planner);
     while !shared.stop_responder.load(Ordering::Relaxed) {
         let _ = from.select().ready_timeout(Duration::from_millis(20));
         let mut turn = Turn::default();
@@ -473,15 +482,15 @@ fn responder(
                     if ipv4_at(&packet, 12).is_some_and(|s| s >= SPOOF_BASE && !is_peer(s)) {
                         shared.handled.fetch_add(1, Ordering::Relaxed);
                     }
-                    driver.handle_punt(&packet);
-                    route(&mut driver);
+                    driver.handle_punt(Instant::now(), &packet);
+                    route(&mut driver, &mut planner);
                 }
                 Next::Msg(_) => {}
                 Next::Done | Next::Disconnected => break,
             }
         }
-        driver.tick();
-        route(&mut driver);
+        driver.tick(Instant::now());
+        route(&mut driver, &mut planner);
         shared
             .control_cpu_us
             .store(thread_cpu_time().as_micros() as u64, Ordering::Relaxed);
@@ -642,44 +651,44 @@ fn peers(
             dpd_ms: Vec::new(),
         });
     }
-    // Carries out peer `i`'s actions: datagrams to the queues, installs
-    // mark progress.
+    // Carries out peer `i`'s actions: datagrams to the queues; a new
+    // outbound SA marks progress.
     let act = |p: &mut Peer, punts: &mut Vec<Vec<u8>>| {
         let now = Instant::now();
         let mut rekey = false;
-        for a in p.driver.take_actions() {
-            match a {
-                SaAction::Transmit(packet) => {
-                    if p.rekeyed_at.is_some() && p.dpd.is_none() {
-                        if let Some((INFORMATIONAL, false, id)) = ike_header(&packet) {
-                            p.dpd = Some((id, now));
-                        }
+        if p.driver.take_sas_changed() {
+            let sas = p.driver.sas();
+            let out = sas.iter().find_map(|(_, t)| t.outbound.as_ref());
+            if let Some(spi) = out.map(|o| o.spi().get()) {
+                match p.first_out {
+                    None => {
+                        p.first_out = Some(spi);
+                        p.up_at = Some(now);
+                        rekey = true;
                     }
-                    punts.push(packet);
-                }
-                SaAction::InstallOutbound { sa, .. } => {
-                    let spi = sa.config().spi.get();
-                    match p.first_out {
-                        None => {
-                            p.first_out = Some(spi);
-                            p.up_at = Some(now);
-                            rekey = true;
-                        }
-                        Some(first) if first != spi && p.rekeyed_at.is_none() => {
-                            p.rekeyed_at = Some(now);
-                        }
-                        _ => {}
+                    Some(first) if first != spi && p.rekeyed_at.is_none() => {
+                        p.rekeyed_at = Some(now);
                     }
+                    _ => {}
                 }
-                _ => {}
             }
         }
-        if rekey && p.driver.rekey("t").is_ok() {
+        for a in p.driver.take_actions() {
+            if let IkeAction::Transmit(packet) = a {
+                if p.rekeyed_at.is_some() && p.dpd.is_none() {
+                    if let Some((INFORMATIONAL, false, id)) = ike_header(&packet) {
+                        p.dpd = Some((id, now));
+                    }
+                }
+                punts.push(packet);
+            }
+        }
+        if rekey && p.driver.rekey(now, "t").is_ok() {
             p.rekey_at = Some(now);
         }
     };
     for p in &mut peers {
-        p.driver.start();
+        p.driver.start(Instant::now());
         act(p, &mut punts);
     }
     let mut last_tick = Instant::now();
@@ -708,13 +717,13 @@ fn peers(
                     p.dpd = None;
                 }
             }
-            p.driver.handle_punt(&packet);
+            p.driver.handle_punt(Instant::now(), &packet);
             act(p, &mut punts);
         }
         if last_tick.elapsed() >= Duration::from_millis(5) {
             last_tick = Instant::now();
             for p in &mut peers {
-                p.driver.tick();
+                p.driver.tick(Instant::now());
                 act(p, &mut punts);
             }
         }
@@ -768,14 +777,19 @@ fn init_template() -> Result<Vec<u8>, Error> {
     Ok(t.datagram())
 }
 
+/// The engines' RNG in the lab: the system's, as in the gateway.
+fn system_rng() -> Box<dyn control::ike::RngSource + Send> {
+    Box::new(SystemRng::new())
+}
+
 /// Runs one case in this process.
 pub fn run(spec: &IkeFloodSpec) -> Result<IkeFloodSample, Error> {
     if spec.initiators == 0 || spec.initiators > 250 || spec.flood_sources == 0 {
         return Err("ike-flood: 1 to 250 peers and at least one flood source".into());
     }
-    let driver = IkeDriver::new(&responder_config(spec)?)?;
+    let driver = IkeDriver::new(&responder_config(spec)?, Instant::now(), &mut system_rng)?;
     let peer_drivers = (0..spec.initiators)
-        .map(|i| IkeDriver::new(&peer_config(i)?))
+        .map(|i| IkeDriver::new(&peer_config(i)?, Instant::now(), &mut system_rng))
         .collect::<Result<Vec<_>, Error>>()?;
     let template = init_template()?;
     let tables: IkeSpiTables = driver.spi_tables();

@@ -321,43 +321,12 @@ impl Worker {
     }
 
     fn apply(&mut self, msg: ControlMsg) {
+        let msg = match msg.apply_to(&mut self.node) {
+            Ok(Some(old)) => return self.retire(old),
+            Ok(None) => return,
+            Err(msg) => msg,
+        };
         match msg {
-            ControlMsg::InstallOutbound { slot, sa } => {
-                if let Some(old) = self.node.install_outbound(slot, sa) {
-                    self.retire(Retired::Outbound(old));
-                }
-            }
-            ControlMsg::RemoveOutbound { slot } => {
-                if let Some(old) = self.node.remove_outbound(slot) {
-                    self.retire(Retired::Outbound(old));
-                }
-            }
-            ControlMsg::InstallInbound(sa) => {
-                if let Some(old) = self.node.install_inbound(sa) {
-                    self.retire(Retired::Inbound(old));
-                }
-            }
-            ControlMsg::RemoveInbound(spi) => {
-                if let Some(old) = self.node.remove_inbound(spi) {
-                    self.retire(Retired::Inbound(old));
-                }
-            }
-            ControlMsg::OutboundOwner { slot, worker } => {
-                self.node.set_outbound_owner(slot, worker)
-            }
-            ControlMsg::InboundOwner { spi, worker } => self.node.set_inbound_owner(spi, worker),
-            ControlMsg::SetSpd(mut spd) => {
-                *spd = self.node.set_spd(*spd);
-                self.retire(Retired::Spd(spd));
-            }
-            ControlMsg::SetRoutes(routes) => self.node.set_routes(*routes),
-            ControlMsg::Spares(spares) => {
-                let unused = self.node.give_spares(*spares);
-                if !unused.is_empty() {
-                    self.retire(Retired::Tables(Box::new(unused)));
-                }
-            }
-            ControlMsg::Neighbour { ip, mac, iface } => self.node.learn_neighbour(ip, mac, iface),
             ControlMsg::Reresolve { ip } => self.node.reresolve(ip, &mut self.pool),
             ControlMsg::Transmit(bytes) => match Mbuf::from_slice(&self.pool.0, &bytes) {
                 Ok(m) => self.node.transmit(m, &mut self.pool),
@@ -387,6 +356,17 @@ impl Worker {
                 self.poll_gaps = [0; POLL_GAP_BUCKETS];
             }
             ControlMsg::Stop => {}
+            // Applied to the node above.
+            ControlMsg::InstallOutbound { .. }
+            | ControlMsg::RemoveOutbound { .. }
+            | ControlMsg::InstallInbound(_)
+            | ControlMsg::RemoveInbound(_)
+            | ControlMsg::OutboundOwner { .. }
+            | ControlMsg::InboundOwner { .. }
+            | ControlMsg::SetSpd(_)
+            | ControlMsg::SetRoutes(_)
+            | ControlMsg::Spares(_)
+            | ControlMsg::Neighbour { .. } => {}
         }
     }
 

@@ -14,6 +14,7 @@
 //! `espresso-dpdk`'s `Worker`.
 #![forbid(unsafe_code)]
 
+mod apply;
 pub mod msg;
 pub mod neigh;
 pub mod node;
