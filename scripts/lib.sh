@@ -1,6 +1,10 @@
 # Shared by the namespace scenarios (two-site.sh, strongswan-interop.sh):
 # output helpers and the hostA - gwA - WAN - gwB - hostB namespaces.
 # The caller sets NS_HA NS_GA NS_GB NS_HB, DIR, PIDS=() and FAILED=0.
+# The shell home of the namespace helpers; the Rust one is
+# dataplane/testkit (testkit::netns). Both name a namespace
+# <tag>-<role>-<pid of its owner> (esp-ga-$$) and clean up the same way:
+# kill what is left inside, delete the namespace, also on failure.
 
 say() { printf '\n==> %s\n' "$*"; }
 ok() { printf '    ok: %s\n' "$*"; }
