@@ -1,7 +1,7 @@
 //! The gateway's configuration file (TOML): parsing and validation.
 //!
-//! Two layers. [`raw`] mirrors the file with serde (`deny_unknown_fields`
-//! everywhere); [`validate`] turns it into a [`GatewayConfig`] made of the
+//! Two layers. `raw` mirrors the file with serde (`deny_unknown_fields`
+//! everywhere); `validate` turns it into a [`GatewayConfig`] made of the
 //! data plane's own types ([`SaConfig`], [`Policy`], [`SaKeys`],
 //! [`NextHop`]) or reports the first problem as one [`ConfigError`] naming
 //! the file, the field path (`tunnel[0].sa[0].key_in`) and what is wrong.
