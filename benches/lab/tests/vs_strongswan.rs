@@ -24,7 +24,10 @@ fn espresso_and_strongswan_both_carry_traffic_and_the_ratio_is_recorded() {
     );
     let out_dir =
         std::env::temp_dir().join(format!("espresso-vs-strongswan-{}", std::process::id()));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/vs-strongswan.sh");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/vs-strongswan.sh"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_espresso-lab"))
         .args(["bench", "--strongswan-only", "--strongswan-seconds", "2"])
         .arg("--strongswan-script")
