@@ -22,12 +22,18 @@ pub struct Clock {
     ticks_per_ns: f64,
 }
 
+static CLOCK: OnceLock<Clock> = OnceLock::new();
 static BASE: OnceLock<Instant> = OnceLock::new();
 
 impl Clock {
-    /// The process-wide clock: the TSC at `cpu::clock::tsc_hz` (calibrated
-    /// once, ~100 ms, unless DPDK's EAL measured it) if it is invariant.
+    /// The process-wide clock, chosen on first use: the TSC at
+    /// `cpu::clock::tsc_hz` (calibrated once, ~100 ms, unless DPDK's EAL
+    /// measured it) if it is invariant, else `Instant`.
     pub fn get() -> Clock {
+        *CLOCK.get_or_init(Clock::choose)
+    }
+
+    fn choose() -> Clock {
         if tsc_is_invariant() {
             Clock {
                 tsc: true,
