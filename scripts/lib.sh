@@ -1,6 +1,11 @@
 # Shared by the namespace scenarios (two-site.sh, strongswan-interop.sh):
 # output helpers and the hostA - gwA - WAN - gwB - hostB namespaces.
 # The caller sets NS_HA NS_GA NS_GB NS_HB, DIR, PIDS=() and FAILED=0.
+# The shell home of the namespace helpers; the Rust one is
+# dataplane/testkit (testkit::netns). Both name a namespace
+# <tag>-<role>-<pid of its owner>[-<n>] (esp-ga-$$; tags esp, ss, vs) and
+# clean up the same way: kill what is left inside and delete the namespace,
+# also on failure, and first delete those whose owner is gone.
 
 say() { printf '\n==> %s\n' "$*"; }
 ok() { printf '    ok: %s\n' "$*"; }
@@ -21,9 +26,24 @@ netns_cleanup() {
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi
 }
 
+# Deletes the namespaces <tag>-<role>-<pid>[-<n>] whose owning process is
+# gone: a run killed before its EXIT trap (testkit::netns::remove_stale
+# does the same for esp-).
+netns_remove_stale() {
+    local ns pid p
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+        case $ns in esp-*-*|ss-*-*|vs-*-*) ;; *) continue ;; esac
+        pid=$(echo "$ns" | cut -d- -f3)
+        [[ $pid =~ ^[0-9]+$ ]] && [ ! -d "/proc/$pid" ] || continue
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+
 # The four namespaces and their veths: hostA h0 = lan0 gwA wan0 = wan0 gwB
 # lan0 = h0 hostB.
 make_namespaces() {
+    netns_remove_stale
     for ns in $NS_HA $NS_GA $NS_GB $NS_HB; do
         ip netns add "$ns"
         ip -n "$ns" link set lo up

@@ -76,10 +76,11 @@ trap cleanup EXIT
 # Killed (a timeout, Ctrl-C): clean up too; EXIT alone does not fire then.
 trap 'exit 130' INT TERM
 
-# Fresh namespaces for a system: vs-{ha,ga,gb,hb}-SYS-PID.
+# Fresh namespaces for a system: vs-{ha,ga,gb,hb}-PID-SYS (lib.sh's
+# naming).
 new_namespaces() {
     local sys=$1
-    NS_HA=vs-ha-$sys-$ID NS_GA=vs-ga-$sys-$ID NS_GB=vs-gb-$sys-$ID NS_HB=vs-hb-$sys-$ID
+    NS_HA=vs-ha-$ID-$sys NS_GA=vs-ga-$ID-$sys NS_GB=vs-gb-$ID-$sys NS_HB=vs-hb-$ID-$sys
     make_namespaces
     setup_hosts_v4
     ip -n $NS_GA link set wan0 address 02:00:00:00:a0:02

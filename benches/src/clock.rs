@@ -5,11 +5,14 @@
 //! ticks at a fixed reference rate whatever the core's frequency, and
 //! reading it costs a few dozen cycles, far less than `Instant::now()` in a
 //! VM; DPDK's `dpdk-test-crypto-perf` reports the same "cycles" (TSC ticks
-//! from `rte_rdtsc`). Its rate is calibrated against `Instant` once.
-//! "Cycles" in every report are TSC reference cycles, not core cycles.
+//! from `rte_rdtsc`). The counter and its rate are `cpu::clock`'s, the
+//! workspace's one TSC clock. "Cycles" in every report are TSC reference
+//! cycles, not core cycles.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use cpu::clock::{rdtsc, tsc_hz, tsc_is_invariant};
 
 /// Which clock the measurements use.
 #[derive(Clone, Copy, Debug)]
@@ -23,33 +26,24 @@ static CLOCK: OnceLock<Clock> = OnceLock::new();
 static BASE: OnceLock<Instant> = OnceLock::new();
 
 impl Clock {
-    /// The process-wide clock (calibrated on first use, ~100 ms).
+    /// The process-wide clock, chosen on first use: the TSC at
+    /// `cpu::clock::tsc_hz` (calibrated once, ~100 ms, unless DPDK's EAL
+    /// measured it) if it is invariant, else `Instant`.
     pub fn get() -> Clock {
-        *CLOCK.get_or_init(Clock::calibrate)
+        *CLOCK.get_or_init(Clock::choose)
     }
 
-    fn calibrate() -> Clock {
-        if !tsc_is_invariant() {
-            return Clock {
+    fn choose() -> Clock {
+        if tsc_is_invariant() {
+            Clock {
+                tsc: true,
+                ticks_per_ns: tsc_hz() as f64 / 1e9,
+            }
+        } else {
+            Clock {
                 tsc: false,
                 ticks_per_ns: 1.0,
-            };
-        }
-        // Take the best of three 30 ms windows (least disturbed).
-        let mut rates = Vec::new();
-        for _ in 0..3 {
-            let (t0, c0) = (Instant::now(), tsc::read());
-            while t0.elapsed() < Duration::from_millis(30) {
-                std::hint::spin_loop();
             }
-            let (c1, t1) = (tsc::read(), Instant::now());
-            let ns = (t1 - t0).as_nanos() as f64;
-            rates.push(c1.wrapping_sub(c0) as f64 / ns);
-        }
-        rates.sort_by(f64::total_cmp);
-        Clock {
-            tsc: true,
-            ticks_per_ns: rates[1],
         }
     }
 
@@ -67,7 +61,7 @@ impl Clock {
     #[inline(always)]
     pub fn now(&self) -> u64 {
         if self.tsc {
-            tsc::read()
+            rdtsc()
         } else {
             BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
         }
@@ -77,21 +71,6 @@ impl Clock {
     pub fn ticks_to_ns(&self, ticks: f64) -> f64 {
         ticks / self.ticks_per_ns
     }
-}
-
-fn tsc_is_invariant() -> bool {
-    if !cfg!(target_arch = "x86_64") {
-        return false;
-    }
-    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
-        return false;
-    };
-    info.lines()
-        .find(|l| l.starts_with("flags"))
-        .is_some_and(|l| {
-            let flags: Vec<&str> = l.split_whitespace().collect();
-            flags.contains(&"constant_tsc") && flags.contains(&"nonstop_tsc")
-        })
 }
 
 /// The CPU model name from `/proc/cpuinfo`.
@@ -105,23 +84,4 @@ pub fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".to_string())
-}
-
-#[allow(unsafe_code)]
-mod tsc {
-    /// Reads the time-stamp counter.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    pub fn read() -> u64 {
-        // SAFETY: RDTSC exists on every x86_64 CPU, reads a counter and
-        // touches no memory; the intrinsic is `unsafe` only by convention.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-
-    /// Never called: the TSC is only used on x86_64.
-    #[cfg(not(target_arch = "x86_64"))]
-    #[inline(always)]
-    pub fn read() -> u64 {
-        0
-    }
 }

@@ -4,15 +4,25 @@
 //! removes everything afterwards. Needs root, DPDK, strongSwan, tshark, as
 //! `make test` installs.
 //!
+//! Skipped without them, failed under `ESPRESSO_TEST_FULL` (`make test`).
+//!
 //! The scenarios run one at a time (see `common`).
 
 mod common;
+
+use testkit::Need;
 
 fn scenario(name: &str) {
     common::scenario(
         "strongswan-interop.sh",
         name,
         env!("CARGO_BIN_EXE_espresso"),
+        &[
+            Need::Program("/usr/lib/ipsec/charon"),
+            Need::Program("swanctl"),
+            Need::Program("ethtool"),
+            Need::PythonModule("cryptography"),
+        ],
     );
 }
 

@@ -2,12 +2,26 @@
 //! with hosts behind them (scripts/two-site.sh builds and removes the
 //! topology). Needs root, DPDK, iperf3, tshark and scapy, as CI has.
 //!
+//! Skipped without them, failed under `ESPRESSO_TEST_FULL` (`make test`).
+//!
 //! The scenarios run one at a time (see `common`).
 
 mod common;
 
+use testkit::Need;
+
 fn scenario(name: &str) {
-    common::scenario("two-site.sh", name, env!("CARGO_BIN_EXE_espresso"));
+    common::scenario(
+        "two-site.sh",
+        name,
+        env!("CARGO_BIN_EXE_espresso"),
+        &[
+            Need::Program("iperf3"),
+            Need::Program("ethtool"),
+            Need::PythonModule("scapy.all"),
+            Need::PythonModule("cryptography"),
+        ],
+    );
 }
 
 /// Tunnel mode, IPv4 and IPv6 inner traffic: ping, iperf3 100 MB, payload

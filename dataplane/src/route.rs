@@ -5,7 +5,7 @@
 //! prefix bit: about 85 cycles per IPv4 lookup, a fifth of a 64-byte
 //! packet's whole budget in the gateway (measured with `perf` on
 //! `espresso-lab bench`). So for IPv4 [`RouteTable::compile`] also builds a
-//! DIR-16-8-8 index ([`Dir4`]), the multibit layout of DPDK's `rte_lpm`
+//! DIR-16-8-8 index (`Dir4`), the multibit layout of DPDK's `rte_lpm`
 //! (which uses 24-8) and of Gupta, Lin and McKeown's "Routing lookups in
 //! hardware at memory access speeds" (INFOCOM 1998): a 65,536-entry table
 //! indexed by the first 16 bits, whose entries either hold the answer or

@@ -324,8 +324,8 @@ fn ike_section(local_id: &str, remote_id: &str, start: &str, dpd: &str) -> Strin
     )
 }
 
-/// The responder: a listening tunnel per peer on [`RESPONDER`] and one
-/// on [`FLOOD_TARGET`].
+/// The responder: a listening tunnel per peer on `RESPONDER` and one
+/// on `FLOOD_TARGET`.
 pub fn responder_config(spec: &IkeFloodSpec) -> Result<GatewayConfig, Error> {
     let mut t = format!(
         r#"[control]

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use dataplane::gateway::{GwDrop, WorkerStats, POLL_GAP_BUCKETS};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use testkit::netns::{self, Netns};
 
 use super::case::{CaseRequest, RunSample, EAL_MEMORY_MB, MBUF_CACHE, WORKING_MBUFS};
 use super::cpu::{threads, ThreadClock};
@@ -868,7 +869,8 @@ impl Links {
 /// then fails with EINVAL). Deleted (with the veths) on drop.
 #[derive(Debug)]
 pub struct VethPairs {
-    name: String,
+    dut: Netns,
+    gen: Netns,
 }
 
 impl VethPairs {
@@ -877,97 +879,25 @@ impl VethPairs {
     /// The DUT's ends: its input port, its output port.
     const DUT: [&'static str; 2] = ["zd0", "zd1"];
 
-    /// Namespaces of their own: `esp-zl-<pid>-<n>` (plus `-d` and `-g`).
-    /// Those of a lab that did not get to delete them (killed) go first.
+    /// Namespaces of their own, `esp-zd-<pid>-<n>` and `esp-zg-<pid>-<n>`
+    /// (testkit's naming); those of a run that did not get to delete its
+    /// own (killed) go first. Needs root: the error says why not.
     pub fn for_case(n: usize) -> Result<Self, Error> {
-        Self::remove_stale();
-        Self::new(format!("{}{}-{n}", Self::PREFIX, std::process::id()))
-    }
-
-    const PREFIX: &'static str = "esp-zl-";
-
-    /// Deletes `esp-zl-<pid>-*` namespaces whose process is gone.
-    fn remove_stale() {
-        let Ok(dir) = std::fs::read_dir("/run/netns") else {
-            return;
-        };
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix(Self::PREFIX)
-                .and_then(|r| r.split('-').next())
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = Command::new("ip")
-                    .args(["netns", "delete", &name])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-    }
-
-    /// Creates them, the namespaces named `name` plus `-d` and `-g`
-    /// (needs root: the error says why not).
-    pub fn new(name: String) -> Result<Self, Error> {
-        let ip = |args: &[&str]| -> Result<(), Error> {
-            let out = Command::new("ip").args(args).output()?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "ip {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )
-                .into())
-            }
-        };
-        let pairs = Self { name };
-        let (d, g) = (pairs.dut(), pairs.gen());
-        for n in [&d, &g] {
-            ip(&["netns", "add", n])?;
-            for key in ["all", "default"] {
-                ip(&[
-                    "netns",
-                    "exec",
-                    n,
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-                ])?;
-            }
-            ip(&["-n", n, "link", "set", "lo", "up"])?;
-        }
+        netns::remove_stale();
+        let dut = Netns::create(netns::name_for("zd", Some(n)))?;
+        let gen = Netns::create(netns::name_for("zg", Some(n)))?;
         for (ge, de) in Self::GEN.iter().zip(Self::DUT) {
-            ip(&[
-                "-n", &g, "link", "add", ge, "type", "veth", "peer", "name", de, "netns", &d,
-            ])?;
-            ip(&["-n", &g, "link", "set", ge, "up"])?;
-            ip(&["-n", &d, "link", "set", de, "up"])?;
+            gen.veth_to(ge, &dut, de)?;
         }
-        Ok(pairs)
+        Ok(Self { dut, gen })
     }
 
     fn dut(&self) -> String {
-        format!("{}-d", self.name)
+        self.dut.name().to_string()
     }
 
     fn gen(&self) -> String {
-        format!("{}-g", self.name)
-    }
-}
-
-impl Drop for VethPairs {
-    fn drop(&mut self) {
-        for n in [self.dut(), self.gen()] {
-            let _ = Command::new("ip")
-                .args(["netns", "delete", &n])
-                .stderr(Stdio::null())
-                .status();
-        }
+        self.gen.name().to_string()
     }
 }
 
@@ -1460,33 +1390,6 @@ mod tests {
         );
         // Lost and short of its target.
         assert_eq!(rows[0][8], "5.00xs");
-    }
-
-    /// A killed lab's namespaces are deleted by the next one; a live
-    /// lab's are not. Needs root (as CI has).
-    #[test]
-    fn stale_veth_namespaces_are_removed() {
-        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap();
-        // No process ever has the PID pid_max.
-        let dead = format!("{}{}-0-d", VethPairs::PREFIX, pid_max.trim());
-        let live = format!("{}{}-99-d", VethPairs::PREFIX, std::process::id());
-        let exists = |n: &str| Path::new(&format!("/run/netns/{n}")).exists();
-        for n in [&dead, &live] {
-            let st = Command::new("ip")
-                .args(["netns", "add", n])
-                .status()
-                .unwrap();
-            assert!(st.success(), "ip netns add {n}");
-        }
-        VethPairs::remove_stale();
-        let (dead_gone, live_kept) = (!exists(&dead), exists(&live));
-        for n in [&dead, &live] {
-            let _ = Command::new("ip")
-                .args(["netns", "delete", n])
-                .stderr(Stdio::null())
-                .status();
-        }
-        assert!(dead_gone && live_kept, "{dead_gone} {live_kept}");
     }
 
     #[test]

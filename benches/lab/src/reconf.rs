@@ -1,6 +1,6 @@
 //! The reconfiguration case: SA installs and deletes while the worker
 //! forwards at full rate (`espresso-lab bench-reconf`, a child process per run
-//! like [`case`](super::case)).
+//! like [`case`]).
 //!
 //! The gateway starts as in a throughput case and gets `sa_count` tunnels,
 //! each with an outbound SA (slot `i`, policy `i`) and an inbound SA, and

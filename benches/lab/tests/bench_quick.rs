@@ -6,12 +6,20 @@
 //! figure is asserted: the machine is shared and the numbers are only
 //! reported. Needs root and DPDK (dpdk-testpmd), as CI has; the IKE
 //! flood's quick cases alone (`--filter ike-flood`) need neither.
+//! Skipped without them, failed under `ESPRESSO_TEST_FULL` (`make test`).
 #![cfg(have_dpdk)]
 
 use std::process::Command;
 
+use testkit::{require, Need};
+
 #[test]
 fn quick_bench_produces_records_with_rates() {
+    require!(
+        Need::Root,
+        Need::Program("dpdk-testpmd"),
+        Need::Program("ip")
+    );
     let out_dir = std::env::temp_dir().join(format!("espresso-bench-quick-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_espresso-lab"))
         .args(["bench", "--quick", "--out"])

@@ -109,7 +109,7 @@ impl Prf {
         }
     }
 
-    /// prf(key, data[0] | data[1] | ...).
+    /// `prf(key, data[0] | data[1] | ...)`.
     pub fn compute(self, key: &[u8], data: &[&[u8]]) -> SecretBytes {
         let k = hmac::Key::new(self.alg(), key);
         let mut ctx = hmac::Context::with_key(&k);

@@ -67,13 +67,16 @@ impl Eal {
             return Err(DpdkError::from_rte_errno("rte_eal_init").into());
         }
         remove_empty_runtime_dir();
+        // SAFETY: reads a value EAL set during the init that just
+        // succeeded; no pointer is involved.
+        cpu::clock::set_tsc_hz(unsafe { dpdk_sys::rte_get_tsc_hz() });
         Ok(Eal { _private: () })
     }
 
-    /// TSC ticks per second.
+    /// TSC ticks per second, as EAL measured them (`cpu::clock::tsc_hz`
+    /// once EAL is up).
     pub fn tsc_hz(&self) -> u64 {
-        // SAFETY: valid after EAL init, which `self` proves.
-        unsafe { dpdk_sys::rte_get_tsc_hz() }
+        cpu::clock::tsc_hz()
     }
 
     /// Number of EAL lcores.

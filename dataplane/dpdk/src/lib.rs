@@ -98,12 +98,6 @@ impl fmt::Display for DpdkError {
 
 impl std::error::Error for DpdkError {}
 
-pub use cpu::clock::rdtsc;
-
-/// The TSC's frequency in Hz as EAL measured it at start-up (zero before
-/// [`Eal::init`]).
-pub fn tsc_hz() -> u64 {
-    // SAFETY: reads a value EAL set once at init (zero before it); no
-    // pointer is involved.
-    unsafe { dpdk_sys::rte_get_tsc_hz() }
-}
+/// The TSC clock (`cpu::clock`): after [`Eal::init`], [`tsc_hz`] is the
+/// frequency EAL measured.
+pub use cpu::clock::{rdtsc, tsc_hz};

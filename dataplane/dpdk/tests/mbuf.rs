@@ -1,4 +1,5 @@
 //! Mbuf operations against a real DPDK mempool (EAL without hugepages).
+#![cfg(have_dpdk)]
 
 mod support;
 

@@ -69,6 +69,16 @@ mod ipsec_mb {
 mod rust_crypto;
 #[cfg(test)]
 mod tests;
+
+/// The backends this build has: [`Backend::ALL`], less ipsec-mb when the
+/// library was not found (the portable test tier).
+#[cfg(test)]
+pub(crate) fn built_backends() -> Vec<Backend> {
+    Backend::ALL
+        .into_iter()
+        .filter(|b| *b != Backend::IpsecMb || cfg!(have_ipsec_mb))
+        .collect()
+}
 mod transform;
 #[cfg(test)]
 pub(crate) mod vectors;

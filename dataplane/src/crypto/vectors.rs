@@ -455,7 +455,7 @@ mod tests {
             n => panic!("{}: {n}-octet AAD is not ESP", v.name),
         };
         let iv = &nonce[4..];
-        for backend in Backend::ALL {
+        for backend in super::super::built_backends() {
             let mut t = new_transform(backend, alg, &keys).unwrap();
             let mut payload = h(v.plaintext);
             let mut icv = [0u8; 16];
@@ -569,7 +569,7 @@ mod tests {
                 integrity: Integrity::HmacSha256_128,
             };
             let keys = SaKeys::new(&key, &[0x55; 32]);
-            for backend in Backend::ALL {
+            for backend in super::super::built_backends() {
                 let mut t = new_transform(backend, alg, &keys).unwrap();
                 let mut payload = h(v.plaintext);
                 let mut icv = [0u8; 16];
@@ -647,7 +647,7 @@ mod tests {
             let keys = SaKeys::new(&[], &h(v.key));
             let hdr: [u8; 8] = h(v.data).try_into().unwrap();
             let want = &h(v.mac)[..v.integrity.icv_len()];
-            for backend in Backend::ALL {
+            for backend in super::super::built_backends() {
                 let mut t = new_transform(backend, alg, &keys).unwrap();
                 let mut icv = vec![0u8; t.icv_len()];
                 t.seal(&hdr, None, &[], &mut [], &mut icv).unwrap();

@@ -13,7 +13,7 @@
 //! (Redis's `dict`, for one) do the same.
 //!
 //! Each table is open addressing with linear probing and the key stored
-//! next to its value (see [`Table`] for why not `std`'s `HashMap`). The
+//! next to its value (see `Table` for why not `std`'s `HashMap`). The
 //! moves walk the old table's slots from a cursor, a few per call, so
 //! nothing in a growth is proportional to the table's size but the new
 //! table itself: its slots must be written (faulting in fresh pages),

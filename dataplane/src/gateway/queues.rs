@@ -88,7 +88,7 @@ const PROBES: usize = 8;
 /// read without locks. A reader that races a rewrite may miss an SPI for
 /// that moment (the datagram then waits in the unauthenticated queue) or
 /// see one just removed; neither changes what the IKE engine accepts.
-/// A lookup reads all [`PROBES`] slots of an SPI's run, so a removal just
+/// A lookup reads all `PROBES` slots of an SPI's run, so a removal just
 /// clears its slot.
 #[derive(Debug)]
 pub struct KnownIkeSpis {

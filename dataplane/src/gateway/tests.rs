@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::buf::{HeapBuf, PacketBuf};
-use crate::crypto::{new_transform, Algorithm, Backend, SaKeys};
+use crate::crypto::{default_backend, new_transform, Algorithm, Backend, SaKeys};
 use crate::esp::{
     Action, Direction, DropReason, InboundSa, IpPrefix, Mode, OutboundSa, Policy, SaConfig, SaRef,
     Selector, Spd, Spi, TunnelEndpoints, UdpEncap,
@@ -737,7 +737,7 @@ fn scale_gw(site: char, n: u32) -> Node<HeapBuf> {
         };
         let t = || {
             new_transform(
-                Backend::IpsecMb,
+                default_backend(Algorithm::AES_GCM_128),
                 Algorithm::AES_GCM_128,
                 &SaKeys::new(&i.to_be_bytes().repeat(5), &[]),
             )

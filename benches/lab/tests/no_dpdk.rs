@@ -1,0 +1,9 @@
+//! Stands in for the lab's end-to-end tests when the build found no DPDK:
+//! they compile only with it, so this says they did not run (and fails
+//! under `ESPRESSO_TEST_FULL`, where DPDK is a prerequisite).
+#![cfg(not(have_dpdk))]
+
+#[test]
+fn lab_tests_need_dpdk() {
+    testkit::require!(testkit::Need::Dpdk(false));
+}
