@@ -66,7 +66,7 @@ use dataplane::esp::{
     Direction, InboundOutcome, InboundSa, InboundSaTable, IpPrefix, Mode, OutboundSa, SaConfig,
     SaEvent, Selector, Spi, TunnelEndpoints, UdpEncap,
 };
-use dataplane::wire::{checksum, IpProtocol};
+use dataplane::wire::{ip::checksum, IpProtocol};
 
 /// Debian's interpreter, which has `python3-scapy`; the `python3` first on
 /// `PATH` may be another one without it.

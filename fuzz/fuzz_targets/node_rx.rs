@@ -151,7 +151,18 @@ fn addr(input: &mut Input) -> IpAddr {
     let k = input.u8();
     let x = input.u8();
     let v4 = |a, b, c| IpAddr::V4(Ipv4Addr::new(a, b, c, x));
-    let v6 = |p: u16| IpAddr::V6(Ipv6Addr::new(p, 0xdb8 * u16::from(p == 0x2001), 0, 0, 0, 0, 0, u16::from(x)));
+    let v6 = |p: u16| {
+        IpAddr::V6(Ipv6Addr::new(
+            p,
+            0xdb8 * u16::from(p == 0x2001),
+            0,
+            0,
+            0,
+            0,
+            0,
+            u16::from(x),
+        ))
+    };
     match k % 16 {
         0 => ip("10.2.0.1"),
         1 => ip("192.0.2.2"),

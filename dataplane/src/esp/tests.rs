@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use crate::buf::{HeapBuf, PacketBuf};
 use crate::crypto::{available_backends, new_transform, Algorithm, Backend, SaKeys};
-use crate::wire::{checksum, IpProtocol};
+use crate::wire::{ip::checksum, IpProtocol};
 
 use super::*;
 

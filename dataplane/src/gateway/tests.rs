@@ -10,7 +10,7 @@ use crate::esp::{
     Selector, Spd, Spi, TunnelEndpoints, UdpEncap,
 };
 use crate::route::{NextHop, RouteTable};
-use crate::wire::{checksum, EthernetAddress, Icmpv6Packet, Icmpv6Repr, IpProtocol};
+use crate::wire::{ip::checksum, EthernetAddress, Icmpv6Packet, Icmpv6Repr, IpProtocol};
 
 use super::msg::HandoffKind;
 use super::neigh::{NeighbourTable, Refused, SolicitLog, State};
