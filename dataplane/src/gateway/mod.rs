@@ -28,7 +28,7 @@ pub use msg::{
 };
 pub use neigh::{NeighbourTable, SolicitLog};
 pub use node::{
-    GwDrop, Interface, Node, NodeCounters, PacketPool, Role, ICMP_ERRORS_PER_SECOND,
+    GwDrop, Interface, Node, NodeCounters, Output, PacketPool, Role, ICMP_ERRORS_PER_SECOND,
     ICMP_ERROR_BURST,
 };
 pub use queues::{

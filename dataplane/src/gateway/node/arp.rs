@@ -107,8 +107,8 @@ impl<B: PacketBuf> Node<B> {
                         ..
                     }
                 );
-                if confirmed && c != Claimed::Unchanged && self.learned.len() < LEARNED_MAX {
-                    self.learned.push((ip, mac, in_if));
+                if confirmed && c != Claimed::Unchanged && self.out.learned.len() < LEARNED_MAX {
+                    self.out.learned.push((ip, mac, in_if));
                 }
             }
             Err(r) => self.refuse(r),

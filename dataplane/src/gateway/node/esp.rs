@@ -69,7 +69,7 @@ impl<B: PacketBuf> Node<B> {
             match self.slot_owner.get(slot.0 as usize).copied() {
                 Some(w) if w != self.id => {
                     self.counters.handoffs_out += 1;
-                    self.handoffs.push((
+                    self.out.handoffs.push((
                         w,
                         Handoff {
                             packet: pkt,
@@ -189,7 +189,7 @@ impl<B: PacketBuf> Node<B> {
             self.drop_esp(DropReason::NoPolicy);
             return None;
         };
-        let events = &mut self.events;
+        let events = &mut self.out.events;
         let spi = sa.spi();
         match sa.encapsulate(&mut pkt, &mut |e| {
             events.push(EngineEvent::Outbound(slot, spi, e))
@@ -256,7 +256,7 @@ impl<B: PacketBuf> Node<B> {
         {
             if w != self.id {
                 self.counters.handoffs_out += 1;
-                self.handoffs.push((
+                self.out.handoffs.push((
                     w,
                     Handoff {
                         packet: pkt,
@@ -267,7 +267,7 @@ impl<B: PacketBuf> Node<B> {
                 return;
             }
         }
-        let events = &mut self.events;
+        let events = &mut self.out.events;
         let r = self
             .engine
             .decapsulate_located(&mut pkt, loc, &mut |spi, e| {
@@ -277,7 +277,7 @@ impl<B: PacketBuf> Node<B> {
     }
 
     pub(super) fn decapsulate(&mut self, pkt: &mut B) -> Result<InboundOutcome, DropReason> {
-        let events = &mut self.events;
+        let events = &mut self.out.events;
         self.engine
             .decapsulate(pkt, &mut |spi, e| events.push(EngineEvent::Inbound(spi, e)))
     }

@@ -276,7 +276,7 @@ impl<B: PacketBuf> Node<B> {
 
     pub(super) fn queue_tx(&mut self, out_if: u16, pkt: B) {
         self.counters.tx += 1;
-        self.tx[usize::from(out_if)].push(pkt);
+        self.out.tx[usize::from(out_if)].push(pkt);
     }
 
     /// Drops packets that waited too long for their neighbour.

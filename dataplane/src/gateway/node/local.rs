@@ -37,7 +37,7 @@ impl<B: PacketBuf> Node<B> {
 
     pub(super) fn punt(&mut self, in_if: u16, pkt: B) {
         self.counters.punted += 1;
-        self.punts.push((in_if, pkt.data().to_vec()));
+        self.out.punts.push((in_if, pkt.data().to_vec()));
     }
 
     /// An IP packet from the control plane: route and send it. These are

@@ -353,6 +353,69 @@ struct Pending<B> {
     packet: B,
 }
 
+/// What a node produced for the world outside it: frames to send, packets
+/// for other workers, and what the control thread wants to hear. The
+/// caller owns one and passes it to [`Node::take_output`] after each poll;
+/// its buffers go back and forth, so nothing is allocated per poll.
+#[derive(Debug)]
+pub struct Output<B> {
+    /// Frames to send, per interface index (Ethernet header included).
+    pub tx: Vec<Vec<B>>,
+    /// Packets for other workers: (worker, packet).
+    pub handoffs: Vec<(u16, Handoff<B>)>,
+    /// IKE packets for the control thread: (interface, IP packet).
+    pub punts: Vec<(u16, Vec<u8>)>,
+    /// Neighbours confirmed since the last poll (at most `LEARNED_MAX`),
+    /// for the other workers.
+    pub learned: Vec<(IpAddr, [u8; 6], u16)>,
+    /// SA events since the last poll.
+    pub events: Vec<EngineEvent>,
+}
+
+impl<B> Output<B> {
+    /// Empty output for a node with `interfaces` interfaces.
+    pub fn new(interfaces: usize) -> Self {
+        Self {
+            tx: (0..interfaces).map(|_| Vec::with_capacity(256)).collect(),
+            handoffs: Vec::with_capacity(64),
+            punts: Vec::new(),
+            learned: Vec::with_capacity(LEARNED_MAX),
+            events: Vec::with_capacity(16),
+        }
+    }
+
+    /// Nothing to send or pass on.
+    pub fn is_empty(&self) -> bool {
+        self.tx.iter().all(Vec::is_empty)
+            && self.handoffs.is_empty()
+            && self.punts.is_empty()
+            && self.learned.is_empty()
+            && self.events.is_empty()
+    }
+
+    /// Moves everything in `self` to the end of `into`; an empty list of
+    /// `into` trades buffers instead of copying.
+    fn move_into(&mut self, into: &mut Output<B>) {
+        fn give<T>(from: &mut Vec<T>, to: &mut Vec<T>) {
+            if to.is_empty() {
+                std::mem::swap(from, to);
+            } else {
+                to.append(from);
+            }
+        }
+        if into.tx.len() < self.tx.len() {
+            into.tx.resize_with(self.tx.len(), Vec::new);
+        }
+        for (from, to) in self.tx.iter_mut().zip(&mut into.tx) {
+            give(from, to);
+        }
+        give(&mut self.handoffs, &mut into.handoffs);
+        give(&mut self.punts, &mut into.punts);
+        give(&mut self.learned, &mut into.learned);
+        give(&mut self.events, &mut into.events);
+    }
+}
+
 /// One worker's forwarding state and pipeline.
 pub struct Node<B> {
     /// Worker index.
@@ -382,17 +445,8 @@ pub struct Node<B> {
     icmp_limit: IcmpLimit,
     /// Counters.
     pub counters: NodeCounters,
-    /// Frames to send, per interface index (Ethernet header included).
-    pub tx: Vec<Vec<B>>,
-    /// Packets for other workers: (worker, packet).
-    pub handoffs: Vec<(u16, Handoff<B>)>,
-    /// IKE packets for the control thread: (interface, IP packet).
-    pub punts: Vec<(u16, Vec<u8>)>,
-    /// Neighbours confirmed since the worker last looked (at most
-    /// `LEARNED_MAX`), for the other workers.
-    pub learned: Vec<(IpAddr, [u8; 6], u16)>,
-    /// SA events since the worker last looked.
-    pub events: Vec<EngineEvent>,
+    /// What the node produced since the caller last took it.
+    out: Output<B>,
 }
 
 impl<B> std::fmt::Debug for Node<B> {
@@ -428,11 +482,7 @@ impl<B: PacketBuf> Node<B> {
             now_ms: 0,
             icmp_limit: IcmpLimit::new(ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST),
             counters: NodeCounters::default(),
-            tx: (0..n).map(|_| Vec::with_capacity(256)).collect(),
-            handoffs: Vec::with_capacity(64),
-            punts: Vec::new(),
-            learned: Vec::with_capacity(LEARNED_MAX),
-            events: Vec::with_capacity(16),
+            out: Output::new(n),
         }
     }
 
@@ -751,13 +801,35 @@ impl<B: PacketBuf> Node<B> {
         }
     }
 
+    /// Moves what the node produced since the last call into `out`, which
+    /// the caller then sends and passes on (emptying it, so that its
+    /// buffers come back for the next poll).
+    pub fn take_output(&mut self, out: &mut Output<B>) {
+        self.out.move_into(out);
+    }
+
+    /// Counts `n` packets the caller dropped for `reason` after
+    /// [`take_output`](Self::take_output) (a full transmit or hand-off
+    /// queue).
+    pub fn count_drops(&mut self, reason: GwDrop, n: u64) {
+        self.counters.drops[reason.index()] += n;
+    }
+
+    /// What the node produced since the last
+    /// [`take_output`](Self::take_output), for tests to look at in place.
+    #[cfg(test)]
+    pub(crate) fn out(&mut self) -> &mut Output<B> {
+        &mut self.out
+    }
+
     /// Frees everything queued (at stop); returns how many.
     pub fn drain(&mut self) -> u64 {
-        let n =
-            self.pending.len() + self.tx.iter().map(Vec::len).sum::<usize>() + self.handoffs.len();
+        let n = self.pending.len()
+            + self.out.tx.iter().map(Vec::len).sum::<usize>()
+            + self.out.handoffs.len();
         self.pending.clear();
-        self.tx.iter_mut().for_each(Vec::clear);
-        self.handoffs.clear();
+        self.out.tx.iter_mut().for_each(Vec::clear);
+        self.out.handoffs.clear();
         n as u64
     }
 }
