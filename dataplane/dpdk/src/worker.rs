@@ -3,10 +3,11 @@
 //!
 //! Each poll: apply a bounded number of control messages (so a flood of
 //! SA changes never stalls forwarding for more than a burst), receive a
-//! burst from every port and run each frame through the [`Node`], take
-//! packets other workers handed over, then transmit per port and pass
-//! punts, learned neighbours and SA events to the control thread, each on
-//! its own queue (`dataplane::gateway::queues`).
+//! burst from every port and hand it to [`Node::rx_burst`], take packets
+//! other workers handed over, then take the node's [`Output`], transmit
+//! per port, push hand-offs to their workers and pass punts, learned
+//! neighbours and SA events to the control thread, each on its own queue
+//! (`dataplane::gateway::queues`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -260,10 +261,7 @@ impl Worker {
             for (i, rx) in self.ports.rx.iter_mut().enumerate() {
                 let n = rx.rx_burst(&mut burst);
                 work += n;
-                self.node.prefetch_burst(i as u16, &burst);
-                for m in burst.drain(..) {
-                    self.node.rx(i as u16, m, &mut self.pool);
-                }
+                self.node.rx_burst(i as u16, &mut burst, &mut self.pool);
             }
             for _ in 0..HANDOFF_PER_POLL {
                 let Some(h) = self.handoff_in.pop() else {

@@ -764,8 +764,9 @@ fn scale_gw(site: char, n: u32) -> Node<HeapBuf> {
 }
 
 /// Not a test: the pipeline's cost per packet with 1 and with 100,000
-/// tunnels, the traffic spread over all of them, with and without the
-/// burst prefetch (`cargo test -p espresso-dataplane --profile ci
+/// tunnels, the traffic spread over all of them, frame by frame
+/// (`Node::rx`) and by bursts (`Node::rx_burst`, with the prefetch pass
+/// above `PREFETCH_MIN_SAS`) (`cargo test -p espresso-dataplane --profile ci
 /// scale_probe -- --ignored --nocapture`). Medians of bursts of 32 frames
 /// of 60 bytes (`PROBE_PAYLOAD` sets the UDP payload, 18 bytes), in ns per
 /// packet.
@@ -824,15 +825,15 @@ fn scale_probe() {
             ("encrypt", &plain, &mut a, 0u16),
             ("decrypt", &esp, &mut b, 1),
         ] {
-            for prefetch in [false, true] {
-                let name = format!("{dir} {n} {prefetch}");
+            for burst_pass in [false, true] {
+                let name = format!("{dir} {n} {burst_pass}");
                 if !name.contains(&only) {
                     continue;
                 }
                 let mut per_burst = Vec::new();
                 let mut next = 0usize;
                 for _round in 0..(rounds * flows as usize / 32) {
-                    let burst: Vec<HeapBuf> = (0..32)
+                    let mut burst: Vec<HeapBuf> = (0..32)
                         .map(|_| {
                             let f = &frames[next];
                             next = (next + 1) % frames.len();
@@ -840,11 +841,12 @@ fn scale_probe() {
                         })
                         .collect();
                     let t0 = Instant::now();
-                    if prefetch {
-                        node.prefetch_burst(iface, &burst);
-                    }
-                    for p in burst {
-                        node.rx(iface, p, &mut HeapPool);
+                    if burst_pass {
+                        node.rx_burst(iface, &mut burst, &mut HeapPool);
+                    } else {
+                        for p in burst {
+                            node.rx(iface, p, &mut HeapPool);
+                        }
                     }
                     per_burst.push(t0.elapsed().as_nanos() as f64 / 32.0);
                     node.out().tx[0].clear();
@@ -854,7 +856,7 @@ fn scale_probe() {
                 let med = per_burst[per_burst.len() / 2];
                 assert_eq!(node.counters.total_drops(), 0, "{:?}", node.counters);
                 rows.push(format!(
-                    "{dir} {n:>6} SAs prefetch={prefetch:<5} {med:7.1} ns/pkt"
+                    "{dir} {n:>6} SAs rx_burst={burst_pass:<5} {med:7.1} ns/pkt"
                 ));
                 eprintln!("{}", rows.last().unwrap());
             }
@@ -862,7 +864,7 @@ fn scale_probe() {
     }
 }
 
-/// Above [`PREFETCH_MIN_SAS`](super::node::PREFETCH_MIN_SAS) tunnels the worker runs the burst prefetch
+/// Above [`PREFETCH_MIN_SAS`](super::node::PREFETCH_MIN_SAS) tunnels the worker runs the prefetch pass
 /// pipeline (flow cache, SA slots, SPI table slots, SAs, key schedules)
 /// before each burst: traffic over every tunnel must come through both
 /// gateways byte for byte, each tunnel's SA counting its own packet.
@@ -898,11 +900,9 @@ fn burst_pipeline_carries_every_tunnel() {
                 HeapBuf::from_slice(&fr)
             })
             .collect();
-        a.prefetch_burst(0, &burst);
-        for p in burst {
-            a.rx(0, p, &mut HeapPool);
-        }
-        let esp: Vec<HeapBuf> = take_tx(&mut a, 1)
+        let mut burst = burst;
+        a.rx_burst(0, &mut burst, &mut HeapPool);
+        let mut esp: Vec<HeapBuf> = take_tx(&mut a, 1)
             .into_iter()
             .map(|f| {
                 let mut d = f.data().to_vec();
@@ -911,10 +911,7 @@ fn burst_pipeline_carries_every_tunnel() {
             })
             .collect();
         assert_eq!(esp.len(), chunk.len(), "{:?}", a.counters);
-        b.prefetch_burst(1, &esp);
-        for p in esp {
-            b.rx(1, p, &mut HeapPool);
-        }
+        b.rx_burst(1, &mut esp, &mut HeapPool);
         delivered.extend(
             take_tx(&mut b, 0)
                 .into_iter()

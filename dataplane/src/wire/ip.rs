@@ -61,3 +61,25 @@ impl fmt::Display for IpProtocol {
         f.write_str(name)
     }
 }
+
+/// The version of an IP packet (the first nibble, RFC 791 §3.1, RFC 8200
+/// §3), which tells the IPv4 view from the IPv6 one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpVersion {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl IpVersion {
+    /// The version `packet` announces, if it is 4 or 6.
+    #[inline]
+    pub fn of(packet: &[u8]) -> Option<IpVersion> {
+        match packet.first()? >> 4 {
+            4 => Some(IpVersion::V4),
+            6 => Some(IpVersion::V6),
+            _ => None,
+        }
+    }
+}

@@ -27,7 +27,7 @@ pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use esp::{EspPacket, EspRepr, EspTrailer};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag};
 pub use icmp::{Icmpv4Packet, Icmpv4Repr, Icmpv4Type, Icmpv6Packet, Icmpv6Repr, Icmpv6Type};
-pub use ip::IpProtocol;
+pub use ip::{IpProtocol, IpVersion};
 pub use ipv4::{Ipv4Fixed, Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6ExtHeaders, Ipv6FragmentInfo, Ipv6Packet, Ipv6Repr};
 pub use tcp::{TcpFlags, TcpPacket};

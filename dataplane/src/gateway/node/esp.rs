@@ -38,14 +38,6 @@ pub(super) struct SlotLine {
 
 const _: () = assert!(std::mem::size_of::<SlotLine>() == 64);
 
-/// The SPI of a located ESP packet.
-pub(super) fn esp_spi(data: &[u8], loc: &Result<EspLocation, DropReason>) -> Option<u32> {
-    let Ok(EspLocation::Esp { esp_offset, .. }) = loc else {
-        return None;
-    };
-    let b = data.get(*esp_offset..*esp_offset + 4)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
 impl<B: PacketBuf> Node<B> {
     pub(super) fn engine_outbound_drop(&mut self, r: DropReason) {
         self.drop_esp(r);
@@ -185,15 +177,11 @@ impl<B: PacketBuf> Node<B> {
     /// after counting the drop.
     #[inline]
     pub(super) fn seal(&mut self, slot: SaRef, mut pkt: B) -> Option<B> {
-        let Some(sa) = self.engine.outbound_mut(slot) else {
-            self.drop_esp(DropReason::NoPolicy);
-            return None;
-        };
         let events = &mut self.out.events;
-        let spi = sa.spi();
-        match sa.encapsulate(&mut pkt, &mut |e| {
-            events.push(EngineEvent::Outbound(slot, spi, e))
-        }) {
+        match self
+            .engine
+            .encapsulate(slot, &mut pkt, &mut |e| events.push(e))
+        {
             Ok(()) => {
                 self.counters.encapsulated += 1;
                 Some(pkt)
@@ -233,27 +221,22 @@ impl<B: PacketBuf> Node<B> {
         }
     }
 
-    /// ESP arriving for us, from `local_input` (`ip_input` has verified
-    /// the header checksum).
-    pub(super) fn esp_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
-        let loc = locate_esp_header_verified(pkt.data(), NAT_T_PORT);
-        self.esp_input_located(in_if, pkt, loc, pool)
-    }
-
-    /// `esp_input` with the ESP header already located (parsed once per
-    /// packet on this worker).
-    pub(super) fn esp_input_located(
+    /// ESP arriving for us or, for a transport-mode SA we hold, through
+    /// us; `loc` and `spi` from the classify pass.
+    pub(super) fn esp_input(
         &mut self,
         in_if: u16,
         mut pkt: B,
         loc: Result<EspLocation, DropReason>,
+        spi: Option<u32>,
         pool: &mut impl PacketPool<B>,
     ) {
         // Hand off to the SA's owner, so its replay window has one writer.
-        if let Some(&w) = esp_spi(pkt.data(), &loc)
-            .filter(|_| self.foreign_spis > 0)
-            .and_then(|spi| self.spi_owner.get(spi))
-        {
+        if let (Some(&w), Ok(loc)) = (
+            spi.filter(|_| self.foreign_spis > 0)
+                .and_then(|spi| self.spi_owner.get(spi)),
+            loc,
+        ) {
             if w != self.id {
                 self.counters.handoffs_out += 1;
                 self.out.handoffs.push((
@@ -261,7 +244,7 @@ impl<B: PacketBuf> Node<B> {
                     Handoff {
                         packet: pkt,
                         in_iface: in_if,
-                        kind: HandoffKind::Inbound,
+                        kind: HandoffKind::Inbound(loc),
                     },
                 ));
                 return;
@@ -270,16 +253,8 @@ impl<B: PacketBuf> Node<B> {
         let events = &mut self.out.events;
         let r = self
             .engine
-            .decapsulate_located(&mut pkt, loc, &mut |spi, e| {
-                events.push(EngineEvent::Inbound(spi, e))
-            });
+            .decapsulate(&mut pkt, loc, &mut |e| events.push(e));
         self.after_decap(in_if, pkt, r, pool)
-    }
-
-    pub(super) fn decapsulate(&mut self, pkt: &mut B) -> Result<InboundOutcome, DropReason> {
-        let events = &mut self.out.events;
-        self.engine
-            .decapsulate(pkt, &mut |spi, e| events.push(EngineEvent::Inbound(spi, e)))
     }
 
     pub(super) fn after_decap(
@@ -337,9 +312,12 @@ impl<B: PacketBuf> Node<B> {
                 }
                 self.protect(h.in_iface, slot, h.packet, pool, true)
             }
-            HandoffKind::Inbound => {
+            HandoffKind::Inbound(loc) => {
                 let mut pkt = h.packet;
-                let r = self.decapsulate(&mut pkt);
+                let events = &mut self.out.events;
+                let r = self
+                    .engine
+                    .decapsulate(&mut pkt, Ok(loc), &mut |e| events.push(e));
                 self.after_decap(h.in_iface, pkt, r, pool)
             }
         }

@@ -56,15 +56,19 @@ pub(super) fn largest_fitting(mtu: usize, outer: impl Fn(usize) -> usize) -> usi
     l
 }
 impl<B: PacketBuf> Node<B> {
-    pub(super) fn transit_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
+    pub(super) fn transit_input(
+        &mut self,
+        in_if: u16,
+        pkt: B,
+        meta: &PacketMeta,
+        pool: &mut impl PacketPool<B>,
+    ) {
         if self.ifaces[usize::from(in_if)].role == Role::Wan {
             // ESP between hosts (transport-mode SAs) passes through us.
-            // `ip_input` has verified the header checksum.
-            let loc = locate_esp_header_verified(pkt.data(), NAT_T_PORT);
-            if esp_spi(pkt.data(), &loc).is_some_and(|spi| self.spi_owner.contains_key(spi)) {
-                return self.esp_input_located(in_if, pkt, loc, pool);
+            if meta.spi.is_some_and(|spi| self.spi_owner.contains_key(spi)) {
+                return self.esp_input(in_if, pkt, meta.esp, meta.spi, pool);
             }
-            let PacketKey { key, opaque } = match packet_key(pkt.data()) {
+            let PacketKey { key, opaque } = match meta.packet_key(pkt.data()) {
                 Ok(k) => k,
                 Err(DropReason::OpaquePorts) => return self.drop_esp(DropReason::OpaquePorts),
                 Err(_) => return self.drop_gw(GwDrop::BadFrame),
@@ -88,11 +92,18 @@ impl<B: PacketBuf> Node<B> {
                 Err(r) => self.drop_esp(r),
             }
         } else {
-            // Borrowed where it was built: moving the key out of the
-            // `Result` copied it in eight-byte words over field-sized
-            // stores, a store-forwarding stall per packet.
-            let key = packet_key(pkt.data());
-            let key = match &key {
+            // Borrowed where the classify pass built it: moving the key
+            // out of the `Result` copied it in eight-byte words over
+            // field-sized stores, a store-forwarding stall per packet.
+            let parsed;
+            let key = match &meta.key {
+                Some(k) => k,
+                None => {
+                    parsed = packet_key(pkt.data());
+                    &parsed
+                }
+            };
+            let key = match key {
                 Ok(k) => k,
                 Err(DropReason::OpaquePorts) => {
                     return self.engine_outbound_drop(DropReason::OpaquePorts)

@@ -12,25 +12,18 @@ impl<B: PacketBuf> Node<B> {
         &mut self,
         in_if: u16,
         pkt: B,
-        proto: IpProtocol,
-        l4: usize,
+        meta: &PacketMeta,
         pool: &mut impl PacketPool<B>,
     ) {
-        match proto {
-            IpProtocol::ICMP => self.icmpv4_local(in_if, pkt, l4, pool),
-            IpProtocol::ICMPV6 => self.icmpv6_local(in_if, pkt, l4, pool),
-            IpProtocol::UDP => {
-                let dport = pkt
-                    .data()
-                    .get(l4 + 2..l4 + 4)
-                    .map(|p| u16::from_be_bytes([p[0], p[1]]));
-                match dport {
-                    Some(IKE_PORT) => self.punt(in_if, pkt),
-                    Some(NAT_T_PORT) => self.esp_input(in_if, pkt, pool),
-                    _ => self.drop_gw(GwDrop::NotForUs),
-                }
-            }
-            IpProtocol::ESP => self.esp_input(in_if, pkt, pool),
+        match meta.proto {
+            IpProtocol::ICMP => self.icmpv4_local(in_if, pkt, meta.l4, pool),
+            IpProtocol::ICMPV6 => self.icmpv6_local(in_if, pkt, meta.l4, pool),
+            IpProtocol::UDP => match meta.dport {
+                Some(IKE_PORT) => self.punt(in_if, pkt),
+                Some(NAT_T_PORT) => self.esp_input(in_if, pkt, meta.esp, meta.spi, pool),
+                _ => self.drop_gw(GwDrop::NotForUs),
+            },
+            IpProtocol::ESP => self.esp_input(in_if, pkt, meta.esp, meta.spi, pool),
             _ => self.drop_gw(GwDrop::NotForUs),
         }
     }

@@ -1,10 +1,18 @@
 //! The forwarding pipeline of one worker.
 //!
-//! A frame enters with [`Node::rx`] and leaves through the per-interface
-//! transmit lists ([`Node::tx`]), the hand-off list (to the worker that
-//! owns the packet's SA), the punt list (IKE for the control thread), or is
-//! dropped and counted by reason. Generic over the buffer so the same code
-//! runs on mbufs and in tests on heap buffers.
+//! A burst enters with [`Node::rx_burst`] (a single frame with
+//! [`Node::rx`]); each frame is classified once ([`PacketMeta`]) and then
+//! processed. It leaves through the [`Output`] the caller takes with
+//! [`Node::take_output`]: the per-interface transmit lists, the hand-off
+//! list (to the worker that owns the packet's SA), the punts (IKE for the
+//! control thread); or it is dropped and counted by reason. Generic over
+//! the buffer so the same code runs on mbufs and in tests on heap buffers.
+//!
+//! The code is split by protocol: `classify` (the one parse of each
+//! frame), `arp` and `nd` (neighbours), `icmp` (echo, errors and their
+//! rate limit), `forward` (SPD for transit, TTL, MTU, fragmentation, MSS,
+//! routing, transmit), `esp` (protect, decapsulate, hand-off) and `local`
+//! (IKE punt, packets the gateway originates).
 //!
 //! Classification of a frame arriving on an interface:
 //! 1. ARP (RFC 826) and IPv6 neighbour discovery (RFC 4861) for our
@@ -61,13 +69,16 @@ use super::msg::{Handoff, HandoffKind, Spares};
 use super::neigh::{Claim, Claimed, NeighbourTable, Refused, Resolve, SolicitLog};
 
 mod arp;
+mod classify;
 mod esp;
 mod forward;
 mod icmp;
 mod local;
 mod nd;
 
-use esp::{esp_spi, SlotLine};
+use classify::Frame;
+pub use classify::PacketMeta;
+use esp::SlotLine;
 use forward::{fragment_v4, largest_fitting, may_fragment};
 use icmp::IcmpLimit;
 use nd::write_icmpv6;
@@ -76,8 +87,8 @@ const ETH_LEN: usize = 14;
 const IKE_PORT: u16 = 500;
 const NAT_T_PORT: u16 = 4500;
 /// At most this many SAs (outbound slots plus inbound SAs), the node does
-/// not prefetch ahead ([`Node::prefetch_burst`]): 256 SAs with their key
-/// schedules (about 1.7 KB each) fit in the core's 2 MB L2. Measured with
+/// not prefetch ahead (the prefetch pass of [`Node::rx_burst`]): 256 SAs
+/// with their key schedules (about 1.7 KB each) fit in the core's 2 MB L2. Measured with
 /// the `scale_probe` test, the passes cost 64-byte packets 12-20 ns at one
 /// SA and save 250-330 ns at 100,000.
 pub const PREFETCH_MIN_SAS: usize = 256;
@@ -447,6 +458,9 @@ pub struct Node<B> {
     pub counters: NodeCounters,
     /// What the node produced since the caller last took it.
     out: Output<B>,
+    /// The classify pass's results for the burst in hand (kept to reuse
+    /// the allocation).
+    frames: Vec<Frame>,
 }
 
 impl<B> std::fmt::Debug for Node<B> {
@@ -483,6 +497,7 @@ impl<B: PacketBuf> Node<B> {
             icmp_limit: IcmpLimit::new(ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST),
             counters: NodeCounters::default(),
             out: Output::new(n),
+            frames: Vec::with_capacity(crate::BURST_SIZE),
         }
     }
 
@@ -667,48 +682,85 @@ impl<B: PacketBuf> Node<B> {
         self.counters.esp_drops[reason.index()] += 1;
     }
 
-    /// Starts the cache misses of a received burst before [`Self::rx`]
-    /// processes it, so that with many SAs they overlap instead of
-    /// stalling each packet in turn (the two-pass burst of DPDK's
-    /// lib/ipsec and VPP). Each pass over the burst issues the prefetches
+    /// A burst of frames received on interface `in_if` (`pkts` is left
+    /// empty). Three passes, as DPDK's lib/ipsec and VPP run a burst:
+    /// classify every frame once ([`PacketMeta`]), dropping the ones that
+    /// fail there so that the later passes see only the good ones; with
+    /// many SAs, start the cache misses of the SAs they need
+    /// ([`Self::prefetch`]); then process each with what the classify pass
+    /// found.
+    pub fn rx_burst(&mut self, in_if: u16, pkts: &mut Vec<B>, pool: &mut impl PacketPool<B>) {
+        self.counters.rx += pkts.len() as u64;
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.clear();
+        let mut drops = [0u64; GwDrop::COUNT];
+        pkts.retain(|p| match self.classify(in_if, p.data()) {
+            Ok(f) => {
+                frames.push(f);
+                true
+            }
+            Err(r) => {
+                drops[r.index()] += 1;
+                false
+            }
+        });
+        for (c, d) in self.counters.drops.iter_mut().zip(drops) {
+            *c += d;
+        }
+        if self.engine.sa_count() > PREFETCH_MIN_SAS {
+            self.prefetch(in_if, pkts, &frames);
+        }
+        for (pkt, f) in pkts.drain(..).zip(&frames) {
+            self.input(in_if, pkt, f, pool);
+        }
+        self.frames = frames;
+    }
+
+    /// A frame received on interface `in_if`: [`Self::rx_burst`] for a
+    /// burst of one, without the prefetch pass.
+    pub fn rx(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
+        self.counters.rx += 1;
+        match self.classify(in_if, pkt.data()) {
+            Ok(f) => self.input(in_if, pkt, &f, pool),
+            Err(r) => self.drop_gw(r),
+        }
+    }
+
+    /// Starts the cache misses of a classified burst before it is
+    /// processed, so that with many SAs they overlap instead of stalling
+    /// each packet in turn. Each pass over the burst issues the prefetches
     /// whose addresses the previous pass brought in. Plaintext from a LAN:
     /// the flow-cache set; then the cached decision's SA table entry and
-    /// the node's line for the slot (egress and [`SaHint`]); then from the hint the
-    /// SA's hot lines, its transform and key schedule. ESP from the WAN:
-    /// the SA found by SPI; then from the hint recorded in it, its
+    /// the node's line for the slot (egress and [`SaHint`]); then from the
+    /// hint the SA's hot lines, its transform and key schedule. ESP from
+    /// the WAN: the SA found by SPI; then from the hint recorded in it, its
     /// transform and key schedule. Only hints: nothing changes, so a wrong
     /// guess (a signature that matches another flow) costs a useless
     /// prefetch, never a wrong packet.
     ///
-    /// Skipped while the node has at most [`PREFETCH_MIN_SAS`] SAs: their
-    /// data then stays in the core's caches and the passes would cost
-    /// more than they save.
-    pub fn prefetch_burst(&self, in_if: u16, pkts: &[B]) {
+    /// Run only while the node has more than [`PREFETCH_MIN_SAS`] SAs:
+    /// below, their data stays in the core's caches and the passes would
+    /// cost more than they save.
+    fn prefetch(&self, in_if: u16, pkts: &[B], frames: &[Frame]) {
         const N: usize = crate::BURST_SIZE;
-        if self.engine.sa_count() <= PREFETCH_MIN_SAS {
-            return;
-        }
         let Some(iface) = self.ifaces.get(usize::from(in_if)) else {
             return;
         };
-        let n = pkts.len().min(N);
-        fn ip(d: &[u8]) -> Option<&[u8]> {
-            match d.get(12..14)? {
-                [0x08, 0x00] | [0x86, 0xdd] => d.get(ETH_LEN..),
-                _ => None,
-            }
-        }
+        let n = pkts.len().min(frames.len()).min(N);
+        let meta = |f: &Frame| match f {
+            Frame::Ip(m) => Some(*m),
+            Frame::Arp => None,
+        };
         if iface.role == Role::Wan {
             // Three rounds, each starting the misses the next one reads:
             // SPI table slots, then the SAs' hot lines, then their key
             // schedules and replay blocks.
             let inbound = self.engine.inbound();
             let mut spis: [Option<Spi>; N] = [None; N];
-            for (s, p) in spis.iter_mut().zip(&pkts[..n]) {
-                let Some(d) = ip(p.data()) else { continue };
-                // A hint only: the header checksum is checked on the way in.
-                let loc = locate_esp_header_verified(d, NAT_T_PORT);
-                *s = esp_spi(d, &loc).and_then(|spi| Spi::new(spi).ok());
+            for (s, f) in spis.iter_mut().zip(&frames[..n]) {
+                *s = meta(f)
+                    .and_then(|m| m.spi)
+                    .and_then(|spi| Spi::new(spi).ok());
                 if let Some(spi) = s {
                     inbound.prefetch_spi(spi.get());
                 }
@@ -729,8 +781,11 @@ impl<B: PacketBuf> Node<B> {
             }
         } else {
             let mut hints = [None; N];
-            for (h, p) in hints.iter_mut().zip(&pkts[..n]) {
-                if let Some(Ok(k)) = ip(p.data()).map(packet_key) {
+            for (h, f) in hints.iter_mut().zip(&frames[..n]) {
+                if let Some(Frame::Ip(PacketMeta {
+                    key: Some(Ok(k)), ..
+                })) = Some(f)
+                {
                     if !k.opaque {
                         *h = Some(self.engine.flow_hint(&k.key));
                     }
@@ -751,53 +806,27 @@ impl<B: PacketBuf> Node<B> {
         }
     }
 
-    /// A frame received on interface `in_if`.
-    pub fn rx(&mut self, in_if: u16, mut pkt: B, pool: &mut impl PacketPool<B>) {
-        self.counters.rx += 1;
-        let Some(iface) = self.ifaces.get(usize::from(in_if)) else {
-            return self.drop_gw(GwDrop::BadFrame);
-        };
-        let Ok(frame) = EthernetFrame::new_checked(pkt.data()) else {
-            return self.drop_gw(GwDrop::BadFrame);
-        };
-        let dst = frame.dst_addr();
-        let group = dst.is_multicast();
-        if dst.0 != iface.mac && !group {
-            return self.drop_gw(GwDrop::NotForUs);
-        }
-        match frame.ethertype() {
-            EtherType::ARP => self.arp_input(in_if, pkt),
-            EtherType::IPV4 | EtherType::IPV6 => {
+    /// Processes a classified frame.
+    #[inline(always)]
+    fn input(&mut self, in_if: u16, mut pkt: B, frame: &Frame, pool: &mut impl PacketPool<B>) {
+        match frame {
+            Frame::Arp => self.arp_input(in_if, pkt),
+            Frame::Ip(meta) => {
                 if pkt.adj(ETH_LEN).is_err() {
                     return self.drop_gw(GwDrop::BadFrame);
                 }
-                self.ip_input(in_if, pkt, pool, group)
+                self.ip_input(in_if, pkt, meta, pool)
             }
-            _ => self.drop_gw(GwDrop::Unsupported),
         }
     }
 
     /// An IP packet (link-layer header removed) received on `in_if`.
-    /// `group`: the frame was sent to a broadcast or multicast link-layer
-    /// address.
-    fn ip_input(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>, group: bool) {
-        let Some((dst, proto, l4)) = ip_summary(pkt.data()) else {
-            return self.drop_gw(GwDrop::BadFrame);
-        };
-        // RFC 1812 §5.3.4 (and RFC 1122 §3.3.6 for us as a host): a
-        // unicast packet in a group frame is neither forwarded nor taken.
-        let group_ip = match dst {
-            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
-            IpAddr::V6(a) => a.is_multicast(),
-        };
-        if group && !group_ip {
-            return self.drop_gw(GwDrop::GroupFrame);
-        }
-        let ndp_multicast = matches!(dst, IpAddr::V6(a) if a.segments()[0] == 0xff02);
-        if self.is_local(dst) || (ndp_multicast && proto == IpProtocol::ICMPV6) {
-            self.local_input(in_if, pkt, proto, l4, pool)
+    fn ip_input(&mut self, in_if: u16, pkt: B, meta: &PacketMeta, pool: &mut impl PacketPool<B>) {
+        let ndp_multicast = matches!(meta.dst, IpAddr::V6(a) if a.segments()[0] == 0xff02);
+        if self.is_local(meta.dst) || (ndp_multicast && meta.proto == IpProtocol::ICMPV6) {
+            self.local_input(in_if, pkt, meta, pool)
         } else {
-            self.transit_input(in_if, pkt, pool)
+            self.transit_input(in_if, pkt, meta, pool)
         }
     }
 
@@ -843,36 +872,4 @@ fn write_eth(h: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: EtherType) {
     h[0..6].copy_from_slice(&dst);
     h[6..12].copy_from_slice(&src);
     h[12..14].copy_from_slice(&ethertype.0.to_be_bytes());
-}
-
-/// Destination, upper-layer protocol and its offset of an IP packet.
-fn ip_summary(data: &[u8]) -> Option<(IpAddr, IpProtocol, usize)> {
-    match data.first()? >> 4 {
-        4 if data[0] == 0x45 => {
-            let h = crate::wire::Ipv4Fixed::parse(data)?;
-            h.checksum_ok()
-                .then(|| (IpAddr::V4(h.dst_addr()), h.protocol(), 20))
-        }
-        4 => {
-            let ip = Ipv4Packet::new_checked(data).ok()?;
-            if !ip.verify_checksum() {
-                return None;
-            }
-            Some((
-                IpAddr::V4(ip.dst_addr()),
-                ip.protocol(),
-                usize::from(ip.header_len()),
-            ))
-        }
-        6 => {
-            let ip = Ipv6Packet::new_checked(data).ok()?;
-            let ext = ip.ext_headers().ok()?;
-            Some((
-                IpAddr::V6(ip.dst_addr()),
-                ext.upper_protocol,
-                ext.upper_offset,
-            ))
-        }
-        _ => None,
-    }
 }
