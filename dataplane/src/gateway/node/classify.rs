@@ -4,7 +4,7 @@
 //! in the mbuf for the same reason).
 
 use super::*;
-use crate::wire::{IpVersion, Ipv4Fixed, UdpPacket};
+use crate::wire::{Ipv4Fixed, UdpPacket};
 
 /// What the classify pass found in an IP packet (offsets from the IP
 /// header; the link-layer header is [`ETH_LEN`] bytes before it).

@@ -5,7 +5,9 @@ use super::*;
 
 /// An IPv4 packet without DF, which a router may fragment.
 pub(super) fn may_fragment(data: &[u8]) -> bool {
-    data.len() >= 20 && data[0] >> 4 == 4 && data[6] & 0x40 == 0
+    data.len() >= 20
+        && IpVersion::of(data) == Some(IpVersion::V4)
+        && !Ipv4Packet::new_unchecked(data).dont_frag()
 }
 
 /// Splits an IPv4 packet into fragments of at most `max_len` bytes (RFC 791
@@ -135,8 +137,8 @@ impl<B: PacketBuf> Node<B> {
     /// is then unchanged).
     pub(super) fn ttl_ok(&mut self, pkt: &mut B) -> bool {
         let data = pkt.data_mut();
-        let expired = match data[0] >> 4 {
-            4 => {
+        let expired = match IpVersion::of(data) {
+            Some(IpVersion::V4) => {
                 let mut ip = Ipv4Packet::new_unchecked(&mut data[..]);
                 if ip.ttl() <= 1 {
                     true
@@ -161,8 +163,8 @@ impl<B: PacketBuf> Node<B> {
 
     pub(super) fn clamp_mss(&mut self, pkt: &mut B, max: u16) {
         let data = pkt.data_mut();
-        let (proto, l4, end) = match data[0] >> 4 {
-            4 => {
+        let (proto, l4, end) = match IpVersion::of(data) {
+            Some(IpVersion::V4) => {
                 let Ok(ip) = Ipv4Packet::new_checked(&data[..]) else {
                     return;
                 };

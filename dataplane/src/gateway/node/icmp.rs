@@ -159,8 +159,8 @@ impl<B: PacketBuf> Node<B> {
         pool: &mut impl PacketPool<B>,
     ) {
         let data = pkt.data();
-        match data[0] >> 4 {
-            4 => {
+        match IpVersion::of(data) {
+            Some(IpVersion::V4) => {
                 let Ok(ip) = Ipv4Packet::new_checked(data) else {
                     return;
                 };
@@ -304,7 +304,9 @@ impl<B: PacketBuf> Node<B> {
     ) {
         // IPv4 without DF: no ICMP; the packet is dropped (counted).
         let data = pkt.data();
-        if data[0] >> 4 == 4 && !Ipv4Packet::new_unchecked(data).dont_frag() {
+        if IpVersion::of(data) == Some(IpVersion::V4)
+            && !Ipv4Packet::new_unchecked(data).dont_frag()
+        {
             return;
         }
         self.icmp_error_packet(in_if, pkt, IcmpError::TooBig(mtu), pool)

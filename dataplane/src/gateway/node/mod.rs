@@ -61,8 +61,8 @@ use crate::esp::{Chunked, SlotVec};
 use crate::route::RouteTable;
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, Icmpv4Packet,
-    Icmpv4Repr, Icmpv4Type, Icmpv6Packet, Icmpv6Repr, Icmpv6Type, IpProtocol, Ipv4Packet,
-    Ipv6Packet, TcpPacket,
+    Icmpv4Repr, Icmpv4Type, Icmpv6Packet, Icmpv6Repr, Icmpv6Type, IpProtocol, IpVersion,
+    Ipv4Packet, Ipv6Packet, TcpPacket,
 };
 
 use super::msg::{Handoff, HandoffKind, Spares};
