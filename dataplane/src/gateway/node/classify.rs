@@ -26,30 +26,60 @@ pub struct PacketMeta {
     pub esp: Result<EspLocation, DropReason>,
     /// The SPI when `esp` located an ESP header.
     pub spi: Option<u32>,
-    /// The SPD selectors (RFC 4301 §4.4.1.1), for every packet that is
-    /// not ESP or UDP on the NAT-T port; the others are looked up by SPI.
+    /// The SPD selectors (RFC 4301 §4.4.1.1), when the classify pass was
+    /// asked for them (the node asks when its prefetch pass will look the
+    /// flows up) and the packet is not ESP or UDP on the NAT-T port (those
+    /// are looked up by SPI). Otherwise they are parsed where they are
+    /// used ([`packet_key`](Self::packet_key)): copied out of the metadata
+    /// right after being built, they were read in wider words than they
+    /// were written in, a store-forwarding stall per packet.
     pub key: Option<Result<PacketKey, DropReason>>,
 }
 
 impl PacketMeta {
+    /// Nothing found yet: the value [`fill`](Self::fill) overwrites.
+    pub const EMPTY: PacketMeta = PacketMeta {
+        version: IpVersion::V4,
+        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        proto: IpProtocol(0),
+        l4: 0,
+        dport: None,
+        esp: Ok(EspLocation::NotEsp),
+        spi: None,
+        key: None,
+    };
+
     /// Classifies an IP packet (IP header first): `None` when the header
     /// is not a valid IPv4 header (its checksum included, RFC 1812
     /// §5.2.2) or IPv6 header (with its extension header chain).
-    #[inline(always)]
     pub fn of(data: &[u8]) -> Option<PacketMeta> {
-        let version = IpVersion::of(data)?;
+        let mut m = PacketMeta::EMPTY;
+        m.fill(data, true).then_some(m)
+    }
+
+    /// [`of`](Self::of) written in place (false: not a valid IP header);
+    /// the selectors only if `key`.
+    #[inline(always)]
+    pub fn fill(&mut self, data: &[u8], key: bool) -> bool {
+        let Some(version) = IpVersion::of(data) else {
+            return false;
+        };
         let (dst, proto, l4) = match version {
             IpVersion::V4 if data[0] == 0x45 => {
-                let h = Ipv4Fixed::parse(data)?;
+                let Some(h) = Ipv4Fixed::parse(data) else {
+                    return false;
+                };
                 if !h.checksum_ok() {
-                    return None;
+                    return false;
                 }
                 (IpAddr::V4(h.dst_addr()), h.protocol(), 20)
             }
             IpVersion::V4 => {
-                let ip = Ipv4Packet::new_checked(data).ok()?;
+                let Ok(ip) = Ipv4Packet::new_checked(data) else {
+                    return false;
+                };
                 if !ip.verify_checksum() {
-                    return None;
+                    return false;
                 }
                 (
                     IpAddr::V4(ip.dst_addr()),
@@ -58,8 +88,12 @@ impl PacketMeta {
                 )
             }
             IpVersion::V6 => {
-                let ip = Ipv6Packet::new_checked(data).ok()?;
-                let ext = ip.ext_headers().ok()?;
+                let Ok(ip) = Ipv6Packet::new_checked(data) else {
+                    return false;
+                };
+                let Ok(ext) = ip.ext_headers() else {
+                    return false;
+                };
                 (
                     IpAddr::V6(ip.dst_addr()),
                     ext.upper_protocol,
@@ -88,17 +122,19 @@ impl PacketMeta {
                 .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
             _ => None,
         };
-        let key = (!esp_like).then(|| packet_key(data));
-        Some(PacketMeta {
-            version,
-            dst,
-            proto,
-            l4,
-            dport,
-            esp,
-            spi,
-            key,
-        })
+        self.version = version;
+        self.dst = dst;
+        self.proto = proto;
+        self.l4 = l4;
+        self.dport = dport;
+        self.esp = esp;
+        self.spi = spi;
+        self.key = if esp_like || !key {
+            None
+        } else {
+            Some(packet_key(data))
+        };
+        true
     }
 
     /// The packet's SPD selectors: those of the classify pass, or parsed
@@ -112,20 +148,27 @@ impl PacketMeta {
     }
 }
 
-/// A received frame after the classify pass.
-#[derive(Debug, Clone, Copy)]
+/// What a received frame is, after the classify pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Frame {
     /// ARP (RFC 826).
     Arp,
-    /// IP (the group-frame rule checked).
-    Ip(PacketMeta),
+    /// IP (the group-frame rule checked); its [`PacketMeta`] is filled.
+    Ip,
 }
 
 impl<B: PacketBuf> Node<B> {
-    /// The classify pass for one frame received on `in_if`: what it is, or
-    /// why it is dropped (nothing is counted here).
+    /// The classify pass for one frame received on `in_if`: what it is
+    /// (for IP, `meta` is filled), or why it is dropped (nothing is counted
+    /// here).
     #[inline(always)]
-    pub(super) fn classify(&self, in_if: u16, data: &[u8]) -> Result<Frame, GwDrop> {
+    pub(super) fn classify(
+        &self,
+        in_if: u16,
+        data: &[u8],
+        meta: &mut PacketMeta,
+        key: bool,
+    ) -> Result<Frame, GwDrop> {
         let iface = self
             .ifaces
             .get(usize::from(in_if))
@@ -140,7 +183,9 @@ impl<B: PacketBuf> Node<B> {
             EtherType::ARP => Ok(Frame::Arp),
             EtherType::IPV4 | EtherType::IPV6 => {
                 let ip = data.get(ETH_LEN..).ok_or(GwDrop::BadFrame)?;
-                let meta = PacketMeta::of(ip).ok_or(GwDrop::BadFrame)?;
+                if !meta.fill(ip, key) {
+                    return Err(GwDrop::BadFrame);
+                }
                 // RFC 1812 §5.3.4 (and RFC 1122 §3.3.6 for us as a host): a
                 // unicast packet in a group frame is neither forwarded nor
                 // taken.
@@ -151,7 +196,7 @@ impl<B: PacketBuf> Node<B> {
                 if group && !group_ip {
                     return Err(GwDrop::GroupFrame);
                 }
-                Ok(Frame::Ip(meta))
+                Ok(Frame::Ip)
             }
             _ => Err(GwDrop::Unsupported),
         }

@@ -175,7 +175,7 @@ impl<B: PacketBuf> Node<B> {
 
     /// Encapsulates `pkt` with the slot's SA: the ESP packet, or `None`
     /// after counting the drop.
-    #[inline]
+    #[inline(always)]
     pub(super) fn seal(&mut self, slot: SaRef, mut pkt: B) -> Option<B> {
         let events = &mut self.out.events;
         match self

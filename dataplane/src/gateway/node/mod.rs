@@ -458,9 +458,9 @@ pub struct Node<B> {
     pub counters: NodeCounters,
     /// What the node produced since the caller last took it.
     out: Output<B>,
-    /// The classify pass's results for the burst in hand (kept to reuse
-    /// the allocation).
-    frames: Vec<Frame>,
+    /// The classify pass's results for the burst in hand, filled in place
+    /// (kept to reuse the allocation).
+    frames: Vec<(Frame, PacketMeta)>,
 }
 
 impl<B> std::fmt::Debug for Node<B> {
@@ -497,7 +497,7 @@ impl<B: PacketBuf> Node<B> {
             icmp_limit: IcmpLimit::new(ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST),
             counters: NodeCounters::default(),
             out: Output::new(n),
-            frames: Vec::with_capacity(crate::BURST_SIZE),
+            frames: vec![(Frame::Arp, PacketMeta::EMPTY); crate::BURST_SIZE],
         }
     }
 
@@ -692,26 +692,34 @@ impl<B: PacketBuf> Node<B> {
     pub fn rx_burst(&mut self, in_if: u16, pkts: &mut Vec<B>, pool: &mut impl PacketPool<B>) {
         self.counters.rx += pkts.len() as u64;
         let mut frames = std::mem::take(&mut self.frames);
-        frames.clear();
+        if frames.len() < pkts.len() {
+            frames.resize(pkts.len(), (Frame::Arp, PacketMeta::EMPTY));
+        }
         let mut drops = [0u64; GwDrop::COUNT];
-        pkts.retain(|p| match self.classify(in_if, p.data()) {
-            Ok(f) => {
-                frames.push(f);
-                true
-            }
-            Err(r) => {
-                drops[r.index()] += 1;
-                false
+        let mut n = 0;
+        let prefetch = self.engine.sa_count() > PREFETCH_MIN_SAS;
+        pkts.retain(|p| {
+            let (kind, meta) = &mut frames[n];
+            match self.classify(in_if, p.data(), meta, prefetch) {
+                Ok(k) => {
+                    *kind = k;
+                    n += 1;
+                    true
+                }
+                Err(r) => {
+                    drops[r.index()] += 1;
+                    false
+                }
             }
         });
         for (c, d) in self.counters.drops.iter_mut().zip(drops) {
             *c += d;
         }
-        if self.engine.sa_count() > PREFETCH_MIN_SAS {
-            self.prefetch(in_if, pkts, &frames);
+        if prefetch {
+            self.prefetch(in_if, pkts, &frames[..n]);
         }
-        for (pkt, f) in pkts.drain(..).zip(&frames) {
-            self.input(in_if, pkt, f, pool);
+        for (pkt, (kind, meta)) in pkts.drain(..).zip(&frames) {
+            self.input(in_if, pkt, *kind, meta, pool);
         }
         self.frames = frames;
     }
@@ -720,8 +728,9 @@ impl<B: PacketBuf> Node<B> {
     /// burst of one, without the prefetch pass.
     pub fn rx(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
         self.counters.rx += 1;
-        match self.classify(in_if, pkt.data()) {
-            Ok(f) => self.input(in_if, pkt, &f, pool),
+        let mut meta = PacketMeta::EMPTY;
+        match self.classify(in_if, pkt.data(), &mut meta, false) {
+            Ok(kind) => self.input(in_if, pkt, kind, &meta, pool),
             Err(r) => self.drop_gw(r),
         }
     }
@@ -741,16 +750,15 @@ impl<B: PacketBuf> Node<B> {
     /// Run only while the node has more than [`PREFETCH_MIN_SAS`] SAs:
     /// below, their data stays in the core's caches and the passes would
     /// cost more than they save.
-    fn prefetch(&self, in_if: u16, pkts: &[B], frames: &[Frame]) {
+    fn prefetch(&self, in_if: u16, pkts: &[B], frames: &[(Frame, PacketMeta)]) {
         const N: usize = crate::BURST_SIZE;
         let Some(iface) = self.ifaces.get(usize::from(in_if)) else {
             return;
         };
         let n = pkts.len().min(frames.len()).min(N);
-        let meta = |f: &Frame| match f {
-            Frame::Ip(m) => Some(*m),
-            Frame::Arp => None,
-        };
+        fn meta(f: &(Frame, PacketMeta)) -> Option<&PacketMeta> {
+            (f.0 == Frame::Ip).then_some(&f.1)
+        }
         if iface.role == Role::Wan {
             // Three rounds, each starting the misses the next one reads:
             // SPI table slots, then the SAs' hot lines, then their key
@@ -782,9 +790,9 @@ impl<B: PacketBuf> Node<B> {
         } else {
             let mut hints = [None; N];
             for (h, f) in hints.iter_mut().zip(&frames[..n]) {
-                if let Some(Frame::Ip(PacketMeta {
+                if let Some(PacketMeta {
                     key: Some(Ok(k)), ..
-                })) = Some(f)
+                }) = meta(f)
                 {
                     if !k.opaque {
                         *h = Some(self.engine.flow_hint(&k.key));
@@ -808,10 +816,17 @@ impl<B: PacketBuf> Node<B> {
 
     /// Processes a classified frame.
     #[inline(always)]
-    fn input(&mut self, in_if: u16, mut pkt: B, frame: &Frame, pool: &mut impl PacketPool<B>) {
-        match frame {
+    fn input(
+        &mut self,
+        in_if: u16,
+        mut pkt: B,
+        kind: Frame,
+        meta: &PacketMeta,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        match kind {
             Frame::Arp => self.arp_input(in_if, pkt),
-            Frame::Ip(meta) => {
+            Frame::Ip => {
                 if pkt.adj(ETH_LEN).is_err() {
                     return self.drop_gw(GwDrop::BadFrame);
                 }
@@ -821,6 +836,7 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// An IP packet (link-layer header removed) received on `in_if`.
+    #[inline(always)]
     fn ip_input(&mut self, in_if: u16, pkt: B, meta: &PacketMeta, pool: &mut impl PacketPool<B>) {
         let ndp_multicast = matches!(meta.dst, IpAddr::V6(a) if a.segments()[0] == 0xff02);
         if self.is_local(meta.dst) || (ndp_multicast && meta.proto == IpProtocol::ICMPV6) {
