@@ -26,14 +26,29 @@ pub struct PacketMeta {
     pub esp: Result<EspLocation, DropReason>,
     /// The SPI when `esp` located an ESP header.
     pub spi: Option<u32>,
-    /// The SPD selectors (RFC 4301 §4.4.1.1), when the classify pass was
-    /// asked for them (the node asks when its prefetch pass will look the
-    /// flows up) and the packet is not ESP or UDP on the NAT-T port (those
-    /// are looked up by SPI). Otherwise they are parsed where they are
-    /// used ([`packet_key`](Self::packet_key)): copied out of the metadata
-    /// right after being built, they were read in wider words than they
-    /// were written in, a store-forwarding stall per packet.
-    pub key: Option<Result<PacketKey, DropReason>>,
+    /// The SPD selectors (RFC 4301 §4.4.1.1) of a packet that is not ESP
+    /// or UDP on the NAT-T port (those are looked up by SPI); see
+    /// [`packet_key`](Self::packet_key). Kept field by field: a
+    /// `Result<PacketKey, _>` built and then moved in was copied in wider
+    /// words than it was written in, a store-forwarding stall per packet.
+    selectors: Selectors,
+    key_src: IpAddr,
+    key_dst: IpAddr,
+    key_proto: u8,
+    key_sport: u16,
+    key_dport: u16,
+    key_opaque: bool,
+}
+
+/// Whether [`PacketMeta`] holds the selectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selectors {
+    /// Not parsed (ESP, or UDP on the NAT-T port).
+    Absent,
+    /// In the `key_*` fields.
+    Parsed,
+    /// The packet has none: why.
+    Failed(DropReason),
 }
 
 impl PacketMeta {
@@ -46,7 +61,13 @@ impl PacketMeta {
         dport: None,
         esp: Ok(EspLocation::NotEsp),
         spi: None,
-        key: None,
+        selectors: Selectors::Absent,
+        key_src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        key_dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        key_proto: 0,
+        key_sport: 0,
+        key_dport: 0,
+        key_opaque: false,
     };
 
     /// Classifies an IP packet (IP header first): `None` when the header
@@ -54,13 +75,12 @@ impl PacketMeta {
     /// §5.2.2) or IPv6 header (with its extension header chain).
     pub fn of(data: &[u8]) -> Option<PacketMeta> {
         let mut m = PacketMeta::EMPTY;
-        m.fill(data, true).then_some(m)
+        m.fill(data).then_some(m)
     }
 
-    /// [`of`](Self::of) written in place (false: not a valid IP header);
-    /// the selectors only if `key`.
+    /// [`of`](Self::of) written in place (false: not a valid IP header).
     #[inline(always)]
-    pub fn fill(&mut self, data: &[u8], key: bool) -> bool {
+    pub fn fill(&mut self, data: &[u8]) -> bool {
         let Some(version) = IpVersion::of(data) else {
             return false;
         };
@@ -129,21 +149,64 @@ impl PacketMeta {
         self.dport = dport;
         self.esp = esp;
         self.spi = spi;
-        self.key = if esp_like || !key {
-            None
+        self.selectors = if esp_like {
+            Selectors::Absent
         } else {
-            Some(packet_key(data))
+            match packet_key(data) {
+                Ok(PacketKey {
+                    key:
+                        FlowKey {
+                            src,
+                            dst,
+                            proto,
+                            sport,
+                            dport,
+                        },
+                    opaque,
+                }) => {
+                    self.key_src = src;
+                    self.key_dst = dst;
+                    self.key_proto = proto;
+                    self.key_sport = sport;
+                    self.key_dport = dport;
+                    self.key_opaque = opaque;
+                    Selectors::Parsed
+                }
+                Err(r) => Selectors::Failed(r),
+            }
         };
         true
     }
 
     /// The packet's SPD selectors: those of the classify pass, or parsed
-    /// now for the ESP packets it did not give them to.
-    #[inline]
+    /// from `data` (the packet) for the ESP packets it did not give them to.
+    #[inline(always)]
     pub fn packet_key(&self, data: &[u8]) -> Result<PacketKey, DropReason> {
-        match self.key {
-            Some(k) => k,
-            None => packet_key(data),
+        match self.selectors {
+            Selectors::Parsed => Ok(self.parsed_key()),
+            Selectors::Failed(r) => Err(r),
+            Selectors::Absent => packet_key(data),
+        }
+    }
+
+    /// The selectors the classify pass parsed, if it did and they are
+    /// valid.
+    #[inline(always)]
+    pub fn selectors(&self) -> Option<PacketKey> {
+        (self.selectors == Selectors::Parsed).then(|| self.parsed_key())
+    }
+
+    #[inline(always)]
+    fn parsed_key(&self) -> PacketKey {
+        PacketKey {
+            key: FlowKey {
+                src: self.key_src,
+                dst: self.key_dst,
+                proto: self.key_proto,
+                sport: self.key_sport,
+                dport: self.key_dport,
+            },
+            opaque: self.key_opaque,
         }
     }
 }
@@ -167,7 +230,6 @@ impl<B: PacketBuf> Node<B> {
         in_if: u16,
         data: &[u8],
         meta: &mut PacketMeta,
-        key: bool,
     ) -> Result<Frame, GwDrop> {
         let iface = self
             .ifaces
@@ -183,7 +245,7 @@ impl<B: PacketBuf> Node<B> {
             EtherType::ARP => Ok(Frame::Arp),
             EtherType::IPV4 | EtherType::IPV6 => {
                 let ip = data.get(ETH_LEN..).ok_or(GwDrop::BadFrame)?;
-                if !meta.fill(ip, key) {
+                if !meta.fill(ip) {
                     return Err(GwDrop::BadFrame);
                 }
                 // RFC 1812 §5.3.4 (and RFC 1122 §3.3.6 for us as a host): a

@@ -95,18 +95,11 @@ impl<B: PacketBuf> Node<B> {
                 Err(r) => self.drop_esp(r),
             }
         } else {
-            // Borrowed where the classify pass built it: moving the key
-            // out of the `Result` copied it in eight-byte words over
-            // field-sized stores, a store-forwarding stall per packet.
-            let parsed;
-            let key = match &meta.key {
-                Some(k) => k,
-                None => {
-                    parsed = packet_key(pkt.data());
-                    &parsed
-                }
-            };
-            let key = match key {
+            // Borrowed where it was built: moving the key out of the
+            // `Result` copied it in eight-byte words over field-sized
+            // stores, a store-forwarding stall per packet.
+            let key = meta.packet_key(pkt.data());
+            let key = match &key {
                 Ok(k) => k,
                 Err(DropReason::OpaquePorts) => {
                     return self.engine_outbound_drop(DropReason::OpaquePorts)

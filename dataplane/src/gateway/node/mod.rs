@@ -700,7 +700,7 @@ impl<B: PacketBuf> Node<B> {
         let prefetch = self.engine.sa_count() > PREFETCH_MIN_SAS;
         pkts.retain(|p| {
             let (kind, meta) = &mut frames[n];
-            match self.classify(in_if, p.data(), meta, prefetch) {
+            match self.classify(in_if, p.data(), meta) {
                 Ok(k) => {
                     *kind = k;
                     n += 1;
@@ -729,7 +729,7 @@ impl<B: PacketBuf> Node<B> {
     pub fn rx(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
         self.counters.rx += 1;
         let mut meta = PacketMeta::EMPTY;
-        match self.classify(in_if, pkt.data(), &mut meta, false) {
+        match self.classify(in_if, pkt.data(), &mut meta) {
             Ok(kind) => self.input(in_if, pkt, kind, &meta, pool),
             Err(r) => self.drop_gw(r),
         }
@@ -790,10 +790,7 @@ impl<B: PacketBuf> Node<B> {
         } else {
             let mut hints = [None; N];
             for (h, f) in hints.iter_mut().zip(&frames[..n]) {
-                if let Some(PacketMeta {
-                    key: Some(Ok(k)), ..
-                }) = meta(f)
-                {
+                if let Some(k) = meta(f).and_then(PacketMeta::selectors) {
                     if !k.opaque {
                         *h = Some(self.engine.flow_hint(&k.key));
                     }
