@@ -19,7 +19,7 @@ use dataplane::esp::{
     SaEvent, Selector, Spi, TunnelEndpoints, UdpEncap, ESP_HEADER_LEN,
 };
 use dataplane::wire::esp::pad_len;
-use dataplane::wire::{checksum, IpProtocol};
+use dataplane::wire::{ip::checksum, IpProtocol};
 
 use crate::measure::Timer;
 use crate::BURST;

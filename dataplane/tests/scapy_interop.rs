@@ -67,7 +67,7 @@ use dataplane::esp::{
     Direction, InboundOutcome, InboundSa, InboundSaTable, IpPrefix, Mode, OutboundSa, SaConfig,
     SaEvent, Selector, Spi, TunnelEndpoints, UdpEncap,
 };
-use dataplane::wire::{checksum, IpProtocol};
+use dataplane::wire::{ip::checksum, IpProtocol};
 
 use testkit::{require, Need, PYTHON};
 

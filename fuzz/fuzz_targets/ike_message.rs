@@ -9,8 +9,8 @@
 
 #![no_main]
 
-use ike::message::{decode_chain, encode_chain, Message, PayloadType, MAX_MESSAGE_LEN};
 use espresso_fuzz::alloc::{peak, Counting};
+use ike::message::{decode_chain, encode_chain, Message, PayloadType, MAX_MESSAGE_LEN};
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]

@@ -19,11 +19,11 @@
 
 use std::net::SocketAddr;
 
+use espresso_fuzz::alloc::{live, peak, Counting};
+use espresso_fuzz::Input;
 use ike::message::{classify_port_4500, Port4500};
 use ike::sim::{responder, INITIATOR, RESPONDER, START};
 use ike::Timestamp;
-use espresso_fuzz::alloc::{live, peak, Counting};
-use espresso_fuzz::Input;
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]

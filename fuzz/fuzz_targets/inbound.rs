@@ -1,4 +1,6 @@
-//! Inbound ESP: `InboundSaTable::decapsulate` on a table of eight SAs
+//! Inbound ESP through the entry points the gateway's node calls: the
+//! classify pass (`PacketMeta::of`, which locates the ESP header) and
+//! `EspEngine::decapsulate`, on an engine holding eight SAs
 //! (every cipher, tunnel and transport, both families, UDP encapsulation,
 //! ESN, disabled and minimal replay windows, wide and narrow selectors).
 //!
@@ -29,9 +31,10 @@ use std::net::IpAddr;
 use dataplane::buf::{HeapBuf, PacketBuf};
 use dataplane::crypto::{EspTransform, Integrity};
 use dataplane::esp::{
-    flow_key, locate_esp, DropReason, EspLocation, InboundOutcome, InboundSaTable, Mode,
+    flow_key, locate_esp, DropReason, EspEngine, EspLocation, InboundOutcome, InboundSaTable, Mode,
     OutboundSa, Spi,
 };
+use dataplane::gateway::PacketMeta;
 use dataplane::wire::{IpProtocol, Ipv4Packet, Ipv6Packet};
 use espresso_fuzz::{
     fix_ipv4_checksum, host_a, host_b, ip_packet, ipv4_header, ipv6_header, keys_for,
@@ -47,7 +50,7 @@ const STARTS: [u64; 4] = [0, (1 << 32) - 3, (5 << 32) + 100, 0x7fff_fff0];
 const MAX_OPS: usize = 8;
 
 struct Harness {
-    table: InboundSaTable,
+    engine: EspEngine,
     outbound: Vec<OutboundSa>,
     sealers: Vec<Box<dyn EspTransform>>,
     /// A packet not produced by the outbound SA was accepted, so the
@@ -57,24 +60,35 @@ struct Harness {
 
 impl Harness {
     fn new(start: u64) -> Self {
-        let mut table = InboundSaTable::new();
+        let mut engine = EspEngine::new();
         let mut outbound = Vec::new();
         let mut sealers = Vec::new();
         for (i, spec) in SAS.iter().enumerate() {
             let start = if spec.esn { start } else { start & 0xffff_ffff };
             let mut inb = spec.inbound(i);
             inb.resume_replay_after(start);
-            table.insert(inb);
+            engine.install_inbound(inb);
             let mut out = spec.outbound(i);
             out.resume_seq_after(start);
             outbound.push(out);
             sealers.push(spec.sealer(i));
         }
         Self {
-            table,
+            engine,
             outbound,
             sealers,
             window_moved: [false; SAS.len()],
+        }
+    }
+
+    /// One packet as the node takes it: the classify pass, then the engine
+    /// with the ESP header it located. A packet that does not classify
+    /// (not IP, a bad IPv4 header checksum) the node drops as a bad frame;
+    /// for the oracles that is a bad header.
+    fn open(&mut self, pkt: &mut HeapBuf) -> Result<InboundOutcome, DropReason> {
+        match PacketMeta::of(pkt.data()) {
+            Some(m) => self.engine.decapsulate(pkt, m.esp, &mut |_| {}),
+            None => Err(DropReason::BadHeader),
         }
     }
 
@@ -82,16 +96,16 @@ impl Harness {
     /// Returns the result and the output packet.
     fn decapsulate(&mut self, bytes: &[u8]) -> (Result<InboundOutcome, DropReason>, Vec<u8>) {
         let mut pkt = HeapBuf::from_slice(bytes);
-        let r = self.table.decapsulate(&mut pkt, &mut |_, _| {});
+        let r = self.open(&mut pkt);
         match r {
             Ok(InboundOutcome::Decrypted(d)) => {
                 assert_eq!(d.len, pkt.len(), "reported length");
                 let i = (d.spi.get() - spi_of(0)) as usize;
-                check_accepted(&SAS[i], &self.table, d.spi, pkt.data());
+                check_accepted(&SAS[i], self.engine.inbound(), d.spi, pkt.data());
                 // The same bytes again: a replay, or with anti-replay off
                 // the same packet once more.
                 let mut again = HeapBuf::from_slice(bytes);
-                let r2 = self.table.decapsulate(&mut again, &mut |_, _| {});
+                let r2 = self.open(&mut again);
                 if SAS[i].replay_window == 0 {
                     assert_eq!(r2, r, "anti-replay off: same result");
                     assert_eq!(again.data(), pkt.data(), "anti-replay off: same packet");
@@ -352,7 +366,11 @@ fn valid(h: &mut Harness, input: &mut Input) {
         return;
     }
     let key = flow_key(&inner).expect("generated packet has a flow key");
-    let sa = h.table.get(Spi::new(spi_of(i)).expect("SPI")).expect("SA");
+    let sa = h
+        .engine
+        .inbound()
+        .get(Spi::new(spi_of(i)).expect("SPI"))
+        .expect("SA");
     if spec.mode == Mode::Transport && key.proto == IpProtocol::IPV6_NO_NXT.0 {
         // Next Header 59 in the trailer marks a dummy packet (RFC 4303
         // §2.6), which the receiver discards: in transport mode a real
@@ -446,7 +464,8 @@ fn forged(h: &mut Harness, input: &mut Input) {
     }
 
     let top = h
-        .table
+        .engine
+        .inbound()
         .get(Spi::new(spi).expect("SPI"))
         .expect("SA")
         .replay_top();

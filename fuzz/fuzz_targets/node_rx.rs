@@ -38,7 +38,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use dataplane::buf::{HeapBuf, PacketBuf};
 use dataplane::esp::{Action, IpPrefix, OutboundSa, Policy, SaRef, Selector, Spd};
 use dataplane::gateway::neigh::State;
-use dataplane::gateway::{Interface, NeighbourTable, Node, PacketPool, Role};
+use dataplane::gateway::{Interface, NeighbourTable, Node, Output, PacketPool, Role};
 use dataplane::route::{NextHop, RouteTable};
 use dataplane::wire::{EthernetAddress, Icmpv6Packet, Icmpv6Repr};
 use espresso_fuzz::{fix_ipv4_checksum, host_a, host_b, ip_packet, Input, SAS};
@@ -151,7 +151,18 @@ fn addr(input: &mut Input) -> IpAddr {
     let k = input.u8();
     let x = input.u8();
     let v4 = |a, b, c| IpAddr::V4(Ipv4Addr::new(a, b, c, x));
-    let v6 = |p: u16| IpAddr::V6(Ipv6Addr::new(p, 0xdb8 * u16::from(p == 0x2001), 0, 0, 0, 0, 0, u16::from(x)));
+    let v6 = |p: u16| {
+        IpAddr::V6(Ipv6Addr::new(
+            p,
+            0xdb8 * u16::from(p == 0x2001),
+            0,
+            0,
+            0,
+            0,
+            0,
+            u16::from(x),
+        ))
+    };
     match k % 16 {
         0 => ip("10.2.0.1"),
         1 => ip("192.0.2.2"),
@@ -395,7 +406,9 @@ fn check(node: &mut Node<HeapBuf>) {
     let st = t.get(0, ip(STATIC_IP)).expect("static entry");
     assert_eq!((st.state, st.mac), (State::Static, STATIC_MAC));
     assert!(node.pending_len() <= 256);
-    for (i, q) in node.tx.iter_mut().enumerate() {
+    let mut out = Output::new(node.interfaces().len());
+    node.take_output(&mut out);
+    for (i, q) in out.tx.iter_mut().enumerate() {
         let ours = if i == 0 { LAN_MAC } else { WAN_MAC };
         for f in q.drain(..) {
             let d = f.data();
@@ -404,8 +417,4 @@ fn check(node: &mut Node<HeapBuf>) {
             assert_ne!(&d[0..6], &[0; 6], "zero destination MAC");
         }
     }
-    node.punts.clear();
-    node.learned.clear();
-    node.handoffs.clear();
-    node.events.clear();
 }

@@ -13,9 +13,9 @@ use dataplane::esp::{flow_key, locate_esp};
 use dataplane::wire::esp::{pad_len, EspTrailer};
 use dataplane::wire::icmp::{icmpv4_quote, icmpv6_quote};
 use dataplane::wire::{
-    checksum, ArpPacket, ArpRepr, EspPacket, EspRepr, EthernetFrame, EthernetRepr, Icmpv4Packet,
-    Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6ExtHeaders,
-    Ipv6Packet, Ipv6Repr, TcpPacket, UdpEncap, UdpPacket, UdpRepr, VlanTag,
+    ip::checksum, ArpPacket, ArpRepr, EspPacket, EspRepr, EthernetFrame, EthernetRepr,
+    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    Ipv6ExtHeaders, Ipv6Packet, Ipv6Repr, TcpPacket, UdpEncap, UdpPacket, UdpRepr, VlanTag,
 };
 use libfuzzer_sys::fuzz_target;
 

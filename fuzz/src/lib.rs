@@ -12,7 +12,7 @@ use dataplane::esp::{
     Direction, InboundSa, IpPrefix, Mode, OutboundSa, SaConfig, Selector, Spi, TunnelEndpoints,
     UdpEncap,
 };
-use dataplane::wire::{checksum, IpProtocol};
+use dataplane::wire::{ip::checksum, IpProtocol};
 
 pub use dataplane;
 

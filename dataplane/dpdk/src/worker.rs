@@ -3,10 +3,11 @@
 //!
 //! Each poll: apply a bounded number of control messages (so a flood of
 //! SA changes never stalls forwarding for more than a burst), receive a
-//! burst from every port and run each frame through the [`Node`], take
-//! packets other workers handed over, then transmit per port and pass
-//! punts, learned neighbours and SA events to the control thread, each on
-//! its own queue (`dataplane::gateway::queues`).
+//! burst from every port and hand it to [`Node::rx_burst`], take packets
+//! other workers handed over, then take the node's [`Output`], transmit
+//! per port, push hand-offs to their workers and pass punts, learned
+//! neighbours and SA events to the control thread, each on its own queue
+//! (`dataplane::gateway::queues`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use dataplane::gateway::msg::{
     ControlMsg, Handoff, MsgKind, PollProfile, Retired, SaStats, WorkerMsg, WorkerStats,
     POLL_GAP_BUCKETS,
 };
-use dataplane::gateway::node::{GwDrop, Node, PacketPool};
+use dataplane::gateway::node::{GwDrop, Node, Output, PacketPool};
 use dataplane::gateway::queues::{QueueDrops, ToControl};
 
 /// Control messages applied per poll at most.
@@ -79,6 +80,8 @@ pub struct Worker {
     /// Worker index.
     pub id: u16,
     node: Node<Mbuf>,
+    /// What the node produced this poll, sent and passed on by `flush`.
+    out: Output<Mbuf>,
     ports: WorkerPorts,
     pool: MbufPool,
     control: Receiver<ControlMsg>,
@@ -128,6 +131,7 @@ impl Worker {
     ) -> Self {
         Self {
             id,
+            out: Output::new(node.interfaces().len()),
             node,
             ports,
             pool: MbufPool(pool),
@@ -257,10 +261,7 @@ impl Worker {
             for (i, rx) in self.ports.rx.iter_mut().enumerate() {
                 let n = rx.rx_burst(&mut burst);
                 work += n;
-                self.node.prefetch_burst(i as u16, &burst);
-                for m in burst.drain(..) {
-                    self.node.rx(i as u16, m, &mut self.pool);
-                }
+                self.node.rx_burst(i as u16, &mut burst, &mut self.pool);
             }
             for _ in 0..HANDOFF_PER_POLL {
                 let Some(h) = self.handoff_in.pop() else {
@@ -292,32 +293,32 @@ impl Worker {
     }
 
     fn flush(&mut self) {
-        for (i, tx) in self.ports.tx.iter_mut().enumerate() {
-            let pkts = &mut self.node.tx[i];
+        self.node.take_output(&mut self.out);
+        let out = &mut self.out;
+        for (tx, pkts) in self.ports.tx.iter_mut().zip(&mut out.tx) {
             if pkts.is_empty() {
                 continue;
             }
             let (_, dropped) = tx.tx_burst_all(pkts, 16);
-            self.node.counters.drops[GwDrop::TxFull.index()] += dropped as u64;
+            self.node.count_drops(GwDrop::TxFull, dropped as u64);
         }
-        for (w, h) in self.node.handoffs.drain(..) {
-            if let Some(q) = self.handoff_out.get(usize::from(w)) {
-                if q.push(h).is_err() {
-                    self.node.counters.drops[GwDrop::HandoffFull.index()] += 1;
-                }
-            } else {
-                self.node.counters.drops[GwDrop::HandoffFull.index()] += 1;
+        for (w, h) in out.handoffs.drain(..) {
+            let pushed = self
+                .handoff_out
+                .get(usize::from(w))
+                .is_some_and(|q| q.push(h).is_ok());
+            if !pushed {
+                self.node.count_drops(GwDrop::HandoffFull, 1);
             }
         }
-        let node = &mut self.node;
         let full = self.to_control.pass_on(
             self.id,
-            &mut node.punts,
-            &mut node.learned,
-            &mut node.events,
+            &mut out.punts,
+            &mut out.learned,
+            &mut out.events,
             &mut self.queue_drops,
         );
-        node.counters.drops[GwDrop::PuntFull.index()] += full;
+        self.node.count_drops(GwDrop::PuntFull, full);
     }
 
     fn apply(&mut self, msg: ControlMsg) {
@@ -330,7 +331,7 @@ impl Worker {
             ControlMsg::Reresolve { ip } => self.node.reresolve(ip, &mut self.pool),
             ControlMsg::Transmit(bytes) => match Mbuf::from_slice(&self.pool.0, &bytes) {
                 Ok(m) => self.node.transmit(m, &mut self.pool),
-                Err(_) => self.node.counters.drops[GwDrop::NoBuffer.index()] += 1,
+                Err(_) => self.node.count_drops(GwDrop::NoBuffer, 1),
             },
             ControlMsg::CollectStats(reply) => match &mut self.stats_walk {
                 Some(w) => w.replies.push(reply),

@@ -1,36 +1,25 @@
 //! The per-worker ESP engine: the SPD, the outbound SAs and the inbound SA
-//! table, with burst entry points that give every packet a verdict.
+//! table. Its two packet entry points are the ones the gateway's node
+//! calls and the fuzzers drive: [`EspEngine::encapsulate`] with the SA a
+//! PROTECT policy names ([`EspEngine::packet_action`]), and
+//! [`EspEngine::decapsulate`] with the ESP header the node's classify pass
+//! located.
 //!
-//! Following DPDK's lib/ipsec, each call takes a whole burst; nothing in it
-//! allocates, locks or formats per packet. Failures are small `Copy`
-//! reasons that index the counters. The engine is owned by one worker; the
-//! control plane changes it only through messages the worker applies
-//! between bursts (see the gateway), so every sequence counter and replay
-//! window has exactly one writer.
+//! Nothing in them allocates, locks or formats per packet. Failures are
+//! small `Copy` reasons that index the counters. The engine is owned by one
+//! worker; the control plane changes it only through messages the worker
+//! applies between bursts (see the gateway), so every sequence counter and
+//! replay window has exactly one writer.
 
 use crate::buf::PacketBuf;
 
 use super::counters::{DropReason, SaCounters};
 use super::flow_cache::{FlowHint, SpdCache};
 use super::inbound::{EspLocation, InboundOutcome, InboundSa, InboundSaTable};
-use super::outbound::{packet_key, OutboundSa, PacketKey};
+use super::outbound::{OutboundSa, PacketKey};
 use super::sa::{SaEvent, Spi};
 use super::slot_vec::SlotVec;
 use super::spd::{Action, FlowKey, OpaqueMatch, SaRef, Spd};
-
-/// What to do with a packet after a burst call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Processed (encapsulated or decapsulated): route the result.
-    Forward,
-    /// The SPD said BYPASS (outbound) or the packet is not ESP (inbound):
-    /// route it unchanged.
-    Bypass,
-    /// For the control plane (IKE on the NAT-T port).
-    Punt,
-    /// Drop it; already counted under this reason.
-    Drop(DropReason),
-}
 
 /// An SA event for the control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +44,6 @@ pub struct EspEngine {
     inbound: InboundSaTable,
     /// Outbound drops that belong to no SA (no policy, discard, malformed).
     pub outbound_counters: SaCounters,
-    /// Packets passed by BYPASS policies.
-    pub bypassed: u64,
-    events: Vec<EngineEvent>,
 }
 
 impl EspEngine {
@@ -71,8 +57,6 @@ impl EspEngine {
             outbound_len: 0,
             inbound: InboundSaTable::new(),
             outbound_counters: SaCounters::default(),
-            bypassed: 0,
-            events: Vec::with_capacity(64),
         }
     }
 
@@ -208,25 +192,41 @@ impl EspEngine {
         self.outbound_counters.record_drop(reason);
     }
 
-    /// Decapsulates one packet with the inbound SA table (see
-    /// [`InboundSaTable::decapsulate`]).
+    /// Encapsulates `pkt` (an IP packet) with the SA in outbound slot
+    /// `slot` (RFC 4303 §3.3). `Err(NoPolicy)` when the slot is empty (not
+    /// counted: a policy whose SA is not installed is the caller's drop);
+    /// other drops are counted on the SA. Events go to `on_event`.
+    #[inline]
+    pub fn encapsulate<B: PacketBuf>(
+        &mut self,
+        slot: SaRef,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(EngineEvent),
+    ) -> Result<(), DropReason> {
+        let sa = self
+            .outbound
+            .get_mut(slot.0 as usize)
+            .ok_or(DropReason::NoPolicy)?;
+        let spi = sa.spi();
+        sa.encapsulate(pkt, &mut |e| on_event(EngineEvent::Outbound(slot, spi, e)))
+    }
+
+    /// Decapsulates `pkt` (an IP packet) whose ESP header is at `loc`
+    /// (RFC 4303 §3.4), as the classify pass found it with
+    /// [`locate_esp_header_verified`](super::inbound::locate_esp_header_verified)
+    /// on a packet whose IPv4 header checksum it verified. Drops are
+    /// counted (see [`InboundSaTable::decapsulate_located`]); events go to
+    /// `on_event`.
+    #[inline]
     pub fn decapsulate<B: PacketBuf>(
         &mut self,
         pkt: &mut B,
-        on_event: &mut impl FnMut(Spi, SaEvent),
-    ) -> Result<InboundOutcome, DropReason> {
-        self.inbound.decapsulate(pkt, on_event)
-    }
-
-    /// [`decapsulate`](Self::decapsulate) with the ESP header already
-    /// located (see [`InboundSaTable::decapsulate_located`]).
-    pub fn decapsulate_located<B: PacketBuf>(
-        &mut self,
-        pkt: &mut B,
         loc: Result<EspLocation, DropReason>,
-        on_event: &mut impl FnMut(Spi, SaEvent),
+        on_event: &mut impl FnMut(EngineEvent),
     ) -> Result<InboundOutcome, DropReason> {
-        self.inbound.decapsulate_located(pkt, loc, on_event)
+        self.inbound.decapsulate_located(pkt, loc, &mut |spi, e| {
+            on_event(EngineEvent::Inbound(spi, e))
+        })
     }
 
     /// All outbound SAs with their slots.
@@ -271,79 +271,5 @@ impl EspEngine {
     #[inline]
     pub fn is_stepping(&self) -> bool {
         self.inbound.is_stepping()
-    }
-
-    /// Takes the events raised since the last call.
-    pub fn drain_events(&mut self) -> impl Iterator<Item = EngineEvent> + '_ {
-        self.events.drain(..)
-    }
-
-    /// Outbound processing of one packet (an IP packet): SPD lookup, then
-    /// encapsulation with the policy's SA.
-    pub fn outbound_one<B: PacketBuf>(&mut self, pkt: &mut B) -> Verdict {
-        let key = match packet_key(pkt.data()) {
-            Ok(k) => k,
-            Err(r) => return self.outbound_drop(r),
-        };
-        let action = match self.packet_action(&key) {
-            Ok(a) => a,
-            Err(r) => return self.outbound_drop(r),
-        };
-        match action {
-            Action::Bypass => {
-                self.bypassed += 1;
-                Verdict::Bypass
-            }
-            Action::Discard => self.outbound_drop(DropReason::PolicyDiscard),
-            Action::Protect(slot) => {
-                let Some(sa) = self.outbound.get_mut(slot.0 as usize) else {
-                    // A policy whose SA is not (yet) installed: RFC 4301
-                    // would trigger IKE; the packet itself is dropped.
-                    return self.outbound_drop(DropReason::NoPolicy);
-                };
-                let spi = sa.spi();
-                let events = &mut self.events;
-                match sa.encapsulate(pkt, &mut |e| {
-                    events.push(EngineEvent::Outbound(slot, spi, e))
-                }) {
-                    Ok(()) => Verdict::Forward,
-                    Err(r) => Verdict::Drop(r),
-                }
-            }
-        }
-    }
-
-    fn outbound_drop(&mut self, reason: DropReason) -> Verdict {
-        self.outbound_counters.record_drop(reason);
-        Verdict::Drop(reason)
-    }
-
-    /// Inbound processing of one packet (an IP packet addressed to us or,
-    /// in transport mode, through us).
-    pub fn inbound_one<B: PacketBuf>(&mut self, pkt: &mut B) -> Verdict {
-        let events = &mut self.events;
-        match self
-            .inbound
-            .decapsulate(pkt, &mut |spi, e| events.push(EngineEvent::Inbound(spi, e)))
-        {
-            Ok(InboundOutcome::Decrypted(_)) => Verdict::Forward,
-            Ok(InboundOutcome::Punt) => Verdict::Punt,
-            Ok(InboundOutcome::NotEsp) => Verdict::Bypass,
-            Err(r) => Verdict::Drop(r),
-        }
-    }
-
-    /// Outbound processing of a burst; `verdicts[i]` is set for `pkts[i]`.
-    pub fn outbound_burst<B: PacketBuf>(&mut self, pkts: &mut [B], verdicts: &mut [Verdict]) {
-        for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
-            *v = self.outbound_one(pkt);
-        }
-    }
-
-    /// Inbound processing of a burst; `verdicts[i]` is set for `pkts[i]`.
-    pub fn inbound_burst<B: PacketBuf>(&mut self, pkts: &mut [B], verdicts: &mut [Verdict]) {
-        for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
-            *v = self.inbound_one(pkt);
-        }
     }
 }

@@ -12,7 +12,7 @@ use crate::crypto::{
     available_backends, new_transform, Algorithm, CryptoError, Encryption, EspTransform, Integrity,
     SaKeys,
 };
-use crate::wire::checksum;
+use crate::wire::ip::checksum;
 
 use super::*;
 

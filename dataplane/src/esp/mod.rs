@@ -39,7 +39,7 @@ pub use counters::{DropReason, SaCounters, WorkerCounters};
 pub use ecn::{
     decap_tos, ecn_decapsulate, ecn_encapsulate, encap_tos, DfPolicy, DscpPolicy, Ecn, EcnDrop,
 };
-pub use engine::{EngineEvent, EspEngine, Verdict};
+pub use engine::{EngineEvent, EspEngine};
 pub use flow_cache::{FlowHint, SpdCache};
 pub use inbound::{
     locate_esp, locate_esp_header_verified, Decapsulated, EspLocation, InboundOutcome, InboundSa,

@@ -15,7 +15,8 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
 use crate::crypto::{Algorithm, Backend, CryptoError, EspTransform};
-use crate::wire::{checksum, IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpPacket};
+use crate::wire::ip::checksum;
+use crate::wire::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpPacket};
 use cpu::prefetch::Lines;
 
 use super::counters::{DropReason, SaCounters};
@@ -853,7 +854,7 @@ mod tests {
             p[9] = proto;
             p[12..16].copy_from_slice(&[10, 1, 0, 10]);
             p[16..20].copy_from_slice(&[10, 2, 0, 20]);
-            let c = !crate::wire::checksum::data(&p);
+            let c = !crate::wire::ip::checksum::data(&p);
             p[10..12].copy_from_slice(&c.to_be_bytes());
             p.extend_from_slice(l4);
             p
@@ -981,7 +982,7 @@ mod tests {
         let mut v4 = vec![0x45, 0, 0, 28, 0, 1, 0x20, 0, 64, IpProtocol::UDP.0, 0, 0];
         v4.extend_from_slice(&[10, 1, 0, 10, 10, 2, 0, 20]);
         v4.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
-        let c = !crate::wire::checksum::data(&v4[..20]);
+        let c = !crate::wire::ip::checksum::data(&v4[..20]);
         v4[10..12].copy_from_slice(&c.to_be_bytes());
         let mut sa = transport_sa("10.1.0.10", "10.2.0.20");
         let mut p = HeapBuf::from_slice(&v4);
@@ -993,7 +994,7 @@ mod tests {
         v4[6] = 0x40;
         let c = {
             v4[10..12].fill(0);
-            !crate::wire::checksum::data(&v4[..20])
+            !crate::wire::ip::checksum::data(&v4[..20])
         };
         v4[10..12].copy_from_slice(&c.to_be_bytes());
         let mut p = HeapBuf::from_slice(&v4);

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 
 use crate::buf::{HeapBuf, PacketBuf};
 use crate::crypto::{available_backends, new_transform, Algorithm, Backend, SaKeys};
-use crate::wire::{checksum, IpProtocol};
+use crate::gateway::PacketMeta;
+use crate::wire::{ip::checksum, IpProtocol};
 
 use super::*;
 
@@ -566,32 +567,59 @@ fn engine_bursts_apply_policies_and_give_verdicts() {
         vec![0x45, 0, 0],
     ];
     let mut burst: Vec<HeapBuf> = originals.iter().map(|p| HeapBuf::from_slice(p)).collect();
-    let mut verdicts = [Verdict::Bypass; 5];
-    a.outbound_burst(&mut burst, &mut verdicts);
+    let verdicts: Vec<_> = burst.iter_mut().map(|p| protect(&mut a, p)).collect();
     assert_eq!(
         verdicts,
         [
-            Verdict::Forward,
-            Verdict::Bypass,
-            Verdict::Drop(DropReason::PolicyDiscard),
-            Verdict::Drop(DropReason::NoPolicy),
-            Verdict::Drop(DropReason::BadHeader),
+            Ok(Action::Protect(SaRef(0))),
+            Ok(Action::Bypass),
+            Ok(Action::Discard),
+            Err(DropReason::NoPolicy),
+            Err(DropReason::BadHeader),
         ]
     );
     assert_eq!(a.outbound_counters.drops_for(DropReason::NoPolicy), 1);
-    let mut inbound = vec![burst.remove(0), HeapBuf::from_slice(&originals[1])];
-    let mut v2 = [Verdict::Bypass; 2];
-    b.inbound_burst(&mut inbound, &mut v2);
-    assert_eq!(v2, [Verdict::Forward, Verdict::Bypass]);
+    let mut inbound = [burst.remove(0), HeapBuf::from_slice(&originals[1])];
+    let v2: Vec<_> = inbound.iter_mut().map(|p| open(&mut b, p)).collect();
+    assert!(matches!(v2[0], Ok(InboundOutcome::Decrypted(_))), "{v2:?}");
+    assert_eq!(v2[1], Ok(InboundOutcome::NotEsp));
     assert_eq!(inbound[0].data(), &originals[0][..]);
     // Two packets with the same sequence number in one burst: the second
     // is a replay even though both passed the check before decryption.
     let mut a_out = a.remove_outbound(SaRef(0)).unwrap();
     let mut p = HeapBuf::from_slice(&originals[0]);
     a_out.encapsulate(&mut p, &mut no_events()).unwrap();
-    let mut dup = vec![p.clone(), p];
-    b.inbound_burst(&mut dup, &mut v2);
-    assert_eq!(v2, [Verdict::Forward, Verdict::Drop(DropReason::Replay)]);
+    let mut dup = [p.clone(), p];
+    let v2: Vec<_> = dup.iter_mut().map(|p| open(&mut b, p)).collect();
+    assert!(matches!(v2[0], Ok(InboundOutcome::Decrypted(_))), "{v2:?}");
+    assert_eq!(v2[1], Err(DropReason::Replay));
+}
+
+/// An outbound packet through the engine's entry points as the gateway's
+/// node calls them: selectors, SPD, then the PROTECT policy's SA. Drops
+/// before an SA are counted as the node counts them.
+fn protect(e: &mut EspEngine, p: &mut HeapBuf) -> Result<Action, DropReason> {
+    match packet_key(p.data()).and_then(|k| e.packet_action(&k)) {
+        Ok(Action::Protect(slot)) => e
+            .encapsulate(slot, p, &mut |_| {})
+            .map(|()| Action::Protect(slot)),
+        Ok(Action::Discard) => {
+            e.count_outbound_drop(DropReason::PolicyDiscard);
+            Ok(Action::Discard)
+        }
+        Err(r) => {
+            e.count_outbound_drop(r);
+            Err(r)
+        }
+        ok => ok,
+    }
+}
+
+/// An inbound packet as the gateway's node takes it: the classify pass,
+/// then the engine with the ESP header it located.
+fn open(e: &mut EspEngine, p: &mut HeapBuf) -> Result<InboundOutcome, DropReason> {
+    let loc = PacketMeta::of(p.data()).ok_or(DropReason::BadHeader)?.esp;
+    e.decapsulate(p, loc, &mut |_| {})
 }
 
 proptest! {
@@ -658,8 +686,11 @@ proptest! {
         let mut p = HeapBuf::from_slice(&bytes);
         let _ = table.decapsulate(&mut p, &mut |_, _| {});
         let mut e = EspEngine::new();
+        e.install_inbound(sa_pair(c, Backend::RustCrypto).1);
         let mut p = HeapBuf::from_slice(&bytes);
-        let _ = e.outbound_one(&mut p);
+        let _ = open(&mut e, &mut p);
+        let mut p = HeapBuf::from_slice(&bytes);
+        let _ = protect(&mut e, &mut p);
     }
 }
 

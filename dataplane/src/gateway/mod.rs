@@ -29,8 +29,8 @@ pub use msg::{
 };
 pub use neigh::{NeighbourTable, SolicitLog};
 pub use node::{
-    GwDrop, Interface, Node, NodeCounters, PacketPool, Role, ICMP_ERRORS_PER_SECOND,
-    ICMP_ERROR_BURST,
+    GwDrop, Interface, Node, NodeCounters, Output, PacketMeta, PacketPool, Role,
+    ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST,
 };
 pub use queues::{
     control_queues, FromWorkers, IkeSpiTables, KnownIkeSpis, Next, QueueDrops, ToControl, Turn,

@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use crossbeam::channel::Sender;
 
 use crate::esp::spi_map::SpareTable;
-use crate::esp::{EngineEvent, InboundSa, OutboundSa, SaCounters, SaRef, Spd, Spi, WorkerCounters};
+use crate::esp::{
+    EngineEvent, EspLocation, InboundSa, OutboundSa, SaCounters, SaRef, Spd, Spi, WorkerCounters,
+};
 use crate::route::RouteTable;
 
 use super::node::NodeCounters;
@@ -347,8 +349,9 @@ pub enum HandoffKind {
     /// an echo reply) with the SA of this slot: no TTL decrement, no ICMP
     /// error about it.
     Local(SaRef),
-    /// Decapsulate.
-    Inbound,
+    /// Decapsulate; the ESP header is where the sending worker's classify
+    /// pass found it.
+    Inbound(EspLocation),
 }
 
 /// Per-SA counters in a statistics snapshot.

@@ -10,7 +10,7 @@ use crate::esp::{
     Selector, Spd, Spi, TunnelEndpoints, UdpEncap,
 };
 use crate::route::{NextHop, RouteTable};
-use crate::wire::{checksum, EthernetAddress, Icmpv6Packet, Icmpv6Repr, IpProtocol};
+use crate::wire::{ip::checksum, EthernetAddress, Icmpv6Packet, Icmpv6Repr, IpProtocol};
 
 use super::msg::HandoffKind;
 use super::neigh::{NeighbourTable, Refused, SolicitLog, State};
@@ -311,7 +311,7 @@ fn udp6(src: &str, dst: &str, payload_len: usize, hop: u8) -> Vec<u8> {
 }
 
 fn take_tx(n: &mut Node<HeapBuf>, iface: usize) -> Vec<HeapBuf> {
-    std::mem::take(&mut n.tx[iface])
+    std::mem::take(&mut n.out().tx[iface])
 }
 
 #[test]
@@ -385,7 +385,7 @@ fn arp_and_echo_for_the_gateway_and_pending_until_resolved() {
         Some([2, 0, 0, 0, 0xa, 7])
     );
     // A request is no confirmation: nothing for the other workers.
-    assert!(a.learned.is_empty());
+    assert!(a.out().learned.is_empty());
 
     // Echo request to the gateway.
     let p = echo4("10.1.0.10", "10.1.0.1");
@@ -495,7 +495,7 @@ fn ike_is_punted_keepalives_and_hostile_packets_are_counted() {
     marker.extend_from_slice(&[0x22; 40]);
     let ike4500 = udp4("192.0.2.1", "192.0.2.2", 4500, 4500, &marker, 64, false);
     b.rx(1, eth(GWB_WAN, GWA_WAN, 0x0800, &ike4500), &mut HeapPool);
-    assert_eq!(b.punts.len(), 2);
+    assert_eq!(b.out().punts.len(), 2);
     let keepalive = udp4("192.0.2.1", "192.0.2.2", 4500, 4500, &[0xff], 64, false);
     b.rx(1, eth(GWB_WAN, GWA_WAN, 0x0800, &keepalive), &mut HeapPool);
     // Unknown SPI, garbage, truncated, not for us, plaintext that should
@@ -586,8 +586,8 @@ fn packets_for_an_sa_owned_elsewhere_are_handed_off() {
     a.set_outbound_owner(SaRef(0), Some(1));
     let p = udp4("10.1.0.10", "10.2.0.20", 1, 2, b"x", 64, false);
     a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &p), &mut HeapPool);
-    assert_eq!(a.handoffs.len(), 1);
-    let (w, h) = a.handoffs.pop().unwrap();
+    assert_eq!(a.out().handoffs.len(), 1);
+    let (w, h) = a.out().handoffs.pop().unwrap();
     assert_eq!(w, 1);
     assert_eq!(h.kind, HandoffKind::Outbound(SaRef(0)));
     // The owner encapsulates it (TTL is decremented there, once).
@@ -764,8 +764,9 @@ fn scale_gw(site: char, n: u32) -> Node<HeapBuf> {
 }
 
 /// Not a test: the pipeline's cost per packet with 1 and with 100,000
-/// tunnels, the traffic spread over all of them, with and without the
-/// burst prefetch (`cargo test -p espresso-dataplane --profile ci
+/// tunnels, the traffic spread over all of them, frame by frame
+/// (`Node::rx`) and by bursts (`Node::rx_burst`, with the prefetch pass
+/// above `PREFETCH_MIN_SAS`) (`cargo test -p espresso-dataplane --profile ci
 /// scale_probe -- --ignored --nocapture`). Medians of bursts of 32 frames
 /// of 60 bytes (`PROBE_PAYLOAD` sets the UDP payload, 18 bytes), in ns per
 /// packet.
@@ -824,15 +825,15 @@ fn scale_probe() {
             ("encrypt", &plain, &mut a, 0u16),
             ("decrypt", &esp, &mut b, 1),
         ] {
-            for prefetch in [false, true] {
-                let name = format!("{dir} {n} {prefetch}");
+            for burst_pass in [false, true] {
+                let name = format!("{dir} {n} {burst_pass}");
                 if !name.contains(&only) {
                     continue;
                 }
                 let mut per_burst = Vec::new();
                 let mut next = 0usize;
                 for _round in 0..(rounds * flows as usize / 32) {
-                    let burst: Vec<HeapBuf> = (0..32)
+                    let mut burst: Vec<HeapBuf> = (0..32)
                         .map(|_| {
                             let f = &frames[next];
                             next = (next + 1) % frames.len();
@@ -840,21 +841,22 @@ fn scale_probe() {
                         })
                         .collect();
                     let t0 = Instant::now();
-                    if prefetch {
-                        node.prefetch_burst(iface, &burst);
-                    }
-                    for p in burst {
-                        node.rx(iface, p, &mut HeapPool);
+                    if burst_pass {
+                        node.rx_burst(iface, &mut burst, &mut HeapPool);
+                    } else {
+                        for p in burst {
+                            node.rx(iface, p, &mut HeapPool);
+                        }
                     }
                     per_burst.push(t0.elapsed().as_nanos() as f64 / 32.0);
-                    node.tx[0].clear();
-                    node.tx[1].clear();
+                    node.out().tx[0].clear();
+                    node.out().tx[1].clear();
                 }
                 per_burst.sort_by(f64::total_cmp);
                 let med = per_burst[per_burst.len() / 2];
                 assert_eq!(node.counters.total_drops(), 0, "{:?}", node.counters);
                 rows.push(format!(
-                    "{dir} {n:>6} SAs prefetch={prefetch:<5} {med:7.1} ns/pkt"
+                    "{dir} {n:>6} SAs rx_burst={burst_pass:<5} {med:7.1} ns/pkt"
                 ));
                 eprintln!("{}", rows.last().unwrap());
             }
@@ -862,7 +864,7 @@ fn scale_probe() {
     }
 }
 
-/// Above [`PREFETCH_MIN_SAS`](super::node::PREFETCH_MIN_SAS) tunnels the worker runs the burst prefetch
+/// Above [`PREFETCH_MIN_SAS`](super::node::PREFETCH_MIN_SAS) tunnels the worker runs the prefetch pass
 /// pipeline (flow cache, SA slots, SPI table slots, SAs, key schedules)
 /// before each burst: traffic over every tunnel must come through both
 /// gateways byte for byte, each tunnel's SA counting its own packet.
@@ -898,11 +900,9 @@ fn burst_pipeline_carries_every_tunnel() {
                 HeapBuf::from_slice(&fr)
             })
             .collect();
-        a.prefetch_burst(0, &burst);
-        for p in burst {
-            a.rx(0, p, &mut HeapPool);
-        }
-        let esp: Vec<HeapBuf> = take_tx(&mut a, 1)
+        let mut burst = burst;
+        a.rx_burst(0, &mut burst, &mut HeapPool);
+        let mut esp: Vec<HeapBuf> = take_tx(&mut a, 1)
             .into_iter()
             .map(|f| {
                 let mut d = f.data().to_vec();
@@ -911,10 +911,7 @@ fn burst_pipeline_carries_every_tunnel() {
             })
             .collect();
         assert_eq!(esp.len(), chunk.len(), "{:?}", a.counters);
-        b.prefetch_burst(1, &esp);
-        for p in esp {
-            b.rx(1, p, &mut HeapPool);
-        }
+        b.rx_burst(1, &mut esp, &mut HeapPool);
         delivered.extend(
             take_tx(&mut b, 0)
                 .into_iter()
@@ -1044,8 +1041,8 @@ fn a_with_learned_peer() -> Node<HeapBuf> {
     let out = take_tx(&mut a, 1);
     assert_eq!(out.len(), 1, "the waiting ESP packet");
     assert_eq!(&out[0].data()[0..6], &GWB_WAN);
-    assert_eq!(a.learned, vec![(ip("192.0.2.2"), GWB_WAN, 1)]);
-    a.learned.clear();
+    assert_eq!(a.out().learned, vec![(ip("192.0.2.2"), GWB_WAN, 1)]);
+    a.out().learned.clear();
     a
 }
 
@@ -1086,7 +1083,7 @@ fn claims_for_the_wan_peer_from_the_lan_are_ignored_and_counted() {
     assert_eq!(refused(&a, Refused::OffSubnet), 1);
     assert_eq!(a.neighbours().lookup(0, peer), None);
     assert_eq!(a.neighbours().lookup(1, peer), Some(GWB_WAN));
-    assert!(a.learned.is_empty());
+    assert!(a.out().learned.is_empty());
     let out = a_to_b(&mut a);
     assert_eq!(out.len(), 1);
     assert_eq!(&out[0].data()[0..6], &GWB_WAN, "ESP still to the peer");
@@ -1208,7 +1205,10 @@ fn a_flood_of_claims_leaves_room_for_a_new_lan_host() {
         take_tx(&mut a, 0);
         assert!(a.neighbours().learned_len() <= NeighbourTable::MAX_LEARNED);
     }
-    assert!(a.learned.is_empty(), "nothing confirmed, nothing spread");
+    assert!(
+        a.out().learned.is_empty(),
+        "nothing confirmed, nothing spread"
+    );
     // Every answer was refused (unsolicited, or against the static entry
     // of host A); only solicitations taught anything.
     let answers: u64 = [Refused::Unsolicited, Refused::StaticEntry]
@@ -1283,7 +1283,7 @@ fn a_learned_entry_ages_to_stale_and_is_probed() {
         &mut HeapPool,
     );
     assert_eq!(a.neighbours().get(1, peer).unwrap().state, State::Reachable);
-    assert_eq!(a.learned.len(), 1, "the confirmation is passed on");
+    assert_eq!(a.out().learned.len(), 1, "the confirmation is passed on");
     now += timers.retrans_ms;
     a.set_now(now);
     assert_eq!(a_to_b(&mut a).len(), 1);
@@ -1315,7 +1315,7 @@ fn a_changed_mac_is_probed_before_it_is_used() {
         &mut HeapPool,
     );
     assert_eq!(refused(&a, Refused::MacChange), 1);
-    assert!(a.learned.is_empty());
+    assert!(a.out().learned.is_empty());
     // Traffic still goes to the address the entry had, which is probed.
     let out = a_to_b(&mut a);
     assert_eq!(out.len(), 2);
@@ -1455,9 +1455,9 @@ fn an_answer_landing_on_another_worker_resolves_the_one_that_asked() {
         &mut HeapPool,
     );
     assert_eq!(refused(&w0, Refused::Unsolicited), 0);
-    assert_eq!(w0.learned, vec![(ip("192.0.2.2"), GWB_WAN, 1)]);
+    assert_eq!(w0.out().learned, vec![(ip("192.0.2.2"), GWB_WAN, 1)]);
     // Passed on through the control thread.
-    let (peer, mac, iface) = w0.learned[0];
+    let (peer, mac, iface) = w0.out().learned[0];
     w1.learn_neighbour(peer, mac, iface);
     let out = take_tx(&mut w1, 1);
     assert_eq!(out.len(), 1);

@@ -16,7 +16,8 @@
 
 use core::net::Ipv6Addr;
 
-use super::{checksum, EthernetAddress, IpProtocol, WireError};
+use super::ip::checksum;
+use super::{EthernetAddress, IpProtocol, WireError};
 
 mod field {
     use core::ops::{Range, RangeFrom};

@@ -13,10 +13,10 @@
 #![forbid(unsafe_code)]
 
 pub mod arp;
-pub mod checksum;
 pub mod esp;
 pub mod ethernet;
 pub mod icmp;
+pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
@@ -27,7 +27,8 @@ pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use esp::{EspPacket, EspRepr, EspTrailer};
 pub use ethernet::{EtherType, EthernetAddress, EthernetFrame, EthernetRepr, VlanTag};
 pub use icmp::{Icmpv4Packet, Icmpv4Repr, Icmpv4Type, Icmpv6Packet, Icmpv6Repr, Icmpv6Type};
-pub use ipv4::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv4Repr};
+pub use ip::{IpProtocol, IpVersion};
+pub use ipv4::{Ipv4Fixed, Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6ExtHeaders, Ipv6FragmentInfo, Ipv6Packet, Ipv6Repr};
 pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::{UdpPacket, UdpRepr};

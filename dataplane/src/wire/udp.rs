@@ -8,7 +8,8 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{checksum, IpProtocol, WireError};
+use super::ip::checksum;
+use super::{IpProtocol, WireError};
 
 mod field {
     use core::ops::Range;

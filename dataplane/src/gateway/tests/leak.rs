@@ -147,8 +147,8 @@ fn an_error_whose_sa_is_elsewhere_is_handed_to_its_worker() {
     b.set_outbound_owner(SaRef(0), Some(1));
     let inner = udp4("10.1.0.10", "10.2.0.20", 1000, 2000, b"secret", 2, false);
     assert!(through_tunnel(&mut a, &mut b, &inner, 0x0800).is_empty());
-    assert_eq!(b.handoffs.len(), 1);
-    let (w, h) = b.handoffs.pop().unwrap();
+    assert_eq!(b.out().handoffs.len(), 1);
+    let (w, h) = b.out().handoffs.pop().unwrap();
     assert_eq!((w, h.kind), (1, HandoffKind::Local(SaRef(0))));
     let (_, mut owner) = two_sites(1500, None);
     owner.install_outbound(SaRef(0), sa);

@@ -9,7 +9,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::ipv4::IpProtocol;
+use super::IpProtocol;
 
 /// Folds a 64-bit one's complement accumulator to 16 bits.
 #[inline]

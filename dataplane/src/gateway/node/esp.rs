@@ -1,0 +1,325 @@
+//! ESP glue: protecting with an outbound SA (through the cached tunnel
+//! egress), decapsulating with the inbound table, and the hand-off to the
+//! worker that owns an SA.
+
+use super::*;
+
+/// Where a tunnel-mode SA's packets leave, resolved once: in tunnel mode
+/// every packet of an SA has the same outer destination, so the route and
+/// neighbour lookups (a fifth of a 64-byte packet's cost before this cache)
+/// are done for its first packet and reused until a route, neighbour or
+/// SA change makes them stale (`epoch`, `neigh_gen`). ipsec-secgw and VPP
+/// likewise resolve a tunnel's adjacency once rather than per packet.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Egress {
+    /// `egress_epoch` and the neighbour table's generation, truncated so
+    /// that the line stays one cache line (a stale egress would be taken
+    /// for current only after exactly a multiple of 2^32 changes).
+    epoch: u32,
+    neigh_gen: u32,
+    /// When the neighbour entry needs looking at again (it ages).
+    until: u64,
+    out_if: u16,
+    mac: [u8; 6],
+    mtu: u16,
+    mss: Option<u16>,
+    outer_v4: bool,
+}
+
+/// What the node keeps per outbound slot, in one cache line (with many
+/// tunnels the burst pipeline prefetches it per packet): the tunnel's
+/// egress and where its SA's hot data is.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+pub(super) struct SlotLine {
+    pub(super) egress: Option<Egress>,
+    pub(super) hint: SaHint,
+}
+
+const _: () = assert!(std::mem::size_of::<SlotLine>() == 64);
+
+impl<B: PacketBuf> Node<B> {
+    pub(super) fn engine_outbound_drop(&mut self, r: DropReason) {
+        self.drop_esp(r);
+        self.engine.count_outbound_drop(r);
+    }
+
+    /// Outbound through a tunnel: hand off to the owner, or encapsulate.
+    /// `local`: a packet the gateway originated ([`Self::send_local`]),
+    /// whose TTL is not decremented and about which no ICMP error is sent
+    /// (too big and not fragmentable, it is dropped).
+    pub(super) fn protect(
+        &mut self,
+        in_if: u16,
+        slot: SaRef,
+        mut pkt: B,
+        pool: &mut impl PacketPool<B>,
+        local: bool,
+    ) {
+        if self.engine.outbound(slot).is_none() {
+            // The owner only matters for a slot whose SA is elsewhere.
+            match self.slot_owner.get(slot.0 as usize).copied() {
+                Some(w) if w != self.id => {
+                    self.counters.handoffs_out += 1;
+                    self.out.handoffs.push((
+                        w,
+                        Handoff {
+                            packet: pkt,
+                            in_iface: in_if,
+                            kind: if local {
+                                HandoffKind::Local(slot)
+                            } else {
+                                HandoffKind::Outbound(slot)
+                            },
+                        },
+                    ));
+                }
+                // A policy whose SA is not installed (RFC 4301 would
+                // trigger IKE): drop.
+                _ if local => self.drop_gw(GwDrop::LocalPolicy),
+                _ => self.drop_esp(DropReason::NoPolicy),
+            }
+            return;
+        }
+        if !local && !self.ttl_ok(&mut pkt) {
+            return self.ttl_exceeded(in_if, pkt, pool);
+        }
+        if let Some(e) = self.cached_egress(slot) {
+            if let Some(m) = e.mss {
+                self.clamp_mss(&mut pkt, m);
+            }
+            let sa = self.engine.outbound(slot).expect("checked above");
+            if pkt.len() + sa.overhead(pkt.len()) <= usize::from(e.mtu) {
+                return self.seal_and_send(slot, pkt, &e);
+            }
+            // Too big: the slow path below sends the ICMP or fragments.
+        }
+        let (remote, mode_transport) = {
+            let sa = self.engine.outbound(slot).expect("checked above");
+            (
+                sa.config().endpoints.remote,
+                sa.config().mode == crate::esp::Mode::Transport,
+            )
+        };
+        // The egress interface of the outer packet decides MTU and MSS.
+        let outer_dst = if mode_transport {
+            crate::esp::inbound::packet_dst(pkt.data()).unwrap_or(remote)
+        } else {
+            remote
+        };
+        let Some(&hop) = self.routes.next_hop(outer_dst) else {
+            return self.drop_gw(GwDrop::NoRoute);
+        };
+        let egress = &self.ifaces[usize::from(hop.interface)];
+        let (mtu, mss) = (usize::from(egress.mtu), egress.mss_clamp);
+        if !mode_transport {
+            let nh = hop.neighbour(outer_dst);
+            if let Some((mac, until)) = self.neigh.usable(hop.interface, nh, self.now_ms) {
+                let i = slot.0 as usize;
+                self.slots.grow_to(i).egress = Some(Egress {
+                    epoch: self.egress_epoch as u32,
+                    neigh_gen: self.neigh.generation() as u32,
+                    until,
+                    outer_v4: outer_dst.is_ipv4(),
+                    out_if: hop.interface,
+                    mac,
+                    mtu: egress.mtu,
+                    mss,
+                });
+            }
+        }
+        if let Some(m) = mss {
+            self.clamp_mss(&mut pkt, m);
+        }
+        let len = pkt.len();
+        let overhead = self.engine.outbound(slot).expect("checked").overhead(len);
+        if len + overhead > mtu {
+            // PMTU discovery through the tunnel: tell the sender the inner
+            // MTU that fits (RFC 4301 §8.2, RFC 1191, RFC 8201).
+            let sa = self.engine.outbound(slot).expect("checked");
+            let fits = largest_fitting(mtu, |l| l + sa.overhead(l));
+            if may_fragment(pkt.data()) {
+                // IPv4 without DF: fragment the inner packet, then protect
+                // each fragment (RFC 4301 §8.1 allows fragmenting before
+                // encapsulation; the destination host reassembles, so the
+                // peer gateway needs no reassembly state).
+                match fragment_v4(&pkt, fits, pool) {
+                    Some(frags) => {
+                        drop(pkt);
+                        for f in frags {
+                            self.seal_and_route(slot, f, outer_dst, hop, pool);
+                        }
+                    }
+                    None => self.drop_gw(GwDrop::TooBig),
+                }
+                return;
+            }
+            self.drop_gw(GwDrop::TooBig);
+            if local {
+                return;
+            }
+            return self.icmp_too_big(in_if, pkt, fits as u16, pool);
+        }
+        self.seal_and_route(slot, pkt, outer_dst, hop, pool)
+    }
+
+    /// The still-valid egress of tunnel-mode slot `slot`.
+    #[inline]
+    pub(super) fn cached_egress(&self, slot: SaRef) -> Option<Egress> {
+        let e = self.slots.get(slot.0 as usize)?.egress?;
+        (e.epoch == self.egress_epoch as u32
+            && e.neigh_gen == self.neigh.generation() as u32
+            && self.now_ms < e.until)
+            .then_some(e)
+    }
+
+    /// Encapsulates `pkt` with the slot's SA: the ESP packet, or `None`
+    /// after counting the drop.
+    #[inline(always)]
+    pub(super) fn seal(&mut self, slot: SaRef, mut pkt: B) -> Option<B> {
+        let events = &mut self.out.events;
+        match self
+            .engine
+            .encapsulate(slot, &mut pkt, &mut |e| events.push(e))
+        {
+            Ok(()) => {
+                self.counters.encapsulated += 1;
+                Some(pkt)
+            }
+            Err(r) => {
+                self.drop_esp(r);
+                None
+            }
+        }
+    }
+
+    /// Encapsulates with the slot's SA and sends the frame out of the
+    /// cached egress.
+    pub(super) fn seal_and_send(&mut self, slot: SaRef, pkt: B, e: &Egress) {
+        if let Some(pkt) = self.seal(slot, pkt) {
+            let ethertype = if e.outer_v4 {
+                EtherType::IPV4
+            } else {
+                EtherType::IPV6
+            };
+            self.send_eth(e.out_if, pkt, e.mac, ethertype)
+        }
+    }
+
+    /// Encapsulates with the slot's SA and sends the result towards
+    /// `outer_dst` through `hop` (looked up once by the caller).
+    pub(super) fn seal_and_route(
+        &mut self,
+        slot: SaRef,
+        pkt: B,
+        outer_dst: IpAddr,
+        hop: crate::route::NextHop,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        if let Some(pkt) = self.seal(slot, pkt) {
+            self.deliver(pkt, outer_dst, hop, pool, false)
+        }
+    }
+
+    /// ESP arriving for us or, for a transport-mode SA we hold, through
+    /// us; `loc` and `spi` from the classify pass.
+    pub(super) fn esp_input(
+        &mut self,
+        in_if: u16,
+        mut pkt: B,
+        loc: Result<EspLocation, DropReason>,
+        spi: Option<u32>,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        // Hand off to the SA's owner, so its replay window has one writer.
+        if let (Some(&w), Ok(loc)) = (
+            spi.filter(|_| self.foreign_spis > 0)
+                .and_then(|spi| self.spi_owner.get(spi)),
+            loc,
+        ) {
+            if w != self.id {
+                self.counters.handoffs_out += 1;
+                self.out.handoffs.push((
+                    w,
+                    Handoff {
+                        packet: pkt,
+                        in_iface: in_if,
+                        kind: HandoffKind::Inbound(loc),
+                    },
+                ));
+                return;
+            }
+        }
+        let events = &mut self.out.events;
+        let r = self
+            .engine
+            .decapsulate(&mut pkt, loc, &mut |e| events.push(e));
+        self.after_decap(in_if, pkt, r, pool)
+    }
+
+    pub(super) fn after_decap(
+        &mut self,
+        in_if: u16,
+        mut pkt: B,
+        r: Result<InboundOutcome, DropReason>,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        match r {
+            Ok(InboundOutcome::Decrypted(_)) => {
+                self.counters.decapsulated += 1;
+                // Routed once, for the MSS clamp of the egress interface
+                // and the delivery (this was `route_out`'s second lookup).
+                let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
+                    return self.drop_gw(GwDrop::BadFrame);
+                };
+                let Some(&hop) = self.routes.next_hop(dst) else {
+                    return self.drop_gw(GwDrop::NoRoute);
+                };
+                if !self.ttl_ok(&mut pkt) {
+                    // The error goes back into the tunnel: from the
+                    // protected side's address (the interface the packet
+                    // was headed for), which the reverse flow's policy can
+                    // cover, rather than from the WAN address, which only
+                    // a policy for the gateway itself would (RFC 4301
+                    // §6.2; `send_local` refuses it if none matches).
+                    return self.ttl_exceeded(hop.interface, pkt, pool);
+                }
+                if let Some(m) = self.ifaces[usize::from(hop.interface)].mss_clamp {
+                    self.clamp_mss(&mut pkt, m);
+                }
+                self.deliver(pkt, dst, hop, pool, true)
+            }
+            Ok(InboundOutcome::Punt) => self.punt(in_if, pkt),
+            Ok(InboundOutcome::NotEsp) => self.drop_gw(GwDrop::NotForUs),
+            Err(r) => self.drop_esp(r),
+        }
+    }
+
+    /// A packet another worker handed to us (we own its SA).
+    pub fn handoff_in(&mut self, h: Handoff<B>, pool: &mut impl PacketPool<B>) {
+        self.counters.handoffs_in += 1;
+        match h.kind {
+            HandoffKind::Outbound(slot) => {
+                if self.engine.outbound(slot).is_none() {
+                    // Ownership moved meanwhile; do not bounce it around.
+                    return self.drop_esp(DropReason::NoPolicy);
+                }
+                self.protect(h.in_iface, slot, h.packet, pool, false)
+            }
+            HandoffKind::Local(slot) => {
+                if self.engine.outbound(slot).is_none() {
+                    return self.drop_gw(GwDrop::LocalPolicy);
+                }
+                self.protect(h.in_iface, slot, h.packet, pool, true)
+            }
+            HandoffKind::Inbound(loc) => {
+                let mut pkt = h.packet;
+                let events = &mut self.out.events;
+                let r = self
+                    .engine
+                    .decapsulate(&mut pkt, Ok(loc), &mut |e| events.push(e));
+                self.after_decap(h.in_iface, pkt, r, pool)
+            }
+        }
+    }
+}
