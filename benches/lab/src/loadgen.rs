@@ -495,7 +495,8 @@ mod tests {
         for j in [0usize, 1, 777, TAG_RING - 1] {
             assert_eq!(tag_of(&f[j]), Some(j as u64 + 1));
             let mut buf = HeapBuf::new(0, &f[j][14..], 0);
-            let r = engine.decapsulate(&mut buf, &mut |_, _| {});
+            let loc = dataplane::esp::locate_esp(dataplane::buf::PacketBuf::data(&buf), 4500);
+            let r = engine.decapsulate(&mut buf, loc, &mut |_| {});
             assert!(matches!(
                 r,
                 Ok(dataplane::esp::InboundOutcome::Decrypted(_))

@@ -326,7 +326,8 @@ mod tests {
             let frame = &bytes[off + 16..off + 16 + len];
             assert_eq!(&frame[..6], &WAN_MAC);
             let mut buf = HeapBuf::new(0, &frame[14..], 0);
-            let r = engine.decapsulate(&mut buf, &mut |_, _| {});
+            let loc = dataplane::esp::locate_esp(dataplane::buf::PacketBuf::data(&buf), 4500);
+            let r = engine.decapsulate(&mut buf, loc, &mut |_| {});
             assert!(
                 matches!(r, Ok(dataplane::esp::InboundOutcome::Decrypted(_))),
                 "{r:?}"

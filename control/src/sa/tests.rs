@@ -384,7 +384,14 @@ impl Site {
         f.extend_from_slice(&0x0800u16.to_be_bytes());
         f.extend_from_slice(&ip);
         self.node.rx(0, HeapBuf::from_slice(&f), &mut Pool);
-        std::mem::take(&mut self.node.tx[1])
+        self.take_tx(1)
+    }
+
+    /// The frames the node sent on interface `i` since the last call.
+    fn take_tx(&mut self, i: usize) -> Vec<HeapBuf> {
+        let mut out = dataplane::gateway::node::Output::new(2);
+        self.node.take_output(&mut out);
+        std::mem::take(&mut out.tx[i])
     }
 
     /// WAN frames arrive; the payloads this node hands to its LAN hosts.
@@ -392,7 +399,7 @@ impl Site {
         for f in frames {
             self.node.rx(1, f, &mut Pool);
         }
-        std::mem::take(&mut self.node.tx[0])
+        self.take_tx(0)
             .into_iter()
             .map(|f| f.data()[14 + 28..].to_vec())
             .collect()
