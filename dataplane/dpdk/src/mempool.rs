@@ -6,7 +6,7 @@
 //! over 8,192 of them (an object may not cross a page that need not be
 //! IOVA-contiguous, so each 2.4 KiB mbuf takes a page of its own). On a
 //! virtual machine that is expensive: in the
-//! benchmark harness of issue #6 the worker's `rx_burst` from net_pcap,
+//! benchmark lab the worker's `rx_burst` from net_pcap,
 //! which copies out of stored mbufs, stalled for about 120 µs some 600
 //! times a second (a bare spin loop on the same core: about 10 gaps over
 //! 100 µs a second), 7 % of the worker's time. So without hugepages the

@@ -31,8 +31,8 @@ const CONTROL_PER_POLL: usize = 64;
 /// Wall-clock time a poll may spend on control messages before it goes
 /// back to forwarding (the rest wait for the next poll). Counting messages
 /// alone let one poll of 64 SA installs hold the worker for 1.7-2.2 ms
-/// (`espresso-lab bench` reconfiguration case, issue #6 asks for no stall over
-/// 1 ms); the bound is checked after each message, so a poll overshoots
+/// (`espresso-lab bench` reconfiguration case, whose target is no stall
+/// over 1 ms); the bound is checked after each message, so a poll overshoots
 /// it by at most one message.
 const CONTROL_BUDGET: Duration = Duration::from_micros(250);
 /// SAs whose counters a poll copies into a statistics snapshot at most

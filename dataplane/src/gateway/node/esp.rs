@@ -267,8 +267,8 @@ impl<B: PacketBuf> Node<B> {
         match r {
             Ok(InboundOutcome::Decrypted(_)) => {
                 self.counters.decapsulated += 1;
-                // Routed once, for the MSS clamp of the egress interface
-                // and the delivery (this was `route_out`'s second lookup).
+                // Routed once, for both the MSS clamp of the egress
+                // interface and the delivery.
                 let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
                     return self.drop_gw(GwDrop::BadFrame);
                 };
