@@ -7,7 +7,7 @@ use super::*;
 use crate::wire::{Ipv4Fixed, UdpPacket};
 
 /// What the classify pass found in an IP packet (offsets from the IP
-/// header; the link-layer header is [`ETH_LEN`] bytes before it).
+/// header; the link-layer header is `ETH_LEN` bytes before it).
 #[derive(Debug, Clone, Copy)]
 pub struct PacketMeta {
     /// IP version.

@@ -687,7 +687,7 @@ impl<B: PacketBuf> Node<B> {
     /// classify every frame once ([`PacketMeta`]), dropping the ones that
     /// fail there so that the later passes see only the good ones; with
     /// many SAs, start the cache misses of the SAs they need
-    /// ([`Self::prefetch`]); then process each with what the classify pass
+    /// (`Node::prefetch`); then process each with what the classify pass
     /// found.
     pub fn rx_burst(&mut self, in_if: u16, pkts: &mut Vec<B>, pool: &mut impl PacketPool<B>) {
         self.counters.rx += pkts.len() as u64;
