@@ -2429,4 +2429,171 @@ remote = "{peer}"
             }
         }
     }
+
+    /// The two drivers' Child SAs of tunnel `t` (inbound SPIs).
+    fn children(d: &IkeDriver) -> Vec<u32> {
+        d.find("t")
+            .map(|i| d.tunnels[i].children.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn state(d: &IkeDriver) -> Option<LinkState> {
+        d.find("t").map(|i| d.tunnels[i].state)
+    }
+
+    /// `terminate` deletes the IKE SA with the peer (which drops its Child
+    /// SAs too) and nothing initiates again on its own; `initiate` brings
+    /// the tunnel back.
+    #[test]
+    fn terminate_deletes_with_the_peer_and_initiate_brings_it_back() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikedrv-term-{}", std::process::id()));
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 21);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 22);
+        a.start(t0());
+        exchange(&mut a, &mut b);
+        assert_eq!((children(&a).len(), children(&b).len()), (1, 1));
+        assert!(a.initiate(t0(), "t").unwrap_err().contains("up already"));
+
+        let said = a.terminate(t0(), "t").unwrap();
+        assert!(said.contains("1 IKE SA(s) deleted"), "{said}");
+        assert!(a.take_sas_changed());
+        assert!(a
+            .sas()
+            .tunnel(0)
+            .is_none_or(|s| s.inbound.is_empty() && s.outbound.is_none()));
+        exchange(&mut a, &mut b);
+        // The peer got the DELETE: its Child SA is gone too.
+        assert!(children(&b).is_empty());
+        assert_eq!(state(&b), Some(LinkState::Down));
+        assert_eq!(b.tunnels[0].last_down, Some(DownReason::DeletedByPeer));
+        assert_eq!(a.tunnels[0].endpoint.ike_sa_count(), 0);
+        // No retry after a deliberate delete.
+        a.tick(t0() + Duration::from_secs(600));
+        assert_eq!(state(&a), Some(LinkState::Down));
+        assert!(a.take_actions().is_empty());
+
+        let said = a.initiate(t0(), "t").unwrap();
+        assert!(said.contains("IKE_SA_INIT"), "{said}");
+        exchange(&mut a, &mut b);
+        assert_eq!(state(&a), Some(LinkState::Up));
+        assert_eq!((children(&a).len(), children(&b).len()), (1, 1));
+        assert!(a.terminate(t0(), "nope").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A removed tunnel deletes its IKE SA with the peer, wants no SA at
+    /// once, and its engine goes when the DELETE is answered; added again,
+    /// it initiates at once.
+    #[test]
+    fn a_removed_tunnel_deletes_its_ike_sa_and_an_added_one_initiates() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikedrv-rm-{}", std::process::id()));
+        let ca = gateway('a', "initiate", &dir.join("a"));
+        let mut a = driver(&ca, 23);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 24);
+        a.start(t0());
+        exchange(&mut a, &mut b);
+        assert_eq!(children(&b).len(), 1);
+
+        assert!(a.remove_tunnel(t0(), "t"));
+        assert!(!a.remove_tunnel(t0(), "t"), "removed already");
+        assert!(a
+            .sas()
+            .iter()
+            .next()
+            .is_none_or(|(_, s)| s.inbound.is_empty()));
+        assert!(!a.has_tunnel("t"));
+        assert!(a.tunnels_report(t0()).contains("removed-deleting"));
+        exchange(&mut a, &mut b);
+        assert!(children(&b).is_empty());
+        assert_eq!(b.tunnels[0].last_down, Some(DownReason::DeletedByPeer));
+        a.tick(t0());
+        assert!(
+            a.tunnels.is_empty(),
+            "the engine goes once its DELETE is answered"
+        );
+
+        a.add_tunnel(
+            &ca,
+            5,
+            &ca.tunnels[0],
+            t0(),
+            Box::new(ike::sim::SplitMix(99)),
+        )
+        .unwrap();
+        assert!(a
+            .add_tunnel(
+                &ca,
+                5,
+                &ca.tunnels[0],
+                t0(),
+                Box::new(ike::sim::SplitMix(98))
+            )
+            .is_err());
+        let mut pa = planner();
+        let (sent_a, _) = exchange_planned(&mut a, &mut pa, &mut b, &mut planner());
+        assert_eq!(state(&a), Some(LinkState::Up));
+        // Its SAs go to its (new) slot.
+        assert!(sent_a.iter().any(|m| matches!(
+            m,
+            ControlMsg::InstallOutbound { slot, .. } if slot.0 == 5
+        )));
+        assert_eq!(children(&b).len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// New lifetimes and DPD go into the running engine without touching
+    /// the IKE SA; a new PSK on the initiator re-establishes it (DELETE,
+    /// then a new IKE_SA_INIT), which the responder, given the same PSK
+    /// without re-establishing, authenticates.
+    #[test]
+    fn settings_apply_in_place_and_a_new_psk_reestablishes() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikedrv-upd-{}", std::process::id()));
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 25);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 26);
+        a.start(t0());
+        exchange(&mut a, &mut b);
+        let ike_before = a.tunnels[0].ike.as_ref().unwrap().id;
+        let child_before = children(&a);
+
+        let edit = |site: char, start: &str, from: &str, to: &str| {
+            let text = gateway_text(site, start, &dir.join(site.to_string()));
+            assert!(text.contains(from));
+            GatewayConfig::from_str(&text.replace(from, to), "test.toml").unwrap()
+        };
+        let lifetimes = edit(
+            'a',
+            "initiate",
+            "  force_encap = true\n",
+            "  force_encap = true\n  child_lifetime = \"20m\"\n  dpd_interval = \"7s\"\n",
+        );
+        a.update_tunnel(&lifetimes, 0, &lifetimes.tunnels[0], false, t0())
+            .unwrap();
+        let timers = &a.tunnels[0].endpoint.config().timers;
+        assert_eq!(
+            (timers.child_lifetime_ms, timers.dpd_interval_ms),
+            (1_200_000, 7_000)
+        );
+        assert!(a.take_actions().is_empty(), "nothing sent");
+        assert_eq!(a.tunnels[0].ike.as_ref().unwrap().id, ike_before);
+        assert_eq!(children(&a), child_before);
+
+        let psk = "psk = \"a new PSK for the driver test\"";
+        let old_psk = "psk = \"an example PSK for the driver test\"";
+        let na = edit('a', "initiate", old_psk, psk);
+        let nb = edit('b', "listen", old_psk, psk);
+        b.update_tunnel(&nb, 0, &nb.tunnels[0], false, t0())
+            .unwrap();
+        a.update_tunnel(&na, 0, &na.tunnels[0], true, t0()).unwrap();
+        assert_eq!(state(&a), Some(LinkState::Connecting));
+        assert!(
+            a.take_sas_changed(),
+            "the old Child SA's data-plane SAs went"
+        );
+        exchange(&mut a, &mut b);
+        assert_eq!(state(&a), Some(LinkState::Up));
+        assert_ne!(a.tunnels[0].ike.as_ref().unwrap().id, ike_before);
+        assert_eq!((children(&a).len(), children(&b).len()), (1, 1));
+        assert_ne!(children(&a), child_before);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
