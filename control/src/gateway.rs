@@ -518,6 +518,7 @@ impl Control {
                 }
             }
             "reload" => match self.reload() {
+                Ok(r) if !r.applied => format!("error: {r}"),
                 Ok(r) => r.to_string(),
                 Err(e) => format!("error: {e}\n"),
             },
