@@ -704,6 +704,10 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<String, Error> {
     let workers = config.dataplane.workers as usize;
+    // `RUST_LOG`, when set, chose the filter; otherwise the file does.
+    if std::env::var_os("RUST_LOG").is_none() {
+        crate::log_filter::set(&config.control.log);
+    }
     // Before EAL pins this thread to its lcore and narrows what we see.
     let cores = worker_cores(&config);
     crate::eal_args::pin_before_eal(main_lcore(&config));
