@@ -33,6 +33,11 @@
 #              the LAN MTU after decapsulation (no ICMP in clear on the
 #              WAN), a spoofed IKE_SA_INIT flood from 2,000 addresses
 #              during a rekey; the ping loses nothing
+#   reload     two tunnels (IKE for IPv4, manual SAs for IPv6); live
+#              reloads remove the manual one and change the IKE one's
+#              lifetime (a continuous ping loses nothing, its Child SA is
+#              not reinstalled), then its PSK (IKE SA re-established);
+#              a broken file and a refused change apply nothing
 #   demo       the ike scenario narrated, with bulk transfers (what `make
 #              demo` runs)
 #
@@ -161,9 +166,7 @@ mode = "tunnel"
   [[tunnel.policy]]
   local = "$mynet"
   remote = "$peernet"
-  [[tunnel.policy]]
-  local = "$my6"
-  remote = "$peer6"
+$( [ -n "${SPLIT_V6:-}" ] || printf '  [[tunnel.policy]]\n  local = "%s"\n  remote = "%s"\n' "$my6" "$peer6")
   [tunnel.ike]
   local_id = "$lid"
   remote_id = "$rid"
@@ -172,9 +175,24 @@ mode = "tunnel"
   esp_proposals = ["${ESP_PROPOSAL:-aes256gcm16}"]
   start_action = "$start"
   dpd_interval = "10s"
+  child_lifetime = "${CHILD_LIFETIME:-1h}"
   force_encap = ${FORCE_ENCAP:-false}
   keylog_dir = "$DIR/keylog-$site"
 EOF
+        if [ "${SPLIT_V6:-}" = manual ]; then
+            cat >>"$f" <<EOF
+[[tunnel]]
+name = "extra"
+local = "$me"
+remote = "$peer"
+mode = "tunnel"
+udp_encap = true
+  [[tunnel.policy]]
+  local = "$my6"
+  remote = "$peer6"
+$(sa_blocks "$site" "1" 0)
+EOF
+        fi
     elif [ "$mode" = tunnel ]; then
         cat >>"$f" <<EOF
 [[tunnel]]
@@ -662,6 +680,82 @@ scenario_ike() {
     stop_gateways
 }
 
+# reload_both LABEL WANT...: reloads gwB then gwA (a listener's DELETE
+# first, so that the initiator's new IKE SA meets the new settings) and
+# checks that each report contains every WANT.
+reload_both() {
+    local label=$1 site out w; shift
+    for site in b a; do
+        if out=$("$BIN" reload -c "$DIR/ctl-$site.toml" 2>&1); then
+            echo "$out" | sed "s/^/    gw$site | /"
+            for w in "$@"; do
+                echo "$out" | grep -qF "$w" && ok "gw$site report ($label): $w" || fail "gw$site report ($label) lacks '$w'"
+            done
+        else
+            fail "gw$site reload ($label) failed"; echo "$out"
+        fi
+    done
+}
+
+scenario_reload() {
+    say "network and gateways: tunnel site (IKE, IPv4) and tunnel extra (manual SAs, IPv6)"
+    setup_network
+    SPLIT_V6=manual
+    write_config a ike ""; write_config b ike ""
+    # The gateways re-read site-*.toml; the command line reaches them
+    # through a copy, which stays readable when a test breaks the file.
+    cp "$DIR/site-a.toml" "$DIR/ctl-a.toml"; cp "$DIR/site-b.toml" "$DIR/ctl-b.toml"
+    start_gateways
+    wait_ike_up || return 0
+    ping_check $NS_HA 10.2.0.20 3
+    ping_check $NS_HA fd02::20 3
+    local in6 before after spi_before spi_after out
+    in6=$(stat_of a sa.in.0x00001001.packets)
+    [ "${in6:-0}" -gt 0 ] && ok "tunnel extra's SA 0x1001 carried $in6 packets into gwA" || fail "tunnel extra carried nothing"
+    before=$(active_child a)
+    spi_before=$("$BIN" tunnels -c "$DIR/ctl-a.toml" | awk '/^  ike /{print $3}')
+
+    say "reload: tunnel extra removed, site's child_lifetime 1h -> 50m, under a continuous ping through site"
+    in_ns $NS_HA ping -c 80 -i 0.05 -W 2 10.2.0.20 >"$DIR/ping-reload.log" 2>&1 &
+    local ppid=$!; PIDS+=("$ppid")
+    sleep 1
+    SPLIT_V6=ike-only CHILD_LIFETIME=50m
+    write_config a ike ""; write_config b ike ""
+    reload_both "remove + lifetime" "removed tunnel extra" \
+        "changed tunnel site: ike.child_lifetime (IKE settings used from the next exchange)" "0 tunnels unchanged"
+    wait "$ppid" || true
+    out=$(grep -o '[0-9]* packets transmitted, [0-9]* received, [0-9.]*% packet loss' "$DIR/ping-reload.log" || true)
+    if echo "$out" | grep -q ' 0% packet loss'; then ok "ping through the kept tunnel during the reload: $out"
+    else fail "ping through the kept tunnel lost packets: $out"; fi
+    after=$(active_child a)
+    [ -n "$after" ] && [ "$before" = "$after" ] && ok "site's Child SA untouched (SPIs $after)" || fail "site's Child SA changed: '$before' -> '$after'"
+    [ -z "$(stat_of a sa.in.0x00001001.packets)" ] && ok "tunnel extra's inbound SA gone from gwA" || fail "SA 0x1001 still on gwA"
+    [ -z "$(stat_of b sa.in.0x00002001.packets)" ] && ok "tunnel extra's inbound SA gone from gwB" || fail "SA 0x2001 still on gwB"
+    "$BIN" tunnels -c "$DIR/ctl-a.toml" | grep -q '^tunnel extra' && fail "gwA's tunnels still lists extra" || ok "gwA's tunnels lists only site"
+
+    say "reload: a new PSK for site on both gateways"
+    PSK=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    write_config a ike ""; write_config b ike ""
+    reload_both "psk" "changed tunnel site: ike.psk (IKE SA re-established)"
+    sleep 0.5
+    wait_ike_up || return 0
+    spi_after=$("$BIN" tunnels -c "$DIR/ctl-a.toml" | awk '/^  ike /{print $3}')
+    [ -n "$spi_after" ] && [ "$spi_after" != "$spi_before" ] && ok "new IKE SA with the new PSK (spi_i $spi_before -> $spi_after)" || fail "IKE SA not re-established ($spi_before -> $spi_after)"
+    ping_check $NS_HA 10.2.0.20 3
+
+    say "a broken file and a refused change apply nothing"
+    cp "$DIR/site-a.toml" "$DIR/good-a.toml"
+    echo "[[tunnel]" >>"$DIR/site-a.toml"
+    if out=$("$BIN" reload -c "$DIR/ctl-a.toml" 2>&1); then fail "a broken file was accepted"
+    else echo "$out" | grep -q "nothing changed" && ok "broken file refused: $(echo "$out" | head -1)" || fail "broken file: $out"; fi
+    sed 's/^workers = 1/workers = 2/; s/child_lifetime = "50m"/child_lifetime = "40m"/' "$DIR/good-a.toml" >"$DIR/site-a.toml"
+    if out=$("$BIN" reload -c "$DIR/ctl-a.toml" 2>&1); then fail "a workers change was accepted"
+    else echo "$out" | grep -q "refused dataplane.workers" && ok "workers change refused, nothing applied" || fail "refusal: $out"; fi
+    "$BIN" tunnels -c "$DIR/ctl-a.toml" | grep -q "^tunnel site up" && ok "site still up" || fail "site down after refused reloads"
+    ping_check $NS_HA 10.2.0.20 3
+    stop_gateways
+}
+
 # rss_kb PID: resident memory of a process.
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 
@@ -785,6 +879,7 @@ case "$SCENARIO" in
     hostile) scenario_hostile ;;
     pmtu) scenario_pmtu ;;
     edge) scenario_edge ;;
+    reload) scenario_reload ;;
     demo) VERBOSE=1 BULK_MB4=100 BULK_MB6=20 scenario_ike ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
-use dataplane::esp::{DropReason, Spd};
+use dataplane::esp::{DropReason, Policy, Spd};
 use dataplane::gateway::msg::SaStats;
 use dataplane::gateway::neigh::Refused;
 use dataplane::gateway::{
@@ -32,6 +32,7 @@ use dpdk::{Worker, WorkerPorts};
 use crate::config::GatewayConfig;
 use crate::control_socket::{Access, ControlSocket, Request};
 use crate::ike_driver::{IkeAction, IkeDriver, SystemRng};
+use crate::reload::{self, Diff, ReloadReport, Slots};
 use crate::sa::{Planner, Wanted};
 
 /// Everything that went wrong starting or running the gateway.
@@ -87,6 +88,8 @@ struct Control {
     started: Instant,
     /// IKEv2 for the tunnels that have `[tunnel.ike]`.
     ike: IkeDriver,
+    /// Each running tunnel's SPD slot (kept across reloads).
+    slots: Slots,
 }
 
 impl Control {
@@ -102,26 +105,264 @@ impl Control {
         }
     }
 
-    /// Brings the workers' SPD and SAs in line with `fresh` (`None`: the
-    /// configuration the gateway started with) and IKE's Child SAs. A
-    /// policy or manual SA that does not build fails the whole step:
-    /// nothing is sent and the configuration stays as it was.
-    fn apply_config(&mut self, fresh: Option<GatewayConfig>) -> Result<(), Error> {
-        let config = fresh.as_ref().unwrap_or(&self.config);
-        let spd = spd_of(config)?;
-        let manual = Wanted::from_config(config);
+    /// Installs the starting configuration's SPD and manual SAs. A
+    /// policy or manual SA that does not build stops the start.
+    fn apply_config(&mut self) -> Result<(), Error> {
+        let spd = spd_of(&reload::policies(&self.config, &self.slots))?;
+        let manual = reload::manual_sas(&self.config, &self.slots);
         let plan = self.planner.plan(&[&manual, &self.ike.sas()]);
         if let Some(f) = plan.failed.first() {
             return Err(format!("{f} ({} SAs failed)", plan.failed.len()).into());
-        }
-        if let Some(fresh) = fresh {
-            self.config = fresh;
         }
         self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
         self.manual = manual;
         let msgs = self.planner.commit(plan);
         self.send_plan(msgs);
         Ok(())
+    }
+
+    /// Takes the running gateway to `target` (whose differences from the
+    /// running configuration are `diff`, with nothing refused). Every
+    /// policy, SA and IKE engine of `target` is built before anything
+    /// changes: on error nothing did. Then, in order: routes, static
+    /// neighbours and ICMP limits; the new and changed SAs (make before
+    /// break: the removed tunnels' SAs are still in); the new SPD; IKE
+    /// (DELETE for removed tunnels and for IKE SAs to re-establish, new
+    /// tunnels initiating); last, the SAs no longer wanted go. Tunnels
+    /// that did not change keep their slots and SAs: nothing of theirs is
+    /// sent to the workers.
+    fn apply(&mut self, target: GatewayConfig, diff: &Diff) -> Result<(), Error> {
+        let now = Instant::now();
+        let slots = self.slots.next(&target);
+        let spd = spd_of(&reload::policies(&target, &slots))?;
+        for t in target.tunnels.iter().filter(|t| t.ike.is_some()) {
+            IkeDriver::check_tunnel(&target, t)?;
+        }
+        let manual = reload::manual_sas(&target, &slots);
+        let removed: std::collections::BTreeSet<&str> =
+            diff.removed.iter().map(String::as_str).collect();
+        let leaving = Wanted::from_tunnels(
+            reload::slotted_tunnels(&self.config, &self.slots)
+                .filter(|(_, t)| removed.contains(t.name.as_str())),
+        );
+        let (re_in, re_out) = reload::respecified(&self.manual, &manual);
+        let mut planner = self.planner.clone();
+        planner.forget(&re_in, &re_out);
+        let plan = planner.plan(&[&leaving, &manual, &self.ike.sas()]);
+        if let Some(f) = plan.failed.first() {
+            return Err(format!("{f} ({} SAs failed); nothing changed", plan.failed.len()).into());
+        }
+
+        if diff.routes {
+            let routes = target.route_table();
+            self.broadcast(|| ControlMsg::SetRoutes(Box::new(routes.clone())));
+        }
+        if diff.neighbours {
+            let statics: Vec<_> = target
+                .neighbours
+                .iter()
+                .map(|n| (n.address, n.mac.0, n.interface))
+                .collect();
+            self.broadcast(|| ControlMsg::SetStaticNeighbours(statics.clone()));
+        }
+        if !diff.dataplane.is_empty() {
+            let (per_second, burst) = (
+                target.dataplane.icmp_errors_per_second,
+                target.dataplane.icmp_error_burst,
+            );
+            self.broadcast(|| ControlMsg::SetIcmpRateLimit { per_second, burst });
+        }
+        self.planner = planner;
+        let msgs = self.planner.commit(plan);
+        self.send_plan(msgs);
+        self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
+
+        for name in &diff.removed {
+            self.ike.remove_tunnel(now, name);
+        }
+        let by_name = |n: &str| target.tunnels.iter().find(|t| t.name == n);
+        for c in &diff.changed {
+            let (Some(t), Some(slot)) = (by_name(&c.name), slots.get(&c.name)) else {
+                continue;
+            };
+            let done = match c.ike {
+                None => Ok(()),
+                Some(reload::IkeChange::Removed) => {
+                    self.ike.remove_tunnel(now, &c.name);
+                    Ok(())
+                }
+                Some(reload::IkeChange::Added) => {
+                    self.ike
+                        .add_tunnel(&target, slot, t, now, Box::new(SystemRng::new()))
+                }
+                Some(reload::IkeChange::Reestablish) => {
+                    self.ike.update_tunnel(&target, slot, t, true, now)
+                }
+                Some(reload::IkeChange::NextExchange) => {
+                    self.ike.update_tunnel(&target, slot, t, false, now)
+                }
+            };
+            if let Err(e) = done {
+                tracing::error!(tunnel = %c.name, error = %e, "reload: IKE change failed");
+            }
+        }
+        for name in &diff.added {
+            let (Some(t), Some(slot)) = (by_name(name), slots.get(name)) else {
+                continue;
+            };
+            if t.ike.is_some() {
+                if let Err(e) =
+                    self.ike
+                        .add_tunnel(&target, slot, t, now, Box::new(SystemRng::new()))
+                {
+                    tracing::error!(tunnel = %name, error = %e, "reload: IKE tunnel not added");
+                }
+            }
+        }
+        if !diff.control.is_empty() {
+            self.ike.set_admission(&target.control);
+        }
+        if diff.log {
+            crate::log_filter::set(&target.control.log);
+        }
+
+        self.config = target;
+        self.slots = slots;
+        self.manual = manual;
+        let plan = self.planner.plan(&[&self.manual, &self.ike.sas()]);
+        for f in &plan.failed {
+            tracing::error!(error = %f, "reload: an SA does not build");
+        }
+        let msgs = self.planner.commit(plan);
+        self.send_plan(msgs);
+        self.planner.set_names(self.slots.names());
+        self.apply_ike();
+        tracing::info!(
+            added = diff.added.len(),
+            removed = diff.removed.len(),
+            changed = diff.changed.len(),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+
+    /// Applies `diff` (to `target`) unless something in it is refused, and
+    /// reports.
+    fn apply_diff(
+        &mut self,
+        action: String,
+        target: GatewayConfig,
+        diff: Diff,
+        not_applied: Vec<String>,
+    ) -> Result<ReloadReport, Error> {
+        let mut report = ReloadReport {
+            action,
+            file: self.options.config_path.display().to_string(),
+            applied: false,
+            diff,
+            not_applied,
+            inbound_sas: 0,
+            outbound_sas: 0,
+        };
+        if report.diff.refused.is_empty() {
+            self.apply(target, &report.diff)?;
+            report.applied = true;
+        }
+        report.inbound_sas = self.planner.installed().inbound();
+        report.outbound_sas = self.planner.installed().outbound();
+        Ok(report)
+    }
+
+    /// Re-reads the configuration file and takes every change the running
+    /// gateway can take: tunnels added, removed or changed, routes, static
+    /// neighbours, the log filter, IKE admission bounds, ICMP limits. A
+    /// file that does not load changes nothing (`Err`); one that changes
+    /// something fixed at start-up changes nothing either (the report
+    /// lists what was refused and why).
+    fn reload(&mut self) -> Result<ReloadReport, Error> {
+        let fresh = GatewayConfig::load(&self.options.config_path)
+            .map_err(|e| format!("{e}; nothing changed"))?;
+        let diff = reload::diff(&self.config, &fresh);
+        self.apply_diff("reload".into(), fresh, diff, Vec::new())
+    }
+
+    /// Re-reads the configuration file and adds tunnel `name` from it, or
+    /// takes its changes; every other difference between the file and the
+    /// running configuration stays (listed as not applied).
+    #[allow(dead_code, reason = "reached through the control socket's `load`")]
+    fn load_tunnel(&mut self, name: &str) -> Result<ReloadReport, Error> {
+        let fresh = GatewayConfig::load(&self.options.config_path)
+            .map_err(|e| format!("{e}; nothing changed"))?;
+        let t = fresh
+            .tunnels
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                format!(
+                    "no tunnel {name:?} in {}; nothing changed",
+                    self.options.config_path.display()
+                )
+            })?;
+        // The tunnel names its interface by index into the file's list.
+        let i = usize::from(t.interface);
+        if fresh.interfaces.get(i) != self.config.interfaces.get(i) {
+            return Err(format!(
+                "tunnel {name}'s interface differs from the running gateway's interface {i} (interfaces need a restart); nothing changed"
+            )
+            .into());
+        }
+        let target = reload::with_tunnel(&self.config, t);
+        let diff = reload::diff(&self.config, &target);
+        let rest = reload::diff(&target, &fresh).lines();
+        self.apply_diff(format!("load {name}"), target, diff, rest)
+    }
+
+    /// Removes tunnel `name` from the running gateway (for an IKE tunnel:
+    /// its IKE SA deleted with the peer), whatever the file says; a later
+    /// reload brings it back if the file still has it.
+    #[allow(dead_code, reason = "reached through the control socket's `unload`")]
+    fn unload_tunnel(&mut self, name: &str) -> Result<ReloadReport, Error> {
+        if !self.config.tunnels.iter().any(|t| t.name == name) {
+            return Err(format!("no running tunnel {name:?}").into());
+        }
+        let target = reload::without_tunnel(&self.config, name);
+        let diff = reload::diff(&self.config, &target);
+        let rest = match GatewayConfig::load(&self.options.config_path) {
+            Ok(fresh) => reload::diff(&target, &fresh).lines(),
+            Err(e) => vec![format!("the file does not load: {e}")],
+        };
+        self.apply_diff(format!("unload {name}"), target, diff, rest)
+    }
+
+    /// Starts IKE for tunnel `name` now.
+    #[allow(dead_code, reason = "reached through the control socket's `initiate`")]
+    fn initiate(&mut self, name: &str) -> Result<String, Error> {
+        self.ike_tunnel(name)?;
+        let r = self.ike.initiate(Instant::now(), name);
+        self.apply_ike();
+        Ok(r?)
+    }
+
+    /// Deletes tunnel `name`'s IKE SA with the peer, and its Child SAs.
+    #[allow(dead_code, reason = "reached through the control socket's `terminate`")]
+    fn terminate(&mut self, name: &str) -> Result<String, Error> {
+        self.ike_tunnel(name)?;
+        let r = self.ike.terminate(Instant::now(), name);
+        self.apply_ike();
+        Ok(r?)
+    }
+
+    /// `Ok` if tunnel `name` runs with IKE; why not otherwise.
+    #[allow(dead_code, reason = "used by initiate and terminate")]
+    fn ike_tunnel(&self, name: &str) -> Result<(), Error> {
+        match self.config.tunnels.iter().find(|t| t.name == name) {
+            None => Err(format!("no running tunnel {name:?}").into()),
+            Some(t) if t.ike.is_none() => Err(format!(
+                "tunnel {name} is manually keyed: it has no IKE SA (unload or reload to change its SAs)"
+            )
+            .into()),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Sends planned messages, each worker's in order. SA messages are
@@ -131,32 +372,6 @@ impl Control {
         for (worker, msg) in msgs {
             self.send(worker, msg);
         }
-    }
-
-    /// Re-reads the configuration file and applies SA and policy changes.
-    /// Interfaces, routes, data-plane settings and `[tunnel.ike]` sections
-    /// need a restart (the IKE driver keeps the configuration it started
-    /// with).
-    fn reload(&mut self) -> Result<String, Error> {
-        let fresh = GatewayConfig::load(&self.options.config_path)?;
-        if fresh.interfaces.len() != self.config.interfaces.len()
-            || fresh
-                .tunnels
-                .iter()
-                .map(|t| &t.name)
-                .ne(self.config.tunnels.iter().map(|t| &t.name))
-        {
-            return Err(
-                "reload: interfaces or the list of tunnels changed; restart espresso".into(),
-            );
-        }
-        self.apply_config(Some(fresh))?;
-        Ok(format!(
-            "reloaded {}: {} inbound SAs, {} outbound SAs\n",
-            self.options.config_path.display(),
-            self.planner.installed().inbound(),
-            self.planner.installed().outbound()
-        ))
     }
 
     fn collect(&self) -> Vec<WorkerStats> {
@@ -303,7 +518,8 @@ impl Control {
                 }
             }
             "reload" => match self.reload() {
-                Ok(s) => s,
+                Ok(r) if !r.applied => format!("error: {r}"),
+                Ok(r) => r.to_string(),
                 Err(e) => format!("error: {e}\n"),
             },
             other => {
@@ -315,9 +531,9 @@ impl Control {
 
 /// The configured SPD, compiled here on the control thread so that the
 /// workers (which share the compiled classifier) never build it.
-fn spd_of(config: &GatewayConfig) -> Result<Spd, Error> {
+fn spd_of(policies: &[Policy]) -> Result<Spd, Error> {
     let mut spd = Spd::new();
-    for p in config.policies() {
+    for p in policies {
         spd.insert(p.clone())?;
     }
     spd.compile();
@@ -488,6 +704,10 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<String, Error> {
     let workers = config.dataplane.workers as usize;
+    // `RUST_LOG`, when set, chose the filter; otherwise the file does.
+    if std::env::var_os("RUST_LOG").is_none() {
+        crate::log_filter::set(&config.control.log);
+    }
     // Before EAL pins this thread to its lcore and narrows what we see.
     let cores = worker_cores(&config);
     crate::eal_args::pin_before_eal(main_lcore(&config));
@@ -606,6 +826,7 @@ pub fn run(
         config.dataplane.crypto_backend,
         config.tunnels.iter().map(|t| t.name.clone()).collect(),
     );
+    let slots = Slots::of(&config);
     let mut control = Control {
         ike,
         planner,
@@ -621,8 +842,9 @@ pub fn run(
         events: 0,
         transmit_full: 0,
         started: Instant::now(),
+        slots,
     };
-    control.apply_config(None)?;
+    control.apply_config()?;
 
     tracing::info!(socket = %socket_path.display(), workers, "espresso running");
     control.ike.start(Instant::now());

@@ -82,6 +82,15 @@ const KNOWN_SPIS_REFRESH: Duration = Duration::from_secs(5);
 /// gateway give up, nor hammer the peer).
 const REINITIATE_MAX_DELAY: Duration = Duration::from_secs(300);
 
+/// A tunnel removed from the running configuration keeps its engine this
+/// long at most, so that its DELETE (RFC 7296 §1.4.1) is retransmitted
+/// and answered; it goes as soon as the engine holds no IKE SA.
+const LEAVING_MAX: Duration = Duration::from_secs(30);
+
+/// Room in the workers' table of authenticated IKE SPIs for tunnels
+/// added by reloads.
+const KNOWN_SPIS_HEADROOM: usize = 64;
+
 /// The wait before the next attempt after `failures` failed ones in a row.
 fn reinitiate_delay(failures: u32) -> Duration {
     REINITIATE_DELAY
@@ -203,6 +212,10 @@ struct TunnelIke {
     reinitiate_at: Option<Instant>,
     /// Attempts that failed since the tunnel was last up.
     failures: u32,
+    /// Removed from the configuration: only its DELETE exchange goes on,
+    /// until the engine has no IKE SA or this time has come. It wants no
+    /// SA, takes no new IKE SA and never initiates.
+    leaving: Option<Instant>,
 }
 
 /// The IKE driver for every IKE tunnel of the gateway.
@@ -842,28 +855,10 @@ impl IkeDriver {
         let half_open = Arc::new(KnownIkeSpis::new(config.control.ike_half_open_max));
         let budget = HalfOpenBudget::with_spis(Arc::new(WorkersHalfOpen(half_open.clone())));
         for (index, t) in config.tunnels.iter().enumerate() {
-            let Some(ic) = &t.ike else { continue };
-            let engine = engine_config_in(config, t)?;
-            let endpoint = Endpoint::with_budget(engine, rng(), budget.clone())
-                .map_err(|e| format!("tunnel {}: {e}", t.name))?;
-            if let Some(d) = &ic.keylog_dir {
-                tracing::warn!(tunnel = %t.name, dir = %d.display(), "IKE: keylog_dir is set: every IKE and ESP key of this tunnel is written to disk in clear (debugging only; remove keylog_dir in production)");
+            if t.ike.is_none() {
+                continue;
             }
-            tunnels.push(TunnelIke {
-                index,
-                tunnel: t.clone(),
-                endpoint,
-                keylog_dir: ic.keylog_dir.clone(),
-                state: LinkState::Down,
-                last_down: None,
-                ike: None,
-                children: BTreeMap::new(),
-                active_out: None,
-                retiring: Vec::new(),
-                next_keepalive: now + KEEPALIVE,
-                reinitiate_at: None,
-                failures: 0,
-            });
+            tunnels.push(Self::tunnel_ike(config, index, t, now, rng(), &budget)?);
         }
         Ok(Self {
             origin: now,
@@ -876,12 +871,254 @@ impl IkeDriver {
             budget,
             // Room for an IKE SA, its rekeyed successor and one being
             // deleted per tunnel.
-            known: Arc::new(KnownIkeSpis::new(tunnels_len_hint(config) * 3)),
+            known: Arc::new(KnownIkeSpis::new(
+                (tunnels_len_hint(config) + KNOWN_SPIS_HEADROOM) * 3,
+            )),
             half_open,
             known_dirty: false,
             known_refreshed: now,
             half_open_log: LogBudget::default(),
         })
+    }
+
+    /// The engine and state of IKE tunnel `t` at SPD slot `index`.
+    fn tunnel_ike(
+        config: &GatewayConfig,
+        index: usize,
+        t: &Tunnel,
+        now: Instant,
+        rng: Box<dyn RngSource + Send>,
+        budget: &HalfOpenBudget,
+    ) -> Result<TunnelIke, Error> {
+        let ic = t
+            .ike
+            .as_ref()
+            .ok_or_else(|| format!("tunnel {}: no [tunnel.ike]", t.name))?;
+        let engine = engine_config_in(config, t)?;
+        let endpoint = Endpoint::with_budget(engine, rng, budget.clone())
+            .map_err(|e| format!("tunnel {}: {e}", t.name))?;
+        if let Some(d) = &ic.keylog_dir {
+            tracing::warn!(tunnel = %t.name, dir = %d.display(), "IKE: keylog_dir is set: every IKE and ESP key of this tunnel is written to disk in clear (debugging only; remove keylog_dir in production)");
+        }
+        Ok(TunnelIke {
+            index,
+            tunnel: t.clone(),
+            endpoint,
+            keylog_dir: ic.keylog_dir.clone(),
+            state: LinkState::Down,
+            last_down: None,
+            ike: None,
+            children: BTreeMap::new(),
+            active_out: None,
+            retiring: Vec::new(),
+            next_keepalive: now + KEEPALIVE,
+            reinitiate_at: None,
+            failures: 0,
+            leaving: None,
+        })
+    }
+
+    /// Checks that tunnel `t`'s `[tunnel.ike]` makes an engine, without
+    /// changing anything (a reload checks every tunnel before it applies
+    /// any).
+    pub fn check_tunnel(config: &GatewayConfig, t: &Tunnel) -> Result<(), Error> {
+        engine_config_in(config, t).map(|_| ())
+    }
+
+    /// The running (not leaving) IKE tunnel called `name`.
+    fn find(&self, name: &str) -> Option<usize> {
+        self.tunnels
+            .iter()
+            .position(|t| t.leaving.is_none() && t.tunnel.name == name)
+    }
+
+    /// Whether IKE tunnel `name` runs.
+    pub fn has_tunnel(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    /// Adds IKE tunnel `t` at SPD slot `slot` (a reload added it, or
+    /// `[tunnel.ike]` to it): initiates at once if its start action says
+    /// so.
+    pub fn add_tunnel(
+        &mut self,
+        config: &GatewayConfig,
+        slot: usize,
+        t: &Tunnel,
+        now: Instant,
+        rng: Box<dyn RngSource + Send>,
+    ) -> Result<(), Error> {
+        if self.find(&t.name).is_some() {
+            return Err(format!("IKE tunnel {} runs already", t.name).into());
+        }
+        let mut ti = Self::tunnel_ike(config, slot, t, now, rng, &self.budget)?;
+        let at = self.engine_time(now);
+        if ti.endpoint.should_initiate() {
+            let id = ti.endpoint.initiate(at);
+            ti.state = LinkState::Connecting;
+            tracing::info!(tunnel = %t.name, spi_i = %format!("{:016x}", id.0), remote = %t.endpoints.remote, "IKE: tunnel added, initiating IKE_SA_INIT");
+        } else {
+            tracing::info!(tunnel = %t.name, "IKE: tunnel added, waiting for the peer");
+        }
+        self.tunnels.push(ti);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Deletes every IKE SA of tunnel `ti` (an INFORMATIONAL exchange with
+    /// a Delete payload, RFC 7296 §1.4.1, for an established one; a
+    /// half-open one just goes) and forgets its Child SAs' data-plane
+    /// SAs. No re-initiation follows.
+    fn delete_ike_sas(&mut self, ti: usize, now: Instant) -> usize {
+        let at = self.engine_time(now);
+        let t = &mut self.tunnels[ti];
+        let ids = t.endpoint.ike_sa_ids();
+        for id in &ids {
+            let _ = t.endpoint.terminate(at, *id);
+        }
+        if !t.children.is_empty() || !t.retiring.is_empty() || t.active_out.is_some() {
+            self.sas_changed = true;
+        }
+        t.children.clear();
+        t.retiring.clear();
+        t.active_out = None;
+        t.reinitiate_at = None;
+        t.failures = 0;
+        t.ike = None;
+        t.state = LinkState::Down;
+        t.last_down = Some(DownReason::Terminated);
+        ids.len()
+    }
+
+    /// Removes IKE tunnel `name`: its IKE SA is deleted with the peer
+    /// (the engine stays until the DELETE is answered or
+    /// [`LEAVING_MAX`]), its Child SAs' data-plane SAs are no longer
+    /// wanted. False: no such IKE tunnel.
+    pub fn remove_tunnel(&mut self, now: Instant, name: &str) -> bool {
+        let Some(ti) = self.find(name) else {
+            return false;
+        };
+        let n = self.delete_ike_sas(ti, now);
+        self.tunnels[ti].leaving = Some(now + LEAVING_MAX);
+        tracing::info!(tunnel = %name, ike_sas = n, "IKE: tunnel removed, its IKE SA deleted");
+        self.pump(now);
+        true
+    }
+
+    /// Takes tunnel `name`'s new configuration `t` at slot `slot`. With
+    /// `reestablish` (its peer, address, identities, PSK or traffic
+    /// selectors changed) the IKE SA is deleted and, for an initiator,
+    /// negotiated again at once; otherwise the established SAs stay and
+    /// the new settings are used from the next exchange. A tunnel that
+    /// now initiates and is down initiates.
+    pub fn update_tunnel(
+        &mut self,
+        config: &GatewayConfig,
+        slot: usize,
+        t: &Tunnel,
+        reestablish: bool,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let ti = self
+            .find(&t.name)
+            .ok_or_else(|| format!("no IKE tunnel {:?}", t.name))?;
+        let engine = engine_config_in(config, t)?;
+        if reestablish {
+            let n = self.delete_ike_sas(ti, now);
+            tracing::info!(tunnel = %t.name, ike_sas = n, "IKE: configuration changed what the IKE SA was negotiated for; deleting it");
+        }
+        let tk = &mut self.tunnels[ti];
+        tk.endpoint
+            .set_config(engine)
+            .map_err(|e| format!("tunnel {}: {e}", t.name))?;
+        tk.tunnel = t.clone();
+        tk.index = slot;
+        tk.keylog_dir = t.ike.as_ref().and_then(|i| i.keylog_dir.clone());
+        if tk.endpoint.should_initiate() && tk.state == LinkState::Down {
+            let at = self.engine_time(now);
+            let tk = &mut self.tunnels[ti];
+            let id = tk.endpoint.initiate(at);
+            tk.state = LinkState::Connecting;
+            tk.reinitiate_at = None;
+            tracing::info!(tunnel = %t.name, spi_i = %format!("{:016x}", id.0), "IKE: initiating with the new configuration");
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Takes the gateway-wide IKE admission bounds of `[control]` that can
+    /// change while running (the cookie threshold and the half-open SAs
+    /// per source) into every engine.
+    pub fn set_admission(&mut self, control: &config::ControlConfig) {
+        for t in &mut self.tunnels {
+            let mut c = t.endpoint.config().clone();
+            c.cookie_threshold = control.ike_cookie_threshold;
+            c.half_open_per_source = control.ike_half_open_per_source;
+            let _ = t.endpoint.set_config(c);
+        }
+    }
+
+    /// Starts IKE for tunnel `name` now (socket command `initiate`): for
+    /// a tunnel that waits for its peer, or one that was terminated.
+    pub fn initiate(&mut self, now: Instant, name: &str) -> Result<String, String> {
+        let ti = self
+            .find(name)
+            .ok_or_else(|| format!("no IKE tunnel {name:?}"))?;
+        let t = &self.tunnels[ti];
+        if t.state != LinkState::Down {
+            let state = if t.state == LinkState::Up {
+                "up"
+            } else {
+                "connecting"
+            };
+            return Err(format!("tunnel {name} is {state} already"));
+        }
+        let at = self.engine_time(now);
+        let t = &mut self.tunnels[ti];
+        let id = t.endpoint.initiate(at);
+        t.state = LinkState::Connecting;
+        t.reinitiate_at = None;
+        tracing::info!(tunnel = %name, spi_i = %format!("{:016x}", id.0), "IKE: initiating on request");
+        self.pump(now);
+        Ok(format!(
+            "initiating tunnel {name}: IKE_SA_INIT spi_i {:016x} sent\n",
+            id.0
+        ))
+    }
+
+    /// Deletes tunnel `name`'s IKE SA with the peer (socket command
+    /// `terminate`; RFC 7296 §1.4.1: the Delete payload takes its Child
+    /// SAs along) and its Child SAs' data-plane SAs. The tunnel stays
+    /// configured and does not initiate again until asked to (or a
+    /// reload re-establishes it); a listening tunnel still answers its
+    /// peer.
+    pub fn terminate(&mut self, now: Instant, name: &str) -> Result<String, String> {
+        let ti = self
+            .find(name)
+            .ok_or_else(|| format!("no IKE tunnel {name:?}"))?;
+        let n = self.delete_ike_sas(ti, now);
+        tracing::info!(tunnel = %name, ike_sas = n, "IKE: tunnel terminated on request");
+        self.pump(now);
+        if n == 0 {
+            return Ok(format!("tunnel {name} had no IKE SA\n"));
+        }
+        Ok(format!(
+            "terminated tunnel {name}: {n} IKE SA(s) deleted, Child SAs removed\n"
+        ))
+    }
+
+    /// Drops the removed tunnels whose DELETE is done (or that waited
+    /// long enough).
+    fn purge_leaving(&mut self, now: Instant) {
+        self.tunnels.retain(|t| {
+            let done = t
+                .leaving
+                .is_some_and(|until| now >= until || t.endpoint.ike_sa_count() == 0);
+            if done {
+                tracing::debug!(tunnel = %t.tunnel.name, "IKE: removed tunnel's engine dropped");
+            }
+            !done
+        });
     }
 
     /// The table of authenticated IKE SPIs the workers read.
@@ -942,7 +1179,7 @@ impl IkeDriver {
     /// the outbound SA of the one in service.
     pub fn sas(&self) -> Wanted {
         let mut w = Wanted::new();
-        for t in &self.tunnels {
+        for t in self.tunnels.iter().filter(|t| t.leaving.is_none()) {
             let sas = w.tunnel_mut(t.index);
             sas.inbound.extend(
                 t.children
@@ -1038,7 +1275,9 @@ impl IkeDriver {
     /// arbitrary tunnel.
     fn tunnel_for_init(&self, local: SocketAddr, remote: SocketAddr) -> Option<usize> {
         let exact = self.tunnels.iter().position(|t| {
-            t.tunnel.endpoints.local == local.ip() && t.tunnel.endpoints.remote == remote.ip()
+            t.leaving.is_none()
+                && t.tunnel.endpoints.local == local.ip()
+                && t.tunnel.endpoints.remote == remote.ip()
         });
         if exact.is_some() {
             return exact;
@@ -1048,7 +1287,9 @@ impl IkeDriver {
             .iter()
             .enumerate()
             .filter(|(_, t)| {
-                t.tunnel.endpoints.local == local.ip() && !t.endpoint.should_initiate()
+                t.leaving.is_none()
+                    && t.tunnel.endpoints.local == local.ip()
+                    && !t.endpoint.should_initiate()
             })
             .map(|(i, _)| i);
         match (listening.next(), listening.next()) {
@@ -1066,7 +1307,7 @@ impl IkeDriver {
             }
             if t.reinitiate_at.is_some_and(|at| at <= wall) {
                 t.reinitiate_at = None;
-                if t.state == LinkState::Down {
+                if t.state == LinkState::Down && t.leaving.is_none() {
                     let id = t.endpoint.initiate(now);
                     t.state = LinkState::Connecting;
                     tracing::info!(tunnel = %t.tunnel.name, spi_i = %format!("{:016x}", id.0), "IKE: initiating again");
@@ -1074,6 +1315,7 @@ impl IkeDriver {
             }
         }
         self.pump(wall);
+        self.purge_leaving(wall);
         if self.known_dirty || wall >= self.known_refreshed + KNOWN_SPIS_REFRESH {
             self.refresh_known_spis(wall);
         }
@@ -1123,7 +1365,7 @@ impl IkeDriver {
             }
         };
         let at = self.engine_time(now);
-        for t in &mut self.tunnels {
+        for t in self.tunnels.iter_mut().filter(|t| t.leaving.is_none()) {
             let hit = t
                 .children
                 .values()
@@ -1142,11 +1384,10 @@ impl IkeDriver {
     /// Rekeys every Child SA of tunnel `name` (socket command `rekey`).
     pub fn rekey(&mut self, now: Instant, name: &str) -> Result<String, String> {
         let at = self.engine_time(now);
-        let t = self
-            .tunnels
-            .iter_mut()
-            .find(|t| t.tunnel.name == name)
+        let ti = self
+            .find(name)
             .ok_or_else(|| format!("no IKE tunnel {name:?}"))?;
+        let t = &mut self.tunnels[ti];
         let ids: Vec<ChildSaId> = t
             .children
             .values()
@@ -1240,7 +1481,13 @@ impl IkeDriver {
                 } else if let Some(left_out) = self.half_open_log.take(wall) {
                     tracing::warn!(tunnel = %t.tunnel.name, spi = %format!("{:016x}", ike.0), left_out, "IKE: half-open IKE SA timed out (lines left out since the last)");
                 }
-                let current = t.ike.as_ref().is_none_or(|i| i.id == ike);
+                // With no IKE SA recorded, a Terminated one is the end of
+                // a delete this side asked for, whose state was set then:
+                // a new attempt may be under way.
+                let current = match &t.ike {
+                    Some(i) => i.id == ike,
+                    None => reason != DownReason::Terminated,
+                };
                 if current {
                     t.ike = None;
                     t.state = LinkState::Down;
@@ -1253,7 +1500,7 @@ impl IkeDriver {
                         reason,
                         DownReason::DeletedByPeer | DownReason::Terminated | DownReason::Replaced
                     );
-                    if t.endpoint.should_initiate() && retry {
+                    if t.endpoint.should_initiate() && retry && t.leaving.is_none() {
                         let delay = reinitiate_delay(t.failures);
                         t.failures = t.failures.saturating_add(1);
                         t.reinitiate_at = Some(wall + delay);
@@ -1487,6 +1734,7 @@ impl IkeDriver {
         let mut s = String::new();
         for t in &self.tunnels {
             let state = match t.state {
+                _ if t.leaving.is_some() => "removed-deleting",
                 LinkState::Up => "up",
                 LinkState::Connecting => "connecting",
                 LinkState::Down => "down",
@@ -2180,5 +2428,172 @@ remote = "{peer}"
                 _ => unreachable!(),
             }
         }
+    }
+
+    /// The two drivers' Child SAs of tunnel `t` (inbound SPIs).
+    fn children(d: &IkeDriver) -> Vec<u32> {
+        d.find("t")
+            .map(|i| d.tunnels[i].children.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn state(d: &IkeDriver) -> Option<LinkState> {
+        d.find("t").map(|i| d.tunnels[i].state)
+    }
+
+    /// `terminate` deletes the IKE SA with the peer (which drops its Child
+    /// SAs too) and nothing initiates again on its own; `initiate` brings
+    /// the tunnel back.
+    #[test]
+    fn terminate_deletes_with_the_peer_and_initiate_brings_it_back() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikedrv-term-{}", std::process::id()));
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 21);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 22);
+        a.start(t0());
+        exchange(&mut a, &mut b);
+        assert_eq!((children(&a).len(), children(&b).len()), (1, 1));
+        assert!(a.initiate(t0(), "t").unwrap_err().contains("up already"));
+
+        let said = a.terminate(t0(), "t").unwrap();
+        assert!(said.contains("1 IKE SA(s) deleted"), "{said}");
+        assert!(a.take_sas_changed());
+        assert!(a
+            .sas()
+            .tunnel(0)
+            .is_none_or(|s| s.inbound.is_empty() && s.outbound.is_none()));
+        exchange(&mut a, &mut b);
+        // The peer got the DELETE: its Child SA is gone too.
+        assert!(children(&b).is_empty());
+        assert_eq!(state(&b), Some(LinkState::Down));
+        assert_eq!(b.tunnels[0].last_down, Some(DownReason::DeletedByPeer));
+        assert_eq!(a.tunnels[0].endpoint.ike_sa_count(), 0);
+        // No retry after a deliberate delete.
+        a.tick(t0() + Duration::from_secs(600));
+        assert_eq!(state(&a), Some(LinkState::Down));
+        assert!(a.take_actions().is_empty());
+
+        let said = a.initiate(t0(), "t").unwrap();
+        assert!(said.contains("IKE_SA_INIT"), "{said}");
+        exchange(&mut a, &mut b);
+        assert_eq!(state(&a), Some(LinkState::Up));
+        assert_eq!((children(&a).len(), children(&b).len()), (1, 1));
+        assert!(a.terminate(t0(), "nope").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A removed tunnel deletes its IKE SA with the peer, wants no SA at
+    /// once, and its engine goes when the DELETE is answered; added again,
+    /// it initiates at once.
+    #[test]
+    fn a_removed_tunnel_deletes_its_ike_sa_and_an_added_one_initiates() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikedrv-rm-{}", std::process::id()));
+        let ca = gateway('a', "initiate", &dir.join("a"));
+        let mut a = driver(&ca, 23);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 24);
+        a.start(t0());
+        exchange(&mut a, &mut b);
+        assert_eq!(children(&b).len(), 1);
+
+        assert!(a.remove_tunnel(t0(), "t"));
+        assert!(!a.remove_tunnel(t0(), "t"), "removed already");
+        assert!(a
+            .sas()
+            .iter()
+            .next()
+            .is_none_or(|(_, s)| s.inbound.is_empty()));
+        assert!(!a.has_tunnel("t"));
+        assert!(a.tunnels_report(t0()).contains("removed-deleting"));
+        exchange(&mut a, &mut b);
+        assert!(children(&b).is_empty());
+        assert_eq!(b.tunnels[0].last_down, Some(DownReason::DeletedByPeer));
+        a.tick(t0());
+        assert!(
+            a.tunnels.is_empty(),
+            "the engine goes once its DELETE is answered"
+        );
+
+        a.add_tunnel(
+            &ca,
+            5,
+            &ca.tunnels[0],
+            t0(),
+            Box::new(ike::sim::SplitMix(99)),
+        )
+        .unwrap();
+        assert!(a
+            .add_tunnel(
+                &ca,
+                5,
+                &ca.tunnels[0],
+                t0(),
+                Box::new(ike::sim::SplitMix(98))
+            )
+            .is_err());
+        let mut pa = planner();
+        let (sent_a, _) = exchange_planned(&mut a, &mut pa, &mut b, &mut planner());
+        assert_eq!(state(&a), Some(LinkState::Up));
+        // Its SAs go to its (new) slot.
+        assert!(sent_a.iter().any(|m| matches!(
+            m,
+            ControlMsg::InstallOutbound { slot, .. } if slot.0 == 5
+        )));
+        assert_eq!(children(&b).len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// New lifetimes and DPD go into the running engine without touching
+    /// the IKE SA; a new PSK on the initiator re-establishes it (DELETE,
+    /// then a new IKE_SA_INIT), which the responder, given the same PSK
+    /// without re-establishing, authenticates.
+    #[test]
+    fn settings_apply_in_place_and_a_new_psk_reestablishes() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikedrv-upd-{}", std::process::id()));
+        let mut a = driver(&gateway('a', "initiate", &dir.join("a")), 25);
+        let mut b = driver(&gateway('b', "listen", &dir.join("b")), 26);
+        a.start(t0());
+        exchange(&mut a, &mut b);
+        let ike_before = a.tunnels[0].ike.as_ref().unwrap().id;
+        let child_before = children(&a);
+
+        let edit = |site: char, start: &str, from: &str, to: &str| {
+            let text = gateway_text(site, start, &dir.join(site.to_string()));
+            assert!(text.contains(from));
+            GatewayConfig::from_str(&text.replace(from, to), "test.toml").unwrap()
+        };
+        let lifetimes = edit(
+            'a',
+            "initiate",
+            "  force_encap = true\n",
+            "  force_encap = true\n  child_lifetime = \"20m\"\n  dpd_interval = \"7s\"\n",
+        );
+        a.update_tunnel(&lifetimes, 0, &lifetimes.tunnels[0], false, t0())
+            .unwrap();
+        let timers = &a.tunnels[0].endpoint.config().timers;
+        assert_eq!(
+            (timers.child_lifetime_ms, timers.dpd_interval_ms),
+            (1_200_000, 7_000)
+        );
+        assert!(a.take_actions().is_empty(), "nothing sent");
+        assert_eq!(a.tunnels[0].ike.as_ref().unwrap().id, ike_before);
+        assert_eq!(children(&a), child_before);
+
+        let psk = "psk = \"a new PSK for the driver test\"";
+        let old_psk = "psk = \"an example PSK for the driver test\"";
+        let na = edit('a', "initiate", old_psk, psk);
+        let nb = edit('b', "listen", old_psk, psk);
+        b.update_tunnel(&nb, 0, &nb.tunnels[0], false, t0())
+            .unwrap();
+        a.update_tunnel(&na, 0, &na.tunnels[0], true, t0()).unwrap();
+        assert_eq!(state(&a), Some(LinkState::Connecting));
+        assert!(
+            a.take_sas_changed(),
+            "the old Child SA's data-plane SAs went"
+        );
+        exchange(&mut a, &mut b);
+        assert_eq!(state(&a), Some(LinkState::Up));
+        assert_ne!(a.tunnels[0].ike.as_ref().unwrap().id, ike_before);
+        assert_eq!((children(&a).len(), children(&b).len()), (1, 1));
+        assert_ne!(children(&a), child_before);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

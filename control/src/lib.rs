@@ -21,4 +21,6 @@ pub mod forward;
 pub mod gateway;
 pub use ike;
 pub mod ike_driver;
+pub mod log_filter;
+pub mod reload;
 pub mod sa;

@@ -83,3 +83,12 @@ fn ike_tunnel() {
 fn edge_attacks() {
     scenario("edge");
 }
+
+/// Live reloads with two tunnels: one removed and the other's lifetime
+/// changed under a continuous ping (no loss, its Child SA untouched), a
+/// PSK change re-establishing the IKE SA, a broken file and a refused
+/// change applying nothing.
+#[test]
+fn live_reload() {
+    scenario("reload");
+}

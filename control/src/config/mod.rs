@@ -37,7 +37,7 @@ pub use error::{ConfigError, ErrorKind};
 pub use secret::Secret;
 
 /// A validated configuration.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct GatewayConfig {
     /// `[dataplane]`.
     pub dataplane: DataplaneConfig,

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use dataplane::crypto::{default_backend, new_transform, Algorithm, Backend, SaKeys};
 use dataplane::esp::{Direction, InboundSa, OutboundSa, SaConfig, Spi};
 
-use crate::config::{CryptoBackendChoice, GatewayConfig, ManualSa};
+use crate::config::{CryptoBackendChoice, GatewayConfig, ManualSa, Tunnel};
 
 pub use plan::{Failure, Installed, Plan, Planner};
 
@@ -125,8 +125,14 @@ impl Wanted {
     /// reloaded at each step (add the new pair second; move it first; drop
     /// the old one), a manual rekey loses no packet.
     pub fn from_config(config: &GatewayConfig) -> Self {
+        Self::from_tunnels(config.tunnels.iter().enumerate())
+    }
+
+    /// [`Wanted::from_config`] for tunnels at the given SPD slots (a
+    /// running gateway keeps each tunnel's slot across reloads).
+    pub fn from_tunnels<'a>(tunnels: impl IntoIterator<Item = (usize, &'a Tunnel)>) -> Self {
         let mut w = Self::new();
-        for (t, tunnel) in config.tunnels.iter().enumerate() {
+        for (t, tunnel) in tunnels {
             if tunnel.sas.is_empty() {
                 continue;
             }

@@ -97,7 +97,7 @@ impl Plan {
 
 /// Diffs the installed SAs against the wanted ones (see the module
 /// documentation of [`crate::sa`]).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Planner {
     workers: usize,
     backend: CryptoBackendChoice,
@@ -126,6 +126,26 @@ impl Planner {
     /// What the workers have.
     pub fn installed(&self) -> &Installed {
         &self.installed
+    }
+
+    /// Tunnel names by slot, for the log (after a reload moved them).
+    pub fn set_names(&mut self, names: Vec<String>) {
+        self.names = names;
+    }
+
+    /// Forgets that inbound SA `spi` and tunnel `outbound`'s outbound SA
+    /// are installed, so that the next plan builds them again from their
+    /// specs: a reload that keeps an SPI but changes its keys or
+    /// parameters. The install replaces the SA in place (same SPI, same
+    /// slot); a forgotten SA no longer wanted stays until its slot or SPI
+    /// is reused, so only SAs still wanted may be forgotten.
+    pub fn forget(&mut self, inbound: &[u32], outbound: &[usize]) {
+        for spi in inbound {
+            self.installed.inbound.remove(spi);
+        }
+        for t in outbound {
+            self.installed.outbound.remove(t);
+        }
     }
 
     /// The messages that make the workers' SAs those of `sources`. An SPI

@@ -366,6 +366,8 @@ impl Worker {
             | ControlMsg::InboundOwner { .. }
             | ControlMsg::SetSpd(_)
             | ControlMsg::SetRoutes(_)
+            | ControlMsg::SetStaticNeighbours(_)
+            | ControlMsg::SetIcmpRateLimit { .. }
             | ControlMsg::Spares(_)
             | ControlMsg::Neighbour { .. } => {}
         }

@@ -39,6 +39,14 @@ impl ControlMsg {
                 node.set_routes(*routes);
                 None
             }
+            ControlMsg::SetStaticNeighbours(statics) => {
+                node.set_static_neighbours(&statics);
+                None
+            }
+            ControlMsg::SetIcmpRateLimit { per_second, burst } => {
+                node.set_icmp_rate_limit(per_second, burst);
+                None
+            }
             ControlMsg::Spares(spares) => {
                 let unused = node.give_spares(*spares);
                 (!unused.is_empty()).then(|| Retired::Tables(Box::new(unused)))

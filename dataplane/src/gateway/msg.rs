@@ -53,6 +53,16 @@ pub enum ControlMsg {
     SetSpd(Box<Spd>),
     /// Replace the routing table.
     SetRoutes(Box<RouteTable>),
+    /// Replace the static neighbours (`(address, link-layer address,
+    /// interface)`): those not listed go, the listed ones are set.
+    SetStaticNeighbours(Vec<(IpAddr, [u8; 6], u16)>),
+    /// Replace the ICMP error rate limit (per second, burst).
+    SetIcmpRateLimit {
+        /// Errors per second (0: none).
+        per_second: u32,
+        /// Bucket size.
+        burst: u32,
+    },
     /// Tables for the next growths of the worker's SPI maps, built here
     /// because faulting in their pages would stall forwarding (the answer
     /// to [`WorkerMsg::WantSpares`]).
@@ -102,6 +112,8 @@ impl ControlMsg {
             Self::InboundOwner { .. } => MsgKind::InboundOwner,
             Self::SetSpd(_) => MsgKind::SetSpd,
             Self::SetRoutes(_) => MsgKind::SetRoutes,
+            Self::SetStaticNeighbours(_) => MsgKind::SetStaticNeighbours,
+            Self::SetIcmpRateLimit { .. } => MsgKind::SetIcmpRateLimit,
             Self::Spares(_) => MsgKind::Spares,
             Self::Neighbour { .. } => MsgKind::Neighbour,
             Self::Reresolve { .. } => MsgKind::Reresolve,
@@ -134,6 +146,10 @@ pub enum MsgKind {
     SetSpd,
     /// [`ControlMsg::SetRoutes`].
     SetRoutes,
+    /// [`ControlMsg::SetStaticNeighbours`].
+    SetStaticNeighbours,
+    /// [`ControlMsg::SetIcmpRateLimit`].
+    SetIcmpRateLimit,
     /// [`ControlMsg::Spares`].
     Spares,
     /// [`ControlMsg::Neighbour`].
@@ -157,7 +173,7 @@ pub enum MsgKind {
 
 impl MsgKind {
     /// Number of kinds.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 19;
     /// Every kind, in index order.
     pub const ALL: [MsgKind; Self::COUNT] = [
         Self::InstallOutbound,
@@ -168,6 +184,8 @@ impl MsgKind {
         Self::InboundOwner,
         Self::SetSpd,
         Self::SetRoutes,
+        Self::SetStaticNeighbours,
+        Self::SetIcmpRateLimit,
         Self::Spares,
         Self::Neighbour,
         Self::Reresolve,
@@ -195,6 +213,8 @@ impl MsgKind {
             Self::InboundOwner => "InboundOwner",
             Self::SetSpd => "SetSpd",
             Self::SetRoutes => "SetRoutes",
+            Self::SetStaticNeighbours => "SetStaticNeighbours",
+            Self::SetIcmpRateLimit => "SetIcmpRateLimit",
             Self::Spares => "Spares",
             Self::Neighbour => "Neighbour",
             Self::Reresolve => "Reresolve",

@@ -433,6 +433,34 @@ impl NeighbourTable {
         self.map.insert(key, i);
     }
 
+    /// Removes the static entry for `ip` on `iface` (a reload dropped it
+    /// from the configuration): the address is resolved afresh when next
+    /// needed. False if there is no static entry.
+    pub fn remove_static(&mut self, iface: u16, ip: IpAddr) -> bool {
+        let key = Key { iface, ip };
+        let Some(&i) = self.map.get(&key) else {
+            return false;
+        };
+        if self.slots[i as usize].n.state != State::Static {
+            return false;
+        }
+        self.unlink(i);
+        self.map.remove(&key);
+        self.free.push(i);
+        self.statics -= 1;
+        // Cached egress decisions may hold its address.
+        self.generation += 1;
+        true
+    }
+
+    /// The static entries, `(address, link-layer address, interface)`.
+    pub fn statics(&self) -> impl Iterator<Item = (IpAddr, [u8; 6], u16)> + '_ {
+        self.map.iter().filter_map(|(k, &i)| {
+            let n = &self.slots[i as usize].n;
+            (n.state == State::Static).then_some((k.ip, n.mac, k.iface))
+        })
+    }
+
     /// The entry for `ip` on `iface`.
     pub fn get(&self, iface: u16, ip: IpAddr) -> Option<&Neighbour> {
         let i = *self.map.get(&Key { iface, ip })?;
@@ -955,6 +983,27 @@ mod tests {
         assert_eq!(t.lookup(0, b), None);
         assert_eq!(t.len(), 2);
         assert_eq!(t.learned_len(), 1);
+    }
+
+    /// A static entry a reload dropped goes, and the address is learned
+    /// like any other afterwards; a learned entry is not removed as static.
+    #[test]
+    fn static_entries_can_be_removed() {
+        let mut t = NeighbourTable::new();
+        let (a, b) = (v4(1), v4(2));
+        t.insert_static(a, [2; 6], 1);
+        let gen = t.generation();
+        assert_eq!(t.statics().collect::<Vec<_>>(), vec![(a, [2; 6], 1)]);
+        assert!(t.remove_static(1, a));
+        assert!(t.generation() > gen);
+        assert!(t.get(1, a).is_none());
+        assert!(!t.remove_static(1, a));
+        assert_eq!(t.statics().count(), 0);
+        assert!(matches!(t.resolve(1, b, 0), Resolve::Wait { .. }));
+        assert!(!t.remove_static(1, b), "a learned entry is not static");
+        assert!(t.get(1, b).is_some());
+        t.insert_static(a, [3; 6], 1);
+        assert_eq!(t.lookup(1, a), Some([3; 6]));
     }
 
     #[test]

@@ -164,6 +164,26 @@ impl Endpoint {
         &self.config
     }
 
+    /// Replaces the configuration. IKE SAs and Child SAs keep what they
+    /// negotiated (keys, addresses, selectors); everything decided from
+    /// now on uses the new one: proposals of the next rekey or new IKE
+    /// SA, lifetimes and DPD at the next timer, identities and the PSK of
+    /// the next IKE_AUTH. The cookie secret keeps its period.
+    pub fn set_config(&mut self, config: Config) -> Result<(), ApiError> {
+        if config.ike_proposals.is_empty() || config.esp_proposals.is_empty() {
+            return Err(ApiError::NoProposals);
+        }
+        self.config = config;
+        Ok(())
+    }
+
+    /// Every IKE SA of this engine, half-open ones included.
+    pub fn ike_sa_ids(&self) -> Vec<IkeSaId> {
+        let mut v: Vec<IkeSaId> = self.sas.values().map(|s| s.id).collect();
+        v.sort();
+        v
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

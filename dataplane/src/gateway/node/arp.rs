@@ -141,6 +141,22 @@ impl<B: PacketBuf> Node<B> {
         self.flush_pending(iface, ip);
     }
 
+    /// Makes the static neighbours exactly `statics` (a reload): entries
+    /// no longer configured go, new and changed ones are set.
+    pub fn set_static_neighbours(&mut self, statics: &[(IpAddr, [u8; 6], u16)]) {
+        let old: Vec<(IpAddr, [u8; 6], u16)> = self.neigh.statics().collect();
+        for (ip, _, iface) in old {
+            if !statics.iter().any(|&(i, _, f)| i == ip && f == iface) {
+                self.neigh.remove_static(iface, ip);
+            }
+        }
+        for &(ip, mac, iface) in statics {
+            if usize::from(iface) < self.ifaces.len() {
+                self.add_static_neighbour(ip, mac, iface);
+            }
+        }
+    }
+
     /// Resolves the next hop towards `ip` afresh (the control thread asks
     /// when a peer stopped answering: its neighbour entry may be wrong):
     /// the learned entry loses its address and a request goes out now.
