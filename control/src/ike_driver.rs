@@ -1700,11 +1700,11 @@ role = "wan"
 addresses = ["{me}/24"]
 [[tunnel]]
 name = "t"
-local = "{me}"
-remote = "{peer}"
+local_addrs = "{me}"
+remote_addrs = "{peer}"
   [[tunnel.policy]]
-  local = "{mine}"
-  remote = "{theirs}"
+  local_ts = "{mine}"
+  remote_ts = "{theirs}"
   [tunnel.ike]
   local_id = "{lid}"
   remote_id = "{rid}"

@@ -378,11 +378,11 @@ role = "wan"
 addresses = ["{addr}/16"]
 [[tunnel]]
 name = "t"
-local = "{addr}"
-remote = "{RESPONDER}"
+local_addrs = "{addr}"
+remote_addrs = "{RESPONDER}"
   [[tunnel.policy]]
-  local = "10.100.{i}.0/24"
-  remote = "10.1.0.0/16"
+  local_ts = "10.100.{i}.0/24"
+  remote_ts = "10.1.0.0/16"
 "#
     );
     t.push_str(&ike_section(
