@@ -497,7 +497,7 @@ impl GatewayConfig {
     /// and warnings.
     pub fn check(path: impl AsRef<Path>) -> Checked {
         let path = path.as_ref();
-        match std::fs::read_to_string(path) {
+        match read_bounded(path) {
             Ok(text) => Self::check_str(&text, path),
             Err(e) => Checked {
                 config: None,
@@ -505,6 +505,12 @@ impl GatewayConfig {
             },
         }
     }
+
+    /// Largest configuration file read: far above any real one (the
+    /// examples are a few KB; 10,000 tunnels take about 3 MB), so that a
+    /// wrong path (a disk image, /dev/zero) fails at once instead of
+    /// filling memory.
+    pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
     /// Validates `text` on this host; `path` names the file in messages
     /// and is the base for relative key file paths.
@@ -576,4 +582,23 @@ impl GatewayConfig {
             policies: self.policies().count(),
         }
     }
+}
+
+/// The file's text, refused past [`GatewayConfig::MAX_FILE_BYTES`].
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(GatewayConfig::MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > GatewayConfig::MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "larger than {} MiB: not a configuration file",
+                GatewayConfig::MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(text)
 }

@@ -220,6 +220,46 @@ fn unreadable_file_is_named() {
     );
 }
 
+#[test]
+fn oversized_file_is_refused_before_parsing() {
+    let dir = temp_dir("big");
+    let path = dir.join("big.toml");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(GatewayConfig::MAX_FILE_BYTES + 1).unwrap();
+    let e = GatewayConfig::load(&path).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Read);
+    assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_keys_and_misplaced_tables_are_placed() {
+    let text = base().replacen("device = \"net_null1\"\n", "", 1);
+    let e = assert_invalid(
+        &text,
+        "interface[1].device",
+        "missing: [[interface]] needs `device`",
+    );
+    // At the table's header.
+    assert_eq!(
+        e.line_col().map(|l| l.0),
+        Some(line_of(&text, "name = \"wan\"") - 1)
+    );
+    let text = format!("{}\n[tunel]\nname = \"x\"\n", base());
+    let e = assert_invalid(&text, "tunel", "did you mean \"tunnel\"?");
+    assert!(
+        e.reason()
+            .ends_with("valid fields: dataplane, control, interface, route, neighbour, tunnel"),
+        "{e}"
+    );
+    let text = base().replacen("[[route]]", "[route]", 1);
+    assert_invalid(
+        &text,
+        "route",
+        "expected an array of tables [[route]], found a table",
+    );
+}
+
 // ---------------------------------------------------------------- [dataplane]
 
 #[test]
