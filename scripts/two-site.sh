@@ -160,13 +160,16 @@ EOF
         cat >>"$f" <<EOF
 [[tunnel]]
 name = "site"
-local = "$me"
-remote = "$peer"
+local_addrs = "$me"
+remote_addrs = "$peer"
 mode = "tunnel"
   [[tunnel.policy]]
-  local = "$mynet"
-  remote = "$peernet"
-$( [ -n "${SPLIT_V6:-}" ] || printf '  [[tunnel.policy]]\n  local = "%s"\n  remote = "%s"\n' "$my6" "$peer6")
+  local_ts = "$mynet"
+  remote_ts = "$peernet"
+$( [ -n "${SPLIT_V6:-}" ] || printf '  [[tunnel.policy]]
+  local_ts = "%s"
+  remote_ts = "%s"
+' "$my6" "$peer6")
   [tunnel.ike]
   local_id = "$lid"
   remote_id = "$rid"
@@ -183,13 +186,13 @@ EOF
             cat >>"$f" <<EOF
 [[tunnel]]
 name = "extra"
-local = "$me"
-remote = "$peer"
+local_addrs = "$me"
+remote_addrs = "$peer"
 mode = "tunnel"
 udp_encap = true
   [[tunnel.policy]]
-  local = "$my6"
-  remote = "$peer6"
+  local_ts = "$my6"
+  remote_ts = "$peer6"
 $(sa_blocks "$site" "1" 0)
 EOF
         fi
@@ -197,39 +200,39 @@ EOF
         cat >>"$f" <<EOF
 [[tunnel]]
 name = "site"
-local = "$me"
-remote = "$peer"
+local_addrs = "$me"
+remote_addrs = "$peer"
 mode = "tunnel"
 udp_encap = true
   [[tunnel.policy]]
-  local = "$mynet"
-  remote = "$peernet"
+  local_ts = "$mynet"
+  remote_ts = "$peernet"
   [[tunnel.policy]]
-  local = "$my6"
-  remote = "$peer6"
+  local_ts = "$my6"
+  remote_ts = "$peer6"
 $(sa_blocks "$site" "$sas" 0)
 EOF
     else
         cat >>"$f" <<EOF
 [[tunnel]]
 name = "hosts-v4"
-local = "$host"
-remote = "$peerhost"
+local_addrs = "$host"
+remote_addrs = "$peerhost"
 mode = "transport"
 udp_encap = true
   [[tunnel.policy]]
-  local = "$host/32"
-  remote = "$peerhost/32"
+  local_ts = "$host/32"
+  remote_ts = "$peerhost/32"
 $(sa_blocks "$site" "$sas" 0)
 [[tunnel]]
 name = "hosts-v6"
-local = "$host6"
-remote = "$peerhost6"
+local_addrs = "$host6"
+remote_addrs = "$peerhost6"
 mode = "transport"
 udp_encap = true
   [[tunnel.policy]]
-  local = "$host6/128"
-  remote = "$peerhost6/128"
+  local_ts = "$host6/128"
+  remote_ts = "$peerhost6/128"
 $(sa_blocks "$site" "$sas" 16)
 EOF
     fi

@@ -238,13 +238,13 @@ mac = "$pmac"
 interface = "wan"
 [[tunnel]]
 name = "site"
-local = "$me"
-remote = "$peer"
+local_addrs = "$me"
+remote_addrs = "$peer"
 mode = "tunnel"
 udp_encap = true
   [[tunnel.policy]]
-  local = "$mynet"
-  remote = "$peernet"
+  local_ts = "$mynet"
+  remote_ts = "$peernet"
   [[tunnel.sa]]
   spi_in = $spi_in
   spi_out = $spi_out

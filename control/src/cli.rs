@@ -78,8 +78,9 @@ pub enum Command {
         #[arg(short = 'c', long = "config")]
         config: std::path::PathBuf,
     },
-    /// Validate a configuration file: print `FILE: ok` and a summary, or
-    /// the first problem (exit status 1).
+    /// Validate a configuration file on the host that will run it: print
+    /// every error and warning as `FILE:LINE:COL: error: FIELD: MESSAGE`,
+    /// then `FILE: ok` and a summary, or exit with status 1 on errors.
     Check {
         /// The TOML configuration file.
         #[arg(short = 'c', long = "config")]

@@ -1948,11 +1948,11 @@ role = "wan"
 addresses = ["{me}/24"]
 [[tunnel]]
 name = "t"
-local = "{me}"
-remote = "{peer}"
+local_addrs = "{me}"
+remote_addrs = "{peer}"
   [[tunnel.policy]]
-  local = "{mine}"
-  remote = "{theirs}"
+  local_ts = "{mine}"
+  remote_ts = "{theirs}"
   [tunnel.ike]
   local_id = "{lid}"
   remote_id = "{rid}"
@@ -2231,8 +2231,11 @@ remote = "{peer}"
         let text = gateway_text('b', "listen", &dir);
         let second = text[text.find("[[tunnel]]").unwrap()..]
             .replace("name = \"t\"", "name = \"t2\"")
-            .replace("remote = \"192.0.2.1\"", "remote = \"192.0.2.3\"")
-            .replace("remote = \"10.1.0.0/24\"", "remote = \"10.3.0.0/24\"");
+            .replace(
+                "remote_addrs = \"192.0.2.1\"",
+                "remote_addrs = \"192.0.2.3\"",
+            )
+            .replace("remote_ts = \"10.1.0.0/24\"", "remote_ts = \"10.3.0.0/24\"");
         let cfg = GatewayConfig::from_str(&format!("{text}\n{second}"), "test.toml").unwrap();
         let mut two = driver(&cfg, 2);
         two.handle_punt(t0(), &init_packet(nat, "192.0.2.2:500"));

@@ -70,10 +70,32 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Check { config } => {
-            let gateway = control::config::GatewayConfig::load(&config)?;
-            println!("{}: ok", config.display());
-            println!("{}", gateway.summary());
-            Ok(())
+            // Every error and warning (stderr), then `ok` or exit 1.
+            let checked = control::config::GatewayConfig::check(&config);
+            for p in &checked.problems {
+                eprintln!("{p}");
+            }
+            let plural =
+                |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+            match &checked.config {
+                Some(gateway) => {
+                    let warnings = checked.warnings().count();
+                    if warnings == 0 {
+                        println!("{}: ok", config.display());
+                    } else {
+                        println!("{}: ok, {}", config.display(), plural(warnings, "warning"));
+                    }
+                    println!("{}", gateway.summary());
+                    Ok(())
+                }
+                None => Err(format!(
+                    "{}: {}, {}",
+                    config.display(),
+                    plural(checked.errors().count(), "error"),
+                    plural(checked.warnings().count(), "warning")
+                )
+                .into()),
+            }
         }
         Command::Forward {
             ports,

@@ -341,12 +341,18 @@ name = "wan"
 device = "net_null0"
 role = "wan"
 addresses = ["{RESPONDER}/24", "{FLOOD_TARGET}/24"]
+# The peers are off-link (a gateway must have a route to each; the driver
+# here sends through the lab's queues, not this route).
+[[route]]
+prefix = "0.0.0.0/0"
+via = "192.0.2.254"
+interface = "wan"
 "#,
         spec.threshold()
     );
     for i in 0..spec.initiators {
         t.push_str(&format!(
-            "[[tunnel]]\nname = \"peer{i}\"\nlocal = \"{RESPONDER}\"\nremote = \"{}\"\n  [[tunnel.policy]]\n  local = \"10.1.0.0/16\"\n  remote = \"10.100.{i}.0/24\"\n",
+            "[[tunnel]]\nname = \"peer{i}\"\nlocal_addrs = \"{RESPONDER}\"\nremote_addrs = \"{}\"\n  [[tunnel.policy]]\n  local_ts = \"10.1.0.0/16\"\n  remote_ts = \"10.100.{i}.0/24\"\n",
             peer_addr(i)
         ));
         t.push_str(&ike_section(
@@ -356,7 +362,7 @@ addresses = ["{RESPONDER}/24", "{FLOOD_TARGET}/24"]
             "30s",
         ));
     }
-    t.push_str("[[tunnel]]\nname = \"nat\"\nlocal = \"192.0.2.2\"\nremote = \"203.0.113.1\"\n  [[tunnel.policy]]\n  local = \"10.1.0.0/16\"\n  remote = \"10.200.0.0/24\"\n");
+    t.push_str("[[tunnel]]\nname = \"nat\"\nlocal_addrs = \"192.0.2.2\"\nremote_addrs = \"203.0.113.1\"\n  [[tunnel.policy]]\n  local_ts = \"10.1.0.0/16\"\n  remote_ts = \"10.200.0.0/24\"\n");
     t.push_str(&ike_section("gw.example", "nat.example", "listen", "30s"));
     Ok(GatewayConfig::from_str(&t, "ike-flood-responder.toml")?)
 }
@@ -376,13 +382,17 @@ name = "wan"
 device = "net_null0"
 role = "wan"
 addresses = ["{addr}/16"]
+[[route]]
+prefix = "0.0.0.0/0"
+via = "198.18.255.254"
+interface = "wan"
 [[tunnel]]
 name = "t"
-local = "{addr}"
-remote = "{RESPONDER}"
+local_addrs = "{addr}"
+remote_addrs = "{RESPONDER}"
   [[tunnel.policy]]
-  local = "10.100.{i}.0/24"
-  remote = "10.1.0.0/16"
+  local_ts = "10.100.{i}.0/24"
+  remote_ts = "10.1.0.0/16"
 "#
     );
     t.push_str(&ike_section(

@@ -85,6 +85,37 @@ const SUPPORTED_ESP: &str = "aes128gcm16, aes256gcm16, chacha20poly1305, \
      aes128-sha256, aes256-sha256, aes128-sha384, aes256-sha384, aes128-sha512, \
      aes256-sha512, null-sha256, null-sha384, null-sha512";
 
+/// Every token a proposal may contain, by kind, for messages.
+const SUPPORTED_TOKENS: &str = "encryption aes128gcm16 aes256gcm16 chacha20poly1305 aes128 aes256 \
+     null (ESP only); integrity sha256 sha384 sha512; PRF prfsha256 prfsha384 prfsha512; \
+     DH group modp2048 modp3072 modp4096 ecp256 ecp384 curve25519; esn noesn (ESP only)";
+
+const SUPPORTED_DH: &str = "modp2048, modp3072, modp4096, ecp256, ecp384, curve25519";
+
+/// Every token name, for did-you-mean.
+const TOKEN_NAMES: &[&str] = &[
+    "aes128gcm16",
+    "aes256gcm16",
+    "chacha20poly1305",
+    "aes128",
+    "aes256",
+    "null",
+    "sha256",
+    "sha384",
+    "sha512",
+    "prfsha256",
+    "prfsha384",
+    "prfsha512",
+    "modp2048",
+    "modp3072",
+    "modp4096",
+    "ecp256",
+    "ecp384",
+    "curve25519",
+    "esn",
+    "noesn",
+];
+
 fn token(t: &str) -> Result<Token, String> {
     use Encryption as E;
     use Integrity as I;
@@ -116,7 +147,12 @@ fn token(t: &str) -> Result<Token, String> {
         | "modp1536" | "modp768" => {
             return Err(format!("`{t}` is a legacy algorithm and not supported"));
         }
-        _ => return Err(format!("unknown algorithm `{t}`")),
+        _ => {
+            let hint = super::reader::did_you_mean(t, TOKEN_NAMES)
+                .map(|w| format!(" (did you mean `{w}`?)"))
+                .unwrap_or_default();
+            return Err(format!("unknown algorithm `{t}`{hint}"));
+        }
     })
 }
 
@@ -236,7 +272,7 @@ fn split(name: &str) -> Result<Parts, String> {
             v.push(x);
         }
     }
-    for t in tokens(name)? {
+    for t in tokens(name).map_err(|e| format!("{e}; supported: {SUPPORTED_TOKENS}"))? {
         match t {
             Token::Encryption(e) => push(&mut p.encryption, e),
             Token::Integrity(i) => push(&mut p.integrity, i),
@@ -246,7 +282,9 @@ fn split(name: &str) -> Result<Parts, String> {
         }
     }
     if p.encryption.is_empty() {
-        return Err(format!("`{name}` names no encryption algorithm"));
+        return Err(format!(
+            "`{name}` names no encryption algorithm (supported: {SUPPORTED_TOKENS})"
+        ));
     }
     let aead = p.encryption.iter().filter(|e| e.is_aead()).count();
     if aead != 0 && aead != p.encryption.len() {
@@ -294,7 +332,7 @@ pub(super) fn parse_ike_proposal(name: &str) -> Result<IkeProposal, String> {
     }
     if p.dh.is_empty() {
         return Err(format!(
-            "`{name}` needs a Diffie-Hellman group (e.g. ecp256, curve25519, modp3072)"
+            "`{name}` needs a Diffie-Hellman group (supported: {SUPPORTED_DH})"
         ));
     }
     Ok(IkeProposal {

@@ -1,6 +1,6 @@
-//! [`ConfigError`]: one message naming the file, where in it (the field
-//! path, and the line and column when the TOML parser knows them) and what
-//! is wrong. Messages never contain secret values.
+//! [`ConfigError`]: one message naming the file, where in it (line and
+//! column, and the field path) and what is wrong, as an error or a warning.
+//! Messages never contain secret values.
 
 use std::fmt;
 use std::io;
@@ -19,15 +19,27 @@ pub enum ErrorKind {
     Invalid,
 }
 
-/// A configuration file that cannot be used, with one clear message:
+/// Whether a problem stops the file from being used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The file is usable, but probably not as meant (a deprecated key, a
+    /// policy that overlaps another one with a different outcome).
+    Warning,
+    /// The file is refused.
+    Error,
+}
+
+/// One problem in a configuration file, in the compilers' form
+/// `FILE:LINE:COL: error|warning: FIELD: MESSAGE`:
 ///
 /// ```text
-/// site-a.toml: tunnel[0].sa[0].key_in: aes256gcm16 needs a 36-byte key (32-byte AES key + 4-byte salt), got 32 bytes
-/// site-a.toml:12:9: interface[1].mtu: invalid value: integer `-1`, expected u16
+/// site-a.toml:88:3: error: tunnel[0].sa[0].key_in: aes256gcm16 needs a 36-byte key (32-byte AES key + 4-byte salt), got 32 bytes
+/// site-a.toml:71:1: warning: tunnel[0].local: `local` is deprecated; rename it to `local_addrs`
 /// ```
 #[derive(Debug)]
 pub struct ConfigError {
     kind: ErrorKind,
+    severity: Severity,
     file: PathBuf,
     line_col: Option<(usize, usize)>,
     field: Option<String>,
@@ -39,6 +51,7 @@ impl ConfigError {
     pub(super) fn read(file: &Path, source: io::Error) -> Self {
         Self {
             kind: ErrorKind::Read,
+            severity: Severity::Error,
             file: file.to_path_buf(),
             line_col: None,
             field: None,
@@ -47,14 +60,17 @@ impl ConfigError {
         }
     }
 
-    pub(super) fn syntax(
+    pub(super) fn new(
+        kind: ErrorKind,
+        severity: Severity,
         file: &Path,
         line_col: Option<(usize, usize)>,
         field: Option<String>,
         reason: String,
     ) -> Self {
         Self {
-            kind: ErrorKind::Syntax,
+            kind,
+            severity,
             file: file.to_path_buf(),
             line_col,
             field,
@@ -63,19 +79,9 @@ impl ConfigError {
         }
     }
 
-    pub(super) fn invalid(
-        file: &Path,
-        field: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        Self {
-            kind: ErrorKind::Invalid,
-            file: file.to_path_buf(),
-            line_col: None,
-            field: Some(field.into()),
-            reason: reason.into(),
-            source: None,
-        }
+    /// Error or warning.
+    pub fn severity(&self) -> Severity {
+        self.severity
     }
 
     /// What kind of problem this is.
@@ -97,7 +103,8 @@ impl ConfigError {
         self.field.as_deref()
     }
 
-    /// Line and column (1-based) for problems found by the TOML parser.
+    /// Line and column (1-based) of the key or value at fault, when the
+    /// problem is with one place in the file.
     pub fn line_col(&self) -> Option<(usize, usize)> {
         self.line_col
     }
@@ -113,6 +120,12 @@ impl fmt::Display for ConfigError {
         write!(f, "{}", self.file.display())?;
         if let Some((line, col)) = self.line_col {
             write!(f, ":{line}:{col}")?;
+        }
+        if self.kind != ErrorKind::Read {
+            f.write_str(match self.severity {
+                Severity::Error => ": error",
+                Severity::Warning => ": warning",
+            })?;
         }
         if let Some(field) = &self.field {
             write!(f, ": {field}")?;

@@ -1,19 +1,24 @@
 //! The gateway's configuration file (TOML): parsing and validation.
 //!
-//! Two layers. `raw` mirrors the file with serde (`deny_unknown_fields`
-//! everywhere); `validate` turns it into a [`GatewayConfig`] made of the
-//! data plane's own types ([`SaConfig`], [`Policy`], [`SaKeys`],
-//! [`NextHop`]) or reports the first problem as one [`ConfigError`] naming
-//! the file, the field path (`tunnel[0].sa[0].key_in`) and what is wrong.
+//! Two layers. `raw` reads the file key by key through `reader` (every
+//! unknown key, wrong type and out-of-range number is reported, with a
+//! did-you-mean for misspelt keys); `validate` turns it into a
+//! [`GatewayConfig`] made of the data plane's own types ([`SaConfig`],
+//! [`Policy`], [`SaKeys`], [`NextHop`]). Every problem is a [`ConfigError`]
+//! naming the file, the line and column, the field path
+//! (`tunnel[0].sa[0].key_in`) and what is wrong; [`GatewayConfig::check`]
+//! returns all of them, errors and warnings.
 //! Keys and pre-shared keys are held in `Zeroizing` buffers, redacted by
 //! `Debug` and never quoted in messages.
 //!
 //! The schema is documented key by key in `examples/site-a.toml` and
-//! `examples/ike-site-a.toml` at the repository root.
+//! `examples/ike-site-a.toml` at the repository root, and in
+//! `docs/operations.md`.
 
 mod algorithm;
 mod error;
 mod raw;
+mod reader;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -33,7 +38,7 @@ use dataplane::route::{NextHop, RouteTable};
 use ipnet::IpNet;
 
 pub use algorithm::{DhGroup, EspProposal, IkeProposal, Prf};
-pub use error::{ConfigError, ErrorKind};
+pub use error::{ConfigError, ErrorKind, Severity};
 pub use secret::Secret;
 
 /// A validated configuration.
@@ -447,21 +452,99 @@ impl fmt::Display for Summary {
     }
 }
 
-impl GatewayConfig {
-    /// Reads and validates the file at `path`.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::read(path, e))?;
-        Self::from_str(&text, path)
+/// What [`GatewayConfig::check`] found.
+#[derive(Debug)]
+pub struct Checked {
+    /// The configuration, when there is no error.
+    pub config: Option<GatewayConfig>,
+    /// Every error and warning, in file order.
+    pub problems: Vec<ConfigError>,
+}
+
+impl Checked {
+    /// The errors.
+    pub fn errors(&self) -> impl Iterator<Item = &ConfigError> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity() == Severity::Error)
     }
 
-    /// Parses and validates `text`; `path` names the file in messages and
-    /// is the base for relative key file paths.
+    /// The warnings.
+    pub fn warnings(&self) -> impl Iterator<Item = &ConfigError> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity() == Severity::Warning)
+    }
+
+    /// The configuration, or the first error.
+    fn into_result(mut self) -> Result<GatewayConfig, ConfigError> {
+        match self.config {
+            Some(c) => Ok(c),
+            None => {
+                let first = self
+                    .problems
+                    .iter()
+                    .position(|p| p.severity() == Severity::Error)
+                    .unwrap_or(0);
+                Err(self.problems.swap_remove(first))
+            }
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Reads and validates the file at `path`, on this host: all errors
+    /// and warnings.
+    pub fn check(path: impl AsRef<Path>) -> Checked {
+        let path = path.as_ref();
+        match read_bounded(path) {
+            Ok(text) => Self::check_str(&text, path),
+            Err(e) => Checked {
+                config: None,
+                problems: vec![ConfigError::read(path, e)],
+            },
+        }
+    }
+
+    /// Largest configuration file read: far above any real one (the
+    /// examples are a few KB; 10,000 tunnels take about 3 MB), so that a
+    /// wrong path (a disk image, /dev/zero) fails at once instead of
+    /// filling memory.
+    pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+    /// Validates `text` on this host; `path` names the file in messages
+    /// and is the base for relative key file paths.
+    pub fn check_str(text: &str, path: impl AsRef<Path>) -> Checked {
+        let (config, problems) = validate::check(text, path.as_ref(), &validate::Host::current());
+        Checked { config, problems }
+    }
+
+    /// Reads and validates the file at `path`: the configuration, or the
+    /// first error. Warnings are logged.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let checked = Self::check(path);
+        for w in checked.warnings() {
+            tracing::warn!("{w}");
+        }
+        checked.into_result()
+    }
+
+    /// Parses and validates `text` (see [`GatewayConfig::check_str`]): the
+    /// configuration, or the first error.
     #[allow(clippy::should_implement_trait)]
     pub fn from_str(text: &str, path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        let path = path.as_ref();
-        let raw = validate::parse(text, path)?;
-        validate::validate(raw, path)
+        Self::check_str(text, path).into_result()
+    }
+
+    /// [`GatewayConfig::from_str`] without the checks against this host's
+    /// CPUs, for tests whose configurations describe a bigger machine.
+    #[cfg(test)]
+    pub(crate) fn from_str_any_host(
+        text: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<Self, ConfigError> {
+        let (config, problems) = validate::check(text, path.as_ref(), &validate::Host::default());
+        Checked { config, problems }.into_result()
     }
 
     /// Every SPD entry, tunnel by tunnel in file order.
@@ -510,4 +593,23 @@ impl GatewayConfig {
             policies: self.policies().count(),
         }
     }
+}
+
+/// The file's text, refused past [`GatewayConfig::MAX_FILE_BYTES`].
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(GatewayConfig::MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > GatewayConfig::MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "larger than {} MiB: not a configuration file",
+                GatewayConfig::MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(text)
 }

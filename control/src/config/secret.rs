@@ -5,7 +5,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
 use zeroize::Zeroizing;
 
 /// Secret bytes: wiped on drop; `Debug` shows only the length.
@@ -40,45 +39,14 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A secret string as written in the file. Its deserializer accepts only a
-/// string and, unlike serde's default messages, never quotes a value of the
-/// wrong type (`key_in = 0x1234` would otherwise be echoed as a number).
+/// A secret string as written in the file (the reader accepts only a
+/// string and never quotes a value of the wrong type: `key_in = 0x1234`
+/// would otherwise be echoed as a number).
 pub(super) struct RawSecret(pub(super) Zeroizing<String>);
 
 impl fmt::Debug for RawSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RawSecret(<redacted>)")
-    }
-}
-
-impl<'de> Deserialize<'de> for RawSecret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SecretVisitor;
-
-        impl Visitor<'_> for SecretVisitor {
-            type Value = RawSecret;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSecret, E> {
-                Ok(RawSecret(Zeroizing::new(v.to_owned())))
-            }
-
-            fn visit_string<E: de::Error>(self, v: String) -> Result<RawSecret, E> {
-                Ok(RawSecret(Zeroizing::new(v)))
-            }
-        }
-
-        // `deserialize_any` lets the visitor see every type; its default
-        // `visit_*` errors for non-strings would quote the value, so map
-        // them to a message that does not.
-        deserializer
-            .deserialize_any(SecretVisitor)
-            .map_err(|_: D::Error| {
-                de::Error::custom("expected a quoted string (the value is not shown: secret)")
-            })
     }
 }
 

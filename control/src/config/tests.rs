@@ -2,6 +2,7 @@
 //! message names the file and the field; the shipped examples; secrets never
 //! showing up in messages or `Debug`.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use dataplane::crypto::{Algorithm, Backend, Encryption, Integrity};
@@ -45,13 +46,13 @@ interface = "wan"
 
 [[tunnel]]
 name = "b"
-local = "192.0.2.1"
-remote = "192.0.2.2"
+local_addrs = "192.0.2.1"
+remote_addrs = "192.0.2.2"
 udp_encap = true
 
   [[tunnel.policy]]
-  local = "10.1.0.0/24"
-  remote = "10.2.0.0/24"
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.2.0.0/24"
 
   [[tunnel.sa]]
   spi_in = 0x1001
@@ -126,7 +127,7 @@ fn base_is_valid() {
 fn inbound_selectors_are_the_protect_policies_reversed() {
     let text = base().replace(
         "  [[tunnel.sa]]",
-        "  [[tunnel.policy]]\n  local = \"10.1.0.0/24\"\n  remote = \"10.2.0.0/24\"\n  protocol = \"tcp\"\n  local_ports = \"80\"\n  remote_ports = \"1000-2000\"\n  action = \"bypass\"\n  priority = 5\n\n  [[tunnel.sa]]",
+        "  [[tunnel.policy]]\n  local_ts = \"10.1.0.0/24\"\n  remote_ts = \"10.2.0.0/24\"\n  protocol = \"tcp\"\n  local_ports = \"80\"\n  remote_ports = \"1000-2000\"\n  action = \"bypass\"\n  priority = 5\n\n  [[tunnel.sa]]",
     );
     let c = parse(&text).unwrap();
     let t = &c.tunnels[0];
@@ -216,6 +217,46 @@ fn unreadable_file_is_named() {
         e.to_string()
             .starts_with("/nonexistent/espresso.toml: cannot read"),
         "{e}"
+    );
+}
+
+#[test]
+fn oversized_file_is_refused_before_parsing() {
+    let dir = temp_dir("big");
+    let path = dir.join("big.toml");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(GatewayConfig::MAX_FILE_BYTES + 1).unwrap();
+    let e = GatewayConfig::load(&path).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Read);
+    assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_keys_and_misplaced_tables_are_placed() {
+    let text = base().replacen("device = \"net_null1\"\n", "", 1);
+    let e = assert_invalid(
+        &text,
+        "interface[1].device",
+        "missing: [[interface]] needs `device`",
+    );
+    // At the table's header.
+    assert_eq!(
+        e.line_col().map(|l| l.0),
+        Some(line_of(&text, "name = \"wan\"") - 1)
+    );
+    let text = format!("{}\n[tunel]\nname = \"x\"\n", base());
+    let e = assert_invalid(&text, "tunel", "did you mean \"tunnel\"?");
+    assert!(
+        e.reason()
+            .ends_with("valid fields: dataplane, control, interface, route, neighbour, tunnel"),
+        "{e}"
+    );
+    let text = base().replacen("[[route]]", "[route]", 1);
+    assert_invalid(
+        &text,
+        "route",
+        "expected an array of tables [[route]], found a table",
     );
 }
 
@@ -460,8 +501,8 @@ fn neighbour_mac_parses() {
 #[test]
 fn tunnel_local_is_ours() {
     assert_invalid(
-        &edit("local = \"192.0.2.1\"", "local = \"192.0.2.9\""),
-        "tunnel[0].local",
+        &edit("local_addrs = \"192.0.2.1\"", "local_addrs = \"192.0.2.9\""),
+        "tunnel[0].local_addrs",
         "not one of this gateway's",
     );
 }
@@ -469,8 +510,11 @@ fn tunnel_local_is_ours() {
 #[test]
 fn tunnel_remote_same_family() {
     assert_invalid(
-        &edit("remote = \"192.0.2.2\"", "remote = \"2001:db8::2\""),
-        "tunnel[0].remote",
+        &edit(
+            "remote_addrs = \"192.0.2.2\"",
+            "remote_addrs = \"2001:db8::2\"",
+        ),
+        "tunnel[0].remote_addrs",
         "family",
     );
 }
@@ -486,8 +530,8 @@ fn tunnel_needs_sa_or_ike() {
 fn tunnel_needs_a_protect_policy() {
     assert_invalid(
         &edit(
-            "  remote = \"10.2.0.0/24\"",
-            "  remote = \"10.2.0.0/24\"\n  action = \"bypass\"",
+            "  remote_ts = \"10.2.0.0/24\"",
+            "  remote_ts = \"10.2.0.0/24\"\n  action = \"bypass\"",
         ),
         "tunnel[0].policy",
         "protect",
@@ -566,13 +610,19 @@ fn lifetime_soft_not_above_hard() {
 #[test]
 fn policy_families_match() {
     assert_invalid(
-        &edit("  remote = \"10.2.0.0/24\"", "  remote = \"fd02::/64\""),
-        "tunnel[0].policy[0].remote",
+        &edit(
+            "  remote_ts = \"10.2.0.0/24\"",
+            "  remote_ts = \"fd02::/64\"",
+        ),
+        "tunnel[0].policy[0].remote_ts",
         "family",
     );
     assert_invalid(
-        &edit("  local = \"10.1.0.0/24\"", "  local = \"10.1.0.1/24\""),
-        "tunnel[0].policy[0].local",
+        &edit(
+            "  local_ts = \"10.1.0.0/24\"",
+            "  local_ts = \"10.1.0.1/24\"",
+        ),
+        "tunnel[0].policy[0].local_ts",
         "did you mean 10.1.0.0/24",
     );
 }
@@ -581,8 +631,8 @@ fn policy_families_match() {
 fn ports_only_with_tcp_or_udp() {
     let with = |lines: &str| {
         edit(
-            "  remote = \"10.2.0.0/24\"",
-            &format!("  remote = \"10.2.0.0/24\"\n{lines}"),
+            "  remote_ts = \"10.2.0.0/24\"",
+            &format!("  remote_ts = \"10.2.0.0/24\"\n{lines}"),
         )
     };
     assert_invalid(
@@ -644,11 +694,11 @@ fn second_tunnel(spi_in: u32, spi_out: u32) -> String {
         r#"{}
 [[tunnel]]
 name = "c"
-local = "192.0.2.1"
-remote = "192.0.2.3"
+local_addrs = "192.0.2.1"
+remote_addrs = "192.0.2.3"
   [[tunnel.policy]]
-  local = "10.1.0.0/24"
-  remote = "10.3.0.0/24"
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.3.0.0/24"
   [[tunnel.sa]]
   spi_in = {spi_in}
   spi_out = {spi_out}
@@ -883,7 +933,7 @@ fn ike_limits_default_and_are_bounded() {
         "out of range",
     );
     // Our own offer must fit the limits the peer's reply is held to.
-    let two = "  [[tunnel.policy]]\n  local = \"10.1.1.0/24\"\n  remote = \"10.2.1.0/24\"";
+    let two = "  [[tunnel.policy]]\n  local_ts = \"10.1.1.0/24\"\n  remote_ts = \"10.2.1.0/24\"";
     assert!(parse(&with_ike(two)).is_ok());
     assert_invalid(
         &with_ike(&format!("  max_traffic_selectors = 1\n{two}")),
@@ -1036,18 +1086,476 @@ fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
+/// Every example loads without an error or a warning (on a 2-CPU host,
+/// the smallest a gateway runs on).
 #[test]
 fn every_example_validates() {
+    let host = validate::Host {
+        online_cpus: Some(vec![0, 1]),
+    };
     let mut n = 0;
     for entry in std::fs::read_dir(examples_dir()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let c = GatewayConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!c.tunnels.is_empty(), "{}", path.display());
+            let text = std::fs::read_to_string(&path).unwrap();
+            let (c, problems) = validate::check(&text, &path, &host);
+            assert!(problems.is_empty(), "{problems:#?}");
+            assert!(!c.unwrap().tunnels.is_empty(), "{}", path.display());
             n += 1;
         }
     }
-    assert!(n >= 3, "found {n} example configs");
+    assert!(n >= 4, "found {n} example configs");
+}
+
+#[test]
+fn ike_site_a_and_b_are_initiator_and_responder() {
+    let a = GatewayConfig::load(examples_dir().join("ike-site-a.toml")).unwrap();
+    let b = GatewayConfig::load(examples_dir().join("ike-site-b.toml")).unwrap();
+    let (ta, tb) = (&a.tunnels[0], &b.tunnels[0]);
+    assert_eq!(ta.endpoints.local, tb.endpoints.remote);
+    assert_eq!(ta.endpoints.remote, tb.endpoints.local);
+    assert_eq!(ta.udp_encap, tb.udp_encap);
+    let (ia, ib) = (ta.ike.as_ref().unwrap(), tb.ike.as_ref().unwrap());
+    assert_eq!(ia.start_action, StartAction::Initiate);
+    assert_eq!(ib.start_action, StartAction::Listen);
+    assert_eq!(ia.local_id, ib.remote_id);
+    assert_eq!(ia.remote_id, ib.local_id);
+    assert_eq!(ia.psk, ib.psk);
+    assert_eq!(ia.proposals, ib.proposals);
+    assert_eq!(ia.esp_proposals, ib.esp_proposals);
+    // Each side's policies are the other's, seen from the other end.
+    assert_eq!(ta.policies.len(), tb.policies.len());
+    for pa in &ta.policies {
+        let mirrored = tb.policies.iter().any(|pb| {
+            pb.selector.src == pa.selector.dst
+                && pb.selector.dst == pa.selector.src
+                && pb.selector.protocol == pa.selector.protocol
+                && pb.selector.src_ports == pa.selector.dst_ports
+                && pb.selector.dst_ports == pa.selector.src_ports
+                && std::mem::discriminant(&pb.action) == std::mem::discriminant(&pa.action)
+        });
+        assert!(mirrored, "no mirror of {pa:?} in ike-site-b.toml");
+    }
+}
+
+// ------------------------------------------ collecting, placing, explaining
+
+/// Every problem of `text` checked on a 2-CPU host.
+fn problems(text: &str) -> Vec<ConfigError> {
+    let host = validate::Host {
+        online_cpus: Some(vec![0, 1]),
+    };
+    validate::check(text, Path::new(FILE), &host).1
+}
+
+/// The line (1-based) of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line has {needle:?}"))
+        + 1
+}
+
+#[test]
+fn every_error_is_reported_with_its_line_and_column() {
+    let text = edit("workers = 1", "workers = \"one\"")
+        .replacen("role = \"wan\"", "role = \"wan\"\nmtu = 70000", 1)
+        .replacen(
+            "  spi_out = 0x2001",
+            "  spi_out = 0x2001\n  spi_typo = 1",
+            1,
+        );
+    let p = problems(&text);
+    let fields: Vec<_> = p.iter().map(|e| e.field().unwrap_or("")).collect();
+    assert_eq!(
+        fields,
+        [
+            "dataplane.workers",
+            "interface[1].mtu",
+            "tunnel[0].sa[0].spi_typo"
+        ],
+        "{p:#?}"
+    );
+    for (e, needle) in p.iter().zip(["workers =", "mtu = 70000", "spi_typo"]) {
+        assert_eq!(e.severity(), Severity::Error);
+        let (line, col) = e.line_col().expect("placed");
+        assert_eq!(line, line_of(&text, needle), "{e}");
+        assert!(col > 1, "{e}");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "{FILE}:{line}:{col}: error: {}: ",
+                e.field().unwrap()
+            )),
+            "{shown}"
+        );
+    }
+    assert!(
+        p[1].reason().contains("70000 is out of range 0..=65535"),
+        "{}",
+        p[1]
+    );
+}
+
+#[test]
+fn semantic_errors_of_independent_items_are_all_reported() {
+    let text = base()
+        .replacen("prefix = \"10.2.0.0/24\"", "prefix = \"10.2.0.0/33\"", 1)
+        .replacen(
+            "mac = \"02:00:00:00:00:02\"",
+            "mac = \"01:00:00:00:00:02\"",
+            1,
+        )
+        .replacen("spi_in = 0x1001", "spi_in = 7", 1)
+        .replacen("memory_mb = 512", "memory_mb = 8", 1);
+    let p = problems(&text);
+    let fields: Vec<_> = p.iter().map(|e| e.field().unwrap_or("")).collect();
+    assert_eq!(
+        fields,
+        [
+            "dataplane.memory_mb",
+            "route[0].prefix",
+            "neighbour[0].mac",
+            "tunnel[0].sa[0].spi_in"
+        ],
+        "{p:#?}"
+    );
+    for e in &p {
+        let needle = e.field().unwrap().rsplit('.').next().unwrap();
+        assert_eq!(
+            e.line_col().map(|l| l.0),
+            Some(line_of(&text, &format!("{needle} ="))),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn unknown_field_suggests_the_closest_and_lists_the_valid_ones() {
+    let text = edit(
+        "remote_addrs = \"192.0.2.2\"",
+        "remote_addr = \"192.0.2.2\"",
+    );
+    let p = problems(&text);
+    let e = p
+        .iter()
+        .find(|e| e.field() == Some("tunnel[0].remote_addr"))
+        .unwrap_or_else(|| panic!("{p:#?}"));
+    assert_eq!(e.kind(), ErrorKind::Syntax);
+    assert!(
+        e.reason().starts_with(
+            "unknown field \"remote_addr\" in [[tunnel]]; did you mean \"remote_addrs\"? valid fields: name, local_addrs, remote_addrs, mode, udp_encap,"
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        e.line_col().map(|l| l.0),
+        Some(line_of(&text, "remote_addr ="))
+    );
+    // And the key it should have been is missing.
+    assert!(
+        p.iter()
+            .any(|e| e.field() == Some("tunnel[0].remote_addrs") && e.reason().contains("missing")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn old_key_names_still_work_with_a_warning_naming_the_new_one() {
+    let text = edit("local_addrs = \"192.0.2.1\"", "local = \"192.0.2.1\"").replacen(
+        "  remote_ts = \"10.2.0.0/24\"",
+        "  remote = \"10.2.0.0/24\"",
+        1,
+    );
+    let host = validate::Host::default();
+    let (c, p) = validate::check(&text, Path::new(FILE), &host);
+    let c = c.unwrap_or_else(|| panic!("{p:#?}"));
+    assert_eq!(
+        c.tunnels[0].endpoints.local,
+        "192.0.2.1".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(p.len(), 2, "{p:#?}");
+    for (e, field, new, needle) in [
+        (&p[0], "tunnel[0].local", "local_addrs", "local = "),
+        (
+            &p[1],
+            "tunnel[0].policy[0].remote",
+            "remote_ts",
+            "  remote = ",
+        ),
+    ] {
+        assert_eq!(e.severity(), Severity::Warning, "{e}");
+        assert_eq!(e.field(), Some(field), "{e}");
+        assert!(e.reason().contains(&format!("rename it to `{new}`")), "{e}");
+        assert_eq!(
+            e.line_col().map(|l| l.0),
+            Some(line_of(&text, needle)),
+            "{e}"
+        );
+        assert!(e.to_string().contains(": warning: "), "{e}");
+    }
+    // Semantic errors use the new name even when the old one was written.
+    let bad = text.replace("local = \"192.0.2.1\"", "local = \"192.0.2.9\"");
+    assert_invalid(&bad, "tunnel[0].local_addrs", "not one of this gateway's");
+    // Both names at once is an error.
+    let both = edit(
+        "local_addrs = \"192.0.2.1\"",
+        "local_addrs = \"192.0.2.1\"\nlocal = \"192.0.2.1\"",
+    );
+    assert_invalid(&both, "tunnel[0].local", "give `local_addrs` only");
+}
+
+#[test]
+fn local_addrs_takes_one_address_also_as_a_list() {
+    let c = parse(&edit(
+        "remote_addrs = \"192.0.2.2\"",
+        "remote_addrs = [\"192.0.2.2\"]",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.tunnels[0].endpoints.remote,
+        "192.0.2.2".parse::<IpAddr>().unwrap()
+    );
+    assert_invalid(
+        &edit(
+            "remote_addrs = \"192.0.2.2\"",
+            "remote_addrs = [\"192.0.2.2\", \"192.0.2.3\"]",
+        ),
+        "tunnel[0].remote_addrs",
+        "exactly one address",
+    );
+}
+
+#[test]
+fn range_errors_name_the_field_and_the_range() {
+    let text = edit("udp_encap = true", "udp_encap.dst_port = 65536");
+    let e = assert_invalid(
+        &text,
+        "tunnel[0].udp_encap.dst_port",
+        "65536 is out of range 1..=65535",
+    );
+    assert_eq!(e.line_col().map(|l| l.0), Some(line_of(&text, "dst_port")));
+    assert_invalid(
+        &edit("udp_encap = true", "udp_encap = { src_port = 0 }"),
+        "tunnel[0].udp_encap.src_port",
+        "0 is out of range 1..=65535",
+    );
+    assert_invalid(
+        &edit("udp_encap = true", "udp_encap = { dst_port = \"x\" }"),
+        "tunnel[0].udp_encap.dst_port",
+        "expected an integer in 1..=65535, found a string",
+    );
+    assert_invalid(
+        &edit("udp_encap = true", "outer_ttl = 256"),
+        "tunnel[0].outer_ttl",
+        "256 is out of range 1..=255",
+    );
+}
+
+#[test]
+fn unknown_words_list_the_supported_ones() {
+    assert_invalid(
+        &edit("role = \"wan\"", "role = \"wann\""),
+        "interface[1].role",
+        "unknown value \"wann\"; did you mean \"wan\"? expected \"lan\" or \"wan\"",
+    );
+    assert_invalid(
+        &edit("udp_encap = true", "mode = \"tunel\""),
+        "tunnel[0].mode",
+        "expected \"tunnel\" or \"transport\"",
+    );
+    assert_invalid(
+        &edit("udp_encap = true", "df = \"keep\""),
+        "tunnel[0].df",
+        "expected \"copy\", \"set\" or \"clear\"",
+    );
+    assert_invalid(
+        &edit("udp_encap = true", "dscp = \"ef\""),
+        "tunnel[0].dscp",
+        "neither \"copy\" nor a number 0..=63",
+    );
+    assert_invalid(
+        &edit(
+            "  remote_ts = \"10.2.0.0/24\"",
+            "  remote_ts = \"10.2.0.0/24\"\n  action = \"drop\"",
+        ),
+        "tunnel[0].policy[0].action",
+        "expected \"protect\", \"bypass\" or \"discard\"",
+    );
+    assert_invalid(
+        &edit(
+            "  remote_ts = \"10.2.0.0/24\"",
+            "  remote_ts = \"10.2.0.0/24\"\n  protocol = \"gre\"",
+        ),
+        "tunnel[0].policy[0].protocol",
+        "any, tcp, udp, icmp, icmpv6, sctp or a number",
+    );
+    assert_invalid(
+        &edit("mbufs = 8191", "mbufs = 8191\ncrypto_backend = \"openssl\""),
+        "dataplane.crypto_backend",
+        "\"auto\", \"ipsec-mb\", \"aws-lc\" or \"rust\"",
+    );
+    assert_invalid(
+        &with_ike("  start_action = \"respond\""),
+        "tunnel[0].ike.start_action",
+        "expected \"initiate\" or \"listen\"",
+    );
+}
+
+#[test]
+fn unknown_algorithms_list_the_supported_ones() {
+    let e = assert_invalid(
+        &with_ike("  proposals = [\"aes256gcm16-prfsha256-ecp257\"]"),
+        "tunnel[0].ike.proposals[0]",
+        "unknown algorithm `ecp257` (did you mean `ecp256`?)",
+    );
+    for word in [
+        "curve25519",
+        "modp2048",
+        "prfsha384",
+        "chacha20poly1305",
+        "sha512",
+    ] {
+        assert!(e.reason().contains(word), "{e}");
+    }
+    let e = assert_invalid(
+        &with_ike("  proposals = [\"aes256gcm16-prfsha256\"]"),
+        "tunnel[0].ike.proposals[0]",
+        "needs a Diffie-Hellman group",
+    );
+    assert!(
+        e.reason().contains("ecp384") && e.reason().contains("modp4096"),
+        "{e}"
+    );
+    let e = assert_invalid(
+        &with_ike("  esp_proposals = [\"aes256gcm17\"]"),
+        "tunnel[0].ike.esp_proposals[0]",
+        "unknown algorithm `aes256gcm17` (did you mean `aes256gcm16`?)",
+    );
+    assert!(e.reason().contains("supported:"), "{e}");
+    let e = assert_invalid(
+        &edit("algorithm = \"aes256gcm16\"", "algorithm = \"aes256-md4\""),
+        "tunnel[0].sa[0].algorithm",
+        "unknown algorithm `md4`",
+    );
+    assert!(
+        e.reason()
+            .contains("aes128gcm16, aes256gcm16, chacha20poly1305"),
+        "{e}"
+    );
+}
+
+#[test]
+fn lcores_must_be_online_cpus_of_this_host() {
+    let host = validate::Host {
+        online_cpus: Some(vec![0, 1]),
+    };
+    let check = |text: &str| validate::check(text, Path::new(FILE), &host);
+    let text = edit("workers = 1", "workers = 1\nlcores = \"0-3\"");
+    let (c, p) = check(&text);
+    assert!(c.is_none());
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].field(), Some("dataplane.lcores"));
+    assert!(
+        p[0].reason().contains("CPU(s) 2, 3") && p[0].reason().contains("online: 0-1"),
+        "{}",
+        p[0]
+    );
+    // The default list follows `workers`.
+    let (_, p) = check(&edit("workers = 1", "workers = 2"));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].field(), Some("dataplane.workers"));
+    assert!(p[0].reason().contains("\"0-2\" by default"), "{}", p[0]);
+    // Unknown host: not checked.
+    let (c, _) = validate::check(&text, Path::new(FILE), &validate::Host::default());
+    assert!(c.is_some());
+    assert_eq!(validate::cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+}
+
+#[test]
+fn tunnel_peer_needs_a_route() {
+    let text = edit(
+        "remote_addrs = \"192.0.2.2\"",
+        "remote_addrs = \"198.51.100.7\"",
+    );
+    assert_invalid(
+        &text,
+        "tunnel[0].remote_addrs",
+        "no route to peer 198.51.100.7 of tunnel \"b\"",
+    );
+    let routed = text.replacen(
+        "[[neighbour]]",
+        "[[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"192.0.2.2\"\ninterface = \"wan\"\n\n[[neighbour]]",
+        1,
+    );
+    parse(&routed).unwrap();
+}
+
+/// `base()` with one more policy after the first.
+fn with_policy(lines: &str) -> String {
+    edit(
+        "  remote_ts = \"10.2.0.0/24\"\n",
+        &format!("  remote_ts = \"10.2.0.0/24\"\n\n  [[tunnel.policy]]\n{lines}\n"),
+    )
+}
+
+#[test]
+fn a_shadowed_policy_with_another_action_is_an_error() {
+    let e = assert_invalid(
+        &with_policy("  local_ts = \"10.1.0.0/25\"\n  remote_ts = \"10.2.0.0/24\"\n  action = \"discard\""),
+        "tunnel[0].policy[1]",
+        "can never match: tunnel[0].policy[0] (priority 100) comes first and covers all of its traffic",
+    );
+    assert!(
+        e.reason()
+            .contains("gets \"protect through tunnel \"b\"\" instead of \"discard\""),
+        "{e}"
+    );
+    // A lower priority number puts it first: the usual exception.
+    let text = with_policy(
+        "  local_ts = \"10.1.0.0/25\"\n  remote_ts = \"10.2.0.0/24\"\n  action = \"discard\"\n  priority = 10",
+    );
+    assert!(problems(&text).is_empty(), "{:#?}", problems(&text));
+}
+
+#[test]
+fn a_shadowed_policy_with_the_same_action_is_a_warning() {
+    let text = with_policy("  local_ts = \"10.1.0.0/25\"\n  remote_ts = \"10.2.0.0/24\"");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].severity(), Severity::Warning);
+    assert_eq!(p[0].field(), Some("tunnel[0].policy[1]"));
+    assert!(p[0].reason().contains("redundant"), "{}", p[0]);
+    parse(&text).unwrap();
+}
+
+#[test]
+fn a_partial_overlap_with_another_action_is_a_warning() {
+    let text = with_policy(
+        "  local_ts = \"10.1.0.0/16\"\n  remote_ts = \"10.2.0.0/25\"\n  action = \"bypass\"\n  priority = 50",
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].severity(), Severity::Warning);
+    assert_eq!(p[0].field(), Some("tunnel[0].policy[0]"));
+    assert!(
+        p[0].reason().contains("overlaps tunnel[0].policy[1] (priority 50), which comes first: their common traffic gets \"bypass\""),
+        "{}",
+        p[0]
+    );
+    parse(&text).unwrap();
+}
+
+#[test]
+fn overlaps_across_tunnels_are_found() {
+    let text = second_tunnel(0x1002, 0x2002).replace("10.3.0.0/24", "10.2.0.0/24");
+    let p = problems(&text);
+    assert!(
+        p.iter()
+            .any(|e| e.field() == Some("tunnel[1].policy[0]")
+                && e.reason().contains("can never match")),
+        "{p:#?}"
+    );
 }
 
 #[test]

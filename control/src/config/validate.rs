@@ -1,6 +1,7 @@
 //! From [`RawConfig`] to [`GatewayConfig`]: defaults, parsing of the values
-//! kept as strings, and every cross-check. The first problem found is
-//! returned as a [`ConfigError`] naming its field path.
+//! kept as strings, and every cross-check. Problems are collected (see
+//! [`check`]), each a [`ConfigError`] naming its line, column and field
+//! path.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,76 +20,304 @@ use zeroize::Zeroizing;
 use super::algorithm::{
     enc_key_description, parse_esp_algorithm, parse_esp_proposal, parse_ike_proposal,
 };
-use super::error::{line_col, ConfigError, FieldPath};
+use super::error::{line_col, ConfigError, ErrorKind, FieldPath, Severity};
 use super::raw::*;
+use super::reader::{Diags, Tbl};
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
     ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, IkeConfig, IkeId,
     Interface, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, SocketGroup, StartAction, Tunnel,
 };
 
-/// TOML text to the raw structs; syntax and type errors keep the parser's
-/// line and column and gain the field path. The parser's source excerpt is
-/// left out: it could show a key.
-pub(super) fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
-    let de = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        let lc = inner.span().map(|s| line_col(text, s.start));
-        let reason = inner
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let field = (!field.is_empty() && field != ".").then_some(field);
-        ConfigError::syntax(path, lc, field, reason)
-    })
+/// Facts about the machine the file is checked on (`espresso check` runs
+/// on the gateway itself).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Host {
+    /// Online CPUs; `None` when unknown (then lcores are not checked).
+    pub online_cpus: Option<Vec<u32>>,
 }
 
-struct Ctx<'a> {
-    file: &'a Path,
-}
-
-impl Ctx<'_> {
-    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-        ConfigError::invalid(self.file, field, reason)
+impl Host {
+    pub(super) fn current() -> Self {
+        let online_cpus = std::fs::read_to_string("/sys/devices/system/cpu/online")
+            .ok()
+            .and_then(|s| parse_lcore_list(s.trim()).ok());
+        Self { online_cpus }
     }
 }
 
-pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<GatewayConfig, ConfigError> {
-    let cx = Ctx { file };
-    let dataplane = dataplane_config(&cx, raw.dataplane)?;
-    let control = control_config(&cx, raw.control)?;
-    let interfaces = interfaces(&cx, raw.interface)?;
-    let routes = raw
+/// Reads and validates `text`: the configuration if nothing is wrong, and
+/// every error and warning found either way, in file order.
+///
+/// Two passes. The first reads the file key by key and reports every
+/// unknown key, wrong type, out-of-range number and unknown word. The
+/// second, semantic one (addresses, references, keys, overlaps) checks
+/// every item the first could read and reports the problems of each
+/// independent one (each section, interface, route, neighbour, tunnel,
+/// policy, SA pair and IKE section); items that depend on a broken one
+/// (routes when an interface failed, SAs when a policy failed) are not
+/// checked, so one mistake is not reported ten times.
+pub(super) fn check(
+    text: &str,
+    file: &Path,
+    host: &Host,
+) -> (Option<GatewayConfig>, Vec<ConfigError>) {
+    let d = Diags::new(text, file);
+    let doc = match toml_edit::ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            // The parser's excerpt of the line is left out: it could show
+            // a key.
+            let lc = e.span().map(|s| line_col(text, s.start));
+            let reason = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            d.push(ConfigError::new(
+                ErrorKind::Syntax,
+                Severity::Error,
+                file,
+                lc,
+                None,
+                format!("not valid TOML: {reason}"),
+            ));
+            return (None, d.into_list());
+        }
+    };
+    let raw = read(Tbl::root(&d, doc.as_table()));
+    let cx = Ctx { d: &d, host };
+    let config = validate(&cx, raw);
+    let config = config.filter(|_| d.error_count() == 0);
+    (config, d.into_list())
+}
+
+struct Ctx<'d, 'a> {
+    d: &'d Diags<'a>,
+    host: &'d Host,
+}
+
+impl<'a> Ctx<'_, 'a> {
+    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        self.d.invalid(&field.into(), reason.into())
+    }
+
+    fn warn(&self, field: impl Into<String>, reason: impl Into<String>) {
+        self.d.warn(&field.into(), reason.into());
+    }
+
+    fn file(&self) -> &'a Path {
+        self.d.file()
+    }
+
+    /// The value, or `None` with the error kept.
+    fn keep<T>(&self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.d.push(e)).ok()
+    }
+
+    fn errors(&self) -> usize {
+        self.d.error_count()
+    }
+}
+
+fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
+    let dataplane = raw.dataplane.and_then(|r| cx.keep(dataplane_config(cx, r)));
+    let control = raw.control.and_then(|r| cx.keep(control_config(cx, r)));
+    if raw.interface.iter().any(Option::is_none) {
+        // Everything below refers to interfaces.
+        return None;
+    }
+    let before = cx.errors();
+    let interfaces = interfaces(cx, raw.interface.into_iter().flatten().collect());
+    if cx.errors() > before {
+        return None;
+    }
+    let routes_read = raw.route.iter().all(Option::is_some);
+    let before = cx.errors();
+    let routes: Vec<Route> = raw
         .route
         .into_iter()
         .enumerate()
-        .map(|(i, r)| route(&cx, &interfaces, FieldPath::indexed("route", i), r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let neighbours = neighbours(&cx, &interfaces, raw.neighbour)?;
+        .filter_map(|(i, r)| cx.keep(route(cx, &interfaces, FieldPath::indexed("route", i), r?)))
+        .collect();
+    let routes_ok = routes_read && cx.errors() == before;
+    let neighbours = neighbours(cx, &interfaces, raw.neighbour);
     if !raw.tunnel.is_empty() {
         for (role, word) in [(Role::Wan, "wan"), (Role::Lan, "lan")] {
             if !interfaces.iter().any(|i| i.role == role) {
-                return Err(cx.err(
+                cx.d.push(cx.err(
                     "interface",
                     format!("tunnels need at least one interface with role = \"{word}\""),
                 ));
             }
         }
     }
-    let tunnels = tunnels(&cx, &interfaces, raw.tunnel)?;
-    Ok(GatewayConfig {
-        dataplane,
-        control,
+    let tunnels_read = raw.tunnel.iter().all(Option::is_some);
+    let before = cx.errors();
+    let tunnels = tunnels(cx, &interfaces, raw.tunnel);
+    if tunnels_read && cx.errors() == before {
+        if routes_ok {
+            peer_routes(cx, &interfaces, &routes, &tunnels);
+        }
+        policy_overlaps(cx, &tunnels);
+    }
+    Some(GatewayConfig {
+        dataplane: dataplane?,
+        control: control?,
         interfaces,
         routes,
         neighbours,
         tunnels,
     })
+}
+
+/// Every tunnel's peer must be reachable: on a network of an interface or
+/// through a `[[route]]`. Without one the gateway could never send the
+/// peer an ESP or IKE packet.
+fn peer_routes(cx: &Ctx, interfaces: &[Interface], routes: &[Route], tunnels: &[Tunnel]) {
+    let mut table = dataplane::route::RouteTable::new();
+    for (i, iface) in interfaces.iter().enumerate() {
+        for net in &iface.addresses {
+            table.insert(
+                net.trunc(),
+                NextHop {
+                    interface: i as u16,
+                    via: None,
+                },
+            );
+        }
+    }
+    for r in routes {
+        table.insert(r.prefix, r.next_hop);
+    }
+    for (i, t) in tunnels.iter().enumerate() {
+        let peer = t.endpoints.remote;
+        if table.lookup(peer).is_none() {
+            cx.d.push(cx.err(
+                FieldPath::indexed("tunnel", i).key("remote_addrs"),
+                format!(
+                    "no route to peer {peer} of tunnel \"{}\": no interface network contains it and no [[route]] reaches it (add a [[route]] whose prefix contains it, e.g. a default route \"{}\" via your next hop)",
+                    t.name,
+                    if peer.is_ipv4() { "0.0.0.0/0" } else { "::/0" }
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether every packet `b` matches is also matched by `a`.
+fn selector_covers(a: &Selector, b: &Selector) -> bool {
+    let prefix_covers = |x: &IpPrefix, y: &IpPrefix| {
+        x.is_ipv4() == y.is_ipv4() && x.prefix_len() <= y.prefix_len() && x.contains(&y.addr())
+    };
+    let ports_cover = |x: &std::ops::RangeInclusive<u16>, y: &std::ops::RangeInclusive<u16>| {
+        x.start() <= y.start() && y.end() <= x.end()
+    };
+    prefix_covers(&a.src, &b.src)
+        && prefix_covers(&a.dst, &b.dst)
+        && (a.protocol.is_none() || a.protocol == b.protocol)
+        && ports_cover(&a.src_ports, &b.src_ports)
+        && ports_cover(&a.dst_ports, &b.dst_ports)
+}
+
+/// Whether some packet matches both.
+fn selectors_overlap(a: &Selector, b: &Selector) -> bool {
+    // Prefixes either nest or are disjoint.
+    let prefixes = |x: &IpPrefix, y: &IpPrefix| {
+        x.is_ipv4() == y.is_ipv4()
+            && (x.contains(&y.addr()) && x.prefix_len() <= y.prefix_len()
+                || y.contains(&x.addr()) && y.prefix_len() <= x.prefix_len())
+    };
+    let ports = |x: &std::ops::RangeInclusive<u16>, y: &std::ops::RangeInclusive<u16>| {
+        x.start() <= y.end() && y.start() <= x.end()
+    };
+    prefixes(&a.src, &b.src)
+        && prefixes(&a.dst, &b.dst)
+        && (a.protocol.is_none() || b.protocol.is_none() || a.protocol == b.protocol)
+        && ports(&a.src_ports, &b.src_ports)
+        && ports(&a.dst_ports, &b.dst_ports)
+}
+
+fn action_name(a: Action, tunnels: &[Tunnel]) -> String {
+    match a {
+        Action::Protect(SaRef(i)) => match tunnels.get(i as usize) {
+            Some(t) => format!("protect through tunnel \"{}\"", t.name),
+            None => "protect".into(),
+        },
+        Action::Bypass => "bypass".into(),
+        Action::Discard => "discard".into(),
+    }
+}
+
+/// Policies are tried in (priority, file order) across all tunnels, the
+/// first match wins (RFC 4301 §4.4.1: the SPD is ordered).
+///
+/// - A policy that an earlier one covers entirely can never match. With a
+///   different outcome that is an error: the file says traffic is
+///   handled one way and it is handled another, and nothing at run time
+///   would show it. With the same outcome it is a warning (redundant,
+///   harmless).
+/// - Two policies with different outcomes that overlap, where the winner
+///   is not an exception carved out of the other (the winner lies
+///   entirely inside the loser, like a "discard telnet" inside a broad
+///   "protect"), get a warning: which packets go where depends on the
+///   priorities, easy to misread.
+fn policy_overlaps(cx: &Ctx, tunnels: &[Tunnel]) {
+    let mut all: Vec<(FieldPath, &Policy, usize)> = Vec::new();
+    for (i, t) in tunnels.iter().enumerate() {
+        for (j, pol) in t.policies.iter().enumerate() {
+            let order = all.len();
+            all.push((
+                FieldPath::indexed("tunnel", i).item("policy", j),
+                pol,
+                order,
+            ));
+        }
+    }
+    all.sort_by_key(|(_, pol, order)| (pol.priority, *order));
+    for (k, (path, pol, _)) in all.iter().enumerate() {
+        let earlier = &all[..k];
+        if let Some((wpath, winner, _)) = earlier
+            .iter()
+            .find(|(_, w, _)| selector_covers(&w.selector, &pol.selector))
+        {
+            let what = format!(
+                "can never match: {wpath} (priority {}) comes first and covers all of its traffic",
+                winner.priority
+            );
+            if winner.action == pol.action {
+                cx.warn(path, format!("{what} with the same action (redundant)"));
+            } else {
+                cx.d.push(cx.err(
+                    path,
+                    format!(
+                        "{what}, so its traffic gets \"{}\" instead of \"{}\"; give it a lower priority number than {wpath}, or remove it",
+                        action_name(winner.action, tunnels),
+                        action_name(pol.action, tunnels)
+                    ),
+                ));
+            }
+            continue;
+        }
+        for (wpath, winner, _) in earlier {
+            if winner.action != pol.action
+                && selectors_overlap(&winner.selector, &pol.selector)
+                && !selector_covers(&pol.selector, &winner.selector)
+            {
+                cx.warn(
+                    path,
+                    format!(
+                        "overlaps {wpath} (priority {}), which comes first: their common traffic gets \"{}\", not \"{}\"",
+                        winner.priority,
+                        action_name(winner.action, tunnels),
+                        action_name(pol.action, tunnels)
+                    ),
+                );
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- [dataplane]
@@ -104,6 +333,7 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
             ),
         ));
     }
+    let lcores_given = raw.lcores.is_some();
     let lcores = match raw.lcores {
         None => format!("0-{workers}"),
         Some(list) => {
@@ -122,6 +352,31 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
             list
         }
     };
+    if let Some(online) = &cx.host.online_cpus {
+        let missing: Vec<String> = parse_lcore_list(&lcores)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !online.contains(c))
+            .map(|c| c.to_string())
+            .collect();
+        if !missing.is_empty() {
+            let (field, how) = match lcores_given {
+                true => ("dataplane.lcores", format!("\"{lcores}\"")),
+                false => (
+                    "dataplane.workers",
+                    format!("{workers} worker(s) (lcores \"{lcores}\" by default)"),
+                ),
+            };
+            return Err(cx.err(
+                field,
+                format!(
+                    "{how} names CPU(s) {} that this host does not have online (online: {}); lower `workers` or list online CPUs in `lcores`",
+                    missing.join(", "),
+                    cpu_list(online)
+                ),
+            ));
+        }
+    }
     let memory_mb = raw.memory_mb.unwrap_or(DataplaneConfig::DEFAULT_MEMORY_MB);
     if memory_mb == 0 {
         return Err(cx.err("dataplane.memory_mb", "must not be 0"));
@@ -216,7 +471,26 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
     })
 }
 
-/// The number of distinct lcores in an EAL list like `0-3,6,8-9`.
+/// `0-3,6` for [0, 1, 2, 3, 6] (ascending input).
+pub(super) fn cpu_list(cpus: &[u32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            cpus[i].to_string()
+        } else {
+            format!("{}-{}", cpus[i], cpus[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+/// The distinct lcores of an EAL list like `0-3,6,8-9`, ascending.
 pub(crate) fn parse_lcore_list(list: &str) -> Result<Vec<u32>, String> {
     let bad =
         || format!("\"{list}\" is not an lcore list (expected numbers and ranges like \"0-3,6\")");
@@ -313,17 +587,32 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
 
 // -------------------------------------------------------------- [[interface]]
 
-fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Result<Vec<Interface>, ConfigError> {
+/// Every interface that is valid; the errors of the others are kept.
+fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Vec<Interface> {
     if raw.is_empty() {
-        return Err(cx.err("interface", "at least one [[interface]] is needed"));
+        cx.d.push(cx.err("interface", "at least one [[interface]] is needed"));
+        return Vec::new();
     }
     if raw.len() > usize::from(u16::MAX) {
-        return Err(cx.err("interface", "too many interfaces"));
+        cx.d.push(cx.err("interface", "too many interfaces"));
+        return Vec::new();
     }
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut addrs: HashMap<IpAddr, String> = HashMap::new();
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, r) in raw.into_iter().enumerate() {
+    raw.into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| cx.keep(interface(cx, &mut names, &mut addrs, i, r)))
+        .collect()
+}
+
+fn interface(
+    cx: &Ctx,
+    names: &mut HashMap<String, usize>,
+    addrs: &mut HashMap<IpAddr, String>,
+    i: usize,
+    r: RawInterface,
+) -> Result<Interface, ConfigError> {
+    {
         let p = FieldPath::indexed("interface", i);
         if r.name.trim().is_empty() {
             return Err(cx.err(p.key("name"), "must not be empty"));
@@ -392,7 +681,7 @@ fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Result<Vec<Interface>, Config
                 ));
             }
         }
-        out.push(Interface {
+        Ok(Interface {
             name: r.name,
             device: r.device,
             role: match r.role {
@@ -402,9 +691,8 @@ fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Result<Vec<Interface>, Config
             addresses,
             mtu,
             mss_clamp: r.mss_clamp,
-        });
+        })
     }
-    Ok(out)
 }
 
 fn interface_by_name(
@@ -534,11 +822,23 @@ fn route(
 fn neighbours(
     cx: &Ctx,
     interfaces: &[Interface],
-    raw: Vec<RawNeighbour>,
-) -> Result<Vec<Neighbour>, ConfigError> {
+    raw: Vec<Option<RawNeighbour>>,
+) -> Vec<Neighbour> {
     let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
-    let mut out = Vec::with_capacity(raw.len());
-    for (i, r) in raw.into_iter().enumerate() {
+    raw.into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| cx.keep(neighbour(cx, interfaces, &mut seen, i, r?)))
+        .collect()
+}
+
+fn neighbour(
+    cx: &Ctx,
+    interfaces: &[Interface],
+    seen: &mut HashMap<(IpAddr, u16), usize>,
+    i: usize,
+    r: RawNeighbour,
+) -> Result<Neighbour, ConfigError> {
+    {
         let p = FieldPath::indexed("neighbour", i);
         let interface = interface_by_name(cx, interfaces, p.key("interface"), &r.interface)?;
         let address = parse_addr(cx, &p.key("address"), &r.address)?;
@@ -556,13 +856,12 @@ fn neighbours(
                 ),
             ));
         }
-        out.push(Neighbour {
+        Ok(Neighbour {
             address,
             mac,
             interface,
-        });
+        })
     }
-    Ok(out)
 }
 
 // ----------------------------------------------------------------- [[tunnel]]
@@ -574,39 +873,49 @@ struct SpiRegistry {
     outbound: HashMap<u32, String>,
 }
 
-fn tunnels(
-    cx: &Ctx,
-    interfaces: &[Interface],
-    raw: Vec<RawTunnel>,
-) -> Result<Vec<Tunnel>, ConfigError> {
+fn tunnels(cx: &Ctx, interfaces: &[Interface], raw: Vec<Option<RawTunnel>>) -> Vec<Tunnel> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut spis = SpiRegistry::default();
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
+        let Some(r) = r else { continue };
         let p = FieldPath::indexed("tunnel", i);
         if r.name.trim().is_empty() {
-            return Err(cx.err(p.key("name"), "must not be empty"));
-        }
-        if let Some(first) = names.insert(r.name.clone(), i) {
-            return Err(cx.err(
+            cx.d.push(cx.err(p.key("name"), "must not be empty"));
+        } else if let Some(first) = names.insert(r.name.clone(), i) {
+            cx.d.push(cx.err(
                 p.key("name"),
                 format!("\"{}\" is already the name of tunnel[{first}]", r.name),
             ));
         }
-        out.push(tunnel(cx, interfaces, &mut spis, i, p, r)?);
+        if let Some(t) = tunnel(cx, interfaces, &mut spis, i, p, r) {
+            out.push(t);
+        }
     }
-    Ok(out)
+    out
 }
 
-fn tunnel(
+/// The tunnel-wide settings, before its policies and SAs.
+struct TunnelHead {
+    endpoints: TunnelEndpoints,
+    interface: u16,
+    mode: Mode,
+    udp_encap: Option<UdpEncap>,
+    esn: bool,
+    replay_window: u32,
+    dscp: DscpPolicy,
+    df: DfPolicy,
+    outer_ttl: u8,
+    lifetime: Lifetime,
+}
+
+fn tunnel_head(
     cx: &Ctx,
     interfaces: &[Interface],
-    spis: &mut SpiRegistry,
-    index: usize,
-    p: FieldPath,
-    r: RawTunnel,
-) -> Result<Tunnel, ConfigError> {
-    let local = parse_addr(cx, &p.key("local"), &r.local)?;
+    p: &FieldPath,
+    r: &mut RawTunnel,
+) -> Result<TunnelHead, ConfigError> {
+    let local = parse_addr(cx, &p.key("local_addrs"), &r.local_addrs)?;
     let transport = matches!(r.mode, Some(RawMode::Transport));
     // Tunnel mode: the outer source is one of our addresses. Transport
     // mode may also protect a host on a LAN network on its behalf (a
@@ -625,7 +934,7 @@ fn tunnel(
         })
         .ok_or_else(|| {
             cx.err(
-                p.key("local"),
+                p.key("local_addrs"),
                 if transport {
                     format!("{local} is neither one of this gateway's interface addresses nor a host on a LAN network")
                 } else {
@@ -633,22 +942,22 @@ fn tunnel(
                 },
             )
         })? as u16;
-    let remote = parse_addr(cx, &p.key("remote"), &r.remote)?;
+    let remote = parse_addr(cx, &p.key("remote_addrs"), &r.remote_addrs)?;
     if remote.is_ipv4() != local.is_ipv4() {
         return Err(cx.err(
-            p.key("remote"),
+            p.key("remote_addrs"),
             format!("{remote} is not of the same address family as local {local}"),
         ));
     }
     if remote.is_unspecified() || remote.is_multicast() || remote.is_loopback() {
         return Err(cx.err(
-            p.key("remote"),
+            p.key("remote_addrs"),
             format!("{remote} is not a unicast address"),
         ));
     }
     if is_own_address(interfaces, remote) {
         return Err(cx.err(
-            p.key("remote"),
+            p.key("remote_addrs"),
             format!("{remote} is one of this gateway's own addresses"),
         ));
     }
@@ -657,7 +966,7 @@ fn tunnel(
         RawMode::Tunnel => Mode::Tunnel,
         RawMode::Transport => Mode::Transport,
     };
-    let udp_encap = match r.udp_encap {
+    let udp_encap = match r.udp_encap.take() {
         None | Some(RawUdpEncap::Enabled(false)) => None,
         Some(RawUdpEncap::Enabled(true)) => Some(UdpEncap::nat_t()),
         Some(RawUdpEncap::Ports(ports)) => {
@@ -685,7 +994,7 @@ fn tunnel(
             ),
         ));
     }
-    let dscp = match r.dscp {
+    let dscp = match r.dscp.take() {
         None => DscpPolicy::Copy,
         Some(RawDscp::Word(w)) if w == "copy" => DscpPolicy::Copy,
         Some(RawDscp::Word(w)) => {
@@ -708,21 +1017,78 @@ fn tunnel(
     if outer_ttl == 0 {
         return Err(cx.err(p.key("outer_ttl"), "must not be 0"));
     }
-    let lifetime = lifetime(cx, &p.key("lifetime"), r.lifetime.unwrap_or_default())?;
+    let lifetime = lifetime(
+        cx,
+        &p.key("lifetime"),
+        r.lifetime.take().unwrap_or_default(),
+    )?;
 
-    let sa_ref = SaRef(u32::try_from(index).map_err(|_| cx.err(&p, "too many tunnels"))?);
-    let policies = r
+    Ok(TunnelHead {
+        endpoints,
+        interface,
+        mode,
+        udp_encap,
+        esn,
+        replay_window,
+        dscp,
+        df,
+        outer_ttl,
+        lifetime,
+    })
+}
+
+fn tunnel(
+    cx: &Ctx,
+    interfaces: &[Interface],
+    spis: &mut SpiRegistry,
+    index: usize,
+    p: FieldPath,
+    mut r: RawTunnel,
+) -> Option<Tunnel> {
+    let TunnelHead {
+        endpoints,
+        interface,
+        mode,
+        udp_encap,
+        esn,
+        replay_window,
+        dscp,
+        df,
+        outer_ttl,
+        lifetime,
+    } = cx.keep(tunnel_head(cx, interfaces, &p, &mut r))?;
+    let before = cx.errors();
+    let sa_ref = cx.keep(
+        u32::try_from(index)
+            .map(SaRef)
+            .map_err(|_| cx.err(&p, "too many tunnels")),
+    )?;
+    let policies: Vec<Policy> = r
         .policy
         .iter()
         .enumerate()
-        .map(|(j, rp)| policy(cx, &p.item("policy", j), rp, sa_ref, mode, endpoints))
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter_map(|(j, rp)| {
+            cx.keep(policy(
+                cx,
+                &p.item("policy", j),
+                rp,
+                sa_ref,
+                mode,
+                endpoints,
+            ))
+        })
+        .collect();
     if r.sa.is_empty() && r.ike.is_none() {
-        return Err(cx.err(
+        cx.d.push(cx.err(
             &p,
             "has neither [[tunnel.sa]] entries nor a [tunnel.ike] section; give one or both",
         ));
     }
+    if cx.errors() > before {
+        // The SAs' selectors come from the policies.
+        return None;
+    }
+
     // Inbound selectors: the PROTECT policies seen from the peer's side.
     let inbound_selectors: Vec<Selector> = policies
         .iter()
@@ -736,10 +1102,11 @@ fn tunnel(
         })
         .collect();
     if inbound_selectors.is_empty() {
-        return Err(cx.err(
+        cx.d.push(cx.err(
             p.key("policy"),
             "a tunnel needs at least one [[tunnel.policy]] with action = \"protect\"",
         ));
+        return None;
     }
 
     let template = SaTemplate {
@@ -759,15 +1126,19 @@ fn tunnel(
             .map(|pol| pol.selector.clone())
             .collect(),
     };
-    let sas =
+    let before = cx.errors();
+    let sas: Vec<SaPair> =
         r.sa.into_iter()
             .enumerate()
-            .map(|(j, rs)| sa_pair(cx, spis, &p, &p.item("sa", j), rs, &template))
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|(j, rs)| cx.keep(sa_pair(cx, spis, &p, &p.item("sa", j), rs, &template)))
+            .collect();
     let ike = match r.ike {
         None => None,
-        Some(ri) => Some(ike(cx, &p.key("ike"), ri, endpoints)?),
+        Some(ri) => Some(cx.keep(ike(cx, &p.key("ike"), ri, endpoints))?),
     };
+    if cx.errors() > before {
+        return None;
+    }
     if let Some(ic) = &ike {
         // IKE offers the protect policies as traffic selectors and holds
         // the peer's reply to these limits (RFC 7296 §2.9): our own offer
@@ -779,19 +1150,21 @@ fn tunnel(
         let pairs = n4 * n4 + (n - n4) * (n - n4);
         let ike_p = p.key("ike");
         if n > ic.max_traffic_selectors {
-            return Err(cx.err(
+            cx.d.push(cx.err(
                 ike_p.key("max_traffic_selectors"),
                 format!("the tunnel has {n} protect policies; raise it to at least {n}"),
             ));
+            return None;
         }
         if pairs > ic.max_selectors {
-            return Err(cx.err(
+            cx.d.push(cx.err(
                 ike_p.key("max_selectors"),
                 format!("the tunnel's protect policies make {pairs} selectors; raise it to at least {pairs}"),
             ));
+            return None;
         }
     }
-    Ok(Tunnel {
+    Some(Tunnel {
         name: r.name,
         endpoints,
         interface,
@@ -926,11 +1299,11 @@ fn policy(
         s.parse::<IpPrefix>()
             .map_err(|e| cx.err(p.key(name), format!("\"{s}\": {e}")))
     };
-    let local = prefix("local", &r.local)?;
-    let remote = prefix("remote", &r.remote)?;
+    let local = prefix("local_ts", &r.local_ts)?;
+    let remote = prefix("remote_ts", &r.remote_ts)?;
     if local.is_ipv4() != remote.is_ipv4() {
         return Err(cx.err(
-            p.key("remote"),
+            p.key("remote_ts"),
             format!("{remote} is not of the same address family as local {local}"),
         ));
     }
@@ -961,7 +1334,7 @@ fn policy(
         // Transport mode protects the endpoints' own traffic only.
         if !local.contains(&endpoints.local) {
             return Err(cx.err(
-                p.key("local"),
+                p.key("local_ts"),
                 format!(
                     "transport mode: {local} does not contain the tunnel's local address {}",
                     endpoints.local
@@ -970,7 +1343,7 @@ fn policy(
         }
         if !remote.contains(&endpoints.remote) {
             return Err(cx.err(
-                p.key("remote"),
+                p.key("remote_ts"),
                 format!(
                     "transport mode: {remote} does not contain the tunnel's remote address {}",
                     endpoints.remote
@@ -1066,7 +1439,7 @@ fn hex_secret(
             .map_err(|e| cx.err(p.key(name), e)),
         (None, Some(path)) => {
             let (resolved, text) =
-                read_secret_file(cx.file, &path).map_err(|e| cx.err(p.key(&file_name), e))?;
+                read_secret_file(cx.file(), &path).map_err(|e| cx.err(p.key(&file_name), e))?;
             decode_hex(&text).map(Some).map_err(|e| {
                 cx.err(
                     p.key(&file_name),
@@ -1317,7 +1690,7 @@ fn ike(
         (Some(s), None) => psk_from_text(&s.0).map_err(|e| cx.err(p.key("psk"), e))?,
         (None, Some(path)) => {
             let (resolved, text) =
-                read_secret_file(cx.file, &path).map_err(|e| cx.err(p.key("psk_file"), e))?;
+                read_secret_file(cx.file(), &path).map_err(|e| cx.err(p.key("psk_file"), e))?;
             let text = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
             psk_from_text(&text).map_err(|e| {
                 cx.err(
@@ -1386,7 +1759,7 @@ fn ike(
             ))
         }
         Some(d) => {
-            let d = resolve(cx.file, &d);
+            let d = resolve(cx.file(), &d);
             check_keylog_dir(&d).map_err(|e| cx.err(p.key("keylog_dir"), e))?;
             Some(d)
         }

@@ -37,11 +37,11 @@ mac = "02:00:00:00:00:02"
 interface = "wan"
 [[tunnel]]
 name = "m"
-local = "192.0.2.1"
-remote = "192.0.2.2"
+local_addrs = "192.0.2.1"
+remote_addrs = "192.0.2.2"
   [[tunnel.policy]]
-  local = "10.1.1.0/24"
-  remote = "10.2.1.0/24"
+  local_ts = "10.1.1.0/24"
+  remote_ts = "10.2.1.0/24"
   [[tunnel.sa]]
   spi_in = 0x100
   spi_out = 0x200
@@ -50,11 +50,11 @@ remote = "192.0.2.2"
   key_out = "KEY_OUT"
 [[tunnel]]
 name = "k"
-local = "192.0.2.1"
-remote = "192.0.2.3"
+local_addrs = "192.0.2.1"
+remote_addrs = "192.0.2.3"
   [[tunnel.policy]]
-  local = "10.1.0.0/24"
-  remote = "10.3.0.0/24"
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.3.0.0/24"
   [tunnel.ike]
   local_id = "gw-a.example"
   remote_id = "gw-c.example"
@@ -71,7 +71,7 @@ fn base_text() -> String {
 }
 
 fn parse(text: &str) -> GatewayConfig {
-    GatewayConfig::from_str(text, "test.toml").unwrap()
+    GatewayConfig::from_str_any_host(text, "test.toml").unwrap()
 }
 
 /// The base configuration with `from` replaced by `to` (which must occur).
@@ -116,7 +116,7 @@ fn added_and_removed_tunnels() {
     let k = text.find("[[tunnel]]\nname = \"k\"").unwrap();
     text.truncate(k);
     text.push_str(
-        "[[tunnel]]\nname = \"n\"\nlocal = \"192.0.2.1\"\nremote = \"192.0.2.4\"\n  [[tunnel.policy]]\n  local = \"10.1.4.0/24\"\n  remote = \"10.4.0.0/24\"\n  [[tunnel.sa]]\n  spi_in = 0x300\n  spi_out = 0x400\n  algorithm = \"aes256gcm16\"\n",
+        "[[tunnel]]\nname = \"n\"\nlocal_addrs = \"192.0.2.1\"\nremote_addrs = \"192.0.2.4\"\n  [[tunnel.policy]]\n  local_ts = \"10.1.4.0/24\"\n  remote_ts = \"10.4.0.0/24\"\n  [[tunnel.sa]]\n  spi_in = 0x300\n  spi_out = 0x400\n  algorithm = \"aes256gcm16\"\n",
     );
     text.push_str(&format!(
         "  key_in = \"{KEY_A}\"\n  key_out = \"{KEY_B}\"\n"
@@ -139,7 +139,7 @@ fn added_and_removed_tunnels() {
 #[test]
 fn policy_and_manual_sa_changes_are_named() {
     let old = parse(&base_text());
-    let new = edited(&[("remote = \"10.2.1.0/24\"", "remote = \"10.2.9.0/24\"")]);
+    let new = edited(&[("remote_ts = \"10.2.1.0/24\"", "remote_ts = \"10.2.9.0/24\"")]);
     let d = diff(&old, &new);
     // A manual SA carries its tunnel's selectors: it changes too.
     assert_eq!(change(&d, "m").fields, vec!["policy", "sa"]);
@@ -186,10 +186,14 @@ fn identity_psk_and_peer_changes_reestablish_the_ike_sa() {
             "remote_id = \"gw-c2.example\"",
             "ike.remote_id",
         ),
-        ("remote = \"192.0.2.3\"", "remote = \"192.0.2.5\"", "remote"),
         (
-            "remote = \"10.3.0.0/24\"",
-            "remote = \"10.3.1.0/24\"",
+            "remote_addrs = \"192.0.2.3\"",
+            "remote_addrs = \"192.0.2.5\"",
+            "remote",
+        ),
+        (
+            "remote_ts = \"10.3.0.0/24\"",
+            "remote_ts = \"10.3.1.0/24\"",
             "policy",
         ),
     ] {
@@ -416,7 +420,7 @@ fn removing_a_tunnel_touches_no_other_tunnels_sas() {
     let mut text = base_text();
     text.truncate(text.find("[[tunnel]]\nname = \"k\"").unwrap());
     text.push_str(&format!(
-        "[[tunnel]]\nname = \"x\"\nlocal = \"192.0.2.1\"\nremote = \"192.0.2.7\"\n  [[tunnel.policy]]\n  local = \"10.1.7.0/24\"\n  remote = \"10.7.0.0/24\"\n  [[tunnel.sa]]\n  spi_in = 0x700\n  spi_out = 0x800\n  algorithm = \"aes256gcm16\"\n  key_in = \"{KEY_A}\"\n  key_out = \"{KEY_B}\"\n"
+        "[[tunnel]]\nname = \"x\"\nlocal_addrs = \"192.0.2.1\"\nremote_addrs = \"192.0.2.7\"\n  [[tunnel.policy]]\n  local_ts = \"10.1.7.0/24\"\n  remote_ts = \"10.7.0.0/24\"\n  [[tunnel.sa]]\n  spi_in = 0x700\n  spi_out = 0x800\n  algorithm = \"aes256gcm16\"\n  key_in = \"{KEY_A}\"\n  key_out = \"{KEY_B}\"\n"
     ));
     let old = parse(&text);
     let slots = Slots::of(&old);
@@ -471,7 +475,7 @@ fn removing_a_tunnel_touches_no_other_tunnels_sas() {
 fn load_and_unload_change_one_tunnel() {
     let old = parse(&base_text());
     let file = edited(&[
-        ("remote = \"10.2.1.0/24\"", "remote = \"10.2.9.0/24\""),
+        ("remote_ts = \"10.2.1.0/24\"", "remote_ts = \"10.2.9.0/24\""),
         (
             "psk = \"the first pre-shared key\"",
             "psk = \"another pre-shared key\"",

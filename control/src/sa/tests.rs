@@ -49,11 +49,11 @@ via = "{peer}"
 interface = "wan"
 [[tunnel]]
 name = "t"
-local = "{me}"
-remote = "{peer}"
+local_addrs = "{me}"
+remote_addrs = "{peer}"
   [[tunnel.policy]]
-  local = "10.{n}.0.0/24"
-  remote = "10.{p}.0.0/24"
+  local_ts = "10.{n}.0.0/24"
+  remote_ts = "10.{p}.0.0/24"
   [tunnel.ike]
   local_id = "{lid}"
   remote_id = "{rid}"
@@ -68,11 +68,11 @@ remote = "{peer}"
             r#"
 [[tunnel]]
 name = "m"
-local = "{me}"
-remote = "{peer}"
+local_addrs = "{me}"
+remote_addrs = "{peer}"
   [[tunnel.policy]]
-  local = "10.{n}.1.0/24"
-  remote = "10.{p}.1.0/24"
+  local_ts = "10.{n}.1.0/24"
+  remote_ts = "10.{p}.1.0/24"
 "#
         ));
         for (ab, ba) in manual {
