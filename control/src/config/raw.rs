@@ -18,6 +18,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub control: RawControl,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub interface: Vec<RawInterface>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
@@ -51,6 +53,12 @@ pub(super) struct RawControl {
     pub ike_half_open_per_source: Option<usize>,
     pub ike_half_open_max: Option<usize>,
     pub ike_cookie_secret_lifetime: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

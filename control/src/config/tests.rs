@@ -1072,3 +1072,35 @@ fn site_a_and_site_b_are_a_matching_pair() {
         assert_eq!(out.config.traffic_selectors, inb.config.traffic_selectors);
     }
 }
+
+#[test]
+fn metrics_listen_is_an_address_and_off_by_default() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.metrics.listen, None);
+    let metrics = |lines: &str| format!("[metrics]\n{lines}\n{}", base());
+    let c = parse(&metrics("listen = \"127.0.0.1:9469\"")).unwrap();
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9469".parse().unwrap()));
+    let c = parse(&metrics("listen = \"[::1]:9469\"")).unwrap();
+    assert_eq!(c.metrics.listen, Some("[::1]:9469".parse().unwrap()));
+    assert_invalid(
+        &metrics("listen = \"localhost:9469\""),
+        "metrics.listen",
+        "not an address and port",
+    );
+    assert_invalid(
+        &metrics("listen = \"127.0.0.1\""),
+        "metrics.listen",
+        "not an address and port",
+    );
+    assert_invalid(
+        &metrics("listen = \"127.0.0.1:0\""),
+        "metrics.listen",
+        "needs a port",
+    );
+    assert_invalid(
+        &metrics("listen = \"224.0.0.1:9469\""),
+        "metrics.listen",
+        "multicast",
+    );
+    assert_invalid(&metrics("port = 9469"), "metrics.port", "unknown field");
+}

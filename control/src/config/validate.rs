@@ -24,7 +24,8 @@ use super::raw::*;
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
     ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, IkeConfig, IkeId,
-    Interface, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, SocketGroup, StartAction, Tunnel,
+    Interface, MacAddr, ManualSa, MetricsConfig, Neighbour, Role, Route, SaPair, SocketGroup,
+    StartAction, Tunnel,
 };
 
 /// TOML text to the raw structs; syntax and type errors keep the parser's
@@ -62,6 +63,7 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<GatewayConfig, Con
     let cx = Ctx { file };
     let dataplane = dataplane_config(&cx, raw.dataplane)?;
     let control = control_config(&cx, raw.control)?;
+    let metrics = metrics_config(&cx, raw.metrics)?;
     let interfaces = interfaces(&cx, raw.interface)?;
     let routes = raw
         .route
@@ -84,6 +86,7 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<GatewayConfig, Con
     Ok(GatewayConfig {
         dataplane,
         control,
+        metrics,
         interfaces,
         routes,
         neighbours,
@@ -309,6 +312,33 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
         ike_half_open_max,
         ike_cookie_secret_lifetime,
     })
+}
+
+// ------------------------------------------------------------------ [metrics]
+
+fn metrics_config(cx: &Ctx, raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
+    let Some(listen) = raw.listen else {
+        return Ok(MetricsConfig::default());
+    };
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        cx.err(
+            "metrics.listen",
+            format!("\"{listen}\" is not an address and port (e.g. \"127.0.0.1:9469\" or \"[::1]:9469\")"),
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(cx.err(
+            "metrics.listen",
+            "needs a port (a scrape configuration names a fixed one)",
+        ));
+    }
+    if addr.ip().is_multicast() {
+        return Err(cx.err(
+            "metrics.listen",
+            format!("{} is a multicast address", addr.ip()),
+        ));
+    }
+    Ok(MetricsConfig { listen: Some(addr) })
 }
 
 // -------------------------------------------------------------- [[interface]]
