@@ -420,7 +420,12 @@ fn prometheus_scrapes_the_gateway() {
     if let Some(text) = w.curl(&format!("http://{METRICS}/metrics")) {
         println!("--- GET /metrics (excerpt) ---");
         for l in text.lines().filter(|l| {
-            l.contains("site-b") || l.contains("espresso_tunnels") || l.starts_with("# EOF")
+            l.contains("site-b")
+                || l.contains("espresso_tunnels")
+                || l.contains("reason=\"replay\"")
+                || l.starts_with("espresso_port_rx_packets")
+                || l.starts_with("espresso_metrics_requests")
+                || l.starts_with("# EOF")
         }) {
             println!("{l}");
         }
