@@ -11,7 +11,7 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
 	iproute2 iputils-ping ethtool iperf3 tshark tcpdump python3 python3-scapy python3-cryptography \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins \
 	libstrongswan-standard-plugins libstrongswan-extra-plugins \
-	fonts-dejavu-core
+	fonts-dejavu-core prometheus
 
 .PHONY: all deps build test test-portable fuzz fuzz-long lint doc msrv bench demo clean
 

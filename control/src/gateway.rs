@@ -9,7 +9,6 @@
 //! the commands of the control socket ([`crate::control_socket`], served
 //! on a thread of its own).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,12 +16,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
-use dataplane::esp::{DropReason, Policy, Spd};
-use dataplane::gateway::msg::SaStats;
-use dataplane::gateway::neigh::Refused;
+use dataplane::esp::{Policy, Spd};
 use dataplane::gateway::{
-    control_queues, ControlMsg, FromWorkers, GwDrop, Handoff, Interface, Next, Node, QueueDrops,
-    Role, Spares, Turn, WorkerMsg, WorkerStats,
+    control_queues, ControlMsg, FromWorkers, Handoff, Interface, Next, Node, Role, Spares, Turn,
+    WorkerMsg, WorkerStats,
 };
 use dpdk::{
     register_thread, unregister_thread, Eal, Mbuf, Mempool, MempoolConfig, Port, PortConfig,
@@ -32,6 +29,7 @@ use dpdk::{Worker, WorkerPorts};
 use crate::config::GatewayConfig;
 use crate::control_socket::{Access, ControlSocket, Request};
 use crate::ike_driver::{IkeAction, IkeDriver, SystemRng};
+use crate::metrics::{MetricsServer, SnapshotRequest};
 use crate::reload::{self, Diff, ReloadReport, Slots};
 use crate::sa::{Planner, Wanted};
 
@@ -90,6 +88,10 @@ struct Control {
     ike: IkeDriver,
     /// Each running tunnel's SPD slot (kept across reloads).
     slots: Slots,
+    /// The `[metrics]` endpoint, if configured.
+    metrics: Option<MetricsServer>,
+    /// Its scrapes' snapshot requests (never ready without it).
+    snapshot_requests: Receiver<SnapshotRequest>,
 }
 
 impl Control {
@@ -374,6 +376,70 @@ impl Control {
         }
     }
 
+    /// The statistics now: every worker's counters (each given up to 2 s
+    /// to answer), the ports', the IKE driver's and the sockets'. What
+    /// `stats` prints and the metrics endpoint encodes.
+    pub fn stats_snapshot(&self) -> crate::stats::StatsSnapshot {
+        let workers = self.collect();
+        self.snapshot_of(&workers)
+    }
+
+    /// [`Self::stats_snapshot`] from workers' counters already collected.
+    fn snapshot_of(&self, workers: &[WorkerStats]) -> crate::stats::StatsSnapshot {
+        use crate::stats::{build, ControlSnapshot, Counts, PortStats, Sources};
+        use std::sync::atomic::Ordering::Relaxed;
+        let ports = self
+            .ports
+            .iter()
+            .zip(&self.config.interfaces)
+            .filter_map(|(p, i)| {
+                let st = p.stats().ok()?;
+                Some(PortStats {
+                    name: i.name.clone(),
+                    rx_packets: st.ipackets,
+                    tx_packets: st.opackets,
+                    rx_bytes: st.ibytes,
+                    tx_bytes: st.obytes,
+                    rx_missed: st.imissed,
+                    rx_errors: st.ierrors,
+                    tx_errors: st.oerrors,
+                    rx_nombuf: st.rx_nombuf,
+                })
+            })
+            .collect();
+        let sock = self.socket.stats();
+        build(Sources {
+            uptime: self.started.elapsed(),
+            workers,
+            workers_asked: self.to_workers.len(),
+            ports,
+            tunnels: self
+                .config
+                .tunnels
+                .iter()
+                .map(|t| (t.name.clone(), t.ike.is_some()))
+                .collect(),
+            installed: self.planner.installed(),
+            ike: self.ike.stats_snapshot(),
+            control: ControlSnapshot {
+                punted: self.punted,
+                events: self.events,
+                ike_unauth_waiting: self.from_workers.ike_new.len() as u64,
+                ike_half_open_waiting: self.from_workers.ike_half_open.len() as u64,
+                transmit_full: self.transmit_full,
+                socket: Counts(vec![
+                    ("served", sock.served.load(Relaxed)),
+                    ("refused_peer", sock.refused_peer.load(Relaxed)),
+                    ("refused_busy", sock.refused_busy.load(Relaxed)),
+                    ("read_timeouts", sock.read_timeouts.load(Relaxed)),
+                    ("too_long", sock.too_long.load(Relaxed)),
+                    ("reply_timeouts", sock.reply_timeouts.load(Relaxed)),
+                ]),
+            },
+            metrics: self.metrics.as_ref().map(|m| m.stats().counts()),
+        })
+    }
+
     fn collect(&self) -> Vec<WorkerStats> {
         let (tx, rx) = bounded(self.to_workers.len());
         for w in &self.to_workers {
@@ -475,6 +541,7 @@ impl Control {
     fn wait(&self, timeout: Duration) {
         let mut sel = self.from_workers.select();
         sel.recv(&self.requests);
+        sel.recv(&self.snapshot_requests);
         let _ = sel.ready_timeout(timeout);
     }
 
@@ -484,28 +551,20 @@ impl Control {
             let reply = self.command(&r.command);
             let _ = r.reply.send(reply);
         }
+        // One snapshot answers every scrape waiting (the metrics thread
+        // keeps at most one request in flight).
+        if let Ok(first) = self.snapshot_requests.try_recv() {
+            let snap = self.stats_snapshot();
+            let _ = first.reply.send(snap.clone());
+            while let Ok(r) = self.snapshot_requests.try_recv() {
+                let _ = r.reply.send(snap.clone());
+            }
+        }
     }
 
     fn command(&mut self, command: &str) -> String {
         match command {
-            "stats" => {
-                let mut s = format_stats(
-                    &self.collect(),
-                    &self.ports,
-                    &self.config,
-                    self.punted,
-                    self.started,
-                );
-                s.push_str(&format!(
-                    "control.ike_unauth_waiting {}\ncontrol.ike_half_open_waiting {}\ndrop.control.transmit_full {}\n",
-                    self.from_workers.ike_new.len(),
-                    self.from_workers.ike_half_open.len(),
-                    self.transmit_full
-                ));
-                s.push_str(&self.socket.stats().lines());
-                s.push_str(&self.ike.stats_lines());
-                s
-            }
+            "stats" => format_stats(&self.stats_snapshot()),
             "tunnels" => self.ike.tunnels_report(Instant::now()),
             _ if command.starts_with("rekey ") => {
                 let r = self
@@ -540,119 +599,11 @@ fn spd_of(policies: &[Policy]) -> Result<Spd, Error> {
     Ok(spd)
 }
 
-/// Counters in a stable `key value` form (one per line, after a header),
-/// easy for people and scripts alike.
-pub fn format_stats(
-    workers: &[WorkerStats],
-    ports: &[Port],
-    config: &GatewayConfig,
-    punted: u64,
-    started: Instant,
-) -> String {
-    let mut s = String::new();
-    let mut line = |k: String, v: u64| s.push_str(&format!("{k} {v}\n"));
-    line("uptime_s".into(), started.elapsed().as_secs());
-    for (i, p) in ports.iter().enumerate() {
-        let name = &config.interfaces[i].name;
-        if let Ok(st) = p.stats() {
-            line(format!("port.{name}.rx_packets"), st.ipackets);
-            line(format!("port.{name}.tx_packets"), st.opackets);
-            line(format!("port.{name}.rx_bytes"), st.ibytes);
-            line(format!("port.{name}.tx_bytes"), st.obytes);
-            line(format!("port.{name}.rx_missed"), st.imissed);
-            line(format!("port.{name}.rx_errors"), st.ierrors);
-            line(format!("port.{name}.tx_errors"), st.oerrors);
-            line(format!("port.{name}.rx_nombuf"), st.rx_nombuf);
-        }
-    }
-    let mut total = dataplane::gateway::NodeCounters::default();
-    let mut queue_total = QueueDrops::default();
-    for w in workers {
-        let id = w.worker;
-        let n = &w.node;
-        total.merge(n);
-        queue_total.merge(&w.queue_drops);
-        for (k, v) in node_fields(n) {
-            line(format!("worker.{id}.{k}"), v);
-        }
-        for (k, v) in w.queue_drops.fields() {
-            line(format!("worker.{id}.queue.{k}"), v);
-        }
-        line(format!("worker.{id}.max_poll_gap_us"), w.max_poll_gap_us);
-        line(format!("worker.{id}.max_control_us"), w.max_control_us);
-        line(
-            format!("worker.{id}.max_control_cpu_us"),
-            w.max_control_cpu_us,
-        );
-        line(format!("worker.{id}.spd_cache_hits"), w.spd_cache_hits);
-        line(format!("worker.{id}.spd_cache_misses"), w.spd_cache_misses);
-    }
-    for (k, v) in node_fields(&total) {
-        line(format!("total.{k}"), v);
-    }
-    for r in GwDrop::ALL {
-        line(format!("drop.{}", r.name()), total.drops[r.index()]);
-    }
-    for r in DropReason::ALL {
-        line(format!("drop.esp.{}", r.name()), total.esp_drops[r.index()]);
-    }
-    for (k, v) in queue_total.fields() {
-        line(format!("drop.queue.{k}"), v);
-    }
-    for r in Refused::ALL {
-        line(
-            format!("neighbour.refused.{}", r.name()),
-            total.neighbour_refused[r.index()],
-        );
-    }
-    line("control.punted".into(), punted);
-    let mut sas: BTreeMap<(u8, u32), (&SaStats, u16)> = BTreeMap::new();
-    for w in workers {
-        for sa in &w.outbound {
-            sas.insert((0, sa.spi.get()), (sa, w.worker));
-        }
-        for sa in &w.inbound {
-            sas.insert((1, sa.spi.get()), (sa, w.worker));
-        }
-    }
-    for ((dir, spi), (sa, worker)) in sas {
-        let d = if dir == 0 { "out" } else { "in" };
-        let k = format!("sa.{d}.{spi:#010x}");
-        s.push_str(&format!(
-            "{k}.algorithm {} worker {}\n",
-            sa.algorithm, worker
-        ));
-        s.push_str(&format!("{k}.packets {}\n", sa.counters.packets));
-        s.push_str(&format!("{k}.bytes {}\n", sa.counters.bytes));
-        s.push_str(&format!("{k}.seq {}\n", sa.seq));
-        for r in DropReason::ALL {
-            let v = sa.counters.drops_for(r);
-            if v > 0 {
-                s.push_str(&format!("{k}.drop.{} {v}\n", r.name()));
-            }
-        }
-    }
-    s
-}
-
-fn node_fields(n: &dataplane::gateway::NodeCounters) -> Vec<(&'static str, u64)> {
-    vec![
-        ("rx", n.rx),
-        ("tx", n.tx),
-        ("encapsulated", n.encapsulated),
-        ("decapsulated", n.decapsulated),
-        ("bypassed", n.bypassed),
-        ("neighbour_replies", n.neighbour_replies),
-        ("neighbour_requests", n.neighbour_requests),
-        ("neighbour_flushes", n.neighbour_flushes),
-        ("echo_replies", n.echo_replies),
-        ("icmp_errors", n.icmp_errors),
-        ("mss_clamped", n.mss_clamped),
-        ("punted", n.punted),
-        ("handoffs_out", n.handoffs_out),
-        ("handoffs_in", n.handoffs_in),
-        ("drops", n.total_drops()),
-    ]
+/// Counters in a stable `key value` form, one per line, every value a
+/// number: easy for people and scripts alike (see
+/// [`crate::stats::StatsSnapshot::to_text`]).
+pub fn format_stats(snapshot: &crate::stats::StatsSnapshot) -> String {
+    snapshot.to_text()
 }
 
 /// EAL arguments for the configuration: lcores, memory, a unique prefix.
@@ -821,6 +772,14 @@ pub fn run(
         group: config.control.socket_group.as_ref().map(|g| g.gid),
     };
     let (socket, requests) = ControlSocket::bind(&socket_path, access)?;
+    let (metrics, snapshot_requests) = match config.metrics.listen {
+        Some(addr) => {
+            let (m, rx) = MetricsServer::bind(addr)?;
+            tracing::info!(listen = %m.local_addr(), "metrics endpoint up");
+            (Some(m), rx)
+        }
+        None => (None, crossbeam::channel::never()),
+    };
     let planner = Planner::new(
         workers,
         config.dataplane.crypto_backend,
@@ -843,6 +802,8 @@ pub fn run(
         transmit_full: 0,
         started: Instant::now(),
         slots,
+        metrics,
+        snapshot_requests,
     };
     control.apply_config()?;
 
@@ -871,13 +832,9 @@ pub fn run(
     }
     finals.sort_by_key(|s| s.worker);
     let _ = before_stop;
-    let mut report = format_stats(
-        &finals,
-        &control.ports,
-        &control.config,
-        control.punted,
-        control.started,
-    );
+    // The endpoint goes first: nothing answers its scrapes any more.
+    drop(control.metrics.take());
+    let mut report = format_stats(&control.snapshot_of(&finals));
     drop(control.socket);
     drop(control.ports);
     // Ports are closed; every mbuf must be back.

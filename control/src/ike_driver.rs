@@ -1806,9 +1806,14 @@ impl IkeDriver {
 
     /// `ike.*` lines for `espresso stats`.
     pub fn stats_lines(&self) -> String {
-        let mut s = String::new();
+        self.stats_snapshot().to_text()
+    }
+
+    /// The counters as [`crate::stats`] reports them.
+    pub fn stats_snapshot(&self) -> crate::stats::IkeSnapshot {
+        use crate::stats::{Counts, IkeSnapshot, IkeTunnelSnapshot};
         let st = &self.stats;
-        for (k, v) in [
+        let counters = Counts(vec![
             ("rx_packets", st.rx_packets),
             ("tx_packets", st.tx_packets),
             ("keepalives_sent", st.keepalives_sent),
@@ -1817,73 +1822,89 @@ impl IkeDriver {
             ("unknown_spi", st.unknown_spi),
             ("init_no_tunnel", st.init_no_tunnel),
             ("sa_install_errors", st.sa_install_errors),
-            ("known_spis_missed", st.known_spis_missed),
             ("half_open_spis_missed", self.budget.spis_missed()),
+        ]);
+        let gauges = Counts(vec![
+            ("known_spis_missed", st.known_spis_missed),
             ("half_open", self.budget.total() as u64),
-        ] {
-            let _ = writeln!(s, "ike.{k} {v}");
-        }
+        ]);
         // Messages refused for the rule the peer broke, all tunnels
         // together (RFC 7296 §2.21 maps each to a notify or a silent drop).
-        for e in ike::ProtocolError::ALL {
-            let v: u64 = self
-                .tunnels
+        let protocol_errors = Counts(
+            ike::ProtocolError::ALL
                 .iter()
-                .map(|t| t.endpoint.stats().protocol_errors.get(e))
-                .sum();
-            let _ = writeln!(s, "ike.protocol_errors.{} {v}", e.name());
+                .map(|&e| {
+                    let v: u64 = self
+                        .tunnels
+                        .iter()
+                        .map(|t| t.endpoint.stats().protocol_errors.get(e))
+                        .sum();
+                    (e.name(), v)
+                })
+                .collect(),
+        );
+        let tunnels = self
+            .tunnels
+            .iter()
+            .map(|t| {
+                let e = t.endpoint.stats();
+                IkeTunnelSnapshot {
+                    name: t.tunnel.name.clone(),
+                    index: t.index,
+                    up: t.state == LinkState::Up,
+                    ike_sas: u64::from(t.ike.is_some()),
+                    child_sas: t.children.len() as u64,
+                    half_open: t.endpoint.half_open() as u64,
+                    counters: Counts(vec![
+                        ("rx_datagrams", e.rx_datagrams),
+                        ("tx_datagrams", e.tx_datagrams),
+                        ("malformed", e.malformed),
+                        ("unsupported_critical", e.unsupported_critical),
+                        ("unknown_spi", e.unknown_spi),
+                        ("integrity_failures", e.integrity_failures),
+                        ("invalid_message_id", e.invalid_message_id),
+                        ("retransmits", e.retransmits),
+                        ("replayed_responses", e.replayed_responses),
+                        ("cookies_sent", e.cookies_sent),
+                        ("cookies_invalid", e.cookies_invalid),
+                        ("cookie_secret_rotations", e.cookie_secret_rotations),
+                        (
+                            "half_open_refused_per_source",
+                            e.half_open_refused_per_source,
+                        ),
+                        ("half_open_refused_max", e.half_open_refused_max),
+                        ("invalid_ke_sent", e.invalid_ke_sent),
+                        ("no_proposal_chosen", e.no_proposal_chosen),
+                        ("auth_failures", e.auth_failures),
+                        ("ike_sa_established", e.ike_sa_established),
+                        ("child_sa_established", e.child_sa_established),
+                        ("peers_dead", e.peers_dead),
+                        ("child_no_proposal_chosen", e.child_no_proposal_chosen),
+                        ("ts_unacceptable", e.ts_unacceptable),
+                        ("ts_over_limit", e.ts_over_limit),
+                        ("child_sa_limit", e.child_sa_limit),
+                        ("init_errors_ignored", e.init_errors_ignored),
+                        ("bad_nonce", e.bad_nonce),
+                        ("not_established", e.not_established),
+                        ("exchange_mismatch", e.exchange_mismatch),
+                        ("peer_moved", e.peer_moved),
+                        ("peer_reresolves", e.peer_reresolves),
+                        ("invalid_major_version", e.invalid_major_version),
+                        ("zero_spi_i", e.zero_spi_i),
+                        ("payload_not_allowed", e.payload_not_allowed),
+                        ("count_mismatch", e.count_mismatch),
+                        ("bad_spi_size", e.bad_spi_size),
+                        ("encode_errors", e.encode_errors),
+                    ]),
+                }
+            })
+            .collect();
+        IkeSnapshot {
+            counters,
+            gauges,
+            protocol_errors,
+            tunnels,
         }
-        for t in &self.tunnels {
-            let e = t.endpoint.stats();
-            let n = &t.tunnel.name;
-            let _ = writeln!(s, "ike.{n}.up {}", u64::from(t.state == LinkState::Up));
-            let _ = writeln!(s, "ike.{n}.child_sas {}", t.children.len());
-            let _ = writeln!(s, "ike.{n}.half_open {}", t.endpoint.half_open());
-            for (k, v) in [
-                ("rx_datagrams", e.rx_datagrams),
-                ("tx_datagrams", e.tx_datagrams),
-                ("malformed", e.malformed),
-                ("unsupported_critical", e.unsupported_critical),
-                ("unknown_spi", e.unknown_spi),
-                ("integrity_failures", e.integrity_failures),
-                ("invalid_message_id", e.invalid_message_id),
-                ("retransmits", e.retransmits),
-                ("replayed_responses", e.replayed_responses),
-                ("cookies_sent", e.cookies_sent),
-                ("cookies_invalid", e.cookies_invalid),
-                ("cookie_secret_rotations", e.cookie_secret_rotations),
-                (
-                    "half_open_refused_per_source",
-                    e.half_open_refused_per_source,
-                ),
-                ("half_open_refused_max", e.half_open_refused_max),
-                ("invalid_ke_sent", e.invalid_ke_sent),
-                ("no_proposal_chosen", e.no_proposal_chosen),
-                ("auth_failures", e.auth_failures),
-                ("ike_sa_established", e.ike_sa_established),
-                ("child_sa_established", e.child_sa_established),
-                ("peers_dead", e.peers_dead),
-                ("child_no_proposal_chosen", e.child_no_proposal_chosen),
-                ("ts_unacceptable", e.ts_unacceptable),
-                ("ts_over_limit", e.ts_over_limit),
-                ("child_sa_limit", e.child_sa_limit),
-                ("init_errors_ignored", e.init_errors_ignored),
-                ("bad_nonce", e.bad_nonce),
-                ("not_established", e.not_established),
-                ("exchange_mismatch", e.exchange_mismatch),
-                ("peer_moved", e.peer_moved),
-                ("peer_reresolves", e.peer_reresolves),
-                ("invalid_major_version", e.invalid_major_version),
-                ("zero_spi_i", e.zero_spi_i),
-                ("payload_not_allowed", e.payload_not_allowed),
-                ("count_mismatch", e.count_mismatch),
-                ("bad_spi_size", e.bad_spi_size),
-                ("encode_errors", e.encode_errors),
-            ] {
-                let _ = writeln!(s, "ike.{n}.{k} {v}");
-            }
-        }
-        s
     }
 }
 

@@ -22,5 +22,7 @@ pub mod gateway;
 pub use ike;
 pub mod ike_driver;
 pub mod log_filter;
+pub mod metrics;
 pub mod reload;
 pub mod sa;
+pub mod stats;

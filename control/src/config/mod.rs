@@ -48,6 +48,8 @@ pub struct GatewayConfig {
     pub dataplane: DataplaneConfig,
     /// `[control]`.
     pub control: ControlConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// `[[interface]]`, in file order; the index is the interface number
     /// used by [`NextHop::interface`], [`Neighbour::interface`] and
     /// [`Tunnel::interface`].
@@ -153,6 +155,14 @@ pub struct ControlConfig {
     pub ike_half_open_max: usize,
     /// The COOKIE secret changes this often.
     pub ike_cookie_secret_lifetime: Duration,
+}
+
+/// `[metrics]`: the OpenMetrics / Prometheus endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served (plain HTTP: meant for loopback or
+    /// a management network); `None` (the default) serves nothing.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[control] socket_group`, resolved.

@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     // items keep their place so that field paths stay `tunnel[2]`.
     pub dataplane: Option<RawDataplane>,
     pub control: Option<RawControl>,
+    pub metrics: Option<RawMetrics>,
     pub interface: Vec<Option<RawInterface>>,
     pub route: Vec<Option<RawRoute>>,
     pub neighbour: Vec<Option<RawNeighbour>>,
@@ -52,6 +53,11 @@ pub(super) struct RawControl {
     pub ike_half_open_per_source: Option<usize>,
     pub ike_half_open_max: Option<usize>,
     pub ike_cookie_secret_lifetime: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +232,7 @@ fn word<T: Copy>(t: &Tbl, key: &'static str, words: &[&'static str], values: &[T
 pub(super) fn read(t: Tbl) -> RawConfig {
     let dataplane = t.opt_table("dataplane", "[dataplane]").map(read_dataplane);
     let control = t.opt_table("control", "[control]").map(read_control);
+    let metrics = t.opt_table("metrics", "[metrics]").map(read_metrics);
     let interface: Vec<_> = t
         .tables("interface", "[[interface]]")
         .into_iter()
@@ -254,10 +261,15 @@ pub(super) fn read(t: Tbl) -> RawConfig {
         false => Some(RawControl::default()),
         true => control.flatten(),
     };
+    let metrics = match t.field_present("metrics") {
+        false => Some(RawMetrics::default()),
+        true => metrics.flatten(),
+    };
     t.finish();
     RawConfig {
         dataplane,
         control,
+        metrics,
         interface,
         route,
         neighbour,
@@ -290,6 +302,14 @@ fn read_control(t: Tbl) -> Option<RawControl> {
         ike_half_open_per_source: t.opt_int("ike_half_open_per_source", U32),
         ike_half_open_max: t.opt_int("ike_half_open_max", U32),
         ike_cookie_secret_lifetime: t.opt_str("ike_cookie_secret_lifetime"),
+    };
+    t.finish();
+    Some(r)
+}
+
+fn read_metrics(t: Tbl) -> Option<RawMetrics> {
+    let r = RawMetrics {
+        listen: t.opt_str("listen"),
     };
     t.finish();
     Some(r)

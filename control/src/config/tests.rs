@@ -248,8 +248,9 @@ fn missing_keys_and_misplaced_tables_are_placed() {
     let text = format!("{}\n[tunel]\nname = \"x\"\n", base());
     let e = assert_invalid(&text, "tunel", "did you mean \"tunnel\"?");
     assert!(
-        e.reason()
-            .ends_with("valid fields: dataplane, control, interface, route, neighbour, tunnel"),
+        e.reason().ends_with(
+            "valid fields: dataplane, control, metrics, interface, route, neighbour, tunnel"
+        ),
         "{e}"
     );
     let text = base().replacen("[[route]]", "[route]", 1);
@@ -1579,4 +1580,36 @@ fn site_a_and_site_b_are_a_matching_pair() {
         // What one side protects, the other accepts.
         assert_eq!(out.config.traffic_selectors, inb.config.traffic_selectors);
     }
+}
+
+#[test]
+fn metrics_listen_is_an_address_and_off_by_default() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.metrics.listen, None);
+    let metrics = |lines: &str| format!("[metrics]\n{lines}\n{}", base());
+    let c = parse(&metrics("listen = \"127.0.0.1:9469\"")).unwrap();
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9469".parse().unwrap()));
+    let c = parse(&metrics("listen = \"[::1]:9469\"")).unwrap();
+    assert_eq!(c.metrics.listen, Some("[::1]:9469".parse().unwrap()));
+    assert_invalid(
+        &metrics("listen = \"localhost:9469\""),
+        "metrics.listen",
+        "not an address and port",
+    );
+    assert_invalid(
+        &metrics("listen = \"127.0.0.1\""),
+        "metrics.listen",
+        "not an address and port",
+    );
+    assert_invalid(
+        &metrics("listen = \"127.0.0.1:0\""),
+        "metrics.listen",
+        "needs a port",
+    );
+    assert_invalid(
+        &metrics("listen = \"224.0.0.1:9469\""),
+        "metrics.listen",
+        "multicast",
+    );
+    assert_invalid(&metrics("port = 9469"), "metrics.port", "unknown field");
 }

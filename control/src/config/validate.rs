@@ -26,7 +26,8 @@ use super::reader::{Diags, Tbl};
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
     ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, IkeConfig, IkeId,
-    Interface, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, SocketGroup, StartAction, Tunnel,
+    Interface, MacAddr, ManualSa, MetricsConfig, Neighbour, Role, Route, SaPair, SocketGroup,
+    StartAction, Tunnel,
 };
 
 /// Facts about the machine the file is checked on (`espresso check` runs
@@ -125,6 +126,7 @@ impl<'a> Ctx<'_, 'a> {
 fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
     let dataplane = raw.dataplane.and_then(|r| cx.keep(dataplane_config(cx, r)));
     let control = raw.control.and_then(|r| cx.keep(control_config(cx, r)));
+    let metrics = raw.metrics.and_then(|r| cx.keep(metrics_config(cx, r)));
     if raw.interface.iter().any(Option::is_none) {
         // Everything below refers to interfaces.
         return None;
@@ -166,6 +168,7 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
     Some(GatewayConfig {
         dataplane: dataplane?,
         control: control?,
+        metrics: metrics?,
         interfaces,
         routes,
         neighbours,
@@ -583,6 +586,33 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
         ike_half_open_max,
         ike_cookie_secret_lifetime,
     })
+}
+
+// ------------------------------------------------------------------ [metrics]
+
+fn metrics_config(cx: &Ctx, raw: RawMetrics) -> Result<MetricsConfig, ConfigError> {
+    let Some(listen) = raw.listen else {
+        return Ok(MetricsConfig::default());
+    };
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        cx.err(
+            "metrics.listen",
+            format!("\"{listen}\" is not an address and port (e.g. \"127.0.0.1:9469\" or \"[::1]:9469\")"),
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(cx.err(
+            "metrics.listen",
+            "needs a port (a scrape configuration names a fixed one)",
+        ));
+    }
+    if addr.ip().is_multicast() {
+        return Err(cx.err(
+            "metrics.listen",
+            format!("{} is a multicast address", addr.ip()),
+        ));
+    }
+    Ok(MetricsConfig { listen: Some(addr) })
 }
 
 // -------------------------------------------------------------- [[interface]]

@@ -38,6 +38,15 @@ impl Installed {
     pub fn outbound_spi(&self, t: usize) -> Option<u32> {
         self.outbound.get(&t).copied()
     }
+
+    /// `(tunnel, SPI)` outbound slots and `(SPI, tunnel)` inbound SAs.
+    #[cfg(test)]
+    pub(crate) fn for_tests(outbound: &[(usize, u32)], inbound: &[(u32, usize)]) -> Self {
+        Self {
+            outbound: outbound.iter().copied().collect(),
+            inbound: inbound.iter().copied().collect(),
+        }
+    }
 }
 
 /// An SA that could not be built (its keys do not fit its algorithm, or
