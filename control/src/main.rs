@@ -76,8 +76,15 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Check { config } => {
             let gateway = control::config::GatewayConfig::load(&config)?;
+            // The host: PCI devices and their drivers, hugepages.
+            let (errors, notes) = control::host::check_report(&gateway);
+            if !errors.is_empty() {
+                let at = |e: &String| format!("{}: {e}", config.display());
+                return Err(errors.iter().map(at).collect::<Vec<_>>().join("\n").into());
+            }
             println!("{}: ok", config.display());
             println!("{}", gateway.summary());
+            notes.iter().for_each(|n| println!("{n}"));
             Ok(())
         }
         Command::Forward {

@@ -39,6 +39,9 @@ pub(super) struct RawDataplane {
     pub crypto_backend: Option<String>,
     pub icmp_errors_per_second: Option<u32>,
     pub icmp_error_burst: Option<u32>,
+    pub hugepages: Option<String>,
+    pub telemetry: Option<bool>,
+    pub runtime_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +73,10 @@ pub(super) struct RawInterface {
     pub addresses: Vec<String>,
     pub mtu: Option<u16>,
     pub mss_clamp: Option<u16>,
+    pub rx_queues: Option<u32>,
+    pub tx_queues: Option<u32>,
+    pub rx_desc: Option<u32>,
+    pub tx_desc: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,9 +23,11 @@ use super::error::{line_col, ConfigError, FieldPath};
 use super::raw::*;
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
-    ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, IkeConfig, IkeId,
-    Interface, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, SocketGroup, StartAction, Tunnel,
+    ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, HugepageMode, IkeConfig,
+    IkeId, Interface, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, SocketGroup, StartAction,
+    Tunnel,
 };
+use crate::host::{Device, PciAddr};
 
 /// TOML text to the raw structs; syntax and type errors keep the parser's
 /// line and column and gain the field path. The parser's source excerpt is
@@ -60,9 +62,19 @@ impl Ctx<'_> {
 
 pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<GatewayConfig, ConfigError> {
     let cx = Ctx { file };
-    let dataplane = dataplane_config(&cx, raw.dataplane)?;
+    let mut dataplane = dataplane_config(&cx, raw.dataplane)?;
     let control = control_config(&cx, raw.control)?;
-    let interfaces = interfaces(&cx, raw.interface)?;
+    if dataplane.runtime_dir.as_os_str().is_empty() {
+        dataplane.runtime_dir = control
+            .socket
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(
+                || PathBuf::from(DataplaneConfig::DEFAULT_RUNTIME_DIR),
+                Path::to_path_buf,
+            );
+    }
+    let interfaces = interfaces(&cx, raw.interface, dataplane.workers)?;
     let routes = raw
         .route
         .into_iter()
@@ -159,6 +171,9 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
         let owner = match name {
             "-l" | "-c" | "--lcores" => Some("dataplane.lcores"),
             "-m" | "--socket-mem" => Some("dataplane.memory_mb"),
+            "--no-huge" | "--in-memory" => Some("dataplane.hugepages"),
+            "--telemetry" | "--no-telemetry" => Some("dataplane.telemetry"),
+            "-a" | "--allow" | "--no-pci" => Some("interface.device (a PCI address)"),
             _ => None,
         };
         if let Some(owner) = owner {
@@ -203,6 +218,28 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
             "0 would send no ICMP error at all; set icmp_errors_per_second = 0 for that",
         ));
     }
+    let hugepages = match raw.hugepages.as_deref() {
+        None | Some("auto") => HugepageMode::Auto,
+        Some("on") => HugepageMode::On,
+        Some("off") => HugepageMode::Off,
+        Some(other) => {
+            return Err(cx.err(
+                "dataplane.hugepages",
+                format!("\"{other}\" is not one of \"auto\", \"on\", \"off\""),
+            ))
+        }
+    };
+    let runtime_dir = match raw.runtime_dir {
+        // Filled in from the control socket's directory by `validate`.
+        None => PathBuf::new(),
+        Some(d) if !d.is_absolute() => {
+            return Err(cx.err(
+                "dataplane.runtime_dir",
+                format!("\"{}\" is not an absolute path", d.display()),
+            ))
+        }
+        Some(d) => d,
+    };
     Ok(DataplaneConfig {
         workers,
         lcores,
@@ -213,6 +250,9 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
         crypto_backend,
         icmp_errors_per_second,
         icmp_error_burst,
+        hugepages,
+        telemetry: raw.telemetry.unwrap_or(true),
+        runtime_dir,
     })
 }
 
@@ -313,7 +353,11 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
 
 // -------------------------------------------------------------- [[interface]]
 
-fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Result<Vec<Interface>, ConfigError> {
+fn interfaces(
+    cx: &Ctx,
+    raw: Vec<RawInterface>,
+    workers: u32,
+) -> Result<Vec<Interface>, ConfigError> {
     if raw.is_empty() {
         return Err(cx.err("interface", "at least one [[interface]] is needed"));
     }
@@ -322,6 +366,7 @@ fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Result<Vec<Interface>, Config
     }
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut addrs: HashMap<IpAddr, String> = HashMap::new();
+    let mut pci_seen: HashMap<PciAddr, usize> = HashMap::new();
     let mut out = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let p = FieldPath::indexed("interface", i);
@@ -337,9 +382,19 @@ fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Result<Vec<Interface>, Config
         if r.device.trim().is_empty() {
             return Err(cx.err(
                 p.key("device"),
-                "must not be empty (a DPDK device string such as \"net_af_packet0,iface=eth0\")",
+                "must not be empty (a DPDK device string such as \"net_af_packet0,iface=eth0\" or a PCI address such as \"0000:03:00.0\")",
             ));
         }
+        let device = Device::parse(&r.device).map_err(|e| cx.err(p.key("device"), e))?;
+        if let Device::Pci { addr, .. } = device {
+            if let Some(j) = pci_seen.insert(addr, i) {
+                return Err(cx.err(
+                    p.key("device"),
+                    format!("PCI device {addr} is already interface[{j}]"),
+                ));
+            }
+        }
+        let queues = port_queues(cx, &p, &r, workers)?;
         let mut addresses = Vec::with_capacity(r.addresses.len());
         for (j, a) in r.addresses.iter().enumerate() {
             let ap = p.item("addresses", j);
@@ -394,7 +449,11 @@ fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Result<Vec<Interface>, Config
         }
         out.push(Interface {
             name: r.name,
-            device: r.device,
+            device: device.eal_string(),
+            rx_queues: queues.rx_queues,
+            tx_queues: queues.tx_queues,
+            rx_desc: queues.rx_desc,
+            tx_desc: queues.tx_desc,
             role: match r.role {
                 RawRole::Lan => Role::Lan,
                 RawRole::Wan => Role::Wan,
@@ -405,6 +464,76 @@ fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Result<Vec<Interface>, Config
         });
     }
     Ok(out)
+}
+
+/// An interface's queue and descriptor keys, checked against the number
+/// of workers: every worker sends on a TX queue of its own (DPDK TX queues
+/// are not shared between threads), and an RX queue no worker polls would
+/// hold the packets the device spreads to it.
+struct PortQueues {
+    rx_queues: Option<u16>,
+    tx_queues: Option<u16>,
+    rx_desc: Option<u16>,
+    tx_desc: Option<u16>,
+}
+
+fn port_queues(
+    cx: &Ctx,
+    p: &FieldPath,
+    r: &RawInterface,
+    workers: u32,
+) -> Result<PortQueues, ConfigError> {
+    let max = u32::from(Interface::MAX_QUEUES);
+    let rx_queues = match r.rx_queues {
+        None => None,
+        Some(n) if !(1..=max).contains(&n) => {
+            return Err(cx.err(p.key("rx_queues"), format!("{n} is out of range 1..={max}")))
+        }
+        Some(n) if n > workers => {
+            return Err(cx.err(
+                p.key("rx_queues"),
+                format!(
+                "{n} RX queues but {workers} worker(s): each RX queue needs a worker to poll it"
+            ),
+            ))
+        }
+        Some(n) => Some(n as u16),
+    };
+    let tx_queues = match r.tx_queues {
+        None => None,
+        Some(n) if !(1..=max).contains(&n) => {
+            return Err(cx.err(p.key("tx_queues"), format!("{n} is out of range 1..={max}")))
+        }
+        Some(n) if n < workers => {
+            return Err(cx.err(
+                p.key("tx_queues"),
+                format!(
+                "{n} TX queues but {workers} worker(s): each worker sends on a TX queue of its own"
+            ),
+            ))
+        }
+        Some(n) => Some(n as u16),
+    };
+    let desc = |key: &str, v: Option<u32>| -> Result<Option<u16>, ConfigError> {
+        let (lo, hi) = (
+            u32::from(Interface::MIN_DESC),
+            u32::from(Interface::MAX_DESC),
+        );
+        match v {
+            None => Ok(None),
+            Some(n) if !(lo..=hi).contains(&n) || !n.is_power_of_two() => Err(cx.err(
+                p.key(key),
+                format!("{n} is not a power of two in {lo}..={hi}"),
+            )),
+            Some(n) => Ok(Some(n as u16)),
+        }
+    };
+    Ok(PortQueues {
+        rx_queues,
+        tx_queues,
+        rx_desc: desc("rx_desc", r.rx_desc)?,
+        tx_desc: desc("tx_desc", r.tx_desc)?,
+    })
 }
 
 fn interface_by_name(
