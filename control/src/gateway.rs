@@ -479,6 +479,22 @@ fn link_telemetry(eal: &Eal, runtime_dir: &std::path::Path) -> Option<PathBuf> {
     }
 }
 
+/// Removes the telemetry link and EAL's runtime directory when `run`
+/// returns, whether it stopped or failed to start.
+struct RuntimeFiles {
+    eal: &'static Eal,
+    link: Option<PathBuf>,
+}
+
+impl Drop for RuntimeFiles {
+    fn drop(&mut self) {
+        if let Some(link) = &self.link {
+            let _ = std::fs::remove_file(link);
+        }
+        self.eal.remove_runtime_files();
+    }
+}
+
 /// Plans and opens the port of `iface` (queues, rings and RSS fitted to
 /// what the device offers, see [`crate::port_plan`]).
 fn open_port(
@@ -594,8 +610,15 @@ pub fn run(
     .map_err(|e| format!("dataplane.hugepages: {e}"))?;
     tracing::info!(hugepages = huge.use_hugepages, "EAL memory: {}", huge.why);
     crate::eal_args::pin_before_eal(main_lcore(&config));
-    let eal = Eal::init(eal_args(&config, huge.use_hugepages))?;
-    let telemetry = link_telemetry(&eal, &config.dataplane.runtime_dir);
+    let args = eal_args(&config, huge.use_hugepages);
+    tracing::info!("EAL arguments: {}", args.join(" "));
+    // EAL lives until the process exits (see `Eal`).
+    let eal: &'static Eal = Box::leak(Box::new(Eal::init(args)?));
+    let telemetry = link_telemetry(eal, &config.dataplane.runtime_dir);
+    let _runtime_files = RuntimeFiles {
+        eal,
+        link: telemetry.clone(),
+    };
     match (&telemetry, eal.telemetry_socket()) {
         (Some(link), Some(socket)) => {
             tracing::info!(socket = %link.display(), target = %socket.display(), "telemetry")
@@ -604,7 +627,7 @@ pub fn run(
         _ => tracing::info!("telemetry off"),
     }
     let pool = Mempool::new(
-        &eal,
+        eal,
         &MempoolConfig {
             name: "espresso_pool".into(),
             size: config.dataplane.mbufs,
@@ -619,7 +642,7 @@ pub fn run(
     let mut ports = Vec::new();
     let mut ifaces = Vec::new();
     for iface in &config.interfaces {
-        let port = open_port(&eal, iface, workers as u16, &pool)?;
+        let port = open_port(eal, iface, workers as u16, &pool)?;
         ifaces.push(Interface {
             name: iface.name.clone(),
             mac: port.mac_addr(),
@@ -642,7 +665,7 @@ pub fn run(
     let mut to_workers = Vec::new();
     let mut handles = Vec::new();
     let idle_sleep = options.idle_sleep;
-    let eal_ref: &'static Eal = Box::leak(Box::new(eal));
+    let eal_ref = eal;
     // One log of neighbour requests: an answer reaches whichever worker the
     // NIC gives it to.
     let solicits = Arc::new(dataplane::gateway::SolicitLog::new());
@@ -771,10 +794,6 @@ pub fn run(
     if pool_free_after != pool_free_before {
         tracing::error!(pool_free_before, pool_free_after, "mbufs leaked");
     }
-    if let Some(link) = telemetry {
-        let _ = std::fs::remove_file(link);
-    }
-    eal_ref.remove_runtime_files();
     Ok(report)
 }
 

@@ -142,7 +142,7 @@ pub fn rss_plan(rx_queues: u16, offered: u64) -> RssPlan {
         return off("one RX queue: RSS off, the worker hands packets to their SA's owner".into());
     }
     if offered == 0 {
-        return off("the device offers no RSS: every packet arrives on RX queue 0 and its worker hands packets to their SA's owner".into());
+        return off("the device offers no RSS to configure: packets arrive on the queues it picks itself (queue 0 for most; AF_PACKET's fanout spreads flows) and workers hand them to their SA's owner".into());
     }
     let hash = offered & rss::WANTED;
     if hash == 0 {
