@@ -464,7 +464,7 @@ fn link_telemetry(eal: &Eal, runtime_dir: &std::path::Path) -> Option<PathBuf> {
         return None;
     }
     if std::fs::symlink_metadata(&link).is_ok() {
-        if link.exists() {
+        if socket_answers(&link) {
             tracing::warn!(link = %link.display(), socket = %socket.display(), "telemetry: the link is in use by another gateway (give each its own runtime_dir)");
             return None;
         }
@@ -477,6 +477,24 @@ fn link_telemetry(eal: &Eal, runtime_dir: &std::path::Path) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Whether a telemetry socket (`SOCK_SEQPACKET`) at `path` has a
+/// listener: a gateway killed without cleaning up leaves the socket's file
+/// behind, which then refuses connections.
+fn socket_answers(path: &std::path::Path) -> bool {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let Ok(addr) = UnixAddr::new(path) else {
+        return false;
+    };
+    socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .is_ok_and(|fd| connect(fd.as_raw_fd(), &addr).is_ok())
 }
 
 /// Removes the telemetry link and EAL's runtime directory when `run`

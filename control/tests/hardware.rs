@@ -197,7 +197,8 @@ fn telemetry(path: &Path, command: &str) -> serde_json::Value {
 }
 
 /// Telemetry is on by default; its socket is linked into the runtime
-/// directory (here the control socket's), answers `/ethdev/list` with the
+/// directory (here the control socket's; a dead link there is replaced),
+/// answers `/ethdev/list` with the
 /// one port, and neither the link nor EAL's runtime directory outlives the
 /// gateway.
 #[test]
@@ -206,6 +207,10 @@ fn telemetry_socket_in_the_runtime_directory() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("tm");
     let ns = world("hwtm");
+    // A link left by a gateway that was killed: its socket has no listener.
+    let stale = dir.0.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    std::os::unix::fs::symlink(&stale, dir.0.join("dpdk_telemetry.v2")).unwrap();
     let gw = Gateway::start(
         &ns,
         &dir.0,
