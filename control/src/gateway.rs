@@ -606,14 +606,144 @@ pub fn format_stats(snapshot: &crate::stats::StatsSnapshot) -> String {
     snapshot.to_text()
 }
 
-/// EAL arguments for the configuration: lcores, memory, a unique prefix.
-fn eal_args(config: &GatewayConfig) -> Vec<String> {
-    crate::eal_args::eal_args(
+/// EAL arguments for the configuration: lcores, memory (on hugepages or
+/// not), PCI devices, telemetry, a unique prefix.
+fn eal_args(config: &GatewayConfig, hugepages: bool) -> Vec<String> {
+    crate::eal_args::build(
         "espresso",
         &main_lcore(config).to_string(),
         config.dataplane.memory_mb,
+        &crate::eal_args::gateway_options(config, hugepages),
         &config.dataplane.eal_args,
     )
+}
+
+/// Makes DPDK's telemetry socket reachable at `<runtime_dir>/dpdk_telemetry.v2`
+/// (a symbolic link): DPDK puts it in EAL's runtime directory, which for
+/// root is always `/var/run/dpdk/<file-prefix>`, and the prefix is unique
+/// per process. A link that still leads to a live socket belongs to
+/// another gateway and is left alone. Returns the link.
+fn link_telemetry(eal: &Eal, runtime_dir: &std::path::Path) -> Option<PathBuf> {
+    let socket = eal.telemetry_socket()?;
+    let link = runtime_dir.join(dpdk::TELEMETRY_SOCKET);
+    if let Err(e) = std::fs::create_dir_all(runtime_dir) {
+        tracing::warn!(dir = %runtime_dir.display(), error = %e, socket = %socket.display(), "telemetry: cannot create the runtime directory");
+        return None;
+    }
+    if std::fs::symlink_metadata(&link).is_ok() {
+        if socket_answers(&link) {
+            tracing::warn!(link = %link.display(), socket = %socket.display(), "telemetry: the link is in use by another gateway (give each its own runtime_dir)");
+            return None;
+        }
+        let _ = std::fs::remove_file(&link);
+    }
+    match std::os::unix::fs::symlink(&socket, &link) {
+        Ok(()) => Some(link),
+        Err(e) => {
+            tracing::warn!(link = %link.display(), error = %e, socket = %socket.display(), "telemetry: cannot link the socket");
+            None
+        }
+    }
+}
+
+/// Whether a telemetry socket (`SOCK_SEQPACKET`) at `path` has a
+/// listener: a gateway killed without cleaning up leaves the socket's file
+/// behind, which then refuses connections.
+fn socket_answers(path: &std::path::Path) -> bool {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let Ok(addr) = UnixAddr::new(path) else {
+        return false;
+    };
+    socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .is_ok_and(|fd| connect(fd.as_raw_fd(), &addr).is_ok())
+}
+
+/// Removes the telemetry link and EAL's runtime directory when `run`
+/// returns, whether it stopped or failed to start.
+struct RuntimeFiles {
+    eal: &'static Eal,
+    link: Option<PathBuf>,
+}
+
+impl Drop for RuntimeFiles {
+    fn drop(&mut self) {
+        if let Some(link) = &self.link {
+            let _ = std::fs::remove_file(link);
+        }
+        self.eal.remove_runtime_files();
+    }
+}
+
+/// Plans and opens the port of `iface` (queues, rings and RSS fitted to
+/// what the device offers, see [`crate::port_plan`]).
+fn open_port(
+    eal: &Eal,
+    iface: &crate::config::Interface,
+    workers: u16,
+    pool: &Mempool,
+) -> Result<Port, Error> {
+    let info = Port::probe(eal, &iface.device).map_err(|e| -> Error {
+        match iface.device_kind() {
+            Ok(crate::host::Device::Pci { addr, .. }) => {
+                let bound = crate::host::pci_device(
+                    std::path::Path::new(crate::host::SYSFS_PCI_DEVICES),
+                    addr,
+                )
+                .map(|d| format!("{:?}", d.driver))
+                .unwrap_or_else(|e| e);
+                format!("interface {}: DPDK has no port for PCI device {addr} ({e}); its driver: {bound}; bind it to vfio-pci (`espresso check` tells more)", iface.name).into()
+            }
+            _ => format!("interface {}: {e}", iface.name).into(),
+        }
+    })?;
+    let limits = crate::port_plan::DeviceLimits {
+        driver: info.driver.clone(),
+        max_rx_queues: info.max_rx_queues,
+        max_tx_queues: info.max_tx_queues,
+        rx_desc: crate::port_plan::DescRange {
+            min: info.rx_desc.min,
+            max: info.rx_desc.max,
+            align: info.rx_desc.align,
+        },
+        tx_desc: crate::port_plan::DescRange {
+            min: info.tx_desc.min,
+            max: info.tx_desc.max,
+            align: info.tx_desc.align,
+        },
+        rss_offloads: info.rss_offloads,
+    };
+    let plan = crate::port_plan::plan_port(iface, workers, &limits)?;
+    for note in &plan.notes {
+        tracing::info!(interface = %iface.name, "{note}");
+    }
+    let mut pc = PortConfig::new(pool.clone());
+    pc.rx_queues = plan.rx_queues;
+    pc.tx_queues = plan.tx_queues;
+    pc.rx_desc = plan.rx_desc;
+    pc.tx_desc = plan.tx_desc;
+    pc.rss_hf = plan.rss.hash;
+    let port = Port::open(eal, &iface.device, &pc)
+        .map_err(|e| format!("interface {}: {e}", iface.name))?;
+    tracing::info!(
+        interface = %iface.name,
+        device = %iface.device,
+        driver = %info.driver,
+        mac = ?port.mac_addr(),
+        rx_queues = port.rx_queue_count(),
+        tx_queues = port.tx_queue_count(),
+        rx_desc = port.desc().0,
+        tx_desc = port.desc().1,
+        rss = %crate::port_plan::rss::names(port.rss_hf()),
+        "port up: {}",
+        plan.rss.why
+    );
+    Ok(port)
 }
 
 /// The core EAL's main lcore (and this control thread) runs on.
@@ -661,10 +791,32 @@ pub fn run(
     }
     // Before EAL pins this thread to its lcore and narrows what we see.
     let cores = worker_cores(&config);
+    let huge = crate::host::decide_hugepages(
+        config.dataplane.hugepages,
+        config.dataplane.memory_mb,
+        &crate::host::Hugepages::read(),
+    )
+    .map_err(|e| format!("dataplane.hugepages: {e}"))?;
+    tracing::info!(hugepages = huge.use_hugepages, "EAL memory: {}", huge.why);
     crate::eal_args::pin_before_eal(main_lcore(&config));
-    let eal = Eal::init(eal_args(&config))?;
+    let args = eal_args(&config, huge.use_hugepages);
+    tracing::info!("EAL arguments: {}", args.join(" "));
+    // EAL lives until the process exits (see `Eal`).
+    let eal: &'static Eal = Box::leak(Box::new(Eal::init(args)?));
+    let telemetry = link_telemetry(eal, &config.dataplane.runtime_dir);
+    let _runtime_files = RuntimeFiles {
+        eal,
+        link: telemetry.clone(),
+    };
+    match (&telemetry, eal.telemetry_socket()) {
+        (Some(link), Some(socket)) => {
+            tracing::info!(socket = %link.display(), target = %socket.display(), "telemetry")
+        }
+        (None, Some(socket)) => tracing::info!(socket = %socket.display(), "telemetry"),
+        _ => tracing::info!("telemetry off"),
+    }
     let pool = Mempool::new(
-        &eal,
+        eal,
         &MempoolConfig {
             name: "espresso_pool".into(),
             size: config.dataplane.mbufs,
@@ -679,12 +831,7 @@ pub fn run(
     let mut ports = Vec::new();
     let mut ifaces = Vec::new();
     for iface in &config.interfaces {
-        let mut pc = PortConfig::new(pool.clone());
-        pc.rx_queues = workers as u16;
-        pc.tx_queues = workers as u16;
-        let port = Port::open(&eal, &iface.device, &pc)
-            .map_err(|e| format!("interface {}: {e}", iface.name))?;
-        tracing::info!(interface = %iface.name, device = %iface.device, mac = ?port.mac_addr(), "port up");
+        let port = open_port(eal, iface, workers as u16, &pool)?;
         ifaces.push(Interface {
             name: iface.name.clone(),
             mac: port.mac_addr(),
@@ -707,7 +854,7 @@ pub fn run(
     let mut to_workers = Vec::new();
     let mut handles = Vec::new();
     let idle_sleep = options.idle_sleep;
-    let eal_ref: &'static Eal = Box::leak(Box::new(eal));
+    let eal_ref = eal;
     // One log of neighbour requests: an answer reaches whichever worker the
     // NIC gives it to.
     let solicits = Arc::new(dataplane::gateway::SolicitLog::new());
@@ -724,10 +871,9 @@ pub fn run(
             node.add_static_neighbour(n.address, n.mac.0, n.interface);
         }
         let worker_ports = WorkerPorts {
-            rx: ports
-                .iter()
-                .map(|p| p.rx_queue(w as u16).ok_or("rx queue"))
-                .collect::<Result<_, _>>()?,
+            // A port with fewer RX queues than workers is polled by the
+            // first ones only.
+            rx: ports.iter().map(|p| p.rx_queue(w as u16)).collect(),
             tx: ports
                 .iter()
                 .map(|p| p.tx_queue(w as u16).ok_or("tx queue"))

@@ -19,6 +19,8 @@ pub mod eal_args;
 pub mod forward;
 #[cfg(have_dpdk)]
 pub mod gateway;
+pub mod host;
+pub mod port_plan;
 pub use ike;
 pub mod ike_driver;
 pub mod log_filter;

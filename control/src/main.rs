@@ -70,7 +70,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Check { config } => {
-            // Every error and warning (stderr), then `ok` or exit 1.
+            // Every error and warning (stderr), then the host's checks (PCI
+            // devices and their drivers, hugepages), then `ok` or exit 1.
             let checked = control::config::GatewayConfig::check(&config);
             for p in &checked.problems {
                 eprintln!("{p}");
@@ -79,6 +80,19 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
             match &checked.config {
                 Some(gateway) => {
+                    let (errors, notes) = control::host::check_report(gateway);
+                    if !errors.is_empty() {
+                        let at = |e: &String| format!("{}: error: {e}", config.display());
+                        return Err(errors
+                            .iter()
+                            .map(at)
+                            .collect::<Vec<_>>()
+                            .join(
+                                "
+",
+                            )
+                            .into());
+                    }
                     let warnings = checked.warnings().count();
                     if warnings == 0 {
                         println!("{}: ok", config.display());
@@ -86,6 +100,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         println!("{}: ok, {}", config.display(), plural(warnings, "warning"));
                     }
                     println!("{}", gateway.summary());
+                    notes.iter().for_each(|n| println!("{n}"));
                     Ok(())
                 }
                 None => Err(format!(

@@ -141,12 +141,12 @@ mac = "02:00:00:00:b0:02"
 interface = "wan"
 [[tunnel]]
 name = "site-b"
-local = "192.0.2.1"
-remote = "192.0.2.2"
+local_addrs = "192.0.2.1"
+remote_addrs = "192.0.2.2"
 mode = "tunnel"
   [[tunnel.policy]]
-  local = "10.1.0.0/24"
-  remote = "10.2.0.0/24"
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.2.0.0/24"
   [[tunnel.sa]]
   spi_in = 0x1001
   spi_out = 0x2001

@@ -237,8 +237,8 @@ pub(crate) fn start(req: &CaseRequest, control_queue: usize) -> Result<Running, 
     }
     let ports = WorkerPorts {
         rx: vec![
-            input.rx_queue(0).ok_or("rx queue")?,
-            output.rx_queue(0).ok_or("rx queue")?,
+            Some(input.rx_queue(0).ok_or("rx queue")?),
+            Some(output.rx_queue(0).ok_or("rx queue")?),
         ],
         tx: vec![
             input.tx_queue(0).ok_or("tx queue")?,

@@ -17,6 +17,8 @@
 
 mod algorithm;
 mod error;
+#[cfg(test)]
+mod hw_tests;
 mod raw;
 mod reader;
 mod secret;
@@ -84,7 +86,8 @@ pub struct DataplaneConfig {
     /// The EAL lcore list (`-l`): as configured, or `0-N` for `workers`
     /// workers plus the control thread.
     pub lcores: String,
-    /// EAL memory in MiB (`-m`, no hugepages).
+    /// EAL memory in MiB (`-m`): reserved at start, in hugepages when
+    /// they are used.
     pub memory_mb: u32,
     /// Mbuf pool size.
     pub mbufs: u32,
@@ -101,6 +104,24 @@ pub struct DataplaneConfig {
     /// How many ICMP errors a worker may send at once (the token bucket's
     /// size).
     pub icmp_error_burst: u32,
+    /// Whether EAL runs on hugepages.
+    pub hugepages: HugepageMode,
+    /// DPDK's telemetry socket, linked from `runtime_dir`.
+    pub telemetry: bool,
+    /// Where the gateway's runtime files (the telemetry socket's link)
+    /// go: as configured, or the control socket's directory.
+    pub runtime_dir: PathBuf,
+}
+
+/// `[dataplane] hugepages`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugepageMode {
+    /// Hugepages if enough are free for `memory_mb`, else none.
+    Auto,
+    /// Hugepages, or refuse to start.
+    On,
+    /// Never (`--no-huge`).
+    Off,
 }
 
 impl DataplaneConfig {
@@ -131,6 +152,9 @@ impl DataplaneConfig {
     /// Memory EAL and the rest of DPDK need besides the mbuf pool (which
     /// without hugepages lives outside EAL memory, see `dpdk::Mempool`).
     pub const EAL_HEADROOM_MB: u64 = 32;
+    /// `runtime_dir` when neither it nor a control socket directory is
+    /// given.
+    pub const DEFAULT_RUNTIME_DIR: &'static str = "/run/espresso";
 }
 
 /// `[control]`.
@@ -188,7 +212,8 @@ pub enum Role {
 pub struct Interface {
     /// Unique name.
     pub name: String,
-    /// DPDK device string, e.g. `net_af_packet0,iface=lan0`.
+    /// DPDK device string, e.g. `net_af_packet0,iface=lan0`, or a PCI
+    /// address (`0000:03:00.0`, optionally `,devargs`) in its full form.
     pub device: String,
     /// LAN or WAN.
     pub role: Role,
@@ -199,11 +224,35 @@ pub struct Interface {
     pub mtu: u16,
     /// Clamp the MSS option of TCP SYNs sent out of this interface.
     pub mss_clamp: Option<u16>,
+    /// RX queues (1..=workers); `None`: one per worker, or as many as the
+    /// device has if fewer.
+    pub rx_queues: Option<u16>,
+    /// TX queues (workers..=64; each worker sends on one of its own);
+    /// `None`: one per worker.
+    pub tx_queues: Option<u16>,
+    /// RX descriptors per queue (a power of two); `None`:
+    /// [`Interface::DEFAULT_DESC`] fitted to the device's limits.
+    pub rx_desc: Option<u16>,
+    /// TX descriptors per queue, as `rx_desc`.
+    pub tx_desc: Option<u16>,
 }
 
 impl Interface {
     /// Default MTU.
     pub const DEFAULT_MTU: u16 = 1500;
+    /// Most RX or TX queues per port.
+    pub const MAX_QUEUES: u16 = 64;
+    /// Default descriptors per queue.
+    pub const DEFAULT_DESC: u16 = 1024;
+    /// Fewest and most descriptors per queue (devices narrow this).
+    pub const MIN_DESC: u16 = 32;
+    pub const MAX_DESC: u16 = 32768;
+
+    /// The device string parsed: a PCI device or a virtual one (validated
+    /// at load, so this does not fail for a loaded configuration).
+    pub fn device_kind(&self) -> Result<crate::host::Device, String> {
+        crate::host::Device::parse(&self.device)
+    }
 }
 
 /// `[[route]]`.

@@ -42,6 +42,9 @@ pub(super) struct RawDataplane {
     pub crypto_backend: Option<String>,
     pub icmp_errors_per_second: Option<u32>,
     pub icmp_error_burst: Option<u32>,
+    pub hugepages: Option<String>,
+    pub telemetry: Option<bool>,
+    pub runtime_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +77,10 @@ pub(super) struct RawInterface {
     pub addresses: Vec<String>,
     pub mtu: Option<u16>,
     pub mss_clamp: Option<u16>,
+    pub rx_queues: Option<u32>,
+    pub tx_queues: Option<u32>,
+    pub rx_desc: Option<u32>,
+    pub tx_desc: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -223,6 +230,8 @@ const U16: std::ops::RangeInclusive<i64> = 0..=u16::MAX as i64;
 const PORT: std::ops::RangeInclusive<i64> = 1..=u16::MAX as i64;
 
 /// A word from `words` mapped to `values` (same order).
+const HUGEPAGES: &[&str] = &["auto", "on", "off"];
+
 fn word<T: Copy>(t: &Tbl, key: &'static str, words: &[&'static str], values: &[T]) -> Option<T> {
     t.opt_word(key, words).and_then(|i| values.get(i).copied())
 }
@@ -288,6 +297,9 @@ fn read_dataplane(t: Tbl) -> Option<RawDataplane> {
         crypto_backend: t.opt_str("crypto_backend"),
         icmp_errors_per_second: t.opt_int("icmp_errors_per_second", U32),
         icmp_error_burst: t.opt_int("icmp_error_burst", U32),
+        hugepages: word(&t, "hugepages", HUGEPAGES, HUGEPAGES).map(str::to_string),
+        telemetry: t.opt_bool("telemetry"),
+        runtime_dir: t.opt_path("runtime_dir"),
     };
     t.finish();
     Some(r)
@@ -323,6 +335,10 @@ fn read_interface(t: Tbl) -> Option<RawInterface> {
     let addresses = t.opt_str_list("addresses");
     let mtu = t.opt_int("mtu", U16);
     let mss_clamp = t.opt_int("mss_clamp", U16);
+    let rx_queues = t.opt_int("rx_queues", U32);
+    let tx_queues = t.opt_int("tx_queues", U32);
+    let rx_desc = t.opt_int("rx_desc", U32);
+    let tx_desc = t.opt_int("tx_desc", U32);
     t.finish();
     Some(RawInterface {
         name: name?,
@@ -331,6 +347,10 @@ fn read_interface(t: Tbl) -> Option<RawInterface> {
         addresses: addresses.unwrap_or_default(),
         mtu,
         mss_clamp,
+        rx_queues,
+        tx_queues,
+        rx_desc,
+        tx_desc,
     })
 }
 

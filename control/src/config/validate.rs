@@ -25,10 +25,11 @@ use super::raw::*;
 use super::reader::{Diags, Tbl};
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
-    ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, IkeConfig, IkeId,
-    Interface, MacAddr, ManualSa, MetricsConfig, Neighbour, Role, Route, SaPair, SocketGroup,
-    StartAction, Tunnel,
+    ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, HugepageMode, IkeConfig,
+    IkeId, Interface, MacAddr, ManualSa, MetricsConfig, Neighbour, Role, Route, SaPair,
+    SocketGroup, StartAction, Tunnel,
 };
+use crate::host::{Device, PciAddr};
 
 /// Facts about the machine the file is checked on (`espresso check` runs
 /// on the gateway itself).
@@ -124,15 +125,32 @@ impl<'a> Ctx<'_, 'a> {
 }
 
 fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
-    let dataplane = raw.dataplane.and_then(|r| cx.keep(dataplane_config(cx, r)));
+    let mut dataplane = raw.dataplane.and_then(|r| cx.keep(dataplane_config(cx, r)));
     let control = raw.control.and_then(|r| cx.keep(control_config(cx, r)));
+    if let (Some(dataplane), Some(control)) = (dataplane.as_mut(), control.as_ref()) {
+        if dataplane.runtime_dir.as_os_str().is_empty() {
+            dataplane.runtime_dir = control
+                .socket
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(
+                    || PathBuf::from(DataplaneConfig::DEFAULT_RUNTIME_DIR),
+                    Path::to_path_buf,
+                );
+        }
+    }
+    // The queue checks need the worker count; without a valid one they
+    // take the default rather than report against a guess.
+    let workers = dataplane
+        .as_ref()
+        .map_or(DataplaneConfig::DEFAULT_WORKERS, |d| d.workers);
     let metrics = raw.metrics.and_then(|r| cx.keep(metrics_config(cx, r)));
     if raw.interface.iter().any(Option::is_none) {
         // Everything below refers to interfaces.
         return None;
     }
     let before = cx.errors();
-    let interfaces = interfaces(cx, raw.interface.into_iter().flatten().collect());
+    let interfaces = interfaces(cx, raw.interface.into_iter().flatten().collect(), workers);
     if cx.errors() > before {
         return None;
     }
@@ -417,6 +435,9 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
         let owner = match name {
             "-l" | "-c" | "--lcores" => Some("dataplane.lcores"),
             "-m" | "--socket-mem" => Some("dataplane.memory_mb"),
+            "--no-huge" | "--in-memory" => Some("dataplane.hugepages"),
+            "--telemetry" | "--no-telemetry" => Some("dataplane.telemetry"),
+            "-a" | "--allow" | "--no-pci" => Some("interface.device (a PCI address)"),
             _ => None,
         };
         if let Some(owner) = owner {
@@ -461,6 +482,23 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
             "0 would send no ICMP error at all; set icmp_errors_per_second = 0 for that",
         ));
     }
+    // An unknown word was reported by the reader, with the valid ones.
+    let hugepages = match raw.hugepages.as_deref() {
+        Some("on") => HugepageMode::On,
+        Some("off") => HugepageMode::Off,
+        _ => HugepageMode::Auto,
+    };
+    let runtime_dir = match raw.runtime_dir {
+        // Filled in from the control socket's directory by `validate`.
+        None => PathBuf::new(),
+        Some(d) if !d.is_absolute() => {
+            return Err(cx.err(
+                "dataplane.runtime_dir",
+                format!("\"{}\" is not an absolute path", d.display()),
+            ))
+        }
+        Some(d) => d,
+    };
     Ok(DataplaneConfig {
         workers,
         lcores,
@@ -471,6 +509,9 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
         crypto_backend,
         icmp_errors_per_second,
         icmp_error_burst,
+        hugepages,
+        telemetry: raw.telemetry.unwrap_or(true),
+        runtime_dir,
     })
 }
 
@@ -618,7 +659,7 @@ fn metrics_config(cx: &Ctx, raw: RawMetrics) -> Result<MetricsConfig, ConfigErro
 // -------------------------------------------------------------- [[interface]]
 
 /// Every interface that is valid; the errors of the others are kept.
-fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Vec<Interface> {
+fn interfaces(cx: &Ctx, raw: Vec<RawInterface>, workers: u32) -> Vec<Interface> {
     if raw.is_empty() {
         cx.d.push(cx.err("interface", "at least one [[interface]] is needed"));
         return Vec::new();
@@ -629,9 +670,20 @@ fn interfaces(cx: &Ctx, raw: Vec<RawInterface>) -> Vec<Interface> {
     }
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut addrs: HashMap<IpAddr, String> = HashMap::new();
+    let mut pci_seen: HashMap<PciAddr, usize> = HashMap::new();
     raw.into_iter()
         .enumerate()
-        .filter_map(|(i, r)| cx.keep(interface(cx, &mut names, &mut addrs, i, r)))
+        .filter_map(|(i, r)| {
+            cx.keep(interface(
+                cx,
+                &mut names,
+                &mut addrs,
+                &mut pci_seen,
+                workers,
+                i,
+                r,
+            ))
+        })
         .collect()
 }
 
@@ -639,6 +691,8 @@ fn interface(
     cx: &Ctx,
     names: &mut HashMap<String, usize>,
     addrs: &mut HashMap<IpAddr, String>,
+    pci_seen: &mut HashMap<PciAddr, usize>,
+    workers: u32,
     i: usize,
     r: RawInterface,
 ) -> Result<Interface, ConfigError> {
@@ -656,9 +710,19 @@ fn interface(
         if r.device.trim().is_empty() {
             return Err(cx.err(
                 p.key("device"),
-                "must not be empty (a DPDK device string such as \"net_af_packet0,iface=eth0\")",
+                "must not be empty (a DPDK device string such as \"net_af_packet0,iface=eth0\" or a PCI address such as \"0000:03:00.0\")",
             ));
         }
+        let device = Device::parse(&r.device).map_err(|e| cx.err(p.key("device"), e))?;
+        if let Device::Pci { addr, .. } = device {
+            if let Some(j) = pci_seen.insert(addr, i) {
+                return Err(cx.err(
+                    p.key("device"),
+                    format!("PCI device {addr} is already interface[{j}]"),
+                ));
+            }
+        }
+        let queues = port_queues(cx, &p, &r, workers)?;
         let mut addresses = Vec::with_capacity(r.addresses.len());
         for (j, a) in r.addresses.iter().enumerate() {
             let ap = p.item("addresses", j);
@@ -713,7 +777,11 @@ fn interface(
         }
         Ok(Interface {
             name: r.name,
-            device: r.device,
+            device: device.eal_string(),
+            rx_queues: queues.rx_queues,
+            tx_queues: queues.tx_queues,
+            rx_desc: queues.rx_desc,
+            tx_desc: queues.tx_desc,
             role: match r.role {
                 RawRole::Lan => Role::Lan,
                 RawRole::Wan => Role::Wan,
@@ -723,6 +791,76 @@ fn interface(
             mss_clamp: r.mss_clamp,
         })
     }
+}
+
+/// An interface's queue and descriptor keys, checked against the number
+/// of workers: every worker sends on a TX queue of its own (DPDK TX queues
+/// are not shared between threads), and an RX queue no worker polls would
+/// hold the packets the device spreads to it.
+struct PortQueues {
+    rx_queues: Option<u16>,
+    tx_queues: Option<u16>,
+    rx_desc: Option<u16>,
+    tx_desc: Option<u16>,
+}
+
+fn port_queues(
+    cx: &Ctx,
+    p: &FieldPath,
+    r: &RawInterface,
+    workers: u32,
+) -> Result<PortQueues, ConfigError> {
+    let max = u32::from(Interface::MAX_QUEUES);
+    let rx_queues = match r.rx_queues {
+        None => None,
+        Some(n) if !(1..=max).contains(&n) => {
+            return Err(cx.err(p.key("rx_queues"), format!("{n} is out of range 1..={max}")))
+        }
+        Some(n) if n > workers => {
+            return Err(cx.err(
+                p.key("rx_queues"),
+                format!(
+                "{n} RX queues but {workers} worker(s): each RX queue needs a worker to poll it"
+            ),
+            ))
+        }
+        Some(n) => Some(n as u16),
+    };
+    let tx_queues = match r.tx_queues {
+        None => None,
+        Some(n) if !(1..=max).contains(&n) => {
+            return Err(cx.err(p.key("tx_queues"), format!("{n} is out of range 1..={max}")))
+        }
+        Some(n) if n < workers => {
+            return Err(cx.err(
+                p.key("tx_queues"),
+                format!(
+                "{n} TX queues but {workers} worker(s): each worker sends on a TX queue of its own"
+            ),
+            ))
+        }
+        Some(n) => Some(n as u16),
+    };
+    let desc = |key: &str, v: Option<u32>| -> Result<Option<u16>, ConfigError> {
+        let (lo, hi) = (
+            u32::from(Interface::MIN_DESC),
+            u32::from(Interface::MAX_DESC),
+        );
+        match v {
+            None => Ok(None),
+            Some(n) if !(lo..=hi).contains(&n) || !n.is_power_of_two() => Err(cx.err(
+                p.key(key),
+                format!("{n} is not a power of two in {lo}..={hi}"),
+            )),
+            Some(n) => Ok(Some(n as u16)),
+        }
+    };
+    Ok(PortQueues {
+        rx_queues,
+        tx_queues,
+        rx_desc: desc("rx_desc", r.rx_desc)?,
+        tx_desc: desc("tx_desc", r.tx_desc)?,
+    })
 }
 
 fn interface_by_name(

@@ -2,6 +2,8 @@
 
 use std::ffi::CString;
 use std::os::raw::c_char;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::DpdkError;
@@ -90,23 +92,72 @@ impl Eal {
         // SAFETY: valid after EAL init.
         unsafe { dpdk_sys::rte_eth_dev_count_avail() }
     }
+
+    /// Whether EAL runs on hugepages.
+    pub fn has_hugepages(&self) -> bool {
+        // SAFETY: valid after EAL init; reads its configuration.
+        unsafe { dpdk_sys::rte_eal_has_hugepages() != 0 }
+    }
+
+    /// EAL's runtime directory: `/var/run/dpdk/<file-prefix>` for root
+    /// (`$XDG_RUNTIME_DIR/dpdk/<file-prefix>`, else `/tmp/dpdk/...`, for
+    /// other users), which DPDK 22.11 fixes at `rte_eal_init`.
+    pub fn runtime_dir(&self) -> Option<PathBuf> {
+        runtime_dir()
+    }
+
+    /// DPDK's telemetry socket (`<runtime dir>/dpdk_telemetry.v2`, a
+    /// `SOCK_SEQPACKET` socket answering JSON to commands like
+    /// `/ethdev/list`), if EAL created it (telemetry is on unless
+    /// `--no-telemetry`).
+    pub fn telemetry_socket(&self) -> Option<PathBuf> {
+        let path = runtime_dir()?.join(TELEMETRY_SOCKET);
+        path.exists().then_some(path)
+    }
+
+    /// Removes the telemetry sockets' names and EAL's runtime directory if
+    /// nothing else is left in it, so that a stopped process leaves no
+    /// trace: DPDK unlinks the sockets at exit but never the directory.
+    /// Telemetry cannot be reached afterwards; call it last.
+    pub fn remove_runtime_files(&self) {
+        let Some(dir) = runtime_dir() else {
+            return;
+        };
+        for name in [TELEMETRY_SOCKET, TELEMETRY_LEGACY_SOCKET] {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
-/// With `--no-shconf` EAL creates its runtime directory
-/// (`/var/run/dpdk/<file-prefix>`) but puts nothing in it and never removes
-/// it. Remove it while it is empty so that side-by-side runs leave no trace;
-/// `remove_dir` refuses a non-empty directory, so this never deletes state.
-fn remove_empty_runtime_dir() {
+/// The telemetry socket's name in EAL's runtime directory (DPDK's
+/// `get_socket_path`: `dpdk_telemetry.v<version>`).
+pub const TELEMETRY_SOCKET: &str = "dpdk_telemetry.v2";
+/// The legacy (v1) telemetry socket, created only when a library
+/// registers legacy commands.
+const TELEMETRY_LEGACY_SOCKET: &str = "telemetry";
+
+fn runtime_dir() -> Option<PathBuf> {
     // SAFETY: valid after EAL init; returns a pointer to a static string.
     let ptr = unsafe { dpdk_sys::rte_eal_get_runtime_dir() };
     if ptr.is_null() {
-        return;
+        return None;
     }
     // SAFETY: non-null NUL-terminated static string.
-    let dir = unsafe { std::ffi::CStr::from_ptr(ptr) }
-        .to_string_lossy()
-        .into_owned();
-    let _ = std::fs::remove_dir(dir);
+    let dir = unsafe { std::ffi::CStr::from_ptr(ptr) };
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+}
+
+/// With `--no-shconf` EAL creates its runtime directory
+/// (`/var/run/dpdk/<file-prefix>`) but puts nothing in it but the telemetry
+/// socket and never removes it. Remove it while it is empty so that
+/// side-by-side runs leave no trace; `remove_dir` refuses a non-empty
+/// directory, so this never deletes state (with telemetry on, see
+/// [`Eal::remove_runtime_files`]).
+fn remove_empty_runtime_dir() {
+    if let Some(dir) = runtime_dir() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// Registers the calling (non-EAL) thread with DPDK so that it gets an

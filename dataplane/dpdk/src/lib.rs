@@ -16,10 +16,10 @@ mod mempool;
 mod port;
 mod worker;
 
-pub use eal::{register_thread, unregister_thread, Eal, EalError};
+pub use eal::{register_thread, unregister_thread, Eal, EalError, TELEMETRY_SOCKET};
 pub use mbuf::{Mbuf, MbufError};
 pub use mempool::{Mempool, MempoolConfig, PoolMemory};
-pub use port::{LinkStatus, Port, PortConfig, PortStats, RxQueue, TxQueue};
+pub use port::{DescLimits, DeviceInfo, LinkStatus, Port, PortConfig, PortStats, RxQueue, TxQueue};
 pub use worker::{Worker, WorkerPorts};
 
 pub use dataplane::BURST_SIZE;

@@ -23,6 +23,10 @@ pub struct PortConfig {
     pub mtu: Option<u16>,
     /// Receive frames for any destination MAC.
     pub promiscuous: bool,
+    /// RSS hash types (`RTE_ETH_RSS_*` bits) to spread packets over the
+    /// RX queues with; 0, or a single RX queue, leaves RSS off. Bits the
+    /// device does not offer are dropped (see [`DeviceInfo::rss_offloads`]).
+    pub rss_hf: u64,
 }
 
 impl PortConfig {
@@ -36,8 +40,39 @@ impl PortConfig {
             mempool,
             mtu: None,
             promiscuous: true,
+            rss_hf: 0,
         }
     }
+}
+
+/// A device's descriptor ring limits (`rte_eth_desc_lim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DescLimits {
+    /// Most descriptors per queue.
+    pub max: u16,
+    /// Fewest descriptors per queue.
+    pub min: u16,
+    /// The count must be a multiple of this.
+    pub align: u16,
+}
+
+/// What a device offers (`rte_eth_dev_info`), read before it is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// DPDK's port id.
+    pub port_id: u16,
+    /// The poll-mode driver (`net_ixgbe`, `net_af_packet`, ...).
+    pub driver: String,
+    /// Most RX queues.
+    pub max_rx_queues: u16,
+    /// Most TX queues.
+    pub max_tx_queues: u16,
+    /// RX ring limits.
+    pub rx_desc: DescLimits,
+    /// TX ring limits.
+    pub tx_desc: DescLimits,
+    /// The RSS hash types it can compute (`RTE_ETH_RSS_*` bits); 0: no RSS.
+    pub rss_offloads: u64,
 }
 
 /// Link state.
@@ -77,6 +112,9 @@ struct PortInner {
     tx_taken: AtomicU64,
     rx_queues: u16,
     tx_queues: u16,
+    rx_desc: u16,
+    tx_desc: u16,
+    rss_hf: u64,
     // Keeps the pool alive while RX queues may allocate from it.
     _mempool: Mempool,
 }
@@ -121,7 +159,14 @@ impl Port {
     /// `net_tap0,iface=tap0`, `net_pcap0,rx_pcap=in.pcap`, `net_null0`,
     /// `net_ring0`), probing it if EAL has not already (from `--vdev`),
     /// then configures its queues and starts it.
-    pub fn open(_eal: &Eal, devargs: &str, config: &PortConfig) -> Result<Port, DpdkError> {
+    ///
+    /// A PCI device (`0000:03:00.0`) must have been probed by EAL (`-a`);
+    /// its port has the address as its name.
+    ///
+    /// Queue counts and ring sizes outside the device's limits
+    /// ([`Port::probe`]) are refused with `EINVAL`; callers that want a
+    /// clear message check them first.
+    pub fn open(eal: &Eal, devargs: &str, config: &PortConfig) -> Result<Port, DpdkError> {
         if config.rx_queues == 0
             || config.rx_queues > 64
             || config.tx_queues == 0
@@ -129,29 +174,29 @@ impl Port {
         {
             return Err(einval("rte_eth_dev_configure"));
         }
-        let name = devargs.split(',').next().unwrap_or(devargs).trim();
-        let c_name = CString::new(name).map_err(|_| einval("rte_dev_probe"))?;
-        let id = match port_by_name(&c_name) {
-            Some(id) => id,
-            None => {
-                let c_args = CString::new(devargs).map_err(|_| einval("rte_dev_probe"))?;
-                // SAFETY: EAL is up; `c_args` is a valid C string DPDK copies.
-                let rc = unsafe { dpdk_sys::rte_dev_probe(c_args.as_ptr()) };
-                DpdkError::check("rte_dev_probe", rc)?;
-                port_by_name(&c_name)
-                    .ok_or_else(|| DpdkError::new("rte_eth_dev_get_port_by_name", 19))?
-            }
+        let name = device_name(devargs);
+        let (id, info) = probe(eal, devargs)?;
+        let fits = |n: u16, lim: &dpdk_sys::rte_eth_desc_lim| {
+            n >= lim.nb_min && n <= lim.nb_max && n.is_multiple_of(lim.nb_align.max(1))
         };
-
-        let mut info = dpdk_sys::rte_eth_dev_info::default();
-        // SAFETY: valid port id; `info` is a writable struct of the right type.
-        let rc = unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut info) };
-        DpdkError::check("rte_eth_dev_info_get", rc)?;
-        if config.rx_queues > info.max_rx_queues || config.tx_queues > info.max_tx_queues {
+        if config.rx_queues > info.max_rx_queues
+            || config.tx_queues > info.max_tx_queues
+            || !fits(config.rx_desc, &info.rx_desc_lim)
+            || !fits(config.tx_desc, &info.tx_desc_lim)
+        {
             return Err(einval("rte_eth_dev_configure"));
         }
 
-        let conf = dpdk_sys::rte_eth_conf::default();
+        let mut conf = dpdk_sys::rte_eth_conf::default();
+        // RSS (receive side scaling) spreads flows over the RX queues in
+        // the device; asking for a hash type it cannot compute fails
+        // rte_eth_dev_configure, so only the offered ones are kept.
+        let rss_hf = config.rss_hf & info.flow_type_rss_offloads;
+        if config.rx_queues > 1 && rss_hf != 0 {
+            conf.rxmode.mq_mode = dpdk_sys::RTE_ETH_MQ_RX_RSS;
+            // A null key: the PMD's default.
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+        }
         // SAFETY: valid port id; `conf` is a zeroed default configuration.
         let rc = unsafe {
             dpdk_sys::rte_eth_dev_configure(id, config.rx_queues, config.tx_queues, &conf)
@@ -197,6 +242,21 @@ impl Port {
             // that is not an error for us.
             unsafe { dpdk_sys::rte_eth_promiscuous_enable(id) };
         }
+        let rss_hf = if conf.rxmode.mq_mode == dpdk_sys::RTE_ETH_MQ_RX_RSS {
+            // What the device reports in effect; PMDs that cannot report it
+            // (-ENOTSUP) run what was configured.
+            let mut rss = dpdk_sys::rte_eth_rss_conf::default();
+            // SAFETY: started port; a null key pointer asks for the hash
+            // types only.
+            let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_conf_get(id, &mut rss) };
+            if rc == 0 {
+                rss.rss_hf
+            } else {
+                rss_hf
+            }
+        } else {
+            0
+        };
         Ok(Port {
             inner: Arc::new(PortInner {
                 id,
@@ -205,9 +265,61 @@ impl Port {
                 tx_taken: AtomicU64::new(0),
                 rx_queues: config.rx_queues,
                 tx_queues: config.tx_queues,
+                rx_desc: config.rx_desc,
+                tx_desc: config.tx_desc,
+                rss_hf,
                 _mempool: config.mempool.clone(),
             }),
         })
+    }
+
+    /// Probes the device `devargs` if EAL has not (as [`Port::open`] does)
+    /// and reports what it offers, before it is configured.
+    pub fn probe(eal: &Eal, devargs: &str) -> Result<DeviceInfo, DpdkError> {
+        let (port_id, info) = probe(eal, devargs)?;
+        let driver = if info.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: non-null NUL-terminated driver name, static in the PMD.
+            unsafe { CStr::from_ptr(info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let lim = |l: &dpdk_sys::rte_eth_desc_lim| DescLimits {
+            max: l.nb_max,
+            min: l.nb_min,
+            align: l.nb_align,
+        };
+        Ok(DeviceInfo {
+            port_id,
+            driver,
+            max_rx_queues: info.max_rx_queues,
+            max_tx_queues: info.max_tx_queues,
+            rx_desc: lim(&info.rx_desc_lim),
+            tx_desc: lim(&info.tx_desc_lim),
+            rss_offloads: info.flow_type_rss_offloads,
+        })
+    }
+
+    /// Number of RX queues.
+    pub fn rx_queue_count(&self) -> u16 {
+        self.inner.rx_queues
+    }
+
+    /// Number of TX queues.
+    pub fn tx_queue_count(&self) -> u16 {
+        self.inner.tx_queues
+    }
+
+    /// RX and TX descriptors per queue.
+    pub fn desc(&self) -> (u16, u16) {
+        (self.inner.rx_desc, self.inner.tx_desc)
+    }
+
+    /// The RSS hash types in effect (`RTE_ETH_RSS_*` bits); 0: RSS off,
+    /// every packet arrives on RX queue 0.
+    pub fn rss_hf(&self) -> u64 {
+        self.inner.rss_hf
     }
 
     /// DPDK's port id.
@@ -314,6 +426,34 @@ impl Port {
         let rc = unsafe { dpdk_sys::rte_eth_stats_reset(self.inner.id) };
         DpdkError::check("rte_eth_stats_reset", rc).map(|_| ())
     }
+}
+
+/// The device name in a devargs string: what comes before the first comma.
+fn device_name(devargs: &str) -> &str {
+    devargs.split(',').next().unwrap_or(devargs).trim()
+}
+
+/// Finds the port of `devargs`, probing the device if EAL has not, and
+/// reads its info.
+fn probe(_eal: &Eal, devargs: &str) -> Result<(u16, dpdk_sys::rte_eth_dev_info), DpdkError> {
+    let name = device_name(devargs);
+    let c_name = CString::new(name).map_err(|_| einval("rte_dev_probe"))?;
+    let id = match port_by_name(&c_name) {
+        Some(id) => id,
+        None => {
+            let c_args = CString::new(devargs).map_err(|_| einval("rte_dev_probe"))?;
+            // SAFETY: EAL is up; `c_args` is a valid C string DPDK copies.
+            let rc = unsafe { dpdk_sys::rte_dev_probe(c_args.as_ptr()) };
+            DpdkError::check("rte_dev_probe", rc)?;
+            port_by_name(&c_name)
+                .ok_or_else(|| DpdkError::new("rte_eth_dev_get_port_by_name", 19))?
+        }
+    };
+    let mut info = dpdk_sys::rte_eth_dev_info::default();
+    // SAFETY: valid port id; `info` is a writable struct of the right type.
+    let rc = unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut info) };
+    DpdkError::check("rte_eth_dev_info_get", rc)?;
+    Ok((id, info))
 }
 
 fn port_by_name(name: &CStr) -> Option<u16> {

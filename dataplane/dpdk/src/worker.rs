@@ -44,8 +44,9 @@ const HANDOFF_PER_POLL: usize = 4 * BURST_SIZE;
 /// A worker's queues: `rx[i]` and `tx[i]` belong to interface `i`.
 #[derive(Debug)]
 pub struct WorkerPorts {
-    /// RX queues by interface index.
-    pub rx: Vec<RxQueue>,
+    /// RX queues by interface index; `None` where the port has fewer RX
+    /// queues than there are workers (another worker receives for it).
+    pub rx: Vec<Option<RxQueue>>,
     /// TX queues by interface index.
     pub tx: Vec<TxQueue>,
 }
@@ -259,6 +260,7 @@ impl Worker {
 
             let mut work = 0usize;
             for (i, rx) in self.ports.rx.iter_mut().enumerate() {
+                let Some(rx) = rx else { continue };
                 let n = rx.rx_burst(&mut burst);
                 work += n;
                 self.node.rx_burst(i as u16, &mut burst, &mut self.pool);
