@@ -11,7 +11,8 @@
 # docker/build-base.sh makes from Debian's packages when they are missing.
 # The crates come from this host's `cargo vendor` (a container here cannot
 # verify crates.io's TLS certificate), passed to the build as the image
-# espresso-vendor:local; VENDOR=0 lets the build fetch them itself.
+# espresso-vendor:<hash of Cargo.lock>; VENDOR=0 lets the build fetch them
+# itself.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 IMAGE=${ESPRESSO_IMAGE:-espresso:latest}
@@ -57,13 +58,24 @@ if [ "$BASE" = espresso-base:bookworm ] || [ "$BUILDER" = espresso-builder:bookw
 fi
 VENDOR_ARG=()
 if [ "${VENDOR:-1}" = 1 ]; then
-    VDIR=$ROOT/target/docker-vendor
-    echo "crates: cargo vendor (Cargo.lock) -> espresso-vendor:local"
-    mkdir -p "$VDIR"
-    (cd "$ROOT" && cargo vendor --locked --versioned-dirs --quiet "$VDIR/vendor" >/dev/null)
-    printf 'FROM %s\nCOPY vendor /vendor\n' "$BASE" >"$VDIR/Dockerfile"
-    build -t espresso-vendor:local "$VDIR"
-    VENDOR_ARG=(--build-arg VENDOR=espresso-vendor:local)
+    # One vendor image per Cargo.lock: made again only when it changes.
+    VTAG=espresso-vendor:$(sha256sum "$ROOT/Cargo.lock" | cut -c1-16)
+    if docker image inspect "$VTAG" >/dev/null 2>&1; then
+        echo "crates: $VTAG (Cargo.lock unchanged)"
+    else
+        VDIR=$ROOT/target/docker-vendor
+        echo "crates: cargo vendor (Cargo.lock) -> $VTAG"
+        rm -rf "$VDIR"
+        mkdir -p "$VDIR"
+        (cd "$ROOT" && cargo vendor --locked --versioned-dirs --quiet "$VDIR/vendor" >/dev/null)
+        printf 'FROM %s\nCOPY vendor /vendor\n' "$BASE" >"$VDIR/Dockerfile"
+        build -t "$VTAG" "$VDIR"
+        rm -rf "$VDIR"
+        # The images for earlier lock files.
+        docker image ls --format '{{.Repository}}:{{.Tag}}' espresso-vendor |
+            grep -vxF "$VTAG" | xargs -r docker image rm >/dev/null 2>&1 || true
+    fi
+    VENDOR_ARG=(--build-arg VENDOR="$VTAG")
 fi
 echo "$IMAGE: docker/Dockerfile (BASE=$BASE, BUILDER=$BUILDER)"
 build -f "$ROOT/docker/Dockerfile" --build-arg BASE="$BASE" --build-arg BUILDER="$BUILDER" \
