@@ -112,7 +112,7 @@ ok "containers up in $((SECONDS - t)) s"
 CONF=/etc/espresso/espresso.toml
 tunnels() { in_lab "gw$1" espresso tunnels -c "$CONF" 2>/dev/null; }
 stats() { in_lab "gw$1" espresso stats -c "$CONF" 2>/dev/null; }
-stat_of() { stats "$1" | awk -v k="$2" '$1 == k {print $2}'; }
+stat_of() { stats "$1" | awk -v k="$2" '$1 == k {print $2}' || true; }
 
 say "IKEv2 (PSK): gwA initiates, gwB listens"
 t=$SECONDS
