@@ -11,9 +11,9 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
 	iproute2 iputils-ping ethtool iperf3 tshark tcpdump python3 python3-scapy python3-cryptography \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins \
 	libstrongswan-standard-plugins libstrongswan-extra-plugins \
-	fonts-dejavu-core prometheus
+	fonts-dejavu-core prometheus mmdebstrap
 
-.PHONY: all deps build test test-portable fuzz fuzz-long lint doc msrv bench demo clean
+.PHONY: all deps build test test-portable fuzz fuzz-long lint doc msrv bench demo compose-demo clean
 
 all: build
 
@@ -96,6 +96,16 @@ bench: deps
 
 demo: build
 	./scripts/two-site.sh demo
+
+# The two-site demo as containers (docker/): builds the images (the base
+# ones from Debian's packages when missing, then docker/Dockerfile, which
+# compiles espresso in its build stage), brings docker/compose.yaml up,
+# waits for the IKE SA, pings hostA -> hostB through the tunnel, checks
+# the WAN carries ESP, prints a summary and removes the lab, also on
+# failure. ESPRESSO_BIN=target/release/espresso packages that binary
+# instead of compiling in the image.
+compose-demo:
+	./docker/lab.sh
 
 clean:
 	$(CARGO) clean
