@@ -8,6 +8,7 @@ impl<B: PacketBuf> Node<B> {
         self.ifaces.iter().any(|i| i.owns(ip))
     }
 
+    #[inline(always)]
     pub(super) fn local_input(
         &mut self,
         in_if: u16,
