@@ -432,6 +432,10 @@ pub struct Node<B> {
     /// Worker index.
     pub id: u16,
     ifaces: Vec<Interface>,
+    /// Every interface's addresses in one list: whether a packet is for
+    /// us is asked of every packet, and one flat scan is cheaper than
+    /// the walk of each interface's list.
+    local_addrs: Vec<IpAddr>,
     routes: RouteTable,
     neigh: NeighbourTable,
     /// Requests of every worker (an answer may land on another worker).
@@ -480,9 +484,14 @@ impl<B: PacketBuf> Node<B> {
     pub fn new(id: u16, ifaces: Vec<Interface>, routes: RouteTable) -> Self {
         let routes = with_connected(&ifaces, routes);
         let n = ifaces.len();
+        let local_addrs = ifaces
+            .iter()
+            .flat_map(|i| i.addrs.iter().map(IpNet::addr))
+            .collect();
         Self {
             id,
             ifaces,
+            local_addrs,
             routes,
             neigh: NeighbourTable::new(),
             solicits: Arc::new(SolicitLog::new()),
