@@ -59,6 +59,7 @@ pub(super) fn largest_fitting(mtu: usize, outer: impl Fn(usize) -> usize) -> usi
 }
 impl<B: PacketBuf> Node<B> {
     /// A packet through us: the SPD decides (RFC 4301 §5.1, §5.2).
+    #[inline(always)]
     pub(super) fn transit_input(
         &mut self,
         in_if: u16,

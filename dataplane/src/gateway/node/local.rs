@@ -4,10 +4,12 @@
 use super::*;
 
 impl<B: PacketBuf> Node<B> {
+    #[inline]
     pub(super) fn is_local(&self, ip: IpAddr) -> bool {
-        self.ifaces.iter().any(|i| i.owns(ip))
+        self.local_addrs.contains(&ip)
     }
 
+    #[inline(always)]
     pub(super) fn local_input(
         &mut self,
         in_if: u16,

@@ -432,6 +432,10 @@ pub struct Node<B> {
     /// Worker index.
     pub id: u16,
     ifaces: Vec<Interface>,
+    /// Every interface's addresses in one list: whether a packet is for
+    /// us is asked of every packet, and one flat scan is cheaper than
+    /// the walk of each interface's list.
+    local_addrs: Vec<IpAddr>,
     routes: RouteTable,
     neigh: NeighbourTable,
     /// Requests of every worker (an answer may land on another worker).
@@ -480,9 +484,14 @@ impl<B: PacketBuf> Node<B> {
     pub fn new(id: u16, ifaces: Vec<Interface>, routes: RouteTable) -> Self {
         let routes = with_connected(&ifaces, routes);
         let n = ifaces.len();
+        let local_addrs = ifaces
+            .iter()
+            .flat_map(|i| i.addrs.iter().map(IpNet::addr))
+            .collect();
         Self {
             id,
             ifaces,
+            local_addrs,
             routes,
             neigh: NeighbourTable::new(),
             solicits: Arc::new(SolicitLog::new()),
@@ -683,21 +692,46 @@ impl<B: PacketBuf> Node<B> {
     }
 
     /// A burst of frames received on interface `in_if` (`pkts` is left
-    /// empty). Three passes, as DPDK's lib/ipsec and VPP run a burst:
-    /// classify every frame once ([`PacketMeta`]), dropping the ones that
-    /// fail there so that the later passes see only the good ones; with
-    /// many SAs, start the cache misses of the SAs they need
-    /// (`Node::prefetch`); then process each with what the classify pass
-    /// found.
+    /// empty). Each frame is classified once ([`PacketMeta`]) and then
+    /// processed with what the classify pass found. With many SAs the
+    /// burst goes in three passes, as DPDK's lib/ipsec and VPP run a burst:
+    /// classify every frame, dropping the ones that fail there so that the
+    /// later passes see only the good ones; start the cache misses of the
+    /// SAs they need (`Node::prefetch`); then process each. Below
+    /// [`PREFETCH_MIN_SAS`] nothing needs the whole burst's metadata at
+    /// once, so each frame is classified and processed in turn, its
+    /// [`PacketMeta`] on the stack: staging the burst's metadata in an
+    /// array cost more instructions than it saved (written for every frame
+    /// and read back a pass later).
     pub fn rx_burst(&mut self, in_if: u16, pkts: &mut Vec<B>, pool: &mut impl PacketPool<B>) {
         self.counters.rx += pkts.len() as u64;
+        if self.engine.sa_count() > PREFETCH_MIN_SAS {
+            return self.rx_burst_prefetched(in_if, pkts, pool);
+        }
+        // One `PacketMeta` for the whole burst: the classify pass writes
+        // every field a later step reads (the selectors with the tag that
+        // says they are there), so nothing of the previous frame shows.
+        let mut meta = PacketMeta::EMPTY;
+        for pkt in pkts.drain(..) {
+            self.rx_frame(in_if, pkt, &mut meta, pool);
+        }
+    }
+
+    /// [`Self::rx_burst`] with the prefetch pass between classifying and
+    /// processing.
+    #[inline(never)]
+    fn rx_burst_prefetched(
+        &mut self,
+        in_if: u16,
+        pkts: &mut Vec<B>,
+        pool: &mut impl PacketPool<B>,
+    ) {
         let mut frames = std::mem::take(&mut self.frames);
         if frames.len() < pkts.len() {
             frames.resize(pkts.len(), (Frame::Arp, PacketMeta::EMPTY));
         }
         let mut drops = [0u64; GwDrop::COUNT];
         let mut n = 0;
-        let prefetch = self.engine.sa_count() > PREFETCH_MIN_SAS;
         pkts.retain(|p| {
             let (kind, meta) = &mut frames[n];
             match self.classify(in_if, p.data(), meta) {
@@ -715,9 +749,7 @@ impl<B: PacketBuf> Node<B> {
         for (c, d) in self.counters.drops.iter_mut().zip(drops) {
             *c += d;
         }
-        if prefetch {
-            self.prefetch(in_if, pkts, &frames[..n]);
-        }
+        self.prefetch(in_if, pkts, &frames[..n]);
         for (pkt, (kind, meta)) in pkts.drain(..).zip(&frames) {
             self.input(in_if, pkt, *kind, meta, pool);
         }
@@ -729,8 +761,21 @@ impl<B: PacketBuf> Node<B> {
     pub fn rx(&mut self, in_if: u16, pkt: B, pool: &mut impl PacketPool<B>) {
         self.counters.rx += 1;
         let mut meta = PacketMeta::EMPTY;
-        match self.classify(in_if, pkt.data(), &mut meta) {
-            Ok(kind) => self.input(in_if, pkt, kind, &meta, pool),
+        self.rx_frame(in_if, pkt, &mut meta, pool)
+    }
+
+    /// Classifies one frame into `meta` and processes it (not counted in
+    /// `rx` here).
+    #[inline(always)]
+    fn rx_frame(
+        &mut self,
+        in_if: u16,
+        pkt: B,
+        meta: &mut PacketMeta,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        match self.classify(in_if, pkt.data(), meta) {
+            Ok(kind) => self.input(in_if, pkt, kind, meta, pool),
             Err(r) => self.drop_gw(r),
         }
     }
