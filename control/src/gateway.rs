@@ -29,6 +29,7 @@ use dpdk::{
 };
 use dpdk::{Worker, WorkerPorts};
 
+use crate::api::{self, ApiError, Answer, Command, Event, LogFilter};
 use crate::config::GatewayConfig;
 use crate::control_socket::{Access, ControlSocket, Request};
 use crate::ike_driver::{IkeAction, IkeDriver, SystemRng};
@@ -38,13 +39,36 @@ use crate::sa::{Planner, Wanted};
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Options from the command line that are not in the file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// The configuration file (re-read on `reload`).
     pub config_path: PathBuf,
     /// Sleep this long when a poll finds nothing (0: spin).
     pub idle_sleep: Duration,
+    /// The process's log filter, for the API's `log` (`None`: `log`
+    /// answers that it cannot).
+    pub log_filter: Option<Arc<dyn LogFilter>>,
+    /// Set by SIGHUP: the control loop reloads and clears it.
+    pub reload_signal: Option<Arc<AtomicBool>>,
 }
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("config_path", &self.config_path)
+            .field("idle_sleep", &self.idle_sleep)
+            .field("log_filter", &self.log_filter.is_some())
+            .field("reload_signal", &self.reload_signal.is_some())
+            .finish()
+    }
+}
+
+/// Control requests answered per turn of the control loop at most, so
+/// that a burst of them does not hold up the workers' messages.
+const REQUESTS_PER_TURN: usize = 4;
+/// Learned neighbours remembered for the API at most (the workers keep
+/// their own, bounded, tables).
+const MAX_LEARNED_NEIGHBOURS: usize = 4096;
 
 /// Capacity of each worker's control queue.
 const CONTROL_QUEUE: usize = 4096;
@@ -87,6 +111,9 @@ struct Control {
     started: Instant,
     /// IKEv2 for the tunnels that have `[tunnel.ike]`.
     ike: IkeDriver,
+    /// Neighbours the workers confirmed (address -> MAC, interface), for
+    /// the API's `neighbours`.
+    learned: BTreeMap<std::net::IpAddr, ([u8; 6], u16)>,
 }
 
 impl Control {
@@ -190,11 +217,28 @@ impl Control {
             }
             WorkerMsg::NeighbourLearned { ip, mac, iface } => {
                 tracing::debug!(%ip, iface, "neighbour confirmed");
+                if self.learned.len() < MAX_LEARNED_NEIGHBOURS || self.learned.contains_key(&ip) {
+                    self.learned.insert(ip, (mac, iface));
+                }
                 self.broadcast(|| ControlMsg::Neighbour { ip, mac, iface });
             }
             WorkerMsg::Event { worker, event } => {
                 self.events += 1;
                 tracing::warn!(worker, ?event, "SA event");
+                let (direction, spi, ev) = match &event {
+                    dataplane::esp::EngineEvent::Outbound(_, spi, ev) => ("out", spi.get(), ev),
+                    dataplane::esp::EngineEvent::Inbound(spi, ev) => ("in", spi.get(), ev),
+                };
+                if matches!(
+                    ev,
+                    dataplane::esp::SaEvent::HardLifetime | dataplane::esp::SaEvent::SeqOverflow
+                ) {
+                    self.socket.emit(&Event::ChildSaExpired {
+                        spi: api::spi_hex(spi),
+                        direction: direction.into(),
+                        limit: format!("{ev:?}"),
+                    });
+                }
                 if self.ike.handle_sa_event(Instant::now(), event) {
                     self.apply_ike();
                 }
@@ -228,6 +272,9 @@ impl Control {
             self.ike.count_install_errors(plan.failed.len());
             let msgs = self.planner.commit(plan);
             self.send_plan(msgs);
+        }
+        for e in self.ike.take_events() {
+            self.socket.emit(&e);
         }
         for a in self.ike.take_actions() {
             match a {
@@ -263,52 +310,185 @@ impl Control {
         let _ = sel.ready_timeout(timeout);
     }
 
-    /// Answers the control socket's waiting commands.
+    /// Answers the control socket's waiting commands, a few per turn.
     fn serve_requests(&mut self) {
-        while let Ok(r) = self.requests.try_recv() {
-            let reply = self.command(&r.command);
-            let _ = r.reply.send(reply);
+        for _ in 0..REQUESTS_PER_TURN {
+            let Ok(r) = self.requests.try_recv() else {
+                return;
+            };
+            let answer = self.command(r.command);
+            let _ = r.reply.send(answer);
         }
     }
 
-    fn command(&mut self, command: &str) -> String {
+    /// One API command (checked by the socket's thread). Each is bounded
+    /// in time: only `stats` and `child-sas` wait, for the workers'
+    /// counters, at most [`Control::collect`]'s deadline.
+    fn command(&mut self, command: Command) -> Answer {
+        let now = Instant::now();
         match command {
-            "stats" => {
-                let mut s = format_stats(
-                    &self.collect(),
-                    &self.ports,
-                    &self.config,
-                    self.punted,
-                    self.started,
-                );
-                s.push_str(&format!(
-                    "control.ike_unauth_waiting {}\ncontrol.ike_half_open_waiting {}\ndrop.control.transmit_full {}\n",
-                    self.from_workers.ike_new.len(),
-                    self.from_workers.ike_half_open.len(),
-                    self.transmit_full
-                ));
-                s.push_str(&self.socket.stats().lines());
-                s.push_str(&self.ike.stats_lines());
-                s
-            }
-            "tunnels" => self.ike.tunnels_report(Instant::now()),
-            _ if command.starts_with("rekey ") => {
-                let r = self
+            Command::Version => api::to_result(&api::version()),
+            Command::Tunnels => api::to_result(&self.tunnel_views(now, false)),
+            Command::IkeSas => {
+                let sas: Vec<api::IkeSaView> = self
                     .ike
-                    .rekey(Instant::now(), command["rekey ".len()..].trim());
-                self.apply_ike();
-                match r {
-                    Ok(s) => s,
-                    Err(e) => format!("error: {e}\n"),
+                    .tunnel_views(now)
+                    .into_iter()
+                    .filter_map(|t| t.ike_sa)
+                    .collect();
+                api::to_result(&sas)
+            }
+            Command::ChildSas => {
+                let sas: Vec<api::ChildSaView> = self
+                    .tunnel_views(now, true)
+                    .into_iter()
+                    .flat_map(|t| t.child_sas)
+                    .collect();
+                api::to_result(&sas)
+            }
+            Command::Policies => api::to_result(&api::policies(&self.config)),
+            Command::Routes => api::to_result(&api::routes(&self.config)),
+            Command::Neighbours => api::to_result(&api::neighbours(
+                &self.config,
+                self.learned.iter().map(|(ip, (mac, i))| (*ip, *mac, *i)),
+            )),
+            Command::Stats => api::to_result(&api::StatsView::from_lines(&self.stats_text())),
+            Command::Rekey { tunnel } => self.rekey(&tunnel),
+            Command::Reload => self
+                .reload_and_report("socket")
+                .map(|message| serde_json::json!({ "message": message }))
+                .map_err(ApiError::failed),
+            Command::Log { filter } => self.log(filter),
+            // Served by the socket's thread; never forwarded.
+            Command::Subscribe => Err(ApiError::bad_request(
+                "subscribe is served by the socket itself",
+            )),
+        }
+    }
+
+    /// The `key value` counters report (`format_stats` and the control
+    /// thread's own).
+    fn stats_text(&self) -> String {
+        let mut s = format_stats(
+            &self.collect(),
+            &self.ports,
+            &self.config,
+            self.punted,
+            self.started,
+        );
+        s.push_str(&format!(
+            "control.ike_unauth_waiting {}\ncontrol.ike_half_open_waiting {}\ndrop.control.transmit_full {}\n",
+            self.from_workers.ike_new.len(),
+            self.from_workers.ike_half_open.len(),
+            self.transmit_full
+        ));
+        s.push_str(&self.socket.stats().lines());
+        s.push_str(&self.ike.stats_lines());
+        s
+    }
+
+    /// Every tunnel, manual and IKE, in file order; with `counters`, each
+    /// Child SA's packets and bytes from the workers.
+    fn tunnel_views(&self, now: Instant, counters: bool) -> Vec<api::TunnelView> {
+        let mut manual = api::manual_tunnels(&self.config).into_iter();
+        let mut ike = self.ike.tunnel_views(now).into_iter();
+        let mut out: Vec<api::TunnelView> = self
+            .config
+            .tunnels
+            .iter()
+            .filter_map(|t| {
+                if t.ike.is_some() {
+                    ike.next()
+                } else {
+                    manual.next()
+                }
+            })
+            .collect();
+        if counters {
+            let mut by_spi: BTreeMap<(bool, u32), api::SaCountersView> = BTreeMap::new();
+            for w in self.collect() {
+                for (inbound, list) in [(false, &w.outbound), (true, &w.inbound)] {
+                    for sa in list {
+                        let c = by_spi.entry((inbound, sa.spi.get())).or_default();
+                        c.packets += sa.counters.packets;
+                        c.bytes += sa.counters.bytes;
+                    }
                 }
             }
-            "reload" => match self.reload() {
-                Ok(s) => s,
-                Err(e) => format!("error: {e}\n"),
-            },
-            other => {
-                format!("error: unknown command {other:?} (stats, tunnels, rekey TUNNEL, reload)\n")
+            let find = |inbound: bool, spi: &str| {
+                u32::from_str_radix(spi, 16)
+                    .ok()
+                    .and_then(|s| by_spi.get(&(inbound, s)).copied())
+            };
+            for c in out.iter_mut().flat_map(|t| t.child_sas.iter_mut()) {
+                c.inbound = find(true, &c.spi_in);
+                c.outbound = find(false, &c.spi_out);
             }
+        }
+        out
+    }
+
+    fn rekey(&mut self, tunnel: &str) -> Answer {
+        match self.config.tunnels.iter().find(|t| t.name == tunnel) {
+            None => return Err(ApiError::not_found(format!("no tunnel {tunnel:?}"))),
+            Some(t) if t.ike.is_none() => {
+                return Err(ApiError::failed(format!(
+                    "tunnel {tunnel} is manually keyed: change its SAs and reload"
+                )))
+            }
+            Some(_) => {}
+        }
+        let r = self.ike.rekey(Instant::now(), tunnel);
+        self.apply_ike();
+        match r {
+            Ok(message) => Ok(serde_json::json!({ "message": message.trim_end() })),
+            Err(e) => Err(ApiError::failed(e)),
+        }
+    }
+
+    fn log(&self, filter: Option<String>) -> Answer {
+        let Some(f) = &self.options.log_filter else {
+            return Err(ApiError::failed(
+                "this gateway cannot read or change its log filter at run time",
+            ));
+        };
+        if let Some(new) = filter {
+            f.set(&new)
+                .map_err(|e| ApiError::bad_request(format!("log filter {new:?}: {e}")))?;
+            tracing::info!(filter = %new, "log filter changed through the control socket");
+        }
+        api::to_result(&api::LogView { filter: f.get() })
+    }
+
+    /// Reloads, logs the outcome and tells subscribers; `trigger` says
+    /// who asked (`socket`, `sighup`).
+    fn reload_and_report(&mut self, trigger: &str) -> Result<String, String> {
+        let r = self.reload().map_err(|e| e.to_string());
+        match &r {
+            Ok(m) => tracing::info!(trigger, "{}", m.trim_end()),
+            Err(e) => tracing::error!(trigger, error = %e, "reload failed"),
+        }
+        let (ok, message) = match &r {
+            Ok(m) => (true, m.trim_end().to_string()),
+            Err(e) => (false, e.clone()),
+        };
+        self.socket.emit(&Event::Reload {
+            trigger: trigger.into(),
+            ok,
+            message: message.clone(),
+        });
+        r.map(|_| message)
+    }
+
+    /// A SIGHUP since the last turn: reload.
+    fn reload_on_signal(&mut self) {
+        let hup = self
+            .options
+            .reload_signal
+            .as_ref()
+            .is_some_and(|f| f.swap(false, Ordering::Relaxed));
+        if hup {
+            let _ = self.reload_and_report("sighup");
         }
     }
 }
@@ -621,6 +801,7 @@ pub fn run(
         events: 0,
         transmit_full: 0,
         started: Instant::now(),
+        learned: BTreeMap::new(),
     };
     control.apply_config(None)?;
 
@@ -634,6 +815,7 @@ pub fn run(
             break;
         }
         control.serve_requests();
+        control.reload_on_signal();
         control.ike.tick(Instant::now());
         control.apply_ike();
     }

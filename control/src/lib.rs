@@ -11,6 +11,7 @@
 //! [`forward`]) are left out; the rest builds and tests anywhere.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod control_socket;
