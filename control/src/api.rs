@@ -279,7 +279,9 @@ pub fn parse_request(line: &[u8]) -> Result<Envelope, Rejected> {
             &id,
             Refusal::UnsupportedVersion,
             ErrorCode::UnsupportedVersion,
-            format!("protocol version {v} is not supported (this gateway speaks {PROTOCOL_VERSION})"),
+            format!(
+                "protocol version {v} is not supported (this gateway speaks {PROTOCOL_VERSION})"
+            ),
         ));
     }
     let Some(cmd) = map.get("cmd").and_then(Value::as_str) else {
@@ -338,7 +340,10 @@ pub fn parse_request(line: &[u8]) -> Result<Envelope, Rejected> {
                 &id,
                 Refusal::UnknownCommand,
                 ErrorCode::UnknownCommand,
-                format!("unknown command `{other}` (commands: {})", COMMANDS.join(", ")),
+                format!(
+                    "unknown command `{other}` (commands: {})",
+                    COMMANDS.join(", ")
+                ),
             ))
         }
     };
@@ -818,8 +823,8 @@ impl Client {
     pub fn call(&mut self, cmd: &str, args: Value) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut line = json!({"v": PROTOCOL_VERSION, "id": id, "cmd": cmd, "args": args})
-            .to_string();
+        let mut line =
+            json!({"v": PROTOCOL_VERSION, "id": id, "cmd": cmd, "args": args}).to_string();
         line.push('\n');
         self.writer
             .write_all(line.as_bytes())
@@ -828,7 +833,9 @@ impl Client {
             .read_line()?
             .ok_or_else(|| ClientError::Io("the gateway closed the connection".into()))?;
         if reply.get("id") != Some(&json!(id)) {
-            return Err(ClientError::Io(format!("a reply to another request: {reply}")));
+            return Err(ClientError::Io(format!(
+                "a reply to another request: {reply}"
+            )));
         }
         reply_result(reply)
     }
@@ -853,7 +860,9 @@ impl Client {
             return Ok(None);
         }
         if buf.len() > MAX_REPLY {
-            return Err(ClientError::Io(format!("a reply longer than {MAX_REPLY} bytes")));
+            return Err(ClientError::Io(format!(
+                "a reply longer than {MAX_REPLY} bytes"
+            )));
         }
         serde_json::from_slice(&buf)
             .map(Some)
@@ -892,15 +901,19 @@ mod tests {
 
     #[test]
     fn requests_parse_with_their_arguments() {
-        let e = parse_request(br#"{"v":1,"id":"a","cmd":"rekey","args":{"tunnel":"t1"}}"#)
-            .unwrap();
+        let e = parse_request(br#"{"v":1,"id":"a","cmd":"rekey","args":{"tunnel":"t1"}}"#).unwrap();
         assert_eq!(e.id, json!("a"));
-        assert_eq!(e.command, Command::Rekey { tunnel: "t1".into() });
+        assert_eq!(
+            e.command,
+            Command::Rekey {
+                tunnel: "t1".into()
+            }
+        );
         let e = parse_request(br#"{"v":1,"cmd":"log"}"#).unwrap();
         assert_eq!(e.id, Value::Null);
         assert_eq!(e.command, Command::Log { filter: None });
-        let e = parse_request(br#"{"v":1,"id":[1,2],"cmd":"log","args":{"filter":"debug"}}"#)
-            .unwrap();
+        let e =
+            parse_request(br#"{"v":1,"id":[1,2],"cmd":"log","args":{"filter":"debug"}}"#).unwrap();
         assert_eq!(e.id, json!([1, 2]));
         assert_eq!(
             e.command,
@@ -955,8 +968,7 @@ mod tests {
 
     #[test]
     fn replies_carry_version_id_and_outcome() {
-        let ok: Value =
-            serde_json::from_str(&reply_line(&json!(9), &Ok(json!({"a": 1})))).unwrap();
+        let ok: Value = serde_json::from_str(&reply_line(&json!(9), &Ok(json!({"a": 1})))).unwrap();
         assert_eq!(ok, json!({"v":1,"id":9,"ok":true,"result":{"a":1}}));
         let line = reply_line(&json!("x"), &Err(ApiError::not_found("no tunnel b")));
         assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
@@ -979,16 +991,16 @@ mod tests {
         assert_eq!(s.counters.get("uptime_s"), Some(&5));
         assert_eq!(s.counters.get("sa.in.0x00001000.packets"), Some(&12));
         assert_eq!(
-            s.labels.get("sa.in.0x00001000.algorithm").map(String::as_str),
+            s.labels
+                .get("sa.in.0x00001000.algorithm")
+                .map(String::as_str),
             Some("AesGcm16_128 worker 0")
         );
     }
 
     #[test]
     fn events_are_tagged_by_type() {
-        let line = event_line(&Event::TunnelUp {
-            tunnel: "t".into(),
-        });
+        let line = event_line(&Event::TunnelUp { tunnel: "t".into() });
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["v"], json!(1));
         assert_eq!(v["event"], json!({"type": "tunnel_up", "tunnel": "t"}));

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde_json::Value;
 
-use crate::api::{self, ApiError, Answer, Command, ErrorCode, Event, Refusal};
+use crate::api::{self, Answer, ApiError, Command, ErrorCode, Event, Refusal};
 
 /// Everything that can go wrong binding the socket.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -254,8 +254,7 @@ impl ControlSocket {
             return Err(format!("{}: another espresso is running", path.display()).into());
         }
         let _ = std::fs::remove_file(path);
-        let listener =
-            UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mode = match access.group {
             Some(gid) => {
                 std::os::unix::fs::chown(path, None, Some(gid))
@@ -414,13 +413,9 @@ impl Server {
         let Ok(cred) = getsockopt(stream, PeerCredentials) else {
             return false;
         };
-        permitted(
-            cred.uid(),
-            cred.gid(),
-            self.uid,
-            self.access,
-            || in_supplementary_groups(cred.pid(), self.access.group.unwrap_or(u32::MAX)),
-        )
+        permitted(cred.uid(), cred.gid(), self.uid, self.access, || {
+            in_supplementary_groups(cred.pid(), self.access.group.unwrap_or(u32::MAX))
+        })
     }
 }
 

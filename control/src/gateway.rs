@@ -29,7 +29,7 @@ use dpdk::{
 };
 use dpdk::{Worker, WorkerPorts};
 
-use crate::api::{self, ApiError, Answer, Command, Event, LogFilter};
+use crate::api::{self, Answer, ApiError, Command, Event, LogFilter};
 use crate::config::GatewayConfig;
 use crate::control_socket::{Access, ControlSocket, Request};
 use crate::ike_driver::{IkeAction, IkeDriver, SystemRng};

@@ -1644,7 +1644,12 @@ impl IkeDriver {
                         tunnel: name.clone(),
                         spi_i: format!("{:016x}", sec.spi_i),
                         spi_r: format!("{:016x}", sec.spi_r),
-                        role: if sec.initiator { "initiator" } else { "responder" }.into(),
+                        role: if sec.initiator {
+                            "initiator"
+                        } else {
+                            "responder"
+                        }
+                        .into(),
                         suite: ike_suite_name(&sec.suite),
                         local: ike.local.to_string(),
                         remote: ike.remote.to_string(),
@@ -1657,7 +1662,12 @@ impl IkeDriver {
                     spi_in: format!("{:08x}", c.keys.inbound_spi),
                     spi_out: format!("{:08x}", c.keys.outbound_spi),
                     algorithm: esp_algorithm_name(&c.keys.algorithm),
-                    encap: if c.keys.udp_encap.is_some() { "udp-encap" } else { "esp" }.into(),
+                    encap: if c.keys.udp_encap.is_some() {
+                        "udp-encap"
+                    } else {
+                        "esp"
+                    }
+                    .into(),
                     state: state.into(),
                     age_s: Some(secs(c.since)),
                     inbound: None,
@@ -1690,7 +1700,9 @@ impl IkeDriver {
                     }
                     .into(),
                     last_down: match (t.state, t.last_down) {
-                        (LinkState::Down | LinkState::Connecting, Some(r)) => Some(format!("{r:?}")),
+                        (LinkState::Down | LinkState::Connecting, Some(r)) => {
+                            Some(format!("{r:?}"))
+                        }
                         _ => None,
                     },
                     failures: t.reinitiate_at.map(|_| t.failures),

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod control_socket;
 pub mod eal_args;

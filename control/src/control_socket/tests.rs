@@ -56,7 +56,12 @@ fn refusals_are_answered_counted_and_stay_off_the_control_thread() {
     let (sock, rx) = ControlSocket::bind(&path, Access { group: None }).unwrap();
     let (control, seen) = fake_control(rx);
     let cases: [(&str, &str, Refusal, &str); 6] = [
-        ("{\"v\":1,\"cmd\":", "bad_request", Refusal::Malformed, "not a JSON"),
+        (
+            "{\"v\":1,\"cmd\":",
+            "bad_request",
+            Refusal::Malformed,
+            "not a JSON",
+        ),
         ("[\"stats\"]", "bad_request", Refusal::NotAnObject, "object"),
         (
             r#"{"v":1,"id":1,"cmd":"stats","sudo":true}"#,
@@ -106,7 +111,10 @@ fn refusals_are_answered_counted_and_stay_off_the_control_thread() {
     assert_eq!(seen.load(Ordering::Relaxed), 1);
     assert_eq!(sock.stats().served.load(Ordering::Relaxed), 7);
     let lines = sock.stats().lines();
-    assert!(lines.contains("control.socket.refused.unknown_command 1\n"), "{lines}");
+    assert!(
+        lines.contains("control.socket.refused.unknown_command 1\n"),
+        "{lines}"
+    );
     drop(c);
     drop(sock);
     control.join().unwrap();
@@ -169,7 +177,11 @@ fn stalled_clients_are_dropped_while_others_are_served() {
     let t = Instant::now();
     let r = api::call(&path, "stats", json!({})).unwrap();
     assert_eq!(r["command"], json!("Stats"));
-    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
     // Both are told, then closed, within the deadline (plus slack).
     for s in [silent, partial] {
         s.set_read_timeout(Some(READ_TIMEOUT * 3)).unwrap();
@@ -289,15 +301,12 @@ fn subscribers_get_events_and_slow_ones_are_dropped() {
         assert!(t.elapsed() < Duration::from_secs(2));
         std::thread::sleep(Duration::from_millis(10));
     }
-    match Client::connect(&path)
-        .unwrap()
-        .call("subscribe", json!({}))
-    {
+    match Client::connect(&path).unwrap().call("subscribe", json!({})) {
         Err(ClientError::Api(e)) => assert_eq!(e.code, ErrorCode::Busy),
         other => panic!("{other:?}"),
     }
     // The fast subscriber reads on a thread of its own.
-    let n_events = 20_000;
+    let n_events = 6_000;
     let reader = std::thread::spawn(move || {
         let mut got = Vec::new();
         while got.len() < n_events {
@@ -307,7 +316,7 @@ fn subscribers_get_events_and_slow_ones_are_dropped() {
         got
     });
     // Long names fill the slow one's socket buffer, then its queue.
-    let pad = "x".repeat(200);
+    let pad = "x".repeat(1000);
     let t = Instant::now();
     let mut worst = Duration::ZERO;
     for i in 0..n_events {
@@ -316,14 +325,17 @@ fn subscribers_get_events_and_slow_ones_are_dropped() {
             tunnel: format!("{i}{pad}"),
         });
         worst = worst.max(e.elapsed());
-        // Pace the emitter a little so that the fast reader keeps up.
-        if i % 512 == 511 {
-            std::thread::sleep(Duration::from_millis(5));
+        // Pace the emitter so that the fast reader keeps up even on a
+        // busy machine (it has SUBSCRIBER_QUEUE events of slack).
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
-    assert!(worst < Duration::from_millis(100), "emit waited {worst:?}");
+    // Far below WRITE_TIMEOUT, which a blocked write to the slow one
+    // would take.
+    assert!(worst < Duration::from_millis(500), "emit waited {worst:?}");
     let got = reader.join().unwrap();
-    assert!(t.elapsed() < Duration::from_secs(20));
+    assert!(t.elapsed() < Duration::from_secs(30));
     for (i, name) in got.iter().enumerate() {
         assert_eq!(name, &format!("{i}{pad}"));
     }
@@ -336,7 +348,8 @@ fn subscribers_get_events_and_slow_ones_are_dropped() {
     );
     assert_eq!(sock.stats().events.load(Ordering::Relaxed), n_events as u64);
     // The slow one, reading at last, gets its backlog and then the error.
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let lines: Vec<Value> = BufReader::new(&slow)
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
@@ -418,8 +431,8 @@ fn other_users_are_refused() {
     let path = temp_socket("peer");
     let (sock, rx) = ControlSocket::bind(&path, Access { group: None }).unwrap();
     let (control, seen) = fake_control(rx);
-    // The socket file is 0600 root: open it as root, then become nobody
-    // in a child process so that SO_PEERCRED names nobody.
+    // Let anyone reach the socket file, so that only the credentials
+    // check stands between nobody and the gateway.
     let dir = path.parent().unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -428,9 +441,11 @@ fn other_users_are_refused() {
         .arg(testkit::PYTHON)
         .arg("-c")
         .arg(
-            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
-             s.sendall(b'{\"v\":1,\"cmd\":\"stats\"}\\n')\ns.settimeout(3)\n\
-             sys.exit(0 if s.recv(100)==b'' else 1)",
+            "import socket,sys\n\
+             s=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.settimeout(3)\n\
+             try:\n s.sendall(b'{\"v\":1,\"cmd\":\"stats\"}\\n')\n got=s.recv(100)\n\
+             except (BrokenPipeError, ConnectionResetError):\n got=b''\n\
+             sys.exit(0 if got==b'' else 1)",
         )
         .arg(&path)
         .status()
