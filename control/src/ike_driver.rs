@@ -2049,10 +2049,41 @@ remote = "{peer}"
             );
         }
 
+        // The API's view and events of the same.
+        let views = a.tunnel_views(t0());
+        let v = &views[0];
+        assert_eq!(
+            (v.name.as_str(), v.kind.as_str(), v.state.as_str()),
+            ("t", "ike", "up")
+        );
+        let ike_sa = v.ike_sa.as_ref().expect("an IKE SA");
+        assert_eq!(ike_sa.role, "initiator");
+        assert_eq!(v.child_sas.len(), 1);
+        assert_eq!(v.child_sas[0].state, "active");
+        assert_eq!(v.child_sas[0].spi_out, format!("{:08x}", out_a[0]));
+        let types = |evs: Vec<Event>| -> Vec<String> {
+            evs.iter()
+                .map(|e| {
+                    serde_json::to_value(e).unwrap()["type"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            types(a.take_events()),
+            ["tunnel_up", "ike_sa_established", "child_sa_installed"]
+        );
+        let _ = b.take_events();
+
         // A rekey started by the responder: new inbound SAs first, then the
         // outbound moves, then the old inbound goes after the grace period.
         b.rekey(t0(), "t").unwrap();
         let (acts_a, acts_b) = exchange_planned(&mut a, &mut pa, &mut b, &mut pb);
+        let evs = types(a.take_events());
+        assert!(evs.contains(&"child_sa_rekeyed".to_string()), "{evs:?}");
+        assert!(evs.contains(&"child_sa_deleted".to_string()), "{evs:?}");
         let (in2_a, out2_a) = installed(&acts_a);
         let (in2_b, out2_b) = installed(&acts_b);
         assert_eq!(
