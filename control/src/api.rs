@@ -628,13 +628,26 @@ pub fn spi_hex(spi: u32) -> String {
     format!("{spi:08x}")
 }
 
-/// An algorithm as shown by the API.
+/// An algorithm as shown by the API: the strongSwan-style name the
+/// configuration takes (`aes256gcm16`, `aes128-sha256`), as IKE's Child
+/// SAs are shown.
 pub fn algorithm_name(a: &dataplane::crypto::Algorithm) -> String {
-    use dataplane::crypto::Integrity;
-    match a.integrity {
-        Integrity::None => format!("{:?}", a.encryption),
-        i => format!("{:?}/{i:?}", a.encryption),
-    }
+    use dataplane::crypto::{Encryption as E, Integrity as I};
+    let e = match a.encryption {
+        E::AesGcm16_128 => "aes128gcm16",
+        E::AesGcm16_256 => "aes256gcm16",
+        E::ChaCha20Poly1305 => "chacha20poly1305",
+        E::AesCbc128 => "aes128",
+        E::AesCbc256 => "aes256",
+        E::Null => "null",
+    };
+    let i = match a.integrity {
+        I::None => return e.to_string(),
+        I::HmacSha256_128 => "sha256",
+        I::HmacSha384_192 => "sha384",
+        I::HmacSha512_256 => "sha512",
+    };
+    format!("{e}-{i}")
 }
 
 /// The manually keyed tunnels and their SA pairs (IKE tunnels come from
@@ -996,6 +1009,72 @@ mod tests {
                 .map(String::as_str),
             Some("AesGcm16_128 worker 0")
         );
+    }
+
+    /// The configuration's views, on the documented example.
+    #[test]
+    fn views_of_the_example_configuration() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/site-a.toml");
+        let config = GatewayConfig::load(path).unwrap();
+        let t = manual_tunnels(&config);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].name.as_str(), t[0].kind.as_str(), t[0].peer.as_str()),
+            ("site-b", "manual", "192.0.2.2")
+        );
+        let c = &t[0].child_sas[0];
+        assert_eq!(
+            (c.spi_in.as_str(), c.spi_out.as_str()),
+            ("00001001", "00002001")
+        );
+        assert_eq!(
+            (c.algorithm.as_str(), c.encap.as_str()),
+            ("aes256gcm16", "udp-encap")
+        );
+        let p = policies(&config);
+        let telnet = p.iter().find(|p| p.action == "discard").unwrap();
+        assert_eq!(telnet.protocol, Some(6));
+        assert_eq!(telnet.dst_ports, "23-23");
+        assert_eq!(telnet.priority, 10);
+        assert_eq!(telnet.src, "10.1.0.0/24");
+        assert!(p
+            .iter()
+            .any(|p| p.action == "protect" && p.dst == "fd02::/64"));
+        let r = routes(&config);
+        assert!(r
+            .iter()
+            .any(|r| r.kind == "connected" && r.prefix == "10.1.0.0/24" && r.interface == "lan"));
+        let st = r.iter().find(|r| r.prefix == "10.2.0.0/24").unwrap();
+        assert_eq!(
+            (st.kind.as_str(), st.via.as_deref()),
+            ("static", Some("192.0.2.2"))
+        );
+        let learned = [("192.0.2.9".parse().unwrap(), [2, 0, 0, 0, 0, 9], 1)];
+        let n = neighbours(&config, learned);
+        assert_eq!(n.len(), 2);
+        assert_eq!(
+            (n[0].kind.as_str(), n[0].mac.as_str()),
+            ("static", "02:00:00:00:b0:02")
+        );
+        assert_eq!(
+            (
+                n[1].kind.as_str(),
+                n[1].interface.as_str(),
+                n[1].address.as_str()
+            ),
+            ("learned", "wan", "192.0.2.9")
+        );
+    }
+
+    #[test]
+    fn algorithms_have_their_configuration_names() {
+        use dataplane::crypto::{Algorithm, Encryption, Integrity};
+        assert_eq!(algorithm_name(&Algorithm::AES_GCM_256), "aes256gcm16");
+        let cbc = Algorithm {
+            encryption: Encryption::AesCbc128,
+            integrity: Integrity::HmacSha256_128,
+        };
+        assert_eq!(algorithm_name(&cbc), "aes128-sha256");
     }
 
     #[test]
