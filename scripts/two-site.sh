@@ -595,6 +595,11 @@ api_check() {
     if echo "$out" | $PY -c 'import json,sys; a=[c for c in json.load(sys.stdin) if c["state"]=="active"][0]; assert a["inbound"]["packets"]>0 and a["outbound"]["packets"]>0, a'; then
         ok "child-sas (JSON): the active Child SA has packets in and out"
     else fail "child-sas (JSON): $out"; fi
+    out=$("$BIN" --socket "$DIR/gw-a.sock" version) && echo "$out" | grep -q '(control API v1)$' && ok "version: $out" || fail "version: '$out'"
+    out=$("$BIN" --socket "$DIR/gw-a.sock" --json policies) && echo "$out" | $PY -c 'import json,sys; p=json.load(sys.stdin); assert any(x["action"]=="protect" and x["tunnel"]=="site" for x in p), p' && ok "policies (JSON): $(echo "$out" | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))') entries" || fail "policies: $out"
+    out=$("$BIN" --socket "$DIR/gw-a.sock" --json routes) && echo "$out" | $PY -c 'import json,sys; r=json.load(sys.stdin); assert any(x["kind"]=="connected" for x in r), r' && ok "routes (JSON): $(echo "$out" | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))') routes" || fail "routes: $out"
+    out=$("$BIN" --socket "$DIR/gw-a.sock" --json neighbours) && echo "$out" | $PY -c 'import json,sys; n=json.load(sys.stdin); assert any(x["kind"]=="learned" for x in n), n' && ok "neighbours (JSON): $(echo "$out" | $PY -c 'import json,sys; print(" ".join(x["address"]+"/"+x["kind"] for x in json.load(sys.stdin)))')" || fail "neighbours: $out"
+    out=$("$BIN" --socket "$DIR/gw-a.sock" sas) && echo "$out" | grep -q '^ike ' && echo "$out" | grep -q '^child .* in [1-9][0-9]* pkts' && ok "sas: $(echo "$out" | wc -l) lines, the IKE SA and Child SAs with counters" || fail "sas: $out"
     out=$($PY - "$DIR/gw-a.sock" <<'PYEOF'
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
