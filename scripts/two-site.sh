@@ -593,6 +593,57 @@ show_ike_log() {
     sed -E 's/\x1b\[[0-9;]*m//g' "$DIR/gw-$site.log" | grep -E 'IKE:|SA \(IKE\)' | sed -E 's/^[^ ]+ +//' | sed "s/^/    gw$site | /" || true
 }
 
+# Subscribes to gwA's events (JSON lines into events-a.jsonl) for api_check.
+api_events_start() {
+    "$BIN" --socket "$DIR/gw-a.sock" --json events >"$DIR/events-a.jsonl" 2>"$DIR/events-a.err" &
+    EVENTS_PID=$!; PIDS+=("$EVENTS_PID")
+}
+
+# The control API through the CLI on gwA: JSON results, refusals by name,
+# errors with their code, SIGHUP reloads, and the events seen since
+# api_events_start (a Child SA rekey with REKEYED=1).
+api_check() {
+    local rekeyed=$1 out
+    out=$("$BIN" --socket "$DIR/gw-a.sock" --json tunnels) || fail "espresso --json tunnels failed"
+    if echo "$out" | $PY -c 'import json,sys; t=[x for x in json.load(sys.stdin) if x["name"]=="site"][0]; assert t["kind"]=="ike" and t["state"]=="up" and len(t["ike_sa"]["spi_i"])==16 and any(c["state"]=="active" for c in t["child_sas"]), t'; then
+        ok "tunnels (JSON): site is up, with an IKE SA and an active Child SA"
+    else fail "tunnels (JSON): $out"; fi
+    out=$("$BIN" -c "$DIR/site-a.toml" --json stats) || fail "espresso --json stats failed"
+    if echo "$out" | $PY -c 'import json,sys; c=json.load(sys.stdin)["counters"]; assert c["total.rx"]>0 and c["control.socket.served"]>0 and any(k.startswith("sa.in.") for k in c); print(len(c))' >"$DIR/n-counters"; then
+        ok "stats (JSON): $(cat "$DIR/n-counters") counters"
+    else fail "stats (JSON) incomplete"; fi
+    out=$("$BIN" --socket "$DIR/gw-a.sock" --json child-sas) || fail "espresso --json child-sas failed"
+    if echo "$out" | $PY -c 'import json,sys; a=[c for c in json.load(sys.stdin) if c["state"]=="active"][0]; assert a["inbound"]["packets"]>0 and a["outbound"]["packets"]>0, a'; then
+        ok "child-sas (JSON): the active Child SA has packets in and out"
+    else fail "child-sas (JSON): $out"; fi
+    out=$("$BIN" --socket "$DIR/gw-a.sock" version) && echo "$out" | grep -q '(control API v1)$' && ok "version: $out" || fail "version: '$out'"
+    out=$("$BIN" --socket "$DIR/gw-a.sock" --json policies) && echo "$out" | $PY -c 'import json,sys; p=json.load(sys.stdin); assert any(x["action"]=="protect" and x["tunnel"]=="site" for x in p), p' && ok "policies (JSON): $(echo "$out" | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))') entries" || fail "policies: $out"
+    out=$("$BIN" --socket "$DIR/gw-a.sock" --json routes) && echo "$out" | $PY -c 'import json,sys; r=json.load(sys.stdin); assert any(x["kind"]=="connected" for x in r), r' && ok "routes (JSON): $(echo "$out" | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))') routes" || fail "routes: $out"
+    out=$("$BIN" --socket "$DIR/gw-a.sock" --json neighbours) && echo "$out" | $PY -c 'import json,sys; n=json.load(sys.stdin); assert any(x["kind"]=="learned" for x in n), n' && ok "neighbours (JSON): $(echo "$out" | $PY -c 'import json,sys; print(" ".join(x["address"]+"/"+x["kind"] for x in json.load(sys.stdin)))')" || fail "neighbours: $out"
+    out=$("$BIN" --socket "$DIR/gw-a.sock" sas) && echo "$out" | grep -q '^ike ' && echo "$out" | grep -q '^child .* in [1-9][0-9]* pkts' && ok "sas: $(echo "$out" | wc -l) lines, the IKE SA and Child SAs with counters" || fail "sas: $out"
+    out=$($PY - "$DIR/gw-a.sock" <<'PYEOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+s.sendall(b'{"v":1,"cmd":\n{"v":2,"id":1,"cmd":"stats"}\n{"v":1,"id":2,"cmd":"halt"}\n')
+f = s.makefile()
+print(" ".join(json.loads(f.readline())["error"]["code"] for _ in range(3)))
+PYEOF
+)
+    [ "$out" = "bad_request unsupported_version unknown_command" ] && ok "malformed, wrong-version and unknown requests refused by name" || fail "refusals: '$out'"
+    [ "$(stat_of a control.socket.refused.malformed)" -ge 1 ] && ok "the refusals are counted (control.socket.refused.*)" || fail "control.socket.refused.malformed not counted"
+    if "$BIN" --socket "$DIR/gw-a.sock" rekey no-such-tunnel 2>"$DIR/rekey.err"; then fail "rekey of an unknown tunnel succeeded"
+    elif grep -q not_found "$DIR/rekey.err"; then ok "rekey of an unknown tunnel: $(cat "$DIR/rekey.err")"
+    else fail "rekey error: $(cat "$DIR/rekey.err")"; fi
+    kill -HUP "$GW_A_PID"
+    for _ in $(seq 50); do grep -q '"type":"reload"' "$DIR/events-a.jsonl" && break; sleep 0.1; done
+    if grep '"type":"reload"' "$DIR/events-a.jsonl" | grep -q '"trigger":"sighup"'; then ok "SIGHUP reloaded gwA: $(grep -o '"message":"[^"]*"' "$DIR/events-a.jsonl" | tail -1)"
+    else fail "no reload event after SIGHUP"; fi
+    if [ "$rekeyed" = 1 ]; then
+        grep -q '"type":"child_sa_rekeyed"' "$DIR/events-a.jsonl" && ok "events: $(grep -c . "$DIR/events-a.jsonl") lines, Child SA rekeys among them" || fail "no child_sa_rekeyed event: $(head -c 400 "$DIR/events-a.jsonl")"
+    fi
+    kill "$EVENTS_PID" 2>/dev/null || true
+}
+
 # active_child SITE: "SPI_IN SPI_OUT" of the Child SA carrying outbound traffic.
 active_child() { "$BIN" tunnels -c "$DIR/site-$1.toml" | awk '/^  child .* active/{print $3" "$5}'; }
 
@@ -641,6 +692,7 @@ scenario_ike() {
     say "gateways: gwA initiates IKEv2 (PSK, ${IKE_PROPOSAL:-aes256gcm16-prfsha384-x25519} / ${ESP_PROPOSAL:-aes256gcm16}), gwB listens"
     start_gateways
     wait_ike_up || return 0
+    api_events_start
     say "the IKE exchange, from the gateways' logs"
     show_ike_log a
     show_ike_log b
@@ -670,6 +722,8 @@ scenario_ike() {
         transfer 10.2.0.20 "$BULK_MB4"
         transfer fd02::20 "${BULK_MB6:-$BULK_MB4}"
     fi
+    say "the control API (JSON) through the CLI"
+    api_check "${IKE_REKEY:-1}"
     say "counters"
     check_no_drops a drop.not_for_us
     check_no_drops b drop.not_for_us

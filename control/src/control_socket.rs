@@ -1,52 +1,72 @@
-//! The control socket (`espresso stats`, `tunnels`, `rekey`, `reload`),
-//! served off the control thread.
+//! The control socket: the JSON control API ([`crate::api`]) served off
+//! the control thread.
 //!
-//! The control thread runs IKE; a client that connects and says nothing
-//! must not hold it. So a thread of its own accepts clients, checks who
-//! they are, reads one bounded request line with a deadline (each client
-//! on a short-lived thread, a bounded number at once) and only then hands
-//! the command to the control thread as a [`Request`], which the control
-//! loop answers between its other work.
+//! The control thread runs IKE; a client that connects and says nothing,
+//! or stops half-way through a request, must not hold it. So a thread of
+//! its own accepts clients and checks who they are; each client then has a
+//! short-lived thread (a bounded number at once) that reads its requests,
+//! one bounded line each within a deadline, parses and checks them, and
+//! only then hands a well-formed [`Command`] to the control thread as a
+//! [`Request`], which the control loop answers between its other work.
+//! What is malformed is answered here, counted by reason, and goes no
+//! further.
+//!
+//! `subscribe` turns a connection into an event stream: the control thread
+//! [`ControlSocket::emit`]s events into every subscriber's bounded queue
+//! without ever waiting; a subscriber whose queue is full is dropped (and
+//! told so, once it reads again) rather than slowing the gateway.
 //!
 //! Access: the socket file is mode 0600, or 0660 with the configured
-//! group; and each client's credentials (`SO_PEERCRED`) must be root, the
-//! gateway's own user, or a member of that group.
+//! group, in a directory made 0700 (0750); and each client's credentials
+//! (`SO_PEERCRED`) must be root, the gateway's own user, or a member of
+//! that group.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use serde_json::Value;
+
+use crate::api::{self, Answer, ApiError, Command, ErrorCode, Event, Refusal};
 
 /// Everything that can go wrong binding the socket.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// The longest request line (commands are a word and a tunnel name).
-pub const MAX_REQUEST: usize = 512;
-/// How long a client has to send its request.
+/// The longest request line.
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// How long a client has to send each complete request (counted from
+/// connecting, or from the previous reply).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the control thread has to answer (a `stats` waits for every
-/// worker's snapshot).
+/// worker's snapshot, at most 2 s).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long writing the answer may take.
+/// How long writing one reply or event may take.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Clients served at once; more are turned away.
+/// Clients served at once (subscribers included); more are turned away.
 pub const MAX_CLIENTS: usize = 8;
+/// Subscribers at once: fewer than [`MAX_CLIENTS`], so that queries are
+/// still served with every subscriber slot taken.
+pub const MAX_SUBSCRIBERS: usize = 4;
+/// Events waiting for one subscriber at most.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
 /// Requests waiting for the control thread at most.
 const REQUEST_QUEUE: usize = MAX_CLIENTS;
+/// How often an idle subscriber's thread checks whether its client left.
+const SUBSCRIBER_POLL: Duration = Duration::from_millis(500);
 
 /// A command for the control thread and where its answer goes.
 #[derive(Debug)]
 pub struct Request {
-    /// The request line, trimmed.
-    pub command: String,
+    /// The checked command.
+    pub command: Command,
     /// The answer.
-    pub reply: Sender<String>,
+    pub reply: Sender<Answer>,
 }
 
 /// Who may use the socket besides root and our own user.
@@ -56,66 +76,185 @@ pub struct Access {
     pub group: Option<u32>,
 }
 
-/// The socket's counters (`control.socket.*` in `espresso stats`).
+/// The socket's counters (`control.socket.*` in `stats`).
 #[derive(Debug, Default)]
 pub struct SocketStats {
+    /// Requests answered (successfully or not).
     pub served: AtomicU64,
     /// Credentials that are not root, ours or the group's.
     pub refused_peer: AtomicU64,
     /// [`MAX_CLIENTS`] were being served, or the control thread had too
-    /// many requests waiting.
+    /// many requests waiting, or [`MAX_SUBSCRIBERS`] were subscribed.
     pub refused_busy: AtomicU64,
-    /// No complete request line within [`READ_TIMEOUT`].
+    /// No complete request line within [`READ_TIMEOUT`]: the client was
+    /// dropped.
     pub read_timeouts: AtomicU64,
-    /// A request line longer than [`MAX_REQUEST`].
+    /// A request line longer than [`MAX_REQUEST`]: the client was dropped.
     pub too_long: AtomicU64,
     /// The control thread did not answer within [`REPLY_TIMEOUT`].
     pub reply_timeouts: AtomicU64,
+    /// Requests refused before the control thread, by [`Refusal`].
+    pub refused: [AtomicU64; Refusal::ALL.len()],
+    /// Subscriptions started.
+    pub subscribed: AtomicU64,
+    /// Subscribers dropped because their queue was full.
+    pub subscribers_dropped_slow: AtomicU64,
+    /// Events emitted (to however many subscribers).
+    pub events: AtomicU64,
 }
 
 impl SocketStats {
-    /// `control.socket.*` lines.
-    pub fn lines(&self) -> String {
-        let mut s = String::new();
-        for (k, v) in [
+    /// `(name, value)` of every counter, names after `control.socket.`.
+    pub fn fields(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = [
             ("served", &self.served),
             ("refused_peer", &self.refused_peer),
             ("refused_busy", &self.refused_busy),
             ("read_timeouts", &self.read_timeouts),
             ("too_long", &self.too_long),
             ("reply_timeouts", &self.reply_timeouts),
-        ] {
-            s.push_str(&format!(
-                "control.socket.{k} {}\n",
-                v.load(Ordering::Relaxed)
+            ("subscribed", &self.subscribed),
+            ("subscribers_dropped_slow", &self.subscribers_dropped_slow),
+            ("events", &self.events),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.load(Ordering::Relaxed)))
+        .collect();
+        for r in Refusal::ALL {
+            out.push((
+                format!("refused.{}", r.name()),
+                self.refused[r.index()].load(Ordering::Relaxed),
             ));
         }
-        s
+        out
+    }
+
+    /// `control.socket.*` lines.
+    pub fn lines(&self) -> String {
+        self.fields()
+            .into_iter()
+            .map(|(k, v)| format!("control.socket.{k} {v}\n"))
+            .collect()
+    }
+
+    pub fn refused(&self, r: Refusal) -> u64 {
+        self.refused[r.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// One subscriber's queue and state, shared between the control thread
+/// (which fills it) and the subscriber's thread (which drains it).
+struct Subscriber {
+    tx: Sender<Arc<str>>,
+    /// Set when its queue overflowed and it was dropped.
+    lagged: Arc<AtomicBool>,
+    /// Set by its thread when the client left.
+    gone: Arc<AtomicBool>,
+}
+
+/// The subscribers.
+#[derive(Default)]
+struct Hub {
+    subs: Mutex<Vec<Subscriber>>,
+}
+
+impl Hub {
+    /// A new subscriber's queue, unless [`MAX_SUBSCRIBERS`] are subscribed.
+    #[allow(clippy::type_complexity)]
+    fn subscribe(&self) -> Option<(Receiver<Arc<str>>, Arc<AtomicBool>, Arc<AtomicBool>)> {
+        let mut subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+        subs.retain(|s| !s.gone.load(Ordering::Relaxed));
+        if subs.len() >= MAX_SUBSCRIBERS {
+            return None;
+        }
+        let (tx, rx) = bounded(SUBSCRIBER_QUEUE);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let gone = Arc::new(AtomicBool::new(false));
+        subs.push(Subscriber {
+            tx,
+            lagged: lagged.clone(),
+            gone: gone.clone(),
+        });
+        Some((rx, lagged, gone))
+    }
+
+    /// Queues `line` for every subscriber without waiting; drops those
+    /// whose queue is full. Returns how many were dropped.
+    fn emit(&self, line: &str) -> u64 {
+        let mut subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+        if subs.is_empty() {
+            return 0;
+        }
+        let line: Arc<str> = Arc::from(line);
+        let mut dropped = 0;
+        subs.retain(|s| match s.tx.try_send(line.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                s.lagged.store(true, Ordering::Relaxed);
+                dropped += 1;
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+        dropped
+    }
+
+    fn len(&self) -> usize {
+        let subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+        subs.iter()
+            .filter(|s| !s.gone.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Ends every subscription (the gateway is stopping).
+    fn close(&self) {
+        self.subs.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
 /// The running socket server.
-#[derive(Debug)]
 pub struct ControlSocket {
     path: PathBuf,
     stop: Arc<AtomicBool>,
     stats: Arc<SocketStats>,
+    hub: Arc<Hub>,
     thread: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for ControlSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlSocket")
+            .field("path", &self.path)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ControlSocket {
-    /// Binds `path` (refusing if another gateway answers there), sets its
-    /// mode and group, and starts serving. Requests arrive on the returned
-    /// receiver.
+    /// Binds `path` (refusing if another gateway answers there; making its
+    /// directory 0700, or 0750 with a group, if it does not exist), sets
+    /// its mode and group, and starts serving. Requests arrive on the
+    /// returned receiver.
     pub fn bind(path: &Path, access: Access) -> Result<(Self, Receiver<Request>), Error> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(if access.group.is_some() { 0o750 } else { 0o700 })
+                    .create(dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                if let Some(gid) = access.group {
+                    std::os::unix::fs::chown(dir, None, Some(gid)).map_err(|e| {
+                        format!("{}: cannot give it group {gid}: {e}", dir.display())
+                    })?;
+                }
+            }
         }
         if UnixStream::connect(path).is_ok() {
             return Err(format!("{}: another espresso is running", path.display()).into());
         }
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)?;
+        let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mode = match access.group {
             Some(gid) => {
                 std::os::unix::fs::chown(path, None, Some(gid))
@@ -128,22 +267,25 @@ impl ControlSocket {
         let (tx, rx) = bounded(REQUEST_QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(SocketStats::default());
+        let hub = Arc::new(Hub::default());
         let server = Server {
             access,
             uid: nix::unistd::geteuid().as_raw(),
             requests: tx,
             stats: stats.clone(),
+            hub: hub.clone(),
+            stop: stop.clone(),
             clients: Arc::new(AtomicUsize::new(0)),
         };
-        let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("espresso-ctl".into())
-            .spawn(move || server.accept_loop(listener, &stop2))?;
+            .spawn(move || server.accept_loop(listener))?;
         Ok((
             Self {
                 path: path.to_path_buf(),
                 stop,
                 stats,
+                hub,
                 thread: Some(thread),
             },
             rx,
@@ -154,11 +296,36 @@ impl ControlSocket {
     pub fn stats(&self) -> &SocketStats {
         &self.stats
     }
+
+    /// Tells every subscriber about `event`; never waits (a subscriber
+    /// that cannot keep up is dropped and counted).
+    pub fn emit(&self, event: &Event) {
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        if self.hub.len() == 0 {
+            return;
+        }
+        let dropped = self.hub.emit(&api::event_line(event));
+        if dropped > 0 {
+            self.stats
+                .subscribers_dropped_slow
+                .fetch_add(dropped, Ordering::Relaxed);
+            tracing::warn!(
+                dropped,
+                "control socket: subscriber too slow, dropped (its queue was full)"
+            );
+        }
+    }
+
+    /// Subscribers now.
+    pub fn subscribers(&self) -> usize {
+        self.hub.len()
+    }
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.hub.close();
         // Wake the accept loop.
         let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
@@ -173,6 +340,8 @@ struct Server {
     uid: u32,
     requests: Sender<Request>,
     stats: Arc<SocketStats>,
+    hub: Arc<Hub>,
+    stop: Arc<AtomicBool>,
     clients: Arc<AtomicUsize>,
 }
 
@@ -185,10 +354,18 @@ impl Drop for Slot {
     }
 }
 
+/// What a client's thread needs.
+struct ClientCtx {
+    requests: Sender<Request>,
+    stats: Arc<SocketStats>,
+    hub: Arc<Hub>,
+    stop: Arc<AtomicBool>,
+}
+
 impl Server {
-    fn accept_loop(&self, listener: UnixListener, stop: &AtomicBool) {
+    fn accept_loop(&self, listener: UnixListener) {
         for stream in listener.incoming() {
-            if stop.load(Ordering::Relaxed) {
+            if self.stop.load(Ordering::Relaxed) {
                 return;
             }
             let Ok(stream) = stream else { continue };
@@ -199,17 +376,30 @@ impl Server {
             if self.clients.fetch_add(1, Ordering::Relaxed) >= MAX_CLIENTS {
                 self.clients.fetch_sub(1, Ordering::Relaxed);
                 self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-                let _ = reply_busy(stream);
+                let _ = write_line(
+                    &stream,
+                    &api::reply_line(
+                        &Value::Null,
+                        &Err(ApiError::new(
+                            ErrorCode::Busy,
+                            format!("{MAX_CLIENTS} clients connected; try again"),
+                        )),
+                    ),
+                );
                 continue;
             }
             let slot = Slot(self.clients.clone());
-            let requests = self.requests.clone();
-            let stats = self.stats.clone();
+            let cx = ClientCtx {
+                requests: self.requests.clone(),
+                stats: self.stats.clone(),
+                hub: self.hub.clone(),
+                stop: self.stop.clone(),
+            };
             let spawned = std::thread::Builder::new()
                 .name("espresso-ctl-client".into())
                 .spawn(move || {
                     let _slot = slot;
-                    serve_client(stream, &requests, &stats);
+                    serve_client(stream, &cx);
                 });
             if spawned.is_err() {
                 self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
@@ -223,13 +413,28 @@ impl Server {
         let Ok(cred) = getsockopt(stream, PeerCredentials) else {
             return false;
         };
-        if cred.uid() == 0 || cred.uid() == self.uid {
-            return true;
-        }
-        match self.access.group {
-            Some(gid) => cred.gid() == gid || in_supplementary_groups(cred.pid(), gid),
-            None => false,
-        }
+        permitted(cred.uid(), cred.gid(), self.uid, self.access, || {
+            in_supplementary_groups(cred.pid(), self.access.group.unwrap_or(u32::MAX))
+        })
+    }
+}
+
+/// Whether a peer with `uid` and primary `gid` may use the socket of a
+/// gateway running as `ours`; `supplementary` says whether it is in the
+/// group through its supplementary groups (asked only when needed).
+fn permitted(
+    uid: u32,
+    gid: u32,
+    ours: u32,
+    access: Access,
+    supplementary: impl FnOnce() -> bool,
+) -> bool {
+    if uid == 0 || uid == ours {
+        return true;
+    }
+    match access.group {
+        Some(g) => gid == g || supplementary(),
+        None => false,
     }
 }
 
@@ -246,158 +451,259 @@ fn in_supplementary_groups(pid: i32, gid: u32) -> bool {
         .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
 }
 
-fn reply_busy(mut stream: UnixStream) -> std::io::Result<()> {
+fn write_line(mut stream: &UnixStream, line: &str) -> std::io::Result<()> {
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    stream.write_all(b"error: busy, try again\n")
+    stream.write_all(line.as_bytes())
 }
 
-/// Reads one request line within [`READ_TIMEOUT`] and at most
-/// [`MAX_REQUEST`] bytes.
-fn read_request(stream: &UnixStream, stats: &SocketStats) -> Option<String> {
-    let deadline = Instant::now() + READ_TIMEOUT;
-    let mut reader = BufReader::new(stream.try_clone().ok()?.take(MAX_REQUEST as u64 + 1));
-    let mut line = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            stats.read_timeouts.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        match reader.read_until(b'\n', &mut line) {
-            // End of input (the client shut down its side) or a whole line.
-            Ok(0) => break,
-            Ok(_) if line.ends_with(b"\n") => break,
-            Ok(_) if line.len() > MAX_REQUEST => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                stats.read_timeouts.fetch_add(1, Ordering::Relaxed);
-                return None;
+/// What reading the next request gave.
+enum Line {
+    Request(Vec<u8>),
+    /// The client closed its side.
+    Eof,
+    Timeout,
+    TooLong,
+    Failed,
+}
+
+/// A client's byte stream cut into request lines, each at most
+/// [`MAX_REQUEST`] bytes and complete within [`READ_TIMEOUT`].
+struct Lines<'a> {
+    stream: &'a UnixStream,
+    /// Bytes read past the last line (a client may send several requests
+    /// at once); never more than [`MAX_REQUEST`] plus one read.
+    pending: Vec<u8>,
+}
+
+impl Lines<'_> {
+    fn next(&mut self) -> Line {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+                if pos > MAX_REQUEST {
+                    return Line::TooLong;
+                }
+                let rest = self.pending.split_off(pos + 1);
+                let mut line = std::mem::replace(&mut self.pending, rest);
+                line.pop();
+                return Line::Request(line);
+            }
+            if self.pending.len() > MAX_REQUEST {
+                return Line::TooLong;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                return Line::Timeout;
+            }
+            match (&mut &*self.stream).read(&mut chunk) {
+                // The client shut down its side: a last request without
+                // its newline still counts.
+                Ok(0) if self.pending.iter().all(u8::is_ascii_whitespace) => return Line::Eof,
+                Ok(0) => return Line::Request(std::mem::take(&mut self.pending)),
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Line::Timeout
+                }
+                Err(_) => return Line::Failed,
             }
         }
     }
-    if line.len() > MAX_REQUEST {
-        stats.too_long.fetch_add(1, Ordering::Relaxed);
-        return None;
-    }
-    Some(String::from_utf8_lossy(&line).trim().to_string())
 }
 
-fn serve_client(mut stream: UnixStream, requests: &Sender<Request>, stats: &SocketStats) {
-    let Some(command) = read_request(&stream, stats) else {
-        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        let _ = stream.write_all(b"error: no valid request line\n");
-        return;
+fn serve_client(stream: UnixStream, cx: &ClientCtx) {
+    let stats = &cx.stats;
+    let mut lines = Lines {
+        stream: &stream,
+        pending: Vec::new(),
     };
+    loop {
+        if cx.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let line = match lines.next() {
+            Line::Request(l) => l,
+            Line::Eof | Line::Failed => return,
+            Line::Timeout => {
+                stats.read_timeouts.fetch_add(1, Ordering::Relaxed);
+                let _ = write_line(
+                    &stream,
+                    &api::reply_line(
+                        &Value::Null,
+                        &Err(ApiError::new(
+                            ErrorCode::Timeout,
+                            format!(
+                                "no complete request within {} s; closing",
+                                READ_TIMEOUT.as_secs()
+                            ),
+                        )),
+                    ),
+                );
+                return;
+            }
+            Line::TooLong => {
+                stats.too_long.fetch_add(1, Ordering::Relaxed);
+                let _ = write_line(
+                    &stream,
+                    &api::reply_line(
+                        &Value::Null,
+                        &Err(ApiError::bad_request(format!(
+                            "request longer than {MAX_REQUEST} bytes; closing"
+                        ))),
+                    ),
+                );
+                return;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let envelope = match api::parse_request(&line) {
+            Ok(e) => e,
+            Err(r) => {
+                stats.refused[r.reason.index()].fetch_add(1, Ordering::Relaxed);
+                stats.served.fetch_add(1, Ordering::Relaxed);
+                if write_line(&stream, &api::reply_line(&r.id, &Err(r.error))).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let answer = match envelope.command {
+            // Needs nothing of the gateway's state.
+            Command::Version => api::to_result(&api::version()),
+            Command::Subscribe => {
+                stats.served.fetch_add(1, Ordering::Relaxed);
+                subscribe(&stream, &envelope.id, cx);
+                return;
+            }
+            command => forward(command, cx),
+        };
+        stats.served.fetch_add(1, Ordering::Relaxed);
+        if write_line(&stream, &api::reply_line(&envelope.id, &answer)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Hands `command` to the control thread and waits for its answer.
+fn forward(command: Command, cx: &ClientCtx) -> Answer {
     let (tx, rx) = bounded(1);
-    let answer = match requests.try_send(Request { command, reply: tx }) {
+    match cx.requests.try_send(Request { command, reply: tx }) {
         Ok(()) => match rx.recv_timeout(REPLY_TIMEOUT) {
             Ok(a) => a,
             Err(_) => {
-                stats.reply_timeouts.fetch_add(1, Ordering::Relaxed);
-                "error: the gateway did not answer in time\n".to_string()
+                cx.stats.reply_timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(ApiError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "the gateway did not answer within {} s",
+                        REPLY_TIMEOUT.as_secs()
+                    ),
+                ))
             }
         },
         Err(TrySendError::Full(_)) => {
-            stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-            "error: busy, try again\n".to_string()
+            cx.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::new(
+                ErrorCode::Busy,
+                "too many requests waiting; try again",
+            ))
         }
-        Err(TrySendError::Disconnected(_)) => "error: the gateway is stopping\n".to_string(),
-    };
-    stats.served.fetch_add(1, Ordering::Relaxed);
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let _ = stream.write_all(answer.as_bytes());
+        Err(TrySendError::Disconnected(_)) => Err(ApiError::failed("the gateway is stopping")),
+    }
 }
 
-/// Sends one command to a running gateway and returns its answer.
-pub fn query(
-    socket: &Path,
-    command: &str,
-) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let mut s = std::os::unix::net::UnixStream::connect(socket)
-        .map_err(|e| format!("{}: {e} (is espresso running?)", socket.display()))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    std::io::Write::write_all(&mut s, format!("{command}\n").as_bytes())?;
-    s.shutdown(std::net::Shutdown::Write)?;
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut s, &mut out)?;
-    Ok(out)
+/// Serves a subscription until the client leaves, the gateway stops, or
+/// the subscriber falls behind.
+fn subscribe(stream: &UnixStream, id: &Value, cx: &ClientCtx) {
+    let Some((rx, lagged, gone)) = cx.hub.subscribe() else {
+        cx.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+        let _ = write_line(
+            stream,
+            &api::reply_line(
+                id,
+                &Err(ApiError::new(
+                    ErrorCode::Busy,
+                    format!("{MAX_SUBSCRIBERS} subscribers already; try again"),
+                )),
+            ),
+        );
+        return;
+    };
+    cx.stats.subscribed.fetch_add(1, Ordering::Relaxed);
+    // Marks the subscription gone however this thread ends.
+    struct Gone(Arc<AtomicBool>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _gone = Gone(gone);
+    let ok = api::reply_line(id, &Ok(serde_json::json!({"subscribed": true})));
+    if write_line(stream, &ok).is_err() {
+        return;
+    }
+    loop {
+        match rx.recv_timeout(SUBSCRIBER_POLL) {
+            Ok(line) => {
+                if write_line(stream, &line).is_err() {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if cx.stop.load(Ordering::Relaxed) || client_left(stream) {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                if lagged.load(Ordering::Relaxed) {
+                    let _ = write_line(
+                        stream,
+                        &api::reply_line(
+                            id,
+                            &Err(ApiError::new(
+                                ErrorCode::Busy,
+                                format!(
+                                    "subscriber too slow ({SUBSCRIBER_QUEUE} events waiting): dropped; subscribe again"
+                                ),
+                            )),
+                        ),
+                    );
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Whether a subscriber's client closed the connection. What it sends
+/// after `subscribe` is read and ignored.
+fn client_left(stream: &UnixStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 512];
+    // Bounded: a client that keeps sending is not drained forever here.
+    let mut reads = 0;
+    let left = loop {
+        match (&mut &*stream).read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) if reads < 64 => reads += 1,
+            Ok(_) => break false,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break true,
+        }
+    };
+    stream.set_nonblocking(false).is_err() || left
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp_socket(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("espresso-ctl-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir.join("ctl.sock")
-    }
-
-    /// A control loop that answers `stats` at once.
-    fn answer(rx: Receiver<Request>) -> JoinHandle<()> {
-        std::thread::spawn(move || {
-            while let Ok(r) = rx.recv() {
-                let _ = r.reply.send(format!("answer to {}\n", r.command));
-            }
-        })
-    }
-
-    /// A client that connects and sends nothing does not delay another
-    /// client's `stats`; it is dropped after the read timeout, counted.
-    #[test]
-    fn silent_client_does_not_delay_stats() {
-        let path = temp_socket("silent");
-        let (sock, rx) = ControlSocket::bind(&path, Access { group: None }).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let control = answer(rx);
-        let silent: Vec<UnixStream> = (0..3)
-            .map(|_| UnixStream::connect(&path).unwrap())
-            .collect();
-        let t = Instant::now();
-        let out = super::query(&path, "stats").unwrap();
-        assert_eq!(out, "answer to stats\n");
-        assert!(
-            t.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            t.elapsed()
-        );
-        std::thread::sleep(READ_TIMEOUT + Duration::from_millis(300));
-        assert_eq!(sock.stats().read_timeouts.load(Ordering::Relaxed), 3);
-        drop(silent);
-        drop(sock);
-        control.join().unwrap();
-        assert!(!path.exists());
-    }
-
-    /// Over-long request lines are refused; more than MAX_CLIENTS silent
-    /// clients get "busy" rather than a thread each.
-    #[test]
-    fn long_requests_and_too_many_clients_are_refused() {
-        let path = temp_socket("bounds");
-        let (sock, rx) = ControlSocket::bind(&path, Access { group: None }).unwrap();
-        let control = answer(rx);
-        let mut c = UnixStream::connect(&path).unwrap();
-        c.write_all("x".repeat(MAX_REQUEST + 10).as_bytes())
-            .unwrap();
-        // The answer, or a reset for the bytes the server left unread.
-        let mut out = String::new();
-        let _ = c.read_to_string(&mut out);
-        assert!(out.is_empty() || out.starts_with("error:"), "{out}");
-        assert_eq!(sock.stats().too_long.load(Ordering::Relaxed), 1);
-        assert_eq!(sock.stats().served.load(Ordering::Relaxed), 0);
-        let silent: Vec<UnixStream> = (0..MAX_CLIENTS)
-            .map(|_| UnixStream::connect(&path).unwrap())
-            .collect();
-        std::thread::sleep(Duration::from_millis(200));
-        let mut c = UnixStream::connect(&path).unwrap();
-        let mut out = String::new();
-        c.read_to_string(&mut out).unwrap();
-        assert_eq!(out, "error: busy, try again\n");
-        assert!(sock.stats().refused_busy.load(Ordering::Relaxed) >= 1);
-        drop(silent);
-        drop(sock);
-        control.join().unwrap();
-    }
-}
+mod tests;

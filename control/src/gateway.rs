@@ -9,6 +9,7 @@
 //! the commands of the control socket ([`crate::control_socket`], served
 //! on a thread of its own).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use dpdk::{
 };
 use dpdk::{Worker, WorkerPorts};
 
+use crate::api::{self, Answer, ApiError, Command, Event, LogFilter};
 use crate::config::GatewayConfig;
 use crate::control_socket::{Access, ControlSocket, Request};
 use crate::ike_driver::{IkeAction, IkeDriver, SystemRng};
@@ -37,13 +39,36 @@ use crate::sa::{Planner, Wanted};
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Options from the command line that are not in the file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// The configuration file (re-read on `reload`).
     pub config_path: PathBuf,
     /// Sleep this long when a poll finds nothing (0: spin).
     pub idle_sleep: Duration,
+    /// The process's log filter, for the API's `log` (`None`: `log`
+    /// answers that it cannot).
+    pub log_filter: Option<Arc<dyn LogFilter>>,
+    /// Set by SIGHUP: the control loop reloads and clears it.
+    pub reload_signal: Option<Arc<AtomicBool>>,
 }
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("config_path", &self.config_path)
+            .field("idle_sleep", &self.idle_sleep)
+            .field("log_filter", &self.log_filter.is_some())
+            .field("reload_signal", &self.reload_signal.is_some())
+            .finish()
+    }
+}
+
+/// Control requests answered per turn of the control loop at most, so
+/// that a burst of them does not hold up the workers' messages.
+const REQUESTS_PER_TURN: usize = 4;
+/// Learned neighbours remembered for the API at most (the workers keep
+/// their own, bounded, tables).
+const MAX_LEARNED_NEIGHBOURS: usize = 4096;
 
 /// Capacity of each worker's control queue.
 const CONTROL_QUEUE: usize = 4096;
@@ -92,6 +117,9 @@ struct Control {
     metrics: Option<MetricsServer>,
     /// Its scrapes' snapshot requests (never ready without it).
     snapshot_requests: Receiver<SnapshotRequest>,
+    /// Neighbours the workers confirmed (address -> MAC, interface), for
+    /// the API's `neighbours`.
+    learned: BTreeMap<std::net::IpAddr, ([u8; 6], u16)>,
 }
 
 impl Control {
@@ -291,7 +319,6 @@ impl Control {
     /// Re-reads the configuration file and adds tunnel `name` from it, or
     /// takes its changes; every other difference between the file and the
     /// running configuration stays (listed as not applied).
-    #[allow(dead_code, reason = "reached through the control socket's `load`")]
     fn load_tunnel(&mut self, name: &str) -> Result<ReloadReport, Error> {
         let fresh = GatewayConfig::load(&self.options.config_path)
             .map_err(|e| format!("{e}; nothing changed"))?;
@@ -322,7 +349,6 @@ impl Control {
     /// Removes tunnel `name` from the running gateway (for an IKE tunnel:
     /// its IKE SA deleted with the peer), whatever the file says; a later
     /// reload brings it back if the file still has it.
-    #[allow(dead_code, reason = "reached through the control socket's `unload`")]
     fn unload_tunnel(&mut self, name: &str) -> Result<ReloadReport, Error> {
         if !self.config.tunnels.iter().any(|t| t.name == name) {
             return Err(format!("no running tunnel {name:?}").into());
@@ -337,7 +363,6 @@ impl Control {
     }
 
     /// Starts IKE for tunnel `name` now.
-    #[allow(dead_code, reason = "reached through the control socket's `initiate`")]
     fn initiate(&mut self, name: &str) -> Result<String, Error> {
         self.ike_tunnel(name)?;
         let r = self.ike.initiate(Instant::now(), name);
@@ -346,7 +371,6 @@ impl Control {
     }
 
     /// Deletes tunnel `name`'s IKE SA with the peer, and its Child SAs.
-    #[allow(dead_code, reason = "reached through the control socket's `terminate`")]
     fn terminate(&mut self, name: &str) -> Result<String, Error> {
         self.ike_tunnel(name)?;
         let r = self.ike.terminate(Instant::now(), name);
@@ -355,7 +379,6 @@ impl Control {
     }
 
     /// `Ok` if tunnel `name` runs with IKE; why not otherwise.
-    #[allow(dead_code, reason = "used by initiate and terminate")]
     fn ike_tunnel(&self, name: &str) -> Result<(), Error> {
         match self.config.tunnels.iter().find(|t| t.name == name) {
             None => Err(format!("no running tunnel {name:?}").into()),
@@ -471,11 +494,28 @@ impl Control {
             }
             WorkerMsg::NeighbourLearned { ip, mac, iface } => {
                 tracing::debug!(%ip, iface, "neighbour confirmed");
+                if self.learned.len() < MAX_LEARNED_NEIGHBOURS || self.learned.contains_key(&ip) {
+                    self.learned.insert(ip, (mac, iface));
+                }
                 self.broadcast(|| ControlMsg::Neighbour { ip, mac, iface });
             }
             WorkerMsg::Event { worker, event } => {
                 self.events += 1;
                 tracing::warn!(worker, ?event, "SA event");
+                let (direction, spi, ev) = match &event {
+                    dataplane::esp::EngineEvent::Outbound(_, spi, ev) => ("out", spi.get(), ev),
+                    dataplane::esp::EngineEvent::Inbound(spi, ev) => ("in", spi.get(), ev),
+                };
+                if matches!(
+                    ev,
+                    dataplane::esp::SaEvent::HardLifetime | dataplane::esp::SaEvent::SeqOverflow
+                ) {
+                    self.socket.emit(&Event::ChildSaExpired {
+                        spi: api::spi_hex(spi),
+                        direction: direction.into(),
+                        limit: format!("{ev:?}"),
+                    });
+                }
                 if self.ike.handle_sa_event(Instant::now(), event) {
                     self.apply_ike();
                 }
@@ -509,6 +549,9 @@ impl Control {
             self.ike.count_install_errors(plan.failed.len());
             let msgs = self.planner.commit(plan);
             self.send_plan(msgs);
+        }
+        for e in self.ike.take_events() {
+            self.socket.emit(&e);
         }
         for a in self.ike.take_actions() {
             match a {
@@ -545,11 +588,14 @@ impl Control {
         let _ = sel.ready_timeout(timeout);
     }
 
-    /// Answers the control socket's waiting commands.
+    /// Answers the control socket's waiting commands, a few per turn.
     fn serve_requests(&mut self) {
-        while let Ok(r) = self.requests.try_recv() {
-            let reply = self.command(&r.command);
-            let _ = r.reply.send(reply);
+        for _ in 0..REQUESTS_PER_TURN {
+            let Ok(r) = self.requests.try_recv() else {
+                return;
+            };
+            let answer = self.command(r.command);
+            let _ = r.reply.send(answer);
         }
         // One snapshot answers every scrape waiting (the metrics thread
         // keeps at most one request in flight).
@@ -562,28 +608,185 @@ impl Control {
         }
     }
 
-    fn command(&mut self, command: &str) -> String {
+    /// One API command (checked by the socket's thread). Each is bounded
+    /// in time: only `stats` and `child-sas` wait, for the workers'
+    /// counters, at most [`Control::collect`]'s deadline.
+    fn command(&mut self, command: Command) -> Answer {
+        let now = Instant::now();
         match command {
-            "stats" => format_stats(&self.stats_snapshot()),
-            "tunnels" => self.ike.tunnels_report(Instant::now()),
-            _ if command.starts_with("rekey ") => {
-                let r = self
+            Command::Version => api::to_result(&api::version()),
+            Command::Tunnels => api::to_result(&self.tunnel_views(now, false)),
+            Command::IkeSas => {
+                let sas: Vec<api::IkeSaView> = self
                     .ike
-                    .rekey(Instant::now(), command["rekey ".len()..].trim());
-                self.apply_ike();
-                match r {
-                    Ok(s) => s,
-                    Err(e) => format!("error: {e}\n"),
+                    .tunnel_views(now)
+                    .into_iter()
+                    .filter_map(|t| t.ike_sa)
+                    .collect();
+                api::to_result(&sas)
+            }
+            Command::ChildSas => {
+                let sas: Vec<api::ChildSaView> = self
+                    .tunnel_views(now, true)
+                    .into_iter()
+                    .flat_map(|t| t.child_sas)
+                    .collect();
+                api::to_result(&sas)
+            }
+            Command::Policies => api::to_result(&api::policies(&self.config)),
+            Command::Routes => api::to_result(&api::routes(&self.config)),
+            Command::Neighbours => api::to_result(&api::neighbours(
+                &self.config,
+                self.learned.iter().map(|(ip, (mac, i))| (*ip, *mac, *i)),
+            )),
+            Command::Stats => {
+                let snapshot = self.stats_snapshot();
+                let mut view = api::StatsView::from_lines(&format_stats(&snapshot));
+                view.snapshot = serde_json::to_value(&snapshot).ok();
+                api::to_result(&view)
+            }
+            Command::Rekey { tunnel } => self.rekey(&tunnel),
+            Command::Reload => self.reload_and_report("socket"),
+            Command::Load { tunnel } => {
+                let r = self.load_tunnel(&tunnel);
+                self.report_change("load", r)
+            }
+            Command::Unload { tunnel } => {
+                let r = self.unload_tunnel(&tunnel);
+                self.report_change("unload", r)
+            }
+            Command::Initiate { tunnel } => self
+                .initiate(&tunnel)
+                .map(|m| serde_json::json!({ "message": m.trim_end() }))
+                .map_err(|e| ApiError::failed(e.to_string())),
+            Command::Terminate { tunnel } => self
+                .terminate(&tunnel)
+                .map(|m| serde_json::json!({ "message": m.trim_end() }))
+                .map_err(|e| ApiError::failed(e.to_string())),
+            Command::Log { filter } => self.log(filter),
+            // Served by the socket's thread; never forwarded.
+            Command::Subscribe => Err(ApiError::bad_request(
+                "subscribe is served by the socket itself",
+            )),
+        }
+    }
+
+    /// Every tunnel, manual and IKE, in file order; with `counters`, each
+    /// Child SA's packets and bytes from the workers.
+    fn tunnel_views(&self, now: Instant, counters: bool) -> Vec<api::TunnelView> {
+        let mut manual = api::manual_tunnels(&self.config).into_iter();
+        let mut ike = self.ike.tunnel_views(now).into_iter();
+        let mut out: Vec<api::TunnelView> = self
+            .config
+            .tunnels
+            .iter()
+            .filter_map(|t| {
+                if t.ike.is_some() {
+                    ike.next()
+                } else {
+                    manual.next()
+                }
+            })
+            .collect();
+        if counters {
+            let mut by_spi: BTreeMap<(bool, u32), api::SaCountersView> = BTreeMap::new();
+            for w in self.collect() {
+                for (inbound, list) in [(false, &w.outbound), (true, &w.inbound)] {
+                    for sa in list {
+                        let c = by_spi.entry((inbound, sa.spi.get())).or_default();
+                        c.packets += sa.counters.packets;
+                        c.bytes += sa.counters.bytes;
+                    }
                 }
             }
-            "reload" => match self.reload() {
-                Ok(r) if !r.applied => format!("error: {r}"),
-                Ok(r) => r.to_string(),
-                Err(e) => format!("error: {e}\n"),
-            },
-            other => {
-                format!("error: unknown command {other:?} (stats, tunnels, rekey TUNNEL, reload)\n")
+            let find = |inbound: bool, spi: &str| {
+                u32::from_str_radix(spi, 16)
+                    .ok()
+                    .and_then(|s| by_spi.get(&(inbound, s)).copied())
+            };
+            for c in out.iter_mut().flat_map(|t| t.child_sas.iter_mut()) {
+                c.inbound = find(true, &c.spi_in);
+                c.outbound = find(false, &c.spi_out);
             }
+        }
+        out
+    }
+
+    fn rekey(&mut self, tunnel: &str) -> Answer {
+        match self.config.tunnels.iter().find(|t| t.name == tunnel) {
+            None => return Err(ApiError::not_found(format!("no tunnel {tunnel:?}"))),
+            Some(t) if t.ike.is_none() => {
+                return Err(ApiError::failed(format!(
+                    "tunnel {tunnel} is manually keyed: change its SAs and reload"
+                )))
+            }
+            Some(_) => {}
+        }
+        let r = self.ike.rekey(Instant::now(), tunnel);
+        self.apply_ike();
+        match r {
+            Ok(message) => Ok(serde_json::json!({ "message": message.trim_end() })),
+            Err(e) => Err(ApiError::failed(e)),
+        }
+    }
+
+    fn log(&self, filter: Option<String>) -> Answer {
+        let Some(f) = &self.options.log_filter else {
+            return Err(ApiError::failed(
+                "this gateway cannot read or change its log filter at run time",
+            ));
+        };
+        if let Some(new) = filter {
+            f.set(&new)
+                .map_err(|e| ApiError::bad_request(format!("log filter {new:?}: {e}")))?;
+            tracing::info!(filter = %new, "log filter changed through the control socket");
+        }
+        api::to_result(&api::LogView { filter: f.get() })
+    }
+
+    /// Reloads, logs the outcome and tells subscribers; `trigger` says
+    /// who asked (`socket`, `sighup`).
+    fn reload_and_report(&mut self, trigger: &str) -> Answer {
+        let r = self.reload();
+        self.report_change(trigger, r)
+    }
+
+    /// The answer to a reload, `load` or `unload`: the report (what
+    /// changed, or what was refused and why) as the result, or as the
+    /// error's message when nothing was applied; logged and sent to
+    /// subscribers either way.
+    fn report_change(&mut self, trigger: &str, r: Result<ReloadReport, Error>) -> Answer {
+        let (ok, message, report) = match &r {
+            Ok(rep) => (rep.applied, rep.to_string(), serde_json::to_value(rep).ok()),
+            Err(e) => (false, e.to_string(), None),
+        };
+        let message = message.trim_end().to_string();
+        if ok {
+            tracing::info!(trigger, "{message}");
+        } else {
+            tracing::error!(trigger, error = %message, "configuration change refused");
+        }
+        self.socket.emit(&Event::Reload {
+            trigger: trigger.into(),
+            ok,
+            message: message.clone(),
+        });
+        if ok {
+            Ok(serde_json::json!({ "message": message, "report": report }))
+        } else {
+            Err(ApiError::failed(message))
+        }
+    }
+
+    /// A SIGHUP since the last turn: reload.
+    fn reload_on_signal(&mut self) {
+        let hup = self
+            .options
+            .reload_signal
+            .as_ref()
+            .is_some_and(|f| f.swap(false, Ordering::Relaxed));
+        if hup {
+            let _ = self.reload_and_report("sighup");
         }
     }
 }
@@ -950,6 +1153,7 @@ pub fn run(
         slots,
         metrics,
         snapshot_requests,
+        learned: BTreeMap::new(),
     };
     control.apply_config()?;
 
@@ -963,6 +1167,7 @@ pub fn run(
             break;
         }
         control.serve_requests();
+        control.reload_on_signal();
         control.ike.tick(Instant::now());
         control.apply_ike();
     }

@@ -44,6 +44,7 @@ use dataplane::gateway::{IkeSpiTables, KnownIkeSpis};
 use dataplane::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr};
 use zeroize::Zeroizing;
 
+use crate::api::Event;
 use crate::config::{self, GatewayConfig, IkeId, Tunnel};
 use crate::ike::crypto::{EspCipher, IkeCipher, Integ, Prf, SecretBytes};
 use crate::ike::message::{
@@ -243,6 +244,9 @@ pub struct IkeDriver {
     /// Half-open SAs that time out are mostly spoofed IKE_SA_INITs: their
     /// warnings are rate-limited.
     half_open_log: LogBudget,
+    /// For the control API's subscribers, since the last
+    /// [`IkeDriver::take_events`].
+    events: Vec<crate::api::Event>,
 }
 
 /// At most one log line per interval for events an unauthenticated sender
@@ -878,6 +882,7 @@ impl IkeDriver {
             known_dirty: false,
             known_refreshed: now,
             half_open_log: LogBudget::default(),
+            events: Vec::new(),
         })
     }
 
@@ -1174,6 +1179,11 @@ impl IkeDriver {
         std::mem::take(&mut self.actions)
     }
 
+    /// The events for the control API's subscribers since the last call.
+    pub fn take_events(&mut self) -> Vec<crate::api::Event> {
+        std::mem::take(&mut self.events)
+    }
+
     /// The data-plane SAs every IKE tunnel wants now: the inbound SA of
     /// each Child SA (a rekeyed one's until its grace period ends) and
     /// the outbound SA of the one in service.
@@ -1456,6 +1466,21 @@ impl IkeDriver {
                     .map(|s| format!("{:016x}_i {:016x}_r", s.spi_i, s.spi_r))
                     .unwrap_or_default();
                 tracing::info!(tunnel = %t.tunnel.name, %local, %remote, ike_spis = %spis, %suite, "IKE: IKE SA established (IKE_SA_INIT + IKE_AUTH, PSK authenticated)");
+                let (spi_i, spi_r) = secrets.as_ref().map_or_else(
+                    || (format!("{:016x}", ike.0), String::new()),
+                    |s| (format!("{:016x}", s.spi_i), format!("{:016x}", s.spi_r)),
+                );
+                let tunnel = t.tunnel.name.clone();
+                self.events.push(Event::TunnelUp {
+                    tunnel: tunnel.clone(),
+                });
+                self.events.push(Event::IkeSaEstablished {
+                    tunnel,
+                    spi_i,
+                    spi_r,
+                    local: local.to_string(),
+                    remote: remote.to_string(),
+                });
                 if let Some(s) = secrets {
                     self.keylog_ike(ti, &s);
                 }
@@ -1470,6 +1495,11 @@ impl IkeDriver {
                 }
                 let secrets = t.endpoint.ike_sa_secrets(new);
                 tracing::info!(tunnel = %t.tunnel.name, old = %format!("{:016x}", old.0), new = %format!("{:016x}", new.0), "IKE: IKE SA rekeyed");
+                self.events.push(Event::IkeSaRekeyed {
+                    tunnel: t.tunnel.name.clone(),
+                    old: format!("{:016x}", old.0),
+                    new: format!("{:016x}", new.0),
+                });
                 if let Some(s) = secrets {
                     self.keylog_ike(ti, &s);
                 }
@@ -1488,6 +1518,32 @@ impl IkeDriver {
                     Some(i) => i.id == ike,
                     None => reason != DownReason::Terminated,
                 };
+                // Half-open timeouts are mostly spoofed IKE_SA_INITs: not
+                // worth an event each.
+                if reason != DownReason::HalfOpenTimeout {
+                    let tunnel = t.tunnel.name.clone();
+                    self.events.push(Event::IkeSaDeleted {
+                        tunnel: tunnel.clone(),
+                        spi: format!("{:016x}", ike.0),
+                        reason: format!("{reason:?}"),
+                    });
+                    match reason {
+                        DownReason::PeerDead => self.events.push(Event::DpdTimeout {
+                            tunnel,
+                            remote: t.tunnel.endpoints.remote.to_string(),
+                        }),
+                        DownReason::AuthenticationFailed => {
+                            self.events.push(Event::AuthenticationFailed { tunnel })
+                        }
+                        _ => {}
+                    }
+                }
+                if current && t.state != LinkState::Down {
+                    self.events.push(Event::TunnelDown {
+                        tunnel: t.tunnel.name.clone(),
+                        reason: format!("{reason:?}"),
+                    });
+                }
                 if current {
                     t.ike = None;
                     t.state = LinkState::Down;
@@ -1511,6 +1567,12 @@ impl IkeDriver {
             IkeEvent::ChildSaUp(keys) => {
                 let t = &self.tunnels[ti];
                 tracing::info!(tunnel = %t.tunnel.name, spi_in = %format!("{:08x}", keys.inbound_spi), spi_out = %format!("{:08x}", keys.outbound_spi), alg = %esp_algorithm_name(&keys.algorithm), encap = keys.udp_encap.is_some(), "IKE: Child SA established");
+                self.events.push(Event::ChildSaInstalled {
+                    tunnel: t.tunnel.name.clone(),
+                    spi_in: format!("{:08x}", keys.inbound_spi),
+                    spi_out: format!("{:08x}", keys.outbound_spi),
+                    algorithm: esp_algorithm_name(&keys.algorithm),
+                });
                 self.keylog_esp(ti, &keys);
                 if let Some(id) = self.add_child(ti, keys, wall) {
                     self.switch_outbound(ti, id);
@@ -1522,6 +1584,12 @@ impl IkeDriver {
                 if let Some(c) = t.children.get_mut(&old.0) {
                     c.rekeyed = true;
                 }
+                self.events.push(Event::ChildSaRekeyed {
+                    tunnel: t.tunnel.name.clone(),
+                    old: format!("{:08x}", old.0),
+                    spi_in: format!("{:08x}", new.inbound_spi),
+                    spi_out: format!("{:08x}", new.outbound_spi),
+                });
                 self.keylog_esp(ti, &new);
                 if let Some(id) = self.add_child(ti, new, wall) {
                     // No outbound Child SA at all (e.g. it failed to
@@ -1538,6 +1606,11 @@ impl IkeDriver {
                 };
                 self.sas_changed = true;
                 tracing::info!(tunnel = %t.tunnel.name, spi_in = %format!("{:08x}", c.keys.inbound_spi), spi_out = %format!("{:08x}", c.keys.outbound_spi), rekeyed = c.rekeyed, "IKE: Child SA deleted");
+                self.events.push(Event::ChildSaDeleted {
+                    tunnel: t.tunnel.name.clone(),
+                    spi_in: format!("{:08x}", c.keys.inbound_spi),
+                    spi_out: format!("{:08x}", c.keys.outbound_spi),
+                });
                 let successor = t
                     .children
                     .iter()
@@ -1802,6 +1875,93 @@ impl IkeDriver {
             s.push_str("no IKE tunnels\n");
         }
         s
+    }
+
+    /// The IKE tunnels for the control API's `tunnels`, `ike-sas` and
+    /// `child-sas` (without SA counters, which the workers have).
+    pub fn tunnel_views(&self, now: Instant) -> Vec<crate::api::TunnelView> {
+        use crate::api::{ChildSaView, IkeSaView, TunnelView};
+        let secs = |since: Instant| now.saturating_duration_since(since).as_secs();
+        self.tunnels
+            .iter()
+            .map(|t| {
+                let name = &t.tunnel.name;
+                let ike_sa = t.ike.as_ref().and_then(|ike| {
+                    let sec = t.endpoint.ike_sa_secrets(ike.id)?;
+                    Some(IkeSaView {
+                        tunnel: name.clone(),
+                        spi_i: format!("{:016x}", sec.spi_i),
+                        spi_r: format!("{:016x}", sec.spi_r),
+                        role: if sec.initiator {
+                            "initiator"
+                        } else {
+                            "responder"
+                        }
+                        .into(),
+                        suite: ike_suite_name(&sec.suite),
+                        local: ike.local.to_string(),
+                        remote: ike.remote.to_string(),
+                        age_s: secs(ike.since),
+                    })
+                });
+                let child = |c: &ChildInfo, state: &str| ChildSaView {
+                    tunnel: name.clone(),
+                    kind: "ike".into(),
+                    spi_in: format!("{:08x}", c.keys.inbound_spi),
+                    spi_out: format!("{:08x}", c.keys.outbound_spi),
+                    algorithm: esp_algorithm_name(&c.keys.algorithm),
+                    encap: if c.keys.udp_encap.is_some() {
+                        "udp-encap"
+                    } else {
+                        "esp"
+                    }
+                    .into(),
+                    state: state.into(),
+                    age_s: Some(secs(c.since)),
+                    inbound: None,
+                    outbound: None,
+                };
+                let mut child_sas: Vec<ChildSaView> = t
+                    .children
+                    .values()
+                    .map(|c| {
+                        let state = if t.active_out == Some(c.keys.inbound_spi) {
+                            "active"
+                        } else if c.rekeyed {
+                            "rekeyed"
+                        } else {
+                            "standby"
+                        };
+                        child(c, state)
+                    })
+                    .collect();
+                child_sas.extend(t.retiring.iter().map(|(_, c)| child(c, "retiring")));
+                TunnelView {
+                    name: name.clone(),
+                    kind: "ike".into(),
+                    local: t.tunnel.endpoints.local.to_string(),
+                    peer: t.tunnel.endpoints.remote.to_string(),
+                    state: match t.state {
+                        LinkState::Up => "up",
+                        LinkState::Connecting => "connecting",
+                        LinkState::Down => "down",
+                    }
+                    .into(),
+                    last_down: match (t.state, t.last_down) {
+                        (LinkState::Down | LinkState::Connecting, Some(r)) => {
+                            Some(format!("{r:?}"))
+                        }
+                        _ => None,
+                    },
+                    failures: t.reinitiate_at.map(|_| t.failures),
+                    retry_in_s: t
+                        .reinitiate_at
+                        .map(|at| at.saturating_duration_since(now).as_secs()),
+                    ike_sa,
+                    child_sas,
+                }
+            })
+            .collect()
     }
 
     /// `ike.*` lines for `espresso stats`.
@@ -2158,10 +2318,41 @@ remote_addrs = "{peer}"
             );
         }
 
+        // The API's view and events of the same.
+        let views = a.tunnel_views(t0());
+        let v = &views[0];
+        assert_eq!(
+            (v.name.as_str(), v.kind.as_str(), v.state.as_str()),
+            ("t", "ike", "up")
+        );
+        let ike_sa = v.ike_sa.as_ref().expect("an IKE SA");
+        assert_eq!(ike_sa.role, "initiator");
+        assert_eq!(v.child_sas.len(), 1);
+        assert_eq!(v.child_sas[0].state, "active");
+        assert_eq!(v.child_sas[0].spi_out, format!("{:08x}", out_a[0]));
+        let types = |evs: Vec<Event>| -> Vec<String> {
+            evs.iter()
+                .map(|e| {
+                    serde_json::to_value(e).unwrap()["type"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            types(a.take_events()),
+            ["tunnel_up", "ike_sa_established", "child_sa_installed"]
+        );
+        let _ = b.take_events();
+
         // A rekey started by the responder: new inbound SAs first, then the
         // outbound moves, then the old inbound goes after the grace period.
         b.rekey(t0(), "t").unwrap();
         let (acts_a, acts_b) = exchange_planned(&mut a, &mut pa, &mut b, &mut pb);
+        let evs = types(a.take_events());
+        assert!(evs.contains(&"child_sa_rekeyed".to_string()), "{evs:?}");
+        assert!(evs.contains(&"child_sa_deleted".to_string()), "{evs:?}");
         let (in2_a, out2_a) = installed(&acts_a);
         let (in2_b, out2_b) = installed(&acts_b);
         assert_eq!(

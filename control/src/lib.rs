@@ -11,7 +11,9 @@
 //! [`forward`]) are left out; the rest builds and tests anywhere.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod control_socket;
 pub mod eal_args;

@@ -25,50 +25,14 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(r) = control::client::run(&cli) {
+        return Ok(r?);
+    }
     match cli.command {
         Command::Run {
             config,
             idle_sleep_us,
         } => run_gateway(config, idle_sleep_us),
-        Command::Stats { config } => {
-            let gateway = control::config::GatewayConfig::load(&config)?;
-            print!(
-                "{}",
-                control::control_socket::query(&gateway.control.socket, "stats")
-                    .map_err(|e| e.to_string())?
-            );
-            Ok(())
-        }
-        Command::Tunnels { config } => {
-            let gateway = control::config::GatewayConfig::load(&config)?;
-            print!(
-                "{}",
-                control::control_socket::query(&gateway.control.socket, "tunnels")
-                    .map_err(|e| e.to_string())?
-            );
-            Ok(())
-        }
-        Command::Rekey { config, tunnel } => {
-            let gateway = control::config::GatewayConfig::load(&config)?;
-            let answer =
-                control::control_socket::query(&gateway.control.socket, &format!("rekey {tunnel}"))
-                    .map_err(|e| e.to_string())?;
-            print!("{answer}");
-            if answer.starts_with("error") {
-                return Err("rekey failed".into());
-            }
-            Ok(())
-        }
-        Command::Reload { config } => {
-            let gateway = control::config::GatewayConfig::load(&config)?;
-            let answer = control::control_socket::query(&gateway.control.socket, "reload")
-                .map_err(|e| e.to_string())?;
-            print!("{answer}");
-            if answer.starts_with("error") {
-                return Err("reload failed".into());
-            }
-            Ok(())
-        }
         Command::Check { config } => {
             // Every error and warning (stderr), then the host's checks (PCI
             // devices and their drivers, hugepages), then `ok` or exit 1.
@@ -120,6 +84,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             memory,
             eal,
         } => forward(ports, duration, report_every, lcores, memory, eal),
+        // Answered by `control::client` above.
+        _ => Ok(()),
     }
 }
 
@@ -136,11 +102,15 @@ fn run_gateway(
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
     let report = control::gateway::run(
         gateway,
         control::gateway::RunOptions {
             config_path: config,
             idle_sleep: Duration::from_micros(idle_sleep_us),
+            log_filter: None,
+            reload_signal: Some(reload),
         },
         stop,
     )

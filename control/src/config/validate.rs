@@ -560,7 +560,7 @@ pub(crate) fn parse_lcore_list(list: &str) -> Result<Vec<u32>, String> {
 fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigError> {
     let socket = raw
         .socket
-        .unwrap_or_else(|| PathBuf::from("/run/espresso/espresso.sock"));
+        .unwrap_or_else(|| PathBuf::from(crate::client::DEFAULT_SOCKET));
     if socket.as_os_str().is_empty() {
         return Err(cx.err("control.socket", "must not be empty"));
     }
