@@ -138,6 +138,7 @@ impl Control {
     /// need a restart (the IKE driver keeps the configuration it started
     /// with).
     fn reload(&mut self) -> Result<String, Error> {
+        let _reloading = crate::systemd::Reloading::begin();
         let fresh = GatewayConfig::load(&self.options.config_path)?;
         if fresh.interfaces.len() != self.config.interfaces.len()
             || fresh
@@ -151,12 +152,26 @@ impl Control {
             );
         }
         self.apply_config(Some(fresh))?;
+        if let Some(l) = crate::logging::get() {
+            l.apply_config(&self.config);
+        }
+        crate::systemd::status(&self.status_line());
         Ok(format!(
             "reloaded {}: {} inbound SAs, {} outbound SAs\n",
             self.options.config_path.display(),
             self.planner.installed().inbound(),
             self.planner.installed().outbound()
         ))
+    }
+
+    /// `systemctl status`'s line.
+    fn status_line(&self) -> String {
+        format!(
+            "running: {} workers, {} inbound SAs, {} outbound SAs",
+            self.to_workers.len(),
+            self.planner.installed().inbound(),
+            self.planner.installed().outbound()
+        )
     }
 
     fn collect(&self) -> Vec<WorkerStats> {
@@ -623,12 +638,18 @@ pub fn run(
         started: Instant::now(),
     };
     control.apply_config(None)?;
+    // Each worker answers after the SAs and policies queued before: once
+    // all have, the gateway is up (systemd's READY=1).
+    control.collect();
+    crate::systemd::ready(&control.status_line());
+    let mut watchdog = crate::systemd::Watchdog::from_env();
 
     tracing::info!(socket = %socket_path.display(), workers, "espresso running");
     control.ike.start(Instant::now());
     control.apply_ike();
 
     while !stop.load(Ordering::Relaxed) {
+        watchdog.ping(Instant::now());
         control.wait(Duration::from_millis(20));
         if !control.drain_workers() {
             break;
@@ -639,6 +660,7 @@ pub fn run(
     }
 
     tracing::info!("stopping");
+    crate::systemd::stopping();
     let before_stop = control.collect();
     control.broadcast(|| ControlMsg::Stop);
     let mut finals = Vec::new();

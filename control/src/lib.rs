@@ -21,4 +21,6 @@ pub mod forward;
 pub mod gateway;
 pub use ike;
 pub mod ike_driver;
+pub mod logging;
 pub mod sa;
+pub mod systemd;

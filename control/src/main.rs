@@ -13,12 +13,8 @@ use clap::Parser;
 use control::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Text on stderr until `run` has read its configuration (control::logging).
+    control::logging::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -101,6 +97,7 @@ fn run_gateway(
     idle_sleep_us: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let gateway = control::config::GatewayConfig::load(&config)?;
+    control::logging::init().apply_config(&gateway);
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;

@@ -47,6 +47,7 @@ pub(super) struct RawControl {
     pub socket: Option<PathBuf>,
     pub socket_group: Option<String>,
     pub log: Option<String>,
+    pub log_format: Option<String>,
     pub ike_cookie_threshold: Option<usize>,
     pub ike_half_open_per_source: Option<usize>,
     pub ike_half_open_max: Option<usize>,

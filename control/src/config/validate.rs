@@ -24,7 +24,8 @@ use super::raw::*;
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
     ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, IkeConfig, IkeId,
-    Interface, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, SocketGroup, StartAction, Tunnel,
+    Interface, LogFormat, MacAddr, ManualSa, Neighbour, Role, Route, SaPair, SocketGroup,
+    StartAction, Tunnel,
 };
 
 /// TOML text to the raw structs; syntax and type errors keep the parser's
@@ -249,6 +250,18 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
     let log = raw.log.unwrap_or_else(|| "info".to_string());
     tracing_subscriber::EnvFilter::try_new(&log)
         .map_err(|e| cx.err("control.log", format!("\"{log}\" is not a log filter: {e}")))?;
+    let log_format = match raw.log_format {
+        None => LogFormat::Auto,
+        Some(name) => LogFormat::from_name(&name).ok_or_else(|| {
+            cx.err(
+                "control.log_format",
+                format!(
+                    "\"{name}\" is not a log format (one of {})",
+                    LogFormat::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
     let socket_group = match raw.socket_group {
         None => None,
         Some(name) => match nix::unistd::Group::from_name(&name) {
@@ -304,6 +317,7 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
         socket,
         socket_group,
         log,
+        log_format,
         ike_cookie_threshold,
         ike_half_open_per_source,
         ike_half_open_max,
