@@ -174,7 +174,11 @@ impl Logging {
         }
         let (layer, got, error) = match want {
             Sink::Journald => match tracing_journald::layer() {
-                Ok(j) => (Box::new(j) as Output, Sink::Journald, None),
+                Ok(j) => (
+                    Box::new(j.with_priority_mappings(journal_priorities())) as Output,
+                    Sink::Journald,
+                    None,
+                ),
                 Err(e) => (output_layer(Sink::Text), Sink::Text, Some(e)),
             },
             other => (output_layer(other), other, None),
@@ -197,6 +201,20 @@ impl Logging {
             tracing::warn!(error = %e, "no journal to log to; logging text to stderr");
         }
     }
+}
+
+/// Syslog priorities by level, so that `journalctl -p info` means what
+/// `[control] log = "info"` does (the crate's default puts INFO at
+/// notice, DEBUG at info).
+fn journal_priorities() -> tracing_journald::PriorityMappings {
+    use tracing_journald::Priority;
+    let mut m = tracing_journald::PriorityMappings::new();
+    m.error = Priority::Error;
+    m.warn = Priority::Warning;
+    m.info = Priority::Informational;
+    m.debug = Priority::Debug;
+    m.trace = Priority::Debug;
+    m
 }
 
 fn output_layer(sink: Sink) -> Output {

@@ -264,8 +264,10 @@ mod notify {
     const K36_B: &str =
         "0xf0f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f10111213";
 
-    /// Two null ports (no namespaces needed), one manual SA pair, JSON logs.
-    fn config(socket: &Path) -> String {
+    /// Two null ports (no namespaces needed), one manual SA pair, and
+    /// `log_format` (none: the default).
+    fn config(socket: &Path, log_format: Option<&str>) -> String {
+        let log_format = log_format.map_or(String::new(), |f| format!("log_format = \"{f}\""));
         format!(
             r#"
 [dataplane]
@@ -276,7 +278,7 @@ mbufs = 4095
 [control]
 socket = "{}"
 log = "debug"
-log_format = "json"
+{log_format}
 
 [[interface]]
 name = "lan"
@@ -335,6 +337,33 @@ remote = "192.0.2.2"
         Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
+    /// The fields of a datagram of the journal's native protocol: `KEY=value\n`,
+    /// or `KEY\n`, a 64-bit little-endian length, the value and `\n` (for
+    /// values that may hold newlines).
+    fn journal_fields(mut d: &[u8]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while !d.is_empty() {
+            let end = d
+                .iter()
+                .position(|&b| b == b'\n' || b == b'=')
+                .expect("key");
+            let key = String::from_utf8_lossy(&d[..end]).into_owned();
+            if d[end] == b'=' {
+                let rest = &d[end + 1..];
+                let nl = rest.iter().position(|&b| b == b'\n').expect("newline");
+                out.push((key, String::from_utf8_lossy(&rest[..nl]).into_owned()));
+                d = &rest[nl + 1..];
+            } else {
+                let len = u64::from_le_bytes(d[end + 1..end + 9].try_into().unwrap()) as usize;
+                let value = &d[end + 9..end + 9 + len];
+                assert_eq!(d[end + 9 + len], b'\n');
+                out.push((key, String::from_utf8_lossy(value).into_owned()));
+                d = &d[end + 10 + len..];
+            }
+        }
+        out
+    }
+
     /// Notifications until one has `line`; all of them, in order.
     fn until(sock: &UnixDatagram, line: &str, within: Duration) -> Vec<String> {
         let deadline = Instant::now() + within;
@@ -360,7 +389,7 @@ remote = "192.0.2.2"
         let dir = TempDir::new("notify");
         let control_sock = dir.0.join("espresso.sock");
         let cfg = dir.0.join("espresso.toml");
-        std::fs::write(&cfg, config(&control_sock)).unwrap();
+        std::fs::write(&cfg, config(&control_sock, Some("json"))).unwrap();
         let notify_path = dir.0.join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         let stderr_path = dir.0.join("stderr");
@@ -469,10 +498,110 @@ remote = "192.0.2.2"
         assert!(message("stopping"), "{log}");
         assert!(log.contains("log output changes"), "{log}");
     }
+
+    /// Under systemd (`JOURNAL_STREAM` naming stderr, as systemd sets it)
+    /// the default `log_format` sends events to the journal's socket in
+    /// its native protocol, with their priority; stderr keeps only what
+    /// came before. The journal socket is the test's, mounted at
+    /// `/run/systemd/journal` in a mount namespace of the gateway's own.
+    #[test]
+    fn auto_logs_to_the_journal_when_stderr_is_it() {
+        require!(Need::Root, Need::Program("unshare"), Need::Program("mount"));
+        use std::os::unix::fs::MetadataExt;
+        let dir = TempDir::new("journal");
+        let journal_dir = dir.0.join("journal");
+        std::fs::create_dir(&journal_dir).unwrap();
+        let journal = UnixDatagram::bind(journal_dir.join("socket")).unwrap();
+        let cfg = dir.0.join("espresso.toml");
+        std::fs::write(&cfg, config(&dir.0.join("espresso.sock"), None)).unwrap();
+        let stderr_path = dir.0.join("stderr");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let meta = stderr.metadata().unwrap();
+        let script = format!(
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && \
+             mount --bind '{}' /run/systemd/journal && exec '{}' run --idle-sleep-us 200 -c '{}'",
+            journal_dir.display(),
+            env!("CARGO_BIN_EXE_espresso"),
+            cfg.display()
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut gw = Gateway(child);
+        // One datagram per event.
+        let mut running = None;
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut buf = vec![0u8; 65536];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            journal.set_read_timeout(Some(left)).unwrap();
+            let Ok(n) = journal.recv(&mut buf) else {
+                break;
+            };
+            let fields = journal_fields(&buf[..n]);
+            let message = fields.iter().find(|(k, _)| k == "MESSAGE");
+            if message.is_some_and(|(_, v)| v == "espresso running") {
+                running = Some(fields);
+                break;
+            }
+            seen.push(fields);
+        }
+        let mut log = String::new();
+        let read_log = |log: &mut String| {
+            log.clear();
+            std::fs::File::open(&stderr_path)
+                .unwrap()
+                .read_to_string(log)
+                .unwrap();
+        };
+        read_log(&mut log);
+        let running =
+            running.unwrap_or_else(|| panic!("no event at the journal ({seen:?}); stderr:\n{log}"));
+        let field = |k: &str| {
+            running
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        // INFO is syslog's informational, not the crate's default notice.
+        assert_eq!(field("PRIORITY"), Some("6"), "{running:?}");
+        assert_eq!(field("SYSLOG_IDENTIFIER"), Some("espresso"), "{running:?}");
+        assert_eq!(field("F_WORKERS"), Some("1"), "{running:?}");
+        assert_eq!(field("TARGET"), Some("control::gateway"), "{running:?}");
+        assert!(log.contains("log output changes to=\"journald\""), "{log}");
+        assert!(!log.contains("espresso running"), "{log}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(gw.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = gw.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "espresso did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        read_log(&mut log);
+        assert!(status.success(), "{status}\n{log}");
+    }
 }
 
 #[cfg(not(have_dpdk))]
 #[test]
 fn ready_after_ports_and_sas_then_reloading_and_stopping() {
+    require!(Need::Dpdk(false));
+}
+
+#[cfg(not(have_dpdk))]
+#[test]
+fn auto_logs_to_the_journal_when_stderr_is_it() {
     require!(Need::Dpdk(false));
 }
