@@ -11,9 +11,9 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
 	iproute2 iputils-ping ethtool iperf3 tshark tcpdump python3 python3-scapy python3-cryptography \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins \
 	libstrongswan-standard-plugins libstrongswan-extra-plugins \
-	fonts-dejavu-core prometheus mmdebstrap
+	fonts-dejavu-core prometheus mmdebstrap systemd groff-base
 
-.PHONY: all deps build test test-portable fuzz fuzz-long lint doc msrv bench demo compose-demo clean
+.PHONY: all deps build install uninstall test test-portable fuzz fuzz-long lint doc msrv bench demo compose-demo clean
 
 all: build
 
@@ -31,6 +31,58 @@ deps:
 
 build: deps
 	$(CARGO) build --release --workspace
+	$(CARGO) run -q --release -p espresso-control --example gen-docs -- $(DOCS_DIR) >/dev/null
+
+# `make install` (as root, after `make build` as anyone: it rebuilds
+# nothing that is up to date) puts the gateway, its systemd unit, man
+# pages, shell completions and an example configuration under PREFIX
+# (and SYSCONFDIR), below DESTDIR for packaging. The man pages and
+# completions are generated from the command line's definition by
+# control/examples/gen-docs.rs during `make build`. The example is
+# installed as espresso.toml.example only: a gateway must never start on
+# the public keys of an example, so espresso.toml is the operator's to
+# write (the unit will not start without it). `make uninstall` removes
+# what install put there and leaves espresso.toml.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR ?=
+BINDIR := $(PREFIX)/bin
+MANDIR := $(PREFIX)/share/man
+# In systemd's search path for local units (systemd.unit(5)), next to the
+# /usr/local binary it starts.
+UNITDIR := $(PREFIX)/lib/systemd/system
+BASHCOMPDIR := $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR := $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR := $(PREFIX)/share/fish/vendor_completions.d
+ESPRESSO_BIN ?= target/release/espresso
+DOCS_DIR ?= target/release/docs
+
+install: build
+	@test -x "$(ESPRESSO_BIN)" || { echo "$(ESPRESSO_BIN) is missing: make build" >&2; exit 1; }
+	@test -f "$(DOCS_DIR)/man1/espresso.1" || { echo "$(DOCS_DIR) has no man pages: make build" >&2; exit 1; }
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	[ -d $(DESTDIR)$(SYSCONFDIR)/espresso ] || install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/espresso
+	install -m 0755 $(ESPRESSO_BIN) $(DESTDIR)$(BINDIR)/espresso
+	sed -e 's|/usr/local/bin/espresso|$(BINDIR)/espresso|g' -e 's|/etc/espresso/|$(SYSCONFDIR)/espresso/|g' \
+		control/systemd/espresso.service > $(DESTDIR)$(UNITDIR)/espresso.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/espresso.service
+	install -m 0644 $(DOCS_DIR)/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(DOCS_DIR)/completions/espresso.bash $(DESTDIR)$(BASHCOMPDIR)/espresso
+	install -m 0644 $(DOCS_DIR)/completions/_espresso $(DESTDIR)$(ZSHCOMPDIR)/_espresso
+	install -m 0644 $(DOCS_DIR)/completions/espresso.fish $(DESTDIR)$(FISHCOMPDIR)/espresso.fish
+	install -m 0644 examples/site-a.toml $(DESTDIR)$(SYSCONFDIR)/espresso/espresso.toml.example
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed; write $(SYSCONFDIR)/espresso/espresso.toml (see espresso.toml.example), then: systemctl enable --now espresso"
+
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now espresso 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(BINDIR)/espresso $(DESTDIR)$(UNITDIR)/espresso.service \
+		$(DESTDIR)$(MANDIR)/man1/espresso.1 $(DESTDIR)$(MANDIR)/man1/espresso-*.1 \
+		$(DESTDIR)$(BASHCOMPDIR)/espresso $(DESTDIR)$(ZSHCOMPDIR)/_espresso \
+		$(DESTDIR)$(FISHCOMPDIR)/espresso.fish $(DESTDIR)$(SYSCONFDIR)/espresso/espresso.toml.example
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/espresso 2>/dev/null
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 # Everything, as root with every Debian package: ESPRESSO_TEST_FULL makes
 # a test whose prerequisite is missing fail instead of skipping

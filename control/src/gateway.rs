@@ -253,7 +253,9 @@ impl Control {
             self.ike.set_admission(&target.control);
         }
         if diff.log {
-            crate::log_filter::set(&target.control.log);
+            if let Some(l) = crate::logging::get() {
+                l.apply_config(&target);
+            }
         }
 
         self.config = target;
@@ -310,10 +312,13 @@ impl Control {
     /// something fixed at start-up changes nothing either (the report
     /// lists what was refused and why).
     fn reload(&mut self) -> Result<ReloadReport, Error> {
+        let _reloading = crate::systemd::Reloading::begin();
         let fresh = GatewayConfig::load(&self.options.config_path)
             .map_err(|e| format!("{e}; nothing changed"))?;
         let diff = reload::diff(&self.config, &fresh);
-        self.apply_diff("reload".into(), fresh, diff, Vec::new())
+        let r = self.apply_diff("reload".into(), fresh, diff, Vec::new());
+        crate::systemd::status(&self.status_line());
+        r
     }
 
     /// Re-reads the configuration file and adds tunnel `name` from it, or
@@ -461,6 +466,16 @@ impl Control {
             },
             metrics: self.metrics.as_ref().map(|m| m.stats().counts()),
         })
+    }
+
+    /// `systemctl status`'s line.
+    fn status_line(&self) -> String {
+        format!(
+            "running: {} workers, {} inbound SAs, {} outbound SAs",
+            self.to_workers.len(),
+            self.planner.installed().inbound(),
+            self.planner.installed().outbound()
+        )
     }
 
     fn collect(&self) -> Vec<WorkerStats> {
@@ -988,10 +1003,6 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<String, Error> {
     let workers = config.dataplane.workers as usize;
-    // `RUST_LOG`, when set, chose the filter; otherwise the file does.
-    if std::env::var_os("RUST_LOG").is_none() {
-        crate::log_filter::set(&config.control.log);
-    }
     // Before EAL pins this thread to its lcore and narrows what we see.
     let cores = worker_cores(&config);
     let huge = crate::host::decide_hugepages(
@@ -1156,12 +1167,18 @@ pub fn run(
         learned: BTreeMap::new(),
     };
     control.apply_config()?;
+    // Each worker answers after the SAs and policies queued before: once
+    // all have, the gateway is up (systemd's READY=1).
+    control.collect();
+    crate::systemd::ready(&control.status_line());
+    let mut watchdog = crate::systemd::Watchdog::from_env();
 
     tracing::info!(socket = %socket_path.display(), workers, "espresso running");
     control.ike.start(Instant::now());
     control.apply_ike();
 
     while !stop.load(Ordering::Relaxed) {
+        watchdog.ping(Instant::now());
         control.wait(Duration::from_millis(20));
         if !control.drain_workers() {
             break;
@@ -1173,6 +1190,7 @@ pub fn run(
     }
 
     tracing::info!("stopping");
+    crate::systemd::stopping();
     let before_stop = control.collect();
     control.broadcast(|| ControlMsg::Stop);
     let mut finals = Vec::new();

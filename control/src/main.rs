@@ -13,7 +13,8 @@ use clap::Parser;
 use control::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    control::log_filter::init("info");
+    // Text on stderr until `run` has read its configuration (control::logging).
+    control::logging::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -99,6 +100,8 @@ fn run_gateway(
     idle_sleep_us: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let gateway = control::config::GatewayConfig::load(&config)?;
+    let logging = control::logging::init();
+    logging.apply_config(&gateway);
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
@@ -109,7 +112,7 @@ fn run_gateway(
         control::gateway::RunOptions {
             config_path: config,
             idle_sleep: Duration::from_micros(idle_sleep_us),
-            log_filter: None,
+            log_filter: Some(Arc::new(logging.clone())),
             reload_signal: Some(reload),
         },
         stop,

@@ -169,6 +169,9 @@ pub struct ControlConfig {
     /// Log filter (`tracing_subscriber::EnvFilter` syntax, e.g. `info` or
     /// `control=debug,info`).
     pub log: String,
+    /// Where and how the gateway's log is written (`espresso run` only;
+    /// the client commands always log text to stderr).
+    pub log_format: LogFormat,
     /// Half-open IKE SAs (all tunnels) above which IKE_SA_INIT must carry
     /// a COOKIE (RFC 7296 §2.6).
     pub ike_cookie_threshold: usize,
@@ -187,6 +190,38 @@ pub struct MetricsConfig {
     /// Where `GET /metrics` is served (plain HTTP: meant for loopback or
     /// a management network); `None` (the default) serves nothing.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[control] log_format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// The journal's native protocol when stderr is the journal (a systemd
+    /// service), text otherwise.
+    #[default]
+    Auto,
+    /// One human-readable line per event on stderr.
+    Text,
+    /// One JSON object per event on stderr, for log shippers.
+    Json,
+    /// The journal's native protocol (fields and priorities kept), whether
+    /// or not stderr is the journal.
+    Journald,
+}
+
+impl LogFormat {
+    /// The spellings `[control] log_format` takes.
+    pub const NAMES: [&'static str; 4] = ["auto", "text", "json", "journald"];
+
+    /// Parses one of [`LogFormat::NAMES`].
+    pub fn from_name(name: &str) -> Option<LogFormat> {
+        match name {
+            "auto" => Some(LogFormat::Auto),
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            "journald" => Some(LogFormat::Journald),
+            _ => None,
+        }
+    }
 }
 
 /// `[control] socket_group`, resolved.

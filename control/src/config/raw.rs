@@ -17,6 +17,7 @@ use toml_edit::Item;
 
 use super::reader::{one_string, Tbl};
 use super::secret::RawSecret;
+use super::LogFormat;
 
 #[derive(Debug)]
 pub(super) struct RawConfig {
@@ -52,6 +53,7 @@ pub(super) struct RawControl {
     pub socket: Option<PathBuf>,
     pub socket_group: Option<String>,
     pub log: Option<String>,
+    pub log_format: Option<String>,
     pub ike_cookie_threshold: Option<usize>,
     pub ike_half_open_per_source: Option<usize>,
     pub ike_half_open_max: Option<usize>,
@@ -310,6 +312,8 @@ fn read_control(t: Tbl) -> Option<RawControl> {
         socket: t.opt_path("socket"),
         socket_group: t.opt_str("socket_group"),
         log: t.opt_str("log"),
+        log_format: word(&t, "log_format", &LogFormat::NAMES, &LogFormat::NAMES)
+            .map(str::to_string),
         ike_cookie_threshold: t.opt_int("ike_cookie_threshold", U32),
         ike_half_open_per_source: t.opt_int("ike_half_open_per_source", U32),
         ike_half_open_max: t.opt_int("ike_half_open_max", U32),

@@ -368,6 +368,28 @@ fn crypto_backend_names() {
 }
 
 #[test]
+fn control_log_format() {
+    let c = parse(&base()).unwrap();
+    assert_eq!(c.control.log_format, LogFormat::Auto);
+    for (name, want) in [
+        ("text", LogFormat::Text),
+        ("json", LogFormat::Json),
+        ("journald", LogFormat::Journald),
+        ("auto", LogFormat::Auto),
+    ] {
+        let text = format!("{}\n[control]\nlog_format = \"{name}\"\n", base());
+        let c = parse(&text).unwrap();
+        assert_eq!(c.control.log_format, want, "{name}");
+    }
+    let text = format!("{}\n[control]\nlog_format = \"xml\"\n", base());
+    assert_invalid(
+        &text,
+        "control.log_format",
+        "expected \"auto\", \"text\", \"json\" or \"journald\"",
+    );
+}
+
+#[test]
 fn control_log_filter() {
     let text = format!("{}\n[control]\nlog = \"info,=[\"\n", base());
     assert_invalid(&text, "control.log", "not a log filter");

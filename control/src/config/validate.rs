@@ -26,7 +26,7 @@ use super::reader::{Diags, Tbl};
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
     ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, HugepageMode, IkeConfig,
-    IkeId, Interface, MacAddr, ManualSa, MetricsConfig, Neighbour, Role, Route, SaPair,
+    IkeId, Interface, LogFormat, MacAddr, ManualSa, MetricsConfig, Neighbour, Role, Route, SaPair,
     SocketGroup, StartAction, Tunnel,
 };
 use crate::host::{Device, PciAddr};
@@ -567,6 +567,12 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
     let log = raw.log.unwrap_or_else(|| "info".to_string());
     tracing_subscriber::EnvFilter::try_new(&log)
         .map_err(|e| cx.err("control.log", format!("\"{log}\" is not a log filter: {e}")))?;
+    // An unknown name was reported by the reader, with the valid ones.
+    let log_format = raw
+        .log_format
+        .as_deref()
+        .and_then(LogFormat::from_name)
+        .unwrap_or_default();
     let socket_group = match raw.socket_group {
         None => None,
         Some(name) => match nix::unistd::Group::from_name(&name) {
@@ -622,6 +628,7 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
         socket,
         socket_group,
         log,
+        log_format,
         ike_cookie_threshold,
         ike_half_open_per_source,
         ike_half_open_max,
