@@ -1469,7 +1469,7 @@ fn unknown_algorithms_list_the_supported_ones() {
 }
 
 #[test]
-fn lcores_must_be_online_cpus_of_this_host() {
+fn lcores_must_be_online_cpus_of_this_host_and_more_workers_share_them() {
     let host = validate::Host {
         online_cpus: Some(vec![0, 1]),
     };
@@ -1484,11 +1484,13 @@ fn lcores_must_be_online_cpus_of_this_host() {
         "{}",
         p[0]
     );
-    // The default list follows `workers`.
-    let (_, p) = check(&edit("workers = 1", "workers = 2"));
+    // Without `lcores`, more workers than CPUs share them: a warning.
+    let (c, p) = check(&edit("workers = 1", "workers = 2"));
+    assert!(c.is_some());
     assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].severity(), Severity::Warning);
     assert_eq!(p[0].field(), Some("dataplane.workers"));
-    assert!(p[0].reason().contains("\"0-2\" by default"), "{}", p[0]);
+    assert!(p[0].reason().contains("will share CPUs"), "{}", p[0]);
     // Unknown host: not checked.
     let (c, _) = validate::check(&text, Path::new(FILE), &validate::Host::default());
     assert!(c.is_some());

@@ -381,21 +381,29 @@ fn dataplane_config(cx: &Ctx, raw: RawDataplane) -> Result<DataplaneConfig, Conf
             .map(|c| c.to_string())
             .collect();
         if !missing.is_empty() {
-            let (field, how) = match lcores_given {
-                true => ("dataplane.lcores", format!("\"{lcores}\"")),
-                false => (
-                    "dataplane.workers",
-                    format!("{workers} worker(s) (lcores \"{lcores}\" by default)"),
-                ),
-            };
-            return Err(cx.err(
-                field,
+            if lcores_given {
+                // EAL cannot start on a CPU that is not there.
+                return Err(cx.err(
+                    "dataplane.lcores",
+                    format!(
+                        "\"{lcores}\" names CPU(s) {} that this host does not have online (online: {}); list online CPUs in `lcores` or lower `workers`",
+                        missing.join(", "),
+                        cpu_list(online)
+                    ),
+                ));
+            }
+            // Without `lcores` the workers take the online CPUs after the
+            // control thread's in turn: more workers than CPUs share them,
+            // which runs (a test machine, a shared host) but halves what
+            // each poll-mode worker can do.
+            cx.warn(
+                "dataplane.workers",
                 format!(
-                    "{how} names CPU(s) {} that this host does not have online (online: {}); lower `workers` or list online CPUs in `lcores`",
-                    missing.join(", "),
+                    "{workers} worker(s) and the control thread on {} online CPU(s) ({}): workers will share CPUs; set `lcores` to place them, or lower `workers`",
+                    online.len(),
                     cpu_list(online)
                 ),
-            ));
+            );
         }
     }
     let memory_mb = raw.memory_mb.unwrap_or(DataplaneConfig::DEFAULT_MEMORY_MB);
