@@ -131,11 +131,12 @@ impl Logging {
     pub fn set_filter(&self, f: &str) -> Result<(), String> {
         let new = EnvFilter::try_new(f).map_err(|e| format!("\"{f}\" is not a log filter: {e}"))?;
         let old = self.filter();
-        self.filter.reload(new).map_err(|e| e.to_string())?;
-        if old != self.filter() {
-            tracing::info!(from = %old, to = %self.filter(), "log filter changed");
+        let to = new.to_string();
+        if old != to {
+            // Under the old filter, which let the operator see this far.
+            tracing::info!(from = %old, to = %to, "log filter changes");
         }
-        Ok(())
+        self.filter.reload(new).map_err(|e| e.to_string())
     }
 
     /// Where the log goes now.
@@ -152,7 +153,9 @@ impl Logging {
         match &self.env_filter {
             Some(env) => {
                 if env != wanted {
-                    tracing::info!(rust_log = %env, control_log = %wanted, "RUST_LOG is set and wins over [control] log");
+                    // A warning, so that a RUST_LOG quieter than info still
+                    // shows why the file's setting has no effect.
+                    tracing::warn!(rust_log = %env, control_log = %wanted, "RUST_LOG is set and wins over [control] log");
                 }
             }
             None => {
