@@ -598,7 +598,9 @@ fn forward(command: Command, cx: &ClientCtx) -> Answer {
     match cx.requests.try_send(Request { command, reply: tx }) {
         Ok(()) => match rx.recv_timeout(REPLY_TIMEOUT) {
             Ok(a) => a,
-            Err(_) => {
+            // The control loop dropped the request unanswered: it stopped.
+            Err(RecvTimeoutError::Disconnected) => Err(ApiError::failed("the gateway is stopping")),
+            Err(RecvTimeoutError::Timeout) => {
                 cx.stats.reply_timeouts.fetch_add(1, Ordering::Relaxed);
                 Err(ApiError::new(
                     ErrorCode::Timeout,
