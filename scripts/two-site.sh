@@ -41,8 +41,9 @@
 #   api        the same two tunnels, driven through the control API on
 #              gwA: terminate and initiate the IKE one (down on both sides,
 #              its SAs gone, back with a new IKE SA), unload and load it
-#              (gwB sees the DELETE); the manual one loses no ping
-#              meanwhile; an unknown tunnel is refused by name
+#              (gwB sees the DELETE), then each pair back to back; the
+#              manual one loses no ping meanwhile; an unknown tunnel is
+#              refused by name
 #   demo       the ike scenario narrated, with bulk transfers (what `make
 #              demo` runs)
 #
@@ -936,6 +937,21 @@ scenario_api() {
     else fail "site not up after load: gwA $(tunnel_field a site), gwB $(tunnel_field b site)"; fi
     ping_check $NS_HA 10.2.0.20 3
     ping_check $NS_HA fd02::20 3
+
+    say "back to back: unload + load, then terminate + initiate"
+    before=$(tunnel_field a site)
+    "$BIN" --socket "$sock" unload site >/dev/null && "$BIN" --socket "$sock" load site >/dev/null || fail "unload + load failed"
+    if wait_state a site up 10 && wait_state b site up 5; then ok "site up after unload + load: $(tunnel_field a site)"
+    else fail "site after unload + load: gwA $(tunnel_field a site), gwB $(tunnel_field b site)"; fi
+    "$BIN" --socket "$sock" terminate site >/dev/null && "$BIN" --socket "$sock" initiate site >/dev/null || fail "terminate + initiate failed"
+    if wait_state a site up 10 && wait_state b site up 5; then ok "site up after terminate + initiate: $(tunnel_field a site)"
+    else fail "site after terminate + initiate: gwA $(tunnel_field a site), gwB $(tunnel_field b site)"; fi
+    ping_check $NS_HA 10.2.0.20 3
+    local site
+    for site in a b; do
+        out=$(stats $site | grep -c '^sa\.in\..*\.packets ' || true)
+        [ "$out" = 2 ] && ok "gw${site^^} holds 2 inbound SAs (one per tunnel)" || fail "gw${site^^} holds $out inbound SAs (want 2)"
+    done
 
     say "errors and JSON"
     if out=$("$BIN" --socket "$sock" terminate nosuch 2>&1); then fail "terminate nosuch succeeded: $out"
