@@ -38,6 +38,12 @@
 #              lifetime (a continuous ping loses nothing, its Child SA is
 #              not reinstalled), then its PSK (IKE SA re-established);
 #              a broken file and a refused change apply nothing
+#   api        the same two tunnels, driven through the control API on
+#              gwA: terminate and initiate the IKE one (down on both sides,
+#              its SAs gone, back with a new IKE SA), unload and load it
+#              (gwB sees the DELETE), then each pair back to back; the
+#              manual one loses no ping meanwhile; an unknown tunnel is
+#              refused by name
 #   demo       the ike scenario narrated, with bulk transfers (what `make
 #              demo` runs)
 #
@@ -813,6 +819,154 @@ scenario_reload() {
     stop_gateways
 }
 
+# tunnel_field SITE NAME: "STATE IKE_SPI_I CHILD_SPI_IN..." of tunnel NAME
+# on gwSITE from `espresso --json tunnels` ("absent" when not listed, "-"
+# for no IKE SA).
+tunnel_field() {
+    "$BIN" --socket "$DIR/gw-$1.sock" --json tunnels | $PY -c '
+import json, sys
+t = [x for x in json.load(sys.stdin) if x["name"] == sys.argv[1]]
+if not t: print("absent"); sys.exit()
+t = t[0]
+print(t["state"], (t.get("ike_sa") or {}).get("spi_i", "-"), *[c["spi_in"] for c in t["child_sas"]])' "$2"
+}
+
+# wait_state SITE NAME STATE SECONDS: until tunnel NAME's state on gwSITE
+# is STATE (or "absent"); 1 if it never is.
+wait_state() {
+    local i
+    for i in $(seq $(($4 * 10))); do
+        [ "$(tunnel_field "$1" "$2" | awk '{print $1}')" = "$3" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# sa_gone SITE SPI_IN...: none of the inbound SAs is in gwSITE's stats.
+sa_gone() {
+    local site=$1 s st; shift
+    st=$(stats "$site")
+    for s in "$@"; do
+        echo "$st" | grep -q "^sa\.in\.0x$(printf '%08x' $((16#${s#0x}))).packets " && return 1
+    done
+    return 0
+}
+
+# ping_ok DST: three pings from hostA to DST, all answered.
+ping_ok() { in_ns $NS_HA ping -c 3 -i 0.2 -W 2 "$1" >/dev/null 2>&1; }
+
+scenario_api() {
+    say "network and gateways: tunnel site (IKE, IPv4) and tunnel extra (manual SAs, IPv6)"
+    setup_network
+    SPLIT_V6=manual
+    write_config a ike ""; write_config b ike ""
+    start_gateways
+    wait_ike_up || return 0
+    ping_check $NS_HA 10.2.0.20 3
+    ping_check $NS_HA fd02::20 3
+    local sock=$DIR/gw-a.sock out before before_b after t0
+    before=$(tunnel_field a site); before_b=$(tunnel_field b site)
+    echo "    gwA | site: $before"
+    echo "    gwB | site: $before_b"
+
+    say "terminate site on gwA (IPv6 pings through extra meanwhile)"
+    in_ns $NS_HA ping -c 60 -i 0.05 -W 2 fd02::20 >"$DIR/ping-extra.log" 2>&1 &
+    local ppid=$!; PIDS+=("$ppid")
+    sleep 0.5
+    t0=$SECONDS
+    if out=$("$BIN" --socket "$sock" terminate site 2>&1); then ok "terminate site answered: $out"
+    else fail "terminate site failed: $out"; fi
+    if wait_state a site down 5; then "$BIN" --socket "$sock" tunnels | sed 's/^/    gwA | /'; ok "gwA: site down"
+    else fail "gwA: site not down after terminate: $(tunnel_field a site)"; fi
+    # shellcheck disable=SC2086
+    sa_gone a ${before#* * } && ok "gwA: site's inbound Child SAs (${before#* * }) gone from stats" || fail "gwA still has site's inbound SAs ${before#* * }"
+    wait_state b site down 5 && ok "gwB saw the DELETE: site down" || fail "gwB: site $(tunnel_field b site) after gwA's terminate"
+    # shellcheck disable=SC2086
+    sa_gone b ${before_b#* * } && ok "gwB: site's inbound Child SAs (${before_b#* * }) gone from stats" || fail "gwB still has site's inbound SAs ${before_b#* * }"
+    wait "$ppid" || true
+    out=$(grep -o '[0-9]* packets transmitted, [0-9]* received, [0-9.]*% packet loss' "$DIR/ping-extra.log" || true)
+    echo "$out" | grep -q ' 0% packet loss' && ok "tunnel extra passed traffic throughout: $out" || fail "tunnel extra lost packets during terminate: $out"
+    ping_ok 10.2.0.20 && fail "IPv4 ping answered through a terminated tunnel" || ok "no IPv4 traffic through site while it is down"
+    # An initiator retries a lost IKE SA after 5 s; a terminated one waits
+    # for initiate.
+    sleep $((t0 + 7 - SECONDS > 0 ? t0 + 7 - SECONDS : 0))
+    out=$(tunnel_field a site)
+    [ "${out%% *}" = down ] && ok "gwA: site still down $((SECONDS - t0)) s after terminate (no automatic retry)" || fail "gwA: site $out after terminate"
+
+    say "initiate site on gwA"
+    t0=$SECONDS
+    if out=$("$BIN" --socket "$sock" initiate site 2>&1); then ok "initiate site answered: $out"
+    else fail "initiate site failed: $out"; fi
+    if wait_state a site up 10; then
+        after=$(tunnel_field a site)
+        [ "$(echo "$after" | awk '{print $2}')" != "$(echo "$before" | awk '{print $2}')" ] \
+            && ok "site up again within $((SECONDS - t0 + 1)) s with a new IKE SA ($(echo "$before" | awk '{print $2}') -> $(echo "$after" | awk '{print $2}'))" \
+            || fail "site up with the old IKE SPI: $after"
+    else fail "site not up 10 s after initiate: $(tunnel_field a site)"; fi
+    wait_state b site up 5 || fail "gwB: site $(tunnel_field b site) after initiate"
+    ping_check $NS_HA 10.2.0.20 3
+    if out=$("$BIN" --socket "$sock" initiate site 2>&1); then fail "initiate of an up tunnel succeeded: $out"
+    else echo "$out" | grep -q 'up already' && ok "initiate of an up tunnel refused: $out" || fail "initiate while up: $out"; fi
+    before=$(tunnel_field a site); before_b=$(tunnel_field b site)
+
+    say "unload site on gwA (IPv6 pings through extra meanwhile)"
+    in_ns $NS_HA ping -c 60 -i 0.05 -W 2 fd02::20 >"$DIR/ping-extra.log" 2>&1 &
+    ppid=$!; PIDS+=("$ppid")
+    sleep 0.5
+    if out=$("$BIN" --socket "$sock" unload site 2>&1); then
+        echo "$out" | sed 's/^/    gwA | /'
+        echo "$out" | grep -q 'removed tunnel site' && ok "unload site answered with its report" || fail "unload report lacks 'removed tunnel site'"
+    else fail "unload site failed: $out"; fi
+    [ "$(tunnel_field a site)" = absent ] && ok "gwA's tunnels no longer lists site" || fail "gwA still lists site: $(tunnel_field a site)"
+    # shellcheck disable=SC2086
+    sa_gone a ${before#* * } && ok "gwA: site's inbound Child SAs gone from stats" || fail "gwA still has site's inbound SAs ${before#* * }"
+    wait_state b site down 5 && ok "gwB saw the DELETE: site down" || fail "gwB: site $(tunnel_field b site) after gwA's unload"
+    # shellcheck disable=SC2086
+    sa_gone b ${before_b#* * } && ok "gwB: site's inbound Child SAs gone from stats" || fail "gwB still has site's inbound SAs ${before_b#* * }"
+    wait "$ppid" || true
+    out=$(grep -o '[0-9]* packets transmitted, [0-9]* received, [0-9.]*% packet loss' "$DIR/ping-extra.log" || true)
+    echo "$out" | grep -q ' 0% packet loss' && ok "tunnel extra passed traffic throughout: $out" || fail "tunnel extra lost packets during unload: $out"
+
+    say "load site on gwA (the file still has it)"
+    t0=$SECONDS
+    if out=$("$BIN" --socket "$sock" load site 2>&1); then
+        echo "$out" | sed 's/^/    gwA | /'
+        echo "$out" | grep -q 'added tunnel site' && ok "load site answered with its report" || fail "load report lacks 'added tunnel site'"
+    else fail "load site failed: $out"; fi
+    if wait_state a site up 10 && wait_state b site up 5; then ok "site up on both gateways within $((SECONDS - t0 + 1)) s: $(tunnel_field a site)"
+    else fail "site not up after load: gwA $(tunnel_field a site), gwB $(tunnel_field b site)"; fi
+    ping_check $NS_HA 10.2.0.20 3
+    ping_check $NS_HA fd02::20 3
+
+    say "back to back: unload + load, then terminate + initiate"
+    before=$(tunnel_field a site)
+    "$BIN" --socket "$sock" unload site >/dev/null && "$BIN" --socket "$sock" load site >/dev/null || fail "unload + load failed"
+    if wait_state a site up 10 && wait_state b site up 5; then ok "site up after unload + load: $(tunnel_field a site)"
+    else fail "site after unload + load: gwA $(tunnel_field a site), gwB $(tunnel_field b site)"; fi
+    "$BIN" --socket "$sock" terminate site >/dev/null && "$BIN" --socket "$sock" initiate site >/dev/null || fail "terminate + initiate failed"
+    if wait_state a site up 10 && wait_state b site up 5; then ok "site up after terminate + initiate: $(tunnel_field a site)"
+    else fail "site after terminate + initiate: gwA $(tunnel_field a site), gwB $(tunnel_field b site)"; fi
+    ping_check $NS_HA 10.2.0.20 3
+    local site
+    for site in a b; do
+        out=$(stats $site | grep -c '^sa\.in\..*\.packets ' || true)
+        [ "$out" = 2 ] && ok "gw${site^^} holds 2 inbound SAs (one per tunnel)" || fail "gw${site^^} holds $out inbound SAs (want 2)"
+    done
+
+    say "errors and JSON"
+    if out=$("$BIN" --socket "$sock" terminate nosuch 2>&1); then fail "terminate nosuch succeeded: $out"
+    elif echo "$out" | grep -q nosuch; then ok "terminate nosuch refused (non-zero): $out"
+    else fail "terminate nosuch: message does not name the tunnel: $out"; fi
+    if out=$("$BIN" --socket "$sock" initiate extra 2>&1); then fail "initiate of a manual tunnel succeeded: $out"
+    else ok "initiate extra (manual) refused: $out"; fi
+    if out=$("$BIN" --socket "$sock" --json terminate site) && echo "$out" | $PY -c 'import json,sys; print(json.load(sys.stdin))' >"$DIR/term.json"; then
+        ok "--json terminate parses as JSON: $(cat "$DIR/term.json")"
+    else fail "--json terminate: '$out'"; fi
+    "$BIN" --socket "$sock" initiate site >/dev/null || fail "initiate site after --json terminate"
+    wait_state a site up 10 && ping_check $NS_HA 10.2.0.20 3 || fail "site not up after the last initiate"
+    stop_gateways
+}
+
 # rss_kb PID: resident memory of a process.
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 
@@ -937,6 +1091,7 @@ case "$SCENARIO" in
     pmtu) scenario_pmtu ;;
     edge) scenario_edge ;;
     reload) scenario_reload ;;
+    api) scenario_api ;;
     demo) VERBOSE=1 BULK_MB4=100 BULK_MB6=20 scenario_ike ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac

@@ -92,3 +92,13 @@ fn edge_attacks() {
 fn live_reload() {
     scenario("reload");
 }
+
+/// The control API's tunnel commands through the CLI on a running
+/// gateway: `terminate` and `initiate` the IKE tunnel (down on both sides,
+/// its SAs gone, back with a new IKE SA), `unload` and `load` it (the peer
+/// sees the DELETE), while a manually keyed tunnel keeps passing traffic;
+/// an unknown tunnel is refused by name.
+#[test]
+fn tunnel_commands() {
+    scenario("api");
+}
