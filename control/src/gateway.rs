@@ -607,7 +607,7 @@ impl Control {
     fn serve_requests(&mut self) {
         for _ in 0..REQUESTS_PER_TURN {
             let Ok(r) = self.requests.try_recv() else {
-                return;
+                break;
             };
             let answer = self.command(r.command);
             let _ = r.reply.send(answer);
