@@ -414,8 +414,7 @@ impl Control {
 
     /// [`Self::stats_snapshot`] from workers' counters already collected.
     fn snapshot_of(&self, workers: &[WorkerStats]) -> crate::stats::StatsSnapshot {
-        use crate::stats::{build, ControlSnapshot, Counts, PortStats, Sources};
-        use std::sync::atomic::Ordering::Relaxed;
+        use crate::stats::{build, ControlSnapshot, PortStats, Sources};
         let ports = self
             .ports
             .iter()
@@ -455,14 +454,7 @@ impl Control {
                 ike_unauth_waiting: self.from_workers.ike_new.len() as u64,
                 ike_half_open_waiting: self.from_workers.ike_half_open.len() as u64,
                 transmit_full: self.transmit_full,
-                socket: Counts(vec![
-                    ("served", sock.served.load(Relaxed)),
-                    ("refused_peer", sock.refused_peer.load(Relaxed)),
-                    ("refused_busy", sock.refused_busy.load(Relaxed)),
-                    ("read_timeouts", sock.read_timeouts.load(Relaxed)),
-                    ("too_long", sock.too_long.load(Relaxed)),
-                    ("reply_timeouts", sock.reply_timeouts.load(Relaxed)),
-                ]),
+                socket: crate::stats::NamedCounts(sock.fields()),
             },
             metrics: self.metrics.as_ref().map(|m| m.stats().counts()),
         })

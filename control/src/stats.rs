@@ -42,6 +42,17 @@ impl Counts {
     }
 }
 
+/// Counters whose names are made at run time (the control socket's
+/// refusals by reason), in a fixed order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedCounts(pub Vec<(String, u64)>);
+
+impl Serialize for NamedCounts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
 impl Serialize for Counts {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
@@ -347,7 +358,7 @@ pub struct ControlSnapshot {
     /// IKE datagrams dropped because worker 0's control queue was full.
     pub transmit_full: u64,
     /// The control socket's counters.
-    pub socket: Counts,
+    pub socket: NamedCounts,
 }
 
 /// Everything [`build`] needs besides the workers' counters.
@@ -653,7 +664,7 @@ pub(crate) mod tests {
             },
             control: ControlSnapshot {
                 punted: 3,
-                socket: Counts(vec![("served", 9)]),
+                socket: NamedCounts(vec![("served".into(), 9)]),
                 ..Default::default()
             },
             metrics: Some(Counts(vec![("served", 2), ("not_found", 1)])),
