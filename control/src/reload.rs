@@ -217,7 +217,7 @@ impl fmt::Display for ReloadReport {
             writeln!(f, "  static neighbours replaced")?;
         }
         if d.log {
-            writeln!(f, "  log filter replaced")?;
+            writeln!(f, "  log filter and format applied")?;
         }
         for c in d.control.iter().chain(&d.dataplane) {
             writeln!(f, "  {c} changed")?;
@@ -426,6 +426,30 @@ pub fn diff(old: &GatewayConfig, new: &GatewayConfig) -> Diff {
             "installed SAs keep the backend they were built with",
         );
     }
+    if a.hugepages != b.hugepages {
+        refuse(
+            r,
+            "dataplane.hugepages",
+            "EAL's memory is reserved at start-up",
+        );
+    }
+    if a.telemetry != b.telemetry {
+        refuse(r, "dataplane.telemetry", "EAL is initialised once");
+    }
+    if a.runtime_dir != b.runtime_dir {
+        refuse(
+            r,
+            "dataplane.runtime_dir",
+            "the telemetry link is made at start-up",
+        );
+    }
+    if old.metrics != new.metrics {
+        refuse(
+            r,
+            "metrics.listen",
+            "the metrics endpoint is bound at start-up",
+        );
+    }
     if a.icmp_errors_per_second != b.icmp_errors_per_second {
         d.dataplane.push("dataplane.icmp_errors_per_second");
     }
@@ -468,7 +492,8 @@ pub fn diff(old: &GatewayConfig, new: &GatewayConfig) -> Diff {
     if a.ike_half_open_per_source != b.ike_half_open_per_source {
         d.control.push("control.ike_half_open_per_source");
     }
-    d.log = a.log != b.log;
+    // Both are applied by `logging::Logging::apply_config`.
+    d.log = a.log != b.log || a.log_format != b.log_format;
 
     if old.interfaces.len() != new.interfaces.len() {
         refuse(
@@ -517,6 +542,14 @@ pub fn diff(old: &GatewayConfig, new: &GatewayConfig) -> Diff {
                 "mss_clamp",
                 "the workers' interfaces are set at start-up",
             );
+            for (name, differs) in [
+                ("rx_queues", x.rx_queues != y.rx_queues),
+                ("tx_queues", x.tx_queues != y.tx_queues),
+                ("rx_desc", x.rx_desc != y.rx_desc),
+                ("tx_desc", x.tx_desc != y.tx_desc),
+            ] {
+                f(differs, name, "the port's queues are set up at start-up");
+            }
         }
     }
 

@@ -307,7 +307,7 @@ fn what_is_fixed_at_start_up_is_refused_field_by_field() {
     let new = edited(&[
         (
             "workers = 1",
-            "workers = 2\nmemory_mb = 256\nmbufs = 4095\ncrypto_backend = \"rust\"\nburst = 16",
+            "workers = 2\nmemory_mb = 256\nmbufs = 4095\ncrypto_backend = \"rust\"\nburst = 16\nhugepages = \"off\"\ntelemetry = false",
         ),
         (
             "socket = \"/run/espresso-reload-test.sock\"",
@@ -316,7 +316,7 @@ fn what_is_fixed_at_start_up_is_refused_field_by_field() {
         ("device = \"net_null0\"", "device = \"net_null7\""),
         (
             "addresses = [\"10.1.0.1/16\"]",
-            "addresses = [\"10.1.0.1/16\"]\nmtu = 1400",
+            "addresses = [\"10.1.0.1/16\"]\nmtu = 1400\nrx_desc = 512",
         ),
         // A live change alongside: refused with the rest.
         ("prefix = \"10.2.0.0/16\"", "prefix = \"10.2.0.0/15\""),
@@ -333,6 +333,9 @@ fn what_is_fixed_at_start_up_is_refused_field_by_field() {
         "control.ike_half_open_max",
         "interface[1].device",
         "interface[0].mtu",
+        "interface[0].rx_desc",
+        "dataplane.hugepages",
+        "dataplane.telemetry",
     ] {
         assert!(fields.contains(&f), "{f} not refused: {fields:?}");
     }
@@ -352,6 +355,20 @@ fn what_is_fixed_at_start_up_is_refused_field_by_field() {
         "{text}"
     );
     assert!(!text.contains("routes replaced"), "{text}");
+
+    // The metrics endpoint is bound once; the log format is applied live.
+    let d = diff(
+        &old,
+        &parse(&format!(
+            "{}\n[metrics]\nlisten = \"127.0.0.1:9469\"\n",
+            base_text()
+        )),
+    );
+    assert_eq!(d.refused.len(), 1, "{:?}", d.refused);
+    assert_eq!(d.refused[0].field, "metrics.listen");
+    let json = base_text().replacen("socket = ", "log_format = \"json\"\nsocket = ", 1);
+    let d = diff(&old, &parse(&json));
+    assert!(d.refused.is_empty() && d.log, "{d:?}");
 
     // One interface more.
     let more = base_text().replacen(
