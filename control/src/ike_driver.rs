@@ -997,7 +997,7 @@ impl IkeDriver {
 
     /// Removes IKE tunnel `name`: its IKE SA is deleted with the peer
     /// (the engine stays until the DELETE is answered or
-    /// [`LEAVING_MAX`]), its Child SAs' data-plane SAs are no longer
+    /// `LEAVING_MAX`), its Child SAs' data-plane SAs are no longer
     /// wanted. False: no such IKE tunnel.
     pub fn remove_tunnel(&mut self, now: Instant, name: &str) -> bool {
         let Some(ti) = self.find(name) else {
