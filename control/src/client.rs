@@ -244,7 +244,7 @@ fn child_text(c: &ChildSaView) -> String {
     s
 }
 
-fn tunnel_text(t: &TunnelView) -> String {
+pub(crate) fn tunnel_text(t: &TunnelView) -> String {
     // The fields keep the places scripts read them at; a manual tunnel's
     // state (`installed`) tells it from an IKE one.
     let mut s = format!(

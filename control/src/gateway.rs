@@ -681,19 +681,21 @@ impl Control {
     /// Every tunnel, manual and IKE, in file order; with `counters`, each
     /// Child SA's packets and bytes from the workers.
     fn tunnel_views(&self, now: Instant, counters: bool) -> Vec<api::TunnelView> {
-        let mut manual = api::manual_tunnels(&self.config).into_iter();
-        let mut ike = self.ike.tunnel_views(now).into_iter();
+        // By name: the IKE driver keeps its tunnels in the order they were
+        // added (a `load` appends) and keeps a removed one until its DELETE
+        // is answered; the running configuration's order and list win.
+        let mut views: std::collections::HashMap<String, api::TunnelView> =
+            api::manual_tunnels(&self.config)
+                .into_iter()
+                .chain(self.ike.tunnel_views(now))
+                .filter(|v| v.state != "removed-deleting")
+                .map(|v| (v.name.clone(), v))
+                .collect();
         let mut out: Vec<api::TunnelView> = self
             .config
             .tunnels
             .iter()
-            .filter_map(|t| {
-                if t.ike.is_some() {
-                    ike.next()
-                } else {
-                    manual.next()
-                }
-            })
+            .filter_map(|t| views.remove(&t.name))
             .collect();
         if counters {
             let mut by_spi: BTreeMap<(bool, u32), api::SaCountersView> = BTreeMap::new();
