@@ -29,6 +29,7 @@
 pub mod aead;
 pub mod case;
 pub mod cpu;
+pub mod external;
 pub mod ike_flood;
 pub mod latency;
 pub mod latency_plot;
@@ -39,6 +40,7 @@ pub mod reconf;
 pub mod report;
 pub mod spec;
 pub mod strongswan;
+pub mod telemetry;
 pub mod testpmd;
 pub mod traffic;
 

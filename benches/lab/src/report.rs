@@ -123,6 +123,99 @@ pub struct CaseRecord {
     pub runs: Vec<Rate>,
     /// Every baseline run.
     pub baseline_runs: Vec<Rate>,
+    /// The physical limit of this case on this core: the testpmd-io
+    /// baseline's cycles per packet plus the bare AEAD call's on the same
+    /// payload (`None` where the AEAD was not measured).
+    #[serde(default)]
+    pub limit_cycles_per_packet: Option<f64>,
+    /// `cycles_per_packet / limit_cycles_per_packet`: how far the gateway
+    /// is from moving packets and encrypting them and nothing else.
+    #[serde(default)]
+    pub distance_to_limit: Option<f64>,
+    /// The product: `espresso run` with a generated config file on the
+    /// same traffic ([`super::product`]).
+    #[serde(default)]
+    pub product: Option<SystemRecord>,
+    /// DPDK's `ipsec-secgw` on the same traffic and SAs
+    /// ([`super::secgw`]).
+    #[serde(default)]
+    pub secgw: Option<SystemRecord>,
+}
+
+/// Another system measured on a case, in the same run as the lab's
+/// gateway and its testpmd baseline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SystemRecord {
+    /// `espresso run` or `ipsec-secgw`.
+    pub system: String,
+    /// Median figures over the windows (none when not measured).
+    pub rate: Option<Rate>,
+    /// Frames the system dropped in its windows (all repetitions).
+    pub dropped: u64,
+    /// Every run.
+    pub runs: Vec<Rate>,
+    /// How its output was checked before its speed counted (e.g.
+    /// "2048 frames decrypted by scapy"), or why it was not.
+    pub verified: String,
+    /// Why there is no figure (the system cannot run this case), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+impl SystemRecord {
+    /// The record of a measured system.
+    pub fn measured(system: &str, spec: &CaseSpec, runs: &[RunSample], verified: String) -> Self {
+        let ip = spec.frame.mean_ip_len();
+        let r: Vec<Rate> = runs.iter().map(|s| Rate::of(s, ip)).collect();
+        Self {
+            system: system.into(),
+            rate: Some(Rate::median_of(&r)),
+            dropped: runs.iter().map(|s| s.dropped).sum(),
+            runs: r,
+            verified,
+            unavailable: None,
+        }
+    }
+
+    /// The record of a system that cannot run the case, and why.
+    pub fn unavailable(system: &str, why: String) -> Self {
+        Self {
+            system: system.into(),
+            rate: None,
+            dropped: 0,
+            runs: Vec::new(),
+            verified: String::new(),
+            unavailable: Some(why),
+        }
+    }
+
+    /// Whether it has figures.
+    pub fn is_measured(&self) -> bool {
+        self.unavailable.is_none() && self.rate.is_some()
+    }
+}
+
+impl CaseRecord {
+    /// The lab's gateway against ipsec-secgw, CPU-normalised (on-CPU Mpps
+    /// over on-CPU Mpps: both poll, so wall-clock rates would compare the
+    /// machine's other load); `None` without a secgw figure.
+    pub fn vs_secgw(&self) -> Option<f64> {
+        let s = self.secgw.as_ref()?.rate?;
+        Some(self.oncpu_mpps / s.oncpu_mpps)
+    }
+
+    /// The product (`espresso run`) against ipsec-secgw, CPU-normalised.
+    pub fn product_vs_secgw(&self) -> Option<f64> {
+        let s = self.secgw.as_ref()?.rate?;
+        let p = self.product.as_ref()?.rate?;
+        Some(p.oncpu_mpps / s.oncpu_mpps)
+    }
+
+    /// The product against the lab's in-process gateway (1.0: no gap).
+    pub fn product_vs_lab(&self) -> Option<f64> {
+        let p = self.product.as_ref()?.rate?;
+        Some(p.oncpu_mpps / self.oncpu_mpps)
+    }
 }
 
 impl CaseRecord {
@@ -164,6 +257,10 @@ impl CaseRecord {
             },
             runs: g,
             baseline_runs: b,
+            limit_cycles_per_packet: aead.map(|a| a + bm.cycles_per_packet),
+            distance_to_limit: aead.map(|a| gm.cycles_per_packet / (a + bm.cycles_per_packet)),
+            product: None,
+            secgw: None,
         }
     }
 }
