@@ -87,7 +87,7 @@ uninstall:
 # Everything, as root with every Debian package: ESPRESSO_TEST_FULL makes
 # a test whose prerequisite is missing fail instead of skipping
 # (dataplane/testkit).
-test: deps
+test: deps secgw
 	ESPRESSO_TEST_FULL=1 $(CARGO) test --workspace --profile ci && ./scripts/fuzz.sh 60
 
 # The tier any machine with Rust passes, with no root, DPDK, ipsec-mb,

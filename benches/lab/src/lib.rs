@@ -600,20 +600,24 @@ fn secgw_method(opts: &BenchOptions) -> String {
         " Reference: DPDK's ipsec-secgw example (make secgw: built from the installed DPDK's \
          source package, RX checksum offload request removed because the software PMDs lack \
          it) after testpmd, in a process of its own per case: its one lcore on core {core} \
-         polls both ports, EAL and vdevs as above, the crypto vdev of the suite \
+         polls both ports, EAL and vdevs as above (-m {big} above 10,000 SAs, where its \
+         sessions, ACL and LPM tables do not fit in {mem}), the crypto vdev of the suite \
          (crypto_aesni_gcm, crypto_chacha20_poly1305, crypto_aesni_mb for CBC+HMAC), its \
          packet pool set to the same {mbufs} + pcap frames mbufs (-s; its own cache of 256), \
-         its legacy (non-librte_ipsec) path, the case's SPIs, keys, tunnel endpoints and \
+         its legacy path (librte_ipsec, -l, for ChaCha20-Poly1305, which the legacy path \
+         lacks), the case's SPIs, keys, tunnel endpoints and \
          per-flow policies (plus one idle SA the other way, which it requires), anti-replay \
          off. Before its windows it forwards the pcap once into a tx_pcap, checked with \
          scapy: every frame out, a sample of {sample} decrypted (encrypt) and compared with \
-         the originals (inner TTL decremented); a case whose output fails has no figure. \
+         the originals (inner TTL decremented on the legacy path); a case whose output fails has no figure. \
          Windows are bracketed by its ports' counters from DPDK telemetry and its polling \
          thread's on-CPU time from procfs. Espresso/secgw is the on-CPU Mpps ratio. ESP in \
          UDP: ipsec-secgw 22.11 refuses UDP encapsulation on software crypto sessions.",
         core = opts.worker_core,
         mbufs = case::WORKING_MBUFS,
         sample = secgw::CHECK_SAMPLE,
+        mem = case::EAL_MEMORY_MB,
+        big = 2 * case::EAL_MEMORY_MB,
     )
 }
 

@@ -576,6 +576,88 @@ mod tests {
         assert!(median(&[]).is_nan());
     }
 
+    fn sample(packets: u64, cpu_s: f64) -> RunSample {
+        RunSample {
+            packets,
+            received: packets,
+            dropped: 0,
+            wall_s: 1.0,
+            cpu_s,
+            tsc_hz: 1_000_000_000,
+            backend: "x".into(),
+            setup_s: 0.0,
+            aead_cycles: None,
+            spd_cache_hits: 0,
+            spd_cache_misses: 0,
+        }
+    }
+
+    #[test]
+    fn the_reference_table_puts_the_systems_side_by_side() {
+        use crate::spec::{BenchAlgorithm, Direction, FrameSize};
+        let mut spec = CaseSpec {
+            direction: Direction::Encrypt,
+            algorithm: BenchAlgorithm::AesGcm128,
+            frame: FrameSize::Fixed(64),
+            udp_encap: false,
+            sa_count: 1,
+            scale_frames: 0,
+        };
+        // Espresso: 2 Mpps on 0.5 s of CPU (250 cycles/packet at 1 GHz),
+        // testpmd 10 Mpps, secgw 1 Mpps on 0.5 s (500 cycles/packet).
+        let mut a = CaseRecord::new(&spec, &[sample(2_000_000, 0.5)], &[sample(10_000_000, 1.0)]);
+        assert!(reference_table(&[a.clone()]).is_empty(), "no reference ran");
+        a.secgw = Some(SystemRecord::measured(
+            "ipsec-secgw",
+            &spec,
+            &[sample(1_000_000, 0.5)],
+            "scapy check: ok".into(),
+        ));
+        spec.udp_encap = true;
+        spec.frame = FrameSize::Imix;
+        let mut b = CaseRecord::new(&spec, &[sample(2_000_000, 1.0)], &[sample(10_000_000, 1.0)]);
+        b.secgw = Some(SystemRecord::unavailable("ipsec-secgw", "no UDP".into()));
+        assert_eq!(a.vs_secgw(), Some(2.0));
+        assert_eq!(b.vs_secgw(), None);
+        let t = reference_table(&[a.clone(), b.clone()]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("dir") && lines[0].contains("ipsec-secgw Mpps"));
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "encrypt",
+                "aes128gcm16",
+                "64",
+                "no",
+                "1",
+                "2.000",
+                "250",
+                "-",
+                "-",
+                "1.000",
+                "500",
+                "10.000",
+                "100",
+                "2.00",
+                "-",
+                "-",
+                "-"
+            ]
+        );
+        let cells: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(&cells[7..11], ["-", "-", "n/a", "n/a"]);
+        assert_eq!(
+            lines[3].trim(),
+            "ipsec-secgw n/a (encrypt aes128gcm16 imix udp): no UDP"
+        );
+        let md = reference_markdown(&[a, b]);
+        assert!(md.contains(
+            "| encrypt | aes128gcm16 | 64 | no | 1 | 2.000 | 250 | - | - | 1.000 | 500 |"
+        ));
+        assert!(md.contains("- ipsec-secgw n/a (encrypt aes128gcm16 imix udp): no UDP"));
+    }
+
     #[test]
     fn rate_from_a_run() {
         let s = RunSample {
