@@ -24,7 +24,7 @@ Checks: secgw sent as many frames as the reference holds; each checked
 frame goes to `mac`; for encrypt it is ESP from `local` to `peer` (outer
 IPv4 header checksum valid) whose SPI is the SA of its inner flow and which
 scapy decrypts; the inner (decrypt: the plaintext) packet is the
-reference packet with the same addresses and IP ID, byte for byte except
+reference packet with the same addresses, IP ID and length, byte for byte except
 the TTL, which must be decremented by the same amount (0 or 1) in every
 frame, and the header checksum, which must be valid. Prints one line:
 `ok: ...` or `failed: ...` (exit status 0 or 1).
@@ -69,8 +69,10 @@ def frames(path):
 
 
 def ip_key(ip):
-    """(src, dst, id) of a raw IPv4 header."""
-    return ip[12:16], ip[16:20], ip[4:6]
+    """(src, dst, id, length) of a raw IPv4 header: the lab's IP IDs wrap
+    in pcaps of more than 65,536 frames; two of its packets with the same
+    four are the same packet."""
+    return ip[12:16], ip[16:20], ip[4:6], ip[2:4]
 
 
 def without_ttl_and_checksum(ip):

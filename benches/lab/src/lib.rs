@@ -601,7 +601,8 @@ fn secgw_method(opts: &BenchOptions) -> String {
          source package, RX checksum offload request removed because the software PMDs lack \
          it) after testpmd, in a process of its own per case: its one lcore on core {core} \
          polls both ports, EAL and vdevs as above (-m {big} above 10,000 SAs, where its \
-         sessions, ACL and LPM tables do not fit in {mem}), the crypto vdev of the suite \
+         sessions, ACL and LPM tables do not fit in {mem}; MTU {mtu}: its default 1500 drops the ESP packets of \
+         1518-byte frames), the crypto vdev of the suite \
          (crypto_aesni_gcm, crypto_chacha20_poly1305, crypto_aesni_mb for CBC+HMAC), its \
          packet pool set to the same {mbufs} + pcap frames mbufs (-s; its own cache of 256), \
          its legacy path (librte_ipsec, -l, for ChaCha20-Poly1305, which the legacy path \
@@ -618,6 +619,7 @@ fn secgw_method(opts: &BenchOptions) -> String {
         sample = secgw::CHECK_SAMPLE,
         mem = case::EAL_MEMORY_MB,
         big = 2 * case::EAL_MEMORY_MB,
+        mtu = secgw::MTU,
     )
 }
 

@@ -123,7 +123,13 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
+        // Rates fall to the right, cycles rise: the legend goes where the
+        // lines are not.
+        .position(if y_desc == MPPS {
+            SeriesLabelPosition::LowerLeft
+        } else {
+            SeriesLabelPosition::UpperLeft
+        })
         .label_font(("sans-serif", 12))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)

@@ -453,13 +453,18 @@ fn reference_notes(cases: &[CaseRecord]) -> Vec<String> {
         for r in [c.secgw.as_ref(), c.product.as_ref()].into_iter().flatten() {
             let Some(why) = &r.unavailable else { continue };
             let name = format!(
-                "{} {} {}{}{}",
+                "{} {} {}{}{}{}",
                 c.direction,
                 c.algorithm,
                 c.frame_size,
                 if c.udp_encap { " udp" } else { "" },
                 if c.sa_count != 1 {
                     format!(" {}SA", c.sa_count)
+                } else {
+                    String::new()
+                },
+                if c.scale_frames != 0 {
+                    format!(" {}fr", c.scale_frames)
                 } else {
                     String::new()
                 }
