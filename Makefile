@@ -13,7 +13,7 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
 	libstrongswan-standard-plugins libstrongswan-extra-plugins \
 	fonts-dejavu-core prometheus mmdebstrap systemd groff-base
 
-.PHONY: all deps build install uninstall test test-portable fuzz fuzz-long lint doc msrv bench demo compose-demo clean
+.PHONY: all deps build install uninstall test test-portable fuzz fuzz-long lint doc msrv secgw bench demo compose-demo clean
 
 all: build
 
@@ -87,7 +87,7 @@ uninstall:
 # Everything, as root with every Debian package: ESPRESSO_TEST_FULL makes
 # a test whose prerequisite is missing fail instead of skipping
 # (dataplane/testkit).
-test: deps
+test: deps secgw
 	ESPRESSO_TEST_FULL=1 $(CARGO) test --workspace --profile ci && ./scripts/fuzz.sh 60
 
 # The tier any machine with Rust passes, with no root, DPDK, ipsec-mb,
@@ -131,7 +131,8 @@ msrv:
 # dpdk-test-crypto-perf, ~2 min; BENCH_ARGS go to it, e.g.
 # BENCH_ARGS=--quick), the criterion benches only with BENCH_CRITERION=1
 # (~4 min more), then the lab: `espresso-lab bench` on the standard matrix,
-# every case next to testpmd on the same traffic (~10 min on 2 cores),
+# every case next to testpmd and DPDK's ipsec-secgw (make secgw) on the
+# same traffic (~10 min on 2 cores, more with secgw),
 # SA installs while forwarding with 100,000 tunnels, then the latency and
 # zero-loss lab over net_memif (~1.5 min), then Espresso against strongSwan
 # (kernel-libipsec) through the two-site namespace topology
@@ -140,11 +141,20 @@ msrv:
 # --no-strongswan. It ends with the tables and writes
 # bench-results/latest.json, latest.md and the PNG plots.
 BENCH_CRITERION ?= 0
-bench: deps
+bench: deps secgw
 	$(CARGO) run --release -p espresso-benches --bin esp_report -- $(BENCH_ARGS)
 	if [ "$(BENCH_CRITERION)" = 1 ]; then $(CARGO) bench -p espresso-benches; fi
 	$(CARGO) build --release -p espresso-control
 	./target/release/espresso-lab bench --out bench-results $(LAB_ARGS)
+
+# DPDK's ipsec-secgw example, the lab's reference gateway: fetched as the
+# source package of the installed libdpdk-dev (a private apt sources list:
+# /etc/apt is not changed), patched to not require RX checksum offload
+# (the software PMDs have none), built and cached in
+# target/ipsec-secgw-<version>/; rebuilt only when missing or when DPDK's
+# version changed.
+secgw: deps
+	./scripts/build-secgw.sh
 
 demo: build
 	./scripts/two-site.sh demo

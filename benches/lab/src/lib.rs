@@ -5,7 +5,10 @@
 //! `net_pcap` PMD and lets `net_null` swallow what comes out, on one
 //! worker core ([`case`], a child process per case). In the same run it
 //! measures `dpdk-testpmd --forward-mode=io` on the same pcap, vdevs, pool
-//! and core ([`testpmd`]): the cost of the I/O alone. Each process warms
+//! and core ([`testpmd`]): the cost of the I/O alone, and DPDK's
+//! `ipsec-secgw` ([`secgw`]), the reference gateway on the same DPDK, with
+//! the same SAs (its output checked with scapy before its speed counts).
+//! Each process warms
 //! up once and then measures `repetitions` windows back to back (EAL's
 //! start-up, which faults in its 1 GB without hugepages, took about as
 //! long as a window: a process per window made `make bench` half start-up);
@@ -38,6 +41,7 @@ pub mod pcap;
 pub mod plot;
 pub mod reconf;
 pub mod report;
+pub mod secgw;
 pub mod spec;
 pub mod strongswan;
 pub mod telemetry;
@@ -78,6 +82,9 @@ pub struct BenchOptions {
     pub worker_core: usize,
     /// The testpmd binary.
     pub testpmd: PathBuf,
+    /// DPDK's ipsec-secgw (`make secgw`), measured on every case after
+    /// testpmd; none: not run.
+    pub secgw: Option<PathBuf>,
     /// The `espresso` binary (for the per-run child processes).
     pub espresso: PathBuf,
     /// Draw the PNG plots.
@@ -214,6 +221,32 @@ fn pcap_for(
     Ok((path, info.frames))
 }
 
+/// ipsec-secgw's record of a case: unavailable when it cannot do the case
+/// or its output fails the check, else its windows.
+fn secgw_record(s: &secgw::Secgw, spec: &CaseSpec) -> report::SystemRecord {
+    if let Some(why) = secgw::unavailable(spec) {
+        return report::SystemRecord::unavailable(secgw::SYSTEM, why);
+    }
+    let verified = match secgw::verify(s, spec) {
+        Ok(v) => v,
+        Err(why) => {
+            return report::SystemRecord::unavailable(
+                secgw::SYSTEM,
+                format!("output check failed: {why}"),
+            )
+        }
+    };
+    match secgw::run(s, spec).and_then(|runs| {
+        for r in &runs {
+            check_sample(&format!("ipsec-secgw on {}", spec.name()), r)?;
+        }
+        Ok(runs)
+    }) {
+        Ok(runs) => report::SystemRecord::measured(secgw::SYSTEM, spec, &runs, verified),
+        Err(e) => report::SystemRecord::unavailable(secgw::SYSTEM, format!("run failed: {e}")),
+    }
+}
+
 /// Runs every case, prints progress on stderr, writes `latest.json` and
 /// the plots, and returns the report.
 pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
@@ -278,17 +311,49 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             }
             baselines.entry(key.clone()).or_default().extend(b);
         }
-        let record = CaseRecord::new(spec, &runs, &baselines[&key]);
+        let mut record = CaseRecord::new(spec, &runs, &baselines[&key]);
+        if let Some(binary) = &opts.secgw {
+            progress(n, &spec.name(), "secgw");
+            run_id += 1;
+            record.secgw = Some(secgw_record(
+                &secgw::Secgw {
+                    binary,
+                    pcap: &path,
+                    pcap_frames: frames,
+                    warmup_s: opts.warmup_s,
+                    duration_s: opts.duration_s,
+                    windows: opts.repetitions,
+                    worker_core: opts.worker_core,
+                    tsc_hz,
+                    run_id,
+                    dir: &tmp.0,
+                },
+                spec,
+            ));
+        }
         let _ = writeln!(
             err,
-            "{}[{:>3}/{total}] {:<44} {:>7.3} Mpps ({:.3} on CPU), testpmd {:>7.3} Mpps, ratio {:.3}",
+            "{}[{:>3}/{total}] {:<44} {:>7.3} Mpps ({:.3} on CPU), testpmd {:>7.3} Mpps, ratio {:.3}{}",
             if tty { "\r" } else { "" },
             n + 1,
             spec.name(),
             record.mpps,
             record.oncpu_mpps,
             record.baseline_mpps,
-            record.ratio
+            record.ratio,
+            match &record.secgw {
+                Some(s) => match (&s.rate, &s.unavailable) {
+                    (Some(r), None) => format!(
+                        "; ipsec-secgw {:.3} Mpps ({:.3} on CPU), Espresso/secgw {:.3}",
+                        r.mpps,
+                        r.oncpu_mpps,
+                        record.vs_secgw().unwrap_or(f64::NAN)
+                    ),
+                    (_, Some(why)) => format!("; ipsec-secgw n/a: {why}"),
+                    _ => String::new(),
+                },
+                None => String::new(),
+            }
         );
         records.push(record);
     }
@@ -468,7 +533,12 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
              case's process, then its baseline's; figures are medians. Gbps counts \
              inner (plaintext) IP bytes; cycles/packet = worker on-CPU time x TSC Hz / packets; \
              on-CPU Mpps = packets / worker on-CPU seconds (procfs). Frame sizes include the \
-             FCS (RFC 2544); IMIX is 64/570/1518 at 7:4:1.",
+             FCS (RFC 2544); IMIX is 64/570/1518 at 7:4:1.{secgw}",
+            secgw = if opts.secgw.is_some() {
+                secgw_method(opts)
+            } else {
+                String::new()
+            },
             core = opts.worker_core,
             mem = case::EAL_MEMORY_MB,
             mbufs = case::WORKING_MBUFS,
@@ -488,6 +558,11 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
     let json = opts.out_dir.join("latest.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")?;
     let mut md = report::markdown_table(&report.cases);
+    let refs = report::reference_markdown(&report.cases);
+    if !refs.is_empty() {
+        md.push('\n');
+        md.push_str(&refs);
+    }
     md.push_str(&latency::markdown(&report.latency, &report.zero_loss));
     if !report.reconf.is_empty() {
         md.push('\n');
@@ -517,6 +592,35 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
         Some(e) => Err(format!("the strongSwan comparison failed: {e}").into()),
         None => Ok(report),
     }
+}
+
+/// How ipsec-secgw was run, for the report's method paragraph.
+fn secgw_method(opts: &BenchOptions) -> String {
+    format!(
+        " Reference: DPDK's ipsec-secgw example (make secgw: built from the installed DPDK's \
+         source package, RX checksum offload request removed because the software PMDs lack \
+         it) after testpmd, in a process of its own per case: its one lcore on core {core} \
+         polls both ports, EAL and vdevs as above (-m {big} above 10,000 SAs, where its \
+         sessions, ACL and LPM tables do not fit in {mem}; MTU {mtu}: its default 1500 drops the ESP packets of \
+         1518-byte frames), the crypto vdev of the suite \
+         (crypto_aesni_gcm, crypto_chacha20_poly1305, crypto_aesni_mb for CBC+HMAC), its \
+         packet pool set to the same {mbufs} + pcap frames mbufs (-s; its own cache of 256), \
+         its legacy path (librte_ipsec, -l, for ChaCha20-Poly1305, which the legacy path \
+         lacks), the case's SPIs, keys, tunnel endpoints and \
+         per-flow policies (plus one idle SA the other way, which it requires), anti-replay \
+         off. Before its windows it forwards the pcap once into a tx_pcap, checked with \
+         scapy: every frame out, a sample of {sample} decrypted (encrypt) and compared with \
+         the originals (inner TTL decremented on the legacy path); a case whose output fails has no figure. \
+         Windows are bracketed by its ports' counters from DPDK telemetry and its polling \
+         thread's on-CPU time from procfs. Espresso/secgw is the on-CPU Mpps ratio. ESP in \
+         UDP: ipsec-secgw 22.11 refuses UDP encapsulation on software crypto sessions.",
+        core = opts.worker_core,
+        mbufs = case::WORKING_MBUFS,
+        sample = secgw::CHECK_SAMPLE,
+        mem = case::EAL_MEMORY_MB,
+        big = 2 * case::EAL_MEMORY_MB,
+        mtu = secgw::MTU,
+    )
 }
 
 /// The commit checked out in the current directory (`git describe

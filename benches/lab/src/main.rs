@@ -80,6 +80,14 @@ enum Command {
         /// which needs root).
         #[arg(long)]
         no_latency: bool,
+        /// DPDK's ipsec-secgw, measured on every case next to testpmd
+        /// (default: the build `make secgw` caches for the installed
+        /// DPDK, target/ipsec-secgw-<version>/ipsec-secgw).
+        #[arg(long, conflicts_with = "no_secgw")]
+        secgw: Option<std::path::PathBuf>,
+        /// Do not run ipsec-secgw.
+        #[arg(long)]
+        no_secgw: bool,
         /// The `espresso` gateway binary the strongSwan comparison runs
         /// (default: `espresso` next to this binary).
         #[arg(long)]
@@ -158,6 +166,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             strongswan_seconds,
             strongswan_script,
             no_latency,
+            secgw,
+            no_secgw,
             gateway,
         } => {
             use lab as bench;
@@ -224,6 +234,27 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     udp_s: strongswan_seconds,
                     out: out.join("strongswan.json"),
                 });
+            // ipsec-secgw runs with the cases; without it the comparison
+            // the lab exists for is missing, so only an explicit
+            // --no-secgw skips it.
+            let secgw = if no_secgw || cases.is_empty() {
+                None
+            } else {
+                let path = match secgw {
+                    Some(p) => p,
+                    None => bench::secgw::default_binary(&espresso)
+                        .map_err(|e| format!("ipsec-secgw: {e}"))?,
+                };
+                if !path.is_file() {
+                    return Err(format!(
+                        "ipsec-secgw not found at {}: run `make secgw` (make bench builds it), \
+                         give --secgw PATH, or --no-secgw",
+                        path.display()
+                    )
+                    .into());
+                }
+                Some(path)
+            };
             if repetitions == 0 {
                 return Err("--repetitions must be at least 1".into());
             }
@@ -237,6 +268,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 out_dir: out.clone(),
                 worker_core,
                 testpmd,
+                secgw,
                 espresso,
                 plots: !no_plots,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -244,9 +276,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 latency,
             };
             eprintln!(
-                "espresso-lab bench: {} cases x {} runs, each with its testpmd baseline; {} reconfiguration cases; {} IKE flood cases; {} latency cases{}",
+                "espresso-lab bench: {} cases x {} runs, each with its testpmd baseline{}; {} reconfiguration cases; {} IKE flood cases; {} latency cases{}",
                 opts.cases.len(),
                 opts.repetitions,
+                opts.secgw
+                    .as_ref()
+                    .map(|p| format!(" and ipsec-secgw ({})", p.display()))
+                    .unwrap_or_default(),
                 opts.reconf.len(),
                 opts.ike_flood.len(),
                 opts.latency.as_ref().map_or(0, |l| l.cases.len()),
@@ -263,6 +299,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             if !report.cases.is_empty() {
                 print!("{}", bench::report::table(&report.cases));
+                let refs = bench::report::reference_table(&report.cases);
+                if !refs.is_empty() {
+                    println!("\nAgainst the references (Mpps wall clock, cycles/packet on CPU; Espresso/secgw and run/secgw: on-CPU Mpps ratios; limit: testpmd + bare AEAD):");
+                    print!("{refs}");
+                }
             }
             print!(
                 "{}",

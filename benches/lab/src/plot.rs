@@ -68,6 +68,7 @@ fn panel<DB: DrawingBackend>(
     x: std::ops::Range<f64>,
     x_desc: &str,
     x_label: &dyn Fn(&f64) -> String,
+    y_desc: &str,
     series: &[Series],
 ) -> Result<(), Error>
 where
@@ -83,7 +84,7 @@ where
     chart
         .configure_mesh()
         .x_desc(x_desc)
-        .y_desc("Mpps (median, wall clock)")
+        .y_desc(y_desc)
         .x_label_formatter(x_label)
         .y_labels(12)
         .y_label_formatter(&|y| format!("{y:.2}"))
@@ -122,7 +123,13 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
+        // Rates fall to the right, cycles rise: the legend goes where the
+        // lines are not.
+        .position(if y_desc == MPPS {
+            SeriesLabelPosition::LowerLeft
+        } else {
+            SeriesLabelPosition::UpperLeft
+        })
         .label_font(("sans-serif", 12))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
@@ -130,6 +137,8 @@ where
         .map_err(e)?;
     Ok(())
 }
+
+const MPPS: &str = "Mpps (median, wall clock)";
 
 fn frame_index(label: &str) -> Option<f64> {
     FrameSize::SWEEP
@@ -205,6 +214,7 @@ pub fn throughput_by_frame_size(report: &Report, path: &Path) -> Result<bool, Er
             -0.3..3.3,
             "frame size (bytes, FCS included)",
             &label,
+            MPPS,
             &series,
         )?;
     }
@@ -283,8 +293,101 @@ pub fn throughput_by_sa_count(report: &Report, path: &Path) -> Result<bool, Erro
         -0.3..5.3,
         "SAs (traffic spread over all; log scale)",
         &label,
+        MPPS,
         &series,
     )?;
+    root.present().map_err(e)?;
+    Ok(true)
+}
+
+/// The systems side by side by frame size (1 SA, no UDP): one panel per
+/// suite and direction, one line each for Espresso (the lab's gateway),
+/// `espresso run` (where measured), ipsec-secgw and testpmd io, in TSC
+/// cycles per packet of the polling thread's on-CPU time (lower is
+/// better; wall-clock rates would also measure the machine's other load).
+pub fn systems_by_frame_size(report: &Report, path: &Path) -> Result<bool, Error> {
+    let has = |c: &CaseRecord| c.secgw.is_some() || c.product.is_some();
+    if !report.cases.iter().any(|c| is_sweep_case(c) && has(c)) {
+        return Ok(false);
+    }
+    let suites: Vec<BenchAlgorithm> = BenchAlgorithm::ALL
+        .into_iter()
+        .filter(|a| {
+            report
+                .cases
+                .iter()
+                .any(|c| is_sweep_case(c) && c.algorithm == a.name())
+        })
+        .collect();
+    load_font()?;
+    let rows = suites.len();
+    let root = BitMapBackend::new(path, (1200, 400 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(e)?;
+    let panels = root.split_evenly((rows, 2));
+    let label = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() > 0.01 || i < 0.0 {
+            return String::new();
+        }
+        FrameSize::SWEEP
+            .get(i as usize)
+            .map(|f| f.label())
+            .unwrap_or_default()
+    };
+    for (k, alg) in suites.iter().enumerate() {
+        for (d, dir) in ["encrypt", "decrypt"].into_iter().enumerate() {
+            let cases: Vec<&CaseRecord> = report
+                .cases
+                .iter()
+                .filter(|c| c.direction == dir && c.algorithm == alg.name() && is_sweep_case(c))
+                .collect();
+            let line = |f: &dyn Fn(&CaseRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+                cases
+                    .iter()
+                    .filter_map(|c| Some((frame_index(&c.frame_size)?, f(c)?)))
+                    .filter(|p| p.1.is_finite() && p.1 > 0.0)
+                    .collect()
+            };
+            let system = |r: Option<&super::report::SystemRecord>| {
+                r.and_then(|r| r.unavailable.is_none().then_some(r.rate?.cycles_per_packet))
+            };
+            let series = vec![
+                Series {
+                    name: "Espresso (lab gateway)".into(),
+                    color: COLORS[0],
+                    dashed: false,
+                    points: line(&|c| Some(c.cycles_per_packet)),
+                },
+                Series {
+                    name: "espresso run".into(),
+                    color: COLORS[2],
+                    dashed: false,
+                    points: line(&|c| system(c.product.as_ref())),
+                },
+                Series {
+                    name: "ipsec-secgw".into(),
+                    color: COLORS[1],
+                    dashed: false,
+                    points: line(&|c| system(c.secgw.as_ref())),
+                },
+                Series {
+                    name: "testpmd io".into(),
+                    color: COLORS[4],
+                    dashed: true,
+                    points: line(&|c| Some(c.baseline_cycles_per_packet)),
+                },
+            ];
+            panel(
+                &panels[k * 2 + d],
+                &format!("{dir} {}, 1 SA", alg.name()),
+                -0.3..3.3,
+                "frame size (bytes, FCS included)",
+                &label,
+                "cycles/packet (on CPU, median)",
+                &series,
+            )?;
+        }
+    }
     root.present().map_err(e)?;
     Ok(true)
 }
@@ -294,6 +397,10 @@ pub fn draw_all(report: &Report, dir: &Path) -> Result<Vec<std::path::PathBuf>, 
     let mut out = Vec::new();
     let p = dir.join("throughput_by_frame_size.png");
     if throughput_by_frame_size(report, &p)? {
+        out.push(p);
+    }
+    let p = dir.join("systems_by_frame_size.png");
+    if systems_by_frame_size(report, &p)? {
         out.push(p);
     }
     let p = dir.join("throughput_by_sa_count.png");

@@ -380,6 +380,157 @@ pub fn markdown_table(cases: &[CaseRecord]) -> String {
     s
 }
 
+/// The columns of the table against the references.
+const REFERENCE_HEAD: [&str; 17] = [
+    "dir",
+    "algorithm",
+    "frame",
+    "UDP",
+    "SAs",
+    "Espresso Mpps",
+    "cyc/pkt",
+    "espresso run Mpps",
+    "cyc/pkt",
+    "ipsec-secgw Mpps",
+    "cyc/pkt",
+    "testpmd Mpps",
+    "cyc/pkt",
+    "Espresso/secgw",
+    "run/secgw",
+    "limit cyc/pkt",
+    "to limit",
+];
+
+/// A system's (Mpps, cycles/packet) cells: `-` when not run, `n/a` when
+/// it could not do the case.
+fn system_cells(r: Option<&SystemRecord>) -> [String; 2] {
+    match r {
+        None => ["-".into(), "-".into()],
+        Some(r) => match (&r.rate, &r.unavailable) {
+            (Some(x), None) => [
+                format!("{:.3}", x.mpps),
+                format!("{:.0}", x.cycles_per_packet),
+            ],
+            _ => ["n/a".into(), "n/a".into()],
+        },
+    }
+}
+
+fn reference_rows(cases: &[CaseRecord]) -> Vec<[String; 17]> {
+    cases
+        .iter()
+        .map(|c| {
+            let [rm, rc] = system_cells(c.product.as_ref());
+            let [sm, sc] = system_cells(c.secgw.as_ref());
+            [
+                c.direction.clone(),
+                c.algorithm.clone(),
+                c.frame_size.clone(),
+                if c.udp_encap { "yes" } else { "no" }.into(),
+                c.sa_count.to_string(),
+                format!("{:.3}", c.mpps),
+                format!("{:.0}", c.cycles_per_packet),
+                rm,
+                rc,
+                sm,
+                sc,
+                format!("{:.3}", c.baseline_mpps),
+                format!("{:.0}", c.baseline_cycles_per_packet),
+                opt(c.vs_secgw(), 2),
+                opt(c.product_vs_secgw(), 2),
+                opt(c.limit_cycles_per_packet, 0),
+                opt(c.distance_to_limit, 2),
+            ]
+        })
+        .collect()
+}
+
+/// Why some systems have no figure for some cases: one line per system
+/// and reason, naming the cases (or their count).
+fn reference_notes(cases: &[CaseRecord]) -> Vec<String> {
+    let mut notes: Vec<(String, String, Vec<String>)> = Vec::new();
+    for c in cases {
+        for r in [c.secgw.as_ref(), c.product.as_ref()].into_iter().flatten() {
+            let Some(why) = &r.unavailable else { continue };
+            let name = format!(
+                "{} {} {}{}{}{}",
+                c.direction,
+                c.algorithm,
+                c.frame_size,
+                if c.udp_encap { " udp" } else { "" },
+                if c.sa_count != 1 {
+                    format!(" {}SA", c.sa_count)
+                } else {
+                    String::new()
+                },
+                if c.scale_frames != 0 {
+                    format!(" {}fr", c.scale_frames)
+                } else {
+                    String::new()
+                }
+            );
+            match notes.iter_mut().find(|n| n.0 == r.system && &n.1 == why) {
+                Some(n) => n.2.push(name),
+                None => notes.push((r.system.clone(), why.clone(), vec![name])),
+            }
+        }
+    }
+    notes
+        .into_iter()
+        .map(|(system, why, names)| {
+            let which = if names.len() <= 4 {
+                names.join(", ")
+            } else {
+                format!("{} cases", names.len())
+            };
+            format!("{system} n/a ({which}): {why}")
+        })
+        .collect()
+}
+
+fn has_references(cases: &[CaseRecord]) -> bool {
+    cases
+        .iter()
+        .any(|c| c.secgw.is_some() || c.product.is_some())
+}
+
+/// Espresso (the lab's in-process gateway), the product (`espresso run`),
+/// DPDK's ipsec-secgw and testpmd io side by side: Mpps (wall clock) and
+/// cycles per packet of each, Espresso and the product against secgw
+/// (on-CPU Mpps ratios: above 1 is faster than secgw per CPU second), the
+/// physical limit (testpmd + bare AEAD cycles) and Espresso's distance to
+/// it. Empty when no reference ran.
+pub fn reference_table(cases: &[CaseRecord]) -> String {
+    if !has_references(cases) {
+        return String::new();
+    }
+    let mut s = text_table(&REFERENCE_HEAD, &reference_rows(cases));
+    for n in reference_notes(cases) {
+        s.push_str(&format!("  {n}\n"));
+    }
+    s
+}
+
+/// The same in Markdown, with its notes.
+pub fn reference_markdown(cases: &[CaseRecord]) -> String {
+    if !has_references(cases) {
+        return String::new();
+    }
+    let mut s = String::from(
+        "Against the references (Mpps wall clock; cycles/packet of the polling thread's on-CPU time; \
+         Espresso/secgw and run/secgw are on-CPU Mpps ratios; limit = testpmd + bare AEAD cycles):\n\n",
+    );
+    s.push_str(&md_table(&REFERENCE_HEAD, &reference_rows(cases)));
+    let notes = reference_notes(cases);
+    if !notes.is_empty() {
+        s.push('\n');
+        for n in notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+    }
+    s
+}
+
 /// A plain-text table: columns padded to their widest cell, numbers
 /// right-aligned after the first three columns (which are labels).
 pub(crate) fn text_table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
@@ -428,6 +579,88 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[]).is_nan());
+    }
+
+    fn sample(packets: u64, cpu_s: f64) -> RunSample {
+        RunSample {
+            packets,
+            received: packets,
+            dropped: 0,
+            wall_s: 1.0,
+            cpu_s,
+            tsc_hz: 1_000_000_000,
+            backend: "x".into(),
+            setup_s: 0.0,
+            aead_cycles: None,
+            spd_cache_hits: 0,
+            spd_cache_misses: 0,
+        }
+    }
+
+    #[test]
+    fn the_reference_table_puts_the_systems_side_by_side() {
+        use crate::spec::{BenchAlgorithm, Direction, FrameSize};
+        let mut spec = CaseSpec {
+            direction: Direction::Encrypt,
+            algorithm: BenchAlgorithm::AesGcm128,
+            frame: FrameSize::Fixed(64),
+            udp_encap: false,
+            sa_count: 1,
+            scale_frames: 0,
+        };
+        // Espresso: 2 Mpps on 0.5 s of CPU (250 cycles/packet at 1 GHz),
+        // testpmd 10 Mpps, secgw 1 Mpps on 0.5 s (500 cycles/packet).
+        let mut a = CaseRecord::new(&spec, &[sample(2_000_000, 0.5)], &[sample(10_000_000, 1.0)]);
+        assert!(reference_table(&[a.clone()]).is_empty(), "no reference ran");
+        a.secgw = Some(SystemRecord::measured(
+            "ipsec-secgw",
+            &spec,
+            &[sample(1_000_000, 0.5)],
+            "scapy check: ok".into(),
+        ));
+        spec.udp_encap = true;
+        spec.frame = FrameSize::Imix;
+        let mut b = CaseRecord::new(&spec, &[sample(2_000_000, 1.0)], &[sample(10_000_000, 1.0)]);
+        b.secgw = Some(SystemRecord::unavailable("ipsec-secgw", "no UDP".into()));
+        assert_eq!(a.vs_secgw(), Some(2.0));
+        assert_eq!(b.vs_secgw(), None);
+        let t = reference_table(&[a.clone(), b.clone()]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("dir") && lines[0].contains("ipsec-secgw Mpps"));
+        let cells: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "encrypt",
+                "aes128gcm16",
+                "64",
+                "no",
+                "1",
+                "2.000",
+                "250",
+                "-",
+                "-",
+                "1.000",
+                "500",
+                "10.000",
+                "100",
+                "2.00",
+                "-",
+                "-",
+                "-"
+            ]
+        );
+        let cells: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(&cells[7..11], ["-", "-", "n/a", "n/a"]);
+        assert_eq!(
+            lines[3].trim(),
+            "ipsec-secgw n/a (encrypt aes128gcm16 imix udp): no UDP"
+        );
+        let md = reference_markdown(&[a, b]);
+        assert!(md.contains(
+            "| encrypt | aes128gcm16 | 64 | no | 1 | 2.000 | 250 | - | - | 1.000 | 500 |"
+        ));
+        assert!(md.contains("- ipsec-secgw n/a (encrypt aes128gcm16 imix udp): no UDP"));
     }
 
     #[test]
