@@ -38,6 +38,46 @@ pub(super) struct SlotLine {
 
 const _: () = assert!(std::mem::size_of::<SlotLine>() == 64);
 
+/// Entries of the node's [`Adjacency`] cache (a power of two).
+pub(super) const ADJACENCY_SETS: usize = 64;
+
+/// Where decapsulated packets for one inner destination leave, resolved
+/// once: the route and neighbour lookups (with the inner header's parse,
+/// about a fifth of a decapsulated 64-byte packet's instructions) are done
+/// for the destination's first packet and reused, like a tunnel's
+/// [`Egress`], until a route, neighbour or SA change makes them stale
+/// (`epoch`, `neigh_gen`) or the neighbour entry ages (`until`). Only
+/// neighbours usable without a state change are cached (static,
+/// reachable, probed and not yet due), so a hit skips nothing that
+/// `NeighbourTable::resolve` would have done. A direct-mapped table: a
+/// destination that collides with another replaces it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Adjacency {
+    dst: IpAddr,
+    epoch: u32,
+    neigh_gen: u32,
+    until: u64,
+    out_if: u16,
+    mac: [u8; 6],
+    mtu: u16,
+    mss: Option<u16>,
+}
+
+/// The [`Adjacency`] cache's entry for `dst`.
+#[inline(always)]
+fn adjacency_set(dst: IpAddr) -> usize {
+    let low = match dst {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
+        }
+    };
+    // Fibonacci hashing: the top bits of the product depend on every bit
+    // of the address, so hosts of one subnet spread over the sets.
+    (low.wrapping_mul(0x9E37_79B1) >> (32 - ADJACENCY_SETS.trailing_zeros())) as usize
+}
+
 impl<B: PacketBuf> Node<B> {
     pub(super) fn engine_outbound_drop(&mut self, r: DropReason) {
         self.drop_esp(r);
@@ -257,6 +297,37 @@ impl<B: PacketBuf> Node<B> {
         self.after_decap(in_if, pkt, r, pool)
     }
 
+    /// The still-valid adjacency of inner destination `dst`.
+    #[inline(always)]
+    fn cached_adjacency(&self, dst: IpAddr) -> Option<Adjacency> {
+        let a = self.adjacency[adjacency_set(dst)]?;
+        (a.dst == dst
+            && a.epoch == self.egress_epoch as u32
+            && a.neigh_gen == self.neigh.generation() as u32
+            && self.now_ms < a.until)
+            .then_some(a)
+    }
+
+    /// Records where packets for `dst` leave through `hop`, if its
+    /// neighbour can be used as it is.
+    fn learn_adjacency(&mut self, dst: IpAddr, hop: crate::route::NextHop) {
+        let nh = hop.neighbour(dst);
+        let Some((mac, until)) = self.neigh.usable(hop.interface, nh, self.now_ms) else {
+            return;
+        };
+        let egress = &self.ifaces[usize::from(hop.interface)];
+        self.adjacency[adjacency_set(dst)] = Some(Adjacency {
+            dst,
+            epoch: self.egress_epoch as u32,
+            neigh_gen: self.neigh.generation() as u32,
+            until,
+            out_if: hop.interface,
+            mac,
+            mtu: egress.mtu,
+            mss: egress.mss_clamp,
+        });
+    }
+
     pub(super) fn after_decap(
         &mut self,
         in_if: u16,
@@ -267,14 +338,37 @@ impl<B: PacketBuf> Node<B> {
         match r {
             Ok(InboundOutcome::Decrypted(_)) => {
                 self.counters.decapsulated += 1;
-                // Routed once, for both the MSS clamp of the egress
-                // interface and the delivery.
                 let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
                     return self.drop_gw(GwDrop::BadFrame);
                 };
+                if let Some(a) = self.cached_adjacency(dst) {
+                    // What the lookups below would do, from the cache.
+                    if !self.ttl_ok(&mut pkt) {
+                        return self.ttl_exceeded(a.out_if, pkt, pool);
+                    }
+                    if let Some(m) = a.mss {
+                        self.clamp_mss(&mut pkt, m);
+                    }
+                    if pkt.len() <= usize::from(a.mtu) {
+                        let ethertype = if dst.is_ipv4() {
+                            EtherType::IPV4
+                        } else {
+                            EtherType::IPV6
+                        };
+                        return self.send_eth(a.out_if, pkt, a.mac, ethertype);
+                    }
+                    // Too big: `deliver` sends the ICMP error or fragments.
+                    let Some(&hop) = self.routes.next_hop(dst) else {
+                        return self.drop_gw(GwDrop::NoRoute);
+                    };
+                    return self.deliver(pkt, dst, hop, pool, true);
+                }
+                // Routed once, for both the MSS clamp of the egress
+                // interface and the delivery.
                 let Some(&hop) = self.routes.next_hop(dst) else {
                     return self.drop_gw(GwDrop::NoRoute);
                 };
+                self.learn_adjacency(dst, hop);
                 if !self.ttl_ok(&mut pkt) {
                     // The error goes back into the tunnel: from the
                     // protected side's address (the interface the packet
