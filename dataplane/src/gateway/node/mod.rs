@@ -884,8 +884,9 @@ impl<B: PacketBuf> Node<B> {
     /// An IP packet (link-layer header removed) received on `in_if`.
     #[inline(always)]
     fn ip_input(&mut self, in_if: u16, pkt: B, meta: &PacketMeta, pool: &mut impl PacketPool<B>) {
-        let ndp_multicast = matches!(meta.dst, IpAddr::V6(a) if a.segments()[0] == 0xff02);
-        if self.is_local(meta.dst) || (ndp_multicast && meta.proto == IpProtocol::ICMPV6) {
+        let dst = meta.dst();
+        let ndp_multicast = matches!(dst, IpAddr::V6(a) if a.segments()[0] == 0xff02);
+        if self.is_local(dst) || (ndp_multicast && meta.proto == IpProtocol::ICMPV6) {
             self.local_input(in_if, pkt, meta, pool)
         } else {
             self.transit_input(in_if, pkt, meta, pool)
