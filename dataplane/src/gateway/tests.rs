@@ -764,6 +764,19 @@ fn the_cached_delivery_of_decapsulated_packets_follows_neighbour_and_route_chang
     assert_eq!(to(&frags), vec![router, router], "fragmented for the LAN");
     assert!(frags.iter().all(|f| f.len() - 14 <= 600));
     assert_eq!(b.counters.decapsulated, 10);
+    // IPv6 inside: cached by its own address, sent as IPv6.
+    for _ in 0..2 {
+        let p = udp6("fd01::10", "fd02::20", 100, 64);
+        a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x86dd, &p), &mut HeapPool);
+        for f in take_tx(&mut a, 1) {
+            b.rx(1, f, &mut HeapPool);
+        }
+        let lan = take_tx(&mut b, 0);
+        assert_eq!(lan.len(), 1, "{:?}", b.counters);
+        let f = lan[0].data();
+        assert_eq!((&f[0..6], &f[12..14]), (&HOST_B_MAC[..], &[0x86, 0xdd][..]));
+        assert_eq!(&f[14 + 24..14 + 40], &p[24..40], "the inner packet");
+    }
 }
 
 /// Site `site` ('a' encrypts, 'b' decrypts) with `n` tunnels between

@@ -53,7 +53,7 @@ pub(super) const ADJACENCY_SETS: usize = 64;
 /// destination that collides with another replaces it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Adjacency {
-    dst: IpAddr,
+    dst: DstBits,
     epoch: u32,
     neigh_gen: u32,
     until: u64,
@@ -63,19 +63,61 @@ pub(super) struct Adjacency {
     mss: Option<u16>,
 }
 
-/// The [`Adjacency`] cache's entry for `dst`.
-#[inline(always)]
-fn adjacency_set(dst: IpAddr) -> usize {
-    let low = match dst {
-        IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
+/// A destination address as the [`Adjacency`] cache keys it: the
+/// address's bits (IPv4 in the low 32) and whether it is IPv6. Read from
+/// the packet as integers rather than built as an `IpAddr`, which the
+/// compiler assembled on the stack with narrow stores and read back with
+/// wide loads (a store-forwarding stall per packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DstBits {
+    bits: u128,
+    v6: bool,
+}
+
+impl DstBits {
+    /// The destination of an IP packet whose header the engine checked.
+    #[inline(always)]
+    fn of(data: &[u8]) -> Option<DstBits> {
+        match data.first()? >> 4 {
+            4 => {
+                let a: [u8; 4] = data.get(16..20)?.try_into().ok()?;
+                Some(DstBits {
+                    bits: u128::from(u32::from_be_bytes(a)),
+                    v6: false,
+                })
+            }
+            6 => {
+                let a: [u8; 16] = data.get(24..40)?.try_into().ok()?;
+                Some(DstBits {
+                    bits: u128::from_be_bytes(a),
+                    v6: true,
+                })
+            }
+            _ => None,
         }
-    };
-    // Fibonacci hashing: the top bits of the product depend on every bit
-    // of the address, so hosts of one subnet spread over the sets.
-    (low.wrapping_mul(0x9E37_79B1) >> (32 - ADJACENCY_SETS.trailing_zeros())) as usize
+    }
+
+    fn from_ip(a: IpAddr) -> DstBits {
+        match a {
+            IpAddr::V4(a) => DstBits {
+                bits: u128::from(u32::from(a)),
+                v6: false,
+            },
+            IpAddr::V6(a) => DstBits {
+                bits: u128::from(a),
+                v6: true,
+            },
+        }
+    }
+
+    /// The cache entry: Fibonacci hashing of the low 32 bits, whose top
+    /// bits depend on every bit of them, so hosts of one subnet spread
+    /// over the sets.
+    #[inline(always)]
+    fn set(self) -> usize {
+        ((self.bits as u32).wrapping_mul(0x9E37_79B1) >> (32 - ADJACENCY_SETS.trailing_zeros()))
+            as usize
+    }
 }
 
 impl<B: PacketBuf> Node<B> {
@@ -299,8 +341,8 @@ impl<B: PacketBuf> Node<B> {
 
     /// The still-valid adjacency of inner destination `dst`.
     #[inline(always)]
-    fn cached_adjacency(&self, dst: IpAddr) -> Option<Adjacency> {
-        let a = self.adjacency[adjacency_set(dst)]?;
+    fn cached_adjacency(&self, dst: DstBits) -> Option<Adjacency> {
+        let a = self.adjacency[dst.set()]?;
         (a.dst == dst
             && a.epoch == self.egress_epoch as u32
             && a.neigh_gen == self.neigh.generation() as u32
@@ -316,7 +358,8 @@ impl<B: PacketBuf> Node<B> {
             return;
         };
         let egress = &self.ifaces[usize::from(hop.interface)];
-        self.adjacency[adjacency_set(dst)] = Some(Adjacency {
+        let dst = DstBits::from_ip(dst);
+        self.adjacency[dst.set()] = Some(Adjacency {
             dst,
             epoch: self.egress_epoch as u32,
             neigh_gen: self.neigh.generation() as u32,
@@ -338,10 +381,7 @@ impl<B: PacketBuf> Node<B> {
         match r {
             Ok(InboundOutcome::Decrypted(_)) => {
                 self.counters.decapsulated += 1;
-                let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
-                    return self.drop_gw(GwDrop::BadFrame);
-                };
-                if let Some(a) = self.cached_adjacency(dst) {
+                if let Some(a) = DstBits::of(pkt.data()).and_then(|d| self.cached_adjacency(d)) {
                     // What the lookups below would do, from the cache.
                     if !self.ttl_ok(&mut pkt) {
                         return self.ttl_exceeded(a.out_if, pkt, pool);
@@ -350,19 +390,25 @@ impl<B: PacketBuf> Node<B> {
                         self.clamp_mss(&mut pkt, m);
                     }
                     if pkt.len() <= usize::from(a.mtu) {
-                        let ethertype = if dst.is_ipv4() {
-                            EtherType::IPV4
-                        } else {
+                        let ethertype = if a.dst.v6 {
                             EtherType::IPV6
+                        } else {
+                            EtherType::IPV4
                         };
                         return self.send_eth(a.out_if, pkt, a.mac, ethertype);
                     }
                     // Too big: `deliver` sends the ICMP error or fragments.
+                    let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
+                        return self.drop_gw(GwDrop::BadFrame);
+                    };
                     let Some(&hop) = self.routes.next_hop(dst) else {
                         return self.drop_gw(GwDrop::NoRoute);
                     };
                     return self.deliver(pkt, dst, hop, pool, true);
                 }
+                let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
+                    return self.drop_gw(GwDrop::BadFrame);
+                };
                 // Routed once, for both the MSS clamp of the egress
                 // interface and the delivery.
                 let Some(&hop) = self.routes.next_hop(dst) else {
