@@ -14,8 +14,10 @@
 //! instructions, so it shows a change of the data path's work on a shared
 //! machine where cycle counts do not.
 //!
-//! Usage: `node_burst encrypt|decrypt|reload BURSTS` (`reload`: only the
-//! buffer recycling, the driver's own share of the count).
+//! Usage: `node_burst encrypt|decrypt|reload BURSTS [FRAME]` (`reload`:
+//! only the buffer recycling, the driver's own share of the count; FRAME:
+//! the frame size in bytes as the lab counts it, FCS included, 64 by
+//! default, e.g. 1420 for the lab's large-packet case).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
@@ -39,8 +41,8 @@ const PEER_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const LAN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 1);
 const LOCAL_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const REMOTE_HOST: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
-/// IP length of a 64-byte frame (14 bytes of Ethernet header, 4 of FCS).
-const IP_LEN: u16 = 64 - 18;
+/// Bytes of a frame that are not IP: 14 of Ethernet header, 4 of FCS.
+const FRAME_OVERHEAD: u16 = 18;
 const SPI: u32 = 0x1000;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -79,11 +81,12 @@ fn transform() -> Box<dyn EspTransform> {
     new_transform(default_backend(alg), alg, &SaKeys::new(&key, &[])).expect("transform")
 }
 
-/// A UDP/IPv4 packet from `src` to `dst`, as the lab's pcaps carry.
-fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    let mut p = vec![0u8; usize::from(IP_LEN)];
+/// A UDP/IPv4 packet of `ip_len` bytes from `src` to `dst`, as the lab's
+/// pcaps carry.
+fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, ip_len: u16) -> Vec<u8> {
+    let mut p = vec![0u8; usize::from(ip_len)];
     p[0] = 0x45;
-    p[2..4].copy_from_slice(&IP_LEN.to_be_bytes());
+    p[2..4].copy_from_slice(&ip_len.to_be_bytes());
     p[8] = 64;
     p[9] = 17;
     p[12..16].copy_from_slice(&src.octets());
@@ -97,7 +100,7 @@ fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p[20..22].copy_from_slice(&1024u16.to_be_bytes());
     p[22..24].copy_from_slice(&9u16.to_be_bytes());
-    p[24..26].copy_from_slice(&(IP_LEN - 20).to_be_bytes());
+    p[24..26].copy_from_slice(&(ip_len - 20).to_be_bytes());
     p
 }
 
@@ -111,7 +114,7 @@ fn ethernet(dst: [u8; 6], ip: &[u8]) -> Vec<u8> {
 }
 
 /// The node of the lab's case and the frame it receives on port 0.
-fn setup(mode: Case) -> (Node<HeapBuf>, Vec<u8>) {
+fn setup(mode: Case, ip_len: u16) -> (Node<HeapBuf>, Vec<u8>) {
     let lan = Interface {
         name: "lan".into(),
         mac: LAN_MAC,
@@ -150,7 +153,7 @@ fn setup(mode: Case) -> (Node<HeapBuf>, Vec<u8>) {
             transform(),
         )
         .expect("peer SA");
-        let mut buf = HeapBuf::new(128, &udp_packet(REMOTE_HOST, LOCAL_HOST), 128);
+        let mut buf = HeapBuf::new(128, &udp_packet(REMOTE_HOST, LOCAL_HOST, ip_len), 128);
         peer.encapsulate(&mut buf, &mut |_| {})
             .expect("encapsulate");
         ethernet(WAN_MAC, buf.data())
@@ -175,7 +178,7 @@ fn setup(mode: Case) -> (Node<HeapBuf>, Vec<u8>) {
             )
             .expect("outbound SA"),
         );
-        ethernet(LAN_MAC, &udp_packet(LOCAL_HOST, REMOTE_HOST))
+        ethernet(LAN_MAC, &udp_packet(LOCAL_HOST, REMOTE_HOST, ip_len))
     };
     (node, frame)
 }
@@ -229,15 +232,24 @@ fn main() -> ExitCode {
         Some("decrypt") => Case::Decrypt,
         Some("reload") => Case::Reload,
         _ => {
-            eprintln!("usage: node_burst encrypt|decrypt|reload BURSTS");
+            eprintln!("usage: node_burst encrypt|decrypt|reload BURSTS [FRAME]");
             return ExitCode::FAILURE;
         }
     };
     let Some(bursts) = args.get(2).and_then(|n| n.parse::<usize>().ok()) else {
-        eprintln!("usage: node_burst encrypt|decrypt|reload BURSTS");
+        eprintln!("usage: node_burst encrypt|decrypt|reload BURSTS [FRAME]");
         return ExitCode::FAILURE;
     };
-    let (mut node, frame) = setup(mode);
+    // 64 up to what the 2048-byte buffers hold with the ESP overhead.
+    let frame_len = match args.get(3).map(|n| n.parse::<u16>()) {
+        None => 64,
+        Some(Ok(n)) if (64..=1800).contains(&n) => n,
+        Some(_) => {
+            eprintln!("node_burst: FRAME must be 64 to 1800 bytes");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut node, frame) = setup(mode, frame_len - FRAME_OVERHEAD);
     let mut free: Vec<HeapBuf> = (0..2 * BURST)
         .map(|_| HeapBuf::new(HeapBuf::HEADROOM, &[], 2048 - HeapBuf::HEADROOM))
         .collect();

@@ -691,6 +691,94 @@ fn the_cached_tunnel_egress_follows_neighbour_route_and_sa_changes() {
     assert_eq!(&f[14 + 16..14 + 20], &[192, 0, 2, 7]);
 }
 
+#[test]
+fn the_cached_delivery_of_decapsulated_packets_follows_neighbour_and_route_changes() {
+    let (mut a, mut b) = two_sites_mtu(600, 1500, None);
+    // Through both gateways: what b puts on its LAN, and b's counters.
+    let send = |a: &mut Node<HeapBuf>, b: &mut Node<HeapBuf>, dst: &str, len, ttl, df| {
+        let inner = udp4("10.1.0.10", dst, 1000, 2000, &vec![7; len], ttl, df);
+        a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x0800, &inner), &mut HeapPool);
+        for f in take_tx(a, 1) {
+            b.rx(1, f, &mut HeapPool);
+        }
+        take_tx(b, 0)
+            .iter()
+            .map(|f| f.data().to_vec())
+            .collect::<Vec<_>>()
+    };
+    let to = |frames: &[Vec<u8>]| -> Vec<[u8; 6]> {
+        frames.iter().map(|f| f[0..6].try_into().unwrap()).collect()
+    };
+    // First packet resolves and caches the adjacency, the second uses it.
+    for _ in 0..2 {
+        let lan = send(&mut a, &mut b, "10.2.0.20", 100, 64, true);
+        assert_eq!(to(&lan), vec![HOST_B_MAC]);
+        assert_eq!(lan[0][14 + 8], 62, "TTL decremented by each gateway");
+        assert_eq!(checksum::data(&lan[0][14..34]), 0xffff, "header checksum");
+    }
+    // Another host of the same subnet is not sent to the first one's MAC.
+    let other = [2, 0x21, 0, 0, 0, 0x21];
+    b.add_static_neighbour(ip("10.2.0.21"), other, 0);
+    for _ in 0..2 {
+        assert_eq!(
+            to(&send(&mut a, &mut b, "10.2.0.21", 100, 64, true)),
+            vec![other]
+        );
+    }
+    assert_eq!(
+        to(&send(&mut a, &mut b, "10.2.0.20", 100, 64, true)),
+        vec![HOST_B_MAC]
+    );
+    // A new MAC address for the host is used by the very next packet.
+    let moved = [2, 0x20, 0, 0, 0, 0x99];
+    b.add_static_neighbour(ip("10.2.0.20"), moved, 0);
+    assert_eq!(
+        to(&send(&mut a, &mut b, "10.2.0.20", 100, 64, true)),
+        vec![moved]
+    );
+    // So is a new route: the host is now reached through a router.
+    let mut routes = RouteTable::new();
+    routes.insert(
+        "10.2.0.20/32".parse().unwrap(),
+        NextHop {
+            interface: 0,
+            via: Some(ip("10.2.0.254")),
+        },
+    );
+    let router = [2, 0xfe, 0, 0, 0, 0x20];
+    b.add_static_neighbour(ip("10.2.0.254"), router, 0);
+    b.set_routes(routes);
+    assert_eq!(
+        to(&send(&mut a, &mut b, "10.2.0.20", 100, 64, true)),
+        vec![router]
+    );
+    // With the adjacency cached: TTL expiry and the LAN's MTU still apply.
+    let expired = b.counters.drops[GwDrop::TtlExceeded.index()];
+    // (TTL 2: gateway a takes one.)
+    assert!(send(&mut a, &mut b, "10.2.0.20", 100, 2, true).is_empty());
+    assert_eq!(b.counters.drops[GwDrop::TtlExceeded.index()], expired + 1);
+    let too_big = b.counters.drops[GwDrop::TooBig.index()];
+    assert!(send(&mut a, &mut b, "10.2.0.20", 800, 64, true).is_empty());
+    assert_eq!(b.counters.drops[GwDrop::TooBig.index()], too_big + 1);
+    let frags = send(&mut a, &mut b, "10.2.0.20", 800, 64, false);
+    assert_eq!(to(&frags), vec![router, router], "fragmented for the LAN");
+    assert!(frags.iter().all(|f| f.len() - 14 <= 600));
+    assert_eq!(b.counters.decapsulated, 10);
+    // IPv6 inside: cached by its own address, sent as IPv6.
+    for _ in 0..2 {
+        let p = udp6("fd01::10", "fd02::20", 100, 64);
+        a.rx(0, eth(GWA_LAN, HOST_A_MAC, 0x86dd, &p), &mut HeapPool);
+        for f in take_tx(&mut a, 1) {
+            b.rx(1, f, &mut HeapPool);
+        }
+        let lan = take_tx(&mut b, 0);
+        assert_eq!(lan.len(), 1, "{:?}", b.counters);
+        let f = lan[0].data();
+        assert_eq!((&f[0..6], &f[12..14]), (&HOST_B_MAC[..], &[0x86, 0xdd][..]));
+        assert_eq!(&f[14 + 24..14 + 40], &p[24..40], "the inner packet");
+    }
+}
+
 /// Site `site` ('a' encrypts, 'b' decrypts) with `n` tunnels between
 /// 192.0.2.1 and 192.0.2.2, one per host 10.128.0.0 + i, SPIs 0x1000 + i,
 /// AES-128-GCM on ipsec-mb, anti-replay off (frames are replayed).

@@ -12,8 +12,8 @@ use crate::wire::{Ipv4Fixed, UdpPacket};
 pub struct PacketMeta {
     /// IP version.
     pub version: IpVersion,
-    /// Destination address.
-    pub dst: IpAddr,
+    /// Destination address (see [`dst`](Self::dst)).
+    dst: Addr,
     /// Upper-layer protocol (after any IPv6 extension headers).
     pub proto: IpProtocol,
     /// Offset of the upper-layer header.
@@ -33,11 +33,56 @@ pub struct PacketMeta {
     /// words than it was written in, a store-forwarding stall per packet.
     /// Their destination is `dst`.
     selectors: Selectors,
-    key_src: IpAddr,
+    key_src: Addr,
     key_proto: u8,
-    key_sport: u16,
-    key_dport: u16,
+    /// Source port in the high half, destination port in the low: one
+    /// word, because the two ports written as two halves were then read
+    /// back as one word when the key was built (a store-forwarding stall).
+    key_ports: u32,
     key_opaque: bool,
+}
+
+/// An address of [`PacketMeta`], kept in one 16-byte word that is written
+/// whole (IPv4 in its low 32 bits). Kept as an `IpAddr`, an IPv4 address
+/// was written as a tag byte and four bytes, and every later copy of the
+/// `IpAddr` (the SPD key, the is-it-ours check) read it with wider loads,
+/// which cannot be served from the store buffer: a store-forwarding stall
+/// of the order of ten cycles each, three of them per 64-byte packet on
+/// the encrypting path in `perf` samples of the lab (2026-12-07). Loads of
+/// a word stored whole, or of part of it, are forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Addr {
+    bits: u128,
+    v6: bool,
+}
+
+impl Addr {
+    const V4_UNSPECIFIED: Addr = Addr { bits: 0, v6: false };
+
+    #[inline(always)]
+    fn get(self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(Ipv6Addr::from(self.bits))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(self.bits as u32))
+        }
+    }
+}
+
+impl From<IpAddr> for Addr {
+    #[inline(always)]
+    fn from(a: IpAddr) -> Addr {
+        match a {
+            IpAddr::V4(a) => Addr {
+                bits: u128::from(u32::from(a)),
+                v6: false,
+            },
+            IpAddr::V6(a) => Addr {
+                bits: u128::from(a),
+                v6: true,
+            },
+        }
+    }
 }
 
 /// Whether [`PacketMeta`] holds the selectors.
@@ -55,19 +100,24 @@ impl PacketMeta {
     /// Nothing found yet: the value [`fill`](Self::fill) overwrites.
     pub const EMPTY: PacketMeta = PacketMeta {
         version: IpVersion::V4,
-        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        dst: Addr::V4_UNSPECIFIED,
         proto: IpProtocol(0),
         l4: 0,
         dport: None,
         esp: Ok(EspLocation::NotEsp),
         spi: None,
         selectors: Selectors::Absent,
-        key_src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        key_src: Addr::V4_UNSPECIFIED,
         key_proto: 0,
-        key_sport: 0,
-        key_dport: 0,
+        key_ports: 0,
         key_opaque: false,
     };
+
+    /// Destination address.
+    #[inline(always)]
+    pub fn dst(&self) -> IpAddr {
+        self.dst.get()
+    }
 
     /// Classifies an IP packet (IP header first): `None` when the header
     /// is not a valid IPv4 header (its checksum included, RFC 1812
@@ -107,10 +157,9 @@ impl PacketMeta {
                 _ => opaque = true,
             }
         }
-        self.key_src = IpAddr::V4(h.src_addr());
+        self.key_src = Addr::from(IpAddr::V4(h.src_addr()));
         self.key_proto = proto.0;
-        self.key_sport = sport;
-        self.key_dport = dport;
+        self.key_ports = u32::from(sport) << 16 | u32::from(dport);
         self.key_opaque = opaque;
         self.selectors = Selectors::Parsed;
         true
@@ -166,10 +215,9 @@ impl PacketMeta {
                     },
                 opaque,
             }) => {
-                self.key_src = src;
+                self.key_src = Addr::from(src);
                 self.key_proto = proto;
-                self.key_sport = sport;
-                self.key_dport = dport;
+                self.key_ports = u32::from(sport) << 16 | u32::from(dport);
                 self.key_opaque = opaque;
                 Selectors::Parsed
             }
@@ -202,7 +250,7 @@ impl PacketMeta {
             (IpProtocol::ESP, _) | (IpProtocol::UDP, Some(NAT_T_PORT))
         );
         self.version = version;
-        self.dst = dst;
+        self.dst = Addr::from(dst);
         self.proto = proto;
         self.l4 = l4;
         self.dport = dport;
@@ -245,11 +293,11 @@ impl PacketMeta {
     fn parsed_key(&self) -> PacketKey {
         PacketKey {
             key: FlowKey {
-                src: self.key_src,
-                dst: self.dst,
+                src: self.key_src.get(),
+                dst: self.dst.get(),
                 proto: self.key_proto,
-                sport: self.key_sport,
-                dport: self.key_dport,
+                sport: (self.key_ports >> 16) as u16,
+                dport: self.key_ports as u16,
             },
             opaque: self.key_opaque,
         }
@@ -296,7 +344,7 @@ impl<B: PacketBuf> Node<B> {
                 // RFC 1812 §5.3.4 (and RFC 1122 §3.3.6 for us as a host): a
                 // unicast packet in a group frame is neither forwarded nor
                 // taken.
-                let group_ip = match meta.dst {
+                let group_ip = match meta.dst() {
                     IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
                     IpAddr::V6(a) => a.is_multicast(),
                 };

@@ -38,6 +38,88 @@ pub(super) struct SlotLine {
 
 const _: () = assert!(std::mem::size_of::<SlotLine>() == 64);
 
+/// Entries of the node's [`Adjacency`] cache (a power of two).
+pub(super) const ADJACENCY_SETS: usize = 64;
+
+/// Where decapsulated packets for one inner destination leave, resolved
+/// once: the route and neighbour lookups (with the inner header's parse,
+/// about a fifth of a decapsulated 64-byte packet's instructions) are done
+/// for the destination's first packet and reused, like a tunnel's
+/// [`Egress`], until a route, neighbour or SA change makes them stale
+/// (`epoch`, `neigh_gen`) or the neighbour entry ages (`until`). Only
+/// neighbours usable without a state change are cached (static,
+/// reachable, probed and not yet due), so a hit skips nothing that
+/// `NeighbourTable::resolve` would have done. A direct-mapped table: a
+/// destination that collides with another replaces it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Adjacency {
+    dst: DstBits,
+    epoch: u32,
+    neigh_gen: u32,
+    until: u64,
+    out_if: u16,
+    mac: [u8; 6],
+    mtu: u16,
+    mss: Option<u16>,
+}
+
+/// A destination address as the [`Adjacency`] cache keys it: the
+/// address's bits (IPv4 in the low 32) and whether it is IPv6. Read from
+/// the packet as integers rather than built as an `IpAddr`, which the
+/// compiler assembled on the stack with narrow stores and read back with
+/// wide loads (a store-forwarding stall per packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DstBits {
+    bits: u128,
+    v6: bool,
+}
+
+impl DstBits {
+    /// The destination of an IP packet whose header the engine checked.
+    #[inline(always)]
+    fn of(data: &[u8]) -> Option<DstBits> {
+        match data.first()? >> 4 {
+            4 => {
+                let a: [u8; 4] = data.get(16..20)?.try_into().ok()?;
+                Some(DstBits {
+                    bits: u128::from(u32::from_be_bytes(a)),
+                    v6: false,
+                })
+            }
+            6 => {
+                let a: [u8; 16] = data.get(24..40)?.try_into().ok()?;
+                Some(DstBits {
+                    bits: u128::from_be_bytes(a),
+                    v6: true,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn from_ip(a: IpAddr) -> DstBits {
+        match a {
+            IpAddr::V4(a) => DstBits {
+                bits: u128::from(u32::from(a)),
+                v6: false,
+            },
+            IpAddr::V6(a) => DstBits {
+                bits: u128::from(a),
+                v6: true,
+            },
+        }
+    }
+
+    /// The cache entry: Fibonacci hashing of the low 32 bits, whose top
+    /// bits depend on every bit of them, so hosts of one subnet spread
+    /// over the sets.
+    #[inline(always)]
+    fn set(self) -> usize {
+        ((self.bits as u32).wrapping_mul(0x9E37_79B1) >> (32 - ADJACENCY_SETS.trailing_zeros()))
+            as usize
+    }
+}
+
 impl<B: PacketBuf> Node<B> {
     pub(super) fn engine_outbound_drop(&mut self, r: DropReason) {
         self.drop_esp(r);
@@ -257,6 +339,38 @@ impl<B: PacketBuf> Node<B> {
         self.after_decap(in_if, pkt, r, pool)
     }
 
+    /// The still-valid adjacency of inner destination `dst`.
+    #[inline(always)]
+    fn cached_adjacency(&self, dst: DstBits) -> Option<Adjacency> {
+        let a = self.adjacency[dst.set()]?;
+        (a.dst == dst
+            && a.epoch == self.egress_epoch as u32
+            && a.neigh_gen == self.neigh.generation() as u32
+            && self.now_ms < a.until)
+            .then_some(a)
+    }
+
+    /// Records where packets for `dst` leave through `hop`, if its
+    /// neighbour can be used as it is.
+    fn learn_adjacency(&mut self, dst: IpAddr, hop: crate::route::NextHop) {
+        let nh = hop.neighbour(dst);
+        let Some((mac, until)) = self.neigh.usable(hop.interface, nh, self.now_ms) else {
+            return;
+        };
+        let egress = &self.ifaces[usize::from(hop.interface)];
+        let dst = DstBits::from_ip(dst);
+        self.adjacency[dst.set()] = Some(Adjacency {
+            dst,
+            epoch: self.egress_epoch as u32,
+            neigh_gen: self.neigh.generation() as u32,
+            until,
+            out_if: hop.interface,
+            mac,
+            mtu: egress.mtu,
+            mss: egress.mss_clamp,
+        });
+    }
+
     pub(super) fn after_decap(
         &mut self,
         in_if: u16,
@@ -267,14 +381,40 @@ impl<B: PacketBuf> Node<B> {
         match r {
             Ok(InboundOutcome::Decrypted(_)) => {
                 self.counters.decapsulated += 1;
-                // Routed once, for both the MSS clamp of the egress
-                // interface and the delivery.
+                if let Some(a) = DstBits::of(pkt.data()).and_then(|d| self.cached_adjacency(d)) {
+                    // What the lookups below would do, from the cache.
+                    if !self.ttl_ok(&mut pkt) {
+                        return self.ttl_exceeded(a.out_if, pkt, pool);
+                    }
+                    if let Some(m) = a.mss {
+                        self.clamp_mss(&mut pkt, m);
+                    }
+                    if pkt.len() <= usize::from(a.mtu) {
+                        let ethertype = if a.dst.v6 {
+                            EtherType::IPV6
+                        } else {
+                            EtherType::IPV4
+                        };
+                        return self.send_eth(a.out_if, pkt, a.mac, ethertype);
+                    }
+                    // Too big: `deliver` sends the ICMP error or fragments.
+                    let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
+                        return self.drop_gw(GwDrop::BadFrame);
+                    };
+                    let Some(&hop) = self.routes.next_hop(dst) else {
+                        return self.drop_gw(GwDrop::NoRoute);
+                    };
+                    return self.deliver(pkt, dst, hop, pool, true);
+                }
                 let Some(dst) = crate::esp::inbound::packet_dst(pkt.data()) else {
                     return self.drop_gw(GwDrop::BadFrame);
                 };
+                // Routed once, for both the MSS clamp of the egress
+                // interface and the delivery.
                 let Some(&hop) = self.routes.next_hop(dst) else {
                     return self.drop_gw(GwDrop::NoRoute);
                 };
+                self.learn_adjacency(dst, hop);
                 if !self.ttl_ok(&mut pkt) {
                     // The error goes back into the tunnel: from the
                     // protected side's address (the interface the packet

@@ -78,7 +78,7 @@ mod nd;
 
 use classify::Frame;
 pub use classify::PacketMeta;
-use esp::SlotLine;
+use esp::{Adjacency, SlotLine, ADJACENCY_SETS};
 use forward::{fragment_v4, largest_fitting, may_fragment};
 use icmp::IcmpLimit;
 use nd::write_icmpv6;
@@ -450,6 +450,9 @@ pub struct Node<B> {
     /// Bumped by every change that can move a tunnel's egress (routes,
     /// SAs); with the neighbour table's generation it validates `egress`.
     egress_epoch: u64,
+    /// Where decapsulated packets leave, by inner destination (see
+    /// [`Adjacency`]); validated like `slots`' egress.
+    adjacency: Box<[Option<Adjacency>; ADJACENCY_SETS]>,
     spi_owner: SpiMap<u16>,
     /// How many `spi_owner` entries name another worker: while there are
     /// none (one worker, or SAs all here) inbound ESP skips the owner
@@ -499,6 +502,7 @@ impl<B: PacketBuf> Node<B> {
             slot_owner: SlotVec::new(),
             slots: Chunked::new(),
             egress_epoch: 0,
+            adjacency: Box::new([None; ADJACENCY_SETS]),
             spi_owner: SpiMap::new(),
             foreign_spis: 0,
             pending: Vec::with_capacity(PENDING_MAX),
@@ -880,8 +884,9 @@ impl<B: PacketBuf> Node<B> {
     /// An IP packet (link-layer header removed) received on `in_if`.
     #[inline(always)]
     fn ip_input(&mut self, in_if: u16, pkt: B, meta: &PacketMeta, pool: &mut impl PacketPool<B>) {
-        let ndp_multicast = matches!(meta.dst, IpAddr::V6(a) if a.segments()[0] == 0xff02);
-        if self.is_local(meta.dst) || (ndp_multicast && meta.proto == IpProtocol::ICMPV6) {
+        let dst = meta.dst();
+        let ndp_multicast = matches!(dst, IpAddr::V6(a) if a.segments()[0] == 0xff02);
+        if self.is_local(dst) || (ndp_multicast && meta.proto == IpProtocol::ICMPV6) {
             self.local_input(in_if, pkt, meta, pool)
         } else {
             self.transit_input(in_if, pkt, meta, pool)
