@@ -1086,6 +1086,17 @@ impl SaHint {
         self.prefetch_crypto(len);
     }
 
+    /// How many cache lines [`Self::prefetch`] fetches for a payload of
+    /// `len` bytes (the SA's, the transform's and the key schedule's; a
+    /// line shared by two of them counts twice): the per-SA state a packet
+    /// needs from memory when the SAs do not fit in the cache, which the
+    /// lab reports next to the rate of its SA-count series.
+    pub fn line_count(&self, len: usize) -> u32 {
+        Lines::from_parts(self.bases[0], self.masks[0]).count()
+            + Lines::from_parts(self.bases[1], self.masks[1]).count()
+            + self.keys(len).count()
+    }
+
     /// Prefetches all but the SA itself, for a payload of `len` bytes.
     #[inline(always)]
     pub fn prefetch_crypto(&self, len: usize) {
