@@ -19,7 +19,7 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let imb = match bindgen::Builder::default()
         .header("src/ipsec_mb.h")
-        .allowlist_function("alloc_mb_mgr|free_mb_mgr|init_mb_mgr_auto|init_mb_mgr_avx2|imb_get_errno|imb_get_strerror|imb_get_version_str")
+        .allowlist_function("alloc_mb_mgr|free_mb_mgr|init_mb_mgr_auto|imb_get_errno|imb_get_strerror|imb_get_version_str")
         .allowlist_type("IMB_.*|ImbMgr|chacha20_poly1305_context_data|gcm_key_data|gcm_context_data")
         .allowlist_var("IMB_.*")
         .derive_default(true)

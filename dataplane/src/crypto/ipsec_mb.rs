@@ -78,89 +78,6 @@ struct Fns {
     /// The manager runs the VAES/AVX-512 AES-GCM code, whose key schedule
     /// layout [`AeadCipher::block_table`] describes.
     vaes_gcm: bool,
-    /// With `vaes_gcm`: the AVX2 manager's AES-GCM, whose key schedule
-    /// holds 8 GHASH powers instead of 48 ([`CompactGcm`]).
-    compact_gcm: Option<CompactGcm>,
-}
-
-/// The AVX2 manager's AES-GCM (`init_mb_mgr_avx2`: ipsec-mb's `avx_gen4`
-/// code, 8 blocks at a time on 128-bit registers). Its key schedule is the
-/// round keys and 8 GHASH powers, the first 368 bytes of `gcm_key_data`
-/// (the `avx2_avx512` member of its union): 6 cache lines, where the
-/// VAES/AVX-512 code's 48 powers make 16, of which a payload of B blocks
-/// reads `HashKey_min(B, 48)` .. `HashKey_1`. Over the lab's IMIX that is
-/// about 6 lines a packet instead of 8.6, for about twice the cipher's
-/// work a byte on this project's machines; worth it only when the key
-/// schedules no longer stay in the cache (see [`COMPACT_GCM_AFTER`]).
-#[derive(Clone, Copy)]
-struct CompactGcm {
-    pre128: unsafe extern "C" fn(*const c_void, *mut imb::gcm_key_data),
-    enc128: GcmFn,
-    dec128: GcmFn,
-    pre256: unsafe extern "C" fn(*const c_void, *mut imb::gcm_key_data),
-    enc256: GcmFn,
-    dec256: GcmFn,
-}
-
-/// ipsec-mb's one-call AES-GCM encrypt or decrypt (`aes_gcm_enc_dec_t`).
-type GcmFn = unsafe extern "C" fn(
-    *const imb::gcm_key_data,
-    *mut imb::gcm_context_data,
-    *mut u8,
-    *const u8,
-    u64,
-    *const u8,
-    *const u8,
-    u64,
-    *mut u8,
-    u64,
-);
-
-/// Bytes of `gcm_key_data` the compact (AVX2) AES-GCM reads: 15 round-key
-/// slots, then `HashKey_1` .. `HashKey_8`.
-const COMPACT_GCM_KEY_BYTES: usize = 15 * 16 + 8 * 16;
-
-/// Live VAES/AVX-512 GCM key schedules (1 KiB each) in this process, past
-/// which new SAs get the compact schedule ([`CompactGcm`]): 8,192 is 8 MiB
-/// of key schedules, beyond the L2 of any core here and a large share of
-/// the L3 the worker shares with others, so that with more SAs than this
-/// each packet's key schedule is a miss to memory whichever layout it has,
-/// and fewer lines is what counts. Below it (the 1-SA and small-SA cases)
-/// every SA keeps the faster VAES code.
-const COMPACT_GCM_AFTER: usize = 8192;
-
-/// How many VAES/AVX-512 GCM key schedules are alive (see
-/// [`COMPACT_GCM_AFTER`]).
-static VAES_GCM_KEYS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-
-/// The AVX2 manager's AES-GCM functions, from a manager made for the
-/// purpose and freed again (the functions are stateless).
-fn compact_gcm() -> Option<CompactGcm> {
-    // SAFETY: `alloc_mb_mgr` has no preconditions; 0 asks for defaults.
-    let mgr = NonNull::new(unsafe { imb::alloc_mb_mgr(0) })?;
-    // SAFETY: `mgr` was just allocated and is not shared.
-    unsafe { imb::init_mb_mgr_avx2(mgr.as_ptr()) };
-    // SAFETY: as above; the manager is initialised.
-    let errno = unsafe { imb::imb_get_errno(mgr.as_ptr()) };
-    let out = if errno == 0 {
-        // SAFETY: an initialised manager, read only for the copy.
-        let m = unsafe { mgr.as_ref() };
-        (|| {
-            Some(CompactGcm {
-                pre128: m.gcm128_pre?,
-                enc128: m.gcm128_enc?,
-                dec128: m.gcm128_dec?,
-                pre256: m.gcm256_pre?,
-                enc256: m.gcm256_enc?,
-                dec256: m.gcm256_dec?,
-            })
-        })()
-    } else {
-        None
-    };
-    // SAFETY: allocated above by `alloc_mb_mgr`, freed once, no job in it.
-    unsafe { imb::free_mb_mgr(mgr.as_ptr()) };
-    out
 }
 
 impl Fns {
@@ -220,7 +137,7 @@ impl ThreadMgr {
         // SAFETY: `mgr` points to an initialised `IMB_MGR` that nothing
         // else accesses during this read; the reference ends with the copy.
         let m = unsafe { mgr.as_ref() };
-        let mut fns = Fns {
+        let fns = Fns {
             get_next_job: m.get_next_job,
             submit_job: m.submit_job,
             flush_job: m.flush_job,
@@ -247,11 +164,7 @@ impl ThreadMgr {
                 );
                 m.features & need == need
             },
-            compact_gcm: None,
         };
-        if fns.vaes_gcm {
-            fns.compact_gcm = compact_gcm();
-        }
         Ok(Self {
             mgr,
             fns,
@@ -388,10 +301,32 @@ pub(super) enum AeadCipher {
         key: Box<GcmKey>,
         /// Cache lines of round keys the key size uses (3 or 4).
         round_key_lines: u8,
-        /// The key schedule's layout.
-        layout: GcmLayout,
-        enc: GcmFn,
-        dec: GcmFn,
+        /// The key schedule has the VAES/AVX-512 layout ([`Fns::vaes_gcm`]).
+        vaes: bool,
+        enc: unsafe extern "C" fn(
+            *const imb::gcm_key_data,
+            *mut imb::gcm_context_data,
+            *mut u8,
+            *const u8,
+            u64,
+            *const u8,
+            *const u8,
+            u64,
+            *mut u8,
+            u64,
+        ),
+        dec: unsafe extern "C" fn(
+            *const imb::gcm_key_data,
+            *mut imb::gcm_context_data,
+            *mut u8,
+            *const u8,
+            u64,
+            *const u8,
+            *const u8,
+            u64,
+            *mut u8,
+            u64,
+        ),
     },
     ChaCha {
         key: Zeroizing<[u8; 32]>,
@@ -424,72 +359,16 @@ pub(super) enum AeadCipher {
 // are stateless library entry points; nothing is tied to a thread.
 unsafe impl Send for AeadCipher {}
 
-/// Which code, and so which key schedule layout, an AES-GCM key has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum GcmLayout {
-    /// VAES/AVX-512 ([`Fns::vaes_gcm`]): 48 GHASH powers, counted in
-    /// [`VAES_GCM_KEYS`].
-    Vaes,
-    /// The AVX2 code's 8 powers ([`CompactGcm`]).
-    Compact,
-    /// Whatever `init_mb_mgr_auto` picked on a CPU without VAES.
-    Other,
-}
-
 impl AeadCipher {
-    /// Builds the cipher; an AES-GCM key gets the compact schedule when
-    /// [`COMPACT_GCM_AFTER`] VAES schedules are alive already.
     pub(super) fn new(enc: Encryption, key: &[u8]) -> Result<Self, CryptoError> {
-        let compact =
-            VAES_GCM_KEYS.load(core::sync::atomic::Ordering::Relaxed) >= COMPACT_GCM_AFTER;
-        Self::with_compact(enc, key, compact)
-    }
-
-    /// Builds the cipher, with the compact AES-GCM key schedule if
-    /// `compact` and the CPU runs the VAES code (otherwise it makes no
-    /// difference).
-    pub(super) fn with_compact(
-        enc: Encryption,
-        key: &[u8],
-        compact: bool,
-    ) -> Result<Self, CryptoError> {
         let fns = with_mgr(|m| Ok(m.fns))?;
         let unsupported = || failure(-1);
         match enc {
             Encryption::AesGcm16_128 | Encryption::AesGcm16_256 => {
-                let aes128 = enc == Encryption::AesGcm16_128;
-                let (pre, enc_fn, dec_fn, len, layout) = match fns.compact_gcm {
-                    Some(c) if compact && fns.vaes_gcm => {
-                        if aes128 {
-                            (
-                                Some(c.pre128),
-                                Some(c.enc128),
-                                Some(c.dec128),
-                                16,
-                                GcmLayout::Compact,
-                            )
-                        } else {
-                            (
-                                Some(c.pre256),
-                                Some(c.enc256),
-                                Some(c.dec256),
-                                32,
-                                GcmLayout::Compact,
-                            )
-                        }
-                    }
-                    _ => {
-                        let layout = if fns.vaes_gcm {
-                            GcmLayout::Vaes
-                        } else {
-                            GcmLayout::Other
-                        };
-                        if aes128 {
-                            (fns.gcm128_pre, fns.gcm128_enc, fns.gcm128_dec, 16, layout)
-                        } else {
-                            (fns.gcm256_pre, fns.gcm256_enc, fns.gcm256_dec, 32, layout)
-                        }
-                    }
+                let (pre, enc_fn, dec_fn, len) = if enc == Encryption::AesGcm16_128 {
+                    (fns.gcm128_pre, fns.gcm128_enc, fns.gcm128_dec, 16)
+                } else {
+                    (fns.gcm256_pre, fns.gcm256_enc, fns.gcm256_dec, 32)
                 };
                 let (Some(pre), Some(enc_fn), Some(dec_fn)) = (pre, enc_fn, dec_fn) else {
                     return Err(unsupported());
@@ -504,14 +383,11 @@ impl AeadCipher {
                 // SAFETY: `key` holds `len` bytes as `gcm*_pre` reads; `data`
                 // is a writable, 64-byte aligned `gcm_key_data`.
                 unsafe { pre(key.as_ptr().cast(), &mut data.0) };
-                if layout == GcmLayout::Vaes {
-                    VAES_GCM_KEYS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                }
                 Ok(Self::Gcm {
                     key: data,
                     // (rounds + 1) 16-byte round keys.
                     round_key_lines: if len == 16 { 3 } else { 4 },
-                    layout,
+                    vaes: fns.vaes_gcm,
                     enc: enc_fn,
                     dec: dec_fn,
                 })
@@ -624,11 +500,8 @@ impl AeadCipher {
 
 impl Drop for AeadCipher {
     fn drop(&mut self) {
-        if let Self::Gcm { key, layout, .. } = self {
+        if let Self::Gcm { key, .. } = self {
             wipe(&mut key.0);
-            if *layout == GcmLayout::Vaes {
-                VAES_GCM_KEYS.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
-            }
         }
         // The ChaCha key is `Zeroizing`.
     }
@@ -636,13 +509,13 @@ impl Drop for AeadCipher {
 
 impl AeadCipher {
     /// A GCM key schedule's address, the end of its GHASH powers (bytes
-    /// from that address), how many lines its round keys take, and its
-    /// layout.
-    fn gcm_key_bytes(&self) -> Option<(*const u8, usize, u8, GcmLayout)> {
+    /// from that address), how many lines its round keys take, and
+    /// whether it has the VAES/AVX-512 layout.
+    fn gcm_key_bytes(&self) -> Option<(*const u8, usize, u8, bool)> {
         let Self::Gcm {
             key,
             round_key_lines,
-            layout,
+            vaes,
             ..
         } = self
         else {
@@ -654,7 +527,7 @@ impl AeadCipher {
             std::ptr::from_ref::<GcmKey>(key).cast::<u8>(),
             end,
             *round_key_lines,
-            *layout,
+            *vaes,
         ))
     }
 }
@@ -662,17 +535,15 @@ impl AeadCipher {
 impl AeadPrimitive for AeadCipher {
     /// The round keys: in the VAES/AVX-512 layout of `gcm_key_data` the
     /// 15 round-key slots come first (AES-128 uses 11: three lines; AES-256
-    /// all 15: four), then the GHASH powers ([`Self::block_table`]). The
-    /// compact layout: the round keys and its 8 powers, 6 lines. With
+    /// all 15: four), then the GHASH powers ([`Self::block_table`]). With
     /// another layout (another CPU), the whole key schedule.
     fn key_lines(&self) -> cpu::prefetch::Lines {
         use cpu::prefetch::{Lines, CACHE_LINE};
         match self.gcm_key_bytes() {
-            Some((p, _, round_key_lines, GcmLayout::Vaes)) => {
+            Some((p, _, round_key_lines, true)) => {
                 Lines::of_bytes(p, usize::from(round_key_lines) * CACHE_LINE)
             }
-            Some((p, _, _, GcmLayout::Compact)) => Lines::of_bytes(p, COMPACT_GCM_KEY_BYTES),
-            Some((p, end, _, GcmLayout::Other)) => Lines::of_bytes(p, end),
+            Some((p, end, _, false)) => Lines::of_bytes(p, end),
             None => Lines::NONE,
         }
     }
@@ -685,7 +556,7 @@ impl AeadPrimitive for AeadCipher {
     fn block_table(&self) -> Option<cpu::prefetch::BlockTable> {
         const POWERS: u8 = 48;
         match self.gcm_key_bytes() {
-            Some((p, end, _, GcmLayout::Vaes)) => {
+            Some((p, end, _, true)) => {
                 debug_assert!(end >= usize::from(POWERS) * 16);
                 Some(cpu::prefetch::BlockTable {
                     end: p.wrapping_add(end),
@@ -955,59 +826,6 @@ mod tests {
             .unwrap();
         assert_ne!(here, there);
         assert_eq!(here, with_mgr(|m| Ok(m.mgr.as_ptr() as usize)).unwrap());
-    }
-
-    /// The compact AES-GCM key schedule (AVX2 code, 8 GHASH powers) and the
-    /// VAES one agree byte for byte at every length class the two codes
-    /// branch on (partial blocks, under and over 8 and 48 blocks), and a
-    /// packet sealed by one opens with the other.
-    #[test]
-    fn compact_and_vaes_gcm_interoperate() {
-        let have = with_mgr(|m| Ok(m.fns.vaes_gcm && m.fns.compact_gcm.is_some())).unwrap();
-        if !have {
-            eprintln!("skipped: this CPU does not run ipsec-mb's VAES AES-GCM");
-            return;
-        }
-        for (enc, klen) in [
-            (Encryption::AesGcm16_128, 16),
-            (Encryption::AesGcm16_256, 32),
-        ] {
-            let key: Vec<u8> = (0..klen)
-                .map(|i| (i as u8).wrapping_mul(37) ^ 0xa5)
-                .collect();
-            let vaes = AeadCipher::with_compact(enc, &key, false).unwrap();
-            let compact = AeadCipher::with_compact(enc, &key, true).unwrap();
-            assert_eq!(vaes.gcm_key_bytes().map(|k| k.3), Some(GcmLayout::Vaes));
-            assert_eq!(
-                compact.gcm_key_bytes().map(|k| k.3),
-                Some(GcmLayout::Compact)
-            );
-            assert_eq!(compact.key_lines().count(), 6);
-            assert!(compact.block_table().is_none());
-            let nonce = [7u8; 12];
-            let aad = [1u8, 2, 3, 4, 0, 0, 0, 9];
-            for len in [
-                0usize, 1, 15, 16, 17, 64, 127, 128, 129, 200, 570, 767, 768, 769, 1400, 1518, 4000,
-            ] {
-                let plain: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
-                let (mut a, mut b) = (plain.clone(), plain.clone());
-                let (mut ta, mut tb) = ([0u8; 16], [0u8; 16]);
-                vaes.seal(&nonce, &aad, &mut a, &mut ta).unwrap();
-                compact.seal(&nonce, &aad, &mut b, &mut tb).unwrap();
-                assert_eq!((&a, ta), (&b, tb), "{enc:?} {len}");
-                compact.open(&nonce, &aad, &mut a, &ta).unwrap();
-                assert_eq!(a, plain, "{enc:?} {len}");
-                vaes.open(&nonce, &aad, &mut b, &tb).unwrap();
-                assert_eq!(b, plain, "{enc:?} {len}");
-                tb[15] ^= 1;
-                let mut c = a.clone();
-                vaes.seal(&nonce, &aad, &mut c, &mut ta).unwrap();
-                assert_eq!(
-                    compact.open(&nonce, &aad, &mut c, &tb),
-                    Err(CryptoError::AuthenticationFailed)
-                );
-            }
-        }
     }
 
     #[test]
