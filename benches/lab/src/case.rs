@@ -479,3 +479,37 @@ impl SaLines {
         (self.count > 0).then(|| self.sum as f64 / self.count as f64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{BenchAlgorithm, FrameSize};
+
+    /// The lengths the estimate picks key lines by: the frame as received
+    /// (no FCS), for decrypt the ESP frame of the plaintext size, and the
+    /// mean adds the table lines once per packet.
+    #[test]
+    fn sa_lines_follow_the_frames_and_add_the_tables() {
+        let spec = |direction| CaseSpec {
+            direction,
+            algorithm: BenchAlgorithm::AesGcm128,
+            frame: FrameSize::Imix,
+            udp_encap: false,
+            sa_count: 2,
+            scale_frames: 0,
+        };
+        let mut enc = SaLines::new(&spec(Direction::Encrypt));
+        assert_eq!(&enc.lens[..4], &[60, 566, 60, 1514]);
+        assert_eq!(enc.mean(), None);
+        enc.add(|len| if len < 100 { 10 } else { 20 });
+        enc.add(|len| if len < 100 { 10 } else { 20 });
+        // 7 of 12 frames short: 3 + (7 × 10 + 5 × 20) / 12.
+        let mean = enc.mean().unwrap_or(0.0);
+        assert!((mean - (3.0 + 170.0 / 12.0)).abs() < 1e-9, "{mean}");
+        // 64 bytes: 46 of IP, padded with its trailer to 48; then outer
+        // IPv4, ESP header, IV and ICV around it.
+        let dec = SaLines::new(&spec(Direction::Decrypt));
+        assert_eq!(dec.lens[0], 14 + 20 + 8 + 8 + 48 + 16);
+        assert_eq!(dec.tables, 1);
+    }
+}

@@ -706,6 +706,11 @@ mod tests {
         assert_eq!(h.keys(64), at(4096, 0b111 | 0b11 << 14));
         assert_eq!(h.keys(570), at(4096, 0b111 | 0xffff << 6));
         assert_eq!(h.keys(1400), at(4096, u16::MAX));
+        // Counted for the lab: 3 SA lines, 1 transform line, then 3 round
+        // key lines and 2, 10 or 13 lines of powers.
+        assert_eq!(h.line_count(64), 3 + 1 + 5);
+        assert_eq!(h.line_count(570), 3 + 1 + 13);
+        assert_eq!(h.line_count(1400), 3 + 1 + 16);
         // No table: the fixed lines whatever the length.
         let h = SaHint::new(at(64, 0b111), at(1024, 1), rounds, None);
         assert_eq!(h.keys(1400), rounds);
