@@ -94,6 +94,15 @@ pub struct RunSample {
     /// SPD lookups that missed the flow cache during the window.
     #[serde(default)]
     pub spd_cache_misses: u64,
+    /// Cache lines of per-SA state a packet reads, averaged over the SAs
+    /// and the frame sizes of the case: the SA's hot lines, its transform
+    /// object and the key schedule's lines for the frame's length (what
+    /// the burst pipeline prefetches), the inbound SA's selectors and
+    /// replay block, and the table entries that lead to the SA (flow
+    /// cache and tunnel slot, or SPI slot). With more SAs than the cache
+    /// holds, each is a miss; `None` for the baselines.
+    #[serde(default)]
+    pub sa_lines: Option<f64>,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -310,6 +319,7 @@ pub fn run(req: &CaseRequest) -> Result<Vec<RunSample>, Error> {
     } = gw;
     // SAs and policies, through the control queue as `espresso run` does.
     let backend;
+    let mut lines = SaLines::new(&spec);
     match spec.direction {
         Direction::Encrypt => {
             send(
@@ -320,16 +330,14 @@ pub fn run(req: &CaseRequest) -> Result<Vec<RunSample>, Error> {
             )?;
             let mut name = String::new();
             for i in 0..spec.sa_count {
-                let sa = traffic::gateway_outbound(&spec, i)?;
+                let sa = Box::new(traffic::gateway_outbound(&spec, i)?);
                 if i == 0 {
                     name = sa.backend().name().to_string();
                 }
+                lines.add(|len| sa.lines_per_packet(len));
                 send(
                     to_worker,
-                    ControlMsg::InstallOutbound {
-                        slot: SaRef(i),
-                        sa: Box::new(sa),
-                    },
+                    ControlMsg::InstallOutbound { slot: SaRef(i), sa },
                 )?;
             }
             backend = name;
@@ -337,11 +345,12 @@ pub fn run(req: &CaseRequest) -> Result<Vec<RunSample>, Error> {
         Direction::Decrypt => {
             let mut name = String::new();
             for i in 0..spec.sa_count {
-                let sa = traffic::gateway_inbound(&spec, i)?;
+                let sa = Box::new(traffic::gateway_inbound(&spec, i)?);
                 if i == 0 {
                     name = sa.backend().name().to_string();
                 }
-                send(to_worker, ControlMsg::InstallInbound(Box::new(sa)))?;
+                lines.add(|len| sa.lines_per_packet(len));
+                send(to_worker, ControlMsg::InstallInbound(sa))?;
             }
             backend = name;
         }
@@ -400,7 +409,107 @@ pub fn run(req: &CaseRequest) -> Result<Vec<RunSample>, Error> {
                 aead_cycles,
                 spd_cache_hits: s1.spd_cache_hits - s0.spd_cache_hits,
                 spd_cache_misses: s1.spd_cache_misses - s0.spd_cache_misses,
+                sa_lines: lines.mean(),
             }
         })
         .collect())
+}
+
+/// The per-SA cache lines a packet of the case reads (see
+/// [`RunSample::sa_lines`]), summed over the SAs as they are built.
+struct SaLines {
+    /// The length the burst pipeline picks key lines by (the frame as
+    /// received, without FCS) for each frame of the size pattern.
+    lens: Vec<usize>,
+    /// Lines of the worker's tables per packet besides the SA's own.
+    tables: u32,
+    sum: u64,
+    count: u64,
+}
+
+impl SaLines {
+    fn new(spec: &CaseSpec) -> Self {
+        let alg = spec.algorithm.algorithm();
+        let lens = (0..spec.frame.period())
+            .map(|j| {
+                let frame = usize::from(spec.frame.size_of(j)) - 4;
+                match spec.direction {
+                    Direction::Encrypt => frame,
+                    // Tunnel mode adds an outer IPv4 header (UDP when
+                    // encapsulated), the ESP header, IV, trailer and ICV
+                    // (RFC 4303 §2).
+                    Direction::Decrypt => {
+                        let inner = frame - 14;
+                        let padded =
+                            (inner + 2).div_ceil(alg.block_size().max(4)) * alg.block_size().max(4);
+                        14 + 20
+                            + if spec.udp_encap { 8 } else { 0 }
+                            + 8
+                            + alg.iv_len()
+                            + padded
+                            + alg.icv_len()
+                    }
+                }
+            })
+            .collect();
+        Self {
+            lens,
+            // Encrypt: the flow cache's signature line and the flow's key
+            // line, and the tunnel slot's line (egress and SA hint);
+            // decrypt: the SPI table's slot.
+            tables: match spec.direction {
+                Direction::Encrypt => 3,
+                Direction::Decrypt => 1,
+            },
+            sum: 0,
+            count: 0,
+        }
+    }
+
+    /// Adds one SA, given its lines for a frame length.
+    fn add(&mut self, per_len: impl Fn(usize) -> u32) {
+        for &len in &self.lens {
+            self.sum += u64::from(per_len(len) + self.tables);
+            self.count += 1;
+        }
+    }
+
+    /// The mean over SAs and frames, if any SA was added.
+    fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum as f64 / self.count as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{BenchAlgorithm, FrameSize};
+
+    /// The lengths the estimate picks key lines by: the frame as received
+    /// (no FCS), for decrypt the ESP frame of the plaintext size, and the
+    /// mean adds the table lines once per packet.
+    #[test]
+    fn sa_lines_follow_the_frames_and_add_the_tables() {
+        let spec = |direction| CaseSpec {
+            direction,
+            algorithm: BenchAlgorithm::AesGcm128,
+            frame: FrameSize::Imix,
+            udp_encap: false,
+            sa_count: 2,
+            scale_frames: 0,
+        };
+        let mut enc = SaLines::new(&spec(Direction::Encrypt));
+        assert_eq!(&enc.lens[..4], &[60, 566, 60, 1514]);
+        assert_eq!(enc.mean(), None);
+        enc.add(|len| if len < 100 { 10 } else { 20 });
+        enc.add(|len| if len < 100 { 10 } else { 20 });
+        // 7 of 12 frames short: 3 + (7 × 10 + 5 × 20) / 12.
+        let mean = enc.mean().unwrap_or(0.0);
+        assert!((mean - (3.0 + 170.0 / 12.0)).abs() < 1e-9, "{mean}");
+        // 64 bytes: 46 of IP, padded with its trailer to 48; then outer
+        // IPv4, ESP header, IV and ICV around it.
+        let dec = SaLines::new(&spec(Direction::Decrypt));
+        assert_eq!(dec.lens[0], 14 + 20 + 8 + 8 + 48 + 16);
+        assert_eq!(dec.tables, 1);
+    }
 }

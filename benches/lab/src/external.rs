@@ -100,6 +100,7 @@ pub fn measure(w: &Windows) -> Result<Vec<RunSample>, Error> {
                 aead_cycles: None,
                 spd_cache_hits: 0,
                 spd_cache_misses: 0,
+                sa_lines: None,
             }
         })
         .collect())

@@ -221,6 +221,7 @@ pub fn serve_counters(
         aead_cycles: None,
         spd_cache_hits: 0,
         spd_cache_misses: 0,
+        sa_lines: None,
     })
 }
 

@@ -119,6 +119,10 @@ pub struct CaseRecord {
     /// repetitions; NaN when there were none, as in decrypt cases).
     #[serde(default)]
     pub spd_cache_hit_rate: f64,
+    /// Cache lines of per-SA state per packet ([`RunSample::sa_lines`]):
+    /// with more SAs than the cache holds, the misses each packet brings.
+    #[serde(default)]
+    pub sa_lines_per_packet: Option<f64>,
     /// Every gateway run.
     pub runs: Vec<Rate>,
     /// Every baseline run.
@@ -255,6 +259,7 @@ impl CaseRecord {
                 let misses: u64 = runs.iter().map(|r| r.spd_cache_misses).sum();
                 hits as f64 / (hits + misses) as f64
             },
+            sa_lines_per_packet: runs.iter().find_map(|r| r.sa_lines),
             runs: g,
             baseline_runs: b,
             limit_cycles_per_packet: aead.map(|a| a + bm.cycles_per_packet),
@@ -316,13 +321,13 @@ pub struct Report {
 pub fn table(cases: &[CaseRecord]) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7} {:>7} {:>8} {:>7} | {:>7} {:>7} {:>8} | {:>6} {:>6} | {:>5} {:>5}\n",
+        "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7} {:>7} {:>8} {:>7} {:>5} | {:>7} {:>7} {:>8} | {:>6} {:>6} | {:>5} {:>5}\n",
         "dir", "algorithm", "frame", "udp", "SAs", "frames", "Mpps", "Gbps", "cyc/pkt", "cpuMpps",
-        "tpMpps", "tpGbps", "tpcyc/p", "ratio", "cpu-r", "aead", "share"
+        "lines", "tpMpps", "tpGbps", "tpcyc/p", "ratio", "cpu-r", "aead", "share"
     ));
     for c in cases {
         s.push_str(&format!(
-            "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3} | {:>5} {:>5}\n",
+            "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} {:>5} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3} | {:>5} {:>5}\n",
             c.direction,
             c.algorithm,
             c.frame_size,
@@ -333,6 +338,7 @@ pub fn table(cases: &[CaseRecord]) -> String {
             c.gbps,
             c.cycles_per_packet,
             c.oncpu_mpps,
+            opt(c.sa_lines_per_packet, 1),
             c.baseline_mpps,
             c.baseline_gbps,
             c.baseline_cycles_per_packet,
@@ -353,11 +359,11 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 /// The same table in Markdown (for README.md).
 pub fn markdown_table(cases: &[CaseRecord]) -> String {
     let mut s = String::from(
-        "| direction | algorithm | frame | UDP | SAs | pcap frames | Mpps | Gbps | cycles/pkt | on-CPU Mpps | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio | AEAD cycles | AEAD share |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| direction | algorithm | frame | UDP | SAs | pcap frames | Mpps | Gbps | cycles/pkt | on-CPU Mpps | per-SA lines/pkt | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio | AEAD cycles | AEAD share |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cases {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
             c.direction,
             c.algorithm,
             c.frame_size,
@@ -368,6 +374,7 @@ pub fn markdown_table(cases: &[CaseRecord]) -> String {
             c.gbps,
             c.cycles_per_packet,
             c.oncpu_mpps,
+            opt(c.sa_lines_per_packet, 1),
             c.baseline_mpps,
             c.baseline_gbps,
             c.baseline_cycles_per_packet,
@@ -677,6 +684,7 @@ mod tests {
             aead_cycles: None,
             spd_cache_hits: 0,
             spd_cache_misses: 0,
+            sa_lines: None,
         };
         let r = Rate::of(&s, 46.0);
         assert!((r.mpps - 2.0).abs() < 1e-9);

@@ -203,6 +203,7 @@ pub fn run(b: &Baseline) -> Result<Vec<RunSample>, Error> {
             aead_cycles: None,
             spd_cache_hits: 0,
             spd_cache_misses: 0,
+            sa_lines: None,
         })
         .collect())
 }

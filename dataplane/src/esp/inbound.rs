@@ -360,6 +360,26 @@ impl InboundSa {
         self.replay.prefetch();
     }
 
+    /// The cache lines of this SA's own state that decapsulating a packet
+    /// of `len` bytes reads ([`Self::prefetch`] and
+    /// [`Self::prefetch_rest`]): the hot lines, the transform object, the
+    /// key schedule's lines for that length, the first line of the IPv4
+    /// selectors and the replay window's current block. For the lab's
+    /// report; where the SA lies in memory changes it by a line or two.
+    pub fn lines_per_packet(&self, len: usize) -> u32 {
+        let t: &dyn EspTransform = &*self.transform;
+        let crypto = SaHint::new(
+            Lines::NONE,
+            Lines::of_bytes(std::ptr::from_ref(t).cast::<u8>(), std::mem::size_of_val(t)),
+            t.key_lines(),
+            t.block_table(),
+        );
+        self.hot_lines().count()
+            + crypto.line_count(len)
+            + u32::from(!self.v4_selectors.is_empty())
+            + u32::from(self.replay.is_enabled())
+    }
+
     /// Records where the transform and its key schedule are (see
     /// [`SaHint`]).
     fn record_hint(&mut self) {

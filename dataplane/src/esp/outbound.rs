@@ -162,6 +162,14 @@ impl OutboundSa {
         )
     }
 
+    /// The cache lines of this SA's own state that encapsulating a packet
+    /// of `len` bytes reads: what [`Self::prefetch_hint`] names for that
+    /// length (hot lines, transform object, key schedule). For the lab's
+    /// report; where the SA lies in memory changes it by a line or two.
+    pub fn lines_per_packet(&self, len: usize) -> u32 {
+        self.prefetch_hint().line_count(len)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SaConfig {
         &self.config

@@ -706,6 +706,11 @@ mod tests {
         assert_eq!(h.keys(64), at(4096, 0b111 | 0b11 << 14));
         assert_eq!(h.keys(570), at(4096, 0b111 | 0xffff << 6));
         assert_eq!(h.keys(1400), at(4096, u16::MAX));
+        // Counted for the lab: 3 SA lines, 1 transform line, then 3 round
+        // key lines and 2, 10 or 13 lines of powers.
+        assert_eq!(h.line_count(64), 3 + 1 + 5);
+        assert_eq!(h.line_count(570), 3 + 1 + 13);
+        assert_eq!(h.line_count(1400), 3 + 1 + 16);
         // No table: the fixed lines whatever the length.
         let h = SaHint::new(at(64, 0b111), at(1024, 1), rounds, None);
         assert_eq!(h.keys(1400), rounds);
@@ -1084,6 +1089,17 @@ impl SaHint {
     pub fn prefetch(&self, len: usize) {
         Lines::from_parts(self.bases[0], self.masks[0]).prefetch();
         self.prefetch_crypto(len);
+    }
+
+    /// How many cache lines [`Self::prefetch`] fetches for a payload of
+    /// `len` bytes (the SA's, the transform's and the key schedule's; a
+    /// line shared by two of them counts twice): the per-SA state a packet
+    /// needs from memory when the SAs do not fit in the cache, which the
+    /// lab reports next to the rate of its SA-count series.
+    pub fn line_count(&self, len: usize) -> u32 {
+        Lines::from_parts(self.bases[0], self.masks[0]).count()
+            + Lines::from_parts(self.bases[1], self.masks[1]).count()
+            + self.keys(len).count()
     }
 
     /// Prefetches all but the SA itself, for a payload of `len` bytes.
