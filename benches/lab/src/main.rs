@@ -80,10 +80,17 @@ enum Command {
         /// which needs root).
         #[arg(long)]
         no_latency: bool,
-        /// The `espresso` gateway binary the strongSwan comparison runs
-        /// (default: `espresso` next to this binary).
+        /// The `espresso` gateway binary: `espresso run` is measured on
+        /// every case with a generated configuration file, and the
+        /// strongSwan comparison runs it (default: `espresso` next to this
+        /// binary).
         #[arg(long)]
         gateway: Option<std::path::PathBuf>,
+        /// Skip `espresso run` (the product with a generated configuration
+        /// file, measured after the lab's in-process gateway on every
+        /// case).
+        #[arg(long)]
+        no_product: bool,
     },
     /// One measured run for `espresso-lab bench` (internal).
     #[command(hide = true)]
@@ -159,6 +166,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             strongswan_script,
             no_latency,
             gateway,
+            no_product,
         } => {
             use lab as bench;
             let mut cases = if strongswan_only {
@@ -216,6 +224,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Some(g) => g,
                 None => espresso.with_file_name("espresso"),
             };
+            let product = (!no_product).then(|| gateway.clone());
             let strongswan = (strongswan_only || !(quick || filter.is_some() || no_strongswan))
                 .then(|| bench::strongswan::Options {
                     script: strongswan_script,
@@ -238,6 +247,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 worker_core,
                 testpmd,
                 espresso,
+                product,
                 plots: !no_plots,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
                 strongswan,
