@@ -521,6 +521,13 @@ fn load_timeout(sa_count: u32) -> Duration {
     Duration::from_secs(60 + u64::from(sa_count) / 500)
 }
 
+/// Seconds `espresso run` may take to stop after SIGTERM: with 100,000
+/// SAs it took more than 30 s on a loaded machine (its final report
+/// collects and prints every SA's counters).
+fn stop_timeout(sa_count: u32) -> Duration {
+    Duration::from_secs(30 + u64::from(sa_count) / 500)
+}
+
 /// Checks the case, then measures it.
 pub fn run(run: &ProductRun) -> Result<ProductResult, Error> {
     let verified = verify(run)?;
@@ -549,7 +556,7 @@ pub fn run(run: &ProductRun) -> Result<ProductResult, Error> {
         backend: run.backend,
     });
     let load_s = gw.load_s;
-    let stopped = gw.stop(Duration::from_secs(30));
+    let stopped = gw.stop(stop_timeout(run.spec.sa_count));
     let mut runs = runs?;
     stopped?;
     for s in &mut runs {
@@ -625,7 +632,7 @@ pub fn verify(run: &ProductRun) -> Result<String, Error> {
         })
         .unwrap_or_else(|e| format!("no stats: {e}"));
     // Closing the port at stop flushes the output pcap.
-    gw.stop(Duration::from_secs(30))?;
+    gw.stop(stop_timeout(spec.sa_count))?;
 
     let request = dir.join("check.tsv");
     std::fs::write(&request, check_request(spec, frames))?;
