@@ -1097,7 +1097,9 @@ pub fn run(
             handoffs[w].clone(),
             handoffs.clone(),
             idle_sleep,
-        );
+        )
+        // Nothing is received before the starting configuration is in.
+        .hold_rx();
         let core = cores[w];
         handles.push(
             std::thread::Builder::new()
@@ -1162,8 +1164,10 @@ pub fn run(
     };
     control.apply_config()?;
     // Each worker answers after the SAs and policies queued before: once
-    // all have, the gateway is up (systemd's READY=1).
+    // all have, the gateway is up (systemd's READY=1) and its workers start
+    // receiving.
     control.collect();
+    control.broadcast(|| ControlMsg::StartForwarding);
     crate::systemd::ready(&control.status_line());
     let mut watchdog = crate::systemd::Watchdog::from_env();
 

@@ -39,6 +39,7 @@ pub mod latency_plot;
 pub mod loadgen;
 pub mod pcap;
 pub mod plot;
+pub mod product;
 pub mod reconf;
 pub mod report;
 pub mod secgw;
@@ -87,6 +88,10 @@ pub struct BenchOptions {
     pub secgw: Option<PathBuf>,
     /// The `espresso` binary (for the per-run child processes).
     pub espresso: PathBuf,
+    /// The gateway binary whose `espresso run` is measured on every case
+    /// after the lab's in-process gateway ([`product`]); none: not
+    /// measured.
+    pub product: Option<PathBuf>,
     /// Draw the PNG plots.
     pub plots: bool,
     /// The command line, for the record.
@@ -247,6 +252,57 @@ fn secgw_record(s: &secgw::Secgw, spec: &CaseSpec) -> report::SystemRecord {
     }
 }
 
+/// `espresso run` on a case ([`product`]), after the lab's gateway: its
+/// record, or why there is none (a failed check or start gives no figure).
+#[allow(clippy::too_many_arguments)]
+fn run_product(
+    opts: &BenchOptions,
+    gateway: &Path,
+    spec: &CaseSpec,
+    pcap: &Path,
+    frames: usize,
+    lab_runs: &[RunSample],
+    tmp: &Path,
+    n: usize,
+) -> report::SystemRecord {
+    let dir = TempDir(tmp.join(format!("product-{n}")));
+    let backend = lab_runs.first().map_or("", |r| r.backend.as_str());
+    let r = product::run(&product::ProductRun {
+        gateway,
+        spec,
+        pcap,
+        pcap_frames: frames,
+        dir: &dir.0,
+        warmup_s: opts.warmup_s,
+        duration_s: opts.duration_s,
+        windows: opts.repetitions,
+        worker_core: opts.worker_core,
+        tsc_hz: lab_runs.first().map_or(0, |r| r.tsc_hz),
+        backend,
+    })
+    .and_then(|r| {
+        for s in &r.runs {
+            check_sample(&format!("espresso run on {}", spec.name()), s)?;
+        }
+        Ok(r)
+    });
+    match r {
+        Ok(r) => report::SystemRecord::measured(
+            product::SYSTEM,
+            spec,
+            &r.runs,
+            format!(
+                "{}; loaded {} SAs from a {:.1} MB file in {:.2} s",
+                r.verified,
+                spec.sa_count,
+                r.config_bytes as f64 / 1e6,
+                r.load_s
+            ),
+        ),
+        Err(e) => report::SystemRecord::unavailable(product::SYSTEM, e.to_string()),
+    }
+}
+
 /// Runs every case, prints progress on stderr, writes `latest.json` and
 /// the plots, and returns the report.
 pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
@@ -312,6 +368,12 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
             baselines.entry(key.clone()).or_default().extend(b);
         }
         let mut record = CaseRecord::new(spec, &runs, &baselines[&key]);
+        if let Some(gateway) = &opts.product {
+            progress(n, &spec.name(), "espresso run");
+            record.product = Some(run_product(
+                opts, gateway, spec, &path, frames, &runs, &tmp.0, n,
+            ));
+        }
         if let Some(binary) = &opts.secgw {
             progress(n, &spec.name(), "secgw");
             run_id += 1;
@@ -355,6 +417,25 @@ pub fn run(opts: &BenchOptions) -> Result<Report, Error> {
                 None => String::new(),
             }
         );
+        if let Some(p) = &record.product {
+            let _ = match (&p.rate, &p.unavailable) {
+                (Some(r), _) => writeln!(
+                    err,
+                    "      espresso run: {:>7.3} Mpps ({:.3} on CPU), {:.0} cycles/packet (lab {:.0}), on-CPU rate {:.3} of the lab's; {}",
+                    r.mpps,
+                    r.oncpu_mpps,
+                    r.cycles_per_packet,
+                    record.cycles_per_packet,
+                    record.product_vs_lab().unwrap_or(f64::NAN),
+                    p.verified
+                ),
+                (None, why) => writeln!(
+                    err,
+                    "      espresso run: no figure: {}",
+                    why.as_deref().unwrap_or("?")
+                ),
+            };
+        }
         records.push(record);
     }
     let mut reconf_records = Vec::new();

@@ -88,10 +88,17 @@ enum Command {
         /// Do not run ipsec-secgw.
         #[arg(long)]
         no_secgw: bool,
-        /// The `espresso` gateway binary the strongSwan comparison runs
-        /// (default: `espresso` next to this binary).
+        /// The `espresso` gateway binary: `espresso run` is measured on
+        /// every case with a generated configuration file, and the
+        /// strongSwan comparison runs it (default: `espresso` next to this
+        /// binary).
         #[arg(long)]
         gateway: Option<std::path::PathBuf>,
+        /// Skip `espresso run` (the product with a generated configuration
+        /// file, measured after the lab's in-process gateway on every
+        /// case).
+        #[arg(long)]
+        no_product: bool,
     },
     /// One measured run for `espresso-lab bench` (internal).
     #[command(hide = true)]
@@ -169,6 +176,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             secgw,
             no_secgw,
             gateway,
+            no_product,
         } => {
             use lab as bench;
             let mut cases = if strongswan_only {
@@ -226,6 +234,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Some(g) => g,
                 None => espresso.with_file_name("espresso"),
             };
+            let product = (!no_product).then(|| gateway.clone());
             let strongswan = (strongswan_only || !(quick || filter.is_some() || no_strongswan))
                 .then(|| bench::strongswan::Options {
                     script: strongswan_script,
@@ -270,6 +279,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 testpmd,
                 secgw,
                 espresso,
+                product,
                 plots: !no_plots,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
                 strongswan,

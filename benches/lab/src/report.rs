@@ -215,6 +215,11 @@ impl CaseRecord {
         Some(p.oncpu_mpps / s.oncpu_mpps)
     }
 
+    /// The product's cycles per packet; `None` without a figure.
+    pub fn product_cycles(&self) -> Option<f64> {
+        Some(self.product.as_ref()?.rate?.cycles_per_packet)
+    }
+
     /// The product against the lab's in-process gateway (1.0: no gap).
     pub fn product_vs_lab(&self) -> Option<f64> {
         let p = self.product.as_ref()?.rate?;
@@ -321,13 +326,13 @@ pub struct Report {
 pub fn table(cases: &[CaseRecord]) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7} {:>7} {:>8} {:>7} {:>5} | {:>7} {:>7} {:>8} | {:>6} {:>6} | {:>5} {:>5}\n",
+        "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7} {:>7} {:>8} {:>7} {:>5} | {:>7} {:>7} {:>8} | {:>6} {:>6} | {:>5} {:>5} | {:>8} {:>6}\n",
         "dir", "algorithm", "frame", "udp", "SAs", "frames", "Mpps", "Gbps", "cyc/pkt", "cpuMpps",
-        "lines", "tpMpps", "tpGbps", "tpcyc/p", "ratio", "cpu-r", "aead", "share"
+        "lines", "tpMpps", "tpGbps", "tpcyc/p", "ratio", "cpu-r", "aead", "share", "runcyc/p", "run/lab"
     ));
     for c in cases {
         s.push_str(&format!(
-            "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} {:>5} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3} | {:>5} {:>5}\n",
+            "{:<8} {:<17} {:>5} {:>4} {:>6} {:>6} | {:>7.3} {:>7.2} {:>8.0} {:>7.3} {:>5} | {:>7.3} {:>7.2} {:>8.0} | {:>6.3} {:>6.3} | {:>5} {:>5} | {:>8} {:>6}\n",
             c.direction,
             c.algorithm,
             c.frame_size,
@@ -346,6 +351,8 @@ pub fn table(cases: &[CaseRecord]) -> String {
             c.oncpu_ratio,
             opt(c.aead_cycles_per_packet, 0),
             opt(c.aead_share, 2),
+            opt(c.product_cycles(), 0),
+            opt(c.product_vs_lab(), 3),
         ));
     }
     s
@@ -359,11 +366,11 @@ fn opt(v: Option<f64>, decimals: usize) -> String {
 /// The same table in Markdown (for README.md).
 pub fn markdown_table(cases: &[CaseRecord]) -> String {
     let mut s = String::from(
-        "| direction | algorithm | frame | UDP | SAs | pcap frames | Mpps | Gbps | cycles/pkt | on-CPU Mpps | per-SA lines/pkt | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio | AEAD cycles | AEAD share |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| direction | algorithm | frame | UDP | SAs | pcap frames | Mpps | Gbps | cycles/pkt | on-CPU Mpps | per-SA lines/pkt | testpmd Mpps | testpmd Gbps | testpmd cycles/pkt | ratio | on-CPU ratio | AEAD cycles | AEAD share | espresso run cycles/pkt | espresso run / lab (on-CPU) |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cases {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {} | {:.3} | {:.2} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} |\n",
             c.direction,
             c.algorithm,
             c.frame_size,
@@ -382,6 +389,8 @@ pub fn markdown_table(cases: &[CaseRecord]) -> String {
             c.oncpu_ratio,
             opt(c.aead_cycles_per_packet, 0),
             opt(c.aead_share, 2),
+            opt(c.product_cycles(), 0),
+            opt(c.product_vs_lab(), 3),
         ));
     }
     s
@@ -601,6 +610,7 @@ mod tests {
             aead_cycles: None,
             spd_cache_hits: 0,
             spd_cache_misses: 0,
+            sa_lines: None,
         }
     }
 

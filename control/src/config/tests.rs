@@ -228,7 +228,7 @@ fn oversized_file_is_refused_before_parsing() {
     f.set_len(GatewayConfig::MAX_FILE_BYTES + 1).unwrap();
     let e = GatewayConfig::load(&path).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Read);
-    assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
+    assert!(e.to_string().contains("larger than 64 MiB"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

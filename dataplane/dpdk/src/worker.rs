@@ -102,6 +102,8 @@ pub struct Worker {
     /// a few nanoseconds a read).
     tsc_per_us: u64,
     stats_walk: Option<StatsWalk>,
+    /// Whether the RX queues are polled (see [`Worker::hold_rx`]).
+    receiving: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -151,7 +153,18 @@ impl Worker {
             poll_gaps: [0; POLL_GAP_BUCKETS],
             tsc_per_us: (tsc_hz() / 1_000_000).max(1),
             stats_walk: None,
+            receiving: true,
         }
+    }
+
+    /// Leaves the RX queues unpolled until [`ControlMsg::StartForwarding`]
+    /// (control messages are applied meanwhile). `espresso run` starts its
+    /// workers before it installs the SPD and SAs: without this, whatever
+    /// arrives in between is dropped as having no policy (at a few Mpps,
+    /// thousands of packets while a large configuration is applied).
+    pub fn hold_rx(mut self) -> Self {
+        self.receiving = false;
+        self
     }
 
     /// Polls until told to stop (or the control thread goes away); returns
@@ -260,7 +273,9 @@ impl Worker {
 
             let mut work = 0usize;
             for (i, rx) in self.ports.rx.iter_mut().enumerate() {
-                let Some(rx) = rx else { continue };
+                let Some(rx) = rx.as_mut().filter(|_| self.receiving) else {
+                    continue;
+                };
                 let n = rx.rx_burst(&mut burst);
                 work += n;
                 self.node.rx_burst(i as u16, &mut burst, &mut self.pool);
@@ -358,6 +373,7 @@ impl Worker {
                 self.max_msg_us = [0; MsgKind::COUNT];
                 self.poll_gaps = [0; POLL_GAP_BUCKETS];
             }
+            ControlMsg::StartForwarding => self.receiving = true,
             ControlMsg::Stop => {}
             // Applied to the node above.
             ControlMsg::InstallOutbound { .. }

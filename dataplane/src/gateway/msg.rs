@@ -96,6 +96,10 @@ pub enum ControlMsg {
     /// control-message work of one poll afresh (the benchmark lab does at
     /// the start of a measurement window).
     ResetMaxPollGap,
+    /// Start receiving: a worker built to hold its RX queues (`espresso
+    /// run`'s, until its starting SPD and SAs are applied) polls them from
+    /// now on.
+    StartForwarding,
     /// Stop polling, free every mbuf, reply with final statistics.
     Stop,
 }
@@ -121,6 +125,7 @@ impl ControlMsg {
             Self::CollectStats(_) => MsgKind::CollectStats,
             Self::CollectCounters(_) => MsgKind::CollectCounters,
             Self::ResetMaxPollGap => MsgKind::ResetMaxPollGap,
+            Self::StartForwarding => MsgKind::StartForwarding,
             Self::Stop => MsgKind::Stop,
         }
     }
@@ -164,6 +169,8 @@ pub enum MsgKind {
     CollectCounters,
     /// [`ControlMsg::ResetMaxPollGap`].
     ResetMaxPollGap,
+    /// [`ControlMsg::StartForwarding`].
+    StartForwarding,
     /// [`ControlMsg::Stop`].
     Stop,
     /// Not a message: the bounded table maintenance of each poll
@@ -173,7 +180,7 @@ pub enum MsgKind {
 
 impl MsgKind {
     /// Number of kinds.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     /// Every kind, in index order.
     pub const ALL: [MsgKind; Self::COUNT] = [
         Self::InstallOutbound,
@@ -193,6 +200,7 @@ impl MsgKind {
         Self::CollectStats,
         Self::CollectCounters,
         Self::ResetMaxPollGap,
+        Self::StartForwarding,
         Self::Stop,
         Self::Step,
     ];
@@ -222,6 +230,7 @@ impl MsgKind {
             Self::CollectStats => "CollectStats",
             Self::CollectCounters => "CollectCounters",
             Self::ResetMaxPollGap => "ResetMaxPollGap",
+            Self::StartForwarding => "StartForwarding",
             Self::Stop => "Stop",
             Self::Step => "Step",
         }
