@@ -14,7 +14,9 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
-use crate::crypto::{Algorithm, Backend, CryptoError, EspTransform};
+#[cfg(doc)]
+use crate::crypto::CryptoBatch;
+use crate::crypto::{Algorithm, Backend, BatchKeys, CryptoError, EspTransform};
 use crate::wire::ip::checksum;
 use crate::wire::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpPacket};
 use cpu::prefetch::Lines;
@@ -52,6 +54,9 @@ pub struct OutboundSa {
     ident: u16,
     iv_len: u8,
     icv_len: u8,
+    /// The transform has batch keys ([`OutboundSa::batch_keys`]): read
+    /// per packet without calling the transform.
+    batched: bool,
     block: u8,
     outer_header_len: u8,
     /// `config.spi`, `config.mode`, ...: the configuration the fast path
@@ -112,6 +117,7 @@ impl OutboundSa {
             counters: SaCounters::default(),
             iv_len: small(transform.iv_len()),
             icv_len: small(transform.icv_len()),
+            batched: transform.batch_keys().is_some(),
             // Alignment: 4 or the cipher's block size (a power of two).
             block: transform.block_size().max(4).next_power_of_two() as u8,
             outer_header_len: small(outer_header_len),
@@ -245,11 +251,97 @@ impl OutboundSa {
         r
     }
 
+    /// The keys to seal this SA's packets in a [`CryptoBatch`], when its
+    /// transform is faster that way (see [`EspTransform::batch_keys`]).
+    #[inline]
+    pub fn batch_keys(&self) -> Option<&BatchKeys> {
+        self.transform.batch_keys()
+    }
+
+    /// Whether [`Self::batch_keys`] is `Some`, without asking the
+    /// transform (a field in the SA's hot lines).
+    #[inline]
+    pub fn is_batched(&self) -> bool {
+        self.batched
+    }
+
+    /// [`encapsulate`](Self::encapsulate) up to the crypto, for a packet
+    /// to be sealed in a [`CryptoBatch`] with [`Self::batch_keys`]: the
+    /// packet is laid out (ESP header, IV, padding, room for the ICV) and
+    /// counted; seal [`Sealing::esp_range`] of it, then call
+    /// [`finish_batched`](Self::finish_batched). Packets of one SA must be
+    /// finished in the order they were prepared. A drop is counted.
+    pub fn prepare_batched<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(SaEvent),
+    ) -> Result<Sealing, DropReason> {
+        let r = self.prepare(pkt, on_event);
+        if let Err(reason) = r {
+            self.counters.record_drop(reason);
+        }
+        r
+    }
+
+    /// The rest of [`encapsulate`](Self::encapsulate) once the batch has
+    /// sealed the packet (`sealed` is its result): the outer headers. A
+    /// drop is counted.
+    pub fn finish_batched<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        sealing: &Sealing,
+        sealed: Result<(), CryptoError>,
+    ) -> Result<(), DropReason> {
+        match sealed {
+            Ok(()) => {
+                self.finish(pkt, sealing);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = seal_error(e);
+                self.counters.record_drop(reason);
+                Err(reason)
+            }
+        }
+    }
+
     fn encapsulate_inner<B: PacketBuf>(
         &mut self,
         pkt: &mut B,
         on_event: &mut impl FnMut(SaEvent),
     ) -> Result<(), DropReason> {
+        let s = self.prepare(pkt, on_event)?;
+        {
+            let data = pkt.data_mut();
+            let iv_at = s.esp_at + ESP_HEADER_LEN;
+            let payload_at = iv_at + usize::from(self.iv_len);
+            let icv_at = data.len() - usize::from(self.icv_len);
+            let (head, rest) = data.split_at_mut(payload_at);
+            let (payload, icv) = rest.split_at_mut(icv_at - payload_at);
+            self.transform
+                .seal(
+                    &s.esp_header,
+                    s.esn_high,
+                    &head[iv_at..payload_at],
+                    payload,
+                    icv,
+                )
+                .map_err(seal_error)?;
+        }
+        self.finish(pkt, &s);
+        Ok(())
+    }
+
+    /// Everything of encapsulation before the crypto: checks, sequence
+    /// number, trailer, room for the headers, ESP header and IV; the
+    /// packet and its bytes are counted here, against the lifetime too, so
+    /// that a batch of this SA's packets prepared one after the other sees
+    /// the lifetime exactly as one packet at a time does.
+    fn prepare<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(SaEvent),
+    ) -> Result<Sealing, DropReason> {
         if self.lifetime.is_expired() {
             return Err(DropReason::LifetimeExpired);
         }
@@ -345,7 +437,6 @@ impl OutboundSa {
         let esp_at = keep + usize::from(self.outer_header_len);
         let iv_at = esp_at + ESP_HEADER_LEN;
         let payload_at = iv_at + usize::from(self.iv_len);
-        let icv_at = data.len() - usize::from(self.icv_len);
         // Built in a register and stored once: writing SPI and sequence
         // separately and reading the eight bytes back for the AAD stalled
         // store forwarding on every packet.
@@ -354,23 +445,24 @@ impl OutboundSa {
         data[esp_at..esp_at + ESP_HEADER_LEN].copy_from_slice(&esp_header);
         self.transform.fill_iv(seq, &mut data[iv_at..payload_at]);
         let esn_high = self.hot.esn.then_some((seq >> 32) as u32);
-        {
-            let (head, rest) = data.split_at_mut(payload_at);
-            let (payload, icv) = rest.split_at_mut(icv_at - payload_at);
-            self.transform
-                .seal(
-                    &esp_header,
-                    esn_high,
-                    &head[iv_at..payload_at],
-                    payload,
-                    icv,
-                )
-                .map_err(|e| match e {
-                    CryptoError::BadLength => DropReason::BadLength,
-                    _ => DropReason::Unsupported,
-                })?;
+        self.counters.record_packet(inner.total_len);
+        for ev in self.lifetime.record(inner.total_len as u64).iter() {
+            on_event(ev.into());
         }
+        Ok(Sealing {
+            inner,
+            keep,
+            esp_at,
+            udp_len,
+            esn_high,
+            esp_header,
+        })
+    }
 
+    /// What encapsulation does after the crypto: the outer headers.
+    fn finish<B: PacketBuf>(&mut self, pkt: &mut B, sealing: &Sealing) {
+        let (inner, keep, udp_len) = (&sealing.inner, sealing.keep, sealing.udp_len);
+        let data = pkt.data_mut();
         // Outer headers.
         let proto = if self.hot.udp_encap {
             IpProtocol::UDP
@@ -379,7 +471,7 @@ impl OutboundSa {
         };
         match self.hot.mode {
             Mode::Tunnel => {
-                self.write_tunnel_header(data, &inner, udp_len);
+                self.write_tunnel_header(data, inner, udp_len);
                 if self.hot.udp_encap && !self.hot.outer_v4 {
                     // IPv6 requires a UDP checksum (RFC 8200 §8.1).
                     let udp_at = IPV6_HEADER_LEN;
@@ -392,7 +484,7 @@ impl OutboundSa {
                     }
                 }
             }
-            Mode::Transport => write_transport_header(data, &inner, keep, proto),
+            Mode::Transport => write_transport_header(data, inner, keep, proto),
         }
         if let (Mode::Transport, Some(encap)) = (self.hot.mode, self.config.udp_encap) {
             let udp_at = keep + usize::from(self.outer_header_len) - UDP_HEADER_LEN;
@@ -420,12 +512,6 @@ impl OutboundSa {
                 UdpPacket::new_unchecked(&mut data[udp_at..]).set_checksum(c);
             }
         }
-
-        self.counters.record_packet(inner.total_len);
-        for ev in self.lifetime.record(inner.total_len as u64).iter() {
-            on_event(ev.into());
-        }
-        Ok(())
     }
 
     /// Copies the outer header template in front and patches what varies
@@ -471,6 +557,41 @@ impl OutboundSa {
             let at = hl - UDP_HEADER_LEN;
             data[at + 4..at + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
         }
+    }
+}
+
+/// An outbound packet between [`OutboundSa::prepare_batched`] and
+/// [`OutboundSa::finish_batched`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sealing {
+    inner: InnerInfo,
+    /// Transport mode: bytes of IP header kept in front of ESP.
+    keep: usize,
+    esp_at: usize,
+    udp_len: usize,
+    esn_high: Option<u32>,
+    esp_header: [u8; ESP_HEADER_LEN],
+}
+
+impl Sealing {
+    /// Where the ESP packet (SPI to the end of the ICV) is in the packet,
+    /// `len` bytes long: what the batch seals.
+    #[inline]
+    pub fn esp_range(&self, len: usize) -> std::ops::Range<usize> {
+        self.esp_at..len
+    }
+
+    /// The high 32 bits of the sequence number with ESN (RFC 4303 §2.2.1).
+    #[inline]
+    pub fn esn_high(&self) -> Option<u32> {
+        self.esn_high
+    }
+}
+
+fn seal_error(e: CryptoError) -> DropReason {
+    match e {
+        CryptoError::BadLength => DropReason::BadLength,
+        _ => DropReason::Unsupported,
     }
 }
 
