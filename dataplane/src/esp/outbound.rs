@@ -337,6 +337,7 @@ impl OutboundSa {
     /// packet and its bytes are counted here, against the lifetime too, so
     /// that a batch of this SA's packets prepared one after the other sees
     /// the lifetime exactly as one packet at a time does.
+    #[inline(always)]
     fn prepare<B: PacketBuf>(
         &mut self,
         pkt: &mut B,
@@ -460,6 +461,7 @@ impl OutboundSa {
     }
 
     /// What encapsulation does after the crypto: the outer headers.
+    #[inline(always)]
     fn finish<B: PacketBuf>(&mut self, pkt: &mut B, sealing: &Sealing) {
         let (inner, keep, udp_len) = (&sealing.inner, sealing.keep, sealing.udp_len);
         let data = pkt.data_mut();

@@ -247,7 +247,13 @@ impl<B: PacketBuf> Node<B> {
     /// (with `then`, what to do once sealed): `None` then.
     #[inline(always)]
     fn seal_or_defer(&mut self, slot: SaRef, mut pkt: B, then: Then) -> Option<B> {
-        if !self.batching {
+        // The AEADs take the one-packet path exactly as outside a batch.
+        if !self.batching
+            || !self
+                .engine
+                .outbound(slot)
+                .is_some_and(OutboundSa::is_batched)
+        {
             return self.seal(slot, pkt);
         }
         let events = &mut self.out.events;
