@@ -342,7 +342,8 @@ impl<B: PacketBuf> Node<B> {
         pool: &mut impl PacketPool<B>,
     ) {
         let events = &mut self.out.events;
-        if !self.batching {
+        // Without a batched SA, exactly the path outside a batch.
+        if !self.batching || !self.engine.inbound().has_batched() {
             let r = self
                 .engine
                 .decapsulate(&mut pkt, loc, &mut |e| events.push(e));
@@ -361,6 +362,7 @@ impl<B: PacketBuf> Node<B> {
         }
     }
 
+    #[inline(always)]
     pub(super) fn after_decap(
         &mut self,
         in_if: u16,
