@@ -280,13 +280,12 @@ impl Worker {
                 work += n;
                 self.node.rx_burst(i as u16, &mut burst, &mut self.pool);
             }
-            for _ in 0..HANDOFF_PER_POLL {
-                let Some(h) = self.handoff_in.pop() else {
-                    break;
-                };
-                work += 1;
-                self.node.handoff_in(h, &mut self.pool);
-            }
+            // One batch for the poll's hand-offs (see `Node::handoffs_in`).
+            let queue = &self.handoff_in;
+            let handoffs = std::iter::from_fn(|| queue.pop())
+                .take(HANDOFF_PER_POLL)
+                .inspect(|_| work += 1);
+            self.node.handoffs_in(handoffs, &mut self.pool);
             let forward_done = rdtsc();
             self.flush();
             prev = [now, control_done, forward_done, rdtsc()];

@@ -6,14 +6,21 @@
 //!   packet with a `gcm_context_data` on the stack).
 //! - ChaCha20-Poly1305: the direct API (`chacha20_poly1305_init`,
 //!   `*_update`, `*_finalize`), context on the stack.
-//! - AES-CBC and HMAC-SHA-2: the job API. The AES round keys are expanded
-//!   once (`keyexp_*`) and the HMAC inner/outer states are prepared once
-//!   by hashing key⊕ipad and key⊕opad with `sha*_one_block`, exactly what
-//!   the `IMB_AUTH_HMAC_SHA_*` jobs expect. The ICV covers
-//!   SPI‖seq‖IV‖ciphertext‖seq-high, which the trait hands over as separate
-//!   slices while a job hashes one contiguous buffer, so the hash input is
-//!   copied into a per-thread scratch buffer first (a `memcpy`, cheap next
-//!   to the hash). Open verifies the ICV before it submits the decryption.
+//! - AES-CBC and HMAC-SHA-2: the job API, in batches ([`CryptoBatch`]).
+//!   The AES round keys are expanded once (`keyexp_*`) and the HMAC
+//!   inner/outer states are prepared once by hashing key⊕ipad and
+//!   key⊕opad with `sha*_one_block`, exactly what the `IMB_AUTH_HMAC_SHA_*`
+//!   jobs expect ([`BatchKeys`]). A batch submits one job per packet (to
+//!   seal: CBC encryption chained with the HMAC; to open: the HMAC) and
+//!   drains them, so the multi-buffer manager runs up to one packet per
+//!   SIMD lane, as DPDK's crypto_aesni_mb does for ipsec-secgw; then each
+//!   opened packet's ICV is compared and only those that verified are
+//!   decrypted (a second round of jobs). The ICV input
+//!   SPI‖seq‖IV‖ciphertext is contiguous in the packet and hashed in place;
+//!   with ESN the high sequence bits are written where the ICV goes (see
+//!   [`CryptoBatch`]). The trait's one-packet `seal`/`open` hand over
+//!   separate slices, so they copy the packet into a per-thread scratch
+//!   buffer and run a batch of one there.
 //!
 //! Managers. An `IMB_MGR` is large (hundreds of KiB of out-of-order
 //! scheduler state), so there is one per thread, allocated lazily with
@@ -21,7 +28,7 @@
 //! transform. Transforms hold only key data and the function pointers
 //! copied from the manager that expanded their keys, so they stay `Send`
 //! and can move between workers: the direct-API functions take no manager,
-//! and a job is always submitted and flushed within one call on the
+//! and a batch's jobs are all submitted and flushed within one call on the
 //! calling thread's manager, which is therefore empty between calls. Every
 //! thread's manager is initialised by `init_mb_mgr_auto` on the same CPU,
 //! so all pick the same architecture and agree on the key-data layout.
@@ -37,15 +44,19 @@ use core::ptr::NonNull;
 use ipsec_mb_sys as imb;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::transform::{AeadPrimitive, AeadTransform, CbcPrimitive, HmacTransform, MacPrimitive};
+use core::marker::PhantomData;
+
+use super::cbc_iv::CbcIvGenerator;
+use super::transform::{AeadPrimitive, AeadTransform};
 use super::{
     Algorithm, Backend, BackendFailure, CryptoError, Encryption, EspTransform, Integrity, SaKeys,
 };
 
 const BACKEND: Backend = Backend::IpsecMb;
 
-/// Largest HMAC input: ESP header, CBC IV, a 64 KiB payload, ESN high bits.
-const SCRATCH_LEN: usize = 8 + 16 + 65_536 + 4;
+/// Largest ESP packet sealed or opened one at a time: ESP header, CBC IV,
+/// a 64 KiB payload, the longest ICV.
+const SCRATCH_LEN: usize = 8 + 16 + 65_536 + 32;
 
 fn failure(code: i32) -> CryptoError {
     CryptoError::Backend(BackendFailure {
@@ -171,53 +182,6 @@ impl ThreadMgr {
             scratch: vec![0u8; SCRATCH_LEN].into_boxed_slice(),
         })
     }
-
-    /// Submits one job filled by `fill` and waits for it: submit, then
-    /// flush if the manager held it back. The manager is empty before and
-    /// after, so the job that comes back is ours.
-    fn run_job(&mut self, fill: impl FnOnce(&mut imb::IMB_JOB)) -> Result<(), CryptoError> {
-        let (Some(get_next), Some(submit), Some(flush)) = (
-            self.fns.get_next_job,
-            self.fns.submit_job,
-            self.fns.flush_job,
-        ) else {
-            return Err(failure(-1));
-        };
-        let mgr = self.mgr.as_ptr();
-        // SAFETY: `mgr` is this thread's initialised manager; no job is in
-        // flight (every call drains its job before returning).
-        let job = unsafe { get_next(mgr) };
-        let Some(mut job) = NonNull::new(job) else {
-            return Err(failure(-1));
-        };
-        {
-            // SAFETY: `get_next_job` returns a pointer to a job slot inside
-            // the manager that the application owns until `submit_job`;
-            // nothing else touches it while this reference lives.
-            let j = unsafe { job.as_mut() };
-            *j = imb::IMB_JOB::default();
-            fill(j);
-        }
-        // SAFETY: the job returned by `get_next_job` has been filled in and
-        // every pointer in it refers to memory that outlives this call.
-        let mut done = unsafe { submit(mgr) };
-        if done.is_null() {
-            // SAFETY: as above; flushing completes the queued job.
-            done = unsafe { flush(mgr) };
-        }
-        if done != job.as_ptr() {
-            return Err(failure(-1));
-        }
-        // SAFETY: `done` is our job slot, completed and returned to us.
-        let status = unsafe { (*done).status };
-        if status == imb::IMB_STATUS_COMPLETED {
-            Ok(())
-        } else {
-            // SAFETY: `mgr` is this thread's initialised manager.
-            let errno = unsafe { imb::imb_get_errno(mgr) };
-            Err(failure(errno))
-        }
-    }
 }
 
 impl Drop for ThreadMgr {
@@ -265,10 +229,7 @@ pub(super) fn new_transform(
         let t = AeadTransform::new(alg, BACKEND, keys, |k| AeadCipher::new(alg.encryption, k))?;
         Ok(Box::new(t))
     } else {
-        let t = HmacTransform::new(alg, BACKEND, keys, CbcCipher::new, |k| {
-            Hmac::new(alg.integrity, k)
-        })?;
-        Ok(Box::new(t))
+        Ok(Box::new(MbHmacTransform::new(&fns, alg, keys)?))
     }
 }
 
@@ -600,7 +561,7 @@ impl AeadPrimitive for AeadCipher {
 }
 
 // ---------------------------------------------------------------------------
-// AES-CBC and HMAC (job API)
+// AES-CBC and HMAC (job API, in batches)
 // ---------------------------------------------------------------------------
 
 /// Expanded AES encryption and decryption round keys (up to 15 × 16 bytes
@@ -611,90 +572,6 @@ struct AesKeys {
     dec: [u8; 256],
 }
 
-/// Unpadded AES-CBC in place through `IMB_CIPHER_CBC` jobs.
-pub(super) struct CbcCipher {
-    keys: Box<AesKeys>,
-    key_len: u64,
-}
-
-impl CbcCipher {
-    pub(super) fn new(key: &[u8]) -> Result<Self, CryptoError> {
-        let fns = with_mgr(|m| Ok(m.fns))?;
-        let keyexp = match key.len() {
-            16 => fns.keyexp_128,
-            32 => fns.keyexp_256,
-            _ => return Err(failure(-1)),
-        }
-        .ok_or_else(|| failure(-1))?;
-        let mut keys = Box::new(AesKeys {
-            enc: [0; 256],
-            dec: [0; 256],
-        });
-        let k = &mut *keys;
-        // SAFETY: `key` has the 16 or 32 bytes this `keyexp_*` reads; each
-        // output buffer has room for the 15 round keys of AES-256.
-        unsafe {
-            keyexp(
-                key.as_ptr().cast(),
-                k.enc.as_mut_ptr().cast(),
-                k.dec.as_mut_ptr().cast(),
-            )
-        };
-        Ok(Self {
-            keys,
-            key_len: key.len() as u64,
-        })
-    }
-
-    fn run(&self, encrypt: bool, iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        let len = data.len() as u64;
-        let p = data.as_mut_ptr();
-        let keys = &*self.keys;
-        with_mgr(|m| {
-            m.run_job(|job| {
-                job.cipher_mode = imb::IMB_CIPHER_CBC;
-                job.hash_alg = imb::IMB_AUTH_NULL;
-                if encrypt {
-                    job.cipher_direction = imb::IMB_DIR_ENCRYPT;
-                    job.chain_order = imb::IMB_ORDER_CIPHER_HASH;
-                } else {
-                    job.cipher_direction = imb::IMB_DIR_DECRYPT;
-                    job.chain_order = imb::IMB_ORDER_HASH_CIPHER;
-                }
-                job.enc_keys = keys.enc.as_ptr().cast();
-                job.dec_keys = keys.dec.as_ptr().cast();
-                job.key_len_in_bytes = self.key_len;
-                job.__bindgen_anon_1.src = p.cast_const();
-                job.__bindgen_anon_2.dst = p;
-                job.__bindgen_anon_3.cipher_start_src_offset_in_bytes = 0;
-                job.__bindgen_anon_4.msg_len_to_cipher_in_bytes = len;
-                job.iv = iv.as_ptr();
-                job.iv_len_in_bytes = 16;
-            })
-        })
-    }
-}
-
-impl Drop for CbcCipher {
-    fn drop(&mut self) {
-        self.keys.enc.zeroize();
-        self.keys.dec.zeroize();
-    }
-}
-
-impl CbcPrimitive for CbcCipher {
-    fn encrypt(&self, iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        self.run(true, iv, data)
-    }
-
-    fn decrypt(&self, iv: &[u8; 16], data: &mut [u8]) -> Result<(), CryptoError> {
-        self.run(false, iv, data)
-    }
-}
-
 /// HMAC inner and outer hash states (H(K⊕ipad), H(K⊕opad) after one block),
 /// up to SHA-512's 64-byte state.
 #[repr(C, align(64))]
@@ -703,29 +580,35 @@ struct HmacPads {
     opad: [u8; 64],
 }
 
-/// Truncated HMAC-SHA-2 through `IMB_AUTH_HMAC_SHA_*` jobs.
-pub(super) struct Hmac {
+/// An SA's key material in the form ipsec-mb's CBC and HMAC jobs read:
+/// the AES round keys expanded once (`keyexp_*`; none for ENCR_NULL) and
+/// the HMAC inner and outer states, prepared once by hashing key⊕ipad and
+/// key⊕opad with `sha*_one_block` (what the `IMB_AUTH_HMAC_SHA_*` jobs
+/// expect). Wiped on drop.
+pub struct BatchKeys {
+    aes: Option<Box<AesKeys>>,
+    key_len: u64,
     pads: Box<HmacPads>,
     hash_alg: imb::IMB_HASH_ALG,
-    /// Full digest length; the job writes `out.len()` (the RFC 4868
-    /// truncation) or this.
-    digest_len: usize,
+    iv_len: usize,
+    icv_len: usize,
 }
 
-impl Hmac {
-    pub(super) fn new(integrity: Integrity, key: &[u8]) -> Result<Self, CryptoError> {
-        let fns = with_mgr(|m| Ok(m.fns))?;
-        let (one_block, block_len, hash_alg, digest_len) = match integrity {
-            Integrity::HmacSha256_128 => (fns.sha256_one_block, 64, imb::IMB_AUTH_HMAC_SHA_256, 32),
-            Integrity::HmacSha384_192 => {
-                (fns.sha384_one_block, 128, imb::IMB_AUTH_HMAC_SHA_384, 48)
-            }
-            Integrity::HmacSha512_256 => {
-                (fns.sha512_one_block, 128, imb::IMB_AUTH_HMAC_SHA_512, 64)
-            }
+impl BatchKeys {
+    fn new(fns: &Fns, alg: Algorithm, keys: &SaKeys) -> Result<Self, CryptoError> {
+        let aes = match alg.encryption {
+            Encryption::AesCbc128 | Encryption::AesCbc256 => Some(expand_aes(fns, &keys.enc_key)?),
+            Encryption::Null => None,
+            _ => return Err(failure(-1)),
+        };
+        let (one_block, block_len, hash_alg) = match alg.integrity {
+            Integrity::HmacSha256_128 => (fns.sha256_one_block, 64, imb::IMB_AUTH_HMAC_SHA_256),
+            Integrity::HmacSha384_192 => (fns.sha384_one_block, 128, imb::IMB_AUTH_HMAC_SHA_384),
+            Integrity::HmacSha512_256 => (fns.sha512_one_block, 128, imb::IMB_AUTH_HMAC_SHA_512),
             Integrity::None => return Err(failure(-1)),
         };
         let one_block = one_block.ok_or_else(|| failure(-1))?;
+        let key = &keys.auth_key[..];
         // RFC 2104 §2: keys longer than the block would be hashed first;
         // ESP keys (RFC 4868 §2.1.1) are never longer than the block.
         if key.len() > block_len {
@@ -749,59 +632,550 @@ impl Hmac {
             unsafe { one_block(block.as_ptr().cast(), pad.as_mut_ptr().cast()) };
         }
         Ok(Self {
+            aes,
+            key_len: keys.enc_key.len() as u64,
             pads,
             hash_alg,
-            digest_len,
+            iv_len: alg.iv_len(),
+            icv_len: alg.icv_len(),
         })
     }
 }
 
-impl Drop for Hmac {
+fn expand_aes(fns: &Fns, key: &[u8]) -> Result<Box<AesKeys>, CryptoError> {
+    let keyexp = match key.len() {
+        16 => fns.keyexp_128,
+        32 => fns.keyexp_256,
+        _ => return Err(failure(-1)),
+    }
+    .ok_or_else(|| failure(-1))?;
+    let mut keys = Box::new(AesKeys {
+        enc: [0; 256],
+        dec: [0; 256],
+    });
+    let k = &mut *keys;
+    // SAFETY: `key` has the 16 or 32 bytes this `keyexp_*` reads; each
+    // output buffer has room for the 15 round keys of AES-256.
+    unsafe {
+        keyexp(
+            key.as_ptr().cast(),
+            k.enc.as_mut_ptr().cast(),
+            k.dec.as_mut_ptr().cast(),
+        )
+    };
+    Ok(keys)
+}
+
+impl core::fmt::Debug for BatchKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BatchKeys").finish_non_exhaustive()
+    }
+}
+
+impl Drop for BatchKeys {
     fn drop(&mut self) {
+        if let Some(aes) = &mut self.aes {
+            aes.enc.zeroize();
+            aes.dec.zeroize();
+        }
         self.pads.ipad.zeroize();
         self.pads.opad.zeroize();
     }
 }
 
-impl MacPrimitive for Hmac {
-    fn sign(&self, pieces: &[&[u8]], out: &mut [u8]) -> Result<(), CryptoError> {
-        // ipsec-mb accepts the full digest or the RFC 4868 half.
-        if out.len() != self.digest_len && out.len() != self.digest_len / 2 {
+/// One packet of a batch: where its ESP packet is, which SA's keys, and
+/// (to open) the received ICV and the computed one.
+struct RawOp {
+    keys: *const BatchKeys,
+    /// SPI ‖ seq ‖ IV ‖ payload ‖ ICV, contiguous.
+    esp: *mut u8,
+    len: usize,
+    esn_high: Option<u32>,
+    seal: bool,
+    /// Open: the ICV received (saved before ESN's high bits take the
+    /// place of its first four octets).
+    received: [u8; 32],
+    /// Open: the ICV computed.
+    computed: [u8; 32],
+    result: Result<(), CryptoError>,
+}
+
+/// Packets a [`CryptoBatch`] holds before it grows its storage
+/// (`IMB_MAX_BURST_SIZE`; the gateway runs a batch per received burst).
+pub const BATCH_CAPACITY: usize = 128;
+
+/// Storage for [`CryptoBatch`]es, allocated once (per worker) and reused:
+/// no batch allocates unless it outgrows [`BATCH_CAPACITY`].
+pub struct BatchStore {
+    /// Empty except while a batch is open.
+    ops: Vec<RawOp>,
+}
+
+// SAFETY: the raw pointers in `ops` are only dereferenced while a
+// `CryptoBatch` borrows the store (and, through its lifetime, the packets
+// and keys they point to); the batch empties `ops` when it ends, so a
+// store that moves between threads holds none.
+unsafe impl Send for BatchStore {}
+
+impl Default for BatchStore {
+    fn default() -> Self {
+        Self {
+            ops: Vec::with_capacity(BATCH_CAPACITY),
+        }
+    }
+}
+
+impl core::fmt::Debug for BatchStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BatchStore").finish_non_exhaustive()
+    }
+}
+
+impl BatchStore {
+    /// An empty batch using this storage.
+    pub fn batch(&mut self) -> CryptoBatch<'_> {
+        self.ops.clear();
+        CryptoBatch {
+            ops: &mut self.ops,
+            _data: PhantomData,
+        }
+    }
+}
+
+/// ESP packets sealed or opened together: each is queued with
+/// [`seal`](Self::seal) or [`open`](Self::open) (with its SA's
+/// [`EspTransform::batch_keys`]) and [`run`](Self::run) hands them all to
+/// ipsec-mb's multi-buffer manager at once, which interleaves up to one
+/// packet per SIMD lane (CBC encryption and HMAC are serial within a
+/// packet, not across packets); [`result`](Self::result) then gives each
+/// packet's own outcome. The packets and keys stay borrowed until the
+/// batch is dropped.
+///
+/// Each packet is its ESP packet from the SPI to the end of the ICV,
+/// contiguous, so the ICV input (SPI ‖ seq ‖ IV ‖ ciphertext, RFC 4303
+/// §2.8) is hashed where it lies, without a copy. With ESN the high 32
+/// bits of the sequence number follow the ciphertext in the ICV input
+/// (RFC 4303 §2.2.1, Appendix A2.2), as DPDK's lib/ipsec does it: they are
+/// written where the ICV goes and hashed there; sealing writes the ICV
+/// over them, opening puts the received ICV back.
+pub struct CryptoBatch<'a> {
+    ops: &'a mut Vec<RawOp>,
+    _data: PhantomData<&'a mut [u8]>,
+}
+
+impl core::fmt::Debug for CryptoBatch<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CryptoBatch")
+            .field("len", &self.ops.len())
+            .finish()
+    }
+}
+
+impl Drop for CryptoBatch<'_> {
+    fn drop(&mut self) {
+        self.ops.clear();
+    }
+}
+
+impl<'a> CryptoBatch<'a> {
+    /// Queues `esp` (SPI ‖ seq ‖ IV ‖ payload ‖ room for the ICV; the
+    /// payload already padded, the IV filled in) to be encrypted and its
+    /// ICV written; returns its index. `Err(BadLength)` (not queued) when
+    /// the lengths do not fit the SA's algorithm.
+    pub fn seal(
+        &mut self,
+        keys: &'a BatchKeys,
+        esp: &'a mut [u8],
+        esn_high: Option<u32>,
+    ) -> Result<usize, CryptoError> {
+        self.push(keys, esp, esn_high, true)
+    }
+
+    /// Queues `esp` (SPI ‖ seq ‖ IV ‖ ciphertext ‖ ICV) to be verified
+    /// and, if its ICV is right, decrypted in place; returns its index. A
+    /// packet whose ICV is wrong is never decrypted. On any error its
+    /// contents are unspecified and must not be used (RFC 4303 §3.4.4).
+    pub fn open(
+        &mut self,
+        keys: &'a BatchKeys,
+        esp: &'a mut [u8],
+        esn_high: Option<u32>,
+    ) -> Result<usize, CryptoError> {
+        self.push(keys, esp, esn_high, false)
+    }
+
+    fn push(
+        &mut self,
+        keys: &'a BatchKeys,
+        esp: &'a mut [u8],
+        esn_high: Option<u32>,
+        seal: bool,
+    ) -> Result<usize, CryptoError> {
+        let fixed = ESP_HEADER + keys.iv_len + keys.icv_len;
+        let ct = esp.len().checked_sub(fixed).ok_or(CryptoError::BadLength)?;
+        #[allow(clippy::manual_is_multiple_of)]
+        if keys.aes.is_some() && ct % 16 != 0 {
             return Err(CryptoError::BadLength);
         }
-        let total: usize = pieces.iter().map(|p| p.len()).sum();
-        let pads = &*self.pads;
+        self.ops.push(RawOp {
+            keys,
+            esp: esp.as_mut_ptr(),
+            len: esp.len(),
+            esn_high,
+            seal,
+            received: [0; 32],
+            computed: [0; 32],
+            result: Ok(()),
+        });
+        Ok(self.ops.len() - 1)
+    }
+
+    /// Packets queued.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Seals and opens every queued packet on this thread's manager.
+    pub fn run(&mut self) {
+        if self.ops.is_empty() {
+            return;
+        }
+        let ops = &mut self.ops[..];
+        let r = with_mgr(|m| {
+            // SAFETY: every op points at a packet and keys borrowed for
+            // `'a`, which outlives this call (see `push`).
+            unsafe { run_ops(m.mgr, &m.fns, ops) };
+            Ok(())
+        });
+        if let Err(e) = r {
+            for op in ops {
+                op.result = Err(e);
+            }
+        }
+    }
+
+    /// The outcome of packet `i` after [`run`](Self::run).
+    pub fn result(&self, i: usize) -> Result<(), CryptoError> {
+        self.ops
+            .get(i)
+            .map_or(Err(CryptoError::BadLength), |o| o.result)
+    }
+}
+
+const ESP_HEADER: usize = 8;
+
+/// Runs `ops` on `mgr`: every op's first job (seal: CBC encryption then
+/// HMAC, chained; open: HMAC only) is submitted, completed jobs are taken
+/// as they come and the rest flushed; then each open's ICV is compared and
+/// only the packets that verified get their decryption job, submitted and
+/// flushed likewise. The manager is empty before and after.
+///
+/// # Safety
+/// `mgr` is this thread's initialised manager (no job in flight) and
+/// every op's `esp` (for `len` bytes) and `keys` are valid and not
+/// otherwise accessed during the call.
+unsafe fn run_ops(mgr: NonNull<imb::IMB_MGR>, fns: &Fns, ops: &mut [RawOp]) {
+    let (Some(get_next), Some(submit), Some(flush)) =
+        (fns.get_next_job, fns.submit_job, fns.flush_job)
+    else {
+        for op in ops.iter_mut() {
+            op.result = Err(failure(-1));
+        }
+        return;
+    };
+    let mgr = mgr.as_ptr();
+    let n = ops.len();
+    // Completed jobs write into the ops through this pointer (by index),
+    // so no reference into `ops` is held across a submission.
+    let base = ops.as_mut_ptr();
+    let complete = |job: *mut imb::IMB_JOB| {
+        // SAFETY: a job the manager returns is one of ours, complete and
+        // back in our hands until the next `get_next_job`.
+        let job = unsafe { &*job };
+        let result = if job.status == imb::IMB_STATUS_COMPLETED {
+            Ok(())
+        } else {
+            // SAFETY: `mgr` is this thread's initialised manager.
+            Err(failure(unsafe { imb::imb_get_errno(mgr) }))
+        };
+        // Tagged with its op's index in `user_data`.
+        let op = base.wrapping_add(job.user_data as usize);
+        // SAFETY: the index is below `n`, and the op outlives the call.
+        unsafe { (*op).result = result };
+    };
+    let drain = || loop {
+        // SAFETY: `mgr` is valid; flushing completes the earliest job.
+        let done = unsafe { flush(mgr) };
+        if done.is_null() {
+            break;
+        }
+        complete(done);
+    };
+    // Phase 1: seal (encrypt + HMAC), or the HMAC of an open.
+    for i in 0..n {
+        let op = base.wrapping_add(i);
+        // SAFETY: `i < n`; the op is valid (see the function's contract).
+        let op = unsafe { &mut *op };
+        // SAFETY: the contract: `keys` is valid for the call.
+        let keys = unsafe { &*op.keys };
+        let (iv_len, icv_len) = (keys.iv_len, keys.icv_len);
+        let ct = op.len - ESP_HEADER - iv_len - icv_len;
+        let p = op.esp;
+        let icv_at = p.wrapping_add(op.len - icv_len);
+        let mut hash_len = ESP_HEADER + iv_len + ct;
+        if !op.seal {
+            // SAFETY: `icv_len` (at most 32) bytes at `icv_at`.
+            unsafe {
+                core::ptr::copy_nonoverlapping(icv_at, op.received.as_mut_ptr(), icv_len);
+            }
+        }
+        if let Some(high) = op.esn_high {
+            // RFC 4303 Appendix A2.2: the high bits follow the payload in
+            // the ICV input; the ICV (at least 16 octets) has room.
+            // SAFETY: 4 of the ICV's bytes.
+            unsafe { core::ptr::copy_nonoverlapping(high.to_be_bytes().as_ptr(), icv_at, 4) };
+            hash_len += 4;
+        }
+        let cbc = op.seal && ct > 0 && keys.aes.is_some();
+        // SAFETY: `mgr` is valid; `get_next_job` returns a job slot the
+        // application owns until `submit_job`.
+        let job = unsafe { get_next(mgr) };
+        // SAFETY: as just said; nothing else refers to the slot.
+        let Some(job) = (unsafe { job.as_mut() }) else {
+            op.result = Err(failure(-1));
+            continue;
+        };
+        *job = imb::IMB_JOB::default();
+        job.cipher_direction = imb::IMB_DIR_ENCRYPT;
+        job.chain_order = imb::IMB_ORDER_CIPHER_HASH;
+        if let (true, Some(aes)) = (cbc, &keys.aes) {
+            job.cipher_mode = imb::IMB_CIPHER_CBC;
+            job.enc_keys = aes.enc.as_ptr().cast();
+            job.dec_keys = aes.dec.as_ptr().cast();
+            job.key_len_in_bytes = keys.key_len;
+            job.iv_len_in_bytes = 16;
+        } else {
+            job.cipher_mode = imb::IMB_CIPHER_NULL;
+        }
+        job.__bindgen_anon_1.src = p.cast_const();
+        // In place: the cipher's output starts where its input does.
+        job.__bindgen_anon_2.dst = p.wrapping_add(ESP_HEADER + iv_len);
+        job.__bindgen_anon_3.cipher_start_src_offset_in_bytes = (ESP_HEADER + iv_len) as u64;
+        job.__bindgen_anon_4.msg_len_to_cipher_in_bytes = if cbc { ct as u64 } else { 0 };
+        job.iv = p.wrapping_add(ESP_HEADER);
+        job.hash_alg = keys.hash_alg;
+        job.hash_start_src_offset_in_bytes = 0;
+        job.__bindgen_anon_5.msg_len_to_hash_in_bytes = hash_len as u64;
+        job.auth_tag_output = if op.seal {
+            icv_at
+        } else {
+            op.computed.as_mut_ptr()
+        };
+        job.auth_tag_output_len_in_bytes = icv_len as u64;
+        job.u.HMAC = imb::IMB_JOB__bindgen_ty_6__HMAC_specific_fields {
+            _hashed_auth_key_xor_ipad: keys.pads.ipad.as_ptr(),
+            _hashed_auth_key_xor_opad: keys.pads.opad.as_ptr(),
+        };
+        job.user_data = i as *mut c_void;
+        // SAFETY: the job is filled in; every pointer in it is valid
+        // until the job completes (before this function returns).
+        let done = unsafe { submit(mgr) };
+        if !done.is_null() {
+            complete(done);
+        }
+    }
+    drain();
+    // Phase 2: verify each open's ICV, then decrypt the ones that passed.
+    let mut decrypting = false;
+    for i in 0..n {
+        let op = base.wrapping_add(i);
+        // SAFETY: as above; no job is in flight.
+        let op = unsafe { &mut *op };
+        if op.seal {
+            continue;
+        }
+        // SAFETY: as above.
+        let keys = unsafe { &*op.keys };
+        let (iv_len, icv_len) = (keys.iv_len, keys.icv_len);
+        let ct = op.len - ESP_HEADER - iv_len - icv_len;
+        let p = op.esp;
+        if op.esn_high.is_some() {
+            let icv_at = p.wrapping_add(op.len - icv_len);
+            // SAFETY: the ICV's first 4 bytes, saved above.
+            unsafe { core::ptr::copy_nonoverlapping(op.received.as_ptr(), icv_at, 4) };
+        }
+        if op.result.is_err() {
+            continue;
+        }
+        if !super::icv_eq(&op.computed[..icv_len], &op.received[..icv_len]) {
+            op.result = Err(CryptoError::AuthenticationFailed);
+            continue;
+        }
+        let Some(aes) = keys.aes.as_ref().filter(|_| ct > 0) else {
+            continue;
+        };
+        // SAFETY: as above.
+        let job = unsafe { get_next(mgr) };
+        // SAFETY: as above.
+        let Some(job) = (unsafe { job.as_mut() }) else {
+            op.result = Err(failure(-1));
+            continue;
+        };
+        *job = imb::IMB_JOB::default();
+        job.cipher_mode = imb::IMB_CIPHER_CBC;
+        job.cipher_direction = imb::IMB_DIR_DECRYPT;
+        job.chain_order = imb::IMB_ORDER_HASH_CIPHER;
+        job.hash_alg = imb::IMB_AUTH_NULL;
+        job.enc_keys = aes.enc.as_ptr().cast();
+        job.dec_keys = aes.dec.as_ptr().cast();
+        job.key_len_in_bytes = keys.key_len;
+        let c = p.wrapping_add(ESP_HEADER + iv_len);
+        job.__bindgen_anon_1.src = c.cast_const();
+        job.__bindgen_anon_2.dst = c;
+        job.__bindgen_anon_3.cipher_start_src_offset_in_bytes = 0;
+        job.__bindgen_anon_4.msg_len_to_cipher_in_bytes = ct as u64;
+        job.iv = p.wrapping_add(ESP_HEADER);
+        job.iv_len_in_bytes = 16;
+        job.user_data = i as *mut c_void;
+        // SAFETY: as above.
+        let done = unsafe { submit(mgr) };
+        if !done.is_null() {
+            complete(done);
+        }
+        decrypting = true;
+    }
+    if decrypting {
+        drain();
+    }
+}
+
+/// AES-CBC or NULL encryption with a truncated HMAC through ipsec-mb's job
+/// API: a batch of packets at once ([`CryptoBatch`]), which is how the
+/// gateway runs it; `seal`/`open` of one packet copy it into the thread's
+/// scratch buffer and run a batch of one (the trait's pieces are not
+/// contiguous, a job's ICV input must be).
+pub(super) struct MbHmacTransform {
+    alg: Algorithm,
+    keys: BatchKeys,
+    iv_gen: Option<CbcIvGenerator>,
+}
+
+impl MbHmacTransform {
+    fn new(fns: &Fns, alg: Algorithm, keys: &SaKeys) -> Result<Self, CryptoError> {
+        Ok(Self {
+            alg,
+            keys: BatchKeys::new(fns, alg, keys)?,
+            iv_gen: match alg.encryption {
+                Encryption::Null => None,
+                _ => Some(CbcIvGenerator::new(BACKEND)?),
+            },
+        })
+    }
+
+    /// Seals or opens one packet given in pieces: copies them into the
+    /// scratch buffer, runs a batch of one there and copies the result
+    /// back (the payload, and to seal the ICV).
+    #[allow(clippy::too_many_arguments)]
+    fn one(
+        &self,
+        seal: bool,
+        esp_header: &[u8; 8],
+        esn_high: Option<u32>,
+        iv: &[u8],
+        payload: &mut [u8],
+        icv_in: &[u8],
+        icv_out: Option<&mut [u8]>,
+    ) -> Result<(), CryptoError> {
+        #[allow(clippy::manual_is_multiple_of)]
+        let aligned = self.keys.aes.is_none() || payload.len() % 16 == 0;
+        if iv.len() != self.keys.iv_len || icv_in.len() != self.keys.icv_len || !aligned {
+            return Err(CryptoError::BadLength);
+        }
+        let icv_len = self.keys.icv_len;
+        let total = ESP_HEADER + iv.len() + payload.len() + icv_len;
         with_mgr(|m| {
             if total > m.scratch.len() {
                 return Err(CryptoError::BadLength);
             }
-            let mut at = 0;
-            for piece in pieces {
-                m.scratch[at..at + piece.len()].copy_from_slice(piece);
-                at += piece.len();
+            let s = &mut m.scratch[..total];
+            let (hdr, rest) = s.split_at_mut(ESP_HEADER);
+            let (ivs, rest) = rest.split_at_mut(iv.len());
+            let (pl, icv) = rest.split_at_mut(payload.len());
+            hdr.copy_from_slice(esp_header);
+            ivs.copy_from_slice(iv);
+            pl.copy_from_slice(payload);
+            icv.copy_from_slice(icv_in);
+            let mut op = RawOp {
+                keys: &self.keys,
+                esp: s.as_mut_ptr(),
+                len: total,
+                esn_high,
+                seal,
+                received: [0; 32],
+                computed: [0; 32],
+                result: Ok(()),
+            };
+            // SAFETY: the op points at the scratch buffer (`total` bytes,
+            // not otherwise accessed until this returns) and at our keys.
+            unsafe { run_ops(m.mgr, &m.fns, core::slice::from_mut(&mut op)) };
+            op.result?;
+            let s = &m.scratch[..total];
+            let at = ESP_HEADER + iv.len();
+            payload.copy_from_slice(&s[at..at + payload.len()]);
+            if let Some(out) = icv_out {
+                out.copy_from_slice(&s[total - icv_len..]);
             }
-            let src = m.scratch.as_mut_ptr();
-            m.run_job(|job| {
-                job.cipher_mode = imb::IMB_CIPHER_NULL;
-                job.cipher_direction = imb::IMB_DIR_ENCRYPT;
-                job.chain_order = imb::IMB_ORDER_CIPHER_HASH;
-                job.hash_alg = self.hash_alg;
-                job.__bindgen_anon_1.src = src.cast_const();
-                job.__bindgen_anon_2.dst = src;
-                job.__bindgen_anon_3.cipher_start_src_offset_in_bytes = 0;
-                job.__bindgen_anon_4.msg_len_to_cipher_in_bytes = 0;
-                job.hash_start_src_offset_in_bytes = 0;
-                job.__bindgen_anon_5.msg_len_to_hash_in_bytes = total as u64;
-                job.iv = src.cast_const();
-                job.iv_len_in_bytes = 0;
-                job.auth_tag_output = out.as_mut_ptr();
-                job.auth_tag_output_len_in_bytes = out.len() as u64;
-                job.u.HMAC = imb::IMB_JOB__bindgen_ty_6__HMAC_specific_fields {
-                    _hashed_auth_key_xor_ipad: pads.ipad.as_ptr(),
-                    _hashed_auth_key_xor_opad: pads.opad.as_ptr(),
-                };
-            })
+            Ok(())
         })
+    }
+}
+
+impl EspTransform for MbHmacTransform {
+    fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    fn fill_iv(&mut self, seq: u64, iv: &mut [u8]) {
+        if let Some(gen) = &self.iv_gen {
+            gen.fill(seq, iv);
+        }
+    }
+
+    fn batch_keys(&self) -> Option<&BatchKeys> {
+        Some(&self.keys)
+    }
+
+    fn seal(
+        &mut self,
+        esp_header: &[u8; 8],
+        esn_high: Option<u32>,
+        iv: &[u8],
+        payload: &mut [u8],
+        icv: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        let zeros = [0u8; 32];
+        let room = zeros.get(..icv.len()).ok_or(CryptoError::BadLength)?;
+        self.one(true, esp_header, esn_high, iv, payload, room, Some(icv))
+    }
+
+    fn open(
+        &mut self,
+        esp_header: &[u8; 8],
+        esn_high: Option<u32>,
+        iv: &[u8],
+        payload: &mut [u8],
+        icv: &[u8],
+    ) -> Result<(), CryptoError> {
+        self.one(false, esp_header, esn_high, iv, payload, icv, None)
     }
 }
 
@@ -829,10 +1203,17 @@ mod tests {
     }
 
     #[test]
-    fn oversized_hmac_input_is_rejected_not_truncated() {
-        let mac = Hmac::new(Integrity::HmacSha256_128, &[7; 32]).unwrap();
-        let big = vec![0u8; SCRATCH_LEN + 1];
+    fn oversized_packet_is_rejected_not_truncated() {
+        let alg = Algorithm {
+            encryption: Encryption::Null,
+            integrity: Integrity::HmacSha256_128,
+        };
+        let mut t = new_transform(alg, &SaKeys::new(&[], &[7; 32])).unwrap();
+        let mut big = vec![0u8; SCRATCH_LEN];
         let mut out = [0u8; 16];
-        assert_eq!(mac.sign(&[&big], &mut out), Err(CryptoError::BadLength));
+        assert_eq!(
+            t.seal(&[0; 8], None, &[], &mut big, &mut out),
+            Err(CryptoError::BadLength)
+        );
     }
 }

@@ -31,6 +31,10 @@
 //! output; `tests.rs` checks that with proptest and `vectors.rs` holds the
 //! known answers, each with its source.
 //!
+//! Transforms that go faster many packets at a time (ipsec-mb's CBC/NULL
+//! with HMAC) also offer [`EspTransform::batch_keys`], with which the
+//! gateway seals or opens a whole burst in one [`CryptoBatch`].
+//!
 //! `seal` and `open` never allocate. Keys are expanded once in
 //! [`new_transform`] and wiped when the transform is dropped (see each
 //! backend for what "wiped" can mean for it).
@@ -47,9 +51,12 @@ mod cbc_iv;
 #[allow(unsafe_code)]
 mod ipsec_mb;
 /// Built without Intel ipsec-mb (see `ffi/ipsec-mb-sys/build.rs`): the
-/// backend supports nothing and [`default_backend`] picks aws-lc-rs.
+/// backend supports nothing and [`default_backend`] picks aws-lc-rs; no
+/// transform has [`BatchKeys`], so no batch ever holds a packet.
 #[cfg(not(have_ipsec_mb))]
 mod ipsec_mb {
+    use core::marker::PhantomData;
+
     use super::{Algorithm, Backend, CryptoError, EspTransform, SaKeys};
 
     pub(super) fn supports(_: Algorithm) -> bool {
@@ -65,7 +72,65 @@ mod ipsec_mb {
             algorithm,
         })
     }
+
+    /// No transform has batch keys without ipsec-mb.
+    #[derive(Debug)]
+    pub enum BatchKeys {}
+
+    /// Packets a batch holds before it grows its storage.
+    pub const BATCH_CAPACITY: usize = 128;
+
+    /// Storage for batches (nothing to store without ipsec-mb).
+    #[derive(Debug, Default)]
+    pub struct BatchStore;
+
+    impl BatchStore {
+        /// An empty batch.
+        pub fn batch(&mut self) -> CryptoBatch<'_> {
+            CryptoBatch(PhantomData)
+        }
+    }
+
+    /// A batch that can hold nothing: there are no [`BatchKeys`].
+    #[derive(Debug)]
+    pub struct CryptoBatch<'a>(PhantomData<&'a mut [u8]>);
+
+    impl<'a> CryptoBatch<'a> {
+        /// Unreachable: no [`BatchKeys`] exist.
+        pub fn seal(
+            &mut self,
+            keys: &'a BatchKeys,
+            _: &'a mut [u8],
+            _: Option<u32>,
+        ) -> Result<usize, CryptoError> {
+            match *keys {}
+        }
+        /// Unreachable: no [`BatchKeys`] exist.
+        pub fn open(
+            &mut self,
+            keys: &'a BatchKeys,
+            _: &'a mut [u8],
+            _: Option<u32>,
+        ) -> Result<usize, CryptoError> {
+            match *keys {}
+        }
+        /// Always 0.
+        pub fn len(&self) -> usize {
+            0
+        }
+        /// Always true.
+        pub fn is_empty(&self) -> bool {
+            true
+        }
+        /// Nothing to run.
+        pub fn run(&mut self) {}
+        /// No packet has a result.
+        pub fn result(&self, _: usize) -> Result<(), CryptoError> {
+            Err(CryptoError::BadLength)
+        }
+    }
 }
+pub use ipsec_mb::{BatchKeys, BatchStore, CryptoBatch, BATCH_CAPACITY};
 mod rust_crypto;
 #[cfg(test)]
 mod tests;
@@ -465,6 +530,14 @@ pub trait EspTransform: Send {
     fn block_table(&self) -> Option<BlockTable> {
         None
     }
+    /// The keys to seal or open this SA's packets in a [`CryptoBatch`],
+    /// for a transform that is faster that way: ipsec-mb's CBC/NULL with
+    /// HMAC, whose multi-buffer manager interleaves the packets of a
+    /// batch across SIMD lanes. `None` (the default, and the AEADs, whose
+    /// direct API is fast one packet at a time): use `seal`/`open`.
+    fn batch_keys(&self) -> Option<&BatchKeys> {
+        None
+    }
     /// Writes the explicit IV for outbound packet number `seq` (the full
     /// 64-bit sequence number) into `iv[..iv_len()]`.
     ///
@@ -556,18 +629,19 @@ pub fn available_backends(alg: Algorithm) -> Vec<Backend> {
     out
 }
 
-/// The fastest backend for `alg` on this CPU: ipsec-mb for the AEADs when
-/// it initialises and supports them, else aws-lc.
+/// The fastest backend for `alg` on this CPU: ipsec-mb whenever it
+/// initialises and supports `alg`, else aws-lc.
 ///
-/// Chosen from `esp_report` on this machine (README, "Performance"): for the
-/// AEADs ipsec-mb's direct API is the fastest (AES-GCM 40 ns against
-/// aws-lc's 77 ns at 64 bytes; ChaCha20-Poly1305 539 ns against 722 ns at
-/// 1400 bytes). For CBC/NULL with HMAC, ipsec-mb has only its job API,
-/// which with one packet per job and a copy of the HMAC input costs about
-/// four times what aws-lc-rs does (978 against 267 ns at 64 bytes, 10.5
-/// against 2.5 us at 1400), so those go to aws-lc-rs.
+/// For the AEADs ipsec-mb's direct API is the fastest one packet at a time
+/// (`esp_report` on this machine: AES-GCM 40 ns against aws-lc's 77 ns at
+/// 64 bytes; ChaCha20-Poly1305 539 ns against 722 ns at 1400 bytes). For
+/// CBC/NULL with HMAC ipsec-mb has only its job API, which costs about four
+/// times what aws-lc-rs does for one packet (978 against 267 ns at 64
+/// bytes, 10.5 against 2.5 us at 1400), but the gateway hands it whole
+/// bursts ([`CryptoBatch`]), and across a burst its multi-buffer manager
+/// runs one packet per SIMD lane, the way ipsec-secgw runs crypto_aesni_mb.
 pub fn default_backend(alg: Algorithm) -> Backend {
-    if alg.is_aead() && ipsec_mb::supports(alg) {
+    if ipsec_mb::supports(alg) {
         Backend::IpsecMb
     } else {
         Backend::AwsLc

@@ -12,11 +12,12 @@
 //! replay window has exactly one writer.
 
 use crate::buf::PacketBuf;
+use crate::crypto::CryptoError;
 
 use super::counters::{DropReason, SaCounters};
 use super::flow_cache::{FlowHint, SpdCache};
-use super::inbound::{EspLocation, InboundOutcome, InboundSa, InboundSaTable};
-use super::outbound::{OutboundSa, PacketKey};
+use super::inbound::{Deferral, EspLocation, InboundOutcome, InboundSa, InboundSaTable, Opening};
+use super::outbound::{OutboundSa, PacketKey, Sealing};
 use super::sa::{SaEvent, Spi};
 use super::slot_vec::SlotVec;
 use super::spd::{Action, FlowKey, OpaqueMatch, SaRef, Spd};
@@ -227,6 +228,78 @@ impl EspEngine {
         self.inbound.decapsulate_located(pkt, loc, &mut |spi, e| {
             on_event(EngineEvent::Inbound(spi, e))
         })
+    }
+
+    /// [`encapsulate`](Self::encapsulate) for a caller that batches the
+    /// crypto of SAs whose transform offers batch keys
+    /// ([`OutboundSa::batch_keys`]): for such an SA the packet is
+    /// prepared ([`OutboundSa::prepare_batched`]) and `Ok(Some(..))` says
+    /// what to seal in the batch; otherwise it is encapsulated now,
+    /// `Ok(None)`. Finish with [`finish_sealed`](Self::finish_sealed).
+    #[inline]
+    pub fn encapsulate_or_defer<B: PacketBuf>(
+        &mut self,
+        slot: SaRef,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(EngineEvent),
+    ) -> Result<Option<Sealing>, DropReason> {
+        let sa = self
+            .outbound
+            .get_mut(slot.0 as usize)
+            .ok_or(DropReason::NoPolicy)?;
+        let spi = sa.spi();
+        let on_event = &mut |e| on_event(EngineEvent::Outbound(slot, spi, e));
+        if !sa.is_batched() {
+            return sa.encapsulate(pkt, on_event).map(|()| None);
+        }
+        sa.prepare_batched(pkt, on_event).map(Some)
+    }
+
+    /// Finishes a packet [`encapsulate_or_defer`](Self::encapsulate_or_defer)
+    /// deferred, with the batch's result for it.
+    #[inline]
+    pub fn finish_sealed<B: PacketBuf>(
+        &mut self,
+        slot: SaRef,
+        pkt: &mut B,
+        sealing: &Sealing,
+        sealed: Result<(), CryptoError>,
+    ) -> Result<(), DropReason> {
+        let sa = self
+            .outbound
+            .get_mut(slot.0 as usize)
+            .ok_or(DropReason::NoPolicy)?;
+        sa.finish_batched(pkt, sealing, sealed)
+    }
+
+    /// [`decapsulate`](Self::decapsulate) for a caller that batches (see
+    /// [`InboundSaTable::decapsulate_or_defer`]).
+    #[inline]
+    pub fn decapsulate_or_defer<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        loc: Result<EspLocation, DropReason>,
+        on_event: &mut impl FnMut(EngineEvent),
+    ) -> Deferral {
+        self.inbound.decapsulate_or_defer(pkt, loc, &mut |spi, e| {
+            on_event(EngineEvent::Inbound(spi, e))
+        })
+    }
+
+    /// Finishes a packet [`decapsulate_or_defer`](Self::decapsulate_or_defer)
+    /// deferred (see [`InboundSaTable::finish_deferred`]).
+    #[inline]
+    pub fn finish_opened<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        opening: &Opening,
+        opened: Result<(), CryptoError>,
+        on_event: &mut impl FnMut(EngineEvent),
+    ) -> Result<InboundOutcome, DropReason> {
+        self.inbound
+            .finish_deferred(pkt, opening, opened, &mut |spi, e| {
+                on_event(EngineEvent::Inbound(spi, e))
+            })
     }
 
     /// All outbound SAs with their slots.

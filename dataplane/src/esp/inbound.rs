@@ -15,7 +15,9 @@ use std::hash::Hasher;
 use std::net::IpAddr;
 
 use crate::buf::PacketBuf;
-use crate::crypto::{Algorithm, Backend, EspTransform};
+#[cfg(doc)]
+use crate::crypto::CryptoBatch;
+use crate::crypto::{Algorithm, Backend, BatchKeys, CryptoError, EspTransform};
 use crate::wire::esp::EspTrailer;
 use crate::wire::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpEncap, UdpPacket};
 use cpu::prefetch::{prefetch, Lines};
@@ -189,6 +191,9 @@ pub struct InboundSa {
     mode: Mode,
     iv_len: u8,
     icv_len: u8,
+    /// The transform has batch keys (see
+    /// [`InboundSaTable::decapsulate_or_defer`]).
+    batched: bool,
     /// The cipher's block size minus one (block sizes are powers of two):
     /// the ciphertext length check is a mask, not a division, which cost a
     /// `div` stall on every packet.
@@ -309,6 +314,7 @@ impl InboundSa {
             counters: SaCounters::default(),
             iv_len: small(transform.iv_len()),
             icv_len: small(transform.icv_len()),
+            batched: transform.batch_keys().is_some(),
             block_mask: {
                 let b = transform.block_size().max(1);
                 debug_assert!(b.is_power_of_two());
@@ -491,6 +497,8 @@ pub struct InboundSaTable {
     pub counters: SaCounters,
     /// UDP port of encapsulated ESP.
     nat_t_port: u16,
+    /// How many of the SAs batch ([`Self::has_batched`]).
+    batched: usize,
 }
 
 impl std::fmt::Debug for InboundSaTable {
@@ -508,6 +516,7 @@ impl InboundSaTable {
             by_spi: SpiMap::new(),
             counters: SaCounters::default(),
             nat_t_port: crate::wire::udp_encap::NAT_T_PORT,
+            batched: 0,
         }
     }
 
@@ -515,12 +524,24 @@ impl InboundSaTable {
     pub fn insert(&mut self, sa: impl Into<Box<InboundSa>>) -> Option<Box<InboundSa>> {
         let mut sa = sa.into();
         sa.record_hint();
-        self.by_spi.insert(sa.config.spi.get(), Some(sa)).flatten()
+        self.batched += usize::from(sa.batched);
+        let old = self.by_spi.insert(sa.config.spi.get(), Some(sa)).flatten();
+        self.batched -= old.as_ref().map_or(0, |o| usize::from(o.batched));
+        old
     }
 
     /// Removes the SA with this SPI.
     pub fn remove(&mut self, spi: Spi) -> Option<Box<InboundSa>> {
-        self.by_spi.remove(spi.get()).flatten()
+        let old = self.by_spi.remove(spi.get()).flatten();
+        self.batched -= old.as_ref().map_or(0, |o| usize::from(o.batched));
+        old
+    }
+
+    /// Whether any SA batches its crypto: while none does, a caller that
+    /// batches can decapsulate everything one packet at a time.
+    #[inline]
+    pub fn has_batched(&self) -> bool {
+        self.batched > 0
     }
 
     /// The SA with this SPI.
@@ -660,8 +681,231 @@ impl InboundSaTable {
             }
         }
     }
+
+    /// [`decapsulate_located`](Self::decapsulate_located) for a caller
+    /// that batches the crypto of SAs whose transform offers
+    /// [`BatchKeys`]: for the packet of such an SA, only the checks that
+    /// change nothing are done (lifetime, lengths, replay check) and
+    /// [`Deferral::Deferred`] says what to open in the [`CryptoBatch`]
+    /// ([`Opening::esp_range`], with [`Self::batch_keys`]); everything
+    /// else is decapsulated now, as `decapsulate_located` does. Finish
+    /// the deferred packets with [`finish_deferred`](Self::finish_deferred)
+    /// in the order they came.
+    pub fn decapsulate_or_defer<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        loc: Result<EspLocation, DropReason>,
+        on_event: &mut impl FnMut(Spi, SaEvent),
+    ) -> Deferral {
+        let (spi, at) = match self.esp_of(pkt.data(), loc) {
+            Ok(Ok(found)) => found,
+            Ok(Err(outcome)) => return Deferral::Done(Ok(outcome)),
+            Err(r) => return Deferral::Done(Err(r)),
+        };
+        let Some(Some(sa)) = self.by_spi.get_mut(spi) else {
+            self.counters.record_drop(DropReason::UnknownSpi);
+            return Deferral::Done(Err(DropReason::UnknownSpi));
+        };
+        if !sa.batched {
+            return Deferral::Done(decapsulate_counted(sa, pkt, &at, on_event));
+        }
+        Deferral::Deferred(Opening {
+            spi: sa.spi,
+            at,
+            seq: check_sa(sa, pkt.data(), &at).ok(),
+            esn: sa.esn,
+        })
+    }
+
+    /// The batch keys of the SA with this SPI (see
+    /// [`decapsulate_or_defer`](Self::decapsulate_or_defer)).
+    #[inline]
+    pub fn batch_keys(&self, spi: Spi) -> Option<&BatchKeys> {
+        self.get(spi)?.transform.batch_keys()
+    }
+
+    /// Finishes a packet that [`decapsulate_or_defer`](Self::decapsulate_or_defer)
+    /// deferred, once the batch ran: `opened` is the batch's result for it
+    /// (ignored when [`Opening::esp_range`] was `None` and nothing was
+    /// queued). The outcome is exactly what
+    /// [`decapsulate_located`](Self::decapsulate_located) would have given
+    /// at this point, one packet at a time. RFC 4303 §3.4.3 orders the
+    /// replay check before the ICV and the window update after it; in a
+    /// batch every packet was checked against the window as the previous
+    /// burst left it, so the check is done again here, against the window
+    /// as the packets finished before this one left it: a second copy of
+    /// a sequence number in the same batch is refused as a duplicate
+    /// here, as it would have been there. When that second check infers
+    /// other ESN high bits than the ones the ICV was computed with, or the
+    /// first check refused the packet (the window has moved since, and a
+    /// refusal's reason may change with it), the packet, untouched unless
+    /// its ICV verified, takes the one-packet path.
+    pub fn finish_deferred<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        o: &Opening,
+        opened: Result<(), CryptoError>,
+        on_event: &mut impl FnMut(Spi, SaEvent),
+    ) -> Result<InboundOutcome, DropReason> {
+        let Some(Some(sa)) = self.by_spi.get_mut(o.spi.get()) else {
+            self.counters.record_drop(DropReason::UnknownSpi);
+            return Err(DropReason::UnknownSpi);
+        };
+        let Some(seq) = o.seq else {
+            return decapsulate_counted(sa, pkt, &o.at, on_event);
+        };
+        let spi = sa.spi;
+        let r = match check_sa(sa, pkt.data(), &o.at) {
+            Err(reason) => Err(reason),
+            Ok(now) if now != seq => {
+                if opened.is_ok() {
+                    // Verified with other high bits than these: with
+                    // these it would not have.
+                    Err(DropReason::AuthFailed)
+                } else {
+                    return decapsulate_counted(sa, pkt, &o.at, on_event);
+                }
+            }
+            Ok(_) => match opened {
+                Ok(()) => finish_sa(sa, pkt, &o.at, seq, &mut |e| on_event(spi, e)),
+                Err(_) => Err(DropReason::AuthFailed),
+            },
+        };
+        match r {
+            Ok(len) => Ok(InboundOutcome::Decrypted(Decapsulated { spi, len })),
+            Err(reason) => {
+                sa.counters.record_drop(reason);
+                Err(reason)
+            }
+        }
+    }
+
+    /// The SPI and offsets of the ESP packet `loc` locates in `data`, or
+    /// what the packet is instead (`Ok(Err(..))`), or why it is dropped
+    /// (counted on the table).
+    #[inline(always)]
+    fn esp_of(
+        &mut self,
+        data: &[u8],
+        loc: Result<EspLocation, DropReason>,
+    ) -> Result<Result<(u32, Offsets), InboundOutcome>, DropReason> {
+        let loc = match loc {
+            Ok(l) => l,
+            Err(r) => {
+                self.counters.record_drop(r);
+                return Err(r);
+            }
+        };
+        let (ip_header_len, esp_offset, nh_field, ip_len) = match loc {
+            EspLocation::Esp {
+                ip_header_len,
+                esp_offset,
+                nh_field,
+                ip_len,
+                ..
+            } => (ip_header_len, esp_offset, nh_field, ip_len),
+            EspLocation::Ike => return Ok(Err(InboundOutcome::Punt)),
+            EspLocation::NotEsp => return Ok(Err(InboundOutcome::NotEsp)),
+            EspLocation::NatKeepalive => {
+                self.counters.record_drop(DropReason::NatKeepalive);
+                return Err(DropReason::NatKeepalive);
+            }
+        };
+        let Some(esp) = data
+            .get(esp_offset..ip_len)
+            .filter(|e| e.len() >= ESP_HEADER_LEN)
+        else {
+            self.counters.record_drop(DropReason::BadLength);
+            return Err(DropReason::BadLength);
+        };
+        let spi = u32::from_be_bytes([esp[0], esp[1], esp[2], esp[3]]);
+        Ok(Ok((
+            spi,
+            Offsets {
+                ip_header_len,
+                esp_offset,
+                nh_field,
+                ip_len,
+            },
+        )))
+    }
 }
 
+/// An inbound packet of a batched SA between
+/// [`InboundSaTable::decapsulate_or_defer`] and
+/// [`InboundSaTable::finish_deferred`].
+#[derive(Debug, Clone, Copy)]
+pub struct Opening {
+    spi: Spi,
+    at: Offsets,
+    /// The full sequence number the ICV is verified with; `None` when the
+    /// checks before the crypto refused the packet (nothing is queued).
+    seq: Option<u64>,
+    esn: bool,
+}
+
+impl Opening {
+    /// The SA's SPI.
+    #[inline]
+    pub fn spi(&self) -> Spi {
+        self.spi
+    }
+
+    /// Where the ESP packet (SPI to the end of the ICV) is in the packet:
+    /// what the batch opens; `None` when nothing is to be queued.
+    #[inline]
+    pub fn esp_range(&self) -> Option<std::ops::Range<usize>> {
+        self.seq.map(|_| self.at.esp_offset..self.at.ip_len)
+    }
+
+    /// With ESN, the high 32 bits of the sequence number the ICV covers
+    /// (RFC 4303 §2.2.1).
+    #[inline]
+    pub fn esn_high(&self) -> Option<u32> {
+        self.seq.filter(|_| self.esn).map(|seq| (seq >> 32) as u32)
+    }
+}
+
+/// What [`InboundSaTable::decapsulate_or_defer`] did with a packet.
+#[derive(Debug, Clone, Copy)]
+pub enum Deferral {
+    /// Decapsulated (or refused, or not ESP) now.
+    Done(Result<InboundOutcome, DropReason>),
+    /// Its crypto waits for the batch.
+    Deferred(Opening),
+}
+
+/// One packet through one SA, its drop counted on the SA.
+#[inline(always)]
+fn decapsulate_counted<B: PacketBuf>(
+    sa: &mut InboundSa,
+    pkt: &mut B,
+    at: &Offsets,
+    on_event: &mut impl FnMut(Spi, SaEvent),
+) -> Result<InboundOutcome, DropReason> {
+    let spi = sa.spi;
+    let r = decapsulate_sa(
+        sa,
+        pkt,
+        at.ip_header_len,
+        at.esp_offset,
+        at.nh_field,
+        at.ip_len,
+        &mut |e| on_event(spi, e),
+    );
+    match r {
+        Ok(len) => Ok(InboundOutcome::Decrypted(Decapsulated { spi, len })),
+        Err(reason) => {
+            sa.counters.record_drop(reason);
+            Err(reason)
+        }
+    }
+}
+
+/// The one-packet path: [`check_sa`], the open and [`finish_sa`] in one
+/// function, written out rather than composed of them (composed, the AEAD
+/// path ran 90 more instructions per packet, `scripts/node-instr.sh`);
+/// `batch_tests.rs` holds the two paths to the same results.
 fn decapsulate_sa<B: PacketBuf>(
     sa: &mut InboundSa,
     pkt: &mut B,
@@ -715,6 +959,151 @@ fn decapsulate_sa<B: PacketBuf>(
             .open(&esp_header, esn_high, &head[iv_at..ct_at], ct, icv)
             .map_err(|_| DropReason::AuthFailed)?;
     }
+    // Only now advance the window; a packet with the same number earlier
+    // in this burst makes this one a replay.
+    sa.replay.update(seq).map_err(DropReason::from)?;
+
+    let trailer =
+        EspTrailer::parse(&data[ct_at..icv_at], true).map_err(|_| DropReason::BadPadding)?;
+    let inner_len = trailer.payload_len;
+    // Dummy packets (next header 59, RFC 4303 §2.6) are discarded.
+    if trailer.next_header == IpProtocol::IPV6_NO_NXT {
+        return Err(DropReason::Unsupported);
+    }
+    let outer_tos = match data[0] >> 4 {
+        4 => {
+            (Ipv4Packet::new_unchecked(&data[..]).dscp() << 2)
+                | Ipv4Packet::new_unchecked(&data[..]).ecn()
+        }
+        _ => Ipv6Packet::new_unchecked(&data[..]).traffic_class(),
+    };
+    // Bytes to drop at the end: padding, trailer, ICV and any bytes after
+    // the IP packet (link-layer padding).
+    let tail_drop = pkt.len() - (ct_at + inner_len);
+
+    let len = match sa.mode {
+        Mode::Tunnel => {
+            if trailer.next_header != IpProtocol::IPV4 && trailer.next_header != IpProtocol::IPV6 {
+                return Err(DropReason::BadHeader);
+            }
+            pkt.trim(tail_drop).map_err(|_| DropReason::BadLength)?;
+            pkt.adj(ct_at).map_err(|_| DropReason::BadLength)?;
+            let inner = pkt.data_mut();
+            let total = check_inner(inner, trailer.next_header)?;
+            if total < inner.len() {
+                // Inner packet shorter than the ESP payload (TFC padding).
+                let extra = inner.len() - total;
+                pkt.trim(extra).map_err(|_| DropReason::BadLength)?;
+            }
+            // RFC 6040 §4.2: combine the outer ECN into the inner header.
+            apply_decap_ecn(pkt.data_mut(), outer_tos)?;
+            pkt.len()
+        }
+        Mode::Transport => {
+            pkt.trim(tail_drop).map_err(|_| DropReason::BadLength)?;
+            let data = pkt.data_mut();
+            let gap = ct_at - ip_header_len;
+            data[nh_field] = trailer.next_header.0;
+            // Move the IP header (and extension headers) up against the
+            // payload, then drop the ESP (and UDP) header and IV in front.
+            data.copy_within(0..ip_header_len, gap);
+            pkt.adj(gap).map_err(|_| DropReason::BadLength)?;
+            let data = pkt.data_mut();
+            let total = data.len();
+            if data[0] >> 4 == 4 {
+                let mut ip = Ipv4Packet::new_unchecked(&mut data[..]);
+                ip.set_total_len(total as u16);
+                ip.fill_checksum();
+            } else {
+                Ipv6Packet::new_unchecked(&mut data[..])
+                    .set_payload_len((total - IPV6_HEADER_LEN) as u16);
+            }
+            total
+        }
+    };
+
+    // RFC 4301 §5.2 step 4: the decrypted packet must match the SA's
+    // selectors.
+    let allowed = match v4_selectors_match(&sa.v4_selectors, pkt.data()) {
+        Some(ok) => ok,
+        None => sa.config.selectors_match_packet(&packet_key(pkt.data())?),
+    };
+    if !allowed {
+        return Err(DropReason::SelectorMismatch);
+    }
+    sa.counters.record_packet(len);
+    for ev in sa.lifetime.record(len as u64).iter() {
+        on_event(ev.into());
+    }
+    Ok(len)
+}
+
+/// Where a packet's headers are (from its [`EspLocation`]).
+#[derive(Debug, Clone, Copy)]
+struct Offsets {
+    ip_header_len: usize,
+    esp_offset: usize,
+    nh_field: usize,
+    ip_len: usize,
+}
+
+/// Decapsulation before the crypto, which changes nothing: the lifetime,
+/// the lengths, and the replay check (RFC 4303 §3.4.3). Returns the full
+/// sequence number (with ESN, the inferred high bits).
+#[inline(always)]
+fn check_sa(sa: &InboundSa, data: &[u8], at: &Offsets) -> Result<u64, DropReason> {
+    let esp_offset = at.esp_offset;
+    if sa.lifetime.is_expired() {
+        return Err(DropReason::LifetimeExpired);
+    }
+    let esp_len = at.ip_len - esp_offset;
+    let (iv_len, icv_len) = (usize::from(sa.iv_len), usize::from(sa.icv_len));
+    let min = ESP_HEADER_LEN + iv_len + 2 + icv_len;
+    if esp_len < min {
+        return Err(DropReason::BadLength);
+    }
+    let ct_len = esp_len - ESP_HEADER_LEN - iv_len - icv_len;
+    if ct_len & usize::from(sa.block_mask) != 0 {
+        return Err(DropReason::BadLength);
+    }
+
+    // Replay check first: it changes nothing (RFC 4303 §3.4.3).
+    let seq_low = u32::from_be_bytes([
+        data[esp_offset + 4],
+        data[esp_offset + 5],
+        data[esp_offset + 6],
+        data[esp_offset + 7],
+    ]);
+    let seq = if sa.esn {
+        sa.replay.check_esn(seq_low)
+    } else {
+        sa.replay.check(seq_low)
+    }
+    .map_err(DropReason::from)?;
+    Ok(seq)
+}
+
+/// Decapsulation after the ICV verified and the payload was decrypted:
+/// the replay window moves, then the trailer, the inner packet and the
+/// selectors are checked.
+#[inline(always)]
+fn finish_sa<B: PacketBuf>(
+    sa: &mut InboundSa,
+    pkt: &mut B,
+    at: &Offsets,
+    seq: u64,
+    on_event: &mut impl FnMut(SaEvent),
+) -> Result<usize, DropReason> {
+    let Offsets {
+        ip_header_len,
+        esp_offset,
+        nh_field,
+        ip_len,
+    } = *at;
+    let (iv_len, icv_len) = (usize::from(sa.iv_len), usize::from(sa.icv_len));
+    let ct_at = esp_offset + ESP_HEADER_LEN + iv_len;
+    let icv_at = ip_len - icv_len;
+    let data = pkt.data_mut();
     // Only now advance the window; a packet with the same number earlier
     // in this burst makes this one a replay.
     sa.replay.update(seq).map_err(DropReason::from)?;

@@ -29,6 +29,8 @@ pub mod slot_vec;
 pub mod spd;
 pub mod spi_map;
 
+#[cfg(all(test, have_ipsec_mb))]
+mod batch_tests;
 #[cfg(test)]
 mod kat;
 #[cfg(test)]
@@ -42,10 +44,10 @@ pub use ecn::{
 pub use engine::{EngineEvent, EspEngine};
 pub use flow_cache::{FlowHint, SpdCache};
 pub use inbound::{
-    locate_esp, locate_esp_header_verified, Decapsulated, EspLocation, InboundOutcome, InboundSa,
-    InboundSaTable,
+    locate_esp, locate_esp_header_verified, Decapsulated, Deferral, EspLocation, InboundOutcome,
+    InboundSa, InboundSaTable, Opening,
 };
-pub use outbound::{flow_key, packet_key, OutboundSa, PacketKey, ESP_HEADER_LEN};
+pub use outbound::{flow_key, packet_key, OutboundSa, PacketKey, Sealing, ESP_HEADER_LEN};
 pub use replay::{ReplayError, ReplayWindow, ReplayWindowSizeError};
 pub use sa::{
     Direction, Lifetime, LifetimeEvent, LifetimeEvents, LifetimeState, Mode, NextSeq, ReservedSpi,

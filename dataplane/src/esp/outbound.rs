@@ -14,7 +14,9 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::buf::PacketBuf;
-use crate::crypto::{Algorithm, Backend, CryptoError, EspTransform};
+#[cfg(doc)]
+use crate::crypto::CryptoBatch;
+use crate::crypto::{Algorithm, Backend, BatchKeys, CryptoError, EspTransform};
 use crate::wire::ip::checksum;
 use crate::wire::{IpProtocol, Ipv4Fixed, Ipv4Packet, Ipv6Packet, UdpPacket};
 use cpu::prefetch::Lines;
@@ -52,6 +54,9 @@ pub struct OutboundSa {
     ident: u16,
     iv_len: u8,
     icv_len: u8,
+    /// The transform has batch keys ([`OutboundSa::batch_keys`]): read
+    /// per packet without calling the transform.
+    batched: bool,
     block: u8,
     outer_header_len: u8,
     /// `config.spi`, `config.mode`, ...: the configuration the fast path
@@ -112,6 +117,7 @@ impl OutboundSa {
             counters: SaCounters::default(),
             iv_len: small(transform.iv_len()),
             icv_len: small(transform.icv_len()),
+            batched: transform.batch_keys().is_some(),
             // Alignment: 4 or the cipher's block size (a power of two).
             block: transform.block_size().max(4).next_power_of_two() as u8,
             outer_header_len: small(outer_header_len),
@@ -253,6 +259,65 @@ impl OutboundSa {
         r
     }
 
+    /// The keys to seal this SA's packets in a [`CryptoBatch`], when its
+    /// transform is faster that way (see [`EspTransform::batch_keys`]).
+    #[inline]
+    pub fn batch_keys(&self) -> Option<&BatchKeys> {
+        self.transform.batch_keys()
+    }
+
+    /// Whether [`Self::batch_keys`] is `Some`, without asking the
+    /// transform (a field in the SA's hot lines).
+    #[inline]
+    pub fn is_batched(&self) -> bool {
+        self.batched
+    }
+
+    /// [`encapsulate`](Self::encapsulate) up to the crypto, for a packet
+    /// to be sealed in a [`CryptoBatch`] with [`Self::batch_keys`]: the
+    /// packet is laid out (ESP header, IV, padding, room for the ICV) and
+    /// counted; seal [`Sealing::esp_range`] of it, then call
+    /// [`finish_batched`](Self::finish_batched). Packets of one SA must be
+    /// finished in the order they were prepared. A drop is counted.
+    pub fn prepare_batched<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(SaEvent),
+    ) -> Result<Sealing, DropReason> {
+        let r = self.prepare(pkt, on_event);
+        if let Err(reason) = r {
+            self.counters.record_drop(reason);
+        }
+        r
+    }
+
+    /// The rest of [`encapsulate`](Self::encapsulate) once the batch has
+    /// sealed the packet (`sealed` is its result): the outer headers. A
+    /// drop is counted.
+    pub fn finish_batched<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        sealing: &Sealing,
+        sealed: Result<(), CryptoError>,
+    ) -> Result<(), DropReason> {
+        match sealed {
+            Ok(()) => {
+                self.finish(pkt, sealing);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = seal_error(e);
+                self.counters.record_drop(reason);
+                Err(reason)
+            }
+        }
+    }
+
+    /// The one-packet path: [`Self::prepare`], the seal and
+    /// [`Self::finish`] in one function, written out rather than composed
+    /// of them (composed, the AEAD path ran 84 more instructions per
+    /// packet, `scripts/node-instr.sh`); `tests.rs` and `batch_tests.rs`
+    /// hold the two paths to the same bytes.
     fn encapsulate_inner<B: PacketBuf>(
         &mut self,
         pkt: &mut B,
@@ -373,10 +438,7 @@ impl OutboundSa {
                     payload,
                     icv,
                 )
-                .map_err(|e| match e {
-                    CryptoError::BadLength => DropReason::BadLength,
-                    _ => DropReason::Unsupported,
-                })?;
+                .map_err(seal_error)?;
         }
 
         // Outer headers.
@@ -436,6 +498,187 @@ impl OutboundSa {
         Ok(())
     }
 
+    /// Everything of encapsulation before the crypto: checks, sequence
+    /// number, trailer, room for the headers, ESP header and IV; the
+    /// packet and its bytes are counted here, against the lifetime too, so
+    /// that a batch of this SA's packets prepared one after the other sees
+    /// the lifetime exactly as one packet at a time does.
+    fn prepare<B: PacketBuf>(
+        &mut self,
+        pkt: &mut B,
+        on_event: &mut impl FnMut(SaEvent),
+    ) -> Result<Sealing, DropReason> {
+        if self.lifetime.is_expired() {
+            return Err(DropReason::LifetimeExpired);
+        }
+        let inner = InnerInfo::parse(pkt.data())?;
+        // Ethernet padding of short frames and any other trailing bytes.
+        if pkt.len() > inner.total_len {
+            pkt.trim(pkt.len() - inner.total_len)
+                .map_err(|_| DropReason::BadLength)?;
+        }
+
+        // What gets encrypted: the whole packet (tunnel) or what follows
+        // the IP header and the extension headers before ESP (transport).
+        let (keep, next_header) = match self.hot.mode {
+            Mode::Tunnel => (
+                0,
+                if inner.v4 {
+                    IpProtocol::IPV4
+                } else {
+                    IpProtocol::IPV6
+                },
+            ),
+            Mode::Transport => {
+                if inner.v4 != self.hot.outer_v4 {
+                    return Err(DropReason::Unsupported);
+                }
+                // RFC 4303 §3.3.5: "transport mode ESP is applied only to
+                // whole IP datagrams (not to IP fragments)".
+                if inner.fragment {
+                    return Err(DropReason::Unsupported);
+                }
+                (inner.esp_offset, inner.upper_protocol)
+            }
+        };
+        let payload_len = inner.total_len - keep;
+        // RFC 4303 §2.4: payload, padding, pad length and next header end on
+        // a multiple of the (power-of-two) alignment.
+        let align = usize::from(self.block);
+        let pad = (align - ((payload_len + 2) & (align - 1))) & (align - 1);
+        let esp_len = ESP_HEADER_LEN
+            + usize::from(self.iv_len)
+            + payload_len
+            + pad
+            + 2
+            + usize::from(self.icv_len);
+        let front = usize::from(self.outer_header_len) + ESP_HEADER_LEN + usize::from(self.iv_len);
+        let udp_len = esp_len + UDP_HEADER_LEN;
+        let outer_total = keep + usize::from(self.outer_header_len) + esp_len;
+        let outer_v4 = match self.hot.mode {
+            Mode::Tunnel => self.hot.outer_v4,
+            Mode::Transport => inner.v4,
+        };
+        if outer_total > usize::from(u16::MAX) + if outer_v4 { 0 } else { IPV6_HEADER_LEN } {
+            return Err(DropReason::BadLength);
+        }
+        if pkt.headroom() < front || pkt.tailroom() < pad + 2 + usize::from(self.icv_len) {
+            return Err(DropReason::BadLength);
+        }
+
+        let next = match self.seq.allocate() {
+            Ok(n) => n,
+            Err(e) => {
+                if let Some(ev) = e.event {
+                    on_event(ev);
+                }
+                return Err(DropReason::SeqOverflow);
+            }
+        };
+        if let Some(ev) = next.event {
+            on_event(ev);
+        }
+        let seq = next.seq;
+
+        // Trailer: padding 1, 2, 3, ... (RFC 4303 §2.4), pad length, next header.
+        {
+            let tail = pkt
+                .append(pad + 2 + usize::from(self.icv_len))
+                .map_err(|_| DropReason::BadLength)?;
+            for (i, b) in tail[..pad].iter_mut().enumerate() {
+                *b = (i + 1) as u8;
+            }
+            tail[pad] = pad as u8;
+            tail[pad + 1] = next_header.0;
+        }
+        pkt.prepend(front).map_err(|_| DropReason::BadLength)?;
+        let data = pkt.data_mut();
+        if keep > 0 {
+            // Transport mode: move the IP header (and extension headers) to
+            // the new front; ESP goes where it was.
+            data.copy_within(front..front + keep, 0);
+        }
+
+        // ESP header and IV.
+        let esp_at = keep + usize::from(self.outer_header_len);
+        let iv_at = esp_at + ESP_HEADER_LEN;
+        let payload_at = iv_at + usize::from(self.iv_len);
+        // Built in a register and stored once: writing SPI and sequence
+        // separately and reading the eight bytes back for the AAD stalled
+        // store forwarding on every packet.
+        let esp_header =
+            ((u64::from(self.hot.spi.get()) << 32) | u64::from(seq as u32)).to_be_bytes();
+        data[esp_at..esp_at + ESP_HEADER_LEN].copy_from_slice(&esp_header);
+        self.transform.fill_iv(seq, &mut data[iv_at..payload_at]);
+        let esn_high = self.hot.esn.then_some((seq >> 32) as u32);
+        self.counters.record_packet(inner.total_len);
+        for ev in self.lifetime.record(inner.total_len as u64).iter() {
+            on_event(ev.into());
+        }
+        Ok(Sealing {
+            inner,
+            keep,
+            esp_at,
+            udp_len,
+            esn_high,
+        })
+    }
+
+    /// What encapsulation does after the crypto: the outer headers.
+    fn finish<B: PacketBuf>(&mut self, pkt: &mut B, sealing: &Sealing) {
+        let (inner, keep, udp_len) = (&sealing.inner, sealing.keep, sealing.udp_len);
+        let data = pkt.data_mut();
+        // Outer headers.
+        let proto = if self.hot.udp_encap {
+            IpProtocol::UDP
+        } else {
+            IpProtocol::ESP
+        };
+        match self.hot.mode {
+            Mode::Tunnel => {
+                self.write_tunnel_header(data, inner, udp_len);
+                if self.hot.udp_encap && !self.hot.outer_v4 {
+                    // IPv6 requires a UDP checksum (RFC 8200 §8.1).
+                    let udp_at = IPV6_HEADER_LEN;
+                    if let (IpAddr::V6(s), IpAddr::V6(d)) =
+                        (self.config.endpoints.local, self.config.endpoints.remote)
+                    {
+                        let c = checksum::transport_v6(s, d, IpProtocol::UDP, &data[udp_at..]);
+                        let c = if c == 0 { 0xffff } else { c };
+                        data[udp_at + 6..udp_at + 8].copy_from_slice(&c.to_be_bytes());
+                    }
+                }
+            }
+            Mode::Transport => write_transport_header(data, inner, keep, proto),
+        }
+        if let (Mode::Transport, Some(encap)) = (self.hot.mode, self.config.udp_encap) {
+            let udp_at = keep + usize::from(self.outer_header_len) - UDP_HEADER_LEN;
+            // The addresses are read back from the header just moved to
+            // the front rather than carried in `InnerInfo`: copying two
+            // `IpAddr`s around cost a store-forwarding stall per packet on
+            // the tunnel-mode path, which never needs them.
+            let v6_addrs = (!inner.v4).then(|| {
+                let mut s = [0u8; 16];
+                let mut d = [0u8; 16];
+                s.copy_from_slice(&data[8..24]);
+                d.copy_from_slice(&data[24..40]);
+                (Ipv6Addr::from(s), Ipv6Addr::from(d))
+            });
+            let mut udp = UdpPacket::new_unchecked(&mut data[udp_at..]);
+            udp.set_src_port(encap.src_port);
+            udp.set_dst_port(encap.dst_port);
+            udp.set_len(udp_len as u16);
+            udp.set_checksum(0);
+            // RFC 3948 §2.1: over IPv4 the checksum SHOULD be zero. IPv6
+            // requires one (RFC 8200 §8.1).
+            if let Some((s, d)) = v6_addrs {
+                let c = checksum::transport_v6(s, d, IpProtocol::UDP, &data[udp_at..]);
+                let c = if c == 0 { 0xffff } else { c };
+                UdpPacket::new_unchecked(&mut data[udp_at..]).set_checksum(c);
+            }
+        }
+    }
+
     /// Copies the outer header template in front and patches what varies
     /// per packet.
     #[inline]
@@ -479,6 +722,40 @@ impl OutboundSa {
             let at = hl - UDP_HEADER_LEN;
             data[at + 4..at + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
         }
+    }
+}
+
+/// An outbound packet between [`OutboundSa::prepare_batched`] and
+/// [`OutboundSa::finish_batched`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sealing {
+    inner: InnerInfo,
+    /// Transport mode: bytes of IP header kept in front of ESP.
+    keep: usize,
+    esp_at: usize,
+    udp_len: usize,
+    esn_high: Option<u32>,
+}
+
+impl Sealing {
+    /// Where the ESP packet (SPI to the end of the ICV) is in the packet,
+    /// `len` bytes long: what the batch seals.
+    #[inline]
+    pub fn esp_range(&self, len: usize) -> std::ops::Range<usize> {
+        self.esp_at..len
+    }
+
+    /// The high 32 bits of the sequence number with ESN (RFC 4303 §2.2.1).
+    #[inline]
+    pub fn esn_high(&self) -> Option<u32> {
+        self.esn_high
+    }
+}
+
+fn seal_error(e: CryptoError) -> DropReason {
+    match e {
+        CryptoError::BadLength => DropReason::BadLength,
+        _ => DropReason::Unsupported,
     }
 }
 

@@ -154,12 +154,22 @@ fn sa_pair_selecting(
     in_backend: Backend,
     narrow: impl FnOnce(&mut Selector),
 ) -> (OutboundSa, InboundSa) {
+    sa_pair_spi(c, in_backend, 0x1000_0001, narrow)
+}
+
+/// [`sa_pair_selecting`] with SPI `spi`.
+pub(crate) fn sa_pair_spi(
+    c: Case,
+    in_backend: Backend,
+    spi: u32,
+    narrow: impl FnOnce(&mut Selector),
+) -> (OutboundSa, InboundSa) {
     let t = topo(c.inner_v4, c.outer_v4);
     let (local, remote) = match c.mode {
         Mode::Tunnel => (t.gw_a, t.gw_b),
         Mode::Transport => (t.host_a, t.host_b),
     };
-    let spi = Spi::new(0x1000_0001).unwrap();
+    let spi = Spi::new(spi).unwrap();
     let mut out_cfg = SaConfig::new(
         spi,
         Direction::Outbound,

@@ -3,6 +3,8 @@
 //! worker that owns an SA.
 
 use super::*;
+use crate::crypto::CryptoError;
+use crate::esp::{Deferral, Opening, Sealing};
 
 /// Where a tunnel-mode SA's packets leave, resolved once: in tunnel mode
 /// every packet of an SA has the same outer destination, so the route and
@@ -24,6 +26,35 @@ pub(super) struct Egress {
     mtu: u16,
     mss: Option<u16>,
     outer_v4: bool,
+}
+
+/// What happens to a sealed packet whose crypto was deferred.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Then {
+    /// Out of the tunnel's cached egress.
+    Send(Egress),
+    /// Routed to this outer destination through this hop.
+    Route(IpAddr, crate::route::NextHop),
+}
+
+/// A packet whose crypto waits for the burst's batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Job {
+    /// Prepared for sealing with the SA in `slot`.
+    Seal {
+        slot: SaRef,
+        sealing: Sealing,
+        then: Then,
+    },
+    /// Checked for opening; received on `in_if`.
+    Open { in_if: u16, opening: Opening },
+}
+
+/// A deferred packet and, once queued, its index in the batch.
+pub(super) struct Deferred<B> {
+    pkt: B,
+    job: Job,
+    idx: Option<usize>,
 }
 
 /// What the node keeps per outbound slot, in one cache line (with many
@@ -278,13 +309,60 @@ impl<B: PacketBuf> Node<B> {
     /// Encapsulates with the slot's SA and sends the frame out of the
     /// cached egress.
     pub(super) fn seal_and_send(&mut self, slot: SaRef, pkt: B, e: &Egress) {
-        if let Some(pkt) = self.seal(slot, pkt) {
-            let ethertype = if e.outer_v4 {
-                EtherType::IPV4
-            } else {
-                EtherType::IPV6
-            };
-            self.send_eth(e.out_if, pkt, e.mac, ethertype)
+        if let Some(pkt) = self.seal_or_defer(slot, pkt, Then::Send(*e)) {
+            self.send_sealed(pkt, e)
+        }
+    }
+
+    /// Sends a sealed packet out of the cached egress.
+    fn send_sealed(&mut self, pkt: B, e: &Egress) {
+        let ethertype = if e.outer_v4 {
+            EtherType::IPV4
+        } else {
+            EtherType::IPV6
+        };
+        self.send_eth(e.out_if, pkt, e.mac, ethertype)
+    }
+
+    /// [`Self::seal`], or, while a burst is batched and the SA's
+    /// transform batches, the packet prepared and deferred to the batch
+    /// (with `then`, what to do once sealed): `None` then.
+    #[inline(always)]
+    fn seal_or_defer(&mut self, slot: SaRef, mut pkt: B, then: Then) -> Option<B> {
+        // The AEADs take the one-packet path exactly as outside a batch.
+        if !self.batching
+            || !self
+                .engine
+                .outbound(slot)
+                .is_some_and(OutboundSa::is_batched)
+        {
+            return self.seal(slot, pkt);
+        }
+        let events = &mut self.out.events;
+        match self
+            .engine
+            .encapsulate_or_defer(slot, &mut pkt, &mut |e| events.push(e))
+        {
+            Ok(None) => {
+                self.counters.encapsulated += 1;
+                Some(pkt)
+            }
+            Ok(Some(sealing)) => {
+                self.defer(Deferred {
+                    pkt,
+                    job: Job::Seal {
+                        slot,
+                        sealing,
+                        then,
+                    },
+                    idx: None,
+                });
+                None
+            }
+            Err(r) => {
+                self.drop_esp(r);
+                None
+            }
         }
     }
 
@@ -298,7 +376,7 @@ impl<B: PacketBuf> Node<B> {
         hop: crate::route::NextHop,
         pool: &mut impl PacketPool<B>,
     ) {
-        if let Some(pkt) = self.seal(slot, pkt) {
+        if let Some(pkt) = self.seal_or_defer(slot, pkt, Then::Route(outer_dst, hop)) {
             self.deliver(pkt, outer_dst, hop, pool, false)
         }
     }
@@ -308,7 +386,7 @@ impl<B: PacketBuf> Node<B> {
     pub(super) fn esp_input(
         &mut self,
         in_if: u16,
-        mut pkt: B,
+        pkt: B,
         loc: Result<EspLocation, DropReason>,
         spi: Option<u32>,
         pool: &mut impl PacketPool<B>,
@@ -332,11 +410,7 @@ impl<B: PacketBuf> Node<B> {
                 return;
             }
         }
-        let events = &mut self.out.events;
-        let r = self
-            .engine
-            .decapsulate(&mut pkt, loc, &mut |e| events.push(e));
-        self.after_decap(in_if, pkt, r, pool)
+        self.open_or_defer(in_if, pkt, loc, pool)
     }
 
     /// The still-valid adjacency of inner destination `dst`.
@@ -371,6 +445,38 @@ impl<B: PacketBuf> Node<B> {
         });
     }
 
+    /// Decapsulates now, or, while a burst is batched and the SA's
+    /// transform batches, defers the packet's crypto to the batch.
+    #[inline(always)]
+    fn open_or_defer(
+        &mut self,
+        in_if: u16,
+        mut pkt: B,
+        loc: Result<EspLocation, DropReason>,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        let events = &mut self.out.events;
+        // Without a batched SA, exactly the path outside a batch.
+        if !self.batching || !self.engine.inbound().has_batched() {
+            let r = self
+                .engine
+                .decapsulate(&mut pkt, loc, &mut |e| events.push(e));
+            return self.after_decap(in_if, pkt, r, pool);
+        }
+        match self
+            .engine
+            .decapsulate_or_defer(&mut pkt, loc, &mut |e| events.push(e))
+        {
+            Deferral::Done(r) => self.after_decap(in_if, pkt, r, pool),
+            Deferral::Deferred(opening) => self.defer(Deferred {
+                pkt,
+                job: Job::Open { in_if, opening },
+                idx: None,
+            }),
+        }
+    }
+
+    #[inline(always)]
     pub(super) fn after_decap(
         &mut self,
         in_if: u16,
@@ -452,13 +558,120 @@ impl<B: PacketBuf> Node<B> {
                 }
                 self.protect(h.in_iface, slot, h.packet, pool, true)
             }
-            HandoffKind::Inbound(loc) => {
-                let mut pkt = h.packet;
+            HandoffKind::Inbound(loc) => self.open_or_defer(h.in_iface, h.packet, Ok(loc), pool),
+        }
+    }
+
+    /// Packets other workers handed to us, as [`Self::handoff_in`] does
+    /// each, with their crypto batched as [`Self::rx_burst`] batches.
+    pub fn handoffs_in(
+        &mut self,
+        handoffs: impl IntoIterator<Item = Handoff<B>>,
+        pool: &mut impl PacketPool<B>,
+    ) {
+        self.batching = true;
+        for h in handoffs {
+            self.handoff_in(h, pool);
+        }
+        self.run_deferred(pool);
+        self.batching = false;
+    }
+
+    /// Queues a packet for the batch; a full batch runs at once.
+    fn defer(&mut self, d: Deferred<B>) {
+        self.deferred.push(d);
+        if self.deferred.len() >= crate::crypto::BATCH_CAPACITY {
+            self.batch_full = true;
+        }
+    }
+
+    /// Runs the batch of deferred packets: their crypto in one
+    /// [`CryptoBatch`](crate::crypto::CryptoBatch), then each finished in
+    /// the order it was deferred (the outer headers and the send; the
+    /// replay window and the rest of decapsulation), as if it had been
+    /// processed alone at that point. Finishing may defer more (an ICMP
+    /// error sent through a batched tunnel): those run next.
+    pub(super) fn run_deferred(&mut self, pool: &mut impl PacketPool<B>) {
+        self.batch_full = false;
+        while !self.deferred.is_empty() {
+            let mut list = std::mem::take(&mut self.deferred);
+            self.crypt(&mut list);
+            for d in list.drain(..) {
+                self.finish_deferred(d, pool);
+            }
+            if self.deferred.is_empty() {
+                // Keep the allocation.
+                self.deferred = list;
+            }
+        }
+    }
+
+    /// Queues every deferred packet in one batch and runs it; the results
+    /// go to `batch_results`, by the index each packet keeps.
+    fn crypt(&mut self, list: &mut [Deferred<B>]) {
+        let mut results = std::mem::take(&mut self.batch_results);
+        results.clear();
+        {
+            let mut batch = self.batch.batch();
+            for d in list.iter_mut() {
+                let Deferred { pkt, job, idx } = d;
+                let len = pkt.len();
+                *idx = match job {
+                    Job::Seal { slot, sealing, .. } => self
+                        .engine
+                        .outbound(*slot)
+                        .and_then(OutboundSa::batch_keys)
+                        .and_then(|k| {
+                            let esp = &mut pkt.data_mut()[sealing.esp_range(len)];
+                            batch.seal(k, esp, sealing.esn_high()).ok()
+                        }),
+                    Job::Open { opening, .. } => {
+                        match (
+                            opening.esp_range(),
+                            self.engine.inbound().batch_keys(opening.spi()),
+                        ) {
+                            (Some(r), Some(k)) => batch
+                                .open(k, &mut pkt.data_mut()[r], opening.esn_high())
+                                .ok(),
+                            _ => None,
+                        }
+                    }
+                };
+            }
+            batch.run();
+            results.extend((0..batch.len()).map(|i| batch.result(i)));
+        }
+        self.batch_results = results;
+    }
+
+    fn finish_deferred(&mut self, d: Deferred<B>, pool: &mut impl PacketPool<B>) {
+        let crypto = match d.idx {
+            Some(i) => self.batch_results[i],
+            // Refused by the batch (lengths), or nothing to queue.
+            None => Err(CryptoError::BadLength),
+        };
+        let mut pkt = d.pkt;
+        match d.job {
+            Job::Seal {
+                slot,
+                sealing,
+                then,
+            } => match self.engine.finish_sealed(slot, &mut pkt, &sealing, crypto) {
+                Ok(()) => {
+                    self.counters.encapsulated += 1;
+                    match then {
+                        Then::Send(e) => self.send_sealed(pkt, &e),
+                        Then::Route(dst, hop) => self.deliver(pkt, dst, hop, pool, false),
+                    }
+                }
+                Err(r) => self.drop_esp(r),
+            },
+            Job::Open { in_if, opening } => {
                 let events = &mut self.out.events;
                 let r = self
                     .engine
-                    .decapsulate(&mut pkt, Ok(loc), &mut |e| events.push(e));
-                self.after_decap(h.in_iface, pkt, r, pool)
+                    .finish_opened(&mut pkt, &opening, crypto, &mut |e| events.push(e));
+                self.after_decap(in_if, pkt, r, pool)
             }
         }
     }

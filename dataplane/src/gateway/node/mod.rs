@@ -468,6 +468,19 @@ pub struct Node<B> {
     /// The classify pass's results for the burst in hand, filled in place
     /// (kept to reuse the allocation).
     frames: Vec<(Frame, PacketMeta)>,
+    /// While a burst is processed ([`Node::rx_burst`],
+    /// [`Node::handoffs_in`]): the packets of SAs whose transform batches
+    /// (ipsec-mb's CBC/NULL with HMAC) are prepared and deferred, and their
+    /// crypto runs in one batch at the end of the burst.
+    batching: bool,
+    /// The deferred packets, in arrival order.
+    deferred: Vec<esp::Deferred<B>>,
+    /// `deferred` reached the batch's capacity: run it before the next
+    /// packet.
+    batch_full: bool,
+    /// The batch's storage and its results (reused).
+    batch: crate::crypto::BatchStore,
+    batch_results: Vec<Result<(), crate::crypto::CryptoError>>,
 }
 
 impl<B> std::fmt::Debug for Node<B> {
@@ -511,6 +524,11 @@ impl<B: PacketBuf> Node<B> {
             counters: NodeCounters::default(),
             out: Output::new(n),
             frames: vec![(Frame::Arp, PacketMeta::EMPTY); crate::BURST_SIZE],
+            batching: false,
+            deferred: Vec::with_capacity(crate::crypto::BATCH_CAPACITY),
+            batch_full: false,
+            batch: crate::crypto::BatchStore::default(),
+            batch_results: Vec::with_capacity(crate::crypto::BATCH_CAPACITY),
         }
     }
 
@@ -707,18 +725,35 @@ impl<B: PacketBuf> Node<B> {
     /// [`PacketMeta`] on the stack: staging the burst's metadata in an
     /// array cost more instructions than it saved (written for every frame
     /// and read back a pass later).
+    ///
+    /// The crypto of SAs whose transform batches (ipsec-mb's CBC/NULL with
+    /// HMAC, [`EspTransform::batch_keys`](crate::crypto::EspTransform::batch_keys))
+    /// is deferred: each such packet is prepared in turn (headers, padding,
+    /// IV, sequence number; or the checks before the ICV), then the whole
+    /// burst's crypto runs in one batch, and each packet is finished in the
+    /// order it came (outer headers and send; or the replay window, the
+    /// rest of decapsulation and the delivery). The AEADs are processed
+    /// one packet at a time, as they come.
     pub fn rx_burst(&mut self, in_if: u16, pkts: &mut Vec<B>, pool: &mut impl PacketPool<B>) {
         self.counters.rx += pkts.len() as u64;
+        self.batching = true;
         if self.engine.sa_count() > PREFETCH_MIN_SAS {
-            return self.rx_burst_prefetched(in_if, pkts, pool);
+            self.rx_burst_prefetched(in_if, pkts, pool);
+        } else {
+            // One `PacketMeta` for the whole burst: the classify pass
+            // writes every field a later step reads (the selectors with
+            // the tag that says they are there), so nothing of the
+            // previous frame shows.
+            let mut meta = PacketMeta::EMPTY;
+            for pkt in pkts.drain(..) {
+                self.rx_frame(in_if, pkt, &mut meta, pool);
+                if self.batch_full {
+                    self.run_deferred(pool);
+                }
+            }
         }
-        // One `PacketMeta` for the whole burst: the classify pass writes
-        // every field a later step reads (the selectors with the tag that
-        // says they are there), so nothing of the previous frame shows.
-        let mut meta = PacketMeta::EMPTY;
-        for pkt in pkts.drain(..) {
-            self.rx_frame(in_if, pkt, &mut meta, pool);
-        }
+        self.run_deferred(pool);
+        self.batching = false;
     }
 
     /// [`Self::rx_burst`] with the prefetch pass between classifying and
@@ -756,6 +791,9 @@ impl<B: PacketBuf> Node<B> {
         self.prefetch(in_if, pkts, &frames[..n]);
         for (pkt, (kind, meta)) in pkts.drain(..).zip(&frames) {
             self.input(in_if, pkt, *kind, meta, pool);
+            if self.batch_full {
+                self.run_deferred(pool);
+            }
         }
         self.frames = frames;
     }
@@ -920,6 +958,7 @@ impl<B: PacketBuf> Node<B> {
             + self.out.tx.iter().map(Vec::len).sum::<usize>()
             + self.out.handoffs.len();
         self.pending.clear();
+        self.deferred.clear();
         self.out.tx.iter_mut().for_each(Vec::clear);
         self.out.handoffs.clear();
         n as u64
