@@ -209,7 +209,7 @@ impl SpdCache {
         let h = hash(key);
         let hint = FlowHint {
             set: (h >> 32 >> (32 - self.set_bits)) as usize,
-            sig: ((h as u32) ^ self.epoch) | 1,
+            sig: (signature(h) ^ self.epoch) | 1,
         };
         prefetch(self.words.as_ptr().wrapping_add(self.set_start(hint.set)));
         hint
@@ -234,10 +234,10 @@ impl SpdCache {
     #[inline]
     pub fn lookup(&mut self, spd: &Spd, key: &FlowKey) -> Option<Action> {
         let h = hash(key);
-        // Set from the high bits, signature from the low ones and the
+        // Set from the high bits, signature from both halves and the
         // epoch (never 0).
         let start = self.set_start((h >> 32 >> (32 - self.set_bits)) as usize);
-        let sig = ((h as u32) ^ self.epoch) | 1;
+        let sig = (signature(h) ^ self.epoch) | 1;
         let enc = encode_key(key);
         let set: &mut [u32; SET_WORDS] = (&mut self.words[start..start + SET_WORDS])
             .try_into()
@@ -327,6 +327,15 @@ fn decode_action(code: u32) -> Option<Action> {
     }
 }
 
+/// Three multiplies in parallel, one per field, and no final avalanche:
+/// the set comes from the top bits of the products, which depend on every
+/// bit of their field (Fibonacci hashing), and the signature folds the
+/// high half into the low. A final multiply and two shift-xors after the
+/// three (a "finaliser") put about 7 cycles on the path every packet
+/// waits on (hash, set line, signature, key, then the SA), where the
+/// worker's samples piled up; the signature only picks which keys to
+/// compare, so a weaker one costs at worst a key comparison, never a wrong
+/// answer.
 #[inline]
 fn hash(k: &FlowKey) -> u64 {
     let addr = |a: &IpAddr| -> u64 {
@@ -338,14 +347,17 @@ fn hash(k: &FlowKey) -> u64 {
             }
         }
     };
-    let mut h = addr(&k.src).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    h ^= addr(&k.dst).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    h ^= (u64::from(k.sport) << 24 | u64::from(k.dport) << 8 | u64::from(k.proto))
-        .wrapping_mul(0x1656_67B1_9E37_79F9);
-    // Final avalanche (the low bits feed the signature, the high the set).
-    h ^= h >> 31;
-    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    h ^ (h >> 29)
+    addr(&k.src).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ addr(&k.dst).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+        ^ (u64::from(k.sport) << 24 | u64::from(k.dport) << 8 | u64::from(k.proto))
+            .wrapping_mul(0x1656_67B1_9E37_79F9)
+}
+
+/// The signature of hash `h` (never 0 once `| 1`): both halves, so that
+/// fields whose low bits agree still differ here.
+#[inline]
+fn signature(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
 }
 
 #[cfg(test)]
