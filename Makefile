@@ -144,7 +144,7 @@ BENCH_CRITERION ?= 0
 bench: deps secgw
 	$(CARGO) run --release -p espresso-benches --bin esp_report -- $(BENCH_ARGS)
 	if [ "$(BENCH_CRITERION)" = 1 ]; then $(CARGO) bench -p espresso-benches; fi
-	$(CARGO) build --release -p espresso-control
+	$(CARGO) build --release -p espresso-control -p espresso-lab
 	./target/release/espresso-lab bench --out bench-results $(LAB_ARGS)
 
 # DPDK's ipsec-secgw example, the lab's reference gateway: fetched as the
