@@ -44,7 +44,8 @@ enum Command {
         #[arg(long)]
         duration: Option<f64>,
         /// Only the cases whose name contains this (e.g. `decrypt`,
-        /// `chacha`, `100000SA`, `ike-flood`).
+        /// `chacha`, `100000SA`, `ike-flood`); alternatives separated by
+        /// `|` (`aes128gcm16|aes128-sha256`).
         #[arg(long)]
         filter: Option<String>,
         /// Output directory.
@@ -200,11 +201,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             } else {
                 bench::ike_flood::standard()
             };
-            if let Some(f) = &filter {
-                cases.retain(|c| c.name().contains(f.as_str()));
-                reconf.retain(|c| c.name().contains(f.as_str()));
-                ike_flood.retain(|c| c.name().contains(f.as_str()));
-            }
+            let matches = |name: String| {
+                filter
+                    .as_deref()
+                    .is_none_or(|f| f.split('|').any(|p| name.contains(p)))
+            };
+            cases.retain(|c| matches(c.name()));
+            reconf.retain(|c| matches(c.name()));
+            ike_flood.retain(|c| matches(c.name()));
             let mut latency = (!no_latency && !strongswan_only).then(|| {
                 if quick {
                     bench::latency::LatencyOptions::quick()
@@ -212,8 +216,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     bench::latency::LatencyOptions::standard()
                 }
             });
-            if let (Some(l), Some(f)) = (&mut latency, &filter) {
-                l.cases.retain(|c| c.name().contains(f.as_str()));
+            if let Some(l) = &mut latency {
+                l.cases.retain(|c| matches(c.name()));
             }
             let latency = latency.filter(|l| !l.cases.is_empty());
             if cases.is_empty()
