@@ -83,7 +83,7 @@ enum Command {
         no_latency: bool,
         /// DPDK's ipsec-secgw, measured on every case next to testpmd
         /// (default: the build `make secgw` caches for the installed
-        /// DPDK, target/ipsec-secgw-<version>/ipsec-secgw).
+        /// DPDK, `target/ipsec-secgw-<version>/ipsec-secgw`).
         #[arg(long, conflicts_with = "no_secgw")]
         secgw: Option<std::path::PathBuf>,
         /// Do not run ipsec-secgw.
