@@ -33,9 +33,12 @@ pub struct Fragmentation {
 impl Fragmentation {
     /// Default `size`: 1280, what strongSwan uses and the IPv6 minimum MTU.
     pub const DEFAULT_SIZE: u16 = 1280;
-    /// Smallest `size` accepted: room for the headers of a fragment and a
-    /// few octets of content with any supported suite over IPv6.
-    pub const MIN_SIZE: u16 = 256;
+    /// Smallest `size` the gateway configuration accepts: the headers of
+    /// a fragment with the largest overhead here (IPv6, UDP, non-ESP
+    /// marker, IKE header, SKF header and fields, a 16-octet IV, a
+    /// 32-octet ICV and a block of padding: 152 octets) leave at least 40
+    /// octets of content.
+    pub const MIN_SIZE: u16 = 192;
     /// Default `max_fragments` (strongSwan accepts at most 255).
     pub const DEFAULT_MAX_FRAGMENTS: u16 = 255;
     /// Default `max_message_len`: what one unfragmented datagram could

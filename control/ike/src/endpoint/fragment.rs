@@ -55,31 +55,34 @@ impl Endpoint {
         let fragment = cfg.enabled && sa.frag.negotiated;
         let tx = &mut sa.sk_mut()?.tx;
         let whole_len = HEADER_LEN + 4 + tx.sealed_len(inner.len());
-        let sealed: Result<Vec<Vec<u8>>, CryptoError> = if !fragment || whole_len <= room {
-            tx.seal(hdr, first, &inner, &mut *self.rng).map(|b| vec![b])
-        } else {
-            let content = tx.content_room(room.saturating_sub(HEADER_LEN + 4 + SKF_FIELDS_LEN));
-            let pieces = split(&inner, content.max(1));
-            match u16::try_from(pieces.len()) {
-                Ok(total) => pieces
-                    .iter()
-                    .zip(1..=total)
-                    .map(|(piece, number)| {
-                        let next = if number == 1 {
-                            first
-                        } else {
-                            PayloadType::NONE
-                        };
-                        tx.seal_fragment(hdr, next, number, total, piece, &mut *self.rng)
-                    })
-                    .collect(),
-                Err(_) => Err(CryptoError::TooLong(EncodeError {
-                    field: "Total Fragments",
-                    len: pieces.len(),
-                    max: u16::MAX.into(),
-                })),
-            }
-        };
+        let content = tx.content_room(room.saturating_sub(HEADER_LEN + 4 + SKF_FIELDS_LEN));
+        // A size too small to carry any content (the configuration keeps
+        // it above `Fragmentation::MIN_SIZE`) sends the message whole.
+        let sealed: Result<Vec<Vec<u8>>, CryptoError> =
+            if !fragment || whole_len <= room || content == 0 {
+                tx.seal(hdr, first, &inner, &mut *self.rng).map(|b| vec![b])
+            } else {
+                let pieces = split(&inner, content);
+                match u16::try_from(pieces.len()) {
+                    Ok(total) => pieces
+                        .iter()
+                        .zip(1..=total)
+                        .map(|(piece, number)| {
+                            let next = if number == 1 {
+                                first
+                            } else {
+                                PayloadType::NONE
+                            };
+                            tx.seal_fragment(hdr, next, number, total, piece, &mut *self.rng)
+                        })
+                        .collect(),
+                    Err(_) => Err(CryptoError::TooLong(EncodeError {
+                        field: "Total Fragments",
+                        len: pieces.len(),
+                        max: u16::MAX.into(),
+                    })),
+                }
+            };
         match sealed {
             Ok(datagrams) => {
                 if datagrams.len() > 1 {
@@ -212,6 +215,17 @@ impl Endpoint {
             }
             Err(r) => self.count_fragment(r),
         }
+    }
+
+    /// Octets of decrypted fragment content held for reassembly, in all
+    /// IKE SAs: at most `max_message_len` per IKE SA and direction.
+    pub fn reassembly_bytes(&self) -> usize {
+        self.sas
+            .values()
+            .flat_map(|sa| [&sa.frag.request, &sa.frag.response])
+            .flatten()
+            .map(|r| r.bytes())
+            .sum()
     }
 
     /// Drops reassemblies past their deadline.
