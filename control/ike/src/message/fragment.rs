@@ -57,3 +57,75 @@ pub fn decode_skf(datagram: &[u8]) -> Result<Option<(Header, Skf)>, DecodeError>
         },
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{ExchangeType, Flags, Writer};
+
+    /// A message whose only payload is SKF; `trailing` appends a payload
+    /// header after it (SKF must be last, §2.5).
+    fn datagram(exchange: ExchangeType, trailing: bool) -> Vec<u8> {
+        let hdr = Header {
+            spi_i: 1,
+            spi_r: 2,
+            exchange,
+            flags: Flags::new(true, false),
+            message_id: 3,
+        };
+        let mut w = Writer::new();
+        hdr.encode(PayloadType::SKF, 0, &mut w);
+        // SKF: next = IDi (fragment 1), 2 of 5, then 20 octets sealed.
+        w.u8(PayloadType::IDI.0);
+        w.u8(0);
+        w.u16(4 + 4 + 20);
+        w.u16(2);
+        w.u16(5);
+        w.bytes(&[0xaa; 20]);
+        if trailing {
+            w.u8(0);
+            w.u8(0);
+            w.u16(4);
+        }
+        let len = w.len() as u32;
+        w.patch_u32(24, len);
+        w.buf
+    }
+
+    #[test]
+    fn ike_skf_fields_and_sealed_part() {
+        let d = datagram(ExchangeType::IKE_AUTH, false);
+        let (h, f) = decode_skf(&d).unwrap().unwrap();
+        assert_eq!(h.message_id, 3);
+        assert_eq!(
+            f,
+            Skf {
+                first_payload: PayloadType::IDI,
+                number: 2,
+                total: 5,
+                sealed_len: 20,
+            }
+        );
+    }
+
+    #[test]
+    fn ike_skf_refused_in_ike_sa_init_and_when_not_last() {
+        let d = datagram(ExchangeType::IKE_SA_INIT, false);
+        assert_eq!(
+            decode_skf(&d),
+            Err(DecodeError::PayloadNotAllowed(PayloadType::SKF.0))
+        );
+        let d = datagram(ExchangeType::IKE_AUTH, true);
+        assert_eq!(
+            decode_skf(&d),
+            Err(DecodeError::Invalid("SK payload not last"))
+        );
+        // Too short for its two fields.
+        let mut d = datagram(ExchangeType::IKE_AUTH, false);
+        d.truncate(28 + 4 + 2);
+        d[30..32].copy_from_slice(&6u16.to_be_bytes());
+        let len = d.len() as u32;
+        d[24..28].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(decode_skf(&d), Err(DecodeError::Truncated));
+    }
+}
