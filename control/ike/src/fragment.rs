@@ -7,7 +7,9 @@
 //! its content here, so a forged fragment costs one ICV check and no
 //! memory. What is held is bounded per IKE SA: one message per direction
 //! (the window is 1, §2.3 of RFC 7296), at most `max_fragments` parts and
-//! `max_message_len` octets, for at most `reassembly_timeout_ms`.
+//! `max_message_len` octets (less before the peer is authenticated, see
+//! [`Fragmentation::UNAUTHENTICATED_MAX_MESSAGE_LEN`]), for at most
+//! `reassembly_timeout_ms`.
 
 use crate::message::PayloadType;
 use crate::sa::Timestamp;
@@ -44,6 +46,13 @@ impl Fragmentation {
     /// Default `max_message_len`: what one unfragmented datagram could
     /// carry (strongSwan's `max_packet` default is 10000).
     pub const DEFAULT_MAX_MESSAGE_LEN: usize = 65_535;
+    /// The most content a message may reassemble to while its IKE SA's
+    /// peer is not authenticated (IKE_AUTH): whoever completed an
+    /// IKE_SA_INIT holds keys and can make authentic fragments, and a
+    /// responder holds up to `half_open_max` such SAs. 16 KiB is room for
+    /// an IKE_AUTH with a certificate chain (strongSwan accepts at most
+    /// 10000 octets per message by default).
+    pub const UNAUTHENTICATED_MAX_MESSAGE_LEN: usize = 16 * 1024;
     /// Default `reassembly_timeout_ms`: longer than the first three
     /// retransmissions of a request, which resend every fragment.
     pub const DEFAULT_REASSEMBLY_TIMEOUT_MS: u64 = 15_000;
@@ -408,6 +417,10 @@ pub(crate) struct SaFragments {
     pub request: Option<Reassembly>,
     /// The response to our request being reassembled.
     pub response: Option<Reassembly>,
+    /// The message ID (request, response) last dropped for exceeding the
+    /// size limit: its other fragments are refused at once, rather than
+    /// filling a new reassembly up to the limit again.
+    pub too_large: [Option<u32>; 2],
 }
 
 impl SaFragments {

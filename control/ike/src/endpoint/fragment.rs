@@ -6,7 +6,9 @@
 //! in one SK payload.
 
 use super::*;
-use crate::fragment::{accept, check_fields, message_room, place, split, FragmentRefusal};
+use crate::fragment::{
+    accept, check_fields, message_room, place, split, FragmentRefusal, Fragmentation,
+};
 use crate::message::fragment::{Skf, SKF_FIELDS_LEN};
 
 impl Endpoint {
@@ -152,9 +154,17 @@ impl Endpoint {
             return;
         };
         // The refusals that need no authentication, before the ICV check.
-        let cfg = self.config.fragmentation.clone();
+        let mut cfg = self.config.fragmentation.clone();
+        if !sa.authenticated() {
+            cfg.max_message_len = cfg
+                .max_message_len
+                .min(Fragmentation::UNAUTHENTICATED_MAX_MESSAGE_LEN);
+        }
+        let too_large = sa.frag.too_large[usize::from(response)] == Some(id);
         let checked = if retransmitted {
             check_fields(f.number, f.total, &cfg)
+        } else if too_large {
+            Err(FragmentRefusal::TooLarge)
         } else {
             let current = sa.frag.slot(response).as_ref();
             place(current, id, hdr.exchange.0, f.number, f.total, &cfg).map(|_| ())
@@ -213,7 +223,12 @@ impl Endpoint {
                     self.on_plain(sa, now, local, remote, hdr, first, plain);
                 }
             }
-            Err(r) => self.count_fragment(r),
+            Err(r) => {
+                if r == FragmentRefusal::TooLarge {
+                    sa.frag.too_large[usize::from(response)] = Some(id);
+                }
+                self.count_fragment(r)
+            }
         }
     }
 

@@ -205,10 +205,21 @@ impl Forger {
     }
 
     fn fragment(&mut self, id: u32, number: u16, total: u16, chunk: &[u8]) -> Vec<u8> {
+        self.fragment_of(ExchangeType::INFORMATIONAL, id, number, total, chunk)
+    }
+
+    fn fragment_of(
+        &mut self,
+        exchange: ExchangeType,
+        id: u32,
+        number: u16,
+        total: u16,
+        chunk: &[u8],
+    ) -> Vec<u8> {
         let hdr = Header {
             spi_i: self.spi_i,
             spi_r: self.spi_r,
-            exchange: ExchangeType::INFORMATIONAL,
+            exchange,
             flags: Flags::new(true, false),
             message_id: id,
         };
@@ -317,4 +328,42 @@ fn ike_fragment_on_an_sa_without_fragmentation_is_refused() {
     let s = &p.b.stats().fragments;
     assert_eq!(s.refused.get(FragmentRefusal::NotNegotiated), 1);
     assert_eq!(s.fragments_received, 0);
+}
+
+/// Whoever completes IKE_SA_INIT holds keys: before IKE_AUTH a message may
+/// reassemble to at most 16 KiB, however large `max_message_len` is.
+#[test]
+fn ike_fragments_before_authentication_are_capped_lower() {
+    let mut p = frag_pair(7, IKE[0], true, true);
+    p.a.initiate(p.now);
+    let init = p.a.poll_transmit().unwrap();
+    deliver_to(&mut p.b, p.now, &init);
+    let resp = p.b.poll_transmit().unwrap();
+    deliver_to(&mut p.a, p.now, &resp);
+    while p.a.poll_transmit().is_some() {}
+    // A holds the keys of the half-open SA B made.
+    let id = p.a.ike_sa_ids()[0];
+    let s = p.a.ike_sa_secrets(id).unwrap();
+    let mut f = Forger {
+        tx: util::sk_cipher(&p.a, id, true),
+        spi_i: s.spi_i,
+        spi_r: s.spi_r,
+    };
+    let (local, remote) = (resp.local, resp.remote);
+    let chunk = [0u8; 200];
+    let cap = Fragmentation::UNAUTHENTICATED_MAX_MESSAGE_LEN;
+    let total = 100; // 20,000 octets: within max_message_len, over the cap.
+    for n in 1..=total {
+        let d = f.fragment_of(ExchangeType::IKE_AUTH, 1, n, total, &chunk);
+        p.b.handle_datagram(p.now, local, remote, &d);
+        assert!(p.b.reassembly_bytes() <= cap);
+    }
+    let s = &p.b.stats().fragments;
+    // The fragment that would pass the cap drops the message; the rest of
+    // it is refused at once.
+    let kept = (cap / chunk.len()) as u16;
+    let refused = u64::from(total - kept);
+    assert_eq!(s.refused.get(FragmentRefusal::TooLarge), refused, "{s:?}");
+    assert_eq!(s.fragments_received, u64::from(kept));
+    assert_eq!(p.b.reassembly_bytes(), 0);
 }
