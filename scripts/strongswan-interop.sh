@@ -23,6 +23,15 @@
 #              among the keys charon logged (level 4).
 #   dpd        charon is killed; espresso's dead peer detection notices
 #              and removes the SAs from its workers.
+#   fragments  IKE fragmentation (RFC 7383) forced: a WAN MTU of 576 and
+#              small fragment sizes (FRAGMENT_SIZE for espresso, default
+#              192, its minimum; SWAN_FRAGMENT_SIZE for charon's
+#              fragment_size, default 192, charon has no lower bound), so
+#              that both PSK IKE_AUTH messages are fragmented, espresso
+#              initiating, then strongSwan. Each run: the tunnel comes up
+#              and passes a ping, the capture shows IKE_AUTH fragments
+#              from both gateways, espresso counts messages it fragmented
+#              and reassembled, charon logs both too.
 #
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
@@ -94,6 +103,7 @@ charon {
   # Short retransmissions so a lost espresso is noticed quickly.
   retransmit_tries = 3
   retransmit_timeout = 1
+  ${CHARON_EXTRA:-}
   filelog {
     main {
       path = $DIR/charon.log
@@ -144,6 +154,7 @@ connections {
     proposals = $1
     encap = yes
     dpd_delay = 0
+    fragmentation = yes
     local {
       auth = psk
       id = gw-b.example
@@ -196,6 +207,7 @@ name = "wan"
 device = "net_af_packet1,iface=wan0,qdisc_bypass=0,framecnt=2048"
 role = "wan"
 addresses = ["192.0.2.1/24"]
+${ESPRESSO_WAN_EXTRA:-}
 [[route]]
 prefix = "10.2.0.0/24"
 via = "192.0.2.2"
@@ -221,6 +233,7 @@ mode = "tunnel"
   start_action = "$start"
   dpd_interval = "$dpd"
   keylog_dir = "$DIR/keylog/$run"
+  ${ESPRESSO_IKE_EXTRA:-}
 EOF
 }
 
@@ -470,10 +483,77 @@ scenario_dpd() {
     stop_espresso
 }
 
+# Frames carrying RFC 7383 Encrypted Fragments (SKF) in IKE_AUTH (exchange
+# type 35) sent by SRC in capture FILE.
+auth_fragments() {
+    tshark -n -r "$1" -Y "isakmp.exchangetype == 35 && isakmp.frag.number && ip.src == $2" 2>/dev/null | wc -l
+}
+
+scenario_fragments() {
+    local size=${FRAGMENT_SIZE:-192} swan_size=${SWAN_FRAGMENT_SIZE:-192}
+    say "network with a WAN MTU of 576; IKE fragment_size $size (espresso), $swan_size (charon)"
+    setup_network
+    ip -n $NS_GA link set wan0 mtu 576
+    ip -n $NS_GB link set wan0 mtu 576
+    CHARON_EXTRA="fragment_size = $swan_size"
+    start_charon
+    ESPRESSO_WAN_EXTRA="mtu = 576"
+    ESPRESSO_IKE_EXTRA="fragment_size = $size"
+    local ike=aes128gcm16-prfsha256-ecp256 esp=aes128gcm16 n=0 who
+    for who in espresso strongswan; do
+        n=$((n + 1))
+        say "$who initiates"
+        load_conn "$ike" "$esp"
+        local start=listen
+        [ "$who" = espresso ] && start=initiate
+        write_espresso "$n" "$start" "$ike" "$esp"
+        # start_capture waits for tshark's "Capturing on": not the last run's.
+        rm -f "$DIR/tshark.log"
+        start_capture
+        start_espresso
+        [ "$who" = strongswan ] && { swan --initiate --child net --timeout 10 >"$DIR/initiate.log" 2>&1 || fail "swanctl --initiate: $(tail -2 "$DIR/initiate.log")"; }
+        if wait_up; then
+            ok "tunnel up: $(tunnels | awk '/^  ike/{print $7, $6}') / $(tunnels | awk '/ active/{print $6, $7}' | head -1)"
+            ping_check 3
+            local s sent got
+            s=$(stats)
+            sent=$(echo "$s" | awk '/^ike\.swan\.fragmented_messages /{print $2}')
+            got=$(echo "$s" | awk '/^ike\.swan\.reassembled_messages /{print $2}')
+            if [ "${sent:-0}" -ge 1 ] && [ "${got:-0}" -ge 1 ]; then
+                ok "espresso: $(echo "$s" | grep -E '^ike\.swan\.(fragmented_messages|fragments_sent|fragments_received|reassembled_messages) ' | tr '\n' ' ')"
+            else
+                fail "espresso fragmented ${sent:-0} and reassembled ${got:-0} messages"
+            fi
+            local refused; refused=$(echo "$s" | awk '/^ike\.fragment_refusals\./{n += $2} END {print n + 0}')
+            [ "$refused" = 0 ] && ok "no fragment refused" || fail "$refused fragments refused: $(echo "$s" | grep '^ike\.fragment_refusals\.' | grep -v ' 0$' | tr '\n' ' ')"
+        fi
+        stop_capture
+        mv "$DIR/wan.pcapng" "$DIR/wan-$n.pcapng"
+        local fa fb big
+        fa=$(auth_fragments "$DIR/wan-$n.pcapng" 192.0.2.1)
+        fb=$(auth_fragments "$DIR/wan-$n.pcapng" 192.0.2.2)
+        if [ "$fa" -ge 2 ] && [ "$fb" -ge 2 ]; then
+            ok "capture: IKE_AUTH in $fa fragments from espresso, $fb from strongSwan"
+        else
+            fail "capture: IKE_AUTH fragments: $fa from espresso, $fb from strongSwan (want at least 2 each)"
+        fi
+        big=$(tshark -n -r "$DIR/wan-$n.pcapng" -Y "isakmp.frag.number && ip.len > $size" 2>/dev/null | wc -l)
+        [ "$big" = 0 ] && ok "every fragment's IP datagram within $size bytes" || fail "$big fragments above $size bytes"
+        stop_espresso
+        swan --terminate --ike net --force >/dev/null 2>&1 || true
+    done
+    local split joined
+    split=$(grep -c 'splitting IKE message' "$DIR/charon.log" || true)
+    joined=$(grep -c 'reassembled fragmented IKE message' "$DIR/charon.log" || true)
+    if [ "$split" -ge 2 ] && [ "$joined" -ge 2 ]; then ok "charon split $split messages and reassembled $joined"
+    else fail "charon split $split messages and reassembled $joined (want at least 2 each)"; fi
+}
+
 command -v /usr/lib/ipsec/charon >/dev/null || { echo "strongSwan (strongswan-charon) is not installed" >&2; exit 2; }
 case "$SCENARIO" in
     matrix) scenario_matrix ;;
     dpd) scenario_dpd ;;
+    fragments) scenario_fragments ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac
 

@@ -638,6 +638,8 @@ pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
         max_selectors: ic.max_selectors,
         max_child_sas: ic.max_child_sas,
     };
+    c.fragmentation.enabled = ic.fragmentation;
+    c.fragmentation.size = ic.fragment_size;
     Ok(c)
 }
 
@@ -1919,6 +1921,20 @@ impl IkeDriver {
                 })
                 .collect(),
         );
+        // IKE fragments refused (RFC 7383 §2.6), all tunnels together.
+        let fragment_refusals = Counts(
+            ike::FragmentRefusal::ALL
+                .iter()
+                .map(|&r| {
+                    let v: u64 = self
+                        .tunnels
+                        .iter()
+                        .map(|t| t.endpoint.stats().fragments.refused.get(r))
+                        .sum();
+                    (r.name(), v)
+                })
+                .collect(),
+        );
         let tunnels = self
             .tunnels
             .iter()
@@ -1971,6 +1987,11 @@ impl IkeDriver {
                         ("count_mismatch", e.count_mismatch),
                         ("bad_spi_size", e.bad_spi_size),
                         ("encode_errors", e.encode_errors),
+                        ("fragmented_messages", e.fragments.messages_fragmented),
+                        ("fragments_sent", e.fragments.fragments_sent),
+                        ("fragments_received", e.fragments.fragments_received),
+                        ("reassembled_messages", e.fragments.messages_reassembled),
+                        ("reassembly_restarts", e.fragments.restarted),
                     ]),
                 }
             })
@@ -1979,6 +2000,7 @@ impl IkeDriver {
             counters,
             gauges,
             protocol_errors,
+            fragment_refusals,
             tunnels,
         }
     }

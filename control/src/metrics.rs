@@ -873,6 +873,15 @@ fn encode_ike(reg: &mut Registry, s: &StatsSnapshot) {
     for (rule, v) in &ike.protocol_errors.0 {
         proto.get_or_create(&vec![label("rule", rule)]).inc_by(*v);
     }
+    let frag = counters(
+        reg,
+        "ike_fragments_refused",
+        "IKE fragments dropped, by reason (RFC 7383 2.6)",
+    );
+    for (reason, v) in &ike.fragment_refusals.0 {
+        frag.get_or_create(&vec![label("reason", reason)])
+            .inc_by(*v);
+    }
     let sas = gauges(
         reg,
         "ike_sas",
@@ -1100,6 +1109,10 @@ mod tests {
         assert_eq!(
             get("espresso_ike_protocol_errors_total{rule=\"missing_sa\"}"),
             2.0
+        );
+        assert_eq!(
+            get("espresso_ike_fragments_refused_total{reason=\"forged\"}"),
+            3.0
         );
         assert_eq!(
             get("espresso_ike_auth_failures_total{tunnel=\"site-b\"}"),

@@ -315,6 +315,16 @@ fn ike_fields(a: &IkeConfig, b: &IkeConfig, fields: &mut Vec<&'static str>) -> b
         "ike.max_child_sas",
         false,
     );
+    note(
+        a.fragmentation != b.fragmentation,
+        "ike.fragmentation",
+        false,
+    );
+    note(
+        a.fragment_size != b.fragment_size,
+        "ike.fragment_size",
+        false,
+    );
     again
 }
 

@@ -323,6 +323,9 @@ pub struct IkeSnapshot {
     /// Messages refused for the rule the peer broke, all tunnels together
     /// (RFC 7296 §2.21).
     pub protocol_errors: Counts,
+    /// IKE fragments refused, by reason, all tunnels together (RFC 7383
+    /// §2.6; see `espresso_ike::FragmentRefusal`).
+    pub fragment_refusals: Counts,
     /// Per IKE tunnel.
     pub tunnels: Vec<IkeTunnelSnapshot>,
 }
@@ -584,6 +587,9 @@ impl IkeSnapshot {
         for (k, v) in &self.protocol_errors.0 {
             let _ = writeln!(s, "ike.protocol_errors.{k} {v}");
         }
+        for (k, v) in &self.fragment_refusals.0 {
+            let _ = writeln!(s, "ike.fragment_refusals.{k} {v}");
+        }
         for t in &self.tunnels {
             let n = &t.name;
             let _ = writeln!(s, "ike.{n}.up {}", u64::from(t.up));
@@ -657,6 +663,7 @@ pub(crate) mod tests {
                 counters: Counts(vec![("rx_packets", 3)]),
                 gauges: Counts(vec![("half_open", 1)]),
                 protocol_errors: Counts(vec![("missing_sa", 2)]),
+                fragment_refusals: Counts(vec![("forged", 3)]),
                 tunnels: vec![IkeTunnelSnapshot {
                     name: "site-b".into(),
                     index: 0,
@@ -722,6 +729,7 @@ pub(crate) mod tests {
             ("tunnel.site-b.sas_out", "1"),
             ("ike.site-b.cookies_sent", "4"),
             ("ike.protocol_errors.missing_sa", "2"),
+            ("ike.fragment_refusals.forged", "3"),
             ("control.socket.served", "9"),
             ("metrics.not_found", "1"),
         ] {

@@ -186,3 +186,18 @@ cross = [spd_policy(False, None, i % 8, 0x0A000000 | i << 8, 24, 0, 0, ANY, ANY)
          for i in range(31)]
 write("spd", "crossed-24s", bytes([len(cross)]) + b"".join(cross)
       + spd_key(False, 0x0A000401, 0x0A000501, 1, 0, 0) + spd_key(False, 0x0A000601, 0x0A000101, 6, 1, 2))
+
+# ike_fragments (see fuzz_targets/ike_fragments.rs): a Notify payload (status
+# 40000, no data) cut into three fragments. Reassembly mode (first byte bit 7
+# clear): records of message ID, number, total, length, content; out of order
+# with a duplicate. Engine mode (bit 7 set): records of control byte (bit 0
+# forges), message ID offset (1: ID 2, the one the responder expects),
+# number, total, length, content; one forged copy.
+notify = bytes([0, 0, 0, 8, 0, 0, 0x9C, 0x40])
+pieces = [notify[0:3], notify[3:6], notify[6:8]]
+write("ike_fragments", "reassemble-out-of-order", bytes([0x11]) + b"".join(
+    bytes([1]) + struct.pack("!HH", n, 3) + bytes([len(pieces[n - 1])]) + pieces[n - 1]
+    for n in [3, 1, 1, 2]))
+write("ike_fragments", "engine-informational", bytes([0x91]) + b"".join(
+    bytes([ctl, 1]) + struct.pack("!HH", n, 3) + bytes([len(pieces[n - 1])]) + pieces[n - 1]
+    for ctl, n in [(0, 2), (1, 1), (0, 3), (0, 1)]))

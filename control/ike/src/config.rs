@@ -350,6 +350,8 @@ pub struct Config {
     pub cookie_secret_lifetime_ms: u64,
     /// Bounds on what an authenticated peer may ask for.
     pub limits: Limits,
+    /// IKE fragmentation (RFC 7383).
+    pub fragmentation: crate::fragment::Fragmentation,
 }
 
 impl Config {
@@ -391,6 +393,7 @@ impl Config {
             half_open_max: Self::DEFAULT_HALF_OPEN_MAX,
             cookie_secret_lifetime_ms: Self::DEFAULT_COOKIE_SECRET_LIFETIME_MS,
             limits: Limits::default(),
+            fragmentation: Default::default(),
         }
     }
 

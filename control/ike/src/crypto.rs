@@ -518,6 +518,57 @@ impl SkCipher {
         inner: &[u8],
         rng: &mut dyn RngSource,
     ) -> Result<Vec<u8>, CryptoError> {
+        self.seal_payload(header, PayloadType::SK, first, &[], inner, rng)
+    }
+
+    /// One Encrypted Fragment message (RFC 7383 §2.5): header, then an SKF
+    /// payload with Fragment Number `number` of `total` carrying `chunk`,
+    /// a piece of an encoded payload chain, padded and sealed on its own.
+    /// `first` is the chain's first payload type in fragment 1, else NONE.
+    pub fn seal_fragment(
+        &mut self,
+        header: &Header,
+        first: PayloadType,
+        number: u16,
+        total: u16,
+        chunk: &[u8],
+        rng: &mut dyn RngSource,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let mut fields = [0u8; 4];
+        fields[..2].copy_from_slice(&number.to_be_bytes());
+        fields[2..].copy_from_slice(&total.to_be_bytes());
+        self.seal_payload(header, PayloadType::SKF, first, &fields, chunk, rng)
+    }
+
+    /// The length of the sealed part (IV, padded ciphertext, ICV) of
+    /// `content` octets.
+    pub fn sealed_len(&self, content: usize) -> usize {
+        let block = if self.cipher.is_aead() { 1 } else { 16 };
+        let padded = (content + 1).div_ceil(block) * block;
+        self.cipher.iv_len() + padded + self.icv_len()
+    }
+
+    /// The most content octets whose sealed part fits in `room` octets:
+    /// sealing adds the IV, the ICV, padding to the cipher's block and the
+    /// Pad Length octet (§3.14; RFC 7383 §2.5.1).
+    pub fn content_room(&self, room: usize) -> usize {
+        let block = if self.cipher.is_aead() { 1 } else { 16 };
+        let fixed = self.cipher.iv_len() + self.icv_len();
+        (room.saturating_sub(fixed) / block * block).saturating_sub(1)
+    }
+
+    /// Seals `inner` into a payload of type `ty` (SK or SKF) whose generic
+    /// header is followed by `fields` (SKF's Fragment Number and Total
+    /// Fragments), which are authenticated with the header (RFC 7383 §2.5).
+    fn seal_payload(
+        &mut self,
+        header: &Header,
+        ty: PayloadType,
+        first: PayloadType,
+        fields: &[u8],
+        inner: &[u8],
+        rng: &mut dyn RngSource,
+    ) -> Result<Vec<u8>, CryptoError> {
         let iv_len = self.cipher.iv_len();
         let icv_len = self.icv_len();
         // Padding (§3.14): AES-CBC needs whole blocks; GCM needs none.
@@ -529,15 +580,16 @@ impl SkCipher {
         plain.push(pad_len as u8);
         let sk_len = EncodeError::check(
             "SK payload length",
-            4 + iv_len + plain.len() + icv_len,
+            4 + fields.len() + iv_len + plain.len() + icv_len,
             u16::MAX.into(),
         )?;
         let total = EncodeError::check("message length", HEADER_LEN + sk_len, MAX_MESSAGE_LEN)?;
         let mut w = Writer::new();
-        header.encode(PayloadType::SK, total as u32, &mut w);
+        header.encode(ty, total as u32, &mut w);
         w.u8(first.0);
         w.u8(0);
         w.u16(sk_len as u16);
+        w.bytes(fields);
         let mut iv = vec![0u8; iv_len];
         match self.cipher {
             IkeCipher::AesGcm16 { .. } => {

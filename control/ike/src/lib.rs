@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod endpoint;
 pub mod error;
+pub mod fragment;
 pub mod message;
 pub mod negotiate;
 pub mod sa;
@@ -20,6 +21,7 @@ pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint};
 pub use error::{IkeError, ProtocolError, ProtocolErrorCounts};
+pub use fragment::{FragmentRefusal, FragmentRefusalCounts, FragmentStats, Fragmentation};
 pub use sa::{
     ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, IkeSaSecrets, Stats, Timestamp,
     Transmit, UdpEncap,

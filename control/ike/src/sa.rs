@@ -237,6 +237,8 @@ pub struct Stats {
     /// Requests refused for breaking a protocol rule, by rule (some are
     /// also counted above, e.g. in `bad_nonce`).
     pub protocol_errors: crate::error::ProtocolErrorCounts,
+    /// IKE fragmentation (RFC 7383): sent, reassembled, refused by reason.
+    pub fragments: crate::fragment::FragmentStats,
 }
 
 impl Stats {
@@ -429,7 +431,9 @@ impl Request {
 #[derive(Debug)]
 pub(crate) struct Outstanding {
     pub msg_id: u32,
-    pub bytes: Vec<u8>,
+    /// The request's datagrams: one, or its fragments (RFC 7383 §2.5:
+    /// a retransmission resends them all).
+    pub bytes: Vec<Vec<u8>>,
     pub request: Request,
     pub sent: u32,
     pub next_retransmit: Timestamp,
@@ -476,7 +480,11 @@ pub(crate) struct IkeSa {
     pub next_msg_id: u32,
     pub outstanding: Option<Outstanding>,
     pub peer_msg_id: u32,
-    pub last_response: Option<(u32, ExchangeType, Vec<u8>)>,
+    /// Our last response's datagrams (one, or its fragments), resent when
+    /// its request is retransmitted (§2.1; RFC 7383 §2.6.1).
+    pub last_response: Option<(u32, ExchangeType, Vec<Vec<u8>>)>,
+    /// IKE fragmentation (RFC 7383): negotiated or not, reassemblies.
+    pub frag: crate::fragment::SaFragments,
     pub tasks: VecDeque<Task>,
     pub children: Vec<ChildSa>,
     pub child_collisions: HashMap<u32, Collision<u32>>,
@@ -513,6 +521,7 @@ impl IkeSa {
             outstanding: None,
             peer_msg_id: 0,
             last_response: None,
+            frag: Default::default(),
             tasks: VecDeque::new(),
             children: Vec::new(),
             child_collisions: HashMap::new(),

@@ -447,6 +447,13 @@ pub struct IkeConfig {
     pub max_selectors: usize,
     /// Most Child SAs one IKE SA may hold when the peer asks for another.
     pub max_child_sas: usize,
+    /// IKE fragmentation (RFC 7383): announce it, and split messages
+    /// larger than `fragment_size` when the peer announced it too.
+    pub fragmentation: bool,
+    /// The largest IP datagram an IKE message may make before it is
+    /// fragmented, IP and UDP headers included (strongSwan's
+    /// `charon.fragment_size`).
+    pub fragment_size: u16,
 }
 
 impl IkeConfig {
@@ -471,6 +478,10 @@ impl IkeConfig {
     pub const DEFAULT_MAX_CHILD_SAS: usize = 8;
     pub const MIN_MAX_CHILD_SAS: usize = 2;
     pub const MAX_MAX_CHILD_SAS: usize = 1024;
+    /// Default and lower bound of `fragment_size` (see
+    /// `espresso_ike::Fragmentation`).
+    pub const DEFAULT_FRAGMENT_SIZE: u16 = crate::ike::Fragmentation::DEFAULT_SIZE;
+    pub const MIN_FRAGMENT_SIZE: u16 = crate::ike::Fragmentation::MIN_SIZE;
 }
 
 /// `[[tunnel]]`.

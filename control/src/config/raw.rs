@@ -221,6 +221,8 @@ pub(super) struct RawIke {
     pub max_traffic_selectors: Option<u64>,
     pub max_selectors: Option<u64>,
     pub max_child_sas: Option<u64>,
+    pub fragmentation: Option<bool>,
+    pub fragment_size: Option<u64>,
 }
 
 // ------------------------------------------------------------------ reading
@@ -596,6 +598,8 @@ fn read_ike(t: Tbl) -> Option<RawIke> {
         max_traffic_selectors: t.opt_int("max_traffic_selectors", U64),
         max_selectors: t.opt_int("max_selectors", U64),
         max_child_sas: t.opt_int("max_child_sas", U64),
+        fragmentation: t.opt_bool("fragmentation"),
+        fragment_size: t.opt_int("fragment_size", U64),
     };
     t.finish();
     Some(r)

@@ -918,6 +918,27 @@ fn ike_defaults_and_values() {
 }
 
 #[test]
+fn ike_fragmentation_defaults_and_fragment_size_is_bounded() {
+    let c = parse(&with_ike("")).unwrap();
+    let ike = c.tunnels[0].ike.as_ref().unwrap();
+    assert!(ike.fragmentation);
+    assert_eq!(ike.fragment_size, 1280);
+    let c = parse(&with_ike("  fragmentation = false\n  fragment_size = 576")).unwrap();
+    let ike = c.tunnels[0].ike.as_ref().unwrap();
+    assert_eq!((ike.fragmentation, ike.fragment_size), (false, 576));
+    assert_invalid(
+        &with_ike("  fragment_size = 191"),
+        "tunnel[0].ike.fragment_size",
+        "out of range (192 to 65535)",
+    );
+    assert_invalid(
+        &with_ike("  fragment_size = 65536"),
+        "tunnel[0].ike.fragment_size",
+        "out of range",
+    );
+}
+
+#[test]
 fn ike_limits_default_and_are_bounded() {
     let c = parse(&with_ike("")).unwrap();
     let ike = c.tunnels[0].ike.as_ref().unwrap();

@@ -2084,6 +2084,13 @@ fn ike(
         IkeConfig::MIN_MAX_CHILD_SAS,
         IkeConfig::MAX_MAX_CHILD_SAS,
     )?;
+    let fragment_size = limit(
+        "fragment_size",
+        r.fragment_size,
+        IkeConfig::DEFAULT_FRAGMENT_SIZE.into(),
+        IkeConfig::MIN_FRAGMENT_SIZE.into(),
+        u16::MAX.into(),
+    )? as u16;
     Ok(IkeConfig {
         local_id,
         remote_id,
@@ -2102,6 +2109,8 @@ fn ike(
         max_traffic_selectors,
         max_selectors,
         max_child_sas,
+        fragmentation: r.fragmentation.unwrap_or(true),
+        fragment_size,
     })
 }
 

@@ -435,6 +435,8 @@ impl Endpoint {
         new.spi_i = spi_i;
         new.spi_r = spi_r;
         new.encap = old.encap;
+        // RFC 7383: what IKE_SA_INIT negotiated holds for its successors.
+        new.frag.negotiated = old.frag.negotiated;
         Some(new)
     }
 

@@ -60,6 +60,8 @@ impl Endpoint {
         }));
         payloads.push(Payload::Nonce(ni.to_vec()));
         payloads.extend(self.nat_notifies(spi_i, 0, local, remote));
+        // RFC 7383 §2.3.
+        payloads.extend(self.fragmentation_offer());
         let msg = Message {
             header: Header {
                 spi_i,
@@ -84,7 +86,7 @@ impl Endpoint {
         let timeout_ms = self.config.timers.retransmit_base_ms;
         sa.outstanding = Some(Outstanding {
             msg_id: 0,
-            bytes,
+            bytes: vec![bytes],
             request: Request::Init,
             sent: 1,
             next_retransmit: now.plus(timeout_ms),
@@ -310,6 +312,9 @@ impl Endpoint {
             Payload::Nonce(nr.clone()),
         ];
         payloads.extend(self.nat_notifies(hdr.spi_i, spi_r, local, remote));
+        // RFC 7383 §2.3: answered only when offered.
+        let fragmentation = self.fragmentation_agreed(ps);
+        payloads.extend(self.fragmentation_offer().filter(|_| fragmentation));
         let header = Header {
             spi_i: hdr.spi_i,
             spi_r,
@@ -338,8 +343,9 @@ impl Endpoint {
         sa.init_key = Some((hdr.spi_i, remote));
         sa.spi_i = hdr.spi_i;
         sa.encap = nat || self.config.force_encap;
+        sa.frag.negotiated = fragmentation;
         sa.peer_msg_id = 1;
-        sa.last_response = Some((0, ExchangeType::IKE_SA_INIT, resp.clone()));
+        sa.last_response = Some((0, ExchangeType::IKE_SA_INIT, vec![resp.clone()]));
         self.send(&sa, resp.clone());
         let replay = InitReplay {
             spi: spi_r,
@@ -447,6 +453,7 @@ impl Endpoint {
         sa.spi_r = hdr.spi_r;
         let nat = Self::nat_detected(ps, sa.spi_i, sa.spi_r, sa.local, sa.remote);
         sa.encap = nat || self.config.force_encap;
+        sa.frag.negotiated = self.fragmentation_agreed(ps);
         if sa.encap {
             // §2.23: float to port 4500 for IKE_AUTH.
             sa.local.set_port(self.config.nat_t_port);

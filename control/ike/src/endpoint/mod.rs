@@ -121,6 +121,7 @@ fn first_error(ps: &[Payload]) -> Option<NotifyType> {
 }
 
 mod create_child_sa;
+mod fragment;
 mod ike_auth;
 mod ike_sa_init;
 mod informational;
@@ -281,6 +282,9 @@ impl Endpoint {
             if let Some(o) = &sa.outstanding {
                 at(o.next_retransmit);
             }
+            if let Some(d) = sa.frag.deadline() {
+                at(d);
+            }
             let Phase::Keyed(k) = &sa.phase else {
                 continue;
             };
@@ -373,23 +377,6 @@ impl Endpoint {
         }
     }
 
-    fn seal(&mut self, sa: &mut IkeSa, hdr: &Header, payloads: &[Payload]) -> Option<Vec<u8>> {
-        let Ok((first, inner)) = encode_chain(payloads) else {
-            self.stats.encode_errors += 1;
-            return None;
-        };
-        let tx = &mut sa.sk_mut()?.tx;
-        match tx.seal(hdr, first, &inner, &mut *self.rng) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                if matches!(e, CryptoError::TooLong(_)) {
-                    self.stats.encode_errors += 1;
-                }
-                None
-            }
-        }
-    }
-
     /// Sends a new request and arms retransmission (window size 1).
     fn send_request(
         &mut self,
@@ -405,7 +392,7 @@ impl Endpoint {
         let Some(bytes) = self.seal(sa, &hdr, payloads) else {
             return;
         };
-        self.send(sa, bytes.clone());
+        self.send_all(sa, &bytes);
         let timeout_ms = self.config.timers.retransmit_base_ms;
         sa.outstanding = Some(Outstanding {
             msg_id,
@@ -542,6 +529,7 @@ impl Endpoint {
     fn sa_timeout(&mut self, sa: &mut IkeSa, now: Timestamp) {
         let t = self.config.timers.clone();
         let state = sa.state();
+        self.fragment_timeouts(sa, now);
         if let Some(o) = &mut sa.outstanding {
             if now >= o.next_retransmit {
                 // RFC 7296 §2.4 leaves how long to try to us. A wrong
@@ -585,7 +573,7 @@ impl Endpoint {
                     o.next_retransmit = now.plus(o.timeout_ms);
                     let bytes = o.bytes.clone();
                     self.stats.retransmits += 1;
-                    self.send(sa, bytes);
+                    self.send_all(sa, &bytes);
                 }
             }
         }
@@ -815,6 +803,14 @@ impl Endpoint {
         data: &[u8],
         hdr: &Header,
     ) {
+        // RFC 7383: an Encrypted Fragment goes to the reassembly; the
+        // message it completes comes back through `on_plain`.
+        if hdr.exchange != ExchangeType::IKE_SA_INIT {
+            if let Ok(Some((_, f))) = crate::message::fragment::decode_skf(data) {
+                self.on_fragment(sa, now, local, remote, data, hdr, f);
+                return;
+            }
+        }
         if hdr.flags.response() {
             let Some(o) = &sa.outstanding else {
                 self.stats.invalid_message_id += 1;
@@ -859,7 +855,33 @@ impl Endpoint {
             }
         };
         sa.last_heard = now;
-        let inner = decode_chain(enc.first_payload, &plain, false);
+        let first = enc.first_payload;
+        self.on_plain(sa, now, local, remote, hdr, first, plain);
+    }
+
+    /// An authenticated message's decrypted content (§3.14), from one SK
+    /// payload or reassembled from SKF payloads (RFC 7383 §2.6); `first`
+    /// is the type of its first payload.
+    #[allow(clippy::too_many_arguments)]
+    fn on_plain(
+        &mut self,
+        sa: &mut IkeSa,
+        now: Timestamp,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hdr: &Header,
+        first: PayloadType,
+        plain: Vec<u8>,
+    ) {
+        // A message that arrived whole replaces any reassembly of itself.
+        let slot = sa.frag.slot(hdr.flags.response());
+        if slot
+            .as_ref()
+            .is_some_and(|r| r.message_id == hdr.message_id)
+        {
+            *slot = None;
+        }
+        let inner = decode_chain(first, &plain, false);
         if hdr.flags.response() {
             let Some(o) = sa.outstanding.take() else {
                 return;
@@ -881,7 +903,7 @@ impl Endpoint {
                 Some((id, _, bytes)) if *id == hdr.message_id => {
                     let bytes = bytes.clone();
                     self.stats.replayed_responses += 1;
-                    self.send(sa, bytes);
+                    self.send_all(sa, &bytes);
                 }
                 _ => self.stats.invalid_message_id += 1,
             }
@@ -923,7 +945,7 @@ impl Endpoint {
         if let Some(bytes) = self.seal(sa, &rh, &payloads) {
             sa.last_response = Some((hdr.message_id, hdr.exchange, bytes.clone()));
             sa.peer_msg_id += 1;
-            self.send(sa, bytes);
+            self.send_all(sa, &bytes);
         }
         if close && !sa.removed {
             self.remove_sa(sa, Some(DownReason::AuthenticationFailed));

@@ -5,6 +5,7 @@
 //! clarity matters more than avoiding a copy.
 
 pub mod codec;
+pub mod fragment;
 pub mod notify;
 pub mod payload;
 pub mod types;
@@ -80,7 +81,8 @@ impl EncodeError {
 /// The largest IKE message sent: what one UDP datagram carries over IPv4
 /// (65,535 less the 20-byte IP and 8-byte UDP headers) on port 4500, after
 /// the 4-byte non-ESP marker. IKE messages are never split across
-/// datagrams here (§2, no RFC 7383 fragmentation).
+/// datagrams by [`Message::encode`]; an SK payload that does not fit the
+/// configured size is split into SKF payloads (RFC 7383, see [`fragment`]).
 pub const MAX_MESSAGE_LEN: usize = 65_535 - 20 - 8 - 4;
 
 /// Length of the fixed IKE header, §3.1.
@@ -273,7 +275,7 @@ pub fn allowed_in_clear(exchange: ExchangeType, ty: PayloadType) -> bool {
         | PayloadType::NOTIFY
         | PayloadType::VENDOR_ID
         | PayloadType::CERTREQ => init,
-        PayloadType::SK => !init,
+        PayloadType::SK | PayloadType::SKF => !init,
         PayloadType::IDI
         | PayloadType::IDR
         | PayloadType::CERT
@@ -335,7 +337,8 @@ fn frame_chain<'a>(
             body,
         })?;
         n += 1;
-        if ty == PayloadType::SK {
+        // SKF too is last (RFC 7383 §2.5).
+        if ty == PayloadType::SK || ty == PayloadType::SKF {
             if !r.is_empty() {
                 return Err(DecodeError::Invalid("SK payload not last"));
             }

@@ -34,6 +34,8 @@ codepoint! {
         REKEY_SA = 16393,
         ESP_TFC_PADDING_NOT_SUPPORTED = 16394,
         NON_FIRST_FRAGMENTS_ALSO = 16395,
+        /// RFC 7383 §2.3: IKE fragmentation supported (IKE_SA_INIT only).
+        IKEV2_FRAGMENTATION_SUPPORTED = 16430,
     }
 }
 

@@ -22,6 +22,8 @@ codepoint! {
         SK = 46,
         CP = 47,
         EAP = 48,
+        /// Encrypted Fragment, RFC 7383 §2.5.
+        SKF = 53,
     }
 }
 
