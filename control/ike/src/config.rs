@@ -350,6 +350,11 @@ pub struct Config {
     pub cookie_secret_lifetime_ms: u64,
     /// Bounds on what an authenticated peer may ask for.
     pub limits: Limits,
+    /// RFC 5685: whether and where this responder redirects new clients.
+    pub redirect: crate::redirect::RedirectConfig,
+    /// RFC 5685: as initiator, announce REDIRECT_SUPPORTED and follow a
+    /// gateway's redirect.
+    pub follow_redirects: bool,
 }
 
 impl Config {
@@ -391,6 +396,8 @@ impl Config {
             half_open_max: Self::DEFAULT_HALF_OPEN_MAX,
             cookie_secret_lifetime_ms: Self::DEFAULT_COOKIE_SECRET_LIFETIME_MS,
             limits: Limits::default(),
+            redirect: Default::default(),
+            follow_redirects: true,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod error;
 pub mod message;
 pub mod negotiate;
+pub mod redirect;
 pub mod sa;
 pub mod sim;
 
@@ -20,6 +21,7 @@ pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint};
 pub use error::{IkeError, ProtocolError, ProtocolErrorCounts};
+pub use redirect::{RedirectConfig, RedirectExchange, RedirectPolicy};
 pub use sa::{
     ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, IkeSaSecrets, Stats, Timestamp,
     Transmit, UdpEncap,

@@ -26,7 +26,7 @@ impl Endpoint {
                             self.sas.insert(col.new, held);
                         }
                     }
-                    let quiet = sa.state() == State::Rekeyed;
+                    let quiet = sa.goes_quietly();
                     let reason = (!quiet).then_some(DownReason::DeletedByPeer);
                     self.remove_sa(sa, reason);
                     return Vec::new();

@@ -79,6 +79,12 @@ pub struct Endpoint {
     stats: Stats,
     /// When a refused proposal was last logged.
     refusal_logged_at: Option<Timestamp>,
+    /// RFC 5685 (`redirect.rs`): the next redirect target to try.
+    redirect_turn: usize,
+    /// RFC 5685: the gateway's IKE SA count, as the driver last told it.
+    gateway_load: Option<usize>,
+    /// RFC 5685: redirects followed recently, as initiator.
+    redirect_bound: crate::redirect::RedirectBound,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -124,6 +130,7 @@ mod create_child_sa;
 mod ike_auth;
 mod ike_sa_init;
 mod informational;
+mod redirect;
 #[cfg(test)]
 mod tests;
 
@@ -157,6 +164,9 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             refusal_logged_at: None,
+            redirect_turn: 0,
+            gateway_load: None,
+            redirect_bound: Default::default(),
         })
     }
 
@@ -576,7 +586,7 @@ impl Endpoint {
                             DownReason::PeerDead
                         }
                     };
-                    let quiet = matches!(sa.state(), State::Rekeyed);
+                    let quiet = sa.goes_quietly();
                     self.remove_sa(sa, (!quiet).then_some(reason));
                     return;
                 } else {
@@ -1050,7 +1060,7 @@ impl Endpoint {
             }
             Request::DeleteChildren | Request::Dpd => {}
             Request::DeleteIke(reason) => {
-                let quiet = sa.state() == State::Rekeyed;
+                let quiet = sa.goes_quietly();
                 self.remove_sa(sa, (!quiet).then_some(reason));
             }
         }

@@ -34,6 +34,10 @@ codepoint! {
         REKEY_SA = 16393,
         ESP_TFC_PADDING_NOT_SUPPORTED = 16394,
         NON_FIRST_FRAGMENTS_ALSO = 16395,
+        // RFC 5685 §10 (redirect).
+        REDIRECT_SUPPORTED = 16406,
+        REDIRECT = 16407,
+        REDIRECTED_FROM = 16408,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod decode;
 mod flood;
+mod redirect;
 mod rogue;
 pub(crate) mod util;
 
