@@ -638,6 +638,8 @@ pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
         max_selectors: ic.max_selectors,
         max_child_sas: ic.max_child_sas,
     };
+    c.redirect = ic.redirect.clone();
+    c.follow_redirects = ic.follow_redirects;
     Ok(c)
 }
 
@@ -1260,10 +1262,22 @@ impl IkeDriver {
         };
         self.stats.rx_packets += 1;
         let at = self.engine_time(now);
+        self.update_redirect_load(pos);
         self.tunnels[pos]
             .endpoint
             .handle_datagram(at, local, remote, msg);
         self.pump(now);
+    }
+
+    /// RFC 5685 `redirect = "load"`: tells tunnel `pos`'s engine how many
+    /// IKE SAs the whole gateway holds, summed over the engines only when
+    /// its policy needs it.
+    fn update_redirect_load(&mut self, pos: usize) {
+        if !self.tunnels[pos].endpoint.config().redirect.wants_load() {
+            return;
+        }
+        let load = self.tunnels.iter().map(|t| t.endpoint.load_count()).sum();
+        self.tunnels[pos].endpoint.set_gateway_load(load);
     }
 
     /// The tunnel a new IKE_SA_INIT request goes to: the one whose
@@ -1642,6 +1656,12 @@ impl IkeDriver {
             IkeEvent::ChildSaFailed { notify, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, ?notify, "IKE: Child SA not established");
             }
+            IkeEvent::Redirected { from, to, .. } => {
+                // RFC 5685: the attempt goes on with the new gateway; the
+                // tunnel stays connecting, and its Child SAs will name the
+                // new gateway's address as their outer destination.
+                tracing::info!(tunnel = %self.tunnels[ti].tunnel.name, %from, %to, "IKE: redirected by the gateway (RFC 5685); IKE_SA_INIT to the new one");
+            }
             IkeEvent::PeerUnresponsive { remote, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, %remote, "IKE: peer not answering; resolving its next hop afresh before giving up");
                 self.actions.push(IkeAction::Reresolve(remote.ip()));
@@ -1971,6 +1991,16 @@ impl IkeDriver {
                         ("count_mismatch", e.count_mismatch),
                         ("bad_spi_size", e.bad_spi_size),
                         ("encode_errors", e.encode_errors),
+                        // RFC 5685 redirect.
+                        ("redirects_sent_init", e.redirects_sent_init),
+                        ("redirects_sent_auth", e.redirects_sent_auth),
+                        ("redirect_not_supported", e.redirect_not_supported),
+                        ("redirects_followed", e.redirects_followed),
+                        ("redirect_malformed", e.redirect_malformed),
+                        ("redirect_nonce_mismatch", e.redirect_nonce_mismatch),
+                        ("redirect_unsolicited", e.redirect_unsolicited),
+                        ("redirect_loop_refused", e.redirect_loop_refused),
+                        ("redirect_unresolved", e.redirect_unresolved),
                     ]),
                 }
             })
@@ -2199,6 +2229,58 @@ remote_addrs = "{peer}"
         assert!(!b.tunnels[0].children[&old.id.0].rekeyed);
         let spi = Spi::new(old.inbound_spi).unwrap();
         assert!(b.handle_sa_event(t0(), EngineEvent::Inbound(spi, SaEvent::SoftLifetime)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// RFC 5685 through the drivers: a client configured for gateway A
+    /// (192.0.2.2), which redirects every client to gateway B (192.0.2.3),
+    /// comes up with B; its Child SA's outer destination is B.
+    #[test]
+    fn a_client_redirected_by_one_gateway_comes_up_on_the_other() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikeredir-{}", std::process::id()));
+        let client = gateway('a', "initiate", &dir.join("c"));
+        let a_text = gateway_text('b', "listen", &dir.join("a")).replace(
+            "force_encap = true",
+            "force_encap = true\n  redirect = \"always\"\n  redirect_to = [\"192.0.2.3\"]",
+        );
+        let b_text = gateway_text('b', "listen", &dir.join("b")).replace("192.0.2.2", "192.0.2.3");
+        let gw_a = GatewayConfig::from_str(&a_text, "a.toml").unwrap();
+        let gw_b = GatewayConfig::from_str(&b_text, "b.toml").unwrap();
+        let mut ds = [driver(&client, 41), driver(&gw_a, 42), driver(&gw_b, 43)];
+        let addrs: [IpAddr; 3] =
+            ["192.0.2.1", "192.0.2.2", "192.0.2.3"].map(|a| a.parse().unwrap());
+        ds[0].start(t0());
+        for _ in 0..20 {
+            let mut moved = false;
+            for i in 0..3 {
+                for act in ds[i].take_actions() {
+                    let IkeAction::Transmit(p) = act else {
+                        continue;
+                    };
+                    let (_, dst, _) = parse_udp(&p).unwrap();
+                    if let Some(j) = addrs.iter().position(|a| *a == dst.ip()) {
+                        moved = true;
+                        ds[j].handle_punt(t0(), &p);
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        let views = ds[0].tunnel_views(t0());
+        assert_eq!(views[0].state, "up", "{}", tunnels_text(&ds[0]));
+        let ike_sa = views[0].ike_sa.as_ref().unwrap();
+        assert_eq!(ike_sa.remote.split(':').next(), Some("192.0.2.3"));
+        let w = ds[0].sas();
+        let out = w.tunnel(0).and_then(|s| s.outbound.clone()).unwrap();
+        assert_eq!(out.config.endpoints.remote, addrs[2]);
+        assert_eq!(ds[2].tunnel_views(t0())[0].state, "up");
+        assert_ne!(ds[1].tunnel_views(t0())[0].state, "up");
+        assert!(ds[1]
+            .stats_lines()
+            .contains("ike.t.redirects_sent_init 1\n"));
+        assert!(ds[0].stats_lines().contains("ike.t.redirects_followed 1\n"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

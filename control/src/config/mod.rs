@@ -447,6 +447,12 @@ pub struct IkeConfig {
     pub max_selectors: usize,
     /// Most Child SAs one IKE SA may hold when the peer asks for another.
     pub max_child_sas: usize,
+    /// RFC 5685 as responder (`redirect`, `redirect_to`, `redirect_above`,
+    /// `redirect_in`): whether and where new clients are sent elsewhere.
+    pub redirect: crate::ike::RedirectConfig,
+    /// RFC 5685 as initiator: announce REDIRECT_SUPPORTED and follow a
+    /// gateway's redirect (`follow_redirects`, default true).
+    pub follow_redirects: bool,
 }
 
 impl IkeConfig {
@@ -471,6 +477,8 @@ impl IkeConfig {
     pub const DEFAULT_MAX_CHILD_SAS: usize = 8;
     pub const MIN_MAX_CHILD_SAS: usize = 2;
     pub const MAX_MAX_CHILD_SAS: usize = 1024;
+    /// Most gateways in `redirect_to`.
+    pub const MAX_REDIRECT_TARGETS: usize = 64;
 }
 
 /// `[[tunnel]]`.
