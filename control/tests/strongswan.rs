@@ -47,3 +47,12 @@ fn strongswan_proposal_matrix_both_roles() {
 fn strongswan_killed_is_noticed_by_dpd() {
     scenario("dpd");
 }
+
+/// RFC 5685: espresso A (`redirect = "always"`, `redirect_to` a second
+/// espresso C in namespaces of its own) redirects a strongSwan client in
+/// IKE_SA_INIT; the client ends up with its IKE SA and Child SA on C and
+/// pings a host behind C; A counted the redirect and holds no SA.
+#[test]
+fn strongswan_client_redirected_to_a_second_espresso() {
+    scenario("redirect");
+}
