@@ -248,6 +248,9 @@ pub struct Stats {
     /// RFC 5685 §6: authenticated clients sent REDIRECT in the IKE_AUTH
     /// response (their IKE SA then deleted).
     pub redirects_sent_auth: u64,
+    /// RFC 5685 §5: established clients redirected with an INFORMATIONAL
+    /// (acknowledged).
+    pub redirects_sent_informational: u64,
     /// Clients the redirect policy would have sent elsewhere but that did
     /// not announce REDIRECT_SUPPORTED: served here.
     pub redirect_not_supported: u64,
@@ -417,6 +420,8 @@ pub(crate) enum Task {
     DeleteRefused(u32),
     DeleteIke(DownReason),
     Dpd,
+    /// RFC 5685 §5: send the peer (a client) to this gateway.
+    Redirect(super::message::GatewayIdentity),
 }
 
 /// The request in flight and what to do with its response.
@@ -443,6 +448,8 @@ pub(crate) enum Request {
     DeleteChildren,
     DeleteIke(DownReason),
     Dpd,
+    /// RFC 5685 §5: an INFORMATIONAL with REDIRECT.
+    Redirect,
 }
 
 impl Request {
@@ -453,7 +460,7 @@ impl Request {
             Request::Init => ExchangeType::IKE_SA_INIT,
             Request::Auth { .. } => ExchangeType::IKE_AUTH,
             Request::RekeyChild { .. } | Request::RekeyIke { .. } => ExchangeType::CREATE_CHILD_SA,
-            Request::DeleteChildren | Request::DeleteIke(_) | Request::Dpd => {
+            Request::DeleteChildren | Request::DeleteIke(_) | Request::Dpd | Request::Redirect => {
                 ExchangeType::INFORMATIONAL
             }
         }
@@ -529,6 +536,9 @@ pub(crate) struct IkeSa {
     /// RFC 5685: the gateway that redirected the initiator: ours as
     /// initiator (sent in REDIRECTED_FROM), the peer's as responder.
     pub redirected_from: Option<super::message::GatewayIdentity>,
+    /// RFC 5685: we initiated it announcing REDIRECT_SUPPORTED (or
+    /// REDIRECTED_FROM), so the peer may redirect us (§5).
+    pub announced_redirect: bool,
     /// RFC 5685 §6: redirected after IKE_AUTH; the SA only lingers for
     /// the Delete exchange and goes quietly (no `IkeSaDown`).
     pub redirected: bool,
@@ -567,6 +577,7 @@ impl IkeSa {
             init_key: None,
             peer_redirect: false,
             redirected_from: None,
+            announced_redirect: false,
             redirected: false,
         }
     }

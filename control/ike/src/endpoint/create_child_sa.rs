@@ -435,6 +435,10 @@ impl Endpoint {
         new.spi_i = spi_i;
         new.spi_r = spi_r;
         new.encap = old.encap;
+        // RFC 5685: what the peers said about redirect holds for the SA
+        // that replaces this one.
+        new.peer_redirect = old.peer_redirect;
+        new.announced_redirect = old.announced_redirect;
         Some(new)
     }
 

@@ -42,6 +42,7 @@ impl Endpoint {
         };
         let mut sa = IkeSa::new(spi, true, local, remote, Phase::InitSent(init), now);
         sa.redirected_from = from;
+        sa.announced_redirect = self.config.follow_redirects;
         self.send_init(&mut sa, request, now);
         self.sas.insert(spi, sa);
         id

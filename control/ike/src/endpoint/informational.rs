@@ -9,6 +9,11 @@ impl Endpoint {
         now: Timestamp,
         ps: &[Payload],
     ) -> Vec<Payload> {
+        if let Some(n) = find_notify(ps, NotifyType::REDIRECT) {
+            // RFC 5685 §5, in redirect.rs.
+            let data = n.data.clone();
+            self.on_informational_redirect(sa, now, &data);
+        }
         let mut ours = Vec::new();
         for p in ps {
             let Payload::Delete(d) = p else { continue };

@@ -49,6 +49,10 @@ pub enum ApiError {
     NoSuchChildSa,
     #[error("configuration has no IKE or ESP proposals")]
     NoProposals,
+    /// RFC 5685 §5: the peer did not announce REDIRECT_SUPPORTED, or the
+    /// IKE SA is not established.
+    #[error("the peer cannot be redirected")]
+    CannotRedirect,
 }
 
 /// An IKE_SA_INIT request we answered and our answer, for its
@@ -662,6 +666,7 @@ impl Endpoint {
                 Task::Dpd => {
                     self.send_request(sa, ExchangeType::INFORMATIONAL, &[], Request::Dpd, now)
                 }
+                Task::Redirect(gateway) => self.send_redirect(sa, gateway, now),
                 Task::DeleteIke(reason) => {
                     if sa.state() == State::Established {
                         sa.enter(Stage::Deleting);
@@ -1059,6 +1064,7 @@ impl Endpoint {
                 self.on_ike_rekey_response(sa, now, new_spi, &ni, dh, &ps)
             }
             Request::DeleteChildren | Request::Dpd => {}
+            Request::Redirect => self.on_redirect_answered(sa, now),
             Request::DeleteIke(reason) => {
                 let quiet = sa.goes_quietly();
                 self.remove_sa(sa, (!quiet).then_some(reason));

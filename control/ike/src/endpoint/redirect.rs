@@ -325,3 +325,103 @@ impl Endpoint {
         }
     }
 }
+
+/// RFC 5685 §5: how long a gateway keeps an IKE SA whose client it
+/// redirected, waiting for the client to delete it once it is set up with
+/// the new gateway.
+const REDIRECT_GRACE_MS: u64 = 30_000;
+
+impl Endpoint {
+    /// RFC 5685 §5: sends the client of established IKE SA `id` to
+    /// `gateway` (e.g. to take this gateway down for maintenance) with an
+    /// INFORMATIONAL carrying REDIRECT. The client sets up an IKE SA with
+    /// the new gateway and deletes this one; if it has not after
+    /// `REDIRECT_GRACE_MS`, the IKE SA expires here. Only a client that
+    /// announced REDIRECT_SUPPORTED in its IKE_SA_INIT can be redirected.
+    pub fn redirect_established(
+        &mut self,
+        now: Timestamp,
+        id: IkeSaId,
+        gateway: GatewayIdentity,
+    ) -> Result<(), ApiError> {
+        let sa = self.sas.get(&id.0).ok_or(ApiError::NoSuchIkeSa)?;
+        if !sa.peer_redirect || sa.state() != State::Established {
+            return Err(ApiError::CannotRedirect);
+        }
+        self.with_sa(id.0, now, |ep, sa| {
+            sa.tasks.push_back(Task::Redirect(gateway));
+            ep.kick(sa, now);
+        });
+        Ok(())
+    }
+
+    pub(super) fn send_redirect(
+        &mut self,
+        sa: &mut IkeSa,
+        gateway: GatewayIdentity,
+        now: Timestamp,
+    ) {
+        let Ok(data) = (Redirect {
+            gateway: gateway.clone(),
+            nonce: None,
+        })
+        .encode() else {
+            self.stats.encode_errors += 1;
+            return;
+        };
+        tracing::info!(remote = %sa.remote, to = %gateway, "IKE: redirecting an established client (RFC 5685 §5)");
+        let payloads = [Payload::Notify(Notify::new(NotifyType::REDIRECT, data))];
+        self.send_request(
+            sa,
+            ExchangeType::INFORMATIONAL,
+            &payloads,
+            Request::Redirect,
+            now,
+        );
+    }
+
+    /// The client acknowledged the REDIRECT: it has `REDIRECT_GRACE_MS`
+    /// to delete the IKE SA before it expires here.
+    pub(super) fn on_redirect_answered(&mut self, sa: &mut IkeSa, now: Timestamp) {
+        self.stats.redirects_sent_informational += 1;
+        if let Some(life) = sa.lifetime_mut() {
+            life.rekey_at = None;
+            life.expire_at = life.expire_at.min(now.plus(REDIRECT_GRACE_MS));
+        }
+    }
+
+    /// RFC 5685 §5: the gateway of an IKE SA we initiated sends us
+    /// elsewhere (authenticated: it came inside SK). We answer, start an
+    /// IKE SA with the new gateway and delete this one (quietly: for the
+    /// driver the tunnel moves). Ignored (counted) unless we announced
+    /// support and the SA is established.
+    pub(super) fn on_informational_redirect(
+        &mut self,
+        sa: &mut IkeSa,
+        now: Timestamp,
+        data: &[u8],
+    ) {
+        if !self.config.follow_redirects
+            || !sa.announced_redirect
+            || sa.state() != State::Established
+            || sa.redirected
+        {
+            self.stats.redirect_unsolicited += 1;
+            return;
+        }
+        let r = match Redirect::decode(data, false) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.redirect_malformed += 1;
+                return;
+            }
+        };
+        let Some(to) = self.redirect_destination(sa, now, &r) else {
+            return;
+        };
+        sa.redirected = true;
+        sa.tasks.retain(|t| !matches!(t, Task::DeleteIke(_)));
+        sa.tasks.push_back(Task::DeleteIke(DownReason::Terminated));
+        self.follow_redirect(sa, now, to);
+    }
+}

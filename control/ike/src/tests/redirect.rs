@@ -428,3 +428,78 @@ fn ike_unfollowable_redirects_are_counted() {
         assert_eq!(st.redirects_followed, 0);
     }
 }
+
+/// RFC 5685 §5: a gateway redirects an established client (maintenance);
+/// the client sets up its IKE SA and Child SA with the new gateway and
+/// deletes the old one.
+#[test]
+fn ike_established_client_redirected_by_informational_moves() {
+    let ex = RedirectExchange::IkeSaInit;
+    let mut net = Net::new(
+        vec![
+            client(A, GW1),
+            gateway(GW1, RedirectPolicy::Never, &[], ex),
+            gateway(GW2, RedirectPolicy::Never, &[], ex),
+        ],
+        9,
+    );
+    net.nodes[0].initiate(net.now);
+    assert!(net.run_until(60_000, |n| n.nodes[0].child_sas().len() == 1));
+    let id = net.nodes[1].established_ike_sas()[0];
+    let to = GatewayIdentity::parse("192.0.2.3").unwrap();
+    net.nodes[1].redirect_established(net.now, id, to).unwrap();
+    assert!(
+        net.run_until(60_000, |n| n.nodes[2].child_sas().len() == 1
+            && n.nodes[1].ike_sa_count() == 0
+            && n.nodes[0].ike_sa_count() == 1),
+        "{:?} / {:?}",
+        net.events[0],
+        net.events[1]
+    );
+    let k = &net.nodes[0].child_sas()[0];
+    assert_eq!(k.remote_addr.ip(), addr(GW2).ip());
+    assert_eq!(net.nodes[1].stats().redirects_sent_informational, 1);
+    assert_eq!(net.nodes[0].stats().redirects_followed, 1);
+    let ev = &net.events[0];
+    assert!(ev.iter().any(|e| matches!(e, IkeEvent::Redirected { .. })));
+    assert!(
+        !ev.iter().any(|e| matches!(e, IkeEvent::IkeSaDown { .. })),
+        "{ev:?}"
+    );
+    assert!(net.events[1].iter().any(|e| matches!(
+        e,
+        IkeEvent::IkeSaDown {
+            reason: DownReason::DeletedByPeer,
+            ..
+        }
+    )));
+    // The request to GW2 named GW1.
+    let to_gw2 = net
+        .init_requests(0)
+        .into_iter()
+        .find(|(t, _)| *t == addr(GW2))
+        .unwrap();
+    assert!(to_gw2.1.notify(NotifyType::REDIRECTED_FROM).is_some());
+}
+
+/// A client that did not announce support cannot be redirected once
+/// established; nor can an unknown IKE SA.
+#[test]
+fn ike_established_client_without_support_is_not_redirected() {
+    let mut c = client(A, GW1);
+    c.follow_redirects = false;
+    let ex = RedirectExchange::IkeSaInit;
+    let mut net = Net::new(vec![c, gateway(GW1, RedirectPolicy::Never, &[], ex)], 10);
+    net.nodes[0].initiate(net.now);
+    assert!(net.run_until(60_000, |n| n.nodes[0].child_sas().len() == 1));
+    let id = net.nodes[1].established_ike_sas()[0];
+    let to = GatewayIdentity::parse("192.0.2.3").unwrap();
+    assert_eq!(
+        net.nodes[1].redirect_established(net.now, id, to.clone()),
+        Err(ApiError::CannotRedirect)
+    );
+    assert_eq!(
+        net.nodes[1].redirect_established(net.now, IkeSaId(1), to),
+        Err(ApiError::NoSuchIkeSa)
+    );
+}
