@@ -26,9 +26,10 @@
 #   redirect   RFC 5685: charon (the client, at gwB) connects to espresso
 #              A (gwA), which redirects every client to a second espresso
 #              C in namespaces of its own (see setup_redirect_network) in
-#              IKE_SA_INIT; charon ends up with its IKE SA and Child SA on
-#              C and hostB pings hostC behind C; A counted the redirect and
-#              holds no SA.
+#              IKE_SA_INIT; then, established with A, is sent to C by
+#              `espresso redirect` (an INFORMATIONAL REDIRECT). Each time
+#              charon ends up with its IKE SA and Child SA on C and hostB
+#              pings hostC behind C; A counted the redirect and holds no SA.
 #
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
@@ -637,18 +638,34 @@ EOF
     swan --load-all --file "$DIR/swanctl.conf" >"$DIR/swanctl-load.log" 2>&1 || { cat "$DIR/swanctl-load.log"; fail "swanctl --load-all"; }
 }
 
-# redirect_round EXCHANGE: A redirects in EXCHANGE (ike_sa_init or ike_auth).
+# redirect_round HOW: A redirects in ike_sa_init or ike_auth (by its
+# configuration), or (informational) serves charon and is then told to
+# send its established clients to C (`espresso redirect`, RFC 5685 §5).
 redirect_round() {
-    local ex=$1 counter i sas="" c_up="" out line
-    [ "$ex" = ike_auth ] && counter=redirects_sent_auth || counter=redirects_sent_init
-    say "espresso A redirects in $ex; charon initiates towards A"
-    write_farm_gw gw-a 192.0.2.1 02:00:00:00:b0:02 "  redirect = \"always\"
+    local ex=$1 counter i sas="" c_up="" out line policy
+    case $ex in
+        ike_auth) counter=redirects_sent_auth ;;
+        informational) counter=redirects_sent_informational ;;
+        *) counter=redirects_sent_init ;;
+    esac
+    policy="  redirect = \"always\"
   redirect_to = [\"192.0.2.3\"]
   redirect_in = \"$ex\""
+    [ "$ex" = informational ] && policy=""
+    say "espresso A redirects in $ex; charon initiates towards A"
+    write_farm_gw gw-a 192.0.2.1 02:00:00:00:b0:02 "$policy"
     write_farm_gw gw-c 192.0.2.3 02:00:00:00:b0:03 ""
     start_farm_gw gw-a "$NS_GA"; GW_PID=$FARM_PID
     start_farm_gw gw-c "$NS_GC"; GC_PID=$FARM_PID
     swan --initiate --child net --timeout 20 >"$DIR/initiate.log" 2>&1 || fail "swanctl --initiate: $(tail -2 "$DIR/initiate.log")"
+    if [ "$ex" = informational ]; then
+        if swan --list-sas 2>/dev/null | grep -q "@ 192.0.2.1" && "$BIN" tunnels -c "$DIR/gw-a.toml" | grep -q '^tunnel swan up'; then
+            ok "charon is up with espresso A: $("$BIN" tunnels -c "$DIR/gw-a.toml" | head -1)"
+        else
+            fail "charon did not come up with espresso A: $("$BIN" tunnels -c "$DIR/gw-a.toml" | tr '\n' ' ')"
+        fi
+        out=$("$BIN" redirect -c "$DIR/gw-a.toml" swan 192.0.2.3 2>&1) && ok "espresso redirect swan 192.0.2.3: $out" || fail "espresso redirect: $out"
+    fi
     for i in $(seq 100); do
         sas=$(swan --list-sas 2>/dev/null || true)
         c_up=$("$BIN" tunnels -c "$DIR/gw-c.toml" 2>/dev/null | awk '/^  child .* active/' || true)
@@ -679,7 +696,7 @@ redirect_round() {
     out=$("$BIN" stats -c "$DIR/gw-a.toml")
     if echo "$out" | grep -Eq "^ike\.swan\.$counter [1-9]" && ! echo "$out" | grep -q '^sa\.' &&
         ! "$BIN" tunnels -c "$DIR/gw-a.toml" | grep -q '^  ike'; then
-        ok "espresso A counted the redirect and holds no SA: $(echo "$out" | grep -E "^ike\.swan\.(redirects_sent_init|redirects_sent_auth|ike_sa_established|child_sa_established) " | tr '\n' ' ')"
+        ok "espresso A counted the redirect and holds no SA: $(echo "$out" | grep -E "^ike\.swan\.(redirects_sent_[a-z]+|ike_sa_established|child_sa_established) " | tr '\n' ' ')"
     else
         fail "espresso A: $(echo "$out" | grep -E '^ike\.swan\.redirect|^sa\.' | tr '\n' ' ') $("$BIN" tunnels -c "$DIR/gw-a.toml" | tr '\n' ' ')"
     fi
@@ -696,6 +713,7 @@ scenario_redirect() {
     start_charon
     load_redirect_conn
     redirect_round ike_sa_init
+    redirect_round informational
     # Not `redirect_round ike_auth`: charon 5.9.8 follows a redirect in the
     # IKE_AUTH response ("redirected to 192.0.2.3") and then aborts with
     # "free(): double free detected" while restarting the IKE SA towards

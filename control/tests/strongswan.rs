@@ -50,8 +50,10 @@ fn strongswan_killed_is_noticed_by_dpd() {
 
 /// RFC 5685: espresso A (`redirect = "always"`, `redirect_to` a second
 /// espresso C in namespaces of its own) redirects a strongSwan client in
-/// IKE_SA_INIT; the client ends up with its IKE SA and Child SA on C and
-/// pings a host behind C; A counted the redirect and holds no SA.
+/// IKE_SA_INIT; then, with no redirect policy, serves it and sends it to C
+/// on `espresso redirect` (an INFORMATIONAL REDIRECT). Each time the
+/// client ends up with its IKE SA and Child SA on C and pings a host
+/// behind C; A counted the redirect and holds no SA.
 #[test]
 fn strongswan_client_redirected_to_a_second_espresso() {
     scenario("redirect");
