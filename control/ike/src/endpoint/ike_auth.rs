@@ -49,6 +49,8 @@ impl Endpoint {
             local: sa.local,
             remote: sa.remote,
         });
+        // RFC 5685 §5: the IKE SA it replaces goes (redirect.rs).
+        self.redirect_established_replacement(sa.id, now);
         Some(init)
     }
 

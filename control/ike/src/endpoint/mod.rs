@@ -89,6 +89,9 @@ pub struct Endpoint {
     gateway_load: Option<usize>,
     /// RFC 5685: redirects followed recently, as initiator.
     redirect_bound: crate::redirect::RedirectBound,
+    /// RFC 5685 §5: (new, old) IKE SAs: `old`, whose gateway redirected
+    /// us, is deleted once `new` is established.
+    redirect_replaced: Vec<(IkeSaId, IkeSaId)>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -171,6 +174,7 @@ impl Endpoint {
             redirect_turn: 0,
             gateway_load: None,
             redirect_bound: Default::default(),
+            redirect_replaced: Vec::new(),
         })
     }
 

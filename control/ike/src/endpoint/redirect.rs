@@ -285,7 +285,7 @@ impl Endpoint {
 
     /// Starts a new IKE SA towards `to` with REDIRECTED_FROM naming the
     /// gateway of `sa`, which goes quietly (at once if it never got keys).
-    fn follow_redirect(&mut self, sa: &mut IkeSa, now: Timestamp, to: SocketAddr) {
+    fn follow_redirect(&mut self, sa: &mut IkeSa, now: Timestamp, to: SocketAddr) -> IkeSaId {
         let from = sa.remote;
         if !sa.redirected {
             sa.redirected = true;
@@ -300,6 +300,27 @@ impl Endpoint {
             new,
             from,
             to,
+        });
+        new
+    }
+
+    /// IKE SA `id` is established: if it replaces one whose gateway
+    /// redirected us (§5), that one is deleted now, make before break: its
+    /// Child SAs carried the traffic until the new ones were up.
+    pub(super) fn redirect_established_replacement(&mut self, id: IkeSaId, now: Timestamp) {
+        let Some(pos) = self
+            .redirect_replaced
+            .iter()
+            .position(|(new, _)| *new == id)
+        else {
+            return;
+        };
+        let (_, old) = self.redirect_replaced.swap_remove(pos);
+        self.with_sa(old.0, now, |ep, o| {
+            if o.state() == State::Established {
+                o.tasks.push_back(Task::DeleteIke(DownReason::Terminated));
+                ep.kick(o, now);
+            }
         });
     }
 
@@ -393,8 +414,8 @@ impl Endpoint {
     /// RFC 5685 §5: the gateway of an IKE SA we initiated sends us
     /// elsewhere (authenticated: it came inside SK). We answer, start an
     /// IKE SA with the new gateway and delete this one (quietly: for the
-    /// driver the tunnel moves). Ignored (counted) unless we announced
-    /// support and the SA is established.
+    /// driver the tunnel moves) once the new one is up. Ignored (counted)
+    /// unless we announced support and the SA is established.
     pub(super) fn on_informational_redirect(
         &mut self,
         sa: &mut IkeSa,
@@ -419,9 +440,13 @@ impl Endpoint {
         let Some(to) = self.redirect_destination(sa, now, &r) else {
             return;
         };
+        // Kept until the new IKE SA is up (make before break); if that
+        // fails, the gateway drops it after its grace period and DPD
+        // ends it here, quietly: the driver saw the tunnel move.
         sa.redirected = true;
-        sa.tasks.retain(|t| !matches!(t, Task::DeleteIke(_)));
-        sa.tasks.push_back(Task::DeleteIke(DownReason::Terminated));
-        self.follow_redirect(sa, now, to);
+        let new = self.follow_redirect(sa, now, to);
+        self.redirect_replaced
+            .retain(|(_, old)| self.sas.contains_key(&old.0));
+        self.redirect_replaced.push((new, sa.id));
     }
 }

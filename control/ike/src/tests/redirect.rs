@@ -431,7 +431,7 @@ fn ike_unfollowable_redirects_are_counted() {
 
 /// RFC 5685 §5: a gateway redirects an established client (maintenance);
 /// the client sets up its IKE SA and Child SA with the new gateway and
-/// deletes the old one.
+/// then deletes the old one (make before break).
 #[test]
 fn ike_established_client_redirected_by_informational_moves() {
     let ex = RedirectExchange::IkeSaInit;
@@ -465,6 +465,18 @@ fn ike_established_client_redirected_by_informational_moves() {
     assert!(
         !ev.iter().any(|e| matches!(e, IkeEvent::IkeSaDown { .. })),
         "{ev:?}"
+    );
+    let up = ev
+        .iter()
+        .rposition(|e| matches!(e, IkeEvent::ChildSaUp(k) if k.remote_addr.ip() == addr(GW2).ip()))
+        .unwrap();
+    let gone = ev
+        .iter()
+        .position(|e| matches!(e, IkeEvent::ChildSaDeleted { .. }))
+        .unwrap();
+    assert!(
+        up < gone,
+        "the old Child SA went before the new one was up: {ev:?}"
     );
     assert!(net.events[1].iter().any(|e| matches!(
         e,
