@@ -45,6 +45,7 @@ pub const COMMANDS: &[&str] = &[
     "terminate",
     "subscribe",
     "log",
+    "redirect",
 ];
 
 /// Why a request failed.
@@ -137,6 +138,9 @@ pub enum Command {
     Stats,
     /// Rekey the Child SAs of an IKE tunnel now.
     Rekey { tunnel: String },
+    /// RFC 5685 §5: send the established clients of an IKE tunnel to
+    /// another gateway (an IP address or host name).
+    Redirect { tunnel: String, gateway: String },
     /// Re-read the configuration file and apply every change.
     Reload,
     /// Add or update one tunnel from the configuration file.
@@ -232,6 +236,13 @@ struct NoArgs {}
 #[serde(deny_unknown_fields)]
 struct TunnelArg {
     tunnel: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedirectArgs {
+    tunnel: String,
+    gateway: String,
 }
 
 #[derive(Deserialize)]
@@ -342,6 +353,13 @@ pub fn parse_request(line: &[u8]) -> Result<Envelope, Rejected> {
         "rekey" => {
             let a: TunnelArg = serde_json::from_value(args.clone()).map_err(bad_args)?;
             Command::Rekey { tunnel: a.tunnel }
+        }
+        "redirect" => {
+            let a: RedirectArgs = serde_json::from_value(args.clone()).map_err(bad_args)?;
+            Command::Redirect {
+                tunnel: a.tunnel,
+                gateway: a.gateway,
+            }
         }
         "load" | "unload" | "initiate" | "terminate" => {
             let a: TunnelArg = serde_json::from_value(args.clone()).map_err(bad_args)?;
@@ -938,6 +956,30 @@ mod tests {
         parse_request(line.as_bytes()).expect_err(line)
     }
 
+    /// RFC 5685 §5: `redirect` names the tunnel and the gateway, both
+    /// required, nothing else.
+    #[test]
+    fn redirect_takes_a_tunnel_and_a_gateway() {
+        let e = parse_request(
+            br#"{"v":1,"id":1,"cmd":"redirect","args":{"tunnel":"t","gateway":"192.0.2.3"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e.command,
+            Command::Redirect {
+                tunnel: "t".into(),
+                gateway: "192.0.2.3".into()
+            }
+        );
+        for args in [
+            r#"{"tunnel":"t"}"#,
+            r#"{"tunnel":"t","gateway":"g","now":1}"#,
+        ] {
+            let line = format!(r#"{{"v":1,"id":1,"cmd":"redirect","args":{args}}}"#);
+            assert!(parse_request(line.as_bytes()).is_err(), "{line}");
+        }
+    }
+
     #[test]
     fn requests_parse_with_their_arguments() {
         let e = parse_request(br#"{"v":1,"id":"a","cmd":"rekey","args":{"tunnel":"t1"}}"#).unwrap();
@@ -960,10 +1002,12 @@ mod tests {
                 filter: Some("debug".into())
             }
         );
-        for c in COMMANDS
-            .iter()
-            .filter(|c| !matches!(**c, "rekey" | "load" | "unload" | "initiate" | "terminate"))
-        {
+        for c in COMMANDS.iter().filter(|c| {
+            !matches!(
+                **c,
+                "rekey" | "load" | "unload" | "initiate" | "terminate" | "redirect"
+            )
+        }) {
             let line = format!(r#"{{"v":1,"id":7,"cmd":"{c}","args":{{}}}}"#);
             assert!(parse_request(line.as_bytes()).is_ok(), "{c}");
         }

@@ -123,6 +123,17 @@ pub enum Command {
         /// The tunnel's name.
         tunnel: String,
     },
+    /// Send the established clients of an IKE tunnel to another gateway
+    /// (RFC 5685 redirect, e.g. before maintenance); clients that did not
+    /// announce REDIRECT_SUPPORTED stay.
+    Redirect {
+        #[command(flatten)]
+        c: ConfigAfter,
+        /// The tunnel's name.
+        tunnel: String,
+        /// The gateway: an IP address or a host name.
+        gateway: String,
+    },
     /// Make a running gateway re-read its configuration file and apply SA
     /// and policy changes without stopping traffic (as SIGHUP does).
     Reload {

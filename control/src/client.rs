@@ -45,6 +45,11 @@ pub fn run(cli: &Cli) -> Option<Result<(), String>> {
         Command::Neighbours { c } => (c, "neighbours", json!({})),
         Command::Stats { c } => (c, "stats", json!({})),
         Command::Rekey { c, tunnel } => (c, "rekey", json!({ "tunnel": tunnel })),
+        Command::Redirect { c, tunnel, gateway } => (
+            c,
+            "redirect",
+            json!({ "tunnel": tunnel, "gateway": gateway }),
+        ),
         Command::Reload { c } => (c, "reload", json!({})),
         Command::Load { c, tunnel } => (c, "load", json!({ "tunnel": tunnel })),
         Command::Unload { c, tunnel } => (c, "unload", json!({ "tunnel": tunnel })),
@@ -207,7 +212,7 @@ pub fn text(cmd: &str, result: &Value) -> Result<String, String> {
                 s.push_str(&format!("{k} {l}\n"));
             }
         }
-        "rekey" | "reload" | "load" | "unload" | "initiate" | "terminate" => {
+        "rekey" | "reload" | "load" | "unload" | "initiate" | "terminate" | "redirect" => {
             let v: MessageView = typed(result)?;
             s = format!("{}\n", v.message);
         }

@@ -653,6 +653,7 @@ impl Control {
                 api::to_result(&view)
             }
             Command::Rekey { tunnel } => self.rekey(&tunnel),
+            Command::Redirect { tunnel, gateway } => self.redirect(&tunnel, &gateway),
             Command::Reload => self.reload_and_report("socket"),
             Command::Load { tunnel } => {
                 let r = self.load_tunnel(&tunnel);
@@ -732,6 +733,26 @@ impl Control {
             Some(_) => {}
         }
         let r = self.ike.rekey(Instant::now(), tunnel);
+        self.apply_ike();
+        match r {
+            Ok(message) => Ok(serde_json::json!({ "message": message.trim_end() })),
+            Err(e) => Err(ApiError::failed(e)),
+        }
+    }
+
+    /// RFC 5685 §5 (`redirect`): the tunnel's established clients go to
+    /// `gateway`.
+    fn redirect(&mut self, tunnel: &str, gateway: &str) -> Answer {
+        match self.config.tunnels.iter().find(|t| t.name == tunnel) {
+            None => return Err(ApiError::not_found(format!("no tunnel {tunnel:?}"))),
+            Some(t) if t.ike.is_none() => {
+                return Err(ApiError::failed(format!(
+                    "tunnel {tunnel} is manually keyed: it has no IKE peer to redirect"
+                )))
+            }
+            Some(_) => {}
+        }
+        let r = self.ike.redirect(Instant::now(), tunnel, gateway);
         self.apply_ike();
         match r {
             Ok(message) => Ok(serde_json::json!({ "message": message.trim_end() })),

@@ -640,6 +640,8 @@ pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
     };
     c.fragmentation.enabled = ic.fragmentation;
     c.fragmentation.size = ic.fragment_size;
+    c.redirect = ic.redirect.clone();
+    c.follow_redirects = ic.follow_redirects;
     Ok(c)
 }
 
@@ -1262,10 +1264,22 @@ impl IkeDriver {
         };
         self.stats.rx_packets += 1;
         let at = self.engine_time(now);
+        self.update_redirect_load(pos);
         self.tunnels[pos]
             .endpoint
             .handle_datagram(at, local, remote, msg);
         self.pump(now);
+    }
+
+    /// RFC 5685 `redirect = "load"`: tells tunnel `pos`'s engine how many
+    /// IKE SAs the whole gateway holds, summed over the engines only when
+    /// its policy needs it.
+    fn update_redirect_load(&mut self, pos: usize) {
+        if !self.tunnels[pos].endpoint.config().redirect.wants_load() {
+            return;
+        }
+        let load = self.tunnels.iter().map(|t| t.endpoint.load_count()).sum();
+        self.tunnels[pos].endpoint.set_gateway_load(load);
     }
 
     /// The tunnel a new IKE_SA_INIT request goes to: the one whose
@@ -1404,6 +1418,37 @@ impl IkeDriver {
         tracing::info!(tunnel = %name, children = ids.len(), "IKE: Child SA rekey requested");
         self.pump(now);
         Ok(format!("rekeying {} Child SA(s) of {name}\n", ids.len()))
+    }
+
+    /// RFC 5685 §5 (socket command `redirect`): sends the clients of
+    /// tunnel `name`'s established IKE SAs to `gateway`; those that did
+    /// not announce REDIRECT_SUPPORTED stay.
+    pub fn redirect(&mut self, now: Instant, name: &str, gateway: &str) -> Result<String, String> {
+        let g = ike::message::GatewayIdentity::parse(gateway)
+            .ok_or_else(|| format!("{gateway:?} is neither an IP address nor a host name"))?;
+        let ti = self
+            .find(name)
+            .ok_or_else(|| format!("no IKE tunnel {name:?}"))?;
+        if g == ike::message::GatewayIdentity::Ip(self.tunnels[ti].tunnel.endpoints.local) {
+            return Err(format!("{gateway} is tunnel {name}'s own address"));
+        }
+        let at = self.engine_time(now);
+        let e = &mut self.tunnels[ti].endpoint;
+        let (mut sent, mut refused) = (0, 0);
+        for id in e.established_ike_sas() {
+            match e.redirect_established(at, id, g.clone()) {
+                Ok(()) => sent += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        if sent + refused == 0 {
+            return Err(format!("tunnel {name} has no established IKE SA"));
+        }
+        tracing::info!(tunnel = %name, to = %g, sent, refused, "IKE: redirecting established clients (RFC 5685)");
+        self.pump(now);
+        Ok(format!(
+            "redirecting {sent} client(s) of {name} to {g}; {refused} did not announce REDIRECT_SUPPORTED\n"
+        ))
     }
 
     /// Drains every engine's datagrams and events.
@@ -1643,6 +1688,18 @@ impl IkeDriver {
             }
             IkeEvent::ChildSaFailed { notify, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, ?notify, "IKE: Child SA not established");
+            }
+            IkeEvent::Redirected { old, from, to, .. } => {
+                // RFC 5685: the attempt goes on with the new gateway; the
+                // tunnel is connecting (an established IKE SA that was
+                // redirected goes quietly), and its Child SAs will name
+                // the new gateway's address as their outer destination.
+                let t = &mut self.tunnels[ti];
+                if t.ike.as_ref().is_some_and(|i| i.id == old) {
+                    t.ike = None;
+                    t.state = LinkState::Connecting;
+                }
+                tracing::info!(tunnel = %t.tunnel.name, %from, %to, "IKE: redirected by the gateway (RFC 5685); IKE_SA_INIT to the new one");
             }
             IkeEvent::PeerUnresponsive { remote, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, %remote, "IKE: peer not answering; resolving its next hop afresh before giving up");
@@ -1992,6 +2049,20 @@ impl IkeDriver {
                         ("fragments_received", e.fragments.fragments_received),
                         ("reassembled_messages", e.fragments.messages_reassembled),
                         ("reassembly_restarts", e.fragments.restarted),
+                        // RFC 5685 redirect.
+                        ("redirects_sent_init", e.redirects_sent_init),
+                        ("redirects_sent_auth", e.redirects_sent_auth),
+                        (
+                            "redirects_sent_informational",
+                            e.redirects_sent_informational,
+                        ),
+                        ("redirect_not_supported", e.redirect_not_supported),
+                        ("redirects_followed", e.redirects_followed),
+                        ("redirect_malformed", e.redirect_malformed),
+                        ("redirect_nonce_mismatch", e.redirect_nonce_mismatch),
+                        ("redirect_unsolicited", e.redirect_unsolicited),
+                        ("redirect_loop_refused", e.redirect_loop_refused),
+                        ("redirect_unresolved", e.redirect_unresolved),
                     ]),
                 }
             })
@@ -2221,6 +2292,110 @@ remote_addrs = "{peer}"
         assert!(!b.tunnels[0].children[&old.id.0].rekeyed);
         let spi = Spi::new(old.inbound_spi).unwrap();
         assert!(b.handle_sa_event(t0(), EngineEvent::Inbound(spi, SaEvent::SoftLifetime)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Delivers what each of `ds` (at `addrs`) sends to the one whose
+    /// address it is for, until nothing moves.
+    fn route(ds: &mut [IkeDriver], addrs: &[IpAddr]) {
+        for _ in 0..20 {
+            let mut moved = false;
+            for i in 0..ds.len() {
+                for act in ds[i].take_actions() {
+                    let IkeAction::Transmit(p) = act else {
+                        continue;
+                    };
+                    let (_, dst, _) = parse_udp(&p).unwrap();
+                    if let Some(j) = addrs.iter().position(|a| *a == dst.ip()) {
+                        moved = true;
+                        ds[j].handle_punt(t0(), &p);
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// A client configured for gateway A (192.0.2.2) and gateways A and C
+    /// (192.0.2.3, the same identity and network), A's `[tunnel.ike]`
+    /// with `a_extra`.
+    fn farm(dir: &Path, a_extra: &str) -> ([IkeDriver; 3], [IpAddr; 3]) {
+        let client = gateway('a', "initiate", &dir.join("c"));
+        let a_text = gateway_text('b', "listen", &dir.join("a")).replace(
+            "force_encap = true",
+            &format!("force_encap = true\n{a_extra}"),
+        );
+        let b_text = gateway_text('b', "listen", &dir.join("b")).replace("192.0.2.2", "192.0.2.3");
+        let gw_a = GatewayConfig::from_str(&a_text, "a.toml").unwrap();
+        let gw_b = GatewayConfig::from_str(&b_text, "b.toml").unwrap();
+        let ds = [driver(&client, 41), driver(&gw_a, 42), driver(&gw_b, 43)];
+        let addrs = ["192.0.2.1", "192.0.2.2", "192.0.2.3"].map(|a| a.parse().unwrap());
+        (ds, addrs)
+    }
+
+    /// The client is up with C: its IKE SA and its Child SA's outer
+    /// destination are C's.
+    fn assert_on_c(ds: &[IkeDriver; 3], addrs: &[IpAddr; 3]) {
+        let views = ds[0].tunnel_views(t0());
+        assert_eq!(views[0].state, "up", "{}", tunnels_text(&ds[0]));
+        let ike_sa = views[0].ike_sa.as_ref().unwrap();
+        assert_eq!(ike_sa.remote.split(':').next(), Some("192.0.2.3"));
+        let w = ds[0].sas();
+        let out = w.tunnel(0).and_then(|s| s.outbound.clone()).unwrap();
+        assert_eq!(out.config.endpoints.remote, addrs[2]);
+        assert_eq!(ds[2].tunnel_views(t0())[0].state, "up");
+        assert_ne!(ds[1].tunnel_views(t0())[0].state, "up");
+        assert!(ds[0].stats_lines().contains("ike.t.redirects_followed 1\n"));
+    }
+
+    /// RFC 5685 through the drivers: A redirects every client to C in
+    /// IKE_SA_INIT; the client comes up with C.
+    #[test]
+    fn a_client_redirected_by_one_gateway_comes_up_on_the_other() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikeredir-{}", std::process::id()));
+        let (mut ds, addrs) = farm(
+            &dir,
+            "  redirect = \"always\"\n  redirect_to = [\"192.0.2.3\"]",
+        );
+        ds[0].start(t0());
+        route(&mut ds, &addrs);
+        assert_on_c(&ds, &addrs);
+        assert!(ds[1]
+            .stats_lines()
+            .contains("ike.t.redirects_sent_init 1\n"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// RFC 5685 §5 (`espresso redirect`): the client is up with A, which
+    /// then sends it to C; it moves, and A's IKE SA is deleted.
+    #[test]
+    fn an_established_client_is_redirected_on_request() {
+        let dir = std::env::temp_dir().join(format!("espresso-ikeredir5-{}", std::process::id()));
+        let (mut ds, addrs) = farm(&dir, "");
+        ds[0].start(t0());
+        route(&mut ds, &addrs);
+        assert_eq!(ds[1].tunnel_views(t0())[0].state, "up");
+        assert!(
+            ds[1].redirect(t0(), "t", "192.0.2.2").is_err(),
+            "its own address"
+        );
+        assert!(ds[1].redirect(t0(), "nope", "192.0.2.3").is_err());
+        let msg = ds[1].redirect(t0(), "t", "192.0.2.3").unwrap();
+        assert!(
+            msg.starts_with("redirecting 1 client(s) of t to 192.0.2.3"),
+            "{msg}"
+        );
+        route(&mut ds, &addrs);
+        assert_on_c(&ds, &addrs);
+        assert!(ds[1]
+            .stats_lines()
+            .contains("ike.t.redirects_sent_informational 1\n"));
+        assert!(
+            ds[1].redirect(t0(), "t", "192.0.2.3").is_err(),
+            "no client left"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -325,6 +325,14 @@ fn ike_fields(a: &IkeConfig, b: &IkeConfig, fields: &mut Vec<&'static str>) -> b
         "ike.fragment_size",
         false,
     );
+    // RFC 5685: decided per new client, so a reload can start or stop
+    // draining a gateway without touching the SAs up now.
+    note(a.redirect != b.redirect, "ike.redirect", false);
+    note(
+        a.follow_redirects != b.follow_redirects,
+        "ike.follow_redirects",
+        false,
+    );
     again
 }
 

@@ -58,3 +58,14 @@ fn strongswan_killed_is_noticed_by_dpd() {
 fn strongswan_fragmented_ike_auth_both_roles() {
     scenario("fragments");
 }
+
+/// RFC 5685: espresso A (`redirect = "always"`, `redirect_to` a second
+/// espresso C in namespaces of its own) redirects a strongSwan client in
+/// IKE_SA_INIT; then, with no redirect policy, serves it and sends it to C
+/// on `espresso redirect` (an INFORMATIONAL REDIRECT). Each time the
+/// client ends up with its IKE SA and Child SA on C and pings a host
+/// behind C; A counted the redirect and holds no SA.
+#[test]
+fn strongswan_client_redirected_to_a_second_espresso() {
+    scenario("redirect");
+}

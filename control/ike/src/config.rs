@@ -352,6 +352,11 @@ pub struct Config {
     pub limits: Limits,
     /// IKE fragmentation (RFC 7383).
     pub fragmentation: crate::fragment::Fragmentation,
+    /// RFC 5685: whether and where this responder redirects new clients.
+    pub redirect: crate::redirect::RedirectConfig,
+    /// RFC 5685: as initiator, announce REDIRECT_SUPPORTED and follow a
+    /// gateway's redirect.
+    pub follow_redirects: bool,
 }
 
 impl Config {
@@ -394,6 +399,8 @@ impl Config {
             cookie_secret_lifetime_ms: Self::DEFAULT_COOKIE_SECRET_LIFETIME_MS,
             limits: Limits::default(),
             fragmentation: Default::default(),
+            redirect: Default::default(),
+            follow_redirects: true,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fragment;
 pub mod message;
 pub mod negotiate;
+pub mod redirect;
 pub mod sa;
 pub mod sim;
 
@@ -22,6 +23,7 @@ pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint};
 pub use error::{IkeError, ProtocolError, ProtocolErrorCounts};
 pub use fragment::{FragmentRefusal, FragmentRefusalCounts, FragmentStats, Fragmentation};
+pub use redirect::{RedirectConfig, RedirectExchange, RedirectPolicy};
 pub use sa::{
     ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, IkeSaSecrets, Stats, Timestamp,
     Transmit, UdpEncap,

@@ -126,6 +126,14 @@ pub enum IkeEvent {
         ike: IkeSaId,
         notify: NotifyType,
     },
+    /// RFC 5685: the gateway redirected us. IKE SA `old` (towards `from`)
+    /// is gone quietly, `new` is the IKE_SA_INIT sent to `to`.
+    Redirected {
+        old: IkeSaId,
+        new: IkeSaId,
+        from: SocketAddr,
+        to: SocketAddr,
+    },
     /// A request went unanswered through every retransmission: resolve
     /// the link-layer next hop towards `remote` afresh; the request gets
     /// one more round before the peer is declared dead.
@@ -234,6 +242,35 @@ pub struct Stats {
     /// Messages not sent because a length or count would not fit its wire
     /// field (more than 255 traffic selectors, a payload over 64 KiB).
     pub encode_errors: u64,
+    /// RFC 5685 (redirect), as responder: IKE_SA_INIT requests answered
+    /// with REDIRECT (no state kept, §4.3).
+    pub redirects_sent_init: u64,
+    /// RFC 5685 §6: authenticated clients sent REDIRECT in the IKE_AUTH
+    /// response (their IKE SA then deleted).
+    pub redirects_sent_auth: u64,
+    /// RFC 5685 §5: established clients redirected with an INFORMATIONAL
+    /// (acknowledged).
+    pub redirects_sent_informational: u64,
+    /// Clients the redirect policy would have sent elsewhere but that did
+    /// not announce REDIRECT_SUPPORTED: served here.
+    pub redirect_not_supported: u64,
+    /// As initiator: redirects followed to another gateway.
+    pub redirects_followed: u64,
+    /// REDIRECT or REDIRECTED_FROM data refused (identity type or length,
+    /// not a host name, nonce echo length, trailing bytes).
+    pub redirect_malformed: u64,
+    /// REDIRECTs in IKE_SA_INIT responses whose nonce echo was not our Ni
+    /// (§4.3: ignored, as anyone on the path could send them).
+    pub redirect_nonce_mismatch: u64,
+    /// REDIRECTs not asked for (we did not announce support) or where the
+    /// exchange cannot carry one: ignored.
+    pub redirect_unsolicited: u64,
+    /// REDIRECTs refused: more than the bound within its period (two
+    /// gateways redirecting to each other), or to our own address.
+    pub redirect_loop_refused: u64,
+    /// REDIRECTs naming a gateway by FQDN: the engine has no resolver, so
+    /// they are not followed.
+    pub redirect_unresolved: u64,
     /// Requests refused for breaking a protocol rule, by rule (some are
     /// also counted above, e.g. in `bad_nonce`).
     pub protocol_errors: crate::error::ProtocolErrorCounts,
@@ -385,6 +422,8 @@ pub(crate) enum Task {
     DeleteRefused(u32),
     DeleteIke(DownReason),
     Dpd,
+    /// RFC 5685 §5: send the peer (a client) to this gateway.
+    Redirect(super::message::GatewayIdentity),
 }
 
 /// The request in flight and what to do with its response.
@@ -411,6 +450,8 @@ pub(crate) enum Request {
     DeleteChildren,
     DeleteIke(DownReason),
     Dpd,
+    /// RFC 5685 §5: an INFORMATIONAL with REDIRECT.
+    Redirect,
 }
 
 impl Request {
@@ -421,7 +462,7 @@ impl Request {
             Request::Init => ExchangeType::IKE_SA_INIT,
             Request::Auth { .. } => ExchangeType::IKE_AUTH,
             Request::RekeyChild { .. } | Request::RekeyIke { .. } => ExchangeType::CREATE_CHILD_SA,
-            Request::DeleteChildren | Request::DeleteIke(_) | Request::Dpd => {
+            Request::DeleteChildren | Request::DeleteIke(_) | Request::Dpd | Request::Redirect => {
                 ExchangeType::INFORMATIONAL
             }
         }
@@ -497,6 +538,18 @@ pub(crate) struct IkeSa {
     /// Responders only: (SPIi, peer address) of the IKE_SA_INIT that made
     /// this SA, its key in the retransmission index.
     pub init_key: Option<(u64, SocketAddr)>,
+    /// RFC 5685 (see `endpoint/redirect.rs`): the peer announced
+    /// REDIRECT_SUPPORTED or REDIRECTED_FROM in its IKE_SA_INIT.
+    pub peer_redirect: bool,
+    /// RFC 5685: the gateway that redirected the initiator: ours as
+    /// initiator (sent in REDIRECTED_FROM), the peer's as responder.
+    pub redirected_from: Option<super::message::GatewayIdentity>,
+    /// RFC 5685: we initiated it announcing REDIRECT_SUPPORTED (or
+    /// REDIRECTED_FROM), so the peer may redirect us (§5).
+    pub announced_redirect: bool,
+    /// RFC 5685 §6: redirected after IKE_AUTH; the SA only lingers for
+    /// the Delete exchange and goes quietly (no `IkeSaDown`).
+    pub redirected: bool,
 }
 
 impl IkeSa {
@@ -531,6 +584,10 @@ impl IkeSa {
             reresolved_at: None,
             removed: false,
             init_key: None,
+            peer_redirect: false,
+            redirected_from: None,
+            announced_redirect: false,
+            redirected: false,
         }
     }
 
@@ -545,6 +602,12 @@ impl IkeSa {
                 Stage::Deleting => State::Deleting,
             },
         }
+    }
+
+    /// Whether its removal is no news for the driver: a rekeyed SA (its
+    /// successor carries on) or one redirected elsewhere (RFC 5685 §6).
+    pub fn goes_quietly(&self) -> bool {
+        self.state() == State::Rekeyed || self.redirected
     }
 
     /// Whether the peer has authenticated (§2.15).

@@ -454,6 +454,12 @@ pub struct IkeConfig {
     /// fragmented, IP and UDP headers included (strongSwan's
     /// `charon.fragment_size`).
     pub fragment_size: u16,
+    /// RFC 5685 as responder (`redirect`, `redirect_to`, `redirect_above`,
+    /// `redirect_in`): whether and where new clients are sent elsewhere.
+    pub redirect: crate::ike::RedirectConfig,
+    /// RFC 5685 as initiator: announce REDIRECT_SUPPORTED and follow a
+    /// gateway's redirect (`follow_redirects`, default true).
+    pub follow_redirects: bool,
 }
 
 impl IkeConfig {
@@ -482,6 +488,8 @@ impl IkeConfig {
     /// `espresso_ike::Fragmentation`).
     pub const DEFAULT_FRAGMENT_SIZE: u16 = crate::ike::Fragmentation::DEFAULT_SIZE;
     pub const MIN_FRAGMENT_SIZE: u16 = crate::ike::Fragmentation::MIN_SIZE;
+    /// Most gateways in `redirect_to`.
+    pub const MAX_REDIRECT_TARGETS: usize = 64;
 }
 
 /// `[[tunnel]]`.

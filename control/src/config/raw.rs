@@ -125,6 +125,21 @@ pub(super) enum RawStartAction {
     Listen,
 }
 
+/// `redirect` (RFC 5685).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RawRedirect {
+    Never,
+    Always,
+    Load,
+}
+
+/// `redirect_in` (RFC 5685 §4.3 or §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RawRedirectIn {
+    IkeSaInit,
+    IkeAuth,
+}
+
 #[derive(Debug)]
 pub(super) struct RawUdpEncapPorts {
     pub src_port: Option<u16>,
@@ -223,6 +238,11 @@ pub(super) struct RawIke {
     pub max_child_sas: Option<u64>,
     pub fragmentation: Option<bool>,
     pub fragment_size: Option<u64>,
+    pub redirect: Option<RawRedirect>,
+    pub redirect_to: Option<Vec<String>>,
+    pub redirect_above: Option<u64>,
+    pub redirect_in: Option<RawRedirectIn>,
+    pub follow_redirects: Option<bool>,
 }
 
 // ------------------------------------------------------------------ reading
@@ -600,6 +620,21 @@ fn read_ike(t: Tbl) -> Option<RawIke> {
         max_child_sas: t.opt_int("max_child_sas", U64),
         fragmentation: t.opt_bool("fragmentation"),
         fragment_size: t.opt_int("fragment_size", U64),
+        redirect: word(
+            &t,
+            "redirect",
+            &["never", "always", "load"],
+            &[RawRedirect::Never, RawRedirect::Always, RawRedirect::Load],
+        ),
+        redirect_to: t.opt_str_list("redirect_to"),
+        redirect_above: t.opt_int("redirect_above", U64),
+        redirect_in: word(
+            &t,
+            "redirect_in",
+            &["ike_sa_init", "ike_auth"],
+            &[RawRedirectIn::IkeSaInit, RawRedirectIn::IkeAuth],
+        ),
+        follow_redirects: t.opt_bool("follow_redirects"),
     };
     t.finish();
     Some(r)

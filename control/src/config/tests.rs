@@ -1658,3 +1658,90 @@ fn metrics_listen_is_an_address_and_off_by_default() {
     );
     assert_invalid(&metrics("port = 9469"), "metrics.port", "unknown field");
 }
+
+#[test]
+fn ike_redirect_defaults_and_values() {
+    use crate::ike::message::GatewayIdentity;
+    use crate::ike::{RedirectExchange, RedirectPolicy};
+    let c = parse(&with_ike("")).unwrap();
+    let ike = c.tunnels[0].ike.as_ref().unwrap();
+    assert_eq!(ike.redirect.policy, RedirectPolicy::Never);
+    assert!(ike.redirect.targets.is_empty());
+    assert!(ike.follow_redirects);
+    let c = parse(&with_ike(
+        "  redirect = \"load\"\n  redirect_above = 500\n  redirect_to = [\"192.0.2.9\", \"2001:db8::9\", \"GW3.example.\"]\n  redirect_in = \"ike_auth\"\n  follow_redirects = false",
+    ))
+    .unwrap();
+    let ike = c.tunnels[0].ike.as_ref().unwrap();
+    assert_eq!(ike.redirect.policy, RedirectPolicy::Load { above: 500 });
+    assert_eq!(ike.redirect.exchange, RedirectExchange::IkeAuth);
+    assert_eq!(
+        ike.redirect.targets,
+        vec![
+            GatewayIdentity::Ip("192.0.2.9".parse().unwrap()),
+            GatewayIdentity::Ip("2001:db8::9".parse().unwrap()),
+            GatewayIdentity::Fqdn("gw3.example".into()),
+        ]
+    );
+    assert!(!ike.follow_redirects);
+    let c = parse(&with_ike(
+        "  redirect = \"always\"\n  redirect_to = [\"192.0.2.9\"]",
+    ))
+    .unwrap();
+    let ike = c.tunnels[0].ike.as_ref().unwrap();
+    assert_eq!(ike.redirect.policy, RedirectPolicy::Always);
+    assert_eq!(ike.redirect.exchange, RedirectExchange::IkeSaInit);
+}
+
+#[test]
+fn ike_redirect_mistakes_are_refused() {
+    let f = "tunnel[0].ike.";
+    for (lines, field, words) in [
+        ("  redirect = \"always\"", "redirect_to", "missing"),
+        (
+            "  redirect = \"load\"\n  redirect_to = [\"192.0.2.9\"]",
+            "redirect_above",
+            "missing",
+        ),
+        (
+            "  redirect = \"load\"\n  redirect_above = 0\n  redirect_to = [\"192.0.2.9\"]",
+            "redirect_above",
+            "at least 1",
+        ),
+        (
+            "  redirect = \"always\"\n  redirect_above = 5\n  redirect_to = [\"192.0.2.9\"]",
+            "redirect_above",
+            "only",
+        ),
+        (
+            "  redirect = \"always\"\n  redirect_to = [\"not a host!\"]",
+            "redirect_to",
+            "neither",
+        ),
+        (
+            "  redirect = \"always\"\n  redirect_to = [\"192.0.2.1\"]",
+            "redirect_to",
+            "own local address",
+        ),
+        (
+            "  redirect = \"always\"\n  redirect_to = [\"192.0.2.9\", \"192.0.2.9\"]",
+            "redirect_to",
+            "twice",
+        ),
+        ("  redirect = \"sometimes\"", "redirect", "always"),
+        ("  redirect_in = \"later\"", "redirect_in", "ike_auth"),
+    ] {
+        assert_invalid(&with_ike(lines), &format!("{f}{field}"), words);
+    }
+    let many: Vec<String> = (0..=IkeConfig::MAX_REDIRECT_TARGETS)
+        .map(|i| format!("\"198.51.100.{i}\""))
+        .collect();
+    assert_invalid(
+        &with_ike(&format!(
+            "  redirect = \"always\"\n  redirect_to = [{}]",
+            many.join(", ")
+        )),
+        "tunnel[0].ike.redirect_to",
+        "at most",
+    );
+}

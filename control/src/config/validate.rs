@@ -2091,6 +2091,12 @@ fn ike(
         IkeConfig::MIN_FRAGMENT_SIZE.into(),
         u16::MAX.into(),
     )? as u16;
+    let redirect = ike_redirect(
+        cx,
+        p,
+        (r.redirect, r.redirect_to, r.redirect_above, r.redirect_in),
+        endpoints,
+    )?;
     Ok(IkeConfig {
         local_id,
         remote_id,
@@ -2111,6 +2117,93 @@ fn ike(
         max_child_sas,
         fragmentation: r.fragmentation.unwrap_or(true),
         fragment_size,
+        redirect,
+        follow_redirects: r.follow_redirects.unwrap_or(true),
+    })
+}
+
+/// `redirect`, `redirect_to`, `redirect_above`, `redirect_in` (RFC 5685):
+/// a policy other than `never` needs gateways to send clients to (IP
+/// addresses or host names, never this gateway's own address, no
+/// repeats); `load` needs its threshold and only it takes one.
+fn ike_redirect(
+    cx: &Ctx,
+    p: &FieldPath,
+    (policy, to, above, exchange): (
+        Option<RawRedirect>,
+        Option<Vec<String>>,
+        Option<u64>,
+        Option<RawRedirectIn>,
+    ),
+    endpoints: TunnelEndpoints,
+) -> Result<crate::ike::RedirectConfig, ConfigError> {
+    use crate::ike::message::GatewayIdentity;
+    use crate::ike::{RedirectConfig, RedirectExchange, RedirectPolicy};
+    let policy = policy.unwrap_or(RawRedirect::Never);
+    let mut targets: Vec<GatewayIdentity> = Vec::new();
+    for s in to.unwrap_or_default() {
+        let g = GatewayIdentity::parse(&s).ok_or_else(|| {
+            cx.err(
+                p.key("redirect_to"),
+                format!("`{s}` is neither an IP address nor a host name"),
+            )
+        })?;
+        if g == GatewayIdentity::Ip(endpoints.local) {
+            return Err(cx.err(
+                p.key("redirect_to"),
+                format!("`{s}` is this tunnel's own local address"),
+            ));
+        }
+        if targets.contains(&g) {
+            return Err(cx.err(p.key("redirect_to"), format!("`{s}` is listed twice")));
+        }
+        targets.push(g);
+    }
+    if targets.len() > IkeConfig::MAX_REDIRECT_TARGETS {
+        return Err(cx.err(
+            p.key("redirect_to"),
+            format!(
+                "{} gateways, at most {}",
+                targets.len(),
+                IkeConfig::MAX_REDIRECT_TARGETS
+            ),
+        ));
+    }
+    if policy != RawRedirect::Never && targets.is_empty() {
+        return Err(cx.err(
+            p.key("redirect_to"),
+            "missing: `redirect` other than \"never\" needs the gateways to send clients to",
+        ));
+    }
+    let policy = match (policy, above) {
+        (RawRedirect::Load, Some(n)) if n >= 1 => RedirectPolicy::Load {
+            above: usize::try_from(n).unwrap_or(usize::MAX),
+        },
+        (RawRedirect::Load, Some(_)) => {
+            return Err(cx.err(p.key("redirect_above"), "must be at least 1"))
+        }
+        (RawRedirect::Load, None) => {
+            return Err(cx.err(
+                p.key("redirect_above"),
+                "missing: `redirect = \"load\"` redirects above this many IKE SAs",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(cx.err(
+                p.key("redirect_above"),
+                "only `redirect = \"load\"` takes a threshold",
+            ))
+        }
+        (RawRedirect::Never, None) => RedirectPolicy::Never,
+        (RawRedirect::Always, None) => RedirectPolicy::Always,
+    };
+    Ok(RedirectConfig {
+        policy,
+        targets,
+        exchange: match exchange.unwrap_or(RawRedirectIn::IkeSaInit) {
+            RawRedirectIn::IkeSaInit => RedirectExchange::IkeSaInit,
+            RawRedirectIn::IkeAuth => RedirectExchange::IkeAuth,
+        },
     })
 }
 

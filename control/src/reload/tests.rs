@@ -552,3 +552,20 @@ fn the_report_names_every_change_in_text_and_json() {
     assert_eq!(json["routes"], true);
     assert_eq!(json["unchanged"], 1);
 }
+
+/// RFC 5685: starting to drain a gateway (`redirect = "always"`) is a
+/// change for new clients only; the SAs up now stay.
+#[test]
+fn redirect_settings_apply_from_the_next_exchange() {
+    let old = parse(&base_text());
+    let new = edited(&[(
+        "dpd_interval = \"30s\"",
+        "dpd_interval = \"30s\"\n  redirect = \"always\"\n  redirect_to = [\"192.0.2.9\"]\n  follow_redirects = false",
+    )]);
+    let d = diff(&old, &new);
+    let c = change(&d, "k");
+    let mut fields = c.fields.clone();
+    fields.sort();
+    assert_eq!(fields, vec!["ike.follow_redirects", "ike.redirect"]);
+    assert_eq!(c.ike, Some(IkeChange::NextExchange));
+}

@@ -437,6 +437,10 @@ impl Endpoint {
         new.encap = old.encap;
         // RFC 7383: what IKE_SA_INIT negotiated holds for its successors.
         new.frag.negotiated = old.frag.negotiated;
+        // RFC 5685: what the peers said about redirect holds for the SA
+        // that replaces this one.
+        new.peer_redirect = old.peer_redirect;
+        new.announced_redirect = old.announced_redirect;
         Some(new)
     }
 

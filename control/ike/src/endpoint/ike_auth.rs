@@ -49,6 +49,8 @@ impl Endpoint {
             local: sa.local,
             remote: sa.remote,
         });
+        // RFC 5685 §5: the IKE SA it replaces goes (redirect.rs).
+        self.redirect_established_replacement(sa.id, now);
         Some(init)
     }
 
@@ -70,6 +72,10 @@ impl Endpoint {
         {
             self.stats.auth_failures += 1;
             return Err(IkeError::AuthenticationFailed);
+        }
+        // RFC 5685 §6: an authenticated client may be sent elsewhere.
+        if let Some(out) = self.redirect_after_auth(sa, now) {
+            return Ok(out);
         }
         let Some(init) = self.established(sa, now) else {
             return Err(ProtocolError::UnexpectedExchange.into());
@@ -149,6 +155,10 @@ impl Endpoint {
         {
             self.stats.auth_failures += 1;
             self.remove_sa(sa, Some(DownReason::AuthenticationFailed));
+            return;
+        }
+        // RFC 5685 §6: the authenticated gateway redirects us.
+        if self.auth_redirect(sa, now, ps) {
             return;
         }
         let Some(init) = self.established(sa, now) else {

@@ -7,12 +7,24 @@ use super::*;
 impl Endpoint {
     /// Starts an IKE SA with the configured peer (IKE_SA_INIT, §1.2).
     pub fn initiate(&mut self, now: Timestamp) -> IkeSaId {
+        self.initiate_to(now, self.config.remote_addr, None)
+    }
+
+    /// Starts an IKE SA with the gateway at `remote`: the configured peer,
+    /// or the one it redirected us to (RFC 5685), named in `from`.
+    pub(super) fn initiate_to(
+        &mut self,
+        now: Timestamp,
+        remote: SocketAddr,
+        from: Option<GatewayIdentity>,
+    ) -> IkeSaId {
         let spi = self.random_u64();
         let id = IkeSaId(spi);
         let ni = self.nonce();
         let group = self.config.ike_proposals[0].groups[0];
-        let (local, remote) = (self.config.local_addr, self.config.remote_addr);
-        let Some((dh, request)) = self.init_request(spi, local, remote, None, &ni, group) else {
+        let local = self.config.local_addr;
+        let request = self.init_request(spi, local, remote, None, from.as_ref(), &ni, group);
+        let Some((dh, request)) = request else {
             // Our own failure (crypto library, encoding): nothing was sent.
             self.emit(IkeEvent::IkeSaDown {
                 ike: id,
@@ -29,19 +41,24 @@ impl Endpoint {
             request: request.clone(),
         };
         let mut sa = IkeSa::new(spi, true, local, remote, Phase::InitSent(init), now);
+        sa.redirected_from = from;
+        sa.announced_redirect = self.config.follow_redirects;
         self.send_init(&mut sa, request, now);
         self.sas.insert(spi, sa);
         id
     }
 
     /// Our IKE_SA_INIT request (§1.2) with a fresh D-H value of `group`,
-    /// and that value's private half.
+    /// and that value's private half. `from`: the gateway that redirected
+    /// us here (RFC 5685).
+    #[allow(clippy::too_many_arguments)]
     fn init_request(
         &mut self,
         spi_i: u64,
         local: SocketAddr,
         remote: SocketAddr,
         cookie: Option<&[u8]>,
+        from: Option<&GatewayIdentity>,
         ni: &[u8],
         group: DhGroup,
     ) -> Option<(DhSecret, Vec<u8>)> {
@@ -62,6 +79,7 @@ impl Endpoint {
         payloads.extend(self.nat_notifies(spi_i, 0, local, remote));
         // RFC 7383 §2.3.
         payloads.extend(self.fragmentation_offer());
+        payloads.extend(self.redirect_notifies(from));
         let msg = Message {
             header: Header {
                 spi_i,
@@ -101,9 +119,11 @@ impl Endpoint {
             return;
         };
         let (cookie, ni) = (init.cookie.clone(), init.ni.clone());
-        let Some((dh, bytes)) =
-            self.init_request(sa.spi_i, sa.local, sa.remote, cookie.as_deref(), &ni, group)
-        else {
+        let from = sa.redirected_from.clone();
+        let (l, r) = (sa.local, sa.remote);
+        let request =
+            self.init_request(sa.spi_i, l, r, cookie.as_deref(), from.as_ref(), &ni, group);
+        let Some((dh, bytes)) = request else {
             return;
         };
         if let Phase::InitSent(init) = &mut sa.phase {
@@ -228,6 +248,12 @@ impl Endpoint {
                 return;
             }
         };
+        // RFC 5685 §4.3: redirected before cookies and admission (see
+        // redirect.rs for why).
+        let mut peer_redirect = (false, None);
+        if self.redirect_in_init(local, remote, hdr, &msg, ni, &mut peer_redirect) {
+            return;
+        }
         // §2.6: above the threshold (all tunnels' half-open SAs together),
         // demand a cookie first; a valid one proves the source address.
         if self.cookies.rotate(&mut *self.rng, now) {
@@ -341,6 +367,7 @@ impl Endpoint {
         };
         let mut sa = IkeSa::new(spi_r, false, local, remote, Phase::Keyed(keyed), now);
         sa.init_key = Some((hdr.spi_i, remote));
+        (sa.peer_redirect, sa.redirected_from) = peer_redirect;
         sa.spi_i = hdr.spi_i;
         sa.encap = nat || self.config.force_encap;
         sa.frag.negotiated = fragmentation;
@@ -363,12 +390,12 @@ impl Endpoint {
         data: &[u8],
         hdr: &Header,
     ) {
-        let Phase::InitSent(init) = &mut sa.phase else {
+        if !matches!(sa.phase, Phase::InitSent(_)) {
             self.stats
                 .protocol_errors
                 .count(ProtocolError::UnexpectedResponse);
             return;
-        };
+        }
         let msg = match Message::decode(data) {
             Ok(m) => m,
             Err(e) => {
@@ -381,6 +408,15 @@ impl Endpoint {
         // INVALID_KE_PAYLOAD restart the attempt a bounded number of times,
         // other errors are remembered while we keep waiting (and
         // retransmitting) for a genuine response until the usual timeout.
+        if let Some(n) = msg.notify(NotifyType::REDIRECT) {
+            // RFC 5685 §4.3, checked in redirect.rs.
+            let data = n.data.clone();
+            self.on_init_redirect(sa, now, &data);
+            return;
+        }
+        let Phase::InitSent(init) = &mut sa.phase else {
+            return;
+        };
         let restarts_left = init.restarts < MAX_INIT_RESTARTS;
         let current = init.dh.group();
         if let Some(c) = msg.notify(NotifyType::COOKIE) {

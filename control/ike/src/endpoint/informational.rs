@@ -9,6 +9,11 @@ impl Endpoint {
         now: Timestamp,
         ps: &[Payload],
     ) -> Vec<Payload> {
+        if let Some(n) = find_notify(ps, NotifyType::REDIRECT) {
+            // RFC 5685 §5, in redirect.rs.
+            let data = n.data.clone();
+            self.on_informational_redirect(sa, now, &data);
+        }
         let mut ours = Vec::new();
         for p in ps {
             let Payload::Delete(d) = p else { continue };
@@ -26,7 +31,7 @@ impl Endpoint {
                             self.sas.insert(col.new, held);
                         }
                     }
-                    let quiet = sa.state() == State::Rekeyed;
+                    let quiet = sa.goes_quietly();
                     let reason = (!quiet).then_some(DownReason::DeletedByPeer);
                     self.remove_sa(sa, reason);
                     return Vec::new();

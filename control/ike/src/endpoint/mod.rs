@@ -49,6 +49,10 @@ pub enum ApiError {
     NoSuchChildSa,
     #[error("configuration has no IKE or ESP proposals")]
     NoProposals,
+    /// RFC 5685 §5: the peer did not announce REDIRECT_SUPPORTED, or the
+    /// IKE SA is not established.
+    #[error("the peer cannot be redirected")]
+    CannotRedirect,
 }
 
 /// An IKE_SA_INIT request we answered and our answer, for its
@@ -79,6 +83,15 @@ pub struct Endpoint {
     stats: Stats,
     /// When a refused proposal was last logged.
     refusal_logged_at: Option<Timestamp>,
+    /// RFC 5685 (`redirect.rs`): the next redirect target to try.
+    redirect_turn: usize,
+    /// RFC 5685: the gateway's IKE SA count, as the driver last told it.
+    gateway_load: Option<usize>,
+    /// RFC 5685: redirects followed recently, as initiator.
+    redirect_bound: crate::redirect::RedirectBound,
+    /// RFC 5685 §5: (new, old) IKE SAs: `old`, whose gateway redirected
+    /// us, is deleted once `new` is established.
+    redirect_replaced: Vec<(IkeSaId, IkeSaId)>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -125,6 +138,7 @@ mod fragment;
 mod ike_auth;
 mod ike_sa_init;
 mod informational;
+mod redirect;
 #[cfg(test)]
 mod tests;
 
@@ -158,6 +172,10 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             refusal_logged_at: None,
+            redirect_turn: 0,
+            gateway_load: None,
+            redirect_bound: Default::default(),
+            redirect_replaced: Vec::new(),
         })
     }
 
@@ -564,7 +582,7 @@ impl Endpoint {
                             DownReason::PeerDead
                         }
                     };
-                    let quiet = matches!(sa.state(), State::Rekeyed);
+                    let quiet = sa.goes_quietly();
                     self.remove_sa(sa, (!quiet).then_some(reason));
                     return;
                 } else {
@@ -640,6 +658,7 @@ impl Endpoint {
                 Task::Dpd => {
                     self.send_request(sa, ExchangeType::INFORMATIONAL, &[], Request::Dpd, now)
                 }
+                Task::Redirect(gateway) => self.send_redirect(sa, gateway, now),
                 Task::DeleteIke(reason) => {
                     if sa.state() == State::Established {
                         sa.enter(Stage::Deleting);
@@ -1071,8 +1090,9 @@ impl Endpoint {
                 self.on_ike_rekey_response(sa, now, new_spi, &ni, dh, &ps)
             }
             Request::DeleteChildren | Request::Dpd => {}
+            Request::Redirect => self.on_redirect_answered(sa, now),
             Request::DeleteIke(reason) => {
-                let quiet = sa.state() == State::Rekeyed;
+                let quiet = sa.goes_quietly();
                 self.remove_sa(sa, (!quiet).then_some(reason));
             }
         }

@@ -8,11 +8,13 @@ pub mod codec;
 pub mod fragment;
 pub mod notify;
 pub mod payload;
+pub mod redirect;
 pub mod types;
 
 pub use codec::{Reader, Writer};
 pub use notify::NotifyType;
 pub use payload::*;
+pub use redirect::{GatewayIdentity, Redirect};
 pub use types::*;
 
 /// Why bytes could not be decoded as an IKEv2 message.

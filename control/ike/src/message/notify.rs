@@ -36,6 +36,10 @@ codepoint! {
         NON_FIRST_FRAGMENTS_ALSO = 16395,
         /// RFC 7383 §2.3: IKE fragmentation supported (IKE_SA_INIT only).
         IKEV2_FRAGMENTATION_SUPPORTED = 16430,
+        // RFC 5685 §10 (redirect).
+        REDIRECT_SUPPORTED = 16406,
+        REDIRECT = 16407,
+        REDIRECTED_FROM = 16408,
     }
 }
 

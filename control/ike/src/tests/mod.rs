@@ -3,6 +3,7 @@
 mod decode;
 mod flood;
 mod fragments;
+mod redirect;
 mod rogue;
 pub(crate) mod util;
 
