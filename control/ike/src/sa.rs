@@ -231,6 +231,9 @@ pub struct Stats {
     pub count_mismatch: u64,
     /// An SPI Size the protocol does not have (§3.11). Also in `malformed`.
     pub bad_spi_size: u64,
+    /// A Configuration payload attribute of a length its type does not
+    /// allow (§3.15.1). Also counted in `malformed`.
+    pub bad_cfg_attribute: u64,
     /// Messages not sent because a length or count would not fit its wire
     /// field (more than 255 traffic selectors, a payload over 64 KiB).
     pub encode_errors: u64,
@@ -251,6 +254,7 @@ impl Stats {
             DecodeError::PayloadNotAllowed(_) => self.payload_not_allowed += 1,
             DecodeError::CountMismatch(_) => self.count_mismatch += 1,
             DecodeError::BadSpiSize(_) => self.bad_spi_size += 1,
+            DecodeError::BadCfgAttribute(_) => self.bad_cfg_attribute += 1,
             _ => {}
         }
     }
