@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod error;
 pub mod message;
 pub mod negotiate;
+pub mod pool;
 pub mod sa;
 pub mod sim;
 
