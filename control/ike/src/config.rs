@@ -350,6 +350,15 @@ pub struct Config {
     pub cookie_secret_lifetime_ms: u64,
     /// Bounds on what an authenticated peer may ask for.
     pub limits: Limits,
+    /// Remote access, responder: pools to lease the peer's virtual IPs
+    /// from (in order), shared with other engines handing out the same
+    /// pool. Non-empty means every IKE_AUTH must carry a CFG_REQUEST
+    /// (RFC 7296 §3.15) and the peer's Child SAs are narrowed to its
+    /// addresses.
+    pub pools: Vec<crate::pool::SharedPool>,
+    /// Remote access, initiator: ask the responder for a virtual IP of
+    /// these families in IKE_AUTH.
+    pub request_vips: Vec<crate::pool::Family>,
 }
 
 impl Config {
@@ -391,6 +400,8 @@ impl Config {
             half_open_max: Self::DEFAULT_HALF_OPEN_MAX,
             cookie_secret_lifetime_ms: Self::DEFAULT_COOKIE_SECRET_LIFETIME_MS,
             limits: Limits::default(),
+            pools: Vec::new(),
+            request_vips: Vec::new(),
         }
     }
 

@@ -126,6 +126,21 @@ pub enum IkeEvent {
         ike: IkeSaId,
         notify: NotifyType,
     },
+    /// Virtual IPs (RFC 7296 §3.15) of an IKE SA: as responder, the
+    /// addresses leased to the peer from a pool (its Child SAs' remote
+    /// selectors are narrowed to them); as initiator, those the peer gave
+    /// us. Persist the pools' leases when this or
+    /// [`IkeEvent::VirtualIpsReleased`] comes.
+    VirtualIps {
+        ike: IkeSaId,
+        addrs: Vec<std::net::IpAddr>,
+    },
+    /// The IKE SA went: its leased virtual IPs went back to their pools
+    /// (still reserved for the peer's identity).
+    VirtualIpsReleased {
+        ike: IkeSaId,
+        addrs: Vec<std::net::IpAddr>,
+    },
     /// A request went unanswered through every retransmission: resolve
     /// the link-layer next hop towards `remote` afresh; the request gets
     /// one more round before the peer is declared dead.
@@ -234,6 +249,13 @@ pub struct Stats {
     /// A Configuration payload attribute of a length its type does not
     /// allow (§3.15.1). Also counted in `malformed`.
     pub bad_cfg_attribute: u64,
+    /// IKE_AUTH requests refused a virtual IP: the pools had none left
+    /// (INTERNAL_ADDRESS_FAILURE) or the peer asked for none on a tunnel
+    /// that hands them out (FAILED_CP_REQUIRED).
+    pub cp_address_failures: u64,
+    pub cp_required_missing: u64,
+    /// Virtual IPs leased to peers.
+    pub virtual_ips_assigned: u64,
     /// Messages not sent because a length or count would not fit its wire
     /// field (more than 255 traffic selectors, a payload over 64 KiB).
     pub encode_errors: u64,
@@ -493,6 +515,16 @@ pub(crate) struct IkeSa {
     /// Responders only: (SPIi, peer address) of the IKE_SA_INIT that made
     /// this SA, its key in the retransmission index.
     pub init_key: Option<(u64, SocketAddr)>,
+    /// Virtual IPs of this IKE SA (§3.15); they follow it through rekeys.
+    pub virtual_ips: Vec<VirtualIp>,
+}
+
+/// A virtual IP of an IKE SA. As responder it is leased from `pool` to
+/// the peer `identity` and given back when the IKE SA goes.
+#[derive(Debug)]
+pub(crate) struct VirtualIp {
+    pub addr: std::net::IpAddr,
+    pub lease: Option<(crate::pool::SharedPool, String)>,
 }
 
 impl IkeSa {
@@ -526,6 +558,7 @@ impl IkeSa {
             reresolved_at: None,
             removed: false,
             init_key: None,
+            virtual_ips: Vec::new(),
         }
     }
 
