@@ -66,6 +66,22 @@ pub struct GatewayConfig {
     ///
     /// [`SaRef`]: dataplane::esp::SaRef
     pub tunnels: Vec<Tunnel>,
+    /// `[[pool]]`: virtual IPs handed to remote-access clients.
+    pub pools: Vec<PoolConfig>,
+}
+
+/// A pool of virtual IPs (`[[pool]]`), referenced by name from
+/// `[tunnel.ike] pools`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub name: String,
+    /// Prefixes (network and IPv4 broadcast addresses left out) and
+    /// `a-b` ranges, IPv4 and IPv6.
+    pub ranges: Vec<ike::pool::AddrRange>,
+    /// DNS servers handed out with an address.
+    pub dns: Vec<IpAddr>,
+    /// Networks behind the gateway announced to clients.
+    pub subnets: Vec<IpNet>,
 }
 
 /// Which crypto backend runs ESP.
@@ -182,6 +198,9 @@ pub struct ControlConfig {
     pub ike_half_open_max: usize,
     /// The COOKIE secret changes this often.
     pub ike_cookie_secret_lifetime: Duration,
+    /// Where state that must survive a restart is kept (virtual IP
+    /// leases); `None` keeps none.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[metrics]`: the OpenMetrics / Prometheus endpoint.
@@ -447,6 +466,9 @@ pub struct IkeConfig {
     pub max_selectors: usize,
     /// Most Child SAs one IKE SA may hold when the peer asks for another.
     pub max_child_sas: usize,
+    /// `[[pool]]` names to lease clients' virtual IPs from, in order
+    /// (remote access, RFC 7296 §3.15; listening tunnels only).
+    pub pools: Vec<String>,
 }
 
 impl IkeConfig {
