@@ -23,6 +23,12 @@
 #              among the keys charon logged (level 4).
 #   dpd        charon is killed; espresso's dead peer detection notices
 #              and removes the SAs from its workers.
+#   vip        remote access: charon is a client with vips = 0.0.0.0 and
+#              espresso listens with a [[pool]] 10.3.0.0/24; charon gets an
+#              address from the pool, pings hostA from it and sends it a
+#              TCP transfer (SHA-256 compared); the lease is persisted in
+#              state_dir (mode 0600) and released on swanctl --terminate;
+#              reconnecting, charon gets the same address.
 #
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
@@ -470,10 +476,140 @@ scenario_dpd() {
     stop_espresso
 }
 
+# ------------------------------------------------------------------- vip
+
+# charon as a remote-access client of espresso: asks for a virtual IPv4.
+load_conn_vip() {
+    cat >"$DIR/swanctl.conf" <<EOF
+connections {
+  rw {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-ecp256
+    encap = yes
+    dpd_delay = 0
+    vips = 0.0.0.0
+    local {
+      auth = psk
+      id = gw-b.example
+    }
+    remote {
+      auth = psk
+      id = gw-a.example
+    }
+    children {
+      rw {
+        remote_ts = 10.1.0.0/24
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+}
+secrets {
+  ike-espresso {
+    id-a = gw-a.example
+    id-b = gw-b.example
+    secret = "$PSK"
+  }
+}
+EOF
+    swan --load-all --file "$DIR/swanctl.conf" >"$DIR/swanctl-load.log" 2>&1 || { cat "$DIR/swanctl-load.log"; fail "swanctl --load-all"; }
+}
+
+# espresso listening with a pool; the tunnel's remote side is the pool.
+write_espresso_vip() {
+    write_espresso 1 listen aes128gcm16-prfsha256-ecp256 aes128gcm16
+    sed -i -e 's|^log = "info"|log = "info"\nstate_dir = "'"$DIR"'/state"|' \
+        -e 's|remote_ts = "10.2.0.0/24"|remote_ts = "10.3.0.0/24"|' \
+        -e 's|^  start_action = "listen"|  start_action = "listen"\n  pools = ["ra"]|' "$DIR/gw-a.toml"
+    cat >>"$DIR/gw-a.toml" <<EOF
+[[pool]]
+name = "ra"
+addrs = ["10.3.0.0/24"]
+dns = ["10.1.0.53"]
+subnets = ["10.1.0.0/24"]
+EOF
+}
+
+vip_of_espresso() { tunnels | grep -o 'vip [0-9.]*' | awk '{print $2}' | head -1; }
+gauge() { stats | awk -v k="$1" '$1 ~ k"$" {print $2; exit}'; }
+
+# vip_connect: charon initiates; espresso's lease and charon's address agree.
+vip_connect() {
+    swan --initiate --child rw --timeout 10 >"$DIR/initiate.log" 2>&1 || fail "swanctl --initiate: $(tail -2 "$DIR/initiate.log")"
+    wait_up || return 1
+    local vip theirs
+    vip=$(vip_of_espresso)
+    theirs=$(in_ns $NS_GB ip -4 -o addr show | grep -o '10\.3\.0\.[0-9]*' | head -1)
+    if [ -n "$vip" ] && [ "$vip" = "$theirs" ]; then
+        ok "charon got virtual IP $vip from espresso's pool (installed in $NS_GB)"
+    else
+        fail "virtual IP: espresso says '$vip', charon installed '$theirs'"
+    fi
+    echo "$vip" >"$DIR/vip"
+}
+
+scenario_vip() {
+    say "network, charon (client, vips = 0.0.0.0), espresso (listen, [[pool]] 10.3.0.0/24)"
+    setup_network
+    start_charon
+    load_conn_vip
+    write_espresso_vip
+    start_espresso
+    vip_connect || return 0
+    local vip out sent got
+    vip=$(cat "$DIR/vip")
+    ok "espresso: $(tunnels | grep -E '^  (ike|child)' | tr -s ' ' | tr '\n' ';')"
+    if out=$(in_ns $NS_GB ping -c 5 -i 0.2 -W 2 -I "$vip" 10.1.0.10 2>&1); then
+        ok "ping $vip (charon's virtual IP) -> hostA: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
+    else
+        fail "ping from the virtual IP to hostA"; echo "$out" | tail -2
+    fi
+    head -c $((${TCP_MB:-2} * 1024 * 1024)) /dev/urandom >"$DIR/send.bin"
+    in_ns $NS_HA $PY "$ROOT/scripts/tcp_sha.py" recv 5203 >"$DIR/recv.sha" 2>&1 &
+    local rpid=$!; PIDS+=("$rpid")
+    sleep 0.3
+    sent=$(in_ns $NS_GB $PY "$ROOT/scripts/tcp_sha.py" send 10.1.0.10 5203 "$DIR/send.bin" 2>&1) || true
+    wait "$rpid" 2>/dev/null || true
+    got=$(cat "$DIR/recv.sha")
+    if [ -n "$sent" ] && [ "$sent" = "$got" ]; then
+        ok "TCP ${TCP_MB:-2} MB from $vip -> hostA: SHA-256 ${got#* } matches on both ends"
+    else
+        fail "TCP from the virtual IP: sent '$sent', received '$got'"
+    fi
+    local f="$DIR/state/pool-ra.json"
+    if [ "$(stat -c %a "$f" 2>/dev/null)" = 600 ] && grep -q "\"$vip\"" "$f"; then
+        ok "lease persisted: $f (mode 600) holds $vip"
+    else
+        fail "lease file $f: $(stat -c %a "$f" 2>&1) $(cat "$f" 2>&1)"
+    fi
+    say "swanctl --terminate: the lease goes back to the pool"
+    swan --terminate --ike rw >/dev/null 2>&1 || fail "swanctl --terminate"
+    local i on off
+    for i in $(seq 30); do
+        on=$(gauge pool_leases_online); off=$(gauge pool_leases_offline)
+        [ "$on" = 0 ] && break
+        sleep 0.1
+    done
+    if [ "$on" = 0 ] && [ "$off" = 1 ]; then ok "lease released: $on online, $off reserved for gw-b.example"
+    else fail "after terminate: pool_leases_online '$on', offline '$off'"; fi
+    say "charon reconnects"
+    vip_connect || return 0
+    if [ "$(cat "$DIR/vip")" = "$vip" ]; then ok "same virtual IP $vip again"
+    else fail "reconnected with $(cat "$DIR/vip"), had $vip"; fi
+    if in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then ok "ping from $vip after the reconnect"
+    else fail "ping after the reconnect"; fi
+    ok "espresso: $(stats | grep -E '^ike\.swan\.(virtual_ips_assigned|cp_address_failures)' | tr '\n' ' ')"
+    swan --terminate --ike rw --force >/dev/null 2>&1 || true
+    stop_espresso
+}
+
 command -v /usr/lib/ipsec/charon >/dev/null || { echo "strongSwan (strongswan-charon) is not installed" >&2; exit 2; }
 case "$SCENARIO" in
     matrix) scenario_matrix ;;
     dpd) scenario_dpd ;;
+    vip) scenario_vip ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac
 

@@ -47,3 +47,14 @@ fn strongswan_proposal_matrix_both_roles() {
 fn strongswan_killed_is_noticed_by_dpd() {
     scenario("dpd");
 }
+
+/// Remote access: charon as a client with `vips = 0.0.0.0` against an
+/// espresso tunnel listening with a `[[pool]]`: charon gets an address
+/// from the pool, pings a host behind espresso from it and sends it a TCP
+/// transfer (SHA-256 compared); the lease is persisted (mode 0600), goes
+/// back to the pool when charon terminates, and charon gets the same
+/// address when it reconnects.
+#[test]
+fn strongswan_client_gets_a_virtual_ip_from_a_pool() {
+    scenario("vip");
+}
