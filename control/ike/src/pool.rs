@@ -261,7 +261,9 @@ impl FamilyPool {
         None
     }
 
-    /// The oldest offline reservation that may be taken now.
+    /// The oldest offline reservation that may be taken now. Restored
+    /// reservations still in their grace period come first in the order
+    /// and are stepped over: at most the leases of one state file.
     fn reclaim(&mut self, now: Timestamp) -> Option<u128> {
         let (seq, a) = self
             .offline

@@ -249,10 +249,11 @@ pub struct Stats {
     /// A Configuration payload attribute of a length its type does not
     /// allow (§3.15.1). Also counted in `malformed`.
     pub bad_cfg_attribute: u64,
-    /// IKE_AUTH requests refused a virtual IP: the pools had none left
-    /// (INTERNAL_ADDRESS_FAILURE) or the peer asked for none on a tunnel
-    /// that hands them out (FAILED_CP_REQUIRED).
+    /// IKE_AUTH requests refused a virtual IP because the pools had none
+    /// left (INTERNAL_ADDRESS_FAILURE, RFC 7296 §3.15.4): no Child SA.
     pub cp_address_failures: u64,
+    /// IKE_AUTH requests without an address request on a tunnel that
+    /// hands out virtual IPs (FAILED_CP_REQUIRED): no Child SA.
     pub cp_required_missing: u64,
     /// Virtual IPs leased to peers.
     pub virtual_ips_assigned: u64,
