@@ -27,8 +27,10 @@
 #              espresso listens with a [[pool]] 10.3.0.0/24; charon gets an
 #              address from the pool, pings hostA from it and sends it a
 #              TCP transfer (SHA-256 compared); the lease is persisted in
-#              state_dir (mode 0600) and released on swanctl --terminate;
-#              reconnecting, charon gets the same address.
+#              state_dir (mode 0600), kept through charon's Child and IKE
+#              SA rekeys and released on swanctl --terminate; reconnecting,
+#              charon gets the same address; a restarted espresso reads
+#              the lease back.
 #
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
@@ -578,6 +580,25 @@ scenario_vip() {
     else
         fail "TCP from the virtual IP: sent '$sent', received '$got'"
     fi
+    # charon rekeys the Child SA (its TSi is now the virtual IP) and the
+    # IKE SA (the lease follows it).
+    local before after
+    before=$(active_child)
+    swan --rekey --child rw >/dev/null 2>&1 || fail "swanctl --rekey --child"
+    sleep 1
+    after=$(active_child)
+    if [ -n "$after" ] && [ "$before" != "$after" ] && in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then
+        ok "charon rekeyed the Child SA ($before -> $after); ping from $vip passes"
+    else
+        fail "Child SA rekey by charon: '$before' -> '$after'"
+    fi
+    swan --rekey --ike rw >/dev/null 2>&1 || fail "swanctl --rekey --ike"
+    sleep 1
+    if [ "$(vip_of_espresso)" = "$vip" ] && [ "$(gauge pool_leases_online)" = 1 ] && in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then
+        ok "charon rekeyed the IKE SA: the new one still holds $vip (1 lease online); ping passes"
+    else
+        fail "after the IKE SA rekey: vip '$(vip_of_espresso)', online '$(gauge pool_leases_online)'"
+    fi
     local f="$DIR/state/pool-ra.json"
     if [ "$(stat -c %a "$f" 2>/dev/null)" = 600 ] && grep -q "\"$vip\"" "$f"; then
         ok "lease persisted: $f (mode 600) holds $vip"
@@ -601,6 +622,14 @@ scenario_vip() {
     if in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then ok "ping from $vip after the reconnect"
     else fail "ping after the reconnect"; fi
     ok "espresso: $(stats | grep -E '^ike\.swan\.(virtual_ips_assigned|cp_address_failures)' | tr '\n' ' ')"
+    say "espresso restarts: the lease is read back and held for its client"
+    stop_espresso
+    start_espresso
+    if [ "$(gauge pool_leases_offline)" = 1 ] && grep -q "virtual IP leases restored" "$DIR/gw-a.log"; then
+        ok "after the restart $vip is reserved for gw-b.example (1 lease restored)"
+    else
+        fail "after the restart: offline leases '$(gauge pool_leases_offline)'"
+    fi
     swan --terminate --ike rw --force >/dev/null 2>&1 || true
     stop_espresso
 }

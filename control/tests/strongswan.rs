@@ -51,9 +51,10 @@ fn strongswan_killed_is_noticed_by_dpd() {
 /// Remote access: charon as a client with `vips = 0.0.0.0` against an
 /// espresso tunnel listening with a `[[pool]]`: charon gets an address
 /// from the pool, pings a host behind espresso from it and sends it a TCP
-/// transfer (SHA-256 compared); the lease is persisted (mode 0600), goes
-/// back to the pool when charon terminates, and charon gets the same
-/// address when it reconnects.
+/// transfer (SHA-256 compared); charon's Child SA and IKE SA rekeys keep
+/// the address; the lease is persisted (mode 0600), goes back to the pool
+/// when charon terminates, charon gets the same address when it
+/// reconnects, and a restarted espresso reads the lease back.
 #[test]
 fn strongswan_client_gets_a_virtual_ip_from_a_pool() {
     scenario("vip");
