@@ -315,6 +315,8 @@ fn ike_fields(a: &IkeConfig, b: &IkeConfig, fields: &mut Vec<&'static str>) -> b
         "ike.max_child_sas",
         false,
     );
+    // IKE SAs keep the addresses they leased; new clients use the new list.
+    note(a.pools != b.pools, "ike.pools", false);
     again
 }
 
@@ -477,6 +479,13 @@ pub fn diff(old: &GatewayConfig, new: &GatewayConfig) -> Diff {
             r,
             "control.ike_half_open_max",
             "the workers' table of half-open IKE SPIs is sized from it at start-up",
+        );
+    }
+    if a.state_dir != b.state_dir {
+        refuse(
+            r,
+            "control.state_dir",
+            "the virtual IP leases were read from it at start-up",
         );
     }
     if a.ike_cookie_secret_lifetime != b.ike_cookie_secret_lifetime {
