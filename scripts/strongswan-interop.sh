@@ -23,9 +23,10 @@
 #              among the keys charon logged (level 4).
 #   dpd        charon is killed; espresso's dead peer detection notices
 #              and removes the SAs from its workers.
-#   vip        remote access: charon is a client with vips = 0.0.0.0 and
-#              espresso listens with a [[pool]] 10.3.0.0/24; charon gets an
-#              address from the pool, pings hostA from it and sends it a
+#   vip        remote access: charon is a client with vips = 0.0.0.0, ::
+#              and espresso listens with a [[pool]] 10.3.0.0/24 +
+#              fd03::/112; charon gets an address of each family from the
+#              pool, pings hostA from both and sends it a
 #              TCP transfer (SHA-256 compared); the lease is persisted in
 #              state_dir (mode 0600), kept through charon's Child and IKE
 #              SA rekeys and released on swanctl --terminate; reconnecting,
@@ -491,7 +492,7 @@ connections {
     proposals = aes128gcm16-prfsha256-ecp256
     encap = yes
     dpd_delay = 0
-    vips = 0.0.0.0
+    vips = 0.0.0.0, ::
     local {
       auth = psk
       id = gw-b.example
@@ -502,7 +503,7 @@ connections {
     }
     children {
       rw {
-        remote_ts = 10.1.0.0/24
+        remote_ts = 10.1.0.0/24, fd01::/64
         esp_proposals = aes128gcm16
       }
     }
@@ -524,11 +525,13 @@ write_espresso_vip() {
     write_espresso 1 listen aes128gcm16-prfsha256-ecp256 aes128gcm16
     sed -i -e 's|^log = "info"|log = "info"\nstate_dir = "'"$DIR"'/state"|' \
         -e 's|remote_ts = "10.2.0.0/24"|remote_ts = "10.3.0.0/24"|' \
-        -e 's|^  start_action = "listen"|  start_action = "listen"\n  pools = ["ra"]|' "$DIR/gw-a.toml"
+        -e 's|^  start_action = "listen"|  start_action = "listen"\n  pools = ["ra"]|' \
+        -e 's|addresses = \["10.1.0.1/24"\]|addresses = ["10.1.0.1/24", "fd01::1/64"]|' \
+        -e 's|^  \[tunnel.ike\]|  [[tunnel.policy]]\n  local_ts = "fd01::/64"\n  remote_ts = "fd03::/112"\n  [tunnel.ike]|' "$DIR/gw-a.toml"
     cat >>"$DIR/gw-a.toml" <<EOF
 [[pool]]
 name = "ra"
-addrs = ["10.3.0.0/24"]
+addrs = ["10.3.0.0/24", "fd03::/112"]
 dns = ["10.1.0.53"]
 subnets = ["10.1.0.0/24"]
 EOF
@@ -559,9 +562,24 @@ scenario_vip() {
     load_conn_vip
     write_espresso_vip
     start_espresso
+    # hostA on IPv6 too, behind espresso.
+    in_ns $NS_HA sysctl -qw net.ipv6.conf.h0.accept_ra=0
+    ip -n $NS_HA -6 addr add fd01::10/64 dev h0 nodad
+    ip -n $NS_HA -6 route add default via fd01::1
     vip_connect || return 0
-    local vip out sent got
+    local vip out sent got vip6
     vip=$(cat "$DIR/vip")
+    vip6=$(in_ns $NS_GB ip -6 -o addr show | grep -o 'fd03::[0-9a-f]*' | head -1)
+    if [ -n "$vip6" ] && tunnels | grep -q "vip $vip,$vip6"; then
+        ok "charon got IPv6 virtual IP $vip6 as well"
+    else
+        fail "IPv6 virtual IP: charon has '$vip6', espresso: $(tunnels | grep -o 'vip [^ ]*')"
+    fi
+    if out=$(in_ns $NS_GB ping -6 -c 5 -i 0.2 -W 2 -I "$vip6" fd01::10 2>&1); then
+        ok "ping $vip6 -> hostA fd01::10: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
+    else
+        fail "ping from the IPv6 virtual IP to hostA"; echo "$out" | tail -2
+    fi
     ok "espresso: $(tunnels | grep -E '^  (ike|child)' | tr -s ' ' | tr '\n' ';')"
     if out=$(in_ns $NS_GB ping -c 5 -i 0.2 -W 2 -I "$vip" 10.1.0.10 2>&1); then
         ok "ping $vip (charon's virtual IP) -> hostA: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
@@ -594,8 +612,8 @@ scenario_vip() {
     fi
     swan --rekey --ike rw >/dev/null 2>&1 || fail "swanctl --rekey --ike"
     sleep 1
-    if [ "$(vip_of_espresso)" = "$vip" ] && [ "$(gauge pool_leases_online)" = 1 ] && in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then
-        ok "charon rekeyed the IKE SA: the new one still holds $vip (1 lease online); ping passes"
+    if [ "$(vip_of_espresso)" = "$vip" ] && [ "$(gauge pool_leases_online)" = 2 ] && in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then
+        ok "charon rekeyed the IKE SA: the new one still holds $vip (2 leases online); ping passes"
     else
         fail "after the IKE SA rekey: vip '$(vip_of_espresso)', online '$(gauge pool_leases_online)'"
     fi
@@ -613,7 +631,7 @@ scenario_vip() {
         [ "$on" = 0 ] && break
         sleep 0.1
     done
-    if [ "$on" = 0 ] && [ "$off" = 1 ]; then ok "lease released: $on online, $off reserved for gw-b.example"
+    if [ "$on" = 0 ] && [ "$off" = 2 ]; then ok "leases released: $on online, $off (IPv4, IPv6) reserved for gw-b.example"
     else fail "after terminate: pool_leases_online '$on', offline '$off'"; fi
     say "charon reconnects"
     vip_connect || return 0
@@ -625,8 +643,8 @@ scenario_vip() {
     say "espresso restarts: the lease is read back and held for its client"
     stop_espresso
     start_espresso
-    if [ "$(gauge pool_leases_offline)" = 1 ] && grep -q "virtual IP leases restored" "$DIR/gw-a.log"; then
-        ok "after the restart $vip is reserved for gw-b.example (1 lease restored)"
+    if [ "$(gauge pool_leases_offline)" = 2 ] && grep -q "virtual IP leases restored" "$DIR/gw-a.log"; then
+        ok "after the restart $vip and $vip6 are reserved for gw-b.example (2 leases restored)"
     else
         fail "after the restart: offline leases '$(gauge pool_leases_offline)'"
     fi

@@ -48,9 +48,10 @@ fn strongswan_killed_is_noticed_by_dpd() {
     scenario("dpd");
 }
 
-/// Remote access: charon as a client with `vips = 0.0.0.0` against an
-/// espresso tunnel listening with a `[[pool]]`: charon gets an address
-/// from the pool, pings a host behind espresso from it and sends it a TCP
+/// Remote access: charon as a client with `vips = 0.0.0.0, ::` against an
+/// espresso tunnel listening with a `[[pool]]` (IPv4 and IPv6): charon
+/// gets an address of each family from the pool, pings a host behind
+/// espresso from both and sends it a TCP
 /// transfer (SHA-256 compared); charon's Child SA and IKE SA rekeys keep
 /// the address; the lease is persisted (mode 0600), goes back to the pool
 /// when charon terminates, charon gets the same address when it
