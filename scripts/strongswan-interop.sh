@@ -39,6 +39,15 @@
 #              `espresso redirect` (an INFORMATIONAL REDIRECT). Each time
 #              charon ends up with its IKE SA and Child SA on C and hostB
 #              pings hostC behind C; A counted the redirect and holds no SA.
+#   vip        remote access: charon is a client with vips = 0.0.0.0, ::
+#              and espresso listens with a [[pool]] 10.3.0.0/24 +
+#              fd03::/112; charon gets an address of each family from the
+#              pool, pings hostA from both and sends it a
+#              TCP transfer (SHA-256 compared); the lease is persisted in
+#              state_dir (mode 0600), kept through charon's Child and IKE
+#              SA rekeys and released on swanctl --terminate; reconnecting,
+#              charon gets the same address; a restarted espresso reads
+#              the lease back.
 #
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
@@ -800,12 +809,186 @@ scenario_redirect() {
     # The §6 path is covered by the engine and driver tests instead.
 }
 
+# ------------------------------------------------------------------- vip
+
+# charon as a remote-access client of espresso: asks for a virtual IPv4.
+load_conn_vip() {
+    cat >"$DIR/swanctl.conf" <<EOF
+connections {
+  rw {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-ecp256
+    encap = yes
+    dpd_delay = 0
+    vips = 0.0.0.0, ::
+    local {
+      auth = psk
+      id = gw-b.example
+    }
+    remote {
+      auth = psk
+      id = gw-a.example
+    }
+    children {
+      rw {
+        remote_ts = 10.1.0.0/24, fd01::/64
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+}
+secrets {
+  ike-espresso {
+    id-a = gw-a.example
+    id-b = gw-b.example
+    secret = "$PSK"
+  }
+}
+EOF
+    swan --load-all --file "$DIR/swanctl.conf" >"$DIR/swanctl-load.log" 2>&1 || { cat "$DIR/swanctl-load.log"; fail "swanctl --load-all"; }
+}
+
+# espresso listening with a pool; the tunnel's remote side is the pool.
+write_espresso_vip() {
+    write_espresso 1 listen aes128gcm16-prfsha256-ecp256 aes128gcm16
+    sed -i -e 's|^log = "info"|log = "info"\nstate_dir = "'"$DIR"'/state"|' \
+        -e 's|remote_ts = "10.2.0.0/24"|remote_ts = "10.3.0.0/24"|' \
+        -e 's|^  start_action = "listen"|  start_action = "listen"\n  pools = ["ra"]|' \
+        -e 's|addresses = \["10.1.0.1/24"\]|addresses = ["10.1.0.1/24", "fd01::1/64"]|' \
+        -e 's|^  \[tunnel.ike\]|  [[tunnel.policy]]\n  local_ts = "fd01::/64"\n  remote_ts = "fd03::/112"\n  [tunnel.ike]|' "$DIR/gw-a.toml"
+    cat >>"$DIR/gw-a.toml" <<EOF
+[[pool]]
+name = "ra"
+addrs = ["10.3.0.0/24", "fd03::/112"]
+dns = ["10.1.0.53"]
+subnets = ["10.1.0.0/24"]
+EOF
+}
+
+vip_of_espresso() { tunnels | grep -o 'vip [0-9.]*' | awk '{print $2}' | head -1; }
+gauge() { stats | awk -v k="$1" '$1 ~ k"$" {print $2; exit}'; }
+
+# vip_connect: charon initiates; espresso's lease and charon's address agree.
+vip_connect() {
+    swan --initiate --child rw --timeout 10 >"$DIR/initiate.log" 2>&1 || fail "swanctl --initiate: $(tail -2 "$DIR/initiate.log")"
+    wait_up || return 1
+    local vip theirs
+    vip=$(vip_of_espresso)
+    theirs=$(in_ns $NS_GB ip -4 -o addr show | grep -o '10\.3\.0\.[0-9]*' | head -1)
+    if [ -n "$vip" ] && [ "$vip" = "$theirs" ]; then
+        ok "charon got virtual IP $vip from espresso's pool (installed in $NS_GB)"
+    else
+        fail "virtual IP: espresso says '$vip', charon installed '$theirs'"
+    fi
+    echo "$vip" >"$DIR/vip"
+}
+
+scenario_vip() {
+    say "network, charon (client, vips = 0.0.0.0), espresso (listen, [[pool]] 10.3.0.0/24)"
+    setup_network
+    start_charon
+    load_conn_vip
+    write_espresso_vip
+    start_espresso
+    # hostA on IPv6 too, behind espresso.
+    in_ns $NS_HA sysctl -qw net.ipv6.conf.h0.accept_ra=0
+    ip -n $NS_HA -6 addr add fd01::10/64 dev h0 nodad
+    ip -n $NS_HA -6 route add default via fd01::1
+    vip_connect || return 0
+    local vip out sent got vip6
+    vip=$(cat "$DIR/vip")
+    vip6=$(in_ns $NS_GB ip -6 -o addr show | grep -o 'fd03::[0-9a-f]*' | head -1)
+    if [ -n "$vip6" ] && tunnels | grep -q "vip $vip,$vip6"; then
+        ok "charon got IPv6 virtual IP $vip6 as well"
+    else
+        fail "IPv6 virtual IP: charon has '$vip6', espresso: $(tunnels | grep -o 'vip [^ ]*')"
+    fi
+    if out=$(in_ns $NS_GB ping -6 -c 5 -i 0.2 -W 2 -I "$vip6" fd01::10 2>&1); then
+        ok "ping $vip6 -> hostA fd01::10: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
+    else
+        fail "ping from the IPv6 virtual IP to hostA"; echo "$out" | tail -2
+    fi
+    ok "espresso: $(tunnels | grep -E '^  (ike|child)' | tr -s ' ' | tr '\n' ';')"
+    if out=$(in_ns $NS_GB ping -c 5 -i 0.2 -W 2 -I "$vip" 10.1.0.10 2>&1); then
+        ok "ping $vip (charon's virtual IP) -> hostA: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
+    else
+        fail "ping from the virtual IP to hostA"; echo "$out" | tail -2
+    fi
+    head -c $((${TCP_MB:-2} * 1024 * 1024)) /dev/urandom >"$DIR/send.bin"
+    in_ns $NS_HA $PY "$ROOT/scripts/tcp_sha.py" recv 5203 >"$DIR/recv.sha" 2>&1 &
+    local rpid=$!; PIDS+=("$rpid")
+    sleep 0.3
+    sent=$(in_ns $NS_GB $PY "$ROOT/scripts/tcp_sha.py" send 10.1.0.10 5203 "$DIR/send.bin" 2>&1) || true
+    wait "$rpid" 2>/dev/null || true
+    got=$(cat "$DIR/recv.sha")
+    if [ -n "$sent" ] && [ "$sent" = "$got" ]; then
+        ok "TCP ${TCP_MB:-2} MB from $vip -> hostA: SHA-256 ${got#* } matches on both ends"
+    else
+        fail "TCP from the virtual IP: sent '$sent', received '$got'"
+    fi
+    # charon rekeys the Child SA (its TSi is now the virtual IP) and the
+    # IKE SA (the lease follows it).
+    local before after
+    before=$(active_child)
+    swan --rekey --child rw >/dev/null 2>&1 || fail "swanctl --rekey --child"
+    sleep 1
+    after=$(active_child)
+    if [ -n "$after" ] && [ "$before" != "$after" ] && in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then
+        ok "charon rekeyed the Child SA ($before -> $after); ping from $vip passes"
+    else
+        fail "Child SA rekey by charon: '$before' -> '$after'"
+    fi
+    swan --rekey --ike rw >/dev/null 2>&1 || fail "swanctl --rekey --ike"
+    sleep 1
+    if [ "$(vip_of_espresso)" = "$vip" ] && [ "$(gauge pool_leases_online)" = 2 ] && in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then
+        ok "charon rekeyed the IKE SA: the new one still holds $vip (2 leases online); ping passes"
+    else
+        fail "after the IKE SA rekey: vip '$(vip_of_espresso)', online '$(gauge pool_leases_online)'"
+    fi
+    local f="$DIR/state/pool-ra.json"
+    if [ "$(stat -c %a "$f" 2>/dev/null)" = 600 ] && grep -q "\"$vip\"" "$f"; then
+        ok "lease persisted: $f (mode 600) holds $vip"
+    else
+        fail "lease file $f: $(stat -c %a "$f" 2>&1) $(cat "$f" 2>&1)"
+    fi
+    say "swanctl --terminate: the lease goes back to the pool"
+    swan --terminate --ike rw >/dev/null 2>&1 || fail "swanctl --terminate"
+    local i on off
+    for i in $(seq 30); do
+        on=$(gauge pool_leases_online); off=$(gauge pool_leases_offline)
+        [ "$on" = 0 ] && break
+        sleep 0.1
+    done
+    if [ "$on" = 0 ] && [ "$off" = 2 ]; then ok "leases released: $on online, $off (IPv4, IPv6) reserved for gw-b.example"
+    else fail "after terminate: pool_leases_online '$on', offline '$off'"; fi
+    say "charon reconnects"
+    vip_connect || return 0
+    if [ "$(cat "$DIR/vip")" = "$vip" ]; then ok "same virtual IP $vip again"
+    else fail "reconnected with $(cat "$DIR/vip"), had $vip"; fi
+    if in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then ok "ping from $vip after the reconnect"
+    else fail "ping after the reconnect"; fi
+    ok "espresso: $(stats | grep -E '^ike\.swan\.(virtual_ips_assigned|cp_address_failures)' | tr '\n' ' ')"
+    say "espresso restarts: the lease is read back and held for its client"
+    stop_espresso
+    start_espresso
+    if [ "$(gauge pool_leases_offline)" = 2 ] && grep -q "virtual IP leases restored" "$DIR/gw-a.log"; then
+        ok "after the restart $vip and $vip6 are reserved for gw-b.example (2 leases restored)"
+    else
+        fail "after the restart: offline leases '$(gauge pool_leases_offline)'"
+    fi
+    swan --terminate --ike rw --force >/dev/null 2>&1 || true
+    stop_espresso
+}
+
 command -v /usr/lib/ipsec/charon >/dev/null || { echo "strongSwan (strongswan-charon) is not installed" >&2; exit 2; }
 case "$SCENARIO" in
     matrix) scenario_matrix ;;
     dpd) scenario_dpd ;;
     fragments) scenario_fragments ;;
     redirect) scenario_redirect ;;
+    vip) scenario_vip ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac
 

@@ -550,6 +550,9 @@ pub struct IkeSaView {
     pub local: String,
     pub remote: String,
     pub age_s: u64,
+    /// Virtual IPs of the IKE SA (leased to the peer as responder).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_ips: Vec<String>,
 }
 
 /// One Child SA (an inbound and an outbound data-plane SA).

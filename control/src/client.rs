@@ -226,10 +226,14 @@ pub fn text(cmd: &str, result: &Value) -> Result<String, String> {
 }
 
 fn ike_text(i: &IkeSaView) -> String {
-    format!(
+    let mut s = format!(
         "spi_i {} spi_r {} {} {} {} -> {} age {}s",
         i.spi_i, i.spi_r, i.role, i.suite, i.local, i.remote, i.age_s
-    )
+    );
+    if !i.virtual_ips.is_empty() {
+        s.push_str(&format!(" vip {}", i.virtual_ips.join(",")));
+    }
+    s
 }
 
 /// `spi_in X spi_out Y ALG ENCAP [STATE] [age Ns]`: the SPIs stay the

@@ -247,7 +247,11 @@ pub struct IkeDriver {
     /// For the control API's subscribers, since the last
     /// [`IkeDriver::take_events`].
     events: Vec<crate::api::Event>,
+    /// Virtual IP pools shared by the tunnels' engines, persisted.
+    pools: pools::Pools,
 }
+
+mod pools;
 
 /// At most one log line per interval for events an unauthenticated sender
 /// can cause at will; the lines left out are counted into the next one.
@@ -851,11 +855,13 @@ impl IkeDriver {
         // fit (the table has twice the room).
         let half_open = Arc::new(KnownIkeSpis::new(config.control.ike_half_open_max));
         let budget = HalfOpenBudget::with_spis(Arc::new(WorkersHalfOpen(half_open.clone())));
+        let mut pools = pools::Pools::new(config.control.state_dir.clone());
         for (index, t) in config.tunnels.iter().enumerate() {
             if t.ike.is_none() {
                 continue;
             }
-            tunnels.push(Self::tunnel_ike(config, index, t, now, rng(), &budget)?);
+            let shared = (&budget, &mut pools, Timestamp(0));
+            tunnels.push(Self::tunnel_ike(config, index, t, now, rng(), shared)?);
         }
         Ok(Self {
             origin: now,
@@ -876,6 +882,7 @@ impl IkeDriver {
             known_refreshed: now,
             half_open_log: LogBudget::default(),
             events: Vec::new(),
+            pools,
         })
     }
 
@@ -886,13 +893,16 @@ impl IkeDriver {
         t: &Tunnel,
         now: Instant,
         rng: Box<dyn RngSource + Send>,
-        budget: &HalfOpenBudget,
+        (budget, pools, at): (&HalfOpenBudget, &mut pools::Pools, Timestamp),
     ) -> Result<TunnelIke, Error> {
         let ic = t
             .ike
             .as_ref()
             .ok_or_else(|| format!("tunnel {}: no [tunnel.ike]", t.name))?;
-        let engine = engine_config_in(config, t)?;
+        let mut engine = engine_config_in(config, t)?;
+        engine.pools = pools
+            .shared(&config.pools, &ic.pools, at)
+            .map_err(|e| format!("tunnel {}: {e}", t.name))?;
         let endpoint = Endpoint::with_budget(engine, rng, budget.clone())
             .map_err(|e| format!("tunnel {}: {e}", t.name))?;
         if let Some(d) = &ic.keylog_dir {
@@ -949,7 +959,9 @@ impl IkeDriver {
         if self.find(&t.name).is_some() {
             return Err(format!("IKE tunnel {} runs already", t.name).into());
         }
-        let mut ti = Self::tunnel_ike(config, slot, t, now, rng, &self.budget)?;
+        let at = self.engine_time(now);
+        let shared = (&self.budget, &mut self.pools, at);
+        let mut ti = Self::tunnel_ike(config, slot, t, now, rng, shared)?;
         let at = self.engine_time(now);
         if ti.endpoint.should_initiate() {
             let id = ti.endpoint.initiate(at);
@@ -1020,7 +1032,13 @@ impl IkeDriver {
         let ti = self
             .find(&t.name)
             .ok_or_else(|| format!("no IKE tunnel {:?}", t.name))?;
-        let engine = engine_config_in(config, t)?;
+        let mut engine = engine_config_in(config, t)?;
+        let names = t.ike.as_ref().map(|i| i.pools.clone()).unwrap_or_default();
+        let at = self.engine_time(now);
+        engine.pools = self
+            .pools
+            .shared(&config.pools, &names, at)
+            .map_err(|e| format!("tunnel {}: {e}", t.name))?;
         if reestablish {
             let n = self.delete_ike_sas(ti, now);
             tracing::info!(tunnel = %t.name, ike_sas = n, "IKE: configuration changed what the IKE SA was negotiated for; deleting it");
@@ -1477,6 +1495,7 @@ impl IkeDriver {
         if self.known_dirty {
             self.refresh_known_spis(now);
         }
+        self.pools.persist();
     }
 
     fn on_event(&mut self, ti: usize, ev: IkeEvent, wall: Instant) {
@@ -1701,6 +1720,12 @@ impl IkeDriver {
                 }
                 tracing::info!(tunnel = %t.tunnel.name, %from, %to, "IKE: redirected by the gateway (RFC 5685); IKE_SA_INIT to the new one");
             }
+            IkeEvent::VirtualIps { ike, addrs } => {
+                tracing::info!(tunnel = %self.tunnels[ti].tunnel.name, spi = %format!("{:016x}", ike.0), ?addrs, "IKE: virtual IP");
+            }
+            IkeEvent::VirtualIpsReleased { ike, addrs } => {
+                tracing::info!(tunnel = %self.tunnels[ti].tunnel.name, spi = %format!("{:016x}", ike.0), ?addrs, "IKE: virtual IP released to its pool");
+            }
             IkeEvent::PeerUnresponsive { remote, .. } => {
                 tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, %remote, "IKE: peer not answering; resolving its next hop afresh before giving up");
                 self.actions.push(IkeAction::Reresolve(remote.ip()));
@@ -1875,6 +1900,12 @@ impl IkeDriver {
                         local: ike.local.to_string(),
                         remote: ike.remote.to_string(),
                         age_s: secs(ike.since),
+                        virtual_ips: t
+                            .endpoint
+                            .virtual_ips(ike.id)
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect(),
                     })
                 });
                 let child = |c: &ChildInfo, state: &str| ChildSaView {
@@ -1958,10 +1989,20 @@ impl IkeDriver {
             ("init_no_tunnel", st.init_no_tunnel),
             ("sa_install_errors", st.sa_install_errors),
             ("half_open_spis_missed", self.budget.spis_missed()),
+            ("pool_write_errors", self.pools.write_errors),
         ]);
         let gauges = Counts(vec![
             ("known_spis_missed", st.known_spis_missed),
             ("half_open", self.budget.total() as u64),
+            // Virtual IPs held by IKE SAs, and reserved for clients gone.
+            (
+                "pool_leases_online",
+                self.pools.usage().iter().map(|u| u.1 as u64).sum(),
+            ),
+            (
+                "pool_leases_offline",
+                self.pools.usage().iter().map(|u| u.2 as u64).sum(),
+            ),
         ]);
         // Messages refused for the rule the peer broke, all tunnels
         // together (RFC 7296 §2.21 maps each to a notify or a silent drop).
@@ -2043,6 +2084,10 @@ impl IkeDriver {
                         ("payload_not_allowed", e.payload_not_allowed),
                         ("count_mismatch", e.count_mismatch),
                         ("bad_spi_size", e.bad_spi_size),
+                        ("bad_cfg_attribute", e.bad_cfg_attribute),
+                        ("cp_address_failures", e.cp_address_failures),
+                        ("cp_required_missing", e.cp_required_missing),
+                        ("virtual_ips_assigned", e.virtual_ips_assigned),
                         ("encode_errors", e.encode_errors),
                         ("fragmented_messages", e.fragments.messages_fragmented),
                         ("fragments_sent", e.fragments.fragments_sent),

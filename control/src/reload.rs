@@ -333,6 +333,8 @@ fn ike_fields(a: &IkeConfig, b: &IkeConfig, fields: &mut Vec<&'static str>) -> b
         "ike.follow_redirects",
         false,
     );
+    // IKE SAs keep the addresses they leased; new clients use the new list.
+    note(a.pools != b.pools, "ike.pools", false);
     again
 }
 
@@ -495,6 +497,13 @@ pub fn diff(old: &GatewayConfig, new: &GatewayConfig) -> Diff {
             r,
             "control.ike_half_open_max",
             "the workers' table of half-open IKE SPIs is sized from it at start-up",
+        );
+    }
+    if a.state_dir != b.state_dir {
+        refuse(
+            r,
+            "control.state_dir",
+            "the virtual IP leases were read from it at start-up",
         );
     }
     if a.ike_cookie_secret_lifetime != b.ike_cookie_secret_lifetime {

@@ -69,3 +69,16 @@ fn strongswan_fragmented_ike_auth_both_roles() {
 fn strongswan_client_redirected_to_a_second_espresso() {
     scenario("redirect");
 }
+
+/// Remote access: charon as a client with `vips = 0.0.0.0, ::` against an
+/// espresso tunnel listening with a `[[pool]]` (IPv4 and IPv6): charon
+/// gets an address of each family from the pool, pings a host behind
+/// espresso from both and sends it a TCP
+/// transfer (SHA-256 compared); charon's Child SA and IKE SA rekeys keep
+/// the address; the lease is persisted (mode 0600), goes back to the pool
+/// when charon terminates, charon gets the same address when it
+/// reconnects, and a restarted espresso reads the lease back.
+#[test]
+fn strongswan_client_gets_a_virtual_ip_from_a_pool() {
+    scenario("vip");
+}

@@ -357,6 +357,15 @@ pub struct Config {
     /// RFC 5685: as initiator, announce REDIRECT_SUPPORTED and follow a
     /// gateway's redirect.
     pub follow_redirects: bool,
+    /// Remote access, responder: pools to lease the peer's virtual IPs
+    /// from (in order), shared with other engines handing out the same
+    /// pool. Non-empty means every IKE_AUTH must carry a CFG_REQUEST
+    /// (RFC 7296 §3.15) and the peer's Child SAs are narrowed to its
+    /// addresses.
+    pub pools: Vec<crate::pool::SharedPool>,
+    /// Remote access, initiator: ask the responder for a virtual IP of
+    /// these families in IKE_AUTH.
+    pub request_vips: Vec<crate::pool::Family>,
 }
 
 impl Config {
@@ -401,6 +410,8 @@ impl Config {
             fragmentation: Default::default(),
             redirect: Default::default(),
             follow_redirects: true,
+            pools: Vec::new(),
+            request_vips: Vec::new(),
         }
     }
 

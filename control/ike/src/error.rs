@@ -159,6 +159,14 @@ pub enum IkeError {
     NoAdditionalSas,
     #[error("integrity check failed")]
     IntegrityCheckFailed,
+    /// No internal address could be assigned (pool exhausted, §3.10.1):
+    /// no Child SA is made in IKE_AUTH.
+    #[error("internal address failure")]
+    InternalAddressFailure,
+    /// The tunnel hands out addresses but the peer asked for none
+    /// (§3.10.1, §3.15).
+    #[error("configuration payload required")]
+    FailedCpRequired,
     /// Our own failure (the crypto library), not the peer's: the request
     /// is answered INVALID_SYNTAX, which tells it nothing more.
     #[error("internal failure")]
@@ -186,6 +194,8 @@ impl IkeError {
             IkeError::TemporaryFailure => (NotifyType::TEMPORARY_FAILURE, vec![]),
             IkeError::NoAdditionalSas => (NotifyType::NO_ADDITIONAL_SAS, vec![]),
             IkeError::Internal => (NotifyType::INVALID_SYNTAX, vec![]),
+            IkeError::InternalAddressFailure => (NotifyType::INTERNAL_ADDRESS_FAILURE, vec![]),
+            IkeError::FailedCpRequired => (NotifyType::FAILED_CP_REQUIRED, vec![]),
             IkeError::IntegrityCheckFailed => return None,
         })
     }

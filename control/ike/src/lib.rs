@@ -13,6 +13,7 @@ pub mod error;
 pub mod fragment;
 pub mod message;
 pub mod negotiate;
+pub mod pool;
 pub mod redirect;
 pub mod sa;
 pub mod sim;

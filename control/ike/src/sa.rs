@@ -134,6 +134,21 @@ pub enum IkeEvent {
         from: SocketAddr,
         to: SocketAddr,
     },
+    /// Virtual IPs (RFC 7296 §3.15) of an IKE SA: as responder, the
+    /// addresses leased to the peer from a pool (its Child SAs' remote
+    /// selectors are narrowed to them); as initiator, those the peer gave
+    /// us. Persist the pools' leases when this or
+    /// [`IkeEvent::VirtualIpsReleased`] comes.
+    VirtualIps {
+        ike: IkeSaId,
+        addrs: Vec<std::net::IpAddr>,
+    },
+    /// The IKE SA went: its leased virtual IPs went back to their pools
+    /// (still reserved for the peer's identity).
+    VirtualIpsReleased {
+        ike: IkeSaId,
+        addrs: Vec<std::net::IpAddr>,
+    },
     /// A request went unanswered through every retransmission: resolve
     /// the link-layer next hop towards `remote` afresh; the request gets
     /// one more round before the peer is declared dead.
@@ -239,6 +254,17 @@ pub struct Stats {
     pub count_mismatch: u64,
     /// An SPI Size the protocol does not have (§3.11). Also in `malformed`.
     pub bad_spi_size: u64,
+    /// A Configuration payload attribute of a length its type does not
+    /// allow (§3.15.1). Also counted in `malformed`.
+    pub bad_cfg_attribute: u64,
+    /// IKE_AUTH requests refused a virtual IP because the pools had none
+    /// left (INTERNAL_ADDRESS_FAILURE, RFC 7296 §3.15.4): no Child SA.
+    pub cp_address_failures: u64,
+    /// IKE_AUTH requests without an address request on a tunnel that
+    /// hands out virtual IPs (FAILED_CP_REQUIRED): no Child SA.
+    pub cp_required_missing: u64,
+    /// Virtual IPs leased to peers.
+    pub virtual_ips_assigned: u64,
     /// Messages not sent because a length or count would not fit its wire
     /// field (more than 255 traffic selectors, a payload over 64 KiB).
     pub encode_errors: u64,
@@ -290,6 +316,7 @@ impl Stats {
             DecodeError::PayloadNotAllowed(_) => self.payload_not_allowed += 1,
             DecodeError::CountMismatch(_) => self.count_mismatch += 1,
             DecodeError::BadSpiSize(_) => self.bad_spi_size += 1,
+            DecodeError::BadCfgAttribute(_) => self.bad_cfg_attribute += 1,
             _ => {}
         }
     }
@@ -550,6 +577,16 @@ pub(crate) struct IkeSa {
     /// RFC 5685 §6: redirected after IKE_AUTH; the SA only lingers for
     /// the Delete exchange and goes quietly (no `IkeSaDown`).
     pub redirected: bool,
+    /// Virtual IPs of this IKE SA (§3.15); they follow it through rekeys.
+    pub virtual_ips: Vec<VirtualIp>,
+}
+
+/// A virtual IP of an IKE SA. As responder it is leased from `pool` to
+/// the peer `identity` and given back when the IKE SA goes.
+#[derive(Debug)]
+pub(crate) struct VirtualIp {
+    pub addr: std::net::IpAddr,
+    pub lease: Option<(crate::pool::SharedPool, String)>,
 }
 
 impl IkeSa {
@@ -588,6 +625,7 @@ impl IkeSa {
             redirected_from: None,
             announced_redirect: false,
             redirected: false,
+            virtual_ips: Vec::new(),
         }
     }
 

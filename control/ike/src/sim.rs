@@ -149,6 +149,31 @@ mod tests {
         for ((_, _, d), name) in ds.iter().zip(names) {
             std::fs::write(dir.join("ike_message").join(name), d).unwrap();
         }
+        // An inner chain (first payload type, then the chain) of a
+        // CFG_REQUEST and a CFG_REPLY (RFC 7296 §3.15), as SK carries them.
+        {
+            use crate::message::{encode_chain, CfgAttribute, CfgType, CpPayload, Payload};
+            let reply = CpPayload::new(
+                CfgType::CFG_REPLY,
+                vec![
+                    CfgAttribute::Ip4Address(Some([10, 3, 0, 1].into())),
+                    CfgAttribute::Ip6Address(Some(([0xfd00, 3, 0, 0, 0, 0, 0, 1].into(), 128))),
+                    CfgAttribute::Ip4Dns(Some([10, 1, 0, 53].into())),
+                    CfgAttribute::Ip4Subnet(Some((
+                        [10, 1, 0, 0].into(),
+                        [255, 255, 255, 0].into(),
+                    ))),
+                ],
+            );
+            let (first, chain) = encode_chain(&[
+                Payload::Cp(CpPayload::request(true, true)),
+                Payload::Cp(reply),
+            ])
+            .unwrap();
+            let mut seed = vec![first.0];
+            seed.extend_from_slice(&chain);
+            std::fs::write(dir.join("ike_message").join("inner-cp"), seed).unwrap();
+        }
         // ike_responder: records of flags, length, datagram.
         let record = |d: &[u8]| {
             let mut v = vec![0u8];

@@ -66,6 +66,22 @@ pub struct GatewayConfig {
     ///
     /// [`SaRef`]: dataplane::esp::SaRef
     pub tunnels: Vec<Tunnel>,
+    /// `[[pool]]`: virtual IPs handed to remote-access clients.
+    pub pools: Vec<PoolConfig>,
+}
+
+/// A pool of virtual IPs (`[[pool]]`), referenced by name from
+/// `[tunnel.ike] pools`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub name: String,
+    /// Prefixes (network and IPv4 broadcast addresses left out) and
+    /// `a-b` ranges, IPv4 and IPv6.
+    pub ranges: Vec<ike::pool::AddrRange>,
+    /// DNS servers handed out with an address.
+    pub dns: Vec<IpAddr>,
+    /// Networks behind the gateway announced to clients.
+    pub subnets: Vec<IpNet>,
 }
 
 /// Which crypto backend runs ESP.
@@ -182,6 +198,9 @@ pub struct ControlConfig {
     pub ike_half_open_max: usize,
     /// The COOKIE secret changes this often.
     pub ike_cookie_secret_lifetime: Duration,
+    /// Where state that must survive a restart is kept (virtual IP
+    /// leases); `None` keeps none.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[metrics]`: the OpenMetrics / Prometheus endpoint.
@@ -460,6 +479,9 @@ pub struct IkeConfig {
     /// RFC 5685 as initiator: announce REDIRECT_SUPPORTED and follow a
     /// gateway's redirect (`follow_redirects`, default true).
     pub follow_redirects: bool,
+    /// `[[pool]]` names to lease clients' virtual IPs from, in order
+    /// (remote access, RFC 7296 §3.15; listening tunnels only).
+    pub pools: Vec<String>,
 }
 
 impl IkeConfig {

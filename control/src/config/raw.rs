@@ -30,6 +30,16 @@ pub(super) struct RawConfig {
     pub route: Vec<Option<RawRoute>>,
     pub neighbour: Vec<Option<RawNeighbour>>,
     pub tunnel: Vec<Option<RawTunnel>>,
+    pub pool: Vec<Option<RawPool>>,
+}
+
+/// `[[pool]]`: virtual IPs for remote-access clients.
+#[derive(Debug)]
+pub(super) struct RawPool {
+    pub name: String,
+    pub addrs: Vec<String>,
+    pub dns: Option<Vec<String>>,
+    pub subnets: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +68,7 @@ pub(super) struct RawControl {
     pub ike_half_open_per_source: Option<usize>,
     pub ike_half_open_max: Option<usize>,
     pub ike_cookie_secret_lifetime: Option<String>,
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -243,6 +254,7 @@ pub(super) struct RawIke {
     pub redirect_above: Option<u64>,
     pub redirect_in: Option<RawRedirectIn>,
     pub follow_redirects: Option<bool>,
+    pub pools: Option<Vec<String>>,
 }
 
 // ------------------------------------------------------------------ reading
@@ -286,6 +298,11 @@ pub(super) fn read(t: Tbl) -> RawConfig {
         .into_iter()
         .map(read_tunnel)
         .collect();
+    let pool: Vec<_> = t
+        .tables("pool", "[[pool]]")
+        .into_iter()
+        .map(read_pool)
+        .collect();
     let dataplane = match t.field_present("dataplane") {
         false => Some(RawDataplane::default()),
         true => dataplane.flatten(),
@@ -307,7 +324,23 @@ pub(super) fn read(t: Tbl) -> RawConfig {
         route,
         neighbour,
         tunnel,
+        pool,
     }
+}
+
+fn read_pool(t: Tbl) -> Option<RawPool> {
+    let name = t.req_str("name");
+    let addrs = t.opt_str_list("addrs");
+    let addrs = t.required("addrs", addrs);
+    let dns = t.opt_str_list("dns");
+    let subnets = t.opt_str_list("subnets");
+    t.finish();
+    Some(RawPool {
+        name: name?,
+        addrs: addrs?,
+        dns,
+        subnets,
+    })
 }
 
 fn read_dataplane(t: Tbl) -> Option<RawDataplane> {
@@ -340,6 +373,7 @@ fn read_control(t: Tbl) -> Option<RawControl> {
         ike_half_open_per_source: t.opt_int("ike_half_open_per_source", U32),
         ike_half_open_max: t.opt_int("ike_half_open_max", U32),
         ike_cookie_secret_lifetime: t.opt_str("ike_cookie_secret_lifetime"),
+        state_dir: t.opt_path("state_dir"),
     };
     t.finish();
     Some(r)
@@ -635,6 +669,7 @@ fn read_ike(t: Tbl) -> Option<RawIke> {
             &[RawRedirectIn::IkeSaInit, RawRedirectIn::IkeAuth],
         ),
         follow_redirects: t.opt_bool("follow_redirects"),
+        pools: t.opt_str_list("pools"),
     };
     t.finish();
     Some(r)

@@ -249,7 +249,7 @@ fn missing_keys_and_misplaced_tables_are_placed() {
     let e = assert_invalid(&text, "tunel", "did you mean \"tunnel\"?");
     assert!(
         e.reason().ends_with(
-            "valid fields: dataplane, control, metrics, interface, route, neighbour, tunnel"
+            "valid fields: dataplane, control, metrics, interface, route, neighbour, tunnel, pool"
         ),
         "{e}"
     );
@@ -1743,5 +1743,92 @@ fn ike_redirect_mistakes_are_refused() {
         )),
         "tunnel[0].ike.redirect_to",
         "at most",
+    );
+}
+
+// ------------------------------------------------------------------ [[pool]]
+
+/// A listening IKE tunnel using pool "ra" (whose definition is `pool`).
+fn with_pool(pool: &str, names: &str) -> String {
+    format!(
+        "{}  start_action = \"listen\"\n  pools = [{names}]\n\n[[pool]]\n{pool}\n",
+        with_ike("")
+    )
+}
+
+#[test]
+fn pools_parse_and_are_referenced() {
+    let c = parse(&with_pool(
+        "name = \"ra\"\naddrs = [\"10.2.0.128/25\", \"10.2.0.10-10.2.0.20\"]\ndns = [\"10.1.0.53\"]\nsubnets = [\"10.1.0.0/24\"]",
+        "\"ra\"",
+    ))
+    .unwrap();
+    assert_eq!(c.pools.len(), 1);
+    assert_eq!(c.pools[0].ranges.len(), 2);
+    assert_eq!(
+        c.pools[0].ranges[0].start,
+        "10.2.0.129".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(c.pools[0].dns, vec!["10.1.0.53".parse::<IpAddr>().unwrap()]);
+    assert_eq!(
+        c.tunnels[0].ike.as_ref().unwrap().pools,
+        vec!["ra".to_string()]
+    );
+}
+
+#[test]
+fn pools_are_checked() {
+    let ok = "name = \"ra\"\naddrs = [\"10.2.0.128/25\"]";
+    assert_invalid(
+        &with_pool(ok, "\"nope\""),
+        "tunnel[0].ike.pools",
+        "no [[pool]] named \"nope\"",
+    );
+    assert_invalid(
+        &with_pool("name = \"ra\"\naddrs = [\"10.2.0.300/25\"]", "\"ra\""),
+        "pool[0].addrs[0]",
+        "neither a prefix",
+    );
+    assert_invalid(
+        &with_pool(
+            "name = \"ra\"\naddrs = [\"10.2.0.0/25\", \"10.2.0.100-10.2.0.200\"]",
+            "\"ra\"",
+        ),
+        "pool[0].addrs",
+        "overlap",
+    );
+    // Two pools sharing addresses.
+    assert_invalid(
+        &with_pool(
+            &format!("{ok}\n[[pool]]\nname = \"rb\"\naddrs = [\"10.2.0.200-10.2.0.210\"]"),
+            "\"ra\"",
+        ),
+        "pool[0].addrs",
+        "overlaps 10.2.0.200-10.2.0.210 of pool \"rb\"",
+    );
+    // A pool holding an interface's address.
+    assert_invalid(
+        &with_pool("name = \"ra\"\naddrs = [\"10.1.0.0/24\"]", "\"ra\"")
+            .replace("remote_ts = \"10.2.0.0/24\"", "remote_ts = \"10.0.0.0/8\""),
+        "pool[0].addrs",
+        "an address of interface \"lan\"",
+    );
+    // Return traffic would not enter the tunnel.
+    assert_invalid(
+        &with_pool("name = \"ra\"\naddrs = [\"10.9.0.0/24\"]", "\"ra\""),
+        "tunnel[0].ike.pools",
+        "no protect policy",
+    );
+    // Only a listening tunnel hands out addresses.
+    assert_invalid(
+        &with_pool(ok, "\"ra\"")
+            .replace("start_action = \"listen\"", "start_action = \"initiate\""),
+        "tunnel[0].ike.pools",
+        "start_action = \"listen\"",
+    );
+    assert_invalid(
+        &format!("{}\n[control]\nstate_dir = \"\"\n", base()),
+        "control.state_dir",
+        "must not be empty",
     );
 }

@@ -26,8 +26,8 @@ use super::reader::{Diags, Tbl};
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
     ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, HugepageMode, IkeConfig,
-    IkeId, Interface, LogFormat, MacAddr, ManualSa, MetricsConfig, Neighbour, Role, Route, SaPair,
-    SocketGroup, StartAction, Tunnel,
+    IkeId, Interface, LogFormat, MacAddr, ManualSa, MetricsConfig, Neighbour, PoolConfig, Role,
+    Route, SaPair, SocketGroup, StartAction, Tunnel,
 };
 use crate::host::{Device, PciAddr};
 
@@ -124,6 +124,8 @@ impl<'a> Ctx<'_, 'a> {
     }
 }
 
+mod pools;
+
 fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
     let mut dataplane = raw.dataplane.and_then(|r| cx.keep(dataplane_config(cx, r)));
     let control = raw.control.and_then(|r| cx.keep(control_config(cx, r)));
@@ -177,6 +179,11 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
     let tunnels_read = raw.tunnel.iter().all(Option::is_some);
     let before = cx.errors();
     let tunnels = tunnels(cx, &interfaces, raw.tunnel);
+    let pools_read = raw.pool.iter().all(Option::is_some);
+    let pools = pools::pools(cx, raw.pool);
+    if tunnels_read && pools_read && cx.errors() == before {
+        pools::references(cx, &interfaces, &tunnels, &pools);
+    }
     if tunnels_read && cx.errors() == before {
         if routes_ok {
             peer_routes(cx, &interfaces, &routes, &tunnels);
@@ -191,6 +198,7 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
         routes,
         neighbours,
         tunnels,
+        pools,
     })
 }
 
@@ -750,6 +758,15 @@ fn control_config(cx: &Ctx, raw: RawControl) -> Result<ControlConfig, ConfigErro
         ike_half_open_per_source,
         ike_half_open_max,
         ike_cookie_secret_lifetime,
+        state_dir: match raw.state_dir {
+            Some(d) if d.as_os_str().is_empty() => {
+                return Err(cx.err(
+                    "control.state_dir",
+                    "must not be empty (leave it out to keep no state)",
+                ))
+            }
+            d => d.map(|d| resolve(cx.file(), &d)),
+        },
     })
 }
 
@@ -2119,6 +2136,7 @@ fn ike(
         fragment_size,
         redirect,
         follow_redirects: r.follow_redirects.unwrap_or(true),
+        pools: r.pools.unwrap_or_default(),
     })
 }
 

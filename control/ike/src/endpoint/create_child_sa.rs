@@ -223,7 +223,7 @@ impl Endpoint {
             return Err(IkeError::TsUnacceptable);
         }
         // §2.9: TSi are the initiator's (our remote) selectors.
-        let remote_ts = negotiate::narrow(tsi, &self.config.remote_ts);
+        let remote_ts = negotiate::narrow(tsi, &self.remote_ts_allowed(sa));
         let local_ts = negotiate::narrow(tsr, &self.config.local_ts);
         if remote_ts.is_empty() || local_ts.is_empty() {
             self.stats.ts_unacceptable += 1;
@@ -449,6 +449,8 @@ impl Endpoint {
             c.keys.ike = to.id;
             to.children.push(c);
         }
+        // Virtual IPs belong to the IKE SA, whichever keys it has (§2.18).
+        to.virtual_ips.append(&mut from.virtual_ips);
     }
 
     #[allow(clippy::too_many_arguments)]

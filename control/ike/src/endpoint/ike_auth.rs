@@ -104,7 +104,12 @@ impl Endpoint {
                 data: auth.to_vec(),
             }),
         ];
-        match self.child_from_request(sa, now, ps, Some((&init.ni, &init.nr))) {
+        // Remote access (§3.15): a virtual IP for the peer, or no Child SA.
+        let child = self.answer_cfg_request(sa, now, id_i, ps).and_then(|cp| {
+            out.extend(cp);
+            self.child_from_request(sa, now, ps, Some((&init.ni, &init.nr)))
+        });
+        match child {
             Ok((child, mut extra)) => {
                 self.stats.child_sa_established += 1;
                 self.emit(IkeEvent::ChildSaUp(child.keys.clone()));
@@ -164,6 +169,7 @@ impl Endpoint {
         let Some(init) = self.established(sa, now) else {
             return;
         };
+        self.on_cfg_reply(sa, ps);
         let reply = find_payload!(ps, Sa);
         let mut ts_refused = false;
         let child = match (reply, find_payload!(ps, TsI), find_payload!(ps, TsR)) {

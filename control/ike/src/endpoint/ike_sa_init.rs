@@ -503,7 +503,7 @@ impl Endpoint {
         let child_spi = self.random_child_spi();
         let id_i = self.config.local_id.clone();
         let auth = self.auth_value(true, &sk, &init, &id_i, true);
-        let payloads = vec![
+        let mut payloads = vec![
             Payload::IdI(id_i),
             Payload::IdR(self.config.remote_id.clone()),
             Payload::Auth(AuthPayload {
@@ -519,6 +519,7 @@ impl Endpoint {
             Payload::TsI(self.config.local_ts.clone()),
             Payload::TsR(self.config.remote_ts.clone()),
         ];
+        payloads.extend(self.cfg_request());
         sa.phase = Phase::Keyed(Keyed {
             sk,
             stage: Stage::AuthSent(init),

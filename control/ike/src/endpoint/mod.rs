@@ -18,6 +18,7 @@ use super::message::*;
 use super::negotiate::{self, Choice, EspChoice};
 use super::sa::*;
 pub use crate::error::{IkeError, ProtocolError};
+pub use cp::identity_key;
 
 /// Nonce length we send (RFC 7296 §2.10: at least half the PRF key size).
 const NONCE_LEN: usize = 32;
@@ -111,6 +112,15 @@ impl Drop for Endpoint {
             if let Some(t) = sa.half_open_ticket() {
                 self.budget.release(t);
             }
+            // Pools may be shared too: the leases go back (still reserved
+            // for their identities).
+            for v in sa.virtual_ips.drain(..) {
+                if let Some((pool, identity)) = v.lease {
+                    pool.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .release(&identity, v.addr);
+                }
+            }
         }
     }
 }
@@ -133,6 +143,7 @@ fn first_error(ps: &[Payload]) -> Option<NotifyType> {
     })
 }
 
+mod cp;
 mod create_child_sa;
 mod fragment;
 mod ike_auth;
@@ -510,6 +521,7 @@ impl Endpoint {
                 outbound_spi: c.keys.outbound_spi,
             });
         }
+        self.release_virtual_ips(sa);
         if let Some(reason) = reason {
             self.events
                 .push_back(IkeEvent::IkeSaDown { ike: sa.id, reason });

@@ -5,6 +5,7 @@
 //! clarity matters more than avoiding a copy.
 
 pub mod codec;
+pub mod cp;
 pub mod fragment;
 pub mod notify;
 pub mod payload;
@@ -12,6 +13,7 @@ pub mod redirect;
 pub mod types;
 
 pub use codec::{Reader, Writer};
+pub use cp::{CfgAttribute, CfgAttributeType, CfgType, CpPayload};
 pub use notify::NotifyType;
 pub use payload::*;
 pub use redirect::{GatewayIdentity, Redirect};
@@ -44,6 +46,10 @@ pub enum DecodeError {
     /// An SPI Size the protocol does not have (§3.3.1, §3.11).
     #[error("SPI size not allowed: {0}")]
     BadSpiSize(&'static str),
+    /// A Configuration attribute whose length its type does not allow,
+    /// or an unknown one over the length kept (§3.15.1).
+    #[error("malformed configuration attribute {0}")]
+    BadCfgAttribute(u16),
     #[error("invalid: {0}")]
     Invalid(&'static str),
 }

@@ -28,8 +28,8 @@ pub enum Payload {
     VendorId(Vec<u8>),
     TsI(Vec<TrafficSelector>),
     TsR(Vec<TrafficSelector>),
-    /// Configuration payload (§3.15), parsed no further.
-    Cp(Vec<u8>),
+    /// Configuration payload (§3.15).
+    Cp(super::cp::CpPayload),
     /// Encrypted and Authenticated payload (§3.14): must be last.
     Encrypted(Encrypted),
     /// A payload type this implementation does not process.
@@ -105,7 +105,7 @@ impl Payload {
             PayloadType::VENDOR_ID => Payload::VendorId(r.rest().to_vec()),
             PayloadType::TSI => Payload::TsI(TrafficSelector::decode_list(&mut r)?),
             PayloadType::TSR => Payload::TsR(TrafficSelector::decode_list(&mut r)?),
-            PayloadType::CP => Payload::Cp(r.rest().to_vec()),
+            PayloadType::CP => Payload::Cp(super::cp::CpPayload::decode(&mut r)?),
             PayloadType::SK => unreachable_sk()?,
             _ => {
                 if critical {
@@ -128,7 +128,8 @@ impl Payload {
             Payload::Ke(p) => p.encode(w),
             Payload::IdI(p) | Payload::IdR(p) => p.encode(w),
             Payload::Auth(p) => p.encode(w),
-            Payload::Nonce(b) | Payload::VendorId(b) | Payload::Cp(b) => w.bytes(b),
+            Payload::Nonce(b) | Payload::VendorId(b) => w.bytes(b),
+            Payload::Cp(p) => return p.encode(w),
             Payload::Notify(p) => return p.encode(w),
             Payload::Delete(p) => return p.encode(w),
             Payload::TsI(t) | Payload::TsR(t) => return TrafficSelector::encode_list(t, w),

@@ -85,6 +85,37 @@ fn ts() -> impl Strategy<Value = TrafficSelector> {
     ]
 }
 
+fn cfg_attribute() -> impl Strategy<Value = CfgAttribute> {
+    let v4 = || proptest::option::of(any::<[u8; 4]>().prop_map(Ipv4Addr::from));
+    let v6 = || any::<[u8; 16]>().prop_map(Ipv6Addr::from);
+    let pfx = move || proptest::option::of((v6(), 0u8..=128));
+    prop_oneof![
+        v4().prop_map(CfgAttribute::Ip4Address),
+        v4().prop_map(CfgAttribute::Ip4Netmask),
+        v4().prop_map(CfgAttribute::Ip4Dns),
+        proptest::option::of((any::<[u8; 4]>(), any::<[u8; 4]>()))
+            .prop_map(|s| CfgAttribute::Ip4Subnet(s.map(|(a, m)| (a.into(), m.into())))),
+        pfx().prop_map(CfgAttribute::Ip6Address),
+        proptest::option::of(v6()).prop_map(CfgAttribute::Ip6Dns),
+        pfx().prop_map(CfgAttribute::Ip6Subnet),
+        (
+            prop_oneof![Just(4u16), Just(6), Just(7), Just(14), 16u16..0x8000],
+            bytes(16)
+        )
+            .prop_map(|(t, value)| CfgAttribute::Unknown {
+                ty: CfgAttributeType(t),
+                value
+            }),
+    ]
+}
+
+fn cp() -> impl Strategy<Value = CpPayload> {
+    (any::<u8>(), vec(cfg_attribute(), 0..6)).prop_map(|(t, attributes)| CpPayload {
+        cfg_type: CfgType(t),
+        attributes,
+    })
+}
+
 fn payload() -> impl Strategy<Value = Payload> {
     prop_oneof![
         vec(proposal(), 1..4).prop_map(|proposals| Payload::Sa(SaPayload { proposals })),
@@ -122,7 +153,7 @@ fn payload() -> impl Strategy<Value = Payload> {
         bytes(32).prop_map(Payload::VendorId),
         vec(ts(), 0..4).prop_map(Payload::TsI),
         vec(ts(), 0..4).prop_map(Payload::TsR),
-        bytes(32).prop_map(Payload::Cp),
+        cp().prop_map(Payload::Cp),
         (prop_oneof![1u8..33, 49u8..=255], bytes(32)).prop_map(|(t, body)| Payload::Unknown {
             ty: PayloadType(t),
             critical: false,
@@ -226,7 +257,17 @@ fn heap(ps: &Vec<Payload>) -> usize {
                 _ => 0,
             },
             Payload::Auth(a) => bytes(&a.data),
-            Payload::Nonce(b) | Payload::VendorId(b) | Payload::Cp(b) => bytes(b),
+            Payload::Nonce(b) | Payload::VendorId(b) => bytes(b),
+            Payload::Cp(c) => {
+                c.attributes.capacity() * size_of::<CfgAttribute>()
+                    + c.attributes
+                        .iter()
+                        .map(|a| match a {
+                            CfgAttribute::Unknown { value, .. } => bytes(value),
+                            _ => 0,
+                        })
+                        .sum::<usize>()
+            }
             Payload::Notify(n) => bytes(&n.spi) + bytes(&n.data),
             Payload::Delete(d) => {
                 d.spis.capacity() * size_of::<Vec<u8>>() + d.spis.iter().map(bytes).sum::<usize>()
@@ -685,15 +726,17 @@ fn ike_oversized_fields_are_encode_errors() {
     let big = m(Payload::Nonce(vec![0; 65_536])).encode().unwrap_err();
     assert_eq!((big.field, big.len), ("payload length", 65_540));
     assert_eq!(
-        encode_chain(&[Payload::Cp(vec![0; 65_531])]).map(|(_, b)| b.len()),
+        encode_chain(&[Payload::VendorId(vec![0; 65_531])]).map(|(_, b)| b.len()),
         Ok(65_535)
     );
     let fits = MAX_MESSAGE_LEN - HEADER_LEN - 4;
     assert_eq!(
-        m(Payload::Cp(vec![0; fits])).encode().map(|b| b.len()),
+        m(Payload::VendorId(vec![0; fits]))
+            .encode()
+            .map(|b| b.len()),
         Ok(MAX_MESSAGE_LEN)
     );
-    assert!(m(Payload::Cp(vec![0; fits + 1])).encode().is_err());
+    assert!(m(Payload::VendorId(vec![0; fits + 1])).encode().is_err());
     let many = vec![
         Payload::Nonce(vec![0; 60_000]),
         Payload::Nonce(vec![0; 60_000]),
