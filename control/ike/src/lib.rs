@@ -10,16 +10,18 @@ pub mod config;
 pub mod crypto;
 pub mod endpoint;
 pub mod error;
+pub mod identity;
 pub mod message;
 pub mod negotiate;
 pub mod sa;
 pub mod sim;
 
 pub use admission::{HalfOpenBudget, HalfOpenSpis};
-pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Timers};
+pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Template, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
-pub use endpoint::{ApiError, Endpoint};
+pub use endpoint::{ApiError, Endpoint, HandedOver};
 pub use error::{IkeError, ProtocolError, ProtocolErrorCounts};
+pub use identity::{IdDirectory, IdPattern};
 pub use sa::{
     ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, IkeSaSecrets, Stats, Timestamp,
     Transmit, UdpEncap,

@@ -435,6 +435,7 @@ impl Endpoint {
         new.spi_i = spi_i;
         new.spi_r = spi_r;
         new.encap = old.encap;
+        new.peer_id = old.peer_id.clone();
         Some(new)
     }
 

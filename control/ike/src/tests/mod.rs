@@ -3,6 +3,7 @@
 mod decode;
 mod flood;
 mod rogue;
+mod template;
 pub(crate) mod util;
 
 use proptest::prelude::*;
