@@ -283,6 +283,8 @@ fn ike_fields(a: &IkeConfig, b: &IkeConfig, fields: &mut Vec<&'static str>) -> b
     };
     note(a.local_id != b.local_id, "ike.local_id", true);
     note(a.remote_id != b.remote_id, "ike.remote_id", true);
+    // A template's peers were admitted by its patterns.
+    note(a.remote_ids != b.remote_ids, "ike.remote_id", true);
     note(a.psk != b.psk, "ike.psk", true);
     note(a.proposals != b.proposals, "ike.proposals", false);
     note(
@@ -332,6 +334,7 @@ pub fn tunnel_change(a: &Tunnel, b: &Tunnel) -> Option<TunnelChange> {
     };
     note(a.endpoints.local != b.endpoints.local, "local", true);
     note(a.endpoints.remote != b.endpoints.remote, "remote", true);
+    note(a.remote_prefixes != b.remote_prefixes, "remote", true);
     note(a.interface != b.interface, "interface", false);
     note(a.mode != b.mode, "mode", false);
     note(a.udp_encap != b.udp_encap, "udp_encap", false);
@@ -564,11 +567,32 @@ pub fn diff(old: &GatewayConfig, new: &GatewayConfig) -> Diff {
             d.removed.push(t.name.clone());
         }
     }
+    // `[[secret]]` feeds the templates: changed, each template takes the
+    // new ones for its next IKE_AUTH; its established peers stay (as
+    // swanctl --load-creds).
+    let secrets_changed = old.secrets.len() != new.secrets.len()
+        || old
+            .secrets
+            .iter()
+            .zip(&new.secrets)
+            .any(|(x, y)| x.ids != y.ids || x.psk != y.psk);
     for t in &new.tunnels {
         match old_by.get(t.name.as_str()) {
             None => d.added.push(t.name.clone()),
             Some(o) => match tunnel_change(o, t) {
-                Some(c) => d.changed.push(c),
+                Some(mut c) => {
+                    if secrets_changed && t.is_template() {
+                        c.fields.push("secret");
+                    }
+                    d.changed.push(c)
+                }
+                None if secrets_changed && t.is_template() && t.ike.is_some() => {
+                    d.changed.push(TunnelChange {
+                        name: t.name.clone(),
+                        fields: vec!["secret"],
+                        ike: Some(IkeChange::NextExchange),
+                    })
+                }
                 None => d.unchanged += 1,
             },
         }

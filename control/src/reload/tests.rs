@@ -552,3 +552,36 @@ fn the_report_names_every_change_in_text_and_json() {
     assert_eq!(json["routes"], true);
     assert_eq!(json["unchanged"], 1);
 }
+
+/// A responder template `rw` beside the base tunnels, with secrets.
+fn with_template(psk: &str) -> GatewayConfig {
+    parse(&format!(
+        r#"{}
+[[tunnel]]
+name = "rw"
+local_addrs = "192.0.2.1"
+remote_addrs = "%any"
+  [[tunnel.policy]]
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.9.0.0/16"
+  [tunnel.ike]
+  remote_id = "*@branches.example"
+[[secret]]
+id = "alice@branches.example"
+psk = "{psk}"
+"#,
+        base_text()
+    ))
+}
+
+#[test]
+fn new_secrets_reach_the_templates_for_their_next_ike_auth() {
+    let old = with_template("alice's first secret");
+    assert!(diff(&old, &with_template("alice's first secret")).is_empty());
+    let d = diff(&old, &with_template("alice's second secret"));
+    let c = change(&d, "rw");
+    assert_eq!(c.fields, ["secret"]);
+    assert_eq!(c.ike, Some(IkeChange::NextExchange));
+    // Site-to-site tunnels do not use [[secret]].
+    assert_eq!(d.changed.len(), 1);
+}
