@@ -304,6 +304,21 @@ fn ike_id(id: &IkeId) -> Identification {
     }
 }
 
+/// An identity as the operator writes it (`alice@branches.example`,
+/// `gw.example`, `192.0.2.1`, `keyid:…`).
+fn identity_text(id: &Identification) -> String {
+    match id {
+        Identification::Fqdn(s) => s.clone(),
+        Identification::Ipv4(a) => a.to_string(),
+        Identification::Ipv6(a) => a.to_string(),
+        Identification::KeyId(k) => IkeId::KeyId(k.clone()).to_string(),
+        Identification::Other { ty, data } if *ty == ike::message::IdType::RFC822_ADDR => {
+            String::from_utf8_lossy(data).into_owned()
+        }
+        Identification::Other { ty, data } => format!("id{}:0x{}", ty.0, hex::encode(data)),
+    }
+}
+
 /// The engine's form of an identity pattern.
 fn id_pattern(p: &IkeIdPattern) -> IdPattern {
     match p {
@@ -1973,13 +1988,13 @@ impl IkeDriver {
     /// The IKE tunnels for the control API's `tunnels`, `ike-sas` and
     /// `child-sas` (without SA counters, which the workers have).
     pub fn tunnel_views(&self, now: Instant) -> Vec<crate::api::TunnelView> {
-        use crate::api::{ChildSaView, IkeSaView, TunnelView};
+        use crate::api::{ChildSaView, IkeSaView, PeerView, TunnelView};
         let secs = |since: Instant| now.saturating_duration_since(since).as_secs();
         self.tunnels
             .iter()
             .map(|t| {
                 let name = &t.tunnel.name;
-                let ike_sa = t.ike.as_ref().and_then(|ike| {
+                let ike_view = |ike: &IkeInfo| {
                     let sec = t.endpoint.ike_sa_secrets(ike.id)?;
                     Some(IkeSaView {
                         tunnel: name.clone(),
@@ -1996,7 +2011,9 @@ impl IkeDriver {
                         remote: ike.remote.to_string(),
                         age_s: secs(ike.since),
                     })
-                });
+                };
+                let template = t.tunnel.is_template();
+                let ike_sa = t.ike.as_ref().filter(|_| !template).and_then(ike_view);
                 let child = |c: &ChildInfo, state: &str| ChildSaView {
                     tunnel: name.clone(),
                     kind: "ike".into(),
@@ -2029,11 +2046,54 @@ impl IkeDriver {
                     })
                     .collect();
                 child_sas.extend(t.retiring.iter().map(|(_, c)| child(c, "retiring")));
+                let peers: Vec<PeerView> = if template {
+                    t.peers
+                        .values()
+                        .filter_map(|p| {
+                            let mine = |c: &&ChildInfo| c.keys.ike == p.id;
+                            let spis: BTreeSet<u32> = t
+                                .children
+                                .values()
+                                .chain(t.retiring.iter().map(|(_, c)| c))
+                                .filter(mine)
+                                .map(|c| c.keys.inbound_spi)
+                                .collect();
+                            Some(PeerView {
+                                identity: t
+                                    .endpoint
+                                    .peer_id(p.id)
+                                    .map_or_else(|| "?".into(), identity_text),
+                                auth: "psk".into(),
+                                ike_sa: ike_view(p)?,
+                                child_sas: child_sas
+                                    .iter()
+                                    .filter(|c| {
+                                        u32::from_str_radix(&c.spi_in, 16)
+                                            .is_ok_and(|s| spis.contains(&s))
+                                    })
+                                    .cloned()
+                                    .collect(),
+                            })
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let peer = match &t.tunnel.remote_prefixes {
+                    Some(ps) if ps.len() == 1 && ps[0].prefix_len() == 0 => "%any".to_string(),
+                    Some(ps) => ps
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    None => t.tunnel.endpoints.remote.to_string(),
+                };
                 TunnelView {
                     name: name.clone(),
                     kind: "ike".into(),
                     local: t.tunnel.endpoints.local.to_string(),
-                    peer: t.tunnel.endpoints.remote.to_string(),
+                    peer,
+                    peers,
                     state: match t.state {
                         // Removed by a reload, its DELETE not yet answered.
                         _ if t.leaving.is_some() => "removed-deleting",
@@ -3084,5 +3144,46 @@ psk = "{R1_PSK}"
             lines.contains("ike.routers.auth_refused_unknown_identity 1\n"),
             "{lines}"
         );
+
+        // The API shows each peer: identity, address, auth, algorithms,
+        // age and its own Child SA.
+        let views = gw.tunnel_views(t0());
+        let v = &views[0];
+        assert_eq!((v.peer.as_str(), v.state.as_str()), ("%any", "up"));
+        assert!(v.ike_sa.is_none());
+        assert_eq!(v.child_sas.len(), 2);
+        let mut who: Vec<(&str, &str)> = v
+            .peers
+            .iter()
+            .map(|p| (p.identity.as_str(), p.ike_sa.remote.as_str()))
+            .collect();
+        who.sort();
+        assert_eq!(
+            who,
+            [
+                ("alice@branches.example", "192.0.2.11:500"),
+                ("bob@branches.example", "192.0.2.12:500")
+            ]
+        );
+        for p in &v.peers {
+            assert_eq!(p.auth, "psk");
+            assert_eq!(p.ike_sa.role, "responder");
+            assert_eq!(p.ike_sa.suite, "aes128gcm16-prfsha256-ecp256");
+            assert_eq!(p.child_sas[0].algorithm, "aes128gcm16");
+            assert_eq!(p.child_sas.len(), 1);
+            assert!(v.child_sas.contains(&p.child_sas[0]));
+        }
+        let text = crate::client::tunnel_text(v);
+        assert!(
+            text.starts_with("tunnel branches up local 192.0.2.2 remote %any\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  peer alice@branches.example 192.0.2.11:500 auth psk\n    ike spi_i "
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("\n    child spi_in ").count(), 2, "{text}");
     }
 }
