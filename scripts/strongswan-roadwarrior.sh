@@ -6,7 +6,8 @@
 #   c1 198.51.100.11 alice@branches.example (10.9.1.1) ┐
 #   c2 198.51.100.12 bob@branches.example   (10.9.2.1) ├ br0 [nat 192.0.2.2, masquerade] wan0 ==== wan0 [gwA espresso 192.0.2.1] lan0  10.1.0.10 hostA
 #   c3 198.51.100.13 carol@branches.example (10.9.3.1) │
-#   c4 198.51.100.14 dave@branches.example  (no secret)┘
+#   c4 198.51.100.14 dave@branches.example  (no secret)│
+#   c5 198.51.100.15 C=DE, O=Example, CN=erin (10.8.5.1)┘
 #
 # Each client is a namespace with its own charon (private mount namespace
 # for /run, its own vici socket) and its own inner address; espresso's
@@ -23,6 +24,10 @@
 #   one outbound SA per tunnel until per-client return routing lands, see
 #   docs/operations.md). c4 presents an identity without a secret:
 #   refused (AUTHENTICATION_FAILED), counted in `espresso stats`, no SA.
+#   c5 presents a distinguished name: a second template on the same
+#   address (remote_id = "C=DE, O=Example, CN=*") takes it at IKE_AUTH
+#   (the first one made the IKE SA and hands it over), and c5's ping
+#   makes the round trip through that template's own outbound slot.
 #
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
@@ -33,12 +38,14 @@ BIN=${ESPRESSO_BIN:-$ROOT/target/release/espresso}
 ID=$$
 # lib.sh's four roles: hostA, gwA (espresso), the NAT in gwB's place; no hostB.
 NS_HA=ss-ha-$ID NS_GA=ss-ga-$ID NS_GB=ss-nat-$ID NS_HB=
-CLIENTS="1 2 3 4"
+CLIENTS="1 2 3 4 5"
 DIR=$(mktemp -d /tmp/espresso-roadwarrior.XXXXXX)
 PIDS=()
 FAILED=0
 GW_PID=
-NAMES=(x alice bob carol dave)
+NAMES=(x alice bob carol dave erin)
+id_of() { if [ "$1" = 5 ]; then echo "C=DE, O=Example, CN=erin"; else echo "${NAMES[$1]}@branches.example"; fi; }
+inner_of() { if [ "$1" = 5 ]; then echo 10.8.5; else echo "10.9.$1"; fi; }
 
 . "$ROOT/scripts/lib.sh"
 
@@ -62,7 +69,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-PSK1=$(secret) PSK2=$(secret) PSK3=$(secret) PSK4=$(secret)
+PSK1=$(secret) PSK2=$(secret) PSK3=$(secret) PSK4=$(secret) PSK5=$(secret)
 psk_of() { eval "echo \$PSK$1"; }
 
 setup_network() {
@@ -110,10 +117,10 @@ EOF
         ip -n "$ns" addr add 198.51.100.1$i/24 dev c0
         ip -n "$ns" route add default via 198.51.100.1
         # The client's own inner address, inside its local_ts.
-        ip -n "$ns" addr add 10.9.$i.1/32 dev lo
+        ip -n "$ns" addr add "$(inner_of "$i").1/32" dev lo
         in_ns "$ns" ethtool -K c0 tx off >/dev/null
     done
-    ok "namespaces: hostA, espresso, NAT (nftables masquerade), clients c1-c4 behind it"
+    ok "namespaces: hostA, espresso, NAT (nftables masquerade), clients c1-c5 behind it"
 }
 
 start_charon() {
@@ -159,7 +166,7 @@ connections {
     dpd_delay = 0
     local {
       auth = psk
-      id = ${NAMES[$i]}@branches.example
+      id = "$(id_of "$i")"
     }
     remote {
       auth = psk
@@ -167,7 +174,7 @@ connections {
     }
     children {
       rw {
-        local_ts = 10.9.$i.0/24
+        local_ts = $(inner_of "$i").0/24
         remote_ts = 10.1.0.0/24
         esp_proposals = aes256gcm16
       }
@@ -176,7 +183,7 @@ connections {
 }
 secrets {
   ike-rw {
-    id = ${NAMES[$i]}@branches.example
+    id = "$(id_of "$i")"
     secret = "$(psk_of "$i")"
   }
 }
@@ -231,6 +238,21 @@ remote_addrs = "%any"
   remote_id = "*@branches.example"
   proposals = ["aes256gcm16-prfsha256-ecp256"]
   esp_proposals = ["aes256gcm16"]
+[[tunnel]]
+name = "dn"
+local_addrs = "192.0.2.1"
+remote_addrs = "%any"
+  [[tunnel.policy]]
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.8.0.0/16"
+  [tunnel.ike]
+  local_id = "gw.example"
+  remote_id = "C=DE, O=Example, CN=*"
+  proposals = ["aes256gcm16-prfsha256-ecp256"]
+  esp_proposals = ["aes256gcm16"]
+[[secret]]
+id = "C=DE, O=Example, CN=erin"
+psk = "$PSK5"
 [[secret]]
 id = "alice@branches.example"
 psk = "$PSK1"
@@ -261,11 +283,11 @@ stats() { "$BIN" stats -c "$DIR/gw-a.toml"; }
 scenario_roadwarrior() {
     say "network"
     setup_network
-    say "espresso (one template, secrets by identity) and four charons"
+    say "espresso (two templates on one address, secrets by identity) and five charons"
     write_espresso
     start_espresso
     for i in $CLIENTS; do start_charon "$i"; done
-    ok "espresso and charons c1-c4 up"
+    ok "espresso and charons c1-c5 up"
 
     say "c1-c3 connect at once through the NAT"
     for i in 1 2 3; do swan "$i" --initiate --child rw >"$DIR/c$i/initiate.log" 2>&1 & PIDS+=("$!"); done
@@ -346,6 +368,22 @@ print(" ".join(map(str, got)))
     fi
     n=$(tunnels | grep -c '^  peer ' || true)
     [ "$n" = 3 ] && ok "the three peers stay" || fail "$n peers after the refusal"
+
+    say "c5 presents a DN: the second template on the address takes it"
+    swan 5 --initiate --child rw >"$DIR/c5/initiate.log" 2>&1 || true
+    local dnpeer handoffs
+    dnpeer=$(tunnels | awk '/^tunnel dn /{t=1; next} /^tunnel /{t=0} t && /^  peer /' || true)
+    handoffs=$(stats | awk '$1 == "ike.branches.handoffs" {print $2}')
+    if echo "$dnpeer" | grep -q 'peer C=DE, O=Example, CN=erin 192.0.2.2:' && [ "${handoffs:-0}" = 1 ]; then
+        ok "template dn has the peer: $dnpeer (ike.branches.handoffs $handoffs)"
+    else
+        fail "no DN peer on template dn ('$dnpeer', handoffs ${handoffs:-none})"; tunnels | sed 's/^/    | /'
+    fi
+    if out=$(in_ns "$(cns 5)" ping -c 3 -i 0.2 -W 2 -I 10.8.5.1 10.1.0.10 2>&1); then
+        ok "round trip c5 -> hostA through template dn: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
+    else
+        fail "ping c5 -> hostA: $(echo "$out" | tail -2)"
+    fi
 }
 
 case "$SCENARIO" in

@@ -315,8 +315,36 @@ fn identity_text(id: &Identification) -> String {
         Identification::Other { ty, data } if *ty == ike::message::IdType::RFC822_ADDR => {
             String::from_utf8_lossy(data).into_owned()
         }
+        Identification::Other { ty, data } if *ty == ike::message::IdType::DER_ASN1_DN => {
+            match ike::identity::parse_dn(data) {
+                Some(attrs) => dn_text(&attrs),
+                None => format!("dn:0x{}", hex::encode(data)),
+            }
+        }
         Identification::Other { ty, data } => format!("id{}:0x{}", ty.0, hex::encode(data)),
     }
+}
+
+/// A DN's attributes as `C=DE, O=Example, CN=alice` (dotted OIDs for
+/// attributes without a short name).
+fn dn_text(attrs: &[(Vec<u8>, String)]) -> String {
+    attrs
+        .iter()
+        .map(|(oid, v)| {
+            let name = match oid.as_slice() {
+                [0x55, 0x04, 0x06] => "C".to_string(),
+                [0x55, 0x04, 0x08] => "ST".to_string(),
+                [0x55, 0x04, 0x07] => "L".to_string(),
+                [0x55, 0x04, 0x0a] => "O".to_string(),
+                [0x55, 0x04, 0x0b] => "OU".to_string(),
+                [0x55, 0x04, 0x03] => "CN".to_string(),
+                [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "E".to_string(),
+                other => format!("oid:0x{}", hex::encode(other)),
+            };
+            format!("{name}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The engine's form of an identity pattern.
@@ -326,6 +354,7 @@ fn id_pattern(p: &IkeIdPattern) -> IdPattern {
         IkeIdPattern::Exact(id) => IdPattern::Exact(ike_id(id)),
         IkeIdPattern::EmailDomain(d) => IdPattern::EmailDomain(d.clone()),
         IkeIdPattern::FqdnSuffix(d) => IdPattern::FqdnSuffix(d.clone()),
+        IkeIdPattern::Dn { pattern, .. } => IdPattern::Dn(pattern.clone()),
     }
 }
 

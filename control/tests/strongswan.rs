@@ -56,7 +56,10 @@ fn strongswan_killed_is_noticed_by_dpd() {
 /// with their identities and NAT-mapped ports, decrypts each client's pings
 /// on its own Child SA, and the client holding the template's outbound
 /// slot gets its replies; a fourth identity without a secret is refused
-/// with AUTHENTICATION_FAILED and counted in `espresso stats`.
+/// with AUTHENTICATION_FAILED and counted in `espresso stats`; a fifth
+/// client presenting a DN is handed at IKE_AUTH to a second template on
+/// the same address (`remote_id = "C=DE, O=Example, CN=*"`) and pings
+/// through it.
 #[test]
 fn strongswan_road_warriors_behind_nat_on_one_template() {
     common::scenario(

@@ -6,7 +6,12 @@
 //! `*@domain` is a `HashMap` by domain (O(1)); `*.domain` is a `HashMap`
 //! by suffix, probed once per label of the presented FQDN (O(labels),
 //! at most 128 for the 255 octets an FQDN may have, independent of `n`);
-//! `%any` is one slot. Nothing is scanned linearly.
+//! exact distinguished names are a `HashMap` by their attributes; `%any`
+//! is one slot. The one linear scan: DN patterns with wildcard values
+//! (`C=DE, O=Example, CN=*`), tried in turn when nothing more specific
+//! matched. They are a handful per gateway (one per template or group
+//! of secrets, not one per peer), and a wildcard RDN value has no key to
+//! hash by.
 //!
 //! Matching is case-insensitive for FQDNs and the domain of an RFC 822
 //! address (DNS names are, RFC 4343); the local part of an address and
@@ -29,6 +34,157 @@ pub enum IdPattern {
     /// e.g. `*.branches.example` takes `r1.branches.example` but not
     /// `branches.example`.
     FqdnSuffix(String),
+    /// An ID_DER_ASN1_DN with these attributes in this order, `*` values
+    /// taking any value.
+    Dn(DnPattern),
+}
+
+/// Most attributes a DN may have here (RFC 5280 sets no bound; real
+/// subjects have a handful).
+const MAX_DN_ATTRIBUTES: usize = 32;
+
+/// A distinguished-name pattern: (attribute type OID as DER content
+/// octets, value or `None` for `*`), in the order of the DN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DnPattern(pub Vec<(Vec<u8>, Option<String>)>);
+
+/// Attribute names understood in DN text (RFC 4514 §3 and strongSwan's).
+const DN_ATTRIBUTES: &[(&str, &[u8])] = &[
+    ("c", &[0x55, 0x04, 0x06]),
+    ("st", &[0x55, 0x04, 0x08]),
+    ("l", &[0x55, 0x04, 0x07]),
+    ("o", &[0x55, 0x04, 0x0a]),
+    ("ou", &[0x55, 0x04, 0x0b]),
+    ("cn", &[0x55, 0x04, 0x03]),
+    ("sn", &[0x55, 0x04, 0x04]),
+    ("serialnumber", &[0x55, 0x04, 0x05]),
+    ("e", &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01]),
+    (
+        "emailaddress",
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01],
+    ),
+    (
+        "dc",
+        &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19],
+    ),
+];
+
+impl DnPattern {
+    /// Parses `C=DE, O=Example, CN=*` (attributes separated by commas,
+    /// names as in RFC 4514 and strongSwan, `*` for any value).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for part in text.split(',') {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("\"{}\" is not attribute=value", part.trim()))?;
+            let (name, value) = (name.trim(), value.trim());
+            let oid = DN_ATTRIBUTES
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, o)| o.to_vec())
+                .ok_or_else(|| {
+                    format!("unknown DN attribute \"{name}\" (C, ST, L, O, OU, CN, SN, serialNumber, E, DC)")
+                })?;
+            if value.is_empty() || value.contains(['\\', '"', '+']) {
+                return Err(format!(
+                    "\"{name}={value}\": the value must be plain text or *"
+                ));
+            }
+            if value.contains('*') && value != "*" {
+                return Err(format!(
+                    "\"{name}={value}\": * stands for a whole value only"
+                ));
+            }
+            out.push((oid, (value != "*").then(|| value.to_string())));
+        }
+        if out.is_empty() || out.len() > MAX_DN_ATTRIBUTES {
+            return Err("a DN has 1 to 32 attributes".into());
+        }
+        Ok(Self(out))
+    }
+
+    /// Whether the attributes of a DN identity match, in order; values
+    /// compare without regard to ASCII case (strongSwan's DN matching).
+    fn matches_attributes(&self, dn: &[(Vec<u8>, String)]) -> bool {
+        self.0.len() == dn.len()
+            && self.0.iter().zip(dn).all(|((po, pv), (o, v))| {
+                po == o && pv.as_ref().is_none_or(|pv| pv.eq_ignore_ascii_case(v))
+            })
+    }
+
+    /// The directory key of a pattern without wildcards.
+    fn key(&self) -> Option<Vec<(Vec<u8>, String)>> {
+        self.0
+            .iter()
+            .map(|(o, v)| Some((o.clone(), v.as_ref()?.to_ascii_lowercase())))
+            .collect()
+    }
+}
+
+/// One DER TLV (X.690 §8.1): tag, content, rest. Single-octet tags and
+/// lengths up to 2^16; anything else is refused.
+fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let (&l0, rest) = rest.split_first()?;
+    let (len, rest) = match l0 {
+        0..=0x7f => (usize::from(l0), rest),
+        0x81 => (usize::from(*rest.first()?), rest.get(1..)?),
+        0x82 => (
+            usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])),
+            rest.get(2..)?,
+        ),
+        _ => return None,
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The attributes of an ID_DER_ASN1_DN (RFC 5280 §4.1.2.4: a SEQUENCE
+/// of SETs of SEQUENCE { type OID, value }), in order, string values
+/// only; `None` for anything malformed or over [`MAX_DN_ATTRIBUTES`].
+pub fn parse_dn(der: &[u8]) -> Option<Vec<(Vec<u8>, String)>> {
+    let (tag, mut rdns, rest) = der_tlv(der)?;
+    if tag != 0x30 || !rest.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    while !rdns.is_empty() {
+        let (tag, mut set, next) = der_tlv(rdns)?;
+        rdns = next;
+        if tag != 0x31 {
+            return None;
+        }
+        while !set.is_empty() {
+            let (tag, ava, next) = der_tlv(set)?;
+            set = next;
+            let (otag, oid, vrest) = der_tlv(ava)?;
+            let (vtag, value, end) = der_tlv(vrest)?;
+            // UTF8String, PrintableString, T61String, IA5String.
+            if tag != 0x30
+                || otag != 0x06
+                || !end.is_empty()
+                || ![0x0c, 0x13, 0x14, 0x16].contains(&vtag)
+            {
+                return None;
+            }
+            if out.len() == MAX_DN_ATTRIBUTES {
+                return None;
+            }
+            out.push((oid.to_vec(), std::str::from_utf8(value).ok()?.to_string()));
+        }
+    }
+    Some(out)
+}
+
+/// The attributes of an identity that is a DN.
+fn dn_of(id: &Identification) -> Option<Vec<(Vec<u8>, String)>> {
+    match id {
+        Identification::Other { ty, data } if *ty == IdType::DER_ASN1_DN => parse_dn(data),
+        _ => None,
+    }
 }
 
 /// The key an exact identity is stored under: FQDNs and e-mail domains in
@@ -79,6 +235,7 @@ impl IdPattern {
                 }
                 _ => false,
             },
+            IdPattern::Dn(p) => dn_of(id).is_some_and(|dn| p.matches_attributes(&dn)),
         }
     }
 
@@ -90,6 +247,7 @@ impl IdPattern {
             IdPattern::EmailDomain(d) => IdPattern::EmailDomain(d.to_ascii_lowercase()),
             IdPattern::FqdnSuffix(d) => IdPattern::FqdnSuffix(d.to_ascii_lowercase()),
             IdPattern::Any => IdPattern::Any,
+            IdPattern::Dn(p) => IdPattern::Dn(p),
         }
     }
 }
@@ -107,6 +265,10 @@ pub struct IdDirectory<T> {
     exact: HashMap<Identification, T>,
     email_domains: HashMap<String, T>,
     fqdn_suffixes: HashMap<String, T>,
+    /// DNs without wildcards, by their attributes (values in lower case).
+    exact_dns: HashMap<Vec<(Vec<u8>, String)>, T>,
+    /// DN patterns with wildcards, fewest wildcards first (scanned).
+    dn_patterns: Vec<(DnPattern, T)>,
     any: Option<T>,
 }
 
@@ -116,6 +278,8 @@ impl<T> Default for IdDirectory<T> {
             exact: HashMap::new(),
             email_domains: HashMap::new(),
             fqdn_suffixes: HashMap::new(),
+            exact_dns: HashMap::new(),
+            dn_patterns: Vec::new(),
             any: None,
         }
     }
@@ -128,6 +292,8 @@ impl<T> core::fmt::Debug for IdDirectory<T> {
             .field("exact", &self.exact.len())
             .field("email_domains", &self.email_domains.len())
             .field("fqdn_suffixes", &self.fqdn_suffixes.len())
+            .field("exact_dns", &self.exact_dns.len())
+            .field("dn_patterns", &self.dn_patterns.len())
             .field("any", &self.any.is_some())
             .finish()
     }
@@ -143,6 +309,8 @@ impl<T> IdDirectory<T> {
         self.exact.len()
             + self.email_domains.len()
             + self.fqdn_suffixes.len()
+            + self.exact_dns.len()
+            + self.dn_patterns.len()
             + usize::from(self.any.is_some())
     }
 
@@ -176,6 +344,18 @@ impl<T> IdDirectory<T> {
             IdPattern::Exact(id) => put(&mut self.exact, id, value),
             IdPattern::EmailDomain(d) => put(&mut self.email_domains, d, value),
             IdPattern::FqdnSuffix(d) => put(&mut self.fqdn_suffixes, d, value),
+            IdPattern::Dn(p) => match p.key() {
+                Some(k) => put(&mut self.exact_dns, k, value),
+                None if self.dn_patterns.iter().any(|(q, _)| *q == p) => Err(DuplicatePattern),
+                None => {
+                    let wild = |p: &DnPattern| p.0.iter().filter(|(_, v)| v.is_none()).count();
+                    let at = self
+                        .dn_patterns
+                        .partition_point(|(q, _)| wild(q) <= wild(&p));
+                    self.dn_patterns.insert(at, (p, value));
+                    Ok(())
+                }
+            },
         }
     }
 
@@ -200,12 +380,28 @@ impl<T> IdDirectory<T> {
                 }
             }
         }
+        if let Some(dn) = dn_of(id) {
+            let key: Vec<(Vec<u8>, String)> = dn
+                .iter()
+                .map(|(o, v)| (o.clone(), v.to_ascii_lowercase()))
+                .collect();
+            if let Some(v) = self.exact_dns.get(&key) {
+                return Some(v);
+            }
+            if let Some((_, v)) = self
+                .dn_patterns
+                .iter()
+                .find(|(p, _)| p.matches_attributes(&dn))
+            {
+                return Some(v);
+            }
+        }
         self.any.as_ref()
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -272,6 +468,117 @@ mod tests {
         assert_eq!(e.lookup(&fqdn("c.a.b")), None);
     }
 
+    /// DER of a DN with these (OID, value) attributes, one per RDN,
+    /// values as UTF8String.
+    pub(crate) fn dn_der(attrs: &[(&[u8], &str)]) -> Vec<u8> {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            let mut v = vec![tag];
+            if content.len() < 0x80 {
+                v.push(content.len() as u8);
+            } else {
+                v.push(0x82);
+                v.extend_from_slice(&(content.len() as u16).to_be_bytes());
+            }
+            v.extend_from_slice(content);
+            v
+        }
+        let mut rdns = Vec::new();
+        for (oid, value) in attrs {
+            let mut ava = tlv(0x06, oid);
+            ava.extend(tlv(0x0c, value.as_bytes()));
+            rdns.extend(tlv(0x31, &tlv(0x30, &ava)));
+        }
+        tlv(0x30, &rdns)
+    }
+
+    pub(crate) fn dn(attrs: &[(&[u8], &str)]) -> Identification {
+        Identification::Other {
+            ty: IdType::DER_ASN1_DN,
+            data: dn_der(attrs),
+        }
+    }
+
+    pub(crate) const C: &[u8] = &[0x55, 0x04, 0x06];
+    pub(crate) const O: &[u8] = &[0x55, 0x04, 0x0a];
+    pub(crate) const CN: &[u8] = &[0x55, 0x04, 0x03];
+
+    #[test]
+    fn dn_patterns_match_attribute_by_attribute() {
+        let p = DnPattern::parse("C=DE, O=Example, CN=*").unwrap();
+        assert_eq!(p.0.len(), 3);
+        let pat = IdPattern::Dn(p.clone());
+        assert!(pat.matches(&dn(&[(C, "DE"), (O, "Example"), (CN, "alice")])));
+        assert!(pat.matches(&dn(&[(C, "de"), (O, "EXAMPLE"), (CN, "bob")])));
+        assert!(!pat.matches(&dn(&[(C, "DE"), (O, "Other"), (CN, "alice")])));
+        assert!(!pat.matches(&dn(&[(C, "DE"), (O, "Example")])));
+        assert!(!pat.matches(&dn(&[(O, "Example"), (C, "DE"), (CN, "x")])));
+        assert!(!pat.matches(&fqdn("alice.example")));
+        for bad in ["C=DE, X=1", "CN", "CN=a*", "CN=", "CN=a\\,b"] {
+            assert!(DnPattern::parse(bad).is_err(), "{bad}");
+        }
+        // Exact DNs are hashed, wildcard ones scanned, fewest wildcards first.
+        let mut d = IdDirectory::new();
+        d.insert(
+            IdPattern::Dn(DnPattern::parse("C=DE, O=Example, CN=*").unwrap()),
+            1,
+        )
+        .unwrap();
+        d.insert(
+            IdPattern::Dn(DnPattern::parse("C=DE, O=*, CN=*").unwrap()),
+            2,
+        )
+        .unwrap();
+        d.insert(
+            IdPattern::Dn(DnPattern::parse("C=DE, O=Example, CN=Boss").unwrap()),
+            3,
+        )
+        .unwrap();
+        assert_eq!(
+            d.insert(
+                IdPattern::Dn(DnPattern::parse("C=DE,O=Example,CN=*").unwrap()),
+                4
+            ),
+            Err(DuplicatePattern)
+        );
+        assert_eq!(
+            d.lookup(&dn(&[(C, "DE"), (O, "Example"), (CN, "alice")])),
+            Some(&1)
+        );
+        assert_eq!(
+            d.lookup(&dn(&[(C, "DE"), (O, "Other"), (CN, "alice")])),
+            Some(&2)
+        );
+        assert_eq!(
+            d.lookup(&dn(&[(C, "DE"), (O, "example"), (CN, "boss")])),
+            Some(&3)
+        );
+        assert_eq!(
+            d.lookup(&dn(&[(C, "FR"), (O, "Example"), (CN, "alice")])),
+            None
+        );
+    }
+
+    #[test]
+    fn malformed_dns_match_nothing() {
+        let good = dn_der(&[(C, "DE"), (CN, "alice")]);
+        assert!(parse_dn(&good).is_some());
+        for cut in 0..good.len() {
+            assert_eq!(parse_dn(&good[..cut]), None, "cut at {cut}");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(parse_dn(&trailing), None);
+        let many: Vec<(&[u8], &str)> = vec![(CN, "x"); MAX_DN_ATTRIBUTES + 1];
+        assert_eq!(parse_dn(&dn_der(&many)), None);
+    }
+
+    proptest! {
+        #[test]
+        fn dn_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_dn(&bytes);
+        }
+    }
+
     fn label() -> impl Strategy<Value = String> {
         "[a-zA-Z0-9-]{1,8}"
     }
@@ -315,6 +622,7 @@ mod tests {
                 IdPattern::EmailDomain(_) => (1, 0),
                 IdPattern::FqdnSuffix(s) => (2, usize::MAX - s.len()),
                 IdPattern::Any => (3, 0),
+                IdPattern::Dn(_) => (4, 0),
             };
             let want = pats
                 .iter()

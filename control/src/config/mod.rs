@@ -424,6 +424,12 @@ pub enum IkeIdPattern {
     EmailDomain(String),
     /// `*.domain`: FQDNs strictly below this domain.
     FqdnSuffix(String),
+    /// A distinguished name, values possibly `*`: `C=DE, O=Example, CN=*`
+    /// (`text` as written, trimmed).
+    Dn {
+        text: String,
+        pattern: crate::ike::identity::DnPattern,
+    },
 }
 
 impl fmt::Display for IkeIdPattern {
@@ -433,6 +439,7 @@ impl fmt::Display for IkeIdPattern {
             IkeIdPattern::Exact(id) => id.fmt(f),
             IkeIdPattern::EmailDomain(d) => write!(f, "*@{d}"),
             IkeIdPattern::FqdnSuffix(d) => write!(f, "*.{d}"),
+            IkeIdPattern::Dn { text, .. } => f.write_str(text),
         }
     }
 }

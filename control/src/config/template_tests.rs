@@ -299,3 +299,39 @@ fn secret_files_get_the_permission_checks_of_every_secret() {
     assert_eq!(e.field(), Some("secret[0].psk_file"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn distinguished_names_as_patterns_and_secret_ids() {
+    let text = without_tunnel(&format!(
+        "{}\n[[secret]]\nids = [\"C=DE, O=Example, CN=alice\"]\npsk = \"{ALICE}\"\n",
+        template("rw", "\"%any\"", "C=DE, O=Example, CN=*", "")
+    ));
+    let c = parse(&text).unwrap();
+    let ike = c.tunnels[0].ike.as_ref().unwrap();
+    match &ike.remote_ids {
+        Some(IkeIdPattern::Dn { text, pattern }) => {
+            assert_eq!(text, "C=DE, O=Example, CN=*");
+            assert_eq!(pattern.0.len(), 3);
+            assert_eq!(pattern.0[2].1, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(&c.secrets[0].ids[0], IkeIdPattern::Dn { pattern, .. } if pattern.0[2].1.as_deref() == Some("alice"))
+    );
+    // No secret of that DN's shape: nobody could authenticate.
+    let text = without_tunnel(&format!(
+        "{}\n[[secret]]\nid = \"C=DE, O=Other, CN=alice\"\npsk = \"{ALICE}\"\n",
+        template("rw", "\"%any\"", "C=DE, O=Example, CN=*", "")
+    ));
+    assert_invalid(&text, "tunnel[0].ike.remote_id", "no [[secret]]");
+    assert_invalid(
+        &without_tunnel(&format!(
+            "{}{}",
+            template("rw", "\"%any\"", "C=DE, X=1", ""),
+            secrets()
+        )),
+        "tunnel[0].ike.remote_id",
+        "unknown DN attribute",
+    );
+}

@@ -360,3 +360,46 @@ fn ike_sibling_templates_on_one_address_are_told_apart_by_identity() {
     assert!(net.clients[2].child_sas().is_empty());
     assert_eq!(net.clients[1].child_sas().len(), 1);
 }
+
+#[test]
+fn ike_template_takes_peers_by_distinguished_name_pattern() {
+    use crate::identity::tests::{dn, C, CN, O};
+    use crate::identity::DnPattern;
+    let alice = dn(&[(C, "DE"), (O, "Example"), (CN, "alice")]);
+    let bob = dn(&[(C, "DE"), (O, "Example"), (CN, "bob")]);
+    let other = dn(&[(C, "DE"), (O, "Other"), (CN, "alice")]);
+    let mut d = IdDirectory::new();
+    d.insert(IdPattern::Exact(alice.clone()), secret("alice's secret"))
+        .unwrap();
+    // A DN pattern in the secrets too: every CN of O=Example shares one.
+    d.insert(
+        IdPattern::Dn(DnPattern::parse("C=DE, O=Example, CN=*").unwrap()),
+        secret("the Example secret"),
+    )
+    .unwrap();
+    d.insert(IdPattern::Exact(other.clone()), secret("other's secret"))
+        .unwrap();
+    let t = template(
+        vec![IdPattern::Dn(
+            DnPattern::parse("C=DE, O=Example, CN=*").unwrap(),
+        )],
+        &Arc::new(d),
+    );
+    let clients = vec![
+        client(1, alice.clone(), "alice's secret"),
+        client(2, bob.clone(), "the Example secret"),
+        // Has a secret, but O=Other is not the template's.
+        client(3, other, "other's secret"),
+    ];
+    let mut net = Net::new(clients, vec![t]);
+    for c in &mut net.clients {
+        c.initiate(net.now);
+    }
+    net.settle();
+    let r = &net.responders[0];
+    assert!(child_of(r, &alice).is_some());
+    assert!(child_of(r, &bob).is_some());
+    assert_eq!(r.established_ike_sas().len(), 2);
+    assert_eq!(r.stats().auth_refused_identity, 1);
+    assert!(net.clients[2].child_sas().is_empty());
+}

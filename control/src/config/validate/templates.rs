@@ -93,9 +93,18 @@ pub(super) fn id_pattern(s: &str) -> Result<IkeIdPattern, String> {
     if let Some(d) = s.strip_prefix("*.") {
         return domain(d).map(IkeIdPattern::FqdnSuffix);
     }
+    if s.contains('=') {
+        // A distinguished name (ID_DER_ASN1_DN), RDN values possibly `*`.
+        return crate::ike::identity::DnPattern::parse(s)
+            .map(|pattern| IkeIdPattern::Dn {
+                text: s.to_string(),
+                pattern,
+            })
+            .map_err(|e| format!("\"{s}\": {e}"));
+    }
     if s.contains('*') {
         return Err(format!(
-            "\"{s}\": a wildcard is only understood as \"%any\", \"*@domain\" or \"*.domain\""
+            "\"{s}\": a wildcard is only understood as \"%any\", \"*@domain\", \"*.domain\" or a DN value (CN=*)"
         ));
     }
     ike_id(s).map(IkeIdPattern::Exact)
@@ -196,6 +205,18 @@ fn secret_for(pattern: &IkeIdPattern, secrets: &[SharedSecret]) -> bool {
                     && f.as_bytes()[f.len() - d.len() - 1] == b'.'
             }
             (FqdnSuffix(d), FqdnSuffix(e)) => d.ends_with(&format!(".{e}")),
+            // DNs with the same attributes in the same order: a secret
+            // for one of the template's peers, or a pattern of its own.
+            (Dn { pattern: p, .. }, Dn { pattern: q, .. }) => {
+                p.0.len() == q.0.len()
+                    && p.0.iter().zip(&q.0).all(|((po, pv), (qo, qv))| {
+                        po == qo
+                            && match (pv, qv) {
+                                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                                _ => true,
+                            }
+                    })
+            }
             (Exact(super::super::IkeId::Email(e)), EmailDomain(d)) => e
                 .rsplit_once('@')
                 .is_some_and(|(_, ed)| ed.eq_ignore_ascii_case(d)),
