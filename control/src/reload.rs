@@ -576,23 +576,47 @@ pub fn diff(old: &GatewayConfig, new: &GatewayConfig) -> Diff {
             .iter()
             .zip(&new.secrets)
             .any(|(x, y)| x.ids != y.ids || x.psk != y.psk);
+    // The templates sharing each local address, with the identities they
+    // take: each template's engine hands peers to its siblings by them.
+    let siblings = |c: &GatewayConfig| -> BTreeMap<std::net::IpAddr, Vec<(String, String)>> {
+        let mut m: BTreeMap<std::net::IpAddr, Vec<(String, String)>> = BTreeMap::new();
+        for t in c.tunnels.iter().filter(|t| t.is_template()) {
+            let ids = t
+                .ike
+                .as_ref()
+                .and_then(|i| i.remote_ids.as_ref())
+                .map_or(String::new(), |p| p.to_string());
+            m.entry(t.endpoints.local)
+                .or_default()
+                .push((t.name.clone(), ids));
+        }
+        m
+    };
+    let (old_sib, new_sib) = (siblings(old), siblings(new));
+    let siblings_changed =
+        |t: &Tunnel| old_sib.get(&t.endpoints.local) != new_sib.get(&t.endpoints.local);
     for t in &new.tunnels {
+        let templates_changed =
+            t.is_template() && t.ike.is_some() && (secrets_changed || siblings_changed(t));
+        let what = if secrets_changed {
+            "secret"
+        } else {
+            "siblings"
+        };
         match old_by.get(t.name.as_str()) {
             None => d.added.push(t.name.clone()),
             Some(o) => match tunnel_change(o, t) {
                 Some(mut c) => {
-                    if secrets_changed && t.is_template() {
-                        c.fields.push("secret");
+                    if templates_changed {
+                        c.fields.push(what);
                     }
                     d.changed.push(c)
                 }
-                None if secrets_changed && t.is_template() && t.ike.is_some() => {
-                    d.changed.push(TunnelChange {
-                        name: t.name.clone(),
-                        fields: vec!["secret"],
-                        ike: Some(IkeChange::NextExchange),
-                    })
-                }
+                None if templates_changed => d.changed.push(TunnelChange {
+                    name: t.name.clone(),
+                    fields: vec![what],
+                    ike: Some(IkeChange::NextExchange),
+                }),
                 None => d.unchanged += 1,
             },
         }

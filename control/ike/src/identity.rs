@@ -144,7 +144,7 @@ fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// The attributes of an ID_DER_ASN1_DN (RFC 5280 §4.1.2.4: a SEQUENCE
 /// of SETs of SEQUENCE { type OID, value }), in order, string values
-/// only; `None` for anything malformed or over [`MAX_DN_ATTRIBUTES`].
+/// only; `None` for anything malformed or over 32 attributes.
 pub fn parse_dn(der: &[u8]) -> Option<Vec<(Vec<u8>, String)>> {
     let (tag, mut rdns, rest) = der_tlv(der)?;
     if tag != 0x30 || !rest.is_empty() {
