@@ -1662,7 +1662,11 @@ impl IkeDriver {
                     .as_ref()
                     .map(|s| format!("{:016x}_i {:016x}_r", s.spi_i, s.spi_r))
                     .unwrap_or_default();
-                tracing::info!(tunnel = %t.tunnel.name, %local, %remote, ike_spis = %spis, %suite, "IKE: IKE SA established (IKE_SA_INIT + IKE_AUTH, PSK authenticated)");
+                let identity = t
+                    .endpoint
+                    .peer_id(ike)
+                    .map_or_else(String::new, identity_text);
+                tracing::info!(tunnel = %t.tunnel.name, %local, %remote, %identity, ike_spis = %spis, %suite, "IKE: IKE SA established (IKE_SA_INIT + IKE_AUTH, PSK authenticated)");
                 let (spi_i, spi_r) = secrets.as_ref().map_or_else(
                     || (format!("{:016x}", ike.0), String::new()),
                     |s| (format!("{:016x}", s.spi_i), format!("{:016x}", s.spi_r)),
@@ -1719,7 +1723,12 @@ impl IkeDriver {
                     Some(i) => i.id == ike,
                     None => reason != DownReason::Terminated,
                 };
-                let gone = t.peers.remove(&ike.0).is_some();
+                let gone_peer = t.peers.remove(&ike.0);
+                let gone = gone_peer.is_some();
+                // A template's peer is where its IKE SA was.
+                let peer_addr = gone_peer
+                    .map_or(t.tunnel.endpoints.remote, |p| p.remote.ip())
+                    .to_string();
                 // A template is up while any peer is.
                 let current = if t.tunnel.is_template() {
                     gone && t.peers.is_empty()
@@ -1738,7 +1747,7 @@ impl IkeDriver {
                     match reason {
                         DownReason::PeerDead => self.events.push(Event::DpdTimeout {
                             tunnel,
-                            remote: t.tunnel.endpoints.remote.to_string(),
+                            remote: peer_addr,
                         }),
                         DownReason::AuthenticationFailed => {
                             self.events.push(Event::AuthenticationFailed { tunnel })
