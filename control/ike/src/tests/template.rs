@@ -403,3 +403,42 @@ fn ike_template_takes_peers_by_distinguished_name_pattern() {
     assert_eq!(r.stats().auth_refused_identity, 1);
     assert!(net.clients[2].child_sas().is_empty());
 }
+
+#[test]
+fn ike_a_rekeyed_ike_sa_keeps_its_peers_identity() {
+    let s = secrets(&[
+        ("alice@branches.example", "a"),
+        ("bob@branches.example", "b"),
+    ]);
+    let clients = vec![
+        client(1, email("alice@branches.example"), "a"),
+        client(2, email("bob@branches.example"), "b"),
+    ];
+    let t = template(vec![IdPattern::EmailDomain("branches.example".into())], &s);
+    let mut net = Net::new(clients, vec![t]);
+    for c in &mut net.clients {
+        c.initiate(net.now);
+    }
+    net.settle();
+    let old = child_of(&net.responders[0], &email("alice@branches.example"))
+        .unwrap()
+        .ike;
+    let alice_sa = net.clients[0].established_ike_sas()[0];
+    net.clients[0].rekey_ike(net.now, alice_sa).unwrap();
+    net.settle();
+    let r = &net.responders[0];
+    let new = child_of(r, &email("alice@branches.example")).unwrap().ike;
+    assert_ne!(new, old, "the Child SA moved to the new IKE SA");
+    assert_eq!(r.peer_id(new), Some(&email("alice@branches.example")));
+    // INITIAL_CONTACT scoping still finds Alice's SA by identity after
+    // the rekey: Bob's is untouched when she reconnects.
+    let bob = child_of(r, &email("bob@branches.example")).unwrap().ike;
+    net.clients[0] =
+        Endpoint::new(client(1, email("alice@branches.example"), "a"), rng(8)).unwrap();
+    net.clients[0].initiate(net.now);
+    net.settle();
+    let r = &net.responders[0];
+    assert!(r.established_ike_sas().contains(&bob));
+    assert!(!r.established_ike_sas().contains(&new));
+    assert_eq!(r.established_ike_sas().len(), 2);
+}
