@@ -534,6 +534,25 @@ pub struct TunnelView {
     pub retry_in_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ike_sa: Option<IkeSaView>,
+    /// Every Child SA (a responder template's of all its peers).
+    pub child_sas: Vec<ChildSaView>,
+    /// A responder template's peers, one per IKE SA (absent for a
+    /// site-to-site tunnel, whose IKE SA is `ike_sa`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerView>,
+}
+
+/// One peer of a responder template: its IKE SA and Child SAs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The identity it authenticated with (`alice@branches.example`,
+    /// `r1.branches.example`, an address or `keyid:…`).
+    pub identity: String,
+    /// How it authenticated: `psk`.
+    pub auth: String,
+    /// Its IKE SA: address and port (`remote`), suite, age.
+    pub ike_sa: IkeSaView,
+    /// Its Child SAs (also in the tunnel's `child_sas`).
     pub child_sas: Vec<ChildSaView>,
 }
 
@@ -714,6 +733,7 @@ pub fn manual_tunnels(config: &GatewayConfig) -> Vec<TunnelView> {
             failures: None,
             retry_in_s: None,
             ike_sa: None,
+            peers: Vec::new(),
             child_sas: t
                 .sas
                 .iter()

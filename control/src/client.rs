@@ -270,6 +270,24 @@ pub(crate) fn tunnel_text(t: &TunnelView) -> String {
     if let Some(i) = &t.ike_sa {
         s.push_str(&format!("  ike {}\n", ike_text(i)));
     }
+    if !t.peers.is_empty() {
+        // A responder template: each peer with its IKE SA and Child SAs,
+        // one level deeper (a site-to-site tunnel's `  child` lines, which
+        // scripts read, keep their place).
+        for p in &t.peers {
+            s.push_str(&format!(
+                "  peer {} {} auth {}\n    ike {}\n",
+                p.identity,
+                p.ike_sa.remote,
+                p.auth,
+                ike_text(&p.ike_sa)
+            ));
+            for c in &p.child_sas {
+                s.push_str(&format!("    child {}\n", child_text(c)));
+            }
+        }
+        return s;
+    }
     for c in &t.child_sas {
         s.push_str(&format!("  child {}\n", child_text(c)));
     }
@@ -342,6 +360,7 @@ mod tests {
             failures: None,
             retry_in_s: None,
             ike_sa: None,
+            peers: Vec::new(),
             child_sas: vec![ChildSaView {
                 tunnel: "site".into(),
                 kind: "ike".into(),

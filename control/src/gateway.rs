@@ -628,7 +628,11 @@ impl Control {
                     .ike
                     .tunnel_views(now)
                     .into_iter()
-                    .filter_map(|t| t.ike_sa)
+                    .flat_map(|t| {
+                        t.ike_sa
+                            .into_iter()
+                            .chain(t.peers.into_iter().map(|p| p.ike_sa))
+                    })
                     .collect();
                 api::to_result(&sas)
             }
@@ -714,9 +718,12 @@ impl Control {
                     .ok()
                     .and_then(|s| by_spi.get(&(inbound, s)).copied())
             };
-            for c in out.iter_mut().flat_map(|t| t.child_sas.iter_mut()) {
-                c.inbound = find(true, &c.spi_in);
-                c.outbound = find(false, &c.spi_out);
+            for t in out.iter_mut() {
+                let peers = t.peers.iter_mut().flat_map(|p| p.child_sas.iter_mut());
+                for c in t.child_sas.iter_mut().chain(peers) {
+                    c.inbound = find(true, &c.spi_in);
+                    c.outbound = find(false, &c.spi_out);
+                }
             }
         }
         out

@@ -45,14 +45,14 @@ use dataplane::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, Ud
 use zeroize::Zeroizing;
 
 use crate::api::Event;
-use crate::config::{self, GatewayConfig, IkeId, Tunnel};
+use crate::config::{self, GatewayConfig, IkeId, IkeIdPattern, Tunnel};
 use crate::ike::crypto::{EspCipher, IkeCipher, Integ, Prf, SecretBytes};
 use crate::ike::message::{
     classify_port_4500, ExchangeType, Header, Identification, Port4500, TrafficSelector,
 };
 use crate::ike::{
-    self, ChildSaId, ChildSaKeys, DownReason, Endpoint, HalfOpenBudget, HalfOpenSpis, IkeEvent,
-    IkeSaId, IkeSaSecrets, RngSource, StartAction, Timestamp,
+    self, ChildSaId, ChildSaKeys, DownReason, Endpoint, HalfOpenBudget, HalfOpenSpis, IdDirectory,
+    IdPattern, IkeEvent, IkeSaId, IkeSaSecrets, RngSource, StartAction, Timestamp,
 };
 use crate::sa::{SaSpec, Wanted};
 
@@ -213,6 +213,12 @@ struct TunnelIke {
     reinitiate_at: Option<Instant>,
     /// Attempts that failed since the tunnel was last up.
     failures: u32,
+    /// Every established IKE SA (one per peer on a responder template) by
+    /// our SPI.
+    peers: BTreeMap<u64, IkeInfo>,
+    /// A template's siblings on its local address, by the tags its engine
+    /// names them with in [`IkeEvent::Handoff`].
+    siblings: Vec<String>,
     /// Removed from the configuration: only its DELETE exchange goes on,
     /// until the engine has no IKE SA or this time has come. It wants no
     /// SA, takes no new IKE SA and never initiates.
@@ -295,7 +301,79 @@ fn ike_id(id: &IkeId) -> Identification {
         IkeId::Ipv4(a) => Identification::Ipv4(*a),
         IkeId::Ipv6(a) => Identification::Ipv6(*a),
         IkeId::KeyId(k) => Identification::KeyId(k.clone()),
+        IkeId::Email(s) => Identification::Other {
+            ty: ike::message::IdType::RFC822_ADDR,
+            data: s.as_bytes().to_vec(),
+        },
     }
+}
+
+/// An identity as the operator writes it (`alice@branches.example`,
+/// `gw.example`, `192.0.2.1`, `keyid:…`).
+fn identity_text(id: &Identification) -> String {
+    match id {
+        Identification::Fqdn(s) => s.clone(),
+        Identification::Ipv4(a) => a.to_string(),
+        Identification::Ipv6(a) => a.to_string(),
+        Identification::KeyId(k) => IkeId::KeyId(k.clone()).to_string(),
+        Identification::Other { ty, data } if *ty == ike::message::IdType::RFC822_ADDR => {
+            String::from_utf8_lossy(data).into_owned()
+        }
+        Identification::Other { ty, data } if *ty == ike::message::IdType::DER_ASN1_DN => {
+            match ike::identity::parse_dn(data) {
+                Some(attrs) => dn_text(&attrs),
+                None => format!("dn:0x{}", hex::encode(data)),
+            }
+        }
+        Identification::Other { ty, data } => format!("id{}:0x{}", ty.0, hex::encode(data)),
+    }
+}
+
+/// A DN's attributes as `C=DE, O=Example, CN=alice` (dotted OIDs for
+/// attributes without a short name).
+fn dn_text(attrs: &[(Vec<u8>, String)]) -> String {
+    attrs
+        .iter()
+        .map(|(oid, v)| {
+            let name = match oid.as_slice() {
+                [0x55, 0x04, 0x06] => "C".to_string(),
+                [0x55, 0x04, 0x08] => "ST".to_string(),
+                [0x55, 0x04, 0x07] => "L".to_string(),
+                [0x55, 0x04, 0x0a] => "O".to_string(),
+                [0x55, 0x04, 0x0b] => "OU".to_string(),
+                [0x55, 0x04, 0x03] => "CN".to_string(),
+                [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "E".to_string(),
+                other => format!("oid:0x{}", hex::encode(other)),
+            };
+            format!("{name}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The engine's form of an identity pattern.
+fn id_pattern(p: &IkeIdPattern) -> IdPattern {
+    match p {
+        IkeIdPattern::Any => IdPattern::Any,
+        IkeIdPattern::Exact(id) => IdPattern::Exact(ike_id(id)),
+        IkeIdPattern::EmailDomain(d) => IdPattern::EmailDomain(d.clone()),
+        IkeIdPattern::FqdnSuffix(d) => IdPattern::FqdnSuffix(d.clone()),
+        IkeIdPattern::Dn { pattern, .. } => IdPattern::Dn(pattern.clone()),
+    }
+}
+
+/// `[[secret]]` as the engine's directory (built once per configuration,
+/// shared by every template).
+fn secret_directory(config: &GatewayConfig) -> IdDirectory<SecretBytes> {
+    let mut d = IdDirectory::new();
+    for s in &config.secrets {
+        for id in &s.ids {
+            // Validation refused duplicates; a second one could only be
+            // a pattern that normalizes to the same key: the first wins.
+            let _ = d.insert(id_pattern(id), SecretBytes::new(s.psk.expose().to_vec()));
+        }
+    }
+    d
 }
 
 fn engine_prf(p: config::Prf) -> Prf {
@@ -651,13 +729,55 @@ pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
 
 /// [`engine_config`] with the gateway-wide admission limits of `[control]`.
 fn engine_config_in(config: &GatewayConfig, t: &Tunnel) -> Result<ike::Config, Error> {
+    engine_config_with_siblings(config, t).map(|(c, _)| c)
+}
+
+/// A responder template's part of the engine configuration: its
+/// identities, `[[secret]]` by identity, and the other templates on its
+/// local address by theirs (tags are indexes into the names returned).
+fn template_config(config: &GatewayConfig, t: &Tunnel) -> Option<(ike::Template, Vec<String>)> {
+    let pattern = t.ike.as_ref()?.remote_ids.as_ref()?;
+    let mut siblings = IdDirectory::new();
+    let mut names = Vec::new();
+    for o in &config.tunnels {
+        let Some(op) = o.ike.as_ref().and_then(|i| i.remote_ids.as_ref()) else {
+            continue;
+        };
+        if o.name == t.name || o.endpoints.local != t.endpoints.local {
+            continue;
+        }
+        // Validation refused two templates with one pattern on an address.
+        if siblings.insert(id_pattern(op), names.len() as u32).is_ok() {
+            names.push(o.name.clone());
+        }
+    }
+    Some((
+        ike::Template {
+            remote_ids: vec![id_pattern(pattern)],
+            secrets: Arc::new(secret_directory(config)),
+            siblings: Arc::new(siblings),
+        },
+        names,
+    ))
+}
+
+/// [`engine_config_in`] and, for a template, the names of its siblings.
+fn engine_config_with_siblings(
+    config: &GatewayConfig,
+    t: &Tunnel,
+) -> Result<(ike::Config, Vec<String>), Error> {
     let mut c = engine_config(t)?;
+    let mut names = Vec::new();
+    if let Some((template, n)) = template_config(config, t) {
+        c.template = Some(template);
+        names = n;
+    }
     let ctl = &config.control;
     c.cookie_threshold = ctl.ike_cookie_threshold;
     c.half_open_per_source = ctl.ike_half_open_per_source;
     c.half_open_max = ctl.ike_half_open_max;
     c.cookie_secret_lifetime_ms = ctl.ike_cookie_secret_lifetime.as_millis() as u64;
-    Ok(c)
+    Ok((c, names))
 }
 
 /// Parses a punted IP packet into (source, destination, UDP payload).
@@ -899,7 +1019,7 @@ impl IkeDriver {
             .ike
             .as_ref()
             .ok_or_else(|| format!("tunnel {}: no [tunnel.ike]", t.name))?;
-        let mut engine = engine_config_in(config, t)?;
+        let (mut engine, siblings) = engine_config_with_siblings(config, t)?;
         engine.pools = pools
             .shared(&config.pools, &ic.pools, at)
             .map_err(|e| format!("tunnel {}: {e}", t.name))?;
@@ -922,6 +1042,8 @@ impl IkeDriver {
             next_keepalive: now + KEEPALIVE,
             reinitiate_at: None,
             failures: 0,
+            peers: BTreeMap::new(),
+            siblings,
             leaving: None,
         })
     }
@@ -995,6 +1117,7 @@ impl IkeDriver {
         t.reinitiate_at = None;
         t.failures = 0;
         t.ike = None;
+        t.peers.clear();
         t.state = LinkState::Down;
         t.last_down = Some(DownReason::Terminated);
         ids.len()
@@ -1032,7 +1155,7 @@ impl IkeDriver {
         let ti = self
             .find(&t.name)
             .ok_or_else(|| format!("no IKE tunnel {:?}", t.name))?;
-        let mut engine = engine_config_in(config, t)?;
+        let (mut engine, siblings) = engine_config_with_siblings(config, t)?;
         let names = t.ike.as_ref().map(|i| i.pools.clone()).unwrap_or_default();
         let at = self.engine_time(now);
         engine.pools = self
@@ -1048,6 +1171,7 @@ impl IkeDriver {
             .set_config(engine)
             .map_err(|e| format!("tunnel {}: {e}", t.name))?;
         tk.tunnel = t.clone();
+        tk.siblings = siblings;
         tk.index = slot;
         tk.keylog_dir = t.ike.as_ref().and_then(|i| i.keylog_dir.clone());
         if tk.endpoint.should_initiate() && tk.state == LinkState::Down {
@@ -1306,14 +1430,32 @@ impl IkeDriver {
     /// tunnels there the peer's identity, which only IKE_AUTH carries,
     /// would decide: such requests are dropped rather than handed to an
     /// arbitrary tunnel.
+    ///
+    /// Responder templates come after the tunnels naming the peer: the
+    /// first template on the local address whose prefixes hold the peer
+    /// takes the request; its siblings there (same IKE proposals and
+    /// prefixes, checked by the configuration) get the SA at IKE_AUTH if
+    /// the identity is theirs ([`IkeEvent::Handoff`]).
     fn tunnel_for_init(&self, local: SocketAddr, remote: SocketAddr) -> Option<usize> {
         let exact = self.tunnels.iter().position(|t| {
             t.leaving.is_none()
+                && !t.tunnel.is_template()
                 && t.tunnel.endpoints.local == local.ip()
                 && t.tunnel.endpoints.remote == remote.ip()
         });
         if exact.is_some() {
             return exact;
+        }
+        let template = self.tunnels.iter().position(|t| {
+            t.leaving.is_none()
+                && t.tunnel.endpoints.local == local.ip()
+                && t.tunnel
+                    .remote_prefixes
+                    .as_ref()
+                    .is_some_and(|ps| ps.iter().any(|p| p.contains(&remote.ip())))
+        });
+        if template.is_some() {
+            return template;
         }
         let mut listening = self
             .tunnels
@@ -1321,6 +1463,7 @@ impl IkeDriver {
             .enumerate()
             .filter(|(_, t)| {
                 t.leaving.is_none()
+                    && !t.tunnel.is_template()
                     && t.tunnel.endpoints.local == local.ip()
                     && !t.endpoint.should_initiate()
             })
@@ -1471,6 +1614,23 @@ impl IkeDriver {
 
     /// Drains every engine's datagrams and events.
     fn pump(&mut self, now: Instant) {
+        // A hand-over feeds another engine, maybe one already drained:
+        // go round again (a hand-over never hands over again, so at
+        // most twice more).
+        for _ in 0..3 {
+            if !self.pump_once(now) {
+                break;
+            }
+        }
+        if self.known_dirty {
+            self.refresh_known_spis(now);
+        }
+    }
+
+    /// One round of [`IkeDriver::pump`]; whether a half-open SA was handed
+    /// to another engine.
+    fn pump_once(&mut self, now: Instant) -> bool {
+        let mut handed = false;
         for ti in 0..self.tunnels.len() {
             while let Some(tx) = self.tunnels[ti].endpoint.poll_transmit() {
                 let dgram = tx.datagram();
@@ -1489,17 +1649,56 @@ impl IkeDriver {
                 ) {
                     self.known_dirty = true;
                 }
+                handed |= matches!(ev, IkeEvent::Handoff { .. });
                 self.on_event(ti, ev, now);
             }
         }
-        if self.known_dirty {
-            self.refresh_known_spis(now);
+        handed
+    }
+
+    /// Moves half-open IKE SA `ike` of template `ti` to its sibling with
+    /// tag `to`, which processes the IKE_AUTH request again.
+    fn hand_over(
+        &mut self,
+        ti: usize,
+        ike: IkeSaId,
+        to: u32,
+        (local, remote): (SocketAddr, SocketAddr),
+        message: ike::HandedMessage,
+        wall: Instant,
+    ) {
+        let target = self.tunnels[ti]
+            .siblings
+            .get(to as usize)
+            .and_then(|name| self.find(name));
+        // Found first: a taken SA must land somewhere (its half-open
+        // place goes with it).
+        let Some(tj) = target else {
+            tracing::warn!(tunnel = %self.tunnels[ti].tunnel.name, "IKE: the template for the peer's identity is gone; the half-open SA times out");
+            return;
+        };
+        let Some(sa) = self.tunnels[ti].endpoint.take_half_open(ike) else {
+            return;
+        };
+        tracing::debug!(from = %self.tunnels[ti].tunnel.name, to = %self.tunnels[tj].tunnel.name, %remote, "IKE: IKE_AUTH identity belongs to a sibling template; SA handed over");
+        if self.tunnels[tj].endpoint.adopt(sa) {
+            let at = self.engine_time(wall);
+            self.tunnels[tj]
+                .endpoint
+                .handle_handed(at, local, remote, message);
         }
         self.pools.persist();
     }
 
     fn on_event(&mut self, ti: usize, ev: IkeEvent, wall: Instant) {
         match ev {
+            IkeEvent::Handoff {
+                ike,
+                to,
+                local,
+                remote,
+                message,
+            } => self.hand_over(ti, ike, to, (local, remote), message, wall),
             IkeEvent::IkeSaUp { ike, local, remote } => {
                 let t = &mut self.tunnels[ti];
                 t.state = LinkState::Up;
@@ -1511,6 +1710,15 @@ impl IkeDriver {
                     remote,
                     since: wall,
                 });
+                t.peers.insert(
+                    ike.0,
+                    IkeInfo {
+                        id: ike,
+                        local,
+                        remote,
+                        since: wall,
+                    },
+                );
                 let secrets = t.endpoint.ike_sa_secrets(ike);
                 let suite = secrets
                     .as_ref()
@@ -1520,7 +1728,11 @@ impl IkeDriver {
                     .as_ref()
                     .map(|s| format!("{:016x}_i {:016x}_r", s.spi_i, s.spi_r))
                     .unwrap_or_default();
-                tracing::info!(tunnel = %t.tunnel.name, %local, %remote, ike_spis = %spis, %suite, "IKE: IKE SA established (IKE_SA_INIT + IKE_AUTH, PSK authenticated)");
+                let identity = t
+                    .endpoint
+                    .peer_id(ike)
+                    .map_or_else(String::new, identity_text);
+                tracing::info!(tunnel = %t.tunnel.name, %local, %remote, %identity, ike_spis = %spis, %suite, "IKE: IKE SA established (IKE_SA_INIT + IKE_AUTH, PSK authenticated)");
                 let (spi_i, spi_r) = secrets.as_ref().map_or_else(
                     || (format!("{:016x}", ike.0), String::new()),
                     |s| (format!("{:016x}", s.spi_i), format!("{:016x}", s.spi_r)),
@@ -1548,6 +1760,10 @@ impl IkeDriver {
                         info.since = wall;
                     }
                 }
+                if let Some(mut info) = t.peers.remove(&old.0) {
+                    info.id = new;
+                    t.peers.insert(new.0, info);
+                }
                 let secrets = t.endpoint.ike_sa_secrets(new);
                 tracing::info!(tunnel = %t.tunnel.name, old = %format!("{:016x}", old.0), new = %format!("{:016x}", new.0), "IKE: IKE SA rekeyed");
                 self.events.push(Event::IkeSaRekeyed {
@@ -1573,6 +1789,18 @@ impl IkeDriver {
                     Some(i) => i.id == ike,
                     None => reason != DownReason::Terminated,
                 };
+                let gone_peer = t.peers.remove(&ike.0);
+                let gone = gone_peer.is_some();
+                // A template's peer is where its IKE SA was.
+                let peer_addr = gone_peer
+                    .map_or(t.tunnel.endpoints.remote, |p| p.remote.ip())
+                    .to_string();
+                // A template is up while any peer is.
+                let current = if t.tunnel.is_template() {
+                    gone && t.peers.is_empty()
+                } else {
+                    current
+                };
                 // Half-open timeouts are mostly spoofed IKE_SA_INITs: not
                 // worth an event each.
                 if reason != DownReason::HalfOpenTimeout {
@@ -1585,7 +1813,7 @@ impl IkeDriver {
                     match reason {
                         DownReason::PeerDead => self.events.push(Event::DpdTimeout {
                             tunnel,
-                            remote: t.tunnel.endpoints.remote.to_string(),
+                            remote: peer_addr,
                         }),
                         DownReason::AuthenticationFailed => {
                             self.events.push(Event::AuthenticationFailed { tunnel })
@@ -1701,6 +1929,10 @@ impl IkeDriver {
                 let t = &mut self.tunnels[ti];
                 tracing::info!(tunnel = %t.tunnel.name, %local, %remote, "IKE: the peer's address changed (NAT); rekeying its Child SAs onto it");
                 if let Some(info) = t.ike.as_mut().filter(|i| i.id == ike) {
+                    info.local = local;
+                    info.remote = remote;
+                }
+                if let Some(info) = t.peers.get_mut(&ike.0) {
                     info.local = local;
                     info.remote = remote;
                 }
@@ -1878,13 +2110,13 @@ impl IkeDriver {
     /// The IKE tunnels for the control API's `tunnels`, `ike-sas` and
     /// `child-sas` (without SA counters, which the workers have).
     pub fn tunnel_views(&self, now: Instant) -> Vec<crate::api::TunnelView> {
-        use crate::api::{ChildSaView, IkeSaView, TunnelView};
+        use crate::api::{ChildSaView, IkeSaView, PeerView, TunnelView};
         let secs = |since: Instant| now.saturating_duration_since(since).as_secs();
         self.tunnels
             .iter()
             .map(|t| {
                 let name = &t.tunnel.name;
-                let ike_sa = t.ike.as_ref().and_then(|ike| {
+                let ike_view = |ike: &IkeInfo| {
                     let sec = t.endpoint.ike_sa_secrets(ike.id)?;
                     Some(IkeSaView {
                         tunnel: name.clone(),
@@ -1907,7 +2139,9 @@ impl IkeDriver {
                             .map(ToString::to_string)
                             .collect(),
                     })
-                });
+                };
+                let template = t.tunnel.is_template();
+                let ike_sa = t.ike.as_ref().filter(|_| !template).and_then(ike_view);
                 let child = |c: &ChildInfo, state: &str| ChildSaView {
                     tunnel: name.clone(),
                     kind: "ike".into(),
@@ -1940,11 +2174,54 @@ impl IkeDriver {
                     })
                     .collect();
                 child_sas.extend(t.retiring.iter().map(|(_, c)| child(c, "retiring")));
+                let peers: Vec<PeerView> = if template {
+                    t.peers
+                        .values()
+                        .filter_map(|p| {
+                            let mine = |c: &&ChildInfo| c.keys.ike == p.id;
+                            let spis: BTreeSet<u32> = t
+                                .children
+                                .values()
+                                .chain(t.retiring.iter().map(|(_, c)| c))
+                                .filter(mine)
+                                .map(|c| c.keys.inbound_spi)
+                                .collect();
+                            Some(PeerView {
+                                identity: t
+                                    .endpoint
+                                    .peer_id(p.id)
+                                    .map_or_else(|| "?".into(), identity_text),
+                                auth: "psk".into(),
+                                ike_sa: ike_view(p)?,
+                                child_sas: child_sas
+                                    .iter()
+                                    .filter(|c| {
+                                        u32::from_str_radix(&c.spi_in, 16)
+                                            .is_ok_and(|s| spis.contains(&s))
+                                    })
+                                    .cloned()
+                                    .collect(),
+                            })
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let peer = match &t.tunnel.remote_prefixes {
+                    Some(ps) if ps.len() == 1 && ps[0].prefix_len() == 0 => "%any".to_string(),
+                    Some(ps) => ps
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    None => t.tunnel.endpoints.remote.to_string(),
+                };
                 TunnelView {
                     name: name.clone(),
                     kind: "ike".into(),
                     local: t.tunnel.endpoints.local.to_string(),
-                    peer: t.tunnel.endpoints.remote.to_string(),
+                    peer,
+                    peers,
                     state: match t.state {
                         // Removed by a reload, its DELETE not yet answered.
                         _ if t.leaving.is_some() => "removed-deleting",
@@ -2066,6 +2343,14 @@ impl IkeDriver {
                         ("invalid_ke_sent", e.invalid_ke_sent),
                         ("no_proposal_chosen", e.no_proposal_chosen),
                         ("auth_failures", e.auth_failures),
+                        ("auth_refused_identity", e.auth_refused_identity),
+                        (
+                            "auth_refused_unknown_identity",
+                            e.auth_refused_unknown_identity,
+                        ),
+                        ("auth_refused_method", e.auth_refused_method),
+                        ("auth_refused_bad_auth", e.auth_refused_bad_auth),
+                        ("handoffs", e.handoffs),
                         ("ike_sa_established", e.ike_sa_established),
                         ("child_sa_established", e.child_sa_established),
                         ("peers_dead", e.peers_dead),
@@ -2974,5 +3259,211 @@ remote_addrs = "{peer}"
         assert_eq!((children(&a).len(), children(&b).len()), (1, 1));
         assert_ne!(children(&a), child_before);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A road warrior at 192.0.2.`n` with inner network `inner`,
+    /// identity `id` and `psk`, initiating to 192.0.2.2.
+    fn client(n: u8, inner: &str, id: &str, psk: &str) -> GatewayConfig {
+        let lan = inner.replace(".0/24", ".1/24");
+        let text = format!(
+            r#"
+[[interface]]
+name = "lan"
+device = "net_null1"
+role = "lan"
+addresses = ["{lan}"]
+[[interface]]
+name = "wan"
+device = "net_null0"
+role = "wan"
+addresses = ["192.0.2.{n}/24"]
+[[tunnel]]
+name = "gw"
+local_addrs = "192.0.2.{n}"
+remote_addrs = "192.0.2.2"
+  [[tunnel.policy]]
+  local_ts = "{inner}"
+  remote_ts = "10.2.0.0/24"
+  [tunnel.ike]
+  local_id = "{id}"
+  remote_id = "gw-b.example"
+  psk = "{psk}"
+  proposals = ["aes128gcm16-prfsha256-ecp256"]
+  esp_proposals = ["aes128gcm16"]
+  start_action = "initiate"
+"#
+        );
+        GatewayConfig::from_str(&text, "client.toml").unwrap()
+    }
+
+    const ALICE_PSK: &str = "alice's pre-shared key";
+    const R1_PSK: &str = "router one's pre-shared key";
+
+    /// A concentrator at 192.0.2.2 with two templates on that address:
+    /// e-mail identities of branches.example, FQDNs below
+    /// routers.example; secrets by identity.
+    fn concentrator() -> GatewayConfig {
+        let template = |name: &str, id: &str, remote_ts: &str| {
+            format!(
+                r#"
+[[tunnel]]
+name = "{name}"
+local_addrs = "192.0.2.2"
+remote_addrs = "%any"
+  [[tunnel.policy]]
+  local_ts = "10.2.0.0/24"
+  remote_ts = "{remote_ts}"
+  [tunnel.ike]
+  local_id = "gw-b.example"
+  remote_id = "{id}"
+  proposals = ["aes128gcm16-prfsha256-ecp256"]
+  esp_proposals = ["aes128gcm16"]
+"#
+            )
+        };
+        let text = format!(
+            r#"
+[[interface]]
+name = "lan"
+device = "net_null1"
+role = "lan"
+addresses = ["10.2.0.1/24"]
+[[interface]]
+name = "wan"
+device = "net_null0"
+role = "wan"
+addresses = ["192.0.2.2/24"]
+{}{}
+[[secret]]
+ids = ["alice@branches.example", "bob@branches.example"]
+psk = "{ALICE_PSK}"
+[[secret]]
+id = "r1.routers.example"
+psk = "{R1_PSK}"
+"#,
+            template("branches", "*@branches.example", "10.9.0.0/16"),
+            template("routers", "*.routers.example", "10.8.0.0/16"),
+        );
+        GatewayConfig::from_str(&text, "concentrator.toml").unwrap()
+    }
+
+    /// Peers of one template each get their own IKE SA and narrowed
+    /// Child SA; a peer whose identity is the other template's is handed
+    /// over at IKE_AUTH; a wrong secret and an unknown identity are
+    /// refused and counted, and get nothing.
+    #[test]
+    fn a_concentrator_takes_peers_by_identity_on_two_templates() {
+        let mut gw = driver(&concentrator(), 50);
+        gw.start(t0());
+        let peers = [
+            (11, "10.9.1.0/24", "alice@branches.example", ALICE_PSK),
+            (12, "10.9.2.0/24", "bob@branches.example", ALICE_PSK),
+            (13, "10.8.1.0/24", "r1.routers.example", R1_PSK),
+            // Claims Alice's identity without her secret.
+            (14, "10.9.3.0/24", "alice@branches.example", R1_PSK),
+            // Nobody's identity.
+            (15, "10.9.4.0/24", "eve@elsewhere.example", ALICE_PSK),
+            // A routers identity without a secret.
+            (16, "10.8.2.0/24", "r2.routers.example", R1_PSK),
+        ];
+        let mut clients = Vec::new();
+        for (i, (n, inner, id, psk)) in peers.iter().enumerate() {
+            let mut c = driver(&client(*n, inner, id, psk), 60 + i as u64);
+            c.start(t0());
+            exchange(&mut c, &mut gw);
+            clients.push(c);
+        }
+        let up: Vec<bool> = clients
+            .iter()
+            .map(|c| c.tunnels[0].state == LinkState::Up)
+            .collect();
+        assert_eq!(up, [true, true, true, false, false, false]);
+        let (branches, routers) = (&gw.tunnels[0], &gw.tunnels[1]);
+        assert_eq!(branches.peers.len(), 2);
+        assert_eq!(routers.peers.len(), 1);
+        let ids = |t: &TunnelIke| -> Vec<String> {
+            let mut v: Vec<String> = t
+                .peers
+                .values()
+                .filter_map(|p| t.endpoint.peer_id(p.id))
+                .map(|id| format!("{id:?}"))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(routers), [r#"Fqdn("r1.routers.example")"#]);
+        assert_eq!(ids(branches).len(), 2);
+        // Each peer's Child SA is narrowed to its own inner network.
+        let remote_ts: BTreeSet<String> = branches
+            .children
+            .values()
+            .map(|c| {
+                format!(
+                    "{}",
+                    range_prefixes(c.keys.remote_ts[0].start_addr, c.keys.remote_ts[0].end_addr)[0]
+                )
+            })
+            .collect();
+        assert_eq!(
+            remote_ts,
+            BTreeSet::from(["10.9.1.0/24".to_string(), "10.9.2.0/24".to_string()])
+        );
+        let st = branches.endpoint.stats();
+        assert_eq!(st.handoffs, 2, "r1 and r2 handed to routers");
+        assert_eq!(st.auth_refused_bad_auth, 1, "mallory");
+        assert_eq!(st.auth_refused_identity, 1, "eve");
+        let rt = routers.endpoint.stats();
+        assert_eq!(rt.auth_refused_unknown_identity, 1, "r2");
+        assert!(branches.endpoint.half_open() + routers.endpoint.half_open() == 0);
+        let lines = gw.stats_lines();
+        assert!(
+            lines.contains("ike.branches.auth_refused_bad_auth 1\n"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("ike.routers.auth_refused_unknown_identity 1\n"),
+            "{lines}"
+        );
+
+        // The API shows each peer: identity, address, auth, algorithms,
+        // age and its own Child SA.
+        let views = gw.tunnel_views(t0());
+        let v = &views[0];
+        assert_eq!((v.peer.as_str(), v.state.as_str()), ("%any", "up"));
+        assert!(v.ike_sa.is_none());
+        assert_eq!(v.child_sas.len(), 2);
+        let mut who: Vec<(&str, &str)> = v
+            .peers
+            .iter()
+            .map(|p| (p.identity.as_str(), p.ike_sa.remote.as_str()))
+            .collect();
+        who.sort();
+        assert_eq!(
+            who,
+            [
+                ("alice@branches.example", "192.0.2.11:500"),
+                ("bob@branches.example", "192.0.2.12:500")
+            ]
+        );
+        for p in &v.peers {
+            assert_eq!(p.auth, "psk");
+            assert_eq!(p.ike_sa.role, "responder");
+            assert_eq!(p.ike_sa.suite, "aes128gcm16-prfsha256-ecp256");
+            assert_eq!(p.child_sas[0].algorithm, "aes128gcm16");
+            assert_eq!(p.child_sas.len(), 1);
+            assert!(v.child_sas.contains(&p.child_sas[0]));
+        }
+        let text = crate::client::tunnel_text(v);
+        assert!(
+            text.starts_with("tunnel branches up local 192.0.2.2 remote %any\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  peer alice@branches.example 192.0.2.11:500 auth psk\n    ike spi_i "
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("\n    child spi_in ").count(), 2, "{text}");
     }
 }

@@ -598,7 +598,7 @@ const WORKER_METRICS: [(&str, &str, &str); 14] = [
 /// IKE engine counters that have a family of their own: (counter, metric
 /// name, label key, label value, help). The rest go to
 /// `espresso_ike_events_total{event}`.
-const IKE_TUNNEL_METRICS: [(&str, &str, &str, &str, &str); 9] = [
+const IKE_TUNNEL_METRICS: [(&str, &str, &str, &str, &str); 14] = [
     (
         "rx_datagrams",
         "ike_datagrams",
@@ -654,6 +654,41 @@ const IKE_TUNNEL_METRICS: [(&str, &str, &str, &str, &str); 9] = [
         "",
         "",
         "IKE_AUTH exchanges whose peer failed authentication",
+    ),
+    (
+        "auth_refused_identity",
+        "ike_auth_refused",
+        "reason",
+        "identity",
+        "IKE_AUTH requests refused, by reason: identity not the tunnel's or template's, no secret for the identity, method, wrong AUTH value",
+    ),
+    (
+        "auth_refused_unknown_identity",
+        "ike_auth_refused",
+        "reason",
+        "unknown_identity",
+        "IKE_AUTH requests refused, by reason: identity not the tunnel's or template's, no secret for the identity, method, wrong AUTH value",
+    ),
+    (
+        "auth_refused_method",
+        "ike_auth_refused",
+        "reason",
+        "method",
+        "IKE_AUTH requests refused, by reason: identity not the tunnel's or template's, no secret for the identity, method, wrong AUTH value",
+    ),
+    (
+        "auth_refused_bad_auth",
+        "ike_auth_refused",
+        "reason",
+        "bad_auth",
+        "IKE_AUTH requests refused, by reason: identity not the tunnel's or template's, no secret for the identity, method, wrong AUTH value",
+    ),
+    (
+        "handoffs",
+        "ike_template_handoffs",
+        "",
+        "",
+        "Half-open IKE SAs handed to a sibling template by the identity in IKE_AUTH",
     ),
     (
         "retransmits",

@@ -283,6 +283,8 @@ fn ike_fields(a: &IkeConfig, b: &IkeConfig, fields: &mut Vec<&'static str>) -> b
     };
     note(a.local_id != b.local_id, "ike.local_id", true);
     note(a.remote_id != b.remote_id, "ike.remote_id", true);
+    // A template's peers were admitted by its patterns.
+    note(a.remote_ids != b.remote_ids, "ike.remote_id", true);
     note(a.psk != b.psk, "ike.psk", true);
     note(a.proposals != b.proposals, "ike.proposals", false);
     note(
@@ -352,6 +354,7 @@ pub fn tunnel_change(a: &Tunnel, b: &Tunnel) -> Option<TunnelChange> {
     };
     note(a.endpoints.local != b.endpoints.local, "local", true);
     note(a.endpoints.remote != b.endpoints.remote, "remote", true);
+    note(a.remote_prefixes != b.remote_prefixes, "remote", true);
     note(a.interface != b.interface, "interface", false);
     note(a.mode != b.mode, "mode", false);
     note(a.udp_encap != b.udp_encap, "udp_encap", false);
@@ -591,11 +594,56 @@ pub fn diff(old: &GatewayConfig, new: &GatewayConfig) -> Diff {
             d.removed.push(t.name.clone());
         }
     }
+    // `[[secret]]` feeds the templates: changed, each template takes the
+    // new ones for its next IKE_AUTH; its established peers stay (as
+    // swanctl --load-creds).
+    let secrets_changed = old.secrets.len() != new.secrets.len()
+        || old
+            .secrets
+            .iter()
+            .zip(&new.secrets)
+            .any(|(x, y)| x.ids != y.ids || x.psk != y.psk);
+    // The templates sharing each local address, with the identities they
+    // take: each template's engine hands peers to its siblings by them.
+    let siblings = |c: &GatewayConfig| -> BTreeMap<std::net::IpAddr, Vec<(String, String)>> {
+        let mut m: BTreeMap<std::net::IpAddr, Vec<(String, String)>> = BTreeMap::new();
+        for t in c.tunnels.iter().filter(|t| t.is_template()) {
+            let ids = t
+                .ike
+                .as_ref()
+                .and_then(|i| i.remote_ids.as_ref())
+                .map_or(String::new(), |p| p.to_string());
+            m.entry(t.endpoints.local)
+                .or_default()
+                .push((t.name.clone(), ids));
+        }
+        m
+    };
+    let (old_sib, new_sib) = (siblings(old), siblings(new));
+    let siblings_changed =
+        |t: &Tunnel| old_sib.get(&t.endpoints.local) != new_sib.get(&t.endpoints.local);
     for t in &new.tunnels {
+        let templates_changed =
+            t.is_template() && t.ike.is_some() && (secrets_changed || siblings_changed(t));
+        let what = if secrets_changed {
+            "secret"
+        } else {
+            "siblings"
+        };
         match old_by.get(t.name.as_str()) {
             None => d.added.push(t.name.clone()),
             Some(o) => match tunnel_change(o, t) {
-                Some(c) => d.changed.push(c),
+                Some(mut c) => {
+                    if templates_changed {
+                        c.fields.push(what);
+                    }
+                    d.changed.push(c)
+                }
+                None if templates_changed => d.changed.push(TunnelChange {
+                    name: t.name.clone(),
+                    fields: vec![what],
+                    ike: Some(IkeChange::NextExchange),
+                }),
                 None => d.unchanged += 1,
             },
         }

@@ -82,3 +82,30 @@ fn strongswan_client_redirected_to_a_second_espresso() {
 fn strongswan_client_gets_a_virtual_ip_from_a_pool() {
     scenario("vip");
 }
+
+/// scripts/strongswan-roadwarrior.sh: three strongSwan road warriors
+/// behind one NAT namespace (nftables masquerade), each with its own
+/// charon, identity, PSK and inner address, connect at once to one
+/// espresso responder template (`remote_addrs = "%any"`, `remote_id =
+/// "*@branches.example"`, secrets by identity): espresso lists three peers
+/// with their identities and NAT-mapped ports, decrypts each client's pings
+/// on its own Child SA, and the client holding the template's outbound
+/// slot gets its replies; a fourth identity without a secret is refused
+/// with AUTHENTICATION_FAILED and counted in `espresso stats`; a fifth
+/// client presenting a DN is handed at IKE_AUTH to a second template on
+/// the same address (`remote_id = "C=DE, O=Example, CN=*"`) and pings
+/// through it.
+#[test]
+fn strongswan_road_warriors_behind_nat_on_one_template() {
+    common::scenario(
+        "strongswan-roadwarrior.sh",
+        "roadwarrior",
+        env!("CARGO_BIN_EXE_espresso"),
+        &[
+            Need::Program("/usr/lib/ipsec/charon"),
+            Need::Program("swanctl"),
+            Need::Program("ethtool"),
+            Need::Program("nft"),
+        ],
+    );
+}

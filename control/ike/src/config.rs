@@ -3,7 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use std::sync::Arc;
+
 use super::crypto::{DhGroup, EspAlgorithm, EspCipher, IkeCipher, Integ, Prf, SecretBytes};
+use super::identity::{IdDirectory, IdPattern};
 use super::message::{Identification, TrafficSelector};
 
 /// Whether this gateway starts the IKE SA or waits for the peer.
@@ -315,6 +318,26 @@ impl Default for Limits {
     }
 }
 
+/// A responder template: the engine takes IKE SAs from any peer whose
+/// identity matches, each peer its own IKE SA (swanctl's `remote_addrs =
+/// %any` with a wildcard `id`). The driver decides which addresses may
+/// reach it; the engine only judges identities and secrets, from the
+/// directories passed in here (no I/O).
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    /// Identities this template accepts (a handful per template, tried in
+    /// turn).
+    pub remote_ids: Vec<IdPattern>,
+    /// Secrets by identity: a peer proves the one of the identity it
+    /// presents when [`Config::psk`] is empty.
+    pub secrets: Arc<IdDirectory<SecretBytes>>,
+    /// The other templates sharing our local address, by the identities
+    /// they accept, as tags of the driver's choosing: IKE_SA_INIT carries
+    /// no identity, so an IKE_AUTH presenting one of theirs is handed over
+    /// ([`crate::IkeEvent::Handoff`]) rather than refused.
+    pub siblings: Arc<IdDirectory<u32>>,
+}
+
 /// Everything the engine needs to know about one peer.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -325,9 +348,14 @@ pub struct Config {
     /// Port to float to when NAT is detected or encapsulation is forced.
     pub nat_t_port: u16,
     pub local_id: Identification,
+    /// The peer's identity (ignored with a [`Template`]).
     pub remote_id: Identification,
-    /// The pre-shared key (zeroized on drop, never printed).
+    /// The pre-shared key (zeroized on drop, never printed); empty with a
+    /// [`Template`] means the peer's secret by identity.
     pub psk: SecretBytes,
+    /// Responder template: peers judged by identity pattern instead of
+    /// `remote_id`.
+    pub template: Option<Template>,
     pub ike_proposals: Vec<IkeProposal>,
     pub esp_proposals: Vec<EspProposal>,
     pub local_ts: Vec<TrafficSelector>,
@@ -395,6 +423,7 @@ impl Config {
             local_id,
             remote_id,
             psk,
+            template: None,
             ike_proposals: Vec::new(),
             esp_proposals: Vec::new(),
             local_ts: Vec::new(),

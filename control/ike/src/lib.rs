@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod endpoint;
 pub mod error;
 pub mod fragment;
+pub mod identity;
 pub mod message;
 pub mod negotiate;
 pub mod pool;
@@ -19,15 +20,16 @@ pub mod sa;
 pub mod sim;
 
 pub use admission::{HalfOpenBudget, HalfOpenSpis};
-pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Timers};
+pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Template, Timers};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
-pub use endpoint::{ApiError, Endpoint};
+pub use endpoint::{ApiError, Endpoint, HandedOver};
 pub use error::{IkeError, ProtocolError, ProtocolErrorCounts};
 pub use fragment::{FragmentRefusal, FragmentRefusalCounts, FragmentStats, Fragmentation};
+pub use identity::{IdDirectory, IdPattern};
 pub use redirect::{RedirectConfig, RedirectExchange, RedirectPolicy};
 pub use sa::{
-    ChildSaId, ChildSaKeys, DownReason, IkeEvent, IkeSaId, IkeSaSecrets, Stats, Timestamp,
-    Transmit, UdpEncap,
+    ChildSaId, ChildSaKeys, DownReason, HandedMessage, IkeEvent, IkeSaId, IkeSaSecrets, Stats,
+    Timestamp, Transmit, UdpEncap,
 };
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use super::crypto::{DhSecret, DirectionKeys, EspAlgorithm, IkeKeys, IkeSuite, SkCipher};
-use super::message::{DecodeError, ExchangeType, NotifyType, TrafficSelector};
+use super::message::{DecodeError, ExchangeType, Identification, NotifyType, TrafficSelector};
 
 /// Engine time in milliseconds from an arbitrary origin chosen by the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -156,6 +156,30 @@ pub enum IkeEvent {
         ike: IkeSaId,
         remote: SocketAddr,
     },
+    /// A half-open responder SA whose IKE_AUTH request presents an
+    /// identity of the sibling template `to` (see
+    /// [`crate::config::Template::siblings`]): the driver moves the SA
+    /// there ([`crate::Endpoint::take_half_open`],
+    /// [`crate::Endpoint::adopt`]) and hands it `datagram` again. Nothing
+    /// was answered and the Message ID is not consumed.
+    Handoff {
+        ike: IkeSaId,
+        to: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        message: HandedMessage,
+    },
+}
+
+/// The IKE_AUTH request of a handed-over SA, decrypted (and reassembled,
+/// RFC 7383), for the sibling to process with
+/// [`crate::Endpoint::handle_handed`]: the datagram alone would not do
+/// when the request came in fragments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandedMessage {
+    pub(crate) hdr: crate::message::Header,
+    pub(crate) first: crate::message::PayloadType,
+    pub(crate) plain: Vec<u8>,
 }
 
 /// A datagram to send.
@@ -211,7 +235,21 @@ pub struct Stats {
     pub half_open_refused_max: u64,
     pub invalid_ke_sent: u64,
     pub no_proposal_chosen: u64,
+    /// Peers that failed IKE_AUTH (the sum of the `auth_refused_*`
+    /// reasons below, plus AUTHENTICATION_FAILED received as initiator).
     pub auth_failures: u64,
+    /// IKE_AUTH refused: the identity is not the configured one, or
+    /// matches none of the template's patterns.
+    pub auth_refused_identity: u64,
+    /// IKE_AUTH refused: a template has no secret for the identity.
+    pub auth_refused_unknown_identity: u64,
+    /// IKE_AUTH refused: an authentication method other than the shared
+    /// key MIC.
+    pub auth_refused_method: u64,
+    /// IKE_AUTH refused: the AUTH value is wrong (wrong secret).
+    pub auth_refused_bad_auth: u64,
+    /// Half-open SAs handed to a sibling template by identity.
+    pub handoffs: u64,
     pub ike_sa_established: u64,
     pub child_sa_established: u64,
     pub peers_dead: u64,
@@ -579,6 +617,9 @@ pub(crate) struct IkeSa {
     pub redirected: bool,
     /// Virtual IPs of this IKE SA (§3.15); they follow it through rekeys.
     pub virtual_ips: Vec<VirtualIp>,
+    /// The identity the peer authenticated with (kept across IKE SA
+    /// rekeys): INITIAL_CONTACT (§2.4) replaces only its SAs.
+    pub peer_id: Option<Identification>,
 }
 
 /// A virtual IP of an IKE SA. As responder it is leased from `pool` to
@@ -626,6 +667,7 @@ impl IkeSa {
             announced_redirect: false,
             redirected: false,
             virtual_ips: Vec::new(),
+            peer_id: None,
         }
     }
 

@@ -23,6 +23,8 @@ mod raw;
 mod reader;
 mod secret;
 #[cfg(test)]
+mod template_tests;
+#[cfg(test)]
 mod tests;
 mod validate;
 
@@ -68,6 +70,8 @@ pub struct GatewayConfig {
     pub tunnels: Vec<Tunnel>,
     /// `[[pool]]`: virtual IPs handed to remote-access clients.
     pub pools: Vec<PoolConfig>,
+    /// `[[secret]]`: pre-shared keys by identity.
+    pub secrets: Vec<SharedSecret>,
 }
 
 /// A pool of virtual IPs (`[[pool]]`), referenced by name from
@@ -408,6 +412,8 @@ pub enum IkeId {
     Ipv6(Ipv6Addr),
     /// ID_KEY_ID: opaque bytes (written `keyid:text` or `keyid:0x…`).
     KeyId(Vec<u8>),
+    /// ID_RFC822_ADDR (written `user@domain`).
+    Email(String),
 }
 
 impl fmt::Display for IkeId {
@@ -420,8 +426,51 @@ impl fmt::Display for IkeId {
                 Ok(s) if !s.starts_with("0x") => write!(f, "keyid:{s}"),
                 _ => write!(f, "keyid:0x{}", hex::encode(k)),
             },
+            IkeId::Email(s) => f.write_str(s),
         }
     }
+}
+
+/// The identities a responder template accepts, or a `[[secret]]` is
+/// for (swanctl's wildcard identities).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum IkeIdPattern {
+    /// `%any`.
+    Any,
+    /// One identity.
+    Exact(IkeId),
+    /// `*@domain`: e-mail identities of this domain.
+    EmailDomain(String),
+    /// `*.domain`: FQDNs strictly below this domain.
+    FqdnSuffix(String),
+    /// A distinguished name, values possibly `*`: `C=DE, O=Example, CN=*`
+    /// (`text` as written, trimmed).
+    Dn {
+        text: String,
+        pattern: crate::ike::identity::DnPattern,
+    },
+}
+
+impl fmt::Display for IkeIdPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IkeIdPattern::Any => f.write_str("%any"),
+            IkeIdPattern::Exact(id) => id.fmt(f),
+            IkeIdPattern::EmailDomain(d) => write!(f, "*@{d}"),
+            IkeIdPattern::FqdnSuffix(d) => write!(f, "*.{d}"),
+            IkeIdPattern::Dn { text, .. } => f.write_str(text),
+        }
+    }
+}
+
+/// `[[secret]]`: a pre-shared key by peer identity, for responder
+/// templates without a `psk` of their own.
+#[derive(Clone, Debug)]
+pub struct SharedSecret {
+    /// The identities (or patterns) that prove this key.
+    pub ids: Vec<IkeIdPattern>,
+    /// The key.
+    pub psk: Secret,
 }
 
 /// Who starts the IKE exchange.
@@ -438,9 +487,15 @@ pub enum StartAction {
 pub struct IkeConfig {
     /// Our identity (default: the tunnel's local address).
     pub local_id: IkeId,
-    /// The identity the peer must prove (default: its address).
+    /// The identity the peer must prove (default: its address); on a
+    /// responder template see `remote_ids`.
     pub remote_id: IkeId,
-    /// The pre-shared key (RFC 7296 §2.15).
+    /// A responder template's identities (`remote_id` as a pattern such
+    /// as `*@branches.example`); `Some` exactly when the tunnel is a
+    /// template ([`Tunnel::remote_prefixes`]).
+    pub remote_ids: Option<IkeIdPattern>,
+    /// The pre-shared key (RFC 7296 §2.15); empty on a template that takes
+    /// each peer's from `[[secret]]` by its identity.
     pub psk: Secret,
     /// IKE SA proposals, most preferred first.
     pub proposals: Vec<IkeProposal>,
@@ -519,8 +574,13 @@ impl IkeConfig {
 pub struct Tunnel {
     /// Unique name.
     pub name: String,
-    /// Our address and the peer's.
+    /// Our address and the peer's (on a responder template the peer's is
+    /// unspecified: each peer's comes from its IKE SA).
     pub endpoints: TunnelEndpoints,
+    /// A responder template (`remote_addrs = "%any"` or a list of
+    /// prefixes): the addresses peers may come from, each peer its own
+    /// IKE SA. `None` for a site-to-site tunnel.
+    pub remote_prefixes: Option<Vec<IpNet>>,
     /// The interface that owns `endpoints.local`.
     pub interface: u16,
     /// Tunnel or transport.
@@ -546,6 +606,13 @@ pub struct Tunnel {
     pub sas: Vec<SaPair>,
     /// IKEv2, if configured.
     pub ike: Option<IkeConfig>,
+}
+
+impl Tunnel {
+    /// Whether this is a responder template.
+    pub fn is_template(&self) -> bool {
+        self.remote_prefixes.is_some()
+    }
 }
 
 /// Counts for `espresso check`.

@@ -31,6 +31,7 @@ pub(super) struct RawConfig {
     pub neighbour: Vec<Option<RawNeighbour>>,
     pub tunnel: Vec<Option<RawTunnel>>,
     pub pool: Vec<Option<RawPool>>,
+    pub secret: Vec<Option<RawSharedSecret>>,
 }
 
 /// `[[pool]]`: virtual IPs for remote-access clients.
@@ -40,6 +41,14 @@ pub(super) struct RawPool {
     pub addrs: Vec<String>,
     pub dns: Option<Vec<String>>,
     pub subnets: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub(super) struct RawSharedSecret {
+    pub id: Option<String>,
+    pub ids: Option<Vec<String>>,
+    pub psk: Option<RawSecret>,
+    pub psk_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -190,7 +199,8 @@ pub(super) struct RawLifetime {
 pub(super) struct RawTunnel {
     pub name: String,
     pub local_addrs: String,
-    pub remote_addrs: String,
+    /// One address, or `%any`, or prefixes (a responder template).
+    pub remote_addrs: Vec<String>,
     pub mode: Option<RawMode>,
     pub udp_encap: Option<RawUdpEncap>,
     pub esn: Option<bool>,
@@ -303,6 +313,11 @@ pub(super) fn read(t: Tbl) -> RawConfig {
         .into_iter()
         .map(read_pool)
         .collect();
+    let secret: Vec<_> = t
+        .tables("secret", "[[secret]]")
+        .into_iter()
+        .map(read_shared_secret)
+        .collect();
     let dataplane = match t.field_present("dataplane") {
         false => Some(RawDataplane::default()),
         true => dataplane.flatten(),
@@ -325,6 +340,7 @@ pub(super) fn read(t: Tbl) -> RawConfig {
         neighbour,
         tunnel,
         pool,
+        secret,
     }
 }
 
@@ -341,6 +357,43 @@ fn read_pool(t: Tbl) -> Option<RawPool> {
         dns,
         subnets,
     })
+}
+
+fn read_shared_secret(t: Tbl) -> Option<RawSharedSecret> {
+    let r = RawSharedSecret {
+        id: t.opt_str("id"),
+        ids: t.opt_str_list("ids"),
+        psk: t.opt_secret("psk"),
+        psk_file: t.opt_path("psk_file"),
+    };
+    t.finish();
+    Some(r)
+}
+
+/// `remote_addrs`: a string or an array of strings (a template's
+/// prefixes), also read under its old name `remote`.
+fn remote_addrs(t: &Tbl) -> Option<Vec<String>> {
+    let key = "remote_addrs";
+    let Some(item) = t.renamed(key, "remote") else {
+        t.required(key, None::<String>);
+        return None;
+    };
+    if let Some(s) = item.as_str() {
+        return Some(vec![s.to_string()]);
+    }
+    let Some(a) = item.as_array() else {
+        t.type_error(
+            key,
+            item,
+            "a string or an array of strings (address, %any or prefixes)",
+        );
+        return None;
+    };
+    let v: Option<Vec<String>> = a.iter().map(|v| v.as_str().map(str::to_string)).collect();
+    if v.is_none() || a.is_empty() {
+        t.type_error(key, item, "a non-empty array of strings (prefixes)");
+    }
+    v.filter(|v| !v.is_empty())
 }
 
 fn read_dataplane(t: Tbl) -> Option<RawDataplane> {
@@ -451,7 +504,7 @@ fn renamed_string(t: &Tbl, key: &'static str, old: &'static str, what: &str) -> 
 fn read_tunnel(t: Tbl) -> Option<RawTunnel> {
     let name = t.req_str("name");
     let local_addrs = renamed_string(&t, "local_addrs", "local", "address");
-    let remote_addrs = renamed_string(&t, "remote_addrs", "remote", "address");
+    let remote_addrs = remote_addrs(&t);
     let mode = word(
         &t,
         "mode",

@@ -227,7 +227,7 @@ impl<'d, 'a> Tbl<'d, 'a> {
         Some(item)
     }
 
-    fn type_error(&self, key: &str, item: &Item, expected: impl Display) {
+    pub(super) fn type_error(&self, key: &str, item: &Item, expected: impl Display) {
         self.d.syntax(
             self.item_span(key, item),
             &self.field(key),

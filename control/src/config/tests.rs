@@ -14,7 +14,7 @@ const K36_A: &str = "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1
 const K36_B: &str = "0xf0f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f10111213";
 
 /// A valid configuration that the tests break one line at a time.
-fn base() -> String {
+pub(super) fn base() -> String {
     format!(
         r#"
 [dataplane]
@@ -66,7 +66,7 @@ udp_encap = true
 
 const FILE: &str = "test.toml";
 
-fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
+pub(super) fn parse(text: &str) -> Result<GatewayConfig, ConfigError> {
     GatewayConfig::from_str(text, FILE)
 }
 
@@ -80,7 +80,7 @@ fn edit(from: &str, to: &str) -> String {
 /// The text must fail with a message naming the file and `field` and
 /// containing `words`.
 #[track_caller]
-fn assert_invalid(text: &str, field: &str, words: &str) -> ConfigError {
+pub(super) fn assert_invalid(text: &str, field: &str, words: &str) -> ConfigError {
     let e = match parse(text) {
         Ok(_) => panic!("accepted; expected an error at {field}"),
         Err(e) => e,
@@ -249,7 +249,7 @@ fn missing_keys_and_misplaced_tables_are_placed() {
     let e = assert_invalid(&text, "tunel", "did you mean \"tunnel\"?");
     assert!(
         e.reason().ends_with(
-            "valid fields: dataplane, control, metrics, interface, route, neighbour, tunnel, pool"
+            "valid fields: dataplane, control, metrics, interface, route, neighbour, tunnel, pool, secret"
         ),
         "{e}"
     );
@@ -1365,8 +1365,9 @@ fn local_addrs_takes_one_address_also_as_a_list() {
             "remote_addrs = \"192.0.2.2\"",
             "remote_addrs = [\"192.0.2.2\", \"192.0.2.3\"]",
         ),
-        "tunnel[0].remote_addrs",
-        "exactly one address",
+        // Several remote addresses make a responder template, keyed by IKE.
+        "tunnel[0]",
+        "responder template",
     );
 }
 

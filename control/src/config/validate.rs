@@ -31,6 +31,8 @@ use super::{
 };
 use crate::host::{Device, PciAddr};
 
+mod templates;
+
 /// Facts about the machine the file is checked on (`espresso check` runs
 /// on the gateway itself).
 #[derive(Clone, Debug, Default)]
@@ -178,6 +180,7 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
     }
     let tunnels_read = raw.tunnel.iter().all(Option::is_some);
     let before = cx.errors();
+    let secrets = templates::secrets(cx, raw.secret);
     let tunnels = tunnels(cx, &interfaces, raw.tunnel);
     let pools_read = raw.pool.iter().all(Option::is_some);
     let pools = pools::pools(cx, raw.pool);
@@ -189,6 +192,7 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
             peer_routes(cx, &interfaces, &routes, &tunnels);
         }
         policy_overlaps(cx, &tunnels);
+        templates::check(cx, &tunnels, &secrets);
     }
     Some(GatewayConfig {
         dataplane: dataplane?,
@@ -199,6 +203,7 @@ fn validate(cx: &Ctx, raw: RawConfig) -> Option<GatewayConfig> {
         neighbours,
         tunnels,
         pools,
+        secrets,
     })
 }
 
@@ -221,7 +226,9 @@ fn peer_routes(cx: &Ctx, interfaces: &[Interface], routes: &[Route], tunnels: &[
     for r in routes {
         table.insert(r.prefix, r.next_hop);
     }
-    for (i, t) in tunnels.iter().enumerate() {
+    // A template's peers are wherever its prefixes say; a route to each
+    // is looked up when it connects.
+    for (i, t) in tunnels.iter().enumerate().filter(|(_, t)| !t.is_template()) {
         let peer = t.endpoints.remote;
         if table.lookup(peer).is_none() {
             cx.d.push(cx.err(
@@ -1207,6 +1214,7 @@ fn tunnels(cx: &Ctx, interfaces: &[Interface], raw: Vec<Option<RawTunnel>>) -> V
 /// The tunnel-wide settings, before its policies and SAs.
 struct TunnelHead {
     endpoints: TunnelEndpoints,
+    remote_prefixes: Option<Vec<IpNet>>,
     interface: u16,
     mode: Mode,
     udp_encap: Option<UdpEncap>,
@@ -1251,7 +1259,28 @@ fn tunnel_head(
                 },
             )
         })? as u16;
-    let remote = parse_addr(cx, &p.key("remote_addrs"), &r.remote_addrs)?;
+    if templates::is_template(&r.remote_addrs) {
+        let prefixes = templates::remote_prefixes(cx, p, &r.remote_addrs, local, interfaces)?;
+        if transport {
+            return Err(cx.err(
+                p.key("mode"),
+                "a responder template (remote_addrs %any or prefixes) runs in tunnel mode",
+            ));
+        }
+        let remote = match local {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        return tunnel_rest(
+            cx,
+            p,
+            r,
+            TunnelEndpoints { local, remote },
+            Some(prefixes),
+            interface,
+        );
+    }
+    let remote = parse_addr(cx, &p.key("remote_addrs"), &r.remote_addrs[0])?;
     if remote.is_ipv4() != local.is_ipv4() {
         return Err(cx.err(
             p.key("remote_addrs"),
@@ -1271,6 +1300,18 @@ fn tunnel_head(
         ));
     }
     let endpoints = TunnelEndpoints { local, remote };
+    tunnel_rest(cx, p, r, endpoints, None, interface)
+}
+
+/// The rest of [`tunnel_head`], once the addresses are known.
+fn tunnel_rest(
+    cx: &Ctx,
+    p: &FieldPath,
+    r: &mut RawTunnel,
+    endpoints: TunnelEndpoints,
+    remote_prefixes: Option<Vec<IpNet>>,
+    interface: u16,
+) -> Result<TunnelHead, ConfigError> {
     let mode = match r.mode.unwrap_or(RawMode::Tunnel) {
         RawMode::Tunnel => Mode::Tunnel,
         RawMode::Transport => Mode::Transport,
@@ -1334,6 +1375,7 @@ fn tunnel_head(
 
     Ok(TunnelHead {
         endpoints,
+        remote_prefixes,
         interface,
         mode,
         udp_encap,
@@ -1356,6 +1398,7 @@ fn tunnel(
 ) -> Option<Tunnel> {
     let TunnelHead {
         endpoints,
+        remote_prefixes,
         interface,
         mode,
         udp_encap,
@@ -1387,6 +1430,12 @@ fn tunnel(
             ))
         })
         .collect();
+    if remote_prefixes.is_some() && (!r.sa.is_empty() || r.ike.is_none()) {
+        cx.d.push(cx.err(
+            &p,
+            "a responder template (remote_addrs %any or prefixes) is keyed by IKE: it needs [tunnel.ike] and takes no [[tunnel.sa]]",
+        ));
+    }
     if r.sa.is_empty() && r.ike.is_none() {
         cx.d.push(cx.err(
             &p,
@@ -1443,7 +1492,13 @@ fn tunnel(
             .collect();
     let ike = match r.ike {
         None => None,
-        Some(ri) => Some(cx.keep(ike(cx, &p.key("ike"), ri, endpoints))?),
+        Some(ri) => Some(cx.keep(ike(
+            cx,
+            &p.key("ike"),
+            ri,
+            endpoints,
+            remote_prefixes.is_some(),
+        ))?),
     };
     if cx.errors() > before {
         return None;
@@ -1476,6 +1531,7 @@ fn tunnel(
     Some(Tunnel {
         name: r.name,
         endpoints,
+        remote_prefixes,
         interface,
         mode,
         udp_encap,
@@ -1948,10 +2004,18 @@ fn ike_id(s: &str) -> Result<IkeId, String> {
             IpAddr::V6(v6) => IkeId::Ipv6(v6),
         });
     }
-    if s.contains('@') {
-        return Err(format!(
-            "\"{s}\": e-mail identities are not supported (use an FQDN, an address or keyid:…)"
-        ));
+    if let Some((user, domain)) = s.rsplit_once('@') {
+        // ID_RFC822_ADDR (RFC 7296 §3.5): user@domain, compared as given
+        // (the domain without regard to case).
+        if user.is_empty() || domain.is_empty() || s.contains(char::is_whitespace) {
+            return Err(format!("\"{s}\" is not an e-mail identity (user@domain)"));
+        }
+        if s.contains('*') {
+            return Err(format!(
+                "\"{s}\": wildcards (*@domain) are for responder templates (remote_addrs %any or prefixes)"
+            ));
+        }
+        return Ok(IkeId::Email(s.to_string()));
     }
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -1979,6 +2043,7 @@ fn ike(
     p: &FieldPath,
     r: RawIke,
     endpoints: TunnelEndpoints,
+    template: bool,
 ) -> Result<IkeConfig, ConfigError> {
     let id = |name: &str, v: Option<&str>, default: IpAddr| -> Result<IkeId, ConfigError> {
         match v {
@@ -1990,11 +2055,28 @@ fn ike(
         }
     };
     let local_id = id("local_id", r.local_id.as_deref(), endpoints.local)?;
-    let remote_id = id("remote_id", r.remote_id.as_deref(), endpoints.remote)?;
+    let (remote_id, remote_ids) = if template {
+        // A template's peers are told by the identity they present.
+        let Some(text) = r.remote_id.as_deref() else {
+            return Err(cx.err(
+                p.key("remote_id"),
+                "missing: a responder template (remote_addrs %any or prefixes) names the identities it takes (e.g. \"*@branches.example\", \"*.branches.example\" or \"%any\")",
+            ));
+        };
+        let pattern = templates::id_pattern(text).map_err(|e| cx.err(p.key("remote_id"), e))?;
+        (id("remote_id", None, endpoints.remote)?, Some(pattern))
+    } else {
+        (
+            id("remote_id", r.remote_id.as_deref(), endpoints.remote)?,
+            None,
+        )
+    };
     let psk_bytes = match (r.psk, r.psk_file) {
         (Some(_), Some(_)) => {
             return Err(cx.err(p.key("psk"), "give either `psk` or `psk_file`, not both"))
         }
+        // A template without its own key takes the peer's [[secret]].
+        (None, None) if template => Zeroizing::new(Vec::new()),
         (None, None) => return Err(cx.err(p.key("psk"), "missing: give `psk` or `psk_file`")),
         (Some(s), None) => psk_from_text(&s.0).map_err(|e| cx.err(p.key("psk"), e))?,
         (None, Some(path)) => {
@@ -2117,10 +2199,17 @@ fn ike(
     Ok(IkeConfig {
         local_id,
         remote_id,
+        remote_ids,
         psk,
         proposals,
         esp_proposals,
-        start_action: match r.start_action.unwrap_or(RawStartAction::Initiate) {
+        // A template has nobody to initiate to: it listens unless told
+        // otherwise (which `templates::check` refuses).
+        start_action: match r.start_action.unwrap_or(if template {
+            RawStartAction::Listen
+        } else {
+            RawStartAction::Initiate
+        }) {
             RawStartAction::Initiate => StartAction::Initiate,
             RawStartAction::Listen => StartAction::Listen,
         },
@@ -2316,7 +2405,12 @@ mod tests {
         );
         assert_eq!(ike_id("keyid:gw-a"), Ok(IkeId::KeyId(b"gw-a".to_vec())));
         assert_eq!(ike_id("keyid:0x0102"), Ok(IkeId::KeyId(vec![1, 2])));
-        assert!(ike_id("bob@example.com").unwrap_err().contains("e-mail"));
+        assert_eq!(
+            ike_id("bob@example.com"),
+            Ok(IkeId::Email("bob@example.com".into()))
+        );
+        assert!(ike_id("@example.com").unwrap_err().contains("e-mail"));
+        assert!(ike_id("*@example.com").unwrap_err().contains("templates"));
         assert!(ike_id("bad name").is_err());
         assert!(ike_id("-bad.example").is_err());
     }

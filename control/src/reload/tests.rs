@@ -569,3 +569,74 @@ fn redirect_settings_apply_from_the_next_exchange() {
     assert_eq!(fields, vec!["ike.follow_redirects", "ike.redirect"]);
     assert_eq!(c.ike, Some(IkeChange::NextExchange));
 }
+
+/// A responder template `rw` beside the base tunnels, with secrets.
+fn with_template(psk: &str) -> GatewayConfig {
+    parse(&format!(
+        r#"{}
+[[tunnel]]
+name = "rw"
+local_addrs = "192.0.2.1"
+remote_addrs = "%any"
+  [[tunnel.policy]]
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.9.0.0/16"
+  [tunnel.ike]
+  remote_id = "*@branches.example"
+[[secret]]
+id = "alice@branches.example"
+psk = "{psk}"
+"#,
+        base_text()
+    ))
+}
+
+#[test]
+fn new_secrets_reach_the_templates_for_their_next_ike_auth() {
+    let old = with_template("alice's first secret");
+    assert!(diff(&old, &with_template("alice's first secret")).is_empty());
+    let d = diff(&old, &with_template("alice's second secret"));
+    let c = change(&d, "rw");
+    assert_eq!(c.fields, ["secret"]);
+    assert_eq!(c.ike, Some(IkeChange::NextExchange));
+    // Site-to-site tunnels do not use [[secret]].
+    assert_eq!(d.changed.len(), 1);
+}
+
+#[test]
+fn a_template_added_beside_another_refreshes_its_siblings() {
+    let old = with_template("alice's first secret");
+    let mut text = base_text();
+    text.push_str(
+        r#"
+[[tunnel]]
+name = "rw"
+local_addrs = "192.0.2.1"
+remote_addrs = "%any"
+  [[tunnel.policy]]
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.9.0.0/16"
+  [tunnel.ike]
+  remote_id = "*@branches.example"
+[[tunnel]]
+name = "routers"
+local_addrs = "192.0.2.1"
+remote_addrs = "%any"
+  [[tunnel.policy]]
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.8.0.0/16"
+  [tunnel.ike]
+  remote_id = "*.routers.example"
+  psk = "the routers' own secret"
+[[secret]]
+id = "alice@branches.example"
+psk = "alice's first secret"
+"#,
+    );
+    let d = diff(&old, &parse(&text));
+    assert_eq!(d.added, ["routers"]);
+    // rw's engine must learn of its new sibling.
+    let c = change(&d, "rw");
+    assert_eq!(c.ike, Some(IkeChange::NextExchange));
+    assert_eq!(c.fields, ["siblings"]);
+}

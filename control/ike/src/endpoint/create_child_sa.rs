@@ -441,6 +441,7 @@ impl Endpoint {
         // that replaces this one.
         new.peer_redirect = old.peer_redirect;
         new.announced_redirect = old.announced_redirect;
+        new.peer_id = old.peer_id.clone();
         Some(new)
     }
 

@@ -13,6 +13,7 @@ impl Endpoint {
         init: &InitExchange,
         id: &Identification,
         ours: bool,
+        psk: &SecretBytes,
     ) -> SecretBytes {
         let signer_is_initiator = ours == initiator;
         let (msg, nonce, sk_p) = if signer_is_initiator {
@@ -20,7 +21,7 @@ impl Endpoint {
         } else {
             (&init.response, &init.ni, &sk.keys.sk_pr)
         };
-        psk_auth(sk.suite.prf, &self.config.psk, msg, nonce, sk_p, &id.body())
+        psk_auth(sk.suite.prf, psk, msg, nonce, sk_p, &id.body())
     }
 
     /// The peer authenticated: the SA leaves AuthSent or HalfOpen (and
@@ -54,6 +55,46 @@ impl Endpoint {
         Some(init)
     }
 
+    /// Where an IKE_AUTH request presenting `id_i` belongs (§2.15): here
+    /// with the secret the peer must prove, or with a sibling template on
+    /// our local address (by its tag), or nowhere (counted by reason).
+    pub(super) fn judge_identity(&mut self, id_i: &Identification) -> Judgement {
+        let Some(t) = &self.config.template else {
+            if *id_i != self.config.remote_id {
+                self.stats.auth_refused_identity += 1;
+                return Judgement::Refused;
+            }
+            return Judgement::Here(self.config.psk.clone());
+        };
+        if !t.remote_ids.iter().any(|p| p.matches(id_i)) {
+            if t.siblings.lookup(id_i).is_some() {
+                return Judgement::Sibling;
+            }
+            self.stats.auth_refused_identity += 1;
+            return Judgement::Refused;
+        }
+        if !self.config.psk.is_empty() {
+            return Judgement::Here(self.config.psk.clone());
+        }
+        match t.secrets.lookup(id_i) {
+            Some(psk) => Judgement::Here(psk.clone()),
+            None => {
+                self.stats.auth_refused_unknown_identity += 1;
+                Judgement::Refused
+            }
+        }
+    }
+
+    /// The sibling template an IKE_AUTH request presenting `id_i` belongs
+    /// to, if not to us (counts nothing: the sibling judges it).
+    pub(super) fn sibling_for(&self, id_i: &Identification) -> Option<u32> {
+        let t = self.config.template.as_ref()?;
+        if t.remote_ids.iter().any(|p| p.matches(id_i)) {
+            return None;
+        }
+        t.siblings.lookup(id_i).copied()
+    }
+
     pub(super) fn on_auth_request(
         &mut self,
         sa: &mut IkeSa,
@@ -62,31 +103,58 @@ impl Endpoint {
     ) -> Result<Vec<Payload>, IkeError> {
         let id_i = find_payload!(ps, IdI).ok_or(ProtocolError::MissingIdi)?;
         let auth = find_payload!(ps, Auth).ok_or(ProtocolError::MissingAuth)?;
+        if sa.awaiting_auth().is_none() {
+            return Err(ProtocolError::UnexpectedExchange.into());
+        }
+        // A sibling's identity was handed over before we got here (see
+        // `on_message`): this one is ours or refused.
+        let psk = match self.judge_identity(id_i) {
+            Judgement::Here(psk) => Some(psk),
+            Judgement::Sibling => {
+                self.stats.auth_refused_identity += 1;
+                None
+            }
+            Judgement::Refused => None,
+        };
         let Some((sk, init)) = sa.awaiting_auth() else {
             return Err(ProtocolError::UnexpectedExchange.into());
         };
-        let expected = self.auth_value(sa.initiator, sk, init, id_i, false);
-        if *id_i != self.config.remote_id
-            || auth.method != AuthMethod::SHARED_KEY_MIC
-            || !ct_eq(&auth.data, &expected)
-        {
+        let refused = match &psk {
+            None => true,
+            Some(_) if auth.method != AuthMethod::SHARED_KEY_MIC => {
+                self.stats.auth_refused_method += 1;
+                true
+            }
+            Some(psk) => {
+                let expected = self.auth_value(sa.initiator, sk, init, id_i, false, psk);
+                let bad = !ct_eq(&auth.data, &expected);
+                if bad {
+                    self.stats.auth_refused_bad_auth += 1;
+                }
+                bad
+            }
+        };
+        let Some(psk) = psk.filter(|_| !refused) else {
             self.stats.auth_failures += 1;
             return Err(IkeError::AuthenticationFailed);
-        }
+        };
+        sa.peer_id = Some(id_i.clone());
         // RFC 5685 §6: an authenticated client may be sent elsewhere.
-        if let Some(out) = self.redirect_after_auth(sa, now) {
+        if let Some(out) = self.redirect_after_auth(sa, now, &psk) {
             return Ok(out);
         }
         let Some(init) = self.established(sa, now) else {
             return Err(ProtocolError::UnexpectedExchange.into());
         };
         if find_notify(ps, NotifyType::INITIAL_CONTACT).is_some() {
-            // §2.4: the peer has no other SAs with us any more.
+            // §2.4: the peer has no other SAs with us any more. "The
+            // peer" is the identity it authenticated as: on a template
+            // other peers' SAs stay.
             let others: Vec<u64> = self.sas.keys().copied().collect();
             for spi in others {
                 // Only authenticated SAs with this peer; half-open ones are not.
                 self.with_sa(spi, now, |ep, o| {
-                    if o.authenticated() {
+                    if o.authenticated() && o.peer_id.as_ref() == Some(id_i) {
                         ep.remove_sa(o, Some(DownReason::Replaced));
                     }
                 });
@@ -96,7 +164,7 @@ impl Endpoint {
         let Some(sk) = sa.sk() else {
             return Err(IkeError::Internal);
         };
-        let auth = self.auth_value(sa.initiator, sk, &init, &id_r, true);
+        let auth = self.auth_value(sa.initiator, sk, &init, &id_r, true, &psk);
         let mut out = vec![
             Payload::IdR(id_r),
             Payload::Auth(AuthPayload {
@@ -153,15 +221,23 @@ impl Endpoint {
             self.remove_sa(sa, Some(reason));
             return;
         };
-        let expected = self.auth_value(sa.initiator, sk, init, id_r, false);
-        if *id_r != self.config.remote_id
-            || auth.method != AuthMethod::SHARED_KEY_MIC
-            || !ct_eq(&auth.data, &expected)
-        {
+        let expected = self.auth_value(sa.initiator, sk, init, id_r, false, &self.config.psk);
+        let refused = if *id_r != self.config.remote_id {
+            Some(&mut self.stats.auth_refused_identity)
+        } else if auth.method != AuthMethod::SHARED_KEY_MIC {
+            Some(&mut self.stats.auth_refused_method)
+        } else if !ct_eq(&auth.data, &expected) {
+            Some(&mut self.stats.auth_refused_bad_auth)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            *reason += 1;
             self.stats.auth_failures += 1;
             self.remove_sa(sa, Some(DownReason::AuthenticationFailed));
             return;
         }
+        sa.peer_id = Some(id_r.clone());
         // RFC 5685 §6: the authenticated gateway redirects us.
         if self.auth_redirect(sa, now, ps) {
             return;
@@ -214,4 +290,14 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// What [`Endpoint::judge_identity`] decided.
+pub(super) enum Judgement {
+    /// Ours: the peer must prove this secret.
+    Here(SecretBytes),
+    /// A sibling template takes it.
+    Sibling,
+    /// Nobody's (counted).
+    Refused,
 }

@@ -502,7 +502,7 @@ impl Endpoint {
         // IKE_AUTH (§1.2).
         let child_spi = self.random_child_spi();
         let id_i = self.config.local_id.clone();
-        let auth = self.auth_value(true, &sk, &init, &id_i, true);
+        let auth = self.auth_value(true, &sk, &init, &id_i, true, &self.config.psk);
         let mut payloads = vec![
             Payload::IdI(id_i),
             Payload::IdR(self.config.remote_id.clone()),

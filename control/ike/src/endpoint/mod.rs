@@ -125,6 +125,15 @@ impl Drop for Endpoint {
     }
 }
 
+/// A half-open IKE SA on its way from one engine to another (opaque).
+pub struct HandedOver(Box<IkeSa>);
+
+impl core::fmt::Debug for HandedOver {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("HandedOver").field(&self.0.id).finish()
+    }
+}
+
 /// The first payload of one kind: `find_payload!(ps, Sa)` is the `SaPayload`
 /// of the first `Payload::Sa` in `ps`, if any.
 macro_rules! find_payload {
@@ -216,6 +225,47 @@ impl Endpoint {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Takes a half-open responder SA out of this engine, to be
+    /// [`Endpoint::adopt`]ed by a sibling template after an
+    /// [`IkeEvent::Handoff`]. Its place in the shared half-open budget
+    /// goes with it; its IKE_SA_INIT retransmission entry stays behind
+    /// and is dropped.
+    pub fn take_half_open(&mut self, id: IkeSaId) -> Option<HandedOver> {
+        let sa = self.sas.get(&id.0)?;
+        sa.half_open_ticket()?;
+        let mut sa = self.sas.remove(&id.0)?;
+        self.half_open = self.half_open.saturating_sub(1);
+        if let Some(key) = sa.init_key.take() {
+            if self.init_index.get(&key).map(|r| r.spi) == Some(sa.id.0) {
+                self.init_index.remove(&key);
+            }
+        }
+        Some(HandedOver(Box::new(sa)))
+    }
+
+    /// Takes over a half-open SA from [`Endpoint::take_half_open`]. The
+    /// IKE proposals of the two must be the same (the driver checks it
+    /// in the configuration): the SA was negotiated with the other's.
+    /// Refused (the SA dropped, its budget place released) if its SPI is
+    /// already one of ours.
+    pub fn adopt(&mut self, sa: HandedOver) -> bool {
+        let sa = *sa.0;
+        if self.sas.contains_key(&sa.id.0) {
+            if let Some(t) = sa.half_open_ticket() {
+                self.budget.release(t);
+            }
+            return false;
+        }
+        self.half_open += 1;
+        self.sas.insert(sa.id.0, sa);
+        true
+    }
+
+    /// The identity the peer of an IKE SA authenticated with.
+    pub fn peer_id(&self, id: IkeSaId) -> Option<&Identification> {
+        self.sas.get(&id.0)?.peer_id.as_ref()
     }
 
     /// Whether an IKE SA of this engine has our SPI `spi`.
@@ -769,6 +819,26 @@ impl Endpoint {
         });
     }
 
+    /// Processes the IKE_AUTH request a sibling template handed over with
+    /// its half-open SA (see [`Endpoint::adopt`]).
+    pub fn handle_handed(
+        &mut self,
+        now: Timestamp,
+        local: SocketAddr,
+        remote: SocketAddr,
+        message: HandedMessage,
+    ) {
+        let ours = message.hdr.spi_r;
+        if !self.sas.contains_key(&ours) {
+            self.stats.unknown_spi += 1;
+            return;
+        }
+        let HandedMessage { hdr, first, plain } = message;
+        self.with_sa(ours, now, |ep, sa| {
+            ep.on_plain(sa, now, local, remote, &hdr, first, plain)
+        });
+    }
+
     fn plain_response(hdr: &Header, payloads: Vec<Payload>) -> Result<Vec<u8>, EncodeError> {
         Message {
             header: Header {
@@ -956,6 +1026,26 @@ impl Endpoint {
                 // The float to port 4500 for IKE_AUTH; no Child SA yet.
                 sa.remote = remote;
                 sa.local = local;
+            }
+        }
+        // A responder template shares its local address with others and
+        // IKE_SA_INIT named no identity: the first IKE_AUTH does. One of a
+        // sibling's goes there, unanswered here (see `Template::siblings`).
+        if let (false, ExchangeType::IKE_AUTH, Ok(ps)) = (authenticated, hdr.exchange, &inner) {
+            if let Some(to) = find_payload!(ps, IdI).and_then(|id| self.sibling_for(id)) {
+                self.stats.handoffs += 1;
+                self.emit(IkeEvent::Handoff {
+                    ike: sa.id,
+                    to,
+                    local,
+                    remote,
+                    message: HandedMessage {
+                        hdr: *hdr,
+                        first,
+                        plain: plain.clone(),
+                    },
+                });
+                return;
             }
         }
         let reply = match inner {

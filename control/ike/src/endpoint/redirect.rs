@@ -155,6 +155,7 @@ impl Endpoint {
         &mut self,
         sa: &mut IkeSa,
         now: Timestamp,
+        psk: &SecretBytes,
     ) -> Option<Vec<Payload>> {
         let from = sa.redirected_from.clone();
         let gateway = self.redirect_target(
@@ -179,7 +180,7 @@ impl Endpoint {
         sa.last_heard = now;
         let id_r = self.config.local_id.clone();
         let sk = sa.sk()?;
-        let auth = self.auth_value(sa.initiator, sk, &init, &id_r, true);
+        let auth = self.auth_value(sa.initiator, sk, &init, &id_r, true, psk);
         self.stats.redirects_sent_auth += 1;
         tracing::info!(remote = %sa.remote, to = %gateway, "IKE: authenticated client redirected in IKE_AUTH (RFC 5685 §6)");
         Some(vec![

@@ -6,6 +6,7 @@ mod flood;
 mod fragments;
 mod redirect;
 mod rogue;
+mod template;
 pub(crate) mod util;
 
 use proptest::prelude::*;

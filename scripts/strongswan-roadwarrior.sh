@@ -1,0 +1,398 @@
+#!/usr/bin/env bash
+# Espresso as a concentrator: one responder template takes strongSwan 5.9
+# road warriors (charon with kernel-libipsec, PSK) that sit behind one NAT
+# and that it knows only by their IKE identities.
+#
+#   c1 198.51.100.11 alice@branches.example (10.9.1.1) ┐
+#   c2 198.51.100.12 bob@branches.example   (10.9.2.1) ├ br0 [nat 192.0.2.2, masquerade] wan0 ==== wan0 [gwA espresso 192.0.2.1] lan0  10.1.0.10 hostA
+#   c3 198.51.100.13 carol@branches.example (10.9.3.1) │
+#   c4 198.51.100.14 dave@branches.example  (no secret)│
+#   c5 198.51.100.15 C=DE, O=Example, CN=erin (10.8.5.1)┘
+#
+# Each client is a namespace with its own charon (private mount namespace
+# for /run, its own vici socket) and its own inner address; espresso's
+# template (remote_addrs = "%any", remote_id = "*@branches.example") has
+# no PSK: each client proves the [[secret]] of its identity.
+#
+# Usage: strongswan-roadwarrior.sh roadwarrior
+#   c1-c3 connect at once through the NAT (same outer address, ports the
+#   NAT picks): espresso lists three peers of the template with their
+#   identities, NAT-mapped ports and Child SAs narrowed to each client's
+#   inner network; each client pings hostA and espresso decrypts its
+#   requests on that client's own Child SA; the replies reach the client
+#   whose Child SA holds the template's outbound slot (the data plane has
+#   one outbound SA per tunnel until per-client return routing lands, see
+#   docs/operations.md). c4 presents an identity without a secret:
+#   refused (AUTHENTICATION_FAILED), counted in `espresso stats`, no SA.
+#   c5 presents a distinguished name: a second template on the same
+#   address (remote_id = "C=DE, O=Example, CN=*") takes it at IKE_AUTH
+#   (the first one made the IKE SA and hands it over), and c5's ping
+#   makes the round trip through that template's own outbound slot.
+#
+# Everything it creates is removed on exit. Exit status 0: all checks passed.
+set -euo pipefail
+
+SCENARIO=${1:-roadwarrior}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${ESPRESSO_BIN:-$ROOT/target/release/espresso}
+ID=$$
+# lib.sh's four roles: hostA, gwA (espresso), the NAT in gwB's place; no hostB.
+NS_HA=ss-ha-$ID NS_GA=ss-ga-$ID NS_GB=ss-nat-$ID NS_HB=
+CLIENTS="1 2 3 4 5"
+DIR=$(mktemp -d /tmp/espresso-roadwarrior.XXXXXX)
+PIDS=()
+FAILED=0
+GW_PID=
+NAMES=(x alice bob carol dave erin)
+id_of() { if [ "$1" = 5 ]; then echo "C=DE, O=Example, CN=erin"; else echo "${NAMES[$1]}@branches.example"; fi; }
+inner_of() { if [ "$1" = 5 ]; then echo 10.8.5; else echo "10.9.$1"; fi; }
+
+. "$ROOT/scripts/lib.sh"
+
+cns() { echo "ss-c$1-$ID"; }
+
+cleanup() {
+    set +e
+    [ -n "$GW_PID" ] && kill -TERM "$GW_PID" 2>/dev/null
+    # charons and swanctl first by their pids (TERM), then whatever is
+    # left in the clients' namespaces.
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    sleep 0.5
+    for i in $CLIENTS; do
+        local ns; ns=$(cns "$i")
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
+    netns_cleanup
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+PSK1=$(secret) PSK2=$(secret) PSK3=$(secret) PSK4=$(secret) PSK5=$(secret)
+psk_of() { eval "echo \$PSK$1"; }
+
+setup_network() {
+    netns_remove_stale
+    for ns in $NS_HA $NS_GA $NS_GB; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip link add h0 netns $NS_HA type veth peer name lan0 netns $NS_GA
+    ip link add wan0 netns $NS_GA type veth peer name wan0 netns $NS_GB
+    # gwA: espresso owns the ports.
+    in_ns $NS_GA sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    for l in lan0 wan0; do ip -n $NS_GA link set "$l" up; done
+    ip -n $NS_GA link set wan0 address 02:00:00:00:a0:02
+    ip -n $NS_GA link set lan0 address 02:00:00:00:a0:01
+    # hostA behind espresso.
+    ip -n $NS_HA link set h0 up
+    in_ns $NS_HA ethtool -K h0 tx off >/dev/null
+    ip -n $NS_HA addr add 10.1.0.10/24 dev h0
+    ip -n $NS_HA route add default via 10.1.0.1
+    # The NAT: wan0 192.0.2.2 towards espresso, br0 198.51.100.1 for the
+    # clients, everything leaving wan0 masqueraded (nftables).
+    ip -n $NS_GB link set wan0 address 02:00:00:00:b0:02
+    ip -n $NS_GB addr add 192.0.2.2/24 dev wan0
+    ip -n $NS_GB link add br0 type bridge
+    ip -n $NS_GB addr add 198.51.100.1/24 dev br0
+    for l in wan0 br0; do ip -n $NS_GB link set "$l" up; done
+    in_ns $NS_GB ethtool -K wan0 tx off >/dev/null
+    in_ns $NS_GB sysctl -qw net.ipv4.ip_forward=1
+    in_ns $NS_GB nft -f - <<'EOF'
+table ip nat {
+  chain post {
+    type nat hook postrouting priority srcnat;
+    oifname "wan0" masquerade
+  }
+}
+EOF
+    for i in $CLIENTS; do
+        local ns; ns=$(cns "$i")
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        ip link add c0 netns "$ns" type veth peer name c$i netns $NS_GB
+        ip -n $NS_GB link set c$i master br0 up
+        ip -n "$ns" link set c0 up
+        ip -n "$ns" addr add 198.51.100.1$i/24 dev c0
+        ip -n "$ns" route add default via 198.51.100.1
+        # The client's own inner address, inside its local_ts.
+        ip -n "$ns" addr add "$(inner_of "$i").1/32" dev lo
+        in_ns "$ns" ethtool -K c0 tx off >/dev/null
+    done
+    ok "namespaces: hostA, espresso, NAT (nftables masquerade), clients c1-c5 behind it"
+}
+
+start_charon() {
+    local i=$1 ns d
+    ns=$(cns "$i")
+    d=$DIR/c$i
+    mkdir -p "$d/run"
+    cat >"$d/strongswan.conf" <<EOF
+charon {
+  load_modular = no
+  load = random nonce openssl kdf kernel-libipsec kernel-netlink socket-default vici
+  plugins {
+    vici {
+      socket = unix://$d/charon.vici
+    }
+  }
+  retransmit_tries = 3
+  retransmit_timeout = 1
+  filelog {
+    main {
+      path = $d/charon.log
+      default = 1
+      ike = 2
+      cfg = 1
+      time_format = %T
+      flush_line = yes
+    }
+  }
+  syslog {
+    daemon {
+      default = -1
+    }
+  }
+}
+EOF
+    cat >"$d/swanctl.conf" <<EOF
+connections {
+  rw {
+    version = 2
+    local_addrs = 198.51.100.1$i
+    remote_addrs = 192.0.2.1
+    proposals = aes256gcm16-prfsha256-ecp256
+    dpd_delay = 0
+    local {
+      auth = psk
+      id = "$(id_of "$i")"
+    }
+    remote {
+      auth = psk
+      id = gw.example
+    }
+    children {
+      rw {
+        local_ts = $(inner_of "$i").0/24
+        remote_ts = 10.1.0.0/24
+        esp_proposals = aes256gcm16
+      }
+    }
+  }
+}
+secrets {
+  ike-rw {
+    id = "$(id_of "$i")"
+    secret = "$(psk_of "$i")"
+  }
+}
+EOF
+    ip netns exec "$ns" env STRONGSWAN_CONF="$d/strongswan.conf" unshare --mount --propagation private -- \
+        sh -c "mount --bind '$d/run' /run && exec /usr/lib/ipsec/charon" >"$d/charon.out" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 50); do [ -S "$d/charon.vici" ] && break; sleep 0.1; done
+    [ -S "$d/charon.vici" ] || { cat "$d/charon.out" "$d/charon.log"; echo "charon c$i did not start"; exit 1; }
+    in_ns "$ns" swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/charon.vici" >"$d/load.log" 2>&1 ||
+        { cat "$d/load.log"; fail "swanctl --load-all on c$i"; }
+}
+
+swan() { local i=$1; shift; in_ns "$(cns "$i")" swanctl "$@" --uri "unix://$DIR/c$i/charon.vici"; }
+
+write_espresso() {
+    cat >"$DIR/gw-a.toml" <<EOF
+[dataplane]
+workers = 1
+memory_mb = 256
+mbufs = 4095
+[control]
+socket = "$DIR/gw-a.sock"
+log = "info"
+[[interface]]
+name = "lan"
+device = "net_af_packet0,iface=lan0,framecnt=2048"
+role = "lan"
+addresses = ["10.1.0.1/24"]
+[[interface]]
+name = "wan"
+device = "net_af_packet1,iface=wan0,qdisc_bypass=0,framecnt=2048"
+role = "wan"
+addresses = ["192.0.2.1/24"]
+[[route]]
+prefix = "0.0.0.0/0"
+via = "192.0.2.2"
+interface = "wan"
+[[neighbour]]
+address = "192.0.2.2"
+mac = "02:00:00:00:b0:02"
+interface = "wan"
+[[tunnel]]
+name = "branches"
+local_addrs = "192.0.2.1"
+remote_addrs = "%any"
+  [[tunnel.policy]]
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.9.0.0/16"
+  [tunnel.ike]
+  local_id = "gw.example"
+  remote_id = "*@branches.example"
+  proposals = ["aes256gcm16-prfsha256-ecp256"]
+  esp_proposals = ["aes256gcm16"]
+[[tunnel]]
+name = "dn"
+local_addrs = "192.0.2.1"
+remote_addrs = "%any"
+  [[tunnel.policy]]
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.8.0.0/16"
+  [tunnel.ike]
+  local_id = "gw.example"
+  remote_id = "C=DE, O=Example, CN=*"
+  proposals = ["aes256gcm16-prfsha256-ecp256"]
+  esp_proposals = ["aes256gcm16"]
+[[secret]]
+id = "C=DE, O=Example, CN=erin"
+psk = "$PSK5"
+[[secret]]
+id = "alice@branches.example"
+psk = "$PSK1"
+[[secret]]
+id = "bob@branches.example"
+psk = "$PSK2"
+[[secret]]
+id = "carol@branches.example"
+psk = "$PSK3"
+EOF
+}
+
+start_espresso() {
+    "$BIN" check -c "$DIR/gw-a.toml" >"$DIR/check.out" 2>&1 || { cat "$DIR/check.out"; fail "espresso check"; exit 1; }
+    ip netns exec $NS_GA "$BIN" run -c "$DIR/gw-a.toml" >"$DIR/gw-a.out" 2>"$DIR/gw-a.log" &
+    GW_PID=$!
+    for _ in $(seq 100); do
+        grep -q "espresso running" "$DIR/gw-a.log" 2>/dev/null && return 0
+        kill -0 "$GW_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$DIR/gw-a.log"; echo "espresso did not start"; exit 1
+}
+
+tunnels() { "$BIN" tunnels -c "$DIR/gw-a.toml"; }
+stats() { "$BIN" stats -c "$DIR/gw-a.toml"; }
+
+scenario_roadwarrior() {
+    say "network"
+    setup_network
+    say "espresso (two templates on one address, secrets by identity) and five charons"
+    write_espresso
+    start_espresso
+    for i in $CLIENTS; do start_charon "$i"; done
+    ok "espresso and charons c1-c5 up"
+
+    say "c1-c3 connect at once through the NAT"
+    for i in 1 2 3; do swan "$i" --initiate --child rw >"$DIR/c$i/initiate.log" 2>&1 & PIDS+=("$!"); done
+    local n=0
+    for _ in $(seq 100); do
+        n=$(tunnels | grep -c '^  peer ' || true)
+        [ "$n" = 3 ] && break
+        sleep 0.1
+    done
+    sleep 0.5
+    tunnels | sed 's/^/    | /'
+    if [ "$n" = 3 ]; then ok "espresso lists 3 peers of template branches"; else fail "espresso lists $n peers, expected 3"; fi
+    local i ids peerline
+    for i in 1 2 3; do
+        peerline=$(tunnels | grep "^  peer ${NAMES[$i]}@branches.example " || true)
+        if [ -n "$peerline" ] && echo "$peerline" | grep -q '192.0.2.2:'; then
+            ok "c$i is a peer by its identity, behind the NAT: $peerline"
+        else
+            fail "no peer line for ${NAMES[$i]}@branches.example from 192.0.2.2"
+        fi
+        if swan "$i" --list-sas 2>/dev/null | grep -q INSTALLED; then ok "c$i: Child SA installed (charon)"
+        else fail "c$i: no Child SA installed"; tail -5 "$DIR/c$i/charon.log"; fi
+    done
+    # Each client's Child SA is narrowed to its own inner network.
+    local json
+    json=$("$BIN" --json tunnels -c "$DIR/gw-a.toml")
+    if echo "$json" | /usr/bin/python3 -c '
+import json, sys
+t = [t for t in json.load(sys.stdin) if t["name"] == "branches"][0]
+ids = sorted(p["identity"] for p in t["peers"])
+assert ids == ["alice@branches.example", "bob@branches.example", "carol@branches.example"], ids
+assert all(len(p["child_sas"]) == 1 and p["auth"] == "psk" for p in t["peers"]), t["peers"]
+ports = {p["ike_sa"]["remote"] for p in t["peers"]}
+assert len(ports) == 3, ports
+'; then ok "JSON: three identities, three NAT-mapped address:ports, one Child SA each, auth psk"
+    else fail "JSON tunnels view: $json"; fi
+
+    say "pings from each client to hostA"
+    local before after out
+    for i in 1 2 3; do
+        out=$(in_ns "$(cns "$i")" ping -c 3 -i 0.2 -W 1 -I 10.9.$i.1 10.1.0.10 2>&1 || true)
+        echo "    c$i: $(echo "$out" | grep -o '[0-9]* packets transmitted, [0-9]* received' || echo "$out" | tail -1)"
+    done
+    # espresso's inbound counters per peer Child SA: every client's
+    # requests were decrypted on its own SA.
+    json=$("$BIN" --json child-sas -c "$DIR/gw-a.toml")
+    if echo "$json" | /usr/bin/python3 -c '
+import json, sys
+sas = [c for c in json.load(sys.stdin) if c["tunnel"] == "branches"]
+got = [c.get("inbound", {}).get("packets", 0) for c in sas]
+assert len(sas) == 3 and all(n >= 3 for n in got), got
+print(" ".join(map(str, got)))
+' >"$DIR/inbound.txt"; then ok "espresso decrypted each client's pings on its own Child SA (inbound packets: $(cat "$DIR/inbound.txt"))"
+    else fail "inbound counters per Child SA: $json"; fi
+    # The template's outbound slot: the replies reach that client.
+    local active spi_in
+    active=$(tunnels | awk '/^  peer /{id=$2} /^    child .* active/{print id}' | head -1)
+    case $active in
+        alice@*) i=1 ;; bob@*) i=2 ;; carol@*) i=3 ;; *) i= ;;
+    esac
+    if [ -n "$i" ] && out=$(in_ns "$(cns "$i")" ping -c 5 -i 0.2 -W 2 -I 10.9.$i.1 10.1.0.10 2>&1); then
+        ok "round trip c$i ($active, whose Child SA holds the outbound slot) -> hostA: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
+    else
+        fail "round trip from the client of the outbound slot ($active): $out"
+    fi
+
+    say "c4 presents an identity with no secret"
+    swan 4 --initiate --child rw >"$DIR/c4/initiate.log" 2>&1 || true
+    sleep 0.5
+    if grep -q 'AUTHENTICATION_FAILED' "$DIR/c4/initiate.log" "$DIR/c4/charon.log"; then ok "c4 got AUTHENTICATION_FAILED"
+    else fail "c4 was not refused with AUTHENTICATION_FAILED"; tail -5 "$DIR/c4/initiate.log"; fi
+    local refused
+    refused=$(stats | awk '$1 == "ike.branches.auth_refused_unknown_identity" {print $2}')
+    if [ "${refused:-0}" -ge 1 ] && ! tunnels | grep -q '^  peer dave@'; then
+        ok "espresso stats: ike.branches.auth_refused_unknown_identity $refused; dave has no SA"
+    else
+        fail "refusal of dave not counted (${refused:-none}) or dave has an SA"; stats | grep auth_refused
+    fi
+    n=$(tunnels | grep -c '^  peer ' || true)
+    [ "$n" = 3 ] && ok "the three peers stay" || fail "$n peers after the refusal"
+
+    say "c5 presents a DN: the second template on the address takes it"
+    swan 5 --initiate --child rw >"$DIR/c5/initiate.log" 2>&1 || true
+    local dnpeer handoffs
+    dnpeer=$(tunnels | awk '/^tunnel dn /{t=1; next} /^tunnel /{t=0} t && /^  peer /' || true)
+    handoffs=$(stats | awk '$1 == "ike.branches.handoffs" {print $2}')
+    if echo "$dnpeer" | grep -q 'peer C=DE, O=Example, CN=erin 192.0.2.2:' && [ "${handoffs:-0}" = 1 ]; then
+        ok "template dn has the peer: $dnpeer (ike.branches.handoffs $handoffs)"
+    else
+        fail "no DN peer on template dn ('$dnpeer', handoffs ${handoffs:-none})"; tunnels | sed 's/^/    | /'
+    fi
+    if out=$(in_ns "$(cns 5)" ping -c 3 -i 0.2 -W 2 -I 10.8.5.1 10.1.0.10 2>&1); then
+        ok "round trip c5 -> hostA through template dn: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
+    else
+        fail "ping c5 -> hostA: $(echo "$out" | tail -2)"
+    fi
+}
+
+case "$SCENARIO" in
+    roadwarrior) scenario_roadwarrior ;;
+    *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
+esac
+
+if [ $FAILED = 0 ]; then say "$SCENARIO: all checks passed"; else
+    say "$SCENARIO: FAILED"
+    tail -20 "$DIR/gw-a.log"
+    exit 1
+fi
