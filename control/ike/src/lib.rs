@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod cert;
 pub mod config;
 pub mod crypto;
 pub mod endpoint;
