@@ -2,6 +2,7 @@
 //! and strongSwan-notation proposal parsing (`aes128gcm16-prfsha256-ecp256`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use super::crypto::{DhGroup, EspAlgorithm, EspCipher, IkeCipher, Integ, Prf, SecretBytes};
 use super::message::{Identification, TrafficSelector};
@@ -315,6 +316,28 @@ impl Default for Limits {
     }
 }
 
+/// How we prove our identity in IKE_AUTH (RFC 7296 §2.15).
+#[derive(Debug, Clone, Default)]
+pub enum LocalAuth {
+    /// AUTH method 2 with [`Config::psk`].
+    #[default]
+    Psk,
+    /// A signature with our certificate's key; CERT payloads carry the
+    /// chain (§3.6, RFC 7427).
+    Pubkey(Arc<crate::cert::LocalCredential>),
+}
+
+/// How the peer must prove its identity in IKE_AUTH.
+#[derive(Debug, Clone, Default)]
+pub enum RemoteAuth {
+    /// AUTH method 2 with [`Config::psk`].
+    #[default]
+    Psk,
+    /// A signature by a certificate that chains to these anchors and
+    /// certifies the peer's identity; we send CERTREQ for them (§3.7).
+    Pubkey(Arc<crate::cert::TrustStore>),
+}
+
 /// Everything the engine needs to know about one peer.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -350,6 +373,12 @@ pub struct Config {
     pub cookie_secret_lifetime_ms: u64,
     /// Bounds on what an authenticated peer may ask for.
     pub limits: Limits,
+    pub local_auth: LocalAuth,
+    pub remote_auth: RemoteAuth,
+    /// Unix time in milliseconds at `Timestamp(0)`: certificates are
+    /// checked for validity at this plus the engine's `now` (the engine
+    /// reads no clock).
+    pub unix_time_at_origin_ms: u64,
 }
 
 impl Config {
@@ -391,6 +420,9 @@ impl Config {
             half_open_max: Self::DEFAULT_HALF_OPEN_MAX,
             cookie_secret_lifetime_ms: Self::DEFAULT_COOKIE_SECRET_LIFETIME_MS,
             limits: Limits::default(),
+            local_auth: LocalAuth::Psk,
+            remote_auth: RemoteAuth::Psk,
+            unix_time_at_origin_ms: 0,
         }
     }
 

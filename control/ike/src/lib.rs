@@ -17,7 +17,9 @@ pub mod sa;
 pub mod sim;
 
 pub use admission::{HalfOpenBudget, HalfOpenSpis};
-pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Timers};
+pub use config::{
+    Config, EspProposal, IkeProposal, Limits, LocalAuth, RemoteAuth, StartAction, Timers,
+};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint};
 pub use error::{IkeError, ProtocolError, ProtocolErrorCounts};

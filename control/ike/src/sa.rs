@@ -237,6 +237,9 @@ pub struct Stats {
     /// Requests refused for breaking a protocol rule, by rule (some are
     /// also counted above, e.g. in `bad_nonce`).
     pub protocol_errors: crate::error::ProtocolErrorCounts,
+    /// Certificate authentication refusals by reason (each also in
+    /// `auth_failures`), and CERT/CERTREQ payloads ignored.
+    pub cert: crate::cert::CertCounts,
 }
 
 impl Stats {

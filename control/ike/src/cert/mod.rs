@@ -15,7 +15,7 @@
 
 pub mod sig;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::net::IpAddr;
 
@@ -626,4 +626,29 @@ pub fn signed_octets(
     v.extend_from_slice(peer_nonce);
     v.extend_from_slice(&maced);
     v
+}
+
+#[cfg(test)]
+impl LocalCredential {
+    /// This key with another credential's certificates: a signer whose
+    /// AUTH cannot verify with the certificate it shows.
+    pub(crate) fn with_chain_for_test(&self, other: &LocalCredential) -> LocalCredential {
+        let SigningKey::Ecdsa(a, f) = &self.key else {
+            unreachable!("test helper for ECDSA keys")
+        };
+        let der = |k: &EcdsaKeyPair| {
+            use aws_lc_rs::encoding::AsDer;
+            k.private_key().as_der().unwrap().as_ref().to_vec()
+        };
+        let alg = |k: &EcdsaKeyPair| k.algorithm();
+        LocalCredential {
+            chain: other.chain.clone(),
+            key_type: self.key_type,
+            key: SigningKey::Ecdsa(
+                EcdsaKeyPair::from_private_key_der(alg(a), &der(a)).unwrap(),
+                EcdsaKeyPair::from_private_key_der(alg(f), &der(f)).unwrap(),
+            ),
+            subject: other.subject.clone(),
+        }
+    }
 }

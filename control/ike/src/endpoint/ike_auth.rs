@@ -63,14 +63,15 @@ impl Endpoint {
         let Some((sk, init)) = sa.awaiting_auth() else {
             return Err(ProtocolError::UnexpectedExchange.into());
         };
-        let expected = self.auth_value(sa.initiator, sk, init, id_i, false);
-        if *id_i != self.config.remote_id
-            || auth.method != AuthMethod::SHARED_KEY_MIC
-            || !ct_eq(&auth.data, &expected)
-        {
-            self.stats.auth_failures += 1;
+        // Authentication, PSK or certificate: cert_auth.rs.
+        if !self.peer_authenticated(sa.initiator, sk, init, id_i, auth, ps, now) {
             return Err(IkeError::AuthenticationFailed);
         }
+        let id_r = self.config.local_id.clone();
+        let Some(ours) = self.our_auth(sa.initiator, sk, init, &id_r) else {
+            return Err(IkeError::AuthenticationFailed);
+        };
+        // End of authentication.
         let Some(init) = self.established(sa, now) else {
             return Err(ProtocolError::UnexpectedExchange.into());
         };
@@ -86,18 +87,8 @@ impl Endpoint {
                 });
             }
         }
-        let id_r = self.config.local_id.clone();
-        let Some(sk) = sa.sk() else {
-            return Err(IkeError::Internal);
-        };
-        let auth = self.auth_value(sa.initiator, sk, &init, &id_r, true);
-        let mut out = vec![
-            Payload::IdR(id_r),
-            Payload::Auth(AuthPayload {
-                method: AuthMethod::SHARED_KEY_MIC,
-                data: auth.to_vec(),
-            }),
-        ];
+        let mut out = vec![Payload::IdR(id_r)];
+        out.extend(ours);
         match self.child_from_request(sa, now, ps, Some((&init.ni, &init.nr))) {
             Ok((child, mut extra)) => {
                 self.stats.child_sa_established += 1;
@@ -142,12 +133,8 @@ impl Endpoint {
             self.remove_sa(sa, Some(reason));
             return;
         };
-        let expected = self.auth_value(sa.initiator, sk, init, id_r, false);
-        if *id_r != self.config.remote_id
-            || auth.method != AuthMethod::SHARED_KEY_MIC
-            || !ct_eq(&auth.data, &expected)
-        {
-            self.stats.auth_failures += 1;
+        // Authentication, PSK or certificate: cert_auth.rs.
+        if !self.peer_authenticated(sa.initiator, sk, init, id_r, auth, ps, now) {
             self.remove_sa(sa, Some(DownReason::AuthenticationFailed));
             return;
         }

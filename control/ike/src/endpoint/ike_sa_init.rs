@@ -60,6 +60,7 @@ impl Endpoint {
         }));
         payloads.push(Payload::Nonce(ni.to_vec()));
         payloads.extend(self.nat_notifies(spi_i, 0, local, remote));
+        payloads.extend(self.init_auth_notifies());
         let msg = Message {
             header: Header {
                 spi_i,
@@ -310,6 +311,8 @@ impl Endpoint {
             Payload::Nonce(nr.clone()),
         ];
         payloads.extend(self.nat_notifies(hdr.spi_i, spi_r, local, remote));
+        payloads.extend(self.init_auth_notifies());
+        payloads.extend(self.certreq_payloads());
         let header = Header {
             spi_i: hdr.spi_i,
             spi_r,
@@ -459,14 +462,17 @@ impl Endpoint {
         // IKE_AUTH (§1.2).
         let child_spi = self.random_child_spi();
         let id_i = self.config.local_id.clone();
-        let auth = self.auth_value(true, &sk, &init, &id_i, true);
-        let payloads = vec![
-            Payload::IdI(id_i),
-            Payload::IdR(self.config.remote_id.clone()),
-            Payload::Auth(AuthPayload {
-                method: AuthMethod::SHARED_KEY_MIC,
-                data: auth.to_vec(),
-            }),
+        // CERT and AUTH by PSK or signature, CERTREQ: cert_auth.rs.
+        let Some(auth) = self.our_auth(true, &sk, &init, &id_i) else {
+            self.stats.auth_failures += 1;
+            self.remove_sa(sa, Some(DownReason::AuthenticationFailed));
+            return;
+        };
+        let mut payloads = vec![Payload::IdI(id_i)];
+        payloads.extend(self.certreq_payloads());
+        payloads.push(Payload::IdR(self.config.remote_id.clone()));
+        payloads.extend(auth);
+        payloads.extend([
             Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, vec![])),
             Payload::Sa(negotiate::esp_offer(
                 &self.config.esp_proposals,
@@ -475,7 +481,7 @@ impl Endpoint {
             )),
             Payload::TsI(self.config.local_ts.clone()),
             Payload::TsR(self.config.remote_ts.clone()),
-        ];
+        ]);
         sa.phase = Phase::Keyed(Keyed {
             sk,
             stage: Stage::AuthSent(init),

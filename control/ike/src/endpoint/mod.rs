@@ -120,6 +120,7 @@ fn first_error(ps: &[Payload]) -> Option<NotifyType> {
     })
 }
 
+mod cert_auth;
 mod create_child_sa;
 mod ike_auth;
 mod ike_sa_init;

@@ -4,11 +4,13 @@
 //! Messages are decoded into owned values: this is control-plane code where
 //! clarity matters more than avoiding a copy.
 
+pub mod cert;
 pub mod codec;
 pub mod notify;
 pub mod payload;
 pub mod types;
 
+pub use cert::{CertEncoding, CertPayload};
 pub use codec::{Reader, Writer};
 pub use notify::NotifyType;
 pub use payload::*;

@@ -34,6 +34,8 @@ codepoint! {
         REKEY_SA = 16393,
         ESP_TFC_PADDING_NOT_SUPPORTED = 16394,
         NON_FIRST_FRAGMENTS_ALSO = 16395,
+        /// RFC 7427 §4.
+        SIGNATURE_HASH_ALGORITHMS = 16431,
     }
 }
 

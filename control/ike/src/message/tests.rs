@@ -123,6 +123,14 @@ fn payload() -> impl Strategy<Value = Payload> {
         vec(ts(), 0..4).prop_map(Payload::TsI),
         vec(ts(), 0..4).prop_map(Payload::TsR),
         bytes(32).prop_map(Payload::Cp),
+        (any::<u8>(), bytes(64)).prop_map(|(e, data)| Payload::Cert(CertPayload {
+            encoding: CertEncoding(e),
+            data
+        })),
+        (any::<u8>(), bytes(60)).prop_map(|(e, data)| Payload::CertReq(CertPayload {
+            encoding: CertEncoding(e),
+            data
+        })),
         (prop_oneof![1u8..33, 49u8..=255], bytes(32)).prop_map(|(t, body)| Payload::Unknown {
             ty: PayloadType(t),
             critical: false,
@@ -226,6 +234,7 @@ fn heap(ps: &Vec<Payload>) -> usize {
                 _ => 0,
             },
             Payload::Auth(a) => bytes(&a.data),
+            Payload::Cert(c) | Payload::CertReq(c) => bytes(&c.data),
             Payload::Nonce(b) | Payload::VendorId(b) | Payload::Cp(b) => bytes(b),
             Payload::Notify(n) => bytes(&n.spi) + bytes(&n.data),
             Payload::Delete(d) => {
