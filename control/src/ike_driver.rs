@@ -291,7 +291,21 @@ fn ike_id(id: &IkeId) -> Identification {
         IkeId::Ipv4(a) => Identification::Ipv4(*a),
         IkeId::Ipv6(a) => Identification::Ipv6(*a),
         IkeId::KeyId(k) => Identification::KeyId(k.clone()),
+        IkeId::Dn { der, .. } => Identification::Other {
+            ty: ike::message::IdType::DER_ASN1_DN,
+            data: der.clone(),
+        },
     }
+}
+
+/// Unix time in milliseconds at `origin` (the engines' `Timestamp(0)`):
+/// certificates are checked for validity against the wall clock.
+fn unix_ms_at(origin: Instant) -> u64 {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    unix.saturating_sub(Instant::now().saturating_duration_since(origin))
+        .as_millis() as u64
 }
 
 fn engine_prf(p: config::Prf) -> Prf {
@@ -638,6 +652,25 @@ pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
         max_selectors: ic.max_selectors,
         max_child_sas: ic.max_child_sas,
     };
+    // Certificate authentication (validated and loaded by the config).
+    c.local_auth = match (&ic.local_auth, &ic.credential) {
+        (config::IkeAuth::Pubkey, Some(cr)) => ike::LocalAuth::Pubkey(cr.loaded.clone()),
+        (config::IkeAuth::Pubkey, None) => {
+            return Err(format!("tunnel {}: local_auth pubkey without certificate", t.name).into())
+        }
+        (config::IkeAuth::Psk, _) => ike::LocalAuth::Psk,
+    };
+    c.remote_auth = match (&ic.remote_auth, &ic.trust) {
+        (config::IkeAuth::Pubkey, Some(tr)) => ike::RemoteAuth::Pubkey(tr.store.clone()),
+        (config::IkeAuth::Pubkey, None) => {
+            return Err(format!(
+                "tunnel {}: remote_auth pubkey without ca_certificates",
+                t.name
+            )
+            .into())
+        }
+        (config::IkeAuth::Psk, _) => ike::RemoteAuth::Psk,
+    };
     Ok(c)
 }
 
@@ -888,7 +921,8 @@ impl IkeDriver {
             .ike
             .as_ref()
             .ok_or_else(|| format!("tunnel {}: no [tunnel.ike]", t.name))?;
-        let engine = engine_config_in(config, t)?;
+        let mut engine = engine_config_in(config, t)?;
+        engine.unix_time_at_origin_ms = unix_ms_at(now);
         let endpoint = Endpoint::with_budget(engine, rng, budget.clone())
             .map_err(|e| format!("tunnel {}: {e}", t.name))?;
         if let Some(d) = &ic.keylog_dir {
@@ -1016,7 +1050,8 @@ impl IkeDriver {
         let ti = self
             .find(&t.name)
             .ok_or_else(|| format!("no IKE tunnel {:?}", t.name))?;
-        let engine = engine_config_in(config, t)?;
+        let mut engine = engine_config_in(config, t)?;
+        engine.unix_time_at_origin_ms = unix_ms_at(self.origin);
         if reestablish {
             let n = self.delete_ike_sas(ti, now);
             tracing::info!(tunnel = %t.name, ike_sas = n, "IKE: configuration changed what the IKE SA was negotiated for; deleting it");
@@ -1931,47 +1966,53 @@ impl IkeDriver {
                     ike_sas: u64::from(t.ike.is_some()),
                     child_sas: t.children.len() as u64,
                     half_open: t.endpoint.half_open() as u64,
-                    counters: Counts(vec![
-                        ("rx_datagrams", e.rx_datagrams),
-                        ("tx_datagrams", e.tx_datagrams),
-                        ("malformed", e.malformed),
-                        ("unsupported_critical", e.unsupported_critical),
-                        ("unknown_spi", e.unknown_spi),
-                        ("integrity_failures", e.integrity_failures),
-                        ("invalid_message_id", e.invalid_message_id),
-                        ("retransmits", e.retransmits),
-                        ("replayed_responses", e.replayed_responses),
-                        ("cookies_sent", e.cookies_sent),
-                        ("cookies_invalid", e.cookies_invalid),
-                        ("cookie_secret_rotations", e.cookie_secret_rotations),
-                        (
-                            "half_open_refused_per_source",
-                            e.half_open_refused_per_source,
-                        ),
-                        ("half_open_refused_max", e.half_open_refused_max),
-                        ("invalid_ke_sent", e.invalid_ke_sent),
-                        ("no_proposal_chosen", e.no_proposal_chosen),
-                        ("auth_failures", e.auth_failures),
-                        ("ike_sa_established", e.ike_sa_established),
-                        ("child_sa_established", e.child_sa_established),
-                        ("peers_dead", e.peers_dead),
-                        ("child_no_proposal_chosen", e.child_no_proposal_chosen),
-                        ("ts_unacceptable", e.ts_unacceptable),
-                        ("ts_over_limit", e.ts_over_limit),
-                        ("child_sa_limit", e.child_sa_limit),
-                        ("init_errors_ignored", e.init_errors_ignored),
-                        ("bad_nonce", e.bad_nonce),
-                        ("not_established", e.not_established),
-                        ("exchange_mismatch", e.exchange_mismatch),
-                        ("peer_moved", e.peer_moved),
-                        ("peer_reresolves", e.peer_reresolves),
-                        ("invalid_major_version", e.invalid_major_version),
-                        ("zero_spi_i", e.zero_spi_i),
-                        ("payload_not_allowed", e.payload_not_allowed),
-                        ("count_mismatch", e.count_mismatch),
-                        ("bad_spi_size", e.bad_spi_size),
-                        ("encode_errors", e.encode_errors),
-                    ]),
+                    counters: Counts(
+                        vec![
+                            ("rx_datagrams", e.rx_datagrams),
+                            ("tx_datagrams", e.tx_datagrams),
+                            ("malformed", e.malformed),
+                            ("unsupported_critical", e.unsupported_critical),
+                            ("unknown_spi", e.unknown_spi),
+                            ("integrity_failures", e.integrity_failures),
+                            ("invalid_message_id", e.invalid_message_id),
+                            ("retransmits", e.retransmits),
+                            ("replayed_responses", e.replayed_responses),
+                            ("cookies_sent", e.cookies_sent),
+                            ("cookies_invalid", e.cookies_invalid),
+                            ("cookie_secret_rotations", e.cookie_secret_rotations),
+                            (
+                                "half_open_refused_per_source",
+                                e.half_open_refused_per_source,
+                            ),
+                            ("half_open_refused_max", e.half_open_refused_max),
+                            ("invalid_ke_sent", e.invalid_ke_sent),
+                            ("no_proposal_chosen", e.no_proposal_chosen),
+                            ("auth_failures", e.auth_failures),
+                            ("ike_sa_established", e.ike_sa_established),
+                            ("child_sa_established", e.child_sa_established),
+                            ("peers_dead", e.peers_dead),
+                            ("child_no_proposal_chosen", e.child_no_proposal_chosen),
+                            ("ts_unacceptable", e.ts_unacceptable),
+                            ("ts_over_limit", e.ts_over_limit),
+                            ("child_sa_limit", e.child_sa_limit),
+                            ("init_errors_ignored", e.init_errors_ignored),
+                            ("bad_nonce", e.bad_nonce),
+                            ("not_established", e.not_established),
+                            ("exchange_mismatch", e.exchange_mismatch),
+                            ("peer_moved", e.peer_moved),
+                            ("peer_reresolves", e.peer_reresolves),
+                            ("invalid_major_version", e.invalid_major_version),
+                            ("zero_spi_i", e.zero_spi_i),
+                            ("payload_not_allowed", e.payload_not_allowed),
+                            ("count_mismatch", e.count_mismatch),
+                            ("bad_spi_size", e.bad_spi_size),
+                            ("encode_errors", e.encode_errors),
+                        ]
+                        .into_iter()
+                        // Certificate refusals by reason (cert_ prefixed).
+                        .chain(e.cert.fields())
+                        .collect(),
+                    ),
                 }
             })
             .collect();

@@ -1637,3 +1637,6 @@ fn metrics_listen_is_an_address_and_off_by_default() {
     );
     assert_invalid(&metrics("port = 9469"), "metrics.port", "unknown field");
 }
+
+/// Certificate files of `[tunnel.ike]`.
+mod certs;

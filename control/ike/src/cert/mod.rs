@@ -117,21 +117,21 @@ impl CertCounts {
         *c += 1;
     }
 
-    /// `(name, value)` pairs for export.
+    /// `(name, value)` pairs for export, named as the gateway's counters.
     pub fn fields(&self) -> [(&'static str, u64); 14] {
         [
-            ("no_certificate", self.no_certificate),
-            ("malformed", self.malformed),
-            ("too_many", self.too_many),
-            ("chain_too_long", self.chain_too_long),
-            ("untrusted", self.untrusted),
-            ("expired", self.expired),
-            ("revoked", self.revoked),
-            ("usage", self.usage),
-            ("identity_mismatch", self.identity_mismatch),
-            ("bad_signature", self.bad_signature),
-            ("unsupported_algorithm", self.unsupported_algorithm),
-            ("method_mismatch", self.method_mismatch),
+            ("cert_no_certificate", self.no_certificate),
+            ("cert_malformed", self.malformed),
+            ("cert_too_many", self.too_many),
+            ("cert_chain_too_long", self.chain_too_long),
+            ("cert_untrusted", self.untrusted),
+            ("cert_expired", self.expired),
+            ("cert_revoked", self.revoked),
+            ("cert_usage", self.usage),
+            ("cert_identity_mismatch", self.identity_mismatch),
+            ("cert_bad_signature", self.bad_signature),
+            ("cert_unsupported_algorithm", self.unsupported_algorithm),
+            ("cert_method_mismatch", self.method_mismatch),
             ("cert_payloads_ignored", self.cert_payloads_ignored),
             ("certreq_ignored", self.certreq_ignored),
         ]
@@ -297,6 +297,13 @@ impl LocalCredential {
             ty: IdType::DER_ASN1_DN,
             data: self.subject.clone(),
         }
+    }
+
+    /// The leaf's subject DN as text (`C=CH, O=…, CN=…`), for display.
+    pub fn subject_text(&self) -> String {
+        X509Certificate::from_der(&self.chain[0])
+            .map(|(_, x)| x.subject().to_string())
+            .unwrap_or_default()
     }
 
     /// DER certificates, leaf first.

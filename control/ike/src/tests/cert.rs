@@ -125,32 +125,32 @@ fn cert_auth_refusals_counted_by_reason() {
     // B trusts another CA: A's chain is untrusted.
     let (a, mut b) = configs(&ca, KeyType::EcdsaP256, KeyType::EcdsaP256);
     b.remote_auth = RemoteAuth::Pubkey(trust(&other, &[]));
-    refused(620, a, b, true, "untrusted");
+    refused(620, a, b, true, "cert_untrusted");
 
     // A (initiator) trusts another CA: B's chain is untrusted, A gives up.
     let (mut a, b) = configs(&ca, KeyType::Ed25519, KeyType::Rsa);
     a.remote_auth = RemoteAuth::Pubkey(trust(&other, &[]));
-    refused(621, a, b, false, "untrusted");
+    refused(621, a, b, false, "cert_untrusted");
 
     // A's certificate is revoked in B's CRL (serial 1).
     let (a, mut b) = configs(&ca, KeyType::EcdsaP256, KeyType::EcdsaP256);
     b.remote_auth = RemoteAuth::Pubkey(trust(&ca, &[&ca.crl(&[1])]));
-    refused(622, a, b, true, "revoked");
+    refused(622, a, b, true, "cert_revoked");
 
     // A's certificate names another host than the identity it claims.
     let (mut a, b) = configs(&ca, KeyType::EcdsaP256, KeyType::EcdsaP256);
     a.local_auth = LocalAuth::Pubkey(credential(&ca, "intruder.example", KeyType::EcdsaP256, 3));
-    refused(623, a, b, true, "identity_mismatch");
+    refused(623, a, b, true, "cert_identity_mismatch");
 
     // B's clock says 2040: A's certificate expired.
     let (a, mut b) = configs(&ca, KeyType::EcdsaP384, KeyType::EcdsaP256);
     b.unix_time_at_origin_ms = 2_208_988_800_000;
-    refused(624, a, b, true, "expired");
+    refused(624, a, b, true, "cert_expired");
 
     // B wants a certificate, A authenticates by PSK.
     let (mut a, b) = configs(&ca, KeyType::EcdsaP256, KeyType::EcdsaP256);
     a.local_auth = LocalAuth::Psk;
-    refused(625, a, b, true, "method_mismatch");
+    refused(625, a, b, true, "cert_method_mismatch");
 
     // A's key signs, but with a certificate of another key: the AUTH
     // signature does not verify with the certificate's public key.
@@ -158,5 +158,5 @@ fn cert_auth_refusals_counted_by_reason() {
     let signer = credential(&ca, "gw-a.example", KeyType::EcdsaP256, 4);
     let shown = credential(&ca, "gw-a.example", KeyType::EcdsaP256, 5);
     a.local_auth = LocalAuth::Pubkey(Arc::new(signer.with_chain_for_test(&shown)));
-    refused(626, a, b, true, "bad_signature");
+    refused(626, a, b, true, "cert_bad_signature");
 }
