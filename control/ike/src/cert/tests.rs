@@ -70,7 +70,21 @@ impl Ca {
         serial: u64,
         validity: Option<(i32, i32)>,
     ) -> String {
+        self.leaf_with_eku(cn, sans, key, serial, validity, Vec::new())
+    }
+
+    /// [`Ca::leaf`] with extended key usages.
+    pub(crate) fn leaf_with_eku(
+        &self,
+        cn: &str,
+        sans: Vec<SanType>,
+        key: &KeyPair,
+        serial: u64,
+        validity: Option<(i32, i32)>,
+        eku: Vec<rcgen::ExtendedKeyUsagePurpose>,
+    ) -> String {
         let mut p = CertificateParams::default();
+        p.extended_key_usages = eku;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "Espresso test");
         dn.push(DnType::CommonName, cn);
@@ -570,4 +584,33 @@ fn cert_loading_refuses_mismatched_and_bad_keys() {
         .raw
         .to_vec();
     assert_eq!(store.certreq_data(), sha1(&spki).to_vec());
+}
+
+#[test]
+fn cert_extended_key_usage_for_ike_only() {
+    use rcgen::ExtendedKeyUsagePurpose as Eku;
+    let ca = Ca::new("Test Root", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let store = TrustStore::new(&[ca.pem().as_bytes()], &[]).unwrap();
+    let san = || vec![SanType::DnsName("gw.example".try_into().unwrap())];
+    // RFC 4945 §5.1.3.12: none, serverAuth/clientAuth, ipsecIKE or any.
+    for (eku, ok) in [
+        (vec![], true),
+        (vec![Eku::ServerAuth], true),
+        (vec![Eku::ClientAuth, Eku::EmailProtection], true),
+        (vec![Eku::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 17])], true),
+        (vec![Eku::Any], true),
+        (vec![Eku::CodeSigning], false),
+        (vec![Eku::EmailProtection, Eku::TimeStamping], false),
+    ] {
+        let k = key_for(KeyType::EcdsaP256);
+        let pem = ca.leaf_with_eku("gw.example", san(), &k, 11, None, eku.clone());
+        let cred = LocalCredential::from_pem(pem.as_bytes(), k.serialize_pem().as_bytes()).unwrap();
+        let auth = cred.sign(b"x", Some(PEER_HASHES)).unwrap();
+        let r = store.verify(&certs(&cred), NOW, &fqdn("gw.example"), b"x", &auth);
+        if ok {
+            assert_eq!(r, Ok(()), "{eku:?}");
+        } else {
+            assert_eq!(r, Err(CertError::Usage), "{eku:?}");
+        }
+    }
 }
