@@ -240,8 +240,9 @@ impl LocalCredential {
     }
 
     fn new(chain: Vec<Vec<u8>>, key: &PrivateKeyDer<'_>) -> Result<Self, LoadError> {
+        let first = chain.first().ok_or(LoadError::NoCertificate)?;
         let (_, leaf) =
-            X509Certificate::from_der(&chain[0]).map_err(|_| LoadError::BadCertificate(0))?;
+            X509Certificate::from_der(first).map_err(|_| LoadError::BadCertificate(0))?;
         let (key_type, public) = public_key(&leaf).ok_or(LoadError::UnsupportedKey)?;
         let subject = leaf.subject().as_raw().to_vec();
         let der = key.secret_der();
@@ -301,7 +302,9 @@ impl LocalCredential {
 
     /// The leaf's subject DN as text (`C=CH, O=…, CN=…`), for display.
     pub fn subject_text(&self) -> String {
-        X509Certificate::from_der(&self.chain[0])
+        self.chain
+            .first()
+            .and_then(|c| X509Certificate::from_der(c).ok())
             .map(|(_, x)| x.subject().to_string())
             .unwrap_or_default()
     }
