@@ -160,3 +160,109 @@ fn cert_auth_refusals_counted_by_reason() {
     a.local_auth = LocalAuth::Pubkey(Arc::new(signer.with_chain_for_test(&shown)));
     refused(626, a, b, true, "cert_bad_signature");
 }
+
+/// A rogue initiator with a good certificate rewrites the CERT and CERTREQ
+/// payloads of its own IKE_AUTH request: B refuses with
+/// AUTHENTICATION_FAILED and counts each kind of damage.
+#[test]
+fn cert_auth_hostile_cert_payloads_refused_and_counted() {
+    use crate::message::*;
+    use crate::Transmit;
+
+    let ca = Ca::new("Test Root", &rcgen::PKCS_ECDSA_P256_SHA256);
+    // Each case turns A's inner IKE_AUTH payloads into hostile ones and
+    // names the counters B must show.
+    type Tamper = fn(&mut Vec<Payload>);
+    let cases: [(Tamper, &[&str]); 4] = [
+        (
+            // The leaf repeated: more certificates than accepted.
+            |ps| {
+                let leaf = ps
+                    .iter()
+                    .find(|p| matches!(p, Payload::Cert(_)))
+                    .unwrap()
+                    .clone();
+                for _ in 0..crate::cert::MAX_CERTS {
+                    ps.insert(1, leaf.clone());
+                }
+            },
+            &["cert_chain_too_long"],
+        ),
+        (
+            // The leaf's DER cut short.
+            |ps| {
+                for p in ps.iter_mut() {
+                    if let Payload::Cert(c) = p {
+                        c.data.truncate(c.data.len() / 2);
+                    }
+                }
+            },
+            &["cert_malformed"],
+        ),
+        (
+            // Only a CRL-encoded CERT and a CERTREQ that is not SHA-1 hashes.
+            |ps| {
+                for p in ps.iter_mut() {
+                    if let Payload::Cert(c) = p {
+                        c.encoding = CertEncoding::CRL;
+                    }
+                    if let Payload::CertReq(r) = p {
+                        r.data.push(0);
+                    }
+                }
+            },
+            &[
+                "cert_no_certificate",
+                "cert_payloads_ignored",
+                "certreq_ignored",
+            ],
+        ),
+        (
+            // The AUTH signature altered.
+            |ps| {
+                for p in ps.iter_mut() {
+                    if let Payload::Auth(a) = p {
+                        let n = a.data.len() - 5;
+                        a.data[n] ^= 0x40;
+                    }
+                }
+            },
+            &["cert_bad_signature"],
+        ),
+    ];
+    for (i, (tamper, counters)) in cases.into_iter().enumerate() {
+        let (a, b) = configs(&ca, KeyType::EcdsaP256, KeyType::EcdsaP256);
+        let mut p = Pair::new(630 + i as u64, a, b);
+        let id = p.a.initiate(p.now);
+        let init = p.a.poll_transmit().unwrap();
+        deliver_to(&mut p.b, p.now, &init);
+        let resp = p.b.poll_transmit().unwrap();
+        deliver_to(&mut p.a, p.now, &resp);
+        let auth = p.a.poll_transmit().unwrap();
+        let (hdr, mut ps) = open_sk(&sk_cipher(&p.a, id, true), &auth.payload);
+        assert!(
+            ps.iter().any(|p| matches!(p, Payload::CertReq(_))),
+            "{ps:?}"
+        );
+        tamper(&mut ps);
+        let forged = Transmit {
+            payload: seal_sk(&mut sk_cipher(&p.a, id, true), &hdr, &ps),
+            ..auth.clone()
+        };
+        deliver_to(&mut p.b, p.now, &forged);
+        let reply = p.b.poll_transmit().expect("B answers");
+        let (_, rps) = open_sk(&sk_cipher(&p.a, id, false), &reply.payload);
+        assert!(
+            find_notify(&rps, NotifyType::AUTHENTICATION_FAILED).is_some(),
+            "case {i}: {rps:?}"
+        );
+        let s = p.b.stats();
+        assert_eq!(s.auth_failures, 1, "case {i}");
+        let fields = s.cert.fields();
+        for (k, v) in fields {
+            let want = u64::from(counters.contains(&k));
+            assert_eq!(v, want, "case {i}: {k} in {fields:?}");
+        }
+        assert!(p.b.child_sas().is_empty());
+    }
+}
