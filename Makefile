@@ -10,7 +10,7 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-dev \
 	libdpdk-dev dpdk dpdk-dev libipsec-mb-dev libpcap-dev \
 	iproute2 iputils-ping ethtool iperf3 tshark tcpdump python3 python3-scapy python3-cryptography \
 	strongswan-charon strongswan-swanctl libcharon-extra-plugins \
-	libstrongswan-standard-plugins libstrongswan-extra-plugins \
+	libstrongswan-standard-plugins libstrongswan-extra-plugins openssl \
 	fonts-dejavu-core prometheus mmdebstrap systemd groff-base
 
 .PHONY: all deps build install uninstall test test-portable fuzz fuzz-long lint doc msrv secgw bench demo compose-demo clean

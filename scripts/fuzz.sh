@@ -25,7 +25,7 @@ fi
 cd "$(dirname "$0")/.."
 export RUSTC_BOOTSTRAP=1
 sanitizer=${FUZZ_SANITIZER:-address}
-read -r -a targets <<<"${FUZZ_TARGETS:-inbound outbound views spd node_rx ike_message ike_responder ike_fragments}"
+read -r -a targets <<<"${FUZZ_TARGETS:-inbound outbound views spd node_rx ike_message ike_responder ike_fragments ike_cert}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
 	echo "== installing cargo-fuzz"

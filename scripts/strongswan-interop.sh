@@ -48,6 +48,14 @@
 #              SA rekeys and released on swanctl --terminate; reconnecting,
 #              charon gets the same address; a restarted espresso reads
 #              the lease back.
+#   certs      certificate authentication (RFC 7427 signatures, CERT and
+#              CERTREQ) with a test CA made at run time by openssl: for
+#              ECDSA P-256, Ed25519 and RSA-2048 (RSASSA-PSS) certificates
+#              on both sides, espresso initiates, then strongSwan does;
+#              ping passes; tshark decrypts every IKE_AUTH with espresso's
+#              key logs and finds CERTs and AUTH method 14 in each. Then
+#              strongSwan's certificate, revoked by a CRL espresso loads,
+#              is refused and counted (cert_revoked).
 #
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
@@ -111,7 +119,9 @@ start_charon() {
     cat >"$DIR/strongswan.conf" <<EOF
 charon {
   load_modular = no
-  load = random nonce openssl kdf kernel-libipsec kernel-netlink socket-default vici
+  load = random nonce openssl kdf pem pkcs1 pkcs8 x509 pubkey constraints revocation kernel-libipsec kernel-netlink socket-default vici
+  # RSA keys sign with RSASSA-PSS (the certs scenario).
+  rsa_pss = yes
   plugins {
     vici {
       socket = $VICI
@@ -982,6 +992,155 @@ scenario_vip() {
     stop_espresso
 }
 
+# ------------------------------------------------------------ certificates
+
+# make_ca: a test CA (ECDSA P-256) and, for each key type, a certificate
+# for gw-a.example (espresso) and gw-b.example (strongSwan). Keys are
+# PKCS#8 PEM, 0600; they live and die with $DIR.
+make_ca() {
+    local c=$DIR/pki
+    mkdir -p "$c"; chmod 700 "$c"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$c/ca.key" \
+        -out "$c/ca.pem" -days 7 -subj "/O=Espresso test/CN=Espresso Test CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    local kt gw
+    for kt in ecdsa ed25519 rsa; do
+        for gw in gw-a gw-b; do
+            case $kt in
+                ecdsa) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$c/$gw-$kt.key" ;;
+                ed25519) openssl genpkey -algorithm ED25519 -out "$c/$gw-$kt.key" ;;
+                rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$c/$gw-$kt.key" 2>/dev/null ;;
+            esac
+            chmod 600 "$c/$gw-$kt.key"
+            openssl req -new -key "$c/$gw-$kt.key" -subj "/O=Espresso test/CN=$gw.example" -out "$c/$gw-$kt.csr"
+            printf 'subjectAltName=DNS:%s.example\nkeyUsage=critical,digitalSignature\n' "$gw" >"$c/ext"
+            openssl x509 -req -in "$c/$gw-$kt.csr" -CA "$c/ca.pem" -CAkey "$c/ca.key" -CAcreateserial \
+                -days 7 -sha256 -extfile "$c/ext" -out "$c/$gw-$kt.pem" 2>/dev/null
+        done
+    done
+    # A CRL revoking strongSwan's ECDSA certificate (openssl ca's database).
+    : >"$c/index.txt"; echo 01 >"$c/crlnumber"
+    printf '[ca]\ndefault_ca = test\n[test]\ndatabase = %s/index.txt\ncrlnumber = %s/crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n' "$c" "$c" >"$c/ca.cnf"
+    openssl ca -config "$c/ca.cnf" -keyfile "$c/ca.key" -cert "$c/ca.pem" -revoke "$c/gw-b-ecdsa.pem" 2>/dev/null
+    openssl ca -config "$c/ca.cnf" -keyfile "$c/ca.key" -cert "$c/ca.pem" -gencrl -out "$c/ca.crl" 2>/dev/null
+    ok "test CA made by $(openssl version | cut -d' ' -f1-2): $(ls "$c"/gw-*.pem | wc -l) certificates (ECDSA P-256, Ed25519, RSA-2048), CRL revoking serial $(openssl x509 -noout -serial -in "$c/gw-b-ecdsa.pem" | cut -d= -f2)"
+}
+
+# load_conn_certs KT: strongSwan authenticates with its KT certificate and
+# wants espresso's, both from the test CA (certificate paths absolute).
+load_conn_certs() {
+    local c=$DIR/pki
+    cat >"$DIR/swanctl.conf" <<EOF
+connections {
+  net {
+    version = 2
+    local_addrs = 192.0.2.2
+    remote_addrs = 192.0.2.1
+    proposals = aes128gcm16-prfsha256-ecp256
+    encap = yes
+    dpd_delay = 0
+    local {
+      auth = pubkey
+      certs = $c/gw-b-$1.pem
+      id = gw-b.example
+    }
+    remote {
+      auth = pubkey
+      cacerts = $c/ca.pem
+      id = gw-a.example
+    }
+    children {
+      net {
+        local_ts = 10.2.0.0/24
+        remote_ts = 10.1.0.0/24
+        esp_proposals = aes128gcm16
+      }
+    }
+  }
+}
+EOF
+    # swanctl --file loads private keys from private/ next to the file.
+    mkdir -p "$DIR/private"; chmod 700 "$DIR/private"
+    rm -f "$DIR"/private/*
+    cp "$c/gw-b-$1.key" "$DIR/private/gw-b.key"
+    swan --load-all --file "$DIR/swanctl.conf" >"$DIR/swanctl-load.log" 2>&1 || { cat "$DIR/swanctl-load.log"; fail "swanctl --load-all"; }
+}
+
+# write_espresso_certs RUN START KT [CRL]: espresso's configuration with
+# its KT certificate instead of the PSK.
+write_espresso_certs() {
+    local c=$DIR/pki
+    write_espresso "$1" "$2" aes128gcm16-prfsha256-ecp256 aes128gcm16
+    {
+        grep -v '^  psk = ' "$DIR/gw-a.toml"
+        echo "  certificate = \"$c/gw-a-$3.pem\""
+        echo "  private_key = \"$c/gw-a-$3.key\""
+        echo "  ca_certificates = [\"$c/ca.pem\"]"
+        [ -n "${4:-}" ] && echo "  crls = [\"$4\"]"
+        true
+    } >"$DIR/gw-a.toml.new"
+    mv "$DIR/gw-a.toml.new" "$DIR/gw-a.toml"
+}
+
+scenario_certs() {
+    say "network, charon, test CA"
+    setup_network
+    start_charon
+    make_ca
+    start_capture
+    local n=0 kt who
+    for kt in ${CERT_KEYS:-ecdsa ed25519 rsa}; do
+        for who in espresso strongswan; do
+            n=$((n + 1))
+            say "$kt certificates: $who initiates"
+            load_conn_certs "$kt"
+            local start=listen
+            [ "$who" = espresso ] && start=initiate
+            write_espresso_certs "$n" "$start" "$kt"
+            start_espresso
+            [ "$who" = strongswan ] && { swan --initiate --child net --timeout 10 >"$DIR/initiate.log" 2>&1 || fail "swanctl --initiate: $(tail -2 "$DIR/initiate.log")"; }
+            if wait_up; then
+                ok "tunnel up: $(tunnels | awk '/^  ike/{print $7, $6}')"
+                local sw; sw=$(swan --list-sas 2>/dev/null | grep -E 'IKEv2' | sed -E 's/^ +//' | tr -s ' ' | head -1 || true)
+                ok "strongSwan: $sw"
+                ping_check 3
+                terminate_check
+            fi
+            stop_espresso
+            swan --terminate --ike net --force >/dev/null 2>&1 || true
+        done
+    done
+    say "strongSwan's ECDSA certificate revoked in espresso's CRL"
+    load_conn_certs ecdsa
+    write_espresso_certs "$((n + 1))" listen ecdsa "$DIR/pki/ca.crl"
+    start_espresso
+    if swan --initiate --child net --timeout 5 >"$DIR/initiate.log" 2>&1; then
+        fail "strongSwan with a revoked certificate got a tunnel"
+    else
+        local revoked; revoked=$(stats | awk '/^ike\.swan\.cert_revoked /{print $2}')
+        if [ "${revoked:-0}" -ge 1 ] && ! active_child | grep -q .; then
+            ok "refused with AUTHENTICATION_FAILED ($(grep -c 'AUTHENTICATION_FAILED' "$DIR/charon.log") in charon's log), ike.swan.cert_revoked $revoked"
+        else
+            fail "revoked certificate not counted (cert_revoked '${revoked:-}')"
+        fi
+    fi
+    stop_espresso
+    stop_capture
+    say "WAN capture: IKE decrypted by tshark with espresso's key logs"
+    mkdir -p "$DIR/wireshark"
+    cat "$DIR"/keylog/*/ikev2_decryption_table >"$DIR/wireshark/ikev2_decryption_table"
+    cat "$DIR"/keylog/*/esp_sa >"$DIR/wireshark/esp_sa"
+    local certs auths m14
+    certs=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark tshark -n -r "$DIR/wan.pcapng" -Y 'isakmp.cert.encoding == 4' -T fields -e frame.number 2>/dev/null | wc -l)
+    auths=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark tshark -n -r "$DIR/wan.pcapng" -Y 'isakmp.id.data.fqdn' -T fields -e frame.number 2>/dev/null | wc -l)
+    m14=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark tshark -n -r "$DIR/wan.pcapng" -Y 'isakmp.auth.method == 14' -T fields -e frame.number 2>/dev/null | wc -l)
+    if [ "$auths" -ge $((2 * n)) ] && [ "$certs" -ge $((2 * n)) ] && [ "$m14" -ge $((2 * n)) ]; then
+        ok "decrypted: $auths IKE_AUTH messages with identities, $certs with an X.509 CERT, $m14 with AUTH method 14 (RFC 7427)"
+    else
+        fail "decrypted only $auths IKE_AUTH / $certs CERT / $m14 method-14 messages (want $((2 * n)) each)"
+    fi
+}
+
 command -v /usr/lib/ipsec/charon >/dev/null || { echo "strongSwan (strongswan-charon) is not installed" >&2; exit 2; }
 case "$SCENARIO" in
     matrix) scenario_matrix ;;
@@ -989,6 +1148,7 @@ case "$SCENARIO" in
     fragments) scenario_fragments ;;
     redirect) scenario_redirect ;;
     vip) scenario_vip ;;
+    certs) scenario_certs ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac
 

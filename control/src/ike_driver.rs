@@ -305,6 +305,10 @@ fn ike_id(id: &IkeId) -> Identification {
             ty: ike::message::IdType::RFC822_ADDR,
             data: s.as_bytes().to_vec(),
         },
+        IkeId::Dn { der, .. } => Identification::Other {
+            ty: ike::message::IdType::DER_ASN1_DN,
+            data: der.clone(),
+        },
     }
 }
 
@@ -374,6 +378,16 @@ fn secret_directory(config: &GatewayConfig) -> IdDirectory<SecretBytes> {
         }
     }
     d
+}
+
+/// Unix time in milliseconds at `origin` (the engines' `Timestamp(0)`):
+/// certificates are checked for validity against the wall clock.
+fn unix_ms_at(origin: Instant) -> u64 {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    unix.saturating_sub(Instant::now().saturating_duration_since(origin))
+        .as_millis() as u64
 }
 
 fn engine_prf(p: config::Prf) -> Prf {
@@ -724,6 +738,25 @@ pub fn engine_config(t: &Tunnel) -> Result<ike::Config, Error> {
     c.fragmentation.size = ic.fragment_size;
     c.redirect = ic.redirect.clone();
     c.follow_redirects = ic.follow_redirects;
+    // Certificate authentication (validated and loaded by the config).
+    c.local_auth = match (&ic.local_auth, &ic.credential) {
+        (config::IkeAuth::Pubkey, Some(cr)) => ike::LocalAuth::Pubkey(cr.loaded.clone()),
+        (config::IkeAuth::Pubkey, None) => {
+            return Err(format!("tunnel {}: local_auth pubkey without certificate", t.name).into())
+        }
+        (config::IkeAuth::Psk, _) => ike::LocalAuth::Psk,
+    };
+    c.remote_auth = match (&ic.remote_auth, &ic.trust) {
+        (config::IkeAuth::Pubkey, Some(tr)) => ike::RemoteAuth::Pubkey(tr.store.clone()),
+        (config::IkeAuth::Pubkey, None) => {
+            return Err(format!(
+                "tunnel {}: remote_auth pubkey without ca_certificates",
+                t.name
+            )
+            .into())
+        }
+        (config::IkeAuth::Psk, _) => ike::RemoteAuth::Psk,
+    };
     Ok(c)
 }
 
@@ -1023,6 +1056,7 @@ impl IkeDriver {
         engine.pools = pools
             .shared(&config.pools, &ic.pools, at)
             .map_err(|e| format!("tunnel {}: {e}", t.name))?;
+        engine.unix_time_at_origin_ms = unix_ms_at(now);
         let endpoint = Endpoint::with_budget(engine, rng, budget.clone())
             .map_err(|e| format!("tunnel {}: {e}", t.name))?;
         if let Some(d) = &ic.keylog_dir {
@@ -1162,6 +1196,7 @@ impl IkeDriver {
             .pools
             .shared(&config.pools, &names, at)
             .map_err(|e| format!("tunnel {}: {e}", t.name))?;
+        engine.unix_time_at_origin_ms = unix_ms_at(self.origin);
         if reestablish {
             let n = self.delete_ike_sas(ti, now);
             tracing::info!(tunnel = %t.name, ike_sas = n, "IKE: configuration changed what the IKE SA was negotiated for; deleting it");
@@ -2322,78 +2357,84 @@ impl IkeDriver {
                     ike_sas: u64::from(t.ike.is_some()),
                     child_sas: t.children.len() as u64,
                     half_open: t.endpoint.half_open() as u64,
-                    counters: Counts(vec![
-                        ("rx_datagrams", e.rx_datagrams),
-                        ("tx_datagrams", e.tx_datagrams),
-                        ("malformed", e.malformed),
-                        ("unsupported_critical", e.unsupported_critical),
-                        ("unknown_spi", e.unknown_spi),
-                        ("integrity_failures", e.integrity_failures),
-                        ("invalid_message_id", e.invalid_message_id),
-                        ("retransmits", e.retransmits),
-                        ("replayed_responses", e.replayed_responses),
-                        ("cookies_sent", e.cookies_sent),
-                        ("cookies_invalid", e.cookies_invalid),
-                        ("cookie_secret_rotations", e.cookie_secret_rotations),
-                        (
-                            "half_open_refused_per_source",
-                            e.half_open_refused_per_source,
-                        ),
-                        ("half_open_refused_max", e.half_open_refused_max),
-                        ("invalid_ke_sent", e.invalid_ke_sent),
-                        ("no_proposal_chosen", e.no_proposal_chosen),
-                        ("auth_failures", e.auth_failures),
-                        ("auth_refused_identity", e.auth_refused_identity),
-                        (
-                            "auth_refused_unknown_identity",
-                            e.auth_refused_unknown_identity,
-                        ),
-                        ("auth_refused_method", e.auth_refused_method),
-                        ("auth_refused_bad_auth", e.auth_refused_bad_auth),
-                        ("handoffs", e.handoffs),
-                        ("ike_sa_established", e.ike_sa_established),
-                        ("child_sa_established", e.child_sa_established),
-                        ("peers_dead", e.peers_dead),
-                        ("child_no_proposal_chosen", e.child_no_proposal_chosen),
-                        ("ts_unacceptable", e.ts_unacceptable),
-                        ("ts_over_limit", e.ts_over_limit),
-                        ("child_sa_limit", e.child_sa_limit),
-                        ("init_errors_ignored", e.init_errors_ignored),
-                        ("bad_nonce", e.bad_nonce),
-                        ("not_established", e.not_established),
-                        ("exchange_mismatch", e.exchange_mismatch),
-                        ("peer_moved", e.peer_moved),
-                        ("peer_reresolves", e.peer_reresolves),
-                        ("invalid_major_version", e.invalid_major_version),
-                        ("zero_spi_i", e.zero_spi_i),
-                        ("payload_not_allowed", e.payload_not_allowed),
-                        ("count_mismatch", e.count_mismatch),
-                        ("bad_spi_size", e.bad_spi_size),
-                        ("bad_cfg_attribute", e.bad_cfg_attribute),
-                        ("cp_address_failures", e.cp_address_failures),
-                        ("cp_required_missing", e.cp_required_missing),
-                        ("virtual_ips_assigned", e.virtual_ips_assigned),
-                        ("encode_errors", e.encode_errors),
-                        ("fragmented_messages", e.fragments.messages_fragmented),
-                        ("fragments_sent", e.fragments.fragments_sent),
-                        ("fragments_received", e.fragments.fragments_received),
-                        ("reassembled_messages", e.fragments.messages_reassembled),
-                        ("reassembly_restarts", e.fragments.restarted),
-                        // RFC 5685 redirect.
-                        ("redirects_sent_init", e.redirects_sent_init),
-                        ("redirects_sent_auth", e.redirects_sent_auth),
-                        (
-                            "redirects_sent_informational",
-                            e.redirects_sent_informational,
-                        ),
-                        ("redirect_not_supported", e.redirect_not_supported),
-                        ("redirects_followed", e.redirects_followed),
-                        ("redirect_malformed", e.redirect_malformed),
-                        ("redirect_nonce_mismatch", e.redirect_nonce_mismatch),
-                        ("redirect_unsolicited", e.redirect_unsolicited),
-                        ("redirect_loop_refused", e.redirect_loop_refused),
-                        ("redirect_unresolved", e.redirect_unresolved),
-                    ]),
+                    counters: Counts(
+                        vec![
+                            ("rx_datagrams", e.rx_datagrams),
+                            ("tx_datagrams", e.tx_datagrams),
+                            ("malformed", e.malformed),
+                            ("unsupported_critical", e.unsupported_critical),
+                            ("unknown_spi", e.unknown_spi),
+                            ("integrity_failures", e.integrity_failures),
+                            ("invalid_message_id", e.invalid_message_id),
+                            ("retransmits", e.retransmits),
+                            ("replayed_responses", e.replayed_responses),
+                            ("cookies_sent", e.cookies_sent),
+                            ("cookies_invalid", e.cookies_invalid),
+                            ("cookie_secret_rotations", e.cookie_secret_rotations),
+                            (
+                                "half_open_refused_per_source",
+                                e.half_open_refused_per_source,
+                            ),
+                            ("half_open_refused_max", e.half_open_refused_max),
+                            ("invalid_ke_sent", e.invalid_ke_sent),
+                            ("no_proposal_chosen", e.no_proposal_chosen),
+                            ("auth_failures", e.auth_failures),
+                            ("auth_refused_identity", e.auth_refused_identity),
+                            (
+                                "auth_refused_unknown_identity",
+                                e.auth_refused_unknown_identity,
+                            ),
+                            ("auth_refused_method", e.auth_refused_method),
+                            ("auth_refused_bad_auth", e.auth_refused_bad_auth),
+                            ("handoffs", e.handoffs),
+                            ("ike_sa_established", e.ike_sa_established),
+                            ("child_sa_established", e.child_sa_established),
+                            ("peers_dead", e.peers_dead),
+                            ("child_no_proposal_chosen", e.child_no_proposal_chosen),
+                            ("ts_unacceptable", e.ts_unacceptable),
+                            ("ts_over_limit", e.ts_over_limit),
+                            ("child_sa_limit", e.child_sa_limit),
+                            ("init_errors_ignored", e.init_errors_ignored),
+                            ("bad_nonce", e.bad_nonce),
+                            ("not_established", e.not_established),
+                            ("exchange_mismatch", e.exchange_mismatch),
+                            ("peer_moved", e.peer_moved),
+                            ("peer_reresolves", e.peer_reresolves),
+                            ("invalid_major_version", e.invalid_major_version),
+                            ("zero_spi_i", e.zero_spi_i),
+                            ("payload_not_allowed", e.payload_not_allowed),
+                            ("count_mismatch", e.count_mismatch),
+                            ("bad_spi_size", e.bad_spi_size),
+                            ("bad_cfg_attribute", e.bad_cfg_attribute),
+                            ("cp_address_failures", e.cp_address_failures),
+                            ("cp_required_missing", e.cp_required_missing),
+                            ("virtual_ips_assigned", e.virtual_ips_assigned),
+                            ("encode_errors", e.encode_errors),
+                            ("fragmented_messages", e.fragments.messages_fragmented),
+                            ("fragments_sent", e.fragments.fragments_sent),
+                            ("fragments_received", e.fragments.fragments_received),
+                            ("reassembled_messages", e.fragments.messages_reassembled),
+                            ("reassembly_restarts", e.fragments.restarted),
+                            // RFC 5685 redirect.
+                            ("redirects_sent_init", e.redirects_sent_init),
+                            ("redirects_sent_auth", e.redirects_sent_auth),
+                            (
+                                "redirects_sent_informational",
+                                e.redirects_sent_informational,
+                            ),
+                            ("redirect_not_supported", e.redirect_not_supported),
+                            ("redirects_followed", e.redirects_followed),
+                            ("redirect_malformed", e.redirect_malformed),
+                            ("redirect_nonce_mismatch", e.redirect_nonce_mismatch),
+                            ("redirect_unsolicited", e.redirect_unsolicited),
+                            ("redirect_loop_refused", e.redirect_loop_refused),
+                            ("redirect_unresolved", e.redirect_unresolved),
+                        ]
+                        .into_iter()
+                        // Certificate refusals by reason (cert_ prefixed).
+                        .chain(e.cert.fields())
+                        .collect(),
+                    ),
                 }
             })
             .collect();

@@ -286,6 +286,18 @@ fn ike_fields(a: &IkeConfig, b: &IkeConfig, fields: &mut Vec<&'static str>) -> b
     // A template's peers were admitted by its patterns.
     note(a.remote_ids != b.remote_ids, "ike.remote_id", true);
     note(a.psk != b.psk, "ike.psk", true);
+    note(a.local_auth != b.local_auth, "ike.local_auth", true);
+    note(a.remote_auth != b.remote_auth, "ike.remote_auth", true);
+    note(
+        a.credential.as_ref().map(|c| c.digest) != b.credential.as_ref().map(|c| c.digest),
+        "ike.certificate",
+        true,
+    );
+    note(
+        a.trust.as_ref().map(|t| t.digest) != b.trust.as_ref().map(|t| t.digest),
+        "ike.ca_certificates",
+        true,
+    );
     note(a.proposals != b.proposals, "ike.proposals", false);
     note(
         a.esp_proposals != b.esp_proposals,

@@ -2,7 +2,6 @@
 //! and strongSwan-notation proposal parsing (`aes128gcm16-prfsha256-ecp256`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
 use std::sync::Arc;
 
 use super::crypto::{DhGroup, EspAlgorithm, EspCipher, IkeCipher, Integ, Prf, SecretBytes};
@@ -338,6 +337,28 @@ pub struct Template {
     pub siblings: Arc<IdDirectory<u32>>,
 }
 
+/// How we prove our identity in IKE_AUTH (RFC 7296 §2.15).
+#[derive(Debug, Clone, Default)]
+pub enum LocalAuth {
+    /// AUTH method 2 with [`Config::psk`].
+    #[default]
+    Psk,
+    /// A signature with our certificate's key; CERT payloads carry the
+    /// chain (§3.6, RFC 7427).
+    Pubkey(Arc<crate::cert::LocalCredential>),
+}
+
+/// How the peer must prove its identity in IKE_AUTH.
+#[derive(Debug, Clone, Default)]
+pub enum RemoteAuth {
+    /// AUTH method 2 with [`Config::psk`].
+    #[default]
+    Psk,
+    /// A signature by a certificate that chains to these anchors and
+    /// certifies the peer's identity; we send CERTREQ for them (§3.7).
+    Pubkey(Arc<crate::cert::TrustStore>),
+}
+
 /// Everything the engine needs to know about one peer.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -394,6 +415,12 @@ pub struct Config {
     /// Remote access, initiator: ask the responder for a virtual IP of
     /// these families in IKE_AUTH.
     pub request_vips: Vec<crate::pool::Family>,
+    pub local_auth: LocalAuth,
+    pub remote_auth: RemoteAuth,
+    /// Unix time in milliseconds at `Timestamp(0)`: certificates are
+    /// checked for validity at this plus the engine's `now` (the engine
+    /// reads no clock).
+    pub unix_time_at_origin_ms: u64,
 }
 
 impl Config {
@@ -441,6 +468,9 @@ impl Config {
             follow_redirects: true,
             pools: Vec::new(),
             request_vips: Vec::new(),
+            local_auth: LocalAuth::Psk,
+            remote_auth: RemoteAuth::Psk,
+            unix_time_at_origin_ms: 0,
         }
     }
 

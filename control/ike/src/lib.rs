@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod cert;
 pub mod config;
 pub mod crypto;
 pub mod endpoint;
@@ -20,7 +21,9 @@ pub mod sa;
 pub mod sim;
 
 pub use admission::{HalfOpenBudget, HalfOpenSpis};
-pub use config::{Config, EspProposal, IkeProposal, Limits, StartAction, Template, Timers};
+pub use config::{
+    Config, EspProposal, IkeProposal, Limits, LocalAuth, RemoteAuth, StartAction, Template, Timers,
+};
 pub use crypto::{EspAlgorithm, EspCipher, Integ, RngSource};
 pub use endpoint::{ApiError, Endpoint, HandedOver};
 pub use error::{IkeError, ProtocolError, ProtocolErrorCounts};

@@ -340,6 +340,9 @@ pub struct Stats {
     pub protocol_errors: crate::error::ProtocolErrorCounts,
     /// IKE fragmentation (RFC 7383): sent, reassembled, refused by reason.
     pub fragments: crate::fragment::FragmentStats,
+    /// Certificate authentication refusals by reason (each also in
+    /// `auth_failures`), and CERT/CERTREQ payloads ignored.
+    pub cert: crate::cert::CertCounts,
 }
 
 impl Stats {

@@ -16,6 +16,7 @@
 //! `docs/operations.md`.
 
 mod algorithm;
+mod certs;
 mod error;
 #[cfg(test)]
 mod hw_tests;
@@ -414,6 +415,9 @@ pub enum IkeId {
     KeyId(Vec<u8>),
     /// ID_RFC822_ADDR (written `user@domain`).
     Email(String),
+    /// ID_DER_ASN1_DN: a certificate's subject (the default local identity
+    /// with `local_auth = "pubkey"`); `text` is for display only.
+    Dn { der: Vec<u8>, text: String },
 }
 
 impl fmt::Display for IkeId {
@@ -422,6 +426,7 @@ impl fmt::Display for IkeId {
             IkeId::Fqdn(s) => f.write_str(s),
             IkeId::Ipv4(a) => write!(f, "{a}"),
             IkeId::Ipv6(a) => write!(f, "{a}"),
+            IkeId::Dn { text, .. } => write!(f, "dn:{text}"),
             IkeId::KeyId(k) => match std::str::from_utf8(k) {
                 Ok(s) if !s.starts_with("0x") => write!(f, "keyid:{s}"),
                 _ => write!(f, "keyid:0x{}", hex::encode(k)),
@@ -482,6 +487,37 @@ pub enum StartAction {
     Listen,
 }
 
+/// How one side proves its identity in IKE_AUTH (RFC 7296 §2.15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IkeAuth {
+    /// Pre-shared key (AUTH method 2).
+    Psk,
+    /// Certificate and signature (RFC 7427, RFC 7296 §3.6).
+    Pubkey,
+}
+
+/// `certificate` and `private_key`, loaded (the key checked against the
+/// certificate).
+#[derive(Clone, Debug)]
+pub struct IkeCredential {
+    pub certificate: std::path::PathBuf,
+    pub private_key: std::path::PathBuf,
+    pub loaded: std::sync::Arc<ike::cert::LocalCredential>,
+    /// SHA-256 of both files' contents: a reload notices a renewed
+    /// certificate or key.
+    pub digest: [u8; 32],
+}
+
+/// `ca_certificates` and `crls`, loaded.
+#[derive(Clone, Debug)]
+pub struct IkeTrust {
+    pub ca_certificates: Vec<std::path::PathBuf>,
+    pub crls: Vec<std::path::PathBuf>,
+    pub store: std::sync::Arc<ike::cert::TrustStore>,
+    /// SHA-256 of every file's contents, for reloads.
+    pub digest: [u8; 32],
+}
+
 /// `[tunnel.ike]`: IKEv2 for this tunnel.
 #[derive(Clone, Debug)]
 pub struct IkeConfig {
@@ -495,8 +531,20 @@ pub struct IkeConfig {
     /// template ([`Tunnel::remote_prefixes`]).
     pub remote_ids: Option<IkeIdPattern>,
     /// The pre-shared key (RFC 7296 §2.15); empty on a template that takes
-    /// each peer's from `[[secret]]` by its identity.
+    /// each peer's from `[[secret]]` by its identity, and when neither side
+    /// authenticates by PSK.
     pub psk: Secret,
+    /// How we authenticate: `psk`, or `pubkey` with [`IkeConfig::credential`].
+    pub local_auth: IkeAuth,
+    /// How the peer must: `psk`, or `pubkey` against [`IkeConfig::trust`].
+    pub remote_auth: IkeAuth,
+    /// Our certificate chain and key (`local_auth = "pubkey"`).
+    pub credential: Option<IkeCredential>,
+    /// Trust anchors and CRLs (`remote_auth = "pubkey"`).
+    pub trust: Option<IkeTrust>,
+    /// Accept AUTH method 1 (RSA PKCS#1 v1.5 with SHA-1) from a peer that
+    /// does not speak RFC 7427.
+    pub allow_rsa_sha1: bool,
     /// IKE SA proposals, most preferred first.
     pub proposals: Vec<IkeProposal>,
     /// Child SA (ESP) proposals, most preferred first.

@@ -240,12 +240,25 @@ pub(super) struct RawSa {
     pub auth_key_out_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RawIkeAuth {
+    Psk,
+    Pubkey,
+}
+
 #[derive(Debug)]
 pub(super) struct RawIke {
     pub local_id: Option<String>,
     pub remote_id: Option<String>,
     pub psk: Option<RawSecret>,
     pub psk_file: Option<PathBuf>,
+    pub local_auth: Option<RawIkeAuth>,
+    pub remote_auth: Option<RawIkeAuth>,
+    pub certificate: Option<PathBuf>,
+    pub private_key: Option<PathBuf>,
+    pub ca_certificates: Option<Vec<String>>,
+    pub crls: Option<Vec<String>>,
+    pub allow_rsa_sha1: Option<bool>,
     pub proposals: Option<Vec<String>>,
     pub esp_proposals: Option<Vec<String>>,
     pub start_action: Option<RawStartAction>,
@@ -689,6 +702,23 @@ fn read_ike(t: Tbl) -> Option<RawIke> {
         remote_id: t.opt_str("remote_id"),
         psk: t.opt_secret("psk"),
         psk_file: t.opt_path("psk_file"),
+        local_auth: word(
+            &t,
+            "local_auth",
+            &["psk", "pubkey"],
+            &[RawIkeAuth::Psk, RawIkeAuth::Pubkey],
+        ),
+        remote_auth: word(
+            &t,
+            "remote_auth",
+            &["psk", "pubkey"],
+            &[RawIkeAuth::Psk, RawIkeAuth::Pubkey],
+        ),
+        certificate: t.opt_path("certificate"),
+        private_key: t.opt_path("private_key"),
+        ca_certificates: t.opt_str_list("ca_certificates"),
+        crls: t.opt_str_list("crls"),
+        allow_rsa_sha1: t.opt_bool("allow_rsa_sha1"),
         proposals: t.opt_str_list("proposals"),
         esp_proposals: t.opt_str_list("esp_proposals"),
         start_action: word(

@@ -1833,3 +1833,6 @@ fn pools_are_checked() {
         "must not be empty",
     );
 }
+
+/// Certificate files of `[tunnel.ike]`.
+mod certs;

@@ -25,9 +25,9 @@ use super::raw::*;
 use super::reader::{Diags, Tbl};
 use super::secret::{decode_hex, read_secret_file, resolve, RawSecret, Secret};
 use super::{
-    ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, HugepageMode, IkeConfig,
-    IkeId, Interface, LogFormat, MacAddr, ManualSa, MetricsConfig, Neighbour, PoolConfig, Role,
-    Route, SaPair, SocketGroup, StartAction, Tunnel,
+    ControlConfig, CryptoBackendChoice, DataplaneConfig, GatewayConfig, HugepageMode, IkeAuth,
+    IkeConfig, IkeId, Interface, LogFormat, MacAddr, ManualSa, MetricsConfig, Neighbour,
+    PoolConfig, Role, Route, SaPair, SocketGroup, StartAction, Tunnel,
 };
 use crate::host::{Device, PciAddr};
 
@@ -2054,7 +2054,80 @@ fn ike(
             Some(s) => ike_id(s).map_err(|e| cx.err(p.key(name), e)),
         }
     };
-    let local_id = id("local_id", r.local_id.as_deref(), endpoints.local)?;
+    // Certificates (certs.rs): `local_auth`/`remote_auth` default to
+    // "pubkey" when `certificate`/`ca_certificates` are given.
+    let auth = |v: Option<RawIkeAuth>, given: bool| match v {
+        Some(RawIkeAuth::Psk) => IkeAuth::Psk,
+        Some(RawIkeAuth::Pubkey) => IkeAuth::Pubkey,
+        None if given => IkeAuth::Pubkey,
+        None => IkeAuth::Psk,
+    };
+    let local_auth = auth(r.local_auth, r.certificate.is_some());
+    let remote_auth = auth(r.remote_auth, r.ca_certificates.is_some());
+    let field_err = |(f, e): (&'static str, String)| cx.err(p.key(f), e);
+    let credential = match (local_auth, r.certificate, r.private_key) {
+        (IkeAuth::Pubkey, Some(c), Some(k)) => {
+            Some(super::certs::credential(cx.file(), &c, &k).map_err(field_err)?)
+        }
+        (IkeAuth::Pubkey, None, _) => {
+            return Err(cx.err(
+                p.key("certificate"),
+                "missing: `local_auth = \"pubkey\"` needs `certificate` and `private_key`",
+            ))
+        }
+        (IkeAuth::Pubkey, Some(_), None) => {
+            return Err(cx.err(
+                p.key("private_key"),
+                "missing: `certificate` needs its `private_key`",
+            ))
+        }
+        (IkeAuth::Psk, c, k) => {
+            if c.is_some() || k.is_some() {
+                return Err(cx.err(
+                    p.key("certificate"),
+                    "`certificate`/`private_key` given with `local_auth = \"psk\"`",
+                ));
+            }
+            None
+        }
+    };
+    let trust = match (remote_auth, r.ca_certificates) {
+        (IkeAuth::Pubkey, Some(cas)) => Some(
+            super::certs::trust(
+                cx.file(),
+                &cas,
+                r.crls.as_deref().unwrap_or_default(),
+                r.allow_rsa_sha1.unwrap_or(false),
+            )
+            .map_err(field_err)?,
+        ),
+        (IkeAuth::Pubkey, None) => {
+            return Err(cx.err(
+                p.key("ca_certificates"),
+                "missing: `remote_auth = \"pubkey\"` needs `ca_certificates`",
+            ))
+        }
+        (IkeAuth::Psk, cas) => {
+            if cas.is_some() || r.crls.is_some() {
+                return Err(cx.err(
+                    p.key("ca_certificates"),
+                    "`ca_certificates`/`crls` given with `remote_auth = \"psk\"`",
+                ));
+            }
+            None
+        }
+    };
+    let local_id = match (&credential, r.local_id.as_deref()) {
+        // RFC 4945 §3.1.5: the subject DN, as strongSwan defaults to.
+        (Some(c), None) => IkeId::Dn {
+            der: match c.loaded.subject_id() {
+                ike::message::Identification::Other { data, .. } => data,
+                _ => Vec::new(),
+            },
+            text: c.loaded.subject_text(),
+        },
+        (_, v) => id("local_id", v, endpoints.local)?,
+    };
     let (remote_id, remote_ids) = if template {
         // A template's peers are told by the identity they present.
         let Some(text) = r.remote_id.as_deref() else {
@@ -2071,12 +2144,13 @@ fn ike(
             None,
         )
     };
+    let psk_needed = local_auth == IkeAuth::Psk || remote_auth == IkeAuth::Psk;
     let psk_bytes = match (r.psk, r.psk_file) {
         (Some(_), Some(_)) => {
             return Err(cx.err(p.key("psk"), "give either `psk` or `psk_file`, not both"))
         }
         // A template without its own key takes the peer's [[secret]].
-        (None, None) if template => Zeroizing::new(Vec::new()),
+        (None, None) if template || !psk_needed => Zeroizing::new(Vec::new()),
         (None, None) => return Err(cx.err(p.key("psk"), "missing: give `psk` or `psk_file`")),
         (Some(s), None) => psk_from_text(&s.0).map_err(|e| cx.err(p.key("psk"), e))?,
         (None, Some(path)) => {
@@ -2201,6 +2275,11 @@ fn ike(
         remote_id,
         remote_ids,
         psk,
+        local_auth,
+        remote_auth,
+        credential,
+        trust,
+        allow_rsa_sha1: r.allow_rsa_sha1.unwrap_or(false),
         proposals,
         esp_proposals,
         // A template has nobody to initiate to: it listens unless told

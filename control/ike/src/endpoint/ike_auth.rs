@@ -78,6 +78,9 @@ impl Endpoint {
         }
         match t.secrets.lookup(id_i) {
             Some(psk) => Judgement::Here(psk.clone()),
+            // Certificates both ways: the identity is proven by the
+            // peer's certificate, no secret is involved.
+            None if !self.uses_psk() => Judgement::Here(SecretBytes::new(Vec::new())),
             None => {
                 self.stats.auth_refused_unknown_identity += 1;
                 Judgement::Refused
@@ -119,28 +122,23 @@ impl Endpoint {
         let Some((sk, init)) = sa.awaiting_auth() else {
             return Err(ProtocolError::UnexpectedExchange.into());
         };
-        let refused = match &psk {
-            None => true,
-            Some(_) if auth.method != AuthMethod::SHARED_KEY_MIC => {
-                self.stats.auth_refused_method += 1;
-                true
-            }
-            Some(psk) => {
-                let expected = self.auth_value(sa.initiator, sk, init, id_i, false, psk);
-                let bad = !ct_eq(&auth.data, &expected);
-                if bad {
-                    self.stats.auth_refused_bad_auth += 1;
-                }
-                bad
-            }
-        };
-        let Some(psk) = psk.filter(|_| !refused) else {
+        // Authentication, PSK or certificate: cert_auth.rs. The identity
+        // was judged above; a refusal there is counted there.
+        let Some(psk) = psk else {
             self.stats.auth_failures += 1;
             return Err(IkeError::AuthenticationFailed);
         };
+        if !self.peer_authenticated(sa.initiator, sk, init, id_i, auth, ps, now, &psk) {
+            return Err(IkeError::AuthenticationFailed);
+        }
+        let id_r = self.config.local_id.clone();
+        let Some(ours) = self.our_auth(sa.initiator, sk, init, &id_r, &psk) else {
+            return Err(IkeError::AuthenticationFailed);
+        };
+        // End of authentication.
         sa.peer_id = Some(id_i.clone());
         // RFC 5685 §6: an authenticated client may be sent elsewhere.
-        if let Some(out) = self.redirect_after_auth(sa, now, &psk) {
+        if let Some(out) = self.redirect_after_auth(sa, now, &ours) {
             return Ok(out);
         }
         let Some(init) = self.established(sa, now) else {
@@ -160,18 +158,8 @@ impl Endpoint {
                 });
             }
         }
-        let id_r = self.config.local_id.clone();
-        let Some(sk) = sa.sk() else {
-            return Err(IkeError::Internal);
-        };
-        let auth = self.auth_value(sa.initiator, sk, &init, &id_r, true, &psk);
-        let mut out = vec![
-            Payload::IdR(id_r),
-            Payload::Auth(AuthPayload {
-                method: AuthMethod::SHARED_KEY_MIC,
-                data: auth.to_vec(),
-            }),
-        ];
+        let mut out = vec![Payload::IdR(id_r)];
+        out.extend(ours);
         // Remote access (§3.15): a virtual IP for the peer, or no Child SA.
         let child = self.answer_cfg_request(sa, now, id_i, ps).and_then(|cp| {
             out.extend(cp);
@@ -221,19 +209,15 @@ impl Endpoint {
             self.remove_sa(sa, Some(reason));
             return;
         };
-        let expected = self.auth_value(sa.initiator, sk, init, id_r, false, &self.config.psk);
-        let refused = if *id_r != self.config.remote_id {
-            Some(&mut self.stats.auth_refused_identity)
-        } else if auth.method != AuthMethod::SHARED_KEY_MIC {
-            Some(&mut self.stats.auth_refused_method)
-        } else if !ct_eq(&auth.data, &expected) {
-            Some(&mut self.stats.auth_refused_bad_auth)
-        } else {
-            None
-        };
-        if let Some(reason) = refused {
-            *reason += 1;
+        // Authentication, PSK or certificate: cert_auth.rs.
+        if *id_r != self.config.remote_id {
+            self.stats.auth_refused_identity += 1;
             self.stats.auth_failures += 1;
+            self.remove_sa(sa, Some(DownReason::AuthenticationFailed));
+            return;
+        }
+        let psk = self.config.psk.clone();
+        if !self.peer_authenticated(sa.initiator, sk, init, id_r, auth, ps, now, &psk) {
             self.remove_sa(sa, Some(DownReason::AuthenticationFailed));
             return;
         }

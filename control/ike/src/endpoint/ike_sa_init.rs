@@ -80,6 +80,7 @@ impl Endpoint {
         // RFC 7383 §2.3.
         payloads.extend(self.fragmentation_offer());
         payloads.extend(self.redirect_notifies(from));
+        payloads.extend(self.init_auth_notifies());
         let msg = Message {
             header: Header {
                 spi_i,
@@ -341,6 +342,8 @@ impl Endpoint {
         // RFC 7383 §2.3: answered only when offered.
         let fragmentation = self.fragmentation_agreed(ps);
         payloads.extend(self.fragmentation_offer().filter(|_| fragmentation));
+        payloads.extend(self.init_auth_notifies());
+        payloads.extend(self.certreq_payloads());
         let header = Header {
             spi_i: hdr.spi_i,
             spi_r,
@@ -502,14 +505,18 @@ impl Endpoint {
         // IKE_AUTH (§1.2).
         let child_spi = self.random_child_spi();
         let id_i = self.config.local_id.clone();
-        let auth = self.auth_value(true, &sk, &init, &id_i, true, &self.config.psk);
-        let mut payloads = vec![
-            Payload::IdI(id_i),
-            Payload::IdR(self.config.remote_id.clone()),
-            Payload::Auth(AuthPayload {
-                method: AuthMethod::SHARED_KEY_MIC,
-                data: auth.to_vec(),
-            }),
+        // CERT and AUTH by PSK or signature, CERTREQ: cert_auth.rs.
+        let psk = self.config.psk.clone();
+        let Some(auth) = self.our_auth(true, &sk, &init, &id_i, &psk) else {
+            self.stats.auth_failures += 1;
+            self.remove_sa(sa, Some(DownReason::AuthenticationFailed));
+            return;
+        };
+        let mut payloads = vec![Payload::IdI(id_i)];
+        payloads.extend(self.certreq_payloads());
+        payloads.push(Payload::IdR(self.config.remote_id.clone()));
+        payloads.extend(auth);
+        payloads.extend([
             Payload::Notify(Notify::new(NotifyType::INITIAL_CONTACT, vec![])),
             Payload::Sa(negotiate::esp_offer(
                 &self.config.esp_proposals,
@@ -518,7 +525,7 @@ impl Endpoint {
             )),
             Payload::TsI(self.config.local_ts.clone()),
             Payload::TsR(self.config.remote_ts.clone()),
-        ];
+        ]);
         payloads.extend(self.cfg_request());
         sa.phase = Phase::Keyed(Keyed {
             sk,

@@ -152,6 +152,7 @@ fn first_error(ps: &[Payload]) -> Option<NotifyType> {
     })
 }
 
+mod cert_auth;
 mod cp;
 mod create_child_sa;
 mod fragment;

@@ -155,7 +155,7 @@ impl Endpoint {
         &mut self,
         sa: &mut IkeSa,
         now: Timestamp,
-        psk: &SecretBytes,
+        ours: &[Payload],
     ) -> Option<Vec<Payload>> {
         let from = sa.redirected_from.clone();
         let gateway = self.redirect_target(
@@ -172,25 +172,18 @@ impl Endpoint {
             self.stats.encode_errors += 1;
             return None;
         };
-        let Some(Stage::HalfOpen { init, ticket }) = sa.enter(Stage::Deleting) else {
+        let Some(Stage::HalfOpen { ticket, .. }) = sa.enter(Stage::Deleting) else {
             return None;
         };
         self.release_half_open(ticket);
         sa.redirected = true;
         sa.last_heard = now;
-        let id_r = self.config.local_id.clone();
-        let sk = sa.sk()?;
-        let auth = self.auth_value(sa.initiator, sk, &init, &id_r, true, psk);
         self.stats.redirects_sent_auth += 1;
         tracing::info!(remote = %sa.remote, to = %gateway, "IKE: authenticated client redirected in IKE_AUTH (RFC 5685 §6)");
-        Some(vec![
-            Payload::IdR(id_r),
-            Payload::Auth(AuthPayload {
-                method: AuthMethod::SHARED_KEY_MIC,
-                data: auth.to_vec(),
-            }),
-            Payload::Notify(Notify::new(NotifyType::REDIRECT, data)),
-        ])
+        let mut out = vec![Payload::IdR(self.config.local_id.clone())];
+        out.extend_from_slice(ours);
+        out.push(Payload::Notify(Notify::new(NotifyType::REDIRECT, data)));
+        Some(out)
     }
 
     /// The new gateway of a REDIRECT we may follow, or `None` (counted).

@@ -4,6 +4,7 @@
 //! Messages are decoded into owned values: this is control-plane code where
 //! clarity matters more than avoiding a copy.
 
+pub mod cert;
 pub mod codec;
 pub mod cp;
 pub mod fragment;
@@ -12,6 +13,7 @@ pub mod payload;
 pub mod redirect;
 pub mod types;
 
+pub use cert::{CertEncoding, CertPayload};
 pub use codec::{Reader, Writer};
 pub use cp::{CfgAttribute, CfgAttributeType, CfgType, CpPayload};
 pub use notify::NotifyType;

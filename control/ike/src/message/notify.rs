@@ -40,6 +40,8 @@ codepoint! {
         REDIRECT_SUPPORTED = 16406,
         REDIRECT = 16407,
         REDIRECTED_FROM = 16408,
+        /// RFC 7427 §4.
+        SIGNATURE_HASH_ALGORITHMS = 16431,
     }
 }
 

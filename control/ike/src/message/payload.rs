@@ -30,6 +30,10 @@ pub enum Payload {
     TsR(Vec<TrafficSelector>),
     /// Configuration payload (§3.15).
     Cp(super::cp::CpPayload),
+    /// Certificate (§3.6).
+    Cert(super::cert::CertPayload),
+    /// Certificate Request (§3.7).
+    CertReq(super::cert::CertPayload),
     /// Encrypted and Authenticated payload (§3.14): must be last.
     Encrypted(Encrypted),
     /// A payload type this implementation does not process.
@@ -56,6 +60,8 @@ impl Payload {
             Payload::TsI(_) => PayloadType::TSI,
             Payload::TsR(_) => PayloadType::TSR,
             Payload::Cp(_) => PayloadType::CP,
+            Payload::Cert(_) => PayloadType::CERT,
+            Payload::CertReq(_) => PayloadType::CERTREQ,
             Payload::Encrypted(_) => PayloadType::SK,
             Payload::Unknown { ty, .. } => *ty,
         }
@@ -82,6 +88,8 @@ impl Payload {
                 | PayloadType::TSI
                 | PayloadType::TSR
                 | PayloadType::CP
+                | PayloadType::CERT
+                | PayloadType::CERTREQ
                 | PayloadType::SK
         )
     }
@@ -106,6 +114,8 @@ impl Payload {
             PayloadType::TSI => Payload::TsI(TrafficSelector::decode_list(&mut r)?),
             PayloadType::TSR => Payload::TsR(TrafficSelector::decode_list(&mut r)?),
             PayloadType::CP => Payload::Cp(super::cp::CpPayload::decode(&mut r)?),
+            PayloadType::CERT => Payload::Cert(super::cert::CertPayload::decode(&mut r)?),
+            PayloadType::CERTREQ => Payload::CertReq(super::cert::CertPayload::decode(&mut r)?),
             PayloadType::SK => unreachable_sk()?,
             _ => {
                 if critical {
@@ -130,6 +140,7 @@ impl Payload {
             Payload::Auth(p) => p.encode(w),
             Payload::Nonce(b) | Payload::VendorId(b) => w.bytes(b),
             Payload::Cp(p) => return p.encode(w),
+            Payload::Cert(p) | Payload::CertReq(p) => p.encode(w),
             Payload::Notify(p) => return p.encode(w),
             Payload::Delete(p) => return p.encode(w),
             Payload::TsI(t) | Payload::TsR(t) => return TrafficSelector::encode_list(t, w),

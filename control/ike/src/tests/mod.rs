@@ -1,5 +1,6 @@
 //! Engine tests without a network: two engines back to back.
 
+mod cert;
 mod cp;
 mod decode;
 mod flood;
