@@ -1660,6 +1660,8 @@ impl IkeDriver {
         if self.known_dirty {
             self.refresh_known_spis(now);
         }
+        // Leases the engines handed out or gave back (remote access).
+        self.pools.persist();
     }
 
     /// One round of [`IkeDriver::pump`]; whether a half-open SA was handed
@@ -1722,7 +1724,6 @@ impl IkeDriver {
                 .endpoint
                 .handle_handed(at, local, remote, message);
         }
-        self.pools.persist();
     }
 
     fn on_event(&mut self, ti: usize, ev: IkeEvent, wall: Instant) {
@@ -2209,6 +2210,11 @@ impl IkeDriver {
                     })
                     .collect();
                 child_sas.extend(t.retiring.iter().map(|(_, c)| child(c, "retiring")));
+                // How the template's peers authenticate (RFC 7296 §2.15).
+                let peer_auth = match t.tunnel.ike.as_ref().map(|i| i.remote_auth) {
+                    Some(config::IkeAuth::Pubkey) => "pubkey",
+                    _ => "psk",
+                };
                 let peers: Vec<PeerView> = if template {
                     t.peers
                         .values()
@@ -2226,7 +2232,7 @@ impl IkeDriver {
                                     .endpoint
                                     .peer_id(p.id)
                                     .map_or_else(|| "?".into(), identity_text),
-                                auth: "psk".into(),
+                                auth: peer_auth.into(),
                                 ike_sa: ike_view(p)?,
                                 child_sas: child_sas
                                     .iter()
