@@ -130,7 +130,9 @@ msrv:
 # The ESP engine summary (esp_report: against the bare crypto and DPDK's
 # dpdk-test-crypto-perf, ~2 min; BENCH_ARGS go to it, e.g.
 # BENCH_ARGS=--quick), the criterion benches only with BENCH_CRITERION=1
-# (~4 min more), then the lab: `espresso-lab bench` on the standard matrix,
+# (~4 min more), the IKE signature cost per IKE SA (the ike_auth bench,
+# ~1 min: the certificate path against bare aws-lc-rs sign + verify,
+# ratios in bench-results/ike_auth.md), then the lab: `espresso-lab bench` on the standard matrix,
 # every case next to testpmd and DPDK's ipsec-secgw (make secgw) on the
 # same traffic (~10 min on 2 cores, more with secgw),
 # SA installs while forwarding with 100,000 tunnels, then the latency and
@@ -144,6 +146,8 @@ BENCH_CRITERION ?= 0
 bench: deps secgw
 	$(CARGO) run --release -p espresso-benches --bin esp_report -- $(BENCH_ARGS)
 	if [ "$(BENCH_CRITERION)" = 1 ]; then $(CARGO) bench -p espresso-benches; fi
+	$(CARGO) bench -p espresso-benches --bench ike_auth -- --warm-up-time 1 --measurement-time 4
+	/usr/bin/python3 scripts/ike_auth_summary.py target/criterion/ike-auth bench-results/ike_auth.md || true
 	$(CARGO) build --release -p espresso-control -p espresso-lab
 	./target/release/espresso-lab bench --out bench-results $(LAB_ARGS)
 
