@@ -231,7 +231,16 @@ fn oversize_requests_and_too_many_clients_are_refused() {
     let silent: Vec<UnixStream> = (0..MAX_CLIENTS)
         .map(|_| UnixStream::connect(&path).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait until the accept loop has taken all of them (a fixed sleep
+    // was too short on a loaded machine).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sock.clients.load(Ordering::Relaxed) < MAX_CLIENTS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "silent clients not accepted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let v = raw(&path, b"");
     assert_eq!(error_code(&v), "busy");
     assert!(sock.stats().refused_busy.load(Ordering::Relaxed) >= 1);
