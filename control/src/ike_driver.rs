@@ -1660,6 +1660,10 @@ impl IkeDriver {
         if self.known_dirty {
             self.refresh_known_spis(now);
         }
+        // Leases changed by the events above reach the state file now
+        // (lost in the hand-over rework of pump: only handed-over SAs
+        // persisted their leases).
+        self.pools.persist();
     }
 
     /// One round of [`IkeDriver::pump`]; whether a half-open SA was handed
