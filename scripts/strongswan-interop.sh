@@ -31,7 +31,9 @@
 #              initiating, then strongSwan. Each run: the tunnel comes up
 #              and passes a ping, the capture shows IKE_AUTH fragments
 #              from both gateways, espresso counts messages it fragmented
-#              and reassembled, charon logs both too.
+#              and reassembled, charon logs both too. tshark reassembles
+#              the fragments and decrypts each IKE_AUTH, and checks every
+#              ESP ICV, with espresso's key logs.
 #   redirect   RFC 5685: charon (the client, at gwB) connects to espresso
 #              A (gwA), which redirects every client to a second espresso
 #              C in namespaces of its own (see setup_redirect_network) in
@@ -39,6 +41,8 @@
 #              `espresso redirect` (an INFORMATIONAL REDIRECT). Each time
 #              charon ends up with its IKE SA and Child SA on C and hostB
 #              pings hostC behind C; A counted the redirect and holds no SA.
+#              charon's WAN capture (to A and to C) is decrypted by tshark
+#              with A's and C's key logs: IKE_AUTH and every ESP ICV.
 #   vip        remote access: charon is a client with vips = 0.0.0.0, ::
 #              and espresso listens with a [[pool]] 10.3.0.0/24 +
 #              fd03::/112; charon gets an address of each family from the
@@ -47,7 +51,8 @@
 #              state_dir (mode 0600), kept through charon's Child and IKE
 #              SA rekeys and released on swanctl --terminate; reconnecting,
 #              charon gets the same address; a restarted espresso reads
-#              the lease back.
+#              the lease back. tshark decrypts the IKE_AUTH messages (with
+#              their CP payload) and checks every ESP ICV before the restart.
 #   certs      certificate authentication (RFC 7427 signatures, CERT and
 #              CERTREQ) with a test CA made at run time by openssl: for
 #              ECDSA P-256, Ed25519 and RSA-2048 (RSASSA-PSS) certificates
@@ -55,7 +60,18 @@
 #              ping passes; tshark decrypts every IKE_AUTH with espresso's
 #              key logs and finds CERTs and AUTH method 14 in each. Then
 #              strongSwan's certificate, revoked by a CRL espresso loads,
-#              is refused and counted (cert_revoked).
+#              is refused and counted (cert_revoked). Every ESP ICV is
+#              checked by tshark with the key logs too.
+#   fragcerts  fragmentation that comes from the certificates' size: WAN
+#              MTU 576, espresso's fragment_size 576, charon's 0 (its IPv4
+#              default, 576), RSA-4096 certificates (RSASSA-PSS) from an
+#              RSA-4096 test CA on both sides; espresso initiates, then
+#              strongSwan. Each run: tunnel up, ping, espresso counts
+#              fragments, the capture shows IKE_AUTH fragmented by both
+#              sides, every WAN datagram within 576 bytes and no IP
+#              fragment. tshark reassembles the RFC 7383 fragments and
+#              decrypts each IKE_AUTH (CERT, AUTH method 14, identities) and
+#              every ESP frame with espresso's key logs.
 #
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
