@@ -31,7 +31,9 @@
 #              initiating, then strongSwan. Each run: the tunnel comes up
 #              and passes a ping, the capture shows IKE_AUTH fragments
 #              from both gateways, espresso counts messages it fragmented
-#              and reassembled, charon logs both too.
+#              and reassembled, charon logs both too. tshark reassembles
+#              the fragments and decrypts each IKE_AUTH, and checks every
+#              ESP ICV, with espresso's key logs.
 #   redirect   RFC 5685: charon (the client, at gwB) connects to espresso
 #              A (gwA), which redirects every client to a second espresso
 #              C in namespaces of its own (see setup_redirect_network) in
@@ -39,6 +41,8 @@
 #              `espresso redirect` (an INFORMATIONAL REDIRECT). Each time
 #              charon ends up with its IKE SA and Child SA on C and hostB
 #              pings hostC behind C; A counted the redirect and holds no SA.
+#              charon's WAN capture (to A and to C) is decrypted by tshark
+#              with A's and C's key logs: IKE_AUTH and every ESP ICV.
 #   vip        remote access: charon is a client with vips = 0.0.0.0, ::
 #              and espresso listens with a [[pool]] 10.3.0.0/24 +
 #              fd03::/112; charon gets an address of each family from the
@@ -47,7 +51,8 @@
 #              state_dir (mode 0600), kept through charon's Child and IKE
 #              SA rekeys and released on swanctl --terminate; reconnecting,
 #              charon gets the same address; a restarted espresso reads
-#              the lease back.
+#              the lease back. tshark decrypts the IKE_AUTH messages (with
+#              their CP payload) and checks every ESP ICV before the restart.
 #   certs      certificate authentication (RFC 7427 signatures, CERT and
 #              CERTREQ) with a test CA made at run time by openssl: for
 #              ECDSA P-256, Ed25519 and RSA-2048 (RSASSA-PSS) certificates
@@ -55,7 +60,18 @@
 #              ping passes; tshark decrypts every IKE_AUTH with espresso's
 #              key logs and finds CERTs and AUTH method 14 in each. Then
 #              strongSwan's certificate, revoked by a CRL espresso loads,
-#              is refused and counted (cert_revoked).
+#              is refused and counted (cert_revoked). Every ESP ICV is
+#              checked by tshark with the key logs too.
+#   fragcerts  fragmentation that comes from the certificates' size: WAN
+#              MTU 576, espresso's fragment_size 576, charon's 0 (its IPv4
+#              default, 576), RSA-4096 certificates (RSASSA-PSS) from an
+#              RSA-4096 test CA on both sides; espresso initiates, then
+#              strongSwan. Each run: tunnel up, ping, espresso counts
+#              fragments, the capture shows IKE_AUTH fragmented by both
+#              sides, every WAN datagram within 576 bytes and no IP
+#              fragment. tshark reassembles the RFC 7383 fragments and
+#              decrypts each IKE_AUTH (CERT, AUTH method 14, identities) and
+#              every ESP frame with espresso's key logs.
 #
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
@@ -365,8 +381,11 @@ terminate_check() {
     fi
 }
 
+# start_capture [NS IFACE...]: $DIR/wan.pcapng, by default of gwA's wan0.
 start_capture() {
-    in_ns $NS_GA bash -c "trap - INT; exec tshark -q -n -i wan0 -w '$DIR/wan.pcapng' 2>'$DIR/tshark.log'" &
+    local ns=${1:-$NS_GA} ifs="-i wan0" i
+    [ $# -gt 1 ] && { ifs=""; for i in "${@:2}"; do ifs="$ifs -i $i"; done; }
+    in_ns "$ns" bash -c "trap - INT; exec tshark -q -n $ifs -w '$DIR/wan.pcapng' 2>'$DIR/tshark.log'" &
     CAP_PID=$!
     PIDS+=("$CAP_PID")
     for _ in $(seq 50); do grep -q "Capturing on" "$DIR/tshark.log" 2>/dev/null && break; sleep 0.1; done
@@ -374,7 +393,7 @@ start_capture() {
 
 stop_capture() {
     sleep 0.3
-    pkill -INT -f "tshark -q -n -i wan0 -w $DIR/wan.pcapng" 2>/dev/null || true
+    pkill -INT -f "tshark -q -n .*-w $DIR/wan.pcapng" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$CAP_PID" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$CAP_PID" 2>/dev/null || true
     wait "$CAP_PID" 2>/dev/null || true
@@ -569,6 +588,11 @@ scenario_fragments() {
         stop_espresso
         swan --terminate --ike net --force >/dev/null 2>&1 || true
     done
+    say "WAN captures decrypted by tshark with espresso's key logs"
+    wireshark_keys
+    mergecap -w "$DIR/wan.pcapng" "$DIR"/wan-*.pcapng
+    ike_decrypt_check "$DIR/wan.pcapng" $((2 * n)) 'isakmp.fragment.count >= 2' "reassembled from fragments"
+    esp_icv_check "$DIR/wan.pcapng" "$DIR/wireshark" $((6 * n)) || true
     local split joined
     split=$(grep -c 'splitting IKE message' "$DIR/charon.log" || true)
     joined=$(grep -c 'reassembled fragmented IKE message' "$DIR/charon.log" || true)
@@ -803,6 +827,9 @@ redirect_round() {
     swan --terminate --ike net --force >/dev/null 2>&1 || true
     stop_farm_gw gw-a "$GW_PID"; GW_PID=
     stop_farm_gw gw-c "$GC_PID"; GC_PID=
+    # Each start of a gateway begins its key log afresh: keep this round's.
+    for i in gw-a gw-c; do [ -d "$DIR/keylog/$i" ] && mv "$DIR/keylog/$i" "$DIR/keylog/$i-$ex"; done
+    true
 }
 
 scenario_redirect() {
@@ -810,8 +837,17 @@ scenario_redirect() {
     setup_redirect_network
     start_charon
     load_redirect_conn
+    # charon's side sees both gateways: wan0 to A, wan1 to C.
+    start_capture $NS_GB wan0 wan1
     redirect_round ike_sa_init
     redirect_round informational
+    stop_capture
+    say "charon's WAN capture decrypted by tshark with espresso A's and C's key logs"
+    wireshark_keys
+    # IKE_AUTH with C after each redirect, and with A before the
+    # INFORMATIONAL one.
+    ike_decrypt_check "$DIR/wan.pcapng" 6
+    esp_icv_check "$DIR/wan.pcapng" "$DIR/wireshark" 20 || true
     # Not `redirect_round ike_auth`: charon 5.9.8 follows a redirect in the
     # IKE_AUTH response ("redirected to 192.0.2.3") and then aborts with
     # "free(): double free detected" while restarting the IKE SA towards
@@ -901,6 +937,7 @@ scenario_vip() {
     start_charon
     load_conn_vip
     write_espresso_vip
+    start_capture
     start_espresso
     # hostA on IPv6 too, behind espresso.
     in_ns $NS_HA sysctl -qw net.ipv6.conf.h0.accept_ra=0
@@ -980,6 +1017,12 @@ scenario_vip() {
     if in_ns $NS_GB ping -c 3 -i 0.2 -W 2 -I "$vip" 10.1.0.10 >/dev/null 2>&1; then ok "ping from $vip after the reconnect"
     else fail "ping after the reconnect"; fi
     ok "espresso: $(stats | grep -E '^ike\.swan\.(virtual_ips_assigned|cp_address_failures)' | tr '\n' ' ')"
+    stop_capture
+    say "WAN capture so far decrypted by tshark with espresso's key log"
+    wireshark_keys
+    # IKE_AUTH of the first connection and of the reconnection.
+    ike_decrypt_check "$DIR/wan.pcapng" 4 'isakmp.cfg.type' "with their CP payload"
+    esp_icv_check "$DIR/wan.pcapng" "$DIR/wireshark" 20 || true
     say "espresso restarts: the lease is read back and held for its client"
     stop_espresso
     start_espresso
@@ -994,22 +1037,26 @@ scenario_vip() {
 
 # ------------------------------------------------------------ certificates
 
-# make_ca: a test CA (ECDSA P-256) and, for each key type, a certificate
-# for gw-a.example (espresso) and gw-b.example (strongSwan). Keys are
-# PKCS#8 PEM, 0600; they live and die with $DIR.
+# make_ca [KT...]: a test CA (ECDSA P-256; RSA-4096 with CA_KEY=rsa4096)
+# and, for each key type KT (default ecdsa ed25519 rsa; rsa4096 too), a
+# certificate for gw-a.example (espresso) and gw-b.example (strongSwan).
+# Keys are PKCS#8 PEM, 0600; they live and die with $DIR.
 make_ca() {
-    local c=$DIR/pki
+    local c=$DIR/pki kts=${*:-ecdsa ed25519 rsa}
     mkdir -p "$c"; chmod 700 "$c"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$c/ca.key" \
+    local cakey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
+    [ "${CA_KEY:-ecdsa}" = rsa4096 ] && cakey=(-newkey rsa:4096)
+    openssl req -x509 "${cakey[@]}" -nodes -keyout "$c/ca.key" \
         -out "$c/ca.pem" -days 7 -subj "/O=Espresso test/CN=Espresso Test CA" \
         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
     local kt gw
-    for kt in ecdsa ed25519 rsa; do
+    for kt in $kts; do
         for gw in gw-a gw-b; do
             case $kt in
                 ecdsa) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$c/$gw-$kt.key" ;;
                 ed25519) openssl genpkey -algorithm ED25519 -out "$c/$gw-$kt.key" ;;
                 rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$c/$gw-$kt.key" 2>/dev/null ;;
+                rsa4096) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out "$c/$gw-$kt.key" 2>/dev/null ;;
             esac
             chmod 600 "$c/$gw-$kt.key"
             openssl req -new -key "$c/$gw-$kt.key" -subj "/O=Espresso test/CN=$gw.example" -out "$c/$gw-$kt.csr"
@@ -1018,6 +1065,10 @@ make_ca() {
                 -days 7 -sha256 -extfile "$c/ext" -out "$c/$gw-$kt.pem" 2>/dev/null
         done
     done
+    if [ ! -f "$c/gw-b-ecdsa.pem" ]; then
+        ok "test CA ($(openssl x509 -noout -text -in "$c/ca.pem" | grep -o 'Public-Key: ([0-9]* bit)' | head -1)) made by $(openssl version | cut -d' ' -f1-2): certificates $(cd "$c" && ls gw-*.pem | tr '\n' ' ')($(wc -c <"$c/gw-a-${kts%% *}.pem") bytes PEM each)"
+        return 0
+    fi
     # A CRL revoking strongSwan's ECDSA certificate (openssl ca's database).
     : >"$c/index.txt"; echo 01 >"$c/crlnumber"
     printf '[ca]\ndefault_ca = test\n[test]\ndatabase = %s/index.txt\ncrlnumber = %s/crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n' "$c" "$c" >"$c/ca.cnf"
@@ -1139,6 +1190,104 @@ scenario_certs() {
     else
         fail "decrypted only $auths IKE_AUTH / $certs CERT / $m14 method-14 messages (want $((2 * n)) each)"
     fi
+    esp_icv_check "$DIR/wan.pcapng" "$DIR/wireshark" $((6 * n)) || true
+}
+
+# ------------------------------------------- decryption with espresso's key log
+
+# wireshark_keys: a Wireshark profile in $DIR/wireshark holding every key
+# espresso logged this session (its ikev2_decryption_table and esp_sa).
+wireshark_keys() {
+    mkdir -p "$DIR/wireshark"
+    cat "$DIR"/keylog/*/ikev2_decryption_table >"$DIR/wireshark/ikev2_decryption_table" 2>/dev/null || true
+    cat "$DIR"/keylog/*/esp_sa >"$DIR/wireshark/esp_sa" 2>/dev/null || true
+}
+
+# ike_decrypt_check PCAP MIN: tshark, with espresso's key log only, reads
+# at least MIN IKE_AUTH messages: an identity payload (IDi/IDr) or AUTH
+# is dissected inside the decrypted Encrypted payload. Fragmented
+# IKE_AUTH messages (RFC 7383 SKF) count when tshark reassembled them.
+# With FILTER, only frames that match it too count (WHAT says which).
+ike_decrypt_check() {
+    local pcap=$1 min=$2 filter=${3:-} what=${4:-} n
+    n=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark tshark -n -r "$pcap" -Y "isakmp.exchangetype == 35 && (isakmp.id.type || isakmp.auth.method)${filter:+ && ($filter)}" 2>/dev/null | wc -l)
+    if [ "$n" -ge "$min" ]; then ok "tshark decrypts $n IKE_AUTH messages${what:+ $what} with espresso's key log (IDi/IDr, AUTH readable)"
+    else fail "tshark read only $n IKE_AUTH messages${what:+ $what} with espresso's key log (want $min)"; fi
+}
+
+# ------------------------------------ fragmentation with RSA-4096 certificates
+
+# Frames from SRC in FILE with a WAN IP datagram above 576 bytes or an IP
+# fragment (more fragments set or a fragment offset).
+ip_too_big() { tshark -n -r "$1" -Y "ip.src == $2 && (ip.len > 576 || ip.flags.mf == 1 || ip.frag_offset > 0)" 2>/dev/null | wc -l; }
+
+scenario_fragcerts() {
+    say "network with a WAN MTU of 576; charon's fragment_size 0 (its IPv4 default, 576), espresso's 576; RSA-4096 test CA"
+    setup_network
+    ip -n $NS_GA link set wan0 mtu 576
+    ip -n $NS_GB link set wan0 mtu 576
+    CHARON_EXTRA="fragment_size = 0"
+    start_charon
+    CA_KEY=rsa4096 make_ca rsa4096
+    ESPRESSO_WAN_EXTRA="mtu = 576"
+    ESPRESSO_IKE_EXTRA="fragment_size = 576"
+    local n=0 who
+    for who in espresso strongswan; do
+        n=$((n + 1))
+        say "RSA-4096 certificates (RSASSA-PSS), MTU 576: $who initiates"
+        load_conn_certs rsa4096
+        local start=listen
+        [ "$who" = espresso ] && start=initiate
+        write_espresso_certs "$n" "$start" rsa4096
+        rm -f "$DIR/tshark.log"
+        start_capture
+        start_espresso
+        [ "$who" = strongswan ] && { swan --initiate --child net --timeout 10 >"$DIR/initiate.log" 2>&1 || fail "swanctl --initiate: $(tail -2 "$DIR/initiate.log")"; }
+        if wait_up; then
+            ok "tunnel up: $(tunnels | awk '/^  ike/{print $7, $6}') / $(tunnels | awk '/ active/{print $6, $7}' | head -1)"
+            ping_check 3
+            local s sent got refused
+            s=$(stats)
+            sent=$(echo "$s" | awk '/^ike\.swan\.fragmented_messages /{print $2}')
+            got=$(echo "$s" | awk '/^ike\.swan\.reassembled_messages /{print $2}')
+            if [ "${sent:-0}" -ge 1 ] && [ "${got:-0}" -ge 1 ]; then
+                ok "espresso: $(echo "$s" | grep -E '^ike\.swan\.(fragmented_messages|fragments_sent|fragments_received|reassembled_messages) ' | tr '\n' ' ')"
+            else
+                fail "espresso fragmented ${sent:-0} and reassembled ${got:-0} messages"
+            fi
+            refused=$(echo "$s" | awk '/^ike\.fragment_refusals\./{n += $2} END {print n + 0}')
+            [ "$refused" = 0 ] && ok "no fragment refused" || fail "$refused fragments refused: $(echo "$s" | grep '^ike\.fragment_refusals\.' | grep -v ' 0$' | tr '\n' ' ')"
+            terminate_check
+        fi
+        stop_capture
+        mv "$DIR/wan.pcapng" "$DIR/wan-$n.pcapng"
+        local fa fb ba bb
+        fa=$(auth_fragments "$DIR/wan-$n.pcapng" 192.0.2.1)
+        fb=$(auth_fragments "$DIR/wan-$n.pcapng" 192.0.2.2)
+        if [ "$fa" -ge 2 ] && [ "$fb" -ge 2 ]; then
+            ok "capture: IKE_AUTH in $fa fragments from espresso, $fb from strongSwan (their certificates' size alone)"
+        else
+            fail "capture: IKE_AUTH fragments: $fa from espresso, $fb from strongSwan (want at least 2 each)"
+        fi
+        ba=$(ip_too_big "$DIR/wan-$n.pcapng" 192.0.2.1)
+        bb=$(ip_too_big "$DIR/wan-$n.pcapng" 192.0.2.2)
+        if [ "$ba" = 0 ] && [ "$bb" = 0 ]; then
+            ok "every WAN datagram within 576 bytes, no IP fragment (largest IKE datagram $(tshark -n -r "$DIR/wan-$n.pcapng" -Y isakmp -T fields -e ip.len 2>/dev/null | sort -n | tail -1) bytes)"
+        else
+            fail "$ba datagrams from espresso and $bb from strongSwan above 576 bytes or IP-fragmented"
+        fi
+        stop_espresso
+        swan --terminate --ike net --force >/dev/null 2>&1 || true
+    done
+    say "WAN captures decrypted by tshark with espresso's key logs"
+    wireshark_keys
+    mergecap -w "$DIR/wan.pcapng" "$DIR"/wan-*.pcapng
+    # tshark (4.0) reassembles RFC 7383 fragments, then decrypts the whole
+    # message: the CERTs, AUTH (method 14) and identities are readable.
+    ike_decrypt_check "$DIR/wan.pcapng" $((2 * n)) \
+        'isakmp.fragment.count >= 2 && isakmp.cert.encoding == 4 && isakmp.auth.method == 14' \
+        "reassembled from fragments, each with its X.509 CERT and AUTH method 14,"
+    esp_icv_check "$DIR/wan.pcapng" "$DIR/wireshark" $((6 * n)) || true
 }
 
 command -v /usr/lib/ipsec/charon >/dev/null || { echo "strongSwan (strongswan-charon) is not installed" >&2; exit 2; }
@@ -1149,6 +1298,7 @@ case "$SCENARIO" in
     redirect) scenario_redirect ;;
     vip) scenario_vip ;;
     certs) scenario_certs ;;
+    fragcerts) scenario_fragcerts ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac
 

@@ -22,6 +22,7 @@ fn scenario(name: &str) {
             Need::Program("swanctl"),
             Need::Program("ethtool"),
             Need::PythonModule("cryptography"),
+            Need::Program("mergecap"),
         ],
     );
 }
@@ -53,7 +54,9 @@ fn strongswan_killed_is_noticed_by_dpd() {
 /// messages travel in fragments, with espresso as initiator and as
 /// responder: the tunnel comes up and passes a ping, the capture holds
 /// IKE_AUTH fragments from both gateways, each within 192 bytes, and both
-/// sides count messages fragmented and reassembled.
+/// sides count messages fragmented and reassembled; tshark reassembles and
+/// decrypts every IKE_AUTH and checks every ESP ICV with espresso's key
+/// logs.
 #[test]
 fn strongswan_fragmented_ike_auth_both_roles() {
     scenario("fragments");
@@ -64,7 +67,8 @@ fn strongswan_fragmented_ike_auth_both_roles() {
 /// IKE_SA_INIT; then, with no redirect policy, serves it and sends it to C
 /// on `espresso redirect` (an INFORMATIONAL REDIRECT). Each time the
 /// client ends up with its IKE SA and Child SA on C and pings a host
-/// behind C; A counted the redirect and holds no SA.
+/// behind C; A counted the redirect and holds no SA. tshark decrypts
+/// charon's WAN capture (IKE_AUTH, every ESP ICV) with A's and C's key logs.
 #[test]
 fn strongswan_client_redirected_to_a_second_espresso() {
     scenario("redirect");
@@ -77,7 +81,9 @@ fn strongswan_client_redirected_to_a_second_espresso() {
 /// transfer (SHA-256 compared); charon's Child SA and IKE SA rekeys keep
 /// the address; the lease is persisted (mode 0600), goes back to the pool
 /// when charon terminates, charon gets the same address when it
-/// reconnects, and a restarted espresso reads the lease back.
+/// reconnects, and a restarted espresso reads the lease back. tshark
+/// decrypts the IKE_AUTH messages (CP payload readable) and checks every
+/// ESP ICV with espresso's key log.
 #[test]
 fn strongswan_client_gets_a_virtual_ip_from_a_pool() {
     scenario("vip");
@@ -114,8 +120,9 @@ fn strongswan_road_warriors_behind_nat_on_one_template() {
 /// ECDSA P-256, Ed25519 and RSA-2048 (RSASSA-PSS) certificates on both
 /// sides, espresso initiating and then responding; ping passes, tshark
 /// decrypts every IKE_AUTH with espresso's key log and finds X.509 CERTs
-/// and AUTH method 14 (RFC 7427) in each; strongSwan with a certificate
-/// revoked by the CRL espresso loads is refused and counted.
+/// and AUTH method 14 (RFC 7427) in each, and every ESP ICV correct;
+/// strongSwan with a certificate revoked by the CRL espresso loads is
+/// refused and counted.
 #[test]
 fn strongswan_certificates_both_roles() {
     if let Some(reason) = testkit::missing(&[Need::Program("openssl")]) {
@@ -123,4 +130,22 @@ fn strongswan_certificates_both_roles() {
         return;
     }
     scenario("certs");
+}
+
+/// IKE fragmentation (RFC 7383) that comes from the certificates' size:
+/// a WAN MTU of 576, espresso's `fragment_size = 576` and charon's IPv4
+/// default (`fragment_size = 0`), RSA-4096 certificates (RSASSA-PSS; charon
+/// signs with SHA-384) from an RSA-4096 test CA on both sides, espresso
+/// initiating, then strongSwan: the tunnel comes up and passes a ping,
+/// both IKE_AUTH messages travel in fragments from each side, every WAN
+/// datagram is within 576 bytes with no IP fragment, and tshark reassembles
+/// the fragments and decrypts them (CERTs, AUTH, identities) and every ESP
+/// frame with espresso's key logs.
+#[test]
+fn strongswan_fragmented_rsa4096_certificates_both_roles() {
+    if let Some(reason) = testkit::missing(&[Need::Program("openssl"), Need::Program("mergecap")]) {
+        testkit::skip(&reason);
+        return;
+    }
+    scenario("fragcerts");
 }

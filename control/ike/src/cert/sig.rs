@@ -19,6 +19,11 @@ pub enum Scheme {
     EcdsaP256Sha256,
     EcdsaP384Sha384,
     RsaPssSha256,
+    /// RSASSA-PSS with SHA-384 / SHA-512 (MGF1 with the same hash, salt
+    /// the hash's length): verified, never produced. strongSwan signs with
+    /// SHA-384 when its RSA key has 3072 bits or more.
+    RsaPssSha384,
+    RsaPssSha512,
     RsaPkcs1Sha256,
     RsaPkcs1Sha384,
     RsaPkcs1Sha512,
@@ -77,6 +82,8 @@ const OID_SHA256_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 
 const OID_SHA384_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
 const OID_SHA512_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
 const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+const OID_SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
+const OID_SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
 const OID_MGF1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08];
 
 impl Scheme {
@@ -120,9 +127,8 @@ impl Scheme {
         match self {
             EcdsaP256Sha256 | EcdsaP256Sha256Fixed => key == KeyType::EcdsaP256,
             EcdsaP384Sha384 | EcdsaP384Sha384Fixed => key == KeyType::EcdsaP384,
-            RsaPssSha256 | RsaPkcs1Sha256 | RsaPkcs1Sha384 | RsaPkcs1Sha512 | RsaPkcs1Sha1 => {
-                key == KeyType::Rsa
-            }
+            RsaPssSha256 | RsaPssSha384 | RsaPssSha512 | RsaPkcs1Sha256 | RsaPkcs1Sha384
+            | RsaPkcs1Sha512 | RsaPkcs1Sha1 => key == KeyType::Rsa,
             Ed25519 => key == KeyType::Ed25519,
         }
     }
@@ -135,6 +141,8 @@ impl Scheme {
             EcdsaP256Sha256Fixed => &sig::ECDSA_P256_SHA256_FIXED,
             EcdsaP384Sha384Fixed => &sig::ECDSA_P384_SHA384_FIXED,
             RsaPssSha256 => &sig::RSA_PSS_2048_8192_SHA256,
+            RsaPssSha384 => &sig::RSA_PSS_2048_8192_SHA384,
+            RsaPssSha512 => &sig::RSA_PSS_2048_8192_SHA512,
             RsaPkcs1Sha256 => &sig::RSA_PKCS1_2048_8192_SHA256,
             RsaPkcs1Sha384 => &sig::RSA_PKCS1_2048_8192_SHA384,
             RsaPkcs1Sha512 => &sig::RSA_PKCS1_2048_8192_SHA512,
@@ -205,7 +213,8 @@ fn tlv(b: &[u8]) -> Result<(u8, &[u8], &[u8]), SchemeError> {
 }
 
 /// The scheme an AlgorithmIdentifier names. RSASSA-PSS parameters are
-/// checked (SHA-256, MGF1-SHA-256, salt 32: what aws-lc-rs verifies);
+/// checked (SHA-256/384/512, MGF1 with the same hash, salt the hash's
+/// length: what aws-lc-rs verifies);
 /// absent or NULL parameters are accepted for the PKCS#1 OIDs.
 fn scheme_of(ai: &[u8]) -> Result<Scheme, SchemeError> {
     let (tag, seq, rest) = tlv(ai)?;
@@ -224,56 +233,79 @@ fn scheme_of(ai: &[u8]) -> Result<Scheme, SchemeError> {
         OID_SHA256_RSA if none_or_null => Scheme::RsaPkcs1Sha256,
         OID_SHA384_RSA if none_or_null => Scheme::RsaPkcs1Sha384,
         OID_SHA512_RSA if none_or_null => Scheme::RsaPkcs1Sha512,
-        OID_RSA_PSS if pss_sha256(params)? => Scheme::RsaPssSha256,
+        OID_RSA_PSS => pss_scheme(params)?.ok_or(SchemeError::Unsupported)?,
         _ => return Err(SchemeError::Unsupported),
     };
     Ok(s)
 }
 
-/// Whether RSASSA-PSS-params (RFC 4055) say SHA-256, MGF1 with SHA-256
-/// and a 32-octet salt (trailer field default).
-fn pss_sha256(params: &[u8]) -> Result<bool, SchemeError> {
+/// The OID of a hash AlgorithmIdentifier with absent or NULL parameters.
+fn hash_oid(ai: &[u8]) -> Result<Option<&[u8]>, SchemeError> {
+    let (tag, seq, rest) = tlv(ai)?;
+    let (otag, oid, params) = tlv(seq)?;
+    Ok((tag == 0x30
+        && rest.is_empty()
+        && otag == 0x06
+        && (params.is_empty() || params == [0x05, 0x00]))
+    .then_some(oid))
+}
+
+/// The PSS scheme RSASSA-PSS-params (RFC 4055 §3.1) name: SHA-256,
+/// SHA-384 or SHA-512, MGF1 with the same hash and a salt as long as the
+/// hash (trailer field default), the combinations aws-lc-rs verifies and
+/// strongSwan sends (RFC 7427 A.4.3 pattern). `None`: well-formed but
+/// another combination.
+fn pss_scheme(params: &[u8]) -> Result<Option<Scheme>, SchemeError> {
     let (tag, mut p, rest) = tlv(params)?;
     if tag != 0x30 || !rest.is_empty() {
         return Err(SchemeError::Malformed);
     }
-    // A hash AlgorithmIdentifier with SHA-256 and absent or NULL params.
-    let is_sha256 = |ai: &[u8]| -> Result<bool, SchemeError> {
-        let (tag, seq, rest) = tlv(ai)?;
-        let (otag, oid, params) = tlv(seq)?;
-        Ok(tag == 0x30
-            && rest.is_empty()
-            && otag == 0x06
-            && oid == OID_SHA256
-            && (params.is_empty() || params == [0x05, 0x00]))
-    };
-    let (mut hash_ok, mut mgf_ok, mut salt_ok) = (false, false, false);
+    let (mut hash, mut mgf_hash, mut salt) = (None, None, None);
     while !p.is_empty() {
         let (tag, v, rest) = tlv(p)?;
         match tag {
-            0xa0 => hash_ok = is_sha256(v)?,
+            0xa0 => hash = hash_oid(v)?,
             0xa1 => {
                 let (t, seq, r) = tlv(v)?;
                 let (ot, oid, inner) = tlv(seq)?;
-                mgf_ok =
-                    t == 0x30 && r.is_empty() && ot == 0x06 && oid == OID_MGF1 && is_sha256(inner)?;
+                mgf_hash = if t == 0x30 && r.is_empty() && ot == 0x06 && oid == OID_MGF1 {
+                    hash_oid(inner)?
+                } else {
+                    None
+                };
             }
             0xa2 => {
                 let (t, n, r) = tlv(v)?;
-                salt_ok = t == 0x02 && r.is_empty() && n == [0x20];
+                salt = match (t, n, r.is_empty()) {
+                    (0x02, [len], true) => Some(*len),
+                    _ => None,
+                };
             }
             // trailerField: only the default (1) exists.
             0xa3 => {
                 let (t, n, r) = tlv(v)?;
                 if t != 0x02 || !r.is_empty() || n != [0x01] {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
             _ => return Err(SchemeError::Malformed),
         }
         p = rest;
     }
-    Ok(hash_ok && mgf_ok && salt_ok)
+    // Absent hash/MGF/salt fields mean SHA-1 / salt 20 (RFC 4055
+    // defaults), which we do not verify: `None` below.
+    let (Some(hash), Some(mgf_hash), Some(salt)) = (hash, mgf_hash, salt) else {
+        return Ok(None);
+    };
+    if hash != mgf_hash {
+        return Ok(None);
+    }
+    Ok(match (hash, salt) {
+        (OID_SHA256, 32) => Some(Scheme::RsaPssSha256),
+        (OID_SHA384, 48) => Some(Scheme::RsaPssSha384),
+        (OID_SHA512, 64) => Some(Scheme::RsaPssSha512),
+        _ => None,
+    })
 }
 
 /// Parses SIGNATURE_HASH_ALGORITHMS notify data: 16-bit values (RFC 7427

@@ -266,3 +266,76 @@ fn cert_auth_hostile_cert_payloads_refused_and_counted() {
         assert!(p.b.child_sas().is_empty());
     }
 }
+
+/// The AlgorithmIdentifier strongSwan puts in a method-14 AUTH for
+/// RSASSA-PSS with `hash` (SHA-2 OID last octet: 1, 2 or 3), MGF1 with the
+/// same hash and a salt of `salt` octets (RFC 7427 A.4.3 pattern).
+fn pss_ai(hash: u8, salt: u8) -> Vec<u8> {
+    let h = [
+        0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, hash, 0x05, 0x00,
+    ];
+    let mut params = vec![0xa0, 0x0f];
+    params.extend_from_slice(&h);
+    params.extend_from_slice(&[0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09]);
+    params.extend_from_slice(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08]);
+    params.extend_from_slice(&h);
+    params.extend_from_slice(&[0xa2, 0x03, 0x02, 0x01, salt]);
+    let mut ai = vec![0x30, 0x41, 0x06, 0x09];
+    ai.extend_from_slice(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a]);
+    ai.extend_from_slice(&[0x30, params.len() as u8]);
+    ai.extend_from_slice(&params);
+    ai
+}
+
+/// strongSwan signs with RSASSA-PSS over SHA-384 (salt 48) when its RSA
+/// key has 3072 bits or more, as in the `fragcerts` interop scenario with
+/// RSA-4096 certificates: such an AUTH must verify (it was refused as an
+/// unsupported scheme, so every strongSwan peer with an RSA-4096
+/// certificate got AUTHENTICATION_FAILED). SHA-512 likewise; a salt that
+/// does not match the hash is still refused.
+#[test]
+fn cert_rsa4096_pss_sha384_and_sha512_auth_verified() {
+    use crate::message::{AuthMethod, AuthPayload};
+    use aws_lc_rs::{rand::SystemRandom, signature as awssig};
+    let ca = Ca::new("Test Root", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let k = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)
+        .unwrap();
+    let name = "gw-b.example";
+    let pem = ca.leaf(
+        name,
+        vec![SanType::DnsName(name.try_into().unwrap())],
+        &k,
+        9,
+        None,
+    );
+    let cred = LocalCredential::from_pem(pem.as_bytes(), k.serialize_pem().as_bytes()).unwrap();
+    let leaf = cred.certificates()[0].clone();
+    let store = trust(&ca, &[]);
+    let rsa = awssig::RsaKeyPair::from_pkcs8(&k.serialize_der()).unwrap();
+    let octets = b"the InitiatorSignedOctets of RFC 7296 section 2.15";
+    let id = crate::message::Identification::Fqdn(name.into());
+    // (last octet of the hash OID, salt, how it is really signed, verifies)
+    for (hash, salt, alg, good) in [
+        (1, 32, &awssig::RSA_PSS_SHA256, true),
+        (2, 48, &awssig::RSA_PSS_SHA384, true),
+        (3, 64, &awssig::RSA_PSS_SHA512, true),
+        // The AI says SHA-384, the signature is SHA-512's.
+        (2, 48, &awssig::RSA_PSS_SHA512, false),
+        // A salt that is not the hash's length: not a scheme we verify.
+        (2, 32, &awssig::RSA_PSS_SHA384, false),
+    ] {
+        let mut s = vec![0; rsa.public_modulus_len()];
+        assert_eq!(s.len(), 512, "a 4096-bit key");
+        rsa.sign(alg, &SystemRandom::new(), octets, &mut s).unwrap();
+        let ai = pss_ai(hash, salt);
+        let mut data = vec![ai.len() as u8];
+        data.extend_from_slice(&ai);
+        data.extend_from_slice(&s);
+        let auth = AuthPayload {
+            method: AuthMethod::DIGITAL_SIGNATURE,
+            data,
+        };
+        let r = store.verify(&[&leaf], NOW, &id, octets, &auth);
+        assert_eq!(r.is_ok(), good, "hash {hash} salt {salt}: {r:?}");
+    }
+}
