@@ -2324,11 +2324,24 @@ impl IkeDriver {
                     inbound: None,
                     outbound: None,
                 };
+                // Per-peer routing: each Child SA holding a return route
+                // is active.
+                let routed: BTreeSet<u32> = if routes_per_peer(&t.tunnel) {
+                    peer_routes(t.children.values())
+                        .iter()
+                        .map(|r| r.outbound.spi().get())
+                        .collect()
+                } else {
+                    BTreeSet::new()
+                };
                 let mut child_sas: Vec<ChildSaView> = t
                     .children
                     .values()
                     .map(|c| {
-                        let state = if t.active_out == Some(c.keys.inbound_spi) {
+                        let state = if t.active_out == Some(c.keys.inbound_spi)
+                            && !routes_per_peer(&t.tunnel)
+                            || routed.contains(&c.keys.outbound_spi)
+                        {
                             "active"
                         } else if c.rekeyed {
                             "rekeyed"
