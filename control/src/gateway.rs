@@ -1317,6 +1317,57 @@ pub fn run(
 mod tests {
     use super::*;
 
+    /// The SPD with three peers' return routes: a packet to each peer's
+    /// address selects that peer's slot; one inside the template's bound
+    /// that no peer claimed selects the template's (empty) slot; a BYPASS
+    /// the operator ranked first still wins over a route.
+    #[test]
+    fn peer_routes_go_ahead_of_the_template_policy() {
+        use dataplane::esp::{FlowKey, Selector};
+        let sel = |src: &str, dst: &str| Selector::new(src.parse().unwrap(), dst.parse().unwrap());
+        let bypass = Policy {
+            selector: sel("10.2.0.0/24", "10.9.9.0/24"),
+            action: Action::Bypass,
+            priority: 5,
+        };
+        let template = Policy {
+            selector: sel("10.2.0.0/24", "10.9.0.0/16"),
+            action: Action::Protect(SaRef(0)),
+            priority: 10,
+        };
+        let peers: Vec<PeerPolicy> = (1..=3u32)
+            .map(|i| PeerPolicy {
+                tunnel: 0,
+                slot: SaRef(1 + i),
+                selectors: vec![sel("10.2.0.0/24", &format!("10.9.{i}.0/24"))],
+            })
+            .chain(std::iter::once(PeerPolicy {
+                tunnel: 0,
+                slot: SaRef(9),
+                selectors: vec![sel("10.2.0.0/24", "10.9.9.1/32")],
+            }))
+            .collect();
+        let spd = spd_of_with_peers(&[bypass, template], &peers).unwrap();
+        let to = |dst: &str| {
+            let key = FlowKey {
+                src: "10.2.0.5".parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                proto: 1,
+                sport: 0,
+                dport: 0,
+            };
+            spd.lookup(&key).map(|p| p.action)
+        };
+        for i in 1..=3u32 {
+            assert_eq!(
+                to(&format!("10.9.{i}.7")),
+                Some(Action::Protect(SaRef(1 + i)))
+            );
+        }
+        assert_eq!(to("10.9.4.7"), Some(Action::Protect(SaRef(0))));
+        assert_eq!(to("10.9.9.1"), Some(Action::Bypass));
+    }
+
     /// A flood of IKE replies meets a worker that takes nothing: the
     /// control thread is never blocked, the surplus is refused (and
     /// counted by the caller), and SA messages still find room.

@@ -1774,6 +1774,9 @@ impl IkeDriver {
         if self.known_dirty {
             self.refresh_known_spis(now);
         }
+        // Leases changed by these events are written now (the merge of
+        // templates and cp had left this call only in the handoff path).
+        self.pools.persist();
     }
 
     /// One round of [`IkeDriver::pump`]; whether a half-open SA was handed
