@@ -163,7 +163,7 @@ pub struct DriverStats {
     pub sa_install_errors: u64,
     /// Child SAs of a template (or a tunnel with pools) whose remote
     /// traffic selectors overlap another peer's: the first peer keeps
-    /// the return route, the later one gets none (see [`peer_routes`]).
+    /// the return route, the later one gets none until the first leaves.
     pub peer_route_conflicts: u64,
     /// Authenticated IKE SPIs that did not fit the workers' table at its
     /// last rebuild (their datagrams wait with the unauthenticated ones).
@@ -1466,7 +1466,7 @@ impl IkeDriver {
     /// each Child SA (a rekeyed one's until its grace period ends) and
     /// the outbound SA of the one in service; on a template or a tunnel
     /// with pools, one return route per peer instead of the tunnel's
-    /// slot (see [`peer_routes`]).
+    /// slot (see [`routes_per_peer`]).
     pub fn sas(&self) -> Wanted {
         let mut w = Wanted::new();
         for t in self.tunnels.iter().filter(|t| t.leaving.is_none()) {
