@@ -19,10 +19,11 @@
 #   NAT picks): espresso lists three peers of the template with their
 #   identities, NAT-mapped ports and Child SAs narrowed to each client's
 #   inner network; each client pings hostA and espresso decrypts its
-#   requests on that client's own Child SA; the replies reach the client
-#   whose Child SA holds the template's outbound slot (the data plane has
-#   one outbound SA per tunnel until per-client return routing lands, see
-#   docs/operations.md). c4 presents an identity without a secret:
+#   requests on that client's own Child SA, and every client gets its
+#   replies: each Child SA has its own return route (SPD entries from its
+#   negotiated selectors, its own outbound SA); then each client fetches
+#   a file from hostA over TCP at the same time and checks its SHA-256.
+#   c4 presents an identity without a secret:
 #   refused (AUTHENTICATION_FAILED), counted in `espresso stats`, no SA.
 #   c5 presents a distinguished name: a second template on the same
 #   address (remote_id = "C=DE, O=Example, CN=*") takes it at IKE_AUTH
@@ -326,7 +327,7 @@ assert len(ports) == 3, ports
     else fail "JSON tunnels view: $json"; fi
 
     say "pings from each client to hostA"
-    local before after out
+    local out
     for i in 1 2 3; do
         out=$(in_ns "$(cns "$i")" ping -c 3 -i 0.2 -W 1 -I 10.9.$i.1 10.1.0.10 2>&1 || true)
         echo "    c$i: $(echo "$out" | grep -o '[0-9]* packets transmitted, [0-9]* received' || echo "$out" | tail -1)"
@@ -342,17 +343,64 @@ assert len(sas) == 3 and all(n >= 3 for n in got), got
 print(" ".join(map(str, got)))
 ' >"$DIR/inbound.txt"; then ok "espresso decrypted each client's pings on its own Child SA (inbound packets: $(cat "$DIR/inbound.txt"))"
     else fail "inbound counters per Child SA: $json"; fi
-    # The template's outbound slot: the replies reach that client.
-    local active spi_in
-    active=$(tunnels | awk '/^  peer /{id=$2} /^    child .* active/{print id}' | head -1)
-    case $active in
-        alice@*) i=1 ;; bob@*) i=2 ;; carol@*) i=3 ;; *) i= ;;
-    esac
-    if [ -n "$i" ] && out=$(in_ns "$(cns "$i")" ping -c 5 -i 0.2 -W 2 -I 10.9.$i.1 10.1.0.10 2>&1); then
-        ok "round trip c$i ($active, whose Child SA holds the outbound slot) -> hostA: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
-    else
-        fail "round trip from the client of the outbound slot ($active): $out"
-    fi
+    # Per-peer return routes: every client gets its own replies.
+    for i in 1 2 3; do
+        if out=$(in_ns "$(cns "$i")" ping -c 5 -i 0.2 -W 2 -I 10.9.$i.1 10.1.0.10 2>&1) \
+            && echo "$out" | grep -q ' 0% packet loss'; then
+            ok "round trip c$i -> hostA on its own return route: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
+        else
+            fail "round trip c$i -> hostA: $(echo "$out" | tail -2)"
+        fi
+    done
+    json=$("$BIN" --json child-sas -c "$DIR/gw-a.toml")
+    if echo "$json" | /usr/bin/python3 -c '
+import json, sys
+sas = [c for c in json.load(sys.stdin) if c["tunnel"] == "branches"]
+got = [c.get("outbound", {}).get("packets", 0) for c in sas]
+assert len(sas) == 3 and all(n >= 5 for n in got), got
+print(" ".join(map(str, got)))
+' >"$DIR/outbound.txt"; then ok "espresso encrypted replies on each client's own Child SA (outbound packets: $(cat "$DIR/outbound.txt"))"
+    else fail "outbound counters per Child SA: $json"; fi
+
+    say "a TCP transfer per client, at the same time, SHA-256 checked"
+    head -c 2000000 /dev/urandom >"$DIR/blob"
+    local want
+    want=$(sha256sum "$DIR/blob" | cut -d' ' -f1)
+    in_ns "$NS_HA" /usr/bin/python3 - "$DIR/blob" >"$DIR/tcp-server.log" 2>&1 <<'PY' &
+import socket, sys, threading
+data = open(sys.argv[1], "rb").read()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.1.0.10", 5001)); s.listen(8); s.settimeout(30)
+def serve(c):
+    with c:
+        c.sendall(data)
+for _ in range(3):
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,)).start()
+PY
+    local server=$!
+    sleep 0.5
+    local pids=()
+    for i in 1 2 3; do
+        in_ns "$(cns "$i")" /usr/bin/python3 -c '
+import hashlib, socket, sys
+s = socket.create_connection(("10.1.0.10", 5001), timeout=20, source_address=(sys.argv[1], 0))
+h = hashlib.sha256()
+while True:
+    b = s.recv(65536)
+    if not b: break
+    h.update(b)
+print(h.hexdigest())
+' 10.9.$i.1 >"$DIR/c$i/tcp.sha" 2>"$DIR/c$i/tcp.err" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || true; done
+    wait "$server" 2>/dev/null || true
+    for i in 1 2 3; do
+        if [ "$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)" = "$want" ]; then ok "c$i: 2 MB over TCP from hostA, SHA-256 matches"
+        else fail "c$i: TCP transfer: got '$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)' $(tail -1 "$DIR/c$i/tcp.err" 2>/dev/null)"; fi
+    done
 
     say "c4 presents an identity with no secret"
     swan 4 --initiate --child rw >"$DIR/c4/initiate.log" 2>&1 || true

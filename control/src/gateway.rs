@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
-use dataplane::esp::{Policy, Spd};
+use dataplane::esp::{Action, Policy, SaRef, Spd};
 use dataplane::gateway::{
     control_queues, ControlMsg, FromWorkers, Handoff, Interface, Next, Node, Role, Spares, Turn,
     WorkerMsg, WorkerStats,
@@ -33,7 +33,7 @@ use crate::control_socket::{Access, ControlSocket, Request};
 use crate::ike_driver::{IkeAction, IkeDriver, SystemRng};
 use crate::metrics::{MetricsServer, SnapshotRequest};
 use crate::reload::{self, Diff, ReloadReport, Slots};
-use crate::sa::{Planner, Wanted};
+use crate::sa::{PeerPolicy, Planner, Wanted};
 
 /// Everything that went wrong starting or running the gateway.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -138,12 +138,15 @@ impl Control {
     /// Installs the starting configuration's SPD and manual SAs. A
     /// policy or manual SA that does not build stops the start.
     fn apply_config(&mut self) -> Result<(), Error> {
-        let spd = spd_of(&reload::policies(&self.config, &self.slots))?;
         let manual = reload::manual_sas(&self.config, &self.slots);
         let plan = self.planner.plan(&[&manual, &self.ike.sas()]);
         if let Some(f) = plan.failed.first() {
             return Err(format!("{f} ({} SAs failed)", plan.failed.len()).into());
         }
+        let spd = spd_of_with_peers(
+            &reload::policies(&self.config, &self.slots),
+            &plan.next().peer_policies(),
+        )?;
         self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())));
         self.manual = manual;
         let msgs = self.planner.commit(plan);
@@ -163,8 +166,11 @@ impl Control {
     /// sent to the workers.
     fn apply(&mut self, target: GatewayConfig, diff: &Diff) -> Result<(), Error> {
         let now = Instant::now();
-        let slots = self.slots.next(&target);
-        let spd = spd_of(&reload::policies(&target, &slots))?;
+        // A new tunnel never takes an outbound slot a peer route holds.
+        let slots = self
+            .slots
+            .next_avoiding(&target, self.planner.installed().peer_slots());
+        spd_of(&reload::policies(&target, &slots))?;
         for t in target.tunnels.iter().filter(|t| t.ike.is_some()) {
             IkeDriver::check_tunnel(&target, t)?;
         }
@@ -178,10 +184,15 @@ impl Control {
         let (re_in, re_out) = reload::respecified(&self.manual, &manual);
         let mut planner = self.planner.clone();
         planner.forget(&re_in, &re_out);
+        planner.set_names(slots.names());
         let plan = planner.plan(&[&leaving, &manual, &self.ike.sas()]);
         if let Some(f) = plan.failed.first() {
             return Err(format!("{f} ({} SAs failed); nothing changed", plan.failed.len()).into());
         }
+        let spd = spd_of_with_peers(
+            &reload::policies(&target, &slots),
+            &plan.next().peer_policies(),
+        )?;
 
         if diff.routes {
             let routes = target.route_table();
@@ -261,13 +272,17 @@ impl Control {
         self.config = target;
         self.slots = slots;
         self.manual = manual;
+        self.planner.set_names(self.slots.names());
         let plan = self.planner.plan(&[&self.manual, &self.ike.sas()]);
         for f in &plan.failed {
             tracing::error!(error = %f, "reload: an SA does not build");
         }
+        let spd_changed = plan.peer_policies_changed();
         let msgs = self.planner.commit(plan);
         self.send_plan(msgs);
-        self.planner.set_names(self.slots.names());
+        if spd_changed {
+            self.send_spd();
+        }
         self.apply_ike();
         tracing::info!(
             added = diff.added.len(),
@@ -542,6 +557,20 @@ impl Control {
         }
     }
 
+    /// Sends the SPD of the running configuration with the installed peer
+    /// routes to every worker.
+    fn send_spd(&self) {
+        match spd_of_with_peers(
+            &reload::policies(&self.config, &self.slots),
+            &self.planner.installed().peer_policies(),
+        ) {
+            Ok(spd) => {
+                self.broadcast(|| ControlMsg::SetSpd(Box::new(spd.clone().with_flow_cache())))
+            }
+            Err(e) => tracing::error!(error = %e, "cannot build the SPD with the peer routes"),
+        }
+    }
+
     /// Carries out what the IKE driver decided: its SA changes go through
     /// the planner (with the manual SAs, which they take precedence over
     /// in a tunnel's outbound slot) before its packets, so that an
@@ -554,8 +583,15 @@ impl Control {
                 tracing::error!(error = %f, "cannot build an SA of an IKE tunnel");
             }
             self.ike.count_install_errors(plan.failed.len());
+            let spd_changed = plan.peer_policies_changed();
             let msgs = self.planner.commit(plan);
+            // New routes' SAs are in their slots before the SPD names
+            // them; a route gone leaves its slot empty until this SPD
+            // (its peer's SA is gone anyway).
             self.send_plan(msgs);
+            if spd_changed {
+                self.send_spd();
+            }
         }
         for e in self.ike.take_events() {
             self.socket.emit(&e);
@@ -830,6 +866,40 @@ impl Control {
 
 /// The configured SPD, compiled here on the control thread so that the
 /// workers (which share the compiled classifier) never build it.
+/// The SPD of `policies` with the per-peer return routes ahead of them:
+/// each route's entries take the priority of its tunnel's first PROTECT
+/// policy and are inserted first, so they win over it (and over any
+/// later policy of that priority) while a policy the operator ranked
+/// before the tunnel's (a BYPASS, say) still comes first. The
+/// classifier's lookup cost does not grow with the number of routes.
+fn spd_of_with_peers(policies: &[Policy], peers: &[PeerPolicy]) -> Result<Spd, Error> {
+    let mut spd = Spd::new();
+    let mut priority: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+    for p in policies {
+        if let Action::Protect(SaRef(t)) = p.action {
+            priority.entry(t).or_insert(p.priority);
+        }
+    }
+    for r in peers {
+        let Ok(t) = u32::try_from(r.tunnel) else {
+            continue;
+        };
+        let priority = priority.get(&t).copied().unwrap_or(0);
+        for sel in &r.selectors {
+            spd.insert(Policy {
+                selector: sel.clone(),
+                action: Action::Protect(r.slot),
+                priority,
+            })?;
+        }
+    }
+    for p in policies {
+        spd.insert(p.clone())?;
+    }
+    spd.compile();
+    Ok(spd)
+}
+
 fn spd_of(policies: &[Policy]) -> Result<Spd, Error> {
     let mut spd = Spd::new();
     for p in policies {
@@ -1246,6 +1316,57 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The SPD with three peers' return routes: a packet to each peer's
+    /// address selects that peer's slot; one inside the template's bound
+    /// that no peer claimed selects the template's (empty) slot; a BYPASS
+    /// the operator ranked first still wins over a route.
+    #[test]
+    fn peer_routes_go_ahead_of_the_template_policy() {
+        use dataplane::esp::{FlowKey, Selector};
+        let sel = |src: &str, dst: &str| Selector::new(src.parse().unwrap(), dst.parse().unwrap());
+        let bypass = Policy {
+            selector: sel("10.2.0.0/24", "10.9.9.0/24"),
+            action: Action::Bypass,
+            priority: 5,
+        };
+        let template = Policy {
+            selector: sel("10.2.0.0/24", "10.9.0.0/16"),
+            action: Action::Protect(SaRef(0)),
+            priority: 10,
+        };
+        let peers: Vec<PeerPolicy> = (1..=3u32)
+            .map(|i| PeerPolicy {
+                tunnel: 0,
+                slot: SaRef(1 + i),
+                selectors: vec![sel("10.2.0.0/24", &format!("10.9.{i}.0/24"))],
+            })
+            .chain(std::iter::once(PeerPolicy {
+                tunnel: 0,
+                slot: SaRef(9),
+                selectors: vec![sel("10.2.0.0/24", "10.9.9.1/32")],
+            }))
+            .collect();
+        let spd = spd_of_with_peers(&[bypass, template], &peers).unwrap();
+        let to = |dst: &str| {
+            let key = FlowKey {
+                src: "10.2.0.5".parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                proto: 1,
+                sport: 0,
+                dport: 0,
+            };
+            spd.lookup(&key).map(|p| p.action)
+        };
+        for i in 1..=3u32 {
+            assert_eq!(
+                to(&format!("10.9.{i}.7")),
+                Some(Action::Protect(SaRef(1 + i)))
+            );
+        }
+        assert_eq!(to("10.9.4.7"), Some(Action::Protect(SaRef(0))));
+        assert_eq!(to("10.9.9.1"), Some(Action::Bypass));
+    }
 
     /// A flood of IKE replies meets a worker that takes nothing: the
     /// control thread is never blocked, the surplus is refused (and

@@ -161,6 +161,10 @@ pub struct DriverStats {
     pub init_no_tunnel: u64,
     /// Child SAs whose data-plane SAs could not be described or built.
     pub sa_install_errors: u64,
+    /// Child SAs of a template (or a tunnel with pools) whose remote
+    /// traffic selectors overlap another peer's: the first peer keeps
+    /// the return route, the later one gets none until the first leaves.
+    pub peer_route_conflicts: u64,
     /// Authenticated IKE SPIs that did not fit the workers' table at its
     /// last rebuild (their datagrams wait with the unauthenticated ones).
     /// A gauge: every rebuild offers every SPI again.
@@ -189,6 +193,9 @@ struct ChildInfo {
     inbound: SaSpec,
     outbound: SaSpec,
     since: Instant,
+    /// Establishment order across the driver (clock readings can tie):
+    /// the older Child SA keeps a contested return route.
+    order: u64,
     /// Replaced by a rekey (its successor takes the outbound slot once the
     /// old one's Delete is exchanged).
     rekeyed: bool,
@@ -238,6 +245,8 @@ pub struct IkeDriver {
     /// Key log directories whose files this run has started (truncated);
     /// later lines are appended, so no key stays in memory once written.
     keylog_started: BTreeSet<PathBuf>,
+    /// The next [`ChildInfo::order`].
+    child_order: u64,
     /// Half-open SAs of every tunnel's engine.
     budget: HalfOpenBudget,
     /// Our authenticated IKE SPIs, for the workers.
@@ -976,6 +985,104 @@ fn sa_config(t: &Tunnel, keys: &ChildSaKeys, dir: Direction) -> Result<SaConfig,
     Ok(c)
 }
 
+/// Whether tunnel `t` routes return traffic per peer: a responder
+/// template (many peers on one configuration) or a tunnel handing out
+/// virtual IPs. Its configured policies stay in the SPD as the upper
+/// bound the peers' selectors were narrowed from, but its own outbound
+/// slot stays empty: traffic inside that bound that no peer claimed is
+/// dropped (counted by the workers as having no SA) instead of going to
+/// whichever peer came last.
+pub fn routes_per_peer(t: &Tunnel) -> bool {
+    t.is_template() || t.ike.as_ref().is_some_and(|i| !i.pools.is_empty())
+}
+
+/// `(IPv6, first, last)` address range of each distinct destination
+/// prefix of `selectors`.
+fn dst_ranges(selectors: &[Selector]) -> Vec<(bool, u128, u128)> {
+    let mut v: Vec<(bool, u128, u128)> = selectors
+        .iter()
+        .map(|s| {
+            let (v6, width, bits) = match s.dst.addr() {
+                IpAddr::V4(a) => (false, 32u32, u128::from(u32::from(a))),
+                IpAddr::V6(a) => (true, 128, u128::from(a)),
+            };
+            let host = width - u32::from(s.dst.prefix_len()).min(width);
+            let span = if host >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << host) - 1
+            };
+            (v6, bits, bits | span)
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn overlaps(a: &(bool, u128, u128), b: &(bool, u128, u128)) -> bool {
+    a.0 == b.0 && a.1 <= b.2 && b.1 <= a.2
+}
+
+/// One return route per peer: each Child SA's outbound SA behind SPD
+/// entries from its negotiated selectors (local TS to remote TS: the
+/// peer's inner subnet or virtual IP). The oldest Child SA claiming a
+/// destination wins it: so a rekeyed Child SA keeps its route until its
+/// Delete is exchanged and the successor (same selectors, same key) then
+/// takes the same slot, make before break; and of two peers claiming
+/// overlapping subnets the first keeps its route and the later gets none
+/// (counted in `peer_route_conflicts` when it arrives), so that a peer
+/// can not pull another's traffic to itself by claiming its addresses.
+/// Each check is O(log n) in a map of the claimed, disjoint ranges.
+fn peer_routes<'a>(children: impl Iterator<Item = &'a ChildInfo>) -> Vec<crate::sa::PeerRoute> {
+    let mut order: Vec<&ChildInfo> = children.collect();
+    order.sort_by_key(|c| c.order);
+    // (IPv6, first) -> last: disjoint by construction.
+    let mut claimed: BTreeMap<(bool, u128), u128> = BTreeMap::new();
+    let mut routes = Vec::new();
+    for c in order {
+        let sels = &c.outbound.config.traffic_selectors;
+        let ranges = dst_ranges(sels);
+        if ranges.is_empty() {
+            continue;
+        }
+        if ranges.iter().any(|r| clash(&claimed, r)) {
+            continue;
+        }
+        // A Child SA's own ranges may nest (several selectors): the widest
+        // of each nest comes first and is the one kept.
+        let mut widest = ranges.clone();
+        widest.sort_unstable_by_key(|r| (r.0, r.1, std::cmp::Reverse(r.2)));
+        let mut key = String::new();
+        for r in &widest {
+            if !clash(&claimed, r) {
+                claimed.insert((r.0, r.1), r.2);
+            }
+            let _ = write!(key, "{}:{:x}-{:x} ", u8::from(r.0), r.1, r.2);
+        }
+        routes.push(crate::sa::PeerRoute {
+            key,
+            selectors: sels.clone(),
+            outbound: c.outbound.clone(),
+        });
+    }
+    routes
+}
+
+/// Whether range `r` overlaps one of `claimed` (disjoint ranges by
+/// first address): only its predecessor and successor can.
+fn clash(claimed: &BTreeMap<(bool, u128), u128>, r: &(bool, u128, u128)) -> bool {
+    let before = claimed
+        .range(..=(r.0, r.1))
+        .next_back()
+        .is_some_and(|(&(v6, _), &last)| v6 == r.0 && last >= r.1);
+    let after = claimed
+        .range((r.0, r.1)..)
+        .next()
+        .is_some_and(|(&(v6, first), _)| v6 == r.0 && first <= r.2);
+    before || after
+}
+
 /// A Child SA's data-plane SAs, `(inbound, outbound)`: the SPIs,
 /// addresses, UDP encapsulation and selectors IKE negotiated, the
 /// tunnel's mode, replay window, lifetimes and outer header settings.
@@ -1024,6 +1131,7 @@ impl IkeDriver {
             stats: DriverStats::default(),
             ident: 1,
             keylog_started: BTreeSet::new(),
+            child_order: 0,
             budget,
             // Room for an IKE SA, its rekeyed successor and one being
             // deleted per tunnel.
@@ -1356,7 +1464,9 @@ impl IkeDriver {
 
     /// The data-plane SAs every IKE tunnel wants now: the inbound SA of
     /// each Child SA (a rekeyed one's until its grace period ends) and
-    /// the outbound SA of the one in service.
+    /// the outbound SA of the one in service; on a template or a tunnel
+    /// with pools, one return route per peer instead of the tunnel's
+    /// slot (see [`routes_per_peer`]).
     pub fn sas(&self) -> Wanted {
         let mut w = Wanted::new();
         for t in self.tunnels.iter().filter(|t| t.leaving.is_none()) {
@@ -1367,10 +1477,14 @@ impl IkeDriver {
                     .chain(t.retiring.iter().map(|(_, c)| c))
                     .map(|c| c.inbound.clone()),
             );
-            sas.outbound = t
-                .active_out
-                .and_then(|id| t.children.get(&id))
-                .map(|c| c.outbound.clone());
+            if routes_per_peer(&t.tunnel) {
+                sas.peers = peer_routes(t.children.values());
+            } else {
+                sas.outbound = t
+                    .active_out
+                    .and_then(|id| t.children.get(&id))
+                    .map(|c| c.outbound.clone());
+            }
         }
         w
     }
@@ -2007,7 +2121,22 @@ impl IkeDriver {
         let t = &mut self.tunnels[ti];
         match child_specs(&t.tunnel, &keys) {
             Ok((inbound, outbound)) => {
+                if routes_per_peer(&t.tunnel) {
+                    let mine = dst_ranges(&outbound.config.traffic_selectors);
+                    let taken = t.children.values().find(|c| {
+                        !c.rekeyed
+                            && c.keys.ike != keys.ike
+                            && dst_ranges(&c.outbound.config.traffic_selectors)
+                                .iter()
+                                .any(|r| mine.iter().any(|m| overlaps(r, m)))
+                    });
+                    if let Some(first) = taken {
+                        tracing::warn!(tunnel = %t.tunnel.name, spi_in = %format!("{:08x}", keys.inbound_spi), first = %format!("{:08x}", first.keys.inbound_spi), "IKE: the Child SA's remote traffic selectors overlap another peer's; the first keeps the return route");
+                        self.stats.peer_route_conflicts += 1;
+                    }
+                }
                 let id = keys.inbound_spi;
+                self.child_order += 1;
                 t.children.insert(
                     id,
                     ChildInfo {
@@ -2015,6 +2144,7 @@ impl IkeDriver {
                         inbound,
                         outbound,
                         since: wall,
+                        order: self.child_order,
                         rekeyed: false,
                     },
                 );
@@ -2195,11 +2325,24 @@ impl IkeDriver {
                     inbound: None,
                     outbound: None,
                 };
+                // Per-peer routing: each Child SA holding a return route
+                // is active.
+                let routed: BTreeSet<u32> = if routes_per_peer(&t.tunnel) {
+                    peer_routes(t.children.values())
+                        .iter()
+                        .map(|r| r.outbound.spi().get())
+                        .collect()
+                } else {
+                    BTreeSet::new()
+                };
                 let mut child_sas: Vec<ChildSaView> = t
                     .children
                     .values()
                     .map(|c| {
-                        let state = if t.active_out == Some(c.keys.inbound_spi) {
+                        let state = if t.active_out == Some(c.keys.inbound_spi)
+                            && !routes_per_peer(&t.tunnel)
+                            || routed.contains(&c.keys.outbound_spi)
+                        {
                             "active"
                         } else if c.rekeyed {
                             "rekeyed"
@@ -2306,6 +2449,7 @@ impl IkeDriver {
             ("unknown_spi", st.unknown_spi),
             ("init_no_tunnel", st.init_no_tunnel),
             ("sa_install_errors", st.sa_install_errors),
+            ("peer_route_conflicts", st.peer_route_conflicts),
             ("half_open_spis_missed", self.budget.spis_missed()),
             ("pool_write_errors", self.pools.write_errors),
         ]);
@@ -3350,6 +3494,10 @@ remote_addrs = "192.0.2.2"
     /// e-mail identities of branches.example, FQDNs below
     /// routers.example; secrets by identity.
     fn concentrator() -> GatewayConfig {
+        GatewayConfig::from_str(&concentrator_text(), "concentrator.toml").unwrap()
+    }
+
+    fn concentrator_text() -> String {
         let template = |name: &str, id: &str, remote_ts: &str| {
             format!(
                 r#"
@@ -3368,7 +3516,7 @@ remote_addrs = "%any"
 "#
             )
         };
-        let text = format!(
+        format!(
             r#"
 [[interface]]
 name = "lan"
@@ -3390,8 +3538,7 @@ psk = "{R1_PSK}"
 "#,
             template("branches", "*@branches.example", "10.9.0.0/16"),
             template("routers", "*.routers.example", "10.8.0.0/16"),
-        );
-        GatewayConfig::from_str(&text, "concentrator.toml").unwrap()
+        )
     }
 
     /// Peers of one template each get their own IKE SA and narrowed
@@ -3512,5 +3659,112 @@ psk = "{R1_PSK}"
             "{text}"
         );
         assert_eq!(text.matches("\n    child spi_in ").count(), 2, "{text}");
+    }
+
+    /// Three peers on one template: one return route each (the tunnel's
+    /// own slot stays empty), each on that peer's outbound SA; a fourth
+    /// claiming the first's subnet is counted and gets no route; a rekey
+    /// keeps the route (same key, the successor's SA); a peer that leaves
+    /// takes its route with it, and the overlapping peer then gets it.
+    #[test]
+    fn every_peer_of_a_template_gets_its_own_return_route() {
+        let text = concentrator_text().replace(
+            r#"ids = ["alice@branches.example", "bob@branches.example"]"#,
+            r#"ids = ["alice@branches.example", "bob@branches.example", "carol@branches.example", "dave@branches.example"]"#,
+        );
+        let mut gw = driver(&GatewayConfig::from_str(&text, "c.toml").unwrap(), 70);
+        gw.start(t0());
+        let peers = [
+            (11, "10.9.1.0/24", "alice@branches.example"),
+            (12, "10.9.2.0/24", "bob@branches.example"),
+            (13, "10.9.3.0/24", "carol@branches.example"),
+            // Claims Alice's subnet.
+            (14, "10.9.1.0/24", "dave@branches.example"),
+        ];
+        let routes = |gw: &IkeDriver| -> BTreeMap<String, u32> {
+            let w = gw.sas();
+            let t = w.tunnel(0).unwrap();
+            assert!(t.outbound.is_none(), "the template's own slot stays empty");
+            t.peers
+                .iter()
+                .map(|r| (r.selectors[0].dst.to_string(), r.outbound.spi().get()))
+                .collect()
+        };
+        // A client's inbound SPIs: our outbound SPIs to it.
+        let spis = |c: &IkeDriver| -> Vec<u32> { c.tunnels[0].children.keys().copied().collect() };
+        let mut clients = Vec::new();
+        for (i, (n, inner, id)) in peers.iter().enumerate() {
+            let mut c = driver(&client(*n, inner, id, ALICE_PSK), 80 + i as u64);
+            c.start(t0());
+            exchange(&mut c, &mut gw);
+            assert_eq!(c.tunnels[0].state, LinkState::Up, "{id}");
+            clients.push(c);
+            if i == 2 {
+                // Three peers, three routes, each to its own peer's SA
+                // (the peer's inbound SPI is our outbound SPI).
+                let r = routes(&gw);
+                let want: BTreeMap<String, u32> = clients
+                    .iter()
+                    .zip(["10.9.1.0/24", "10.9.2.0/24", "10.9.3.0/24"])
+                    .map(|(c, p)| (p.to_string(), spis(c)[0]))
+                    .collect();
+                assert_eq!(r, want);
+            }
+        }
+        assert_eq!(gw.stats.peer_route_conflicts, 1, "dave");
+        let r = routes(&gw);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r["10.9.1.0/24"], spis(&clients[0])[0], "alice keeps hers");
+        let mut p = crate::sa::Planner::new(
+            2,
+            crate::config::CryptoBackendChoice::Auto,
+            vec!["branches".into(), "routers".into()],
+        );
+        let plan = p.plan(&[&gw.sas()]);
+        assert_eq!(plan.next().peer_policies().len(), 3);
+        p.commit(plan);
+
+        // Bob rekeys: the same route, now on the successor's SA.
+        let bob_before = spis(&clients[1]);
+        clients[1].rekey(t0(), "gw").unwrap();
+        exchange(&mut clients[1], &mut gw);
+        let bob_after = spis(&clients[1]);
+        assert_eq!(bob_after.len(), 1);
+        assert_ne!(bob_after, bob_before);
+        let r = routes(&gw);
+        assert_eq!(r["10.9.2.0/24"], bob_after[0]);
+        let plan = p.plan(&[&gw.sas()]);
+        assert!(!plan.peer_policies_changed(), "a rekey keeps the SPD");
+        let key = &gw
+            .sas()
+            .tunnel(0)
+            .unwrap()
+            .peers
+            .iter()
+            .find(|x| x.selectors[0].dst.to_string() == "10.9.2.0/24")
+            .unwrap()
+            .key
+            .clone();
+        let slot = p.installed().peer_route(0, key).unwrap().0;
+        p.commit(plan);
+        assert_eq!(p.installed().peer_route(0, key), Some((slot, bob_after[0])));
+
+        // Carol leaves: her route goes. Alice leaves: Dave's Child SA,
+        // refused a route while Alice held it, takes it.
+        clients[2].terminate(t0(), "gw").unwrap();
+        exchange(&mut clients[2], &mut gw);
+        clients[0].terminate(t0(), "gw").unwrap();
+        exchange(&mut clients[0], &mut gw);
+        let r = routes(&gw);
+        assert_eq!(
+            r,
+            BTreeMap::from([
+                ("10.9.1.0/24".to_string(), spis(&clients[3])[0]),
+                ("10.9.2.0/24".to_string(), bob_after[0]),
+            ])
+        );
+        let plan = p.plan(&[&gw.sas()]);
+        assert!(plan.peer_policies_changed());
+        assert_eq!(plan.next().peer_policies().len(), 2);
     }
 }

@@ -705,7 +705,18 @@ impl Slots {
     /// new one never share a slot (the removed one's go after the new
     /// one's are in, make before break).
     pub fn next(&self, next: &GatewayConfig) -> Slots {
+        self.next_avoiding(next, std::iter::empty())
+    }
+
+    /// [`Slots::next`], new tunnels also avoiding the slots of `held`
+    /// (the outbound slots of per-peer return routes).
+    pub fn next_avoiding(
+        &self,
+        next: &GatewayConfig,
+        held: impl IntoIterator<Item = usize>,
+    ) -> Slots {
         let mut taken: BTreeSet<usize> = self.by_name.values().copied().collect();
+        taken.extend(held);
         let mut by_name = BTreeMap::new();
         for t in &next.tunnels {
             if let Some(s) = self.get(&t.name) {

@@ -95,8 +95,9 @@ fn strongswan_client_gets_a_virtual_ip_from_a_pool() {
 /// espresso responder template (`remote_addrs = "%any"`, `remote_id =
 /// "*@branches.example"`, secrets by identity): espresso lists three peers
 /// with their identities and NAT-mapped ports, decrypts each client's pings
-/// on its own Child SA, and the client holding the template's outbound
-/// slot gets its replies; a fourth identity without a secret is refused
+/// on its own Child SA, and every client gets its replies on its own
+/// return route (and a concurrent TCP transfer per client, SHA-256
+/// checked); a fourth identity without a secret is refused
 /// with AUTHENTICATION_FAILED and counted in `espresso stats`; a fifth
 /// client presenting a DN is handed at IKE_AUTH to a second template on
 /// the same address (`remote_id = "C=DE, O=Example, CN=*"`) and pings

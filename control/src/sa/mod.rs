@@ -6,8 +6,12 @@
 //!   Manual pairs of the configuration become specs in
 //!   [`Wanted::from_config`]; IKE Child SAs in
 //!   [`crate::ike_driver::child_specs`].
-//! - [`Wanted`] is every tunnel's set of inbound SAs and its one outbound
-//!   SA (the tunnel's SPD slot).
+//! - [`Wanted`] is every tunnel's set of inbound SAs, its one outbound
+//!   SA (the tunnel's SPD slot) and, on a responder template or a tunnel
+//!   with address pools, one [`PeerRoute`] per peer: that peer's outbound
+//!   SA with the SPD entries (its Child SA's negotiated selectors) that
+//!   send to it. The planner gives each route its own outbound slot; a
+//!   rekey puts the successor's SA in the same slot.
 //! - [`Planner`] remembers what the workers have and diffs it against
 //!   what is wanted: the [`Plan`] is the list of control messages, per
 //!   worker, that gets there make before break (new inbound SAs, then
@@ -25,11 +29,11 @@ mod tests;
 use std::collections::BTreeMap;
 
 use dataplane::crypto::{default_backend, new_transform, Algorithm, Backend, SaKeys};
-use dataplane::esp::{Direction, InboundSa, OutboundSa, SaConfig, Spi};
+use dataplane::esp::{Direction, InboundSa, OutboundSa, SaConfig, Selector, Spi};
 
 use crate::config::{CryptoBackendChoice, GatewayConfig, ManualSa, Tunnel};
 
-pub use plan::{Failure, Installed, Plan, Planner};
+pub use plan::{Failure, Installed, PeerPolicy, Plan, Planner};
 
 /// A failed SA build.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -105,6 +109,23 @@ pub struct TunnelSas {
     pub inbound: Vec<SaSpec>,
     /// The SA the tunnel's SPD slot sends on, if any.
     pub outbound: Option<SaSpec>,
+    /// Per-peer return routes (templates and tunnels with pools).
+    pub peers: Vec<PeerRoute>,
+}
+
+/// One peer's return route: the outbound SA of its Child SA and the SPD
+/// entries (local TS to remote TS, RFC 7296 §2.9) that select it, ahead of
+/// the tunnel's configured policy.
+#[derive(Clone, Debug)]
+pub struct PeerRoute {
+    /// What the route covers (its destination prefixes): the same key
+    /// across a rekey, so the successor's SA replaces its predecessor's in
+    /// the same slot, with no change to the SPD.
+    pub key: String,
+    /// The SPD selectors, outbound direction.
+    pub selectors: Vec<Selector>,
+    /// The SA.
+    pub outbound: SaSpec,
 }
 
 /// The SAs wanted per tunnel (by the tunnel's index in the

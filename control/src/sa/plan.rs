@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use dataplane::esp::{Direction, InboundSa, OutboundSa, SaRef, Spi};
+use std::collections::BTreeSet;
+
+use dataplane::esp::{Direction, InboundSa, OutboundSa, SaRef, Selector, Spi};
 use dataplane::gateway::ControlMsg;
 
-use super::{Error, SaSpec, Wanted};
+use super::{Error, PeerRoute, SaSpec, Wanted};
 use crate::config::CryptoBackendChoice;
 
 /// The SAs the workers have, as far as the control thread sent them.
@@ -16,6 +18,28 @@ pub struct Installed {
     outbound: BTreeMap<usize, u32>,
     /// Inbound SPIs with their tunnel.
     inbound: BTreeMap<u32, usize>,
+    /// Per-peer return routes by `(tunnel, route key)`.
+    peers: BTreeMap<(usize, String), PeerSlot>,
+}
+
+/// A peer route's outbound slot, the SPI in it and its selectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PeerSlot {
+    slot: u32,
+    spi: u32,
+    selectors: Vec<Selector>,
+}
+
+/// An SPD entry of a per-peer return route: the tunnel it belongs to, the
+/// outbound slot of the peer's SA and the selectors that choose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPolicy {
+    /// The tunnel's slot.
+    pub tunnel: usize,
+    /// The peer's outbound slot.
+    pub slot: SaRef,
+    /// Outbound selectors (local TS to remote TS).
+    pub selectors: Vec<Selector>,
 }
 
 impl Installed {
@@ -24,9 +48,9 @@ impl Installed {
         self.inbound.len()
     }
 
-    /// Outbound SAs (tunnels with a filled slot).
+    /// Outbound SAs (tunnels with a filled slot, and per-peer routes).
     pub fn outbound(&self) -> usize {
-        self.outbound.len()
+        self.outbound.len() + self.peers.len()
     }
 
     /// Whether inbound SPI `spi` is installed, and for which tunnel.
@@ -39,12 +63,43 @@ impl Installed {
         self.outbound.get(&t).copied()
     }
 
+    /// Per-peer return routes installed.
+    pub fn peer_routes(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The SPD entries of the per-peer return routes, by tunnel then key.
+    pub fn peer_policies(&self) -> Vec<PeerPolicy> {
+        self.peers
+            .iter()
+            .map(|((t, _), p)| PeerPolicy {
+                tunnel: *t,
+                slot: SaRef(p.slot),
+                selectors: p.selectors.clone(),
+            })
+            .collect()
+    }
+
+    /// The `(slot, SPI)` of tunnel `t`'s peer route `key`.
+    pub fn peer_route(&self, t: usize, key: &str) -> Option<(u32, u32)> {
+        self.peers
+            .get(&(t, key.to_owned()))
+            .map(|p| (p.slot, p.spi))
+    }
+
+    /// Outbound slots the peer routes hold (a reload must not give them
+    /// to new tunnels).
+    pub fn peer_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.peers.values().map(|p| p.slot as usize)
+    }
+
     /// `(tunnel, SPI)` outbound slots and `(SPI, tunnel)` inbound SAs.
     #[cfg(test)]
     pub(crate) fn for_tests(outbound: &[(usize, u32)], inbound: &[(u32, usize)]) -> Self {
         Self {
             outbound: outbound.iter().copied().collect(),
             inbound: inbound.iter().copied().collect(),
+            peers: BTreeMap::new(),
         }
     }
 }
@@ -90,6 +145,7 @@ pub struct Plan {
     /// For the log: `(tunnel, what, SPI, worker)`.
     notes: Vec<(usize, &'static str, Spi, Option<u16>)>,
     next: Installed,
+    peer_policies_changed: bool,
 }
 
 impl Plan {
@@ -101,6 +157,17 @@ impl Plan {
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
         self.msgs.is_empty()
+    }
+
+    /// Whether the per-peer routes' SPD entries change (a route came or
+    /// went): the SPD must be sent again after the messages.
+    pub fn peer_policies_changed(&self) -> bool {
+        self.peer_policies_changed
+    }
+
+    /// What the workers will have once the messages are applied.
+    pub fn next(&self) -> &Installed {
+        &self.next
     }
 }
 
@@ -169,6 +236,7 @@ impl Planner {
         let mut failed = Vec::new();
         let mut new_in: Vec<(usize, Box<InboundSa>)> = Vec::new();
         let mut out_specs: BTreeMap<usize, &SaSpec> = BTreeMap::new();
+        let mut peer_specs: BTreeMap<(usize, &str), &PeerRoute> = BTreeMap::new();
         for w in sources {
             for (t, sas) in w.iter() {
                 for spec in &sas.inbound {
@@ -202,6 +270,9 @@ impl Planner {
                 if let Some(o) = &sas.outbound {
                     out_specs.insert(t, o);
                 }
+                for r in &sas.peers {
+                    peer_specs.insert((t, r.key.as_str()), r);
+                }
             }
         }
         let mut new_out: Vec<(usize, Box<OutboundSa>)> = Vec::new();
@@ -232,11 +303,76 @@ impl Planner {
             }
         }
 
+        // Per-peer routes: a route kept (same key) keeps its slot, and a
+        // new SPI there (a rekey) replaces the SA in place, so the SPD does
+        // not change and no packet finds the slot empty. A new route takes
+        // the lowest slot that no tunnel and no other route holds.
+        let mut reserved: BTreeSet<usize> = (0..self.names.len()).collect();
+        reserved.extend(self.installed.outbound.keys().copied());
+        reserved.extend(self.installed.peers.values().map(|p| p.slot as usize));
+        for w in sources {
+            reserved.extend(w.iter().map(|(t, _)| t));
+        }
+        let mut cursor = 0usize;
+        let mut new_peer_out: Vec<(usize, u32, Box<OutboundSa>)> = Vec::new();
+        for ((t, key), route) in peer_specs {
+            let spi = route.outbound.spi().get();
+            let old = self.installed.peers.get(&(t, key.to_owned()));
+            if let Some(same) = old.filter(|o| o.spi == spi && o.selectors == route.selectors) {
+                next.peers.insert((t, key.to_owned()), same.clone());
+                continue;
+            }
+            let slot = match old {
+                Some(o) => o.slot,
+                None => {
+                    while reserved.contains(&cursor) {
+                        cursor += 1;
+                    }
+                    reserved.insert(cursor);
+                    cursor as u32
+                }
+            };
+            match route.outbound.build_outbound(self.backend) {
+                Ok(sa) => {
+                    next.peers.insert(
+                        (t, key.to_owned()),
+                        PeerSlot {
+                            slot,
+                            spi,
+                            selectors: route.selectors.clone(),
+                        },
+                    );
+                    new_peer_out.push((t, slot, sa));
+                }
+                Err(error) => {
+                    if let Some(o) = old {
+                        next.peers.insert((t, key.to_owned()), o.clone());
+                    }
+                    failed.push(Failure {
+                        tunnel: t,
+                        spi: route.outbound.spi(),
+                        direction: Direction::Outbound,
+                        error,
+                    });
+                }
+            }
+        }
+        let peer_policies_changed = {
+            let sel = |i: &Installed| -> Vec<(u32, Vec<Selector>)> {
+                i.peers
+                    .values()
+                    .map(|p| (p.slot, p.selectors.clone()))
+                    .collect()
+            };
+            sel(&self.installed) != sel(&next)
+        };
+
         let mut plan = Plan {
             msgs: Vec::new(),
             failed,
             notes: Vec::new(),
             next: Installed::default(),
+            peer_policies_changed,
         };
         for (t, sa) in new_in {
             let owner = self.owner_of(t);
@@ -258,6 +394,33 @@ impl Planner {
             self.to_all(&mut plan.msgs, || ControlMsg::OutboundOwner {
                 slot,
                 worker: Some(owner),
+            });
+        }
+        for (t, slot, sa) in new_peer_out {
+            let owner = self.owner_of(t);
+            let slot = SaRef(slot);
+            plan.notes
+                .push((t, "install peer outbound SA", sa.config().spi, Some(owner)));
+            plan.msgs
+                .push((owner, ControlMsg::InstallOutbound { slot, sa }));
+            self.to_all(&mut plan.msgs, || ControlMsg::OutboundOwner {
+                slot,
+                worker: Some(owner),
+            });
+        }
+        for (k, p) in &self.installed.peers {
+            if next.peers.get(k).is_some_and(|n| n.slot == p.slot) {
+                continue;
+            }
+            let slot = SaRef(p.slot);
+            if let Ok(spi) = Spi::new(p.spi) {
+                plan.notes.push((k.0, "remove peer route", spi, None));
+            }
+            plan.msgs
+                .push((self.owner_of(k.0), ControlMsg::RemoveOutbound { slot }));
+            self.to_all(&mut plan.msgs, || ControlMsg::OutboundOwner {
+                slot,
+                worker: None,
             });
         }
         for (&t, &spi) in &self.installed.outbound {

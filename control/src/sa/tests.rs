@@ -510,3 +510,95 @@ fn two_control_planes_drive_two_nodes_through_rekey_and_reload() {
     assert!(passes(&mut a, &mut b, 0, b"ike after the reload"));
     assert!(passes(&mut b, &mut a, 0, b"ike after the reload"));
 }
+
+// ------------------------------------------------ per-peer return routes
+
+/// Peer route `key` of tunnel 1 (10.1.1.0/24 to `remote`) on the manual
+/// pair's outbound SA with SPI `spi`.
+fn peer_route(manual: &Wanted, remote: &str, spi: u32) -> PeerRoute {
+    let mut outbound = manual.tunnel(1).unwrap().outbound.clone().unwrap();
+    outbound.config.spi = dataplane::esp::Spi::new(spi).unwrap();
+    let sel =
+        dataplane::esp::Selector::new("10.1.1.0/24".parse().unwrap(), remote.parse().unwrap());
+    outbound.config.traffic_selectors = vec![sel.clone()];
+    PeerRoute {
+        key: remote.to_owned(),
+        selectors: vec![sel],
+        outbound,
+    }
+}
+
+/// Three peers on one template: three routes, each in its own slot past
+/// the tunnels' (the tunnel's own slot stays empty), the SPD entries
+/// change; a rekey puts the successor's SA in the same slot with no SPD
+/// change; a peer that leaves takes its slot and SPD entries with it.
+#[test]
+fn each_peer_gets_its_own_outbound_slot_kept_across_rekey() {
+    let c = config('a', &[(0x1001, 0x2001)]);
+    let manual = Wanted::from_config(&c);
+    let mut p = Planner::new(2, c.dataplane.crypto_backend, vec!["t".into(), "m".into()]);
+    let mut w = Wanted::new();
+    for (i, remote) in ["10.9.0.1/32", "10.9.0.2/32", "10.9.0.3/32"]
+        .iter()
+        .enumerate()
+    {
+        w.tunnel_mut(1)
+            .peers
+            .push(peer_route(&manual, remote, 0x5001 + i as u32));
+    }
+    let plan = p.plan(&[&w]);
+    assert!(plan.peer_policies_changed());
+    assert_eq!(
+        kinds(&p.commit(plan)),
+        [
+            "1 +out2 5001",
+            "0 own-out2 Some(1)",
+            "1 own-out2 Some(1)",
+            "1 +out3 5002",
+            "0 own-out3 Some(1)",
+            "1 own-out3 Some(1)",
+            "1 +out4 5003",
+            "0 own-out4 Some(1)",
+            "1 own-out4 Some(1)",
+        ]
+    );
+    let pols = p.installed().peer_policies();
+    assert_eq!(pols.len(), 3);
+    assert_eq!(p.installed().outbound_spi(1), None);
+    assert_eq!(
+        p.installed().peer_route(1, "10.9.0.2/32"),
+        Some((3, 0x5002))
+    );
+    assert!(p.plan(&[&w]).is_empty());
+
+    // Rekey of the second peer: same route, new SA in the same slot.
+    w.tunnel_mut(1).peers[1] = peer_route(&manual, "10.9.0.2/32", 0x6002);
+    let plan = p.plan(&[&w]);
+    assert!(!plan.peer_policies_changed());
+    assert_eq!(
+        kinds(&p.commit(plan)),
+        ["1 +out3 6002", "0 own-out3 Some(1)", "1 own-out3 Some(1)"]
+    );
+    assert_eq!(
+        p.installed().peer_route(1, "10.9.0.2/32"),
+        Some((3, 0x6002))
+    );
+
+    // The first peer leaves.
+    w.tunnel_mut(1).peers.remove(0);
+    let plan = p.plan(&[&w]);
+    assert!(plan.peer_policies_changed());
+    assert_eq!(
+        kinds(&p.commit(plan)),
+        ["1 -out2", "0 own-out2 None", "1 own-out2 None"]
+    );
+    assert_eq!(p.installed().peer_route(1, "10.9.0.1/32"), None);
+    assert_eq!(p.installed().peer_policies().len(), 2);
+
+    // A new peer takes the lowest free slot again.
+    w.tunnel_mut(1)
+        .peers
+        .push(peer_route(&manual, "10.9.0.4/32", 0x5004));
+    let plan = p.plan(&[&w]);
+    assert_eq!(plan.next().peer_route(1, "10.9.0.4/32"), Some((2, 0x5004)));
+}
