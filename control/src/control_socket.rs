@@ -218,8 +218,6 @@ pub struct ControlSocket {
     stop: Arc<AtomicBool>,
     stats: Arc<SocketStats>,
     hub: Arc<Hub>,
-    /// Clients being served now (the accept loop's count).
-    clients: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -228,7 +226,6 @@ impl std::fmt::Debug for ControlSocket {
         f.debug_struct("ControlSocket")
             .field("path", &self.path)
             .field("stats", &self.stats)
-            .field("clients", &self.clients.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -271,7 +268,6 @@ impl ControlSocket {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(SocketStats::default());
         let hub = Arc::new(Hub::default());
-        let clients = Arc::new(AtomicUsize::new(0));
         let server = Server {
             access,
             uid: nix::unistd::geteuid().as_raw(),
@@ -279,7 +275,7 @@ impl ControlSocket {
             stats: stats.clone(),
             hub: hub.clone(),
             stop: stop.clone(),
-            clients: clients.clone(),
+            clients: Arc::new(AtomicUsize::new(0)),
         };
         let thread = std::thread::Builder::new()
             .name("espresso-ctl".into())
@@ -290,7 +286,6 @@ impl ControlSocket {
                 stop,
                 stats,
                 hub,
-                clients,
                 thread: Some(thread),
             },
             rx,
