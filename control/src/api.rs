@@ -548,7 +548,7 @@ pub struct PeerView {
     /// The identity it authenticated with (`alice@branches.example`,
     /// `r1.branches.example`, an address or `keyid:…`).
     pub identity: String,
-    /// How it authenticated: `psk`.
+    /// How it authenticated: `psk` or `pubkey` (a certificate).
     pub auth: String,
     /// Its IKE SA: address and port (`remote`), suite, age.
     pub ike_sa: IkeSaView,

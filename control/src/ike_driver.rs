@@ -2369,7 +2369,13 @@ impl IkeDriver {
                                     .endpoint
                                     .peer_id(p.id)
                                     .map_or_else(|| "?".into(), identity_text),
-                                auth: "psk".into(),
+                                // Every peer of a template proves itself
+                                // the way the template's remote_auth says.
+                                auth: match t.endpoint.config().remote_auth {
+                                    crate::ike::config::RemoteAuth::Psk => "psk",
+                                    crate::ike::config::RemoteAuth::Pubkey(_) => "pubkey",
+                                }
+                                .into(),
                                 ike_sa: ike_view(p)?,
                                 child_sas: child_sas
                                     .iter()
