@@ -30,6 +30,20 @@
 #   (the first one made the IKE SA and hands it over), and c5's ping
 #   makes the round trip through that template's own outbound slot.
 #
+# Usage: strongswan-roadwarrior.sh concentrator
+#   The same network with certificates from a test CA (openssl at run
+#   time) and virtual IPs: c1 ECDSA P-256, c2 RSA-2048 (RSASSA-PSS), c3
+#   Ed25519 (subjectAltName e-mail identities) connect at once with
+#   vips = 0.0.0.0 to a template (remote_auth pubkey, ca_certificates,
+#   crls, pools = ["ra"]); each gets a distinct address from the pool
+#   (espresso's peers and charon agree), pings hostA from it and fetches
+#   a file over TCP (SHA-256 checked). c4's certificate is revoked by the
+#   CRL (cert_revoked) and c5's identity (mallory@elsewhere.example) is
+#   taken by no template (auth_refused_identity): both refused with
+#   AUTHENTICATION_FAILED and counted. tshark decrypts the WAN capture's
+#   IKE_AUTH (CERT, identities) and ESP (ICV, inner ICMP/TCP) with
+#   espresso's key log.
+#
 # Everything it creates is removed on exit. Exit status 0: all checks passed.
 set -euo pipefail
 
@@ -44,8 +58,17 @@ DIR=$(mktemp -d /tmp/espresso-roadwarrior.XXXXXX)
 PIDS=()
 FAILED=0
 GW_PID=
+CAP_PID=
 NAMES=(x alice bob carol dave erin)
-id_of() { if [ "$1" = 5 ]; then echo "C=DE, O=Example, CN=erin"; else echo "${NAMES[$1]}@branches.example"; fi; }
+# concentrator: c1 ECDSA P-256, c2 RSA-2048 (PSS), c3 Ed25519, c4 ECDSA
+# revoked in espresso's CRL, c5 ECDSA from the CA with an identity no
+# template takes.
+KEYS=(x ecdsa rsa ed25519 ecdsa ecdsa)
+id_of() {
+    if [ "$SCENARIO" = concentrator ]; then
+        if [ "$1" = 5 ]; then echo "mallory@elsewhere.example"; else echo "${NAMES[$1]}@branches.example"; fi
+    elif [ "$1" = 5 ]; then echo "C=DE, O=Example, CN=erin"; else echo "${NAMES[$1]}@branches.example"; fi
+}
 inner_of() { if [ "$1" = 5 ]; then echo 10.8.5; else echo "10.9.$1"; fi; }
 
 . "$ROOT/scripts/lib.sh"
@@ -132,7 +155,8 @@ start_charon() {
     cat >"$d/strongswan.conf" <<EOF
 charon {
   load_modular = no
-  load = random nonce openssl kdf kernel-libipsec kernel-netlink socket-default vici
+  load = random nonce openssl kdf pem pkcs1 pkcs8 x509 pubkey constraints revocation kernel-libipsec kernel-netlink socket-default vici
+  rsa_pss = yes
   plugins {
     vici {
       socket = unix://$d/charon.vici
@@ -157,7 +181,7 @@ charon {
   }
 }
 EOF
-    cat >"$d/swanctl.conf" <<EOF
+    if [ "$SCENARIO" = concentrator ]; then conf_cert "$i"; else cat >"$d/swanctl.conf" <<EOF
 connections {
   rw {
     version = 2
@@ -189,6 +213,7 @@ secrets {
   }
 }
 EOF
+    fi
     ip netns exec "$ns" env STRONGSWAN_CONF="$d/strongswan.conf" unshare --mount --propagation private -- \
         sh -c "mount --bind '$d/run' /run && exec /usr/lib/ipsec/charon" >"$d/charon.out" 2>&1 &
     PIDS+=("$!")
@@ -434,8 +459,297 @@ print(h.hexdigest())
     fi
 }
 
+# ------------------------------------------------------------ concentrator
+
+# make_ca: a test CA (ECDSA P-256, openssl at run time) and a certificate
+# per client (subjectAltName e-mail = its identity) of its key type, one
+# for espresso (gw.example), and a CRL revoking c4's. Keys PKCS#8 PEM, 0600.
+make_ca() {
+    local c=$DIR/pki i kt
+    mkdir -p "$c"; chmod 700 "$c"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$c/ca.key" \
+        -out "$c/ca.pem" -days 7 -subj "/O=Espresso test/CN=Espresso Test CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+    for i in gw $CLIENTS; do
+        if [ "$i" = gw ]; then kt=ecdsa; else kt=${KEYS[$i]}; fi
+        case $kt in
+            ecdsa) openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$c/$i.key" ;;
+            ed25519) openssl genpkey -algorithm ED25519 -out "$c/$i.key" ;;
+            rsa) openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$c/$i.key" 2>/dev/null ;;
+        esac
+        chmod 600 "$c/$i.key"
+        if [ "$i" = gw ]; then
+            openssl req -new -key "$c/$i.key" -subj "/O=Espresso test/CN=gw.example" -out "$c/$i.csr"
+            printf 'subjectAltName=DNS:gw.example\nkeyUsage=critical,digitalSignature\n' >"$c/ext"
+        else
+            openssl req -new -key "$c/$i.key" -subj "/O=Espresso test/CN=$(id_of "$i")" -out "$c/$i.csr"
+            printf 'subjectAltName=email:%s\nkeyUsage=critical,digitalSignature\n' "$(id_of "$i")" >"$c/ext"
+        fi
+        openssl x509 -req -in "$c/$i.csr" -CA "$c/ca.pem" -CAkey "$c/ca.key" -CAcreateserial \
+            -days 7 -sha256 -extfile "$c/ext" -out "$c/$i.pem" 2>/dev/null
+    done
+    : >"$c/index.txt"; echo 01 >"$c/crlnumber"
+    printf '[ca]\ndefault_ca = test\n[test]\ndatabase = %s/index.txt\ncrlnumber = %s/crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n' "$c" "$c" >"$c/ca.cnf"
+    openssl ca -config "$c/ca.cnf" -keyfile "$c/ca.key" -cert "$c/ca.pem" -revoke "$c/4.pem" 2>/dev/null
+    openssl ca -config "$c/ca.cnf" -keyfile "$c/ca.key" -cert "$c/ca.pem" -gencrl -out "$c/ca.crl" 2>/dev/null
+    ok "test CA ($(openssl version | cut -d' ' -f1-2)): c1 ECDSA P-256, c2 RSA-2048, c3 Ed25519, c4 ECDSA (revoked, serial $(openssl x509 -noout -serial -in "$c/4.pem" | cut -d= -f2)), c5 ECDSA mallory@elsewhere.example"
+}
+
+# conf_cert I: client I authenticates with its certificate, asks for a
+# virtual IP and wants espresso's certificate from the test CA.
+conf_cert() {
+    local i=$1 d=$DIR/c$1 c=$DIR/pki
+    cat >"$d/swanctl.conf" <<EOF
+connections {
+  rw {
+    version = 2
+    local_addrs = 198.51.100.1$i
+    remote_addrs = 192.0.2.1
+    proposals = aes256gcm16-prfsha256-ecp256
+    dpd_delay = 0
+    vips = 0.0.0.0
+    local {
+      auth = pubkey
+      certs = $c/$i.pem
+      id = "$(id_of "$i")"
+    }
+    remote {
+      auth = pubkey
+      cacerts = $c/ca.pem
+      id = gw.example
+    }
+    children {
+      rw {
+        remote_ts = 10.1.0.0/24
+        esp_proposals = aes256gcm16
+      }
+    }
+  }
+}
+EOF
+    # swanctl --file loads private keys from private/ next to the file.
+    mkdir -p "$d/private"; chmod 700 "$d/private"
+    cp "$c/$i.key" "$d/private/c$i.key"
+}
+
+write_espresso_concentrator() {
+    local c=$DIR/pki
+    cat >"$DIR/gw-a.toml" <<EOF
+[dataplane]
+workers = 1
+memory_mb = 256
+mbufs = 4095
+[control]
+socket = "$DIR/gw-a.sock"
+log = "info"
+state_dir = "$DIR/state"
+[[interface]]
+name = "lan"
+device = "net_af_packet0,iface=lan0,framecnt=2048"
+role = "lan"
+addresses = ["10.1.0.1/24"]
+[[interface]]
+name = "wan"
+device = "net_af_packet1,iface=wan0,qdisc_bypass=0,framecnt=2048"
+role = "wan"
+addresses = ["192.0.2.1/24"]
+[[route]]
+prefix = "0.0.0.0/0"
+via = "192.0.2.2"
+interface = "wan"
+[[neighbour]]
+address = "192.0.2.2"
+mac = "02:00:00:00:b0:02"
+interface = "wan"
+[[tunnel]]
+name = "roadwarriors"
+local_addrs = "192.0.2.1"
+remote_addrs = "%any"
+  [[tunnel.policy]]
+  local_ts = "10.1.0.0/24"
+  remote_ts = "10.3.0.0/24"
+  [tunnel.ike]
+  local_id = "gw.example"
+  remote_id = "*@branches.example"
+  local_auth = "pubkey"
+  remote_auth = "pubkey"
+  certificate = "$c/gw.pem"
+  private_key = "$c/gw.key"
+  ca_certificates = ["$c/ca.pem"]
+  crls = ["$c/ca.crl"]
+  proposals = ["aes256gcm16-prfsha256-ecp256"]
+  esp_proposals = ["aes256gcm16"]
+  keylog_dir = "$DIR/keylog"
+  pools = ["ra"]
+[[pool]]
+name = "ra"
+addrs = ["10.3.0.0/24"]
+dns = ["10.1.0.53"]
+EOF
+}
+
+# The virtual IP charon installed in client I's namespace (from the pool).
+vip_in() { in_ns "$(cns "$1")" ip -4 -o addr show | grep -o '10\.3\.0\.[0-9]*' | head -1; }
+
+scenario_concentrator() {
+    say "network, test CA, capture on espresso's WAN"
+    setup_network
+    make_ca
+    in_ns $NS_GA bash -c "trap - INT; exec tshark -q -n -i wan0 -w '$DIR/wan.pcapng' 2>'$DIR/tshark.log'" &
+    CAP_PID=$!
+    PIDS+=("$CAP_PID")
+    for _ in $(seq 50); do grep -q "Capturing on" "$DIR/tshark.log" 2>/dev/null && break; sleep 0.1; done
+    say "espresso (template, certificates, CRL, [[pool]] 10.3.0.0/24) and five charons"
+    write_espresso_concentrator
+    start_espresso
+    for i in $CLIENTS; do start_charon "$i"; done
+    ok "espresso and charons c1-c5 up"
+
+    say "c1 (ECDSA), c2 (RSA-PSS), c3 (Ed25519) connect at once through the NAT, vips = 0.0.0.0"
+    for i in 1 2 3; do swan "$i" --initiate --child rw --timeout 15 >"$DIR/c$i/initiate.log" 2>&1 & PIDS+=("$!"); done
+    local n=0
+    for _ in $(seq 150); do
+        n=$(tunnels | grep -c '^  peer ' || true)
+        [ "$n" = 3 ] && break
+        sleep 0.1
+    done
+    sleep 1
+    tunnels | tee "$DIR/tunnels.txt" | sed 's/^/    | /'
+    if [ "$n" = 3 ]; then ok "espresso lists 3 peers of template roadwarriors"; else fail "espresso lists $n peers, expected 3"; fi
+    local i out vips=""
+    for i in 1 2 3; do
+        swan "$i" --list-sas >"$DIR/c$i/list-sas.txt" 2>&1 || true
+        if grep -q INSTALLED "$DIR/c$i/list-sas.txt"; then ok "c$i: Child SA installed (charon)"
+        else fail "c$i: no Child SA installed"; tail -5 "$DIR/c$i/charon.log"; fi
+        local v; v=$(vip_in "$i")
+        if [ -n "$v" ] && grep -q "$v/32" "$DIR/c$i/list-sas.txt"; then ok "c$i ($(id_of "$i"), ${KEYS[$i]}): virtual IP $v, in its Child SA's selectors"
+        else fail "c$i: virtual IP '$v' not installed or not in its Child SA"; fi
+        vips="$vips $v"
+        echo "$i $v" >>"$DIR/vips.txt"
+    done
+    local json
+    json=$("$BIN" --json tunnels -c "$DIR/gw-a.toml")
+    if echo "$json" | /usr/bin/python3 -c '
+import json, sys
+want = dict(l.split() for l in open(sys.argv[1]) if len(l.split()) == 2)
+t = [t for t in json.load(sys.stdin) if t["name"] == "roadwarriors"][0]
+ids = sorted(p["identity"] for p in t["peers"])
+assert ids == ["alice@branches.example", "bob@branches.example", "carol@branches.example"], ids
+assert all(p["auth"] == "pubkey" and len(p["child_sas"]) == 1 for p in t["peers"]), t["peers"]
+vs = {p["identity"].split("@")[0]: p["ike_sa"]["virtual_ips"] for p in t["peers"]}
+assert all(len(v) == 1 for v in vs.values()), vs
+flat = sorted(v[0] for v in vs.values())
+assert len(set(flat)) == 3, vs
+assert sorted(want.values()) == flat, (flat, want)
+print(" ".join(f"{k} {v[0]}" for k, v in sorted(vs.items())))
+' "$DIR/vips.txt" >"$DIR/espresso-vips.txt" 2>"$DIR/espresso-vips.err"; then
+        ok "espresso: three identities by certificate, three distinct virtual IPs, the ones the charons installed: $(cat "$DIR/espresso-vips.txt")"
+    else fail "JSON tunnels view (peers, vips): $(tail -1 "$DIR/espresso-vips.err") $json"; fi
+
+    say "pings from each client's virtual IP to hostA"
+    for i in 1 2 3; do
+        local v; v=$(vip_in "$i")
+        if out=$(in_ns "$(cns "$i")" ping -c 5 -i 0.2 -W 2 -I "$v" 10.1.0.10 2>&1) && echo "$out" | grep -q ' 0% packet loss'; then
+            ok "round trip c$i ($v) -> hostA: $(echo "$out" | grep -o '[0-9]* received, [0-9.]*% packet loss')"
+        else
+            fail "round trip c$i ($v) -> hostA: $(echo "$out" | tail -2 | tr '\n' ' ')"
+        fi
+    done
+
+    say "a TCP transfer per client, at the same time, SHA-256 checked"
+    head -c 2000000 /dev/urandom >"$DIR/blob"
+    local want
+    want=$(sha256sum "$DIR/blob" | cut -d' ' -f1)
+    in_ns "$NS_HA" /usr/bin/python3 - "$DIR/blob" >"$DIR/tcp-server.log" 2>&1 <<'PY' &
+import socket, sys, threading
+data = open(sys.argv[1], "rb").read()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.1.0.10", 5001)); s.listen(8); s.settimeout(30)
+def serve(c):
+    with c:
+        c.sendall(data)
+for _ in range(3):
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,)).start()
+PY
+    local server=$!
+    sleep 0.5
+    local pids=()
+    for i in 1 2 3; do
+        in_ns "$(cns "$i")" /usr/bin/python3 -c '
+import hashlib, socket, sys
+s = socket.create_connection(("10.1.0.10", 5001), timeout=20, source_address=(sys.argv[1], 0))
+h = hashlib.sha256()
+while True:
+    b = s.recv(65536)
+    if not b: break
+    h.update(b)
+print(h.hexdigest())
+' "$(vip_in "$i")" >"$DIR/c$i/tcp.sha" 2>"$DIR/c$i/tcp.err" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || true; done
+    wait "$server" 2>/dev/null || true
+    for i in 1 2 3; do
+        if [ "$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)" = "$want" ]; then ok "c$i: 2 MB over TCP from hostA to its virtual IP, SHA-256 matches"
+        else fail "c$i: TCP transfer: got '$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)' $(tail -1 "$DIR/c$i/tcp.err" 2>/dev/null)"; fi
+    done
+
+    say "c4: certificate revoked in espresso's CRL"
+    swan 4 --initiate --child rw --timeout 10 >"$DIR/c4/initiate.log" 2>&1 || true
+    sleep 0.5
+    local revoked
+    revoked=$(stats | awk '$1 == "ike.roadwarriors.cert_revoked" {print $2}')
+    if [ "${revoked:-0}" -ge 1 ] && ! tunnels | grep -q '^  peer dave@' && grep -q 'AUTHENTICATION_FAILED' "$DIR/c4/initiate.log" "$DIR/c4/charon.log"; then
+        ok "c4 refused (AUTHENTICATION_FAILED), espresso stats: ike.roadwarriors.cert_revoked $revoked; dave has no SA"
+    else
+        fail "c4 (revoked): cert_revoked '${revoked:-none}', $(tunnels | grep -c '^  peer dave@' || true) SAs"; stats | grep -E 'cert_|auth_' || true
+    fi
+    say "c5: a certificate from the CA, an identity no template takes"
+    swan 5 --initiate --child rw --timeout 10 >"$DIR/c5/initiate.log" 2>&1 || true
+    sleep 0.5
+    local unknown
+    unknown=$(stats | awk '$1 == "ike.roadwarriors.auth_refused_identity" {print $2}')
+    if [ "${unknown:-0}" -ge 1 ] && ! tunnels | grep -q '^  peer mallory@' && grep -q 'AUTHENTICATION_FAILED' "$DIR/c5/initiate.log" "$DIR/c5/charon.log"; then
+        ok "c5 refused (AUTHENTICATION_FAILED), espresso stats: ike.roadwarriors.auth_refused_identity $unknown; mallory has no SA"
+    else
+        fail "c5 (unknown identity): auth_refused_identity '${unknown:-none}'"; stats | grep -E 'cert_|auth_' || true
+    fi
+    n=$(tunnels | grep -c '^  peer ' || true)
+    [ "$n" = 3 ] && ok "the three peers stay" || fail "$n peers after the refusals"
+    stats | grep -E 'roadwarriors\.(cert_|auth_)' >"$DIR/stats.txt" || true
+
+    say "WAN capture: IKE and ESP decrypted by tshark with espresso's key log"
+    sleep 0.3
+    # A background job ignores SIGINT sent to it; tshark's own command line is unique by $DIR.
+    pkill -INT -f "tshark -q -n -i wan0 -w $DIR/wan.pcapng" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$CAP_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$CAP_PID" 2>/dev/null || true
+    wait "$CAP_PID" 2>/dev/null || true
+    mkdir -p "$DIR/wireshark"
+    cat "$DIR"/keylog/ikev2_decryption_table >"$DIR/wireshark/ikev2_decryption_table" 2>/dev/null || true
+    cat "$DIR"/keylog/esp_sa >"$DIR/wireshark/esp_sa" 2>/dev/null || true
+    local ts="tshark -n -r $DIR/wan.pcapng -o esp.enable_encryption_decode:TRUE -o tcp.desegment_tcp_streams:FALSE -T fields -e frame.number"
+    esp_icv_check "$DIR/wan.pcapng" "$DIR/wireshark" 100 || true
+    local certs ids icmp tcp plain
+    certs=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'isakmp.cert.encoding == 4' 2>/dev/null | wc -l || true)
+    ids=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'isakmp.id.type == 3' 2>/dev/null | wc -l || true)
+    icmp=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp && icmp && ip.src == 10.3.0.0/24' 2>/dev/null | wc -l || true)
+    tcp=$(WIRESHARK_CONFIG_DIR=$DIR/wireshark $ts -Y 'esp && tcp && ip.dst == 10.3.0.0/24' 2>/dev/null | wc -l || true)
+    plain=$(tshark -n -r "$DIR/wan.pcapng" -Y '(ip.src == 10.0.0.0/8 || ip.dst == 10.0.0.0/8) && !esp && !udp' 2>/dev/null | wc -l || true)
+    # Espresso logs the keys of the IKE SAs it establishes: the three
+    # clients' IKE_AUTH (CERT, e-mail identity) and its answers (CERT).
+    if [ "$certs" -ge 6 ] && [ "$ids" -ge 3 ]; then ok "IKE decrypted: $certs IKE_AUTH messages with an X.509 CERT, $ids with an RFC 822 identity"
+    else fail "IKE decrypted: only $certs CERT / $ids RFC 822 identities (want 6 / 3)"; fi
+    if [ "$icmp" -ge 15 ] && [ "$tcp" -ge 30 ]; then ok "ESP decrypted: $icmp ICMP packets from virtual IPs, $tcp TCP segments to virtual IPs"
+    else fail "ESP decrypted: only $icmp ICMP / $tcp TCP inner packets"; fi
+    [ "$plain" = 0 ] && ok "no unencrypted host traffic on the WAN" || fail "$plain unencrypted host packets on the WAN"
+}
+
 case "$SCENARIO" in
     roadwarrior) scenario_roadwarrior ;;
+    concentrator) scenario_concentrator ;;
     *) echo "unknown scenario $SCENARIO" >&2; exit 2 ;;
 esac
 

@@ -117,6 +117,32 @@ fn strongswan_road_warriors_behind_nat_on_one_template() {
     );
 }
 
+/// scripts/strongswan-roadwarrior.sh concentrator: three strongSwan road
+/// warriors behind one NAT, authenticated by ECDSA P-256, RSA-2048 (PSS)
+/// and Ed25519 certificates from a test CA made at run time (openssl),
+/// ask for virtual IPs (`vips = 0.0.0.0`) from one espresso template
+/// (`remote_auth = "pubkey"`, CRL, `pools`) and get distinct ones; each
+/// pings hostA and fetches a file over TCP from its virtual IP (SHA-256
+/// checked); a revoked certificate (cert_revoked) and an identity no
+/// template takes (auth_refused_identity) are refused and counted; tshark
+/// decrypts IKE_AUTH (CERTs) and ESP with espresso's key log.
+#[test]
+fn strongswan_concentrator_certificates_virtual_ips_behind_nat() {
+    common::scenario(
+        "strongswan-roadwarrior.sh",
+        "concentrator",
+        env!("CARGO_BIN_EXE_espresso"),
+        &[
+            Need::Program("/usr/lib/ipsec/charon"),
+            Need::Program("swanctl"),
+            Need::Program("ethtool"),
+            Need::Program("nft"),
+            Need::Program("openssl"),
+            Need::Program("tshark"),
+        ],
+    );
+}
+
 /// Certificate authentication with a test CA made at run time (openssl):
 /// ECDSA P-256, Ed25519 and RSA-2048 (RSASSA-PSS) certificates on both
 /// sides, espresso initiating and then responding; ping passes, tshark

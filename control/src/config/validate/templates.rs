@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use super::super::raw::RawSharedSecret;
 use super::super::secret::read_secret_file;
-use super::super::{IkeIdPattern, Interface, SharedSecret, StartAction, Tunnel};
+use super::super::{IkeAuth, IkeIdPattern, Interface, SharedSecret, StartAction, Tunnel};
 use super::{ike_id, is_own_address, psk_from_text, ConfigError, Ctx, FieldPath, Secret};
 
 /// Whether `remote_addrs` makes the tunnel a responder template: `%any`,
@@ -250,7 +250,10 @@ pub(super) fn check(cx: &Ctx, tunnels: &[Tunnel], secrets: &[SharedSecret]) {
             ));
         }
         if let Some(pattern) = &ic.remote_ids {
-            if ic.psk.is_empty() && !secret_for(pattern, secrets) {
+            // With certificates (remote_auth = "pubkey") the CA vouches
+            // for each identity: no secret is needed.
+            if ic.remote_auth == IkeAuth::Psk && ic.psk.is_empty() && !secret_for(pattern, secrets)
+            {
                 cx.d.push(cx.err(
                     p.key("ike").key("remote_id"),
                     format!("the template has no psk and no [[secret]] is for an identity {pattern} matches: no peer could authenticate"),
