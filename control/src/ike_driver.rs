@@ -2440,6 +2440,7 @@ impl IkeDriver {
     pub fn stats_snapshot(&self) -> crate::stats::IkeSnapshot {
         use crate::stats::{Counts, IkeSnapshot, IkeTunnelSnapshot};
         let st = &self.stats;
+        let pool = self.pools.stats_total();
         let counters = Counts(vec![
             ("rx_packets", st.rx_packets),
             ("tx_packets", st.tx_packets),
@@ -2452,6 +2453,17 @@ impl IkeDriver {
             ("peer_route_conflicts", st.peer_route_conflicts),
             ("half_open_spis_missed", self.budget.spis_missed()),
             ("pool_write_errors", self.pools.write_errors),
+            // Virtual IP pools, all together: addresses refused for want
+            // of one (`exhausted`) and requests for an address outside the
+            // pool or held by another identity (`requested_replaced`).
+            ("pool_allocated", pool.allocated),
+            ("pool_reused", pool.reused),
+            ("pool_requested_honoured", pool.requested_honoured),
+            ("pool_requested_replaced", pool.requested_replaced),
+            ("pool_reclaimed", pool.reclaimed),
+            ("pool_exhausted", pool.exhausted),
+            ("pool_released", pool.released),
+            ("pool_restore_dropped", pool.restore_dropped),
         ]);
         let gauges = Counts(vec![
             ("known_spis_missed", st.known_spis_missed),

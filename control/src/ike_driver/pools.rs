@@ -164,6 +164,27 @@ impl Pools {
         }
     }
 
+    /// The counters of every pool added up, for the metrics: among them
+    /// the refusals (`exhausted`) and the requests for an address the
+    /// client may not have (`requested_replaced`: outside the pool or
+    /// held by another identity).
+    pub fn stats_total(&self) -> ike::pool::PoolStats {
+        let mut t = ike::pool::PoolStats::default();
+        for (_, p) in self.by_name.values() {
+            let p = lock(p);
+            let s = p.stats();
+            t.allocated += s.allocated;
+            t.reused += s.reused;
+            t.requested_honoured += s.requested_honoured;
+            t.requested_replaced += s.requested_replaced;
+            t.reclaimed += s.reclaimed;
+            t.exhausted += s.exhausted;
+            t.released += s.released;
+            t.restore_dropped += s.restore_dropped;
+        }
+        t
+    }
+
     /// `(pool, online, offline)` for the metrics.
     pub fn usage(&self) -> Vec<(String, usize, usize)> {
         self.by_name
@@ -226,6 +247,35 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the metrics export: one client asking for every address and
+    /// for one outside the pool gets one address; a second identity
+    /// finds the pool empty. Each is counted.
+    #[test]
+    fn pool_refusals_are_added_up_for_the_metrics() {
+        use ike::pool::Family::V4;
+        let pools = vec![PoolConfig {
+            name: "ra".into(),
+            ranges: vec![ike::pool::AddrRange::parse("10.3.0.1-10.3.0.1").unwrap()],
+            dns: vec![],
+            subnets: vec![],
+        }];
+        let names = vec!["ra".to_string()];
+        let mut p = Pools::new(None);
+        let pool = p.shared(&pools, &names, Timestamp(0)).unwrap().remove(0);
+        let outside = Some("192.0.2.1".parse().unwrap());
+        let mut l = lock(&pool);
+        let a = l.allocate("fqdn:mallory", V4, outside, Timestamp(0));
+        // Reconnecting (another IKE SA of the same identity): the same one.
+        assert_eq!(l.allocate("fqdn:mallory", V4, None, Timestamp(0)), a);
+        assert_eq!(l.allocate("fqdn:bob", V4, a, Timestamp(0)), None);
+        drop(l);
+        let t = p.stats_total();
+        assert_eq!(
+            (t.allocated, t.reused, t.requested_replaced, t.exhausted),
+            (1, 1, 1, 1)
+        );
+    }
 
     #[test]
     fn leases_survive_a_restart_through_the_state_file() {

@@ -226,3 +226,34 @@ fn ike_cp_ignored_without_pools() {
         .any(|x| matches!(x, Payload::Cp(_))));
     assert!(p.a.virtual_ips(p.a.established_ike_sas()[0]).is_empty());
 }
+
+/// A client that knows its own secret tries to lease many addresses by
+/// opening several IKE SAs under one identity, each asking for a virtual
+/// IP (the address of another IKE SA included): every IKE SA of the
+/// identity shares its one address per family (counted as reused in the
+/// pool), and the pool's other addresses stay free.
+#[test]
+fn ike_cp_many_ike_sas_of_one_identity_hold_one_address_per_family() {
+    let pl = pool(&["10.3.0.0/24", "fd00:3::/120"]);
+    let mut p = pair(75, &pl);
+    establish(&mut p, true);
+    let vips = vec![ip("10.3.0.1"), ip("fd00:3::1")];
+    for _ in 0..4 {
+        p.a.initiate(p.now);
+        p.run_for(3_000);
+    }
+    // Five IKE SAs were made (the tunnel keeps one per peer: each new
+    // one replaces the last); every one got the same two addresses.
+    assert_eq!(p.b.stats().ike_sa_established, 5);
+    assert_eq!(p.b.stats().virtual_ips_assigned, 10);
+    let sas = p.b.established_ike_sas();
+    assert!(!sas.is_empty());
+    for id in &sas {
+        assert_eq!(p.b.virtual_ips(*id), vips);
+    }
+    let pool = locked(&pl);
+    assert_eq!(pool.online(), 2);
+    assert_eq!(pool.stats().allocated, 2);
+    assert_eq!(pool.stats().reused, 8, "{:?}", pool.stats());
+    assert_eq!(pool.stats().exhausted, 0);
+}
