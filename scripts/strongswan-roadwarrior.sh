@@ -306,6 +306,54 @@ start_espresso() {
 tunnels() { "$BIN" tunnels -c "$DIR/gw-a.toml"; }
 stats() { "$BIN" stats -c "$DIR/gw-a.toml"; }
 
+# tcp_transfers SRC: clients 1-3 each fetch 2 MB from hostA over TCP at
+# the same time, from the address `SRC i` prints (its inner address or
+# virtual IP); each SHA-256 is compared.
+tcp_transfers() {
+    local src=$1
+    head -c 2000000 /dev/urandom >"$DIR/blob"
+    local want
+    want=$(sha256sum "$DIR/blob" | cut -d' ' -f1)
+    in_ns "$NS_HA" /usr/bin/python3 - "$DIR/blob" >"$DIR/tcp-server.log" 2>&1 <<'PY' &
+import socket, sys, threading
+data = open(sys.argv[1], "rb").read()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.1.0.10", 5001)); s.listen(8); s.settimeout(30)
+def serve(c):
+    with c:
+        c.sendall(data)
+for _ in range(3):
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,)).start()
+PY
+    local server=$!
+    sleep 0.5
+    local pids=()
+    for i in 1 2 3; do
+        in_ns "$(cns "$i")" /usr/bin/python3 -c '
+import hashlib, socket, sys
+s = socket.create_connection(("10.1.0.10", 5001), timeout=20, source_address=(sys.argv[1], 0))
+h = hashlib.sha256()
+while True:
+    b = s.recv(65536)
+    if not b: break
+    h.update(b)
+print(h.hexdigest())
+' "$($src "$i")" >"$DIR/c$i/tcp.sha" 2>"$DIR/c$i/tcp.err" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || true; done
+    wait "$server" 2>/dev/null || true
+    for i in 1 2 3; do
+        if [ "$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)" = "$want" ]; then ok "c$i: 2 MB over TCP from hostA to $($src "$i"), SHA-256 matches"
+        else fail "c$i: TCP transfer: got '$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)' $(tail -1 "$DIR/c$i/tcp.err" 2>/dev/null)"; fi
+    done
+}
+
+# The inner address of client i (the PSK scenario's).
+inner_addr() { echo "$(inner_of "$1").1"; }
+
 scenario_roadwarrior() {
     say "network"
     setup_network
@@ -388,44 +436,7 @@ print(" ".join(map(str, got)))
     else fail "outbound counters per Child SA: $json"; fi
 
     say "a TCP transfer per client, at the same time, SHA-256 checked"
-    head -c 2000000 /dev/urandom >"$DIR/blob"
-    local want
-    want=$(sha256sum "$DIR/blob" | cut -d' ' -f1)
-    in_ns "$NS_HA" /usr/bin/python3 - "$DIR/blob" >"$DIR/tcp-server.log" 2>&1 <<'PY' &
-import socket, sys, threading
-data = open(sys.argv[1], "rb").read()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.1.0.10", 5001)); s.listen(8); s.settimeout(30)
-def serve(c):
-    with c:
-        c.sendall(data)
-for _ in range(3):
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,)).start()
-PY
-    local server=$!
-    sleep 0.5
-    local pids=()
-    for i in 1 2 3; do
-        in_ns "$(cns "$i")" /usr/bin/python3 -c '
-import hashlib, socket, sys
-s = socket.create_connection(("10.1.0.10", 5001), timeout=20, source_address=(sys.argv[1], 0))
-h = hashlib.sha256()
-while True:
-    b = s.recv(65536)
-    if not b: break
-    h.update(b)
-print(h.hexdigest())
-' 10.9.$i.1 >"$DIR/c$i/tcp.sha" 2>"$DIR/c$i/tcp.err" &
-        pids+=($!)
-    done
-    for p in "${pids[@]}"; do wait "$p" || true; done
-    wait "$server" 2>/dev/null || true
-    for i in 1 2 3; do
-        if [ "$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)" = "$want" ]; then ok "c$i: 2 MB over TCP from hostA, SHA-256 matches"
-        else fail "c$i: TCP transfer: got '$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)' $(tail -1 "$DIR/c$i/tcp.err" 2>/dev/null)"; fi
-    done
+    tcp_transfers inner_addr
 
     say "c4 presents an identity with no secret"
     swan 4 --initiate --child rw >"$DIR/c4/initiate.log" 2>&1 || true
@@ -657,44 +668,7 @@ print(" ".join(f"{k} {v[0]}" for k, v in sorted(vs.items())))
     done
 
     say "a TCP transfer per client, at the same time, SHA-256 checked"
-    head -c 2000000 /dev/urandom >"$DIR/blob"
-    local want
-    want=$(sha256sum "$DIR/blob" | cut -d' ' -f1)
-    in_ns "$NS_HA" /usr/bin/python3 - "$DIR/blob" >"$DIR/tcp-server.log" 2>&1 <<'PY' &
-import socket, sys, threading
-data = open(sys.argv[1], "rb").read()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.1.0.10", 5001)); s.listen(8); s.settimeout(30)
-def serve(c):
-    with c:
-        c.sendall(data)
-for _ in range(3):
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,)).start()
-PY
-    local server=$!
-    sleep 0.5
-    local pids=()
-    for i in 1 2 3; do
-        in_ns "$(cns "$i")" /usr/bin/python3 -c '
-import hashlib, socket, sys
-s = socket.create_connection(("10.1.0.10", 5001), timeout=20, source_address=(sys.argv[1], 0))
-h = hashlib.sha256()
-while True:
-    b = s.recv(65536)
-    if not b: break
-    h.update(b)
-print(h.hexdigest())
-' "$(vip_in "$i")" >"$DIR/c$i/tcp.sha" 2>"$DIR/c$i/tcp.err" &
-        pids+=($!)
-    done
-    for p in "${pids[@]}"; do wait "$p" || true; done
-    wait "$server" 2>/dev/null || true
-    for i in 1 2 3; do
-        if [ "$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)" = "$want" ]; then ok "c$i: 2 MB over TCP from hostA to its virtual IP, SHA-256 matches"
-        else fail "c$i: TCP transfer: got '$(cat "$DIR/c$i/tcp.sha" 2>/dev/null)' $(tail -1 "$DIR/c$i/tcp.err" 2>/dev/null)"; fi
-    done
+    tcp_transfers vip_in
 
     say "c4: certificate revoked in espresso's CRL"
     swan 4 --initiate --child rw --timeout 10 >"$DIR/c4/initiate.log" 2>&1 || true
