@@ -492,11 +492,17 @@ scenario_hostile() {
     write_config a tunnel "1"; write_config b tunnel "1"
     start_gateways
     # A real ESP packet from gwB to gwA to replay, captured on gwB's side.
-    in_ns $NS_GB bash -c "trap - INT; exec tshark -q -n -i wan0 -c 3 -f 'udp port 4500 and src host 192.0.2.2' -w '$DIR/replay.pcap' 2>/dev/null" &
+    # Bounded: on a loaded machine the capture may start after the pings,
+    # and waiting for packets that never come hung the test.
+    in_ns $NS_GB bash -c "trap - INT; exec tshark -q -n -i wan0 -c 3 -a duration:15 -f 'udp port 4500 and src host 192.0.2.2' -w '$DIR/replay.pcap' 2>/dev/null" &
     local cpid=$!; PIDS+=("$cpid")
     sleep 1
     in_ns $NS_HB ping -c 3 -i 0.2 10.1.0.10 >/dev/null 2>&1 || true
+    # More traffic while the capture still waits (it stops at 3 packets).
+    in_ns $NS_HB ping -c 10 -i 0.5 10.1.0.10 >/dev/null 2>&1 &
+    local more=$!; PIDS+=("$more")
     wait "$cpid" 2>/dev/null || true
+    kill "$more" 2>/dev/null || true
     say "sending 5 each of 7 kinds of bad packets at gwA while hostA pings hostB"
     in_ns $NS_HA ping -c 20 -i 0.1 -W 2 10.2.0.20 >"$DIR/ping.log" 2>&1 &
     local ppid=$!; PIDS+=("$ppid")
