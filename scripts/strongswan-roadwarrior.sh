@@ -225,8 +225,11 @@ EOF
 
 swan() { local i=$1; shift; in_ns "$(cns "$i")" swanctl "$@" --uri "unix://$DIR/c$i/charon.vici"; }
 
-write_espresso() {
-    cat >"$DIR/gw-a.toml" <<EOF
+# gateway_base CONTROL_EXTRA: espresso's interfaces, route and neighbour
+# (hostA's LAN, the WAN to the NAT), common to both scenarios; the
+# caller appends its [[tunnel]].
+gateway_base() {
+    cat <<EOF
 [dataplane]
 workers = 1
 memory_mb = 256
@@ -234,6 +237,7 @@ mbufs = 4095
 [control]
 socket = "$DIR/gw-a.sock"
 log = "info"
+$1
 [[interface]]
 name = "lan"
 device = "net_af_packet0,iface=lan0,framecnt=2048"
@@ -252,6 +256,13 @@ interface = "wan"
 address = "192.0.2.2"
 mac = "02:00:00:00:b0:02"
 interface = "wan"
+EOF
+}
+
+write_espresso() {
+    {
+        gateway_base ""
+        cat <<EOF
 [[tunnel]]
 name = "branches"
 local_addrs = "192.0.2.1"
@@ -289,6 +300,7 @@ psk = "$PSK2"
 id = "carol@branches.example"
 psk = "$PSK3"
 EOF
+    } >"$DIR/gw-a.toml"
 }
 
 start_espresso() {
@@ -545,33 +557,9 @@ EOF
 
 write_espresso_concentrator() {
     local c=$DIR/pki
-    cat >"$DIR/gw-a.toml" <<EOF
-[dataplane]
-workers = 1
-memory_mb = 256
-mbufs = 4095
-[control]
-socket = "$DIR/gw-a.sock"
-log = "info"
-state_dir = "$DIR/state"
-[[interface]]
-name = "lan"
-device = "net_af_packet0,iface=lan0,framecnt=2048"
-role = "lan"
-addresses = ["10.1.0.1/24"]
-[[interface]]
-name = "wan"
-device = "net_af_packet1,iface=wan0,qdisc_bypass=0,framecnt=2048"
-role = "wan"
-addresses = ["192.0.2.1/24"]
-[[route]]
-prefix = "0.0.0.0/0"
-via = "192.0.2.2"
-interface = "wan"
-[[neighbour]]
-address = "192.0.2.2"
-mac = "02:00:00:00:b0:02"
-interface = "wan"
+    {
+        gateway_base "state_dir = \"$DIR/state\""
+        cat <<EOF
 [[tunnel]]
 name = "roadwarriors"
 local_addrs = "192.0.2.1"
@@ -597,6 +585,7 @@ name = "ra"
 addrs = ["10.3.0.0/24"]
 dns = ["10.1.0.53"]
 EOF
+    } >"$DIR/gw-a.toml"
 }
 
 # The virtual IP charon installed in client I's namespace (from the pool).
